@@ -1,0 +1,1 @@
+"""LoRaWAN payload codecs and the LoRaWAN 1.0.x frame layer (bytes <-> meaning)."""

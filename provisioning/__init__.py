@@ -1,0 +1,1 @@
+"""Provisioning: find boards, flash the firmware bundle, keys and registry, kits for volunteers."""

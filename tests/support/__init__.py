@@ -1,0 +1,1 @@
+"""Test support: real services (Mosquitto, MicroPython, direwolf) started by the tests."""

