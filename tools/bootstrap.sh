@@ -14,8 +14,10 @@ stamp="$VENV/.havel-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # Optional extras are installed for the tests when they install here; the core never needs them.
-    "$VENV/bin/python" -m pip install -q -e ".[dev]"
-    "$VENV/bin/python" -m pip install -q -e ".[dev,reticulum]" || echo "bootstrap: reticulum extra not installed; its tests will be skipped"
+    "$VENV/bin/python" -m pip install -q -e ".[dev,reticulum]" || {
+        echo "bootstrap: the reticulum extra did not install; installing without it (its tests will say so)" >&2
+        "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    }
     touch "$stamp"
 fi
 
