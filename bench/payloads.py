@@ -1,0 +1,176 @@
+"""Payload codec figures, measured on this machine (never asserted in tests).
+
+1. decode/s per codec, plain construct Structs and construct's ``compile()``, over the uplink vectors
+   of codecs/vectors/<codec>.json (full ``codec.decode``: parse, glue, warnings).
+2. bytes per reading set for each node codec next to Cayenne LPP carrying the same readings (targets:
+   <= 50 % of LPP and <= 51 bytes, DR0).
+
+Run: ``.venv/bin/python bench/payloads.py [--seconds 0.5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from havel.codecs.payload import NodeCodec, get_codec
+from havel.codecs.payload.cayenne_lpp import CayenneLPP
+from rich.console import Console
+from rich.table import Table
+
+VECTORS = Path(__file__).resolve().parents[1] / "codecs" / "vectors"
+NODE_CODECS = ("air", "water", "temperature", "cooling")
+
+
+def load(name: str) -> list[dict[str, Any]]:
+    return json.loads((VECTORS / f"{name}.json").read_text())
+
+
+def rates(fns: list[Callable[[], object]], seconds: float, rounds: int = 7) -> list[float]:
+    """Calls per CPU second of each of ``fns``: process CPU time, not wall time, because the machine is
+    shared (time spent waiting for a core is not the codec's); rounds alternate between the functions
+    and the best round counts."""
+    loops = []
+    for fn in fns:  # calibrate each to about seconds / rounds per round
+        n = 1
+        while True:
+            t0 = time.process_time()
+            for _ in range(n):
+                fn()
+            dt = time.process_time() - t0
+            if dt > seconds / rounds / 4:
+                break
+            n *= 2
+        loops.append(max(1, int(n * (seconds / rounds) / dt)))
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.process_time()
+            for _ in range(loops[i]):
+                fn()
+            best[i] = min(best[i], (time.process_time() - t0) / loops[i])
+    return [1.0 / b for b in best]
+
+
+def codec_pair(name: str) -> tuple[Any, Any]:
+    plain = get_codec(name)
+    if isinstance(plain, NodeCodec):
+        return plain, NodeCodec(name, plain.summary, plain.ports, compiled=True)
+    return plain, CayenneLPP(compiled=True)
+
+
+def _runner(codec: Any, ups: list[tuple[bytes, int]]) -> Callable[[], None]:
+    def run() -> None:
+        for data, fport in ups:
+            codec.decode(data, fport)
+    return run
+
+
+def decode_rates(seconds: float) -> Table:
+    table = Table(title="decode/s per codec (per CPU second; uplink vectors; full codec.decode)")
+    for col in ("codec", "payloads", "plain decode/s", "compiled decode/s", "compiled / plain",
+                "us per decode (plain)"):
+        table.add_column(col, justify="right" if col != "codec" else "left")
+    for name in (*NODE_CODECS, "cayenne-lpp"):
+        ups = [(bytes.fromhex(v["bytes"]), v["fport"]) for v in load(name)
+               if v["direction"] == "up" and v["bytes"]]
+        plain, compiled = codec_pair(name)
+        measured = rates([_runner(plain, ups), _runner(compiled, ups)], seconds)
+        r_plain, r_comp = (r * len(ups) for r in measured)
+        table.add_row(name, str(len(ups)), f"{r_plain:,.0f}", f"{r_comp:,.0f}", f"{r_comp / r_plain:.2f}x",
+                      f"{1e6 / r_plain:.1f}")
+    return table
+
+
+# --- the same readings as Cayenne LPP (smallest LPP type per reading; flags LPP cannot say are left out
+# except where a digital input carries them; absent readings are simply omitted, which favours LPP) ------
+
+def _volts(mv: int | None) -> float | None:
+    return None if mv is None else mv / 1000
+
+
+def _deci(x: float | None) -> int | None:
+    return None if x is None else round(x * 10)
+
+
+def _pm(channel: int, value: float | None) -> dict[str, Any]:
+    """PM in LPP: analog_in (0.01) while it fits, else a generic sensor in 0.1 ug/m3."""
+    if value is not None and value > 327.67:
+        return {f"generic_sensor_{channel}": _deci(value)}
+    return {f"analog_in_{channel}": value}
+
+
+def lpp_air(d: dict[str, Any]) -> dict[str, Any]:
+    out = {"temperature_1": d["temperature"], "relative_humidity_2": d["humidity"],
+           "barometric_pressure_3": d["pressure"], **_pm(4, d["pm2_5"]), **_pm(5, d["pm10"])}
+    if "co2" in d:
+        out["concentration_6"] = d["co2"]
+    out["voltage_7"] = _volts(d["battery"])
+    return out
+
+
+def lpp_water(d: dict[str, Any]) -> dict[str, Any]:
+    return {"analog_in_1": None if d["level"] is None else d["level"] / 100,  # m, 0.01 = cm
+            "distance_2": None if d["distance"] is None else d["distance"] / 1000,
+            "temperature_3": d["water_temperature"], "voltage_4": _volts(d["battery"]),
+            "digital_in_5": int(d["alarm"]), "digital_in_6": d["alarm_level"],
+            "digital_in_7": int(d["rising_fast"])}
+
+
+def lpp_temperature(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {f"temperature_{i}": t for i, t in enumerate(d["probes"])}
+    out[f"relative_humidity_{len(d['probes'])}"] = d["humidity"]
+    out[f"voltage_{len(d['probes']) + 1}"] = _volts(d["battery"])
+    return out
+
+
+def lpp_cooling(d: dict[str, Any]) -> dict[str, Any]:
+    flags = sum(1 << i for i, v in enumerate([*d["interlock"].values(), *d["faults"].values()]) if v)
+    modes = ("auto", "override_open", "override_closed", "flush")
+    return {"digital_out_1": int(d["valve_open"]), "digital_in_2": int(d["enabled"]),
+            "digital_in_3": modes.index(d["mode"]), "digital_in_4": flags, "digital_in_5": d["actuations"],
+            "generic_sensor_6": d["open_time"], "generic_sensor_7": _deci(d["water_used"]),
+            "generic_sensor_8": _deci(d["water_today"]), "temperature_9": d["ambient_temperature"],
+            "temperature_10": d["on_threshold"], "temperature_11": d["off_threshold"]}
+
+
+TO_LPP = {"air": lpp_air, "water": lpp_water, "temperature": lpp_temperature, "cooling": lpp_cooling}
+
+
+def sizes() -> tuple[Table, bool]:
+    lpp = get_codec("cayenne-lpp")
+    table = Table(title="bytes per reading set (FPort 1 readings vectors) vs Cayenne LPP")
+    for col in ("codec", "reading set", "Havel", "LPP", "ratio", "<=50 % and <=51 B"):
+        table.add_column(col, justify="right" if col not in ("codec", "reading set") else "left")
+    all_ok = True
+    for name in NODE_CODECS:
+        for v in load(name):
+            if v["fport"] != 1 or v["direction"] != "up" or "null" in json.dumps(v["data"]):
+                continue  # complete reading sets only: LPP would just leave absent readings out
+            havel = len(bytes.fromhex(v["bytes"]))
+            equivalent = {k: x for k, x in TO_LPP[name](v["data"]).items() if x is not None}
+            n_lpp = len(lpp.encode(equivalent, 1))
+            ok = havel <= 0.5 * n_lpp and havel <= 51
+            all_ok &= ok
+            table.add_row(name, v["description"][:60], str(havel), str(n_lpp), f"{havel / n_lpp:.0%}",
+                          "yes" if ok else "NO")
+    return table, all_ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.6, help="time per measurement")
+    args = parser.parse_args()
+    console = Console(width=150)
+    console.print(decode_rates(args.seconds))
+    table, ok = sizes()
+    console.print(table)
+    console.print("size targets met by every reading set" if ok else "SIZE TARGET MISSED (see NO rows)")
+
+
+if __name__ == "__main__":
+    main()

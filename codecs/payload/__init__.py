@@ -1,0 +1,14 @@
+"""Payload codecs: the bytes of Havel's sensor nodes (and Cayenne LPP) <-> meaning.
+
+``get_codec(name)`` and ``list_codecs()`` are the entry points (contract B); each codec has
+``decode(data, fport, direction="up") -> dict``, ``encode(data, fport=None, direction="up") -> bytes`` and
+``ports``. The byte layouts are documented in docs/payloads.md; the shared vectors are in
+codecs/vectors/<codec>.json.
+"""
+
+from __future__ import annotations
+
+from havel.codecs.payload.base import Codec, NodeCodec, Port
+from havel.codecs.payload.registry import CODEC_NAMES, get_codec, list_codecs
+
+__all__ = ["CODEC_NAMES", "Codec", "NodeCodec", "Port", "get_codec", "list_codecs"]

@@ -1,0 +1,107 @@
+"""Air-quality node: BME280 (temperature, humidity, pressure), SDS011/SPS30 (PM2.5, PM10), optional SCD41.
+
+Uplink FPort 1, ``readings`` (11 bytes, 13 with CO2), big-endian:
+
+| byte  | field        | type   | step / unit   | range        | absent/faulty |
+| ----- | ------------ | ------ | ------------- | ------------ | ------------- |
+| 0     | version      | u4 hi  |               | 1            |               |
+| 0 b3  | co2 fitted   | bit    | the CO2 field is present                     |
+| 0 b2  | faults.co2   | bit    | SCD41 fault                                  |
+| 0 b1  | faults.pm    | bit    | SDS011/SPS30 fault                           |
+| 0 b0  | faults.thp   | bit    | BME280 fault (temperature, humidity, pressure)|
+| 1-2   | temperature  | i16    | 0.1 Cel       | -40..85      | 0x8000        |
+| 3     | humidity     | u8     | 0.5 %         | 0..100       | 0xFF          |
+| 4-5   | pressure     | u16    | 0.1 hPa       | 300..1100    | 0xFFFF        |
+| 6-7   | pm2_5        | u16    | 0.1 ug/m3     | 0..1000      | 0xFFFF        |
+| 8-9   | pm10         | u16    | 0.1 ug/m3     | 0..1000      | 0xFFFF        |
+| 10-11 | co2          | u16    | 1 [ppm]       | 0..40000     | 0xFFFF        | only when bit 3 is set
+| last  | battery      | u8     | 20 mV         | 0..5080      | 0xFF          |
+
+A set fault bit makes the sensor's readings null whatever bytes follow (the node sends the sentinels).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+from havel.codecs.payload.base import (
+    Bool,
+    Data,
+    NodeCodec,
+    Port,
+    Reading,
+    battery_mv,
+    flags_of,
+    header,
+    humidity_half_percent,
+    temperature_c,
+)
+from havel.codecs.payload.common import common_ports
+
+FAULTS = ("thp", "pm", "co2")
+FAULT_FIELDS = {"thp": ("temperature", "humidity", "pressure"), "pm": ("pm2_5", "pm10"), "co2": ("co2",)}
+
+READINGS = cs.Struct(
+    header("co2_fitted" / Bool(cs.Flag), "co2_fault" / Bool(cs.Flag), "pm_fault" / Bool(cs.Flag),
+           "thp_fault" / Bool(cs.Flag)),
+    "temperature" / temperature_c(-40, 85),
+    "humidity" / humidity_half_percent(),
+    "pressure" / Reading(cs.Int16ub, "0.1", lo=300, hi=1100, sentinel=0xFFFF, unit="hPa"),
+    "pm2_5" / Reading(cs.Int16ub, "0.1", lo=0, hi=1000, sentinel=0xFFFF, unit="ug/m3"),
+    "pm10" / Reading(cs.Int16ub, "0.1", lo=0, hi=1000, sentinel=0xFFFF, unit="ug/m3"),
+    "co2" / cs.If(cs.this._header.co2_fitted, Reading(cs.Int16ub, lo=0, hi=40000, sentinel=0xFFFF,
+                                                      unit="[ppm]")),
+    "battery" / battery_mv(),
+    cs.Terminated,
+)
+
+UNITS = {"temperature": "Cel", "humidity": "%", "pressure": "hPa", "pm2_5": "ug/m3", "pm10": "ug/m3",
+         "co2": "[ppm]", "battery": "mV"}
+KEYS = ("temperature", "humidity", "pressure", "pm2_5", "pm10", "co2", "battery", "faults")
+
+
+def _to_data(c: Any) -> Data:
+    h = c._header
+    faults = {"thp": h.thp_fault, "pm": h.pm_fault, "co2": h.co2_fault}
+    data: Data = {k: c[k] for k in ("temperature", "humidity", "pressure", "pm2_5", "pm10")}
+    if h.co2_fitted:
+        data["co2"] = c.co2
+    data["battery"] = c.battery
+    for sensor, fields in FAULT_FIELDS.items():
+        if faults[sensor]:
+            for f in fields:
+                if f in data:
+                    data[f] = None  # a sensor that reports a fault gives no reading, whatever the bytes say
+    data["faults"] = faults
+    return data
+
+
+def _from_data(d: Data) -> Any:
+    faults = flags_of(d, "faults", FAULTS)
+    obj: dict[str, Any] = {k: d[k] for k in ("temperature", "humidity", "pressure", "pm2_5", "pm10",
+                                             "battery")}
+    fitted = "co2" in d
+    obj["co2"] = d["co2"] if fitted else None
+    for sensor, fields in FAULT_FIELDS.items():
+        if faults[sensor] is True:
+            for f in fields:
+                obj[f] = None
+    obj["_header"] = {"co2_fitted": fitted, "co2_fault": faults["co2"], "pm_fault": faults["pm"],
+                      "thp_fault": faults["thp"]}
+    return obj
+
+
+def _check(data: Data) -> tuple[list[str], list[str]]:
+    warnings = [f"faults.{s}: sensor reports a fault" for s, bad in data["faults"].items() if bad]
+    pm25, pm10 = data["pm2_5"], data["pm10"]
+    if pm25 is not None and pm10 is not None and pm25 > pm10:
+        warnings.append("pm2_5 is above pm10, which a working particle sensor cannot measure")
+    return warnings, []
+
+
+CODEC = NodeCodec("air", "air quality: temperature, humidity, pressure, PM2.5, PM10, optional CO2", [
+    Port(1, "up", "readings", "temperature, humidity, pressure, PM2.5, PM10, CO2 (optional), battery",
+         READINGS, UNITS, KEYS, to_data=_to_data, from_data=_from_data, check=_check),
+    *common_ports(),
+])

@@ -1,0 +1,186 @@
+"""Cooling-point node: a normally-closed misting valve driven by ambient temperature, with interlocks.
+
+Uplink FPort 1, ``readings`` (15 bytes), big-endian:
+
+| byte  | field               | type  | step / unit | range      | absent/faulty |
+| ----- | ------------------- | ----- | ----------- | ---------- | ------------- |
+| 0     | version             | u4 hi |             | 1          |               |
+| 0 b3  | valve_open          | bit   | the valve is open now              |  |
+| 0 b2  | enabled             | bit   | misting enabled (FPort 24)         |  |
+| 0 b1-0| mode                | u2    | 0 auto, 1 override_open, 2 override_closed, 3 flush (line flush) |
+| 1 b7-6| (reserved, 0)       |       |             |            |               |
+| 1 b5  | faults.flow_meter   | bit   | no pulses while open, or pulses while closed (leak) |
+| 1 b4  | faults.valve        | bit   | valve feedback disagrees with the output |
+| 1 b3  | faults.temperature  | bit   | ambient sensor invalid or stale (valve kept closed) |
+| 1 b2  | interlock.max_on_time | bit | the last opening hit the maximum on-time |
+| 1 b1  | interlock.budget    | bit   | the daily water budget is used up  |
+| 1 b0  | interlock.reservoir_low | bit | reservoir low: valve kept closed |
+| 2     | actuations          | u8    | openings since the last report (saturates at 255) |
+| 3-4   | open_time           | u16   | 1 s open since the last report (saturates) | 0..65535 |
+| 5-6   | water_used          | u16   | 0.1 L since the last report | 0..6553.4 | 0xFFFF |
+| 7-8   | water_today         | u16   | 0.1 L since local midnight | 0..6553.4 | 0xFFFF |
+| 9-10  | ambient_temperature | i16   | 0.1 Cel     | -40..85    | 0x8000        |
+| 11-12 | on_threshold        | i16   | 0.1 Cel     | -20..60    |               |
+| 13-14 | off_threshold       | i16   | 0.1 Cel     | -20..60    |               |
+
+Downlinks: FPort 20 ``set_thresholds`` (on, off: i16 0.1 Cel, off < on), FPort 21 ``set_max_on_time``
+(u16 s, 10..7200), FPort 22 ``set_water_budget`` (u16 L/day, 1..60000), FPort 23 ``override``
+(u8 state 0 closed / 1 open / 2 auto, u16 ttl s), FPort 24 ``enable`` (u8 0/1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+from havel.codecs.payload.base import (
+    Bool,
+    Choice,
+    Data,
+    NodeCodec,
+    Port,
+    Reading,
+    flags_of,
+    header,
+    temperature_c,
+)
+from havel.codecs.payload.common import common_ports
+from havel.errors import CodecError
+
+MODES = {"auto": 0, "override_open": 1, "override_closed": 2, "flush": 3}
+INTERLOCKS = ("reservoir_low", "budget", "max_on_time")
+FAULTS = ("temperature", "valve", "flow_meter")
+
+
+def _threshold() -> Reading:
+    return Reading(cs.Int16sb, "0.1", lo=-20, hi=60, unit="Cel")
+
+
+def _litres() -> Reading:
+    return Reading(cs.Int16ub, "0.1", lo=0, hi=6553.4, sentinel=0xFFFF, unit="L")
+
+
+READINGS = cs.Struct(
+    header("valve_open" / Bool(cs.Flag), "enabled" / Bool(cs.Flag),
+           "mode" / Choice(cs.BitsInteger(2), MODES)),
+    "_flags" / cs.BitStruct(
+        cs.Padding(2),
+        "flow_meter" / Bool(cs.Flag), "valve" / Bool(cs.Flag), "temperature" / Bool(cs.Flag),
+        "max_on_time" / Bool(cs.Flag), "budget" / Bool(cs.Flag), "reservoir_low" / Bool(cs.Flag),
+    ),
+    "actuations" / Reading(cs.Int8ub, lo=0, hi=255),
+    "open_time" / Reading(cs.Int16ub, lo=0, hi=65535, unit="s"),
+    "water_used" / _litres(),
+    "water_today" / _litres(),
+    "ambient_temperature" / temperature_c(-40, 85),
+    "on_threshold" / _threshold(),
+    "off_threshold" / _threshold(),
+    cs.Terminated,
+)
+
+UNITS = {"open_time": "s", "water_used": "L", "water_today": "L", "ambient_temperature": "Cel",
+         "on_threshold": "Cel", "off_threshold": "Cel"}
+VALUES = ("actuations", "open_time", "water_used", "water_today", "ambient_temperature", "on_threshold",
+          "off_threshold")
+KEYS = ("valve_open", "enabled", "mode", *VALUES, "interlock", "faults")
+
+
+def _to_data(c: Any) -> Data:
+    h, f = c._header, c._flags
+    data: Data = {"valve_open": h.valve_open, "enabled": h.enabled, "mode": h.mode}
+    data.update({k: c[k] for k in VALUES})
+    data["interlock"] = {k: f[k] for k in INTERLOCKS}
+    data["faults"] = {k: f[k] for k in FAULTS}
+    return data
+
+
+def _from_data(d: Data) -> Any:
+    interlock = flags_of(d, "interlock", INTERLOCKS)
+    faults = flags_of(d, "faults", FAULTS)
+    obj: dict[str, Any] = {k: d[k] for k in VALUES}
+    obj["_header"] = {"valve_open": d["valve_open"], "enabled": d["enabled"], "mode": d["mode"]}
+    obj["_flags"] = {**interlock, **faults}
+    return obj
+
+
+def _check(data: Data) -> tuple[list[str], list[str]]:
+    warnings: list[str] = []
+    errors: list[str] = []
+    active = [k for k, v in data["interlock"].items() if v]
+    for lock in ("reservoir_low", "budget"):
+        if data["valve_open"] and data["interlock"][lock]:
+            errors.append(f"valve reported open while the {lock} interlock is active")
+    if data["valve_open"] and data["faults"]["temperature"] and data["mode"] == "auto":
+        errors.append("valve reported open in automatic mode with a faulty temperature reading")
+    if data["valve_open"] and not data["enabled"]:
+        errors.append("valve reported open while misting is disabled")
+    warnings += [f"interlock.{k} is active" for k in active]
+    warnings += [f"faults.{k}: fault reported" for k, v in data["faults"].items() if v]
+    if data["off_threshold"] >= data["on_threshold"]:
+        warnings.append("off_threshold is not below on_threshold: no hysteresis")
+    return warnings, errors
+
+
+# --- downlinks ---------------------------------------------------------------------------------------
+
+SET_THRESHOLDS = cs.Struct(header(), "on_threshold" / _threshold(), "off_threshold" / _threshold(),
+                           cs.Terminated)
+SET_MAX_ON_TIME = cs.Struct(header(), "max_on_time" / Reading(cs.Int16ub, lo=10, hi=7200, unit="s"),
+                            cs.Terminated)
+SET_WATER_BUDGET = cs.Struct(header(), "daily_budget" / Reading(cs.Int16ub, lo=1, hi=60000, unit="L"),
+                             cs.Terminated)
+OVERRIDE_STATES = {"closed": 0, "open": 1, "auto": 2}
+OVERRIDE = cs.Struct(header(), "state" / Choice(cs.Int8ub, OVERRIDE_STATES),
+                     "ttl" / Reading(cs.Int16ub, lo=0, hi=65535, unit="s"), cs.Terminated)
+ENABLE = cs.Struct(header(), "enabled" / Bool(cs.Flag), cs.Terminated)
+
+
+def _thresholds_from_data(d: Data) -> Any:
+    on, off = d["on_threshold"], d["off_threshold"]
+    if isinstance(on, int | float) and isinstance(off, int | float) and not off < on:
+        raise CodecError(f"off_threshold: {off} Cel must be below on_threshold {on} Cel (hysteresis)")
+    return {"_header": {}, **d}
+
+
+def _override_from_data(d: Data) -> Any:
+    state, ttl = d["state"], d["ttl"]
+    if state == "auto" and ttl != 0:
+        raise CodecError("ttl: must be 0 with state 'auto' (ending an override has no time-to-live)")
+    if state in ("open", "closed") and isinstance(ttl, int) and not 60 <= ttl <= 65535:
+        raise CodecError(f"ttl: {ttl} s is out of range 60..65535 s for an override (it must expire)")
+    return {"_header": {}, **d}
+
+
+def _check_thresholds(data: Data) -> tuple[list[str], list[str]]:
+    if data["off_threshold"] >= data["on_threshold"]:
+        return [], ["off_threshold is not below on_threshold: the node must refuse this"]
+    return [], []
+
+
+def _check_override(data: Data) -> tuple[list[str], list[str]]:
+    if data["state"] == "auto" and data["ttl"] != 0:
+        return ["ttl: ignored with state 'auto'"], []
+    if data["state"] in ("open", "closed") and data["ttl"] < 60:
+        return [], [f"ttl: {data['ttl']} s is below 60 s: the node must refuse this override"]
+    return [], []
+
+
+def _with_header(d: Data) -> Any:
+    return {"_header": {}, **d}
+
+
+CODEC = NodeCodec("cooling", "cooling point: misting valve state, water use, thresholds, interlocks", [
+    Port(1, "up", "readings", "valve, actuations, open time, water used, ambient temperature, thresholds, "
+         "interlocks, faults", READINGS, UNITS, KEYS, to_data=_to_data, from_data=_from_data, check=_check),
+    Port(20, "down", "set_thresholds", "switch-on and switch-off temperatures", SET_THRESHOLDS,
+         {"on_threshold": "Cel", "off_threshold": "Cel"}, ("on_threshold", "off_threshold"),
+         from_data=_thresholds_from_data, check=_check_thresholds),
+    Port(21, "down", "set_max_on_time", "maximum time the valve stays open per activation", SET_MAX_ON_TIME,
+         {"max_on_time": "s"}, ("max_on_time",), from_data=_with_header),
+    Port(22, "down", "set_water_budget", "daily water budget", SET_WATER_BUDGET, {"daily_budget": "L"},
+         ("daily_budget",), from_data=_with_header),
+    Port(23, "down", "override", "force open/closed for a time-to-live, or back to auto", OVERRIDE,
+         {"ttl": "s"}, ("state", "ttl"), from_data=_override_from_data, check=_check_override),
+    Port(24, "down", "enable", "enable or disable misting", ENABLE, {}, ("enabled",), from_data=_with_header),
+    *common_ports(),
+])

@@ -1,0 +1,70 @@
+"""Temperature node: DS18B20 probes (probe 0 inside the cooling point, probe 1 the outside reference,
+more probes after them) and an SHT31 for humidity.
+
+Uplink FPort 1, ``readings`` (3 + 2 x probes bytes), big-endian:
+
+| byte      | field     | type  | step / unit | range    | absent/faulty |
+| --------- | --------- | ----- | ----------- | -------- | ------------- |
+| 0         | version   | u4 hi |             | 1        |               |
+| 0 b3-0    | count     | u4    | number of probes that follow, 0..15 |  |    |
+| 1..2n     | probes[i] | i16   | 0.1 Cel     | -55..125 | 0x8000        |
+| 2n+1      | humidity  | u8    | 0.5 %       | 0..100   | 0xFF          |
+| 2n+2      | battery   | u8    | 20 mV       | 0..5080  | 0xFF          |
+
+A DS18B20 that answers 85.0 Cel straight after power-on did no conversion: the node sends 0x8000.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+from havel.codecs.payload.base import (
+    Data,
+    NodeCodec,
+    Port,
+    battery_mv,
+    header,
+    humidity_half_percent,
+    temperature_c,
+)
+from havel.codecs.payload.common import common_ports
+from havel.errors import CodecError
+
+MAX_PROBES = 15
+
+READINGS = cs.Struct(
+    header("count" / cs.BitsInteger(4)),
+    "probes" / cs.Array(cs.this._header.count, temperature_c(-55, 125)),
+    "humidity" / humidity_half_percent(),
+    "battery" / battery_mv(),
+    cs.Terminated,
+)
+
+UNITS = {"probes": "Cel", "humidity": "%", "battery": "mV"}
+KEYS = ("probes", "humidity", "battery")
+
+
+def _from_data(d: Data) -> Any:
+    probes = d["probes"]
+    if not isinstance(probes, list):
+        raise CodecError(f"probes: expected a list of temperatures (Cel or null), got {probes!r}")
+    if len(probes) > MAX_PROBES:
+        raise CodecError(f"probes: {len(probes)} probes, at most {MAX_PROBES} fit the count nibble")
+    return {"_header": {"count": len(probes)}, "probes": probes, "humidity": d["humidity"],
+            "battery": d["battery"]}
+
+
+def _check(data: Data) -> tuple[list[str], list[str]]:
+    warnings = [f"probes[{i}]: 85.0 Cel is the DS18B20 power-on value (no conversion?)"
+                for i, t in enumerate(data["probes"]) if t == 85.0]
+    if not data["probes"]:
+        warnings.append("probes: the node reports no probe at all")
+    return warnings, []
+
+
+CODEC = NodeCodec("temperature", "temperature probes (inside a cooling point, outside reference), humidity", [
+    Port(1, "up", "readings", "up to 15 temperature probes, humidity, battery", READINGS, UNITS, KEYS,
+         from_data=_from_data, check=_check),
+    *common_ports(),
+])

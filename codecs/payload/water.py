@@ -1,0 +1,68 @@
+"""Water-level node: ultrasonic (JSN-SR04T), time-of-flight (VL53L1X) or pressure gauge, DS18B20 in the water.
+
+Uplink FPort 1, ``readings`` (8 bytes), big-endian:
+
+| byte | field             | type  | step / unit | range         | absent/faulty |
+| ---- | ----------------- | ----- | ----------- | ------------- | ------------- |
+| 0    | version           | u4 hi |             | 1             |               |
+| 0 b3 | alarm             | bit   | the node is in alarm (it reports at its alarm interval) |
+| 0 b2 | rising_fast       | bit   | the rise-rate threshold is crossed |
+| 0 b1-0 | alarm_level     | u2    | highest level threshold reached: 0 none, 1..3 |
+| 1-2  | level             | i16   | 1 cm above gauge zero | -5000..30000 | 0x8000 |
+| 3-4  | distance          | u16   | 1 mm, raw sensor-to-surface | 0..65534 | 0xFFFF |
+| 5-6  | water_temperature | i16   | 0.1 Cel     | -40..85       | 0x8000        |
+| 7    | battery           | u8    | 20 mV       | 0..5080       | 0xFF          |
+
+The gateway classifies alarms from ``data.alarm``, ``data.alarm_level`` and ``data.rising_fast``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import construct as cs
+from havel.codecs.payload.base import Bool, Data, NodeCodec, Port, Reading, battery_mv, header, temperature_c
+from havel.codecs.payload.common import common_ports
+
+READINGS = cs.Struct(
+    header("alarm" / Bool(cs.Flag), "rising_fast" / Bool(cs.Flag),
+           "alarm_level" / Reading(cs.BitsInteger(2), lo=0, hi=3)),
+    "level" / Reading(cs.Int16sb, lo=-5000, hi=30000, sentinel=-0x8000, unit="cm"),
+    "distance" / Reading(cs.Int16ub, lo=0, hi=65534, sentinel=0xFFFF, unit="mm"),
+    "water_temperature" / temperature_c(-40, 85),
+    "battery" / battery_mv(),
+    cs.Terminated,
+)
+
+UNITS = {"level": "cm", "distance": "mm", "water_temperature": "Cel", "battery": "mV"}
+KEYS = ("alarm", "alarm_level", "rising_fast", "level", "distance", "water_temperature", "battery")
+
+
+def _to_data(c: Any) -> Data:
+    h = c._header
+    return {"alarm": h.alarm, "alarm_level": h.alarm_level, "rising_fast": h.rising_fast,
+            "level": c.level, "distance": c.distance, "water_temperature": c.water_temperature,
+            "battery": c.battery}
+
+
+def _from_data(d: Data) -> Any:
+    return {"_header": {"alarm": d["alarm"], "rising_fast": d["rising_fast"],
+                        "alarm_level": d["alarm_level"]},
+            "level": d["level"], "distance": d["distance"], "water_temperature": d["water_temperature"],
+            "battery": d["battery"]}
+
+
+def _check(data: Data) -> tuple[list[str], list[str]]:
+    warnings = []
+    if data["level"] is None and data["alarm"]:
+        warnings.append("alarm is set while the level reading is absent or faulty")
+    if (data["alarm_level"] > 0 or data["rising_fast"]) and not data["alarm"]:
+        warnings.append("a threshold is crossed but the node is not in alarm (hysteresis or hold-off)")
+    return warnings, []
+
+
+CODEC = NodeCodec("water", "water level: level above gauge zero, raw distance, water temperature, alarms", [
+    Port(1, "up", "readings", "level, distance, water temperature, battery, alarm state and thresholds",
+         READINGS, UNITS, KEYS, to_data=_to_data, from_data=_from_data, check=_check),
+    *common_ports(),
+])
