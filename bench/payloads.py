@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from havel.codecs.payload import NodeCodec, get_codec
-from havel.codecs.payload.cayenne_lpp import CayenneLPP
 from rich.console import Console
 from rich.table import Table
+
+from havel.codecs.payload import NodeCodec, get_codec
+from havel.codecs.payload.cayenne_lpp import CayenneLPP
 
 VECTORS = Path(__file__).resolve().parents[1] / "codecs" / "vectors"
 NODE_CODECS = ("air", "water", "temperature", "cooling")

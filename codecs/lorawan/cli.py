@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import click
+
 from havel.codecs.lorawan import airtime as airtime_mod
 from havel.codecs.lorawan import eu868, maccmds, phy
 from havel.codecs.lorawan.decode import decode_frame

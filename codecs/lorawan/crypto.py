@@ -13,6 +13,7 @@ import struct
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
+
 from havel.codecs.lorawan.ids import check_key
 from havel.errors import FrameError
 

@@ -26,6 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 import construct as cs
+
 from havel.errors import CodecError
 
 #: The format version every payload documented in docs/payloads.md carries in its high nibble.

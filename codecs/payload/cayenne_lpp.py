@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import construct as cs
+
 from havel.codecs.payload.base import Codec, Port, Reading, check_direction
 from havel.errors import CodecError
 

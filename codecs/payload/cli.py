@@ -8,10 +8,11 @@ import json
 from typing import Any
 
 import click
-from havel.codecs.payload.registry import CODEC_NAMES, get_codec, list_codecs
-from havel.errors import InputError
 from rich.console import Console
 from rich.table import Table
+
+from havel.codecs.payload.registry import CODEC_NAMES, get_codec, list_codecs
+from havel.errors import InputError
 
 _DIRECTION = click.Choice(["up", "down"])
 

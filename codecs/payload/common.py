@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import construct as cs
+
 from havel.codecs.payload.base import Choice, Data, Port, Reading, battery_mv, header
 from havel.errors import CodecError
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 import construct as cs
+
 from havel.codecs.payload.base import (
     Bool,
     Choice,

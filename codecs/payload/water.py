@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import construct as cs
+
 from havel.codecs.payload.base import Bool, Data, NodeCodec, Port, Reading, battery_mv, header, temperature_c
 from havel.codecs.payload.common import common_ports
 

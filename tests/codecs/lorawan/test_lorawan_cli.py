@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from havel.cli import cli
-from havel.errors import FrameError, InputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from havel.cli import cli
+from havel.errors import FrameError, InputError
 
 UP = "40F17DBE4900020001954378762B11FF0D"
 UP_B64 = "QPF9vkkAAgABlUN4disR/w0="

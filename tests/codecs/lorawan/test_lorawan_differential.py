@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 import pytest
+
 from havel.codecs.lorawan import crypto, phy
 from havel.codecs.lorawan.decode import decode_frame
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from havel.codecs.lorawan import airtime, eu868
 from havel.errors import InputError
 

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from havel.codecs.lorawan import maccmds
-from havel.errors import FrameError, InputError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from havel.codecs.lorawan import maccmds
+from havel.errors import FrameError, InputError
 
 DATA = json.loads((Path(__file__).parent / "data" / "mac_commands.json").read_text())
 ERRORS = {"FrameError": FrameError, "InputError": InputError}

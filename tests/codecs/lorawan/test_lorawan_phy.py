@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from havel.codecs.lorawan import crypto, fcnt, ids, phy
 from havel.codecs.lorawan.decode import decode_frame
 from havel.errors import FrameError, HavelError, InputError
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DATA = Path(__file__).parent / "data"
 BAD = json.loads((DATA / "bad_frames.json").read_text())["frames"]

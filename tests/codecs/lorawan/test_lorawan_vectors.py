@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from havel.codecs.lorawan import crypto, eu868, phy
 from havel.codecs.lorawan.decode import decode_frame
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from havel.codecs.payload import get_codec
 from havel.errors import CodecError, HavelError
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from havel.cli import main
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"

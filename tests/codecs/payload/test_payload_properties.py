@@ -11,12 +11,13 @@ from typing import Any
 
 import construct as cs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from havel.codecs.payload import get_codec
 from havel.codecs.payload.base import Bool, Choice, NodeCodec, Port, Reading
 from havel.codecs.payload.cayenne_lpp import TYPES, LppType
 from havel.errors import CodecError
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 NODE_CODECS = ("air", "water", "temperature", "cooling")
 ALL_CODECS = (*NODE_CODECS, "cayenne-lpp")

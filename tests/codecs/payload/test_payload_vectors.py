@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from havel.codecs.payload import NodeCodec, get_codec, list_codecs
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
