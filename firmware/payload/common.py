@@ -1,0 +1,49 @@
+"""Payloads every node speaks: the status uplink (FPort 2) and the downlinks 10, 11, 12."""
+
+from micropython import const
+
+from payload.fields import PayloadError, battery_raw, check_header, get_u16, put_u16, put_u32, scaled
+
+FPORT_STATUS = const(2)
+FPORT_SET_INTERVAL = const(10)
+FPORT_REQUEST_STATUS = const(11)
+FPORT_REBOOT = const(12)
+
+RESET_CAUSES = ("power_on", "watchdog", "brownout", "software", "deep_sleep", "pin")
+INTERVAL_MIN_S = const(60)
+INTERVAL_MAX_S = const(43200)
+
+
+def encode_status(d):
+    """FPort 2: version|reset_cause, firmware x3, uptime u32 s, battery, interval u16 s (11 bytes)."""
+    cause = d["reset_cause"]
+    if cause not in RESET_CAUSES:
+        raise PayloadError("reset_cause: unknown %r" % (cause,))
+    fw = d["firmware"].split(".")
+    if len(fw) != 3:
+        raise PayloadError("firmware: expected 'major.minor.patch'")
+    b = bytearray(11)
+    b[0] = 0x10 | RESET_CAUSES.index(cause)
+    for i in range(3):
+        b[1 + i] = scaled("firmware", int(fw[i]), 1, 1, 0, 255, saturate=True)
+    put_u32(b, 4, scaled("uptime", d["uptime"], 1, 1, 0, 0xFFFFFFFF, saturate=True))
+    b[8] = battery_raw(d["battery"])
+    put_u16(b, 9, scaled("interval", d["interval"], 1, 1, 0, 0xFFFF, saturate=True))
+    return bytes(b)
+
+
+def decode_down(fport, p):
+    """The common downlinks as the host codec's data dicts; None for a port that is not common."""
+    if fport == FPORT_SET_INTERVAL:
+        check_header(p, 3)
+        s = get_u16(p, 1)
+        if s < INTERVAL_MIN_S or s > INTERVAL_MAX_S:
+            raise PayloadError("interval: %d s out of range 60..43200" % s)
+        return {"interval": s}
+    if fport == FPORT_REQUEST_STATUS:
+        check_header(p, 1)
+        return {}
+    if fport == FPORT_REBOOT:
+        check_header(p, 2)
+        return {"delay": p[1]}
+    return None
