@@ -235,6 +235,8 @@ def _build_data(dev_addr: str | None, fcnt: str | None, fport: str | None, paylo
             cmds = json.loads(mac_json)
         except json.JSONDecodeError as exc:
             raise InputError(f"--mac: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise InputError("--mac: JSON nested too deeply to read") from None
         if not isinstance(cmds, list):
             raise InputError("--mac: expected a JSON list of MAC commands")
         mac_bytes = maccmds.encode(cmds, uplink)

@@ -91,7 +91,10 @@ def _join_accept(frame: phy.JoinAccept, app_key: bytes | None, dev_nonce: int | 
         "mtype": frame.mtype, "major": frame.major, "encrypted": False, "join_nonce": plain.join_nonce,
         "net_id": net_id_hex(plain.net_id), "dev_addr": dev_addr_hex(plain.dev_addr),
         "dl_settings": {"rx1_dr_offset": plain.rx1_dr_offset, "rx2_dr": plain.rx2_dr},
-        "rx_delay": plain.rx_delay, "cflist": plain.cflist_hz,
+        "rx_delay": plain.rx_delay,
+        # CFListType 0 is a list of five frequencies (EU868); other types (1: the channel mask of US915 and
+        # AU915) are not frequencies, so they are not printed as if they were.
+        "cflist": plain.cflist_hz if plain.cflist_type == 0 else None, "cflist_type": plain.cflist_type,
         "mic": plain.mic.hex().upper(),
         "mic_valid": crypto.verify_mic(crypto.join_accept_mic(app_key, plain.msg), plain.mic),
     }

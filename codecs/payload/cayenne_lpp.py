@@ -206,7 +206,9 @@ class CayenneLPP(Codec):
             except CodecError as exc:
                 if str(exc).startswith(key):
                     raise
-                raise CodecError(f"{key}: {exc}") from None
+                # A single-valued type's Reading names its field "value": "temperature_1: 5000 Cel ...".
+                text = str(exc).removeprefix("value: ")
+                raise CodecError(f"{key}: {text}") from None
             except KeyError as exc:
                 raise CodecError(f"{key}: missing field {exc.args[0]}") from None
         return bytes(out)

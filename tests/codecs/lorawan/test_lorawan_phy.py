@@ -137,6 +137,30 @@ def test_join_accept_cflist_and_dl_settings_round_trip() -> None:
     assert (out["nwk_s_key"], out["app_s_key"]) == (nwk.hex().upper(), app.hex().upper())
 
 
+def test_cflist_bytes_are_three_byte_little_endian_hundreds_of_hz_then_the_type() -> None:
+    """The CFList laid out by hand (LoRaWAN 1.0.3 6.2.5, RP002 2.4.4), not by build_join_accept."""
+    freqs = [867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000]
+    cflist = b"".join((f // 100).to_bytes(3, "little") for f in freqs) + b"\x00"
+    assert cflist[:3] == bytes.fromhex("184F84")  # 8671000 = 0x844F18, little-endian
+    dl_settings = (5 << 4) | 3  # RX1DRoffset in bits 6..4, RX2DataRate in bits 3..0; bit 7 RFU
+    msg = bytes.fromhex("20" "563412" "130000" "432E0126") + bytes([0x80 | dl_settings, 2]) + cflist
+    phy_ = crypto.encrypt_join_accept(APP_KEY, msg + crypto.join_accept_mic(APP_KEY, msg))
+    out = decode_frame(phy_, app_key=APP_KEY)
+    assert out["mic_valid"] is True
+    assert (out["join_nonce"], out["net_id"], out["dev_addr"]) == (0x123456, "000013", "26012E43")
+    assert out["dl_settings"] == {"rx1_dr_offset": 5, "rx2_dr": 3} and out["rx_delay"] == 2
+    assert out["cflist"] == freqs and out["cflist_type"] == 0
+    # CFListType 1 (a channel mask, US915/AU915) is not five frequencies: not printed as such.
+    mask = bytes(15) + b"\x01"
+    msg = msg[:13] + mask
+    phy_ = crypto.encrypt_join_accept(APP_KEY, msg + crypto.join_accept_mic(APP_KEY, msg))
+    out = decode_frame(phy_, app_key=APP_KEY)
+    assert out["mic_valid"] is True and out["cflist"] is None and out["cflist_type"] == 1
+    short = decode_frame(phy.build_join_accept(app_key=APP_KEY, join_nonce=1, net_id=1, dev_addr=1),
+                         app_key=APP_KEY)
+    assert short["cflist"] is None and short["cflist_type"] is None
+
+
 def test_proprietary_is_reported_not_misparsed() -> None:
     raw = bytes.fromhex("E0010203040506")
     frame = phy.parse(raw)
@@ -337,5 +361,6 @@ def test_join_round_trips(join_eui: int, dev_eui: int, dev_nonce: int, join_nonc
 def test_random_join_accepts_decrypt_to_fields_and_a_failed_mic(body: bytes) -> None:
     out = decode_frame(b"\x20" + body, app_key=APP_KEY, dev_nonce=1)
     assert out["mic_valid"] is False  # a random body has a valid MIC with odds 2^-32
-    assert (out["cflist"] is None) == (len(body) == 16)
+    assert (out["cflist_type"] is None) == (len(body) == 16)
+    assert (out["cflist"] is not None) == (out["cflist_type"] == 0)
     assert len(out["nwk_s_key"]) == 32
