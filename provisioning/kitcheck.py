@@ -1,0 +1,418 @@
+"""The kit check: probe every part of a kit on the board, then say in one sentence what to do.
+
+The probes run on the board (``device/kitcheck.py``) and return facts; :func:`judge_*` functions here
+turn facts into checklist items. They are pure, so each fault's wording is tested directly, and the whole
+chain is tested against the virtual board with the faults staged in its wiring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from havel.errors import ConfigError
+from havel.provisioning.kits import Board, Kit
+from havel.provisioning.transport import Board as BoardLink
+
+OK, FIXED, FAIL, MANUAL = "ok", "fixed", "fail", "manual"
+MARKS = {
+    OK: "[green]✔[/green]",
+    FIXED: "[green]✔[/green]",
+    FAIL: "[red]✘[/red]",
+    MANUAL: "[yellow]•[/yellow]",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    status: str
+    advice: str
+    facts: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status != FAIL
+
+
+def _hex(v: int) -> str:
+    return f"0x{v:02X}"
+
+
+def _addr(v: Any) -> int:
+    return int(v, 0) if isinstance(v, str) else int(v)
+
+
+# ---------------------------------------------------------------- judges (pure)
+def judge_i2c(sensor: dict[str, Any], found: list[int], chip_id: int | None) -> Item:
+    part = sensor.get("part", sensor["id"])
+    addr = _addr(sensor["address"])
+    pins = f"SDA to GPIO{sensor['sda']}, SCL to GPIO{sensor['scl']}"
+    name = f"{part} at I2C {_hex(addr)}"
+    if addr not in found:
+        if found:
+            others = ", ".join(_hex(a) for a in found)
+            return Item(
+                name,
+                FAIL,
+                f"Nothing answers at {_hex(addr)} but something does at {others}: "
+                f"check it is the {part} and how its address pin (SDO/ADDR) is wired.",
+                {"found": found},
+            )
+        return Item(
+            name,
+            FAIL,
+            f"Nothing answers on the I2C bus: check the four {part} wires "
+            f"(3V3, GND, {pins}) and that they sit firmly.",
+            {"found": found},
+        )
+    want = sensor.get("chip_id")
+    if want is None:
+        return Item(name, OK, f"{part} answers at {_hex(addr)}.", {"found": found})
+    want_id = _addr(want)
+    if chip_id == want_id:
+        return Item(
+            name, OK, f"{part} answers at {_hex(addr)} with chip id {_hex(want_id)}.", {"chip_id": chip_id}
+        )
+    if chip_id == 0x58 and want_id == 0x60:
+        return Item(
+            name,
+            FAIL,
+            "This sensor is a BMP280 (chip id 0x58, no humidity) sold as a BME280: "
+            "replace it with a real BME280 (chip id 0x60).",
+            {"chip_id": chip_id},
+        )
+    got = "no answer" if chip_id is None else _hex(chip_id)
+    return Item(
+        name,
+        FAIL,
+        f"The part at {_hex(addr)} reports chip id {got}, not {_hex(want_id)}: "
+        f"it is not a {part}; replace it.",
+        {"chip_id": chip_id},
+    )
+
+
+def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
+    tx, rx = sensor["tx"], sensor["rx"]
+    name = f"SDS011 on UART pins {tx}/{rx}"
+    want = sensor.get("firmware_mode", "query")
+    wiring = r.get("wiring")
+    if wiring == "swapped":
+        return Item(
+            name,
+            FAIL,
+            f"SDS011 sends nothing on RX, but answers with the wires crossed over: swap the "
+            f"TX and RX wires at pins {tx}/{rx}.",
+            r,
+        )
+    if wiring == "silent":
+        return Item(
+            name,
+            FAIL,
+            f"SDS011 sends nothing on RX, either way round: check its 5 V and GND wires "
+            f"(the fan must spin), then the TX/RX wires at pins {tx}/{rx}.",
+            r,
+        )
+    if wiring == "silent_noswap":
+        return Item(
+            name,
+            FAIL,
+            f"SDS011 sends nothing on RX: check its 5 V and GND wires (the fan must spin), then swap the "
+            f"TX and RX wires at pins {tx}/{rx} and run the check again.",
+            r,
+        )
+    if wiring == "garbled":
+        return Item(
+            name,
+            FAIL,
+            f"Only garbled bytes arrive from the SDS011: check the GND wire and that pin {rx} "
+            "goes to the sensor's TXD (not to 5 V).",
+            r,
+        )
+    if wiring == "deaf":
+        return Item(
+            name, FAIL, f"SDS011 talks but does not hear the board: connect its RXD (pin 6) to GPIO{tx}.", r
+        )
+    if r.get("mode_now") != want:
+        return Item(
+            name,
+            FAIL,
+            f"SDS011 stays in {r.get('mode_now')} mode and would not switch to {want} mode: "
+            "power it off and on, then run the check again.",
+            r,
+        )
+    frame = r.get("frame")
+    if not frame:
+        return Item(
+            name,
+            FAIL,
+            "SDS011 answers commands but sends no measurement: its laser or fan may be "
+            "faulty; replace the sensor.",
+            r,
+        )
+    values = f"PM2.5 {frame['pm25']:.1f}, PM10 {frame['pm10']:.1f} µg/m³"
+    if r.get("mode_found") != want:
+        return Item(
+            name,
+            FIXED,
+            f"SDS011 was left in {r.get('mode_found')} mode; it is now in {want} mode as "
+            f"the firmware expects ({values}).",
+            r,
+        )
+    return Item(name, OK, f"SDS011 wired right, in {want} mode ({values}).", r)
+
+
+def judge_ds18b20(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
+    pin = sensor["pin"]
+    want = int(sensor.get("count", 1))
+    roms = r.get("roms", [])
+    temps = r.get("temps", [])
+    name = f"DS18B20 x{want} on GPIO{pin}"
+    if not roms:
+        return Item(
+            name,
+            FAIL,
+            f"No DS18B20 answers on GPIO{pin}: check the yellow DATA wire, GND, 3V3 and the "
+            "4.7 kΩ resistor between DATA and 3V3.",
+            r,
+        )
+    if len(roms) != want:
+        return Item(
+            name,
+            FAIL,
+            f"{len(roms)} DS18B20 answer on GPIO{pin}, the kit has {want}: check every probe's three wires.",
+            r,
+        )
+    if r.get("crc_errors"):
+        return Item(
+            name,
+            FAIL,
+            "DS18B20 readings fail their CRC: shorten the cable or fit the 4.7 kΩ pull-up "
+            "close to the board.",
+            r,
+        )
+    if any(t == 85.0 for t in temps):
+        return Item(
+            name,
+            FAIL,
+            "DS18B20 reads 85.0 °C, its power-on value, so it never converted: connect its "
+            "red VDD wire to 3V3 (not GND, no parasite power) and check the 4.7 kΩ pull-up.",
+            r,
+        )
+    if any(t is None or not -55 <= t <= 125 for t in temps):
+        return Item(name, FAIL, "DS18B20 gives impossible values: check the DATA wire and the pull-up.", r)
+    shown = ", ".join(f"{t:.1f} °C" for t in temps)
+    return Item(name, OK, f"DS18B20 found ({shown}).", r)
+
+
+BLIND_ZONE_CM = 25.0  # JSN-SR04T v3: nothing closer is measured reliably
+US_PER_CM = 58.0  # round trip of sound at about 20 C
+
+
+def judge_ultrasonic(sensor: dict[str, Any], pulses: list[int]) -> Item:
+    trig, echo = sensor["trig"], sensor["echo"]
+    name = f"JSN-SR04T on GPIO{trig}/{echo}"
+    got = sorted(p for p in pulses if p > 0)
+    if not got:
+        return Item(
+            name,
+            FAIL,
+            f"No echo from the JSN-SR04T: check its 5 V and GND, Trig at GPIO{trig} and Echo through the "
+            f"1k/2k divider at GPIO{echo}.",
+            {"pulses_us": pulses},
+        )
+    cm = got[len(got) // 2] / US_PER_CM
+    if cm < BLIND_ZONE_CM:
+        return Item(
+            name,
+            FAIL,
+            f"The JSN-SR04T sees something {cm:.0f} cm away, inside its blind zone: mount it at least 30 cm "
+            "above the highest water level, pointing straight down.",
+            {"pulses_us": pulses, "cm": round(cm, 1)},
+        )
+    return Item(
+        name, OK, f"JSN-SR04T answers: echo from {cm:.0f} cm.", {"pulses_us": pulses, "cm": round(cm, 1)}
+    )
+
+
+def judge_pmu(board: Board, r: dict[str, Any]) -> Item:
+    name = "Power chip (PMU) for the LoRa rail"
+    if r.get("chip") and r.get("rail_on"):
+        return Item(name, OK, f"{str(r['chip']).upper()} answers; the LoRa rail is on.", r)
+    if r.get("chip"):
+        return Item(
+            name,
+            FAIL,
+            f"The {str(r['chip']).upper()} did not switch the LoRa rail on: the board may be "
+            "damaged; try another board.",
+            r,
+        )
+    if r.get("ic_type") is not None:
+        return Item(
+            name,
+            FAIL,
+            f"An unknown chip (type 0x{r['ic_type']:02X}) answers at the PMU address: check that "
+            f"the board is a {board.title}.",
+            r,
+        )
+    return Item(
+        name,
+        FAIL,
+        f"The power chip does not answer on I2C: check that the board is a {board.title} "
+        "(v1.x) and that nothing shorts SDA/SCL.",
+        r,
+    )
+
+
+def judge_radio(board: Board, r: dict[str, Any]) -> Item:
+    assert board.radio is not None
+    chip = board.radio.chip.upper()
+    name = f"LoRa radio {chip}"
+    sx126 = r.get("sx126x_sync") in (0x1424, 0x3444)
+    sx127 = r.get("sx127x_version") == 0x12
+    if board.radio.family == "sx126x" and sx126:
+        return Item(name, OK, f"{chip} answers (sync word register {_hex(r['sx126x_sync'])}).", r)
+    if board.radio.family == "sx127x" and sx127:
+        return Item(name, OK, f"{chip} answers (version register 0x12).", r)
+    if sx126 or sx127:
+        other = "an SX126x" if sx126 else "an SX127x"
+        return Item(
+            name,
+            FAIL,
+            f"{other} radio answers, but board '{board.name}' expects an {chip}: pick the "
+            "board variant that matches the radio printed on the module.",
+            r,
+        )
+    if r.get("busy_stuck"):
+        return Item(
+            name,
+            FAIL,
+            f"The {chip} stays busy: the radio is not powered or not fitted; on a T-Beam the "
+            "PMU must switch the LoRa rail on, otherwise return the board.",
+            r,
+        )
+    return Item(
+        name,
+        FAIL,
+        f"No LoRa radio answers on SPI: check the radio module is fitted and '{board.name}' "
+        "is the right board; a board without radio cannot send.",
+        r,
+    )
+
+
+def judge_battery(kit: Kit, mv: int) -> Item:
+    low = int(kit.power.get("battery_min_mv", 3400))
+    if mv < 1000:
+        return Item(
+            "Battery",
+            FAIL,
+            "No battery voltage: plug the LiPo into the board's battery connector "
+            "(check the polarity: red to +).",
+            {"mv": mv},
+        )
+    if mv < low:
+        return Item(
+            "Battery",
+            FAIL,
+            f"Battery at {mv / 1000:.2f} V is too low: charge it over USB before closing the enclosure.",
+            {"mv": mv},
+        )
+    return Item("Battery", OK, f"Battery at {mv / 1000:.2f} V.", {"mv": mv})
+
+
+# ---------------------------------------------------------------- running on the board
+def run_check(link: BoardLink, kit: Kit, board: Board) -> list[Item]:
+    """Probe every part of the kit through the board; returns the checklist in kit order."""
+    items: list[Item] = []
+    if board.radio is None:
+        raise ConfigError(f"hw/boards/{board.name}.json has no radio section")
+    rad = board.radio
+    vext = board.raw.get("power", {}).get("vext")
+    if isinstance(vext, dict) and "pin" in vext:
+        # Sensors on a switched 3.3 V rail (Heltec Vext) stay dark until it is switched on.
+        link.call("kitcheck", "kc_power", int(vext["pin"]), int(vext.get("active", 0)))
+    pmu = board.raw.get("power", {}).get("pmu") if isinstance(board.raw.get("power"), dict) else None
+    if isinstance(pmu, dict):
+        # T-Beam: the radio has no power until the PMU switches its rail on.
+        i2c = board.raw.get("i2c", {})
+        res = link.call(
+            "kitcheck",
+            "kc_pmu_lora_rail",
+            int(i2c["sda"]),
+            int(i2c["scl"]),
+            int(i2c.get("freq", 100000)),
+            int(pmu.get("i2c_addr", 0x34)),
+        )
+        items.append(judge_pmu(board, res))
+    r = link.call("kitcheck", "kc_radio", rad.spi, rad.sck, rad.mosi, rad.miso, rad.nss, rad.rst, rad.busy)
+    items.append(judge_radio(board, r))
+    for s in kit.resolved_sensors(board):
+        iface = s["interface"]
+        if iface == "i2c":
+            found = link.call("kitcheck", "kc_i2c_scan", s["sda"], s["scl"], s.get("freq", 100000))["found"]
+            chip_id = None
+            if s.get("chip_id") is not None and _addr(s["address"]) in found:
+                chip_id = link.call(
+                    "kitcheck",
+                    "kc_i2c_reg",
+                    s["sda"],
+                    s["scl"],
+                    s.get("freq", 100000),
+                    _addr(s["address"]),
+                    _addr(s.get("chip_id_reg", "0xD0")),
+                )
+            items.append(judge_i2c(s, found, chip_id))
+        elif iface == "uart" and s["id"] == "sds011":
+            res = link.call(
+                "kitcheck",
+                "kc_sds011",
+                s.get("uart", 1),
+                s["tx"],
+                s["rx"],
+                s.get("firmware_mode", "query"),
+                timeout=20,
+            )
+            items.append(judge_sds011(s, res))
+        elif iface == "onewire":
+            items.append(judge_ds18b20(s, link.call("kitcheck", "kc_ds18b20", s["pin"], timeout=10)))
+        elif iface == "ultrasonic":
+            pulses = link.call("kitcheck", "kc_ultrasonic", s["trig"], s["echo"], 3, timeout=10)
+            items.append(judge_ultrasonic(s, pulses))
+        else:
+            items.append(
+                Item(
+                    s.get("part", s["id"]),
+                    MANUAL,
+                    f"Not tested automatically: check the {s.get('part', s['id'])} by hand "
+                    "(see the assembly guide).",
+                    None,
+                )
+            )
+    if kit.battery_powered:
+        if board.battery is None:
+            items.append(
+                Item(
+                    "Battery",
+                    MANUAL,
+                    "This board has no battery sense pin: measure the battery with a multimeter.",
+                    None,
+                )
+            )
+        else:
+            b = board.battery
+            mv = link.call("kitcheck", "kc_battery", b.adc, b.ctrl, b.ctrl_on, b.divider)
+            items.append(judge_battery(kit, int(mv)))
+    return items
+
+
+def print_checklist(items: list[Item], console: Console | None = None) -> None:
+    console = console or Console()
+    for it in items:
+        console.print(f" {MARKS[it.status]} [bold]{it.name}[/bold]: {it.advice}", highlight=False)
+    failed = sum(1 for it in items if it.status == FAIL)
+    if failed:
+        console.print(f"[red]{failed} problem(s) to fix before closing the enclosure.[/red]")
+    else:
+        console.print("[green]Everything checked out.[/green]")

@@ -1,0 +1,40 @@
+# The virtual board's "physical world": the staged wiring from scenario.json and the state that
+# lives in the parts themselves (an SDS011 remembers its reporting mode across resets), kept in
+# state.json so it survives the board's soft resets as it would on a bench.
+import json
+
+_scenario = None
+_state = None
+
+
+def scenario():
+    global _scenario
+    if _scenario is None:
+        with open("/_vboard/scenario.json") as f:
+            _scenario = json.load(f)
+    return _scenario
+
+
+def state():
+    global _state
+    if _state is None:
+        try:
+            with open("/_vboard/state.json") as f:
+                _state = json.load(f)
+        except OSError:
+            _state = {}
+    return _state
+
+
+def save_state():
+    with open("/_vboard/state.json", "w") as f:
+        json.dump(state(), f)
+
+
+def pin_id(p):
+    """The GPIO number of a Pin object or a plain int."""
+    if p is None:
+        return None
+    if isinstance(p, int):
+        return p
+    return p.id

@@ -1,0 +1,136 @@
+"""Stage a kit on the virtual board: the wiring of a healthy kit, then the faults asked for.
+
+``build(kit, board, faults)`` returns the scenario dict that vboard.py loads. Fault names:
+``missing:<sensor id>`` (not connected), ``bmp280`` (a BMP280 sold as BME280), ``sds011_swapped``
+(TX/RX crossed), ``sds011_query`` (left in query mode), ``sds011_active`` (left in active mode),
+``sds011_asleep``, ``ds18b20_85`` (never converts: 85.0 C), ``no_radio``, ``other_radio``, ``no_battery``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from havel.provisioning.kits import Board, Kit
+
+FAULTS = {
+    "bmp280",
+    "sds011_swapped",
+    "sds011_query",
+    "sds011_active",
+    "sds011_asleep",
+    "ds18b20_85",
+    "no_radio",
+    "other_radio",
+    "no_battery",
+    "ultrasonic_blind",
+    "no_pmu",
+    "pmu_axp2101",
+}
+
+
+def build(
+    kit: Kit,
+    board: Board,
+    faults: set[str] | frozenset[str] = frozenset(),
+    *,
+    unique_id: str = "a4cf12fe0c01",
+) -> dict[str, Any]:
+    unknown = {f for f in faults if f not in FAULTS and not f.startswith("missing:")}
+    if unknown:
+        raise ValueError(f"unknown faults: {sorted(unknown)}")
+    missing = {f.split(":", 1)[1] for f in faults if f.startswith("missing:")}
+    sc: dict[str, Any] = {
+        "unique_id": unique_id,
+        "i2c": [],
+        "uart": [],
+        "onewire": [],
+        "spi": [],
+        "adc": {},
+        "ultrasonic": [],
+    }
+    for s in kit.resolved_sensors(board):
+        if s["id"] in missing:
+            continue
+        if s["interface"] == "i2c":
+            chip = s["id"]
+            if chip == "bme280" and "bmp280" in faults:
+                chip = "bmp280"
+            addr = int(s["address"], 0) if isinstance(s["address"], str) else s["address"]
+            bus = next((b for b in sc["i2c"] if b["sda"] == s["sda"] and b["scl"] == s["scl"]), None)
+            if bus is None:
+                bus = {"sda": s["sda"], "scl": s["scl"], "devices": []}
+                sc["i2c"].append(bus)
+            bus["devices"].append({"addr": addr, "chip": chip})
+        elif s["interface"] == "uart" and s["id"] == "sds011":
+            mode = s.get("firmware_mode", "query")
+            if "sds011_query" in faults:
+                mode = "query"
+            if "sds011_active" in faults:
+                mode = "active"
+            tx_to, rx_to = s["rx"], s["tx"]  # sensor TX goes to the board's RX pin
+            if "sds011_swapped" in faults:
+                tx_to, rx_to = rx_to, tx_to
+            sc["uart"].append(
+                {
+                    "device": "sds011",
+                    "baud": 9600,
+                    "sensor_tx_to": tx_to,
+                    "sensor_rx_to": rx_to,
+                    "mode": mode,
+                    "asleep": "sds011_asleep" in faults,
+                    "pm25": 8.4,
+                    "pm10": 13.9,
+                    "period_ms": 1000,
+                }
+            )
+        elif s["interface"] == "ultrasonic":
+            sc["ultrasonic"].append(
+                {
+                    "trig": s["trig"],
+                    "echo": s["echo"],
+                    "distance_cm": 12.0 if "ultrasonic_blind" in faults else 182.5,
+                }
+            )
+        elif s["interface"] == "onewire":
+            devs = [
+                {"rom": f"28{i:02x}641e83160300", "temp_c": 19.5 + i, "converts": "ds18b20_85" not in faults}
+                for i in range(int(s.get("count", 1)))
+            ]
+            sc["onewire"].append({"pin": s["pin"], "devices": devs})
+    pmu = board.raw.get("power", {}).get("pmu") if isinstance(board.raw.get("power"), dict) else None
+    power = None
+    if isinstance(pmu, dict):
+        i2c = board.raw["i2c"]
+        kind = "axp2101" if "pmu_axp2101" in faults else "axp192"
+        # The LoRa rail: AXP192 LDO2 (REG12H bit 2), AXP2101 ALDO2 (REG90H bit 1)
+        reg, mask = (0x90, 0x02) if kind == "axp2101" else (0x12, 0x04)
+        power = {
+            "sda": i2c["sda"],
+            "scl": i2c["scl"],
+            "addr": int(pmu.get("i2c_addr", 0x34)),
+            "reg": reg,
+            "mask": mask,
+        }
+        if "no_pmu" not in faults:
+            bus = next((b for b in sc["i2c"] if b["sda"] == i2c["sda"] and b["scl"] == i2c["scl"]), None)
+            if bus is None:
+                bus = {"sda": i2c["sda"], "scl": i2c["scl"], "devices": []}
+                sc["i2c"].append(bus)
+            bus["devices"].append({"addr": power["addr"], "chip": kind})
+    if board.radio is not None and "no_radio" not in faults:
+        chip = board.radio.chip
+        if "other_radio" in faults:
+            chip = "sx1276" if board.radio.family == "sx126x" else "sx1262"
+        sc["spi"].append(
+            {
+                "chip": chip,
+                "sck": board.radio.sck,
+                "nss": board.radio.nss,
+                "busy": board.radio.busy if chip.startswith("sx126") else None,
+                "power": power,
+            }
+        )
+    if board.battery is not None and "no_battery" not in faults:
+        # 3.95 V at the cell, seen through the board's divider
+        sc["adc"][str(board.battery.adc)] = int(3950 * 1000 / board.battery.divider)
+    return sc
