@@ -1,0 +1,393 @@
+"""``havel gateway run|status`` and ``havel device add|list|remove|import|export``.
+
+Every command takes ``--config FILE`` (the daemon's TOML) or ``--data-dir DIR`` (defaults for the rest).
+Keys are never printed unless ``--show-keys`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from havel.codecs.lorawan.ids import parse_id_hex, parse_key
+from havel.errors import ConfigError, HavelError, InputError
+from havel.gateway import config as config_mod
+from havel.gateway import db
+from havel.gateway.config import Config
+from havel.gateway.registry import Device, Registry, Session, format_export, parse_import
+
+DEFAULT_CONFIG = Path("/etc/havel/gateway.toml")
+
+
+def _where(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Data directory (instead of --config).",
+    )(f)
+    f = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"Gateway config file (default {DEFAULT_CONFIG} when present).",
+    )(f)
+    return f
+
+
+def load_config(config_path: Path | None, data_dir: Path | None) -> Config:
+    """The config from ``--config``, or defaults around ``--data-dir``, or the system config file."""
+    if config_path is not None and data_dir is not None:
+        raise InputError("give --config or --data-dir, not both")
+    if data_dir is not None:
+        return config_mod.defaults(data_dir)
+    if config_path is not None:
+        return config_mod.load(config_path)
+    if DEFAULT_CONFIG.exists():
+        return config_mod.load(DEFAULT_CONFIG)
+    raise ConfigError("no configuration given", hint="pass --config FILE or --data-dir DIR")
+
+
+def _registry(cfg: Config) -> Registry:
+    return Registry(db.open_db(cfg.db_path))
+
+
+# --------------------------------------------------------------------------------------------- gateway
+
+
+@click.group()
+def gateway() -> None:
+    """Run and inspect the gateway daemon."""
+
+
+@gateway.command("run")
+@_where
+def gateway_run(config_path: Path | None, data_dir: Path | None) -> None:
+    """Run the daemon until SIGTERM (systemd: see gateway/havel-gateway.service)."""
+    from havel.gateway import daemon
+
+    cfg = load_config(config_path, data_dir)
+    daemon.run(cfg)
+
+
+@gateway.command("check")
+@_where
+def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
+    """Validate the configuration and say what it means."""
+    cfg = load_config(config_path, data_dir)
+    click.echo(
+        f"config ok: gateway {cfg.gateway_id}, data {cfg.data_dir}, GWMP {cfg.udp.bind}:{cfg.udp.port}, "
+        f"sinks {', '.join(s['name'] for s in cfg.sinks)}"
+    )
+
+
+@gateway.command("status")
+@_where
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON status.")
+@click.pass_context
+def gateway_status(
+    ctx: click.Context, config_path: Path | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """What the running daemon reports (forwarders, uplinks, outbox, sinks); offline: the database.
+    Exit status 0 ok, 2 degraded, 3 daemon not running."""
+    cfg = load_config(config_path, data_dir)
+    status: dict[str, Any] | None = None
+    if cfg.http.port:
+        url = f"http://{cfg.http.bind}:{cfg.http.port}/status"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:
+                status = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            status = None
+    if status is None:
+        status = _offline_status(cfg)
+    if as_json:
+        click.echo(json.dumps(status, indent=2, default=str))
+    else:
+        _print_status(status)
+    ctx.exit({"ok": 0, "degraded": 2}.get(str(status.get("state")), 3))
+
+
+def _offline_status(cfg: Config) -> dict[str, Any]:
+    st: dict[str, Any] = {"gateway_id": cfg.gateway_id, "state": "not running", "data_dir": str(cfg.data_dir)}
+    if cfg.db_path.exists():
+        from havel.gateway.outbox import Outbox
+
+        conn = db.open_db(cfg.db_path)
+        try:
+            reg = Registry(conn)
+            ob = Outbox(conn, sinks=[s["name"] for s in cfg.sinks])
+            st["devices"] = len(reg.devices())
+            st["outbox"] = {
+                "depth": ob.depth(),
+                "bytes": ob.size_bytes(),
+                "oldest": ob.oldest_received_at(),
+                "dropped": ob.dropped(),
+            }
+        finally:
+            conn.close()
+    return st
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    con = Console()
+    state = st.get("state")
+    color = {"ok": "green", "degraded": "yellow"}.get(str(state), "red")
+    con.print(
+        f"[bold]gateway {st.get('gateway_id')}[/bold]: [{color}]{state}[/{color}]"
+        + (f"  up {st['uptime_s']:.0f} s, GWMP {st.get('udp')}" if "uptime_s" in st else "")
+    )
+    fwds = st.get("forwarders") or []
+    if fwds:
+        t = Table(
+            "concentrator", "proto", "last heard", "rx", "tx", "downlinks", "state", title="packet forwarders"
+        )
+        for f in fwds:
+            t.add_row(
+                f["gateway"],
+                f"v{f['version']}",
+                f"{f['seen_s_ago']} s ago",
+                str(f["rx"]),
+                str(f["tx"]),
+                "ready" if f["downlink_ready"] else "no PULL_DATA yet",
+                "[red]SILENT[/red]" if f["silent"] else "[green]ok[/green]",
+            )
+        con.print(t)
+    elif "uptime_s" in st:
+        con.print("[yellow]no packet forwarder has spoken yet[/yellow]")
+    up = st.get("uplinks")
+    if up:
+        rej = ", ".join(f"{k} {v:g}" for k, v in up["rejected"].items()) or "none"
+        con.print(f"uplinks: {up['received']:g} received, {up['accepted']:g} accepted; rejected: {rej}")
+    ob = st.get("outbox")
+    if ob:
+        con.print(f"outbox: {ob.get('depth')} waiting, {ob.get('bytes')} bytes, dropped {ob.get('dropped')}")
+    for name, s in (st.get("sinks") or {}).items():
+        if isinstance(s, dict) and "state" in s:
+            color = {"up": "green", "down": "red"}.get(str(s["state"]), "yellow")
+            err = f", last error: {s['last_error']}" if s.get("last_error") else ""
+            con.print(
+                f"sink {name}: [{color}]{s['state']}[/{color}] since {s.get('since')}, sent {s.get('sent')}, "
+                f"acknowledged {s.get('acked')}, waiting {s.get('inflight')}{err}"
+            )
+        elif isinstance(s, dict):
+            con.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s.items()))
+    if "devices" in st:
+        con.print(f"devices: {st['devices']}")
+
+
+# --------------------------------------------------------------------------------------------- device
+
+
+@click.group()
+def device() -> None:
+    """Manage the gateway's device registry."""
+
+
+@device.command("add")
+@_where
+@click.option("--name", required=True, help="Unique device name, e.g. pegel-havel-1.")
+@click.option("--dev-eui", required=True, help="DevEUI, 16 hex digits (big-endian, as printed on the label).")
+@click.option("--codec", required=True, help="Payload codec: air, water, temperature, cooling, cayenne-lpp.")
+@click.option(
+    "--otaa", "activation", flag_value="otaa", help="Over-the-air activation (needs --join-eui, --app-key)."
+)
+@click.option(
+    "--abp",
+    "activation",
+    flag_value="abp",
+    help="Activation by personalisation (needs --dev-addr, --nwk-s-key, --app-s-key).",
+)
+@click.option("--join-eui", help="JoinEUI (AppEUI), 16 hex digits.")
+@click.option("--app-key", help="AppKey, 32 hex digits.")
+@click.option("--dev-addr", help="DevAddr, 8 hex digits.")
+@click.option("--nwk-s-key", help="NwkSKey, 32 hex digits.")
+@click.option("--app-s-key", help="AppSKey, 32 hex digits.")
+def device_add(
+    config_path: Path | None,
+    data_dir: Path | None,
+    name: str,
+    dev_eui: str,
+    codec: str,
+    activation: str | None,
+    join_eui: str | None,
+    app_key: str | None,
+    dev_addr: str | None,
+    nwk_s_key: str | None,
+    app_s_key: str | None,
+) -> None:
+    """Register one device."""
+    if activation is None:
+        raise InputError("say how the device activates: --otaa or --abp")
+    eui = parse_id_hex(dev_eui, what="--dev-eui", size=8)
+    if activation == "otaa":
+        if not join_eui or not app_key:
+            raise InputError("--otaa needs --join-eui and --app-key")
+        if dev_addr or nwk_s_key or app_s_key:
+            raise InputError("--dev-addr, --nwk-s-key and --app-s-key are for --abp devices")
+        dev = Device(
+            name=name,
+            dev_eui=eui,
+            codec=codec,
+            activation="otaa",
+            join_eui=parse_id_hex(join_eui, what="--join-eui", size=8),
+            app_key=parse_key(app_key, "--app-key"),
+        )
+    else:
+        if not dev_addr or not nwk_s_key or not app_s_key:
+            raise InputError("--abp needs --dev-addr, --nwk-s-key and --app-s-key")
+        if app_key:
+            raise InputError("--app-key is for --otaa devices")
+        dev = Device(
+            name=name,
+            dev_eui=eui,
+            codec=codec,
+            activation="abp",
+            join_eui=parse_id_hex(join_eui, what="--join-eui", size=8) if join_eui else None,
+            session=Session(
+                parse_id_hex(dev_addr, what="--dev-addr", size=4),
+                parse_key(nwk_s_key, "--nwk-s-key"),
+                parse_key(app_s_key, "--app-s-key"),
+            ),
+        )
+    reg = _registry(load_config(config_path, data_dir))
+    try:
+        reg.add(dev)
+    finally:
+        reg.conn.close()
+    click.echo(f"added {dev.name} ({dev.eui_hex}, {dev.activation}, codec {dev.codec})")
+
+
+@device.command("list")
+@_where
+@click.option("--show-keys", is_flag=True, help="Also print the keys (careful: screens are photographed).")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+def device_list(config_path: Path | None, data_dir: Path | None, show_keys: bool, as_json: bool) -> None:
+    """List registered devices with their session state."""
+    reg = _registry(load_config(config_path, data_dir))
+    try:
+        devices = reg.devices()
+    finally:
+        reg.conn.close()
+    if as_json:
+        rows = []
+        for d in devices:
+            row = d.export(show_keys=show_keys)
+            row["fcnt_up"] = d.session.fcnt_up if d.session else None
+            row["fcnt_down"] = d.session.fcnt_down if d.session else None
+            rows.append(row)
+        click.echo(json.dumps(rows, indent=2))
+        return
+    cols = ["name", "DevEUI", "activation", "codec", "DevAddr", "FCnt up", "FCnt down", "last seen"]
+    if show_keys:
+        cols += ["AppKey", "NwkSKey", "AppSKey"]
+    t = Table(*cols, title=f"{len(devices)} device(s)")
+    import time as _time
+
+    for d in devices:
+        s = d.session
+        seen = f"{_time.time() - d.last_seen:.0f} s ago" if d.last_seen else "never"
+        cells: list[str] = [
+            d.name,
+            d.eui_hex,
+            d.activation,
+            d.codec,
+            f"{s.dev_addr:08X}" if s else "(not joined)",
+            "" if not s or s.fcnt_up is None else str(s.fcnt_up),
+            str(s.fcnt_down) if s else "",
+            seen,
+        ]
+        if show_keys:
+            cells += [
+                d.app_key.hex().upper() if d.app_key else "",
+                s.nwk_s_key.hex().upper() if s else "",
+                s.app_s_key.hex().upper() if s else "",
+            ]
+        t.add_row(*cells)
+    # piped or captured output is read by scripts and tests: never wrap a DevEUI or key in the middle
+    Console(width=None if sys.stdout.isatty() else (220 if show_keys else 160)).print(t)
+
+
+@device.command("remove")
+@_where
+@click.argument("device_id", metavar="NAME_OR_DEVEUI")
+def device_remove(config_path: Path | None, data_dir: Path | None, device_id: str) -> None:
+    """Forget a device, its session and its DevNonces."""
+    reg = _registry(load_config(config_path, data_dir))
+    try:
+        dev = reg.find(device_id)
+        reg.remove(dev.dev_eui)
+    finally:
+        reg.conn.close()
+    click.echo(f"removed {dev.name} ({dev.eui_hex})")
+
+
+@device.command("import")
+@_where
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--replace", is_flag=True, help="Replace devices that are already registered (new keys, new session)."
+)
+def device_import(config_path: Path | None, data_dir: Path | None, file: Path, replace: bool) -> None:
+    """Import devices from JSON or CSV (the provisioning tool's export); all records are checked first."""
+    devices = parse_import(file.read_text(encoding="utf-8"), file.name)
+    reg = _registry(load_config(config_path, data_dir))
+    added = replaced = 0
+    try:
+        existing = {d.dev_eui for d in reg.devices()}
+        clash = [d for d in devices if d.dev_eui in existing]
+        if clash and not replace:
+            raise InputError(
+                f"{len(clash)} device(s) already registered, e.g. {clash[0].eui_hex}",
+                hint="use --replace to overwrite them",
+            )
+        for d in devices:
+            if d.dev_eui in existing:
+                reg.remove(d.dev_eui)
+                replaced += 1
+            else:
+                added += 1
+            reg.add(d)
+    finally:
+        reg.conn.close()
+    click.echo(f"imported {added + replaced} device(s) from {file.name} ({added} new, {replaced} replaced)")
+
+
+@device.command("export")
+@_where
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("--show-keys", is_flag=True, help="Include the keys (without it they read <redacted>).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File (0600) instead of stdout."
+)
+def device_export(
+    config_path: Path | None, data_dir: Path | None, fmt: str, show_keys: bool, output: Path | None
+) -> None:
+    """Export the registry in the import format."""
+    reg = _registry(load_config(config_path, data_dir))
+    try:
+        text = format_export(reg.devices(), fmt, show_keys=show_keys)
+    finally:
+        reg.conn.close()
+    if output is None:
+        sys.stdout.write(text)
+        return
+    import os
+
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo(
+        f"exported to {output}" + ("" if show_keys else " (keys redacted; --show-keys to include them)")
+    )
+
+
+__all__ = ["HavelError", "device", "gateway", "load_config"]

@@ -1,0 +1,320 @@
+"""The gateway's TOML configuration: read, validated at start, with defaults so a minimal file is short.
+
+Every problem raises :class:`havel.errors.ConfigError` naming the key (``udp.port``) and what is wrong.
+Sections owned by other parts of the daemon (``[[sink]]`` entries, ``[relay]`` and any component listed
+in :data:`COMPONENT_SECTIONS`) are kept as raw dicts here and validated by their owners at start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from havel.errors import ConfigError
+
+# Sections of the config that belong to optional components the daemon can start (see daemon.COMPONENTS).
+COMPONENT_SECTIONS = ("forwarder", "relay")
+SINK_TYPES = ("mqtt", "file")
+_GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class UdpConfig:
+    """``[udp]``: where the packet forwarders send to."""
+
+    bind: str = "127.0.0.1"
+    port: int = 1700
+    silent_after_s: float = 90.0  # no PUSH_DATA/PULL_DATA for this long -> forwarder silent alarm
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """``[network]``: the edge network server and join server."""
+
+    net_id: int = 0x000000
+    dev_addr_prefix: int = 0x00000000  # DevAddrs are allocated below this prefix ...
+    dev_addr_prefix_len: int = 7  # ... of this many bits (NetID type 0: 7-bit NwkID)
+    rx1_delay_s: int = 1
+    rx1_dr_offset: int = 0
+    rx2_dr: int = 0
+    tx_power_dbm: int = 14
+    dedup_window_ms: int = 200  # wait this long for copies of one frame from other concentrators
+    duplicate_ttl_s: float = 600.0  # copies arriving later than the window still count as duplicates
+    battery_stale_s: float = 86_400.0  # send DevStatusReq when the last battery report is older
+    downlink_ttl_s: float = 3600.0  # default lifetime of a queued application downlink
+    confirmed_retries: int = 4  # attempts for a confirmed downlink before it expires
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """``[http]``: /healthz and /metrics. ``port = 0`` switches it off."""
+
+    bind: str = "127.0.0.1"
+    port: int = 9110
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``[log]``: ``format`` plain or json, ``level`` debug/info/warning/error."""
+
+    format: str = "plain"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """``[outbox]``: disk quota of the durable outbox (None = unlimited)."""
+
+    quota_mb: float | None = 512.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    gateway_id: str
+    data_dir: Path
+    udp: UdpConfig = field(default_factory=UdpConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    sinks: list[dict[str, Any]] = field(default_factory=list)
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """The one SQLite database: registry, sessions and outbox."""
+        return self.data_dir / "havel.db"
+
+    @property
+    def topic_prefix(self) -> str:
+        """The MQTT topic prefix of the first MQTT sink (``havel`` by default)."""
+        for sink in self.sinks:
+            if sink.get("type") == "mqtt":
+                return str(sink.get("prefix", "havel"))
+        return "havel"
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {p} does not exist", hint="pass --config with the path of your gateway.toml"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return from_dict(raw, source=p)
+
+
+def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
+    """Validate an already parsed TOML document; relative ``data_dir`` is taken from the file's folder."""
+    known = {"gateway", "udp", "network", "http", "log", "outbox", "sink", *COMPONENT_SECTIONS}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"unknown section or key '{key}'", hint=f"known sections: {', '.join(sorted(known))}"
+            )
+    gw = _table(raw, "gateway")
+    _only(gw, "gateway", {"id", "data_dir"})
+    gateway_id = _str(gw, "gateway", "id", "havel-gw")
+    if not _GATEWAY_ID.match(gateway_id):
+        raise ConfigError(
+            f"gateway.id {gateway_id!r} may only hold letters, digits, '-' and '_' (1-64)",
+            hint="it is part of MQTT topics",
+        )
+    data_dir = Path(_str(gw, "gateway", "data_dir", "/var/lib/havel"))
+    if not data_dir.is_absolute() and source is not None:
+        data_dir = source.parent / data_dir
+
+    u = _table(raw, "udp")
+    _only(u, "udp", {"bind", "port", "silent_after_s"})
+    udp = UdpConfig(
+        bind=_addr(u, "udp", "bind", "127.0.0.1"),
+        port=_int(u, "udp", "port", 1700, 1, 65535),
+        silent_after_s=_float(u, "udp", "silent_after_s", 90.0, 1.0),
+    )
+
+    n = _table(raw, "network")
+    d = NetworkConfig()
+    _only(n, "network", set(NetworkConfig.__dataclass_fields__) - {"dev_addr_prefix_len"} | {"net_id"})
+    net_id = _hexint(n, "network", "net_id", d.net_id, 24)
+    prefix, plen = _prefix(n, net_id)
+    network = NetworkConfig(
+        net_id=net_id,
+        dev_addr_prefix=prefix,
+        dev_addr_prefix_len=plen,
+        rx1_delay_s=_int(n, "network", "rx1_delay_s", d.rx1_delay_s, 1, 15),
+        rx1_dr_offset=_int(n, "network", "rx1_dr_offset", d.rx1_dr_offset, 0, 5),
+        rx2_dr=_int(n, "network", "rx2_dr", d.rx2_dr, 0, 6),  # DR7 is FSK: not for LoRa downlinks
+        tx_power_dbm=_int(n, "network", "tx_power_dbm", d.tx_power_dbm, 0, 27),
+        dedup_window_ms=_int(n, "network", "dedup_window_ms", d.dedup_window_ms, 0, 5000),
+        duplicate_ttl_s=_float(n, "network", "duplicate_ttl_s", d.duplicate_ttl_s, 1.0),
+        battery_stale_s=_float(n, "network", "battery_stale_s", d.battery_stale_s, 60.0),
+        downlink_ttl_s=_float(n, "network", "downlink_ttl_s", d.downlink_ttl_s, 1.0),
+        confirmed_retries=_int(n, "network", "confirmed_retries", d.confirmed_retries, 1, 16),
+    )
+
+    h = _table(raw, "http")
+    _only(h, "http", {"bind", "port"})
+    http = HttpConfig(
+        bind=_addr(h, "http", "bind", "127.0.0.1"), port=_int(h, "http", "port", 9110, 0, 65535)
+    )
+
+    lg = _table(raw, "log")
+    _only(lg, "log", {"format", "level"})
+    log = LogConfig(
+        format=_choice(lg, "log", "format", "plain", ("plain", "json")),
+        level=_choice(lg, "log", "level", "info", ("debug", "info", "warning", "error")),
+    )
+
+    o = _table(raw, "outbox")
+    _only(o, "outbox", {"quota_mb"})
+    quota: float | None = _float(o, "outbox", "quota_mb", 512.0, 0.0)
+    if quota == 0:
+        quota = None
+    outbox = OutboxConfig(quota_mb=quota)
+
+    sinks_raw = raw.get("sink", [{"type": "file", "path": "-"}])
+    if not isinstance(sinks_raw, list) or not all(isinstance(s, dict) for s in sinks_raw):
+        raise ConfigError("'sink' must be an array of tables ([[sink]])")
+    sinks: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for i, s in enumerate(sinks_raw):
+        kind = s.get("type")
+        if kind not in SINK_TYPES:
+            raise ConfigError(f"sink[{i}].type is {kind!r}", hint=f"one of {', '.join(SINK_TYPES)}")
+        name = str(s.get("name", kind if kind not in names else f"{kind}{i}"))
+        if name in names:
+            raise ConfigError(f"sink[{i}].name {name!r} is used twice")
+        names.add(name)
+        sinks.append({**s, "name": name})
+    if not sinks:
+        raise ConfigError("no [[sink]] configured", hint="add at least a file sink")
+
+    components = {}
+    for sec in COMPONENT_SECTIONS:
+        if sec in raw:
+            components[sec] = _table(raw, sec)
+
+    return Config(
+        gateway_id=gateway_id,
+        data_dir=data_dir,
+        udp=udp,
+        network=network,
+        http=http,
+        log=log,
+        outbox=outbox,
+        sinks=sinks,
+        components=components,
+        source=source,
+    )
+
+
+def defaults(data_dir: Path, *, gateway_id: str = "havel-gw") -> Config:
+    """A config with every default (used by ``--data-dir`` without a file, and by the demo)."""
+    return from_dict({"gateway": {"id": gateway_id, "data_dir": str(data_dir)}})
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"'{name}' must be a table ([{name}])")
+    return value
+
+
+def _only(table: dict[str, Any], sec: str, allowed: set[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"unknown key '{sec}.{key}'", hint=f"known keys: {', '.join(sorted(allowed))}")
+
+
+def _str(t: dict[str, Any], sec: str, key: str, default: str) -> str:
+    v = t.get(key, default)
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{sec}.{key} must be a non-empty string, not {v!r}")
+    return v
+
+
+def _int(t: dict[str, Any], sec: str, key: str, default: int, lo: int, hi: int) -> int:
+    v = t.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{sec}.{key} must be an integer, not {v!r}")
+    if not lo <= v <= hi:
+        raise ConfigError(f"{sec}.{key} = {v} is out of range", hint=f"allowed {lo}..{hi}")
+    return v
+
+
+def _float(t: dict[str, Any], sec: str, key: str, default: float, lo: float) -> float:
+    v = t.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(f"{sec}.{key} must be a number, not {v!r}")
+    if v < lo:
+        raise ConfigError(f"{sec}.{key} = {v} is too small", hint=f"minimum {lo}")
+    return float(v)
+
+
+def _choice(t: dict[str, Any], sec: str, key: str, default: str, choices: tuple[str, ...]) -> str:
+    v = t.get(key, default)
+    if v not in choices:
+        raise ConfigError(f"{sec}.{key} is {v!r}", hint=f"one of {', '.join(choices)}")
+    return str(v)
+
+
+def _addr(t: dict[str, Any], sec: str, key: str, default: str) -> str:
+    v = _str(t, sec, key, default)
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise ConfigError(f"{sec}.{key} {v!r} is not an IP address", hint="e.g. 127.0.0.1") from None
+    return v
+
+
+def _hexint(t: dict[str, Any], sec: str, key: str, default: int, bits: int) -> int:
+    v = t.get(key, default)
+    if isinstance(v, str):
+        try:
+            v = int(v, 16)
+        except ValueError:
+            raise ConfigError(f"{sec}.{key} {t[key]!r} is not hexadecimal") from None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << bits):
+        raise ConfigError(f'{sec}.{key} must be a {bits}-bit hex string like "000013", not {t.get(key)!r}')
+    return v
+
+
+def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:
+    """``dev_addr_prefix = "26000000/7"``; default: NetID type 0 rule (NwkID = 6 LSB of NetID)."""
+    if "dev_addr_prefix" not in n:
+        return ((net_id & 0x3F) << 25, 7)  # type 0: 7-bit prefix 0b0 + 6-bit NwkID
+    v = n["dev_addr_prefix"]
+    if not isinstance(v, str) or "/" not in v:
+        raise ConfigError(f'network.dev_addr_prefix {v!r} must look like "26000000/7"')
+    addr_s, len_s = v.split("/", 1)
+    try:
+        addr, plen = int(addr_s, 16), int(len_s)
+    except ValueError:
+        raise ConfigError(f'network.dev_addr_prefix {v!r} must look like "26000000/7"') from None
+    if not (0 <= addr < 1 << 32 and 1 <= plen <= 31):
+        raise ConfigError(f"network.dev_addr_prefix {v!r} is out of range", hint="prefix length 1..31")
+    mask = ((1 << plen) - 1) << (32 - plen)
+    if addr & ~mask & 0xFFFFFFFF:
+        raise ConfigError(f"network.dev_addr_prefix {v!r} has bits set beyond the prefix length")
+    return addr, plen

@@ -1,0 +1,608 @@
+"""The gateway daemon: asyncio wiring of the UDP server, network server, downlinks, outbox and sinks.
+
+One event loop, one SQLite connection (used only from the loop's thread). What happens to an uplink:
+``udp`` -> :meth:`Gateway._on_rx` -> ``netserver.receive`` (dedup window) -> ``flush`` in one transaction
+(counter + outbox record + downlink queue changes) -> after COMMIT: downlinks sent, listeners told, and
+the northbound forwarder (D2) picks the records up from the outbox.
+
+Components: everything optional the daemon starts comes from :data:`COMPONENTS` (name -> factory path).
+A factory is ``create(ctx: DaemonContext) -> Component``; a component has ``async start()``,
+``async stop()`` and optionally ``health() -> dict``. The northbound ``forwarder`` always runs; ``relay``
+(the disaster relay, gateway/relay/) starts when the config has a ``[relay]`` section.
+
+Operations: SIGTERM/SIGINT stop cleanly (frames in the dedup window are processed, components stopped,
+the database closed); ``/healthz``, ``/metrics`` (Prometheus) and ``/status`` (JSON) on a local HTTP port;
+sd_notify READY/WATCHDOG/STOPPING under systemd; logs plain or JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from havel import __version__
+from havel.codecs.lorawan.ids import eui_hex
+from havel.errors import ConfigError, HavelError
+from havel.gateway import db
+from havel.gateway.config import Config
+from havel.gateway.downlinks import DownlinkScheduler, Transmission
+from havel.gateway.gwmp import RxPacket
+from havel.gateway.journal import Journal
+from havel.gateway.metrics import Metrics
+from havel.gateway.netserver import REJECT_REASONS, NetworkServer, Outcome, Reception, reception
+from havel.gateway.outbox import Outbox
+from havel.gateway.registry import Registry
+from havel.gateway.sdnotify import Notifier
+from havel.gateway.udp import Forwarder, GwmpServer
+
+log = logging.getLogger("havel.gateway")
+
+
+class Component(Protocol):
+    """Something the daemon starts and stops (the northbound forwarder, the disaster relay)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# name -> "module:factory". The daemon always starts "forwarder"; the others when their config section
+# exists (config.COMPONENT_SECTIONS). The relay engineer adds nothing here but a module with `create`.
+COMPONENTS: dict[str, str] = {
+    "forwarder": "havel.gateway.northbound:create",
+    "relay": "havel.gateway.relay.component:create",
+}
+ALWAYS = ("forwarder",)
+INTAKE_GROUP_S = 0.003  # group commit window of the intake journal
+
+
+@dataclass
+class DaemonContext:
+    """What a component gets: the config (its own section in ``section``), the database objects (use them
+    only from the event loop's thread), metrics, and hooks into the daemon."""
+
+    config: Config
+    section: dict[str, Any]
+    conn: sqlite3.Connection
+    outbox: Outbox
+    registry: Registry
+    metrics: Metrics
+    gateway: Gateway
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass
+class _Stats:
+    started: float = field(default_factory=time.time)
+    last_uplink: float | None = None
+
+
+class Gateway:
+    """The running daemon (see the module docstring). Tests and the demo run it in-process with
+    :meth:`run` or drive :meth:`start` / :meth:`stop` themselves."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.notifier = Notifier()
+        self.components: dict[str, Any] = {}
+        self.stats = _Stats()
+        # Called after COMMIT with every Outcome (accepted, joined, rejected): the relay and the demo listen.
+        self.outcome_listeners: list[Callable[[Outcome], None]] = []
+        # Called with (event, details) for gateway-level events: forwarder silent/back, sink state.
+        self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.http_port: int | None = None
+        self.udp_addr: tuple[str, int] | None = None
+        self._intake: list[Reception] = []
+        self._intake_scheduled = False
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: asyncio.Server | None = None
+        self._closed = False
+        self.conn: sqlite3.Connection | None = None
+        self._describe_metrics()
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Open the database, bind the sockets, start the components; READY=1 when done."""
+        cfg = self.cfg
+        self.loop = asyncio.get_running_loop()
+        self.conn = db.open_db(cfg.db_path)
+        self.registry = Registry(self.conn)
+        quota = int(cfg.outbox.quota_mb * 1_000_000) if cfg.outbox.quota_mb else None
+        self.outbox = Outbox(self.conn, quota_bytes=quota, sinks=[s["name"] for s in cfg.sinks])
+        self.downlinks = DownlinkScheduler(self.registry, cfg.network)
+        self.journal = Journal(self.conn)
+        self.netserver = NetworkServer(self.registry, self.outbox, cfg.network, journal=self.journal)
+        self._replay_journal()
+        self.udp = GwmpServer(
+            self._on_rx,
+            self.metrics,
+            silent_after_s=cfg.udp.silent_after_s,
+            on_tx_done=self._on_tx_done,
+            on_silence=self._on_silence,
+        )
+        self.udp.defer_acks = True
+        try:
+            self.udp_addr = await self.udp.start(cfg.udp.bind, cfg.udp.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"udp: cannot listen on {cfg.udp.bind}:{cfg.udp.port}: {exc.strerror}",
+                hint="is another gateway or packet-forwarder agent running?",
+            ) from None
+        if cfg.http.port:
+            try:
+                self._http = await asyncio.start_server(self._serve_http, cfg.http.bind, cfg.http.port)
+            except OSError as exc:
+                raise ConfigError(
+                    f"http: cannot listen on {cfg.http.bind}:{cfg.http.port}: {exc.strerror}",
+                    hint="set http.port to a free port, or 0 to switch it off",
+                ) from None
+            self.http_port = int(self._http.sockets[0].getsockname()[1])
+        for name in self._component_names():
+            self.components[name] = self._create_component(name)
+        for name, comp in self.components.items():
+            await comp.start()
+            log.info("component %s started", name)
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._housekeeping(), name="housekeeping"),
+        ]
+        self.notifier.ready(f"listening on {self.udp_addr[0]}:{self.udp_addr[1]}")
+        log.info(
+            "havel gateway %s %s: GWMP on %s:%d, %d device(s), http %s",
+            __version__,
+            cfg.gateway_id,
+            self.udp_addr[0],
+            self.udp_addr[1],
+            len(self.registry.devices()),
+            f"{cfg.http.bind}:{self.http_port}" if self.http_port else "off",
+        )
+
+    def _component_names(self) -> list[str]:
+        names = [n for n in COMPONENTS if n in ALWAYS or n in self.cfg.components]
+        for n in self.cfg.components:
+            if n not in COMPONENTS:
+                raise ConfigError(f"[{n}] configures a component this gateway does not know")
+        return names
+
+    def _create_component(self, name: str) -> Any:
+        module_name, attr = COMPONENTS[name].split(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"[{name}] is configured but its module is not available: {exc}") from None
+        ctx = DaemonContext(
+            self.cfg,
+            self.cfg.components.get(name, {}),
+            self._db(),
+            self.outbox,
+            self.registry,
+            self.metrics,
+            self,
+            self.loop,
+        )
+        return factory(ctx)
+
+    def _db(self) -> sqlite3.Connection:
+        assert self.conn is not None
+        return self.conn
+
+    def request_stop(self) -> None:
+        """Ask the daemon to shut down (signal handlers, tests, the demo)."""
+        self._stop.set()
+        self._wake.set()
+
+    async def wait_stopped(self) -> None:
+        """Until :meth:`request_stop`."""
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """Clean shutdown: process what waits in the dedup window, stop components, close the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self.notifier.stopping()
+        self._stop.set()
+        self._wake.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if hasattr(self, "udp"):
+            self.udp.close()
+        if hasattr(self, "netserver"):
+            if self._intake:
+                self._take_in()
+            self._process(force=True)
+        for name, comp in reversed(list(self.components.items())):
+            try:
+                await comp.stop()
+            except Exception:
+                log.exception("component %s did not stop cleanly", name)
+        if self._http is not None:
+            self._http.close()
+            with contextlib.suppress(Exception):
+                await self._http.wait_closed()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        log.info("havel gateway stopped")
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT or :meth:`request_stop`, stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.start()
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    # -------------------------------------------------------------------------------------- uplinks
+    def _on_rx(self, gateway_eui: int, rx: RxPacket, now: datetime) -> None:
+        copy = reception(gateway_eui, rx, now)
+        self.metrics.inc("uplinks_received_total", time_source=copy.time_source)
+        self._intake.append(copy)
+        if not self._intake_scheduled:
+            # one journal commit (one fsync) for everything received in the next few milliseconds: under
+            # load that is many datagrams per commit; their PUSH_ACKs wait at most this long plus the commit
+            self._intake_scheduled = True
+            self.loop.call_later(INTAKE_GROUP_S, self._take_in)
+
+    def _take_in(self) -> None:
+        """Journal the copies received in this loop pass (one commit), then hand them to the network
+        server and release their PUSH_ACKs."""
+        self._intake_scheduled = False
+        copies, self._intake = self._intake, []
+        early: list[Outcome] = []
+        mono = time.monotonic()
+        waiting: list[Reception] = []
+        for copy in copies:
+            out = self.netserver.receive(copy, mono)
+            if out is None:  # waiting in the dedup window: journaled until it is stored
+                waiting.append(copy)
+            else:
+                early.append(out)
+        try:
+            with self.registry.transaction():
+                seqs = self.journal.add_many(
+                    [(c.gateway_eui, c.rx, c.received_at, c.time_source) for c in waiting])
+            for copy, seq in zip(waiting, seqs, strict=True):
+                copy.journal_id = seq
+        except HavelError as exc:  # the frames are still in memory; only a crash now would lose them
+            log.error("intake journal: %s", exc)
+        self.udp.release_acks()
+        for out in early:
+            self._account(out)
+        self._wake.set()
+
+    def _replay_journal(self) -> None:
+        """Frames a previous run received (and acknowledged) but did not store: process them now, with
+        their original receive time, never with a downlink."""
+        entries = self.journal.pending()
+        if not entries:
+            return
+        log.warning("taking %d frame(s) received before the last stop from the intake journal", len(entries))
+        mono = time.monotonic()
+        with self.registry.transaction():
+            for e in entries:
+                copy = Reception(e.gateway_eui, e.rx, e.received_at, e.time_source, e.seq, replayed=True)
+                out = self.netserver.receive(copy, mono)
+                if out is not None:
+                    self.journal.forget([e.seq])
+                    self._account(out)
+
+    async def _flush_loop(self) -> None:
+        while not self._stop.is_set():
+            deadline = self.netserver.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if timeout is None or timeout > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout if timeout is not None else 1.0)
+                continue
+            try:
+                self._process()
+            except Exception:  # a bug must not stop the intake; the frames stay in the journal
+                log.exception("processing uplinks failed")
+            await asyncio.sleep(0)  # let PUSH_ACKs and PULL_RESPs out between batches
+
+    def _process(self, force: bool = False) -> None:
+        sends: list[Transmission] = []
+        reachable = self.udp.can_send if not force else (lambda _eui: False)
+
+        def after_store(out: Outcome) -> None:
+            # inside the uplink transaction: downlink counters and queue changes commit with the counter
+            if out.best is not None and out.best.replayed:
+                return  # from the journal after a restart: its receive windows are long gone
+            if out.status == "accepted":
+                tx, results = self.downlinks.on_uplink(out, reachable)
+                for r in results:
+                    self.outbox.put(r)
+                if tx is not None:
+                    sends.append(tx)
+            elif out.status == "joined":
+                tx = self.downlinks.join_accept(out, reachable)
+                if tx is not None:
+                    sends.append(tx)
+
+        outcomes = self.netserver.flush(
+            time.monotonic(), datetime.now(UTC), force=force, after_store=after_store
+        )
+        committed = all(o.reason != "storage" for o in outcomes)
+        if committed:
+            for tx in sends:
+                self.udp.send(tx.gateway_eui, tx.txpk, fallback=tx.fallback, info=tx, window=tx.window)
+                self.metrics.inc("downlinks_total", kind=tx.kind, window=tx.window)
+        for out in outcomes:
+            self._account(out)
+        if outcomes:
+            self._notify_forwarder()
+
+    def _account(self, out: Outcome) -> None:
+        if out.status == "rejected":
+            self.metrics.inc("uplinks_rejected_total", reason=out.reason or "unknown")
+            log.debug("uplink rejected (%s): %s", out.reason, out.detail)
+        elif out.status == "accepted":
+            self.metrics.inc("uplinks_accepted_total")
+            self.stats.last_uplink = time.time()
+        elif out.status == "joined":
+            self.metrics.inc("joins_total")
+        for listener in self.outcome_listeners:
+            try:
+                listener(out)
+            except Exception:
+                log.exception("outcome listener failed")
+
+    def _notify_forwarder(self) -> None:
+        fwd = self.components.get("forwarder")
+        poke = getattr(fwd, "poke", None)
+        if callable(poke):
+            poke()
+
+    def _on_tx_done(self, info: Any, error: str) -> None:
+        if error != "NONE" and isinstance(info, Transmission):
+            self.downlinks.on_tx_failed(info, error)
+            self.metrics.inc("downlinks_failed_total", error=error)
+
+    def _on_silence(self, fwd: Forwarder, silent: bool) -> None:
+        self._emit(
+            "forwarder_silent" if silent else "forwarder_back",
+            {"gateway": eui_hex(fwd.eui), "seen_s_ago": round(time.monotonic() - fwd.last_seen, 1)},
+        )
+
+    def _emit(self, event: str, details: dict[str, Any]) -> None:
+        for listener in self.event_listeners:
+            try:
+                listener(event, details)
+            except Exception:
+                log.exception("event listener failed")
+
+    # ------------------------------------------------------------------------------------- downlinks
+    def submit_downlink(self, dev_eui: int, body: Any) -> dict[str, Any]:
+        """Queue a downlink command (from the event loop's thread); the result record goes to the outbox."""
+        with self.registry.transaction():
+            result = self.downlinks.submit(dev_eui, body)
+            self.outbox.put(result)
+        state = result["payload"]["state"]
+        self.metrics.inc("downlink_commands_total", state=state)
+        if state == "rejected":
+            log.warning("downlink command for %s rejected: %s", eui_hex(dev_eui), result["payload"]["detail"])
+        self._notify_forwarder()
+        return result
+
+    def submit_downlink_threadsafe(self, dev_eui: int, body: Any) -> None:
+        """The same from another thread (the MQTT client's)."""
+        self.loop.call_soon_threadsafe(self.submit_downlink, dev_eui, body)
+
+    # ---------------------------------------------------------------------------------- housekeeping
+    async def _housekeeping(self) -> None:
+        period = 1.0
+        last_dog = 0.0
+        while not self._stop.is_set():
+            try:
+                self.udp.check()
+                if self.downlinks.any_expired():  # no write transaction (and fsync) when idle
+                    with self.registry.transaction():
+                        for r in self.downlinks.expire():
+                            self.outbox.put(r)
+                    self._notify_forwarder()
+                now = time.monotonic()
+                dog = self.notifier.watchdog_s
+                if dog and now - last_dog >= dog / 2:
+                    self.notifier.watchdog()
+                    last_dog = now
+            except HavelError as exc:
+                log.error("housekeeping: %s", exc)
+            await asyncio.sleep(period)
+
+    # --------------------------------------------------------------------------------- status, http
+    def status(self) -> dict[str, Any]:
+        """Everything a person on the roof wants to know, JSON-ready."""
+        m = self.metrics
+        fwd = self.components.get("forwarder")
+        sinks = fwd.health() if fwd is not None and hasattr(fwd, "health") else {}
+        forwarders = self.udp.health() if hasattr(self, "udp") else []
+        degraded = any(f["silent"] for f in forwarders) or any(
+            isinstance(v, dict) and v.get("state") == "down" for v in sinks.values()
+        )
+        return {
+            "gateway_id": self.cfg.gateway_id,
+            "version": __version__,
+            "state": "degraded" if degraded else "ok",
+            "uptime_s": round(time.time() - self.stats.started, 1),
+            "udp": f"{self.udp_addr[0]}:{self.udp_addr[1]}" if self.udp_addr else None,
+            "forwarders": forwarders,
+            "devices": len(self.registry.devices()) if hasattr(self, "registry") else 0,
+            "uplinks": {
+                "received": m.total("uplinks_received_total"),
+                "accepted": m.total("uplinks_accepted_total"),
+                "rejected": {
+                    r: m.get("uplinks_rejected_total", reason=r)
+                    for r in REJECT_REASONS
+                    if m.get("uplinks_rejected_total", reason=r)
+                },
+                "last_at": self.stats.last_uplink,
+            },
+            "joins": m.total("joins_total"),
+            "outbox": self._outbox_status(),
+            "sinks": sinks,
+            "downlinks": {
+                "queued": self.downlinks.depth() if hasattr(self, "downlinks") else 0,
+                **(self.downlinks.counters if hasattr(self, "downlinks") else {}),
+            },
+            "components": sorted(self.components),
+        }
+
+    def _outbox_status(self) -> dict[str, Any]:
+        if self.conn is None:
+            return {}
+        oldest = self.outbox.oldest_received_at()
+        age = None
+        if oldest:
+            with contextlib.suppress(ValueError):
+                age = round(
+                    time.time() - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp(), 1
+                )
+        return {
+            "depth": self.outbox.depth(),
+            "bytes": self.outbox.size_bytes(),
+            "oldest_age_s": age,
+            "dropped": self.outbox.dropped(),
+        }
+
+    def _describe_metrics(self) -> None:
+        m = self.metrics
+        m.describe("uplinks_received_total", "counter", "uplink copies received from the concentrators")
+        m.describe("uplinks_accepted_total", "counter", "uplinks accepted and stored in the outbox")
+        m.describe("uplinks_rejected_total", "counter", "uplinks rejected, by reason")
+        m.describe("joins_total", "counter", "OTAA joins accepted")
+        m.describe("downlinks_total", "counter", "downlinks scheduled, by kind and window")
+        m.describe("downlinks_failed_total", "counter", "downlinks the forwarder could not send, by error")
+        m.describe("downlink_commands_total", "counter", "downlink commands received, by state")
+
+        def outbox_gauges() -> dict[Any, float]:
+            if self.conn is None:
+                return {}
+            s = self._outbox_status()
+            return {
+                (("what", "depth"),): float(s["depth"]),
+                (("what", "bytes"),): float(s["bytes"]),
+                (("what", "oldest_age_s"),): float(s["oldest_age_s"] or 0),
+            }
+
+        def sink_gauges() -> dict[Any, float]:
+            fwd = self.components.get("forwarder")
+            health = fwd.health() if fwd is not None and hasattr(fwd, "health") else {}
+            out: dict[Any, float] = {}
+            for name, h in health.items() if isinstance(health, dict) else []:
+                if isinstance(h, dict) and "state" in h:
+                    out[(("sink", str(name)),)] = 1.0 if h.get("state") == "up" else 0.0
+            return out
+
+        def dl_queue() -> float:
+            return float(self.downlinks.depth()) if self.conn is not None else 0.0
+
+        m.gauge_fn("outbox", outbox_gauges)
+        m.gauge_fn("sink_up", sink_gauges)
+        m.gauge_fn("downlink_queue", dl_queue)
+        m.describe("outbox", "gauge", "outbox depth (records), size (bytes) and age of the oldest record (s)")
+        m.describe("sink_up", "gauge", "1 when the sink is connected")
+        m.describe("downlink_queue", "gauge", "application downlinks waiting for their device")
+
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = line.decode("latin-1").split()
+            path = parts[1] if len(parts) >= 2 else "/"
+            if path == "/metrics":
+                code, ctype, body = 200, "text/plain; version=0.0.4", self.metrics.render()
+            elif path in ("/healthz", "/status"):
+                st = self.status()
+                ok = st["state"] == "ok"
+                doc = (
+                    st
+                    if path == "/status"
+                    else {
+                        "state": st["state"],
+                        "forwarders": st["forwarders"],
+                        "sinks": st["sinks"],
+                        "outbox": st["outbox"],
+                    }
+                )
+                code = 200 if ok or path == "/status" else 503
+                ctype, body = "application/json", json.dumps(doc, default=str) + "\n"
+            else:
+                code, ctype, body = 404, "text/plain", "not found: try /healthz, /metrics or /status\n"
+            data = body.encode()
+            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[code]
+            writer.write(
+                f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
+                f"Connection: close\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+# ------------------------------------------------------------------------------------------- logging
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (+ exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def setup_logging(fmt: str, level: str, stream: Any = None) -> None:
+    """Configure the root logger for the daemon (plain or JSON lines on stderr)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def run(cfg: Config) -> int:
+    """Run the daemon until SIGTERM; exit status 0 after a clean stop."""
+    setup_logging(cfg.log.format, cfg.log.level)
+    gw = Gateway(cfg)
+    asyncio.run(gw.run())
+    return 0

@@ -1,0 +1,498 @@
+"""Class-A downlinks: a per-device queue, the MAC answers, RX1/RX2 choice and the gateway's duty cycle.
+
+Fed by MQTT commands (``<prefix>/<gw>/devices/<DevEUI>/down`` with ``{"fport", "data"|"raw",
+"confirmed", "ttl_s", "id"}``) and by the MAC layer (ACK of confirmed uplinks, LinkCheckAns, DevStatusReq
+when the battery report is stale). After each live uplink the :class:`DownlinkScheduler` decides whether
+anything goes down in that uplink's receive windows: RX1 (``tmst`` + RX1 delay, the uplink's frequency,
+DR - RX1DROffset) when the gateway's duty cycle in that sub-band allows, else RX2 (869.525 MHz, + 1 s more).
+FPending is set when more is queued. Confirmed downlinks are resent (new FCnt) until an uplink ACKs them or
+they run out of attempts or time. Every command's fate is an outbox record (kind ``down_result``) that the
+sinks publish on ``.../down/result``.
+
+The queue is a SQLite table in the gateway's database, so queued commands survive a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from havel.codecs.lorawan import eu868, maccmds, phy
+from havel.codecs.lorawan.ids import eui_hex, parse_hex, parse_id_hex
+from havel.errors import CodecError, InputError
+from havel.gateway import gwmp
+from havel.gateway.config import NetworkConfig
+from havel.gateway.gwmp import format_time
+from havel.gateway.netserver import Outcome
+from havel.gateway.registry import Device, Registry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS downlinks (
+    id         TEXT PRIMARY KEY,
+    dev_eui    TEXT NOT NULL,
+    fport      INTEGER NOT NULL,
+    payload    BLOB NOT NULL,
+    confirmed  INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    awaiting   INTEGER NOT NULL DEFAULT 0,   -- a confirmed downlink sent, waiting for the device's ACK
+    fcnt_down  INTEGER,
+    request    TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at);
+"""
+# Demodulation floor SNR per SF (SX1276 datasheet table 13), for LinkCheckAns margins.
+_SNR_FLOOR = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
+_MAX_FOPTS = 15
+_DEVSTATUS_EVERY_S = 3600.0  # do not ask a device for its battery more often than this
+RESULT_STATES = ("queued", "sent", "acked", "expired", "failed", "rejected")
+
+
+@dataclass
+class Command:
+    """One queued application downlink."""
+
+    id: str
+    dev_eui: int
+    fport: int
+    payload: bytes
+    confirmed: bool
+    expires_at: float
+    attempts: int = 0
+    awaiting: bool = False
+    fcnt_down: int | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Transmission:
+    """A downlink ready for a PULL_RESP: RX1 choice first, an RX2 fallback for a TX_ACK error."""
+
+    gateway_eui: int
+    txpk: dict[str, Any]
+    fallback: dict[str, Any] | None
+    dev_eui: int
+    command_id: str | None
+    airtime_s: float
+    fallback_airtime_s: float
+    window: str  # "RX1" or "RX2" (or "JOIN1"/"JOIN2")
+    kind: str  # "data" or "join_accept"
+
+
+class DutyCycle:
+    """The gateway's own transmit budget per sub-band over a sliding hour (ETSI EN 300 220)."""
+
+    WINDOW_S = 3600.0
+
+    def __init__(self) -> None:
+        self._used: dict[tuple[int, str], deque[tuple[float, float]]] = {}
+
+    def _spent(self, key: tuple[int, str], now: float) -> float:
+        q = self._used.get(key)
+        if not q:
+            return 0.0
+        while q and q[0][0] < now - self.WINDOW_S:
+            q.popleft()
+        return sum(a for _, a in q)
+
+    def allows(self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float) -> bool:
+        """Whether sending ``airtime_s`` now keeps the sub-band within its duty cycle."""
+        try:
+            name, duty = eu868.subband(freq_hz)
+        except InputError:
+            return False
+        return self._spent((gateway_eui, name), now) + airtime_s <= duty * self.WINDOW_S
+
+    def record(self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float) -> None:
+        """Account a transmission."""
+        name, _ = eu868.subband(freq_hz)
+        self._used.setdefault((gateway_eui, name), deque()).append((now, airtime_s))
+
+    def usage(self) -> dict[str, float]:
+        """Seconds spent per gateway/sub-band in the last hour (for status and metrics)."""
+        now = time.time()
+        return {f"{eui_hex(gw)} {name}": self._spent((gw, name), now) for (gw, name) in list(self._used)}
+
+
+def airtime_s(phy_len: int, datr: str) -> float:
+    """Downlink time on air (no CRC) of ``phy_len`` bytes at ``datr``."""
+    dr = eu868.dr_from_datr(datr)
+    sf, bw = eu868.DATA_RATES[dr]
+    return eu868.airtime_us(phy_len, sf, bw, crc=False) / 1e6
+
+
+def parse_down_topic(topic: str, prefix: str, gateway_id: str) -> int | None:
+    """DevEUI of a ``<prefix>/<gateway_id>/devices/<DevEUI>/down`` topic, else None."""
+    parts = topic.split("/")
+    pre = prefix.split("/")
+    if len(parts) != len(pre) + 4 or parts[: len(pre)] != pre:
+        return None
+    gw, devices, dev, down = parts[len(pre) :]
+    if gw != gateway_id or devices != "devices" or down != "down":
+        return None
+    try:
+        return parse_id_hex(dev, what="DevEUI", size=8)
+    except InputError:
+        return None
+
+
+class DownlinkScheduler:
+    """See the module docstring. ``results`` receives outbox records of command fates (the caller puts
+    them into the outbox inside its transaction)."""
+
+    def __init__(
+        self, registry: Registry, net: NetworkConfig, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.registry = registry
+        self.conn: sqlite3.Connection = registry.conn
+        self.conn.executescript(SCHEMA)
+        self.net = net
+        self.clock = clock
+        self.duty = DutyCycle()
+        self._status_asked: dict[int, float] = {}
+        # devices with something queued: most uplinks find nothing, without asking SQLite
+        self._queued: set[int] = {
+            int(r[0], 16) for r in self.conn.execute("SELECT DISTINCT dev_eui FROM downlinks")
+        }
+        self.counters: dict[str, int] = {
+            "queued": 0,
+            "sent": 0,
+            "acked": 0,
+            "expired": 0,
+            "failed": 0,
+            "rejected": 0,
+            "duty_cycle_blocked": 0,
+            "mac": 0,
+            "tx_error": 0,
+        }
+
+    # ----------------------------------------------------------------------------------------- intake
+    def submit(self, dev_eui: int, body: Any) -> dict[str, Any]:
+        """Validate and queue one command; returns the result record (state queued or rejected). Must be
+        called inside a registry transaction (the queue row and the result record are written together)."""
+        cmd_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+        cmd_id = cmd_id or uuid.uuid4().hex[:16]
+        dev = self.registry.get(dev_eui)
+        try:
+            if dev is None:
+                raise InputError(f"device {eui_hex(dev_eui)} is not registered")
+            cmd = self._command(dev, cmd_id, body)
+        except (InputError, CodecError) as exc:
+            self.counters["rejected"] += 1
+            return self._result(
+                dev_eui, dev, cmd_id, "rejected", str(exc), body if isinstance(body, dict) else {}
+            )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO downlinks (id, dev_eui, fport, payload, confirmed, expires_at, request, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                cmd.id,
+                eui_hex(dev_eui),
+                cmd.fport,
+                cmd.payload,
+                int(cmd.confirmed),
+                cmd.expires_at,
+                json.dumps(cmd.request),
+                self.clock(),
+            ),
+        )
+        self._queued.add(dev_eui)
+        self.counters["queued"] += 1
+        return self._result(dev_eui, dev, cmd_id, "queued", "", cmd.request)
+
+    def _command(self, dev: Device, cmd_id: str, body: Any) -> Command:
+        if not isinstance(body, dict):
+            raise InputError('a downlink command is a JSON object {"fport", "data" | "raw"}')
+        unknown = set(body) - {"fport", "data", "raw", "confirmed", "ttl_s", "id"}
+        if unknown:
+            raise InputError(f"unknown field(s) {', '.join(sorted(unknown))} in the command")
+        fport = body.get("fport")
+        if isinstance(fport, bool) or not isinstance(fport, int) or not 1 <= fport <= 223:
+            raise InputError(f"fport must be an integer 1..223, not {fport!r}")
+        if ("data" in body) == ("raw" in body):
+            raise InputError(
+                "give exactly one of 'data' (decoded, encoded with the device's codec) or 'raw' (hex)"
+            )
+        confirmed = body.get("confirmed", False)
+        if not isinstance(confirmed, bool):
+            raise InputError(f"confirmed must be true or false, not {confirmed!r}")
+        ttl = body.get("ttl_s", self.net.downlink_ttl_s)
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
+            raise InputError(f"ttl_s must be a positive number of seconds, not {ttl!r}")
+        if "raw" in body:
+            if not isinstance(body["raw"], str):
+                raise InputError("raw must be a hex string")
+            payload = parse_hex(body["raw"], what="raw")
+        else:
+            if not isinstance(body["data"], dict):
+                raise InputError("data must be a JSON object")
+            from havel.codecs.payload import get_codec
+
+            payload = get_codec(dev.codec).encode(body["data"], fport, direction="down")
+        if len(payload) > eu868.max_app_payload(0):
+            raise InputError(
+                f"payload of {len(payload)} bytes exceeds the 51 bytes every data rate can carry"
+            )
+        request = {k: body[k] for k in ("fport", "data", "raw", "confirmed", "ttl_s") if k in body}
+        return Command(
+            cmd_id, dev.dev_eui, fport, payload, confirmed, self.clock() + float(ttl), request=request
+        )
+
+    def _result(
+        self,
+        dev_eui: int,
+        dev: Device | None,
+        cmd_id: str,
+        state: str,
+        detail: str,
+        request: dict[str, Any],
+        fcnt_down: int | None = None,
+    ) -> dict[str, Any]:
+        now = format_time_now(self.clock())
+        eui = eui_hex(dev_eui)
+        rid = f"{eui}-down-{cmd_id}-{state}"
+        payload = {
+            "id": rid,
+            "command_id": cmd_id,
+            "device": dev.name if dev else None,
+            "dev_eui": eui,
+            "state": state,
+            "detail": detail,
+            "fcnt_down": fcnt_down,
+            "request": request,
+            "at": now,
+        }
+        return {
+            "id": rid,
+            "kind": "down_result",
+            "dev_eui": eui,
+            "fcnt32": None,
+            "priority": "state",
+            "received_at": now,
+            "payload": payload,
+        }
+
+    def queue(self, dev_eui: int) -> list[Command]:
+        """The device's queued commands, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, fport, payload, confirmed, expires_at, attempts, awaiting, fcnt_down, request "
+            "FROM downlinks WHERE dev_eui = ? ORDER BY created_at, rowid",
+            (eui_hex(dev_eui),),
+        ).fetchall()
+        return [
+            Command(
+                r[0], dev_eui, r[1], bytes(r[2]), bool(r[3]), r[4], r[5], bool(r[6]), r[7], json.loads(r[8])
+            )
+            for r in rows
+        ]
+
+    def depth(self) -> int:
+        """Commands queued over all devices."""
+        return int(self.conn.execute("SELECT count(*) FROM downlinks").fetchone()[0])
+
+    def any_expired(self) -> bool:
+        """Whether :meth:`expire` has work (checked without a write transaction)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM downlinks WHERE expires_at <= ? LIMIT 1", (self.clock(),)
+        ).fetchone()
+        return row is not None
+
+    def expire(self) -> list[dict[str, Any]]:
+        """Drop commands whose time ran out (inside a transaction); returns their result records."""
+        now = self.clock()
+        rows = self.conn.execute(
+            "SELECT id, dev_eui, request, fcnt_down FROM downlinks WHERE expires_at <= ?", (now,)
+        ).fetchall()
+        out = []
+        for cid, eui, req, fc in rows:
+            self.conn.execute("DELETE FROM downlinks WHERE id = ?", (cid,))
+            dev_eui = int(eui, 16)
+            self.counters["expired"] += 1
+            out.append(
+                self._result(
+                    dev_eui, self.registry.get(dev_eui), cid, "expired", "ttl_s ran out", json.loads(req), fc
+                )
+            )
+        return out
+
+    # --------------------------------------------------------------------------------------- schedule
+    def on_uplink(
+        self, out: Outcome, reachable: Callable[[int], bool]
+    ) -> tuple[Transmission | None, list[dict[str, Any]]]:
+        """After an accepted live uplink (inside the transaction that stored it): what to send in its
+        receive windows, and result records (acks, expiries) to put in the outbox."""
+        results: list[dict[str, Any]] = []
+        dev, frame, best = out.device, out.frame, out.best
+        if dev is None or frame is None or best is None or dev.session is None:
+            return None, results
+        now = self.clock()
+        queue = self.queue(dev.dev_eui) if dev.dev_eui in self._queued else []
+        # A confirmed downlink waiting for this uplink's ACK bit.
+        if queue and queue[0].awaiting:
+            head = queue[0]
+            if frame.ack:
+                self.conn.execute("DELETE FROM downlinks WHERE id = ?", (head.id,))
+                self.counters["acked"] += 1
+                results.append(
+                    self._result(dev.dev_eui, dev, head.id, "acked", "", head.request, head.fcnt_down)
+                )
+                queue.pop(0)
+            elif head.attempts >= self.net.confirmed_retries:
+                self.conn.execute("DELETE FROM downlinks WHERE id = ?", (head.id,))
+                self.counters["failed"] += 1
+                results.append(
+                    self._result(
+                        dev.dev_eui,
+                        dev,
+                        head.id,
+                        "failed",
+                        f"no ACK after {head.attempts} attempts",
+                        head.request,
+                        head.fcnt_down,
+                    )
+                )
+                queue.pop(0)
+        if not queue:
+            self._queued.discard(dev.dev_eui)
+        mac = self._mac_answers(out, dev, now)
+        gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
+        if gateway is None or not (mac or frame.confirmed or queue):
+            return None, results
+        copy = next(c for c in out.copies if c.gateway_eui == gateway)
+        rx = copy.rx
+        try:
+            up_dr = eu868.dr_from_datr(rx.datr)
+        except InputError:
+            return None, results
+        rx1_datr = eu868.datr(eu868.rx1_dr(up_dr, min(dev.rx1_dr_offset, 5)))
+        rx2_datr = eu868.datr(dev.rx2_dr)
+        fopts = maccmds.encode(mac, False)[:_MAX_FOPTS] if mac else b""
+        # the application payload must fit the data rate of the window actually used; RX2's DR is the floor
+        limit = min(
+            eu868.max_app_payload(eu868.dr_from_datr(rx1_datr)), eu868.max_app_payload(dev.rx2_dr)
+        ) - len(fopts)
+        cmd = queue[0] if queue and len(queue[0].payload) <= limit else None
+        more = len(queue) > (1 if cmd else 0)
+        fcnt_down = self.registry.take_fcnt_down(dev.dev_eui)
+        s = dev.session
+        data = phy.build_data_frame(
+            uplink=False,
+            confirmed=bool(cmd and cmd.confirmed),
+            dev_addr=s.dev_addr,
+            fcnt32=fcnt_down,
+            fport=cmd.fport if cmd else None,
+            payload=cmd.payload if cmd else b"",
+            fopts=fopts,
+            ack=frame.confirmed,
+            fpending=more,
+            nwk_s_key=s.nwk_s_key,
+            app_s_key=s.app_s_key,
+        )
+        rx1_delay_us = max(dev.rx1_delay, 1) * 1_000_000
+        rx1 = (rx.freq_hz, rx1_datr, rx.tmst + rx1_delay_us, "RX1")
+        rx2 = (dev.rx2_freq_hz, rx2_datr, rx.tmst + rx1_delay_us + 1_000_000, "RX2")
+        tx = self._pick(gateway, data, [rx1, rx2], now, dev.dev_eui, cmd.id if cmd else None, "data")
+        if tx is None:
+            self.counters["duty_cycle_blocked"] += 1
+            return None, results
+        if mac:
+            self.counters["mac"] += 1
+        if cmd is not None:
+            cmd.attempts += 1
+            if cmd.confirmed:
+                self.conn.execute(
+                    "UPDATE downlinks SET attempts = ?, awaiting = 1, fcnt_down = ? WHERE id = ?",
+                    (cmd.attempts, fcnt_down, cmd.id),
+                )
+            else:
+                self.conn.execute("DELETE FROM downlinks WHERE id = ?", (cmd.id,))
+                self.counters["sent"] += 1
+                results.append(
+                    self._result(dev.dev_eui, dev, cmd.id, "sent", tx.window, cmd.request, fcnt_down)
+                )
+        return tx, results
+
+    def join_accept(self, out: Outcome, reachable: Callable[[int], bool]) -> Transmission | None:
+        """The join-accept of a joined outcome, at + 5 s (RX1) or + 6 s (RX2), duty cycle permitting."""
+        if out.join_accept is None or out.device is None:
+            return None
+        gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
+        if gateway is None:
+            return None
+        windows = [(f, d, t, w) for (f, d, t), w in zip(out.downlink_plan, ("JOIN1", "JOIN2"), strict=False)]
+        tx = self._pick(
+            gateway, out.join_accept, windows, self.clock(), out.device.dev_eui, None, "join_accept"
+        )
+        if tx is None:
+            self.counters["duty_cycle_blocked"] += 1
+        return tx
+
+    def _pick(
+        self,
+        gateway: int,
+        data: bytes,
+        windows: list[tuple[int, str, int, str]],
+        now: float,
+        dev_eui: int,
+        cmd_id: str | None,
+        kind: str,
+    ) -> Transmission | None:
+        usable = []
+        for freq, datr, tmst, name in windows:
+            air = airtime_s(len(data), datr)
+            if self.duty.allows(gateway, freq, air, now):
+                usable.append((freq, datr, tmst, name, air))
+        if not usable:
+            return None
+        freq, datr, tmst, name, air = usable[0]
+        txpk = gwmp.build_txpk(data=data, freq_hz=freq, datr=datr, tmst=tmst, powe=self.net.tx_power_dbm)
+        fallback, fb_air = None, 0.0
+        if len(usable) > 1:
+            f2, d2, t2, _, fb_air = usable[1]
+            fallback = gwmp.build_txpk(data=data, freq_hz=f2, datr=d2, tmst=t2, powe=self.net.tx_power_dbm)
+        self.duty.record(gateway, freq, air, now)
+        return Transmission(gateway, txpk, fallback, dev_eui, cmd_id, air, fb_air, name, kind)
+
+    def on_tx_failed(self, tx: Transmission, error: str) -> None:
+        """Both windows failed (TX_ACK errors): an unconfirmed command already reported ``sent`` is lost to
+        the radio; we only count it. A confirmed one stays queued and is retried on the next uplink."""
+        self.counters["tx_error"] += 1
+
+    def _mac_answers(self, out: Outcome, dev: Device, now: float) -> list[dict[str, Any]]:
+        cmds: list[dict[str, Any]] = []
+        best = out.best
+        assert best is not None
+        for up in out.mac_up:
+            if up.get("name") == "LinkCheckReq":
+                try:
+                    sf = eu868.DATA_RATES[eu868.dr_from_datr(best.rx.datr)][0]
+                except (InputError, KeyError):
+                    sf = 12
+                snr = best.rx.lsnr if best.rx.lsnr is not None else 0.0
+                margin = max(0, min(254, round(snr - _SNR_FLOOR.get(sf, -20.0))))
+                cmds.append(
+                    {"name": "LinkCheckAns", "margin_db": margin, "gw_cnt": min(255, len(out.copies))}
+                )
+        stale = dev.battery_at is None or now - dev.battery_at > self.net.battery_stale_s
+        asked = self._status_asked.get(dev.dev_eui, 0.0)
+        if stale and now - asked > _DEVSTATUS_EVERY_S:
+            cmds.append({"name": "DevStatusReq"})
+            self._status_asked[dev.dev_eui] = now
+        return cmds
+
+
+def format_time_now(t: float) -> str:
+    """RFC 3339 UTC of a unix time."""
+    from datetime import UTC, datetime
+
+    return format_time(datetime.fromtimestamp(t, UTC))
+
+
+__all__ = ["Command", "DownlinkScheduler", "DutyCycle", "Transmission", "airtime_s", "parse_down_topic"]

@@ -1,0 +1,545 @@
+"""The edge network server: uplinks from the concentrators to outbox records, and the OTAA join server.
+
+Pure-ish: no sockets and no clocks of its own (``now`` is passed in); storage goes through a
+:class:`~havel.gateway.registry.SessionStore` and the outbox. The pipeline per frame:
+
+1. :meth:`NetworkServer.receive` takes one copy (one concentrator's reception). Copies of the same
+   PHYPayload are grouped for ``dedup_window_ms`` so that all receivers are listed and the best signal
+   kept; a copy arriving after its group was processed (within ``duplicate_ttl_s``) is a ``duplicate``.
+2. :meth:`NetworkServer.flush` processes the groups whose window closed, all in ONE transaction (group
+   commit): find sessions by DevAddr (the MIC decides between devices sharing one), reconstruct FCnt32,
+   verify the MIC, reject replays, decrypt, decode with the device's codec, then write the new counter and
+   the outbox record. Join-requests: MIC, DevNonce reuse, DevAddr allocation, session keys, join-accept.
+
+Every frame ends as an :class:`Outcome` (accepted, joined or rejected with a reason that is a metric label).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from havel.codecs.lorawan import crypto, eu868, fcnt, maccmds, phy
+from havel.codecs.lorawan.ids import eui_hex
+from havel.errors import CodecError, FrameError, HavelError, InputError, StorageError
+from havel.gateway.config import NetworkConfig
+from havel.gateway.gwmp import RxPacket, format_time
+from havel.gateway.registry import Device, Session, SessionStore
+
+log = logging.getLogger("havel.gateway.netserver")
+
+# Reasons an uplink is rejected (metric labels, stable).
+REJECT_REASONS = (
+    "crc",
+    "frame",
+    "not_uplink",
+    "unknown_dev_addr",
+    "mic",
+    "replay",
+    "duplicate",
+    "unknown_device",
+    "dev_nonce_reused",
+    "storage",
+    "no_dev_addr",
+)
+# EU868 CFList sent in join-accepts: the five common extra channels (867.1 .. 867.9 MHz).
+CFLIST_HZ = [867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000]
+_TEST_PORT = 224
+MAX_RECENT = 200_000  # frames remembered for duplicate detection (~30 MB at most)
+
+
+class OutboxLike(Protocol):
+    """What the network server needs of D2's Outbox."""
+
+    def put(self, record: dict[str, Any]) -> bool: ...
+
+    def put_many(self, records: Iterable[dict[str, Any]]) -> int: ...
+
+
+class JournalLike(Protocol):
+    """What the network server needs of the intake journal."""
+
+    def forget(self, seqs: Iterable[int]) -> None: ...
+
+
+@dataclass
+class Reception:
+    """One copy of a frame as one concentrator heard it, with its receive time and where that came from."""
+
+    gateway_eui: int
+    rx: RxPacket
+    received_at: datetime
+    time_source: str  # "gps" (rxpk time from a GPS-synced forwarder) or "local" (this machine's clock)
+    journal_id: int | None = None  # its row in the intake journal (deleted when the frame is stored)
+    replayed: bool = False  # taken from the journal after a restart: its receive windows are gone
+
+    def rx_info(self) -> dict[str, Any]:
+        """The entry of the message's ``rx`` list."""
+        r = self.rx
+        return {
+            "gateway": f"{self.gateway_eui:016X}",
+            "rssi": r.rssi,
+            "snr": r.lsnr,
+            "freq": r.freq_hz / 1e6,
+            "datr": r.datr,
+            "chan": r.chan,
+            "tmst": r.tmst,
+        }
+
+
+def reception(gateway_eui: int, rx: RxPacket, now: datetime) -> Reception:
+    """Pick the receive time: the rxpk ``time`` when the forwarder has GPS time (it sends ``tmms`` only
+    with a GPS fix), else ``now`` from the local clock."""
+    if rx.time is not None and rx.tmms is not None:
+        return Reception(gateway_eui, rx, rx.time, "gps")
+    return Reception(gateway_eui, rx, now, "local")
+
+
+def _signal_key(c: Reception) -> tuple[float, float]:
+    return (c.rx.lsnr if c.rx.lsnr is not None else -99.0, c.rx.rssi)
+
+
+@dataclass
+class Outcome:
+    """What became of one frame (all its copies)."""
+
+    status: str  # "accepted", "joined" or "rejected"
+    reason: str | None = None  # for rejected: one of REJECT_REASONS
+    detail: str = ""
+    device: Device | None = None
+    fcnt32: int | None = None
+    frame: phy.DataFrame | None = None
+    best: Reception | None = None
+    copies: list[Reception] = field(default_factory=list)
+    mac_up: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] | None = None
+    # for joins: the ready txpk choices (RX1 then RX2 fallback) as (phy, freq_hz, datr, tmst)
+    join_accept: bytes | None = None
+    downlink_plan: list[tuple[int, str, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    deadline: float
+    copies: list[Reception]
+    frame: phy.Frame
+
+
+class NetworkServer:
+    """See the module docstring. ``codec_lookup(name)`` returns a codec with ``decode(data, fport)``."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        outbox: OutboxLike,
+        net: NetworkConfig,
+        *,
+        codec_lookup: Callable[[str], Any] | None = None,
+        rng: random.Random | None = None,
+        journal: JournalLike | None = None,
+    ) -> None:
+        self.journal = journal
+        # frames per transaction: large enough for group commit, small enough that the event loop (PUSH_ACKs,
+        # downlinks due within a second) is never held for long
+        self.max_batch = 256
+        self._records: list[dict[str, Any]] = []  # outbox records of the batch being processed
+        self.store = store
+        self.outbox = outbox
+        self.net = net
+        self.codec_lookup = codec_lookup or _compiled_codec
+        self.rng = rng or random.SystemRandom()
+        self._pending: dict[bytes, _Group] = {}
+        self._recent: OrderedDict[bytes, float] = OrderedDict()  # dedup key -> expiry (monotonic)
+
+    # ----------------------------------------------------------------------------------------- intake
+    def receive(self, copy: Reception, mono: float) -> Outcome | None:
+        """Take one copy; returns an Outcome at once only when it is rejected before grouping."""
+        rx = copy.rx
+        if not rx.crc_ok:
+            return Outcome("rejected", "crc", "CRC not OK", best=copy, copies=[copy])
+        key = hashlib.blake2b(rx.data, digest_size=16).digest()
+        group = self._pending.get(key)
+        if group is not None:
+            group.copies.append(copy)
+            return None
+        expiry = self._recent.get(key)
+        if expiry is not None and expiry > mono:
+            return Outcome(
+                "rejected",
+                "duplicate",
+                "copy arrived after its frame was processed",
+                best=copy,
+                copies=[copy],
+            )
+        try:
+            frame = phy.parse(rx.data)
+        except FrameError as exc:
+            return Outcome("rejected", "frame", str(exc), best=copy, copies=[copy])
+        if not isinstance(frame, phy.DataFrame | phy.JoinRequest) or (
+            isinstance(frame, phy.DataFrame) and not frame.uplink
+        ):
+            return Outcome(
+                "rejected", "not_uplink", f"{type(frame).__name__} is not an uplink", best=copy, copies=[copy]
+            )
+        self._pending[key] = _Group(mono + self.net.dedup_window_ms / 1000, [copy], frame)
+        return None
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the earliest group to flush (None when nothing waits)."""
+        if not self._pending:
+            return None
+        # groups are kept in arrival order, and every window has the same length: the first closes first
+        return next(iter(self._pending.values())).deadline
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting in the dedup window."""
+        return len(self._pending)
+
+    # ---------------------------------------------------------------------------------------- process
+    def flush(
+        self,
+        mono: float,
+        now: datetime,
+        *,
+        force: bool = False,
+        after_store: Callable[[Outcome], None] | None = None,
+    ) -> list[Outcome]:
+        """Process every group whose window closed (all with ``force``), in one transaction.
+
+        ``after_store(outcome)`` runs inside that transaction for accepted and joined frames (the downlink
+        scheduler writes its counter and queue changes there, so they commit with the uplink)."""
+        due: list[tuple[bytes, _Group]] = []
+        pending = self._pending
+        while pending and (force or len(due) < self.max_batch):
+            key = next(iter(pending))
+            if not force and pending[key].deadline > mono:
+                break
+            due.append((key, pending.pop(key)))
+        if not due:
+            return []
+        self._expire(mono)
+        self.store.refresh()
+        outcomes: list[Outcome] = []
+        self._records = []
+        fcnt_seen: dict[int, int] = {}  # counters accepted earlier in this batch (cache updates after commit)
+        nonces_seen: set[tuple[int, int]] = set()
+        try:
+            with self.store.transaction():
+                if self.journal is not None:  # stored frames leave the intake journal in the same commit
+                    self.journal.forget([c.journal_id for _, g in due for c in g.copies if c.journal_id])
+                for key, g in due:
+                    copies = sorted(g.copies, key=_signal_key, reverse=True)
+                    # Each frame is checked completely before anything is written, so a bad frame leaves
+                    # nothing behind and needs no savepoint; a storage error fails the whole batch.
+                    try:
+                        if isinstance(g.frame, phy.JoinRequest):
+                            out = self._join(g.frame, copies, now, nonces_seen)
+                        else:
+                            assert isinstance(g.frame, phy.DataFrame)
+                            out = self._uplink(g.frame, copies, fcnt_seen)
+                    except StorageError:
+                        raise
+                    except HavelError as exc:
+                        log.error("uplink processing failed: %s", exc)
+                        out = Outcome("rejected", "frame", str(exc), best=copies[0], copies=copies)
+                    if out.status != "rejected":
+                        self._recent[key] = mono + self.net.duplicate_ttl_s
+                        if after_store is not None:
+                            try:
+                                after_store(out)
+                            except StorageError:
+                                raise
+                            except HavelError as exc:
+                                log.error("downlink scheduling after an uplink failed: %s", exc)
+                    outcomes.append(out)
+                if self._records:  # the batch's records in one statement (per-device FCnt order kept)
+                    self.outbox.put_many(self._records)
+        except HavelError as exc:  # the commit failed (disk full, locked): nothing of the batch is stored
+            log.error("storing %d uplinks failed: %s (they stay in the intake journal)", len(due), exc)
+            for key, _ in due:
+                self._recent.pop(key, None)
+            for out in outcomes:
+                if out.status != "rejected":
+                    out.status, out.reason, out.detail = "rejected", "storage", str(exc)
+        return outcomes
+
+    def _expire(self, mono: float) -> None:
+        recent = self._recent
+        while recent:
+            _key, exp = next(iter(recent.items()))
+            if exp > mono and len(recent) <= MAX_RECENT:
+                break
+            recent.popitem(last=False)  # expired, or memory bound reached (a later copy is then a replay)
+
+    # ------------------------------------------------------------------------------------------ data
+    def _uplink(self, frame: phy.DataFrame, copies: list[Reception], fcnt_seen: dict[int, int]) -> Outcome:
+        best = copies[0]
+        candidates = self.store.by_dev_addr(frame.dev_addr)
+        if not candidates:
+            return Outcome(
+                "rejected",
+                "unknown_dev_addr",
+                f"no session with DevAddr {frame.dev_addr:08X}",
+                frame=frame,
+                best=best,
+                copies=copies,
+            )
+        match: tuple[Device, Session, int] | None = None
+        for dev in candidates:
+            s = dev.session
+            assert s is not None
+            last = fcnt_seen.get(dev.dev_eui, s.fcnt_up)
+            fcnt32 = fcnt.reconstruct(last, frame.fcnt16)
+            mic = crypto.data_mic(s.nwk_s_key, True, frame.dev_addr, fcnt32, frame.msg)
+            if crypto.verify_mic(mic, frame.mic):
+                match = (dev, s, fcnt32)
+                break
+        if match is None:
+            return Outcome(
+                "rejected",
+                "mic",
+                f"MIC does not verify for any of {len(candidates)} session(s) "
+                f"with DevAddr {frame.dev_addr:08X}",
+                frame=frame,
+                best=best,
+                copies=copies,
+            )
+        dev, s, fcnt32 = match
+        last = fcnt_seen.get(dev.dev_eui, s.fcnt_up)
+        if last is not None and fcnt32 <= last:
+            return Outcome(
+                "rejected",
+                "replay",
+                f"FCnt {fcnt32} is not above the last accepted {last}",
+                device=dev,
+                fcnt32=fcnt32,
+                frame=frame,
+                best=best,
+                copies=copies,
+            )
+        payload = b""
+        mac_raw = frame.fopts
+        if frame.fport is not None and frame.frm_payload:
+            key = s.nwk_s_key if frame.fport == 0 else s.app_s_key
+            payload = crypto.crypt_frm_payload(key, True, frame.dev_addr, fcnt32, frame.frm_payload)
+            if frame.fport == 0:
+                mac_raw = payload
+        mac_up = maccmds.decode(mac_raw, True) if mac_raw else []
+        record = self._record(dev, frame, fcnt32, payload, copies)
+        self.store.set_fcnt_up(dev.dev_eui, fcnt32, best.received_at.timestamp())
+        for cmd in mac_up:
+            if cmd.get("name") == "DevStatusAns" and isinstance(cmd.get("battery"), int):
+                self.store.set_battery(dev.dev_eui, int(cmd["battery"]), best.received_at.timestamp())
+        self._records.append(record)
+        fcnt_seen[dev.dev_eui] = fcnt32
+        return Outcome(
+            "accepted",
+            device=dev,
+            fcnt32=fcnt32,
+            frame=frame,
+            best=best,
+            copies=copies,
+            mac_up=mac_up,
+            record=record,
+        )
+
+    def _record(
+        self, dev: Device, frame: phy.DataFrame, fcnt32: int, payload: bytes, copies: list[Reception]
+    ) -> dict[str, Any]:
+        best = copies[0]
+        decoded: dict[str, Any] = {
+            "codec": dev.codec,
+            "data": None,
+            "units": {},
+            "warnings": [],
+            "errors": [],
+        }
+        if frame.fport is not None and 0 < frame.fport < _TEST_PORT:
+            try:
+                res = self.codec_lookup(dev.codec).decode(payload, frame.fport)
+                decoded = {
+                    "codec": res.get("codec", dev.codec),
+                    "data": res.get("data"),
+                    "units": res.get("units", {}),
+                    "warnings": list(res.get("warnings", [])),
+                    "errors": list(res.get("errors", [])),
+                }
+            except (CodecError, InputError) as exc:  # stored anyway: the raw bytes are kept for later
+                decoded["errors"] = [str(exc)]
+        msg_id = f"{dev.eui_hex}-{fcnt32}"
+        received_at = format_time(best.received_at)
+        message = {
+            "id": msg_id,
+            "device": dev.name,
+            "dev_eui": dev.eui_hex,
+            "dev_addr": f"{frame.dev_addr:08X}",
+            "fcnt": fcnt32,
+            "fport": frame.fport,
+            "confirmed": frame.confirmed,
+            "received_at": received_at,
+            "time_source": best.time_source,
+            "rx": [c.rx_info() for c in copies],
+            **decoded,
+            "raw": payload.hex(),
+        }
+        return {
+            "id": msg_id,
+            "kind": "up",
+            "dev_eui": dev.eui_hex,
+            "fcnt32": fcnt32,
+            "priority": classify(dev.codec, decoded.get("data"), frame.fport),
+            "received_at": received_at,
+            "payload": message,
+        }
+
+    # ------------------------------------------------------------------------------------------ join
+    def _join(
+        self, jr: phy.JoinRequest, copies: list[Reception], now: datetime, nonces_seen: set[tuple[int, int]]
+    ) -> Outcome:
+        best = copies[0]
+        dev = self.store.by_join(jr.join_eui, jr.dev_eui)
+        if dev is None or dev.app_key is None:
+            return Outcome(
+                "rejected",
+                "unknown_device",
+                f"no OTAA device with DevEUI {eui_hex(jr.dev_eui)} and JoinEUI {eui_hex(jr.join_eui)}",
+                best=best,
+                copies=copies,
+            )
+        if not crypto.verify_mic(crypto.join_request_mic(dev.app_key, jr.msg), jr.mic):
+            return Outcome(
+                "rejected", "mic", "join-request MIC does not verify", device=dev, best=best, copies=copies
+            )
+        if (dev.dev_eui, jr.dev_nonce) in nonces_seen or self.store.dev_nonce_used(dev.dev_eui, jr.dev_nonce):
+            return Outcome(
+                "rejected",
+                "dev_nonce_reused",
+                f"DevNonce {jr.dev_nonce} was used before",
+                device=dev,
+                best=best,
+                copies=copies,
+            )
+        nonces_seen.add((dev.dev_eui, jr.dev_nonce))
+        dev_addr = self._allocate_dev_addr(dev)
+        join_nonce = self.store.next_join_nonce()
+        nwk, app = crypto.derive_session_keys(dev.app_key, join_nonce, self.net.net_id, jr.dev_nonce)
+        self.store.activate(
+            dev.dev_eui,
+            Session(dev_addr, nwk, app, None, 0),
+            jr.dev_nonce,
+            rx1_delay=self.net.rx1_delay_s,
+            rx1_dr_offset=self.net.rx1_dr_offset,
+            rx2_dr=self.net.rx2_dr,
+        )
+        accept = phy.build_join_accept(
+            app_key=dev.app_key,
+            join_nonce=join_nonce,
+            net_id=self.net.net_id,
+            dev_addr=dev_addr,
+            rx1_dr_offset=self.net.rx1_dr_offset,
+            rx2_dr=self.net.rx2_dr,
+            rx_delay=self.net.rx1_delay_s,
+            cflist_hz=CFLIST_HZ,
+        )
+        received_at = format_time(best.received_at)
+        msg_id = f"{dev.eui_hex}-join-{jr.dev_nonce}"
+        record = {
+            "id": msg_id,
+            "kind": "join",
+            "dev_eui": dev.eui_hex,
+            "fcnt32": None,
+            "priority": "state",
+            "received_at": received_at,
+            "payload": {
+                "id": msg_id,
+                "device": dev.name,
+                "dev_eui": dev.eui_hex,
+                "join_eui": eui_hex(jr.join_eui),
+                "dev_addr": f"{dev_addr:08X}",
+                "dev_nonce": jr.dev_nonce,
+                "received_at": received_at,
+                "time_source": best.time_source,
+                "rx": [c.rx_info() for c in copies],
+            },
+        }
+        self._records.append(record)
+        rx = best.rx
+        plan = [
+            (rx.freq_hz, rx.datr, (rx.tmst + eu868.JOIN_ACCEPT_DELAY1_S * 1_000_000) % (1 << 32)),
+            # the device has not seen our DLSettings yet: its join RX2 is the region's default (DR0)
+            (
+                eu868.RX2_FREQ_HZ,
+                eu868.datr(eu868.RX2_DR),
+                (rx.tmst + eu868.JOIN_ACCEPT_DELAY2_S * 1_000_000) % (1 << 32),
+            ),
+        ]
+        joined = Outcome(
+            "joined",
+            device=dev,
+            best=best,
+            copies=copies,
+            record=record,
+            join_accept=accept,
+            downlink_plan=plan,
+        )
+        log.info("join accepted: %s DevAddr %08X", dev.name, dev_addr)
+        return joined
+
+    def _allocate_dev_addr(self, dev: Device) -> int:
+        """A random free DevAddr under the configured prefix (re-joining devices get a new one)."""
+        plen = self.net.dev_addr_prefix_len
+        host_bits = 32 - plen
+        for _ in range(1000):
+            addr = self.net.dev_addr_prefix | self.rng.getrandbits(host_bits)
+            current = dev.session.dev_addr if dev.session else None
+            if addr != current and not self.store.dev_addr_in_use(addr):
+                return addr
+        raise HavelError(
+            "no free DevAddr left under the configured prefix", hint="widen network.dev_addr_prefix"
+        )
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _compiled_codec(name: str) -> Any:
+    """The payload codec, switched once to construct's compiled parsers (several times faster on the hot
+    path; codecs without that option are used as they are)."""
+    codec = _COMPILED.get(name)
+    if codec is None:
+        from havel.codecs.payload import get_codec
+
+        codec = get_codec(name)
+        compile_ = getattr(codec, "use_compiled", None)
+        if callable(compile_):
+            try:
+                compile_()
+            except Exception:  # construct cannot compile every schema; the plain parser still works
+                log.debug("codec %s stays uncompiled", name)
+        _COMPILED[name] = codec
+    return codec
+
+
+def classify(codec: str, data: Any, fport: int | None) -> str:
+    """Outbox priority: ``alarm`` when the payload says so (never dropped), ``state`` for actuator state
+    and MAC-only frames, else ``background`` (routine readings, dropped first at the quota)."""
+    if isinstance(data, dict):
+        if data.get("alarm") or (data.get("alarm_level") or 0) > 0 or data.get("rising_fast"):
+            return "alarm"
+        if codec == "cooling":
+            return "state"
+    if fport is None or fport == 0:
+        return "state"
+    return "background"
+
+
+def now_utc() -> datetime:
+    """The local clock as an aware UTC datetime."""
+    return datetime.now(UTC)

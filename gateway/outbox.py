@@ -1,0 +1,491 @@
+"""The durable outbox: every record the gateway must deliver northbound, until every sink acknowledged it.
+
+Rules (issue 4, contract D):
+
+- **Durable**: rows live in the gateway's SQLite database (WAL, ``synchronous=FULL``, see :mod:`.db`).
+  :meth:`Outbox.put` writes inside the caller's transaction, so the network server commits the new frame
+  counter and the record together; :meth:`Outbox.put_many` and :meth:`Outbox.ack` group many records into one
+  commit (group commit: one fsync for a batch).
+- **At-least-once, per sink**: each configured sink has a bit in ``pending``; :meth:`ack` clears it and a row
+  is deleted only when no bit is left. A record fetched but never acknowledged (crash, broker outage) is
+  fetched again after a restart; receivers deduplicate on the stable ``id``.
+- **Order**: rows come out in insertion order (``seq``). The network server accepts a device's frames only
+  with a rising FCnt32, so for each device this is FCnt order.
+- **Bounded**: with ``quota_bytes`` set, a put that would exceed it first drops the oldest ``background``
+  records, then the oldest ``state`` records (``drop_order``, configurable: ``("background",)`` keeps state
+  records too); ``alarm`` records are never dropped (kept even above the quota, with a warning). Every
+  drop is logged with its id and counted per priority in the database (:meth:`dropped`). A dropped
+  incoming record makes ``put`` return False.
+- ``priority`` is a first-class column ("alarm" | "state" | "background") so the disaster relay can pick
+  alarms out of the backlog (:meth:`fetch` with ``priorities``).
+
+Size accounting counts the stored JSON payload plus a fixed per-row overhead (:data:`ROW_OVERHEAD`); SQLite
+keeps exact totals with triggers so a rolled-back transaction never skews them. The database file grows to
+about the quota (plus registry and WAL) and stays there: SQLite reuses the pages of deleted rows.
+
+Readers that are not sinks (the disaster relay) call :meth:`fetch` with their own ``after_seq`` cursor and
+``priorities``, and never acknowledge: the primary's backlog stays until the primary itself delivered it.
+The forwarder acknowledges by ``seq`` (:meth:`ack_seqs`), the faster key.
+
+Usage (the network server, D1)::
+
+    conn = db.open_db(cfg.db_path)
+    outbox = Outbox(conn, quota_bytes=int(cfg.outbox.quota_mb * 1e6), sinks=[s["name"] for s in cfg.sinks])
+    with db.transaction(conn):
+        registry.set_fcnt_up(...)
+        outbox.put({"id": "70B3D57ED0000001-42", "kind": "up", "dev_eui": "70B3D57ED0000001", "fcnt32": 42,
+                    "priority": "background", "received_at": "2026-11-26T09:00:00.123Z", "payload": {...}})
+
+Thread use: one thread at a time (the gateway's event loop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from havel.errors import InputError
+
+from . import db
+
+__all__ = ["KINDS", "PRIORITIES", "ROW_OVERHEAD", "Outbox", "OutboxRecord"]
+
+log = logging.getLogger("havel.gateway.outbox")
+
+KINDS = ("up", "join", "down_result", "event")
+PRIORITIES = ("alarm", "state", "background")
+# Drop order under quota pressure: routine readings first, then superseded state; alarms never.
+DROP_ORDER = ("background", "state")
+ROW_OVERHEAD = 96  # bytes counted per row besides the payload (ids, columns, index entries), roughly
+MAX_SINKS = 62
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order = per-device FCnt order
+    id          TEXT NOT NULL UNIQUE,               -- <DevEUI>-<FCnt32> | <DevEUI>-join-<DevNonce> | ...
+    kind        TEXT NOT NULL,                      -- up | join | down_result | event
+    dev_eui     TEXT,                               -- 16 upper-case hex digits, or NULL for gateway events
+    fcnt32      INTEGER,
+    priority    TEXT NOT NULL,                      -- alarm | state | background
+    received_at TEXT NOT NULL,                      -- RFC 3339 UTC, the original receive time
+    payload     TEXT NOT NULL,                      -- the json-scheme message, JSON text
+    size        INTEGER NOT NULL,                   -- bytes counted against the quota
+    pending     INTEGER NOT NULL                    -- bit per sink still to acknowledge
+);
+CREATE INDEX IF NOT EXISTS outbox_priority ON outbox(priority, seq);
+CREATE INDEX IF NOT EXISTS outbox_done ON outbox(seq) WHERE pending = 0;
+CREATE TABLE IF NOT EXISTS outbox_sinks (
+    name TEXT PRIMARY KEY,
+    bit  INTEGER NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS outbox_totals (
+    one     INTEGER PRIMARY KEY CHECK (one = 1),
+    rows    INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO outbox_totals (one, rows, bytes) VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS outbox_dropped (
+    priority TEXT PRIMARY KEY,
+    count    INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS outbox_totals_ins AFTER INSERT ON outbox BEGIN
+    UPDATE outbox_totals SET rows = rows + 1, bytes = bytes + NEW.size WHERE one = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS outbox_totals_del AFTER DELETE ON outbox BEGIN
+    UPDATE outbox_totals SET rows = rows - 1, bytes = bytes - OLD.size WHERE one = 1;
+END;
+"""
+
+
+@dataclass
+class OutboxRecord:
+    """One stored record as fetched for a sink (treat it as read-only; not frozen only because a frozen
+    dataclass is measurably slower to build, and a backlog drain builds one per message).
+
+    ``payload`` is the json-scheme message (with ``id``, without ``buffered``), parsed on first use from
+    ``payload_json``, the stored text (the json format splices ``buffered`` into that text directly).
+    """
+
+    seq: int
+    id: str
+    kind: str
+    dev_eui: str | None
+    fcnt32: int | None
+    priority: str
+    received_at: str
+    payload_json: str
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        value = json.loads(self.payload_json)
+        assert isinstance(value, dict)
+        return value
+
+
+def _dev_eui_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:016X}"
+    if isinstance(value, str):
+        return value.upper()
+    raise InputError(f"outbox record dev_eui must be a hex string or an int, not {type(value).__name__}")
+
+
+class Outbox:
+    """The outbox on an open connection (see the module docstring). ``sinks`` names every sink that must
+    acknowledge a record before it is deleted; sinks that were configured before but are gone now release
+    their share of the backlog at once (logged), sinks added now only get records put from now on."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        quota_bytes: int | None = None,
+        sinks: Sequence[str] = ("primary",),
+        drop_order: Sequence[str] = DROP_ORDER,
+    ) -> None:
+        if quota_bytes is not None and quota_bytes <= 0:
+            raise InputError(f"outbox quota must be positive, got {quota_bytes}")
+        if len(set(drop_order)) != len(drop_order) or not set(drop_order) <= set(DROP_ORDER):
+            raise InputError(
+                f"outbox drop_order {list(drop_order)!r} is not valid",
+                hint="a sequence of 'background' and 'state' (alarms are never dropped)",
+            )
+        self.drop_order = tuple(drop_order)
+        names = list(dict.fromkeys(sinks))
+        if not names:
+            raise InputError("the outbox needs at least one sink")
+        if len(names) > MAX_SINKS:
+            raise InputError(f"at most {MAX_SINKS} sinks, got {len(names)}")
+        self.conn = conn
+        self.quota_bytes = quota_bytes
+        self.sinks = tuple(names)
+        try:
+            with db.transaction(conn):
+                self._create_schema()
+                self._bits = self._assign_bits(names)
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "creating the outbox tables") from None
+        self._all_mask = 0
+        for bit in self._bits.values():
+            self._all_mask |= 1 << bit
+        # Upper bound of the stored bytes: exact after _exact_bytes(), only ever too high otherwise (a
+        # rolled-back put is still counted), so the exact total is read only when the quota may be reached.
+        self._bytes_estimate = self._exact_bytes()
+
+    # ------------------------------------------------------------------------------------ setup
+
+    def _create_schema(self) -> None:
+        for statement in _split_sql(_SCHEMA):
+            self.conn.execute(statement)
+
+    def _assign_bits(self, names: list[str]) -> dict[str, int]:
+        rows = dict(self.conn.execute("SELECT name, bit FROM outbox_sinks").fetchall())
+        for gone in [n for n in rows if n not in names]:
+            bit = rows.pop(gone)
+            n = self.conn.execute("SELECT count(*) FROM outbox WHERE pending & ?", (1 << bit,)).fetchone()[0]
+            self.conn.execute(
+                "UPDATE outbox SET pending = pending & ? WHERE pending & ?", (~(1 << bit), 1 << bit)
+            )
+            self.conn.execute("DELETE FROM outbox WHERE pending = 0")
+            self.conn.execute("DELETE FROM outbox_sinks WHERE name = ?", (gone,))
+            log.warning("sink %r is no longer configured: released its %d pending outbox records", gone, n)
+        used = set(rows.values())
+        for name in names:
+            if name not in rows:
+                bit = next(b for b in range(MAX_SINKS) if b not in used)
+                used.add(bit)
+                rows[name] = bit
+                self.conn.execute("INSERT INTO outbox_sinks (name, bit) VALUES (?, ?)", (name, bit))
+        return {n: rows[n] for n in names}
+
+    def _bit(self, sink: str) -> int:
+        try:
+            return 1 << self._bits[sink]
+        except KeyError:
+            raise InputError(
+                f"unknown sink {sink!r}", hint=f"configured sinks: {', '.join(self.sinks)}"
+            ) from None
+
+    # ------------------------------------------------------------------------------------ put
+
+    def put(self, record: dict[str, Any]) -> bool:
+        """Store one record inside the caller's transaction (its own one if none is open).
+
+        Returns True when stored; False when a record with this id is already in the outbox (a duplicate)
+        or when the quota policy dropped this very record. Raises InputError for a malformed record and
+        StorageError when the database cannot take it (nothing of it is then stored).
+        """
+        return self.put_many([record]) == 1
+
+    def put_many(self, records: Iterable[dict[str, Any]]) -> int:
+        """Store several records in one transaction (group commit); returns how many were stored."""
+        rows = [self._row(r) for r in records]
+        if not rows:
+            return 0
+        stored = 0
+        try:
+            with db.transaction(self.conn):
+                for row in rows:
+                    if self.quota_bytes is not None and not self._make_room(row):
+                        continue
+                    cur = self.conn.execute(
+                        "INSERT OR IGNORE INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at,"
+                        " payload, size, pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (*row, self._all_mask),
+                    )
+                    if cur.rowcount == 1:
+                        stored += 1
+                        self._bytes_estimate += row[7]
+                    else:
+                        self._duplicate(row)
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "storing outbox records") from None
+        return stored
+
+    def _duplicate(self, row: tuple[Any, ...]) -> None:
+        held = self.conn.execute("SELECT received_at FROM outbox WHERE id = ?", (row[0],)).fetchone()
+        if held is not None and held[0] != row[5]:
+            # same id, another reading: a rejoin restarted the device's frame counter while the old record
+            # still waits here; the id scheme cannot tell them apart
+            log.warning(
+                "outbox id collision: %s is already stored with receive time %s; the record received at %s "
+                "was not stored",
+                row[0],
+                held[0],
+                row[5],
+            )
+        else:
+            log.info("outbox already holds %s: duplicate not stored", row[0])
+
+    def _row(self, r: dict[str, Any]) -> tuple[Any, ...]:
+        if not isinstance(r, dict):
+            raise InputError(f"outbox record must be a dict, not {type(r).__name__}")
+        rid = r.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise InputError(
+                "outbox record has no 'id'", hint="use <DevEUI>-<FCnt32> or <DevEUI>-join-<DevNonce>"
+            )
+        kind = r.get("kind")
+        if kind not in KINDS:
+            raise InputError(f"outbox record {rid}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        priority = r.get("priority", "background")
+        if priority not in PRIORITIES:
+            raise InputError(
+                f"outbox record {rid}: priority {priority!r} is not one of {', '.join(PRIORITIES)}"
+            )
+        received_at = r.get("received_at")
+        if not isinstance(received_at, str) or not received_at:
+            raise InputError(f"outbox record {rid}: 'received_at' must be an RFC 3339 time string")
+        fcnt = r.get("fcnt32")
+        if fcnt is not None and (not isinstance(fcnt, int) or isinstance(fcnt, bool) or fcnt < 0):
+            raise InputError(f"outbox record {rid}: 'fcnt32' must be a non-negative int")
+        payload = r.get("payload")
+        if not isinstance(payload, dict):
+            raise InputError(f"outbox record {rid}: 'payload' must be a dict")
+        # the stored message carries its stable id first; `buffered` is decided at publish time
+        payload = {"id": rid, **{k: v for k, v in payload.items() if k not in ("id", "buffered")}}
+        try:
+            text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"outbox record {rid}: payload is not JSON-serialisable: {exc}") from None
+        size = len(text.encode()) + ROW_OVERHEAD
+        return (rid, kind, _dev_eui_text(r.get("dev_eui")), fcnt, priority, received_at, text, size)
+
+    def _make_room(self, row: tuple[Any, ...]) -> bool:
+        """Apply the quota policy before inserting ``row``; False when ``row`` itself is dropped."""
+        assert self.quota_bytes is not None
+        need = row[7]
+        if self._bytes_estimate + need <= self.quota_bytes:
+            return True
+        self._bytes_estimate = self._exact_bytes()
+        over = self._bytes_estimate + need - self.quota_bytes
+        if over <= 0:
+            return True
+        priority = row[4]
+        for level in self.drop_order:
+            over = self._drop_oldest(level, over)
+            if over <= 0:
+                return True
+            if priority == level:
+                # the incoming record is the newest of its class: it goes next
+                self._count_drop(level, 1)
+                log.warning(
+                    "outbox quota %d bytes reached: dropped incoming %s record %s",
+                    self.quota_bytes,
+                    level,
+                    row[0],
+                )
+                return False
+        log.warning(
+            "outbox quota %d bytes exceeded by %d bytes: %s records are never dropped, storing %s anyway",
+            self.quota_bytes,
+            over,
+            priority,
+            row[0],
+        )
+        return True
+
+    def _drop_oldest(self, priority: str, over: int) -> int:
+        dropped: list[tuple[int, str]] = []
+        while over > 0:
+            rows = self.conn.execute(
+                "SELECT seq, id, size FROM outbox WHERE priority = ? ORDER BY seq LIMIT 64", (priority,)
+            ).fetchall()
+            if not rows:
+                break
+            batch = []
+            for seq, rid, size in rows:
+                if over <= 0:
+                    break
+                batch.append((seq,))
+                dropped.append((seq, rid))
+                over -= size
+                self._bytes_estimate -= size
+            self.conn.executemany("DELETE FROM outbox WHERE seq = ?", batch)
+        if dropped:
+            self._count_drop(priority, len(dropped))
+            for _, rid in dropped:
+                log.warning(
+                    "outbox quota %d bytes reached: dropped %s record %s", self.quota_bytes, priority, rid
+                )
+        return over
+
+    def _count_drop(self, priority: str, n: int) -> None:
+        self.conn.execute(
+            "INSERT INTO outbox_dropped (priority, count) VALUES (?, ?) "
+            "ON CONFLICT(priority) DO UPDATE SET count = count + excluded.count",
+            (priority, n),
+        )
+
+    def _exact_bytes(self) -> int:
+        try:
+            return int(self.conn.execute("SELECT bytes FROM outbox_totals WHERE one = 1").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "reading the outbox size") from None
+
+    # ------------------------------------------------------------------------------------ fetch / ack
+
+    def fetch(
+        self, sink: str, limit: int = 100, *, after_seq: int = 0, priorities: Sequence[str] | None = None
+    ) -> list[OutboxRecord]:
+        """Up to ``limit`` records ``sink`` has not acknowledged, in order, with ``seq`` > ``after_seq``.
+
+        ``priorities`` restricts the classes (e.g. ``("alarm",)`` for a relay picking alarms out of a
+        backlog). Fetching does not reserve anything: a record is fetched again until it is acknowledged.
+        """
+        bit = self._bit(sink)
+        sql = (
+            "SELECT seq, id, kind, dev_eui, fcnt32, priority, received_at, payload FROM outbox "
+            "WHERE seq > ? AND pending & ?"
+        )
+        args: list[Any] = [after_seq, bit]
+        if priorities is not None:
+            bad = [p for p in priorities if p not in PRIORITIES]
+            if bad:
+                raise InputError(f"unknown priority {bad[0]!r}", hint=f"one of {', '.join(PRIORITIES)}")
+            sql += f" AND priority IN ({','.join('?' * len(priorities))})"
+            args += list(priorities)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(int(limit))
+        try:
+            rows = self.conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "reading the outbox") from None
+        return [OutboxRecord(*row) for row in rows]
+
+    def ack(self, sink: str, ids: Iterable[str]) -> int:
+        """Record that ``sink`` delivered ``ids`` (one transaction); delete rows every sink has delivered.
+
+        Unknown ids (already deleted, dropped) are ignored. Returns the number of rows deleted.
+        """
+        return self._ack(sink, "id", list(ids))
+
+    def ack_seqs(self, sink: str, seqs: Iterable[int]) -> int:
+        """:meth:`ack` by ``seq`` (what the forwarder holds; the integer key is the faster lookup)."""
+        return self._ack(sink, "seq", list(seqs))
+
+    def _ack(self, sink: str, column: str, keys: list[Any]) -> int:
+        self._bit(sink)  # unknown sink -> InputError
+        if not keys:
+            return 0
+        seq = column == "seq"
+        try:
+            with db.transaction(self.conn):
+                if len(self._bits) == 1:
+                    # one sink: its acknowledgement is the last one, delete straight away
+                    sql = "DELETE FROM outbox WHERE seq = ?" if seq else "DELETE FROM outbox WHERE id = ?"
+                    deleted = self.conn.executemany(sql, [(k,) for k in keys]).rowcount
+                else:
+                    keep = ~self._bit(sink)
+                    sql = (
+                        "UPDATE outbox SET pending = pending & ? WHERE seq = ?"
+                        if seq
+                        else "UPDATE outbox SET pending = pending & ? WHERE id = ?"
+                    )
+                    self.conn.executemany(sql, [(keep, k) for k in keys])
+                    deleted = self.conn.execute("DELETE FROM outbox WHERE pending = 0").rowcount
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "acknowledging outbox records") from None
+        return deleted
+
+    # ------------------------------------------------------------------------------------ inspection
+
+    def depth(self, sink: str | None = None) -> int:
+        """Records waiting (for ``sink``, or for any sink)."""
+        try:
+            if sink is None:
+                return int(self.conn.execute("SELECT rows FROM outbox_totals WHERE one = 1").fetchone()[0])
+            return int(
+                self.conn.execute(
+                    "SELECT count(*) FROM outbox WHERE pending & ?", (self._bit(sink),)
+                ).fetchone()[0]
+            )
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "counting the outbox") from None
+
+    def size_bytes(self) -> int:
+        """Bytes counted against the quota."""
+        self._bytes_estimate = self._exact_bytes()
+        return self._bytes_estimate
+
+    def max_seq(self) -> int:
+        """The highest ``seq`` ever given out (0 for a new outbox); later records get higher ones."""
+        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return int(row[0]) if row else 0
+
+    def oldest_received_at(self) -> str | None:
+        """``received_at`` of the oldest waiting record (for the outbox-age metric)."""
+        row = self.conn.execute("SELECT received_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
+        return str(row[0]) if row else None
+
+    def dropped(self) -> dict[str, int]:
+        """How many records the quota policy dropped, per priority, over the database's life."""
+        counts = dict.fromkeys(DROP_ORDER, 0)
+        counts.update({p: int(n) for p, n in self.conn.execute("SELECT priority, count FROM outbox_dropped")})
+        return counts
+
+    def ids(self) -> list[str]:
+        """Every stored id in order (for tests and `havel gateway status`)."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM outbox ORDER BY seq")]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split the schema into statements (triggers contain ';' inside BEGIN ... END)."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        text = "\n".join(buf).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            out.append(text)
+            buf = []
+    if "\n".join(buf).strip():
+        out.append("\n".join(buf).strip())
+    return out

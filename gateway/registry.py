@@ -1,0 +1,622 @@
+"""The device registry and the session/counter store, in the gateway's one SQLite database.
+
+Devices (name, DevEUI, JoinEUI, codec, activation, keys), their session (DevAddr, session keys, frame
+counters), the DevNonces they used and their RX settings live in tables next to D2's outbox, so that a new
+frame counter and the outbox record are written in one transaction.
+
+The network server talks to a :class:`SessionStore` (a small Protocol) rather than to SQLite: a later issue
+lets several gateways share sessions with a central network server by giving another implementation.
+:class:`Registry` is the SQLite one. It keeps every device in memory (a roof serves hundreds, not
+millions) and writes through; changes made inside :meth:`Registry.transaction` reach the cache only when
+the transaction commits, so a rolled-back uplink never advances a counter. A registry version in the
+``meta`` table, bumped by every CLI change, tells a running daemon to reload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from havel.codecs.lorawan.ids import eui_hex, parse_id_hex, parse_key
+from havel.errors import InputError, StorageError
+from havel.gateway import db
+
+ACTIVATIONS = ("otaa", "abp")
+EXPORT_FIELDS = (
+    "name",
+    "dev_eui",
+    "join_eui",
+    "app_key",
+    "codec",
+    "activation",
+    "dev_addr",
+    "nwk_s_key",
+    "app_s_key",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    dev_eui       TEXT PRIMARY KEY,          -- 16 upper-case hex digits (u64 does not fit SQLite's int)
+    name          TEXT NOT NULL UNIQUE,
+    join_eui      TEXT,
+    codec         TEXT NOT NULL,
+    activation    TEXT NOT NULL CHECK (activation IN ('otaa', 'abp')),
+    app_key       BLOB,
+    dev_addr      INTEGER,                   -- NULL until an OTAA device joined
+    nwk_s_key     BLOB,
+    app_s_key     BLOB,
+    fcnt_up       INTEGER,                   -- last accepted 32-bit uplink counter, NULL: none yet
+    fcnt_down     INTEGER NOT NULL DEFAULT 0,-- next downlink counter to use
+    rx1_delay     INTEGER NOT NULL DEFAULT 1,
+    rx1_dr_offset INTEGER NOT NULL DEFAULT 0,
+    rx2_dr        INTEGER NOT NULL DEFAULT 0,
+    rx2_freq_hz   INTEGER NOT NULL DEFAULT 869525000,
+    battery       INTEGER,                   -- last DevStatusAns battery (0 external, 1..254, 255 unknown)
+    battery_at    REAL,                      -- unix time of that answer
+    last_seen     REAL,
+    created_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_dev_addr ON devices(dev_addr);
+CREATE TABLE IF NOT EXISTS dev_nonces (
+    dev_eui   TEXT NOT NULL,
+    dev_nonce INTEGER NOT NULL,
+    used_at   REAL NOT NULL,
+    PRIMARY KEY (dev_eui, dev_nonce)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('registry_version', 0);
+INSERT OR IGNORE INTO meta VALUES ('join_nonce', 0);
+"""
+
+
+@dataclass(frozen=True)
+class Session:
+    """An active session: what the network server needs to accept an uplink. Keys never print."""
+
+    dev_addr: int
+    nwk_s_key: bytes = field(repr=False)
+    app_s_key: bytes = field(repr=False)
+    fcnt_up: int | None = None
+    fcnt_down: int = 0
+
+
+@dataclass(frozen=True)
+class Device:
+    """One registered device. ``session`` is None for an OTAA device that has not joined yet."""
+
+    name: str
+    dev_eui: int
+    codec: str
+    activation: str
+    join_eui: int | None = None
+    app_key: bytes | None = field(default=None, repr=False)
+    session: Session | None = None
+    rx1_delay: int = 1
+    rx1_dr_offset: int = 0
+    rx2_dr: int = 0
+    rx2_freq_hz: int = 869_525_000
+    battery: int | None = None
+    battery_at: float | None = None
+    last_seen: float | None = None
+
+    @property
+    def eui_hex(self) -> str:
+        """DevEUI as consoles print it."""
+        return f"{self.dev_eui:016X}"
+
+    def export(self, *, show_keys: bool) -> dict[str, Any]:
+        """The import/export format (contracts D); keys as hex only with ``show_keys``."""
+        s = self.session
+
+        def key(k: bytes | None) -> str | None:
+            if k is None:
+                return None
+            return k.hex().upper() if show_keys else "<redacted>"
+
+        out: dict[str, Any] = {
+            "name": self.name,
+            "dev_eui": self.eui_hex,
+            "join_eui": eui_hex(self.join_eui) if self.join_eui is not None else None,
+            "app_key": key(self.app_key),
+            "codec": self.codec,
+            "activation": self.activation,
+            "dev_addr": f"{s.dev_addr:08X}" if s else None,
+            "nwk_s_key": key(s.nwk_s_key) if s and self.activation == "abp" else None,
+            "app_s_key": key(s.app_s_key) if s and self.activation == "abp" else None,
+        }
+        return out
+
+
+class SessionStore(Protocol):
+    """What the network server needs from session and counter storage.
+
+    Mutating calls are made inside ``with store.transaction():`` together with the outbox put.
+    """
+
+    def transaction(self) -> Any:
+        """Context manager: one atomic unit (SQLite BEGIN IMMEDIATE .. COMMIT)."""
+
+    def refresh(self) -> None:
+        """Pick up changes made by others (CLI, other gateways)."""
+
+    def by_dev_addr(self, dev_addr: int) -> list[Device]:
+        """Devices whose current session has this DevAddr (several may: the MIC decides)."""
+
+    def get(self, dev_eui: int) -> Device | None:
+        """A device by DevEUI."""
+
+    def by_join(self, join_eui: int, dev_eui: int) -> Device | None:
+        """An OTAA device by the EUIs of its join-request."""
+
+    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float) -> None:
+        """Record an accepted uplink counter."""
+
+    def take_fcnt_down(self, dev_eui: int) -> int:
+        """The next downlink counter (and advance it)."""
+
+    def dev_nonce_used(self, dev_eui: int, dev_nonce: int) -> bool:
+        """Whether the device already used this DevNonce."""
+
+    def activate(
+        self,
+        dev_eui: int,
+        session: Session,
+        dev_nonce: int,
+        *,
+        rx1_delay: int,
+        rx1_dr_offset: int,
+        rx2_dr: int,
+    ) -> None:
+        """Store a new session after a join (and the DevNonce as used)."""
+
+    def next_join_nonce(self) -> int:
+        """A fresh 24-bit JoinNonce."""
+
+    def dev_addr_in_use(self, dev_addr: int) -> bool:
+        """Whether a session holds this DevAddr."""
+
+    def set_battery(self, dev_eui: int, battery: int, at: float) -> None:
+        """Record a DevStatusAns."""
+
+
+class Registry:
+    """The SQLite session store and device registry (see the module docstring)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.executescript(SCHEMA)
+        _private(conn)
+        self._devices: dict[int, Device] = {}
+        self._by_addr: dict[int, list[Device]] = {}
+        self._version = -1
+        self._pending: list[Callable[[], None]] | None = None
+        self._fcnt_writes: dict[int, tuple[int, float]] = {}
+        self.refresh(force=True)
+
+    # ---------------------------------------------------------------------------------- cache and txns
+    def refresh(self, force: bool = False) -> None:
+        """Reload the cache when the registry version changed (or always with ``force``)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'registry_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if not force and version == self._version:
+            return
+        self._version = version
+        self._devices = {d.dev_eui: d for d in self._load_all()}
+        self._reindex()
+
+    def _reindex(self) -> None:
+        by_addr: dict[int, list[Device]] = {}
+        for d in self._devices.values():
+            if d.session is not None:
+                by_addr.setdefault(d.session.dev_addr, []).append(d)
+        self._by_addr = by_addr
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit; cache changes made inside apply only after COMMIT."""
+        if self._pending is not None:  # nested: a SAVEPOINT; its cache changes go if it rolls back
+            mark = len(self._pending)
+            writes = dict(self._fcnt_writes)
+            try:
+                with db.transaction(self.conn):
+                    yield self.conn
+            except BaseException:
+                del self._pending[mark:]
+                self._fcnt_writes = writes
+                raise
+            return
+        self._pending = []
+        self._fcnt_writes = {}
+        try:
+            with db.transaction(self.conn):
+                yield self.conn
+                if self._fcnt_writes:  # the counters of a whole batch in one statement, just before COMMIT
+                    self.conn.executemany(
+                        "UPDATE devices SET fcnt_up = ?, last_seen = ? WHERE dev_eui = ?",
+                        [(f, seen, eui_hex(eui)) for eui, (f, seen) in self._fcnt_writes.items()])
+            pending = self._pending
+        finally:
+            self._pending = None
+            self._fcnt_writes = {}
+        for apply in pending:
+            apply()
+
+    def _later(self, fn: Callable[[], None]) -> None:
+        if self._pending is None:
+            raise StorageError(
+                "registry change outside a transaction",
+                hint="wrap the call in 'with registry.transaction():'",
+            )
+        self._pending.append(fn)
+
+    def _update(self, dev_eui: int, reindex: bool = False, **changes: Any) -> None:
+        def apply() -> None:
+            dev = self._devices.get(dev_eui)
+            if dev is None:
+                return
+            sess_changes = {k[5:]: v for k, v in changes.items() if k.startswith("sess_")}
+            dev_changes = {k: v for k, v in changes.items() if not k.startswith("sess_")}
+            if sess_changes and dev.session is not None:
+                dev_changes["session"] = _with(dev.session, sess_changes)
+            new = _with(dev, dev_changes)
+            self._devices[dev_eui] = new
+            if reindex:  # a new session (join): the DevAddr index changes
+                self._reindex()
+            elif new.session is not None:  # same DevAddr: swap the entry, O(devices sharing it)
+                peers = self._by_addr.get(new.session.dev_addr, [])
+                self._by_addr[new.session.dev_addr] = [new if d.dev_eui == dev_eui else d for d in peers]
+
+        self._later(apply)
+
+    def _bump_version(self) -> None:
+        self.conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'registry_version'")
+
+    # ----------------------------------------------------------------------------------- SessionStore
+    def by_dev_addr(self, dev_addr: int) -> list[Device]:
+        return self._by_addr.get(dev_addr, [])
+
+    def get(self, dev_eui: int) -> Device | None:
+        return self._devices.get(dev_eui)
+
+    def by_join(self, join_eui: int, dev_eui: int) -> Device | None:
+        dev = self._devices.get(dev_eui)
+        if dev is None or dev.activation != "otaa" or dev.join_eui != join_eui:
+            return None
+        return dev
+
+    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float) -> None:
+        # written with the batch's other counters when the transaction commits (see transaction())
+        self._later(lambda: None)  # refuses a call outside a transaction
+        self._fcnt_writes[dev_eui] = (fcnt32, seen_at)
+        self._update(dev_eui, sess_fcnt_up=fcnt32, last_seen=seen_at)
+
+    def take_fcnt_down(self, dev_eui: int) -> int:
+        row = self.conn.execute(
+            "UPDATE devices SET fcnt_down = fcnt_down + 1 WHERE dev_eui = ? RETURNING fcnt_down - 1",
+            (eui_hex(dev_eui),),
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"device {eui_hex(dev_eui)} is not registered")
+        fcnt = int(row[0])
+        self._update(dev_eui, sess_fcnt_down=fcnt + 1)
+        return fcnt
+
+    def dev_nonce_used(self, dev_eui: int, dev_nonce: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM dev_nonces WHERE dev_eui = ? AND dev_nonce = ?", (eui_hex(dev_eui), dev_nonce)
+        ).fetchone()
+        return row is not None
+
+    def activate(
+        self,
+        dev_eui: int,
+        session: Session,
+        dev_nonce: int,
+        *,
+        rx1_delay: int,
+        rx1_dr_offset: int,
+        rx2_dr: int,
+    ) -> None:
+        now = time.time()
+        self.conn.execute(
+            "UPDATE devices SET dev_addr = ?, nwk_s_key = ?, app_s_key = ?, fcnt_up = NULL, fcnt_down = 0, "
+            "rx1_delay = ?, rx1_dr_offset = ?, rx2_dr = ?, last_seen = ? WHERE dev_eui = ?",
+            (
+                session.dev_addr,
+                session.nwk_s_key,
+                session.app_s_key,
+                rx1_delay,
+                rx1_dr_offset,
+                rx2_dr,
+                now,
+                eui_hex(dev_eui),
+            ),
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO dev_nonces VALUES (?, ?, ?)", (eui_hex(dev_eui), dev_nonce, now)
+        )
+        self._update(
+            dev_eui,
+            reindex=True,
+            session=session,
+            rx1_delay=rx1_delay,
+            rx1_dr_offset=rx1_dr_offset,
+            rx2_dr=rx2_dr,
+            last_seen=now,
+        )
+
+    def next_join_nonce(self) -> int:
+        row = self.conn.execute(
+            "UPDATE meta SET value = (value + 1) % 16777216 WHERE key = 'join_nonce' RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def dev_addr_in_use(self, dev_addr: int) -> bool:
+        return dev_addr in self._by_addr
+
+    def set_battery(self, dev_eui: int, battery: int, at: float) -> None:
+        self.conn.execute(
+            "UPDATE devices SET battery = ?, battery_at = ? WHERE dev_eui = ?",
+            (battery, at, eui_hex(dev_eui)),
+        )
+        self._update(dev_eui, battery=battery, battery_at=at)
+
+    # ------------------------------------------------------------------------------- registry (CLI)
+    def devices(self) -> list[Device]:
+        """Every device, by name."""
+        return sorted(self._devices.values(), key=lambda d: d.name)
+
+    def find(self, ident: str) -> Device:
+        """A device by name or DevEUI hex; InputError if none."""
+        for d in self._devices.values():
+            if d.name == ident:
+                return d
+        try:
+            eui = parse_id_hex(ident, what="DevEUI", size=8)
+        except InputError:
+            eui = None
+        if eui is not None and eui in self._devices:
+            return self._devices[eui]
+        raise InputError(f"no device named or with DevEUI {ident!r}", hint="see 'havel device list'")
+
+    def add(self, dev: Device) -> None:
+        """Register a device (InputError when the name, DevEUI or ABP DevAddr+keys clash or are invalid)."""
+        _validate(dev)
+        if dev.dev_eui in self._devices:
+            raise InputError(
+                f"DevEUI {dev.eui_hex} is already registered (as {self._devices[dev.dev_eui].name!r})",
+                hint="remove it first or pick another DevEUI",
+            )
+        if any(d.name == dev.name for d in self._devices.values()):
+            raise InputError(f"a device named {dev.name!r} already exists", hint="names must be unique")
+        s = dev.session
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO devices (dev_eui, name, join_eui, codec, activation, app_key, dev_addr, "
+                "nwk_s_key, "
+                "app_s_key, fcnt_up, fcnt_down, rx1_delay, rx1_dr_offset, rx2_dr, rx2_freq_hz, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    dev.eui_hex,
+                    dev.name,
+                    eui_hex(dev.join_eui) if dev.join_eui is not None else None,
+                    dev.codec,
+                    dev.activation,
+                    dev.app_key,
+                    s.dev_addr if s else None,
+                    s.nwk_s_key if s else None,
+                    s.app_s_key if s else None,
+                    s.fcnt_up if s else None,
+                    s.fcnt_down if s else 0,
+                    dev.rx1_delay,
+                    dev.rx1_dr_offset,
+                    dev.rx2_dr,
+                    dev.rx2_freq_hz,
+                    time.time(),
+                ),
+            )
+            self._bump_version()
+
+            def apply() -> None:
+                self._devices[dev.dev_eui] = dev
+                self._reindex()
+
+            self._later(apply)
+
+    def remove(self, dev_eui: int) -> None:
+        """Forget a device, its session and its DevNonces."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM devices WHERE dev_eui = ?", (eui_hex(dev_eui),))
+            self.conn.execute("DELETE FROM dev_nonces WHERE dev_eui = ?", (eui_hex(dev_eui),))
+            self._bump_version()
+
+            def apply() -> None:
+                self._devices.pop(dev_eui, None)
+                self._reindex()
+
+            self._later(apply)
+
+    def _load_all(self) -> list[Device]:
+        rows = self.conn.execute(
+            "SELECT name, dev_eui, codec, activation, join_eui, app_key, dev_addr, nwk_s_key, app_s_key, "
+            "fcnt_up, fcnt_down, rx1_delay, rx1_dr_offset, rx2_dr, rx2_freq_hz, battery, battery_at, "
+            "last_seen "
+            "FROM devices"
+        ).fetchall()
+        out = []
+        for r in rows:
+            session = None
+            if r[6] is not None and r[7] is not None and r[8] is not None:
+                session = Session(int(r[6]), bytes(r[7]), bytes(r[8]), r[9], int(r[10]))
+            out.append(
+                Device(
+                    name=r[0],
+                    dev_eui=int(r[1], 16),
+                    codec=r[2],
+                    activation=r[3],
+                    join_eui=int(r[4], 16) if r[4] else None,
+                    app_key=bytes(r[5]) if r[5] is not None else None,
+                    session=session,
+                    rx1_delay=r[11],
+                    rx1_dr_offset=r[12],
+                    rx2_dr=r[13],
+                    rx2_freq_hz=r[14],
+                    battery=r[15],
+                    battery_at=r[16],
+                    last_seen=r[17],
+                )
+            )
+        return out
+
+
+def _private(conn: sqlite3.Connection) -> None:
+    """The database holds keys: make its files readable by their owner only (SQLite gives the -wal and
+    -shm files the database file's permissions)."""
+    row = next((r for r in conn.execute("PRAGMA database_list") if r[1] == "main"), None)
+    if row is None or not row[2]:
+        return  # in-memory
+    for suffix in ("", "-wal", "-shm"):
+        path = row[2] + suffix
+        with contextlib.suppress(OSError):
+            if os.path.exists(path) and os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+
+
+def _with(obj: Any, changes: dict[str, Any]) -> Any:
+    """A copy of a frozen dataclass with some fields changed: what dataclasses.replace does, without its
+    per-call field introspection (this runs for every uplink)."""
+    new = copy.copy(obj)
+    for k, v in changes.items():
+        object.__setattr__(new, k, v)
+    return new
+
+
+def _validate(dev: Device) -> None:
+    if not dev.name or len(dev.name) > 64:
+        raise InputError("device name must have 1 to 64 characters")
+    if dev.activation not in ACTIVATIONS:
+        raise InputError(f"activation {dev.activation!r} is not otaa or abp")
+    from havel.codecs.payload import get_codec  # deferred: the codec package is B's, imported on use
+
+    get_codec(dev.codec)  # CodecError names the unknown codec
+    if dev.activation == "otaa":
+        if dev.join_eui is None or dev.app_key is None:
+            raise InputError(f"OTAA device {dev.name!r} needs join_eui and app_key")
+    elif dev.session is None:
+        raise InputError(f"ABP device {dev.name!r} needs dev_addr, nwk_s_key and app_s_key")
+
+
+# --------------------------------------------------------------------------------------- import/export
+
+
+def device_from_record(rec: dict[str, Any], *, where: str = "record") -> Device:
+    """A :class:`Device` from one import record (keys of :data:`EXPORT_FIELDS`); InputError naming the
+    field and the record."""
+
+    def text(key: str) -> str | None:
+        v = rec.get(key)
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        return str(v).strip()
+
+    def need(key: str) -> str:
+        v = text(key)
+        if v is None:
+            raise InputError(f"{where}: field '{key}' is missing")
+        return v
+
+    try:
+        activation = need("activation").lower()
+        name = need("name")
+        dev_eui = parse_id_hex(need("dev_eui"), what=f"{where} dev_eui", size=8)
+        codec = need("codec")
+        if activation == "otaa":
+            return Device(
+                name=name,
+                dev_eui=dev_eui,
+                codec=codec,
+                activation="otaa",
+                join_eui=parse_id_hex(need("join_eui"), what=f"{where} join_eui", size=8),
+                app_key=parse_key(need("app_key"), f"{where} app_key"),
+            )
+        if activation == "abp":
+            session = Session(
+                dev_addr=parse_id_hex(need("dev_addr"), what=f"{where} dev_addr", size=4),
+                nwk_s_key=parse_key(need("nwk_s_key"), f"{where} nwk_s_key"),
+                app_s_key=parse_key(need("app_s_key"), f"{where} app_s_key"),
+            )
+            join = text("join_eui")
+            return Device(
+                name=name,
+                dev_eui=dev_eui,
+                codec=codec,
+                activation="abp",
+                session=session,
+                join_eui=parse_id_hex(join, what=f"{where} join_eui", size=8) if join else None,
+            )
+    except InputError:
+        raise
+    raise InputError(f"{where}: activation {rec.get('activation')!r} is not otaa or abp")
+
+
+def parse_import(text: str, filename: str) -> list[Device]:
+    """Devices from JSON (a list of objects) or CSV (header of the same names), every record checked
+    before any is stored."""
+    stripped = text.lstrip()
+    records: list[dict[str, Any]]
+    if filename.lower().endswith(".json") or stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{filename}: not valid JSON ({exc})") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise InputError(f"{filename}: expected a JSON list of device objects")
+        records = data
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "dev_eui" not in reader.fieldnames:
+            raise InputError(f"{filename}: CSV needs a header line with {', '.join(EXPORT_FIELDS)}")
+        records = list(reader)
+    devices = [device_from_record(r, where=f"{filename} record {i + 1}") for i, r in enumerate(records)]
+    seen: set[int] = set()
+    for d in devices:
+        if d.dev_eui in seen:
+            raise InputError(f"{filename}: DevEUI {d.eui_hex} appears twice")
+        seen.add(d.dev_eui)
+    return devices
+
+
+def format_export(devices: list[Device], fmt: str, *, show_keys: bool) -> str:
+    """JSON or CSV text of the devices in the import format."""
+    rows = [d.export(show_keys=show_keys) for d in devices]
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(EXPORT_FIELDS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def device_dict(dev: Device) -> dict[str, Any]:
+    """A JSON-ready view without keys (for status output)."""
+    d = asdict(dev)
+    d.pop("app_key", None)
+    s = d.pop("session", None)
+    d["dev_eui"] = dev.eui_hex
+    d["join_eui"] = eui_hex(dev.join_eui) if dev.join_eui is not None else None
+    d["dev_addr"] = f"{s['dev_addr']:08X}" if s else None
+    d["fcnt_up"] = s["fcnt_up"] if s else None
+    d["fcnt_down"] = s["fcnt_down"] if s else None
+    return d

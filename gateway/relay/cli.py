@@ -1,0 +1,192 @@
+"""``havel relay``: the emergency switch, the crisis-centre receiver, key generation."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from havel.errors import ConfigError
+
+from .emergency import EmergencySwitch
+from .signing import SigningKey
+
+
+def _data_dir(config: str | None, data_dir: str | None) -> Path:
+    """The gateway's data directory, from --data-dir or the gateway config's [gateway] data_dir."""
+    if data_dir:
+        return Path(data_dir)
+    if not config:
+        raise ConfigError("give --config FILE (the gateway's config) or --data-dir DIR")
+    p = Path(config)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"gateway config {p} cannot be read: {exc}") from exc
+    d = (raw.get("gateway") or {}).get("data_dir")
+    if not d:
+        raise ConfigError(f"{p}: gateway.data_dir is missing")
+    return (p.parent / d) if not Path(d).is_absolute() else Path(d)
+
+
+@click.group("relay")
+def relay() -> None:
+    """Disaster relay: emergency mode, the crisis-centre receiver, signing keys."""
+
+
+@relay.command("emergency")
+@click.argument("action", type=click.Choice(["on", "off", "status"]))
+@click.option("--config", "config", type=click.Path(dir_okay=False), help="The gateway's config file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="The gateway's data directory.")
+@click.option(
+    "--receiver-config",
+    type=click.Path(dir_okay=False, exists=True),
+    help="At the crisis centre: send a signed command over the receiver's [mqtt] broker instead.",
+)
+@click.option("--gateway", "gateway_id", help="With --receiver-config: the gateway id to command.")
+def emergency(
+    action: str, config: str | None, data_dir: str | None, receiver_config: str | None, gateway_id: str | None
+) -> None:
+    """Declare (on) or end (off) the emergency; the ham relay transmits only while it is on.
+
+    Third-party traffic on amateur radio is legal only in a declared emergency (AFuV). On the gateway this
+    writes the state file the daemon reads before every transmission. At the crisis centre,
+    ``--receiver-config FILE --gateway ID`` sends the same switch as a signed MQTT command over the mesh
+    broker (the gateway's MQTT relay path needs ``emergency_commands = true``).
+    """
+    if receiver_config:
+        _remote_emergency(action, receiver_config, gateway_id)
+        return
+    switch = EmergencySwitch(_data_dir(config, data_dir))
+    if action == "status":
+        st = switch.state()
+        click.echo(
+            f"emergency {'ON' if st.on else 'off'} (by {st.source}"
+            f"{', since ' + st.since if st.since else ''})"
+        )
+        return
+    st = switch.set(action == "on", "cli")
+    click.echo(
+        "emergency ON: the amateur-radio relay may transmit"
+        if st.on
+        else "emergency off: the amateur-radio relay is silent"
+    )
+
+
+def _remote_emergency(action: str, receiver_config: str, gateway_id: str | None) -> None:
+    from .mqtt_relay import CONTROL_SENDER, send_emergency_command
+    from .receiver import ReceiverConfig
+    from .signing import CounterStore, Signer
+
+    if action == "status":
+        raise ConfigError("status is local only: run it on the gateway (or read its relay/status topic)")
+    cfg = ReceiverConfig.load(receiver_config)
+    sender = next((s for s in cfg.senders if s.gateway_id == gateway_id), None)
+    if sender is None:
+        raise ConfigError(f"--gateway {gateway_id!r} is not a [[sender]] gateway_id in {receiver_config}")
+    if not cfg.mqtt:
+        raise ConfigError(f"{receiver_config} has no [mqtt] broker to send the command over")
+    m = cfg.mqtt
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    tls = (
+        {"ca_certs": m["tls_ca"], "certfile": m.get("client_cert"), "keyfile": m.get("client_key")}
+        if m.get("tls_ca")
+        else None
+    )
+    signer = Signer(sender.key, CONTROL_SENDER, CounterStore(cfg.data_dir / "control-counter"))
+    send_emergency_command(
+        str(m.get("host", "127.0.0.1")),
+        int(m.get("port", 1883)),
+        prefix=cfg.prefix,
+        gateway_id=sender.gateway_id,
+        on=action == "on",
+        signer=signer,
+        tls=tls,
+        username=m.get("username"),
+        password=m.get("password"),
+    )
+    click.echo(f"signed emergency {action} sent to gateway {sender.gateway_id}")
+
+
+@relay.command("keygen")
+@click.argument("path", type=click.Path(dir_okay=False))
+def keygen(path: str) -> None:
+    """Write a new shared signing key (hex, mode 0600) for a gateway and its receiver."""
+    if Path(path).exists():
+        raise ConfigError(f"{path} exists; refusing to overwrite a key", hint="choose a new file name")
+    SigningKey.generate().save(path)
+    click.echo(f"key written to {path} (copy it to the receiver over a trusted channel)")
+
+
+@relay.command("receive")
+@click.option(
+    "--config",
+    "config",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="The receiver's TOML config.",
+)
+@click.option("--live/--no-live", default=True, help="Show the live table of the latest alarms.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (tests, demos).")
+def receive(config: str, live: bool, duration: float | None) -> None:
+    """Run the crisis-centre receiver: verify, deduplicate, republish into the local broker."""
+    from .receiver import Receiver, ReceiverConfig
+
+    cfg = ReceiverConfig.load(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    rx = Receiver(cfg).start()
+    click.echo(f"receiver ready: listening on {', '.join(rx.wait_ready()) or 'nothing yet'}", err=True)
+    deadline = None if duration is None else time.monotonic() + duration
+    try:
+        if live:
+            from rich.live import Live
+
+            with Live(_table(rx), refresh_per_second=2) as view:
+                while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                    stop.wait(0.5)
+                    view.update(_table(rx))
+        else:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        rx.stop()
+    totals = {k: rx.core.total(k) for k in rx.core.COUNTERS}
+    click.echo("receiver stopped: " + ", ".join(f"{k} {v}" for k, v in totals.items()), err=True)
+
+
+def _table(rx: Any) -> Any:
+    from datetime import datetime
+
+    from rich.table import Table
+
+    t = Table(title="Havel relay: latest alarms and states", expand=False)
+    for col in ("time", "class", "gateway", "device", "fcnt", "data", "via"):
+        t.add_column(col)
+    for d in reversed(list(rx.core.latest)[-15:]):
+        style = "bold red" if d.record.cls == "alarm" else ""
+        t.add_row(
+            datetime.fromtimestamp(d.at).strftime("%H:%M:%S"),
+            d.record.cls,
+            d.gateway_id,
+            d.record.device or d.record.dev_eui,
+            str(d.record.fcnt),
+            ", ".join(f"{k}={v}" for k, v in d.record.data.items()),
+            d.via,
+            style=style,
+        )
+    totals = {k: rx.core.total(k) for k in rx.core.COUNTERS}
+    primaries = [
+        f"{gw}: primary {st.get('primary', '?')} (via {st.get('via', 'status')})"
+        for gw, st in sorted(rx.core.status.items())
+        if "primary" in st
+    ]
+    t.caption = "\n".join([*primaries, "  ".join(f"{k}: {v}" for k, v in totals.items())])
+    return t

@@ -1,0 +1,221 @@
+"""The relay as a gateway daemon component (``[relay]`` in the gateway config; see daemon.COMPONENTS).
+
+[relay]
+emergency = false            # the config switch; `havel relay emergency on|off` overrides it
+primary = "platform"         # the sink whose outage is watched (default: the first sink)
+key_file = "relay.key"       # shared signing key (hex, 0600), relative to the data directory
+down_after_s = 30            # outage hysteresis
+up_after_s = 60
+state_interval_s = 900       # slow cadence of the latest state per sensor while down
+max_age_s = 21600            # older records are not relayed (they wait for the primary)
+rules = [ {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150} ]
+[[relay.path]]
+type = "aprs"                # see aprs_relay.APRSConfig
+callsign = "DB0XYZ-10"
+addressee = "DB0KST-1"
+[[relay.path]]
+type = "mqtt"                # keys of an mqtt [[sink]], see mqtt_relay
+host = "10.36.0.5"
+[[relay.path]]
+type = "reticulum"           # havel[reticulum]; see reticulum_relay.ReticulumConfig
+config_dir = "/etc/havel/rns"
+amateur = false
+destination = "<hex>"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from havel.errors import ConfigError, HavelError
+
+from .aprs_relay import APRSConfig, APRSRelay
+from .emergency import EmergencySwitch
+from .manager import Manager
+from .outage import OutageDetector
+from .priority import Classifier
+from .signing import CounterStore, Signer, SigningKey
+
+log = logging.getLogger("havel.relay")
+
+KEYS = {
+    "emergency",
+    "primary",
+    "key_file",
+    "sender",
+    "down_after_s",
+    "up_after_s",
+    "state_interval_s",
+    "max_age_s",
+    "tick_s",
+    "rules",
+    "path",
+}
+
+
+def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tuple[list[Any], Signer | None]:
+    """The relays of ``[[relay.path]]``, sharing one signer and one counter. Raises ConfigError/LegalError."""
+    paths = section.get("path") or []
+    if not paths:
+        return [], None
+    calls = [p.get("callsign") for p in paths if p.get("type") == "aprs"]
+    sender = str(section.get("sender") or (calls[0] if calls and calls[0] else gateway_id)).upper()
+    key_path = Path(section.get("key_file", "relay.key"))
+    key = SigningKey.load(key_path if key_path.is_absolute() else data_dir / key_path)
+    signer = Signer(key, sender, CounterStore(data_dir / "relay-counter"))
+    switch = EmergencySwitch(data_dir, config_default=bool(section.get("emergency", False)))
+    relays: list[Any] = []
+    for i, p in enumerate(paths):
+        kind = p.get("type")
+        if kind == "aprs":
+            relays.append(APRSRelay(APRSConfig.from_config(p), signer, switch))
+        elif kind == "mqtt":
+            from .mqtt_relay import MQTTRelay
+
+            relays.append(MQTTRelay(p, signer, gateway_id, switch=switch, data_dir=data_dir))
+        elif kind == "reticulum":
+            from .reticulum_relay import ReticulumConfig, ReticulumRelay
+
+            relays.append(ReticulumRelay(ReticulumConfig.from_config(p), signer))
+        else:
+            raise ConfigError(f"relay.path[{i}].type must be aprs, mqtt or reticulum, got {kind!r}")
+    return relays, signer
+
+
+class RelayComponent:
+    """Starts the relays and ticks the manager in the daemon's event loop."""
+
+    def __init__(self, ctx: Any) -> None:
+        section = dict(ctx.section or {})
+        unknown = set(section) - KEYS
+        if unknown:
+            raise ConfigError(f"relay.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(KEYS)))
+        self.ctx = ctx
+        cfg = ctx.config
+        sinks = [s.get("name") for s in cfg.sinks]
+        self.primary = str(section.get("primary") or (sinks[0] if sinks else "primary"))
+        if self.primary not in sinks:
+            # A wrong name would read as a permanent outage and put the relays on the air for nothing.
+            raise ConfigError(
+                f"relay.primary {self.primary!r} is not a configured [[sink]] name",
+                hint=f"one of: {', '.join(str(s) for s in sinks) or '(no sinks)'}",
+            )
+        self.relays, self.signer = build_relays(section, Path(cfg.data_dir), cfg.gateway_id)
+        self.detector = OutageDetector(
+            float(section.get("down_after_s", 30)), float(section.get("up_after_s", 60))
+        )
+        self.manager = Manager(
+            ctx.outbox,
+            self.primary,
+            Classifier.from_config(list(section.get("rules") or [])),
+            self.relays,
+            self.detector,
+            self._primary_health,
+            state_interval_s=float(section.get("state_interval_s", 900)),
+            max_age_s=float(section.get("max_age_s", 6 * 3600)),
+        )
+        self.tick_s = float(section.get("tick_s", 0.5))
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        # New records (after their COMMIT) wake the manager at once: alarms must not wait for the tick.
+        listeners = getattr(ctx.gateway, "outcome_listeners", None)
+        if isinstance(listeners, list):
+            listeners.append(self._on_outcome)
+        self.switch = EmergencySwitch(
+            Path(cfg.data_dir), config_default=bool(section.get("emergency", False))
+        )
+        if getattr(ctx, "metrics", None) is not None:
+            self._describe_metrics(ctx.metrics)
+
+    def _describe_metrics(self, m: Any) -> None:
+        """Prometheus gauges, computed at scrape time from the manager, the detector and the relays."""
+        m.describe("relay_primary_down", "gauge", "1 while the relay considers the primary sink down")
+        m.gauge_fn("relay_primary_down", lambda: 1.0 if self.detector.down else 0.0)
+        m.describe("relay_outage_changes", "gauge", "primary state changes since start, by new state")
+        m.gauge_fn(
+            "relay_outage_changes",
+            lambda: {(("state", k),): float(v) for k, v in self.detector.changes.items()},
+        )
+        m.describe("relay_emergency", "gauge", "1 while the amateur-radio emergency switch is on")
+        m.gauge_fn("relay_emergency", lambda: 1.0 if self.switch.is_on() else 0.0)
+        m.describe("relay_messages", "gauge", "relay counters since start, by path and what happened")
+        m.gauge_fn(
+            "relay_messages",
+            lambda: {
+                (("path", r.name), ("what", k)): float(v)
+                for r in self.relays
+                for k, v in dict(getattr(r, "stats", {})).items()
+            },
+        )
+
+    def _on_outcome(self, outcome: Any) -> None:
+        if self._wake is not None and self.detector.down:
+            self._wake.set()
+
+    def _primary_health(self) -> tuple[bool, float | None]:
+        fwd = self.ctx.gateway.components.get("forwarder")
+        fwd = getattr(fwd, "forwarder", fwd)
+        try:
+            st = fwd.status(self.primary)
+        except Exception:
+            return False, None
+        return bool(st.connected), st.last_ack_at
+
+    async def start(self) -> None:
+        started = []
+        for r in self.relays:
+            try:
+                if asyncio.iscoroutinefunction(r.start):
+                    await r.start()
+                else:
+                    await asyncio.to_thread(r.start)
+                started.append(r)
+            except (HavelError, OSError) as exc:
+                # A path that is unreachable at boot must not keep the gateway (and the other paths) down.
+                log.error("relay path %s could not start: %s (continuing without it)", r.name, exc)
+        self.relays[:] = started
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="relay")
+        log.info(
+            "relay: watching sink %r, %d path(s): %s",
+            self.primary,
+            len(self.relays),
+            ", ".join(r.name for r in self.relays),
+        )
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                self.manager.tick()
+                for r in self.relays:
+                    poll = getattr(r, "poll", None)
+                    if callable(poll):
+                        poll()
+            except Exception:
+                log.exception("relay tick failed")
+            assert self._wake is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            self._wake.clear()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for r in self.relays:
+            result = r.stop() if asyncio.iscoroutinefunction(r.stop) else await asyncio.to_thread(r.stop)
+            if asyncio.iscoroutine(result):
+                await result
+
+    def health(self) -> dict[str, Any]:
+        return self.manager.health()
+
+
+def create(ctx: Any) -> RelayComponent:
+    """Factory the daemon calls (daemon.COMPONENTS['relay'])."""
+    return RelayComponent(ctx)

@@ -1,0 +1,312 @@
+"""What a relayed record looks like on each path, and how the receiver turns it back into the json scheme.
+
+A :class:`RelayRecord` is the part of a gateway record worth a radio frame: message id parts (DevEUI,
+FCnt32), class, receive time and the data fields the priority rule selected.
+
+- APRS (and the compact form for narrow links): one line of printable ASCII,
+  ``H<c> <DEVEUI> <FCNT> <TIME36> <k>=<v>[,<k>=<v>...]`` with ``c`` = ``A`` (alarm) or ``S`` (state),
+  DevEUI as 16 upper-case hex digits, FCnt32 decimal, receive time as Unix seconds in base 36 (upper
+  case), values as decimal numbers, ``true``/``false``, short words, or lists of numbers joined by ``/``
+  (``probes=24.1/36.2``); nested fields by their dotted path (``faults.valve=true``). The signature
+  follows after one space (see :mod:`signing`).
+- MQTT and Reticulum: a JSON envelope ``{"v": 1, "sender": S, "sig": "COUNTER.TAG", "body": TEXT}`` where
+  TEXT is the JSON of the record (the signature covers TEXT's exact bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from havel.errors import InputError, SecurityError
+
+from .aprs import OversizeError
+from .priority import lookup
+from .signing import Signature, Signer, SigningKey, Verifier
+
+CLASS_LETTERS = {"alarm": "A", "state": "S"}
+LETTER_CLASSES = {v: k for k, v in CLASS_LETTERS.items()}
+_LINE_RE = re.compile(r"^H([AS]) ([0-9A-F]{16}) (\d{1,10}) ([0-9A-Z]{1,8}) (\S+)$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.]{1,32}$")
+_WORD_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,16}$")  # no "/": it separates list elements
+
+
+class EnvelopeError(InputError):
+    """A relayed message that cannot be read."""
+
+
+@dataclass(frozen=True)
+class RelayRecord:
+    """A record as relayed: enough to rebuild its json-scheme message and its id."""
+
+    dev_eui: str  # 16 hex digits, upper case
+    fcnt: int
+    cls: str  # "alarm" | "state"
+    received_at: int  # Unix seconds
+    data: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The gateway's message id, ``<DevEUI>-<FCnt32>``: the platform deduplicates on it."""
+        return f"{self.dev_eui}-{self.fcnt}"
+
+    @classmethod
+    def from_payload(
+        cls, payload: dict[str, Any], klass: str, fields: list[str] | None = None
+    ) -> RelayRecord:
+        """Take the relay's view of a json-scheme message (the outbox payload)."""
+        try:
+            dev_eui = str(payload["dev_eui"]).upper()
+            fcnt = int(payload["fcnt"])
+            received = parse_time(str(payload["received_at"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise EnvelopeError(f"record cannot be relayed: {exc}") from exc
+        data = dict(payload.get("data") or {})
+        if fields:
+            picked = {}
+            for f in fields:
+                found, v = lookup(data, f)
+                if found:
+                    picked[f] = v
+            data = picked
+        # One level of dotted names (faults.valve), no absent readings: what a compact line can carry.
+        data = {k: v for k, v in _flatten(data).items() if v is not None}
+        units = {k: v for k, v in (payload.get("units") or {}).items() if k in data}
+        return cls(dev_eui, fcnt, klass, received, data, payload.get("device"), units)
+
+    def to_json_scheme(self, via: str) -> dict[str, Any]:
+        """The message the receiver republishes: the gateway's json scheme plus ``via`` and ``relayed``."""
+        return {
+            "id": self.id,
+            "device": self.device,
+            "dev_eui": self.dev_eui,
+            "fcnt": self.fcnt,
+            "received_at": format_time(self.received_at),
+            "buffered": False,
+            "relayed": True,
+            "priority": self.cls,
+            "data": self.data,
+            "units": self.units,
+            "via": via,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dev_eui": self.dev_eui,
+            "fcnt": self.fcnt,
+            "class": self.cls,
+            "received_at": self.received_at,
+            "data": self.data,
+            "device": self.device,
+            "units": self.units,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RelayRecord:
+        try:
+            dev_eui = str(d["dev_eui"]).upper()
+            if not re.fullmatch(r"[0-9A-F]{16}", dev_eui):
+                raise ValueError(f"dev_eui {dev_eui!r}")
+            klass = str(d["class"])
+            if klass not in CLASS_LETTERS:
+                raise ValueError(f"class {klass!r}")
+            data = d.get("data") or {}
+            units = d.get("units") or {}
+            if not isinstance(data, dict) or not isinstance(units, dict):
+                raise ValueError("data and units must be objects")
+            return cls(dev_eui, int(d["fcnt"]), klass, int(d["received_at"]), data, d.get("device"), units)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise EnvelopeError(f"relay record is malformed: {exc}") from exc
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(_flatten(v, name))
+        else:
+            out[name] = v
+    return out
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 -> Unix seconds."""
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def format_time(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_base36(n: int) -> str:
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, list) and v and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+        return "/".join(_fmt_value(x) for x in v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    s = str(v)
+    if not _WORD_RE.match(s):
+        raise EnvelopeError(f"value {s!r} cannot be sent in a compact line")
+    return s
+
+
+def _parse_value(s: str) -> Any:
+    if "/" in s:
+        return [_parse_value(x) for x in s.split("/")]
+    if s in ("true", "false"):
+        return s == "true"
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        return float(s)
+    except ValueError:
+        return s
+
+
+def encode_line(rec: RelayRecord, max_len: int | None = None) -> str:
+    """The compact line (without signature); drops trailing fields to fit ``max_len``, at least one stays."""
+    head = f"H{CLASS_LETTERS[rec.cls]} {rec.dev_eui} {rec.fcnt} {to_base36(rec.received_at)} "
+    pairs = []
+    for k, v in rec.data.items():
+        if not _KEY_RE.match(k):
+            continue  # a name the line cannot carry: the JSON paths still have it
+        try:
+            pairs.append(f"{k}={_fmt_value(v)}")
+        except EnvelopeError:
+            continue  # e.g. free text with spaces
+    if not pairs:
+        raise EnvelopeError(f"record {rec.id} has no field a compact line can carry")
+    while pairs:
+        line = head + ",".join(pairs)
+        if max_len is None or len(line) <= max_len:
+            return line
+        pairs.pop()
+    raise OversizeError(
+        f"record {rec.id}: even one field does not fit in {max_len} characters",
+        hint="give the field a shorter name in the codec or the relay's field list",
+    )
+
+
+def parse_line(line: str) -> RelayRecord:
+    """Parse a compact line (without signature)."""
+    m = _LINE_RE.match(line)
+    if not m:
+        raise EnvelopeError(f"not a Havel relay line: {line[:40]!r}")
+    data: dict[str, Any] = {}
+    for pair in m.group(5).split(","):
+        k, eq, v = pair.partition("=")
+        if not eq or not _KEY_RE.match(k) or not v:
+            raise EnvelopeError(f"malformed field {pair!r} in relay line")
+        data[k] = _parse_value(v)
+    return RelayRecord(m.group(2), int(m.group(3)), LETTER_CLASSES[m.group(1)], int(m.group(4), 36), data)
+
+
+def encode_status_line(state: str, ts: int) -> str:
+    """``HP DOWN <TIME36>`` / ``HP UP <TIME36>``: the gateway's primary path changed state at ``ts``."""
+    if state not in ("up", "down"):
+        raise EnvelopeError(f"primary state must be up or down, not {state!r}")
+    return f"HP {state.upper()} {to_base36(ts)}"
+
+
+def parse_status_line(line: str) -> dict[str, Any]:
+    m = re.fullmatch(r"HP (UP|DOWN) ([0-9A-Z]{1,8})", line)
+    if not m:
+        raise EnvelopeError(f"not a Havel status line: {line[:40]!r}")
+    return {"kind": "status", "primary": m.group(1).lower(), "at": int(m.group(2), 36)}
+
+
+def sign_line(signer: Signer, channel: str, line: str, context: str = "") -> str:
+    """``line`` + space + signature; ``context`` (e.g. the APRS addressee) is signed but not repeated."""
+    sig = signer.sign(channel, (context + line).encode())
+    return f"{line} {sig}"
+
+
+def split_signed_line(text: str) -> tuple[str, Signature]:
+    line, sep, sig = text.rpartition(" ")
+    if not sep:
+        raise EnvelopeError("relay line carries no signature")
+    try:
+        return line, Signature.parse(sig)
+    except SecurityError as exc:
+        raise EnvelopeError(str(exc)) from exc
+
+
+def sign_body(signer: Signer, channel: str, obj: dict[str, Any]) -> bytes:
+    """A signed JSON envelope around any JSON object (relay records, emergency commands)."""
+    body = json.dumps(obj, separators=(",", ":"), sort_keys=True)
+    sig = signer.sign(channel, body.encode())
+    return json.dumps(
+        {"v": 1, "sender": signer.sender, "sig": str(sig), "body": body}, separators=(",", ":")
+    ).encode()
+
+
+def open_body(verifier: Verifier, channel: str, data: bytes) -> tuple[str, dict[str, Any]]:
+    """Verify a JSON envelope -> (sender, body object).
+
+    Raises EnvelopeError (malformed), SecurityError (forgery, unknown sender) or ReplayError.
+    """
+    try:
+        env = json.loads(data)
+        sender, sig_text, body = str(env["sender"]), str(env["sig"]), str(env["body"])
+        if env.get("v") != 1:
+            raise ValueError(f"version {env.get('v')!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EnvelopeError(f"relay envelope is malformed: {exc}") from exc
+    try:
+        sig = Signature.parse(sig_text)
+    except SecurityError as exc:
+        raise EnvelopeError(str(exc)) from exc
+    verifier.verify(sender, channel, sig, body.encode())
+    try:
+        inner = json.loads(body)
+    except ValueError as exc:
+        raise EnvelopeError(f"relay envelope body is not JSON: {exc}") from exc
+    if not isinstance(inner, dict):
+        raise EnvelopeError("relay envelope body is not a JSON object")
+    return sender, inner
+
+
+def sign_json(signer: Signer, channel: str, rec: RelayRecord) -> bytes:
+    """The JSON envelope of a relay record for MQTT and Reticulum."""
+    return sign_body(signer, channel, rec.to_dict())
+
+
+def open_json(verifier: Verifier, channel: str, data: bytes) -> tuple[str, RelayRecord]:
+    """Verify and read a relay record's JSON envelope -> (sender, record)."""
+    sender, inner = open_body(verifier, channel, data)
+    return sender, RelayRecord.from_dict(inner)
+
+
+__all__ = [
+    "EnvelopeError",
+    "RelayRecord",
+    "Signature",
+    "SigningKey",
+    "encode_line",
+    "open_json",
+    "parse_line",
+    "sign_json",
+    "sign_line",
+    "split_signed_line",
+]

@@ -1,0 +1,266 @@
+"""The MQTT relay: signed envelopes to a secondary broker (e.g. the crisis centre, over the Freifunk mesh).
+
+It reuses the gateway's MQTT sink (:class:`havel.gateway.sinks.mqtt.MqttSink`: persistent session, verified
+TLS, reconnect with back-off) with its own connection settings and its own formatter: topic
+``<prefix>/<gateway_id>/relay/<class>``, payload the signed JSON envelope of :mod:`envelope`. Outage
+changes go to the retained status topic ``<prefix>/<gateway_id>/relay/status``. A rolling message budget
+caps what the mesh has to carry.
+
+Config: a ``[[relay.path]]`` table with ``type = "mqtt"`` and the keys of an ``mqtt`` ``[[sink]]`` (host,
+port, tls, ca_file, cert_file, key_file, username, password, client_id, ...) plus ``budget_messages``
+(default 600) per ``budget_window_s`` (default 3600), and ``emergency_commands = true`` to accept signed
+``emergency on|off`` commands from the crisis centre on ``<prefix>/<gateway_id>/relay/emergency``
+(:class:`EmergencyCommands`; sent with ``havel relay emergency on --receiver-config FILE --gateway ID``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from havel.errors import ConfigError
+
+from ..formats import OutMessage
+from ..sinks.mqtt import MqttSink
+from .budget import Budget
+from .envelope import RelayRecord, sign_body, sign_json
+from .signing import Signer
+
+log = logging.getLogger("havel.relay.mqtt")
+CHANNEL = "mqtt"
+_OWN_KEYS = {"budget_messages", "budget_window_s", "emergency_commands"}
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """An outage change handed to the sink like a record (the sink tracks its PUBACK by ``id``)."""
+
+    id: str
+    body: dict[str, Any]
+
+
+class MQTTRelay:
+    """Publishes relay records to the secondary broker; ``offer``/``poll`` from one thread (the loop)."""
+
+    name = "mqtt"
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        signer: Signer,
+        gateway_id: str,
+        *,
+        switch: Any = None,
+        data_dir: Any = None,
+    ) -> None:
+        sink_cfg = {k: v for k, v in cfg.items() if k not in _OWN_KEYS}
+        sink_cfg["type"] = "mqtt"
+        sink_cfg.setdefault("name", "relay-mqtt")
+        sink_cfg["gateway_id"] = gateway_id
+        prefix = str(sink_cfg.get("prefix", "havel"))
+        sink_cfg.setdefault("status_topic", f"{prefix}/{gateway_id}/relay/status")
+        try:
+            self.sink = MqttSink.from_config(sink_cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"relay.path (mqtt): {exc}") from exc
+        self.sink.formatter = self._format
+        self.prefix = prefix
+        self.gateway_id = gateway_id
+        self.signer = signer
+        self.budget = Budget(float(cfg.get("budget_messages", 600)), float(cfg.get("budget_window_s", 3600)))
+        self.stats = {"offered": 0, "sent": 0, "acked": 0, "refused": 0, "budget_refused": 0}
+        self.commands: EmergencyCommands | None = None
+        if cfg.get("emergency_commands"):
+            if switch is None:
+                raise ConfigError("relay.path (mqtt).emergency_commands needs the emergency switch")
+            self.commands = EmergencyCommands(
+                self.sink,
+                prefix=prefix,
+                gateway_id=gateway_id,
+                key=signer.key,
+                switch=switch,
+                state_path=None if data_dir is None else data_dir / "relay-control-counters.json",
+            )
+
+    def _format(self, rec: Any, buffered: bool) -> list[OutMessage]:
+        if isinstance(rec, StatusEvent):
+            topic = f"{self.prefix}/{self.gateway_id}/relay/event"
+            return [OutMessage(topic, sign_body(self.signer, CHANNEL, rec.body))]
+        topic = f"{self.prefix}/{self.gateway_id}/relay/{rec.cls}"
+        return [OutMessage(topic, sign_json(self.signer, CHANNEL, rec))]
+
+    async def start(self) -> None:
+        await self.sink.start()
+        if self.commands is not None:
+            self.commands.start()
+
+    async def stop(self) -> None:
+        if self.commands is not None:
+            self.commands.stop()
+        await self.sink.stop(timeout=2.0)
+
+    @property
+    def connected(self) -> bool:
+        return self.sink.connected
+
+    def offer(self, rec: RelayRecord) -> bool:
+        """Sign and publish with QoS 1 (kept by paho for the reconnect); False if the budget is spent."""
+        if rec.cls not in ("alarm", "state"):
+            return False
+        self.stats["offered"] += 1
+        if not self.budget.try_spend(1, rec.cls):
+            self.stats["budget_refused"] += 1
+            log.warning("MQTT relay budget exhausted: %s not relayed", rec.id)
+            return False
+        self.sink.send(rec, False)
+        self.stats["sent"] += 1
+        return True
+
+    def poll(self) -> None:
+        """Collect PUBACKs (call regularly from the same thread as ``offer``)."""
+        for r in self.sink.take_results():
+            self.stats["acked" if r.ok else "refused"] += 1
+
+    def publish_status(self, fields: dict[str, Any]) -> None:
+        """The primary path's state: retained on the relay status topic, and as a signed event."""
+        self.sink.publish_status(fields)
+        body = {
+            "kind": "status",
+            "primary": fields["primary"],
+            "at": int(fields.get("at") or 0),
+            "reason": str(fields.get("reason", ""))[:80],
+        }
+        self.sink.send(StatusEvent(f"status-{body['primary']}-{body['at']}", body), False)
+
+
+CONTROL_CHANNEL = "control"
+CONTROL_SENDER = "CONTROL"
+
+
+def emergency_topic(prefix: str, gateway_id: str) -> str:
+    return f"{prefix}/{gateway_id}/relay/emergency"
+
+
+class EmergencyCommands:
+    """Signed ``emergency on|off`` commands from the crisis centre on the relay's broker.
+
+    Topic ``<prefix>/<gateway_id>/relay/emergency``; payload a JSON envelope (sender ``CONTROL``, channel
+    ``control``, the shared key) around ``{"emergency": "on"|"off", "gateway_id": ...}``. Forged,
+    replayed, malformed commands and commands for another gateway change nothing and are counted.
+    """
+
+    def __init__(
+        self, sink: MqttSink, *, prefix: str, gateway_id: str, key: Any, switch: Any, state_path: Any = None
+    ) -> None:
+        import paho.mqtt.client as mqtt
+
+        from .signing import Verifier
+
+        self.topic = emergency_topic(prefix, gateway_id)
+        self.gateway_id = gateway_id
+        self.switch = switch
+        self.verifier = Verifier({CONTROL_SENDER: key}, state_path=state_path)
+        self.stats = {"applied": 0, "rejected": 0}
+        self.subscribed = False
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{sink.client_id}-emergency", protocol=mqtt.MQTTv5
+        )
+        if sink.tls is not None:
+            import ssl
+
+            client.tls_set(
+                ca_certs=sink.tls.ca_file,
+                certfile=sink.tls.cert_file,
+                keyfile=sink.tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if sink.username is not None:
+            client.username_pw_set(sink.username, sink._password)
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self.client = client
+        self.host, self.port = sink.host, sink.port
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, *args: Any) -> None:
+        self.subscribed = True
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        from havel.errors import HavelError
+
+        from .envelope import open_body
+
+        try:
+            _, body = open_body(self.verifier, CONTROL_CHANNEL, bytes(msg.payload))
+            action = body.get("emergency")
+            if action not in ("on", "off") or body.get("gateway_id") != self.gateway_id:
+                raise ConfigError(f"emergency command {body!r} is not for this gateway or not on/off")
+        except HavelError as exc:
+            self.stats["rejected"] += 1
+            log.warning("REJECTED emergency command on %s: %s", self.topic, exc)
+            return
+        self.switch.set(action == "on", "mqtt")
+        self.stats["applied"] += 1
+
+
+def send_emergency_command(
+    host: str,
+    port: int,
+    *,
+    prefix: str,
+    gateway_id: str,
+    on: bool,
+    signer: Signer,
+    tls: dict[str, Any] | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Publish a signed emergency command (QoS 1) and wait for the broker's acknowledgement."""
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from havel.errors import TransportError
+
+    from .envelope import sign_body
+
+    if signer.sender != CONTROL_SENDER:
+        raise ConfigError(f"emergency commands are signed as {CONTROL_SENDER}")
+    payload = sign_body(
+        signer,
+        CONTROL_CHANNEL,
+        {"emergency": "on" if on else "off", "gateway_id": gateway_id, "at": int(time.time())},
+    )
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if tls:
+        client.tls_set(**tls)
+    if username:
+        client.username_pw_set(username, password)
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError as exc:
+        raise TransportError(f"broker {host}:{port} unreachable: {exc}") from exc
+    client.loop_start()
+    try:
+        info = client.publish(emergency_topic(prefix, gateway_id), payload, qos=1)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise TransportError(f"broker {host}:{port} did not acknowledge the emergency command")
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,586 @@
+"""``havel relay receive``: the crisis centre's end of the disaster relay.
+
+Listens on the configured paths (a KISS TNC, MQTT, Reticulum), verifies each message's signature and
+counter (forgeries and replays are rejected and counted), drops duplicates by message id (a record may
+arrive over several paths, and again after a resend), and republishes the rest into a local MQTT broker in
+the gateway's json scheme with a ``via`` field naming the path.
+
+Receiver config (TOML)::
+
+    data_dir = "/var/lib/havel-receiver"
+    prefix = "havel"
+    [publish]                 # the local broker
+    host = "127.0.0.1"
+    port = 1883
+    [[sender]]                # one per gateway
+    name = "DB0ABC-10"        # its callsign (APRS source) and envelope sender
+    key_file = "gw1.key"
+    gateway_id = "gw1"
+    [kiss]                    # optional: the TNC (direwolf)
+    host = "127.0.0.1"
+    port = 8001
+    callsign = "DB0KST-1"     # the addressee of the alarms; acks are sent from it
+    ack = true
+    [mqtt]                    # optional: the crisis-centre broker the gateways publish to
+    host = "127.0.0.1"
+    port = 1884
+    topic = "havel/+/relay/#"
+    client_id = "krisenstab-1"  # a persistent session: kept while the receiver restarts
+    [reticulum]               # optional (havel[reticulum]): an RNS destination
+    config_dir = "rns"
+    amateur = false           # true: PLAIN destination (amateur radio: no encryption)
+    identity_file = "rns.identity"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+import socket
+import threading
+import time
+import tomllib
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from havel.errors import ConfigError, HavelError, LegalError, ReplayError, SecurityError
+
+from . import aprs, ax25, kiss
+from .envelope import EnvelopeError, RelayRecord, open_body, parse_line, parse_status_line, split_signed_line
+from .signing import SigningKey, Verifier
+
+log = logging.getLogger("havel.relay.receiver")
+
+
+@dataclass
+class SenderConfig:
+    name: str
+    key: SigningKey
+    gateway_id: str
+    telemetry: list[aprs.Channel] = field(default_factory=list)
+
+
+@dataclass
+class ReceiverConfig:
+    data_dir: Path
+    prefix: str = "havel"
+    publish: dict[str, Any] = field(default_factory=dict)
+    senders: list[SenderConfig] = field(default_factory=list)
+    kiss: dict[str, Any] | None = None
+    mqtt: dict[str, Any] | None = None
+    reticulum: dict[str, Any] | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReceiverConfig:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except OSError as exc:
+            raise ConfigError(f"receiver config {p} cannot be read: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+        return cls.from_dict(raw, base=p.parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], base: Path = Path()) -> ReceiverConfig:
+        known = {"data_dir", "prefix", "publish", "sender", "kiss", "mqtt", "reticulum"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(
+                f"receiver config: unknown key(s) {', '.join(sorted(unknown))}",
+                hint=f"known: {', '.join(sorted(known))}",
+            )
+        if "data_dir" not in raw:
+            raise ConfigError("receiver config: data_dir is missing")
+        senders = []
+        for i, s in enumerate(raw.get("sender") or []):
+            for need in ("name", "key_file", "gateway_id"):
+                if need not in s:
+                    raise ConfigError(f"receiver config: sender[{i}].{need} is missing")
+            channels = [
+                aprs.Channel(
+                    str(t["name"]),
+                    str(t.get("unit", "")),
+                    0.0,
+                    float(t.get("b", 1.0)),
+                    float(t.get("c", 0.0)),
+                )
+                for t in s.get("telemetry") or []
+            ]
+            senders.append(
+                SenderConfig(
+                    str(s["name"]).upper(),
+                    SigningKey.load(base / s["key_file"]),
+                    str(s["gateway_id"]),
+                    channels,
+                )
+            )
+        if not senders:
+            raise ConfigError("receiver config: no [[sender]]: nothing could be verified")
+        k: dict[str, Any] | None = raw.get("kiss")
+        if k is not None and k.get("ack", True) and not k.get("callsign"):
+            raise LegalError(
+                "receiver config: kiss.callsign is missing: acks may not be sent without the "
+                "station's licensed callsign",
+                hint="set kiss.callsign, or ack = false",
+            )
+        if not raw.get("kiss") and not raw.get("mqtt") and not raw.get("reticulum"):
+            raise ConfigError("receiver config: no path to listen on ([kiss], [mqtt] or [reticulum])")
+        return cls(
+            Path(base / raw["data_dir"]),
+            str(raw.get("prefix", "havel")),
+            dict(raw.get("publish") or {}),
+            senders,
+            k,
+            raw.get("mqtt"),
+            raw.get("reticulum"),
+        )
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One republished record (for the live table and the tests)."""
+
+    via: str
+    record: RelayRecord
+    gateway_id: str
+    at: float
+
+
+class ReceiverCore:
+    """Verification, dedup and republishing; no sockets of its own (the listeners feed it)."""
+
+    COUNTERS = (
+        "status",
+        "accepted",
+        "duplicate",
+        "forged",
+        "replayed",
+        "foreign",
+        "malformed",
+        "oversize",
+        "unknown",
+        "telemetry",
+        "definitions",
+    )
+
+    def __init__(self, cfg: ReceiverConfig, publish: Callable[[str, bytes], None]) -> None:
+        self.cfg = cfg
+        self.publish = publish
+        self.senders = {s.name: s for s in cfg.senders}
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.verifier = Verifier(
+            {s.name: s.key for s in cfg.senders}, state_path=cfg.data_dir / "receiver-counters.json"
+        )
+        self.own_call = str((cfg.kiss or {}).get("callsign", "")).upper()
+        self._seen: OrderedDict[str, str] = OrderedDict()  # message id -> first path
+        self._lock = threading.Lock()
+        self.stats: dict[str, dict[str, int]] = {}
+        self.latest: deque[Delivered] = deque(maxlen=50)
+        # (message id, path, time.time()) of every verified arrival, duplicates included: latency per path
+        self.arrivals: deque[tuple[str, str, float]] = deque(maxlen=10_000)
+        self.status: dict[str, dict[str, Any]] = {}
+        self.definitions: dict[str, dict[str, list[str]]] = {}  # sender -> PARM/UNIT/EQNS/BITS heard
+        self.telemetry: dict[
+            str, dict[str, Any]
+        ] = {}  # sender -> last report  # gateway id -> its last relay status (primary up/down)
+
+    def count(self, via: str, what: str) -> None:
+        with self._lock:
+            per = self.stats.setdefault(via, dict.fromkeys(self.COUNTERS, 0))
+            per[what] = per.get(what, 0) + 1
+
+    def total(self, what: str) -> int:
+        with self._lock:
+            return sum(per.get(what, 0) for per in self.stats.values())
+
+    # -------------------------------------------------------------------------------- APRS
+
+    def handle_ax25(self, payload: bytes, via: str = "aprs") -> str | None:
+        """One frame from the TNC. Returns the APRS message id to acknowledge, if any."""
+        try:
+            frame = ax25.UIFrame.decode(payload)
+        except HavelError:
+            self.count(via, "malformed")
+            return None
+        sender = str(frame.source)
+        if sender not in self.senders:
+            self.count(via, "foreign")  # other stations share the channel: not ours, not an error
+            log.info("ignored frame from %s (not a configured sender)", sender)
+            return None
+        if frame.info.startswith(b"T#"):
+            self._telemetry(via, sender, frame.info)
+            return None
+        try:
+            info = frame.info.decode("ascii")
+            msg = aprs.parse_message(info)
+        except aprs.OversizeError:
+            self.count(via, "oversize")
+            log.warning("oversize APRS message from %s rejected", sender)
+            return None
+        except (HavelError, UnicodeDecodeError):
+            self.count(via, "malformed")
+            log.warning("malformed APRS frame from %s: %r", sender, frame.info[:80])
+            return None
+        if msg.kind == "message" and msg.addressee == sender and msg.text[:5] in aprs.DEFINITION_PREFIXES:
+            # PARM./UNIT./EQNS./BITS.: the sender defines its telemetry (standard APRS, unsigned)
+            kind, fields = aprs.parse_definition(msg.text)
+            self.definitions.setdefault(sender, {})[kind] = fields
+            self.count(via, "definitions")
+            return None
+        if msg.kind != "message" or (self.own_call and msg.addressee != self.own_call):
+            self.count(via, "unknown")
+            return None
+        try:
+            line, sig = split_signed_line(msg.text)
+            self.verifier.verify(
+                sender, "aprs", sig, (aprs.pad_addressee(msg.addressee) + ":" + line).encode()
+            )
+            if line.startswith("HP "):
+                self._status(via, self.senders[sender].gateway_id, parse_status_line(line))
+                return msg.msgno
+            rec = parse_line(line)
+        except SecurityError as exc:
+            self.count(via, "forged")
+            log.warning("REJECTED forged message from %s: %s", sender, exc)
+            return None
+        except ReplayError as exc:
+            self.count(via, "replayed")
+            log.warning("REJECTED replayed message from %s: %s", sender, exc)
+            return None
+        except EnvelopeError as exc:
+            self.count(via, "malformed")
+            log.warning("malformed relay line from %s: %s", sender, exc)
+            return None
+        self._deliver(via, rec, self.senders[sender].gateway_id)
+        return msg.msgno
+
+    def _telemetry(self, via: str, sender: str, info_raw: bytes) -> None:
+        """A signed ``T#`` report: values from the sender's definitions, published on .../relay/telemetry."""
+        try:
+            info = info_raw.decode("ascii")
+            t = aprs.parse_telemetry(info)
+            line, sig = split_signed_line(info)
+            self.verifier.verify(sender, "aprs", sig, line.encode())
+        except SecurityError as exc:
+            self.count(via, "forged")
+            log.warning("REJECTED forged telemetry from %s: %s", sender, exc)
+            return
+        except ReplayError as exc:
+            self.count(via, "replayed")
+            log.warning("REJECTED replayed telemetry from %s: %s", sender, exc)
+            return
+        except (HavelError, UnicodeDecodeError):
+            self.count(via, "malformed")
+            return
+        channels, source = self._channels(sender)
+        values: dict[str, float] = {}
+        units: dict[str, str] = {}
+        for ch, raw in zip(channels, t.analog, strict=False):
+            if ch.name:
+                values[ch.name] = round(ch.value(raw), 6)
+                units[ch.name] = ch.unit
+        self.count(via, "telemetry")
+        gateway_id = self.senders[sender].gateway_id
+        body = {
+            "gateway_id": gateway_id,
+            "station": sender,
+            "seq": t.seq,
+            "values": values,
+            "units": units,
+            "raw": list(t.analog),
+            "definitions": source,
+            "via": via,
+            "at": time.time(),
+        }
+        self.telemetry[sender] = body
+        self.publish(f"{self.cfg.prefix}/{gateway_id}/relay/telemetry", json.dumps(body).encode())
+
+    def _channels(self, sender: str) -> tuple[list[aprs.Channel], str]:
+        """The receiver's own definitions for the sender if configured, else those heard on the air."""
+        configured = self.senders[sender].telemetry
+        if configured:
+            return configured, "config"
+        d = self.definitions.get(sender, {})
+        names, units, eqns = d.get("PARM", []), d.get("UNIT", []), d.get("EQNS", [])
+        out = []
+        for i in range(5):
+            try:
+                a, b, c = (float(x) for x in eqns[3 * i : 3 * i + 3])
+            except ValueError:
+                a, b, c = 0.0, 1.0, 0.0
+            # Heard definitions name only the channels in use; without any, every channel shows as A1..A5.
+            name = (names[i] if i < len(names) else "") if d else f"A{i + 1}"
+            out.append(aprs.Channel(name, units[i] if i < len(units) else "", a, b, c))
+        return out, "heard" if d else "none"
+
+    # -------------------------------------------------------------------------------- envelopes
+
+    def handle_envelope(self, data: bytes, via: str, channel: str) -> bool:
+        """One JSON envelope from MQTT or Reticulum; True when delivered (new or duplicate)."""
+        try:
+            sender, body = open_body(self.verifier, channel, data)
+            if body.get("kind") == "status":
+                self._status(via, self.senders[sender.upper()].gateway_id, body)
+                return True
+            rec = RelayRecord.from_dict(body)
+        except SecurityError as exc:
+            self.count(via, "forged")
+            log.warning("REJECTED %s envelope: %s", via, exc)
+            return False
+        except ReplayError as exc:
+            self.count(via, "replayed")
+            log.warning("REJECTED %s envelope: %s", via, exc)
+            return False
+        except EnvelopeError as exc:
+            self.count(via, "malformed")
+            log.warning("malformed %s envelope: %s", via, exc)
+            return False
+        self._deliver(via, rec, self.senders[sender.upper()].gateway_id)
+        return True
+
+    def _status(self, via: str, gateway_id: str, body: dict[str, Any]) -> None:
+        """A signed report of a gateway's primary path (up/down), from any relay path."""
+        state = body.get("primary")
+        if state not in ("up", "down"):
+            self.count(via, "malformed")
+            return
+        self.count(via, "status")
+        view = {"gateway_id": gateway_id, "primary": state, "at": body.get("at"), "via": via, "signed": True}
+        self.status[gateway_id] = view
+        log.warning("gateway %s reports its primary path %s (via %s)", gateway_id, state, via)
+        self.publish(f"{self.cfg.prefix}/{gateway_id}/relay/primary", json.dumps(view).encode())
+
+    def handle_status(self, topic: str, data: bytes) -> None:
+        """A gateway's retained relay status (primary path up or down): informational, not signed."""
+        try:
+            body = json.loads(data)
+            gateway_id = str(body.get("gateway_id") or topic.split("/")[-3])
+        except (ValueError, AttributeError, IndexError):
+            return
+        if isinstance(body, dict):
+            self.status[gateway_id] = body
+            if "primary" in body:
+                log.warning("gateway %s reports its primary path %s", gateway_id, body["primary"])
+
+    def _deliver(self, via: str, rec: RelayRecord, gateway_id: str) -> None:
+        self.arrivals.append((rec.id, via, time.time()))
+        with self._lock:
+            first = self._seen.get(rec.id)
+            if first is None:
+                self._seen[rec.id] = via
+                while len(self._seen) > 100_000:
+                    self._seen.popitem(last=False)
+        if first is not None:
+            self.count(via, "duplicate")
+            log.info("duplicate %s via %s (first via %s)", rec.id, via, first)
+            return
+        self.count(via, "accepted")
+        topic = f"{self.cfg.prefix}/{gateway_id}/devices/{rec.dev_eui}/up"
+        self.publish(topic, json.dumps(rec.to_json_scheme(via), separators=(",", ":")).encode())
+        self.latest.append(Delivered(via, rec, gateway_id, time.time()))
+        log.warning("%s %s from %s via %s: %s", rec.cls.upper(), rec.id, gateway_id, via, rec.data)
+
+
+class Publisher:
+    """QoS 1 publisher into the crisis centre's local broker (reconnects by itself)."""
+
+    def __init__(self, cfg: dict[str, Any], client_id: str | None = None) -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            protocol=mqtt.MQTTv5,
+            client_id=client_id or f"havel-relay-publisher-{uuid.uuid4().hex[:8]}",
+        )
+        if cfg.get("tls_ca"):
+            self.client.tls_set(
+                ca_certs=cfg["tls_ca"], certfile=cfg.get("client_cert"), keyfile=cfg.get("client_key")
+            )
+        if cfg.get("username"):
+            self.client.username_pw_set(cfg["username"], cfg.get("password"))
+        self.client.reconnect_delay_set(1, 5)
+        self.host = str(cfg.get("host", "127.0.0.1"))
+        self.port = int(cfg.get("port", 1883))
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+
+    def __call__(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class KissListener:
+    """Reads frames from a KISS TNC over TCP (reconnecting), feeds the core, sends acks."""
+
+    def __init__(self, core: ReceiverCore, cfg: dict[str, Any]) -> None:
+        self.core = core
+        self.host = str(cfg.get("host", "127.0.0.1"))
+        self.port = int(cfg.get("port", 8001))
+        self.callsign = str(cfg.get("callsign", "")).upper()
+        self.ack = bool(cfg.get("ack", True))
+        self.path = list(cfg.get("path") or [])
+        self.destination = str(cfg.get("destination", "APZHVL"))
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="receiver-kiss", daemon=True)
+        self.connected = threading.Event()
+        self.acks_sent = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=5)
+            except OSError:
+                self._halt.wait(1.0)
+                continue
+            self.connected.set()
+            dec = kiss.Decoder()
+            try:
+                while not self._halt.is_set():
+                    r, _, _ = select.select([sock], [], [], 0.2)
+                    if not r:
+                        continue
+                    data = sock.recv(4096)
+                    if not data:
+                        raise ConnectionResetError("TNC closed the connection")
+                    for fr in dec.feed(data):
+                        if fr.command != kiss.CMD_DATA:
+                            continue
+                        msgno = self.core.handle_ax25(fr.payload)
+                        if msgno and self.ack and self.callsign:
+                            self._send_ack(sock, fr.payload, msgno)
+            except OSError as exc:
+                log.warning("receiver: TNC connection lost: %s", exc)
+            finally:
+                self.connected.clear()
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _send_ack(self, sock: socket.socket, payload: bytes, msgno: str) -> None:
+        src = ax25.UIFrame.decode(payload).source
+        info = aprs.Message(str(src), "", msgno, kind="ack").encode()
+        frame = ax25.UIFrame.aprs(self.callsign, self.destination, info, self.path)
+        sock.sendall(kiss.encode(frame.encode()))
+        self.acks_sent += 1
+
+
+class MqttListener:
+    """Subscribes to the relay topic on a broker the gateways can reach (e.g. over the Freifunk mesh).
+
+    A persistent MQTT v5 session (stable ``client_id``, clean_start False from the first connect, a
+    session expiry of ``session_expiry_s``, default one day): what the gateways publish while the
+    receiver restarts is kept by the broker and delivered when it is back.
+    """
+
+    def __init__(self, core: ReceiverCore, cfg: dict[str, Any]) -> None:
+        self.core = core
+        self.topic = str(cfg.get("topic", "+/+/relay/#"))
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=str(cfg.get("client_id", f"havel-relay-receiver-{socket.gethostname()}")),
+            protocol=mqtt.MQTTv5,
+        )
+        if cfg.get("tls_ca"):
+            self.client.tls_set(
+                ca_certs=cfg["tls_ca"], certfile=cfg.get("client_cert"), keyfile=cfg.get("client_key")
+            )
+        if cfg.get("username"):
+            self.client.username_pw_set(cfg["username"], cfg.get("password"))
+        self.client.reconnect_delay_set(1, 5)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.host = str(cfg.get("host", "127.0.0.1"))
+        self.port = int(cfg.get("port", 1883))
+        self.session_expiry_s = int(cfg.get("session_expiry_s", 86400))
+
+    def start(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
+        client.subscribe(self.topic, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        last = msg.topic.rsplit("/", 1)[-1]
+        if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
+            self.core.handle_status(msg.topic, bytes(msg.payload))
+        elif last in ("alarm", "state", "event"):
+            self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
+        # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is not input
+
+
+class Receiver:
+    """All listeners plus the publisher, started and stopped together."""
+
+    def __init__(self, cfg: ReceiverConfig) -> None:
+        self.cfg = cfg
+        self.publisher = Publisher(cfg.publish)
+        self.core = ReceiverCore(cfg, self.publisher)
+        self.kiss = KissListener(self.core, cfg.kiss) if cfg.kiss else None
+        self.mqtt = MqttListener(self.core, cfg.mqtt) if cfg.mqtt else None
+        self.rns: Any = None
+        if cfg.reticulum:
+            from .reticulum_relay import ReticulumListener  # optional extra
+
+            self.rns = ReticulumListener(self.core, cfg.reticulum, cfg.data_dir)
+
+    def start(self) -> Receiver:
+        self.publisher.start()
+        for part in (self.kiss, self.mqtt, self.rns):
+            if part is not None:
+                part.start()
+        return self
+
+    def stop(self) -> None:
+        for part in (self.kiss, self.mqtt, self.rns):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.stop()
+        self.publisher.stop()
+
+    def wait_ready(self, timeout: float = 10.0) -> list[str]:
+        """Wait until every listener is connected (TNC, MQTT subscription, RNS node); the ready ones."""
+        deadline = time.monotonic() + timeout
+        ready: list[str] = []
+        if self.kiss is not None and self.kiss.connected.wait(max(0.0, deadline - time.monotonic())):
+            ready.append("kiss")
+        if self.mqtt is not None and self.mqtt.subscribed.wait(max(0.0, deadline - time.monotonic())):
+            ready.append("mqtt")
+        if self.rns is not None and self.rns.destination_hash:
+            ready.append(f"reticulum {self.rns.destination_hash}")
+        return ready
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

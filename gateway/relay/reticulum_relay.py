@@ -1,0 +1,275 @@
+"""The Reticulum relay (optional extra ``havel[reticulum]``): signed envelopes to an RNS destination.
+
+Legal situation per interface, from the config: ``amateur = true`` (the RNS interface goes over amateur
+radio) forbids encryption (AFuV 16): the relay then uses a PLAIN destination, and ``encrypt = true`` with
+``amateur = true`` is refused with :class:`LegalError`. On licence-free interfaces (Freifunk, SRD 868)
+encryption is allowed and on by default. Either way the envelope is signed (:mod:`envelope`).
+
+Reticulum runs in a helper process (:mod:`rns_node`): one instance per process, main thread only, and its
+licence keeps it out of the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import queue
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from havel.errors import ConfigError, LegalError, TransportError
+
+from .budget import Budget
+from .envelope import RelayRecord, sign_body, sign_json
+from .signing import Signer
+
+log = logging.getLogger("havel.relay.reticulum")
+CHANNEL = "rns"
+PLAIN_MDU = 464
+ENCRYPTED_MDU = 383
+
+
+def available() -> bool:
+    """True when the optional ``rns`` package is importable."""
+    return importlib.util.find_spec("RNS") is not None
+
+
+@dataclass
+class ReticulumConfig:
+    """``[[relay.path]] type = "reticulum"``."""
+
+    config_dir: str
+    amateur: bool
+    encrypt: bool | None = None
+    destination: str | None = None  # hex hash of the crisis centre's destination (encrypted mode)
+    budget_messages: int = 600
+    budget_window_s: float = 3600.0
+
+    @classmethod
+    def from_config(cls, d: dict[str, Any]) -> ReticulumConfig:
+        where = "relay.path (reticulum)"
+        known = set(cls.__dataclass_fields__) | {"type", "name"}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        if "amateur" not in d:
+            raise ConfigError(
+                f"{where}.amateur is missing: say whether the interface is on amateur radio",
+                hint="amateur = true forbids encryption; false allows it (Freifunk, SRD)",
+            )
+        if "config_dir" not in d:
+            raise ConfigError(f"{where}.config_dir is missing (a Reticulum config without AutoInterface)")
+        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        if cfg.amateur and cfg.encrypt:
+            raise LegalError(
+                f"{where}: encryption is not allowed on an amateur-radio interface (AFuV 16)",
+                hint="set encrypt = false, or use a licence-free interface",
+            )
+        if cfg.amateur:
+            check_no_access_codes(Path(cfg.config_dir))
+        if cfg.encrypt is None:
+            cfg.encrypt = not cfg.amateur
+        if cfg.encrypt and not cfg.destination:
+            raise ConfigError(
+                f"{where}.destination (hex hash of the receiver) is needed for encrypted sending"
+            )
+        return cfg
+
+    @property
+    def mdu(self) -> int:
+        return ENCRYPTED_MDU if self.encrypt else PLAIN_MDU
+
+
+_IFAC_KEYS = re.compile(
+    r"^\s*(network_name|passphrase|pass_phrase|ifac_netname|ifac_netkey)\s*=", re.M | re.I
+)
+
+
+def check_no_access_codes(config_dir: Path) -> None:
+    """Refuse a Reticulum config that sets interface access codes: they scramble packets (AFuV 16)."""
+    conf = config_dir / "config"
+    try:
+        text = conf.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Reticulum config {conf} cannot be read: {exc.strerror}") from exc
+    m = _IFAC_KEYS.search(text)
+    if m:
+        raise LegalError(
+            f"{conf}: '{m.group(1)}' sets an interface access code, which scrambles packets: "
+            "not allowed on an interface marked amateur",
+            hint="remove it from the RNS config",
+        )
+
+
+def _node_cmd(mode: str, config_dir: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "havel.gateway.relay.rns_node", mode, "--config-dir", config_dir, *extra]
+
+
+class _Node:
+    """The helper process and a reader thread for its lines."""
+
+    def __init__(self, cmd: list[str], on_line: Any) -> None:
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        self.ready: queue.Queue[str] = queue.Queue()
+        self._on_line = on_line
+        self._thread = threading.Thread(target=self._read, daemon=True, name="rns-node")
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if not line.startswith("HVRNS "):
+                continue
+            word, _, rest = line[6:].strip().partition(" ")
+            if word == "READY":
+                self.ready.put(rest)
+            else:
+                self._on_line(word, rest)
+
+    def wait_ready(self, timeout: float) -> str:
+        try:
+            return self.ready.get(timeout=timeout)
+        except queue.Empty:
+            raise TransportError(
+                "Reticulum node did not become ready", hint="check the RNS config directory and its log file"
+            ) from None
+
+    def write(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(3)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(3)
+
+
+class ReticulumRelay:
+    """Sends signed envelopes through the helper node."""
+
+    name = "reticulum"
+
+    def __init__(self, cfg: ReticulumConfig, signer: Signer) -> None:
+        if not available():
+            raise ConfigError("the reticulum relay needs the optional extra: pip install 'havel[reticulum]'")
+        self.cfg = cfg
+        self.signer = signer
+        self.budget = Budget(cfg.budget_messages, cfg.budget_window_s)
+        self.stats = {"offered": 0, "sent": 0, "failed": 0, "oversize": 0, "budget_refused": 0}
+        self._node: _Node | None = None
+        self._lock = threading.Lock()
+
+    def start(self, timeout: float = 40.0) -> None:
+        extra = ["--plain"] if not self.cfg.encrypt else ["--destination", str(self.cfg.destination)]
+        self._node = _Node(_node_cmd("send", self.cfg.config_dir, *extra), self._on_line)
+        self._node.wait_ready(timeout)
+
+    def _on_line(self, word: str, rest: str) -> None:
+        if word == "SENT":
+            self.stats["sent"] += 1
+        elif word == "FAIL":
+            self.stats["failed"] += 1
+            log.warning("Reticulum relay: send failed: %s", rest)
+
+    def offer(self, rec: RelayRecord) -> bool:
+        if rec.cls not in ("alarm", "state") or self._node is None:
+            return False
+        self.stats["offered"] += 1
+        payload = sign_json(self.signer, CHANNEL, rec)
+        if len(payload) > self.cfg.mdu:
+            self.stats["oversize"] += 1
+            log.warning(
+                "Reticulum relay: %s is %d bytes, more than one packet (%d)",
+                rec.id,
+                len(payload),
+                self.cfg.mdu,
+            )
+            return False
+        if not self.budget.try_spend(1, rec.cls):
+            self.stats["budget_refused"] += 1
+            return False
+        with self._lock:
+            self._node.write(payload.hex())
+        return True
+
+    def publish_status(self, status: dict[str, Any]) -> None:
+        """The primary path's state, as a signed envelope."""
+        if self._node is None:
+            return
+        body = {
+            "kind": "status",
+            "primary": status["primary"],
+            "at": int(status.get("at") or 0),
+            "reason": str(status.get("reason", ""))[:80],
+        }
+        with self._lock:
+            self._node.write(sign_body(self.signer, CHANNEL, body).hex())
+
+    def stop(self) -> None:
+        if self._node is not None:
+            self._node.stop()
+
+
+class ReticulumListener:
+    """The receiver's side: a listening node whose packets go to the receiver core."""
+
+    def __init__(self, core: Any, cfg: dict[str, Any], data_dir: Path) -> None:
+        if not available():
+            raise ConfigError("[reticulum] needs the optional extra: pip install 'havel[reticulum]'")
+        if "config_dir" not in cfg:
+            raise ConfigError("receiver config: reticulum.config_dir is missing")
+        amateur = cfg.get("amateur")
+        if amateur is None:
+            raise ConfigError(
+                "receiver config: reticulum.amateur is missing (is the interface on amateur radio?)"
+            )
+        if amateur and cfg.get("encrypt"):
+            raise LegalError("receiver config: encryption is not allowed on an amateur-radio interface")
+        if amateur:
+            check_no_access_codes(Path(str(cfg["config_dir"])))
+        self.plain = bool(amateur) or cfg.get("encrypt") is False
+        self.core = core
+        self.config_dir = str(cfg["config_dir"])
+        self.identity_file = str(cfg.get("identity_file") or data_dir / "rns.identity")
+        self.destination_hash: str | None = None
+        self._node: _Node | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        extra = ["--plain"] if self.plain else ["--identity-file", self.identity_file, "--announce-s", "5"]
+        self._node = _Node(_node_cmd("listen", self.config_dir, *extra), self._on_line)
+        self.destination_hash = self._node.wait_ready(timeout)
+
+    def _on_line(self, word: str, rest: str) -> None:
+        if word == "RX":
+            try:
+                data = bytes.fromhex(rest)
+            except ValueError:
+                return
+            self.core.handle_envelope(data, "reticulum", CHANNEL)
+
+    def stop(self) -> None:
+        if self._node is not None:
+            self._node.stop()

@@ -1,0 +1,312 @@
+"""The asyncio UDP server the packet forwarders talk to (Semtech GWMP v1/v2); moves bytes only.
+
+- PUSH_DATA is acknowledged at once (the protocol never retransmits), then each rxpk is handed on.
+- PULL_DATA is answered with PULL_ACK and its source address remembered: that is where PULL_RESP goes.
+- TX_ACK with an error makes the server send the downlink's RX2 fallback, if it has one.
+- ``stat`` reports are kept per forwarder as gateway health.
+- A forwarder that sends nothing (no PUSH_DATA, no PULL_DATA keepalive) for ``silent_after_s`` raises an
+  alarm (log, metric, status callback) once, and a recovery message when it speaks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from havel.codecs.lorawan.ids import eui_hex
+from havel.gateway import gwmp
+from havel.gateway.gwmp import GwmpError, RxPacket, Stat
+from havel.gateway.metrics import Metrics
+
+log = logging.getLogger("havel.gateway.udp")
+
+Addr = tuple[str, int]
+_PENDING_TX_TTL_S = 30.0
+RCVBUF_BYTES = 4 << 20
+
+
+@dataclass
+class Forwarder:
+    """What the server knows of one packet forwarder (one concentrator)."""
+
+    eui: int
+    version: int = 2
+    push_addr: Addr | None = None
+    pull_addr: Addr | None = None
+    last_seen: float = 0.0  # monotonic
+    last_seen_wall: float = 0.0  # unix time, for status output
+    stat: Stat | None = None
+    stat_at: float | None = None
+    silent: bool = False
+    rx_count: int = 0
+    tx_count: int = 0
+
+    def health(self, now_mono: float) -> dict[str, Any]:
+        """JSON-ready health of this forwarder."""
+        return {
+            "gateway": eui_hex(self.eui),
+            "version": self.version,
+            "silent": self.silent,
+            "seen_s_ago": round(now_mono - self.last_seen, 1),
+            "downlink_ready": self.pull_addr is not None,
+            "rx": self.rx_count,
+            "tx": self.tx_count,
+            "stat": self.stat.as_dict() if self.stat else None,
+        }
+
+
+@dataclass
+class _PendingTx:
+    forwarder: int
+    fallback: dict[str, Any] | None
+    sent_at: float
+    info: Any = None
+    done: bool = False
+    tried: list[str] = field(default_factory=list)
+
+
+RxHandler = Callable[[int, RxPacket, datetime], None]
+TxDone = Callable[[Any, str], None]  # (info, "NONE" | error) when a downlink's fate is known
+SilenceHandler = Callable[[Forwarder, bool], None]  # (forwarder, silent?)
+
+
+class GwmpServer(asyncio.DatagramProtocol):
+    """See the module docstring. ``on_rx(gateway_eui, rxpk, now)`` gets every readable rxpk (CRC-bad
+    ones too: the network server counts and drops them)."""
+
+    def __init__(
+        self,
+        on_rx: RxHandler,
+        metrics: Metrics,
+        *,
+        silent_after_s: float = 90.0,
+        on_tx_done: TxDone | None = None,
+        on_silence: SilenceHandler | None = None,
+    ) -> None:
+        self.on_rx = on_rx
+        self.metrics = metrics
+        self.silent_after_s = silent_after_s
+        self.on_tx_done = on_tx_done
+        self.on_silence = on_silence
+        self.forwarders: dict[int, Forwarder] = {}
+        # With defer_acks, PUSH_ACKs of datagrams that carried rxpk wait for release_acks() (called by the
+        # daemon right after the intake journal's commit, in the same event-loop pass).
+        self.defer_acks = False
+        self._acks: list[tuple[bytes, Addr]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self._pending_tx: dict[int, _PendingTx] = {}
+        self._addr: Addr | None = None
+        m = metrics
+        m.describe("datagrams_total", "counter", "GWMP datagrams received, by type")
+        m.describe("datagrams_rejected_total", "counter", "GWMP datagrams rejected, by reason")
+        m.describe("rxpk_total", "counter", "rxpk received from the forwarders")
+        m.describe("forwarder_silent", "gauge", "1 when a forwarder fell silent")
+        m.describe("downlinks_tx_total", "counter", "PULL_RESP sent, by window")
+        m.describe("downlinks_tx_ack_total", "counter", "TX_ACK received, by error")
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    async def start(self, host: str, port: int) -> Addr:
+        """Bind and serve; returns the bound address (port 0 picks a free one)."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+        self.transport = transport
+        raw = transport.get_extra_info("socket")
+        if raw is not None:  # room for bursts from many forwarders (the kernel caps it at net.core.rmem_max)
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+        sock = transport.get_extra_info("sockname")
+        self._addr = (str(sock[0]), int(sock[1]))
+        return self._addr
+
+    def close(self) -> None:
+        """Stop serving."""
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    @property
+    def address(self) -> Addr | None:
+        """The bound address."""
+        return self._addr
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a forwarder that went away: not ours to fix, but worth a debug line.
+        log.debug("UDP error: %s", exc)
+
+    # ------------------------------------------------------------------------------------- receive
+    def datagram_received(self, data: bytes, addr: Addr) -> None:
+        try:
+            dg = gwmp.parse(data)
+        except GwmpError as exc:
+            self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
+            log.debug("rejected datagram from %s:%d: %s", addr[0], addr[1], exc)
+            return
+        self.metrics.inc("datagrams_total", type=dg.kind)
+        if dg.identifier == gwmp.PUSH_DATA:
+            ack = gwmp.encode_push_ack(dg.version, dg.token)
+            if self._push_data(dg, addr) and self.defer_acks:
+                # rxpk handed on: ACK once they are journaled (same event-loop pass, see release_acks)
+                self._acks.append((ack, addr))
+            else:
+                self._sendto(ack, addr)
+        elif dg.identifier == gwmp.PULL_DATA:
+            self._sendto(gwmp.encode_pull_ack(dg.version, dg.token), addr)
+            fwd = self._seen(dg, addr)
+            fwd.pull_addr = addr
+        elif dg.identifier == gwmp.TX_ACK:
+            self._seen(dg, addr)
+            self._tx_ack(dg)
+        else:
+            self.metrics.inc("datagrams_rejected_total", reason="direction")
+            log.debug("%s from %s:%d is a server-to-forwarder message", dg.kind, addr[0], addr[1])
+
+    def _seen(self, dg: gwmp.Datagram, addr: Addr) -> Forwarder:
+        assert dg.gateway_eui is not None
+        fwd = self.forwarders.get(dg.gateway_eui)
+        if fwd is None:
+            fwd = self.forwarders[dg.gateway_eui] = Forwarder(dg.gateway_eui)
+            log.info(
+                "packet forwarder %s connected from %s:%d (protocol v%d)",
+                eui_hex(dg.gateway_eui),
+                addr[0],
+                addr[1],
+                dg.version,
+            )
+        fwd.version = dg.version
+        fwd.last_seen = time.monotonic()
+        fwd.last_seen_wall = time.time()
+        if fwd.silent:
+            fwd.silent = False
+            self.metrics.set("forwarder_silent", 0, gateway=eui_hex(fwd.eui))
+            log.warning("packet forwarder %s speaks again", eui_hex(fwd.eui))
+            if self.on_silence:
+                self.on_silence(fwd, False)
+        return fwd
+
+    def release_acks(self) -> int:
+        """Send the PUSH_ACKs held back until their rxpk were journaled; returns how many."""
+        acks, self._acks = self._acks, []
+        for data, addr in acks:
+            self._sendto(data, addr)
+        return len(acks)
+
+    def _push_data(self, dg: gwmp.Datagram, addr: Addr) -> bool:
+        """Returns whether any rxpk was handed on."""
+        fwd = self._seen(dg, addr)
+        fwd.push_addr = addr
+        now = datetime.now(UTC)
+        stat = dg.payload.get("stat")
+        if stat is not None:
+            try:
+                fwd.stat = gwmp.parse_stat(stat)
+                fwd.stat_at = time.time()
+            except GwmpError as exc:
+                self.metrics.inc("datagrams_rejected_total", reason="stat")
+                log.debug("unreadable stat from %s: %s", eui_hex(fwd.eui), exc)
+        rxpks = dg.payload.get("rxpk", [])
+        if not isinstance(rxpks, list):
+            self.metrics.inc("datagrams_rejected_total", reason="rxpk")
+            return False
+        handed = False
+        for obj in rxpks:
+            try:
+                rx = gwmp.parse_rxpk(obj)
+            except GwmpError as exc:
+                self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
+                log.debug("unreadable rxpk from %s: %s", eui_hex(fwd.eui), exc)
+                continue
+            fwd.rx_count += 1
+            self.metrics.inc("rxpk_total")
+            self.on_rx(fwd.eui, rx, now)
+            handed = True
+        return handed
+
+    # ------------------------------------------------------------------------------------ downlinks
+    def can_send(self, gateway_eui: int) -> bool:
+        """Whether this forwarder told us where to send (PULL_DATA seen) and is not silent."""
+        fwd = self.forwarders.get(gateway_eui)
+        return fwd is not None and fwd.pull_addr is not None and not fwd.silent
+
+    def send(
+        self,
+        gateway_eui: int,
+        txpk: dict[str, Any],
+        *,
+        fallback: dict[str, Any] | None = None,
+        info: Any = None,
+        window: str = "RX1",
+    ) -> bool:
+        """PULL_RESP one txpk; ``fallback`` is sent instead when the TX_ACK reports an error."""
+        fwd = self.forwarders.get(gateway_eui)
+        if fwd is None or fwd.pull_addr is None:
+            return False
+        token = secrets.randbits(16)
+        while token in self._pending_tx:
+            token = secrets.randbits(16)
+        self._sendto(gwmp.encode_pull_resp(fwd.version, token, txpk), fwd.pull_addr)
+        fwd.tx_count += 1
+        self.metrics.inc("downlinks_tx_total", window=window)
+        if fwd.version >= 2:
+            self._pending_tx[token] = _PendingTx(gateway_eui, fallback, time.monotonic(), info)
+        elif self.on_tx_done:  # v1 has no TX_ACK: the forwarder took it, that is all we will know
+            self.on_tx_done(info, "NONE")
+        return True
+
+    def _tx_ack(self, dg: gwmp.Datagram) -> None:
+        err = gwmp.tx_ack_error(dg)
+        self.metrics.inc("downlinks_tx_ack_total", error=err)
+        pending = self._pending_tx.pop(dg.token, None)
+        if pending is None:
+            return
+        if err != "NONE" and pending.fallback is not None and dg.gateway_eui is not None:
+            log.info("downlink via %s failed (%s): trying RX2", eui_hex(dg.gateway_eui), err)
+            fb, pending.fallback = pending.fallback, None
+            self.send(dg.gateway_eui, fb, fallback=None, info=pending.info, window="RX2")
+            return
+        if err != "NONE":
+            log.warning("downlink via %s failed: %s", eui_hex(pending.forwarder), err)
+        if self.on_tx_done:
+            self.on_tx_done(pending.info, err)
+
+    # ------------------------------------------------------------------------------------ watchdog
+    def check(self, now_mono: float | None = None) -> list[Forwarder]:
+        """Mark forwarders silent for longer than ``silent_after_s``; returns the newly silent ones.
+        Also forgets downlinks whose TX_ACK never came."""
+        now = time.monotonic() if now_mono is None else now_mono
+        newly = []
+        for fwd in self.forwarders.values():
+            if not fwd.silent and now - fwd.last_seen > self.silent_after_s:
+                fwd.silent = True
+                newly.append(fwd)
+                self.metrics.set("forwarder_silent", 1, gateway=eui_hex(fwd.eui))
+                log.error(
+                    "ALARM: packet forwarder %s silent for %.0f s (no PUSH_DATA or PULL_DATA)",
+                    eui_hex(fwd.eui),
+                    now - fwd.last_seen,
+                )
+                if self.on_silence:
+                    self.on_silence(fwd, True)
+        for token, p in list(self._pending_tx.items()):
+            if now - p.sent_at > _PENDING_TX_TTL_S:
+                del self._pending_tx[token]
+        return newly
+
+    def health(self) -> list[dict[str, Any]]:
+        """Health of every forwarder seen."""
+        now = time.monotonic()
+        return [f.health(now) for f in self.forwarders.values()]
+
+    def _sendto(self, data: bytes, addr: Addr) -> None:
+        if self.transport is not None:
+            self.transport.sendto(data, addr)

@@ -1,0 +1,152 @@
+"""The relay as a component of the real gateway daemon (D1's Gateway, D2's forwarder and MQTT sink):
+configured by ``[relay]``, it watches the platform sink and relays alarms over MQTT to the crisis centre
+when the platform's broker goes down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.mqtt_subscriber import Subscriber
+
+from havel.errors import LegalError
+from havel.gateway.config import from_dict
+from havel.gateway.daemon import Gateway
+from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.signing import SigningKey
+
+from .conftest import load_harness
+from .test_outage_e2e import RULES, record
+
+
+def gateway_config(data_dir: Path, platform_port: int, relay: dict[str, Any]) -> Any:
+    return from_dict(
+        {
+            "gateway": {"id": "gw1", "data_dir": str(data_dir)},
+            "udp": {"port": load_harness().free_port(2)},  # SOCK_DGRAM
+            "http": {"port": 0},
+            "forwarder": {"down_after_s": 1.0, "up_after_s": 1.0},
+            "sink": [
+                {
+                    "type": "mqtt",
+                    "name": "platform",
+                    "host": "127.0.0.1",
+                    "port": platform_port,
+                    "tls": False,
+                    "max_inflight": 20,
+                    "reconnect_min_s": 0.2,
+                    "reconnect_max_s": 1.0,
+                }
+            ],
+            "relay": relay,
+        }
+    )
+
+
+@pytest.mark.timeout(60)
+def test_daemon_component_relays_alarm_when_platform_is_down(tmp_path: Path, mosquitto_factory: Any) -> None:
+    platform = mosquitto_factory()
+    crisis = mosquitto_factory()
+    data = tmp_path / "gw"
+    data.mkdir()
+    SigningKey.generate().save(data / "relay.key")
+    cfg = gateway_config(
+        data,
+        platform.port,
+        {
+            "down_after_s": 1.0,
+            "up_after_s": 1.0,
+            "tick_s": 0.1,
+            "sender": "gw1",
+            "rules": RULES,
+            "path": [
+                {"type": "mqtt", "host": "127.0.0.1", "port": crisis.port, "tls": False, "max_inflight": 20}
+            ],
+        },
+    )
+    rcfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": crisis.port},
+            "sender": [{"name": "gw1", "key_file": str(data / "relay.key"), "gateway_id": "gw1"}],
+            "mqtt": {"port": crisis.port, "topic": "havel/+/relay/#"},
+        }
+    )
+
+    async def scenario(sub: Subscriber, rx: Receiver) -> dict[str, Any]:
+        gw = Gateway(cfg)
+        await gw.start()
+        try:
+            comp = gw.components["relay"]
+            fwd = gw.components["forwarder"].forwarder
+            await fwd.wait_state("platform", "up", 10)
+            platform.stop()
+            gw.outbox.put(record("70B3D57ED0000001", 3, "water", {"level": 163}))
+            gw.outbox.put(record("70B3D57ED0000009", 1, "temperature", {"t": 20.0}))
+            msgs = await asyncio.to_thread(sub.wait_for, 1, 20)
+            await asyncio.sleep(0.5)
+            owed = [r.id for r in gw.outbox.fetch("platform", 100) if r.kind == "up"]
+            metrics = gw.metrics.render()
+            return {
+                "msgs": msgs,
+                "health": comp.health(),
+                "owed": owed,
+                "metrics": metrics,
+                "status": dict(rx.core.status["gw1"]),
+            }
+        finally:
+            await gw.stop()
+
+    with Receiver(rcfg) as rx, Subscriber(crisis.port, "havel/gw1/devices/#") as sub:
+        res = asyncio.run(scenario(sub, rx))
+    got = [m.json() for m in res["msgs"]]
+    assert [m["id"] for m in got] == ["70B3D57ED0000001-3"] and got[0]["via"] == "mqtt"
+    assert res["health"]["primary"] == "down" and res["health"]["alarms"] == 1
+    assert res["health"]["background_held"] == 1
+    assert res["owed"] == ["70B3D57ED0000001-3", "70B3D57ED0000009-1"]  # both still owed to the platform
+    assert res["status"]["primary"] == "down"
+    assert "havel_gateway_relay_primary_down 1" in res["metrics"]
+    assert (
+        'havel_gateway_relay_messages{path="mqtt",what="sent"} 1' in res["metrics"]
+    )  # the outage was published on the relay path
+
+
+def test_daemon_refuses_aprs_relay_without_callsign(tmp_path: Path) -> None:
+    data = tmp_path / "gw"
+    data.mkdir()
+    SigningKey.generate().save(data / "relay.key")
+    cfg = gateway_config(data, 1883, {"path": [{"type": "aprs", "addressee": "N0CALL-1"}]})
+
+    async def start() -> None:
+        gw = Gateway(cfg)
+        try:
+            await gw.start()
+        finally:
+            await gw.stop()
+
+    t0 = time.monotonic()
+    with pytest.raises(LegalError):
+        asyncio.run(start())
+    assert time.monotonic() - t0 < 10
+
+
+def test_daemon_refuses_unknown_primary_sink(tmp_path: Path) -> None:
+    from havel.errors import ConfigError
+
+    data = tmp_path / "gw"
+    data.mkdir()
+    SigningKey.generate().save(data / "relay.key")
+    cfg = gateway_config(data, 1883, {"primary": "platfrom", "path": []})
+
+    async def start() -> None:
+        gw = Gateway(cfg)
+        try:
+            await gw.start()
+        finally:
+            await gw.stop()
+
+    with pytest.raises(ConfigError, match=r"relay\.primary"):
+        asyncio.run(start())

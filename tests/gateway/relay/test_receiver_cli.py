@@ -1,0 +1,156 @@
+"""``havel relay receive`` as the crisis centre runs it: a real process, a real broker, signed input."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from support.mqtt_subscriber import Subscriber
+
+from havel.gateway.relay.envelope import RelayRecord, sign_body, sign_json
+from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
+
+
+@pytest.mark.timeout(60)
+def test_receive_command_verifies_dedups_and_republishes(
+    tmp_path: Path, key_file: Path, mosquitto: Any
+) -> None:
+    conf = tmp_path / "receiver.toml"
+    conf.write_text(f"""data_dir = "cc"
+prefix = "havel"
+[publish]
+port = {mosquitto.port}
+[[sender]]
+name = "gw1"
+key_file = "{key_file}"
+gateway_id = "gw1"
+[mqtt]
+port = {mosquitto.port}
+topic = "havel/+/relay/#"
+""")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "havel", "relay", "receive", "--config", str(conf), "--no-live"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stderr is not None
+        assert "receiver ready: listening on mqtt" in proc.stderr.readline()
+        signer = Signer(SigningKey.load(key_file), "gw1", CounterStore(None))
+        rec = RelayRecord("70B3D57ED0001234", 77, "alarm", 1795683600, {"level": 170})
+        good = sign_json(signer, "mqtt", rec)
+        forged = sign_json(Signer(SigningKey.generate(), "gw1", CounterStore(None)), "mqtt", rec)
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub:
+            for payload in (forged, good, good, b"{not json"):
+                pub.publish("havel/gw1/relay/alarm", payload, qos=1).wait_for_publish(5)
+            try:
+                got = sub.wait_for(1, 10)
+            except TimeoutError:
+                proc.send_signal(signal.SIGTERM)
+                print(proc.communicate(timeout=10)[1])
+                raise
+            sub.wait_quiet(0.5, 3)
+        pub.loop_stop()
+        pub.disconnect()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0
+    assert (
+        len(sub.messages) == 1
+        and got[0].json()["id"] == "70B3D57ED0001234-77"
+        and got[0].json()["via"] == "mqtt"
+    )
+    assert "accepted 1" in err and "forged 1" in err and "replayed 1" in err and "malformed 1" in err
+
+
+def test_live_table_shows_latest_alarms(tmp_path: Path, key_file: Path) -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from havel.gateway.relay.cli import _table
+    from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
+
+    cfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "mqtt": {"port": 1},
+            "sender": [{"name": "gw1", "key_file": str(key_file), "gateway_id": "gw1"}],
+        }
+    )
+    published: list[tuple[str, bytes]] = []
+    core = ReceiverCore(cfg, lambda topic, payload: published.append((topic, payload)))
+    signer = Signer(SigningKey.load(key_file), "gw1", CounterStore(None))
+    for fcnt, level in ((5, 171), (6, 180)):
+        rec = RelayRecord("70B3D57ED0001234", fcnt, "alarm", 1795683600, {"level": level})
+        assert core.handle_envelope(sign_json(signer, "mqtt", rec), "mqtt", "mqtt")
+    status = sign_body(signer, "mqtt", {"kind": "status", "primary": "down", "at": 1795683600})
+    assert core.handle_envelope(status, "mqtt", "mqtt")
+    console = Console(record=True, width=140)
+    console.print(_table(SimpleNamespace(core=core)))
+    text = console.export_text()
+    assert "level=180" in text and "level=171" in text and "accepted: 2" in text
+    assert "gw1: primary down (via mqtt)" in text
+    assert text.index("level=180") < text.index("level=171")  # newest first
+    assert [t for t, _ in published] == ["havel/gw1/devices/70B3D57ED0001234/up"] * 2 + [
+        "havel/gw1/relay/primary"
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_receiver_restart_keeps_what_arrived_meanwhile(
+    tmp_path: Path, key_file: Path, mosquitto: Any
+) -> None:
+    from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+
+    cfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": mosquitto.port},
+            "sender": [{"name": "gw1", "key_file": str(key_file), "gateway_id": "gw1"}],
+            "mqtt": {"port": mosquitto.port, "topic": "havel/+/relay/#", "client_id": "cc-listener"},
+        }
+    )
+    signer = Signer(SigningKey.load(key_file), "gw1", CounterStore(None))
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub:
+            with Receiver(cfg) as rx:
+                assert rx.wait_ready() == ["mqtt"]
+                first = sign_json(
+                    signer, "mqtt", RelayRecord("70B3D57ED0001234", 1, "alarm", 1795683600, {"level": 160})
+                )
+                pub.publish("havel/gw1/relay/alarm", first, qos=1).wait_for_publish(5)
+                sub.wait_for(1, 10)
+            # the receiver is down: the broker keeps its session
+            second = sign_json(
+                signer, "mqtt", RelayRecord("70B3D57ED0001234", 2, "alarm", 1795683660, {"level": 175})
+            )
+            pub.publish("havel/gw1/relay/alarm", second, qos=1).wait_for_publish(5)
+            pub.publish("havel/gw1/relay/alarm", first, qos=1).wait_for_publish(
+                5
+            )  # and a replay of the first
+            with Receiver(cfg) as rx2:
+                got = sub.wait_for(2, 10)
+                sub.wait_quiet(0.5, 3)
+                replayed = rx2.core.total("replayed")
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    assert [m.json()["fcnt"] for m in got] == [1, 2] and len(sub.messages) == 2
+    assert replayed == 1  # the counter state survived the restart

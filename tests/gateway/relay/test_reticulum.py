@@ -1,0 +1,127 @@
+"""The Reticulum relay between two real Reticulum instances on loopback (subprocesses, configs written
+here: share_instance = No, no AutoInterface), plain on an interface marked amateur, encrypted otherwise."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.mqtt_subscriber import Subscriber
+
+from havel.errors import LegalError
+from havel.gateway.relay.envelope import RelayRecord
+from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.reticulum_relay import ReticulumConfig, ReticulumRelay, available
+from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
+
+from .conftest import GW_CALL, load_harness
+
+pytestmark = pytest.mark.skipif(not available(), reason="the havel[reticulum] extra (rns) is not installed")
+
+DEV = "70B3D57ED00000AA"
+
+COMMON = """[reticulum]
+  enable_transport = No
+  share_instance = No
+  panic_on_interface_error = No
+[logging]
+  loglevel = 4
+[interfaces]
+"""
+
+
+def write_configs(tmp_path: Path) -> tuple[Path, Path]:
+    port = load_harness().free_port()
+    cc, gw = tmp_path / "rns-cc", tmp_path / "rns-gw"
+    cc.mkdir()
+    gw.mkdir()
+    (cc / "config").write_text(
+        COMMON
+        + f"""  [[crisis centre]]
+    type = TCPServerInterface
+    enabled = yes
+    listen_ip = 127.0.0.1
+    listen_port = {port}
+"""
+    )
+    (gw / "config").write_text(
+        COMMON
+        + f"""  [[mesh to crisis centre]]
+    type = TCPClientInterface
+    enabled = yes
+    target_host = 127.0.0.1
+    target_port = {port}
+"""
+    )
+    return cc, gw
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("amateur", [True, False], ids=["amateur-plain", "freifunk-encrypted"])
+def test_alarm_over_reticulum(tmp_path: Path, key_file: Path, mosquitto: Any, amateur: bool) -> None:
+    cc_dir, gw_dir = write_configs(tmp_path)
+    rcfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": mosquitto.port},
+            "sender": [{"name": GW_CALL, "key_file": str(key_file), "gateway_id": "gw1"}],
+            "reticulum": {"config_dir": str(cc_dir), "amateur": amateur},
+        }
+    )
+    with Subscriber(mosquitto.port, "havel/#") as sub, Receiver(rcfg) as rx:
+        assert rx.rns is not None and rx.rns.destination_hash
+        conf: dict[str, Any] = {"config_dir": str(gw_dir), "amateur": amateur}
+        if not amateur:
+            conf["destination"] = rx.rns.destination_hash
+        cfg = ReticulumConfig.from_config(conf)
+        assert cfg.encrypt is (not amateur)
+        relay = ReticulumRelay(cfg, Signer(SigningKey.load(key_file), GW_CALL, CounterStore(None)))
+        relay.start()
+        try:
+            assert relay.offer(RelayRecord(DEV, 9, "alarm", 1795683600, {"level": 201}))
+            msgs = sub.wait_for(1, timeout=30)
+            relay.publish_status({"primary": "down", "at": 1795683601, "reason": "test"})
+            deadline = time.monotonic() + 10
+            while "gw1" not in rx.core.status and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert rx.core.status["gw1"]["primary"] == "down" and rx.core.status["gw1"]["via"] == "reticulum"
+        finally:
+            relay.stop()
+    got = msgs[0].json()
+    assert msgs[0].topic == f"havel/gw1/devices/{DEV}/up"
+    assert got["id"] == f"{DEV}-9" and got["via"] == "reticulum" and got["data"] == {"level": 201}
+
+
+def test_encryption_refused_on_amateur_interfaces(tmp_path: Path) -> None:
+    _, gw = write_configs(tmp_path)
+    with pytest.raises(LegalError):
+        ReticulumConfig.from_config({"config_dir": str(gw), "amateur": True, "encrypt": True})
+    assert ReticulumConfig.from_config({"config_dir": str(gw), "amateur": True}).encrypt is False
+
+
+@pytest.mark.timeout(60)
+def test_relay_starts_while_the_mesh_is_down(tmp_path: Path, key_file: Path) -> None:
+    """No receiver reachable at boot: the relay is ready at once (the path is looked for per packet)."""
+    _, gw_dir = write_configs(tmp_path)  # the client points at a port where nobody listens
+    cfg = ReticulumConfig.from_config({"config_dir": str(gw_dir), "amateur": False, "destination": "ab" * 16})
+    relay = ReticulumRelay(cfg, Signer(SigningKey.load(key_file), GW_CALL, CounterStore(None)))
+    t0 = time.monotonic()
+    relay.start()
+    try:
+        assert time.monotonic() - t0 < 15
+        assert relay.offer(RelayRecord(DEV, 1, "alarm", 1795683600, {"level": 190}))
+    finally:
+        relay.stop()
+
+
+def test_access_codes_refused_on_amateur_interfaces(tmp_path: Path) -> None:
+    cc, _ = write_configs(tmp_path)
+    text = (cc / "config").read_text()
+    (cc / "config").write_text(text + "    network_name = notfunk\n    passphrase = secret\n")
+    with pytest.raises(LegalError):
+        ReticulumConfig.from_config({"config_dir": str(cc), "amateur": True})
+    assert ReticulumConfig.from_config(
+        {"config_dir": str(cc), "amateur": False, "destination": "ab" * 16}
+    ).encrypt

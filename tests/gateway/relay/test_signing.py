@@ -1,0 +1,186 @@
+"""Signatures and counters of relayed messages, and the compact/JSON envelopes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from havel.errors import ConfigError, ReplayError, SecurityError
+from havel.gateway.relay import envelope
+from havel.gateway.relay.envelope import EnvelopeError, RelayRecord
+from havel.gateway.relay.signing import CounterStore, Signature, Signer, SigningKey, Verifier
+
+KEY = SigningKey(bytes(range(32)))
+REC = RelayRecord("70B3D57ED0001234", 4711, "alarm", 1795683600, {"level": 163, "fault": True})
+
+
+def test_tag_is_hmac_sha256_truncated(tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    sig = Signer(KEY, "N0CALL-10", CounterStore(None)).sign("aprs", b"body")
+    mac = hmac.new(bytes(range(32)), b"HVR1\0N0CALL-10\0aprs\0" + b"1\0body", hashlib.sha256).digest()
+    assert sig == Signature(1, base64.urlsafe_b64encode(mac[:8]).decode().rstrip("="))
+    assert len(sig.tag) == 11 and Signature.parse(str(sig)) == sig
+
+
+def test_key_file_is_private_and_redacted(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    KEY.save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "redacted" in repr(SigningKey.load(path)) and bytes(range(32)).hex() not in repr(KEY)
+    os.chmod(path, 0o644)
+    with pytest.raises(SecurityError):
+        SigningKey.load(path)
+    (tmp_path / "bad.key").write_text("zz")
+    os.chmod(tmp_path / "bad.key", 0o600)
+    with pytest.raises(ConfigError):
+        SigningKey.load(tmp_path / "bad.key")
+    with pytest.raises(ConfigError):
+        SigningKey(b"short")
+
+
+def test_counter_survives_restart_without_reuse(tmp_path: Path) -> None:
+    path = tmp_path / "ctr"
+    a = CounterStore(path, reserve=4)
+    used = [a.next() for _ in range(6)]
+    b = CounterStore(path, reserve=4)  # a power cut after 6: the reserved block is skipped
+    assert b.next() > max(used)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_verifier_forgery_replay_window(tmp_path: Path) -> None:
+    signer = Signer(KEY, "N0CALL-10", CounterStore(None))
+    v = Verifier({"N0CALL-10": KEY}, window=4, state_path=tmp_path / "state.json")
+    sigs = [signer.sign("aprs", b"m%d" % i) for i in range(8)]
+    v.verify("N0CALL-10", "aprs", sigs[1], b"m1")
+    v.verify("N0CALL-10", "aprs", sigs[0], b"m0")  # reordered paths: still fresh
+    with pytest.raises(ReplayError):
+        v.verify("N0CALL-10", "aprs", sigs[1], b"m1")
+    with pytest.raises(SecurityError):
+        v.verify("N0CALL-10", "aprs", sigs[2], b"tampered")
+    with pytest.raises(SecurityError):  # the same frame on another path is another message
+        v.verify("N0CALL-10", "mqtt", sigs[2], b"m2")
+    with pytest.raises(SecurityError):
+        v.verify("DL1ABC", "aprs", sigs[2], b"m2")
+    v.verify("N0CALL-10", "aprs", sigs[7], b"m7")
+    with pytest.raises(ReplayError):  # fell out of the window
+        v.verify("N0CALL-10", "aprs", sigs[2], b"m2")
+    # After a restart nothing at or below the saved high mark is accepted.
+    v2 = Verifier({"N0CALL-10": KEY}, window=4, state_path=tmp_path / "state.json")
+    with pytest.raises(ReplayError):
+        v2.verify("N0CALL-10", "aprs", sigs[6], b"m6")
+
+
+def test_compact_line_round_trip_and_fit() -> None:
+    line = envelope.encode_line(REC)
+    assert line == "HA 70B3D57ED0001234 4711 TP3QC0 level=163,fault=true"
+    assert envelope.parse_line(line) == RelayRecord(REC.dev_eui, REC.fcnt, "alarm", REC.received_at, REC.data)
+    assert envelope.encode_line(REC, max_len=45) == "HA 70B3D57ED0001234 4711 TP3QC0 level=163"
+    from havel.gateway.relay.aprs import OversizeError
+
+    with pytest.raises(OversizeError):
+        envelope.encode_line(REC, max_len=30)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "HX 70B3D57ED0001234 1 A k=1",
+        "HA 70B3 1 A k=1",
+        "HA 70B3D57ED0001234 1 A k",
+        "HA 70B3D57ED0001234 1 A",
+    ],
+)
+def test_compact_line_malformed(line: str) -> None:
+    with pytest.raises(EnvelopeError):
+        envelope.parse_line(line)
+
+
+def test_json_envelope(tmp_path: Path) -> None:
+    signer = Signer(KEY, "N0CALL-10", CounterStore(None))
+    data = envelope.sign_json(signer, "mqtt", REC)
+    v = Verifier({"N0CALL-10": KEY})
+    sender, rec = envelope.open_json(v, "mqtt", data)
+    assert sender == "N0CALL-10" and rec == REC
+    with pytest.raises(ReplayError):
+        envelope.open_json(v, "mqtt", data)
+    env = json.loads(data)
+    env["body"] = env["body"].replace("163", "999")
+    env["sig"] = str(signer.sign("mqtt", b"x"))
+    with pytest.raises(SecurityError):
+        envelope.open_json(v, "mqtt", json.dumps(env).encode())
+    for bad in (b"not json", b'{"v": 2}', b'{"v":1,"sender":"N0CALL-10","sig":"x","body":"{}"}'):
+        with pytest.raises(EnvelopeError):
+            envelope.open_json(v, "mqtt", bad)
+
+
+def test_nested_and_list_fields_travel_in_the_compact_line() -> None:
+    payload = {
+        "dev_eui": "70B3D57ED0000005",
+        "fcnt": 9,
+        "received_at": "2026-11-26T09:00:00Z",
+        "data": {"faults": {"valve": True, "flow_meter": False}, "probes": [24.1, 36.5]},
+    }
+    rec = RelayRecord.from_payload(payload, "alarm", ["faults.valve", "probes"])
+    line = envelope.encode_line(rec)
+    assert line.endswith(" faults.valve=true,probes=24.1/36.5")
+    assert envelope.parse_line(line).data == {"faults.valve": True, "probes": [24.1, 36.5]}
+
+
+def test_record_from_json_scheme_payload() -> None:
+    payload = {
+        "dev_eui": "70b3d57ed0001234",
+        "fcnt": 5,
+        "received_at": "2026-11-26T09:00:00.123Z",
+        "device": "pegel-1",
+        "data": {"level": 163, "battery_mv": 3300},
+        "units": {"level": "cm"},
+    }
+    rec = RelayRecord.from_payload(payload, "alarm", ["level"])
+    assert rec.id == "70B3D57ED0001234-5" and rec.data == {"level": 163} and rec.units == {"level": "cm"}
+    out = rec.to_json_scheme("aprs")
+    assert (
+        out["received_at"] == "2026-11-26T09:00:00Z" and out["via"] == "aprs" and out["device"] == "pegel-1"
+    )
+
+
+def test_status_line() -> None:
+    assert envelope.encode_status_line("down", 1795683600) == "HP DOWN TP3QC0"
+    assert envelope.parse_status_line("HP UP TP3QC0") == {"kind": "status", "primary": "up", "at": 1795683600}
+    for bad in ("HP SIDEWAYS TP3QC0", "HP DOWN", "HA DOWN TP3QC0"):
+        with pytest.raises(EnvelopeError):
+            envelope.parse_status_line(bad)
+    with pytest.raises(EnvelopeError):
+        envelope.encode_status_line("sideways", 1)
+
+
+def test_nested_state_is_flattened_and_uncarriable_fields_are_left_out() -> None:
+    payload = {
+        "dev_eui": "70B3D57ED0000007",
+        "fcnt": 3,
+        "received_at": "2026-11-26T09:00:00Z",
+        "data": {
+            "valve_open": True,
+            "mode": "auto",
+            "note": "two words",
+            "water_used": None,
+            "interlock": {"reservoir_low": False},
+        },
+    }
+    rec = RelayRecord.from_payload(payload, "state")
+    assert rec.data == {
+        "valve_open": True,
+        "mode": "auto",
+        "note": "two words",
+        "interlock.reservoir_low": False,
+    }
+    line = envelope.encode_line(rec)
+    assert line.endswith(" valve_open=true,mode=auto,interlock.reservoir_low=false")
+    with pytest.raises(EnvelopeError):
+        envelope.encode_line(RelayRecord("70B3D57ED0000007", 4, "state", 1, {"note": "two words"}))

@@ -1,0 +1,179 @@
+"""The GWMP codec against the protocol's byte layout (PROTOCOL.TXT v1.3 / PROTOCOL.md v1.5)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from havel.gateway import gwmp
+from havel.gateway.gwmp import GwmpError
+
+EUI = 0xAA555A0000000101
+EUI_BYTES = bytes.fromhex("AA555A0000000101")
+
+# The spec's example PUSH_DATA body (its "data" strings are not frames, only JSON handling is tested).
+SPEC_RXPK = {
+    "time": "2013-03-31T16:21:17.528002Z",
+    "tmst": 3512348611,
+    "chan": 2,
+    "rfch": 0,
+    "freq": 866.349812,
+    "stat": 1,
+    "modu": "LORA",
+    "datr": "SF7BW125",
+    "codr": "4/6",
+    "rssi": -35,
+    "lsnr": 5.1,
+    "size": 32,
+    "data": base64.b64encode(bytes(range(32))).decode(),
+}
+
+
+def test_push_data_layout_and_rxpk_fields() -> None:
+    raw = b"\x02\x12\x34\x00" + EUI_BYTES + json.dumps({"rxpk": [SPEC_RXPK]}).encode()
+    dg = gwmp.parse(raw)
+    assert (dg.version, dg.token, dg.kind, dg.gateway_eui) == (2, 0x1234, "PUSH_DATA", EUI)
+    rx = gwmp.parse_rxpk(dg.payload["rxpk"][0])
+    assert rx.data == bytes(range(32))
+    assert rx.freq_hz == 866_349_812
+    assert (rx.tmst, rx.chan, rx.datr, rx.codr, rx.rssi, rx.lsnr) == (
+        3512348611,
+        2,
+        "SF7BW125",
+        "4/6",
+        -35,
+        5.1,
+    )
+    assert rx.time == datetime(2013, 3, 31, 16, 21, 17, 528002, tzinfo=UTC)
+    assert rx.crc_ok
+
+
+def test_push_ack_echoes_token_and_version() -> None:
+    assert gwmp.encode_push_ack(1, 0xBEEF) == b"\x01\xbe\xef\x01"
+    assert gwmp.encode_pull_ack(2, 0x0102) == b"\x02\x01\x02\x04"
+
+
+def test_pull_data_and_tx_ack() -> None:
+    dg = gwmp.parse(b"\x02\xab\xcd\x02" + EUI_BYTES)
+    assert (dg.kind, dg.gateway_eui, dg.token) == ("PULL_DATA", EUI, 0xABCD)
+    ok = gwmp.parse(gwmp.encode_tx_ack(2, 7, EUI))
+    assert gwmp.tx_ack_error(ok) == "NONE"
+    bad = gwmp.parse(gwmp.encode_tx_ack(2, 7, EUI, "TOO_LATE"))
+    assert (bad.kind, gwmp.tx_ack_error(bad)) == ("TX_ACK", "TOO_LATE")
+    # Some forwarders NUL-terminate the JSON.
+    nul = gwmp.parse(b"\x02\x00\x07\x05" + EUI_BYTES + b'{"txpk_ack":{"error":"TX_FREQ"}}\x00')
+    assert gwmp.tx_ack_error(nul) == "TX_FREQ"
+
+
+def test_pull_resp_roundtrip_txpk() -> None:
+    txpk = gwmp.build_txpk(data=b"\x60\x01\x02", freq_hz=869_525_000, datr="SF12BW125", tmst=2**32 + 5)
+    raw = gwmp.encode_pull_resp(2, 0x4242, txpk)
+    assert raw[:4] == b"\x02\x42\x42\x03"
+    dg = gwmp.parse(raw)
+    out = dg.payload["txpk"]
+    assert out["tmst"] == 5  # the microsecond counter wraps
+    assert out["freq"] == 869.525 and out["ipol"] is True and out["size"] == 3
+    assert gwmp.txpk_data(out) == b"\x60\x01\x02"
+    # v1 forwarders ignore the token: it is sent as zero.
+    assert gwmp.encode_pull_resp(1, 0x4242, txpk)[:4] == b"\x01\x00\x00\x03"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "truncated"),
+        (b"\x02\x00", "truncated"),
+        (b"\x03\x00\x00\x00" + EUI_BYTES + b"{}", "version"),
+        (b"\x00\x00\x00\x00" + EUI_BYTES + b"{}", "version"),
+        (b"\x02\x00\x00\x09", "identifier"),
+        (b"\x02\x00\x00\x00\xaa\x55", "truncated"),
+        (b"\x02\x00\x00\x00" + EUI_BYTES, "truncated"),
+        (b"\x02\x00\x00\x00" + EUI_BYTES + b'{"rxpk": [', "json"),
+        (b"\x02\x00\x00\x00" + EUI_BYTES + b"\xff\xfe", "json"),
+        (b"\x02\x00\x00\x00" + EUI_BYTES + b"[1, 2]", "json"),
+        (b"\x02\x00\x00\x02\x01", "truncated"),
+    ],
+)
+def test_bad_datagrams_raise_with_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(GwmpError) as info:
+        gwmp.parse(raw)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.pop("data"),
+        lambda d: d.__setitem__("data", "!!!not base64"),
+        lambda d: d.pop("tmst"),
+        lambda d: d.pop("freq"),
+        lambda d: d.__setitem__("freq", "868.1"),
+        lambda d: d.pop("datr"),
+        lambda d: d.__setitem__("size", 99),
+        lambda d: d.__setitem__("time", "yesterday"),
+    ],
+)
+def test_bad_rxpk_fields(mutate) -> None:  # type: ignore[no-untyped-def]
+    obj = dict(SPEC_RXPK)
+    mutate(obj)
+    with pytest.raises(GwmpError) as info:
+        gwmp.parse_rxpk(obj)
+    assert info.value.reason == "rxpk"
+
+
+def test_rxpk_optional_padding_fsk_and_rsig() -> None:
+    obj = {"tmst": 1, "freq": 868.1, "datr": 50000, "modu": "FSK", "data": "AQID", "stat": -1}
+    rx = gwmp.parse_rxpk(obj)
+    assert rx.datr == "50000" and not rx.crc_ok and rx.time is None
+    unpadded = dict(SPEC_RXPK, data="AQ", size=1)
+    assert gwmp.parse_rxpk(unpadded).data == b"\x01"
+    v15 = {
+        "tmst": 1,
+        "freq": 868.3,
+        "datr": "SF9BW125",
+        "data": "AQID",
+        "rsig": [
+            {"ant": 0, "chan": 1, "rssic": -110, "lsnr": -3.0},
+            {"ant": 1, "chan": 1, "rssic": -100, "lsnr": 7.5},
+        ],
+    }
+    rx = gwmp.parse_rxpk(v15)
+    assert (rx.rssi, rx.lsnr) == (-100.0, 7.5)
+
+
+def test_times_with_nanoseconds_and_stat_format() -> None:
+    assert gwmp.parse_time("2026-11-26T09:00:00.123456789Z") == datetime(
+        2026, 11, 26, 9, 0, 0, 123456, tzinfo=UTC
+    )
+    stat = gwmp.parse_stat(
+        {
+            "time": "2014-01-12 08:59:28 GMT",
+            "lati": 46.24,
+            "long": 3.2523,
+            "alti": 145,
+            "rxnb": 2,
+            "rxok": 2,
+            "rxfw": 2,
+            "ackr": 100.0,
+            "dwnb": 2,
+            "txnb": 2,
+        }
+    )
+    assert stat.time == datetime(2014, 1, 12, 8, 59, 28, tzinfo=UTC)
+    assert (stat.rxnb, stat.ackr, stat.alti) == (2, 100.0, 145)
+    assert stat.as_dict()["time"] == "2014-01-12T08:59:28.000000Z"
+
+
+def test_rxpk_json_roundtrip() -> None:
+    rx = gwmp.parse_rxpk(SPEC_RXPK)
+    again = gwmp.parse_rxpk(gwmp.rxpk_to_json(rx))
+    assert again == rx
+
+
+def test_push_data_encoder_is_parseable() -> None:
+    raw = gwmp.encode_push_data(1, 9, EUI, rxpk=[SPEC_RXPK], stat={"rxnb": 1})
+    dg = gwmp.parse(raw)
+    assert dg.version == 1 and dg.payload["stat"] == {"rxnb": 1} and len(dg.payload["rxpk"]) == 1

@@ -1,0 +1,259 @@
+"""Class-A downlink scheduling: queue, MAC answers, RX1/RX2, FPending, retries, expiry, duty cycle."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from havel.codecs.lorawan import crypto, maccmds, phy
+from havel.gateway import db, gwmp
+from havel.gateway.config import NetworkConfig
+from havel.gateway.downlinks import DownlinkScheduler, DutyCycle, Transmission, airtime_s, parse_down_topic
+from havel.gateway.gwmp import RxPacket
+from havel.gateway.netserver import NetworkServer, Outcome, reception
+from havel.gateway.outbox import Outbox
+from havel.gateway.registry import Device, Registry, Session
+
+NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
+APP = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
+EUI, ADDR, GW = 0x70B3D57ED0000001, 0x26011BDA, 0xAA555A0000000001
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Env:
+    def __init__(self, tmp: Path, **net: object) -> None:
+        self.conn = db.open_db(tmp / "havel.db")
+        self.reg = Registry(self.conn)
+        self.outbox = Outbox(self.conn, sinks=["primary"])
+        self.net = replace(NetworkConfig(), **net)  # type: ignore[arg-type]
+        self.clock = Clock()
+        self.ns = NetworkServer(self.reg, self.outbox, self.net, rng=random.Random(1))
+        self.dl = DownlinkScheduler(self.reg, self.net, clock=self.clock)
+        self.reg.add(
+            Device(
+                name="cool-1", dev_eui=EUI, codec="cooling", activation="abp", session=Session(ADDR, NWK, APP)
+            )
+        )
+        self.fcnt = 0
+        self.mono = 0.0
+
+    def command(self, body: object) -> dict:  # type: ignore[type-arg]
+        with self.reg.transaction():
+            res = self.dl.submit(EUI, body)
+            self.outbox.put(res)
+        return res["payload"]  # type: ignore[no-any-return]
+
+    def uplink(
+        self,
+        *,
+        confirmed: bool = False,
+        ack: bool = False,
+        fopts: bytes = b"",
+        datr: str = "SF7BW125",
+        freq: int = 868_100_000,
+        reachable: bool = True,
+        battery_fresh: bool = True,
+    ) -> tuple[Transmission | None, list[dict]]:  # type: ignore[type-arg]
+        self.fcnt += 1
+        if battery_fresh:
+            with self.reg.transaction():
+                self.reg.set_battery(EUI, 200, self.clock())
+        data = phy.build_data_frame(
+            uplink=True,
+            confirmed=confirmed,
+            dev_addr=ADDR,
+            fcnt32=self.fcnt,
+            fport=1,
+            payload=bytes.fromhex("14000000000000000000df012c0118"),
+            ack=ack,
+            fopts=fopts,
+            nwk_s_key=NWK,
+            app_s_key=APP,
+        )
+        rx = RxPacket(data=data, tmst=7_000_000, freq_hz=freq, datr=datr, lsnr=6.0, rssi=-80)
+        assert self.ns.receive(reception(GW, rx, NOW), self.mono) is None
+        self.mono += 1
+        result: list[tuple[Transmission | None, list[dict]]] = []  # type: ignore[type-arg]
+
+        def after(out: Outcome) -> None:
+            result.append(self.dl.on_uplink(out, lambda _eui: reachable))
+
+        [out] = self.ns.flush(self.mono, NOW, after_store=after)
+        assert out.status == "accepted"
+        return result[0]
+
+    def results(self) -> list[dict]:  # type: ignore[type-arg]
+        return [r.payload for r in self.outbox.fetch("primary", 1000) if r.kind == "down_result"]
+
+
+def decode(tx: Transmission) -> tuple[phy.DataFrame, bytes]:
+    frame = phy.parse(gwmp.txpk_data(tx.txpk))
+    assert isinstance(frame, phy.DataFrame) and not frame.uplink
+    assert crypto.verify_mic(crypto.data_mic(NWK, False, ADDR, frame.fcnt16, frame.msg), frame.mic)
+    plain = (
+        crypto.crypt_frm_payload(APP, False, ADDR, frame.fcnt16, frame.frm_payload)
+        if frame.frm_payload
+        else b""
+    )
+    return frame, plain
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+def test_nothing_to_send_means_no_downlink(env: Env) -> None:
+    tx, results = env.uplink()
+    assert tx is None and results == []
+
+
+def test_queued_command_goes_out_in_rx1_with_fpending_and_counters(env: Env) -> None:
+    assert env.command({"fport": 23, "data": {"state": "open", "ttl": 900}, "id": "a"})["state"] == "queued"
+    assert env.command({"fport": 24, "raw": "1001", "id": "b"})["state"] == "queued"
+    tx, results = env.uplink()
+    assert tx is not None and tx.window == "RX1" and tx.command_id == "a"
+    assert (tx.txpk["tmst"], tx.txpk["freq"], tx.txpk["datr"]) == (8_000_000, 868.1, "SF7BW125")
+    assert tx.fallback is not None and (tx.fallback["tmst"], tx.fallback["freq"]) == (9_000_000, 869.525)
+    frame, plain = decode(tx)
+    assert frame.fport == 23 and plain == bytes.fromhex("10010384") and frame.fpending and frame.fcnt16 == 0
+    assert [r["payload"]["state"] for r in results] == ["sent"]
+    tx2, _ = env.uplink()
+    assert tx2 is not None
+    frame2, plain2 = decode(tx2)
+    assert frame2.fport == 24 and plain2 == b"\x10\x01" and not frame2.fpending and frame2.fcnt16 == 1
+    assert env.dl.depth() == 0
+
+
+def test_confirmed_uplink_gets_an_ack_and_mac_answers(env: Env) -> None:
+    link_check = maccmds.encode([{"name": "LinkCheckReq"}], True)
+    tx, _ = env.uplink(confirmed=True, fopts=link_check, battery_fresh=False)
+    assert tx is not None
+    frame, _ = decode(tx)
+    assert frame.ack and frame.fport is None
+    cmds = maccmds.decode(frame.fopts, False)
+    names = [c["name"] for c in cmds]
+    assert names == ["LinkCheckAns", "DevStatusReq"]  # battery unknown: ask for it
+    assert cmds[0]["gw_cnt"] == 1 and cmds[0]["margin_db"] == round(6.0 + 7.5)
+    # the device answers DevStatus: its battery is recorded, and not asked again soon
+    tx, _ = env.uplink(
+        fopts=maccmds.encode([{"name": "DevStatusAns", "battery": 180, "margin_db": 5}], True),
+        battery_fresh=False,
+    )
+    assert tx is None
+    assert env.reg.get(EUI).battery == 180  # type: ignore[union-attr]
+
+
+def test_confirmed_downlink_is_retried_until_acked(env: Env) -> None:
+    env.command({"fport": 23, "data": {"state": "closed", "ttl": 60}, "confirmed": True, "id": "c"})
+    tx1, r1 = env.uplink()
+    tx2, r2 = env.uplink()  # no ACK bit: sent again with a new counter
+    assert tx1 is not None and tx2 is not None and r1 == [] and r2 == []
+    f1, _ = decode(tx1)
+    f2, _ = decode(tx2)
+    assert f1.confirmed and f2.confirmed and f2.fcnt16 == f1.fcnt16 + 1
+    _, r3 = env.uplink(ack=True)
+    assert [(r["payload"]["state"], r["payload"]["command_id"]) for r in r3] == [("acked", "c")]
+    assert env.dl.depth() == 0
+
+
+def test_confirmed_downlink_fails_after_its_attempts(tmp_path: Path) -> None:
+    env = Env(tmp_path, confirmed_retries=2)
+    env.command({"fport": 24, "raw": "1000", "confirmed": True, "id": "d"})
+    env.uplink()
+    env.uplink()
+    _, results = env.uplink()
+    assert [(r["payload"]["state"], r["payload"]["detail"]) for r in results] == [
+        ("failed", "no ACK after 2 attempts")
+    ]
+
+
+def test_commands_expire_and_bad_ones_are_rejected(env: Env) -> None:
+    env.command({"fport": 24, "raw": "1001", "ttl_s": 30, "id": "e"})
+    env.clock.t += 31
+    with env.reg.transaction():
+        expired = env.dl.expire()
+    assert [(r["payload"]["state"], r["payload"]["command_id"]) for r in expired] == [("expired", "e")]
+    for bad in (
+        {"fport": 0, "raw": "00"},
+        {"fport": 23, "raw": "zz"},
+        {"fport": 23},
+        {"fport": 23, "raw": "00", "data": {}},
+        {"fport": 23, "data": {"state": "sideways"}},
+        {"fport": 23, "raw": "00", "ttl_s": -1},
+        {"fport": 23, "raw": "00", "colour": "red"},
+        {"fport": 23, "raw": "00" * 60},
+        "not an object",
+    ):
+        assert env.command(bad)["state"] == "rejected", bad
+    with env.reg.transaction():
+        unknown = env.dl.submit(0x1122334455667788, {"fport": 1, "raw": "00"})
+    assert unknown["payload"]["state"] == "rejected" and "not registered" in unknown["payload"]["detail"]
+
+
+def test_duty_cycle_moves_to_rx2_then_holds(env: Env) -> None:
+    duty = env.dl.duty
+    # the default channels' sub-band (1 %) is used up by this gateway: RX1 is not allowed, RX2 (10 %) is
+    duty.record(GW, 868_100_000, 36.0, env.clock())
+    env.command({"fport": 24, "raw": "1001", "id": "f"})
+    tx, _ = env.uplink()
+    assert tx is not None and tx.window == "RX2" and tx.txpk["freq"] == 869.525 and tx.fallback is None
+    duty.record(GW, 869_525_000, 360.0, env.clock())
+    env.command({"fport": 24, "raw": "1000", "id": "g"})
+    tx, _ = env.uplink()
+    assert tx is None and env.dl.counters["duty_cycle_blocked"] == 1 and env.dl.depth() == 1
+    env.clock.t += 3601  # an hour later the budget is back
+    tx, _ = env.uplink()
+    assert tx is not None and tx.window == "RX1"
+
+
+def test_no_reachable_forwarder_keeps_the_queue(env: Env) -> None:
+    env.command({"fport": 24, "raw": "1001", "id": "h"})
+    tx, _ = env.uplink(reachable=False)
+    assert tx is None and env.dl.depth() == 1
+
+
+def test_duty_cycle_and_airtime_figures() -> None:
+    # 13 B at SF9 is 164.864 ms with CRC (AN1200.13); a downlink has none: 5 symbols of 4.096 ms fewer
+    assert airtime_s(13, "SF9BW125") == pytest.approx(0.164864 - 5 * 0.004096, abs=1e-6)
+    d = DutyCycle()
+    assert d.allows(GW, 868_100_000, 36.0, 0) and not d.allows(GW, 868_100_000, 36.1, 0)
+    assert not d.allows(GW, 870_500_000, 0.1, 0)  # outside EU868
+
+
+def test_down_topic_parsing() -> None:
+    assert parse_down_topic(f"havel/gw1/devices/{EUI:016X}/down", "havel", "gw1") == EUI
+    assert parse_down_topic(f"city/a/havel/gw1/devices/{EUI:016X}/down", "city/a/havel", "gw1") == EUI
+    for bad in (
+        f"havel/gw2/devices/{EUI:016X}/down",
+        "havel/gw1/devices/XYZ/down",
+        f"havel/gw1/devices/{EUI:016X}/up",
+        "havel/gw1/down",
+    ):
+        assert parse_down_topic(bad, "havel", "gw1") is None
+
+
+def test_a_rolled_back_uplink_leaves_no_counter_behind(env: Env) -> None:
+    with pytest.raises(RuntimeError), env.reg.transaction():
+        env.reg.set_fcnt_up(EUI, 99, 1.0)
+        raise RuntimeError("crash before COMMIT")
+    assert env.reg.get(EUI).session.fcnt_up is None  # type: ignore[union-attr]
+    assert env.conn.execute("SELECT fcnt_up FROM devices").fetchone()[0] is None
+    with env.reg.transaction():
+        with pytest.raises(RuntimeError), env.reg.transaction():
+            env.reg.set_fcnt_up(EUI, 98, 1.0)
+            raise RuntimeError("inner")
+        env.reg.set_fcnt_up(EUI, 5, 1.0)
+    assert env.conn.execute("SELECT fcnt_up FROM devices").fetchone()[0] == 5
