@@ -142,7 +142,7 @@ class Mac:
         self.dc = dutycycle.DutyCycle()
         self.join_backoff = dutycycle.JoinBackoff()
         self._buf = bytearray(256)  # the one uplink frame buffer
-        self._answers = bytearray()  # MAC command answers for the next uplink (FOpts)
+        self._answers = bytearray()  # MAC answers and requests for the next uplink (FOpts)
         self._sticky = bytearray()  # answers repeated until any downlink arrives (1.0.2+)
         self._ack_pending = False  # a confirmed downlink to acknowledge
         # (margin dB, gateway count) from the last LinkCheckAns
@@ -154,7 +154,6 @@ class Mac:
         self.tx_done_ms = 0
         self._join_attempts = 0
         self._next_rejoin_s = 0
-        self._requests = bytearray()
         self._reset_session_state()
         self.dev_nonce_next = 0
         self.join_nonce_last = -1
@@ -283,8 +282,9 @@ class Mac:
         for t in self.dc.band_free_ms:
             body.extend(struct.pack("<q", t))
         for b in (self._answers, self._sticky):
-            body.append(min(len(b), 32))
-            body.extend(b[:32])
+            whole = maccmds.fit(b, 32)[0]  # whole commands only
+            body.append(len(whole))
+            body.extend(whole)
         body.extend(struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
         return bytes(body)
 
@@ -482,11 +482,11 @@ class Mac:
 
     def request_link_check(self):
         """Ask for a LinkCheckAns in the next downlink (sent with the next uplink)."""
-        self._requests.append(maccmds.LINK_CHECK)
+        self._answers.append(maccmds.LINK_CHECK)
 
     def request_device_time(self):
         """Ask for the network time (DeviceTimeReq) with the next uplink."""
-        self._requests.append(maccmds.DEVICE_TIME)
+        self._answers.append(maccmds.DEVICE_TIME)
 
     def max_payload(self):
         """Largest application payload for the current data rate (no FOpts)."""
@@ -512,7 +512,7 @@ class Mac:
     def send_mac(self, confirmed=False, max_wait_ms=None):
         """Send the pending MAC answers and requests alone on FPort 0 (encrypted with NwkSKey), e.g.
         when they do not fit into FOpts. Result NOTHING when none are pending."""
-        cmds = bytes(self._answers + self._sticky + self._requests)
+        cmds = bytes(self._sticky + self._answers)
         if not cmds:
             return Result(NOTHING)
         return self._send(0, cmds, confirmed, max_wait_ms)
@@ -530,10 +530,17 @@ class Mac:
             r = Result(TOO_LONG)
             r.dr = dr
             return r
-        fopts = self._answers + self._sticky + self._requests
+        # as many whole MAC commands as FOpts and the DR's payload size allow (sticky answers
+        # first); the rest waits for the next uplink (or send_mac()). FPort 0 carries its own.
         room = region.MAX_APP_PAYLOAD[dr] - len(payload)
-        if fport == 0 or len(fopts) > frames.MAX_FOPTS or len(fopts) > room:
-            fopts = bytearray()  # answers wait for a frame with room (FPort 0 carries them itself)
+        if room > frames.MAX_FOPTS:
+            room = frames.MAX_FOPTS
+        fopts = b""
+        rest = self._answers
+        if fport != 0:
+            fopts, rest = maccmds.fit(self._sticky + self._answers, room)
+            if len(fopts) < len(self._sticky):
+                rest = self._answers  # not even the sticky answers fitted: nothing was taken
         fctrl = 0
         if self.adr:
             fctrl |= frames.FCTRL_ADR
@@ -557,9 +564,7 @@ class Mac:
         # the counter is spent once the frame exists: a radio error must never lead to a second,
         # different frame under the same FCnt (same keystream)
         self.fcnt_up += 1
-        if fopts or fport == 0:
-            self._answers = bytearray()
-            self._requests = bytearray()
+        self._answers = bytearray() if fport == 0 else bytearray(rest)
         self._ack_pending = False
         tries = (1 + self.confirm_retries) if confirmed else self.nb_trans
         got_down = False

@@ -25,6 +25,23 @@ DOWN_LEN = {LINK_CHECK: 2, LINK_ADR: 4, DUTY_CYCLE: 1, RX_PARAM_SETUP: 4, DEV_ST
             RX_TIMING_SETUP: 1, TX_PARAM_SETUP: 1, DL_CHANNEL: 4, DEVICE_TIME: 5}
 
 
+# CID -> total length (CID included) of what the device sends: answers and its own requests
+UP_LEN = {LINK_CHECK: 1, LINK_ADR: 2, DUTY_CYCLE: 1, RX_PARAM_SETUP: 2, DEV_STATUS: 3, NEW_CHANNEL: 2,
+          RX_TIMING_SETUP: 1, DL_CHANNEL: 2, DEVICE_TIME: 1}
+
+
+def fit(cmds, room):
+    """Split uplink MAC commands into (whole commands that fit in room bytes, the rest)."""
+    i = 0
+    n = len(cmds)
+    while i < n:
+        ln = UP_LEN.get(cmds[i], n - i)
+        if i + ln > room:
+            break
+        i += ln
+    return bytes(cmds[:i]), bytearray(cmds[i:])
+
+
 def _freq(b, i):
     return (b[i] | b[i + 1] << 8 | b[i + 2] << 16) * 100
 

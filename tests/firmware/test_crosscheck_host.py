@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from havel.codecs.lorawan import crypto, maccmds, phy
 from havel.codecs.lorawan.decode import decode_frame
 
@@ -177,6 +178,7 @@ def test_fport0_uplink_carries_mac_answers(run: dict[str, Any]) -> None:
 def test_havel_frame_decode_cli_reads_firmware_frames(run: dict[str, Any]) -> None:
     """The same frames through `havel frame decode` (the CLI operators use), one JSON line each."""
     from click.testing import CliRunner
+
     from havel.codecs.lorawan.cli import frame as frame_cli
 
     nwk, app = _keys()

@@ -100,3 +100,16 @@ def test_host_cryptolib_refuses_mixed_directions_like_the_real_one():
     a = cryptolib.aes(RFC_KEY, 1)
     a.encrypt(bytes(16))
     raises(OSError, a.decrypt, bytes(16))
+
+
+def test_downlink_direction_vector_from_host_layer():
+    """A confirmed downlink (FCnt 0x10005, FOpts DevStatusReq, FPort 3) built by the host frame layer
+    havel.codecs.lorawan (on the `cryptography` package), frozen here: direction byte 1 in B0/A_i."""
+    from lw import frames
+    phy = unhex("a0f17dbe4921050006032393e9e4ebc820ccc532d60354")
+    nwk = crypto.aes_key(unhex("44024241ed4ce9a68c6a8bc055233fd3"))
+    app = crypto.aes_key(unhex("ec925802ae430ca77fd3dd73cb2cc588"))
+    assert crypto.data_mic(nwk, False, 0x49BE7DF1, 0x10005, phy[:-4]) == phy[-4:]
+    d = frames.parse_data_down(phy, 0x49BE7DF1, 0x10000, nwk, app)
+    assert d.confirmed and d.ack and d.fcnt32 == 0x10005 and d.fopts == b"\x06"
+    assert d.fport == 3 and d.payload == b"down-test"

@@ -209,6 +209,10 @@ def test_downlink_fcnt_that_jumps_back_is_refused():
         assert rig.send().downlink is None
     rig.net.queue.append({"fport": 1, "payload": b"c", "fcnt": 11})
     assert rig.send().downlink == (1, b"c")
+    # a counter more than MAX_FCNT_GAP (16384) ahead is refused too, even with a valid MIC
+    rig.net.queue.append({"fport": 1, "payload": b"far", "fcnt": 12 + 16384})
+    assert rig.send().downlink is None
+    assert rig.mac.fcnt_down_next == 12
     # FCntDown survives a reset
     rig.reboot()
     assert rig.mac.fcnt_down_next == 12

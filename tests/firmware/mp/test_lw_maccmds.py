@@ -210,3 +210,35 @@ def test_rejoin_only_after_long_silence_and_not_in_bursts():
 def test_status_constants_exported():
     assert lwmac.SENT != lwmac.ACKED and unhex("00") == b"\x00"
     assert region.MAX_CHANNELS == 16
+
+
+def test_answers_beyond_fopts_space_go_in_the_next_uplinks_whole():
+    rig = Rig().joined()
+    # FPort-0 downlink: two DlChannelReq (sticky answers, 4 bytes), five NewChannelReq (10 bytes),
+    # DevStatusReq (3 bytes): 17 bytes of answers, more than the 15 FOpts can carry
+    cmds = b"\x0a\x00" + _freq3(868100000) + b"\x0a\x01" + _freq3(868300000)
+    for i in range(3, 8):
+        cmds += b"\x07" + bytes((i,)) + _freq3(867100000 + 200000 * (i - 3)) + b"\x50"
+    cmds += b"\x06"
+    rig.net.queue.append({"fport": 0, "payload": cmds})
+    rig.send()
+    rig.send()
+    first = rig.net.data_uplinks()[-1].fopts
+    rig.send()
+    second = rig.net.data_uplinks()[-1].fopts
+    dl = b"\x0a\x03\x0a\x03"
+    # sticky answers first, then whole commands only; the rest rides on the next uplink
+    assert first == dl + b"\x07\x03" * 5
+    assert second == dl + b"\x06\xff" + bytes((rig.radio.down_snr & 0x3F,))
+    rig.send()
+    assert rig.net.data_uplinks()[-1].fopts == dl  # sticky until a downlink arrives
+    rig.net.queue.append({"fport": 1, "payload": b"x"})
+    rig.send()
+    rig.send()
+    assert rig.net.data_uplinks()[-1].fopts == b""
+
+
+def test_fit_splits_only_between_commands():
+    assert maccmds.fit(b"\x06\xff\x1f\x03\x07", 4) == (b"\x06\xff\x1f", bytearray(b"\x03\x07"))
+    assert maccmds.fit(b"\x03\x07\x02", 15) == (b"\x03\x07\x02", bytearray())
+    assert maccmds.fit(b"\x06\xff\x1f", 2) == (b"", bytearray(b"\x06\xff\x1f"))

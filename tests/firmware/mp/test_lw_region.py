@@ -68,7 +68,7 @@ def test_join_backoff_36s_per_hour_then_36s_per_10h_then_8700ms_per_day():
     sent = 0
     # SF12 join-requests (23 bytes, ~1.48 s): count how many fit in the first hour
     toa = region.airtime_us(23, 12) // 1000
-    while jb.wait_ms(toa, t) == 0:
+    while jb.wait_ms(toa, t) == 0 and sent < 1000:  # bounded: a broken limit must fail, not hang
         jb.record(toa, t)
         sent += 1
         t += 1000
@@ -78,7 +78,7 @@ def test_join_backoff_36s_per_hour_then_36s_per_10h_then_8700ms_per_day():
     assert t + w == 3600000  # next allowed at the start of the second window
     t = 3600000
     used = 0
-    while jb.wait_ms(toa, t) == 0:
+    while jb.wait_ms(toa, t) == 0 and used < 10 ** 6:
         jb.record(toa, t)
         used += toa
         t += 1000
@@ -86,7 +86,7 @@ def test_join_backoff_36s_per_hour_then_36s_per_10h_then_8700ms_per_day():
     assert t + jb.wait_ms(toa, t) == 11 * 3600000
     t = 11 * 3600000
     used = 0
-    while jb.wait_ms(toa, t) == 0:
+    while jb.wait_ms(toa, t) == 0 and used < 10 ** 6:
         jb.record(toa, t)
         used += toa
         t += 1000
