@@ -266,7 +266,7 @@ class Gateway:
             self.loop.call_later(INTAKE_GROUP_S, self._take_in)
 
     def _take_in(self) -> None:
-        """Journal the copies received in this loop pass (one commit), then hand them to the network
+        """Journal the copies received in the last few ms (one commit), then hand them to the network
         server and release their PUSH_ACKs."""
         self._intake_scheduled = False
         copies, self._intake = self._intake, []

@@ -2,7 +2,7 @@
 
 Packet forwarders never retransmit, and an uplink waits up to the dedup window in memory before the network
 server processes it. So that a crash (SIGKILL, power cut) in that time loses nothing that was acknowledged,
-the daemon writes the rxpk here first (one group commit per event-loop pass, then the PUSH_ACKs), and deletes
+the daemon writes the rxpk here first (one group commit every few ms, then the PUSH_ACKs), and deletes
 it in the same transaction that stores the processed frame (counter + outbox record). At start the daemon
 feeds what is left back into the network server with the original receive time; such frames never trigger
 downlinks (their receive windows are gone).

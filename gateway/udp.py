@@ -1,6 +1,8 @@
 """The asyncio UDP server the packet forwarders talk to (Semtech GWMP v1/v2); moves bytes only.
 
-- PUSH_DATA is acknowledged at once (the protocol never retransmits), then each rxpk is handed on.
+- PUSH_DATA is acknowledged at once (the protocol never retransmits); with ``defer_acks`` (the daemon) the
+  PUSH_ACK waits only for the intake journal's next group commit (a few milliseconds), so an acknowledged
+  rxpk is on disk. Datagrams without rxpk (stat only) are acknowledged immediately.
 - PULL_DATA is answered with PULL_ACK and its source address remembered: that is where PULL_RESP goes.
 - TX_ACK with an error makes the server send the downlink's RX2 fallback, if it has one.
 - ``stat`` reports are kept per forwarder as gateway health.
@@ -98,7 +100,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         self.on_silence = on_silence
         self.forwarders: dict[int, Forwarder] = {}
         # With defer_acks, PUSH_ACKs of datagrams that carried rxpk wait for release_acks() (called by the
-        # daemon right after the intake journal's commit, in the same event-loop pass).
+        # daemon right after the intake journal's group commit, a few milliseconds later).
         self.defer_acks = False
         self._acks: list[tuple[bytes, Addr]] = []
         self.transport: asyncio.DatagramTransport | None = None
@@ -156,7 +158,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         if dg.identifier == gwmp.PUSH_DATA:
             ack = gwmp.encode_push_ack(dg.version, dg.token)
             if self._push_data(dg, addr) and self.defer_acks:
-                # rxpk handed on: ACK once they are journaled (same event-loop pass, see release_acks)
+                # rxpk handed on: ACK once they are journaled (see release_acks)
                 self._acks.append((ack, addr))
             else:
                 self._sendto(ack, addr)
