@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,9 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
     try:
         if str(p) != ":memory:":
             p.parent.mkdir(parents=True, exist_ok=True)
+            # The database holds device keys: create it owner-only before SQLite does (SQLite gives the
+            # -wal and -shm files the main file's mode), so there is no moment it is world-readable.
+            os.close(os.open(p, os.O_RDWR | os.O_CREAT, 0o600))
         conn = sqlite3.connect(
             str(p), isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
         )
