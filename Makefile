@@ -21,4 +21,4 @@ bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) tools/npm/node_modules .build typings
+	rm -rf $(VENV) tools/npm/node_modules .build typings typings-rp2
