@@ -1,7 +1,8 @@
 """Payload codec figures, measured on this machine (never asserted in tests).
 
-1. decode/s per codec, plain construct Structs and construct's ``compile()``, over the uplink vectors
-   of codecs/vectors/<codec>.json (full ``codec.decode``: parse, glue, warnings).
+1. decode/s per codec, plain construct Structs, construct's ``compile()`` and the struct-based fast path
+   derived from the same Structs (codecs/payload/fastpath.py, the default), over the uplink vectors of
+   codecs/vectors/<codec>.json (full ``codec.decode``: parse, glue, warnings), in one run.
 2. bytes per reading set for each node codec next to Cayenne LPP carrying the same readings (targets:
    <= 50 % of LPP and <= 51 bytes, DR0).
 
@@ -57,11 +58,14 @@ def rates(fns: list[Callable[[], object]], seconds: float, rounds: int = 7) -> l
     return [1.0 / b for b in best]
 
 
-def codec_pair(name: str) -> tuple[Any, Any]:
-    plain = get_codec(name)
-    if isinstance(plain, NodeCodec):
-        return plain, NodeCodec(name, plain.summary, plain.ports, compiled=True)
-    return plain, CayenneLPP(compiled=True)
+def codec_trio(name: str) -> tuple[Any, Any, Any]:
+    """The codec parsing with plain construct, with compiled construct, and with the fast path."""
+    base = get_codec(name)
+    if isinstance(base, NodeCodec):
+        return (NodeCodec(name, base.summary, base.ports, fast=False),
+                NodeCodec(name, base.summary, base.ports, compiled=True),
+                NodeCodec(name, base.summary, base.ports))
+    return CayenneLPP(), CayenneLPP(compiled=True), None
 
 
 def _runner(codec: Any, ups: list[tuple[bytes, int]]) -> Callable[[], None]:
@@ -73,17 +77,21 @@ def _runner(codec: Any, ups: list[tuple[bytes, int]]) -> Callable[[], None]:
 
 def decode_rates(seconds: float) -> Table:
     table = Table(title="decode/s per codec (per CPU second; uplink vectors; full codec.decode)")
-    for col in ("codec", "payloads", "plain decode/s", "compiled decode/s", "compiled / plain",
-                "us per decode (plain)"):
+    for col in ("codec", "payloads", "plain decode/s", "compiled decode/s", "fast path decode/s",
+                "fast / compiled", "us per decode (plain / compiled / fast)"):
         table.add_column(col, justify="right" if col != "codec" else "left")
     for name in (*NODE_CODECS, "cayenne-lpp"):
         ups = [(bytes.fromhex(v["bytes"]), v["fport"]) for v in load(name)
                if v["direction"] == "up" and v["bytes"]]
-        plain, compiled = codec_pair(name)
-        measured = rates([_runner(plain, ups), _runner(compiled, ups)], seconds)
-        r_plain, r_comp = (r * len(ups) for r in measured)
-        table.add_row(name, str(len(ups)), f"{r_plain:,.0f}", f"{r_comp:,.0f}", f"{r_comp / r_plain:.2f}x",
-                      f"{1e6 / r_plain:.1f}")
+        codecs = [c for c in codec_trio(name) if c is not None]
+        measured = [r * len(ups) for r in rates([_runner(c, ups) for c in codecs], seconds)]
+        r_plain, r_comp = measured[:2]
+        r_fast = measured[2] if len(measured) > 2 else None
+        table.add_row(name, str(len(ups)), f"{r_plain:,.0f}", f"{r_comp:,.0f}",
+                      "-" if r_fast is None else f"{r_fast:,.0f}",
+                      "-" if r_fast is None else f"{r_fast / r_comp:.2f}x",
+                      f"{1e6 / r_plain:.1f} / {1e6 / r_comp:.1f} / "
+                      + ("-" if r_fast is None else f"{1e6 / r_fast:.1f}"))
     return table
 
 

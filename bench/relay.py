@@ -398,19 +398,20 @@ def drain(tmp: Path, broker: Mosquitto, devices: int, interval_s: int) -> dict[s
         for d in range(devices):
             dev = f"70B3D57E{d:08X}"
             payload = {
-                "id": f"{dev}-{k}",
+                "id": f"{dev}-1-{k}",  # <DevEUI>-<SessionEpoch>-<FCnt32>
                 "dev_eui": dev,
+                "session_epoch": 1,
                 "fcnt": k,
                 "received_at": t_rx,
                 "codec": "water",
-                "data": {"level_cm": 100 + k},
-                "units": {"level_cm": "cm"},
+                "data": {"level": 100 + k},
+                "units": {"level": "cm"},
                 "rx": [],
                 "raw": "00",
             }
             records.append(
                 {
-                    "id": f"{dev}-{k}",
+                    "id": f"{dev}-1-{k}",
                     "kind": "up",
                     "dev_eui": dev,
                     "fcnt32": k,

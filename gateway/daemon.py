@@ -125,7 +125,9 @@ class Gateway:
         self.outbox = Outbox(self.conn, quota_bytes=quota, sinks=[s["name"] for s in cfg.sinks])
         self.downlinks = DownlinkScheduler(self.registry, cfg.network)
         self.journal = Journal(self.conn)
-        self.netserver = NetworkServer(self.registry, self.outbox, cfg.network, journal=self.journal)
+        self.netserver = NetworkServer(
+            self.registry, self.outbox, cfg.network, journal=self.journal, rules=relay_rules(cfg)
+        )
         self._replay_journal()
         self.udp = GwmpServer(
             self._on_rx,
@@ -598,6 +600,17 @@ def setup_logging(fmt: str, level: str, stream: Any = None) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def relay_rules(cfg: Config) -> Any:
+    """The relay's priority rules (``[relay] rules``) when the relay is configured, else None: the network
+    server stores each uplink with the higher of their class and its own (ConfigError for a bad rule)."""
+    section = cfg.components.get("relay")
+    if section is None:
+        return None
+    from havel.gateway.relay.priority import Classifier
+
+    return Classifier.from_config(list(section.get("rules") or []))
 
 
 def run(cfg: Config) -> int:

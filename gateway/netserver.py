@@ -62,6 +62,13 @@ class OutboxLike(Protocol):
     def put_many(self, records: Iterable[dict[str, Any]]) -> int: ...
 
 
+class RuleClassifier(Protocol):
+    """What the network server needs of the relay's rule classifier (havel.gateway.relay.priority)."""
+
+    def classify(self, payload: dict[str, Any]) -> Any:
+        """An object whose ``cls`` is "alarm", "state" or "background"."""
+
+
 class JournalLike(Protocol):
     """What the network server needs of the intake journal."""
 
@@ -143,8 +150,12 @@ class NetworkServer:
         codec_lookup: Callable[[str], Any] | None = None,
         rng: random.Random | None = None,
         journal: JournalLike | None = None,
+        rules: RuleClassifier | None = None,
     ) -> None:
         self.journal = journal
+        # the relay's configured rules ([relay] rules): a record gets the higher of their class and
+        # classify()'s, so alarms the rules define are stored as alarms (never dropped at the quota)
+        self.rules = rules
         # frames per transaction: large enough for group commit, small enough that the event loop (PUSH_ACKs,
         # downlinks due within a second) is never held for long
         self.max_batch = 256
@@ -373,13 +384,15 @@ class NetworkServer:
                 }
             except (CodecError, InputError) as exc:  # stored anyway: the raw bytes are kept for later
                 decoded["errors"] = [str(exc)]
-        msg_id = f"{dev.eui_hex}-{fcnt32}"
+        epoch = dev.session.epoch if dev.session is not None else 0
+        msg_id = message_id(dev.eui_hex, epoch, fcnt32)
         received_at = format_time(best.received_at)
         message = {
             "id": msg_id,
             "device": dev.name,
             "dev_eui": dev.eui_hex,
             "dev_addr": f"{frame.dev_addr:08X}",
+            "session_epoch": epoch,
             "fcnt": fcnt32,
             "fport": frame.fport,
             "confirmed": frame.confirmed,
@@ -389,12 +402,15 @@ class NetworkServer:
             **decoded,
             "raw": payload.hex(),
         }
+        priority = classify(dev.codec, decoded.get("data"), frame.fport)
+        if self.rules is not None and priority != "alarm":
+            priority = higher(priority, str(self.rules.classify(message).cls))
         return {
             "id": msg_id,
             "kind": "up",
             "dev_eui": dev.eui_hex,
             "fcnt32": fcnt32,
-            "priority": classify(dev.codec, decoded.get("data"), frame.fport),
+            "priority": priority,
             "received_at": received_at,
             "payload": message,
         }
@@ -430,7 +446,7 @@ class NetworkServer:
         dev_addr = self._allocate_dev_addr(dev)
         join_nonce = self.store.next_join_nonce()
         nwk, app = crypto.derive_session_keys(dev.app_key, join_nonce, self.net.net_id, jr.dev_nonce)
-        self.store.activate(
+        epoch = self.store.activate(
             dev.dev_eui,
             Session(dev_addr, nwk, app, None, 0),
             jr.dev_nonce,
@@ -464,6 +480,7 @@ class NetworkServer:
                 "join_eui": eui_hex(jr.join_eui),
                 "dev_addr": f"{dev_addr:08X}",
                 "dev_nonce": jr.dev_nonce,
+                "session_epoch": epoch,
                 "received_at": received_at,
                 "time_source": best.time_source,
                 "rx": [c.rx_info() for c in copies],
@@ -525,6 +542,24 @@ def _compiled_codec(name: str) -> Any:
                 log.debug("codec %s stays uncompiled", name)
         _COMPILED[name] = codec
     return codec
+
+
+def message_id(dev_eui_hex: str, epoch: int, fcnt32: int) -> str:
+    """The stable id of an uplink: ``<DevEUI>-<SessionEpoch>-<FCnt32>``.
+
+    The frame counter restarts at 0 with every OTAA join, so DevEUI and FCnt32 alone would give a new
+    reading the id of an old one (dropped as a duplicate by the outbox and the platform). The session
+    epoch is the number of joins accepted for the device (0 for ABP, 1 after the first join), persisted
+    in the registry with the session."""
+    return f"{dev_eui_hex}-{epoch}-{fcnt32}"
+
+
+_RANK = {"alarm": 0, "state": 1, "background": 2}
+
+
+def higher(a: str, b: str) -> str:
+    """The more important of two priority classes (an unknown class counts as background)."""
+    return a if _RANK.get(a, 2) <= _RANK.get(b, 2) else b
 
 
 def classify(codec: str, data: Any, fport: int | None) -> str:

@@ -64,6 +64,15 @@ DROP_ORDER = ("background", "state")
 ROW_OVERHEAD = 96  # bytes counted per row besides the payload (ids, columns, index entries), roughly
 MAX_SINKS = 62
 
+_INSERT = (
+    "INSERT OR IGNORE INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at, payload, size, pending)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_HELD = "SELECT id FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
+# One encoder for every record (json.dumps with options builds a new one per call); same text as
+# json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order = per-device FCnt order
@@ -229,24 +238,56 @@ class Outbox:
         rows = [self._row(r) for r in records]
         if not rows:
             return 0
-        stored = 0
         try:
             with db.transaction(self.conn):
-                for row in rows:
-                    if self.quota_bytes is not None and not self._make_room(row):
-                        continue
-                    cur = self.conn.execute(
-                        "INSERT OR IGNORE INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at,"
-                        " payload, size, pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (*row, self._all_mask),
-                    )
-                    if cur.rowcount == 1:
-                        stored += 1
-                        self._bytes_estimate += row[7]
-                    else:
-                        self._duplicate(row)
+                if (
+                    self.quota_bytes is None
+                    or self._bytes_estimate + sum(r[7] for r in rows) <= self.quota_bytes
+                ):
+                    return self._insert_batch(rows)
+                return self._insert_each(rows)
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "storing outbox records") from None
+
+    def _insert_batch(self, rows: list[tuple[Any, ...]]) -> int:
+        """The fast path (no quota pressure): duplicates found set-wise, then one ``executemany``.
+
+        Same outcome as inserting row by row with ``INSERT OR IGNORE``: the first record with an id wins
+        (one already stored, or the first in this batch), later ones are logged as duplicates; insertion
+        order (``seq``, hence per-device FCnt order) is the order of ``rows``.
+        """
+        ids = [r[0] for r in rows]
+        # one statement with the ids as a JSON array: a set-wise lookup on the unique index
+        held = {r[0] for r in self.conn.execute(_HELD, (json.dumps(ids),))}
+        if held or len(set(ids)) != len(ids):
+            fresh, dups = [], []
+            for row in rows:
+                if row[0] in held:
+                    dups.append(row)
+                else:
+                    held.add(row[0])
+                    fresh.append(row)
+        else:
+            fresh, dups = rows, []
+        mask = self._all_mask
+        self.conn.executemany(_INSERT, [(*row, mask) for row in fresh])
+        self._bytes_estimate += sum(r[7] for r in fresh)
+        for row in dups:
+            self._duplicate(row)
+        return len(fresh)
+
+    def _insert_each(self, rows: list[tuple[Any, ...]]) -> int:
+        """Row by row, applying the quota policy before each one (the quota may be reached)."""
+        stored = 0
+        for row in rows:
+            if self.quota_bytes is not None and not self._make_room(row):
+                continue
+            cur = self.conn.execute(_INSERT, (*row, self._all_mask))
+            if cur.rowcount == 1:
+                stored += 1
+                self._bytes_estimate += row[7]
+            else:
+                self._duplicate(row)
         return stored
 
     def _duplicate(self, row: tuple[Any, ...]) -> None:
@@ -289,13 +330,16 @@ class Outbox:
         payload = r.get("payload")
         if not isinstance(payload, dict):
             raise InputError(f"outbox record {rid}: 'payload' must be a dict")
-        # the stored message carries its stable id first; `buffered` is decided at publish time
-        payload = {"id": rid, **{k: v for k, v in payload.items() if k not in ("id", "buffered")}}
+        # the stored message carries its stable id first; `buffered` is decided at publish time. (A dict
+        # keeps the position of its first key when the value is replaced: "id" stays first.)
+        payload = {"id": rid, **payload}
+        payload["id"] = rid
+        payload.pop("buffered", None)
         try:
-            text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = _encode_json(payload)
         except (TypeError, ValueError) as exc:
             raise InputError(f"outbox record {rid}: payload is not JSON-serialisable: {exc}") from None
-        size = len(text.encode()) + ROW_OVERHEAD
+        size = (len(text) if text.isascii() else len(text.encode())) + ROW_OVERHEAD
         return (rid, kind, _dev_eui_text(r.get("dev_eui")), fcnt, priority, received_at, text, size)
 
     def _make_room(self, row: tuple[Any, ...]) -> bool:

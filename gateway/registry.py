@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS devices (
     app_s_key     BLOB,
     fcnt_up       INTEGER,                   -- last accepted 32-bit uplink counter, NULL: none yet
     fcnt_down     INTEGER NOT NULL DEFAULT 0,-- next downlink counter to use
+    session_epoch INTEGER NOT NULL DEFAULT 0,-- joins accepted for this device (0 for ABP): in message ids
     rx1_delay     INTEGER NOT NULL DEFAULT 1,
     rx1_dr_offset INTEGER NOT NULL DEFAULT 0,
     rx2_dr        INTEGER NOT NULL DEFAULT 0,
@@ -88,6 +89,9 @@ class Session:
     app_s_key: bytes = field(repr=False)
     fcnt_up: int | None = None
     fcnt_down: int = 0
+    # joins accepted for the device when this session began (0 for ABP): part of the message id, because
+    # FCnt restarts at 0 with every join (see netserver.message_id)
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,9 @@ class SessionStore(Protocol):
         rx1_delay: int,
         rx1_dr_offset: int,
         rx2_dr: int,
-    ) -> None:
-        """Store a new session after a join (and the DevNonce as used)."""
+    ) -> int:
+        """Store a new session after a join (and the DevNonce as used); returns its session epoch (the
+        number of joins accepted for the device, this one included)."""
 
     def next_join_nonce(self) -> int:
         """A fresh 24-bit JoinNonce."""
@@ -195,6 +200,7 @@ class Registry:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         conn.executescript(SCHEMA)
+        _migrate(conn)
         _private(conn)
         self._devices: dict[int, Device] = {}
         self._by_addr: dict[int, list[Device]] = {}
@@ -326,11 +332,12 @@ class Registry:
         rx1_delay: int,
         rx1_dr_offset: int,
         rx2_dr: int,
-    ) -> None:
+    ) -> int:
         now = time.time()
-        self.conn.execute(
+        row = self.conn.execute(
             "UPDATE devices SET dev_addr = ?, nwk_s_key = ?, app_s_key = ?, fcnt_up = NULL, fcnt_down = 0, "
-            "rx1_delay = ?, rx1_dr_offset = ?, rx2_dr = ?, last_seen = ? WHERE dev_eui = ?",
+            "session_epoch = session_epoch + 1, rx1_delay = ?, rx1_dr_offset = ?, rx2_dr = ?, last_seen = ? "
+            "WHERE dev_eui = ? RETURNING session_epoch",
             (
                 session.dev_addr,
                 session.nwk_s_key,
@@ -341,19 +348,23 @@ class Registry:
                 now,
                 eui_hex(dev_eui),
             ),
-        )
+        ).fetchone()
+        if row is None:
+            raise StorageError(f"device {eui_hex(dev_eui)} is not registered")
+        epoch = int(row[0])
         self.conn.execute(
             "INSERT OR REPLACE INTO dev_nonces VALUES (?, ?, ?)", (eui_hex(dev_eui), dev_nonce, now)
         )
         self._update(
             dev_eui,
             reindex=True,
-            session=session,
+            session=_with(session, {"epoch": epoch}),
             rx1_delay=rx1_delay,
             rx1_dr_offset=rx1_dr_offset,
             rx2_dr=rx2_dr,
             last_seen=now,
         )
+        return epoch
 
     def next_join_nonce(self) -> int:
         row = self.conn.execute(
@@ -450,14 +461,14 @@ class Registry:
         rows = self.conn.execute(
             "SELECT name, dev_eui, codec, activation, join_eui, app_key, dev_addr, nwk_s_key, app_s_key, "
             "fcnt_up, fcnt_down, rx1_delay, rx1_dr_offset, rx2_dr, rx2_freq_hz, battery, battery_at, "
-            "last_seen "
+            "last_seen, session_epoch "
             "FROM devices"
         ).fetchall()
         out = []
         for r in rows:
             session = None
             if r[6] is not None and r[7] is not None and r[8] is not None:
-                session = Session(int(r[6]), bytes(r[7]), bytes(r[8]), r[9], int(r[10]))
+                session = Session(int(r[6]), bytes(r[7]), bytes(r[8]), r[9], int(r[10]), int(r[18]))
             out.append(
                 Device(
                     name=r[0],
@@ -477,6 +488,15 @@ class Registry:
                 )
             )
         return out
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier version up to this schema (idempotent)."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
+    if "session_epoch" not in columns:
+        # Earlier ids were <DevEUI>-<FCnt32>: the new form <DevEUI>-<epoch>-<FCnt32> never collides
+        # with them, so starting every device at 0 is safe.
+        conn.execute("ALTER TABLE devices ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0")
 
 
 def _private(conn: sqlite3.Connection) -> None:

@@ -183,10 +183,12 @@ Direction = str  # "up" | "down"
 
 def _plain(obj: Any) -> Any:
     """A parsed construct Container as plain dicts/lists, keys starting with '_' dropped."""
+    # scalars are kept inline rather than passed through a call each (the decode hot path)
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items() if not k.startswith("_")}
+        return {k: _plain(v) if isinstance(v, dict | list) else v for k, v in obj.items()
+                if not k.startswith("_")}
     if isinstance(obj, list):
-        return [_plain(v) for v in obj]
+        return [_plain(v) if isinstance(v, dict | list) else v for v in obj]
     return obj
 
 
@@ -212,13 +214,21 @@ class Port:
 
 
 def _null_warnings(data: Any, prefix: str = "") -> list[str]:
+    # a None or a container is looked at here, other scalars are skipped without a call each
     out: list[str] = []
     if isinstance(data, dict):
         for key, value in data.items():
-            out += _null_warnings(value, f"{prefix}{key}.")
+            if value is None:
+                out.append(f"{prefix}{key}: reading absent or faulty")
+            elif isinstance(value, dict | list):
+                out += _null_warnings(value, f"{prefix}{key}.")
     elif isinstance(data, list):
+        base = prefix[:-1]
         for i, value in enumerate(data):
-            out += _null_warnings(value, f"{prefix[:-1]}[{i}].")
+            if value is None:
+                out.append(f"{base}[{i}]: reading absent or faulty")
+            elif isinstance(value, dict | list):
+                out += _null_warnings(value, f"{base}[{i}].")
     elif data is None:
         out.append(f"{prefix[:-1]}: reading absent or faulty")
     return out
@@ -253,7 +263,8 @@ def check_direction(direction: str) -> None:
 class NodeCodec(Codec):
     """A codec made of :class:`Port` schemas, one per (FPort, direction), all carrying the version nibble."""
 
-    def __init__(self, name: str, summary: str, ports: Iterable[Port], *, compiled: bool = False) -> None:
+    def __init__(self, name: str, summary: str, ports: Iterable[Port], *, compiled: bool = False,
+                 fast: bool | None = None) -> None:
         self.name = name
         self.summary = summary
         self._ports: dict[tuple[int, str], Port] = {}
@@ -266,6 +277,24 @@ class NodeCodec(Codec):
         self._compiled: dict[tuple[int, str], Any] = {}
         if compiled:
             self.use_compiled()
+        # the struct-based decoders derived from the same Structs (codecs/payload/fastpath.py): tried first,
+        # construct parses whatever they do not take (and raises the errors). On unless turned off, or
+        # unless construct's compiled parsers were asked for here (then those are what decodes; a later
+        # use_compiled() keeps the fast path in front of them).
+        self._fast: dict[tuple[int, str], Callable[[bytes], Any]] = {}
+        if fast or (fast is None and not compiled):
+            self.use_fast()
+
+    def use_fast(self, on: bool = True) -> None:
+        """Decode well-formed payloads with the struct-based fast path (on by default), or stop doing so."""
+        from havel.codecs.payload.fastpath import derive  # imports this module: imported late
+
+        self._fast = {}
+        if on:
+            for key, p in self._ports.items():
+                fn = derive(p.struct)
+                if fn is not None:
+                    self._fast[key] = fn
 
     def use_compiled(self) -> None:
         """Decode through ``struct.compile()`` from now on (encoding keeps the plain Structs)."""
@@ -277,16 +306,17 @@ class NodeCodec(Codec):
 
     def port(self, fport: int | None, direction: Direction) -> Port:
         """The schema of ``fport`` in ``direction`` (CodecError naming the known ones otherwise)."""
+        if fport is not None and (direction == "up" or direction == "down"):
+            port = self._ports.get((fport, direction))
+            if port is not None:
+                return port
         check_direction(direction)
         known = sorted(fp for fp, d in self._ports if d == direction)
         if fport is None:
             raise CodecError(f"{self.name}: which FPort? {direction}link ports are {known}",
                              hint="pass --fport")
-        try:
-            return self._ports[(fport, direction)]
-        except KeyError:
-            raise CodecError(f"{self.name}: no {direction}link payload on FPort {fport}; "
-                             f"{direction}link ports are {known}") from None
+        raise CodecError(f"{self.name}: no {direction}link payload on FPort {fport}; "
+                         f"{direction}link ports are {known}")
 
     def decode(self, data: bytes, fport: int, direction: Direction = "up") -> dict[str, Any]:
         """Decode ``data`` received on ``fport``; CodecError for unknown port/version or unreadable bytes."""
@@ -300,6 +330,22 @@ class NodeCodec(Codec):
             raise CodecError(f"{self.name} FPort {fport}: unknown payload version {version} "
                              f"(this decoder reads version {VERSION})",
                              hint="update Havel or check the node's firmware")
+        fast = self._fast.get((fport, direction))
+        parsed = fast(bytes(data)) if fast is not None else None
+        if parsed is None:
+            parsed = self._parse(port, fport, direction, data)
+        out = port.to_data(parsed)
+        warnings = _null_warnings(out)
+        errors: list[str] = []
+        if port.check is not None:
+            more_w, more_e = port.check(out)
+            warnings += more_w
+            errors += more_e
+        return {"codec": self.name, "fport": fport, "version": VERSION, "data": out,
+                "units": dict(port.units), "warnings": warnings, "errors": errors}
+
+    def _parse(self, port: Port, fport: int, direction: Direction, data: bytes | bytearray) -> Any:
+        """Parse with construct (compiled when asked for); CodecError for bytes it cannot read."""
         schema = self._compiled.get((fport, direction), port.struct)
         try:
             parsed = schema.parse(bytes(data))
@@ -314,15 +360,7 @@ class NodeCodec(Codec):
         except cs.ConstructError as exc:
             raise CodecError(f"{self.name} FPort {fport} ({port.name}): unreadable payload: "
                              f"{str(exc).splitlines()[-1]}") from None
-        out = port.to_data(parsed)
-        warnings = _null_warnings(out)
-        errors: list[str] = []
-        if port.check is not None:
-            more_w, more_e = port.check(out)
-            warnings += more_w
-            errors += more_e
-        return {"codec": self.name, "fport": fport, "version": VERSION, "data": out,
-                "units": dict(port.units), "warnings": warnings, "errors": errors}
+        return parsed
 
     def encode(self, data: Mapping[str, Any], fport: int | None = None, direction: Direction = "up") -> bytes:
         """Encode ``data`` (the ``data`` object of decode); CodecError naming the field and the problem."""

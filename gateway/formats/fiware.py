@@ -3,7 +3,7 @@
 Published to ``/json/<apikey>/<device_id>/attrs``::
 
     {"temperature": 21.5, "humidity": 48, "TimeInstant": "<received_at>",
-     "havelId": "<DevEUI>-<FCnt32>", "fcnt": 42, "buffered": false}
+     "havelId": "<DevEUI>-<SessionEpoch>-<FCnt32>", "fcnt": 42, "buffered": false}
 
 Nested decoded fields are joined with ``_`` (``valve_open``; NGSI attribute names may not contain dots).
 ``TimeInstant`` is the IoT Agent's attribute for the observation time, so buffered data keeps its receive

@@ -4,8 +4,8 @@ Each decoded field that the config maps to a Datastream becomes an Observation p
 ``v1.1/Datastreams(<id>)/Observations``::
 
     {"phenomenonTime": "<received_at>", "resultTime": "<received_at>", "result": 21.5,
-     "parameters": {"id": "<DevEUI>-<FCnt32>", "field": "temperature", "dev_eui": "...", "fcnt": 42,
-                    "buffered": false, "unit": "Cel"}}
+     "parameters": {"id": "<DevEUI>-<SessionEpoch>-<FCnt32>", "field": "temperature", "dev_eui": "...",
+                    "fcnt": 42, "buffered": false, "unit": "Cel"}}
 
 ``phenomenonTime`` is the gateway's receive time, so buffered data keeps its measurement time (a server that
 filled it in would use the arrival time). FROST acknowledges an MQTT publish before it stores the

@@ -122,14 +122,11 @@ class RelayComponent:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         # New records (after their COMMIT) wake the manager at once: alarms must not wait for the tick.
-        listeners = getattr(ctx.gateway, "outcome_listeners", None)
-        if isinstance(listeners, list):
-            listeners.append(self._on_outcome)
+        ctx.gateway.outcome_listeners.append(self._on_outcome)
         self.switch = EmergencySwitch(
             Path(cfg.data_dir), config_default=bool(section.get("emergency", False))
         )
-        if getattr(ctx, "metrics", None) is not None:
-            self._describe_metrics(ctx.metrics)
+        self._describe_metrics(ctx.metrics)
 
     def _describe_metrics(self, m: Any) -> None:
         """Prometheus gauges, computed at scrape time from the manager, the detector and the relays."""
@@ -157,11 +154,13 @@ class RelayComponent:
             self._wake.set()
 
     def _primary_health(self) -> tuple[bool, float | None]:
-        fwd = self.ctx.gateway.components.get("forwarder")
-        fwd = getattr(fwd, "forwarder", fwd)
+        # the documented way (docs/gateway.md, "For components"): the northbound component's forwarder
+        northbound = self.ctx.gateway.components.get("forwarder")
+        if northbound is None:  # not started yet (components start in order) or already stopped
+            return False, None
         try:
-            st = fwd.status(self.primary)
-        except Exception:
+            st = northbound.forwarder.status(self.primary)
+        except HavelError:
             return False, None
         return bool(st.connected), st.last_ack_at
 

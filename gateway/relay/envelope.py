@@ -1,14 +1,15 @@
 """What a relayed record looks like on each path, and how the receiver turns it back into the json scheme.
 
 A :class:`RelayRecord` is the part of a gateway record worth a radio frame: message id parts (DevEUI,
-FCnt32), class, receive time and the data fields the priority rule selected.
+session epoch, FCnt32), class, receive time and the data fields the priority rule selected.
 
 - APRS (and the compact form for narrow links): one line of printable ASCII,
-  ``H<c> <DEVEUI> <FCNT> <TIME36> <k>=<v>[,<k>=<v>...]`` with ``c`` = ``A`` (alarm) or ``S`` (state),
-  DevEUI as 16 upper-case hex digits, FCnt32 decimal, receive time as Unix seconds in base 36 (upper
-  case), values as decimal numbers, ``true``/``false``, short words, or lists of numbers joined by ``/``
-  (``probes=24.1/36.2``); nested fields by their dotted path (``faults.valve=true``). The signature
-  follows after one space (see :mod:`signing`).
+  ``H<c> <DEVEUI>-<EPOCH>-<FCNT> <TIME36> <k>=<v>[,<k>=<v>...]`` with ``c`` = ``A`` (alarm) or ``S``
+  (state), then the gateway's message id (DevEUI as 16 upper-case hex digits, session epoch and FCnt32
+  decimal), receive time as Unix seconds in base 36 (upper case), values as decimal numbers,
+  ``true``/``false``, short words, or lists of numbers joined by ``/`` (``probes=24.1/36.2``); nested
+  fields by their dotted path (``faults.valve=true``). The signature follows after one space (see
+  :mod:`signing`).
 - MQTT and Reticulum: a JSON envelope ``{"v": 1, "sender": S, "sig": "COUNTER.TAG", "body": TEXT}`` where
   TEXT is the JSON of the record (the signature covers TEXT's exact bytes).
 """
@@ -29,7 +30,7 @@ from .signing import Signature, Signer, SigningKey, Verifier
 
 CLASS_LETTERS = {"alarm": "A", "state": "S"}
 LETTER_CLASSES = {v: k for k, v in CLASS_LETTERS.items()}
-_LINE_RE = re.compile(r"^H([AS]) ([0-9A-F]{16}) (\d{1,10}) ([0-9A-Z]{1,8}) (\S+)$")
+_LINE_RE = re.compile(r"^H([AS]) ([0-9A-F]{16})-(\d{1,10})-(\d{1,10}) ([0-9A-Z]{1,8}) (\S+)$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.]{1,32}$")
 _WORD_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,16}$")  # no "/": it separates list elements
 
@@ -49,11 +50,12 @@ class RelayRecord:
     data: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     units: dict[str, str] = field(default_factory=dict)
+    epoch: int = 0  # the device's session epoch (joins accepted; 0 for ABP): FCnt restarts with each join
 
     @property
     def id(self) -> str:
-        """The gateway's message id, ``<DevEUI>-<FCnt32>``: the platform deduplicates on it."""
-        return f"{self.dev_eui}-{self.fcnt}"
+        """The gateway's message id, ``<DevEUI>-<SessionEpoch>-<FCnt32>``: the platform deduplicates on it."""
+        return f"{self.dev_eui}-{self.epoch}-{self.fcnt}"
 
     @classmethod
     def from_payload(
@@ -63,6 +65,9 @@ class RelayRecord:
         try:
             dev_eui = str(payload["dev_eui"]).upper()
             fcnt = int(payload["fcnt"])
+            # required: a record without it (stored by an older gateway, id <DevEUI>-<FCnt32>) would be
+            # relayed under a different id than the primary delivers; it waits for the primary instead
+            epoch = int(payload["session_epoch"])
             received = parse_time(str(payload["received_at"]))
         except (KeyError, ValueError, TypeError) as exc:
             raise EnvelopeError(f"record cannot be relayed: {exc}") from exc
@@ -77,7 +82,7 @@ class RelayRecord:
         # One level of dotted names (faults.valve), no absent readings: what a compact line can carry.
         data = {k: v for k, v in _flatten(data).items() if v is not None}
         units = {k: v for k, v in (payload.get("units") or {}).items() if k in data}
-        return cls(dev_eui, fcnt, klass, received, data, payload.get("device"), units)
+        return cls(dev_eui, fcnt, klass, received, data, payload.get("device"), units, epoch)
 
     def to_json_scheme(self, via: str) -> dict[str, Any]:
         """The message the receiver republishes: the gateway's json scheme plus ``via`` and ``relayed``."""
@@ -85,6 +90,7 @@ class RelayRecord:
             "id": self.id,
             "device": self.device,
             "dev_eui": self.dev_eui,
+            "session_epoch": self.epoch,
             "fcnt": self.fcnt,
             "received_at": format_time(self.received_at),
             "buffered": False,
@@ -98,6 +104,7 @@ class RelayRecord:
     def to_dict(self) -> dict[str, Any]:
         return {
             "dev_eui": self.dev_eui,
+            "epoch": self.epoch,
             "fcnt": self.fcnt,
             "class": self.cls,
             "received_at": self.received_at,
@@ -119,7 +126,12 @@ class RelayRecord:
             units = d.get("units") or {}
             if not isinstance(data, dict) or not isinstance(units, dict):
                 raise ValueError("data and units must be objects")
-            return cls(dev_eui, int(d["fcnt"]), klass, int(d["received_at"]), data, d.get("device"), units)
+            epoch = int(d["epoch"])
+            if epoch < 0:
+                raise ValueError(f"epoch {epoch}")
+            return cls(
+                dev_eui, int(d["fcnt"]), klass, int(d["received_at"]), data, d.get("device"), units, epoch
+            )
         except (KeyError, ValueError, TypeError) as exc:
             raise EnvelopeError(f"relay record is malformed: {exc}") from exc
 
@@ -186,7 +198,7 @@ def _parse_value(s: str) -> Any:
 
 def encode_line(rec: RelayRecord, max_len: int | None = None) -> str:
     """The compact line (without signature); drops trailing fields to fit ``max_len``, at least one stays."""
-    head = f"H{CLASS_LETTERS[rec.cls]} {rec.dev_eui} {rec.fcnt} {to_base36(rec.received_at)} "
+    head = f"H{CLASS_LETTERS[rec.cls]} {rec.id} {to_base36(rec.received_at)} "
     pairs = []
     for k, v in rec.data.items():
         if not _KEY_RE.match(k):
@@ -214,12 +226,19 @@ def parse_line(line: str) -> RelayRecord:
     if not m:
         raise EnvelopeError(f"not a Havel relay line: {line[:40]!r}")
     data: dict[str, Any] = {}
-    for pair in m.group(5).split(","):
+    for pair in m.group(6).split(","):
         k, eq, v = pair.partition("=")
         if not eq or not _KEY_RE.match(k) or not v:
             raise EnvelopeError(f"malformed field {pair!r} in relay line")
         data[k] = _parse_value(v)
-    return RelayRecord(m.group(2), int(m.group(3)), LETTER_CLASSES[m.group(1)], int(m.group(4), 36), data)
+    return RelayRecord(
+        m.group(2),
+        int(m.group(4)),
+        LETTER_CLASSES[m.group(1)],
+        int(m.group(5), 36),
+        data,
+        epoch=int(m.group(3)),
+    )
 
 
 def encode_status_line(state: str, ts: int) -> str:

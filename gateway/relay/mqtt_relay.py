@@ -60,13 +60,12 @@ class MQTTRelay:
         sink_cfg["gateway_id"] = gateway_id
         prefix = str(sink_cfg.get("prefix", "havel"))
         sink_cfg.setdefault("status_topic", f"{prefix}/{gateway_id}/relay/status")
-        try:
-            self.sink = MqttSink.from_config(sink_cfg)
-        except ConfigError as exc:
-            raise ConfigError(f"relay.path (mqtt): {exc}") from exc
-        self.sink.formatter = self._format
         self.prefix = prefix
         self.gateway_id = gateway_id
+        try:
+            self.sink = MqttSink.from_config(sink_cfg, formatter=self._format)
+        except ConfigError as exc:
+            raise ConfigError(f"relay.path (mqtt): {exc}") from exc
         self.signer = signer
         self.budget = Budget(float(cfg.get("budget_messages", 600)), float(cfg.get("budget_window_s", 3600)))
         self.stats = {"offered": 0, "sent": 0, "acked": 0, "refused": 0, "budget_refused": 0}
@@ -176,8 +175,8 @@ class EmergencyCommands:
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        if sink.username is not None:
-            client.username_pw_set(sink.username, sink._password)
+        if sink.credentials is not None:
+            client.username_pw_set(*sink.credentials)
         client.reconnect_delay_set(1, 10)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe

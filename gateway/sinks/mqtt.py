@@ -227,9 +227,20 @@ class MqttSink(Sink):
 
     # ------------------------------------------------------------------ config
 
+    @property
+    def credentials(self) -> tuple[str, str | None] | None:
+        """``(username, password)`` of the broker connection, None without a username (read-only: for a
+        second client to the same broker, e.g. the relay's command listener; never log the password)."""
+        if self.username is None:
+            return None
+        return (self.username, self._password)
+
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> MqttSink:
-        """Build from a ``[[sink]]`` table (see the module docstring); ConfigError names the bad key."""
+    def from_config(cls, cfg: dict[str, Any], *, formatter: Formatter | None = None) -> MqttSink:
+        """Build from a ``[[sink]]`` table (see the module docstring); ConfigError names the bad key.
+
+        ``formatter`` replaces the one the table's ``format`` selects (the disaster relay publishes its
+        own signed envelopes through this sink); ``format`` and its options are then not allowed."""
         name = str(cfg.get("name", "mqtt"))
         where = f"sink[{name}]"
         unknown = set(cfg) - _KEYS
@@ -290,7 +301,14 @@ class MqttSink(Sink):
         if numbers["reconnect_max_s"] < numbers["reconnect_min_s"]:
             raise ConfigError(f"{where}.reconnect_max_s is below reconnect_min_s")
         client_id = get("client_id", str, f"havel-{gateway_id}-{name}")
-        formatter = make_formatter({**cfg, "gateway_id": gateway_id, "prefix": prefix}, where=where)
+        if formatter is None:
+            formatter = make_formatter({**cfg, "gateway_id": gateway_id, "prefix": prefix}, where=where)
+        else:
+            clash = sorted({"format", "sensorthings", "fiware"} & set(cfg))
+            if clash:
+                raise ConfigError(
+                    f"{where}.{clash[0]} cannot be used here: this sink publishes its own format"
+                )
         return cls(
             name,
             host=host,

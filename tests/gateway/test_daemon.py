@@ -164,7 +164,7 @@ def test_two_concentrators_hearing_one_frame_give_one_message(gw: InProcessGatew
         time.sleep(0.3)
     assert len(ups(tmp_path / "out.jsonl")) == 1
     assert [r["gateway"] for r in msg["rx"]] == [f"{GW2:016X}", f"{GW1:016X}"]
-    assert msg["id"] == f"{EUI:016X}-5"
+    assert msg["id"] == f"{EUI:016X}-0-5"  # ABP: session epoch 0
 
 
 def test_confirmed_uplink_is_acked_in_rx1_and_tx_ack_error_falls_back_to_rx2(gw: InProcessGateway) -> None:

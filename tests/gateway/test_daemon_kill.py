@@ -150,7 +150,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged_and_accepts_no_counter_tw
                 k: v for k, v in got[msg["id"]].items() if k != "buffered"
             }
         got[msg["id"]] = msg
-    ident = {(dev, fcnt): f"{EUI0 + dev:016X}-{fcnt}" for dev, fcnt, _, _ in sender.sent}
+    ident = {(dev, fcnt): f"{EUI0 + dev:016X}-0-{fcnt}" for dev, fcnt, _, _ in sender.sent}
     acked = {ident[(dev, fcnt)] for dev, fcnt, _, t in sent_before if t in acked_before}
     after = {
         ident[(dev, fcnt)] for dev, fcnt, _, t in sender.sent[len(sent_before) :] if t in conc.acked_tokens
@@ -162,7 +162,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged_and_accepts_no_counter_tw
     # No counter accepted twice: one message per (device, counter); the replays changed nothing, so each
     # device's stored counter is the highest one delivered.
     for msg in got.values():
-        assert msg["id"] == f"{msg['dev_eui']}-{msg['fcnt']}"
+        assert msg["id"] == f"{msg['dev_eui']}-{msg['session_epoch']}-{msg['fcnt']}"
     highest: dict[str, int] = {}
     for msg in got.values():
         highest[msg["dev_eui"]] = max(highest.get(msg["dev_eui"], 0), msg["fcnt"])

@@ -139,7 +139,7 @@ def test_uplink_is_verified_decoded_and_stored_with_its_counter(env: Env) -> Non
     out = env.one(up(5))
     assert out.status == "accepted" and out.fcnt32 == 5
     [rec] = env.outbox.fetch("primary", 10)
-    assert rec.id == f"{ABP_EUI:016X}-5"
+    assert rec.id == f"{ABP_EUI:016X}-0-5"  # ABP: session epoch 0
     msg = rec.payload
     assert msg["id"] == rec.id and msg["device"] == "temp-1" and msg["dev_addr"] == f"{ADDR:08X}"
     assert msg["fcnt"] == 5 and msg["fport"] == 1 and msg["confirmed"] is False
@@ -231,7 +231,7 @@ def test_fcnt_beyond_16_bits(env: Env) -> None:
     assert env.one(up(65_535)).fcnt32 == 65_535
     out = env.one(up(65_537))  # 0x0001 on the air
     assert out.status == "accepted" and out.fcnt32 == 65_537
-    assert env.records()[-1]["id"] == f"{ABP_EUI:016X}-65537"
+    assert env.records()[-1]["id"] == f"{ABP_EUI:016X}-0-65537"
 
 
 def test_gps_time_is_used_only_with_a_gps_fix(env: Env) -> None:

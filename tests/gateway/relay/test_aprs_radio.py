@@ -87,7 +87,7 @@ def test_alarm_crosses_the_radio_and_is_acknowledged(station: dict[str, Any], ra
     msgs = station["sub"].wait_for(1, timeout=20)
     assert msgs[0].topic == f"havel/gw1/devices/{DEV}/up"
     got = msgs[0].json()
-    assert got["id"] == f"{DEV}-41" and got["via"] == "aprs" and got["data"] == {"level": 182}
+    assert got["id"] == f"{DEV}-0-41" and got["via"] == "aprs" and got["data"] == {"level": 182}
     assert got["received_at"] == "2026-11-26T09:00:41Z" and got["priority"] == "alarm"
     # The crisis centre acknowledged over the air: no resend will follow.
     assert wait_until(lambda: relay.stats["acked"] == 1, 15)
@@ -115,7 +115,7 @@ def test_emergency_off_transmits_nothing_until_switched_on(station: dict[str, An
     res = CliRunner().invoke(relay_cli, ["emergency", "on", "--data-dir", str(station["gw_dir"])])
     assert res.exit_code == 0, res.output
     msgs = station["sub"].wait_for(1, timeout=20)
-    assert msgs[0].json()["id"] == f"{DEV}-7"
+    assert msgs[0].json()["id"] == f"{DEV}-0-7"
 
 
 def _inject(port: int, frames: list[bytes]) -> None:
@@ -158,7 +158,7 @@ def test_bad_frames_are_rejected_and_counted(station: dict[str, Any], radio: Any
         ),
         30,
     )
-    assert [m.json()["id"] for m in msgs] == [f"{DEV}-100"]
+    assert [m.json()["id"] for m in msgs] == [f"{DEV}-0-100"]
     core = receiver.core
     assert (
         core.total("accepted"),
@@ -182,7 +182,7 @@ def test_tnc_that_disconnects_loses_nothing(station: dict[str, Any], radio: Any)
     assert wait_until(lambda: relay.stats["tnc_disconnects"] >= 1, 10)
     radio.a.start()  # and comes back on the same port
     msgs = station["sub"].wait_for(1, timeout=30)
-    assert msgs[0].json()["id"] == f"{DEV}-55"
+    assert msgs[0].json()["id"] == f"{DEV}-0-55"
     assert relay.stats["tnc_connects"] >= 2
 
 

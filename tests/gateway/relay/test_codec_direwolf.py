@@ -19,7 +19,7 @@ pytestmark = [needs_direwolf, pytest.mark.slow]
 FRAMES = [
     # an alarm as the relay sends it
     ax25.UIFrame.aprs(
-        "N0CALL-10", "APZHVL", ":N0CALL-1 :HA 70B3D57ED0001234 41 TP3QC0 level=182 17.AbC-_9xYz01{3F"
+        "N0CALL-10", "APZHVL", ":N0CALL-1 :HA 70B3D57ED0001234-0-41 TP3QC0 level=182 17.AbC-_9xYz01{3F"
     ),
     # SSID 15, a digipeater that has repeated the frame (H bit) and one that has not
     ax25.UIFrame(

@@ -81,11 +81,15 @@ def test_daemon_component_relays_alarm_when_platform_is_down(tmp_path: Path, mos
         await gw.start()
         try:
             comp = gw.components["relay"]
-            fwd = gw.components["forwarder"].forwarder
+            fwd = gw.components["forwarder"].forwarder  # the documented way (docs/gateway.md)
+            # the network server stores uplinks with the relay's rules too (outbox priority)
+            assert gw.netserver.rules is not None
+            assert gw.netserver.rules.classify({"codec": "water", "data": {"level": 163}}).cls == "alarm"
             await fwd.wait_state("platform", "up", 10)
+            assert comp._primary_health()[0] is True  # reads the forwarder's state of the platform sink
             platform.stop()
             gw.outbox.put(record("70B3D57ED0000001", 3, "water", {"level": 163}))
-            gw.outbox.put(record("70B3D57ED0000009", 1, "temperature", {"t": 20.0}))
+            gw.outbox.put(record("70B3D57ED0000009", 1, "temperature", {"probes": [20.0]}))
             msgs = await asyncio.to_thread(sub.wait_for, 1, 20)
             await asyncio.sleep(0.5)
             owed = [r.id for r in gw.outbox.fetch("platform", 100) if r.kind == "up"]
@@ -103,10 +107,10 @@ def test_daemon_component_relays_alarm_when_platform_is_down(tmp_path: Path, mos
     with Receiver(rcfg) as rx, Subscriber(crisis.port, "havel/gw1/devices/#") as sub:
         res = asyncio.run(scenario(sub, rx))
     got = [m.json() for m in res["msgs"]]
-    assert [m["id"] for m in got] == ["70B3D57ED0000001-3"] and got[0]["via"] == "mqtt"
+    assert [m["id"] for m in got] == ["70B3D57ED0000001-1-3"] and got[0]["via"] == "mqtt"
     assert res["health"]["primary"] == "down" and res["health"]["alarms"] == 1
     assert res["health"]["background_held"] == 1
-    assert res["owed"] == ["70B3D57ED0000001-3", "70B3D57ED0000009-1"]  # both still owed to the platform
+    assert res["owed"] == ["70B3D57ED0000001-1-3", "70B3D57ED0000009-1-1"]  # both still owed to the platform
     assert res["status"]["primary"] == "down"
     assert "havel_gateway_relay_primary_down 1" in res["metrics"]
     assert (

@@ -67,10 +67,10 @@ def test_manager_relays_alarms_at_once_state_slowly_background_never(tmp_path: P
     clock.t = 11
     m.tick()
     # Down: the alarm still owed by the primary goes out, and the status on every path.
-    assert [r.id for r in relay.offered] == ["70B3D57ED0000001-1"] and relay.status[0]["primary"] == "down"
+    assert [r.id for r in relay.offered] == ["70B3D57ED0000001-1-1"] and relay.status[0]["primary"] == "down"
     for fcnt, level in ((2, 100), (3, 110), (4, 180)):
         outbox.put(record("70B3D57ED0000001", fcnt, "water", {"level": level}))
-    outbox.put(record("70B3D57ED0000009", 1, "temperature", {"t": 20}))
+    outbox.put(record("70B3D57ED0000009", 1, "temperature", {"probes": [20.1, 21.4]}))
     old = record("70B3D57ED0000002", 1, "water", {"level": 190})
     old["payload"]["received_at"] = old["received_at"] = "2026-01-01T00:00:00Z"
     outbox.put(old)
@@ -78,8 +78,8 @@ def test_manager_relays_alarms_at_once_state_slowly_background_never(tmp_path: P
     m.tick()
     # The new alarm at once, then the first state report with only the latest value per sensor.
     assert [(r.id, r.cls) for r in relay.offered[1:]] == [
-        ("70B3D57ED0000001-4", "alarm"),
-        ("70B3D57ED0000001-3", "state"),
+        ("70B3D57ED0000001-1-4", "alarm"),
+        ("70B3D57ED0000001-1-3", "state"),
     ]
     assert m.stats["too_old"] == 1 and m.stats["background_held"] == 1
     outbox.put(record("70B3D57ED0000001", 5, "water", {"level": 120}))
@@ -88,7 +88,7 @@ def test_manager_relays_alarms_at_once_state_slowly_background_never(tmp_path: P
     assert len(relay.offered) == 3  # state cadence: not before state_interval_s
     clock.t = 320
     m.tick()
-    assert relay.offered[-1].id == "70B3D57ED0000001-5"
+    assert relay.offered[-1].id == "70B3D57ED0000001-1-5"
     # Nothing was taken out of the outbox: it drains to the primary after recovery.
     assert outbox.depth("platform") == 7
     health["connected"] = True
@@ -125,5 +125,5 @@ def test_manager_survives_a_failing_relay(tmp_path: Path) -> None:
     clock.t = 2
     m.tick()
     m.tick()
-    assert [r.id for r in good.offered] == ["70B3D57ED0000001-1"]
+    assert [r.id for r in good.offered] == ["70B3D57ED0000001-1-1"]
     conn.close()

@@ -40,15 +40,16 @@ RULES = [
 ]
 
 
-def record(dev: str, fcnt: int, codec: str, data: dict[str, Any]) -> dict[str, Any]:
-    """An outbox record as the network server writes it (json scheme payload)."""
+def record(dev: str, fcnt: int, codec: str, data: dict[str, Any], epoch: int = 1) -> dict[str, Any]:
+    """An outbox record as the network server writes it (json scheme payload; OTAA session ``epoch``)."""
     received_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    rid = f"{dev}-{fcnt}"
+    rid = f"{dev}-{epoch}-{fcnt}"
     payload = {
         "id": rid,
         "device": f"dev-{dev[-2:]}",
         "dev_eui": dev,
         "dev_addr": "260B0001",
+        "session_epoch": epoch,
         "fcnt": fcnt,
         "fport": 2,
         "confirmed": False,
@@ -150,7 +151,7 @@ def test_primary_down_alarms_relayed_then_outbox_drains(
             await fwd.wait_state("platform", "up", 10)
             before = [
                 record(WATER, 1, "water", {"level": 90}),
-                record(TEMP, 1, "temperature", {"t": 21.5}),
+                record(TEMP, 1, "temperature", {"probes": [21.5]}),
             ]
             outbox.put_many(before)
             fwd.wake()
@@ -160,7 +161,7 @@ def test_primary_down_alarms_relayed_then_outbox_drains(
             platform.kill()  # the backhaul is gone: SIGKILL, mid-stream
             during = [
                 record(WATER, 2, "water", {"level": 120}),  # state
-                record(TEMP, 2, "temperature", {"t": 22.0}),  # background: waits
+                record(TEMP, 2, "temperature", {"probes": [22.0]}),  # background: waits
                 record(WATER, 3, "water", {"level": 163}),  # alarm
                 record(WATER2, 7, "water", {"level": 171}),  # alarm
                 record(WATER, 4, "water", {"level": 140}),
@@ -222,10 +223,10 @@ def test_primary_down_alarms_relayed_then_outbox_drains(
     # Crisis centre: both alarms and the latest state only, each once, with the gateway's ids.
     cc = [m.json() for m in cc_msgs]
     ids = [m["id"] for m in cc]
-    assert sorted(ids) == sorted([f"{WATER}-3", f"{WATER2}-7", f"{WATER}-4"]), ids
+    assert sorted(ids) == sorted([f"{WATER}-1-3", f"{WATER2}-1-7", f"{WATER}-1-4"]), ids
     assert len(ids) == len(set(ids))
     alarms = {m["id"]: m for m in cc if m["priority"] == "alarm"}
-    assert alarms[f"{WATER}-3"]["data"] == {"level": 163}
+    assert alarms[f"{WATER}-1-3"]["data"] == {"level": 163}
     assert {m["via"] for m in cc} <= {"aprs", "mqtt"}
     # Each alarm and the outage report went over the radio too and were acknowledged by the crisis centre.
     assert res["aprs"]["acked"] >= 3
@@ -240,15 +241,15 @@ def test_primary_down_alarms_relayed_then_outbox_drains(
             assert seen[body["id"]]["data"] == body["data"]  # a redelivery, never a new reading
         seen[body["id"]] = body
     expected = {
-        f"{WATER}-1",
-        f"{TEMP}-1",
-        f"{WATER}-2",
-        f"{TEMP}-2",
-        f"{WATER}-3",
-        f"{WATER2}-7",
-        f"{WATER}-4",
+        f"{WATER}-1-1",
+        f"{TEMP}-1-1",
+        f"{WATER}-1-2",
+        f"{TEMP}-1-2",
+        f"{WATER}-1-3",
+        f"{WATER2}-1-7",
+        f"{WATER}-1-4",
     }
     assert set(seen) == expected
-    assert all(seen[i]["buffered"] for i in expected - {f"{WATER}-1", f"{TEMP}-1"})
+    assert all(seen[i]["buffered"] for i in expected - {f"{WATER}-1-1", f"{TEMP}-1-1"})
     water_order = [m.json()["fcnt"] for m in plat if m.json()["dev_eui"] == WATER]
     assert water_order == sorted(water_order)

@@ -70,7 +70,7 @@ topic = "havel/+/relay/#"
     assert proc.returncode == 0
     assert (
         len(sub.messages) == 1
-        and got[0].json()["id"] == "70B3D57ED0001234-77"
+        and got[0].json()["id"] == "70B3D57ED0001234-0-77"
         and got[0].json()["via"] == "mqtt"
     )
     assert "accepted 1" in err and "forged 1" in err and "replayed 1" in err and "malformed 1" in err

@@ -91,7 +91,7 @@ def test_alarm_over_reticulum(tmp_path: Path, key_file: Path, mosquitto: Any, am
             relay.stop()
     got = msgs[0].json()
     assert msgs[0].topic == f"havel/gw1/devices/{DEV}/up"
-    assert got["id"] == f"{DEV}-9" and got["via"] == "reticulum" and got["data"] == {"level": 201}
+    assert got["id"] == f"{DEV}-0-9" and got["via"] == "reticulum" and got["data"] == {"level": 201}
 
 
 def test_encryption_refused_on_amateur_interfaces(tmp_path: Path) -> None:

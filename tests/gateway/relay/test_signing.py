@@ -79,9 +79,9 @@ def test_verifier_forgery_replay_window(tmp_path: Path) -> None:
 
 def test_compact_line_round_trip_and_fit() -> None:
     line = envelope.encode_line(REC)
-    assert line == "HA 70B3D57ED0001234 4711 TP3QC0 level=163,fault=true"
+    assert line == "HA 70B3D57ED0001234-0-4711 TP3QC0 level=163,fault=true"
     assert envelope.parse_line(line) == RelayRecord(REC.dev_eui, REC.fcnt, "alarm", REC.received_at, REC.data)
-    assert envelope.encode_line(REC, max_len=45) == "HA 70B3D57ED0001234 4711 TP3QC0 level=163"
+    assert envelope.encode_line(REC, max_len=47) == "HA 70B3D57ED0001234-0-4711 TP3QC0 level=163"
     from havel.gateway.relay.aprs import OversizeError
 
     with pytest.raises(OversizeError):
@@ -123,6 +123,7 @@ def test_json_envelope(tmp_path: Path) -> None:
 def test_nested_and_list_fields_travel_in_the_compact_line() -> None:
     payload = {
         "dev_eui": "70B3D57ED0000005",
+        "session_epoch": 2,
         "fcnt": 9,
         "received_at": "2026-11-26T09:00:00Z",
         "data": {"faults": {"valve": True, "flow_meter": False}, "probes": [24.1, 36.5]},
@@ -136,6 +137,7 @@ def test_nested_and_list_fields_travel_in_the_compact_line() -> None:
 def test_record_from_json_scheme_payload() -> None:
     payload = {
         "dev_eui": "70b3d57ed0001234",
+        "session_epoch": 3,
         "fcnt": 5,
         "received_at": "2026-11-26T09:00:00.123Z",
         "device": "pegel-1",
@@ -143,7 +145,7 @@ def test_record_from_json_scheme_payload() -> None:
         "units": {"level": "cm"},
     }
     rec = RelayRecord.from_payload(payload, "alarm", ["level"])
-    assert rec.id == "70B3D57ED0001234-5" and rec.data == {"level": 163} and rec.units == {"level": "cm"}
+    assert rec.id == "70B3D57ED0001234-3-5" and rec.data == {"level": 163} and rec.units == {"level": "cm"}
     out = rec.to_json_scheme("aprs")
     assert (
         out["received_at"] == "2026-11-26T09:00:00Z" and out["via"] == "aprs" and out["device"] == "pegel-1"
@@ -163,6 +165,7 @@ def test_status_line() -> None:
 def test_nested_state_is_flattened_and_uncarriable_fields_are_left_out() -> None:
     payload = {
         "dev_eui": "70B3D57ED0000007",
+        "session_epoch": 0,
         "fcnt": 3,
         "received_at": "2026-11-26T09:00:00Z",
         "data": {
