@@ -124,6 +124,14 @@ async def drain(folder: Path, n: int, devices: int, broker: Mosquitto, tls: bool
     for k in range(0, n, 1000):
         ob.put_many([uplink(i % devices, 1 + i // devices) for i in range(k, min(n, k + 1000))])
     fwd = Forwarder(ob, sinks, batch=500, window=2000)
+    # transactions (one fsync each) the drain costs: every one ends in a COMMIT statement
+    commits = [0]
+
+    def trace(sql: str) -> None:
+        if sql == "COMMIT":
+            commits[0] += 1
+
+    conn.set_trace_callback(trace)
     t = time.perf_counter()
     c = time.process_time()
     await fwd.start()
@@ -133,8 +141,10 @@ async def drain(folder: Path, n: int, devices: int, broker: Mosquitto, tls: bool
     st = fwd.status("primary")
     window = sinks[0].window()
     await fwd.stop()
+    conn.set_trace_callback(None)
     conn.close()
     return {
+        "commits": commits[0],
         "msg_per_s": n / dt,
         "cpu_us_per_msg": cpu / n * 1e6,
         "acked": st.acked,
@@ -222,7 +232,8 @@ def main() -> int:
         print(
             f"  drain of a backlog to Mosquitto, QoS 1, {label:<38} {r['msg_per_s']:8,.0f} msg/s"
             f"  ({r['cpu_us_per_msg']:.0f} us CPU/msg in the gateway = {1e6 / r['cpu_us_per_msg']:,.0f} msg/s"
-            f" per free core; window {r['window']})"
+            f" per free core; window {r['window']};"
+            f" {r['commits']:,} commits, {r['acked'] / max(r['commits'], 1):,.0f} acks/commit)"
         )
     return 0
 

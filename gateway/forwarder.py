@@ -2,7 +2,11 @@
 
 One asyncio task per sink: fetch the next records the sink has not acknowledged (in ``seq`` order, i.e. FCnt
 order per device), hand them to the sink with at most ``window`` awaiting acknowledgement, and acknowledge
-delivered ones in the outbox in one transaction per round (group commit). Results come from the sinks
+delivered ones in the outbox in groups (group commit): acknowledgements collect for up to ``ack_interval_s``
+or ``ack_batch`` records, whichever comes first, then one transaction (one fsync) records them all. An
+acknowledgement not yet committed when the process dies only means the record is sent again under the same
+id (at-least-once); pending ones are committed on stop, and at once when the sink falls idle (nothing in
+flight, nothing more stored), so a quiet gateway's outbox depth is not held up. Results come from the sinks
 through a thread-safe hand-off (:mod:`.sinks.base`). A refused record (e.g. MQTT reason code 135) stays in
 the outbox and is tried again after ``retry_s``. Nothing is deleted before every sink acknowledged it.
 
@@ -31,7 +35,7 @@ Usage (the daemon, D1)::
     await fwd.stop()       # on SIGTERM: flushes what is stored while the sink is up, for up to `timeout`
 
 Config keys (all optional): ``batch`` (500), ``window`` (2000), ``poll_s`` (0.1), ``down_after_s`` (30),
-``up_after_s`` (10), ``retry_s`` (5).
+``up_after_s`` (10), ``retry_s`` (5), ``ack_interval_s`` (0.03), ``ack_batch`` (1000).
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ _DEFAULTS: dict[str, float] = {
     "down_after_s": 30.0,
     "up_after_s": 10.0,
     "retry_s": 5.0,
+    "ack_interval_s": 0.03,
+    "ack_batch": 1000,
 }
 
 
@@ -115,6 +121,7 @@ class _Runner:
         self.inflight: dict[str, OutboxRecord] = {}  # record id -> record awaiting its result
         self.retry: list[tuple[float, OutboxRecord]] = []
         self.unacked: list[int] = []  # seqs delivered but not yet recorded in the outbox
+        self.unacked_since = 0.0  # monotonic time of the oldest entry in `unacked`
         self.stopping = False
         now_wall, now = time.time(), time.monotonic()
         self.started_mono = now
@@ -161,6 +168,9 @@ class _Runner:
                     fetched = self._fill()
                     if self.stopping and not fetched and not self.inflight:
                         break  # everything stored has been delivered
+                    if not fetched and not self.inflight and self.unacked:
+                        # idle: no acknowledgement is coming to group with, record these now
+                        self._collect(flush=True)
                     if fetched >= self.fwd.batch:
                         await asyncio.sleep(0)  # more is waiting: let others run, then go on at once
                         continue
@@ -174,8 +184,8 @@ class _Runner:
                     await asyncio.sleep(1.0)
                     continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.event.wait(), self.fwd.poll_s)
-        self._collect()
+                await asyncio.wait_for(self.event.wait(), self._wait_s())
+        self._collect(flush=True)
         if self.inflight:
             log.warning(
                 "sink %s: stopping with %d records unacknowledged (they stay in the outbox)",
@@ -225,7 +235,16 @@ class _Runner:
                 self.inflight[rec.id] = rec
                 self.sink.send(rec, True)
 
-    def _collect(self) -> None:
+    def _wait_s(self) -> float:
+        """How long to sleep for: ``poll_s``, or less when grouped acknowledgements fall due sooner."""
+        if not self.unacked:
+            return self.fwd.poll_s
+        due = self.unacked_since + self.fwd.ack_interval_s - time.monotonic()
+        return max(0.0, min(self.fwd.poll_s, due))
+
+    def _collect(self, *, flush: bool = False) -> None:
+        """Take the sink's results; commit the acknowledgements gathered so far when they are due
+        (``ack_interval_s`` since the oldest, or ``ack_batch`` of them) or ``flush`` is set."""
         results = self.sink.take_results()
         if results:
             now = time.monotonic()
@@ -234,6 +253,8 @@ class _Runner:
                 pending = self.inflight.pop(res.record_id, None)
                 if res.ok:
                     if pending is not None:
+                        if not self.unacked:
+                            self.unacked_since = now
                         self.unacked.append(pending.seq)
                     ok += 1
                 else:
@@ -255,7 +276,11 @@ class _Runner:
                 inflight=len(self.inflight),
                 last_ack_at=time.time() if ok else self.status.last_ack_at,
             )
-        if self.unacked:
+        if self.unacked and (
+            flush
+            or len(self.unacked) >= self.fwd.ack_batch
+            or time.monotonic() - self.unacked_since >= self.fwd.ack_interval_s
+        ):
             try:
                 self.outbox.ack_seqs(self.sink.name, self.unacked)
                 self.unacked = []
@@ -339,6 +364,8 @@ class Forwarder:
         up_after_s: float = 10.0,
         retry_s: float = 5.0,
         stop_timeout: float = 5.0,
+        ack_interval_s: float = 0.03,
+        ack_batch: int = 1000,
     ) -> None:
         missing = [s.name for s in sinks if s.name not in outbox.sinks]
         if missing:
@@ -355,6 +382,9 @@ class Forwarder:
         self.up_after_s = up_after_s
         self.retry_s = retry_s
         self.stop_timeout = stop_timeout
+        # acknowledgements are committed in groups: at most this old, at most this many (one fsync each)
+        self.ack_interval_s = float(ack_interval_s)
+        self.ack_batch = max(int(ack_batch), 1)
         self.listeners: list[Callable[[SinkStatus], None]] = []
         self._runners: dict[str, _Runner] = {}
 
@@ -372,7 +402,7 @@ class Forwarder:
             v = cfg.get(key, default)
             if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
                 raise ConfigError(f"forwarder.{key} must be a positive number", hint=f"got {v!r}")
-            values[key] = int(v) if key in ("batch", "window") else float(v)
+            values[key] = int(v) if key in ("batch", "window", "ack_batch") else float(v)
         return cls(outbox, sinks, **values)
 
     async def start(self) -> None:

@@ -33,7 +33,7 @@ Usage (the network server, D1)::
     outbox = Outbox(conn, quota_bytes=int(cfg.outbox.quota_mb * 1e6), sinks=[s["name"] for s in cfg.sinks])
     with db.transaction(conn):
         registry.set_fcnt_up(...)
-        outbox.put({"id": "70B3D57ED0000001-42", "kind": "up", "dev_eui": "70B3D57ED0000001", "fcnt32": 42,
+        outbox.put({"id": "70B3D57ED0000001-3-42", "kind": "up", "dev_eui": "70B3D57ED0000001", "fcnt32": 42,
                     "priority": "background", "received_at": "2026-11-26T09:00:00.123Z", "payload": {...}})
 
 Thread use: one thread at a time (the gateway's event loop).
@@ -76,7 +76,7 @@ _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order = per-device FCnt order
-    id          TEXT NOT NULL UNIQUE,               -- <DevEUI>-<FCnt32> | <DevEUI>-join-<DevNonce> | ...
+    id          TEXT NOT NULL UNIQUE,               -- <DevEUI>-<SessionEpoch>-<FCnt32> | ... (docs/mqtt.md)
     kind        TEXT NOT NULL,                      -- up | join | down_result | event
     dev_eui     TEXT,                               -- 16 upper-case hex digits, or NULL for gateway events
     fcnt32      INTEGER,
@@ -311,7 +311,8 @@ class Outbox:
         rid = r.get("id")
         if not isinstance(rid, str) or not rid:
             raise InputError(
-                "outbox record has no 'id'", hint="use <DevEUI>-<FCnt32> or <DevEUI>-join-<DevNonce>"
+                "outbox record has no 'id'",
+                hint="use <DevEUI>-<SessionEpoch>-<FCnt32> or <DevEUI>-join-<DevNonce> (see docs/mqtt.md)",
             )
         kind = r.get("kind")
         if kind not in KINDS:
