@@ -248,17 +248,8 @@ class ReceiverCore:
                 self._status(via, self.senders[sender].gateway_id, parse_status_line(line))
                 return msg.msgno
             rec = parse_line(line)
-        except SecurityError as exc:
-            self.count(via, "forged")
-            log.warning("REJECTED forged message from %s: %s", sender, exc)
-            return None
-        except ReplayError as exc:
-            self.count(via, "replayed")
-            log.warning("REJECTED replayed message from %s: %s", sender, exc)
-            return None
-        except EnvelopeError as exc:
-            self.count(via, "malformed")
-            log.warning("malformed relay line from %s: %s", sender, exc)
+        except (SecurityError, ReplayError, EnvelopeError) as exc:
+            self._reject(via, f"message from {sender}", exc)
             return None
         self._deliver(via, rec, self.senders[sender].gateway_id)
         return msg.msgno
@@ -270,16 +261,8 @@ class ReceiverCore:
             t = aprs.parse_telemetry(info)
             line, sig = split_signed_line(info)
             self.verifier.verify(sender, "aprs", sig, line.encode())
-        except SecurityError as exc:
-            self.count(via, "forged")
-            log.warning("REJECTED forged telemetry from %s: %s", sender, exc)
-            return
-        except ReplayError as exc:
-            self.count(via, "replayed")
-            log.warning("REJECTED replayed telemetry from %s: %s", sender, exc)
-            return
-        except (HavelError, UnicodeDecodeError):
-            self.count(via, "malformed")
+        except (HavelError, UnicodeDecodeError) as exc:  # SecurityError and ReplayError are HavelErrors
+            self._reject(via, f"telemetry from {sender}", exc)
             return
         channels, source = self._channels(sender)
         values: dict[str, float] = {}
@@ -332,20 +315,22 @@ class ReceiverCore:
                 self._status(via, self.senders[sender.upper()].gateway_id, body)
                 return True
             rec = RelayRecord.from_dict(body)
-        except SecurityError as exc:
-            self.count(via, "forged")
-            log.warning("REJECTED %s envelope: %s", via, exc)
-            return False
-        except ReplayError as exc:
-            self.count(via, "replayed")
-            log.warning("REJECTED %s envelope: %s", via, exc)
-            return False
-        except EnvelopeError as exc:
-            self.count(via, "malformed")
-            log.warning("malformed %s envelope: %s", via, exc)
+        except (SecurityError, ReplayError, EnvelopeError) as exc:
+            self._reject(via, f"{via} envelope", exc)
             return False
         self._deliver(via, rec, self.senders[sender.upper()].gateway_id)
         return True
+
+    def _reject(self, via: str, what: str, exc: Exception) -> None:
+        """Count one rejected frame under its reason (forged, replayed or malformed) and say why."""
+        if isinstance(exc, SecurityError):
+            reason = "forged"
+        elif isinstance(exc, ReplayError):
+            reason = "replayed"
+        else:
+            reason = "malformed"
+        self.count(via, reason)
+        log.warning("REJECTED %s %s: %s", reason, what, exc)
 
     def _status(self, via: str, gateway_id: str, body: dict[str, Any]) -> None:
         """A signed report of a gateway's primary path (up/down), from any relay path."""
