@@ -20,6 +20,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from math import isfinite
 from typing import Any
 
 from havel.errors import InputError
@@ -83,9 +84,12 @@ class Datagram:
         return IDENTIFIER_NAMES[self.identifier]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RxPacket:
-    """One received packet (an element of ``rxpk``), in units that say what they are."""
+    """One received packet (an element of ``rxpk``), in units that say what they are.
+
+    Treat it as read-only. Not frozen only because a frozen dataclass is slower to build, and the gateway
+    builds one per received frame."""
 
     data: bytes
     tmst: int
@@ -281,9 +285,12 @@ def format_time(dt: datetime) -> str:
 
 def _b64(value: str) -> bytes:
     text = value.strip()
-    text += "=" * (-len(text) % 4)  # padding is optional in GWMP
+    pad = -len(text) % 4
+    if pad:
+        text += "=" * pad  # padding is optional in GWMP
     try:
-        return base64.b64decode(text, validate=True)
+        # strict: what base64.b64decode(validate=True) checks, without its wrapper
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
         raise GwmpError("rxpk data is not valid base64", reason="rxpk") from None
 
@@ -299,58 +306,87 @@ def _num(obj: dict[str, Any], key: str, kind: type, *, required: bool = False, d
     return kind(value)
 
 
+def _as(obj: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    # the common case inline (JSON gave exactly the type wanted), anything else through _num's checks
+    value = obj.get(key)
+    if value.__class__ is kind:
+        return value
+    return _num(obj, key, kind, default=default)
+
+
 def parse_rxpk(obj: Any) -> RxPacket:
     """One rxpk JSON object -> :class:`RxPacket`. Requires data, tmst, freq and datr; v1.5 ``rsig``
     arrays stand in for a missing top-level rssi/lsnr (the best antenna counts)."""
     if not isinstance(obj, dict):
         raise GwmpError("rxpk element is not an object", reason="rxpk")
-    data_s = obj.get("data")
+    get = obj.get
+    data_s = get("data")
     if not isinstance(data_s, str):
         raise GwmpError("rxpk field 'data' is missing or not a string", reason="rxpk")
     data = _b64(data_s)
-    size = obj.get("size")
-    if isinstance(size, int) and not isinstance(size, bool) and size != len(data):
+    size = get("size")
+    if size.__class__ is int and size != len(data):
         raise GwmpError(f"rxpk size {size} does not match {len(data)} data bytes", reason="rxpk")
-    tmst = _num(obj, "tmst", int, required=True) % TMST_MODULO
-    freq = _num(obj, "freq", float, required=True)
-    datr = obj.get("datr")
-    if isinstance(datr, int | float) and not isinstance(datr, bool):
-        datr = str(int(datr))  # FSK gives the bit rate as a number
-    if not isinstance(datr, str) or not datr:
+    tmst = get("tmst")
+    if tmst.__class__ is not int:
+        tmst = _num(obj, "tmst", int, required=True)
+    tmst %= TMST_MODULO
+    freq = get("freq")
+    if freq.__class__ is not float:
+        freq = _num(obj, "freq", float, required=True)
+    datr = get("datr")
+    if datr.__class__ is not str:
+        if isinstance(datr, int | float) and not isinstance(datr, bool):
+            datr = str(int(datr))  # FSK gives the bit rate as a number
+        if not isinstance(datr, str):
+            datr = None
+    if not datr:
         raise GwmpError("rxpk field 'datr' is missing", reason="rxpk")
-    rssi = _num(obj, "rssi", float)
-    lsnr = _num(obj, "lsnr", float)
-    rsig = obj.get("rsig")
+    rssi = get("rssi")
+    if rssi.__class__ is not float:
+        rssi = _num(obj, "rssi", float)
+    lsnr = get("lsnr")
+    if lsnr.__class__ is not float:
+        lsnr = _num(obj, "lsnr", float)
+    rsig = get("rsig")
     if isinstance(rsig, list) and rsig:
         ants = [r for r in rsig if isinstance(r, dict)]
         if ants:
-            best = max(ants, key=lambda r: float(r.get("lsnr", -99) or -99))
-            if rssi is None:
-                rssi = float(best.get("rssic", best.get("rssis", 0)) or 0)
-            if lsnr is None and best.get("lsnr") is not None:
-                lsnr = float(best["lsnr"])
-    time_v = obj.get("time")
+            try:
+                best = max(ants, key=lambda r: float(r.get("lsnr", -99) or -99))
+                if rssi is None:
+                    rssi = float(best.get("rssic", best.get("rssis", 0)) or 0)
+                if lsnr is None and best.get("lsnr") is not None:
+                    lsnr = float(best["lsnr"])
+            except (TypeError, ValueError):
+                raise GwmpError("rxpk rsig holds a value that is not a number", reason="rxpk") from None
+    if not (isfinite(freq) and (rssi is None or isfinite(rssi)) and (lsnr is None or isfinite(lsnr))):
+        # Python's JSON reader takes NaN and Infinity; no radio measures them, and JSON cannot store them
+        raise GwmpError("rxpk freq, rssi or lsnr is not a finite number", reason="rxpk")
+    time_v = get("time")
     time: datetime | None = None
     if isinstance(time_v, str) and time_v:
         try:
             time = parse_time(time_v)
         except ValueError:
             raise GwmpError(f"rxpk time {time_v!r} is not RFC 3339", reason="rxpk") from None
-    tmms = obj.get("tmms")
+    tmms = get("tmms")
+    modu = get("modu", "LORA")
+    codr = get("codr", "4/5")
     return RxPacket(
-        data=data,
-        tmst=tmst,
-        freq_hz=round(freq * 1_000_000),
-        datr=datr,
-        chan=_num(obj, "chan", int, default=0),
-        rfch=_num(obj, "rfch", int, default=0),
-        stat=_num(obj, "stat", int, default=0),
-        modu=str(obj.get("modu", "LORA")),
-        codr=str(obj.get("codr", "4/5")),
-        rssi=rssi if rssi is not None else 0.0,
-        lsnr=lsnr,
-        time=time,
-        tmms=int(tmms) if isinstance(tmms, int) and not isinstance(tmms, bool) else None,
+        data,
+        tmst,
+        round(freq * 1_000_000),
+        datr,
+        _as(obj, "chan", int, 0),
+        _as(obj, "rfch", int, 0),
+        _as(obj, "stat", int, 0),
+        modu if modu.__class__ is str else str(modu),
+        codr if codr.__class__ is str else str(codr),
+        rssi if rssi is not None else 0.0,
+        lsnr,
+        time,
+        tmms if tmms.__class__ is int else None,
     )
 
 

@@ -60,12 +60,22 @@ class Journal:
         """Journal receptions (gateway EUI, rxpk, receive time, time source); returns their numbers."""
         first = self._next
         self._next += len(items)
-        self.conn.executemany(
-            "INSERT INTO intake VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(first + i, f"{eui:016X}", rx.data, rx.tmst, rx.freq_hz, rx.datr, rx.chan, rx.rssi, rx.lsnr,
-              gwmp.format_time(rx.time) if rx.time else None, rx.tmms, at.timestamp(), src)
-             for i, (eui, rx, at, src) in enumerate(items)])
-        return list(range(first, first + len(items)))
+        rows = []
+        seq = first
+        eui_text: dict[int, str] = {}  # a batch comes from a few concentrators at a few receive times
+        stamps: dict[datetime, float] = {}
+        for eui, rx, at, src in items:
+            e = eui_text.get(eui)
+            if e is None:
+                e = eui_text[eui] = f"{eui:016X}"
+            ts = stamps.get(at)
+            if ts is None:
+                ts = stamps[at] = at.timestamp()
+            rows.append((seq, e, rx.data, rx.tmst, rx.freq_hz, rx.datr, rx.chan, rx.rssi, rx.lsnr,
+                         gwmp.format_time(rx.time) if rx.time else None, rx.tmms, ts, src))
+            seq += 1
+        self.conn.executemany("INSERT INTO intake VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return list(range(first, seq))
 
     def add(self, gateway_eui: int, rx: RxPacket, received_at: datetime, time_source: str) -> int:
         """Journal one reception; returns its sequence number."""
@@ -73,7 +83,16 @@ class Journal:
 
     def forget(self, seqs: Iterable[int]) -> None:
         """Drop processed receptions."""
-        self.conn.executemany("DELETE FROM intake WHERE seq = ?", [(s,) for s in seqs])
+        # as runs of consecutive numbers: frames are mostly processed in the order they came in, so a
+        # batch is one or a few ranges, each one statement on the primary key
+        runs: list[tuple[int, int]] = []
+        for seq in sorted(seqs):
+            if runs and seq <= runs[-1][1] + 1:
+                if seq > runs[-1][1]:
+                    runs[-1] = (runs[-1][0], seq)
+            else:
+                runs.append((seq, seq))
+        self.conn.executemany("DELETE FROM intake WHERE seq BETWEEN ? AND ?", runs)
 
     def pending(self) -> list[Entry]:
         """What a previous run received but did not process, oldest first."""

@@ -38,8 +38,10 @@ class Metrics:
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
         """Add to a counter."""
-        key = tuple(sorted(labels.items()))
-        series = self._values.setdefault(name, {})
+        key = tuple(sorted(labels.items())) if labels else ()
+        series = self._values.get(name)
+        if series is None:
+            series = self._values[name] = {}
         series[key] = series.get(key, 0.0) + value
 
     def set(self, name: str, value: float, **labels: str) -> None:

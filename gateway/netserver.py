@@ -31,6 +31,7 @@ from havel.errors import CodecError, FrameError, HavelError, InputError, Storage
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import RxPacket, format_time
 from havel.gateway.registry import Device, Session, SessionStore
+from havel.gateway.uplink_json import UplinkJson
 
 log = logging.getLogger("havel.gateway.netserver")
 
@@ -75,6 +76,9 @@ class JournalLike(Protocol):
     def forget(self, seqs: Iterable[int]) -> None: ...
 
 
+_EUI_TEXT: dict[int, str] = {}  # concentrator EUI -> its hex text (a roof has a few concentrators)
+
+
 @dataclass
 class Reception:
     """One copy of a frame as one concentrator heard it, with its receive time and where that came from."""
@@ -89,8 +93,13 @@ class Reception:
     def rx_info(self) -> dict[str, Any]:
         """The entry of the message's ``rx`` list."""
         r = self.rx
+        gateway = _EUI_TEXT.get(self.gateway_eui)
+        if gateway is None:
+            gateway = f"{self.gateway_eui:016X}"
+            if len(_EUI_TEXT) < 10_000:
+                _EUI_TEXT[self.gateway_eui] = gateway
         return {
-            "gateway": f"{self.gateway_eui:016X}",
+            "gateway": gateway,
             "rssi": r.rssi,
             "snr": r.lsnr,
             "freq": r.freq_hz / 1e6,
@@ -167,6 +176,8 @@ class NetworkServer:
         self.rng = rng or random.SystemRandom()
         self._pending: dict[bytes, _Group] = {}
         self._recent: OrderedDict[bytes, float] = OrderedDict()  # dedup key -> expiry (monotonic)
+        self._time_text: tuple[datetime | None, str] = (None, "")  # last receive time and its text
+        self._json = UplinkJson()
 
     # ----------------------------------------------------------------------------------------- intake
     def receive(self, copy: Reception, mono: float) -> Outcome | None:
@@ -174,7 +185,7 @@ class NetworkServer:
         rx = copy.rx
         if not rx.crc_ok:
             return Outcome("rejected", "crc", "CRC not OK", best=copy, copies=[copy])
-        key = hashlib.blake2b(rx.data, digest_size=16).digest()
+        key = _frame_key(rx.data)
         group = self._pending.get(key)
         if group is not None:
             group.copies.append(copy)
@@ -281,6 +292,16 @@ class NetworkServer:
                     out.status, out.reason, out.detail = "rejected", "storage", str(exc)
         return outcomes
 
+    def storage_failed(self, outcomes: list[Outcome], detail: str) -> None:
+        """The caller's transaction that :meth:`flush` ran in (as a savepoint) failed to commit: what it
+        accepted is not stored after all (the frames stay in the intake journal, replayed at the next start)
+        and a later copy of them must not count as a duplicate."""
+        for out in outcomes:
+            if out.status != "rejected":
+                if out.best is not None:
+                    self._recent.pop(_frame_key(out.best.rx.data), None)
+                out.status, out.reason, out.detail = "rejected", "storage", detail
+
     def _expire(self, mono: float) -> None:
         recent = self._recent
         while recent:
@@ -385,12 +406,18 @@ class NetworkServer:
             except (CodecError, InputError) as exc:  # stored anyway: the raw bytes are kept for later
                 decoded["errors"] = [str(exc)]
         epoch = dev.session.epoch if dev.session is not None else 0
-        msg_id = message_id(dev.eui_hex, epoch, fcnt32)
-        received_at = format_time(best.received_at)
+        eui = dev.eui_hex
+        msg_id = f"{eui}-{epoch}-{fcnt32}"  # message_id(); inline on the hot path
+        at = best.received_at
+        if at is self._time_text[0]:  # the frames of one datagram share their receive time
+            received_at = self._time_text[1]
+        else:
+            received_at = format_time(at)
+            self._time_text = (at, received_at)
         message = {
             "id": msg_id,
             "device": dev.name,
-            "dev_eui": dev.eui_hex,
+            "dev_eui": eui,
             "dev_addr": f"{frame.dev_addr:08X}",
             "session_epoch": epoch,
             "fcnt": fcnt32,
@@ -408,12 +435,23 @@ class NetworkServer:
         return {
             "id": msg_id,
             "kind": "up",
-            "dev_eui": dev.eui_hex,
+            "dev_eui": eui,
             "fcnt32": fcnt32,
             "priority": priority,
             "received_at": received_at,
             "payload": message,
+            "payload_json": self._message_json(message),
         }
+
+    def _message_json(self, message: dict[str, Any]) -> str:
+        try:
+            return self._json.uplink(message)
+        except (ValueError, TypeError) as exc:
+            # a decoded value JSON cannot hold (a codec bug): keep the frame with its raw bytes, say why
+            log.error("uplink %s: decoded data is not JSON: %s (stored without it)", message["id"], exc)
+            message["data"] = None
+            message["errors"] = [*message["errors"], f"decoded data is not JSON: {exc}"]
+            return self._json.uplink(message)
 
     # ------------------------------------------------------------------------------------------ join
     def _join(
@@ -521,6 +559,11 @@ class NetworkServer:
         raise HavelError(
             "no free DevAddr left under the configured prefix", hint="widen network.dev_addr_prefix"
         )
+
+
+def _frame_key(data: bytes) -> bytes:
+    """What copies of one PHYPayload share (the dedup key)."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 _COMPILED: dict[str, Any] = {}

@@ -15,7 +15,6 @@ the transaction commits, so a rolled-back uplink never advances a counter. A reg
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import io
 import json
@@ -25,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from havel.codecs.lorawan.ids import eui_hex, parse_id_hex, parse_key
@@ -113,7 +113,7 @@ class Device:
     battery_at: float | None = None
     last_seen: float | None = None
 
-    @property
+    @cached_property  # (kept in the instance's __dict__, which a frozen dataclass allows)
     def eui_hex(self) -> str:
         """DevEUI as consoles print it."""
         return f"{self.dev_eui:016X}"
@@ -250,12 +250,28 @@ class Registry:
                     self.conn.executemany(
                         "UPDATE devices SET fcnt_up = ?, last_seen = ? WHERE dev_eui = ?",
                         [(f, seen, eui_hex(eui)) for eui, (f, seen) in self._fcnt_writes.items()])
-            pending = self._pending
+            pending, writes = self._pending, self._fcnt_writes
         finally:
             self._pending = None
             self._fcnt_writes = {}
         for apply in pending:
             apply()
+        self._apply_fcnt(writes)
+
+    def _apply_fcnt(self, writes: dict[int, tuple[int, float]]) -> None:
+        """The committed counters into the cache: one copy of each device per batch, not per uplink."""
+        devices, by_addr = self._devices, self._by_addr
+        for eui, (fcnt_up, seen) in writes.items():
+            dev = devices.get(eui)
+            if dev is None or dev.session is None:
+                continue
+            new = _with(dev, {"session": _with(dev.session, {"fcnt_up": fcnt_up}), "last_seen": seen})
+            devices[eui] = new
+            peers = by_addr.get(dev.session.dev_addr)
+            if peers is not None:  # same DevAddr: swap the entry in place, O(devices sharing it)
+                for i, d in enumerate(peers):
+                    if d.dev_eui == eui:
+                        peers[i] = new
 
     def _later(self, fn: Callable[[], None]) -> None:
         if self._pending is None:
@@ -301,10 +317,11 @@ class Registry:
         return dev
 
     def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float) -> None:
-        # written with the batch's other counters when the transaction commits (see transaction())
-        self._later(lambda: None)  # refuses a call outside a transaction
+        # written with the batch's other counters just before the transaction commits, and into the cache
+        # after it did (see transaction()): per uplink only this dict entry
+        if self._pending is None:
+            self._later(lambda: None)  # raises: a counter is only ever written inside a transaction
         self._fcnt_writes[dev_eui] = (fcnt32, seen_at)
-        self._update(dev_eui, sess_fcnt_up=fcnt32, last_seen=seen_at)
 
     def take_fcnt_down(self, dev_eui: int) -> int:
         row = self.conn.execute(
@@ -352,6 +369,9 @@ class Registry:
         if row is None:
             raise StorageError(f"device {eui_hex(dev_eui)} is not registered")
         epoch = int(row[0])
+        # an uplink of the old session earlier in this batch must not write its counter over the new
+        # session's (the batched counter writes run just before COMMIT, after this UPDATE)
+        self._fcnt_writes.pop(dev_eui, None)
         self.conn.execute(
             "INSERT OR REPLACE INTO dev_nonces VALUES (?, ?, ?)", (eui_hex(dev_eui), dev_nonce, now)
         )
@@ -515,9 +535,10 @@ def _private(conn: sqlite3.Connection) -> None:
 def _with(obj: Any, changes: dict[str, Any]) -> Any:
     """A copy of a frozen dataclass with some fields changed: what dataclasses.replace does, without its
     per-call field introspection (this runs for every uplink)."""
-    new = copy.copy(obj)
-    for k, v in changes.items():
-        object.__setattr__(new, k, v)
+    new = object.__new__(type(obj))
+    state = new.__dict__  # a frozen dataclass refuses setattr, not a write to its __dict__
+    state.update(obj.__dict__)
+    state.update(changes)
     return new
 
 

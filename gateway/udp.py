@@ -220,7 +220,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         if not isinstance(rxpks, list):
             self.metrics.inc("datagrams_rejected_total", reason="rxpk")
             return False
-        handed = False
+        handed = 0
         for obj in rxpks:
             try:
                 rx = gwmp.parse_rxpk(obj)
@@ -228,11 +228,12 @@ class GwmpServer(asyncio.DatagramProtocol):
                 self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
                 log.debug("unreadable rxpk from %s: %s", eui_hex(fwd.eui), exc)
                 continue
-            fwd.rx_count += 1
-            self.metrics.inc("rxpk_total")
             self.on_rx(fwd.eui, rx, now)
-            handed = True
-        return handed
+            handed += 1
+        if handed:
+            fwd.rx_count += handed
+            self.metrics.inc("rxpk_total", handed)
+        return handed > 0
 
     # ------------------------------------------------------------------------------------ downlinks
     def can_send(self, gateway_eui: int) -> bool:

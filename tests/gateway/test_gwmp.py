@@ -114,6 +114,13 @@ def test_bad_datagrams_raise_with_reason(raw: bytes, reason: str) -> None:
         lambda d: d.pop("datr"),
         lambda d: d.__setitem__("size", 99),
         lambda d: d.__setitem__("time", "yesterday"),
+        # Python's JSON reader takes NaN and Infinity: no radio measures them and JSON cannot store them
+        lambda d: d.__setitem__("rssi", float("nan")),
+        lambda d: d.__setitem__("lsnr", float("-inf")),
+        lambda d: d.__setitem__("freq", float("inf")),
+        lambda d: d.update(rssi=None, lsnr=None, rsig=[{"ant": 0, "lsnr": "strong", "rssic": -90}]),
+        lambda d: d.__setitem__("tmst", True),
+        lambda d: d.__setitem__("chan", "two"),
     ],
 )
 def test_bad_rxpk_fields(mutate) -> None:  # type: ignore[no-untyped-def]
@@ -177,3 +184,12 @@ def test_push_data_encoder_is_parseable() -> None:
     raw = gwmp.encode_push_data(1, 9, EUI, rxpk=[SPEC_RXPK], stat={"rxnb": 1})
     dg = gwmp.parse(raw)
     assert dg.version == 1 and dg.payload["stat"] == {"rxnb": 1} and len(dg.payload["rxpk"]) == 1
+
+
+def test_rxpk_parsed_from_json_text_with_nan_is_refused_not_stored() -> None:
+    """The same through the datagram parser: json.loads accepts the NaN literal."""
+    body = b'{"rxpk":[{"tmst":1,"freq":868.1,"datr":"SF7BW125","rssi":NaN,"data":"AA=="}]}'
+    dg = gwmp.parse(bytes([2, 0, 1, 0]) + bytes(8) + body)
+    with pytest.raises(GwmpError) as info:
+        gwmp.parse_rxpk(dg.payload["rxpk"][0])
+    assert info.value.reason == "rxpk"

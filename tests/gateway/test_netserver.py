@@ -331,3 +331,49 @@ def test_many_frames_one_commit_keep_per_device_order(env: Env) -> None:
     assert [o.fcnt32 for o in outs] == list(range(1, 21))
     assert [m["fcnt"] for m in env.records()] == list(range(1, 21))
     assert env.fcnt_in_db() == 20
+
+
+def test_uplink_then_rejoin_in_one_batch_leaves_the_new_session_without_a_counter(env: Env) -> None:
+    """A data frame of the old session and a join-request of the same device processed in one commit: the
+    old session's counter (written with the batch's counters just before COMMIT) must not land on the new
+    session, in the database or in the cache, or the new session's FCnt 0..41 would be taken for replays."""
+    env.reg.add(
+        Device(
+            name="cool-1", dev_eui=OTAA_EUI, codec="cooling", activation="otaa", join_eui=JOIN_EUI,
+            app_key=APP_KEY,
+        )
+    )
+    jr = phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=1, app_key=APP_KEY)
+    first = env.one(jr)
+    plain = phy.parse_join_accept(crypto.decrypt_join_accept(APP_KEY, first.join_accept or b""))
+    nwk, app = crypto.derive_session_keys(APP_KEY, plain.join_nonce, plain.net_id, 1)
+    cool = bytes.fromhex(vector("cooling")["bytes"])
+    assert env.hear(up(41, cool, addr=plain.dev_addr, nwk=nwk, app=app)) is None
+    assert env.hear(
+        phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=2, app_key=APP_KEY), tmst=2
+    ) is None
+    outs = env.flush()
+    assert [o.status for o in outs] == ["accepted", "joined"]
+    assert env.fcnt_in_db(OTAA_EUI) is None
+    dev = env.reg.get(OTAA_EUI)
+    assert dev is not None and dev.session is not None and dev.session.fcnt_up is None
+    plain2 = phy.parse_join_accept(crypto.decrypt_join_accept(APP_KEY, outs[1].join_accept or b""))
+    nwk2, app2 = crypto.derive_session_keys(APP_KEY, plain2.join_nonce, plain2.net_id, 2)
+    again = env.one(up(0, cool, addr=plain2.dev_addr, nwk=nwk2, app=app2))
+    assert again.status == "accepted" and again.fcnt32 == 0
+
+
+def test_decoded_value_json_cannot_hold_keeps_the_frame_with_an_error(env: Env) -> None:
+    """A codec bug giving NaN must not poison the batch: the frame is stored, raw bytes kept, error said."""
+
+    class NanCodec:
+        def decode(self, data: bytes, fport: int) -> dict:  # type: ignore[type-arg]
+            return {"codec": "temperature", "data": {"t": float("nan")}, "units": {}, "warnings": []}
+
+    env.ns.codec_lookup = lambda name: NanCodec()
+    assert env.hear(up(1)) is None and env.hear(up(2), tmst=5) is None
+    outs = env.flush()
+    assert [o.status for o in outs] == ["accepted", "accepted"]
+    recs = env.records()
+    assert [r["fcnt"] for r in recs] == [1, 2]
+    assert recs[0]["data"] is None and "not JSON" in recs[0]["errors"][0] and recs[0]["raw"]

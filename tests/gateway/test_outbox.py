@@ -328,3 +328,66 @@ def test_drop_order_is_configurable(conn: sqlite3.Connection) -> None:
     for bad in (("alarm",), ("state", "state"), ("sometimes",)):
         with pytest.raises(InputError):
             Outbox(conn, drop_order=bad)
+
+
+def _totals(conn: sqlite3.Connection) -> tuple[int, int]:
+    rows, size = conn.execute("SELECT rows, bytes FROM outbox_totals").fetchone()
+    return int(rows), int(size)
+
+
+def _counted(conn: sqlite3.Connection) -> tuple[int, int]:
+    rows, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM outbox").fetchone()
+    return int(rows), int(size)
+
+
+def test_totals_follow_every_insert_and_delete_path(tmp_path: Path) -> None:
+    """The stored totals (depth, quota) equal a count of the rows after puts, batch puts, duplicates,
+    acknowledgements by id and by seq, multi-sink acknowledgement, quota drops and a removed sink."""
+    conn = db.open_db(tmp_path / "havel.db")
+    ob = Outbox(conn, sinks=["a", "b"])
+    ob.put(rec(EUI_A, 1))
+    assert ob.put_many([rec(EUI_A, 2), rec(EUI_A, 3), rec(EUI_A, 2), rec(EUI_B, 1, "alarm")]) == 3
+    assert ob.put(rec(EUI_A, 3)) is False  # a duplicate changes nothing
+    assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 4
+    ob.ack("a", [r.id for r in ob.fetch("a", 2)])
+    assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 4  # b still owes them
+    ob.ack_seqs("b", [r.seq for r in ob.fetch("b", 1)])
+    assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 3
+    conn.close()
+    conn = db.open_db(tmp_path / "havel.db")
+    ob = Outbox(conn, sinks=["a"])  # b is gone: its share is released, rows only a still needs stay
+    assert _totals(conn) == _counted(conn)
+    size = _counted(conn)[1]
+    quota = Outbox(conn, sinks=["a"], quota_bytes=size + 10)
+    quota.put(rec(EUI_B, 9))  # over the quota: the oldest background record goes
+    assert quota.dropped()["background"] >= 1
+    assert _totals(conn) == _counted(conn)
+    assert quota.depth() == _counted(conn)[0]
+    conn.close()
+
+
+def test_old_databases_lose_the_per_row_triggers_and_keep_exact_totals(tmp_path: Path) -> None:
+    conn = db.open_db(tmp_path / "havel.db")
+    ob = Outbox(conn)
+    ob.put_many([rec(EUI_A, f) for f in range(1, 6)])
+    # as an earlier release left it: per-row triggers, and totals that a crash of that release cannot skew
+    conn.executescript(
+        """
+        CREATE TRIGGER outbox_totals_ins AFTER INSERT ON outbox BEGIN
+            UPDATE outbox_totals SET rows = rows + 1, bytes = bytes + NEW.size WHERE one = 1;
+        END;
+        CREATE TRIGGER outbox_totals_del AFTER DELETE ON outbox BEGIN
+            UPDATE outbox_totals SET rows = rows - 1, bytes = bytes - OLD.size WHERE one = 1;
+        END;
+        UPDATE outbox_totals SET rows = 999, bytes = 999;
+        """
+    )
+    conn.close()
+    conn = db.open_db(tmp_path / "havel.db")
+    ob = Outbox(conn)
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0] == 0
+    assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 5
+    ob.put(rec(EUI_A, 6))  # counted once, not twice
+    drain(ob, "primary", 3)
+    assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 3
+    conn.close()
