@@ -156,6 +156,47 @@ def stage_costs(frames: list[bytes], datagrams: list[bytes], devices: int) -> di
     return out
 
 
+def paho_alone(port: int, n: int, payload: bytes, threaded: bool) -> tuple[float, float]:
+    """The baseline: paho-mqtt by itself publishing ``n`` ready messages with QoS 1 to the same broker
+    (1,000 in flight), until the last PUBACK -> (messages/s, CPU us per message of this process). With
+    ``threaded`` paho runs its own network thread (``loop_start``, the usual way), else this thread drives
+    ``loop()`` itself. No storage, no parsing, no crypto: only the MQTT client's own cost."""
+    import paho.mqtt.client as mqtt
+
+    acked = 0
+
+    def on_publish(client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        nonlocal acked
+        acked += 1
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port)
+    if threaded:
+        client.loop_start()
+    try:
+        t, c = time.perf_counter(), time.process_time()
+        deadline = time.monotonic() + 120
+        for k in range(n):
+            client.publish(f"havel/bench/devices/{EUI0 + k % 1000:016X}/up", payload, qos=1)
+            if not threaded and k % 100 == 99:
+                client.loop(0)
+        while acked < n:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"baseline: only {acked} of {n} PUBACKs")
+            if threaded:
+                time.sleep(0.005)
+            else:
+                client.loop(0.01)
+        return n / (time.perf_counter() - t), (time.process_time() - c) / n * 1e6
+    finally:
+        client.disconnect()
+        if threaded:
+            client.loop_stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=1000)
@@ -296,6 +337,17 @@ tls = false
             proc.terminate()
             proc.wait(30)
             log.close()
+        # the same number of messages of the same size, published by paho alone (in this process)
+        sample = next((tmp / "data").glob("*.db"), None)
+        size = 520
+        if sample is not None:
+            import sqlite3
+
+            with sqlite3.connect(sample) as c:
+                row = c.execute("SELECT avg(length(payload)) FROM outbox").fetchone()
+                size = int(row[0] or size)
+        base_rate, base_cpu = paho_alone(broker.port, args.frames, b"x" * size, threaded=False)
+        thr_rate, thr_cpu = paho_alone(broker.port, args.frames, b"x" * size, threaded=True)
 
     e2e = args.frames / (t_end - t0)
     intake = args.frames / (t_sent - t0)
@@ -315,6 +367,11 @@ tls = false
         "gateway_cpu_us_per_uplink": round(cpu / args.frames * 1e6, 1),
         "build_s": round(build_s, 2),
         "gateway_cpu": args.cpu,
+        "baseline_paho_alone_msgs_per_s": round(base_rate),
+        "baseline_paho_alone_cpu_us_per_msg": round(base_cpu, 1),
+        "e2e_vs_paho_alone": round(e2e / base_rate, 3),
+        "baseline_paho_threaded_msgs_per_s": round(thr_rate),
+        "baseline_paho_threaded_cpu_us_per_msg": round(thr_cpu, 1),
     }
     if args.json:
         print(json.dumps(result))
@@ -330,6 +387,15 @@ tls = false
                 f"  gateway CPU time:                  {cpu / args.frames * 1e6:10.1f} us per uplink "
                 f"(= {args.frames / cpu:,.0f} uplinks/s on a core of its own)"
             )
+        print("  baselines in this process: paho alone publishing as many ready messages, QoS 1:")
+        print(
+            f"    one thread driving loop():   {base_rate:10,.0f} msg/s  ({base_cpu:.1f} us CPU/msg); "
+            f"the gateway end to end is {e2e / base_rate:.2f}x that"
+        )
+        print(
+            f"    paho's own network thread:   {thr_rate:10,.0f} msg/s  ({thr_cpu:.1f} us CPU/msg); "
+            f"the gateway end to end is {e2e / thr_rate:.2f}x that"
+        )
         print(f"  accepted {accepted:.0f} of {args.frames}; target >= 10,000 uplinks/s on one core")
         print("  cost per uplink of each stage, measured alone in this process:")
         for k, v in stages.items():

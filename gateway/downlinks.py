@@ -362,8 +362,10 @@ class DownlinkScheduler:
         if not queue:
             self._queued.discard(dev.dev_eui)
         mac = self._mac_answers(out, dev, now)
+        if not (mac or frame.confirmed or queue):
+            return None, results  # nothing to send (most uplinks): no gateway to look for
         gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
-        if gateway is None or not (mac or frame.confirmed or queue):
+        if gateway is None:
             return None, results
         copy = next(c for c in out.copies if c.gateway_eui == gateway)
         rx = copy.rx

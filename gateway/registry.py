@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS dev_nonces (
     used_at   REAL NOT NULL,
     PRIMARY KEY (dev_eui, dev_nonce)
 ) WITHOUT ROWID;
+-- the session epoch of removed devices: one added again continues above it, so its new readings never
+-- get the message ids of old ones that may still wait in the outbox or sit in the platform's store
+CREATE TABLE IF NOT EXISTS retired_epochs (
+    dev_eui TEXT PRIMARY KEY,
+    epoch   INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('registry_version', 0);
 INSERT OR IGNORE INTO meta VALUES ('join_nonce', 0);
@@ -430,13 +436,19 @@ class Registry:
             )
         if any(d.name == dev.name for d in self._devices.values()):
             raise InputError(f"a device named {dev.name!r} already exists", hint="names must be unique")
-        s = dev.session
         with self.transaction():
+            # a DevEUI registered before: continue above its last session epoch (message ids stay unique)
+            row = self.conn.execute(
+                "SELECT epoch + 1 FROM retired_epochs WHERE dev_eui = ?", (dev.eui_hex,)
+            ).fetchone()
+            epoch = int(row[0]) if row else 0
+            if epoch and dev.session is not None:
+                dev = _with(dev, {"session": _with(dev.session, {"epoch": epoch})})
+            s = dev.session
             self.conn.execute(
                 "INSERT INTO devices (dev_eui, name, join_eui, codec, activation, app_key, dev_addr, "
-                "nwk_s_key, "
-                "app_s_key, fcnt_up, fcnt_down, rx1_delay, rx1_dr_offset, rx2_dr, rx2_freq_hz, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "nwk_s_key, app_s_key, fcnt_up, fcnt_down, rx1_delay, rx1_dr_offset, rx2_dr, rx2_freq_hz, "
+                "session_epoch, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     dev.eui_hex,
                     dev.name,
@@ -453,20 +465,27 @@ class Registry:
                     dev.rx1_dr_offset,
                     dev.rx2_dr,
                     dev.rx2_freq_hz,
+                    epoch,
                     time.time(),
                 ),
             )
             self._bump_version()
+            added = dev
 
             def apply() -> None:
-                self._devices[dev.dev_eui] = dev
+                self._devices[added.dev_eui] = added
                 self._reindex()
 
             self._later(apply)
 
     def remove(self, dev_eui: int) -> None:
-        """Forget a device, its session and its DevNonces."""
+        """Forget a device, its session and its DevNonces (its session epoch is kept, see add())."""
         with self.transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO retired_epochs SELECT dev_eui, session_epoch FROM devices "
+                "WHERE dev_eui = ?",
+                (eui_hex(dev_eui),),
+            )
             self.conn.execute("DELETE FROM devices WHERE dev_eui = ?", (eui_hex(dev_eui),))
             self.conn.execute("DELETE FROM dev_nonces WHERE dev_eui = ?", (eui_hex(dev_eui),))
             self._bump_version()

@@ -377,3 +377,19 @@ def test_decoded_value_json_cannot_hold_keeps_the_frame_with_an_error(env: Env) 
     recs = env.records()
     assert [r["fcnt"] for r in recs] == [1, 2]
     assert recs[0]["data"] is None and "not JSON" in recs[0]["errors"][0] and recs[0]["raw"]
+
+
+def test_device_removed_and_added_again_keeps_its_ids_unique(env: Env) -> None:
+    """Re-provisioning a kit (remove, add with the same DevEUI, FCnt from 1 again) while its old readings
+    still wait in the outbox: the new ones get new ids (the epoch continues), nothing is dropped as a
+    duplicate, in the outbox or at the platform."""
+    assert env.one(up(1)).status == "accepted"
+    env.reg.remove(ABP_EUI)
+    env.add_abp()  # same DevEUI, same keys: the node restarted its counter
+    again = env.one(up(1, bytes.fromhex(vector("temperature")["bytes"])[:-1] + b"\x00"))
+    assert again.status == "accepted"
+    ids = [r["id"] for r in env.records()]
+    assert ids == [f"{ABP_EUI:016X}-0-1", f"{ABP_EUI:016X}-1-1"]
+    # and after a restart of the gateway (the registry read from the database)
+    dev = Registry(env.conn).get(ABP_EUI)
+    assert dev is not None and dev.session is not None and dev.session.epoch == 1
