@@ -298,18 +298,12 @@ class Gateway:
                 for copy, seq in zip(waiting, seqs, strict=True):
                     copy.journal_id = seq  # (if this commit fails, no row has it: forgetting it is a no-op)
                 # frames whose dedup window closed are stored in this same commit: under load that halves the
-                # fsyncs (each about half a millisecond of a stalled event loop)
-                outcomes: list[Outcome] = []
-                sends: list[Transmission] = []
-                for _ in range(4):  # a few batches at most: the event loop is held meanwhile
-                    deadline = self.netserver.next_deadline()
-                    if deadline is None or deadline > time.monotonic():
-                        break
-                    more, more_sends = self._flush_uplinks()
-                    outcomes += more
-                    sends += more_sends
-                if outcomes:
-                    flushed = (outcomes, sends)
+                # fsyncs (each about half a millisecond of a stalled event loop). One batch only: the session
+                # cache (counters, new sessions) is updated when a commit is done, and a second batch in the
+                # same commit would check its frames against counters from before the first.
+                deadline = self.netserver.next_deadline()
+                if deadline is not None and deadline <= time.monotonic():
+                    flushed = self._flush_uplinks()
         except HavelError as exc:  # the frames are still in memory; only a crash now would lose them
             log.error("intake journal: %s", exc)
             if flushed is not None:  # stored in a savepoint of the commit that failed: not stored after all

@@ -290,6 +290,9 @@ class NetworkServer:
             for out in outcomes:
                 if out.status != "rejected":
                     out.status, out.reason, out.detail = "rejected", "storage", str(exc)
+            for _, g in due[len(outcomes) :]:  # the frame that failed and those after it: one outcome each
+                copies = sorted(g.copies, key=_signal_key, reverse=True)
+                outcomes.append(Outcome("rejected", "storage", str(exc), best=copies[0], copies=copies))
         return outcomes
 
     def storage_failed(self, outcomes: list[Outcome], detail: str) -> None:
@@ -386,25 +389,18 @@ class NetworkServer:
         self, dev: Device, frame: phy.DataFrame, fcnt32: int, payload: bytes, copies: list[Reception]
     ) -> dict[str, Any]:
         best = copies[0]
-        decoded: dict[str, Any] = {
-            "codec": dev.codec,
-            "data": None,
-            "units": {},
-            "warnings": [],
-            "errors": [],
-        }
-        if frame.fport is not None and 0 < frame.fport < _TEST_PORT:
+        fport = frame.fport
+        codec, data, units, warnings, errors = dev.codec, None, {}, [], []
+        if fport is not None and 0 < fport < _TEST_PORT:
             try:
-                res = self.codec_lookup(dev.codec).decode(payload, frame.fport)
-                decoded = {
-                    "codec": res.get("codec", dev.codec),
-                    "data": res.get("data"),
-                    "units": res.get("units", {}),
-                    "warnings": list(res.get("warnings", [])),
-                    "errors": list(res.get("errors", [])),
-                }
+                res = self.codec_lookup(codec).decode(payload, fport)
+                codec = res.get("codec", codec)
+                data = res.get("data")
+                units = res.get("units", {})
+                warnings = list(res.get("warnings", ()))
+                errors = list(res.get("errors", ()))
             except (CodecError, InputError) as exc:  # stored anyway: the raw bytes are kept for later
-                decoded["errors"] = [str(exc)]
+                errors = [str(exc)]
         epoch = dev.session.epoch if dev.session is not None else 0
         eui = dev.eui_hex
         msg_id = f"{eui}-{epoch}-{fcnt32}"  # message_id(); inline on the hot path
@@ -421,15 +417,19 @@ class NetworkServer:
             "dev_addr": f"{frame.dev_addr:08X}",
             "session_epoch": epoch,
             "fcnt": fcnt32,
-            "fport": frame.fport,
+            "fport": fport,
             "confirmed": frame.confirmed,
             "received_at": received_at,
             "time_source": best.time_source,
             "rx": [c.rx_info() for c in copies],
-            **decoded,
+            "codec": codec,
+            "data": data,
+            "units": units,
+            "warnings": warnings,
+            "errors": errors,
             "raw": payload.hex(),
         }
-        priority = classify(dev.codec, decoded.get("data"), frame.fport)
+        priority = classify(dev.codec, data, fport)
         if self.rules is not None and priority != "alarm":
             priority = higher(priority, str(self.rules.classify(message).cls))
         return {

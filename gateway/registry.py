@@ -327,6 +327,15 @@ class Registry:
         # after it did (see transaction()): per uplink only this dict entry
         if self._pending is None:
             self._later(lambda: None)  # raises: a counter is only ever written inside a transaction
+        earlier = self._fcnt_writes.get(dev_eui)
+        if earlier is not None and earlier[0] >= fcnt32:
+            # the cache is updated at COMMIT: a caller checked this frame against a counter from before an
+            # earlier write of the same transaction (a replay would pass). Refuse rather than go backwards.
+            raise StorageError(
+                f"frame counter {fcnt32} of {eui_hex(dev_eui)} is not above {earlier[0]} written earlier in "
+                "this transaction",
+                hint="process one batch of uplinks per transaction",
+            )
         self._fcnt_writes[dev_eui] = (fcnt32, seen_at)
 
     def take_fcnt_down(self, dev_eui: int) -> int:

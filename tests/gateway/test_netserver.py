@@ -393,3 +393,19 @@ def test_device_removed_and_added_again_keeps_its_ids_unique(env: Env) -> None:
     # and after a restart of the gateway (the registry read from the database)
     dev = Registry(env.conn).get(ABP_EUI)
     assert dev is not None and dev.session is not None and dev.session.epoch == 1
+
+
+def test_two_batches_in_one_transaction_cannot_accept_a_replay(env: Env) -> None:
+    """The session cache is updated at COMMIT. If a caller ran two flushes in one transaction, the second
+    would check its frames against the counter from before the first: the registry refuses the write that
+    would take the counter backwards, so the replay is not stored."""
+    assert env.one(up(5)).status == "accepted"
+    with env.reg.transaction():
+        assert env.hear(up(9)) is None
+        first = env.flush()
+        assert [o.status for o in first] == ["accepted"]
+        assert env.hear(up(7, bytes.fromhex(vector("temperature")["bytes"])[:-1] + b"\x01")) is None
+        second = env.flush()  # FCnt 7 is above the cached 5, but not above the 9 written just now
+        assert [o.reason for o in second] == ["storage"]
+    assert env.fcnt_in_db() == 9
+    assert [r["fcnt"] for r in env.records()] == [5, 9]
