@@ -29,6 +29,7 @@ import construct as cs
 from havel.codecs.payload.base import (
     Bool,
     Data,
+    Field,
     NodeCodec,
     Port,
     Reading,
@@ -62,20 +63,17 @@ UNITS = {"temperature": "Cel", "humidity": "%", "pressure": "hPa", "pm2_5": "ug/
 KEYS = ("temperature", "humidity", "pressure", "pm2_5", "pm10", "co2", "battery", "faults")
 
 
-def _to_data(c: Any) -> Data:
-    h = c._header
-    faults = {"thp": h.thp_fault, "pm": h.pm_fault, "co2": h.co2_fault}
-    data: Data = {k: c[k] for k in ("temperature", "humidity", "pressure", "pm2_5", "pm10")}
-    if h.co2_fitted:
-        data["co2"] = c.co2
-    data["battery"] = c.battery
-    for sensor, fields in FAULT_FIELDS.items():
-        if faults[sensor]:
-            for f in fields:
-                if f in data:
-                    data[f] = None  # a sensor that reports a fault gives no reading, whatever the bytes say
-    data["faults"] = faults
-    return data
+# ``data``: a sensor that reports a fault gives no reading, whatever the bytes say; co2 only when fitted
+VIEW = {
+    "temperature": Field("temperature", null_if="_header.thp_fault"),
+    "humidity": Field("humidity", null_if="_header.thp_fault"),
+    "pressure": Field("pressure", null_if="_header.thp_fault"),
+    "pm2_5": Field("pm2_5", null_if="_header.pm_fault"),
+    "pm10": Field("pm10", null_if="_header.pm_fault"),
+    "co2": Field("co2", null_if="_header.co2_fault", only_if="_header.co2_fitted"),
+    "battery": "battery",
+    "faults": {"thp": "_header.thp_fault", "pm": "_header.pm_fault", "co2": "_header.co2_fault"},
+}
 
 
 def _from_data(d: Data) -> Any:
@@ -103,6 +101,6 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
 
 CODEC = NodeCodec("air", "air quality: temperature, humidity, pressure, PM2.5, PM10, optional CO2", [
     Port(1, "up", "readings", "temperature, humidity, pressure, PM2.5, PM10, CO2 (optional), battery",
-         READINGS, UNITS, KEYS, to_data=_to_data, from_data=_from_data, check=_check),
+         READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
     *common_ports(),
 ])

@@ -20,6 +20,7 @@ ports are looked up in a dict and unknown ones raise :class:`CodecError`.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -181,15 +182,72 @@ def battery_mv() -> Reading:
 Direction = str  # "up" | "down"
 
 
+_NESTED = (dict, list)  # a tuple, not ``dict | list``: that expression builds a new union on every call
+
+
 def _plain(obj: Any) -> Any:
     """A parsed construct Container as plain dicts/lists, keys starting with '_' dropped."""
-    # scalars are kept inline rather than passed through a call each (the decode hot path)
+    # scalars are kept inline rather than passed through a call each
     if isinstance(obj, dict):
-        return {k: _plain(v) if isinstance(v, dict | list) else v for k, v in obj.items()
+        return {k: _plain(v) if isinstance(v, _NESTED) else v for k, v in obj.items()
                 if not k.startswith("_")}
     if isinstance(obj, list):
-        return [_plain(v) if isinstance(v, dict | list) else v for v in obj]
+        return [_plain(v) if isinstance(v, _NESTED) else v for v in obj]
     return obj
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value of a port's ``data`` read from the parsed struct (see :class:`Port` ``view``).
+
+    ``path`` names it with dots ("_header.alarm"); ``null_if`` names a flag that makes the value None
+    whatever the bytes say (a sensor reporting a fault); ``only_if`` names a flag without which the key is
+    left out of ``data`` (a sensor that is not fitted).
+    """
+
+    path: str
+    null_if: str | None = None
+    only_if: str | None = None
+
+
+#: ``data`` described by where each key comes from: a dotted path (str), a :class:`Field`, or a nested view
+#: (a nested object in ``data``), in the key order of ``data``.
+View = Mapping[str, Any]
+
+
+def view_fields(view: View) -> list[tuple[str, Field | View]]:
+    """``view`` with every leaf as a :class:`Field` (nested views stay mappings), in key order."""
+    return [(key, spec if isinstance(spec, Field | Mapping) else Field(spec)) for key, spec in view.items()]
+
+
+def _at(c: Any, path: str) -> Any:
+    for part in path.split("."):
+        c = c[part]  # item access: construct's Container and the fast path's plain dicts alike
+    return c
+
+
+class ViewToData:
+    """The ``to_data`` glue a view describes (the fast path inlines the same view, fastpath.py)."""
+
+    def __init__(self, view: View) -> None:
+        self.view = view
+        self._fields = [(key, spec if isinstance(spec, Field) else ViewToData(spec))
+                        for key, spec in view_fields(view)]
+
+    def __call__(self, c: Any) -> Data:
+        out: Data = {}
+        for key, spec in self._fields:
+            if not isinstance(spec, Field):
+                out[key] = spec(c)  # a nested view
+                continue
+            if spec.only_if is not None and not _at(c, spec.only_if):
+                continue
+            if spec.null_if is not None and _at(c, spec.null_if):
+                out[key] = None
+            else:
+                value = _at(c, spec.path)
+                out[key] = _plain(value) if isinstance(value, _NESTED) else value
+        return out
 
 
 @dataclass(frozen=True)
@@ -197,8 +255,9 @@ class Port:
     """One payload of a codec: its FPort, direction, schema, units and the glue between bytes and data.
 
     ``to_data`` turns the parsed Container into the ``data`` object (default: drop ``_``-prefixed keys);
-    ``from_data`` turns ``data`` into what the Struct builds from (default: ``data`` itself).
-    ``check`` looks at decoded data and returns (warnings, errors) beyond absent readings.
+    ``view`` says the same declaratively (where each key of ``data`` comes from, see :class:`Field`) and
+    then gives ``to_data``; ``from_data`` turns ``data`` into what the Struct builds from (default:
+    ``data`` itself). ``check`` looks at decoded data and returns (warnings, errors) beyond absent readings.
     """
 
     fport: int | None  # None: any application port (1..223)
@@ -211,23 +270,32 @@ class Port:
     to_data: Callable[[Any], Data] = _plain
     from_data: Callable[[Data], Any] = dict
     check: Callable[[Data], tuple[list[str], list[str]]] | None = None
+    view: View | None = None
+
+    def __post_init__(self) -> None:
+        if self.view is not None:
+            derived = isinstance(self.to_data, ViewToData) and self.to_data.view is self.view  # replace()
+            if self.to_data is not _plain and not derived:
+                raise ValueError(f"{self.name}: give to_data or view, not both")
+            object.__setattr__(self, "to_data", ViewToData(self.view))
 
 
 def _null_warnings(data: Any, prefix: str = "") -> list[str]:
+    """"<field>: reading absent or faulty" for every None in ``data``, depth first in key order."""
     # a None or a container is looked at here, other scalars are skipped without a call each
     out: list[str] = []
     if isinstance(data, dict):
         for key, value in data.items():
             if value is None:
                 out.append(f"{prefix}{key}: reading absent or faulty")
-            elif isinstance(value, dict | list):
+            elif isinstance(value, _NESTED):
                 out += _null_warnings(value, f"{prefix}{key}.")
     elif isinstance(data, list):
         base = prefix[:-1]
         for i, value in enumerate(data):
             if value is None:
                 out.append(f"{base}[{i}]: reading absent or faulty")
-            elif isinstance(value, dict | list):
+            elif isinstance(value, _NESTED):
                 out += _null_warnings(value, f"{base}[{i}].")
     elif data is None:
         out.append(f"{prefix[:-1]}: reading absent or faulty")
@@ -277,24 +345,31 @@ class NodeCodec(Codec):
         self._compiled: dict[tuple[int, str], Any] = {}
         if compiled:
             self.use_compiled()
-        # the struct-based decoders derived from the same Structs (codecs/payload/fastpath.py): tried first,
-        # construct parses whatever they do not take (and raises the errors). On unless turned off, or
-        # unless construct's compiled parsers were asked for here (then those are what decodes; a later
-        # use_compiled() keeps the fast path in front of them).
+        # the decoders generated from the same Structs (codecs/payload/fastpath.py): tried first, construct
+        # parses whatever they do not take (and raises the errors). On unless turned off, or unless
+        # construct's compiled parsers were asked for here (then those are what decodes; a later
+        # use_compiled() keeps the fast path in front of them). ``_fast`` parses (for bytearray input and
+        # the glue), ``_whole`` gives the whole answer for bytes input (the hot path).
         self._fast: dict[tuple[int, str], Callable[[bytes], Any]] = {}
+        self._whole: dict[tuple[Any, str], Callable[[bytes, int], dict[str, Any] | None]] = {}
         if fast or (fast is None and not compiled):
             self.use_fast()
 
     def use_fast(self, on: bool = True) -> None:
-        """Decode well-formed payloads with the struct-based fast path (on by default), or stop doing so."""
-        from havel.codecs.payload.fastpath import derive  # imports this module: imported late
+        """Decode well-formed payloads with the generated fast path (on by default), or stop doing so."""
+        from havel.codecs.payload.fastpath import derive, derive_decoder  # imports this module: late
 
-        self._fast = {}
+        fast: dict[tuple[int, str], Callable[[bytes], Any]] = {}
+        whole: dict[tuple[Any, str], Callable[[bytes, int], dict[str, Any] | None]] = {}
         if on:
             for key, p in self._ports.items():
                 fn = derive(p.struct)
                 if fn is not None:
-                    self._fast[key] = fn
+                    fast[key] = fn
+                dec = derive_decoder(self.name, p)
+                if dec is not None:
+                    whole[key] = dec
+        self._fast, self._whole = fast, whole
 
     def use_compiled(self) -> None:
         """Decode through ``struct.compile()`` from now on (encoding keeps the plain Structs)."""
@@ -320,6 +395,19 @@ class NodeCodec(Codec):
 
     def decode(self, data: bytes, fport: int, direction: Direction = "up") -> dict[str, Any]:
         """Decode ``data`` received on ``fport``; CodecError for unknown port/version or unreadable bytes."""
+        # the hot path: a generated decoder for this port takes well-formed bytes whole (None otherwise)
+        try:
+            whole = self._whole.get((fport, direction))
+        except TypeError:  # an unhashable argument: the general path says what is wrong with it
+            whole = None
+        if whole is not None and data.__class__ is bytes:
+            out = whole(data, fport)
+            if out is not None:
+                return out
+        return self._decode(data, fport, direction)
+
+    def _decode(self, data: bytes, fport: int, direction: Direction) -> dict[str, Any]:
+        """The general decode: checks in order, the fast parser or construct, then the port's glue."""
         port = self.port(fport, direction)
         if not isinstance(data, bytes | bytearray):
             raise CodecError(f"{self.name}: expected bytes, got {type(data).__name__}")
@@ -333,7 +421,10 @@ class NodeCodec(Codec):
         fast = self._fast.get((fport, direction))
         parsed = fast(bytes(data)) if fast is not None else None
         if parsed is None:
-            parsed = self._parse(port, fport, direction, data)
+            # bytes the fast path turned down are malformed (it takes every well-formed payload): the plain
+            # Struct then, whose errors are precise; construct's compiled parsers misread short input (a
+            # Flag past the end reads as true, a short integer raises struct.error)
+            parsed = self._parse(port, fport, direction, data, compiled=fast is None)
         out = port.to_data(parsed)
         warnings = _null_warnings(out)
         errors: list[str] = []
@@ -344,12 +435,14 @@ class NodeCodec(Codec):
         return {"codec": self.name, "fport": fport, "version": VERSION, "data": out,
                 "units": dict(port.units), "warnings": warnings, "errors": errors}
 
-    def _parse(self, port: Port, fport: int, direction: Direction, data: bytes | bytearray) -> Any:
+    def _parse(self, port: Port, fport: int, direction: Direction, data: bytes | bytearray,
+               compiled: bool = True) -> Any:
         """Parse with construct (compiled when asked for); CodecError for bytes it cannot read."""
-        schema = self._compiled.get((fport, direction), port.struct)
+        schema = self._compiled.get((fport, direction), port.struct) if compiled else port.struct
         try:
             parsed = schema.parse(bytes(data))
-        except cs.StreamError:
+        except (cs.StreamError, struct.error):
+            # compiled parsers read with io.read(n) and unpack: a short read is struct.error, not StreamError
             raise CodecError(f"{self.name} FPort {fport} ({port.name}): payload of {len(data)} bytes is "
                              f"truncated") from None
         except cs.TerminatedError:

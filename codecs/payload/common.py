@@ -37,8 +37,10 @@ STATUS = cs.Struct(
 
 
 def _status_to_data(c: Any) -> Data:
-    return {"firmware": ".".join(str(n) for n in c.firmware), "reset_cause": c._header.reset_cause,
-            "uptime": c.uptime, "battery": c.battery, "interval": c.interval}
+    # item access: ``c`` is construct's Container or the fast path's plain dicts
+    major, minor, patch = c["firmware"]
+    return {"firmware": f"{major}.{minor}.{patch}", "reset_cause": c["_header"]["reset_cause"],
+            "uptime": c["uptime"], "battery": c["battery"], "interval": c["interval"]}
 
 
 def _status_from_data(d: Data) -> Any:

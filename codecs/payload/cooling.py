@@ -86,13 +86,11 @@ VALUES = ("actuations", "open_time", "water_used", "water_today", "ambient_tempe
 KEYS = ("valve_open", "enabled", "mode", *VALUES, "interlock", "faults")
 
 
-def _to_data(c: Any) -> Data:
-    h, f = c._header, c._flags
-    data: Data = {"valve_open": h.valve_open, "enabled": h.enabled, "mode": h.mode}
-    data.update({k: c[k] for k in VALUES})
-    data["interlock"] = {k: f[k] for k in INTERLOCKS}
-    data["faults"] = {k: f[k] for k in FAULTS}
-    return data
+# ``data``: the header's valve state, the values, then the flag byte as two objects
+VIEW = {"valve_open": "_header.valve_open", "enabled": "_header.enabled", "mode": "_header.mode",
+        **{k: k for k in VALUES},
+        "interlock": {k: f"_flags.{k}" for k in INTERLOCKS},
+        "faults": {k: f"_flags.{k}" for k in FAULTS}}
 
 
 def _from_data(d: Data) -> Any:
@@ -105,18 +103,22 @@ def _from_data(d: Data) -> Any:
 
 
 def _check(data: Data) -> tuple[list[str], list[str]]:
-    warnings: list[str] = []
+    # runs for every uplink: the common case (valve closed, no flag set) touches each flag group once
+    interlock, faults = data["interlock"], data["faults"]
     errors: list[str] = []
-    active = [k for k, v in data["interlock"].items() if v]
-    for lock in ("reservoir_low", "budget"):
-        if data["valve_open"] and data["interlock"][lock]:
-            errors.append(f"valve reported open while the {lock} interlock is active")
-    if data["valve_open"] and data["faults"]["temperature"] and data["mode"] == "auto":
-        errors.append("valve reported open in automatic mode with a faulty temperature reading")
-    if data["valve_open"] and not data["enabled"]:
-        errors.append("valve reported open while misting is disabled")
-    warnings += [f"interlock.{k} is active" for k in active]
-    warnings += [f"faults.{k}: fault reported" for k, v in data["faults"].items() if v]
+    if data["valve_open"]:
+        for lock in ("reservoir_low", "budget"):
+            if interlock[lock]:
+                errors.append(f"valve reported open while the {lock} interlock is active")
+        if faults["temperature"] and data["mode"] == "auto":
+            errors.append("valve reported open in automatic mode with a faulty temperature reading")
+        if not data["enabled"]:
+            errors.append("valve reported open while misting is disabled")
+    warnings: list[str] = []
+    if any(interlock.values()):
+        warnings += [f"interlock.{k} is active" for k, v in interlock.items() if v]
+    if any(faults.values()):
+        warnings += [f"faults.{k}: fault reported" for k, v in faults.items() if v]
     if data["off_threshold"] >= data["on_threshold"]:
         warnings.append("off_threshold is not below on_threshold: no hysteresis")
     return warnings, errors
@@ -172,7 +174,7 @@ def _with_header(d: Data) -> Any:
 
 CODEC = NodeCodec("cooling", "cooling point: misting valve state, water use, thresholds, interlocks", [
     Port(1, "up", "readings", "valve, actuations, open time, water used, ambient temperature, thresholds, "
-         "interlocks, faults", READINGS, UNITS, KEYS, to_data=_to_data, from_data=_from_data, check=_check),
+         "interlocks, faults", READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
     Port(20, "down", "set_thresholds", "switch-on and switch-off temperatures", SET_THRESHOLDS,
          {"on_threshold": "Cel", "off_threshold": "Cel"}, ("on_threshold", "off_threshold"),
          from_data=_thresholds_from_data, check=_check_thresholds),

@@ -57,11 +57,14 @@ def _from_data(d: Data) -> Any:
 
 
 def _check(data: Data) -> tuple[list[str], list[str]]:
-    warnings = [f"probes[{i}]: 85.0 Cel is the DS18B20 power-on value (no conversion?)"
-                for i, t in enumerate(data["probes"]) if t == 85.0]
-    if not data["probes"]:
-        warnings.append("probes: the node reports no probe at all")
-    return warnings, []
+    # runs for every uplink: one scan of the probes in the common case (no 85.0, at least one probe)
+    probes = data["probes"]
+    if not probes:
+        return ["probes: the node reports no probe at all"], []
+    if 85.0 in probes:
+        return [f"probes[{i}]: 85.0 Cel is the DS18B20 power-on value (no conversion?)"
+                for i, t in enumerate(probes) if t == 85.0], []
+    return [], []
 
 
 CODEC = NodeCodec("temperature", "temperature probes (inside a cooling point, outside reference), humidity", [

@@ -39,11 +39,10 @@ UNITS = {"level": "cm", "distance": "mm", "water_temperature": "Cel", "battery":
 KEYS = ("alarm", "alarm_level", "rising_fast", "level", "distance", "water_temperature", "battery")
 
 
-def _to_data(c: Any) -> Data:
-    h = c._header
-    return {"alarm": h.alarm, "alarm_level": h.alarm_level, "rising_fast": h.rising_fast,
-            "level": c.level, "distance": c.distance, "water_temperature": c.water_temperature,
-            "battery": c.battery}
+# ``data``: the header's alarm state first, then the readings
+VIEW = {"alarm": "_header.alarm", "alarm_level": "_header.alarm_level", "rising_fast": "_header.rising_fast",
+        "level": "level", "distance": "distance", "water_temperature": "water_temperature",
+        "battery": "battery"}
 
 
 def _from_data(d: Data) -> Any:
@@ -64,6 +63,6 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
 
 CODEC = NodeCodec("water", "water level: level above gauge zero, raw distance, water temperature, alarms", [
     Port(1, "up", "readings", "level, distance, water temperature, battery, alarm state and thresholds",
-         READINGS, UNITS, KEYS, to_data=_to_data, from_data=_from_data, check=_check),
+         READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
     *common_ports(),
 ])

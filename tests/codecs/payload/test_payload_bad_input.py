@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from havel.codecs.payload import get_codec
+from havel.codecs.payload import NodeCodec, get_codec
 from havel.errors import CodecError, HavelError
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
@@ -54,6 +54,28 @@ def test_truncated_payloads(name: str, fport: int, direction: str) -> None:
     for cut in range(1, len(data)):
         with pytest.raises(CodecError, match="truncated"):
             get_codec(name).decode(data[:cut], fport, direction)
+
+
+@pytest.mark.parametrize("compiled_only", [False, True], ids=["gateway", "compiled-only"])
+@pytest.mark.parametrize("name", ["air", "water", "temperature", "cooling"])
+def test_truncated_payloads_with_compiled_parsers(name: str, compiled_only: bool) -> None:
+    """The gateway decodes with the fast path in front of construct's compiled parsers (use_compiled());
+    those read past the end with io.read(n) and raise struct.error: still one CodecError, and the same
+    one plain construct gives."""
+    base = get_codec(name)
+    assert isinstance(base, NodeCodec)
+    codec = NodeCodec(name, base.summary, base.ports, compiled=True, fast=not compiled_only)
+    plain = NodeCodec(name, base.summary, base.ports, fast=False)
+    for v in json.loads((VECTORS / f"{name}.json").read_text()):
+        if v["direction"] != "up":
+            continue
+        data = bytes.fromhex(v["bytes"])
+        for cut in range(1, len(data)):
+            with pytest.raises(CodecError, match="truncated") as got:
+                codec.decode(data[:cut], v["fport"])
+            with pytest.raises(CodecError) as want:
+                plain.decode(data[:cut], v["fport"])
+            assert str(got.value) == str(want.value)
 
 
 @pytest.mark.parametrize("name", ["air", "water", "temperature", "cooling"])
