@@ -1,7 +1,7 @@
 """The durable outbox and the drain to a broker, measured.
 
 Usage: .venv/bin/python bench/outbox.py [--records 20000] [--cycles 2000] [--backlog 50000]
-                                        [--devices 1000] [--cpu N] [--json]
+                                        [--devices 1000] [--cpu N] [--no-baseline] [--json]
 
 1. put+ack/s of Havel's outbox next to persist-queue's SQLiteAckQueue, in one run, both on a file in the same
    folder at the same durability (WAL, synchronous=FULL: a record is on disk when put returns, and its
@@ -16,7 +16,9 @@ Usage: .venv/bin/python bench/outbox.py [--records 20000] [--cycles 2000] [--bac
    broker outage); a real Mosquitto starts on loopback; the forwarder publishes everything with QoS 1 and
    deletes each record on its PUBACK. Timed from the forwarder's start to an empty outbox (msg/s), over
    plain TCP and over TLS. The broker gets ``max_inflight_messages 0`` (no Receive Maximum limit); with
-   Mosquitto's default of 20 the window is 20 (printed too).
+   Mosquitto's default of 20 the window is 20 (printed too). Next to it, in the same process and
+   conditions, the same drain through paho-mqtt as it comes (``StockPaho``: the sink without the fast
+   paths of ``havel.gateway.sinks.paho_fast``), the baseline.
 
 The machine is shared, so next to the wall-clock rate the gateway's own CPU time per message is printed,
 and what it means for one core the gateway has to itself. Prints figures; asserts nothing.
@@ -38,9 +40,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+import paho.mqtt.client as mqtt  # noqa: E402
 from support.mosquitto import Mosquitto  # noqa: E402
 from support.outbox_records import uplink  # noqa: E402
 
+import havel.gateway.sinks.mqtt as mqtt_sink  # noqa: E402
 from havel.gateway import db  # noqa: E402
 from havel.gateway.forwarder import Forwarder  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
@@ -105,8 +109,24 @@ def persist_queue(folder: Path, recs: list[dict[str, Any]]) -> float:
 # ----------------------------------------------------------------------------------------- drain
 
 
-async def drain(folder: Path, n: int, devices: int, broker: Mosquitto, tls: bool) -> dict[str, Any]:
-    conn = db.open_db(folder / f"drain-{tls}.db")
+class StockPaho(mqtt.Client):
+    """paho-mqtt as it comes behind the three calls the sink makes beyond paho's API (the baseline)."""
+
+    def publish_qos1(self, topic: bytes, payload: bytes, retain: bool = False) -> tuple[int, int]:
+        info = self.publish(topic.decode(), payload, qos=1, retain=retain)
+        return info.rc, info.mid
+
+    def publish_many(self, items: list[tuple[bytes, bytes, bool]]) -> list[tuple[int, int]]:
+        return [self.publish_qos1(*item) for item in items]
+
+    def has_buffered_input(self) -> bool:
+        return False
+
+
+async def drain(
+    folder: Path, n: int, devices: int, broker: Mosquitto, tls: bool, stock: bool = False
+) -> dict[str, Any]:
+    conn = db.open_db(folder / f"drain-{tls}-{stock}.db")
     cfg: dict[str, Any] = {
         "type": "mqtt",
         "name": "primary",
@@ -118,7 +138,13 @@ async def drain(folder: Path, n: int, devices: int, broker: Mosquitto, tls: bool
     if tls:
         assert broker.pki is not None
         cfg.update(port=broker.tls_port, tls=True, ca_file=str(broker.pki.ca_cert))
-    sinks = make_sinks([cfg], gateway_id="bench")
+    fast_client = mqtt_sink.FastClient
+    if stock:
+        mqtt_sink.FastClient = StockPaho
+    try:
+        sinks = make_sinks([cfg], gateway_id="bench")
+    finally:
+        mqtt_sink.FastClient = fast_client
     ob = Outbox(conn, sinks=["primary"])
     # made in chunks and let go: the backlog lives in SQLite, as in the gateway, not in Python's heap
     for k in range(0, n, 1000):
@@ -165,6 +191,9 @@ def main() -> int:
         default=None,
         help="gc.set_threshold(N) for the drain (a daemon may tune its collector like this)",
     )
+    ap.add_argument(
+        "--no-baseline", action="store_true", help="skip the drain through paho-mqtt as it comes (StockPaho)"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -200,6 +229,13 @@ def main() -> int:
                 out["gc_threshold"] = args.gc_threshold
             out["drain_plain"] = asyncio.run(drain(folder, args.backlog, args.devices, broker, tls=False))
             out["drain_tls"] = asyncio.run(drain(folder, args.backlog, args.devices, broker, tls=True))
+            if not args.no_baseline:
+                out["drain_plain_stock_paho"] = asyncio.run(
+                    drain(folder, args.backlog, args.devices, broker, tls=False, stock=True)
+                )
+                out["drain_tls_stock_paho"] = asyncio.run(
+                    drain(folder, args.backlog, args.devices, broker, tls=True, stock=True)
+                )
         with Mosquitto(persistence=False) as default_broker:  # Mosquitto's default Receive Maximum (20)
             small = max(5000, args.backlog // 10)
             out["drain_plain_default_broker"] = asyncio.run(
@@ -226,8 +262,12 @@ def main() -> int:
     for key, label in (
         ("drain_plain", "plain TCP"),
         ("drain_tls", "TLS"),
+        ("drain_plain_stock_paho", "plain TCP, paho as it comes (baseline)"),
+        ("drain_tls_stock_paho", "TLS, paho as it comes (baseline)"),
         ("drain_plain_default_broker", "plain TCP, broker Receive Maximum 20"),
     ):
+        if key not in out:
+            continue
         r = out[key]
         print(
             f"  drain of a backlog to Mosquitto, QoS 1, {label:<38} {r['msg_per_s']:8,.0f} msg/s"

@@ -1,14 +1,15 @@
 """The forwarder: moves outbox records to every sink, in order, and acknowledges them on delivery.
 
 One asyncio task per sink: fetch the next records the sink has not acknowledged (in ``seq`` order, i.e. FCnt
-order per device), hand them to the sink with at most ``window`` awaiting acknowledgement, and acknowledge
-delivered ones in the outbox in groups (group commit): acknowledgements collect for up to ``ack_interval_s``
-or ``ack_batch`` records, whichever comes first, then one transaction (one fsync) records them all. An
-acknowledgement not yet committed when the process dies only means the record is sent again under the same
-id (at-least-once); pending ones are committed on stop, and at once when the sink falls idle (nothing in
-flight, nothing more stored), so a quiet gateway's outbox depth is not held up. Results come from the sinks
-through a thread-safe hand-off (:mod:`.sinks.base`). A refused record (e.g. MQTT reason code 135) stays in
-the outbox and is tried again after ``retry_s``. Nothing is deleted before every sink acknowledged it.
+order per device), hand them to the sink in that order (one ``send_many`` per fetch) with at most
+``window`` awaiting acknowledgement, and acknowledge delivered ones in the outbox in groups (group commit):
+acknowledgements collect for up to ``ack_interval_s`` or ``ack_batch`` records, whichever comes first, then
+one transaction (one fsync) records them all. An acknowledgement not yet committed when the process dies
+only means the record is sent again under the same id (at-least-once); pending ones are committed on stop,
+and at once when the sink falls idle (nothing in flight, nothing more stored), so a quiet gateway's outbox
+depth is not held up. Results come from the sinks through a thread-safe hand-off (:mod:`.sinks.base`). A
+refused record (e.g. MQTT reason code 135) stays in the outbox and is tried again after ``retry_s``.
+Nothing is deleted before every sink acknowledged it.
 
 ``buffered``: a record is published with ``buffered: true`` when it waited through an outage: it was stored
 before the sink's last down -> up transition (or before this forwarder started, i.e. it waited while the
@@ -46,7 +47,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from havel.errors import ConfigError, HavelError, StorageError
@@ -202,16 +203,21 @@ class _Runner:
         now = time.monotonic()
         if records and not self.inflight:
             self.inflight_since = now
-        sent = buffered_sent = 0
+        inflight = self.inflight
+        upto, down = self.buffered_upto, self.status.state == "down"
+        batch = []
+        flags = []
         for rec in records:
-            self.cursor = rec.seq
-            if rec.id in self.inflight:
+            if rec.id in inflight:
                 continue
-            buffered = rec.seq <= self.buffered_upto or self.status.state == "down"
-            self.inflight[rec.id] = rec
-            self.sink.send(rec, buffered)
-            sent += 1
-            buffered_sent += buffered
+            inflight[rec.id] = rec
+            batch.append(rec)
+            flags.append(down or rec.seq <= upto)
+        if records:
+            self.cursor = records[-1].seq
+        if batch:
+            self.sink.send_many(batch, flags)  # in order: per-device FCnt order
+        sent, buffered_sent = len(batch), sum(flags)
         if sent:
             self._set(
                 sent=self.status.sent + sent,
@@ -245,36 +251,34 @@ class _Runner:
     def _collect(self, *, flush: bool = False) -> None:
         """Take the sink's results; commit the acknowledgements gathered so far when they are due
         (``ack_interval_s`` since the oldest, or ``ack_batch`` of them) or ``flush`` is set."""
-        results = self.sink.take_results()
-        if results:
+        delivered, failed = self.sink.take_delivered()
+        if delivered or failed:
             now = time.monotonic()
-            ok = refused = 0
-            for res in results:
-                pending = self.inflight.pop(res.record_id, None)
-                if res.ok:
-                    if pending is not None:
-                        if not self.unacked:
-                            self.unacked_since = now
-                        self.unacked.append(pending.seq)
-                    ok += 1
-                else:
-                    refused += 1
-                    log.warning(
-                        "sink %s refused %s: %s (kept, retry in %.0f s)",
-                        self.sink.name,
-                        res.record_id,
-                        res.reason,
-                        self.fwd.retry_s,
-                    )
-                    if pending is not None:
-                        self.retry.append((now + self.fwd.retry_s, pending))
-            if ok:
+            inflight, unacked = self.inflight, self.unacked
+            if delivered and not unacked:
+                self.unacked_since = now
+            for rid in delivered:
+                pending = inflight.pop(rid, None)
+                if pending is not None:
+                    unacked.append(pending.seq)
+            for res in failed:
+                pending = inflight.pop(res.record_id, None)
+                log.warning(
+                    "sink %s refused %s: %s (kept, retry in %.0f s)",
+                    self.sink.name,
+                    res.record_id,
+                    res.reason,
+                    self.fwd.retry_s,
+                )
+                if pending is not None:
+                    self.retry.append((now + self.fwd.retry_s, pending))
+            if delivered:
                 self.last_ok_mono = now
             self._set(
-                acked=self.status.acked + ok,
-                refused=self.status.refused + refused,
-                inflight=len(self.inflight),
-                last_ack_at=time.time() if ok else self.status.last_ack_at,
+                acked=self.status.acked + len(delivered),
+                refused=self.status.refused + len(failed),
+                inflight=len(inflight),
+                last_ack_at=time.time() if delivered else self.status.last_ack_at,
             )
         if self.unacked and (
             flush
@@ -324,7 +328,8 @@ class _Runner:
             self._change("up")
 
     def _set(self, **changes: Any) -> None:
-        self.status = replace(self.status, **changes)
+        # a new snapshot (listeners keep the old ones); dataclasses.replace is slower (several per round)
+        self.status = SinkStatus(**{**self.status.__dict__, **changes})
 
     def _change(self, state: str) -> None:
         now = time.time()

@@ -84,9 +84,14 @@ class JsonScheme:
         return device_topic(self.prefix, self.gateway_id, dev_eui, _SUFFIX[kind])
 
     def __call__(self, record: Any, buffered: bool) -> list[OutMessage]:
-        return [
-            OutMessage(self.topic(record.kind, record.dev_eui), with_buffered(record.payload_json, buffered))
-        ]
+        topic = self._topics.get((record.kind, record.dev_eui))  # the cache of topic(), inline: per message
+        if topic is None:
+            topic = self.topic(record.kind, record.dev_eui)
+        return [OutMessage(topic, with_buffered(record.payload_json, buffered))]
+
+
+_EMPTY_OBJECT = re.compile(r"\{\s*\}")
+_FLAG = {True: ',"buffered":true}', False: ',"buffered":false}'}
 
 
 def with_buffered(payload_json: str, buffered: bool) -> bytes:
@@ -95,10 +100,9 @@ def with_buffered(payload_json: str, buffered: bool) -> bytes:
     Spliced into the text instead of parsing and re-encoding it: the drain rate after an outage is bound
     by per-message work, and this is the same JSON object either way.
     """
-    flag = "true" if buffered else "false"
     body = payload_json.rstrip()
     if not body.startswith("{") or not body.endswith("}"):
         raise InputError("stored json-scheme message is not a JSON object")
-    if body[1:-1].strip():
-        return f'{body[:-1]},"buffered":{flag}}}'.encode()
-    return f'{{"buffered":{flag}}}'.encode()
+    if _EMPTY_OBJECT.fullmatch(body):  # fails at once on the first member of a non-empty object
+        return b'{"buffered":true}' if buffered else b'{"buffered":false}'
+    return (body[:-1] + _FLAG[bool(buffered)]).encode()

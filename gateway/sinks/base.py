@@ -18,7 +18,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 __all__ = ["Result", "Sink"]
@@ -42,6 +42,7 @@ class Sink(ABC):
         self._results: deque[Result] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: Callable[[], None] | None = None
+        self._wake_thread: int | None = None
         self._kicked = False
         self._state_lock = threading.Lock()
         self._connected = False
@@ -56,6 +57,7 @@ class Sink(ABC):
         """Called by the forwarder before start: where to post results and whom to wake."""
         self._loop = loop
         self._wake = wake
+        self._wake_thread = threading.get_ident()  # the loop's thread (bind runs in it)
 
     @property
     def connected(self) -> bool:
@@ -73,6 +75,12 @@ class Sink(ABC):
     def send(self, record: Any, buffered: bool) -> None:
         """Hand over one outbox record; its Result is reported later (never raises for transport trouble)."""
 
+    def send_many(self, records: Sequence[Any], buffered: Sequence[bool]) -> None:
+        """:meth:`send` for each record, in order (``buffered[i]`` for ``records[i]``); a sink may
+        override it to hand a batch over in one go."""
+        for record, flag in zip(records, buffered, strict=True):
+            self.send(record, flag)
+
     def window(self) -> int:
         """How many records may await acknowledgement at once (the forwarder's window is capped by it)."""
         return 1 << 30
@@ -84,6 +92,18 @@ class Sink(ABC):
         while self._results:
             out.append(self._results.popleft())
         return out
+
+    def take_delivered(self) -> tuple[list[str], list[Result]]:
+        """:meth:`take_results` as the forwarder uses it: the ids of the records delivered, and the
+        results of the others. A sink may override it to skip building a Result per delivered record."""
+        delivered: list[str] = []
+        failed: list[Result] = []
+        for r in self.take_results():
+            if r.ok:
+                delivered.append(r.record_id)
+            else:
+                failed.append(r)
+        return delivered, failed
 
     def describe(self) -> dict[str, Any]:
         """A small summary for status output (no secrets)."""
@@ -119,4 +139,7 @@ class Sink(ABC):
         self._kicked = True
         # RuntimeError: the loop closed during shutdown, nobody is waiting any more
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._wake)
+            if threading.get_ident() == self._wake_thread:
+                self._loop.call_soon(self._wake)  # in the loop already: no write to its self-pipe
+            else:
+                self._loop.call_soon_threadsafe(self._wake)

@@ -10,6 +10,12 @@ Session: MQTT v5 with ``clean_start=False`` from the very first connect and a se
 keeps the session across reconnects (Mosquitto never saves a session that began with a clean start).
 QoS 1 messages not yet acknowledged when the connection drops are kept by paho and re-sent on reconnect.
 
+Throughput: the client is paho's with the fast paths of :mod:`.paho_fast` (buffered reads, PUBACKs taken
+from the buffer, one send per run of packets, a lighter QoS 1 publish; same protocol and message states),
+and the forwarder hands records over in batches (:meth:`MqttSink.send_many`: formatted, then published in
+one call): a backlog drains at a fraction of the CPU time per message paho itself needs (bench/outbox.py
+prints both).
+
 Connection: paho runs inside the asyncio event loop through its socket callbacks (``add_reader`` /
 ``add_writer``, ``loop_misc`` once a second), not in a thread of its own: a second Python thread would fight
 the event loop for the GIL (measured: drain rate halved). Only ``connect()`` (TCP and the TLS handshake,
@@ -57,19 +63,20 @@ import random
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from havel.errors import ConfigError
 
 from ..formats import Formatter, check_topic_level, make_formatter, to_json
 from .base import Result, Sink
+from .paho_fast import FastClient
 
 __all__ = ["MqttSink", "TlsSettings"]
 
@@ -109,35 +116,6 @@ class TlsSettings:
     ca_file: str | None = None  # None: the system's trusted CAs
     cert_file: str | None = None
     key_file: str | None = None
-
-
-class _Client(mqtt.Client):
-    """paho's client with a fast path for the common PUBACK.
-
-    paho 2.x decodes every PUBACK into fresh ReasonCode and Properties objects (big dicts built per packet):
-    measured here as the largest single cost of draining a backlog. A PUBACK of 2 bytes (success) or 3
-    bytes (a reason code, no properties) carries nothing else, so it reuses one shared object per reason code
-    and skips the decoder; anything longer goes through paho's own code. This overrides a private method of
-    paho 2.x (pinned < 3 in pyproject): if it is missing, the override simply never runs.
-    """
-
-    _reason_cache: ClassVar[dict[int, ReasonCode]] = {}
-    _no_props = Properties(PacketTypes.PUBACK)
-
-    def _handle_pubackcomp(self, cmd: Any) -> mqtt.MQTTErrorCode:
-        packet = self._in_packet.get("packet", b"")
-        if cmd != "PUBACK" or self._protocol != mqtt.MQTTv5 or len(packet) not in (2, 3):
-            return super()._handle_pubackcomp(cmd)
-        mid = (packet[0] << 8) | packet[1]
-        code = packet[2] if len(packet) == 3 else 0
-        reason = self._reason_cache.get(code)
-        if reason is None:
-            reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
-            self._reason_cache[code] = reason
-        with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, reason, self._no_props)
-        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 def _now_iso() -> str:
@@ -201,6 +179,7 @@ class MqttSink(Sink):
         self.last_reason_code: int | None = None  # of the last refused PUBACK or CONNACK
         self._status_extra: dict[str, Any] = {}
         self._mids: dict[int, str] = {}  # mid -> record id (loop thread only)
+        self._topics: dict[str, bytes] = {}  # topic -> its UTF-8 bytes (a backlog repeats a few thousand)
         self._remaining: dict[str, int] = {}  # record id -> PUBACKs still awaited
         self._refused: dict[str, str] = {}  # record id -> first failure reason
         self._acks: collections.deque[tuple[Any, Any]] = (
@@ -330,8 +309,8 @@ class MqttSink(Sink):
 
     # ------------------------------------------------------------------ client
 
-    def _make_client(self, connect_timeout_s: float) -> mqtt.Client:
-        client = _Client(
+    def _make_client(self, connect_timeout_s: float) -> FastClient:
+        client = FastClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5,
@@ -507,11 +486,15 @@ class MqttSink(Sink):
         self._loop.add_reader(fd, self._readable)
 
     def _readable(self) -> None:
-        self._client.loop_read(max_packets=1000)
-        sock = self._client.socket()
-        # TLS may hold decrypted bytes the selector cannot see: read them now
-        while isinstance(sock, ssl.SSLSocket) and sock.pending() and self._client.socket() is sock:
-            self._client.loop_read(max_packets=1000)
+        client = self._client
+        sock = client.socket()
+        client.loop_read()
+        # bytes the selector cannot see: in the client's read buffer (paho stops after as many packets as it
+        # has messages in flight) and, with TLS, decrypted in the SSL object: read them now
+        while client.socket() is sock and (
+            client.has_buffered_input() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        ):
+            client.loop_read()
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._in_loop(self._remove_fd)
@@ -598,49 +581,114 @@ class MqttSink(Sink):
     # ------------------------------------------------------------------ loop thread
 
     def send(self, record: Any, buffered: bool) -> None:
-        try:
-            messages = self.formatter(record, buffered)
-        except Exception as exc:  # a record the format cannot express: report, keep it in the outbox
-            self._report(Result(record.id, False, f"format failed: {exc}"))
-            return
-        if not messages:
-            self._report(Result(record.id, True, "nothing to publish in this format"))
-            return
-        if len(messages) > 1:  # several PUBACKs make one delivery (SensorThings: one per field)
-            self._remaining[record.id] = self._remaining.get(record.id, 0) + len(messages)
-        for m in messages:
-            info = self._client.publish(m.topic, m.payload, qos=1, retain=m.retain)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                # not queued by paho (NO_CONN is: it is sent on reconnect)
-                self._refused.setdefault(record.id, f"publish failed: {mqtt.error_string(info.rc)}")
-                self._acks.append((None, record.id))
+        self.send_many((record,), (buffered,))
+
+    def send_many(self, records: Sequence[Any], buffered: Sequence[bool]) -> None:
+        """Format every record, then publish the single-message ones in runs through one call to paho (a
+        backlog drain hands over hundreds at a time); the order of the records is kept."""
+        fmt, topics = self.formatter, self._topics
+        items: list[tuple[bytes, bytes, bool]] = []
+        owners: list[str] = []
+        for record, flag in zip(records, buffered, strict=True):
+            try:
+                messages = fmt(record, flag)
+            except Exception as exc:  # a record the format cannot express: report, keep it in the outbox
+                self._report(Result(record.id, False, f"format failed: {exc}"))
                 continue
-            self._mids[info.mid] = record.id
+            if len(messages) == 1:
+                m = messages[0]
+                items.append((topics.get(m.topic) or self._topic_bytes(m.topic), m.payload, m.retain))
+                owners.append(record.id)
+                continue
+            self._publish_run(items, owners)
+            items, owners = [], []
+            if not messages:
+                self._report(Result(record.id, True, "nothing to publish in this format"))
+                continue
+            # several PUBACKs make one delivery (SensorThings: one per field)
+            self._remaining[record.id] = self._remaining.get(record.id, 0) + len(messages)
+            self._publish_run(
+                [(topics.get(m.topic) or self._topic_bytes(m.topic), m.payload, m.retain) for m in messages],
+                [record.id] * len(messages),
+            )
+        self._publish_run(items, owners)
+
+    def _publish_run(self, items: list[tuple[bytes, bytes, bool]], owners: list[str]) -> None:
+        if not items:
+            return
+        try:
+            results = self._client.publish_many(items)
+        except ValueError:  # one of them MQTT cannot carry: nothing was queued, go one by one
+            for (topic, payload, retain), rid in zip(items, owners, strict=True):
+                try:
+                    rc, mid = self._client.publish_qos1(topic, payload, retain)
+                except ValueError as exc:
+                    self._not_queued(rid, str(exc))
+                else:
+                    self._track(rid, rc, mid)
+            return
+        mids = self._mids
+        for (rc, mid), rid in zip(results, owners, strict=True):
+            if rc:
+                self._track(rid, rc, mid)
+            else:
+                mids[mid] = rid
+
+    def _track(self, rid: str, rc: int, mid: int) -> None:
+        if not rc or rc == mqtt.MQTT_ERR_NO_CONN:  # NO_CONN is queued too: sent on reconnect
+            self._mids[mid] = rid
+        else:
+            self._not_queued(rid, mqtt.error_string(rc))
+
+    def _topic_bytes(self, topic: str) -> bytes:
+        data = topic.encode()
+        if len(self._topics) < 100_000:  # a backlog repeats the same few thousand topics
+            self._topics[topic] = data
+        return data
+
+    def _not_queued(self, record_id: str, why: str) -> None:
+        # paho did not take it: counts as one PUBACK, refused (the record stays in the outbox)
+        self._refused.setdefault(record_id, f"publish failed: {why}")
+        self._acks.append((None, record_id))
+        self._kick()
 
     def take_results(self) -> list[Result]:
-        out = super().take_results()
-        while self._acks:
-            mid, reason = self._acks.popleft()
+        delivered, failed = self.take_delivered()
+        return [Result(rid, True) for rid in delivered] + failed
+
+    def take_delivered(self) -> tuple[list[str], list[Result]]:
+        delivered: list[str] = []
+        failed: list[Result] = []
+        for r in Sink.take_results(self):  # reports made with _report (format failures)
+            if r.ok:
+                delivered.append(r.record_id)
+            else:
+                failed.append(r)
+        acks, mids, remaining, refused = self._acks, self._mids, self._remaining, self._refused
+        while acks:
+            mid, reason = acks.popleft()
             if mid is None:  # a publish paho did not queue; reason holds the record id
                 rid: str | None = reason
             else:
-                rid = self._mids.pop(mid, None)
+                rid = mids.pop(mid, None)
                 if rid is None:
                     continue  # a status message
-                if reason is not None and getattr(reason, "is_failure", False):
+                if reason is not None and reason.is_failure:
                     code = int(reason.value)
                     self.last_reason_code = code
-                    self._refused.setdefault(rid, f"broker refused the message: {reason} ({code})")
+                    refused.setdefault(rid, f"broker refused the message: {reason} ({code})")
             assert rid is not None
-            if rid in self._remaining:
-                left = self._remaining[rid] - 1
+            if remaining and rid in remaining:
+                left = remaining[rid] - 1
                 if left > 0:
-                    self._remaining[rid] = left
+                    remaining[rid] = left
                     continue
-                del self._remaining[rid]
-            refused = self._refused.pop(rid, None) if self._refused else None
-            out.append(Result(rid, refused is None, refused or ""))
-        return out
+                del remaining[rid]
+            if refused and rid in refused:
+                failed.append(Result(rid, False, refused.pop(rid)))
+            else:
+                delivered.append(rid)
+        return delivered, failed
 
     def window(self) -> int:
         """Records that may await PUBACK at once: max_inflight within the broker's Receive Maximum."""
