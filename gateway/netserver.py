@@ -30,8 +30,8 @@ from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import CodecError, FrameError, HavelError, InputError, StorageError
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import RxPacket, format_time
+from havel.gateway.jsontext import encode_json
 from havel.gateway.registry import Device, Session, SessionStore
-from havel.gateway.uplink_json import UplinkJson
 
 log = logging.getLogger("havel.gateway.netserver")
 
@@ -177,7 +177,6 @@ class NetworkServer:
         self._pending: dict[bytes, _Group] = {}
         self._recent: OrderedDict[bytes, float] = OrderedDict()  # dedup key -> expiry (monotonic)
         self._time_text: tuple[datetime | None, str] = (None, "")  # last receive time and its text
-        self._json = UplinkJson()
 
     # ----------------------------------------------------------------------------------------- intake
     def receive(self, copy: Reception, mono: float) -> Outcome | None:
@@ -444,14 +443,16 @@ class NetworkServer:
         }
 
     def _message_json(self, message: dict[str, Any]) -> str:
+        """The message's JSON text for the outbox (written here, so that a value JSON cannot hold costs this
+        frame its decoded data, not the whole batch its commit)."""
         try:
-            return self._json.uplink(message)
+            return encode_json(message)
         except (ValueError, TypeError) as exc:
             # a decoded value JSON cannot hold (a codec bug): keep the frame with its raw bytes, say why
             log.error("uplink %s: decoded data is not JSON: %s (stored without it)", message["id"], exc)
             message["data"] = None
             message["errors"] = [*message["errors"], f"decoded data is not JSON: {exc}"]
-            return self._json.uplink(message)
+            return encode_json(message)
 
     # ------------------------------------------------------------------------------------------ join
     def _join(

@@ -53,7 +53,7 @@ from typing import Any
 from havel.errors import InputError
 
 from . import db
-from .uplink_json import encode_json
+from .jsontext import encode_json
 
 __all__ = ["KINDS", "PRIORITIES", "ROW_OVERHEAD", "Outbox", "OutboxRecord"]
 
@@ -367,14 +367,13 @@ class Outbox:
             raise InputError(f"outbox record {rid}: 'payload' must be a dict")
         text = r.get("payload_json")
         if text is not None:
-            # the producer wrote the text itself (the network server, see uplink_json): it must be this
-            # payload's text, starting with its id and without `buffered`; that writer's tests hold it to
-            # what the encoder below would give
+            # the producer encoded the payload itself (the network server does, see _message_json): it
+            # must be that payload's text, with its id first and without `buffered`
             if (
                 not isinstance(text, str)
                 or not text.startswith(f'{{"id":"{rid}"')
-                or "buffered" in payload
                 or next(iter(payload), None) != "id"
+                or "buffered" in payload
             ):
                 raise InputError(f"outbox record {rid}: 'payload_json' is not the text of its payload")
         else:

@@ -391,3 +391,22 @@ def test_old_databases_lose_the_per_row_triggers_and_keep_exact_totals(tmp_path:
     drain(ob, "primary", 3)
     assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 3
     conn.close()
+
+
+def test_payload_text_given_by_the_producer_must_be_that_payload(conn: sqlite3.Connection) -> None:
+    """The network server hands over the JSON text it already encoded; text that is not the record's own
+    (another id first, or with `buffered`) is refused and nothing is stored."""
+    import json
+
+    ob = Outbox(conn)
+    good = rec(EUI_A, 1)
+    payload = {"id": good["id"], **good["payload"]}
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    assert ob.put(good | {"payload": payload, "payload_json": text}) is True
+    assert ob.fetch("primary", 1)[0].payload == payload
+    other = rec(EUI_A, 2)
+    with pytest.raises(InputError):
+        ob.put(other | {"payload": {"id": other["id"], **other["payload"]}, "payload_json": text})
+    with pytest.raises(InputError):
+        ob.put(other | {"payload": {"id": other["id"], "buffered": True}, "payload_json": '{"id":"x"}'})
+    assert ob.ids() == [good["id"]]
