@@ -176,9 +176,12 @@ class Board:
                 now_open = bool(data.get("valve_open"))
                 if was is not None and was != now_open:
                     self.counts["valve_actions"] += 1
+                    # a close while it is hot is a rule at work (max on-time, the day's water): say which
+                    held = [k.replace("_", " ") for k, v in (data.get("interlock") or {}).items() if v]
                     self.log.append(
                         f"{clock} [cyan]valve {'opened' if now_open else 'closed'}[/cyan] at {name} "
-                        f"({data.get('mode')}, {data.get('ambient_temperature')} °C)"
+                        f"({data.get('mode')}, {data.get('ambient_temperature')} °C"
+                        f"{''.join(', ' + h for h in held)})"
                     )
                 self.valve_open[name] = now_open
         elif topic.endswith("/join"):
