@@ -327,8 +327,9 @@ class Outbox:
     def _duplicate(self, row: tuple[Any, ...]) -> None:
         held = self.conn.execute("SELECT received_at FROM outbox WHERE id = ?", (row[0],)).fetchone()
         if held is not None and held[0] != row[5]:
-            # same id, another reading: ids carry the session epoch, so this means a device's registry row
-            # was removed and added again (its epoch restarted at 0) while its old records still wait here
+            # same id, another reading: ids carry the session epoch (which a device removed and added again
+            # continues), so the network server never gives two readings one id; a producer that did is
+            # named here
             log.warning(
                 "outbox id collision: %s is already stored with receive time %s; the record received at %s "
                 "was not stored",
