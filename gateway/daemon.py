@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -247,14 +248,17 @@ class Gateway:
             self.conn = None
         log.info("havel gateway stopped")
 
-    async def run(self) -> None:
-        """Start, serve until SIGTERM/SIGINT or :meth:`request_stop`, stop."""
+    async def run(self, *, own_process: bool = False) -> None:
+        """Start, serve until SIGTERM/SIGINT or :meth:`request_stop`, stop. ``own_process``: the process is
+        the daemon's alone, so its garbage collection is set for it once started (:func:`tune_gc`)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         try:
             await self.start()
+            if own_process:
+                tune_gc()
             await self._stop.wait()
         finally:
             await self.stop()
@@ -660,5 +664,20 @@ def run(cfg: Config) -> int:
     """Run the daemon until SIGTERM; exit status 0 after a clean stop."""
     setup_logging(cfg.log.format, cfg.log.level)
     gw = Gateway(cfg)
-    asyncio.run(gw.run())
+    asyncio.run(gw.run(own_process=True))
     return 0
+
+
+def tune_gc() -> None:
+    """The garbage collector set for a long-running daemon, once it has started.
+
+    What exists then (modules, codecs, the registry, the components) lives as long as the process, so it
+    leaves the collector's scans (``gc.freeze``), and the young generation is collected every 10,000 net
+    allocations instead of 700. Objects are still freed by reference counting the moment they are unused;
+    only garbage in reference cycles waits a little longer. Measured with a ``gc.callbacks`` probe in the
+    daemon during ``bench/gateway_e2e.py`` (30,000 uplinks): 0.50-0.52 s spent collecting (806-828, 73-75
+    and 6 collections of generations 0, 1, 2) became 0.02-0.05 s (11 collections of generation 0), about
+    15 us per uplink."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)

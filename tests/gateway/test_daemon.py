@@ -490,3 +490,20 @@ def test_a_command_nobody_collects_expires_and_says_so(gw: InProcessGateway, tmp
     )
     assert [(r["command_id"], r["state"]) for r in results] == [("late", "queued"), ("late", "expired")]
     assert gw.call(gw.gateway.downlinks.depth) == 0
+
+
+def test_the_daemon_process_sets_its_garbage_collection_for_a_long_run() -> None:
+    """`havel gateway run` freezes what exists once started and collects the young generation less often
+    (in a process of its own here: the test process's collector is left alone)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import gc\n"
+        "from havel.gateway.daemon import tune_gc\n"
+        "before = gc.get_freeze_count()\n"
+        "tune_gc()\n"
+        "print(before, gc.get_freeze_count() > 1000, gc.get_threshold()[0])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["0", "True", "10000"]
