@@ -54,6 +54,23 @@ def free_port(kind: int) -> int:
         return int(s.getsockname()[1])
 
 
+def register_devices(conn: Any, n: int) -> Registry:
+    """``n`` ABP temperature devices (DevEUI EUI0+i, DevAddr ADDR0+i) in the registry, in one commit."""
+    reg = Registry(conn)
+    with reg.transaction():
+        for i in range(n):
+            reg.add(
+                Device(
+                    name=f"bench-{i}",
+                    dev_eui=EUI0 + i,
+                    codec="temperature",
+                    activation="abp",
+                    session=Session(ADDR0 + i, NWK, APP),
+                )
+            )
+    return reg
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU time of a process so far (Linux /proc; zeros where there is none)."""
     try:
@@ -112,15 +129,7 @@ def stage_costs(frames: list[bytes], datagrams: list[bytes], devices: int) -> di
     )
     tmp = Path(tempfile.mkdtemp(prefix="havel-bench-stages-"))
     conn = db.open_db(tmp / "havel.db")
-    reg = Registry(conn)
-    with reg.transaction():
-        for i in range(devices):
-            conn.execute(
-                "INSERT INTO devices (dev_eui, name, codec, activation, dev_addr, nwk_s_key, app_s_key, "
-                "created_at) VALUES (?, ?, 'temperature', 'abp', ?, ?, ?, 0)",
-                (f"{EUI0 + i:016X}", f"bench-{i}", ADDR0 + i, NWK, APP),
-            )
-    reg.refresh(force=True)
+    reg = register_devices(conn, devices)
     outbox = Outbox(conn, sinks=["platform"])
     journal = Journal(conn)
     ns = NetworkServer(reg, outbox, NetworkConfig(), rng=random.Random(1), journal=journal)
@@ -233,16 +242,8 @@ port = {broker.port}
 tls = false
 """)
         conn = db.open_db(tmp / "data" / "havel.db")
-        reg = Registry(conn)
-        with reg.transaction():
-            for i in range(args.devices):
-                conn.execute(
-                    "INSERT INTO devices (dev_eui, name, codec, activation, dev_addr, nwk_s_key, app_s_key, "
-                    "created_at) VALUES (?, ?, 'temperature', 'abp', ?, ?, ?, 0)",
-                    (f"{EUI0 + i:016X}", f"bench-{i}", ADDR0 + i, NWK, APP),
-                )
+        register_devices(conn, args.devices)
         conn.close()
-        assert Device and Session  # the registry API is what the gateway reads these rows with
 
         t = time.perf_counter()
         frames = [

@@ -313,8 +313,7 @@ class Gateway:
             if flushed is not None:  # stored in a savepoint of the commit that failed: not stored after all
                 self.netserver.storage_failed(flushed[0], str(exc))
         self.udp.release_acks()
-        for out in early:
-            self._account(out)
+        self._account(early)
         if flushed is not None:
             self._after_flush(*flushed)
         self._wake.set()
@@ -333,7 +332,7 @@ class Gateway:
                 out = self.netserver.receive(copy, mono)
                 if out is not None:
                     self.journal.forget([e.seq])
-                    self._account(out)
+                    self._account([out])
 
     async def _flush_loop(self) -> None:
         while not self._stop.is_set():
@@ -392,32 +391,31 @@ class Gateway:
             for tx in sends:
                 self.udp.send(tx.gateway_eui, tx.txpk, fallback=tx.fallback, info=tx, window=tx.window)
                 self.metrics.inc("downlinks_total", kind=tx.kind, window=tx.window)
-        accepted = 0
-        for out in outcomes:
-            if out.status == "accepted" and not self.outcome_listeners:
-                accepted += 1  # the common case, counted once per batch below
-            else:
-                self._account(out)
-        if accepted:
-            self.metrics.inc("uplinks_accepted_total", accepted)
-            self.stats.last_uplink = time.time()
+        self._account(outcomes)
         if outcomes:
             self._notify_forwarder()
 
-    def _account(self, out: Outcome) -> None:
-        if out.status == "rejected":
-            self.metrics.inc("uplinks_rejected_total", reason=out.reason or "unknown")
-            log.debug("uplink rejected (%s): %s", out.reason, out.detail)
-        elif out.status == "accepted":
-            self.metrics.inc("uplinks_accepted_total")
+    def _account(self, outcomes: list[Outcome]) -> None:
+        """Metrics and listeners for what became of some frames (accepted ones counted once per call: a
+        batch is hundreds of them)."""
+        accepted = 0
+        listeners = self.outcome_listeners
+        for out in outcomes:
+            if out.status == "accepted":
+                accepted += 1
+            elif out.status == "rejected":
+                self.metrics.inc("uplinks_rejected_total", reason=out.reason or "unknown")
+                log.debug("uplink rejected (%s): %s", out.reason, out.detail)
+            elif out.status == "joined":
+                self.metrics.inc("joins_total")
+            for listener in listeners:
+                try:
+                    listener(out)
+                except Exception:
+                    log.exception("outcome listener failed")
+        if accepted:
+            self.metrics.inc("uplinks_accepted_total", accepted)
             self.stats.last_uplink = time.time()
-        elif out.status == "joined":
-            self.metrics.inc("joins_total")
-        for listener in self.outcome_listeners:
-            try:
-                listener(out)
-            except Exception:
-                log.exception("outcome listener failed")
 
     def _notify_forwarder(self) -> None:
         fwd = self.components.get("forwarder")

@@ -284,20 +284,16 @@ class NetworkServer:
                     self.outbox.put_many(self._records)
         except HavelError as exc:  # the commit failed (disk full, locked): nothing of the batch is stored
             log.error("storing %d uplinks failed: %s (they stay in the intake journal)", len(due), exc)
-            for key, _ in due:
-                self._recent.pop(key, None)
-            for out in outcomes:
-                if out.status != "rejected":
-                    out.status, out.reason, out.detail = "rejected", "storage", str(exc)
+            self.storage_failed(outcomes, str(exc))
             for _, g in due[len(outcomes) :]:  # the frame that failed and those after it: one outcome each
                 copies = sorted(g.copies, key=_signal_key, reverse=True)
                 outcomes.append(Outcome("rejected", "storage", str(exc), best=copies[0], copies=copies))
         return outcomes
 
     def storage_failed(self, outcomes: list[Outcome], detail: str) -> None:
-        """The caller's transaction that :meth:`flush` ran in (as a savepoint) failed to commit: what it
-        accepted is not stored after all (the frames stay in the intake journal, replayed at the next start)
-        and a later copy of them must not count as a duplicate."""
+        """The transaction that stored these outcomes failed (flush's own, or the caller's it ran in as a
+        savepoint): what they accepted is not stored after all (the frames stay in the intake journal,
+        replayed at the next start) and a later copy of them must not count as a duplicate."""
         for out in outcomes:
             if out.status != "rejected":
                 if out.best is not None:

@@ -266,17 +266,23 @@ class Registry:
 
     def _apply_fcnt(self, writes: dict[int, tuple[int, float]]) -> None:
         """The committed counters into the cache: one copy of each device per batch, not per uplink."""
-        devices, by_addr = self._devices, self._by_addr
         for eui, (fcnt_up, seen) in writes.items():
-            dev = devices.get(eui)
+            dev = self._devices.get(eui)
             if dev is None or dev.session is None:
                 continue
-            new = _with(dev, {"session": _with(dev.session, {"fcnt_up": fcnt_up}), "last_seen": seen})
-            devices[eui] = new
-            peers = by_addr.get(dev.session.dev_addr)
-            if peers is not None:  # same DevAddr: swap the entry in place, O(devices sharing it)
+            self._replace_cached(
+                _with(dev, {"session": _with(dev.session, {"fcnt_up": fcnt_up}), "last_seen": seen})
+            )
+
+    def _replace_cached(self, new: Device) -> None:
+        """A device's new cached copy, its session (if any) on the same DevAddr as before: swapped into the
+        DevAddr index in place, O(devices sharing it)."""
+        self._devices[new.dev_eui] = new
+        if new.session is not None:
+            peers = self._by_addr.get(new.session.dev_addr)
+            if peers is not None:
                 for i, d in enumerate(peers):
-                    if d.dev_eui == eui:
+                    if d.dev_eui == new.dev_eui:
                         peers[i] = new
 
     def _later(self, fn: Callable[[], None]) -> None:
@@ -297,12 +303,11 @@ class Registry:
             if sess_changes and dev.session is not None:
                 dev_changes["session"] = _with(dev.session, sess_changes)
             new = _with(dev, dev_changes)
-            self._devices[dev_eui] = new
             if reindex:  # a new session (join): the DevAddr index changes
+                self._devices[dev_eui] = new
                 self._reindex()
-            elif new.session is not None:  # same DevAddr: swap the entry, O(devices sharing it)
-                peers = self._by_addr.get(new.session.dev_addr, [])
-                self._by_addr[new.session.dev_addr] = [new if d.dev_eui == dev_eui else d for d in peers]
+            else:
+                self._replace_cached(new)
 
         self._later(apply)
 

@@ -12,11 +12,11 @@ A formatter turns one :class:`havel.gateway.outbox.OutboxRecord` into zero or mo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from havel.errors import ConfigError
+from havel.gateway.jsontext import encode_json
 
 __all__ = ["FORMATS", "Formatter", "OutMessage", "flatten", "make_formatter", "to_json"]
 
@@ -37,8 +37,9 @@ Formatter = Callable[[Any, bool], list[OutMessage]]
 
 
 def to_json(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, the wire form of every format."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact UTF-8 JSON, the wire form of every format: the outbox's text encoded
+    (:func:`havel.gateway.jsontext.encode_json`)."""
+    return encode_json(obj).encode()
 
 
 def flatten(data: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:

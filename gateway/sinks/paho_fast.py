@@ -218,8 +218,7 @@ class FastClient(mqtt.Client):
         end = len(buf)
         rc = _SUCCESS
         done = 0
-        logging = self._logger is not None or self._on_log is not None
-        messages, cache = self._out_messages, self._reason_cache
+        cache, acked = self._reason_cache, self._acked
         with self._out_message_mutex:  # paho takes it per PUBACK; here once for the run of them
             while v5 and end - pos >= 4 and buf[pos] == _PUBACK_BYTE and not rc and self._sock is sock:
                 length = buf[pos + 1]
@@ -236,11 +235,7 @@ class FastClient(mqtt.Client):
                 pos += 2 + length
                 self._rpos = pos
                 done += 1
-                # what paho's _handle_pubackcomp does after decoding
-                if logging:
-                    self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", "PUBACK", mid)
-                if mid in messages:
-                    rc = self._do_on_publish(mid, reason, self._no_props)
+                rc = acked(mid, reason)
         if not done:
             return super()._packet_read()
         with self._msgtime_mutex:
@@ -268,12 +263,15 @@ class FastClient(mqtt.Client):
         return reason
 
     def _puback(self, mid: int, reason: ReasonCode) -> mqtt.MQTTErrorCode:
-        # what paho's _handle_pubackcomp does after decoding
+        with self._out_message_mutex:
+            return self._acked(mid, reason)
+
+    def _acked(self, mid: int, reason: ReasonCode) -> mqtt.MQTTErrorCode:
+        # what paho's _handle_pubackcomp does after decoding a PUBACK (_out_message_mutex held)
         if self._logger is not None or self._on_log is not None:
             self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received %s (Mid: %d)", "PUBACK", mid)
-        with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, reason, self._no_props)
+        if mid in self._out_messages:
+            return self._do_on_publish(mid, reason, self._no_props)
         return _SUCCESS
 
     # ------------------------------------------------------------------ publishing
