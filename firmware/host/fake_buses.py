@@ -228,6 +228,20 @@ class OneWireDevice:
         return 1
 
 
+def crc8_maxim(data):
+    """Dallas/Maxim CRC-8 (1-Wire ROMs and scratchpads), the simulator's own: independent of the firmware's
+    firmware/sensors/crc.py, so the driver's check is tested against another implementation."""
+    crc = 0
+    for b in data:
+        for _ in range(8):
+            mix = (crc ^ b) & 1
+            crc >>= 1
+            if mix:
+                crc ^= 0x8C
+            b >>= 1
+    return crc
+
+
 class FakeOneWire:
     """MicroPython `onewire.OneWire` look-alike with the ROM layer simulated (Match/Skip ROM).
 
@@ -328,15 +342,7 @@ class FakeOneWire:
 
     @staticmethod
     def crc8(data):
-        crc = 0
-        for b in data:
-            for _ in range(8):
-                mix = (crc ^ b) & 1
-                crc >>= 1
-                if mix:
-                    crc ^= 0x8C
-                b >>= 1
-        return crc
+        return crc8_maxim(data)
 
 
 class FakePin:

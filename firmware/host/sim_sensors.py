@@ -8,7 +8,7 @@ pulses timed by the speed of sound (JSN-SR04T). The environment (temperature, pa
 set by the test; faults are scripted with attributes named after what goes wrong.
 """
 
-from fake_buses import ENODEV, I2CDevice, OneWireDevice, RegisterDevice, UARTDevice
+from fake_buses import ENODEV, I2CDevice, OneWireDevice, RegisterDevice, UARTDevice, crc8_maxim
 
 
 def _crc8_sensirion(data):
@@ -17,18 +17,6 @@ def _crc8_sensirion(data):
         crc ^= b
         for _ in range(8):
             crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
-    return crc
-
-
-def _crc8_maxim(data):
-    crc = 0
-    for b in data:
-        for _ in range(8):
-            mix = (crc ^ b) & 1
-            crc >>= 1
-            if mix:
-                crc ^= 0x8C
-            b >>= 1
     return crc
 
 
@@ -425,7 +413,7 @@ class SimDS18B20(OneWireDevice):
 
     def __init__(self, clock, temp_c=18.5, serial=b"\x01\x02\x03\x04\x05\x06"):
         rom = bytearray(b"\x28" + serial)
-        rom.append(_crc8_maxim(rom))
+        rom.append(crc8_maxim(rom))
         OneWireDevice.__init__(self, rom)
         self.clock = clock
         self.temp_c = temp_c
@@ -440,7 +428,7 @@ class SimDS18B20(OneWireDevice):
         self._pos = 0
 
     def _set_crc(self):
-        self.scratch[8] = _crc8_maxim(self.scratch[:8])
+        self.scratch[8] = crc8_maxim(self.scratch[:8])
 
     def _finish(self):
         if self._done_at is not None and self.clock.now_ms() >= self._done_at:
