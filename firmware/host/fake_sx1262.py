@@ -54,7 +54,7 @@ class FakeSX1262:
         self.violations = []
         self.sent = []  # (frame, freq_hz, sf, bw_khz, power_dbm, start_ms, end_ms, radiated)
         self.pending = []  # downlinks on the air: (frame, freq_hz, sf, bw_khz, start_ms, inverted_iq)
-        self.spi = _Bus(self)
+        self.spi = SpiBus(self)
         self.nss = SimPin(on_write=self._nss_edge, level=1)
         self.reset = SimPin(on_write=self._reset_edge, level=1)
         self.busy = SimPin(read=self._busy_level)
@@ -358,8 +358,8 @@ class FakeSX1262:
         self.pending.append((bytes(frame), freq_hz, sf, bw_khz, start_ms, inverted_iq))
 
 
-class _Bus:
-    """machine.SPI stand-in wired to the fake chip (MSB first, mode 0)."""
+class SpiBus:
+    """machine.SPI stand-in wired to a fake chip's ``_transfer`` (MSB first, mode 0); both fakes use it."""
 
     def __init__(self, chip):
         self.chip = chip

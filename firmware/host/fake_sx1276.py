@@ -8,7 +8,7 @@ flags cleared by writing ones, DIO0 following RegDioMapping1. A receiver hears o
 its frequency, SF, bandwidth, IQ polarity (RegInvertIQ/RegInvertIQ2) and sync word. Rules broken
 go to `violations`.
 """
-from fake_sx1262 import SimPin
+from fake_sx1262 import SimPin, SpiBus
 from lw import region
 
 _RESET = {0x01: 0x09, 0x06: 0x6C, 0x07: 0x80, 0x08: 0x00, 0x09: 0x4F, 0x0B: 0x2B, 0x0C: 0x20,
@@ -31,7 +31,7 @@ class FakeSX1276:
         self.pending = []
         self.pkt_snr_raw = 28
         self.pkt_rssi_raw = 77  # -80 dBm on the HF port
-        self.spi = _Bus(self)
+        self.spi = SpiBus(self)
         self.nss = SimPin(on_write=self._nss_edge, level=1)
         self.reset = SimPin(on_write=self._reset_edge, level=1)
         self.dio0 = SimPin(read=self._dio0_level)
@@ -228,17 +228,3 @@ class FakeSX1276:
 
     def schedule(self, frame, freq_hz, sf, bw_khz, start_ms, inverted_iq=True):
         self.pending.append((bytes(frame), freq_hz, sf, bw_khz, start_ms, inverted_iq))
-
-
-class _Bus:
-    def __init__(self, chip):
-        self.chip = chip
-
-    def write(self, buf):
-        self.chip._transfer(bytes(buf), None)
-
-    def write_readinto(self, wbuf, rbuf):
-        self.chip._transfer(bytes(wbuf), rbuf)
-
-    def readinto(self, rbuf, write=0):
-        self.chip._transfer(bytes((write,)) * len(rbuf), rbuf)
