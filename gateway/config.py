@@ -47,6 +47,8 @@ class NetworkConfig:
     battery_stale_s: float = 86_400.0  # send DevStatusReq when the last battery report is older
     downlink_ttl_s: float = 3600.0  # default lifetime of a queued application downlink
     confirmed_retries: int = 4  # attempts for a confirmed downlink before it expires
+    adr: bool = True  # steer data rate and power of devices that set the ADR bit (gateway/adr.py)
+    adr_margin_db: float = 10.0  # installation margin kept above the data rate's demodulation floor
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,8 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         battery_stale_s=_float(n, "network", "battery_stale_s", d.battery_stale_s, 60.0),
         downlink_ttl_s=_float(n, "network", "downlink_ttl_s", d.downlink_ttl_s, 1.0),
         confirmed_retries=_int(n, "network", "confirmed_retries", d.confirmed_retries, 1, 16),
+        adr=_bool(n, "network", "adr", d.adr),
+        adr_margin_db=_float(n, "network", "adr_margin_db", d.adr_margin_db, 0.0),
     )
 
     h = _table(raw, "http")
@@ -260,6 +264,13 @@ def _int(t: dict[str, Any], sec: str, key: str, default: int, lo: int, hi: int) 
         raise ConfigError(f"{sec}.{key} must be an integer, not {v!r}")
     if not lo <= v <= hi:
         raise ConfigError(f"{sec}.{key} = {v} is out of range", hint=f"allowed {lo}..{hi}")
+    return v
+
+
+def _bool(t: dict[str, Any], sec: str, key: str, default: bool) -> bool:
+    v = t.get(key, default)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{sec}.{key} must be true or false, not {v!r}")
     return v
 
 

@@ -513,6 +513,7 @@ class Gateway:
             "downlinks": {
                 "queued": self.downlinks.depth() if hasattr(self, "downlinks") else 0,
                 **(self.downlinks.counters if hasattr(self, "downlinks") else {}),
+                "adr": dict(self.downlinks.adr.counters) if hasattr(self, "downlinks") else {},
             },
             "components": sorted(self.components),
         }

@@ -2,9 +2,10 @@
 
 Fed by MQTT commands (``<prefix>/<gw>/devices/<DevEUI>/down`` with ``{"fport", "data"|"raw",
 "confirmed", "ttl_s", "id"}``) and by the MAC layer (ACK of confirmed uplinks, LinkCheckAns, DevStatusReq
-when the battery report is stale). After each live uplink the :class:`DownlinkScheduler` decides whether
-anything goes down in that uplink's receive windows: RX1 (``tmst`` + RX1 delay, the uplink's frequency,
-DR - RX1DROffset) when the gateway's duty cycle in that sub-band allows, else RX2 (869.525 MHz, + 1 s more).
+when the battery report is stale, LinkADRReq from :mod:`.adr`, and an answer to every ADRACKReq). After
+each live uplink the :class:`DownlinkScheduler` decides whether anything goes down in that uplink's receive
+windows: RX1 (``tmst`` + RX1 delay, the uplink's frequency, DR - RX1DROffset) when the gateway's duty cycle
+in that sub-band allows, else RX2 (869.525 MHz, + 1 s more).
 FPending is set when more is queued. Confirmed downlinks are resent (new FCnt) until an uplink ACKs them or
 they run out of attempts or time. Every command's fate is an outbox record (kind ``down_result``) that the
 sinks publish on ``.../down/result``.
@@ -27,6 +28,7 @@ from havel.codecs.lorawan import eu868, maccmds, phy
 from havel.codecs.lorawan.ids import eui_hex, parse_hex, parse_id_hex
 from havel.errors import CodecError, InputError
 from havel.gateway import gwmp
+from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import format_time
 from havel.gateway.netserver import Outcome
@@ -47,6 +49,10 @@ CREATE TABLE IF NOT EXISTS downlinks (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at);
+CREATE TABLE IF NOT EXISTS adr_power (
+    dev_eui  TEXT PRIMARY KEY,
+    tx_power INTEGER NOT NULL              -- the TXPower index the device last acknowledged (LinkADRAns)
+);
 """
 # Demodulation floor SNR per SF (SX1276 datasheet table 13), for LinkCheckAns margins.
 _SNR_FLOOR = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
@@ -156,6 +162,7 @@ class DownlinkScheduler:
         self.net = net
         self.clock = clock
         self.duty = DutyCycle()
+        self.adr = AdrController(_SqlAdrStore(self.conn), margin_db=net.adr_margin_db, enabled=net.adr)
         self._status_asked: dict[int, float] = {}
         # devices with something queued: most uplinks find nothing, without asking SQLite
         self._queued: set[int] = {
@@ -170,6 +177,7 @@ class DownlinkScheduler:
             "rejected": 0,
             "duty_cycle_blocked": 0,
             "mac": 0,
+            "adr_ack_answered": 0,  # downlinks sent because the device set ADRACKReq
             "tx_error": 0,
         }
 
@@ -361,8 +369,8 @@ class DownlinkScheduler:
                 queue.pop(0)
         if not queue:
             self._queued.discard(dev.dev_eui)
-        mac = self._mac_answers(out, dev, now)
-        if not (mac or frame.confirmed or queue):
+        mac, answer_adr = self._mac_answers(out, dev, now)
+        if not (mac or frame.confirmed or queue or answer_adr):
             return None, results  # nothing to send (most uplinks): no gateway to look for
         gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
         if gateway is None:
@@ -406,6 +414,8 @@ class DownlinkScheduler:
             return None, results
         if mac:
             self.counters["mac"] += 1
+        if frame.adr_ack_req:
+            self.counters["adr_ack_answered"] += 1
         if cmd is not None:
             cmd.attempts += 1
             if cmd.confirmed:
@@ -425,6 +435,7 @@ class DownlinkScheduler:
         """The join-accept of a joined outcome, at + 5 s (RX1) or + 6 s (RX2), duty cycle permitting."""
         if out.join_accept is None or out.device is None:
             return None
+        self.adr.forget(out.device.dev_eui)  # the device's MAC starts again from its defaults
         gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
         if gateway is None:
             return None
@@ -467,10 +478,31 @@ class DownlinkScheduler:
         the radio; we only count it. A confirmed one stays queued and is retried on the next uplink."""
         self.counters["tx_error"] += 1
 
-    def _mac_answers(self, out: Outcome, dev: Device, now: float) -> list[dict[str, Any]]:
+    def _mac_answers(self, out: Outcome, dev: Device, now: float) -> tuple[list[dict[str, Any]], bool]:
+        """The MAC commands for this uplink's downlink, and whether a downlink must go even without any
+        (ADRACKReq: the device backs off towards SF12 if none comes)."""
         cmds: list[dict[str, Any]] = []
-        best = out.best
-        assert best is not None
+        best, frame = out.best, out.frame
+        assert best is not None and frame is not None
+        if frame.adr or frame.adr_ack_req or out.mac_up:
+            try:
+                up_dr: int | None = eu868.dr_from_datr(best.rx.datr)
+            except InputError:
+                up_dr = None
+            snrs = [c.rx.lsnr for c in out.copies if c.rx.lsnr is not None]
+            adr = self.adr.on_uplink(
+                dev.dev_eui,
+                adr=frame.adr,
+                adr_ack_req=frame.adr_ack_req,
+                dr=up_dr,
+                max_snr_db=max(snrs) if snrs else None,
+                mac_up=out.mac_up,
+            )
+            if adr.command is not None:
+                cmds.append(adr.command)
+            answer_adr = adr.answer_needed
+        else:
+            answer_adr = False
         for up in out.mac_up:
             if up.get("name") == "LinkCheckReq":
                 try:
@@ -487,7 +519,27 @@ class DownlinkScheduler:
         if stale and now - asked > _DEVSTATUS_EVERY_S:
             cmds.append({"name": "DevStatusReq"})
             self._status_asked[dev.dev_eui] = now
-        return cmds
+        return cmds, answer_adr
+
+
+class _SqlAdrStore:
+    """The acknowledged TXPower of each device in the gateway database (table ``adr_power``), written
+    inside the caller's transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def load_tx_power(self, dev_eui: int) -> int | None:
+        sql = "SELECT tx_power FROM adr_power WHERE dev_eui = ?"
+        row = self.conn.execute(sql, (eui_hex(dev_eui),)).fetchone()
+        return None if row is None else int(row[0])
+
+    def save_tx_power(self, dev_eui: int, tx_power: int | None) -> None:
+        if tx_power is None:
+            self.conn.execute("DELETE FROM adr_power WHERE dev_eui = ?", (eui_hex(dev_eui),))
+        else:
+            sql = "INSERT OR REPLACE INTO adr_power (dev_eui, tx_power) VALUES (?, ?)"
+            self.conn.execute(sql, (eui_hex(dev_eui), tx_power))
 
 
 def format_time_now(t: float) -> str:

@@ -6,7 +6,8 @@ sensor drivers talking to simulated chips on fake buses, the real encoders and t
 (``lw/``) on a ``FakeClock`` with a ``SimRadio``. Only the world is modelled here (:mod:`.world`): before
 each wake-up the simulated chips are set to the world's temperature, humidity and river level.
 
-The radio's uplinks go to every simulated concentrator as rxpk (with a signal that depends on the node);
+The radio's uplinks go to every simulated concentrator as rxpk (with a signal that depends on the node, 2 dB
+weaker for each TXPower step the network's ADR took off);
 the node's thread then waits (real time, up to ``wait_s``) for a PULL_RESP aimed at one of its receive
 windows and schedules it on the simulated radio, so the MAC receives it only if it opens the right window
 at the right time, frequency and data rate.
@@ -85,6 +86,8 @@ class SimNode:
         interval_s: float,
         wait_s: float,
         on_event: Callable[[Event], None],
+        adr: bool = True,
+        dr: int = 5,
     ) -> None:
         if kind not in KINDS:
             raise HavelError(f"unknown node kind {kind!r}", hint=f"one of {', '.join(KINDS)}")
@@ -110,9 +113,9 @@ class SimNode:
                 "dev_eui": f"{dev_eui:016X}",
                 "join_eui": f"{join_eui:016X}",
                 "app_key": app_key.hex(),
-                "adr": False,
-                "dr": 5,
-                "join_dr": 5,
+                "adr": adr,  # as on the kits: the network steers data rate and power
+                "dr": dr,
+                "join_dr": dr,
             },
             "interval_s": int(interval_s),
             "sensors": {},
@@ -154,6 +157,8 @@ class SimNode:
         datr = f"SF{sf}BW{bw_khz}"
         windows = {tmst + d * 1_000_000 for d in (1, 2, 5, 6)}
         waiters = []
+        # each TXPower index below the maximum is 2 dB less EIRP (RP002 2.4.3): the link loses as much
+        weaker = 2.0 * self.node.mac.tx_power
         for conc, (rssi, snr) in zip(self.concentrators, self.signal, strict=True):
             waiters.append((conc, conc.expect(windows)))
             jitter = self.rng.uniform(-1.5, 1.5)
@@ -164,8 +169,8 @@ class SimNode:
                         tmst=tmst,
                         freq_hz=freq_hz,
                         datr=datr,
-                        rssi=rssi + jitter,
-                        snr=snr + jitter / 3,
+                        rssi=rssi - weaker + jitter,
+                        snr=snr - weaker + jitter / 3,
                         chan=_chan(freq_hz),
                     )
                 ]

@@ -95,6 +95,9 @@ class Simulation:
         wait_s: float = 0.6,
         protocol: int = 2,
         on_event: Callable[[Event], None] | None = None,
+        adr: bool = True,
+        dr: int = 5,
+        signal: tuple[float, float] | None = None,
     ) -> None:
         self.gateway = gateway
         self.specs = specs
@@ -110,7 +113,10 @@ class Simulation:
         ]
         self.nodes: list[SimNode] = []
         for i, spec in enumerate(specs):
-            signal = [(-70.0 - 12 * ((i + k) % 4), 9.0 - 3 * ((i + k) % 4)) for k in range(concentrators)]
+            if signal is not None:
+                sig = [signal] * concentrators
+            else:
+                sig = [(-70.0 - 12 * ((i + k) % 4), 9.0 - 3 * ((i + k) % 4)) for k in range(concentrators)]
             self.nodes.append(
                 SimNode(
                     spec.kind,
@@ -121,10 +127,12 @@ class Simulation:
                     app_key=spec.app_key,
                     world=self.world,
                     concentrators=self.concentrators,
-                    signal=signal,
+                    signal=sig,
                     interval_s=spec.interval_s,
                     wait_s=wait_s,
                     on_event=self._event,
+                    adr=adr,
+                    dr=dr,
                 )
             )
         self._stop = threading.Event()

@@ -11,6 +11,7 @@ import pytest
 
 from havel.codecs.lorawan import crypto, maccmds, phy
 from havel.gateway import db, gwmp
+from havel.gateway.adr import HISTORY
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlinks import DownlinkScheduler, DutyCycle, Transmission, airtime_s, parse_down_topic
 from havel.gateway.gwmp import RxPacket
@@ -65,6 +66,9 @@ class Env:
         freq: int = 868_100_000,
         reachable: bool = True,
         battery_fresh: bool = True,
+        adr: bool = False,
+        adr_ack_req: bool = False,
+        snr: float = 6.0,
     ) -> tuple[Transmission | None, list[dict]]:  # type: ignore[type-arg]
         self.fcnt += 1
         if battery_fresh:
@@ -79,10 +83,12 @@ class Env:
             payload=bytes.fromhex("14000000000000000000df012c0118"),
             ack=ack,
             fopts=fopts,
+            adr=adr,
+            adr_ack_req=adr_ack_req,
             nwk_s_key=NWK,
             app_s_key=APP,
         )
-        rx = RxPacket(data=data, tmst=7_000_000, freq_hz=freq, datr=datr, lsnr=6.0, rssi=-80)
+        rx = RxPacket(data=data, tmst=7_000_000, freq_hz=freq, datr=datr, lsnr=snr, rssi=-80)
         assert self.ns.receive(reception(GW, rx, NOW), self.mono) is None
         self.mono += 1
         result: list[tuple[Transmission | None, list[dict]]] = []  # type: ignore[type-arg]
@@ -257,3 +263,39 @@ def test_a_rolled_back_uplink_leaves_no_counter_behind(env: Env) -> None:
             raise RuntimeError("inner")
         env.reg.set_fcnt_up(EUI, 5, 1.0)
     assert env.conn.execute("SELECT fcnt_up FROM devices").fetchone()[0] == 5
+
+
+def test_adr_ack_req_gets_a_downlink_even_with_nothing_to_say(env: Env) -> None:
+    # without one the device backs off towards SF12 after ADR_ACK_DELAY more uplinks
+    tx, _ = env.uplink(adr=True, adr_ack_req=True, datr="SF9BW125")
+    assert tx is not None and tx.window == "RX1"
+    frame, plain = decode(tx)
+    assert frame.fport is None and frame.fopts == b"" and plain == b""
+    assert env.uplink(adr=True)[0] is None  # an uplink without ADRACKReq needs nothing
+
+
+def test_adr_steps_a_device_up_and_remembers_its_power(env: Env) -> None:
+    sent = [env.uplink(adr=True, datr="SF12BW125", snr=8.0)[0] for _ in range(HISTORY)]
+    assert sent[:-1] == [None] * (HISTORY - 1)
+    tx = sent[-1]
+    assert tx is not None
+    frame, _ = decode(tx)
+    [cmd] = maccmds.decode(frame.fopts, False)
+    # 8 dB against SF12's -20 dB floor and the 10 dB margin: 6 steps, DR0 -> DR5 and one of power
+    assert (cmd["name"], cmd["data_rate"], cmd["tx_power"], cmd["ch_mask_cntl"], cmd["nb_trans"]) == (
+        "LinkADRReq", 5, 1, 6, 1)
+    ans = maccmds.encode(
+        [{"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}], True
+    )
+    assert env.uplink(adr=True, datr="SF7BW125", snr=8.0, fopts=ans)[0] is None
+    assert env.conn.execute("SELECT dev_eui, tx_power FROM adr_power").fetchall() == [(f"{EUI:016X}", 1)]
+    assert env.dl.adr.counters["accepted"] == 1
+    # a restarted gateway knows the power the device uses; a new history is needed for the next step
+    again = DownlinkScheduler(env.reg, env.net, clock=env.clock)
+    assert again.adr.tx_power(EUI) == 1
+
+
+def test_adr_can_be_switched_off_in_the_config(tmp_path: Path) -> None:
+    env = Env(tmp_path, adr=False)
+    assert all(env.uplink(adr=True, datr="SF12BW125", snr=8.0)[0] is None for _ in range(2 * HISTORY))
+    assert env.uplink(adr=True, adr_ack_req=True)[0] is not None  # ADRACKReq is still answered
