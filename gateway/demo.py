@@ -156,11 +156,13 @@ class Board:
             name = p.get("device", "?")
             kind = p.get("codec", "?")
             best = (p.get("rx") or [{}])[0]
+            sf = str(best.get("datr", "")).split("BW")[0]
             self.devices[name] = {
                 "kind": kind,
                 "fcnt": p.get("fcnt"),
                 "reading": _summary(kind, p.get("data")),
-                "signal": f"{best.get('rssi')} dBm / {best.get('snr')} dB",
+                # the data rate too: the gateway's ADR moves it (and the power, which shows in the SNR)
+                "signal": f"{sf} {best.get('rssi')} dBm / {best.get('snr')} dB",
                 "receivers": len(p.get("rx") or []),
                 "buffered": p.get("buffered"),
             }
@@ -227,10 +229,12 @@ class Board:
         c = self.counts
         up = status.get("uplinks", {}) if status else {}
         ob = status.get("outbox", {}) if status else {}
+        adr = (status.get("downlinks") or {}).get("adr") or {} if status else {}
         line = (
             f"uplinks published {c['uplinks']}  joins {c['joins']}  water alarms {c['alarms']}  "
             f"valve actions {c['valve_actions']}  |  gateway: accepted {up.get('accepted', 0):g}, "
-            f"rejected {sum((up.get('rejected') or {}).values()):g}, outbox {ob.get('depth', 0)}  |  "
+            f"rejected {sum((up.get('rejected') or {}).values()):g}, outbox {ob.get('depth', 0)}, "
+            f"ADR changes {adr.get('accepted', 0)}  |  "
             f"MQTT {'on' if self.mqtt else 'off (no mosquitto)'}"
         )
         return Group(
