@@ -1,14 +1,14 @@
 """Class-A downlinks: a per-device queue, the MAC answers, RX1/RX2 choice and the gateway's duty cycle.
 
-Fed by MQTT commands (``<prefix>/<gw>/devices/<DevEUI>/down`` with ``{"fport", "data"|"raw",
-"confirmed", "ttl_s", "id"}``) and by the MAC layer (ACK of confirmed uplinks, LinkCheckAns, DevStatusReq
-when the battery report is stale, LinkADRReq from :mod:`.adr`, and an answer to every ADRACKReq). After
-each live uplink the :class:`DownlinkScheduler` decides whether anything goes down in that uplink's receive
-windows: RX1 (``tmst`` + RX1 delay, the uplink's frequency, DR - RX1DROffset) when the gateway's duty cycle
-in that sub-band allows, else RX2 (869.525 MHz, + 1 s more).
-FPending is set when more is queued. Confirmed downlinks are resent (new FCnt) until an uplink ACKs them or
-they run out of attempts or time. Every command's fate is an outbox record (kind ``down_result``) that the
-sinks publish on ``.../down/result``.
+Fed by MQTT commands (``<prefix>/<gw>/devices/<DevEUI>/down`` with ``{"fport", "data"|"raw", "confirmed",
+"ttl_s", "id"}``) and by the MAC layer (ACK of confirmed uplinks, LinkCheckAns, DevStatusReq when the
+battery report is stale, DeviceTimeAns, LinkADRReq from :mod:`.adr`, and an answer to every ADRACKReq).
+After each live uplink the :class:`DownlinkScheduler` decides whether anything goes down in that uplink's
+receive windows: RX1 (``tmst`` + RX1 delay, the uplink's frequency, DR - RX1DROffset) when the gateway's
+duty cycle in that sub-band allows, else RX2 (869.525 MHz, + 1 s more). FPending is set when more is queued.
+Confirmed downlinks are resent (new FCnt) until an uplink ACKs them or they run out of attempts or time.
+Every command's fate is an outbox record (kind ``down_result``) that the sinks publish on
+``.../down/result``.
 
 The queue is a SQLite table in the gateway's database, so queued commands survive a restart.
 """
@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS adr_power (
 # Demodulation floor SNR per SF (SX1276 datasheet table 13), for LinkCheckAns margins.
 _SNR_FLOOR = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
 _MAX_FOPTS = 15
+_GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z
+# GPS time runs ahead of UTC by the leap seconds since 1980: 18 since 2017-01-01, none announced since (the
+# IERS bulletins; leap seconds are to end by 2035). Used only without a GPS-timed rxpk (``tmms``).
+_GPS_MINUS_UTC_S = 18
 _DEVSTATUS_EVERY_S = 3600.0  # do not ask a device for its battery more often than this
 RESULT_STATES = ("queued", "sent", "acked", "expired", "failed", "rejected")
 
@@ -514,12 +518,31 @@ class DownlinkScheduler:
                 cmds.append(
                     {"name": "LinkCheckAns", "margin_db": margin, "gw_cnt": min(255, len(out.copies))}
                 )
+            elif up.get("name") == "DeviceTimeReq":
+                cmds.append(device_time_ans(out))
         stale = dev.battery_at is None or now - dev.battery_at > self.net.battery_stale_s
         asked = self._status_asked.get(dev.dev_eui, 0.0)
         if stale and now - asked > _DEVSTATUS_EVERY_S:
             cmds.append({"name": "DevStatusReq"})
             self._status_asked[dev.dev_eui] = now
         return cmds, answer_adr
+
+
+def gps_time_ms(out: Outcome) -> int:
+    """GPS time (ms since 1980-01-06) at the end of the uplink: a concentrator's GPS timestamp (``tmms``)
+    when one has it, else the receive time (this machine's clock) plus the leap seconds."""
+    gps = [c.rx.tmms for c in out.copies if c.rx.tmms is not None]
+    if gps:
+        return int(gps[0])
+    assert out.best is not None
+    unix_ms = round(out.best.received_at.timestamp() * 1000)
+    return unix_ms - _GPS_EPOCH_UNIX * 1000 + _GPS_MINUS_UTC_S * 1000
+
+
+def device_time_ans(out: Outcome) -> dict[str, Any]:
+    """The DeviceTimeAns to a DeviceTimeReq (LoRaWAN 1.0.3 section 5.9): whole GPS seconds and 1/256 s."""
+    ms = gps_time_ms(out)
+    return {"name": "DeviceTimeAns", "gps_time_s": ms // 1000, "fraction_s": (ms % 1000 * 256 // 1000) / 256}
 
 
 class _SqlAdrStore:

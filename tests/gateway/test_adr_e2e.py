@@ -8,19 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway_run import InProcessGateway, write_config
+from support.gateway_run import InProcessGateway, provision_sim, write_config
 
-from havel.gateway import config, db
-from havel.gateway.registry import Registry, parse_import
+from havel.gateway import config
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
-
-
-def provision(cfg: config.Config, specs: list[Any]) -> None:
-    conn = db.open_db(cfg.db_path)
-    reg = Registry(conn)
-    for d in parse_import(json.dumps([s.record() for s in specs]), "sim.json"):
-        reg.add(d)
-    conn.close()
 
 
 def run_until(sim: Simulation, pred: Any, timeout_s: float) -> bool:
@@ -36,7 +27,7 @@ def run_until(sim: Simulation, pred: Any, timeout_s: float) -> bool:
 def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(tmp_path: Path) -> None:
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
     specs = make_specs(parse_counts("temperature=1"), interval_s=300)
-    provision(cfg, specs)
+    provision_sim(cfg, specs)
     # 8.6 dB SNR (the simulator adds +-0.5) at SF12 (floor -20 dB), 10 dB margin: 18.1 to 19.1 dB = 6 steps ->
     # DR5 and TXPower 1; there the link is 2 dB weaker (6.6 dB: 4.1 to 5.1 over SF7's floor and the margin = 1
     # step) -> TXPower 2, then it holds (4.6 dB: at most 2.6 over floor and margin, under a step)
@@ -69,7 +60,7 @@ def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(t
 def test_adr_ack_req_is_answered_so_the_node_never_backs_off(tmp_path: Path) -> None:
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
     specs = make_specs(parse_counts("temperature=1"), interval_s=300)
-    provision(cfg, specs)
+    provision_sim(cfg, specs)
     # 2 dB at SF7 is under a step of margin: ADR has nothing to say, so no downlink comes for 64 uplinks and
     # the node sets ADRACKReq. Unanswered, it would drop its data rate after 32 more (LoRaWAN 1.0.2 4.3.1.1).
     with (

@@ -299,3 +299,24 @@ def test_adr_can_be_switched_off_in_the_config(tmp_path: Path) -> None:
     env = Env(tmp_path, adr=False)
     assert all(env.uplink(adr=True, datr="SF12BW125", snr=8.0)[0] is None for _ in range(2 * HISTORY))
     assert env.uplink(adr=True, adr_ack_req=True)[0] is not None  # ADRACKReq is still answered
+
+
+def test_device_time_req_is_answered_with_gps_time(env: Env) -> None:
+    tx, _ = env.uplink(fopts=maccmds.encode([{"name": "DeviceTimeReq"}], True))
+    assert tx is not None
+    frame, _ = decode(tx)
+    [ans] = maccmds.decode(frame.fopts, False)
+    # this machine's receive time (the rxpk has no GPS time) plus GPS's 18 s ahead of UTC
+    gps_s = (NOW - datetime(1980, 1, 6, tzinfo=UTC)).total_seconds() + 18
+    assert ans["name"] == "DeviceTimeAns"
+    assert ans["gps_time_s"] + ans["fraction_s"] == gps_s
+
+
+def test_device_time_prefers_the_concentrators_gps_clock() -> None:
+    from havel.gateway.downlinks import gps_time_ms
+
+    rx = RxPacket(
+        data=b"", tmst=1, freq_hz=868_100_000, datr="SF7BW125", lsnr=1.0, rssi=-90, tmms=1_400_000_123_456
+    )
+    out = Outcome("accepted", best=reception(GW, rx, NOW), copies=[reception(GW, rx, NOW)])
+    assert gps_time_ms(out) == 1_400_000_123_456

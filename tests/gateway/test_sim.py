@@ -8,22 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway_run import InProcessGateway, write_config
+from support.gateway_run import InProcessGateway, provision_sim, write_config
 from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
-from havel.gateway import config, db
-from havel.gateway.registry import Registry, parse_import
+from havel.gateway import config
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
 from havel.gateway.sim.world import World
-
-
-def provision(cfg: config.Config, specs: list[Any]) -> None:
-    conn = db.open_db(cfg.db_path)
-    reg = Registry(conn)
-    for d in parse_import(json.dumps([s.record() for s in specs]), "sim.json"):
-        reg.add(d)
-    conn.close()
 
 
 def file_ups(path: Path) -> list[dict[str, Any]]:
@@ -37,7 +28,7 @@ def file_ups(path: Path) -> list[dict[str, Any]]:
 def test_otaa_joins_with_the_firmware_mac_and_readings_arrive_decoded(tmp_path: Path) -> None:
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
     specs = make_specs(parse_counts("temperature=1,water=1,cooling=1"))
-    provision(cfg, specs)
+    provision_sim(cfg, specs)
     # a flood already rising: the water node reaches its first alarm level within the test
     world = World(flood_start_s=0.0, flood_ramp_s=2400.0)
     with (
@@ -91,7 +82,7 @@ def test_valve_command_over_mqtt_reaches_the_node_and_the_effect_comes_back(
         )
     )
     specs = make_specs({"cooling": 1})
-    provision(cfg, specs)
+    provision_sim(cfg, specs)
     eui = f"{specs[0].dev_eui:016X}"
     base = f"havel/gw-test/devices/{eui}"
     # ~27 Cel: warm enough for the city's misting rule (26), below the valve's own on threshold (30)
@@ -137,7 +128,7 @@ def test_valve_command_over_mqtt_reaches_the_node_and_the_effect_comes_back(
 def test_heat_wave_opens_the_valve_by_itself(tmp_path: Path) -> None:
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
     specs = make_specs({"cooling": 1})
-    provision(cfg, specs)
+    provision_sim(cfg, specs)
     afternoon = World(start_hour=15.0, heat_wave_start_s=-86_400.0)  # ~34 Cel from the start
     with (
         InProcessGateway(cfg) as gw,

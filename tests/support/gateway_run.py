@@ -216,3 +216,17 @@ class GatewayProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def provision_sim(cfg: Config, specs: list[Any]) -> None:
+    """Register simulated nodes (:class:`havel.gateway.sim.runner.NodeSpec`) in the gateway's registry, as
+    ``havel device import`` would."""
+    from havel.gateway import db
+    from havel.gateway.registry import Registry, parse_import
+
+    conn = db.open_db(cfg.db_path)
+    reg = Registry(conn)
+    for d in parse_import(json.dumps([s.record() for s in specs]), "sim.json"):
+        reg.add(d)
+    conn.close()
+
