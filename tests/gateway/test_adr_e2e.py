@@ -14,7 +14,15 @@ from havel.gateway import config
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
 
 
-def run_until(sim: Simulation, pred: Any, timeout_s: float) -> bool:
+def one_node(tmp_path: Path) -> tuple[config.Config, list[Any]]:
+    """A gateway config and one registered simulated temperature node."""
+    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
+    specs = make_specs(parse_counts("temperature=1"), interval_s=300)
+    provision_sim(cfg, specs)
+    return cfg, specs
+
+
+def run_until(pred: Any, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if pred():
@@ -25,9 +33,7 @@ def run_until(sim: Simulation, pred: Any, timeout_s: float) -> bool:
 
 @pytest.mark.timeout(120)
 def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(tmp_path: Path) -> None:
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
-    specs = make_specs(parse_counts("temperature=1"), interval_s=300)
-    provision_sim(cfg, specs)
+    cfg, specs = one_node(tmp_path)
     # 8.6 dB SNR (the simulator adds +-0.5) at SF12 (floor -20 dB), 10 dB margin: 18.1 to 19.1 dB = 6 steps ->
     # DR5 and TXPower 1; there the link is 2 dB weaker (6.6 dB: 4.1 to 5.1 over SF7's floor and the margin = 1
     # step) -> TXPower 2, then it holds (4.6 dB: at most 2.6 over floor and margin, under a step)
@@ -37,15 +43,15 @@ def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(t
     ):
         node = sim.nodes[0]
         mac = node.node.mac
-        assert run_until(sim, lambda: mac.joined, 30), sim.history
+        assert run_until(lambda: mac.joined, 30), sim.history
         assert mac.dr == 0
-        assert run_until(sim, lambda: mac.dr == 5, 60), (mac.dr, node.uplinks)
+        assert run_until(lambda: mac.dr == 5, 60), (mac.dr, node.uplinks)
         assert mac.tx_power == 1
         at_dr5 = node.uplinks
-        assert run_until(sim, lambda: mac.tx_power == 2, 60), (mac.tx_power, node.uplinks)
+        assert run_until(lambda: mac.tx_power == 2, 60), (mac.tx_power, node.uplinks)
         assert node.uplinks - at_dr5 >= 20  # a whole new history at the new settings before the next step
         two = node.uplinks
-        assert run_until(sim, lambda: node.uplinks >= two + 25, 60)
+        assert run_until(lambda: node.uplinks >= two + 25, 60)
         assert (mac.dr, mac.tx_power) == (5, 2)
         adr = gw.gateway.downlinks.adr
         assert adr.counters["accepted"] == 2 and adr.counters["refused"] == 0
@@ -58,9 +64,7 @@ def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(t
 
 @pytest.mark.timeout(120)
 def test_adr_ack_req_is_answered_so_the_node_never_backs_off(tmp_path: Path) -> None:
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
-    specs = make_specs(parse_counts("temperature=1"), interval_s=300)
-    provision_sim(cfg, specs)
+    cfg, specs = one_node(tmp_path)
     # 2 dB at SF7 is under a step of margin: ADR has nothing to say, so no downlink comes for 64 uplinks and
     # the node sets ADRACKReq. Unanswered, it would drop its data rate after 32 more (LoRaWAN 1.0.2 4.3.1.1).
     with (
@@ -69,8 +73,8 @@ def test_adr_ack_req_is_answered_so_the_node_never_backs_off(tmp_path: Path) -> 
     ):
         node = sim.nodes[0]
         mac = node.node.mac
-        assert run_until(sim, lambda: mac.joined, 30), sim.history
-        assert run_until(sim, lambda: node.uplinks >= 75, 90), node.uplinks
+        assert run_until(lambda: mac.joined, 30), sim.history
+        assert run_until(lambda: node.uplinks >= 75, 90), node.uplinks
         answered = gw.gateway.downlinks.counters["adr_ack_answered"]
         assert answered >= 1 and mac.adr_ack_cnt < 64, (mac.adr_ack_cnt, node.uplinks, answered)
         assert (mac.dr, mac.tx_power) == (5, 0)
