@@ -125,7 +125,7 @@ def _offline_status(cfg: Config) -> dict[str, Any]:
         try:
             reg = Registry(conn)
             ob = Outbox(conn, sinks=[s["name"] for s in cfg.sinks])
-            st["devices"] = len(reg.devices())
+            st["devices"] = reg.count()
             st["outbox"] = {
                 "depth": ob.depth(),
                 "bytes": ob.size_bytes(),

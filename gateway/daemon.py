@@ -173,7 +173,7 @@ class Gateway:
             cfg.gateway_id,
             self.udp_addr[0],
             self.udp_addr[1],
-            len(self.registry.devices()),
+            self.registry.count(),
             f"{cfg.http.bind}:{self.http_port}" if self.http_port else "off",
         )
 
@@ -496,7 +496,7 @@ class Gateway:
             "uptime_s": round(time.time() - self.stats.started, 1),
             "udp": f"{self.udp_addr[0]}:{self.udp_addr[1]}" if self.udp_addr else None,
             "forwarders": forwarders,
-            "devices": len(self.registry.devices()) if hasattr(self, "registry") else 0,
+            "devices": self.registry.count() if hasattr(self, "registry") else 0,
             "uplinks": {
                 "received": m.total("uplinks_received_total"),
                 "accepted": m.total("uplinks_accepted_total"),

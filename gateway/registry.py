@@ -427,6 +427,10 @@ class Registry:
         """Every device, by name."""
         return sorted(self._devices.values(), key=lambda d: d.name)
 
+    def count(self) -> int:
+        """How many devices are registered (without sorting them: /status asks often)."""
+        return len(self._devices)
+
     def find(self, ident: str) -> Device:
         """A device by name or DevEUI hex; InputError if none."""
         for d in self._devices.values():
