@@ -19,9 +19,11 @@ The algorithm is the usual network-side one (Semtech's recommended ADR, as in Ch
   (index up, 2 dB each, to index 7); a negative margin raises the power again. The data rate is never lowered
   by the network: the device's own back-off does that when the link fails.
 
-A decision needs a full history, and the history starts again whenever the device accepts a change or
-joins again: SNRs measured at the old settings say nothing about the new ones (without that reset one good
-history would step the power down again at every uplink). NbTrans stays 1 and the channel mask is "all
+A decision needs a full history, and the history starts again whenever the device accepts a change: SNRs
+measured at the old settings say nothing about the new ones (without that reset one good
+history would step the power down again at every uplink). The state belongs to a session (DevEUI and
+session epoch): a device that joins again, or is registered again, starts from its MAC's defaults (TXPower 0),
+and so does its ADR state. NbTrans stays 1 and the channel mask is "all
 defined channels" (ChMaskCntl 6): this network does not use either to steer devices.
 """
 
@@ -75,16 +77,21 @@ def link_adr_req(dr: int, tx_power: int) -> dict[str, Any]:
 
 
 class AdrStore(Protocol):
-    """Where a device's acknowledged transmit power is kept across restarts (the data rate is seen on every
+    """Where a session's acknowledged transmit power is kept across restarts (the data rate is seen on every
     uplink; the power is not)."""
 
-    def load_tx_power(self, dev_eui: int) -> int | None: ...
+    def load_tx_power(self, dev_eui: int, epoch: int) -> int | None:
+        """The TXPower the device acknowledged in session ``epoch``; None if none (or another session's)."""
+        ...
 
-    def save_tx_power(self, dev_eui: int, tx_power: int | None) -> None: ...
+    def save_tx_power(self, dev_eui: int, epoch: int, tx_power: int) -> None:
+        """Keep the TXPower the device acknowledged in session ``epoch`` (replacing any older session's)."""
+        ...
 
 
 @dataclass
 class _Device:
+    epoch: int  # the session this state belongs to
     tx_power: int = 0  # 0 (max EIRP) until the device acknowledged another
     snrs: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     asked: tuple[int, int] | None = None  # a LinkADRReq (dr, tx_power) awaiting its LinkADRAns ...
@@ -110,20 +117,21 @@ class AdrController:
         self._devices: dict[int, _Device] = {}
         self.counters = {"requested": 0, "accepted": 0, "refused": 0, "lost": 0}
 
-    def _state(self, dev_eui: int) -> _Device:
+    def _state(self, dev_eui: int, epoch: int) -> _Device:
         st = self._devices.get(dev_eui)
-        if st is None:
-            saved = self.store.load_tx_power(dev_eui)
-            st = self._devices[dev_eui] = _Device(tx_power=saved if saved is not None else 0)
+        if st is None or st.epoch != epoch:  # first sight, or a new session: its MAC starts from defaults
+            saved = self.store.load_tx_power(dev_eui, epoch)
+            st = self._devices[dev_eui] = _Device(epoch, tx_power=saved if saved is not None else 0)
         return st
 
-    def tx_power(self, dev_eui: int) -> int:
-        """The TXPower index the device last acknowledged (0, the maximum, if it never did)."""
-        return self._state(dev_eui).tx_power
+    def tx_power(self, dev_eui: int, epoch: int) -> int:
+        """The TXPower index the device last acknowledged in session ``epoch`` (0, the maximum, if none)."""
+        return self._state(dev_eui, epoch).tx_power
 
     def on_uplink(
         self,
         dev_eui: int,
+        epoch: int,
         *,
         adr: bool,
         adr_ack_req: bool,
@@ -131,11 +139,11 @@ class AdrController:
         max_snr_db: float | None,
         mac_up: list[dict[str, Any]],
     ) -> AdrDecision:
-        """One live uplink of a device: its FCtrl ADR bits, its data rate (None if not a LoRa EU868 one), the
-        best SNR among its copies and its uplink MAC commands. Call inside the uplink's transaction (an
-        accepted change is stored)."""
+        """One live uplink of a device in its session ``epoch``: its FCtrl ADR bits, its data rate (None if
+        not a LoRa EU868 one), the best SNR among its copies and its uplink MAC commands. Call inside the
+        uplink's transaction (an accepted change is stored)."""
         decision = AdrDecision(answer_needed=adr_ack_req)
-        st = self._state(dev_eui)
+        st = self._state(dev_eui, epoch)
         answers = [c for c in mac_up if c.get("name") == "LinkADRAns"]
         if answers and st.asked is not None:
             self._answered(dev_eui, st, answers[-1])
@@ -169,7 +177,7 @@ class AdrController:
         st.snrs.clear()  # measured at the old settings: start again either way
         if ans.get("channel_mask_ack") and ans.get("data_rate_ack") and ans.get("power_ack"):
             st.tx_power = asked[1]
-            self.store.save_tx_power(dev_eui, asked[1])
+            self.store.save_tx_power(dev_eui, st.epoch, asked[1])
             self.counters["accepted"] += 1
             log.info("device %016X: accepted DR%d, TXPower %d", dev_eui, asked[0], asked[1])
             return
@@ -179,11 +187,6 @@ class AdrController:
             "device %016X: refused LinkADRReq DR%d TXPower %d (%s not acknowledged); asks again after %d "
             "uplinks", dev_eui, asked[0], asked[1], ", ".join(refused), HISTORY,
         )
-
-    def forget(self, dev_eui: int) -> None:
-        """A device joined again: its MAC starts from its defaults (TXPower 0), so does its ADR state."""
-        self._devices.pop(dev_eui, None)
-        self.store.save_tx_power(dev_eui, None)
 
 
 __all__ = [

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS downlinks (
 CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at);
 CREATE TABLE IF NOT EXISTS adr_power (
     dev_eui  TEXT PRIMARY KEY,
+    epoch    INTEGER NOT NULL,             -- the session it was acknowledged in (a new one starts at 0)
     tx_power INTEGER NOT NULL              -- the TXPower index the device last acknowledged (LinkADRAns)
 );
 """
@@ -439,7 +440,6 @@ class DownlinkScheduler:
         """The join-accept of a joined outcome, at + 5 s (RX1) or + 6 s (RX2), duty cycle permitting."""
         if out.join_accept is None or out.device is None:
             return None
-        self.adr.forget(out.device.dev_eui)  # the device's MAC starts again from its defaults
         gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
         if gateway is None:
             return None
@@ -496,6 +496,7 @@ class DownlinkScheduler:
             snrs = [c.rx.lsnr for c in out.copies if c.rx.lsnr is not None]
             adr = self.adr.on_uplink(
                 dev.dev_eui,
+                dev.session.epoch if dev.session is not None else 0,
                 adr=frame.adr,
                 adr_ack_req=frame.adr_ack_req,
                 dr=up_dr,
@@ -552,17 +553,14 @@ class _SqlAdrStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def load_tx_power(self, dev_eui: int) -> int | None:
-        sql = "SELECT tx_power FROM adr_power WHERE dev_eui = ?"
-        row = self.conn.execute(sql, (eui_hex(dev_eui),)).fetchone()
+    def load_tx_power(self, dev_eui: int, epoch: int) -> int | None:
+        sql = "SELECT tx_power FROM adr_power WHERE dev_eui = ? AND epoch = ?"
+        row = self.conn.execute(sql, (eui_hex(dev_eui), epoch)).fetchone()
         return None if row is None else int(row[0])
 
-    def save_tx_power(self, dev_eui: int, tx_power: int | None) -> None:
-        if tx_power is None:
-            self.conn.execute("DELETE FROM adr_power WHERE dev_eui = ?", (eui_hex(dev_eui),))
-        else:
-            sql = "INSERT OR REPLACE INTO adr_power (dev_eui, tx_power) VALUES (?, ?)"
-            self.conn.execute(sql, (eui_hex(dev_eui), tx_power))
+    def save_tx_power(self, dev_eui: int, epoch: int, tx_power: int) -> None:
+        sql = "INSERT OR REPLACE INTO adr_power (dev_eui, epoch, tx_power) VALUES (?, ?, ?)"
+        self.conn.execute(sql, (eui_hex(dev_eui), epoch, tx_power))
 
 
 def format_time_now(t: float) -> str:

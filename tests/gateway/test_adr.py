@@ -14,16 +14,14 @@ class DictStore:
     """The AdrStore interface over a dict (the SQLite one is exercised through the scheduler's tests)."""
 
     def __init__(self) -> None:
-        self.saved: dict[int, int] = {}
+        self.saved: dict[int, tuple[int, int]] = {}  # dev_eui -> (epoch, tx_power)
 
-    def load_tx_power(self, dev_eui: int) -> int | None:
-        return self.saved.get(dev_eui)
+    def load_tx_power(self, dev_eui: int, epoch: int) -> int | None:
+        held = self.saved.get(dev_eui)
+        return held[1] if held is not None and held[0] == epoch else None
 
-    def save_tx_power(self, dev_eui: int, tx_power: int | None) -> None:
-        if tx_power is None:
-            self.saved.pop(dev_eui, None)
-        else:
-            self.saved[dev_eui] = tx_power
+    def save_tx_power(self, dev_eui: int, epoch: int, tx_power: int) -> None:
+        self.saved[dev_eui] = (epoch, tx_power)
 
 
 @pytest.mark.parametrize(
@@ -49,9 +47,9 @@ def test_link_adr_req_encodes_as_the_spec_lays_it_out() -> None:
     assert maccmds.encode([link_adr_req(5, 2)], False) == bytes.fromhex("03520000" + "61")
 
 
-def uplinks(ctl: AdrController, n: int, *, dr: int = 0, snr: float = 5.0, **kw: Any) -> list[Any]:
+def uplinks(ctl: AdrController, n: int, *, dr: int = 0, snr: float = 5.0, epoch: int = 0) -> list[Any]:
     def one() -> Any:
-        return ctl.on_uplink(1, adr=True, adr_ack_req=False, dr=dr, max_snr_db=snr, mac_up=[], **kw)
+        return ctl.on_uplink(1, epoch, adr=True, adr_ack_req=False, dr=dr, max_snr_db=snr, mac_up=[])
 
     return [one() for _ in range(n)]
 
@@ -74,8 +72,8 @@ def test_an_accepted_change_is_stored_and_the_history_starts_again() -> None:
     [d] = uplinks(ctl, 1, snr=12.0)
     assert d.command is not None and (d.command["data_rate"], d.command["tx_power"]) == (5, 2)
     ans = {"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}
-    ctl.on_uplink(1, adr=True, adr_ack_req=False, dr=5, max_snr_db=0.0, mac_up=[ans])
-    assert store.saved == {1: 2} and ctl.counters["accepted"] == 1
+    ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=5, max_snr_db=0.0, mac_up=[ans])
+    assert store.saved == {1: (0, 2)} and ctl.counters["accepted"] == 1
     # a fresh controller (a restart) knows the power from the store; the history starts from nothing
     ctl2 = AdrController(store)
     got = uplinks(ctl2, HISTORY, dr=5, snr=0.0)  # 7.5 dB over SF7's floor, 10 dB margin: -2.5 -> no step
@@ -92,7 +90,7 @@ def test_a_refused_request_is_not_repeated_until_a_new_history() -> None:
     ctl = AdrController(DictStore())
     uplinks(ctl, HISTORY)
     refused = {"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": False, "power_ack": True}
-    d = ctl.on_uplink(1, adr=True, adr_ack_req=False, dr=0, max_snr_db=5.0, mac_up=[refused])
+    d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=0, max_snr_db=5.0, mac_up=[refused])
     assert d.command is None and ctl.counters["refused"] == 1
     assert all(d.command is None for d in uplinks(ctl, HISTORY - 2))
     assert [d.command is not None for d in uplinks(ctl, 1)] == [True]
@@ -108,7 +106,7 @@ def test_a_lost_request_may_be_sent_again() -> None:
 
 def test_adr_ack_req_is_always_answered_even_when_adr_is_switched_off() -> None:
     ctl = AdrController(DictStore(), enabled=False)
-    d = ctl.on_uplink(1, adr=True, adr_ack_req=True, dr=0, max_snr_db=5.0, mac_up=[])
+    d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=True, dr=0, max_snr_db=5.0, mac_up=[])
     assert d.answer_needed and d.command is None
     assert all(d.command is None for d in uplinks(ctl, 3 * HISTORY))
 
@@ -117,15 +115,17 @@ def test_devices_without_the_adr_bit_or_with_an_unknown_rate_are_left_alone() ->
     ctl = AdrController(DictStore())
     for _ in range(2 * HISTORY):
         for dev, adr, dr in ((1, False, 0), (2, True, None), (3, True, 6)):
-            d = ctl.on_uplink(dev, adr=adr, adr_ack_req=False, dr=dr, max_snr_db=9.0, mac_up=[])
+            d = ctl.on_uplink(dev, 0, adr=adr, adr_ack_req=False, dr=dr, max_snr_db=9.0, mac_up=[])
             assert d.command is None
 
 
-def test_a_rejoin_forgets_the_device() -> None:
+def test_a_new_session_starts_from_the_defaults() -> None:
     store = DictStore()
-    store.saved[1] = 4
+    store.saved[1] = (3, 4)  # acknowledged in session 3
     ctl = AdrController(store)
-    uplinks(ctl, HISTORY - 1)
-    ctl.forget(1)
-    assert store.saved == {}
-    assert uplinks(ctl, 1)[0].command is None  # the history starts again too
+    assert ctl.tx_power(1, 3) == 4
+    uplinks(ctl, HISTORY - 1, epoch=3)
+    # the device joined again (session 4): its MAC is back at TXPower 0, and a new history is needed
+    assert ctl.tx_power(1, 4) == 0
+    assert uplinks(ctl, 1, epoch=4)[0].command is None
+    assert [d.command is not None for d in uplinks(ctl, HISTORY - 1, epoch=4)][-1]

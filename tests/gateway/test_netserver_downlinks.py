@@ -288,11 +288,13 @@ def test_adr_steps_a_device_up_and_remembers_its_power(env: Env) -> None:
         [{"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}], True
     )
     assert env.uplink(adr=True, datr="SF7BW125", snr=8.0, fopts=ans)[0] is None
-    assert env.conn.execute("SELECT dev_eui, tx_power FROM adr_power").fetchall() == [(f"{EUI:016X}", 1)]
+    assert env.conn.execute("SELECT dev_eui, epoch, tx_power FROM adr_power").fetchall() == [
+        (f"{EUI:016X}", 0, 1)
+    ]
     assert env.dl.adr.counters["accepted"] == 1
     # a restarted gateway knows the power the device uses; a new history is needed for the next step
     again = DownlinkScheduler(env.reg, env.net, clock=env.clock)
-    assert again.adr.tx_power(EUI) == 1
+    assert again.adr.tx_power(EUI, 0) == 1
 
 
 def test_adr_can_be_switched_off_in_the_config(tmp_path: Path) -> None:
