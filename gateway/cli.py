@@ -180,6 +180,16 @@ def _print_status(st: dict[str, Any]) -> None:
             )
         elif isinstance(s, dict):
             con.print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in s.items()))
+    dl = st.get("downlinks")
+    if dl:
+        adr = dl.get("adr") or {}
+        con.print(
+            f"downlinks: {dl.get('queued', 0)} queued, {dl.get('sent', 0)} sent, "
+            f"{dl.get('acked', 0)} acknowledged, {dl.get('failed', 0)} failed, "
+            f"{dl.get('duty_cycle_blocked', 0)} held by the duty cycle; "
+            f"ADR: {adr.get('requested', 0)} asked, {adr.get('accepted', 0)} accepted, "
+            f"{adr.get('refused', 0)} refused; ADRACKReq answered {dl.get('adr_ack_answered', 0)}"
+        )
     if "devices" in st:
         con.print(f"devices: {st['devices']}")
 

@@ -241,6 +241,7 @@ def test_gateway_status_running_and_not_running(tmp_path: Path) -> None:
         assert st["state"] == "ok" and st["gateway_id"] == "gw-test" and st["sinks"]["file"]["state"] == "up"
         human = run("gateway", "status", "--config", str(cfg_path))
         assert "gw-test" in human.output and "no packet forwarder has spoken yet" in human.output
+        assert "downlinks: 0 queued" in human.output and "ADR: 0 asked" in human.output
     assert run("gateway", "check", "--config", str(cfg_path)).exit_code == 0
 
 
