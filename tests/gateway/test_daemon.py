@@ -331,12 +331,19 @@ def test_config_errors_stop_the_start_with_the_key_named(tmp_path: Path) -> None
     bad.write_text('[[sink]]\ntype = "kafka"\n')
     with pytest.raises(config.ConfigError, match=r"sink\[0\]\.type"):
         config.load(bad)
+    bad.write_text("[network]\nadr = 1\n")
+    with pytest.raises(config.ConfigError, match=r"network\.adr must be true or false"):
+        config.load(bad)
+    bad.write_text("[network]\nadr_margin_db = -3\n")
+    with pytest.raises(config.ConfigError, match=r"network\.adr_margin_db"):
+        config.load(bad)
     bad.write_text("not toml at all = = =")
     with pytest.raises(config.ConfigError, match="TOML"):
         config.load(bad)
     example = Path(__file__).resolve().parents[2] / "gateway" / "gateway.example.toml"
     cfg = config.load(example)
     assert cfg.udp.port == 1700 and cfg.sinks[0]["type"] == "mqtt"
+    assert cfg.network.adr and cfg.network.adr_margin_db == 10.0
 
 
 def test_sd_notify_is_silent_without_systemd() -> None:
