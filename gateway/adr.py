@@ -7,24 +7,25 @@ power through the small :class:`AdrStore` interface.
 
 Why it matters on a city network: a device with ADR on that hears nothing from the network for
 ADR_ACK_LIMIT (64) uplinks sets ADRACKReq; if no downlink follows within ADR_ACK_DELAY (32) more, it backs off
-towards SF12 by itself (LoRaWAN 1.0.2 section 4.3.1.1), spending up to 20 times the airtime and battery of
-SF7. So an ADRACKReq is always answered, with a LinkADRReq when one is due and an empty frame otherwise.
+towards SF12 by itself (LoRaWAN 1.0.2 section 4.3.1.1), spending about 20 times the airtime and battery
+of SF7. So an ADRACKReq is always answered, with a LinkADRReq when one is due and an empty frame otherwise.
 
-The algorithm is the usual network-side one (Semtech's recommended ADR, as in ChirpStack's default):
+The algorithm follows Semtech's recommended network-side ADR (ChirpStack and The Things Stack build on it):
 
 - keep the best SNR (over all gateways) of the device's last :data:`HISTORY` uplinks;
 - margin = max SNR - the SNR the current data rate needs (:data:`REQUIRED_SNR_DB`) - the installation
   margin (config ``adr_margin_db``, 10 dB by default);
-- every whole 3 dB of margin is one step: first up the data rate (to DR5, SF7), then down the transmit power
+- every whole 3 dB of margin is one step (rounded towards zero: a margin just below nought does not yet
+  cost power; others round down): first up the data rate (to DR5, SF7), then down the transmit power
   (index up, 2 dB each, to index 7); a negative margin raises the power again. The data rate is never lowered
   by the network: the device's own back-off does that when the link fails.
 
 A decision needs a full history, and the history starts again whenever the device accepts a change: SNRs
-measured at the old settings say nothing about the new ones (without that reset one good
-history would step the power down again at every uplink). The state belongs to a session (DevEUI and
-session epoch): a device that joins again, or is registered again, starts from its MAC's defaults (TXPower 0),
-and so does its ADR state. NbTrans stays 1 and the channel mask is "all
-defined channels" (ChMaskCntl 6): this network does not use either to steer devices.
+measured at the old settings say nothing about the new ones (without that reset one good history would step
+the power down again at every uplink). The state belongs to a session (DevEUI and session epoch): a device
+that joins again, or is registered again, starts from its MAC's defaults (TXPower 0), and so does its ADR
+state. NbTrans stays 1 and the channel mask is "all defined channels" (ChMaskCntl 6): this network does not
+use either to steer devices.
 """
 
 from __future__ import annotations
