@@ -567,6 +567,15 @@ class Gateway:
         def dl_queue() -> float:
             return float(self.downlinks.depth()) if self.conn is not None else 0.0
 
+        def adr_counts() -> dict[Any, float]:
+            return {(("outcome", k),): float(v) for k, v in self.downlinks.adr.counters.items()}
+
+        m.gauge_fn("adr_requests_total", adr_counts)
+        m.describe(
+            "adr_requests_total",
+            "counter",
+            "LinkADRReq sent (outcome requested) and what became of them: accepted, refused, lost",
+        )
         m.gauge_fn("outbox", outbox_gauges)
         m.gauge_fn("sink_up", sink_gauges)
         m.gauge_fn("downlink_queue", dl_queue)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway_run import InProcessGateway, provision_sim, write_config
+from support.gateway_run import InProcessGateway, http_get, provision_sim, write_config
 
 from havel.gateway import config
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
@@ -57,6 +57,8 @@ def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(t
         assert adr.counters["accepted"] == 2 and adr.counters["refused"] == 0
         session = gw.gateway.registry.get(specs[0].dev_eui).session  # type: ignore[union-attr]
         assert session is not None and adr.tx_power(specs[0].dev_eui, session.epoch) == 2
+        metrics = http_get(gw.cfg.http.port, "/metrics")[1]
+        assert 'havel_gateway_adr_requests_total{outcome="accepted"} 2' in metrics
     # the uplinks arrived at the new rate: the gateway saw SF7 after SF12
     ups = [json.loads(x)["payload"] for x in (tmp_path / "out.jsonl").read_text().splitlines() if '/up"' in x]
     datrs = [u["rx"][0]["datr"] for u in ups]
