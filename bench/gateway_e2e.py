@@ -1,16 +1,17 @@
 """End-to-end gateway throughput: GWMP datagrams in, MQTT PUBACK from a local Mosquitto out.
 
-Usage: .venv/bin/python bench/gateway_e2e.py [--devices 1000] [--frames 30000] [--per-datagram 8]
+Usage: .venv/bin/python bench/gateway_e2e.py [--devices 1000] [--frames 30000] [--per-datagram 8] [--no-adr]
                                              [--window 256] [--cpu 0] [--json]
 
-Setup: a real Mosquitto on loopback, the real daemon as its own process (``havel gateway run``) pinned to
-one CPU core (``--cpu``; the sender and the broker run on the other cores), 1,000 ABP devices in its
-registry, and pre-built uplink frames (temperature payloads, FCnt 1.. per device, round robin over the
-devices). A packet forwarder sends them as PUSH_DATA with ``--per-datagram`` rxpk each, keeping at most
-``--window`` datagrams without PUSH_ACK (so no datagram is dropped for lack of socket buffer: this measures
-the sustained rate, not a burst into the kernel). The clock stops when the daemon's MQTT sink has counted a
-PUBACK for every uplink (its /status ``acked``), i.e. each record is committed with its frame counter,
-published with QoS 1, acknowledged by the broker, and acknowledged in the outbox.
+Setup: a real Mosquitto on loopback, the real daemon as its own process (``havel gateway run``) pinned to one
+CPU core (``--cpu``; the sender and the broker run on the other cores), 1,000 ABP devices in its registry, and
+pre-built uplink frames (temperature payloads, FCnt 1.. per device, round robin over the devices, with the ADR
+bit set as the kits' firmware sets it; ``--no-adr`` without). A packet forwarder sends them as PUSH_DATA with
+``--per-datagram`` rxpk each, keeping at most ``--window`` datagrams without PUSH_ACK (so no datagram is
+dropped for lack of socket buffer: this measures the sustained rate, not a burst into the kernel). The clock
+stops when the daemon's MQTT sink has counted a PUBACK for every uplink (its /status ``acked``), i.e. each
+record is committed with its frame counter, published with QoS 1, acknowledged by the broker, and acknowledged
+in the outbox.
 
 Then, in this process, the cost of each stage per uplink (the same frames, one stage at a time): GWMP
 parsing, the frame layer (parse, MIC, decrypt), the payload codec, the whole network-server flush (counter,
@@ -215,6 +216,7 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-adr", action="store_true", help="frames without the ADR bit (the kits set it)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
@@ -254,6 +256,7 @@ tls = false
                 fcnt32=1 + k // args.devices,
                 fport=1,
                 payload=PAYLOAD,
+                adr=not args.no_adr,
                 nwk_s_key=NWK,
                 app_s_key=APP,
             )
