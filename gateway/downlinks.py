@@ -109,6 +109,10 @@ class DutyCycle:
         q = self._used.get(key)
         if not q:
             return 0.0
+        if q[-1][0] > now:
+            # the wall clock went back (a Pi has no RTC; NTP may correct it): transmissions "in the future"
+            # count as made now, so they leave the window within the hour instead of when the clock catches up
+            self._used[key] = q = deque((min(t, now), a) for t, a in q)
         while q and q[0][0] < now - self.WINDOW_S:
             q.popleft()
         return sum(a for _, a in q)

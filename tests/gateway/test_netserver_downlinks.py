@@ -239,6 +239,17 @@ def test_duty_cycle_and_airtime_figures() -> None:
     assert not d.allows(GW, 870_500_000, 0.1, 0)  # outside EU868
 
 
+def test_duty_cycle_survives_the_clock_going_back() -> None:
+    d = DutyCycle()
+    d.record(GW, 868_100_000, 36.0, 1_000_000.0)  # the whole hour's 1 % in one go
+    assert not d.allows(GW, 868_100_000, 0.1, 1_000_000.0)
+    # NTP sets the clock a day back: the budget comes back an hour later, not a day and an hour later
+    back = 1_000_000.0 - 86_400
+    assert not d.allows(GW, 868_100_000, 0.1, back)
+    assert not d.allows(GW, 868_100_000, 0.1, back + 3599)
+    assert d.allows(GW, 868_100_000, 0.1, back + 3601)
+
+
 def test_down_topic_parsing() -> None:
     assert parse_down_topic(f"havel/gw1/devices/{EUI:016X}/down", "havel", "gw1") == EUI
     assert parse_down_topic(f"city/a/havel/gw1/devices/{EUI:016X}/down", "city/a/havel", "gw1") == EUI
