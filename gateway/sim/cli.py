@@ -105,6 +105,14 @@ def _describe(ev: dict[str, Any]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the nodes in the import format (JSON, 0600).",
 )
+@click.option(
+    "--dr",
+    type=click.IntRange(0, 5),
+    default=5,
+    show_default=True,
+    help="Data rate the nodes join and start at (0 = SF12 .. 5 = SF7); with ADR the gateway moves it.",
+)
+@click.option("--no-adr", is_flag=True, help="Nodes without the ADR bit (the kits set it).")
 @click.option("--json", "as_json", is_flag=True, help="Events as JSON lines.")
 def sim(
     gateway_addr: str,
@@ -119,6 +127,8 @@ def sim(
     config_path: Path | None,
     data_dir: Path | None,
     write_devices: Path | None,
+    dr: int,
+    no_adr: bool,
     as_json: bool,
 ) -> None:
     """Simulated concentrators and firmware nodes speaking GWMP to the gateway."""
@@ -157,6 +167,8 @@ def sim(
         wait_s=wait_s,
         protocol=int(protocol),
         on_event=show,
+        adr=not no_adr,
+        dr=dr,
     )
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

@@ -154,3 +154,29 @@ def test_world_model_shapes() -> None:
     assert w.river_cm(0) == pytest.approx(150) and w.river_cm(12 * 3600) > w.alarm_levels_cm[-1]
     with pytest.raises(ValueError, match="KIND"):
         parse_counts("dragons=2")
+
+
+@pytest.mark.timeout(90)
+def test_havel_sim_command_registers_its_nodes_and_starts_them_at_the_data_rate_asked(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from havel.cli import cli
+
+    cfg_path = write_config(tmp_path, network={"dedup_window_ms": 40})
+    cfg = config.load(cfg_path)
+    with InProcessGateway(cfg) as gw:
+        host, port = gw.udp
+        r = CliRunner().invoke(
+            cli,
+            ["sim", "--gateway", f"{host}:{port}", "--nodes", "temperature=1", "--config", str(cfg_path),
+             "--speed", "3000", "--duration", "8", "--dr", "0", "--json"],
+            catch_exceptions=False,
+        )
+        assert r.exit_code == 0, r.output
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not file_ups(tmp_path / "out.jsonl"):
+            time.sleep(0.1)
+    events = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "join" for e in events), r.output
+    ups = file_ups(tmp_path / "out.jsonl")
+    assert ups and ups[0]["rx"][0]["datr"] == "SF12BW125"  # joined and started at DR0, as asked
