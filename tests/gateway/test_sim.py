@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -164,14 +165,18 @@ def test_havel_sim_command_registers_its_nodes_and_starts_them_at_the_data_rate_
 
     cfg_path = write_config(tmp_path, network={"dedup_window_ms": 40})
     cfg = config.load(cfg_path)
+    sigterm = signal.getsignal(signal.SIGTERM)  # the command installs its own handler: put pytest's back
     with InProcessGateway(cfg) as gw:
         host, port = gw.udp
-        r = CliRunner().invoke(
-            cli,
-            ["sim", "--gateway", f"{host}:{port}", "--nodes", "temperature=1", "--config", str(cfg_path),
-             "--speed", "3000", "--duration", "8", "--dr", "0", "--json"],
-            catch_exceptions=False,
-        )
+        try:
+            r = CliRunner().invoke(
+                cli,
+                ["sim", "--gateway", f"{host}:{port}", "--nodes", "temperature=1", "--config", str(cfg_path),
+                 "--speed", "3000", "--duration", "8", "--dr", "0", "--json"],
+                catch_exceptions=False,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
         assert r.exit_code == 0, r.output
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not file_ups(tmp_path / "out.jsonl"):
