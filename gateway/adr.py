@@ -142,7 +142,8 @@ class AdrController:
     ) -> AdrDecision:
         """One live uplink of a device in its session ``epoch``: its FCtrl ADR bits, its data rate (None if
         not a LoRa EU868 one), the best SNR among its copies and its uplink MAC commands. Call inside the
-        uplink's transaction (an accepted change is stored)."""
+        uplink's transaction (an accepted change is stored); call :meth:`sent` once the decision's command
+        is on its way."""
         decision = AdrDecision(answer_needed=adr_ack_req)
         st = self._state(dev_eui, epoch)
         answers = [c for c in mac_up if c.get("name") == "LinkADRAns"]
@@ -163,13 +164,19 @@ class AdrController:
         new_dr, new_power = target(max(st.snrs), dr, st.tx_power, self.margin_db)
         if (new_dr, new_power) != (dr, st.tx_power):
             decision.command = link_adr_req(new_dr, new_power)
-            st.asked, st.asked_left = (new_dr, new_power), ANSWER_WITHIN
-            self.counters["requested"] += 1
-            log.info(
-                "device %016X: ADR asks DR%d -> DR%d, TXPower %d -> %d (best SNR %.1f dB of %d uplinks)",
-                dev_eui, dr, new_dr, st.tx_power, new_power, max(st.snrs), len(st.snrs),
-            )
         return decision
+
+    def sent(self, dev_eui: int, epoch: int, command: dict[str, Any]) -> None:
+        """The LinkADRReq of a decision went out in a downlink: wait for its answer (a decision that found no
+        window to go in is simply made again at the next uplink)."""
+        st = self._state(dev_eui, epoch)
+        st.asked, st.asked_left = (int(command["data_rate"]), int(command["tx_power"])), ANSWER_WITHIN
+        self.counters["requested"] += 1
+        best = max(st.snrs) if st.snrs else float("nan")
+        log.info(
+            "device %016X: LinkADRReq DR%d, TXPower %d (from TXPower %d; best SNR %.1f dB of %d uplinks)",
+            dev_eui, st.asked[0], st.asked[1], st.tx_power, best, len(st.snrs),
+        )
 
     def _answered(self, dev_eui: int, st: _Device, ans: dict[str, Any]) -> None:
         asked = st.asked

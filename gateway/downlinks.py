@@ -423,6 +423,9 @@ class DownlinkScheduler:
             return None, results
         if mac:
             self.counters["mac"] += 1
+            for m in mac:
+                if m["name"] == "LinkADRReq":
+                    self.adr.sent(dev.dev_eui, s.epoch, m)
         if frame.adr_ack_req:
             self.counters["adr_ack_answered"] += 1
         if cmd is not None:

@@ -47,9 +47,17 @@ def test_link_adr_req_encodes_as_the_spec_lays_it_out() -> None:
     assert maccmds.encode([link_adr_req(5, 2)], False) == bytes.fromhex("03520000" + "61")
 
 
-def uplinks(ctl: AdrController, n: int, *, dr: int = 0, snr: float = 5.0, epoch: int = 0) -> list[Any]:
+def uplinks(
+    ctl: AdrController, n: int, *, dr: int = 0, snr: float = 5.0, epoch: int = 0, window: bool = True
+) -> list[Any]:
+    """``n`` uplinks without MAC answers; a LinkADRReq decided is sent as the scheduler does when a receive
+    window (``window``) takes it."""
+
     def one() -> Any:
-        return ctl.on_uplink(1, epoch, adr=True, adr_ack_req=False, dr=dr, max_snr_db=snr, mac_up=[])
+        d = ctl.on_uplink(1, epoch, adr=True, adr_ack_req=False, dr=dr, max_snr_db=snr, mac_up=[])
+        if d.command is not None and window:
+            ctl.sent(1, epoch, d.command)
+        return d
 
     return [one() for _ in range(n)]
 
@@ -102,6 +110,13 @@ def test_a_lost_request_may_be_sent_again() -> None:
     first, second = uplinks(ctl, 2)  # no LinkADRAns in either: the downlink or the answer was lost
     assert first.command is None and second.command is not None
     assert ctl.counters == {"requested": 2, "accepted": 0, "refused": 0, "lost": 1}
+
+
+def test_a_request_that_found_no_window_is_decided_again_and_not_counted() -> None:
+    ctl = AdrController(DictStore())
+    got = uplinks(ctl, HISTORY + 2, window=False)  # e.g. no packet forwarder has sent PULL_DATA yet
+    assert [d.command is not None for d in got[-3:]] == [True, True, True]
+    assert ctl.counters == {"requested": 0, "accepted": 0, "refused": 0, "lost": 0}
 
 
 def test_adr_ack_req_is_always_answered_even_when_adr_is_switched_off() -> None:

@@ -333,3 +333,13 @@ def test_device_time_prefers_the_concentrators_gps_clock() -> None:
     )
     out = Outcome("accepted", best=reception(GW, rx, NOW), copies=[reception(GW, rx, NOW)])
     assert gps_time_ms(out) == 1_400_000_123_456
+
+
+def test_adr_request_counts_only_when_a_downlink_carries_it(env: Env) -> None:
+    for _ in range(HISTORY + 1):  # no packet forwarder to send through: decided each time, never sent
+        assert env.uplink(adr=True, datr="SF12BW125", snr=8.0, reachable=False)[0] is None
+    assert env.dl.adr.counters["requested"] == 0
+    tx, _ = env.uplink(adr=True, datr="SF12BW125", snr=8.0)
+    assert tx is not None
+    assert [c["name"] for c in maccmds.decode(decode(tx)[0].fopts, False)] == ["LinkADRReq"]
+    assert env.dl.adr.counters["requested"] == 1
