@@ -127,7 +127,11 @@ class AdrController:
 
     def tx_power(self, dev_eui: int, epoch: int) -> int:
         """The TXPower index the device last acknowledged in session ``epoch`` (0, the maximum, if none)."""
-        return self._state(dev_eui, epoch).tx_power
+        st = self._devices.get(dev_eui)
+        if st is not None and st.epoch == epoch:
+            return st.tx_power
+        saved = self.store.load_tx_power(dev_eui, epoch)  # (asking changes no state)
+        return saved if saved is not None else 0
 
     def on_uplink(
         self,
