@@ -314,32 +314,27 @@ def test_real_process_sigterm_is_clean_and_speaks_sd_notify(tmp_path: Path) -> N
     conn.close()
 
 
-def test_config_errors_stop_the_start_with_the_key_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[udp]\nport = 99999\n", r"udp\.port"),
+        ('[network]\ndev_addr_prefix = "26000001/7"\n', r"dev_addr_prefix"),
+        ('[gateway]\nid = "a/b"\n', r"gateway\.id"),
+        ('[udp]\nbind = "localhost"\ncolour = 1\n', r"udp\.colour"),
+        ('[[sink]]\ntype = "kafka"\n', r"sink\[0\]\.type"),
+        ("[network]\nadr = 1\n", r"network\.adr must be true or false"),
+        ("[network]\nadr_margin_db = -3\n", r"network\.adr_margin_db"),
+        ("not toml at all = = =", "TOML"),
+    ],
+)
+def test_config_errors_stop_the_start_with_the_key_named(tmp_path: Path, text: str, named: str) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text("[udp]\nport = 99999\n")
-    with pytest.raises(config.ConfigError, match=r"udp\.port"):
+    bad.write_text(text)
+    with pytest.raises(config.ConfigError, match=named):
         config.load(bad)
-    bad.write_text('[network]\ndev_addr_prefix = "26000001/7"\n')
-    with pytest.raises(config.ConfigError, match=r"dev_addr_prefix"):
-        config.load(bad)
-    bad.write_text('[gateway]\nid = "a/b"\n')
-    with pytest.raises(config.ConfigError, match=r"gateway\.id"):
-        config.load(bad)
-    bad.write_text('[udp]\nbind = "localhost"\ncolour = 1\n')
-    with pytest.raises(config.ConfigError, match=r"udp\.colour"):
-        config.load(bad)
-    bad.write_text('[[sink]]\ntype = "kafka"\n')
-    with pytest.raises(config.ConfigError, match=r"sink\[0\]\.type"):
-        config.load(bad)
-    bad.write_text("[network]\nadr = 1\n")
-    with pytest.raises(config.ConfigError, match=r"network\.adr must be true or false"):
-        config.load(bad)
-    bad.write_text("[network]\nadr_margin_db = -3\n")
-    with pytest.raises(config.ConfigError, match=r"network\.adr_margin_db"):
-        config.load(bad)
-    bad.write_text("not toml at all = = =")
-    with pytest.raises(config.ConfigError, match="TOML"):
-        config.load(bad)
+
+
+def test_the_example_config_loads() -> None:
     example = Path(__file__).resolve().parents[2] / "gateway" / "gateway.example.toml"
     cfg = config.load(example)
     assert cfg.udp.port == 1700 and cfg.sinks[0]["type"] == "mqtt"
