@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,16 @@ from havel.gateway import config
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
 
 
-def one_node(tmp_path: Path) -> tuple[config.Config, list[Any]]:
-    """A gateway config and one registered simulated temperature node."""
+@contextmanager
+def joined_node(tmp_path: Path, **sim: Any) -> Iterator[tuple[InProcessGateway, Simulation]]:
+    """The real gateway and one simulated temperature node (registered, joined), with ``sim`` options."""
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
     specs = make_specs(parse_counts("temperature=1"), interval_s=300)
     provision_sim(cfg, specs)
-    return cfg, specs
+    with InProcessGateway(cfg) as gw, Simulation(gw.udp, specs, **sim) as simulation:
+        mac = simulation.nodes[0].node.mac
+        assert run_until(lambda: mac.joined, 30), simulation.history
+        yield gw, simulation
 
 
 def run_until(pred: Any, timeout_s: float) -> bool:
@@ -33,17 +39,12 @@ def run_until(pred: Any, timeout_s: float) -> bool:
 
 @pytest.mark.timeout(120)
 def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(tmp_path: Path) -> None:
-    cfg, specs = one_node(tmp_path)
     # 8.6 dB SNR (the simulator adds +-0.5) at SF12 (floor -20 dB), 10 dB margin: 18.1 to 19.1 dB = 6 steps ->
     # DR5 and TXPower 1; there the link is 2 dB weaker (6.6 dB: 4.1 to 5.1 over SF7's floor and the margin = 1
     # step) -> TXPower 2, then it holds (4.6 dB: at most 2.6 over floor and margin, under a step)
-    with (
-        InProcessGateway(cfg) as gw,
-        Simulation(gw.udp, specs, speed=3000, wait_s=0.3, dr=0, signal=(-80.0, 8.6)) as sim,
-    ):
+    with joined_node(tmp_path, speed=3000, wait_s=0.3, dr=0, signal=(-80.0, 8.6)) as (gw, sim):
         node = sim.nodes[0]
         mac = node.node.mac
-        assert run_until(lambda: mac.joined, 30), sim.history
         assert mac.dr == 0
         assert run_until(lambda: mac.dr == 5, 60), (mac.dr, node.uplinks)
         assert mac.tx_power == 1
@@ -55,8 +56,9 @@ def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(t
         assert (mac.dr, mac.tx_power) == (5, 2)
         adr = gw.gateway.downlinks.adr
         assert adr.counters["accepted"] == 2 and adr.counters["refused"] == 0
-        session = gw.gateway.registry.get(specs[0].dev_eui).session  # type: ignore[union-attr]
-        assert session is not None and adr.tx_power(specs[0].dev_eui, session.epoch) == 2
+        dev_eui = sim.specs[0].dev_eui
+        session = gw.gateway.registry.get(dev_eui).session  # type: ignore[union-attr]
+        assert session is not None and adr.tx_power(dev_eui, session.epoch) == 2
         metrics = http_get(gw.cfg.http.port, "/metrics")[1]
         assert 'havel_gateway_adr_requests_total{outcome="accepted"} 2' in metrics
     # the uplinks arrived at the new rate: the gateway saw SF7 after SF12
@@ -67,16 +69,11 @@ def test_a_node_joined_at_sf12_on_a_good_link_is_stepped_to_sf7_and_less_power(t
 
 @pytest.mark.timeout(120)
 def test_adr_ack_req_is_answered_so_the_node_never_backs_off(tmp_path: Path) -> None:
-    cfg, specs = one_node(tmp_path)
     # 2 dB at SF7 is under a step of margin: ADR has nothing to say, so no downlink comes for 64 uplinks and
     # the node sets ADRACKReq. Unanswered, it would drop its data rate after 32 more (LoRaWAN 1.0.2 4.3.1.1).
-    with (
-        InProcessGateway(cfg) as gw,
-        Simulation(gw.udp, specs, speed=20000, wait_s=0.15, dr=5, signal=(-100.0, 2.0)) as sim,
-    ):
+    with joined_node(tmp_path, speed=20000, wait_s=0.15, dr=5, signal=(-100.0, 2.0)) as (gw, sim):
         node = sim.nodes[0]
         mac = node.node.mac
-        assert run_until(lambda: mac.joined, 30), sim.history
         counters = gw.gateway.downlinks.counters
 
         def answered() -> bool:  # ADRACKReq went up (uplink 65 on), a downlink came back, the count restarted
