@@ -378,6 +378,10 @@ class Gateway:
                 tx = self.downlinks.join_accept(out, reachable)
                 if tx is not None:
                     sends.append(tx)
+            elif out.status == "retransmission":  # a confirmed frame sent again: its ACK was missed
+                tx = self.downlinks.ack_again(out, reachable)
+                if tx is not None:
+                    sends.append(tx)
 
         outcomes = self.netserver.flush(
             time.monotonic(), datetime.now(UTC), force=force, after_store=after_store
@@ -408,6 +412,8 @@ class Gateway:
                 log.debug("uplink rejected (%s): %s", out.reason, out.detail)
             elif out.status == "joined":
                 self.metrics.inc("joins_total")
+            elif out.status == "retransmission":
+                self.metrics.inc("uplinks_retransmitted_total")
             for listener in listeners:
                 try:
                     listener(out)
@@ -541,6 +547,11 @@ class Gateway:
         m.describe("uplinks_accepted_total", "counter", "uplinks accepted and stored in the outbox")
         m.describe("uplinks_rejected_total", "counter", "uplinks rejected, by reason")
         m.describe("joins_total", "counter", "OTAA joins accepted")
+        m.describe(
+            "uplinks_retransmitted_total",
+            "counter",
+            "confirmed uplinks a device sent again after missing the ACK (ACKed again, stored once)",
+        )
         m.describe("downlinks_total", "counter", "downlinks scheduled, by kind and window")
         m.describe("downlinks_failed_total", "counter", "downlinks the forwarder could not send, by error")
         m.describe("downlink_commands_total", "counter", "downlink commands received, by state")

@@ -187,6 +187,7 @@ class DownlinkScheduler:
             "duty_cycle_blocked": 0,
             "mac": 0,
             "adr_ack_answered": 0,  # downlinks sent because the device set ADRACKReq
+            "acked_again": 0,  # ACKs for confirmed frames sent again (the first ACK was missed)
             "tx_error": 0,
         }
 
@@ -381,17 +382,11 @@ class DownlinkScheduler:
         mac, answer_adr = self._mac_answers(out, dev, now)
         if not (mac or frame.confirmed or queue or answer_adr):
             return None, results  # nothing to send (most uplinks): no gateway to look for
-        gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
-        if gateway is None:
+        where = self._receive_windows(dev, out, reachable)
+        if where is None:
             return None, results
-        copy = next(c for c in out.copies if c.gateway_eui == gateway)
-        rx = copy.rx
-        try:
-            up_dr = eu868.dr_from_datr(rx.datr)
-        except InputError:
-            return None, results
-        rx1_datr = eu868.datr(eu868.rx1_dr(up_dr, min(dev.rx1_dr_offset, 5)))
-        rx2_datr = eu868.datr(dev.rx2_dr)
+        gateway, (rx1, rx2) = where
+        rx1_datr = rx1[1]
         fopts = maccmds.encode(mac, False)[:_MAX_FOPTS] if mac else b""
         # the application payload must fit the data rate of the window actually used; RX2's DR is the floor
         limit = min(
@@ -414,9 +409,6 @@ class DownlinkScheduler:
             nwk_s_key=s.nwk_s_key,
             app_s_key=s.app_s_key,
         )
-        rx1_delay_us = max(dev.rx1_delay, 1) * 1_000_000
-        rx1 = (rx.freq_hz, rx1_datr, rx.tmst + rx1_delay_us, "RX1")
-        rx2 = (dev.rx2_freq_hz, rx2_datr, rx.tmst + rx1_delay_us + 1_000_000, "RX2")
         tx = self._pick(gateway, data, [rx1, rx2], now, dev.dev_eui, cmd.id if cmd else None, "data")
         if tx is None:
             self.counters["duty_cycle_blocked"] += 1
@@ -442,6 +434,54 @@ class DownlinkScheduler:
                     self._result(dev.dev_eui, dev, cmd.id, "sent", tx.window, cmd.request, fcnt_down)
                 )
         return tx, results
+
+    def ack_again(self, out: Outcome, reachable: Callable[[int], bool]) -> Transmission | None:
+        """An empty ACK in the receive windows of a confirmed frame the device sent again (outcome
+        ``retransmission``: it missed the first ACK). Nothing else goes with it: the frame's MAC commands
+        and its ACK bit were taken the first time, and a queued command waits for the next new uplink
+        (FPending says it is there)."""
+        dev = out.device
+        if dev is None or dev.session is None or out.best is None or out.best.replayed:
+            return None
+        where = self._receive_windows(dev, out, reachable)
+        if where is None:
+            return None
+        gateway, windows = where
+        s = dev.session
+        data = phy.build_data_frame(
+            uplink=False,
+            confirmed=False,
+            dev_addr=s.dev_addr,
+            fcnt32=self.registry.take_fcnt_down(dev.dev_eui),
+            fport=None,
+            payload=b"",
+            ack=True,
+            fpending=dev.dev_eui in self._queued,
+            nwk_s_key=s.nwk_s_key,
+            app_s_key=s.app_s_key,
+        )
+        tx = self._pick(gateway, data, list(windows), self.clock(), dev.dev_eui, None, "ack_again")
+        self.counters["duty_cycle_blocked" if tx is None else "acked_again"] += 1
+        return tx
+
+    def _receive_windows(
+        self, dev: Device, out: Outcome, reachable: Callable[[int], bool]
+    ) -> tuple[int, tuple[tuple[int, str, int, str], tuple[int, str, int, str]]] | None:
+        """The concentrator to answer through (the first that heard the frame and can send) and the
+        uplink's RX1 and RX2 windows as (freq_hz, datr, tmst, name); None if there is no way down."""
+        gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
+        if gateway is None:
+            return None
+        rx = next(c for c in out.copies if c.gateway_eui == gateway).rx
+        try:
+            up_dr = eu868.dr_from_datr(rx.datr)
+        except InputError:
+            return None
+        rx1_datr = eu868.datr(eu868.rx1_dr(up_dr, min(dev.rx1_dr_offset, 5)))
+        rx1_delay_us = max(dev.rx1_delay, 1) * 1_000_000
+        rx1 = (rx.freq_hz, rx1_datr, rx.tmst + rx1_delay_us, "RX1")
+        rx2 = (dev.rx2_freq_hz, eu868.datr(dev.rx2_dr), rx.tmst + rx1_delay_us + 1_000_000, "RX2")
+        return gateway, (rx1, rx2)
 
     def join_accept(self, out: Outcome, reachable: Callable[[int], bool]) -> Transmission | None:
         """The join-accept of a joined outcome, at + 5 s (RX1) or + 6 s (RX2), duty cycle permitting."""

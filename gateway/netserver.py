@@ -5,13 +5,17 @@ Pure-ish: no sockets and no clocks of its own (``now`` is passed in); storage go
 
 1. :meth:`NetworkServer.receive` takes one copy (one concentrator's reception). Copies of the same
    PHYPayload are grouped for ``dedup_window_ms`` so that all receivers are listed and the best signal
-   kept; a copy arriving after its group was processed (within ``duplicate_ttl_s``) is a ``duplicate``.
+   kept; a copy arriving after its group was processed (within ``duplicate_ttl_s``) is a ``duplicate``,
+   except a confirmed uplink sent again once its receive windows have passed: the device missed its ACK
+   and retransmits the same frame (LoRaWAN 1.0.x keeps the FCnt), so it gets an ACK again, and nothing is
+   stored twice (outcome ``retransmission``).
 2. :meth:`NetworkServer.flush` processes the groups whose window closed, all in ONE transaction (group
    commit): find sessions by DevAddr (the MIC decides between devices sharing one), reconstruct FCnt32,
    verify the MIC, reject replays, decrypt, decode with the device's codec, then write the new counter and
    the outbox record. Join-requests: MIC, DevNonce reuse, DevAddr allocation, session keys, join-accept.
 
-Every frame ends as an :class:`Outcome` (accepted, joined or rejected with a reason that is a metric label).
+Every frame ends as an :class:`Outcome` (accepted, joined, retransmission, or rejected with a reason that is a
+metric label).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ REJECT_REASONS = (
 CFLIST_HZ = [867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000]
 _TEST_PORT = 224
 MAX_RECENT = 200_000  # frames remembered for duplicate detection (~30 MB at most)
+MAX_ACKS_AGAIN = 8  # retransmissions of one confirmed frame answered at most (the firmware tries 1 + 7)
+_CONFIRMED_UP = 0b100  # MType of a confirmed data uplink (MHDR bits 7..5)
 
 
 class OutboxLike(Protocol):
@@ -125,7 +131,8 @@ def _signal_key(c: Reception) -> tuple[float, float]:
 class Outcome:
     """What became of one frame (all its copies)."""
 
-    status: str  # "accepted", "joined" or "rejected"
+    # "accepted", "joined", "retransmission" (a confirmed frame sent again: only ACKed) or "rejected"
+    status: str
     reason: str | None = None  # for rejected: one of REJECT_REASONS
     detail: str = ""
     device: Device | None = None
@@ -145,6 +152,7 @@ class _Group:
     deadline: float
     copies: list[Reception]
     frame: phy.Frame
+    again: bool = False  # a confirmed frame already stored, sent again for its ACK
 
 
 class NetworkServer:
@@ -176,6 +184,7 @@ class NetworkServer:
         self.rng = rng or random.SystemRandom()
         self._pending: dict[bytes, _Group] = {}
         self._recent: OrderedDict[bytes, float] = OrderedDict()  # dedup key -> expiry (monotonic)
+        self._acked_again: dict[bytes, int] = {}  # dedup key -> retransmissions answered (keys in _recent)
         self._time_text: tuple[datetime | None, str] = (None, "")  # last receive time and its text
 
     # ----------------------------------------------------------------------------------------- intake
@@ -191,6 +200,13 @@ class NetworkServer:
             return None
         expiry = self._recent.get(key)
         if expiry is not None and expiry > mono:
+            if rx.data[0] >> 5 == _CONFIRMED_UP and self._sent_again(key, expiry, mono):
+                try:
+                    frame = phy.parse(rx.data)  # (it parsed when it came first)
+                except FrameError as exc:
+                    return Outcome("rejected", "frame", str(exc), best=copy, copies=[copy])
+                self._pending[key] = _Group(mono + self.net.dedup_window_ms / 1000, [copy], frame, again=True)
+                return None
             return Outcome(
                 "rejected",
                 "duplicate",
@@ -210,6 +226,15 @@ class NetworkServer:
             )
         self._pending[key] = _Group(mono + self.net.dedup_window_ms / 1000, [copy], frame)
         return None
+
+    def _sent_again(self, key: bytes, expiry: float, mono: float) -> bool:
+        """Whether a copy of an already processed confirmed frame is the device sending it again (its
+        receive windows passed without an ACK reaching it) rather than a late copy from another
+        concentrator: it comes after the frame's RX2 window, and not more often than MAX_ACKS_AGAIN."""
+        processed = expiry - self.net.duplicate_ttl_s
+        if mono - processed < self.net.rx1_delay_s + 1.0:
+            return False
+        return self._acked_again.get(key, 0) < MAX_ACKS_AGAIN
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the earliest group to flush (None when nothing waits)."""
@@ -262,6 +287,12 @@ class NetworkServer:
                     try:
                         if isinstance(g.frame, phy.JoinRequest):
                             out = self._join(g.frame, copies, now, nonces_seen)
+                        elif g.again:
+                            assert isinstance(g.frame, phy.DataFrame)
+                            out = self._sent_again_outcome(g.frame, copies)
+                            if out.status == "retransmission":
+                                self._acked_again[key] = self._acked_again.get(key, 0) + 1
+                                self._recent.move_to_end(key)  # its expiry is renewed below: keep the order
                         else:
                             assert isinstance(g.frame, phy.DataFrame)
                             out = self._uplink(g.frame, copies, fcnt_seen)
@@ -303,10 +334,34 @@ class NetworkServer:
     def _expire(self, mono: float) -> None:
         recent = self._recent
         while recent:
-            _key, exp = next(iter(recent.items()))
+            exp = next(iter(recent.values()))
             if exp > mono and len(recent) <= MAX_RECENT:
                 break
-            recent.popitem(last=False)  # expired, or memory bound reached (a later copy is then a replay)
+            key, _ = recent.popitem(last=False)  # expired, or memory bound reached (a later copy: replay)
+            self._acked_again.pop(key, None)
+
+    # ------------------------------------------------------------------------------------------ data
+    def _sent_again_outcome(self, frame: phy.DataFrame, copies: list[Reception]) -> Outcome:
+        """A confirmed frame stored before, sent again: the device whose last accepted frame it is (same
+        FCnt, MIC verified) gets an ACK again; nothing is stored. Anything else stays a duplicate."""
+        best = copies[0]
+        for dev in self.store.by_dev_addr(frame.dev_addr):
+            s = dev.session
+            if s is None or s.fcnt_up is None or fcnt.reconstruct(s.fcnt_up, frame.fcnt16) != s.fcnt_up:
+                continue
+            mic = crypto.data_mic(s.nwk_s_key, True, frame.dev_addr, s.fcnt_up, frame.msg)
+            if crypto.verify_mic(mic, frame.mic):
+                return Outcome(
+                    "retransmission", device=dev, fcnt32=s.fcnt_up, frame=frame, best=best, copies=copies
+                )
+        return Outcome(
+            "rejected",
+            "duplicate",
+            "copy arrived after its frame was processed",
+            frame=frame,
+            best=best,
+            copies=copies,
+        )
 
     # ------------------------------------------------------------------------------------------ data
     def _uplink(self, frame: phy.DataFrame, copies: list[Reception], fcnt_seen: dict[int, int]) -> Outcome:

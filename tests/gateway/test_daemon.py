@@ -183,6 +183,31 @@ def test_confirmed_uplink_is_acked_in_rx1_and_tx_ack_error_falls_back_to_rx2(gw:
     assert gw.gateway.metrics.get("downlinks_tx_ack_total", error="TOO_LATE") == 1
 
 
+def test_a_water_alarm_sent_again_for_a_missed_ack_is_acked_again_and_published_once(
+    gw: InProcessGateway, tmp_path: Path
+) -> None:
+    with Concentrator(gw.udp, GW1) as c:
+        wait(lambda: gw.gateway.udp.can_send(GW1))
+        alarm = frame(1, confirmed=True)
+        push(c, alarm, tmst=10_000_000)
+        wait(lambda: len(c.downlinks) >= 1)
+        # the node missed the ACK (say, a passing truck): after its RX2 window and ACK_TIMEOUT it sends the
+        # very same frame again, FCnt and all
+        time.sleep(2.3)
+        push(c, alarm, tmst=14_000_000)
+        wait(lambda: len(c.downlinks) >= 2)
+    first, second = (phy.parse(gwmp.txpk_data(d)) for d in c.downlinks[:2])
+    assert isinstance(first, phy.DataFrame) and isinstance(second, phy.DataFrame)
+    assert first.ack and second.ack and second.fcnt16 == first.fcnt16 + 1
+    assert c.downlinks[1]["tmst"] == 15_000_000  # in the second transmission's RX1
+    assert crypto.verify_mic(crypto.data_mic(NWK, False, ADDR, second.fcnt16, second.msg), second.mic)
+    wait(lambda: ups(tmp_path / "out.jsonl"))
+    time.sleep(0.3)
+    assert [u["fcnt"] for u in ups(tmp_path / "out.jsonl")] == [1]  # published once
+    assert gw.gateway.metrics.get("uplinks_retransmitted_total") == 1
+    assert "havel_gateway_uplinks_retransmitted_total 1" in http_get(gw.cfg.http.port, "/metrics")[1]
+
+
 def test_silent_forwarder_is_an_alarm_and_stat_is_kept(gw: InProcessGateway, tmp_path: Path) -> None:
     port = gw.cfg.http.port
     with Concentrator(gw.udp, GW1, keepalive_s=0.5) as c:

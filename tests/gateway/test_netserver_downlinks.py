@@ -15,7 +15,7 @@ from havel.gateway.adr import HISTORY
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlinks import DownlinkScheduler, DutyCycle, Transmission, airtime_s, parse_down_topic
 from havel.gateway.gwmp import RxPacket
-from havel.gateway.netserver import NetworkServer, Outcome, reception
+from havel.gateway.netserver import MAX_ACKS_AGAIN, NetworkServer, Outcome, reception
 from havel.gateway.outbox import Outbox
 from havel.gateway.registry import Device, Registry, Session
 
@@ -88,6 +88,7 @@ class Env:
             nwk_s_key=NWK,
             app_s_key=APP,
         )
+        self.last_data = data
         rx = RxPacket(data=data, tmst=7_000_000, freq_hz=freq, datr=datr, lsnr=snr, rssi=-80)
         assert self.ns.receive(reception(GW, rx, NOW), self.mono) is None
         self.mono += 1
@@ -99,6 +100,26 @@ class Env:
         [out] = self.ns.flush(self.mono, NOW, after_store=after)
         assert out.status == "accepted"
         return result[0]
+
+    def again(self, after_s: float, tmst: int) -> tuple[str, Transmission | None]:
+        """The last uplink's frame, byte for byte, ``after_s`` later (a device sending it again, or a late
+        copy): what became of it and the downlink it got."""
+        self.mono += after_s
+        rx = RxPacket(
+            data=self.last_data, tmst=tmst, freq_hz=868_100_000, datr="SF7BW125", lsnr=3.0, rssi=-90
+        )
+        early = self.ns.receive(reception(GW, rx, NOW), self.mono)
+        if early is not None:
+            return f"{early.status} {early.reason}", None
+        self.mono += 1
+        sent: list[Transmission | None] = []
+
+        def after(out: Outcome) -> None:
+            assert out.status == "retransmission"
+            sent.append(self.dl.ack_again(out, lambda _eui: True))
+
+        [out] = self.ns.flush(self.mono, NOW, after_store=after)
+        return f"{out.status} {out.reason}", sent[0] if sent else None
 
     def results(self) -> list[dict]:  # type: ignore[type-arg]
         return [r.payload for r in self.outbox.fetch("primary", 1000) if r.kind == "down_result"]
@@ -343,3 +364,37 @@ def test_adr_request_counts_only_when_a_downlink_carries_it(env: Env) -> None:
     assert tx is not None
     assert [c["name"] for c in maccmds.decode(decode(tx)[0].fopts, False)] == ["LinkADRReq"]
     assert env.dl.adr.counters["requested"] == 1
+
+
+def test_a_confirmed_frame_sent_again_after_its_windows_is_acked_again_and_stored_once(env: Env) -> None:
+    tx, _ = env.uplink(confirmed=True)
+    assert tx is not None and decode(tx)[0].ack
+    # a copy from a slow concentrator, inside the frame's receive windows: a duplicate, no second downlink
+    assert env.again(0.3, tmst=7_000_000) == ("rejected duplicate", None)
+    # the device missed the ACK and sends the same frame after ACK_TIMEOUT: an ACK again, with a new FCnt
+    status, again = env.again(3.0, tmst=11_000_000)
+    assert status == "retransmission None" and again is not None
+    frame, plain = decode(again)
+    assert frame.ack and frame.fport is None and plain == b"" and frame.fcnt16 == decode(tx)[0].fcnt16 + 1
+    assert (again.txpk["tmst"], again.window) == (12_000_000, "RX1")
+    assert env.dl.counters["acked_again"] == 1
+    ups = [r for r in env.outbox.fetch("primary", 100) if r.kind == "up"]
+    assert len(ups) == 1  # stored once
+
+
+def test_only_confirmed_frames_are_acked_again_and_not_without_end(env: Env) -> None:
+    env.uplink()  # unconfirmed: a repeat (NbTrans) is a duplicate whenever it comes
+    assert env.again(3.0, tmst=11_000_000) == ("rejected duplicate", None)
+    env.uplink(confirmed=True)
+    got = [env.again(3.0, tmst=11_000_000 + k * 4_000_000)[0] for k in range(MAX_ACKS_AGAIN + 2)]
+    assert got == ["retransmission None"] * MAX_ACKS_AGAIN + ["rejected duplicate"] * 2
+
+
+def test_a_forged_frame_with_a_stored_frames_bytes_but_another_device_is_not_acked(tmp_path: Path) -> None:
+    env = Env(tmp_path)
+    env.uplink(confirmed=True)
+    with env.reg.transaction():  # the session moves on (say a rejoin): that frame is nobody's last any more
+        env.reg.set_fcnt_up(EUI, 50, 0.0)
+    env.reg.refresh()
+    status, tx = env.again(3.0, tmst=11_000_000)
+    assert (status, tx) == ("rejected duplicate", None)
