@@ -33,7 +33,7 @@ from havel.codecs.lorawan import crypto, eu868, fcnt, maccmds, phy
 from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import CodecError, FrameError, HavelError, InputError, StorageError
 from havel.gateway.config import NetworkConfig
-from havel.gateway.gwmp import RxPacket, format_time
+from havel.gateway.gwmp import TMST_MODULO, RxPacket, format_time
 from havel.gateway.jsontext import encode_json
 from havel.gateway.registry import Device, Session, SessionStore
 
@@ -185,6 +185,8 @@ class NetworkServer:
         self._pending: dict[bytes, _Group] = {}
         self._recent: OrderedDict[bytes, float] = OrderedDict()  # dedup key -> expiry (monotonic)
         self._acked_again: dict[bytes, int] = {}  # dedup key -> retransmissions answered (keys in _recent)
+        # confirmed frames stored: dedup key -> {concentrator EUI: tmst of its copy} (keys in _recent)
+        self._heard_at: dict[bytes, dict[int, int]] = {}
         self._time_text: tuple[datetime | None, str] = (None, "")  # last receive time and its text
 
     # ----------------------------------------------------------------------------------------- intake
@@ -200,7 +202,7 @@ class NetworkServer:
             return None
         expiry = self._recent.get(key)
         if expiry is not None and expiry > mono:
-            if rx.data[0] >> 5 == _CONFIRMED_UP and self._sent_again(key, expiry, mono):
+            if rx.data[0] >> 5 == _CONFIRMED_UP and self._sent_again(key, expiry, mono, copy):
                 try:
                     frame = phy.parse(rx.data)  # (it parsed when it came first)
                 except FrameError as exc:
@@ -227,14 +229,19 @@ class NetworkServer:
         self._pending[key] = _Group(mono + self.net.dedup_window_ms / 1000, [copy], frame)
         return None
 
-    def _sent_again(self, key: bytes, expiry: float, mono: float) -> bool:
+    def _sent_again(self, key: bytes, expiry: float, mono: float, copy: Reception) -> bool:
         """Whether a copy of an already processed confirmed frame is the device sending it again (its
         receive windows passed without an ACK reaching it) rather than a late copy from another
-        concentrator: it comes after the frame's RX2 window, and not more often than MAX_ACKS_AGAIN."""
-        processed = expiry - self.net.duplicate_ttl_s
-        if mono - processed < self.net.rx1_delay_s + 1.0:
+        concentrator: it was sent after the frame's RX2 window, and not more often than MAX_ACKS_AGAIN."""
+        if self._acked_again.get(key, 0) >= MAX_ACKS_AGAIN:
             return False
-        return self._acked_again.get(key, 0) < MAX_ACKS_AGAIN
+        windows_s = self.net.rx1_delay_s + 1.0
+        before = self._heard_at.get(key, {}).get(copy.gateway_eui)
+        if before is not None:
+            # this concentrator heard it before: its own microsecond counter says when each was sent,
+            # whatever the backhaul delayed
+            return (copy.rx.tmst - before) % TMST_MODULO >= windows_s * 1_000_000
+        return mono - (expiry - self.net.duplicate_ttl_s) >= windows_s  # else: since it was processed
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the earliest group to flush (None when nothing waits)."""
@@ -303,6 +310,8 @@ class NetworkServer:
                         out = Outcome("rejected", "frame", str(exc), best=copies[0], copies=copies)
                     if out.status != "rejected":
                         self._recent[key] = mono + self.net.duplicate_ttl_s
+                        if isinstance(g.frame, phy.DataFrame) and g.frame.confirmed:
+                            self._heard_at[key] = {c.gateway_eui: c.rx.tmst for c in copies}
                         if after_store is not None:
                             try:
                                 after_store(out)
@@ -328,7 +337,9 @@ class NetworkServer:
         for out in outcomes:
             if out.status != "rejected":
                 if out.best is not None:
-                    self._recent.pop(_frame_key(out.best.rx.data), None)
+                    key = _frame_key(out.best.rx.data)
+                    self._recent.pop(key, None)
+                    self._heard_at.pop(key, None)
                 out.status, out.reason, out.detail = "rejected", "storage", detail
 
     def _expire(self, mono: float) -> None:
@@ -339,6 +350,7 @@ class NetworkServer:
                 break
             key, _ = recent.popitem(last=False)  # expired, or memory bound reached (a later copy: replay)
             self._acked_again.pop(key, None)
+            self._heard_at.pop(key, None)
 
     # ------------------------------------------------------------------------------------------ data
     def _sent_again_outcome(self, frame: phy.DataFrame, copies: list[Reception]) -> Outcome:

@@ -136,6 +136,7 @@ class SimNode:
         self.io.set_battery_mv(3700 - 5 * index)
         self.uplinks = 0
         self.downlinks = 0
+        self.lose_downlinks = 0  # the next this many downlinks are lost on the air (never reach the radio)
         self._reports: list[dict[str, Any]] = []
         original = self.node.app.report
 
@@ -177,6 +178,9 @@ class SimNode:
             )
         txpk = wait_any(waiters, self.wait_s)
         if txpk is None:
+            return
+        if self.lose_downlinks > 0:  # e.g. a truck between node and gateway just then
+            self.lose_downlinks -= 1
             return
         data = gwmp.txpk_data(txpk)
         delay_ms = ((int(txpk["tmst"]) - tmst) % gwmp.TMST_MODULO) // 1000

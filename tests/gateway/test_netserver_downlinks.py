@@ -398,3 +398,13 @@ def test_a_forged_frame_with_a_stored_frames_bytes_but_another_device_is_not_ack
     env.reg.refresh()
     status, tx = env.again(3.0, tmst=11_000_000)
     assert (status, tx) == ("rejected duplicate", None)
+
+
+def test_the_concentrators_own_clock_tells_a_late_copy_from_a_frame_sent_again(env: Env) -> None:
+    env.uplink(confirmed=True)  # heard by GW at tmst 7,000,000
+    # delivered 5 s late (a slow backhaul), but sent 0.1 s after the original by that concentrator's clock:
+    # the same transmission, not a new one
+    assert env.again(5.0, tmst=7_100_000) == ("rejected duplicate", None)
+    # the concentrator counted 2.5 s since the original: past its RX2 window, so the device sent it again
+    status, tx = env.again(0.1, tmst=9_500_000)
+    assert status == "retransmission None" and tx is not None
