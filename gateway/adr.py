@@ -35,6 +35,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from havel.codecs.lorawan import airtime, eu868
+
 log = logging.getLogger(__name__)
 
 HISTORY = 20  # uplinks whose best SNR a decision looks at
@@ -42,8 +44,10 @@ STEP_DB = 3.0  # one data-rate or power step per this much margin
 MAX_DR = 5  # SF7BW125: the highest DR every EU868 gateway channel takes
 MAX_TX_POWER = 7  # EU868 TXPower index 7 = max EIRP - 14 dB (RP002 table 2.4.3)
 ANSWER_WITHIN = 2  # uplinks to wait for a LinkADRAns before a LinkADRReq counts as lost
-# Demodulation floor SNR per EU868 data rate (SX1276 datasheet table 13: SF12 -20 dB .. SF7 -7.5 dB).
-REQUIRED_SNR_DB: dict[int, float] = {0: -20.0, 1: -17.5, 2: -15.0, 3: -12.5, 4: -10.0, 5: -7.5}
+# Demodulation floor SNR per EU868 data rate that ADR steers between (the 125 kHz ones, DR0 .. DR5).
+REQUIRED_SNR_DB: dict[int, float] = {
+    dr: airtime.DEMOD_SNR_DB[sf] for dr, (sf, bw) in eu868.DATA_RATES.items() if bw == 125
+}
 ALL_DEFINED_CHANNELS = 6  # ChMaskCntl 6 in EU868: every defined channel on, ChMask ignored
 
 

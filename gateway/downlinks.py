@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from havel.codecs.lorawan import eu868, maccmds, phy
+from havel.codecs.lorawan import airtime, eu868, maccmds, phy
 from havel.codecs.lorawan.ids import eui_hex, parse_hex, parse_id_hex
 from havel.errors import CodecError, InputError
 from havel.gateway import gwmp
@@ -55,8 +55,6 @@ CREATE TABLE IF NOT EXISTS adr_power (
     tx_power INTEGER NOT NULL              -- the TXPower index the device last acknowledged (LinkADRAns)
 );
 """
-# Demodulation floor SNR per SF (SX1276 datasheet table 13), for LinkCheckAns margins.
-_SNR_FLOOR = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
 _MAX_FOPTS = 15
 _GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z
 # GPS time runs ahead of UTC by the leap seconds since 1980: 18 since 2017-01-01, none announced since (the
@@ -562,7 +560,7 @@ class DownlinkScheduler:
                 except (InputError, KeyError):
                     sf = 12
                 snr = best.rx.lsnr if best.rx.lsnr is not None else 0.0
-                margin = max(0, min(254, round(snr - _SNR_FLOOR.get(sf, -20.0))))
+                margin = max(0, min(254, round(snr - airtime.DEMOD_SNR_DB.get(sf, -20.0))))
                 cmds.append(
                     {"name": "LinkCheckAns", "margin_db": margin, "gw_cnt": min(255, len(out.copies))}
                 )

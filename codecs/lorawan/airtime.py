@@ -12,6 +12,9 @@ from fractions import Fraction
 from havel.errors import InputError
 
 LORAWAN_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4 around the application payload
+# The lowest SNR at which the modem still demodulates, per spreading factor (SX1276 datasheet table 13):
+# the floor that link margins (LinkCheckAns, ADR) are measured from.
+DEMOD_SNR_DB: dict[int, float] = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
 
 
 def ldro_needed(sf: int, bw_khz: int) -> bool:
