@@ -37,11 +37,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+from support.gateway_run import register_abp  # noqa: E402
 from support.mosquitto import Mosquitto  # noqa: E402
 
 from havel.codecs.lorawan import phy  # noqa: E402
 from havel.gateway import db, gwmp  # noqa: E402
-from havel.gateway.registry import Device, Registry, Session  # noqa: E402
+from havel.gateway.registry import Registry  # noqa: E402
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 APP = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
@@ -57,18 +58,9 @@ def free_port(kind: int) -> int:
 
 def register_devices(conn: Any, n: int) -> Registry:
     """``n`` ABP temperature devices (DevEUI EUI0+i, DevAddr ADDR0+i) in the registry, in one commit."""
-    reg = Registry(conn)
-    with reg.transaction():
-        for i in range(n):
-            reg.add(
-                Device(
-                    name=f"bench-{i}",
-                    dev_eui=EUI0 + i,
-                    codec="temperature",
-                    activation="abp",
-                    session=Session(ADDR0 + i, NWK, APP),
-                )
-            )
+    reg: Registry = register_abp(
+        conn, n, dev_eui=EUI0, dev_addr=ADDR0, nwk_s_key=NWK, app_s_key=APP, prefix="bench"
+    )
     return reg
 
 

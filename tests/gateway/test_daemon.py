@@ -13,13 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway_run import GatewayProcess, InProcessGateway, free_tcp_port, http_get, write_config
+from support.gateway_run import (
+    GatewayProcess,
+    InProcessGateway,
+    free_tcp_port,
+    http_get,
+    register_abp,
+    write_config,
+)
 from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import config, db, gwmp
-from havel.gateway.registry import Device, Registry, Session
 from havel.gateway.sim.concentrator import Concentrator
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -48,17 +54,7 @@ def frame(
 
 def register(cfg: config.Config, n: int = 1, codec: str = "cooling") -> None:
     conn = db.open_db(cfg.db_path)
-    reg = Registry(conn)
-    for i in range(n):
-        reg.add(
-            Device(
-                name=f"dev-{i}",
-                dev_eui=EUI + i,
-                codec=codec,
-                activation="abp",
-                session=Session(ADDR + i, NWK, APP),
-            )
-        )
+    register_abp(conn, n, dev_eui=EUI, dev_addr=ADDR, nwk_s_key=NWK, app_s_key=APP, codec=codec)
     conn.close()
 
 

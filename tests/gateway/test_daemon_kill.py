@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway_run import GatewayProcess, free_tcp_port, free_udp_port, write_config
+from support.gateway_run import GatewayProcess, free_tcp_port, free_udp_port, register_abp, write_config
 from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
 from havel.codecs.lorawan import phy
 from havel.gateway import config, db
-from havel.gateway.registry import Device, Registry, Session
 from havel.gateway.sim.concentrator import Concentrator
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -98,17 +97,7 @@ def test_sigkill_under_load_loses_nothing_acknowledged_and_accepts_no_counter_tw
     )
     cfg = config.load(cfg_path)
     conn = db.open_db(cfg.db_path)
-    reg = Registry(conn)
-    for i in range(DEVICES):
-        reg.add(
-            Device(
-                name=f"t-{i}",
-                dev_eui=EUI0 + i,
-                codec="temperature",
-                activation="abp",
-                session=Session(ADDR0 + i, NWK, APP),
-            )
-        )
+    register_abp(conn, DEVICES, dev_eui=EUI0, dev_addr=ADDR0, nwk_s_key=NWK, app_s_key=APP, prefix="t")
     conn.close()
 
     with (

@@ -230,3 +230,32 @@ def provision_sim(cfg: Config, specs: list[Any]) -> None:
         reg.add(d)
     conn.close()
 
+
+def register_abp(
+    conn: Any,
+    n: int,
+    *,
+    dev_eui: int,
+    dev_addr: int,
+    nwk_s_key: bytes,
+    app_s_key: bytes,
+    codec: str = "temperature",
+    prefix: str = "dev",
+) -> Any:
+    """``n`` ABP devices in the registry on ``conn``, in one commit: DevEUI ``dev_eui`` + i, DevAddr
+    ``dev_addr`` + i, name ``<prefix>-<i>``, one pair of session keys. Returns the Registry."""
+    from havel.gateway.registry import Device, Registry, Session
+
+    reg = Registry(conn)
+    with reg.transaction():
+        for i in range(n):
+            reg.add(
+                Device(
+                    name=f"{prefix}-{i}",
+                    dev_eui=dev_eui + i,
+                    codec=codec,
+                    activation="abp",
+                    session=Session(dev_addr + i, nwk_s_key, app_s_key),
+                )
+            )
+    return reg
