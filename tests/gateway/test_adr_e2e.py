@@ -3,38 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.gateway_run import InProcessGateway, http_get, provision_sim, write_config
-
-from havel.gateway import config
-from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
-
-
-@contextmanager
-def joined_node(tmp_path: Path, **sim: Any) -> Iterator[tuple[InProcessGateway, Simulation]]:
-    """The real gateway and one simulated temperature node (registered, joined), with ``sim`` options."""
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
-    specs = make_specs(parse_counts("temperature=1"), interval_s=300)
-    provision_sim(cfg, specs)
-    with InProcessGateway(cfg) as gw, Simulation(gw.udp, specs, **sim) as simulation:
-        mac = simulation.nodes[0].node.mac
-        assert run_until(lambda: mac.joined, 30), simulation.history
-        yield gw, simulation
-
-
-def run_until(pred: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
+from support.gateway_run import http_get
+from support.sim_node import joined_node, run_until
 
 
 @pytest.mark.timeout(120)

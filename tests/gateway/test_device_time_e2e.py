@@ -6,25 +6,16 @@ import time
 from pathlib import Path
 
 import pytest
-from support.gateway_run import InProcessGateway, provision_sim, write_config
-
-from havel.gateway import config
-from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
+from support.sim_node import joined_node
 
 GPS_EPOCH_UNIX = 315_964_800
 
 
 @pytest.mark.timeout(90)
 def test_the_node_learns_gps_time_from_the_gateway(tmp_path: Path) -> None:
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
-    specs = make_specs(parse_counts("temperature=1"), interval_s=300)
-    provision_sim(cfg, specs)
-    with InProcessGateway(cfg) as gw, Simulation(gw.udp, specs, speed=3000, wait_s=0.3) as sim:
+    with joined_node(tmp_path, speed=3000, wait_s=0.3) as (_gw, sim):
         mac = sim.nodes[0].node.mac
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not mac.joined:
-            time.sleep(0.05)
-        assert mac.joined, sim.history
         asked = 0.0
         while time.monotonic() < deadline and mac.device_time is None:
             if time.monotonic() - asked > 3:  # (asked again should the request meet an uplink being built)
