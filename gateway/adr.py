@@ -18,20 +18,28 @@ The algorithm follows Semtech's recommended network-side ADR (ChirpStack and The
 - every whole 3 dB of margin is one step (rounded towards zero: a margin just below nought does not yet
   cost power; others round down): first up the data rate (to DR5, SF7), then down the transmit power
   (index up, 2 dB each, to index 7); a negative margin raises the power again. The data rate is never lowered
-  by the network: the device's own back-off does that when the link fails.
+  by the network: the device's own back-off does that when the link fails;
+- the frame-counter gaps in the same history give the packet loss, and the loss with the device's current
+  NbTrans picks its new NbTrans (:data:`NB_TRANS_TABLE`, 1 to 3 transmissions of each unconfirmed uplink):
+  a water-level node at the edge of coverage that loses one reading in five sends each one twice.
 
 A decision needs a full history, and the history starts again whenever the device accepts a change: SNRs
 measured at the old settings say nothing about the new ones (without that reset one good history would step
 the power down again at every uplink). The state belongs to a session (DevEUI and session epoch): a device
 that joins again, or is registered again, starts from its MAC's defaults (TXPower 0), and so does its ADR
-state. NbTrans stays 1 and the channel mask is "all defined channels" (ChMaskCntl 6): this network does not
-use either to steer devices.
+state. The channel mask is "all defined channels" (ChMaskCntl 6): this network does not steer channels.
+
+A LinkADRAns travels once, in the next uplink: when that uplink is lost, the request counts as lost after
+:data:`ANSWER_WITHIN` uplinks. A device applies a LinkADRReq whole or not at all, and only the network raises
+the data rate, so uplinks arriving at the asked (higher) data rate show that it was applied: its power and
+NbTrans are then taken as acknowledged, rather than deciding again from settings the device left.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,6 +57,11 @@ REQUIRED_SNR_DB: dict[int, float] = {
     dr: airtime.DEMOD_SNR_DB[sf] for dr, (sf, bw) in eu868.DATA_RATES.items() if bw == 125
 }
 ALL_DEFINED_CHANNELS = 6  # ChMaskCntl 6 in EU868: every defined channel on, ChMask ignored
+# Semtech's recommended NbTrans steps: rows by packet loss (< 5 %, < 10 %, < 30 %, more), columns by the
+# device's current NbTrans (1, 2, 3)
+NB_TRANS_TABLE = ((1, 1, 2), (1, 2, 3), (2, 3, 3), (3, 3, 3))
+LOSS_BOUNDS_PERCENT = (5.0, 10.0, 30.0)
+MAX_NB_TRANS = 3
 
 
 def target(max_snr_db: float, dr: int, tx_power: int, margin_db: float) -> tuple[int, int]:
@@ -69,28 +82,49 @@ def target(max_snr_db: float, dr: int, tx_power: int, margin_db: float) -> tuple
     return new_dr, new_power
 
 
-def link_adr_req(dr: int, tx_power: int) -> dict[str, Any]:
-    """The LinkADRReq (as :mod:`havel.codecs.lorawan.maccmds` encodes it) for a data rate and power."""
+def loss_percent(fcnts: Iterable[int]) -> float:
+    """Packet loss in percent over uplinks received with these (rising) frame counters: the gaps between
+    them are the frames that never arrived (after all of their NbTrans transmissions)."""
+    received = lost = 0
+    last: int | None = None
+    for f in fcnts:
+        if last is not None and f > last + 1:
+            lost += f - last - 1
+        last = f
+        received += 1
+    return 100.0 * lost / (lost + received) if received else 0.0
+
+
+def nb_trans_for(current: int, loss_pct: float) -> int:
+    """The NbTrans a device sending each unconfirmed uplink ``current`` times should use at this loss."""
+    column = min(max(current, 1), MAX_NB_TRANS) - 1
+    row = sum(1 for bound in LOSS_BOUNDS_PERCENT if loss_pct >= bound)
+    return NB_TRANS_TABLE[row][column]
+
+
+def link_adr_req(dr: int, tx_power: int, nb_trans: int = 1) -> dict[str, Any]:
+    """The LinkADRReq (as :mod:`havel.codecs.lorawan.maccmds` encodes it) for a rate, power and NbTrans."""
     return {
         "name": "LinkADRReq",
         "data_rate": dr,
         "tx_power": tx_power,
         "ch_mask": 0,
         "ch_mask_cntl": ALL_DEFINED_CHANNELS,
-        "nb_trans": 1,
+        "nb_trans": nb_trans,
     }
 
 
 class AdrStore(Protocol):
-    """Where a session's acknowledged transmit power is kept across restarts (the data rate is seen on every
-    uplink; the power is not)."""
+    """Where a session's acknowledged transmit power and NbTrans are kept across restarts (the data rate is
+    seen on every uplink; those two are not)."""
 
-    def load_tx_power(self, dev_eui: int, epoch: int) -> int | None:
-        """The TXPower the device acknowledged in session ``epoch``; None if none (or another session's)."""
+    def load_settings(self, dev_eui: int, epoch: int) -> tuple[int, int] | None:
+        """(TXPower, NbTrans) the device acknowledged in session ``epoch``; None if none (or another
+        session's)."""
         ...
 
-    def save_tx_power(self, dev_eui: int, epoch: int, tx_power: int) -> None:
-        """Keep the TXPower the device acknowledged in session ``epoch`` (replacing any older session's)."""
+    def save_settings(self, dev_eui: int, epoch: int, tx_power: int, nb_trans: int) -> None:
+        """Keep what the device acknowledged in session ``epoch`` (replacing any older session's)."""
         ...
 
 
@@ -98,9 +132,13 @@ class AdrStore(Protocol):
 class _Device:
     epoch: int  # the session this state belongs to
     tx_power: int = 0  # 0 (max EIRP) until the device acknowledged another
-    snrs: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    asked: tuple[int, int] | None = None  # a LinkADRReq (dr, tx_power) awaiting its LinkADRAns ...
+    nb_trans: int = 1  # the MAC's default until the device acknowledged another
+    # the last uplinks at the current settings: (FCnt, best SNR or None)
+    history: deque[tuple[int, float | None]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    asked: tuple[int, int, int] | None = None  # a LinkADRReq (dr, tx_power, nb_trans) awaiting its answer ...
     asked_left: int = 0  # ... for this many more uplinks
+    asked_from_dr: int | None = None  # the data rate the device used when it was asked
+    last_dr: int | None = None  # the data rate of its latest uplink
 
 
 @dataclass
@@ -125,17 +163,21 @@ class AdrController:
     def _state(self, dev_eui: int, epoch: int) -> _Device:
         st = self._devices.get(dev_eui)
         if st is None or st.epoch != epoch:  # first sight, or a new session: its MAC starts from defaults
-            saved = self.store.load_tx_power(dev_eui, epoch)
-            st = self._devices[dev_eui] = _Device(epoch, tx_power=saved if saved is not None else 0)
+            power, nb = self.store.load_settings(dev_eui, epoch) or (0, 1)
+            st = self._devices[dev_eui] = _Device(epoch, tx_power=power, nb_trans=nb)
         return st
+
+    def settings(self, dev_eui: int, epoch: int) -> tuple[int, int]:
+        """(TXPower, NbTrans) the device last acknowledged in session ``epoch``: (0, 1), its MAC's defaults,
+        if none."""
+        st = self._devices.get(dev_eui)
+        if st is not None and st.epoch == epoch:
+            return st.tx_power, st.nb_trans
+        return self.store.load_settings(dev_eui, epoch) or (0, 1)  # (asking changes no state)
 
     def tx_power(self, dev_eui: int, epoch: int) -> int:
         """The TXPower index the device last acknowledged in session ``epoch`` (0, the maximum, if none)."""
-        st = self._devices.get(dev_eui)
-        if st is not None and st.epoch == epoch:
-            return st.tx_power
-        saved = self.store.load_tx_power(dev_eui, epoch)  # (asking changes no state)
-        return saved if saved is not None else 0
+        return self.settings(dev_eui, epoch)[0]
 
     def on_uplink(
         self,
@@ -147,72 +189,98 @@ class AdrController:
         dr: int | None,
         max_snr_db: float | None,
         mac_up: list[dict[str, Any]],
+        fcnt: int,
     ) -> AdrDecision:
         """One live uplink of a device in its session ``epoch``: its FCtrl ADR bits, its data rate (None if
-        not a LoRa EU868 one), the best SNR among its copies and its uplink MAC commands. Call inside the
-        uplink's transaction (an accepted change is stored); call :meth:`sent` once the decision's command
-        is on its way."""
+        not a LoRa EU868 one), the best SNR among its copies, its uplink MAC commands and its FCnt. Call
+        inside the uplink's transaction (an accepted change is stored); call :meth:`sent` once the
+        decision's command is on its way."""
         decision = AdrDecision(answer_needed=adr_ack_req)
         st = self._state(dev_eui, epoch)
+        st.last_dr = dr
         answers = [c for c in mac_up if c.get("name") == "LinkADRAns"]
         if answers and st.asked is not None:
             self._answered(dev_eui, st, answers[-1])
         elif st.asked is not None:
             st.asked_left -= 1
-            if st.asked_left <= 0:  # the downlink (or its answer) was lost: decide again from here
+            if dr is not None and st.asked_from_dr is not None and dr == st.asked[0] > st.asked_from_dr:
+                # the asked (higher) rate is in use: only this request raises it, and a device takes a
+                # request whole or not at all, so the uplink that carried the answer was lost
+                log.info("device %016X: its LinkADRAns was lost, but it sends at DR%d as asked", dev_eui, dr)
+                self._applied(dev_eui, st)
+            elif st.asked_left <= 0:  # the downlink (or its answer) was lost: decide again from here
                 log.info("device %016X: no LinkADRAns to the LinkADRReq sent; it may be sent again", dev_eui)
                 self.counters["lost"] += 1
                 st.asked = None
         if not (self.enabled and adr) or dr is None or dr not in REQUIRED_SNR_DB:
             return decision
-        if max_snr_db is not None:
-            st.snrs.append(max_snr_db)
-        if st.asked is not None or len(st.snrs) < HISTORY:
+        st.history.append((fcnt, max_snr_db))
+        if st.asked is not None or len(st.history) < HISTORY:
             return decision
-        new_dr, new_power = target(max(st.snrs), dr, st.tx_power, self.margin_db)
-        if (new_dr, new_power) != (dr, st.tx_power):
-            decision.command = link_adr_req(new_dr, new_power)
+        snrs = [snr for _, snr in st.history if snr is not None]
+        if not snrs:
+            return decision
+        new_dr, new_power = target(max(snrs), dr, st.tx_power, self.margin_db)
+        new_nb = nb_trans_for(st.nb_trans, loss_percent(f for f, _ in st.history))
+        if (new_dr, new_power, new_nb) != (dr, st.tx_power, st.nb_trans):
+            decision.command = link_adr_req(new_dr, new_power, new_nb)
         return decision
 
     def sent(self, dev_eui: int, epoch: int, command: dict[str, Any]) -> None:
         """The LinkADRReq of a decision went out in a downlink: wait for its answer (a decision that found no
         window to go in is simply made again at the next uplink)."""
         st = self._state(dev_eui, epoch)
-        st.asked, st.asked_left = (int(command["data_rate"]), int(command["tx_power"])), ANSWER_WITHIN
+        st.asked = (int(command["data_rate"]), int(command["tx_power"]), int(command["nb_trans"]))
+        st.asked_left = ANSWER_WITHIN
+        st.asked_from_dr = st.last_dr
         self.counters["requested"] += 1
-        best = max(st.snrs) if st.snrs else float("nan")
+        snrs = [snr for _, snr in st.history if snr is not None]
         log.info(
-            "device %016X: LinkADRReq DR%d, TXPower %d (from TXPower %d; best SNR %.1f dB of %d uplinks)",
-            dev_eui, st.asked[0], st.asked[1], st.tx_power, best, len(st.snrs),
+            "device %016X: LinkADRReq DR%d, TXPower %d, NbTrans %d (from TXPower %d, NbTrans %d; best SNR "
+            "%.1f dB, loss %.0f %% over %d uplinks)",
+            dev_eui, *st.asked, st.tx_power, st.nb_trans, max(snrs) if snrs else float("nan"),
+            loss_percent(f for f, _ in st.history), len(st.history),
         )
 
     def _answered(self, dev_eui: int, st: _Device, ans: dict[str, Any]) -> None:
         asked = st.asked
         assert asked is not None
-        st.asked = None
-        st.snrs.clear()  # measured at the old settings: start again either way
         if ans.get("channel_mask_ack") and ans.get("data_rate_ack") and ans.get("power_ack"):
-            st.tx_power = asked[1]
-            self.store.save_tx_power(dev_eui, st.epoch, asked[1])
-            self.counters["accepted"] += 1
-            log.info("device %016X: accepted DR%d, TXPower %d", dev_eui, asked[0], asked[1])
+            self._applied(dev_eui, st)
             return
+        st.asked = None
+        st.history.clear()  # a new history before asking again
         refused = [k for k in ("channel_mask_ack", "data_rate_ack", "power_ack") if not ans.get(k)]
         self.counters["refused"] += 1
         log.warning(
-            "device %016X: refused LinkADRReq DR%d TXPower %d (%s not acknowledged); asks again after %d "
-            "uplinks", dev_eui, asked[0], asked[1], ", ".join(refused), HISTORY,
+            "device %016X: refused LinkADRReq DR%d TXPower %d NbTrans %d (%s not acknowledged); asks again "
+            "after %d uplinks", dev_eui, *asked, ", ".join(refused), HISTORY,
         )
+
+    def _applied(self, dev_eui: int, st: _Device) -> None:
+        """The device took the asked settings: keep them, and start a new history (the SNRs and losses
+        measured at the old settings say nothing about the new ones)."""
+        asked = st.asked
+        assert asked is not None
+        st.asked = None
+        st.history.clear()
+        st.tx_power, st.nb_trans = asked[1], asked[2]
+        self.store.save_settings(dev_eui, st.epoch, st.tx_power, st.nb_trans)
+        self.counters["accepted"] += 1
+        log.info("device %016X: accepted DR%d, TXPower %d, NbTrans %d", dev_eui, *asked)
 
 
 __all__ = [
     "HISTORY",
     "MAX_DR",
     "MAX_TX_POWER",
+    "NB_TRANS_TABLE",
     "REQUIRED_SNR_DB",
     "AdrController",
     "AdrDecision",
     "AdrStore",
     "link_adr_req",
+    "loss_percent",
+    "nb_trans_for",
     "target",
 ]

@@ -52,7 +52,8 @@ CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at);
 CREATE TABLE IF NOT EXISTS adr_power (
     dev_eui  TEXT PRIMARY KEY,
     epoch    INTEGER NOT NULL,             -- the session it was acknowledged in (a new one starts at 0)
-    tx_power INTEGER NOT NULL              -- the TXPower index the device last acknowledged (LinkADRAns)
+    tx_power INTEGER NOT NULL,             -- the TXPower index the device last acknowledged (LinkADRAns)
+    nb_trans INTEGER NOT NULL DEFAULT 1    -- and the NbTrans
 );
 """
 _MAX_FOPTS = 15
@@ -166,6 +167,7 @@ class DownlinkScheduler:
         self.registry = registry
         self.conn: sqlite3.Connection = registry.conn
         self.conn.executescript(SCHEMA)
+        _add_nb_trans(self.conn)
         self.net = net
         self.clock = clock
         self.duty = DutyCycle()
@@ -547,6 +549,7 @@ class DownlinkScheduler:
                 dr=up_dr,
                 max_snr_db=max(snrs) if snrs else None,
                 mac_up=out.mac_up,
+                fcnt=out.fcnt32 if out.fcnt32 is not None else 0,
             )
             if adr.command is not None:
                 cmds.append(adr.command)
@@ -591,21 +594,29 @@ def device_time_ans(out: Outcome) -> dict[str, Any]:
     return {"name": "DeviceTimeAns", "gps_time_s": ms // 1000, "fraction_s": (ms % 1000 * 256 // 1000) / 256}
 
 
+def _add_nb_trans(conn: sqlite3.Connection) -> None:
+    """Databases from before NbTrans was steered have ``adr_power`` without it: add the column (its default
+    1 is what those devices use)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(adr_power)")}
+    if "nb_trans" not in columns:
+        conn.execute("ALTER TABLE adr_power ADD COLUMN nb_trans INTEGER NOT NULL DEFAULT 1")
+
+
 class _SqlAdrStore:
-    """The acknowledged TXPower of each device in the gateway database (table ``adr_power``), written
-    inside the caller's transaction."""
+    """The acknowledged TXPower and NbTrans of each device in the gateway database (table ``adr_power``),
+    written inside the caller's transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def load_tx_power(self, dev_eui: int, epoch: int) -> int | None:
-        sql = "SELECT tx_power FROM adr_power WHERE dev_eui = ? AND epoch = ?"
+    def load_settings(self, dev_eui: int, epoch: int) -> tuple[int, int] | None:
+        sql = "SELECT tx_power, nb_trans FROM adr_power WHERE dev_eui = ? AND epoch = ?"
         row = self.conn.execute(sql, (eui_hex(dev_eui), epoch)).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else (int(row[0]), int(row[1]))
 
-    def save_tx_power(self, dev_eui: int, epoch: int, tx_power: int) -> None:
-        sql = "INSERT OR REPLACE INTO adr_power (dev_eui, epoch, tx_power) VALUES (?, ?, ?)"
-        self.conn.execute(sql, (eui_hex(dev_eui), epoch, tx_power))
+    def save_settings(self, dev_eui: int, epoch: int, tx_power: int, nb_trans: int) -> None:
+        sql = "INSERT OR REPLACE INTO adr_power (dev_eui, epoch, tx_power, nb_trans) VALUES (?, ?, ?, ?)"
+        self.conn.execute(sql, (eui_hex(dev_eui), epoch, tx_power, nb_trans))
 
 
 def format_time_now(t: float) -> str:

@@ -137,6 +137,10 @@ class SimNode:
         self.uplinks = 0
         self.downlinks = 0
         self.lose_downlinks = 0  # the next this many downlinks are lost on the air (never reach the radio)
+        self.lose_uplinks = 0.0  # the share of transmissions no concentrator hears (a wall, rain, a far node)
+        self.transmissions = 0  # uplink transmissions on the air (an uplink is sent NbTrans times, or again
+        # until its ACK)
+        self._loss_rng = random.Random(index * 104_729 + 7)  # its own: loss leaves the readings' noise as is
         self._reports: list[dict[str, Any]] = []
         original = self.node.app.report
 
@@ -154,6 +158,9 @@ class SimNode:
     def _on_uplink(
         self, frame: bytes, freq_hz: int, sf: int, bw_khz: int, start_ms: int, end_ms: int
     ) -> None:
+        self.transmissions += 1
+        if self.lose_uplinks and self._loss_rng.random() < self.lose_uplinks:
+            return
         tmst = (self.tmst_salt + end_ms * 1000) % gwmp.TMST_MODULO
         datr = f"SF{sf}BW{bw_khz}"
         windows = {tmst + d * 1_000_000 for d in (1, 2, 5, 6)}

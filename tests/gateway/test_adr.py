@@ -7,21 +7,30 @@ from typing import Any
 import pytest
 
 from havel.codecs.lorawan import maccmds
-from havel.gateway.adr import HISTORY, AdrController, link_adr_req, target
+from havel.gateway.adr import (
+    HISTORY,
+    AdrController,
+    link_adr_req,
+    loss_percent,
+    nb_trans_for,
+    target,
+)
+
+ACCEPT = {"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}
 
 
 class DictStore:
     """The AdrStore interface over a dict (the SQLite one is exercised through the scheduler's tests)."""
 
     def __init__(self) -> None:
-        self.saved: dict[int, tuple[int, int]] = {}  # dev_eui -> (epoch, tx_power)
+        self.saved: dict[int, tuple[int, int, int]] = {}  # dev_eui -> (epoch, tx_power, nb_trans)
 
-    def load_tx_power(self, dev_eui: int, epoch: int) -> int | None:
+    def load_settings(self, dev_eui: int, epoch: int) -> tuple[int, int] | None:
         held = self.saved.get(dev_eui)
-        return held[1] if held is not None and held[0] == epoch else None
+        return (held[1], held[2]) if held is not None and held[0] == epoch else None
 
-    def save_tx_power(self, dev_eui: int, epoch: int, tx_power: int) -> None:
-        self.saved[dev_eui] = (epoch, tx_power)
+    def save_settings(self, dev_eui: int, epoch: int, tx_power: int, nb_trans: int) -> None:
+        self.saved[dev_eui] = (epoch, tx_power, nb_trans)
 
 
 @pytest.mark.parametrize(
@@ -47,19 +56,35 @@ def test_link_adr_req_encodes_as_the_spec_lays_it_out() -> None:
     assert maccmds.encode([link_adr_req(5, 2)], False) == bytes.fromhex("03520000" + "61")
 
 
-def uplinks(
-    ctl: AdrController, n: int, *, dr: int = 0, snr: float = 5.0, epoch: int = 0, window: bool = True
-) -> list[Any]:
-    """``n`` uplinks without MAC answers; a LinkADRReq decided is sent as the scheduler does when a receive
-    window (``window``) takes it."""
+_fcnt = {"next": 0}
 
-    def one() -> Any:
-        d = ctl.on_uplink(1, epoch, adr=True, adr_ack_req=False, dr=dr, max_snr_db=snr, mac_up=[])
+
+def uplinks(
+    ctl: AdrController,
+    n: int,
+    *,
+    dr: int = 0,
+    snr: float = 5.0,
+    epoch: int = 0,
+    window: bool = True,
+    lost_every: int = 0,
+    mac_up: list[dict[str, Any]] | None = None,
+) -> list[Any]:
+    """``n`` uplinks that arrive (the frame counter skipping one before every ``lost_every``-th, a frame
+    lost on the air), the first with ``mac_up``; a LinkADRReq decided is sent as the scheduler does when a
+    receive window (``window``) takes it."""
+
+    def one(k: int) -> Any:
+        _fcnt["next"] += 1 + (1 if lost_every and k % lost_every == lost_every - 1 else 0)
+        up = (mac_up or []) if k == 0 else []
+        d = ctl.on_uplink(
+            1, epoch, adr=True, adr_ack_req=False, dr=dr, max_snr_db=snr, mac_up=up, fcnt=_fcnt["next"]
+        )
         if d.command is not None and window:
             ctl.sent(1, epoch, d.command)
         return d
 
-    return [one() for _ in range(n)]
+    return [one(k) for k in range(n)]
 
 
 def test_a_decision_waits_for_a_full_history_then_asks_once() -> None:
@@ -79,9 +104,8 @@ def test_an_accepted_change_is_stored_and_the_history_starts_again() -> None:
     uplinks(ctl, HISTORY - 1, snr=12.0)
     [d] = uplinks(ctl, 1, snr=12.0)
     assert d.command is not None and (d.command["data_rate"], d.command["tx_power"]) == (5, 2)
-    ans = {"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}
-    ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=5, max_snr_db=0.0, mac_up=[ans])
-    assert store.saved == {1: (0, 2)} and ctl.counters["accepted"] == 1
+    ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=5, max_snr_db=0.0, mac_up=[ACCEPT], fcnt=100)
+    assert store.saved == {1: (0, 2, 1)} and ctl.counters["accepted"] == 1
     # a fresh controller (a restart) knows the power from the store; the history starts from nothing
     ctl2 = AdrController(store)
     got = uplinks(ctl2, HISTORY, dr=5, snr=0.0)  # 7.5 dB over SF7's floor, 10 dB margin: -2.5 -> no step
@@ -98,7 +122,7 @@ def test_a_refused_request_is_not_repeated_until_a_new_history() -> None:
     ctl = AdrController(DictStore())
     uplinks(ctl, HISTORY)
     refused = {"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": False, "power_ack": True}
-    d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=0, max_snr_db=5.0, mac_up=[refused])
+    d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=0, max_snr_db=5.0, mac_up=[refused], fcnt=100)
     assert d.command is None and ctl.counters["refused"] == 1
     assert all(d.command is None for d in uplinks(ctl, HISTORY - 2))
     assert [d.command is not None for d in uplinks(ctl, 1)] == [True]
@@ -121,26 +145,97 @@ def test_a_request_that_found_no_window_is_decided_again_and_not_counted() -> No
 
 def test_adr_ack_req_is_always_answered_even_when_adr_is_switched_off() -> None:
     ctl = AdrController(DictStore(), enabled=False)
-    d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=True, dr=0, max_snr_db=5.0, mac_up=[])
+    d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=True, dr=0, max_snr_db=5.0, mac_up=[], fcnt=1)
     assert d.answer_needed and d.command is None
     assert all(d.command is None for d in uplinks(ctl, 3 * HISTORY))
 
 
 def test_devices_without_the_adr_bit_or_with_an_unknown_rate_are_left_alone() -> None:
     ctl = AdrController(DictStore())
-    for _ in range(2 * HISTORY):
+    for k in range(2 * HISTORY):
         for dev, adr, dr in ((1, False, 0), (2, True, None), (3, True, 6)):
-            d = ctl.on_uplink(dev, 0, adr=adr, adr_ack_req=False, dr=dr, max_snr_db=9.0, mac_up=[])
+            d = ctl.on_uplink(dev, 0, adr=adr, adr_ack_req=False, dr=dr, max_snr_db=9.0, mac_up=[], fcnt=k)
             assert d.command is None
 
 
 def test_a_new_session_starts_from_the_defaults() -> None:
     store = DictStore()
-    store.saved[1] = (3, 4)  # acknowledged in session 3
+    store.saved[1] = (3, 4, 2)  # acknowledged in session 3
     ctl = AdrController(store)
-    assert ctl.tx_power(1, 3) == 4
+    assert ctl.tx_power(1, 3) == 4 and ctl.settings(1, 3) == (4, 2)
     uplinks(ctl, HISTORY - 1, epoch=3)
     # the device joined again (session 4): its MAC is back at TXPower 0, and a new history is needed
-    assert ctl.tx_power(1, 4) == 0
+    assert ctl.settings(1, 4) == (0, 1)
     assert uplinks(ctl, 1, epoch=4)[0].command is None
     assert [d.command is not None for d in uplinks(ctl, HISTORY - 1, epoch=4)][-1]
+
+
+@pytest.mark.parametrize(
+    ("fcnts", "loss"),
+    [
+        ([], 0.0),
+        ([7], 0.0),
+        (list(range(1, 21)), 0.0),
+        ([1, 2, 4, 5], 20.0),  # 3 lost: 1 of 5 sent
+        ([1, 10], 80.0),  # 8 lost between them, 2 arrived
+    ],
+)
+def test_loss_is_the_share_of_frame_counters_that_never_arrived(fcnts: list[int], loss: float) -> None:
+    assert loss_percent(fcnts) == pytest.approx(loss)
+
+
+@pytest.mark.parametrize(
+    ("current", "loss", "expected"),
+    [
+        (1, 0.0, 1), (2, 4.9, 1), (3, 4.9, 2),  # a clean link steps repetition down, one at a time
+        (1, 5.0, 1), (2, 9.9, 2), (3, 7.0, 3),  # < 10 %: keep
+        (1, 10.0, 2), (2, 29.9, 3), (3, 20.0, 3),  # < 30 %: one more
+        (1, 30.0, 3), (2, 80.0, 3), (3, 100.0, 3),  # worse: the most
+        (0, 0.0, 1), (9, 50.0, 3),  # out-of-range values as the nearest
+    ],
+)
+def test_nb_trans_follows_the_loss_table(current: int, loss: float, expected: int) -> None:
+    assert nb_trans_for(current, loss) == expected
+
+
+def test_link_adr_req_carries_nb_trans_in_the_redundancy_byte() -> None:
+    assert maccmds.encode([link_adr_req(5, 2, 3)], False) == bytes.fromhex("03520000" + "63")
+
+
+def test_a_lossy_link_gets_more_transmissions_and_a_clean_one_fewer() -> None:
+    store = DictStore()
+    ctl = AdrController(store)
+    # 2 dB at SF7 is no step of data rate or power: only the loss speaks. One frame in five lost = 20 %
+    got = uplinks(ctl, HISTORY, dr=5, snr=2.0, lost_every=4)
+    [cmd] = [d.command for d in got if d.command is not None]
+    assert (cmd["data_rate"], cmd["tx_power"], cmd["nb_trans"]) == (5, 0, 2)
+    uplinks(ctl, 1, dr=5, snr=2.0, mac_up=[ACCEPT])
+    assert store.saved == {1: (0, 0, 2)} and ctl.settings(1, 0) == (0, 2)
+    # sent twice, every frame arrives: after a new history, back to one transmission
+    got = uplinks(ctl, HISTORY, dr=5, snr=2.0)
+    [cmd] = [d.command for d in got if d.command is not None]
+    assert cmd["nb_trans"] == 1
+    # a clean link at NbTrans 1 and nothing else to change: no request at all
+    uplinks(ctl, 1, dr=5, snr=2.0, mac_up=[ACCEPT])
+    assert all(d.command is None for d in uplinks(ctl, 2 * HISTORY, dr=5, snr=2.0))
+
+
+def test_a_lost_answer_with_the_asked_data_rate_in_use_counts_as_applied() -> None:
+    store = DictStore()
+    ctl = AdrController(store)
+    [cmd] = [d.command for d in uplinks(ctl, HISTORY, dr=0, snr=8.0) if d.command is not None]
+    assert (cmd["data_rate"], cmd["tx_power"]) == (5, 1)
+    # the uplink that carried the LinkADRAns was lost; the next one comes at DR5 without an answer
+    d = uplinks(ctl, 1, dr=5, snr=2.0)[0]
+    assert d.command is None
+    assert ctl.counters == {"requested": 1, "accepted": 1, "refused": 0, "lost": 0}
+    assert store.saved == {1: (0, 1, 1)}  # the power it took with the data rate is known, not guessed
+    # a fresh history at the new settings before anything else is asked
+    assert all(d.command is None for d in uplinks(ctl, HISTORY - 1, dr=5, snr=2.0))
+
+
+def test_an_unanswered_request_at_the_old_data_rate_stays_lost() -> None:
+    ctl = AdrController(DictStore())
+    uplinks(ctl, HISTORY, dr=0, snr=8.0)
+    uplinks(ctl, 2, dr=0, snr=8.0)  # still DR0: the request did not arrive (or was refused unheard)
+    assert ctl.counters["lost"] == 1 and ctl.counters["accepted"] == 0

@@ -55,3 +55,31 @@ def test_adr_ack_req_is_answered_so_the_node_never_backs_off(tmp_path: Path) -> 
         assert run_until(answered, 90), (mac.adr_ack_cnt, node.uplinks, counters["adr_ack_answered"])
         assert (mac.dr, mac.tx_power) == (5, 0)  # no back-off (it would lower the DR from uplink 128)
         assert gw.gateway.status()["downlinks"]["adr"]["requested"] == 0  # nothing to change: no LinkADRReq
+
+
+@pytest.mark.timeout(120)
+def test_a_node_losing_uplinks_is_told_to_send_each_one_twice(tmp_path: Path) -> None:
+    # 4 dB at SF7: under a step of margin, so data rate and power stay; a quarter of the transmissions never
+    # reach the concentrator: the history's loss (10 to 30 %) at NbTrans 1 asks for NbTrans 2
+    with joined_node(tmp_path, speed=20000, wait_s=0.15, dr=5, signal=(-95.0, 4.0)) as (gw, sim):
+        node = sim.nodes[0]
+        mac = node.node.mac
+        node.lose_uplinks = 0.25
+        adr = gw.gateway.downlinks.adr
+        dev_eui = sim.specs[0].dev_eui
+        session = gw.gateway.registry.get(dev_eui).session  # type: ignore[union-attr]
+        assert session is not None
+
+        def twice() -> bool:
+            return mac.nb_trans == 2 and adr.settings(dev_eui, session.epoch) == (0, 2)
+
+        assert run_until(twice, 90), (mac.nb_trans, node.uplinks, adr.counters)
+        assert (mac.dr, mac.tx_power) == (5, 0)
+        # the link clears up: each uplink now goes out twice (unless a downlink answers the first)...
+        node.lose_uplinks = 0.0
+        sent, on_air = node.uplinks, node.transmissions
+        assert run_until(lambda: node.uplinks >= sent + 6, 60)
+        assert mac.nb_trans == 2 and node.transmissions - on_air >= 2 * (node.uplinks - sent) - 2
+        # ... until a history without loss steps it back to one
+        assert run_until(lambda: mac.nb_trans == 1 and adr.settings(dev_eui, session.epoch) == (0, 1), 90)
+        assert adr.counters["refused"] == 0

@@ -320,13 +320,26 @@ def test_adr_steps_a_device_up_and_remembers_its_power(env: Env) -> None:
         [{"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}], True
     )
     assert env.uplink(adr=True, datr="SF7BW125", snr=8.0, fopts=ans)[0] is None
-    assert env.conn.execute("SELECT dev_eui, epoch, tx_power FROM adr_power").fetchall() == [
-        (f"{EUI:016X}", 0, 1)
+    assert env.conn.execute("SELECT dev_eui, epoch, tx_power, nb_trans FROM adr_power").fetchall() == [
+        (f"{EUI:016X}", 0, 1, 1)
     ]
     assert env.dl.adr.counters["accepted"] == 1
     # a restarted gateway knows the power the device uses; a new history is needed for the next step
     again = DownlinkScheduler(env.reg, env.net, clock=env.clock)
     assert again.adr.tx_power(EUI, 0) == 1
+
+
+def test_adr_power_of_a_database_from_before_nb_trans_is_kept(tmp_path: Path) -> None:
+    conn = db.open_db(tmp_path / "havel.db")
+    conn.execute("CREATE TABLE adr_power (dev_eui TEXT PRIMARY KEY, epoch INTEGER NOT NULL, "
+                 "tx_power INTEGER NOT NULL)")
+    conn.execute("INSERT INTO adr_power VALUES (?, 0, 3)", (f"{EUI:016X}",))
+    conn.close()
+    env = Env(tmp_path)  # opens it again: the column is added, NbTrans 1 as those devices use
+    assert env.dl.adr.settings(EUI, 0) == (3, 1)
+    with env.reg.transaction():
+        env.dl.adr.store.save_settings(EUI, 0, 3, 2)
+    assert DownlinkScheduler(env.reg, env.net, clock=env.clock).adr.settings(EUI, 0) == (3, 2)
 
 
 def test_adr_can_be_switched_off_in_the_config(tmp_path: Path) -> None:
