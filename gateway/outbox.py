@@ -70,7 +70,7 @@ _INSERT = (
     "INSERT OR IGNORE INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at, payload, size, pending)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_HELD = "SELECT id FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
+_SEQ_OF = "SELECT id, seq FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
 # Same text as json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False), without
 # building an encoder per call
 _encode_json = encode_json
@@ -277,37 +277,41 @@ class Outbox:
             raise db.storage_error(exc, "storing outbox records") from None
 
     def _insert_batch(self, rows: list[tuple[Any, ...]]) -> int:
-        """The fast path (no quota pressure): duplicates found set-wise, then one ``executemany``.
+        """The fast path (no quota pressure): one ``executemany`` of ``INSERT OR IGNORE``.
 
-        Same outcome as inserting row by row with ``INSERT OR IGNORE``: the first record with an id wins
-        (one already stored, or the first in this batch), later ones are logged as duplicates; insertion
-        order (``seq``, hence per-device FCnt order) is the order of ``rows``.
+        The first record with an id wins (one already stored, or the first in this batch), later ones are
+        logged as duplicates; insertion order (``seq``, hence per-device FCnt order) is the order of
+        ``rows``. Duplicates are rare (a journal replay after a restart), so they are looked for only when
+        fewer rows went in than were given.
         """
-        ids = [r[0] for r in rows]
-        # one statement with the ids as a JSON array: a set-wise lookup on the unique index
-        held = {r[0] for r in self.conn.execute(_HELD, (json.dumps(ids),))}
-        if held or len(set(ids)) != len(ids):
-            fresh, dups = [], []
-            for row in rows:
-                if row[0] in held:
-                    dups.append(row)
-                else:
-                    held.add(row[0])
-                    fresh.append(row)
-        else:
-            fresh, dups = rows, []
         mask = self._all_mask
-        stored = self.conn.executemany(_INSERT, [(*row, mask) for row in fresh]).rowcount
-        size = sum(r[7] for r in fresh)
-        if stored != len(fresh):  # cannot happen (the ids were checked above); count exactly if it does
-            held_now = "SELECT 1 FROM outbox WHERE id = ? AND size = ?"
-            size = sum(r[7] for r in fresh if self.conn.execute(held_now, (r[0], r[7])).fetchone())
-            log.error("outbox: %d of %d new records were not inserted", len(fresh) - stored, len(fresh))
+        stored = self.conn.executemany(_INSERT, [(*row, mask) for row in rows]).rowcount
+        if stored == len(rows):
+            size = sum(r[7] for r in rows)
+            dups: list[tuple[Any, ...]] = []
+        else:
+            size, dups = self._which_went_in(rows, stored)
         self._count(stored, size)
         self._bytes_estimate += size
         for row in dups:
             self._duplicate(row)
         return stored
+
+    def _which_went_in(self, rows: list[tuple[Any, ...]], stored: int) -> tuple[int, list[tuple[Any, ...]]]:
+        """After a batch insert that stored ``stored`` of ``rows``: the bytes stored, and the rows that were
+        not (their id held before, or earlier in the batch). Sequence numbers only grow (AUTOINCREMENT), so
+        the rows this batch stored are the ``stored`` highest of its ids."""
+        ids = [r[0] for r in rows]
+        seq_of = dict(self.conn.execute(_SEQ_OF, (json.dumps(ids),)).fetchall())
+        new_ids = {i for i, _ in sorted(seq_of.items(), key=lambda kv: kv[1])[len(seq_of) - stored :]}
+        size, dups = 0, []
+        for row in rows:
+            if row[0] in new_ids:
+                new_ids.discard(row[0])  # the first with the id went in; any later one is a duplicate
+                size += row[7]
+            else:
+                dups.append(row)
+        return size, dups
 
     def _insert_each(self, rows: list[tuple[Any, ...]]) -> int:
         """Row by row, applying the quota policy before each one (the quota may be reached)."""

@@ -1,5 +1,6 @@
-"""put_many's batch path (one duplicate lookup, one executemany) against row-by-row puts: the same rows,
-the same order, the same return values and the same log lines, on a real SQLite file."""
+"""put_many's batch path (one executemany; duplicates looked up only when rows did not go in) against
+row-by-row puts: the same rows, the same order, the same return values and the same log lines, on a real
+SQLite file."""
 
 from __future__ import annotations
 
