@@ -378,7 +378,7 @@ class Gateway:
                 tx = self.downlinks.join_accept(out, reachable)
                 if tx is not None:
                     sends.append(tx)
-            elif out.status == "retransmission":  # a confirmed frame sent again: its ACK was missed
+            elif out.status == "retransmission":  # sent again: a confirmed frame whose ACK was missed
                 tx = self.downlinks.ack_again(out, reachable)
                 if tx is not None:
                     sends.append(tx)
@@ -550,7 +550,8 @@ class Gateway:
         m.describe(
             "uplinks_retransmitted_total",
             "counter",
-            "confirmed uplinks a device sent again after missing the ACK (ACKed again, stored once)",
+            "uplinks a device sent again after their receive windows (a confirmed one missing its ACK is "
+            "ACKed again; unconfirmed ones repeated for NbTrans), stored once",
         )
         m.describe("downlinks_total", "counter", "downlinks scheduled, by kind and window")
         m.describe("downlinks_failed_total", "counter", "downlinks the forwarder could not send, by error")

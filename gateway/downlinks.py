@@ -443,6 +443,8 @@ class DownlinkScheduler:
         dev = out.device
         if dev is None or dev.session is None or out.best is None or out.best.replayed:
             return None
+        if out.frame is None or not out.frame.confirmed:  # an NbTrans repeat: there is no ACK to give
+            return None
         where = self._receive_windows(dev, out, reachable)
         if where is None:
             return None

@@ -6,9 +6,9 @@ Pure-ish: no sockets and no clocks of its own (``now`` is passed in); storage go
 1. :meth:`NetworkServer.receive` takes one copy (one concentrator's reception). Copies of the same
    PHYPayload are grouped for ``dedup_window_ms`` so that all receivers are listed and the best signal
    kept; a copy arriving after its group was processed (within ``duplicate_ttl_s``) is a ``duplicate``,
-   except a confirmed uplink sent again once its receive windows have passed: the device missed its ACK
-   and retransmits the same frame (LoRaWAN 1.0.x keeps the FCnt), so it gets an ACK again, and nothing is
-   stored twice (outcome ``retransmission``).
+   except a frame the device sent again once its receive windows had passed (LoRaWAN 1.0.x keeps the
+   FCnt): a confirmed one whose ACK it missed, which gets an ACK again, or an unconfirmed one repeated
+   NbTrans times as ADR asked. Nothing is stored twice (outcome ``retransmission``).
 2. :meth:`NetworkServer.flush` processes the groups whose window closed, all in ONE transaction (group
    commit): find sessions by DevAddr (the MIC decides between devices sharing one), reconstruct FCnt32,
    verify the MIC, reject replays, decrypt, decode with the device's codec, then write the new counter and
@@ -57,8 +57,11 @@ REJECT_REASONS = (
 CFLIST_HZ = [867_100_000, 867_300_000, 867_500_000, 867_700_000, 867_900_000]
 _TEST_PORT = 224
 MAX_RECENT = 200_000  # frames remembered for duplicate detection (~30 MB at most)
-MAX_ACKS_AGAIN = 8  # retransmissions of one confirmed frame answered at most (the firmware tries 1 + 7)
-_CONFIRMED_UP = 0b100  # MType of a confirmed data uplink (MHDR bits 7..5)
+# retransmissions of one frame recognised at most (the firmware sends a confirmed one up to 1 + 7 times, an
+# unconfirmed one NbTrans <= 3 times)
+MAX_ACKS_AGAIN = 8
+_UNCONFIRMED_UP = 0b010  # MType of an unconfirmed data uplink (MHDR bits 7..5)
+_CONFIRMED_UP = 0b100  # ... and of a confirmed one
 
 
 class OutboxLike(Protocol):
@@ -204,7 +207,10 @@ class NetworkServer:
             return None
         expiry = self._recent.get(key)
         if expiry is not None and expiry > mono:
-            if rx.data[0] >> 5 == _CONFIRMED_UP and self._sent_again(key, expiry, mono, copy):
+            mtype = rx.data[0] >> 5
+            if mtype in (_CONFIRMED_UP, _UNCONFIRMED_UP) and self._sent_again(
+                key, expiry, mono, copy, mtype == _CONFIRMED_UP
+            ):
                 try:
                     frame = phy.parse(rx.data)  # (it parsed when it came first)
                 except FrameError as exc:
@@ -231,19 +237,27 @@ class NetworkServer:
         self._pending[key] = _Group(mono + self.net.dedup_window_ms / 1000, [copy], frame)
         return None
 
-    def _sent_again(self, key: bytes, expiry: float, mono: float, copy: Reception) -> bool:
-        """Whether a copy of an already processed confirmed frame is the device sending it again (its
-        receive windows passed without an ACK reaching it) rather than a late copy from another
-        concentrator: it was sent after the frame's RX2 window, and not more often than MAX_ACKS_AGAIN."""
+    def _sent_again(self, key: bytes, expiry: float, mono: float, copy: Reception, confirmed: bool) -> bool:
+        """Whether a copy of an already processed data frame is the device sending it again (a confirmed
+        frame whose ACK did not reach it, an unconfirmed one repeated for NbTrans) rather than a late copy
+        from another concentrator: it was sent after the frame's RX2 window, and not more often than
+        MAX_ACKS_AGAIN."""
         if self._acked_again.get(key, 0) >= MAX_ACKS_AGAIN:
             return False
         windows_s = self.net.rx1_delay_s + 1.0
-        before = self._heard_at.get(key, {}).get(copy.gateway_eui)
-        if before is not None:
-            # this concentrator heard it before: its own microsecond counter says when each was sent,
-            # whatever the backhaul delayed
-            return (copy.rx.tmst - before) % TMST_MODULO >= windows_s * 1_000_000
-        return mono - (expiry - self.net.duplicate_ttl_s) >= windows_s  # else: since it was processed
+        processed_ago = mono - (expiry - self.net.duplicate_ttl_s)
+        if confirmed:
+            before = self._heard_at.get(key, {}).get(copy.gateway_eui)
+            if before is not None:
+                # this concentrator heard it before: its own microsecond counter says when each was sent,
+                # whatever the backhaul delayed
+                return (copy.rx.tmst - before) % TMST_MODULO >= windows_s * 1_000_000
+            # else since it was processed: a late copy wrongly taken for a retransmission costs a downlink
+            return processed_ago >= windows_s
+        # Unconfirmed: nothing is sent either way (the concentrators' clocks are not kept for these, to
+        # save memory), so time it from the first copy's arrival, a dedup window before processing: a
+        # repeat on a channel of another sub-band comes right after RX2, under a dedup window sooner.
+        return processed_ago + self.net.dedup_window_ms / 1000 >= windows_s
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the earliest group to flush (None when nothing waits)."""
@@ -356,8 +370,9 @@ class NetworkServer:
 
     # ------------------------------------------------------------------------------------------ data
     def _sent_again_outcome(self, frame: phy.DataFrame, copies: list[Reception]) -> Outcome:
-        """A confirmed frame stored before, sent again: the device whose last accepted frame it is (same
-        FCnt, MIC verified) gets an ACK again; nothing is stored. Anything else stays a duplicate."""
+        """A frame stored before, sent again: if it is the last accepted frame of a device (same FCnt, MIC
+        verified), a retransmission (a confirmed one gets an ACK again); nothing is stored. Anything else
+        stays a duplicate."""
         best = copies[0]
         for dev in self.store.by_dev_addr(frame.dev_addr):
             s = dev.session

@@ -396,11 +396,21 @@ def test_a_confirmed_frame_sent_again_after_its_windows_is_acked_again_and_store
 
 
 def test_only_confirmed_frames_are_acked_again_and_not_without_end(env: Env) -> None:
-    env.uplink()  # unconfirmed: a repeat (NbTrans) is a duplicate whenever it comes
-    assert env.again(3.0, tmst=11_000_000) == ("rejected duplicate", None)
+    env.uplink()  # unconfirmed: a copy inside the windows is a duplicate; a repeat (NbTrans) after them is
+    assert env.again(0.3, tmst=7_000_000) == ("rejected duplicate", None)  # a retransmission, without ACK
+    assert env.again(3.0, tmst=11_000_000) == ("retransmission None", None)
+    assert env.dl.counters["acked_again"] == 0
+    assert len([r for r in env.outbox.fetch("primary", 100) if r.kind == "up"]) == 1
     env.uplink(confirmed=True)
     got = [env.again(3.0, tmst=11_000_000 + k * 4_000_000)[0] for k in range(MAX_ACKS_AGAIN + 2)]
     assert got == ["retransmission None"] * MAX_ACKS_AGAIN + ["rejected duplicate"] * 2
+
+
+def test_an_nb_trans_repeat_on_another_sub_band_right_after_rx2_is_a_retransmission(env: Env) -> None:
+    env.uplink()
+    # sent 2.05 s after the first (RX2 closed, no duty-cycle wait on another sub-band), processed a dedup
+    # window (0.2 s) after the first arrived: 1.85 s after processing, still a repeat, not a late copy
+    assert env.again(1.85, tmst=9_050_000) == ("retransmission None", None)
 
 
 def test_a_forged_frame_with_a_stored_frames_bytes_but_another_device_is_not_acked(tmp_path: Path) -> None:
