@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,17 +82,13 @@ def target(max_snr_db: float, dr: int, tx_power: int, margin_db: float) -> tuple
     return new_dr, new_power
 
 
-def loss_percent(fcnts: Iterable[int]) -> float:
-    """Packet loss in percent over uplinks received with these (rising) frame counters: the gaps between
-    them are the frames that never arrived (after all of their NbTrans transmissions)."""
-    received = lost = 0
-    last: int | None = None
-    for f in fcnts:
-        if last is not None and f > last + 1:
-            lost += f - last - 1
-        last = f
-        received += 1
-    return 100.0 * lost / (lost + received) if received else 0.0
+def loss_percent(fcnts: Sequence[int]) -> float:
+    """Packet loss in percent over uplinks received with these strictly rising frame counters (accepted
+    uplinks' are): the counters between them that never arrived, after all their NbTrans transmissions."""
+    if not fcnts:
+        return 0.0
+    sent = fcnts[-1] - fcnts[0] + 1
+    return 100.0 * (sent - len(fcnts)) / sent
 
 
 def nb_trans_for(current: int, loss_pct: float) -> int:
@@ -133,8 +129,9 @@ class _Device:
     epoch: int  # the session this state belongs to
     tx_power: int = 0  # 0 (max EIRP) until the device acknowledged another
     nb_trans: int = 1  # the MAC's default until the device acknowledged another
-    # the last uplinks at the current settings: (FCnt, best SNR or None)
-    history: deque[tuple[int, float | None]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    # the last uplinks at the current settings: their FCnts, and their best SNRs (where they had one)
+    fcnts: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    snrs: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
     asked: tuple[int, int, int] | None = None  # a LinkADRReq (dr, tx_power, nb_trans) awaiting its answer ...
     asked_left: int = 0  # ... for this many more uplinks
     asked_from_dr: int | None = None  # the data rate the device used when it was asked
@@ -214,14 +211,13 @@ class AdrController:
                 st.asked = None
         if not (self.enabled and adr) or dr is None or dr not in REQUIRED_SNR_DB:
             return decision
-        st.history.append((fcnt, max_snr_db))
-        if st.asked is not None or len(st.history) < HISTORY:
+        st.fcnts.append(fcnt)
+        if max_snr_db is not None:
+            st.snrs.append(max_snr_db)
+        if st.asked is not None or len(st.fcnts) < HISTORY or not st.snrs:
             return decision
-        snrs = [snr for _, snr in st.history if snr is not None]
-        if not snrs:
-            return decision
-        new_dr, new_power = target(max(snrs), dr, st.tx_power, self.margin_db)
-        new_nb = nb_trans_for(st.nb_trans, loss_percent(f for f, _ in st.history))
+        new_dr, new_power = target(max(st.snrs), dr, st.tx_power, self.margin_db)
+        new_nb = nb_trans_for(st.nb_trans, loss_percent(st.fcnts))
         if (new_dr, new_power, new_nb) != (dr, st.tx_power, st.nb_trans):
             decision.command = link_adr_req(new_dr, new_power, new_nb)
         return decision
@@ -234,12 +230,11 @@ class AdrController:
         st.asked_left = ANSWER_WITHIN
         st.asked_from_dr = st.last_dr
         self.counters["requested"] += 1
-        snrs = [snr for _, snr in st.history if snr is not None]
         log.info(
             "device %016X: LinkADRReq DR%d, TXPower %d, NbTrans %d (from TXPower %d, NbTrans %d; best SNR "
             "%.1f dB, loss %.0f %% over %d uplinks)",
-            dev_eui, *st.asked, st.tx_power, st.nb_trans, max(snrs) if snrs else float("nan"),
-            loss_percent(f for f, _ in st.history), len(st.history),
+            dev_eui, *st.asked, st.tx_power, st.nb_trans, max(st.snrs) if st.snrs else float("nan"),
+            loss_percent(st.fcnts), len(st.fcnts),
         )
 
     def _answered(self, dev_eui: int, st: _Device, ans: dict[str, Any]) -> None:
@@ -249,7 +244,8 @@ class AdrController:
             self._applied(dev_eui, st)
             return
         st.asked = None
-        st.history.clear()  # a new history before asking again
+        st.fcnts.clear()  # a new history before asking again
+        st.snrs.clear()
         refused = [k for k in ("channel_mask_ack", "data_rate_ack", "power_ack") if not ans.get(k)]
         self.counters["refused"] += 1
         log.warning(
@@ -263,7 +259,8 @@ class AdrController:
         asked = st.asked
         assert asked is not None
         st.asked = None
-        st.history.clear()
+        st.fcnts.clear()
+        st.snrs.clear()
         st.tx_power, st.nb_trans = asked[1], asked[2]
         self.store.save_settings(dev_eui, st.epoch, st.tx_power, st.nb_trans)
         self.counters["accepted"] += 1

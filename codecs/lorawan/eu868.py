@@ -48,8 +48,14 @@ def _check_dr(dr: int) -> None:
         raise InputError(f"EU868 has data rates 0..7, not {dr}")
 
 
+_DR_OF_DATR: dict[str | int, int] = {}
+
+
 def dr_from_datr(datr: str | int) -> int:
     """DR index from a packet forwarder's ``datr`` ("SF7BW125"; FSK as the number 50000)."""
+    known = _DR_OF_DATR.get(datr)  # the few texts a network uses, looked up on every uplink
+    if known is not None:
+        return known
     if isinstance(datr, int) or str(datr).isdigit():
         if int(datr) == FSK_BITRATE:
             return FSK_DR
@@ -59,6 +65,8 @@ def dr_from_datr(datr: str | int) -> int:
         sf_bw = (int(match.group(1)), int(match.group(2)))
         for dr, value in DATA_RATES.items():
             if value == sf_bw:
+                if len(_DR_OF_DATR) < 64:
+                    _DR_OF_DATR[datr] = dr
                 return dr
     raise InputError(f"datr {datr!r} is not an EU868 data rate", hint="e.g. SF7BW125 .. SF12BW125, SF7BW250")
 
