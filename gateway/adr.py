@@ -94,7 +94,8 @@ def loss_percent(fcnts: Sequence[int]) -> float:
 def nb_trans_for(current: int, loss_pct: float) -> int:
     """The NbTrans a device sending each unconfirmed uplink ``current`` times should use at this loss."""
     column = min(max(current, 1), MAX_NB_TRANS) - 1
-    row = sum(1 for bound in LOSS_BOUNDS_PERCENT if loss_pct >= bound)
+    low, mid, high = LOSS_BOUNDS_PERCENT
+    row = 0 if loss_pct < low else 1 if loss_pct < mid else 2 if loss_pct < high else 3
     return NB_TRANS_TABLE[row][column]
 
 
