@@ -21,7 +21,12 @@ The algorithm follows Semtech's recommended network-side ADR (ChirpStack and The
   by the network: the device's own back-off does that when the link fails;
 - the frame-counter gaps in the same history give the packet loss, and the loss with the device's current
   NbTrans picks its new NbTrans (:data:`NB_TRANS_TABLE`, 1 to 3 transmissions of each unconfirmed uplink):
-  a water-level node at the edge of coverage that loses one reading in five sends each one twice.
+  a water-level node at the edge of coverage that loses one reading in five sends each one twice. A run
+  of more than :data:`OUTAGE_GAP` missing counters is not radio loss (at 30 % loss it happens once in
+  millions of uplinks) but an outage, of this gateway or of the node's power, or the counter jump of a
+  node that restarted (the firmware skips ahead to its last persisted FCnt block): the history starts
+  again there, instead of every node of the city being told to send each uplink three times after a
+  gateway restart.
 
 A decision needs a full history, and the history starts again whenever the device accepts a change: SNRs
 measured at the old settings say nothing about the new ones (without that reset one good history would step
@@ -62,6 +67,7 @@ ALL_DEFINED_CHANNELS = 6  # ChMaskCntl 6 in EU868: every defined channel on, ChM
 NB_TRANS_TABLE = ((1, 1, 2), (1, 2, 3), (2, 3, 3), (3, 3, 3))
 LOSS_BOUNDS_PERCENT = (5.0, 10.0, 30.0)
 MAX_NB_TRANS = 3
+OUTAGE_GAP = 10  # more missing FCnts in a row than this: an outage or a restart, not loss on the air
 
 
 def target(max_snr_db: float, dr: int, tx_power: int, margin_db: float) -> tuple[int, int]:
@@ -212,6 +218,8 @@ class AdrController:
                 st.asked = None
         if not (self.enabled and adr) or dr is None or dr not in REQUIRED_SNR_DB:
             return decision
+        if st.fcnts and fcnt - st.fcnts[-1] - 1 > OUTAGE_GAP:
+            st.fcnts.clear()  # (the SNRs stay: the link itself did not change)
         st.fcnts.append(fcnt)
         if max_snr_db is not None:
             st.snrs.append(max_snr_db)
@@ -273,6 +281,7 @@ __all__ = [
     "MAX_DR",
     "MAX_TX_POWER",
     "NB_TRANS_TABLE",
+    "OUTAGE_GAP",
     "REQUIRED_SNR_DB",
     "AdrController",
     "AdrDecision",

@@ -9,6 +9,7 @@ import pytest
 from havel.codecs.lorawan import maccmds
 from havel.gateway.adr import (
     HISTORY,
+    OUTAGE_GAP,
     AdrController,
     link_adr_req,
     loss_percent,
@@ -239,3 +240,18 @@ def test_an_unanswered_request_at_the_old_data_rate_stays_lost() -> None:
     uplinks(ctl, HISTORY, dr=0, snr=8.0)
     uplinks(ctl, 2, dr=0, snr=8.0)  # still DR0: the request did not arrive (or was refused unheard)
     assert ctl.counters["lost"] == 1 and ctl.counters["accepted"] == 0
+
+
+def test_an_outage_or_a_restart_is_not_loss_on_the_air() -> None:
+    ctl = AdrController(DictStore())
+    uplinks(ctl, HISTORY - 5, dr=5, snr=2.0)
+    # the gateway was down for a while (or the node restarted and skipped to its next persisted FCnt block)
+    _fcnt["next"] += OUTAGE_GAP + 1
+    got = uplinks(ctl, HISTORY - 1, dr=5, snr=2.0)
+    assert all(d.command is None for d in got)  # a new history: nothing to decide yet, and no NbTrans 3
+    [d] = uplinks(ctl, 1, dr=5, snr=2.0)
+    assert d.command is None  # a full, clean history: NbTrans 1 stays, nothing to change
+    # a run of OUTAGE_GAP missing counters still counts as loss: 10 of the 30 sent (33 %), the most repeats
+    _fcnt["next"] += OUTAGE_GAP
+    [d] = uplinks(ctl, 1, dr=5, snr=2.0)
+    assert d.command is not None and d.command["nb_trans"] == 3
