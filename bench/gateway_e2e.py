@@ -31,6 +31,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -204,23 +206,13 @@ def paho_alone(port: int, n: int, payload: bytes, threaded: bool) -> tuple[float
             client.loop_stop()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--devices", type=int, default=1000)
-    ap.add_argument("--frames", type=int, default=30000)
-    ap.add_argument("--per-datagram", type=int, default=8)
-    ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--cpu", type=int, default=0)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--no-adr", action="store_true", help="frames without the ADR bit (the kits set it)")
-    args = ap.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
-    udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    with Mosquitto() as broker:
-        broker.start()
-        cfg = tmp / "gateway.toml"
-        cfg.write_text(f"""
+@contextmanager
+def running_daemon(tmp: Path, udp: int, http: int, broker_port: int, cpu: int) -> Iterator[Any]:
+    """``havel gateway run`` as its own process (pinned to CPU ``cpu`` where it can be) with an MQTT sink
+    "platform" to the broker at ``broker_port``, data in ``tmp/data``; yields the process once that sink
+    is up, terminates it at the end."""
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(f"""
 [gateway]
 id = "bench"
 data_dir = "{tmp / "data"}"
@@ -236,9 +228,49 @@ quota_mb = 0
 type = "mqtt"
 name = "platform"
 host = "127.0.0.1"
-port = {broker.port}
+port = {broker_port}
 tls = false
 """)
+    cmd = [sys.executable, "-m", "havel", "gateway", "run", "--config", str(cfg)]
+    if os.environ.get("HAVEL_PROFILE"):  # where the daemon's time goes: cProfile output file
+        cmd[1:1] = ["-m", "cProfile", "-o", os.environ["HAVEL_PROFILE"]]
+    if hasattr(os, "sched_setaffinity") and os.cpu_count() and cpu < (os.cpu_count() or 1):
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    with open(tmp / "gateway.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    st = status(http)
+                    if st["sinks"].get("platform", {}).get("state") == "up":
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"gateway did not come up: {(tmp / 'gateway.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--frames", type=int, default=30000)
+    ap.add_argument("--per-datagram", type=int, default=8)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--cpu", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-adr", action="store_true", help="frames without the ADR bit (the kits set it)")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
+    udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+    with Mosquitto() as broker:
+        broker.start()
         conn = db.open_db(tmp / "data" / "havel.db")
         register_devices(conn, args.devices)
         conn.close()
@@ -282,27 +314,7 @@ tls = false
         ]
         build_s = time.perf_counter() - t
 
-        env = dict(os.environ)
-        cmd = [sys.executable, "-m", "havel", "gateway", "run", "--config", str(cfg)]
-        if os.environ.get("HAVEL_PROFILE"):  # where the daemon's time goes: cProfile output file
-            cmd[1:1] = ["-m", "cProfile", "-o", os.environ["HAVEL_PROFILE"]]
-        if hasattr(os, "sched_setaffinity") and os.cpu_count() and args.cpu < (os.cpu_count() or 1):
-            cmd = ["taskset", "-c", str(args.cpu), *cmd]
-        log = open(tmp / "gateway.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    st = status(http)
-                    if st["sinks"].get("platform", {}).get("state") == "up":
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"gateway did not come up: {(tmp / 'gateway.log').read_text()[-2000:]}")
-                time.sleep(0.1)
-
+        with running_daemon(tmp, udp, http, broker.port, args.cpu) as proc:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.connect(("127.0.0.1", udp))
@@ -336,10 +348,6 @@ tls = false
             cpu_user, cpu_sys = c1[0] - c0[0], c1[1] - c0[1]
             cpu = cpu_user + cpu_sys
             accepted = st["uplinks"]["accepted"]
-        finally:
-            proc.terminate()
-            proc.wait(30)
-            log.close()
         # the same number of messages of the same size, published by paho alone (in this process)
         sample = next((tmp / "data").glob("*.db"), None)
         size = 520

@@ -76,6 +76,7 @@ def write_config(
     lines.append("down_after_s = 2")
     lines.append("up_after_s = 1")
     lines.append("retry_s = 1")
+    lines.append("ack_interval_s = 0.2")  # (the product's 5 s spares SD cards; tests need not wait for it)
     lines.append("")
     for s in sinks:
         lines.append("[[sink]]")

@@ -79,7 +79,15 @@ class Harness:
         self.conn = db.open_db(folder / "havel.db")
         self.sinks = make_sinks(list(sink_cfgs), gateway_id=gateway_id)
         self.outbox = Outbox(self.conn, quota_bytes=quota_bytes, sinks=[s.name for s in self.sinks])
-        opts = {"poll_s": 0.05, "down_after_s": 0.5, "up_after_s": 0.3, "retry_s": 0.5, **fwd}
+        # (acknowledgements committed within 30 ms rather than the product's 1 s, so that tests need not wait)
+        opts = {
+            "poll_s": 0.05,
+            "down_after_s": 0.5,
+            "up_after_s": 0.3,
+            "retry_s": 0.5,
+            "ack_interval_s": 0.03,
+            **fwd,
+        }
         self.forwarder = Forwarder(self.outbox, self.sinks, **opts)
         self.states: list[SinkStatus] = []
         self.depth_at_stop: int | None = None
