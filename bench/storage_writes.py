@@ -1,6 +1,6 @@
 """Bytes the gateway writes to its storage per uplink, at the city's pace and under load.
 
-Usage: .venv/bin/python bench/storage_writes.py [--devices 500] [--seconds 20] [--rates 2,50,2000] [--json]
+Usage: .venv/bin/python bench/storage_writes.py [--devices 500] [--seconds 40] [--rates 0.5,50,1000] [--json]
 
 A Raspberry Pi keeps the database on an SD card, and an SD card wears out by the bytes written to it, so
 this says how long a card lasts on a roof. Setup as in ``bench/gateway_e2e.py``: a real Mosquitto on
@@ -72,8 +72,8 @@ def datagram(k: int, devices: int, token: int) -> bytes:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--devices", type=int, default=500)
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--rates", default="2,50,2000", help="uplinks per second, comma-separated")
+    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--rates", default="0.5,50,1000", help="uplinks per second, comma-separated")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -109,7 +109,7 @@ def main() -> int:
                     if time.perf_counter() > deadline:
                         raise SystemExit(f"uplinks at {rate:g}/s were not all acknowledged within 120 s")
                     time.sleep(0.05)
-                time.sleep(1.5)  # the last acknowledgements' commit
+                time.sleep(6.0)  # the last acknowledgements' commit (forwarder ack_interval_s: 5 s)
                 io1 = proc_io(proc.pid)
                 results.append({
                     "uplinks_per_s": rate,
