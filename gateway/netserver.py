@@ -254,9 +254,9 @@ class NetworkServer:
                 return (copy.rx.tmst - before) % TMST_MODULO >= windows_s * 1_000_000
             # else since it was processed: a late copy wrongly taken for a retransmission costs a downlink
             return processed_ago >= windows_s
-        # Unconfirmed: nothing is sent either way (the concentrators' clocks are not kept for these, to
-        # save memory), so time it from the first copy's arrival, a dedup window before processing: a
-        # repeat on a channel of another sub-band comes right after RX2, under a dedup window sooner.
+        # Unconfirmed: nothing is sent either way, and the concentrators' clocks are not kept for these (to
+        # save memory), so time it from the first copy's arrival, a dedup window before it was processed:
+        # a repeat on a channel of another sub-band (no duty-cycle wait) may come right after RX2 closed.
         return processed_ago + self.net.dedup_window_ms / 1000 >= windows_s
 
     def next_deadline(self) -> float | None:
