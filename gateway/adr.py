@@ -22,8 +22,8 @@ The algorithm follows Semtech's recommended network-side ADR (ChirpStack and The
 - the frame-counter gaps in the same history give the packet loss, and the loss with the device's current
   NbTrans picks its new NbTrans (:data:`NB_TRANS_TABLE`, 1 to 3 transmissions of each unconfirmed uplink):
   a water-level node at the edge of coverage that loses one reading in five sends each one twice. A run
-  of more than :data:`OUTAGE_GAP` missing counters is not radio loss (at 30 % loss it happens once in
-  millions of uplinks) but an outage, of this gateway or of the node's power, or the counter jump of a
+  of more than :data:`OUTAGE_GAP` missing counters is not radio loss (at 30 % loss it starts at about one
+  uplink in 560,000) but an outage, of this gateway or of the node's power, or the counter jump of a
   node that restarted (the firmware skips ahead to its last persisted FCnt block): the history starts
   again there, instead of every node of the city being told to send each uplink three times after a
   gateway restart.
