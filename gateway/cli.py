@@ -166,7 +166,10 @@ def _print_status(st: dict[str, Any]) -> None:
     up = st.get("uplinks")
     if up:
         rej = ", ".join(f"{k} {v:g}" for k, v in up["rejected"].items()) or "none"
-        con.print(f"uplinks: {up['received']:g} received, {up['accepted']:g} accepted; rejected: {rej}")
+        again = f", {up['retransmitted']:g} sent again" if up.get("retransmitted") else ""
+        con.print(
+            f"uplinks: {up['received']:g} received, {up['accepted']:g} accepted{again}; rejected: {rej}"
+        )
     ob = st.get("outbox")
     if ob:
         con.print(f"outbox: {ob.get('depth')} waiting, {ob.get('bytes')} bytes, dropped {ob.get('dropped')}")

@@ -506,6 +506,8 @@ class Gateway:
             "uplinks": {
                 "received": m.total("uplinks_received_total"),
                 "accepted": m.total("uplinks_accepted_total"),
+                # sent again after their receive windows (a missed ACK, NbTrans): stored once, not rejected
+                "retransmitted": m.total("uplinks_retransmitted_total"),
                 "rejected": {
                     r: m.get("uplinks_rejected_total", reason=r)
                     for r in REJECT_REASONS

@@ -202,6 +202,8 @@ def test_a_water_alarm_sent_again_for_a_missed_ack_is_acked_again_and_published_
     assert [u["fcnt"] for u in ups(tmp_path / "out.jsonl")] == [1]  # published once
     assert gw.gateway.metrics.get("uplinks_retransmitted_total") == 1
     assert "havel_gateway_uplinks_retransmitted_total 1" in http_get(gw.cfg.http.port, "/metrics")[1]
+    up = gw.gateway.status()["uplinks"]
+    assert up["retransmitted"] == 1 and up["accepted"] == 1 and "duplicate" not in up["rejected"]
 
 
 def test_silent_forwarder_is_an_alarm_and_stat_is_kept(gw: InProcessGateway, tmp_path: Path) -> None:
