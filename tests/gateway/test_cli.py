@@ -265,3 +265,15 @@ def test_the_database_with_the_keys_is_private(data: str) -> None:
     assert add_otaa(data).exit_code == 0
     for f in Path(data).glob("havel.db*"):
         assert f.stat().st_mode & 0o077 == 0, f
+
+
+def test_gateway_status_tells_repeats_from_rejections(capsys: pytest.CaptureFixture[str]) -> None:
+    from havel.gateway.cli import _print_status
+
+    up = {"received": 12, "accepted": 9, "retransmitted": 2, "rejected": {"mic": 1}, "last_at": None}
+    _print_status({"gateway_id": "gw", "state": "ok", "uplinks": up})
+    out = capsys.readouterr().out
+    assert "9 accepted, 2 sent again; rejected: mic 1" in out
+    _print_status({"gateway_id": "gw", "state": "ok", "uplinks": {**up, "retransmitted": 0, "rejected": {}}})
+    out = capsys.readouterr().out
+    assert "9 accepted; rejected: none" in out and "sent again" not in out
