@@ -172,7 +172,10 @@ def _print_status(st: dict[str, Any]) -> None:
         )
     ob = st.get("outbox")
     if ob:
-        con.print(f"outbox: {ob.get('depth')} waiting, {ob.get('bytes')} bytes, dropped {ob.get('dropped')}")
+        done = ob.get("delivered") or 0
+        held = f" (and {done} delivered, deleted within seconds)" if done else ""
+        waiting = (ob.get("depth") or 0) - done
+        con.print(f"outbox: {waiting} waiting{held}, {ob.get('bytes')} bytes, dropped {ob.get('dropped')}")
     for name, s in (st.get("sinks") or {}).items():
         if isinstance(s, dict) and "state" in s:
             color = {"up": "green", "down": "red"}.get(str(s["state"]), "yellow")

@@ -536,8 +536,12 @@ class Gateway:
                 age = round(
                     time.time() - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp(), 1
                 )
+        fwd = self.components.get("forwarder")
+        delivered = getattr(fwd, "delivered_unrecorded", None)
         return {
             "depth": self.outbox.depth(),
+            # of those, delivered to every sink, their deletion due with the next group commit (<= 5 s)
+            "delivered": delivered() if callable(delivered) else 0,
             "bytes": self.outbox.size_bytes(),
             "oldest_age_s": age,
             "dropped": self.outbox.dropped(),

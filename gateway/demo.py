@@ -233,7 +233,8 @@ class Board:
         line = (
             f"uplinks published {c['uplinks']}  joins {c['joins']}  water alarms {c['alarms']}  "
             f"valve actions {c['valve_actions']}  |  gateway: accepted {up.get('accepted', 0):g}, "
-            f"rejected {sum((up.get('rejected') or {}).values()):g}, outbox {ob.get('depth', 0)}, "
+            f"rejected {sum((up.get('rejected') or {}).values()):g}, "
+            f"outbox {(ob.get('depth') or 0) - (ob.get('delivered') or 0)} waiting, "
             f"ADR changes {adr.get('accepted', 0)}  |  "
             f"MQTT {'on' if self.mqtt else 'off (no mosquitto)'}"
         )

@@ -454,6 +454,12 @@ class Forwarder:
     def statuses(self) -> dict[str, SinkStatus]:
         return {n: r.status for n, r in self._runners.items()}
 
+    def delivered_unrecorded(self) -> int:
+        """Records in the outbox that every sink has acknowledged, their deletion waiting for the next group
+        commit (at most ``ack_interval_s``): the outbox depth minus these is what still waits."""
+        held = {n: set(r.unacked) for n, r in self._runners.items() if r.unacked}
+        return self.outbox.delivered(held)
+
     async def wait_state(self, name: str, state: str, timeout: float) -> SinkStatus:
         """Wait until sink ``name`` is in ``state``; TimeoutError otherwise."""
         if state not in SINK_STATES:

@@ -73,6 +73,10 @@ class Northbound:
         """New records were committed."""
         self.forwarder.wake()
 
+    def delivered_unrecorded(self) -> int:
+        """See :meth:`Forwarder.delivered_unrecorded`."""
+        return self.forwarder.delivered_unrecorded()
+
     def health(self) -> dict[str, Any]:
         """Per sink: state (starting/up/down) and counters."""
         out: dict[str, Any] = {}

@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -546,6 +546,27 @@ class Outbox:
             )
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "counting the outbox") from None
+
+    def delivered(self, held: Mapping[str, Collection[int]]) -> int:
+        """How many stored records every sink still owing them holds an acknowledgement for (``held``: sink
+        -> seqs acknowledged in memory, not yet committed): delivered everywhere, only their deletion is
+        pending."""
+        seqs = sorted(set().union(*held.values())) if held else []
+        if not seqs:
+            return 0
+        bits = {sink: self._bit(sink) for sink in held}
+        sql = "SELECT seq, pending FROM outbox WHERE seq IN (SELECT value FROM json_each(?))"
+        try:
+            rows = self.conn.execute(sql, (json.dumps(seqs),)).fetchall()
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "counting delivered records") from None
+        done = 0
+        for seq, pending in rows:
+            for sink, acked in held.items():
+                if seq in acked:
+                    pending &= ~bits[sink]
+            done += pending == 0
+        return done
 
     def size_bytes(self) -> int:
         """Bytes counted against the quota."""

@@ -534,3 +534,14 @@ def test_the_daemon_process_sets_its_garbage_collection_for_a_long_run() -> None
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["0", "True", "10000"]
+
+
+def test_status_tells_delivered_records_from_waiting_ones(tmp_path: Path) -> None:
+    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 80}))
+    cfg.components["forwarder"]["ack_interval_s"] = 30.0  # the deletion waits (the product's is 5 s)
+    register(cfg)
+    with InProcessGateway(cfg) as g, Concentrator(g.udp, GW1) as c:
+        push(c, frame(1), tmst=1_000_000)
+        wait(lambda: ups(tmp_path / "out.jsonl"))
+        ob = wait(lambda: (o := g.gateway.status()["outbox"])["delivered"] and o)
+        assert ob["depth"] >= 1 and ob["delivered"] == ob["depth"]  # stored still, but nothing waits

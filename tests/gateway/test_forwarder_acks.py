@@ -79,10 +79,12 @@ def test_a_quiet_sinks_acks_wait_for_the_interval_then_commit_once(
             h.forwarder.wake()
             await wait_acked(h, 20, 10)
             assert h.outbox.depth() == 20 and not commits  # delivered, the acknowledgements held
+            assert h.forwarder.delivered_unrecorded() == 20  # (what /status subtracts from the depth)
             async with asyncio.timeout(10):
                 while h.outbox.depth() != 0:
                     await asyncio.sleep(0.05)
             assert 1 <= len(commits) <= 2  # one group (two if the PUBACKs came in two rounds)
+            assert h.forwarder.delivered_unrecorded() == 0
 
     asyncio.run(run())
 

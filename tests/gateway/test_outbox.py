@@ -410,3 +410,16 @@ def test_payload_text_given_by_the_producer_must_be_that_payload(conn: sqlite3.C
     with pytest.raises(InputError):
         ob.put(other | {"payload": {"id": other["id"], "buffered": True}, "payload_json": '{"id":"x"}'})
     assert ob.ids() == [good["id"]]
+
+
+def test_delivered_counts_records_every_owing_sink_holds_an_ack_for(conn: sqlite3.Connection) -> None:
+    ob = Outbox(conn, sinks=("platform", "file"))
+    ob.put_many([rec(EUI_A, f) for f in (1, 2, 3)])
+    s1, s2, s3 = (r.seq for r in ob.fetch("platform", 10))
+    ob.ack_seqs("file", [s1])  # committed for one sink: only "platform" still owes it
+    assert ob.delivered({}) == 0
+    # acknowledged in memory: 1 by platform (file's is committed), 2 by both, 3 by platform only
+    held = {"platform": {s1, s2, s3}, "file": {s2}}
+    assert ob.delivered(held) == 2
+    assert ob.delivered({"platform": {s1}}) == 1 and ob.delivered({"file": {s2}}) == 0
+    assert ob.depth() == 3  # still stored: delivered is what the depth holds beyond what waits
