@@ -569,6 +569,7 @@ class Gateway:
             s = self._outbox_status()
             return {
                 (("what", "depth"),): float(s["depth"]),
+                (("what", "delivered"),): float(s["delivered"]),
                 (("what", "bytes"),): float(s["bytes"]),
                 (("what", "oldest_age_s"),): float(s["oldest_age_s"] or 0),
             }
@@ -597,7 +598,12 @@ class Gateway:
         m.gauge_fn("outbox", outbox_gauges)
         m.gauge_fn("sink_up", sink_gauges)
         m.gauge_fn("downlink_queue", dl_queue)
-        m.describe("outbox", "gauge", "outbox depth (records), size (bytes) and age of the oldest record (s)")
+        m.describe(
+            "outbox",
+            "gauge",
+            "outbox depth (records; 'delivered' of them only wait for their deletion to be committed), size "
+            "(bytes) and age of the oldest record (s)",
+        )
         m.describe("sink_up", "gauge", "1 when the sink is connected")
         m.describe("downlink_queue", "gauge", "application downlinks waiting for their device")
 

@@ -545,3 +545,5 @@ def test_status_tells_delivered_records_from_waiting_ones(tmp_path: Path) -> Non
         wait(lambda: ups(tmp_path / "out.jsonl"))
         ob = wait(lambda: (o := g.gateway.status()["outbox"])["delivered"] and o)
         assert ob["depth"] >= 1 and ob["delivered"] == ob["depth"]  # stored still, but nothing waits
+        metrics = http_get(cfg.http.port, "/metrics")[1]
+        assert f'havel_gateway_outbox{{what="delivered"}} {ob["delivered"]}' in metrics
