@@ -202,7 +202,7 @@ def test_a_water_alarm_sent_again_for_a_missed_ack_is_acked_again_and_published_
     assert [u["fcnt"] for u in ups(tmp_path / "out.jsonl")] == [1]  # published once
     assert gw.gateway.metrics.get("uplinks_retransmitted_total") == 1
     assert "havel_gateway_uplinks_retransmitted_total 1" in http_get(gw.cfg.http.port, "/metrics")[1]
-    up = gw.gateway.status()["uplinks"]
+    up = gw.call(lambda: gw.gateway.status()["uplinks"])
     assert up["retransmitted"] == 1 and up["accepted"] == 1 and "duplicate" not in up["rejected"]
 
 
@@ -543,7 +543,7 @@ def test_status_tells_delivered_records_from_waiting_ones(tmp_path: Path) -> Non
     with InProcessGateway(cfg) as g, Concentrator(g.udp, GW1) as c:
         push(c, frame(1), tmst=1_000_000)
         wait(lambda: ups(tmp_path / "out.jsonl"))
-        ob = wait(lambda: (o := g.gateway.status()["outbox"])["delivered"] and o)
+        ob = wait(lambda: (o := g.call(lambda: g.gateway.status()["outbox"]))["delivered"] and o)
         assert ob["depth"] >= 1 and ob["delivered"] == ob["depth"]  # stored still, but nothing waits
         metrics = http_get(cfg.http.port, "/metrics")[1]
         assert f'havel_gateway_outbox{{what="delivered"}} {ob["delivered"]}' in metrics

@@ -79,7 +79,7 @@ class Harness:
         self.conn = db.open_db(folder / "havel.db")
         self.sinks = make_sinks(list(sink_cfgs), gateway_id=gateway_id)
         self.outbox = Outbox(self.conn, quota_bytes=quota_bytes, sinks=[s.name for s in self.sinks])
-        # (acknowledgements committed within 30 ms rather than the product's 1 s, so that tests need not wait)
+        # (acknowledgements committed within 30 ms rather than the product's 5 s, so that tests need not wait)
         opts = {
             "poll_s": 0.05,
             "down_after_s": 0.5,
