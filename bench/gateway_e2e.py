@@ -23,6 +23,7 @@ what one core of its own would give) and where the time goes; nothing is asserte
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import socket
@@ -64,6 +65,40 @@ def register_devices(conn: Any, n: int) -> Registry:
         conn, n, dev_eui=EUI0, dev_addr=ADDR0, nwk_s_key=NWK, app_s_key=APP, prefix="bench"
     )
     return reg
+
+
+def uplink_frame(k: int, devices: int, *, adr: bool = True) -> bytes:
+    """The k-th pre-built uplink: round robin over the ABP devices of :func:`register_devices`, FCnt
+    rising, a temperature payload, the ADR bit set as the kits' firmware sets it."""
+    return phy.build_data_frame(
+        uplink=True,
+        confirmed=False,
+        dev_addr=ADDR0 + (k % devices),
+        fcnt32=1 + k // devices,
+        fport=1,
+        payload=PAYLOAD,
+        adr=adr,
+        nwk_s_key=NWK,
+        app_s_key=APP,
+    )
+
+
+def rxpk_of(frame: bytes, *, tmst: int) -> dict[str, Any]:
+    """The rxpk a concentrator reports for ``frame`` heard at SF7 on 868.1 MHz."""
+    return {
+        "tmst": tmst % (1 << 32),
+        "chan": 0,
+        "rfch": 0,
+        "freq": 868.1,
+        "stat": 1,
+        "modu": "LORA",
+        "datr": "SF7BW125",
+        "codr": "4/5",
+        "rssi": -90,
+        "lsnr": 5.5,
+        "size": len(frame),
+        "data": base64.b64encode(frame).decode(),
+    }
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -276,37 +311,8 @@ def main() -> int:
         conn.close()
 
         t = time.perf_counter()
-        frames = [
-            phy.build_data_frame(
-                uplink=True,
-                confirmed=False,
-                dev_addr=ADDR0 + (k % args.devices),
-                fcnt32=1 + k // args.devices,
-                fport=1,
-                payload=PAYLOAD,
-                adr=not args.no_adr,
-                nwk_s_key=NWK,
-                app_s_key=APP,
-            )
-            for k in range(args.frames)
-        ]
-        rxpk = [
-            {
-                "tmst": 1000 + k,
-                "chan": 0,
-                "rfch": 0,
-                "freq": 868.1,
-                "stat": 1,
-                "modu": "LORA",
-                "datr": "SF7BW125",
-                "codr": "4/5",
-                "rssi": -90,
-                "lsnr": 5.5,
-                "size": len(f),
-                "data": __import__("base64").b64encode(f).decode(),
-            }
-            for k, f in enumerate(frames)
-        ]
+        frames = [uplink_frame(k, args.devices, adr=not args.no_adr) for k in range(args.frames)]
+        rxpk = [rxpk_of(f, tmst=1000 + k) for k, f in enumerate(frames)]
         n = args.per_datagram
         datagrams = [
             gwmp.encode_push_data(2, (i // n) & 0xFFFF, GW, rxpk=rxpk[i : i + n])

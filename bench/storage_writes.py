@@ -15,7 +15,6 @@ device, where this file system reports it). Each figure is per uplink; nothing i
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import socket
 import sys
@@ -27,22 +26,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from gateway_e2e import (  # noqa: E402
-    ADDR0,
-    APP,
     GW,
-    NWK,
-    PAYLOAD,
     Mosquitto,
     free_port,
     register_devices,
     running_daemon,
+    rxpk_of,
     status,
+    uplink_frame,
 )
 
-from havel.codecs.lorawan import phy  # noqa: E402
 from havel.gateway import db, gwmp  # noqa: E402
-
-_SIZE = 1 << 30
 
 
 def proc_io(pid: int) -> dict[str, int]:
@@ -56,16 +50,7 @@ def proc_io(pid: int) -> dict[str, int]:
 
 def datagram(k: int, devices: int, token: int) -> bytes:
     """The k-th uplink (round robin over the devices, FCnt rising) as a PUSH_DATA of its own."""
-    dev, fcnt = k % devices, 1 + k // devices
-    frame = phy.build_data_frame(
-        uplink=True, confirmed=False, dev_addr=ADDR0 + dev, fcnt32=fcnt, fport=1, payload=PAYLOAD,
-        adr=True, nwk_s_key=NWK, app_s_key=APP,
-    )
-    rxpk = {
-        "tmst": (1000 + k * 997) % (1 << 32), "chan": 0, "rfch": 0, "freq": 868.1, "stat": 1, "modu": "LORA",
-        "datr": "SF7BW125", "codr": "4/5", "rssi": -90, "lsnr": 5.5, "size": len(frame),
-        "data": base64.b64encode(frame).decode(),
-    }
+    rxpk = rxpk_of(uplink_frame(k, devices), tmst=1000 + k * 997)
     return gwmp.encode_push_data(2, token & 0xFFFF, GW, rxpk=[rxpk])
 
 
