@@ -473,6 +473,11 @@ class MqttListener:
     A persistent MQTT v5 session (stable ``client_id``, clean_start False from the first connect, a
     session expiry of ``session_expiry_s``, default one day): what the gateways publish while the
     receiver restarts is kept by the broker and delivered when it is back.
+
+    A message is acknowledged (PUBACK) once it is handled, and :meth:`stop` lets a message being handled
+    finish and be acknowledged before it disconnects. Otherwise a stop in the middle of one could send the
+    DISCONNECT ahead of its PUBACK: the broker would deliver the message again at the next start, and the
+    crisis staff would see it rejected as a replay.
     """
 
     def __init__(self, core: ReceiverCore, cfg: dict[str, Any]) -> None:
@@ -482,7 +487,10 @@ class MqttListener:
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=str(cfg.get("client_id", f"havel-relay-receiver-{socket.gethostname()}")),
             protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
+        self._handling = threading.Lock()  # held while a message is handled and acknowledged
+        self._stopping = False
         if cfg.get("tls_ca"):
             self.client.tls_set(
                 ca_certs=cfg["tls_ca"], certfile=cfg.get("client_cert"), keyfile=cfg.get("client_key")
@@ -508,19 +516,25 @@ class MqttListener:
         self.client.loop_start()
 
     def stop(self) -> None:
-        self.client.disconnect()
+        with self._handling:  # the PUBACK of a message being handled is queued ahead of the DISCONNECT
+            self._stopping = True
+            self.client.disconnect()
         self.client.loop_stop()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
         client.subscribe(self.topic, qos=1)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        last = msg.topic.rsplit("/", 1)[-1]
-        if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
-            self.core.handle_status(msg.topic, bytes(msg.payload))
-        elif last in ("alarm", "state", "event"):
-            self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
-        # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is not input
+        with self._handling:
+            if self._stopping:
+                return  # not handled, not acknowledged: the broker keeps it for the next start
+            last = msg.topic.rsplit("/", 1)[-1]
+            if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
+                self.core.handle_status(msg.topic, bytes(msg.payload))
+            elif last in ("alarm", "state", "event"):
+                self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
+            # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is not input
+            client.ack(msg.mid, msg.qos)
 
 
 class Receiver:

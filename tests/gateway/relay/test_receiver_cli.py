@@ -154,3 +154,62 @@ def test_receiver_restart_keeps_what_arrived_meanwhile(
         pub.disconnect()
     assert [m.json()["fcnt"] for m in got] == [1, 2] and len(sub.messages) == 2
     assert replayed == 1  # the counter state survived the restart
+
+
+class _SlowCore:
+    """Stands in for ReceiverCore: counts the envelopes handed to it; the first one takes until released."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.handled: list[bytes] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def handle_envelope(self, data: bytes, via: str, kind: str) -> bool:
+        self.entered.set()
+        self.release.wait(10)
+        self.handled.append(data)
+        return True
+
+    def handle_status(self, topic: str, data: bytes) -> None:
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_while_a_message_is_handled_acknowledges_it_first(mosquitto: Any) -> None:
+    """A receiver stopped in the middle of handling a relayed alarm sends its PUBACK before the DISCONNECT:
+    the broker does not deliver it again at the next start (where it would be rejected as a replay)."""
+    import threading
+    import time
+
+    from havel.gateway.relay.receiver import MqttListener
+
+    cfg = {"port": mosquitto.port, "topic": "havel/+/relay/#", "client_id": "cc-stop-test"}
+    first = _SlowCore()
+    listener = MqttListener(first, cfg)  # type: ignore[arg-type]
+    listener.start()
+    assert listener.subscribed.wait(10)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        pub.publish("havel/gw1/relay/alarm", b"envelope-1", qos=1).wait_for_publish(5)
+        assert first.entered.wait(10)
+        stopper = threading.Thread(target=listener.stop)
+        stopper.start()
+        time.sleep(0.3)  # the stop is under way while the message is still being handled
+        first.release.set()
+        stopper.join(10)
+        assert first.handled == [b"envelope-1"]
+        again = _SlowCore()
+        again.release.set()
+        listener2 = MqttListener(again, cfg)  # type: ignore[arg-type]
+        listener2.start()
+        assert listener2.subscribed.wait(10)
+        time.sleep(1.0)  # anything the broker kept for the session would arrive now
+        listener2.stop()
+        assert again.handled == []
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
