@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from math import isfinite
 from typing import Any
 
+import orjson
+
 from havel.errors import InputError
 
 PUSH_DATA = 0x00
@@ -181,7 +183,7 @@ def _json_object(body: bytes, ident: int) -> dict[str, Any]:
     if not body:
         raise GwmpError(f"{name} has no JSON body", reason="truncated")
     try:
-        obj = json.loads(body)
+        obj = orjson.loads(body)  # (about 3x faster than json.loads; no NaN or Infinity, UTF-8 only)
     except (UnicodeDecodeError, ValueError) as exc:
         raise GwmpError(f"{name} JSON body is unreadable: {exc}", reason="json") from None
     if not isinstance(obj, dict):

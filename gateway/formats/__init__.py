@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from havel.errors import ConfigError
-from havel.gateway.jsontext import encode_json
+from havel.gateway.jsontext import encode_json_bytes
 
 __all__ = ["FORMATS", "Formatter", "OutMessage", "flatten", "make_formatter", "to_json"]
 
@@ -38,8 +38,8 @@ Formatter = Callable[[Any, bool], list[OutMessage]]
 
 def to_json(obj: Any) -> bytes:
     """Compact UTF-8 JSON, the wire form of every format: the outbox's text encoded
-    (:func:`havel.gateway.jsontext.encode_json`)."""
-    return encode_json(obj).encode()
+    (:func:`havel.gateway.jsontext.encode_json_bytes`)."""
+    return encode_json_bytes(obj)
 
 
 def flatten(data: dict[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:

@@ -187,9 +187,10 @@ def test_push_data_encoder_is_parseable() -> None:
 
 
 def test_rxpk_parsed_from_json_text_with_nan_is_refused_not_stored() -> None:
-    """The same through the datagram parser: json.loads accepts the NaN literal."""
-    body = b'{"rxpk":[{"tmst":1,"freq":868.1,"datr":"SF7BW125","rssi":NaN,"data":"AA=="}]}'
-    dg = gwmp.parse(bytes([2, 0, 1, 0]) + bytes(8) + body)
-    with pytest.raises(GwmpError) as info:
-        gwmp.parse_rxpk(dg.payload["rxpk"][0])
-    assert info.value.reason == "rxpk"
+    """The same through the datagram parser: NaN and Infinity are not JSON, and its reader (orjson)
+    refuses them where Python's json.loads would take them."""
+    for literal in (b"NaN", b"Infinity", b"-Infinity"):
+        body = b'{"rxpk":[{"tmst":1,"freq":868.1,"datr":"SF7BW125","rssi":' + literal + b',"data":"AA=="}]}'
+        with pytest.raises(GwmpError) as info:
+            gwmp.parse(bytes([2, 0, 1, 0]) + bytes(8) + body)
+        assert info.value.reason == "json"
