@@ -299,12 +299,17 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--broker-inflight", type=int, default=None,
+        help="Mosquitto's max_inflight_messages, also the Receive Maximum it gives the gateway (default: "
+        "Mosquitto's own, 20; 0 = no limit)",
+    )
     ap.add_argument("--no-adr", action="store_true", help="frames without the ADR bit (the kits set it)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
     udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    with Mosquitto() as broker:
+    with Mosquitto(max_inflight=args.broker_inflight) as broker:
         broker.start()
         conn = db.open_db(tmp / "data" / "havel.db")
         register_devices(conn, args.devices)

@@ -551,20 +551,29 @@ class Outbox:
         """How many stored records every sink still owing them holds an acknowledgement for (``held``: sink
         -> seqs acknowledged in memory, not yet committed): delivered everywhere, only their deletion is
         pending."""
-        seqs = sorted(set().union(*held.values())) if held else []
+        # as sets: the forwarder holds its seqs in a list, and up to ack_batch (1,000) of them per sink
+        # (a list here made each /status call 1,000 x 1,000 comparisons: 15 ms)
+        acked = [(set(seqs), self._bit(sink)) for sink, seqs in held.items()]
+        seqs = set().union(*(s for s, _ in acked))
         if not seqs:
             return 0
-        bits = {sink: self._bit(sink) for sink in held}
-        sql = "SELECT seq, pending FROM outbox WHERE seq IN (SELECT value FROM json_each(?))"
+        low, high = min(seqs), max(seqs)
         try:
-            rows = self.conn.execute(sql, (json.dumps(seqs),)).fetchall()
+            if high - low < 4 * len(seqs):  # the usual case: acknowledged in order, one run of seqs
+                sql = "SELECT seq, pending FROM outbox WHERE seq BETWEEN ? AND ?"
+                rows = self.conn.execute(sql, (low, high)).fetchall()
+            else:
+                sql = "SELECT seq, pending FROM outbox WHERE seq IN (SELECT value FROM json_each(?))"
+                rows = self.conn.execute(sql, (json.dumps(sorted(seqs)),)).fetchall()
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "counting delivered records") from None
         done = 0
         for seq, pending in rows:
-            for sink, acked in held.items():
-                if seq in acked:
-                    pending &= ~bits[sink]
+            if seq not in seqs:
+                continue  # (in the range, held by no sink)
+            for held_seqs, bit in acked:
+                if seq in held_seqs:
+                    pending &= ~bit
             done += pending == 0
         return done
 

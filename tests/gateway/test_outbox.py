@@ -423,3 +423,16 @@ def test_delivered_counts_records_every_owing_sink_holds_an_ack_for(conn: sqlite
     assert ob.delivered(held) == 2
     assert ob.delivered({"platform": {s1}}) == 1 and ob.delivered({"file": {s2}}) == 0
     assert ob.depth() == 3  # still stored: delivered is what the depth holds beyond what waits
+
+
+def test_delivered_over_runs_and_scattered_seqs_as_the_forwarder_holds_them(conn: sqlite3.Connection) -> None:
+    """The forwarder holds its acknowledged seqs in lists of up to ack_batch: one run (counted over a seq
+    range) or scattered (looked up one by one); rows in the range that no sink holds do not count."""
+    ob = Outbox(conn, sinks=("platform", "file"))
+    ob.put_many([rec(EUI_A, f) for f in range(1, 301)])
+    seqs = [r.seq for r in ob.fetch("platform", 300)]
+    ob.ack_seqs("file", seqs)  # only platform owes them now
+    assert ob.delivered({"platform": seqs[:200]}) == 200  # a run
+    assert ob.delivered({"platform": seqs[::2]}) == 150  # every other one: the range holds unheld rows
+    assert ob.delivered({"platform": seqs[::50]}) == 6  # scattered: looked up one by one
+    assert ob.delivered({"file": seqs}) == 0  # file's are committed already: platform still owes them
