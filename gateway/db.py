@@ -76,6 +76,11 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        # Savepoint and statement journals (the network server's flush is a savepoint of the intake commit)
+        # in memory, not as temporary files: they only undo a statement or savepoint inside a live
+        # transaction (crash recovery is the WAL's), and as files they cost an open, writes and an unlink
+        # every few uplinks, on the SD card's /var/tmp.
+        conn.execute("PRAGMA temp_store=MEMORY")
     except sqlite3.Error as exc:
         conn.close()
         raise storage_error(exc, f"opening {p}") from None
