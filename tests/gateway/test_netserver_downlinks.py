@@ -295,6 +295,14 @@ def test_a_rolled_back_uplink_leaves_no_counter_behind(env: Env) -> None:
             raise RuntimeError("inner")
         env.reg.set_fcnt_up(EUI, 5, 1.0)
     assert env.conn.execute("SELECT fcnt_up FROM devices").fetchone()[0] == 5
+    # the cache has the committed counter (updated in place: an object handed out before sees it too)
+    dev = env.reg.get(EUI)
+    assert dev is not None and dev.session is not None and dev.session.fcnt_up == 5 and dev.last_seen == 1.0
+    with env.reg.transaction():
+        env.reg.set_fcnt_up(EUI, 6, 2.0)
+        assert dev.session.fcnt_up == 5  # not before COMMIT
+    assert env.reg.get(EUI) is dev and dev.session.fcnt_up == 6 and dev.last_seen == 2.0
+    assert [d.session.fcnt_up for d in env.reg.by_dev_addr(dev.session.dev_addr)] == [6]  # type: ignore[union-attr]
 
 
 def test_adr_ack_req_gets_a_downlink_even_with_nothing_to_say(env: Env) -> None:
