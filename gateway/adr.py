@@ -145,13 +145,17 @@ class _Device:
     last_dr: int | None = None  # the data rate of its latest uplink
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdrDecision:
     """What one uplink calls for: a LinkADRReq to send (or None), and whether a downlink must go out even
     without one (the device set ADRACKReq)."""
 
     command: dict[str, Any] | None = None
     answer_needed: bool = False
+
+
+_NOTHING = AdrDecision()  # what most uplinks call for: one shared answer instead of one object each
+_ANSWER_NEEDED = AdrDecision(answer_needed=True)
 
 
 class AdrController:
@@ -199,10 +203,10 @@ class AdrController:
         not a LoRa EU868 one), the best SNR among its copies, its uplink MAC commands and its FCnt. Call
         inside the uplink's transaction (an accepted change is stored); call :meth:`sent` once the
         decision's command is on its way."""
-        decision = AdrDecision(answer_needed=adr_ack_req)
+        decision = _ANSWER_NEEDED if adr_ack_req else _NOTHING  # (shared: a change gets its own below)
         st = self._state(dev_eui, epoch)
         st.last_dr = dr
-        answers = [c for c in mac_up if c.get("name") == "LinkADRAns"]
+        answers = [c for c in mac_up if c.get("name") == "LinkADRAns"] if mac_up else None
         if answers and st.asked is not None:
             self._answered(dev_eui, st, answers[-1])
         elif st.asked is not None:
@@ -228,7 +232,7 @@ class AdrController:
         new_dr, new_power = target(max(st.snrs), dr, st.tx_power, self.margin_db)
         new_nb = nb_trans_for(st.nb_trans, loss_percent(st.fcnts))
         if (new_dr, new_power, new_nb) != (dr, st.tx_power, st.nb_trans):
-            decision.command = link_adr_req(new_dr, new_power, new_nb)
+            return AdrDecision(link_adr_req(new_dr, new_power, new_nb), adr_ack_req)
         return decision
 
     def sent(self, dev_eui: int, epoch: int, command: dict[str, Any]) -> None:
