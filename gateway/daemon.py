@@ -39,7 +39,7 @@ from havel.gateway import db
 from havel.gateway.config import Config
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.gwmp import RxPacket
-from havel.gateway.journal import Journal
+from havel.gateway.journal import MASK_BITS, Journal
 from havel.gateway.metrics import Metrics
 from havel.gateway.netserver import REJECT_REASONS, NetworkServer, Outcome, Reception, reception
 from havel.gateway.outbox import Outbox
@@ -138,6 +138,7 @@ class Gateway:
             self.metrics,
             silent_after_s=cfg.udp.silent_after_s,
             on_tx_done=self._on_tx_done,
+            on_push=self._on_push,
             on_silence=self._on_silence,
         )
         self.udp.defer_acks = True
@@ -264,8 +265,22 @@ class Gateway:
             await self.stop()
 
     # -------------------------------------------------------------------------------------- uplinks
+    def _on_push(
+        self, gateway_eui: int, datagram: bytes, now: datetime, rxs: list[tuple[int, RxPacket]]
+    ) -> None:
+        at = now.timestamp()
+        intake = self._intake
+        for index, rx in rxs:
+            copy = reception(gateway_eui, rx, now)
+            copy.origin = (datagram, index, at)
+            intake.append(copy)
+        self._schedule_intake()
+
     def _on_rx(self, gateway_eui: int, rx: RxPacket, now: datetime) -> None:
         self._intake.append(reception(gateway_eui, rx, now))
+        self._schedule_intake()
+
+    def _schedule_intake(self) -> None:
         if not self._intake_scheduled:
             # one journal commit (one fsync) for everything received in the next few milliseconds: under
             # load that is many datagrams per commit; their PUSH_ACKs wait at most this long plus the commit
@@ -297,10 +312,7 @@ class Gateway:
         flushed: tuple[list[Outcome], list[Transmission]] | None = None
         try:
             with self.registry.transaction():
-                seqs = self.journal.add_many(
-                    [(c.gateway_eui, c.rx, c.received_at, c.time_source) for c in waiting])
-                for copy, seq in zip(waiting, seqs, strict=True):
-                    copy.journal_id = seq  # (if this commit fails, no row has it: forgetting it is a no-op)
+                self._journal(waiting)  # (if this commit fails, no row has their ids: forgetting is a no-op)
                 # frames whose dedup window closed are stored in this same commit: under load that halves the
                 # fsyncs (each about half a millisecond of a stalled event loop). One batch only: the session
                 # cache (counters, new sessions) is updated when a commit is done, and a second batch in the
@@ -317,6 +329,38 @@ class Gateway:
         if flushed is not None:
             self._after_flush(*flushed)
         self._wake.set()
+
+    def _journal(self, waiting: list[Reception]) -> None:
+        """Journal the copies waiting in the dedup window: one row per datagram they came in (its rxpk
+        that wait, as a mask), one row each for any without one."""
+        by_datagram: dict[int, tuple[int, bytes, float, list[Reception]]] = {}  # id(datagram) -> row, copies
+        single: list[Reception] = []
+        for copy in waiting:
+            origin = copy.origin
+            if origin is None or origin[1] >= MASK_BITS:
+                single.append(copy)
+                continue
+            row = by_datagram.get(id(origin[0]))
+            if row is None:
+                row = by_datagram[id(origin[0])] = (copy.gateway_eui, origin[0], origin[2], [])
+            row[3].append(copy)
+        if by_datagram:
+            rows = list(by_datagram.values())
+            seqs = self.journal.add_datagrams(
+                [(eui, data, at, _mask(copies)) for eui, data, at, copies in rows]
+            )
+            datagram_id = self.journal.datagram_id
+            for seq, (_, _, _, copies) in zip(seqs, rows, strict=True):
+                for copy in copies:
+                    assert copy.origin is not None
+                    copy.journal_id = datagram_id(seq, copy.origin[1])
+                    copy.origin = None  # (the datagram's bytes are not needed any more)
+        if single:
+            seqs = self.journal.add_many(
+                [(c.gateway_eui, c.rx, c.received_at, c.time_source) for c in single]
+            )
+            for copy, seq in zip(single, seqs, strict=True):
+                copy.journal_id = seq
 
     def _replay_journal(self) -> None:
         """Frames a previous run received (and acknowledged) but did not store: process them now, with
@@ -698,6 +742,15 @@ def run(cfg: Config) -> int:
     gw = Gateway(cfg)
     asyncio.run(gw.run(own_process=True))
     return 0
+
+
+def _mask(copies: list[Reception]) -> int:
+    """The bit mask of the rxpk indexes of these copies of one datagram."""
+    mask = 0
+    for copy in copies:
+        assert copy.origin is not None
+        mask |= 1 << copy.origin[1]
+    return mask
 
 
 def tune_gc() -> None:

@@ -98,6 +98,9 @@ class Reception:
     time_source: str  # "gps" (rxpk time from a GPS-synced forwarder) or "local" (this machine's clock)
     journal_id: int | None = None  # its row in the intake journal (deleted when the frame is stored)
     replayed: bool = False  # taken from the journal after a restart: its receive windows are gone
+    # the PUSH_DATA it came in, its index in that datagram's rxpk list, and this machine's receive time
+    # (unix): what the daemon journals (one row per datagram)
+    origin: tuple[bytes, int, float] | None = None
 
     def rx_info(self) -> dict[str, Any]:
         """The entry of the message's ``rx`` list."""

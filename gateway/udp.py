@@ -78,11 +78,14 @@ class _PendingTx:
 RxHandler = Callable[[int, RxPacket, datetime], None]
 TxDone = Callable[[Any, str], None]  # (info, "NONE" | error) when a downlink's fate is known
 SilenceHandler = Callable[[Forwarder, bool], None]  # (forwarder, silent?)
+PushHandler = Callable[[int, bytes, datetime, list[tuple[int, RxPacket]]], None]
 
 
 class GwmpServer(asyncio.DatagramProtocol):
     """See the module docstring. ``on_rx(gateway_eui, rxpk, now)`` gets every readable rxpk (CRC-bad
-    ones too: the network server counts and drops them)."""
+    ones too: the network server counts and drops them). With ``on_push``, that gets them instead, all of
+    a PUSH_DATA in one call: ``on_push(gateway_eui, datagram, now, [(index in its rxpk list, rxpk)])``
+    (the daemon journals the datagram itself)."""
 
     def __init__(
         self,
@@ -92,8 +95,10 @@ class GwmpServer(asyncio.DatagramProtocol):
         silent_after_s: float = 90.0,
         on_tx_done: TxDone | None = None,
         on_silence: SilenceHandler | None = None,
+        on_push: PushHandler | None = None,
     ) -> None:
         self.on_rx = on_rx
+        self.on_push = on_push
         self.metrics = metrics
         self.silent_after_s = silent_after_s
         self.on_tx_done = on_tx_done
@@ -157,7 +162,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         self.metrics.inc("datagrams_total", type=dg.kind)
         if dg.identifier == gwmp.PUSH_DATA:
             ack = gwmp.encode_push_ack(dg.version, dg.token)
-            if self._push_data(dg, addr) and self.defer_acks:
+            if self._push_data(dg, addr, data) and self.defer_acks:
                 # rxpk handed on: ACK once they are journaled (see release_acks)
                 self._acks.append((ack, addr))
             else:
@@ -203,7 +208,7 @@ class GwmpServer(asyncio.DatagramProtocol):
             self._sendto(data, addr)
         return len(acks)
 
-    def _push_data(self, dg: gwmp.Datagram, addr: Addr) -> bool:
+    def _push_data(self, dg: gwmp.Datagram, addr: Addr, data: bytes) -> bool:
         """Returns whether any rxpk was handed on."""
         fwd = self._seen(dg, addr)
         fwd.push_addr = addr
@@ -220,16 +225,20 @@ class GwmpServer(asyncio.DatagramProtocol):
         if not isinstance(rxpks, list):
             self.metrics.inc("datagrams_rejected_total", reason="rxpk")
             return False
-        handed = 0
-        for obj in rxpks:
+        readable: list[tuple[int, RxPacket]] = []
+        for index, obj in enumerate(rxpks):
             try:
-                rx = gwmp.parse_rxpk(obj)
+                readable.append((index, gwmp.parse_rxpk(obj)))
             except GwmpError as exc:
                 self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
                 log.debug("unreadable rxpk from %s: %s", eui_hex(fwd.eui), exc)
-                continue
-            self.on_rx(fwd.eui, rx, now)
-            handed += 1
+        handed = len(readable)
+        if self.on_push is not None:
+            if readable:
+                self.on_push(fwd.eui, data, now, readable)
+        else:
+            for _, rx in readable:
+                self.on_rx(fwd.eui, rx, now)
         if handed:
             fwd.rx_count += handed
             self.metrics.inc("rxpk_total", handed)

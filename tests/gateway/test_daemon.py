@@ -411,6 +411,54 @@ def test_frames_left_in_the_intake_journal_are_stored_after_a_restart_without_do
     assert {u["received_at"] for u in got} == {"2026-11-26T03:00:00.000000Z"}
 
 
+def test_a_journaled_datagram_gives_back_only_its_rxpk_not_yet_stored(tmp_path: Path) -> None:
+    """The journal keeps a PUSH_DATA whole, with a mask of its rxpk still waiting. After a kill, the
+    restart stores those (FCnt 2 and 3, in the order they came) and does not process rxpk 0 again, which
+    the previous run had stored: a second pass would count it as a rejected replay."""
+    from datetime import UTC, datetime
+
+    from havel.gateway.journal import Journal
+
+    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 50}))
+    register(cfg)
+    conn = db.open_db(cfg.db_path)
+    journal = Journal(conn)
+    rxs = [
+        gwmp.RxPacket(data=frame(f), tmst=1000 * f, freq_hz=868_100_000, datr="SF7BW125", lsnr=4.0, rssi=-99)
+        for f in (1, 2, 3)
+    ]
+    datagram = gwmp.encode_push_data(2, 7, GW1, rxpk=[gwmp.rxpk_to_json(rx) for rx in rxs])
+    then = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
+    with db.transaction(conn):
+        [seq] = journal.add_datagrams([(GW1, datagram, then.timestamp(), 0b111)])
+    with db.transaction(conn):  # the previous run stored rxpk 0 (FCnt 1) in a batch of its own
+        journal.forget([Journal.datagram_id(seq, 0)])
+        conn.execute("UPDATE devices SET fcnt_up = 1")
+    conn.close()
+    with InProcessGateway(cfg) as gw:
+        got = wait(lambda: ups(tmp_path / "out.jsonl") if len(ups(tmp_path / "out.jsonl")) == 2 else None)
+        time.sleep(0.3)
+        assert gw.call(lambda: gw.gateway.journal.depth()) == 0
+        status = gw.call(lambda: gw.gateway.status())
+    assert [u["fcnt"] for u in got] == [2, 3]
+    assert {u["received_at"] for u in got} == {"2026-11-26T03:00:00.000000Z"}
+    assert status["uplinks"]["rejected"] == {} and status["uplinks"]["accepted"] == 2
+
+
+def test_a_datagram_with_more_rxpk_than_a_journal_mask_holds(gw: InProcessGateway, tmp_path: Path) -> None:
+    """64 rxpk in one PUSH_DATA: 62 go into the datagram's journal row, the last two into rows of their
+    own; every one is acknowledged, stored once and leaves the journal."""
+    with Concentrator(gw.udp, GW1) as c:
+        rxpk = [
+            c.rxpk(frame(f), tmst=1000 * f, freq_hz=868_100_000, datr="SF7BW125", rssi=-80, snr=5.0)
+            for f in range(1, 65)
+        ]
+        assert c.push(rxpk, wait_ack_s=2.0)
+        got = wait(lambda: ups(tmp_path / "out.jsonl") if len(ups(tmp_path / "out.jsonl")) == 64 else None)
+        wait(lambda: gw.call(lambda: gw.gateway.journal.depth()) == 0)
+    assert [u["fcnt"] for u in got] == list(range(1, 65))
+
+
 def test_protocol_v1_forwarder_with_gps_time(gw: InProcessGateway, tmp_path: Path) -> None:
     with Concentrator(gw.udp, GW2, version=1, gps=True) as c:
         wait(lambda: gw.gateway.udp.can_send(GW2))

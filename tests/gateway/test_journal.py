@@ -1,0 +1,129 @@
+"""The intake journal: datagram rows with a mask of waiting rxpk, single rows, what a restart gets back."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from havel.gateway import db, gwmp
+from havel.gateway.journal import MASK_BITS, Journal
+
+GW = 0xAA555A0000000001  # above 2**63: stored as text, not as an SQLite integer
+T0 = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    return db.open_db(tmp_path / "havel.db")
+
+
+def rx(k: int, **extra: object) -> gwmp.RxPacket:
+    return gwmp.RxPacket(
+        data=bytes([0x40, k]), tmst=k, freq_hz=868_100_000, datr="SF7BW125", lsnr=5.0, rssi=-90, **extra
+    )
+
+
+def datagram(n: int, first: int = 0) -> bytes:
+    return gwmp.encode_push_data(2, 1, GW, rxpk=[gwmp.rxpk_to_json(rx(first + k)) for k in range(n)])
+
+
+def add(journal: Journal, conn: sqlite3.Connection, n: int, wanted: int, at: float, first: int = 0) -> int:
+    with db.transaction(conn):
+        [seq] = journal.add_datagrams([(GW, datagram(n, first), at, wanted)])
+    return seq
+
+
+def tmsts(journal: Journal) -> list[int]:
+    return [e.rx.tmst for e in journal.pending()]
+
+
+def test_a_datagram_gives_back_the_rxpk_of_its_mask_in_order(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    seq = add(journal, conn, 4, 0b1101, T0.timestamp())
+    entries = Journal(conn).pending()  # (as after a restart)
+    assert [e.rx.tmst for e in entries] == [0, 2, 3]
+    assert [e.seq for e in entries] == [Journal.datagram_id(seq, i) for i in (0, 2, 3)]
+    assert all(e.seq < 0 and e.gateway_eui == GW for e in entries)
+    assert {(e.received_at, e.time_source) for e in entries} == {(T0, "local")}
+    assert journal.depth() == 3
+
+
+def test_gps_time_is_the_receive_time_as_the_daemon_chose_it(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    gps_time = datetime(2026, 11, 26, 2, 59, 59, 500000, tzinfo=UTC)
+    dg = gwmp.encode_push_data(2, 1, GW, rxpk=[gwmp.rxpk_to_json(rx(1, time=gps_time, tmms=1_000_000))])
+    with db.transaction(conn):
+        journal.add_datagrams([(GW, dg, T0.timestamp(), 0b1)])
+    [e] = journal.pending()
+    assert (e.received_at, e.time_source) == (gps_time, "gps")
+
+
+def test_a_whole_datagram_stored_in_one_batch_leaves_no_row(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    seq = add(journal, conn, 3, 0b111, T0.timestamp())
+    with db.transaction(conn):
+        journal.forget([Journal.datagram_id(seq, i) for i in (2, 0, 1)])
+    assert journal.pending() == [] and journal.depth() == 0
+    assert conn.execute("SELECT count(*) FROM intake_datagrams").fetchone()[0] == 0
+
+
+def test_a_datagram_stored_over_two_batches(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    seq = add(journal, conn, 3, 0b111, T0.timestamp())
+    with db.transaction(conn):
+        journal.forget([Journal.datagram_id(seq, 1)])
+    assert tmsts(Journal(conn)) == [0, 2]
+    with db.transaction(conn):
+        journal.forget([Journal.datagram_id(seq, 0), Journal.datagram_id(seq, 2)])
+    assert journal.pending() == [] and journal.depth() == 0
+
+
+def test_a_batch_that_failed_to_commit_leaves_its_rxpk_waiting(conn: sqlite3.Connection) -> None:
+    """The in-memory mask is a hint only: after a rolled-back batch, finishing the rest of the datagram
+    must not delete the row while the rolled-back rxpk still wait in it."""
+    journal = Journal(conn)
+    seq = add(journal, conn, 3, 0b111, T0.timestamp())
+    with pytest.raises(RuntimeError), db.transaction(conn):
+        journal.forget([Journal.datagram_id(seq, 0), Journal.datagram_id(seq, 1)])
+        raise RuntimeError("disk full at COMMIT")
+    with db.transaction(conn):
+        journal.forget([Journal.datagram_id(seq, 2)])
+    assert tmsts(journal) == [0, 1]
+    # and a whole datagram's batch rolled back keeps the whole row
+    seq2 = add(journal, conn, 2, 0b11, T0.timestamp() + 1, first=10)
+    with pytest.raises(RuntimeError), db.transaction(conn):
+        journal.forget([Journal.datagram_id(seq2, 0), Journal.datagram_id(seq2, 1)])
+        raise RuntimeError("power cut")
+    assert tmsts(journal) == [0, 1, 10, 11]
+
+
+def test_single_rows_and_datagram_rows_come_back_in_arrival_order(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    with db.transaction(conn):
+        first = journal.add(GW, rx(100), T0, "local")
+    add(journal, conn, 2, 0b11, T0.timestamp() + 1)
+    with db.transaction(conn):
+        journal.add(GW, rx(200), datetime.fromtimestamp(T0.timestamp() + 2, UTC), "local")
+    assert tmsts(journal) == [100, 0, 1, 200]
+    assert first > 0  # single rows keep positive ids, datagram rxpk negative ones: forget takes both
+    with db.transaction(conn):
+        journal.forget([e.seq for e in journal.pending()])
+    assert journal.depth() == 0
+
+
+def test_an_unreadable_datagram_row_is_reported_not_fatal(
+    conn: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(conn)
+    add(journal, conn, 1, 0b1, T0.timestamp())
+    row = (f"{GW:016X}", T0.timestamp(), b"junk")
+    conn.execute("INSERT INTO intake_datagrams VALUES (99, ?, ?, 1, ?)", row)
+    assert tmsts(journal) == [0]
+    assert "datagram 99 is unreadable" in caplog.text
+
+
+def test_the_mask_holds_62_rxpk() -> None:
+    assert MASK_BITS == 62 and Journal.datagram_id(1, MASK_BITS - 1) == -(1 << 6 | 61)
