@@ -390,7 +390,8 @@ class Gateway:
                     timeout = max(timeout, 2 * INTAKE_GROUP_S)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 continue
             try:
                 self._process()

@@ -188,8 +188,10 @@ class _Runner:
                     log.exception("sink %s: forwarder round failed", self.sink.name)
                     await asyncio.sleep(1.0)
                     continue
+            # (asyncio.timeout, not wait_for: no task per wait, and this runs once per PUBACK burst)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.event.wait(), self._wait_s())
+                async with asyncio.timeout(self._wait_s()):
+                    await self.event.wait()
         self._collect(flush=True)
         if self.inflight:
             log.warning(
