@@ -100,7 +100,10 @@ def crypt_frm_payload(key: bytes, uplink: bool, dev_addr: int, fcnt32: int, data
     if nblocks > 255:
         raise FrameError(f"payload of {len(data)} bytes is longer than a LoRaWAN frame can be")
     direction = 0 if uplink else 1
-    blocks = b"".join(_block.pack(0x01, direction, dev_addr, fcnt32, i) for i in range(1, nblocks + 1))
+    if nblocks == 1:  # most sensor payloads: one block, without building a generator and a join
+        blocks = _block.pack(0x01, direction, dev_addr, fcnt32, 1)
+    else:
+        blocks = b"".join(_block.pack(0x01, direction, dev_addr, fcnt32, i) for i in range(1, nblocks + 1))
     stream = aes_encrypt(key, blocks)
     n = len(data)
     # One big-int XOR instead of a per-byte loop: an order of magnitude faster in CPython.
