@@ -67,11 +67,7 @@ class Entry:
     rx: RxPacket
     received_at: datetime
     time_source: str
-    arrived: float = 0.0  # unix time this machine received it (the replay order)
-
-    def __post_init__(self) -> None:
-        if not self.arrived:
-            object.__setattr__(self, "arrived", self.received_at.timestamp())
+    order: int = 0  # arrival order across both tables (row numbers share one counter; not a clock)
 
 
 class Journal:
@@ -80,10 +76,13 @@ class Journal:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         conn.executescript(SCHEMA)
-        row = conn.execute("SELECT max(seq) FROM intake").fetchone()
+        # one counter for the rows of both tables, so that their numbers say the order things came in (a Pi
+        # without a real-time clock may step its clock back: receive times cannot)
+        row = conn.execute(
+            "SELECT max(coalesce((SELECT max(seq) FROM intake), 0), "
+            "coalesce((SELECT max(seq) FROM intake_datagrams), 0))"
+        ).fetchone()
         self._next = int(row[0] or 0) + 1
-        row = conn.execute("SELECT max(seq) FROM intake_datagrams").fetchone()
-        self._next_datagram = int(row[0] or 0) + 1
         # the mask each datagram row was written with: a batch that stores all of them deletes the row
         # outright. Only a hint (never what decides that other rxpk are done): after a failed commit it can
         # be stale, so anything short of the whole original mask goes through the table itself.
@@ -97,8 +96,8 @@ class Journal:
     def add_datagrams(self, items: list[tuple[int, bytes, float, int]]) -> list[int]:
         """Journal datagrams (gateway EUI, the PUSH_DATA, unix receive time, mask of the rxpk indexes that
         wait, each below :data:`MASK_BITS`); returns their row numbers (see :meth:`datagram_id`)."""
-        first = self._next_datagram
-        self._next_datagram += len(items)
+        first = self._next
+        self._next += len(items)
         rows = [
             (first + k, f"{eui:016X}", at, wanted, data) for k, (eui, data, at, wanted) in enumerate(items)
         ]
@@ -169,22 +168,23 @@ class Journal:
         self.conn.executemany("DELETE FROM intake WHERE seq BETWEEN ? AND ?", _runs(seqs))
 
     def pending(self) -> list[Entry]:
-        """What a previous run received but did not process, in the order it came (by receive time)."""
+        """What a previous run received but did not process, in the order it came."""
         out = []
         for seq, eui, data, tmst, freq, datr, chan, rssi, lsnr, rx_time, tmms, at, src in self.conn.execute(
                 "SELECT * FROM intake ORDER BY seq"):
             rx = RxPacket(data=bytes(data), tmst=int(tmst), freq_hz=int(freq), datr=str(datr), chan=int(chan),
                           rssi=float(rssi), lsnr=lsnr, time=gwmp.parse_time(rx_time) if rx_time else None,
                           tmms=tmms)
-            out.append(Entry(int(seq), int(eui, 16), rx, datetime.fromtimestamp(at, UTC), str(src)))
+            out.append(Entry(int(seq), int(eui, 16), rx, datetime.fromtimestamp(at, UTC), str(src),
+                             int(seq) << _INDEX_BITS))
         for seq, eui, at, wanted, datagram in self.conn.execute(
                 "SELECT seq, gateway_eui, received_at, wanted, datagram FROM intake_datagrams ORDER BY seq"):
             out.extend(
                 self._datagram_entries(int(seq), int(eui, 16), float(at), int(wanted), bytes(datagram))
             )
-        # (a stable sort: each table is in arrival order already; both hold rows when a datagram had more
-        # rxpk than a mask holds, or after an upgrade from a version with only the one-row-each table)
-        out.sort(key=lambda e: e.arrived)
+        # both tables in arrival order (they both hold rows when a datagram had more rxpk than a mask holds,
+        # or after an upgrade from a version with only the one-row-each table)
+        out.sort(key=lambda e: e.order)
         return out
 
     def _datagram_entries(self, seq: int, eui: int, at: float, wanted: int, datagram: bytes) -> list[Entry]:
@@ -206,7 +206,7 @@ class Journal:
             # the receive time and its source as the daemon chose them (netserver.reception)
             gps = rx.time is not None and rx.tmms is not None
             out.append(Entry(self.datagram_id(seq, index), eui, rx, rx.time if gps and rx.time else local,
-                             "gps" if gps else "local", at))
+                             "gps" if gps else "local", seq << _INDEX_BITS | index))
         return out
 
     def depth(self) -> int:

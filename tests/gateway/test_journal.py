@@ -114,6 +114,18 @@ def test_single_rows_and_datagram_rows_come_back_in_arrival_order(conn: sqlite3.
     assert journal.depth() == 0
 
 
+def test_the_order_is_arrival_even_when_the_clock_stepped_back(conn: sqlite3.Connection) -> None:
+    """A Pi without a real-time clock may set its clock back (NTP after boot): frames of one device must
+    still come back in the order they came, or the earlier counter would be refused as a replay."""
+    journal = Journal(conn)
+    add(journal, conn, 1, 0b1, T0.timestamp() + 3600, first=1)
+    with db.transaction(conn):
+        journal.add(GW, rx(2), T0, "local")
+    add(journal, conn, 1, 0b1, T0.timestamp(), first=3)
+    assert tmsts(Journal(conn)) == [1, 2, 3]  # (and after a restart: the counter continues)
+    assert add(Journal(conn), conn, 1, 0b1, T0.timestamp(), first=4) == 4
+
+
 def test_an_unreadable_datagram_row_is_reported_not_fatal(
     conn: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
