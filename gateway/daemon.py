@@ -331,36 +331,41 @@ class Gateway:
         self._wake.set()
 
     def _journal(self, waiting: list[Reception]) -> None:
-        """Journal the copies waiting in the dedup window: one row per datagram they came in (its rxpk
-        that wait, as a mask), one row each for any without one."""
-        by_datagram: dict[int, tuple[int, bytes, float, list[Reception]]] = {}  # id(datagram) -> row, copies
-        single: list[Reception] = []
+        """Journal the copies waiting in the dedup window, in the order they came: one row per datagram
+        with several of them (its rxpk that wait, as a mask), a compact row of its own for any other."""
+        order: list[Reception | list[Reception]] = []  # a list: the copies of one datagram
+        groups: dict[int, list[Reception]] = {}  # id(datagram) -> its copies
         for copy in waiting:
             origin = copy.origin
             if origin is None or origin[1] >= MASK_BITS:
-                single.append(copy)
+                order.append(copy)
                 continue
-            row = by_datagram.get(id(origin[0]))
-            if row is None:
-                row = by_datagram[id(origin[0])] = (copy.gateway_eui, origin[0], origin[2], [])
-            row[3].append(copy)
-        if by_datagram:
-            rows = list(by_datagram.values())
-            seqs = self.journal.add_datagrams(
-                [(eui, data, at, _mask(copies)) for eui, data, at, copies in rows]
-            )
-            datagram_id = self.journal.datagram_id
-            for seq, (_, _, _, copies) in zip(seqs, rows, strict=True):
-                for copy in copies:
+            group = groups.get(id(origin[0]))
+            if group is None:
+                group = groups[id(origin[0])] = []
+                order.append(group)
+            group.append(copy)
+        items: list[tuple[int, Any, Any, Any]] = []
+        for entry in order:
+            if isinstance(entry, list) and len(entry) > 1:
+                origin = entry[0].origin
+                assert origin is not None
+                items.append((entry[0].gateway_eui, origin[0], origin[2], _mask(entry)))
+            else:
+                c = entry[0] if isinstance(entry, list) else entry
+                items.append((c.gateway_eui, c.rx, c.received_at, c.time_source))
+        seqs = self.journal.add_in_order(items)
+        datagram_id = self.journal.datagram_id
+        for entry, seq in zip(order, seqs, strict=True):
+            if isinstance(entry, list) and len(entry) > 1:
+                for copy in entry:
                     assert copy.origin is not None
                     copy.journal_id = datagram_id(seq, copy.origin[1])
                     copy.origin = None  # (the datagram's bytes are not needed any more)
-        if single:
-            seqs = self.journal.add_many(
-                [(c.gateway_eui, c.rx, c.received_at, c.time_source) for c in single]
-            )
-            for copy, seq in zip(single, seqs, strict=True):
+            else:
+                copy = entry[0] if isinstance(entry, list) else entry
                 copy.journal_id = seq
+                copy.origin = None
 
     def _replay_journal(self) -> None:
         """Frames a previous run received (and acknowledged) but did not store: process them now, with

@@ -7,12 +7,15 @@ it in the same transaction that stores the processed frame (counter + outbox rec
 feeds what is left back into the network server with the original receive time; such frames never trigger
 downlinks (their receive windows are gone).
 
-Two tables, one meaning. ``intake_datagrams`` is the fast path the daemon uses: one row per PUSH_DATA
-datagram, stored as it came, with a bit mask of the rxpk in it that wait to be stored (a packet forwarder
-sends up to 8 or 16 per datagram, so one INSERT and one DELETE per datagram, not per rxpk: about 5 us of the
-gateway's cost per uplink). The row goes when its last waiting rxpk is stored; a batch that stores only
-some of them clears their bits (the rest are replayed after a crash, the stored ones are not). ``intake``
-holds single receptions, one row each (:meth:`Journal.add`, and an rxpk beyond the mask's 62 bits).
+Two tables, one meaning. ``intake_datagrams`` is the fast path the daemon uses under load: one row per
+PUSH_DATA datagram with several rxpk waiting, stored as it came, with a bit mask of those rxpk (a packet
+forwarder under load sends up to 8 or 16 per datagram, so one INSERT and one DELETE per datagram, not per
+rxpk: a few us of the gateway's cost per uplink). The row goes when its last waiting rxpk is stored; a
+batch that stores only some of them clears their bits (the rest are replayed after a crash, the stored
+ones are not). ``intake`` holds single receptions, one compact row each: a datagram with one rxpk waiting
+(the usual case at a city's pace, where the datagram as sent, JSON and base64, would be three times the
+bytes written to the SD card), :meth:`Journal.add`, and an rxpk beyond the mask's 62 bits. Row numbers of
+both tables come from one counter: their order is the order things came in.
 
 Journal ids: positive for an ``intake`` row (its seq), negative for an rxpk of a datagram row
 (``-(seq << 6 | index)``), so :meth:`Journal.forget` takes both.
@@ -22,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from havel.gateway import gwmp
 from havel.gateway.gwmp import GwmpError, RxPacket
@@ -93,29 +97,47 @@ class Journal:
         """The journal id of rxpk ``index`` of datagram row ``seq``."""
         return -((seq << _INDEX_BITS) | index)
 
-    def add_datagrams(self, items: list[tuple[int, bytes, float, int]]) -> list[int]:
-        """Journal datagrams (gateway EUI, the PUSH_DATA, unix receive time, mask of the rxpk indexes that
-        wait, each below :data:`MASK_BITS`); returns their row numbers (see :meth:`datagram_id`)."""
+    def add_in_order(self, items: Sequence[tuple[int, Any, Any, Any]]) -> list[int]:
+        """Journal datagrams ``(gateway EUI, the PUSH_DATA bytes, unix receive time, mask of the rxpk indexes
+        that wait, each below MASK_BITS)`` and single receptions ``(gateway EUI, RxPacket, receive time,
+        time source)``, mixed; returns their row numbers in the order given, which is the replay order
+        (a datagram's rxpk: see :meth:`datagram_id`)."""
         first = self._next
         self._next += len(items)
-        rows = [
-            (first + k, f"{eui:016X}", at, wanted, data) for k, (eui, data, at, wanted) in enumerate(items)
-        ]
+        datagrams: list[tuple[int, int, bytes, float, int]] = []
+        singles: list[tuple[int, int, RxPacket, datetime, str]] = []
+        for seq, (eui, what, at, extra) in enumerate(items, first):
+            if isinstance(what, bytes):
+                datagrams.append((seq, eui, what, at, extra))
+            else:
+                singles.append((seq, eui, what, at, extra))
+        if datagrams:
+            self._insert_datagrams(datagrams)
+        if singles:
+            self._insert_singles(singles)
+        return list(range(first, first + len(items)))
+
+    def add_datagrams(self, items: list[tuple[int, bytes, float, int]]) -> list[int]:
+        """:meth:`add_in_order` for datagrams only."""
+        return self.add_in_order(items)
+
+    def add_many(self, items: list[tuple[int, RxPacket, datetime, str]]) -> list[int]:
+        """:meth:`add_in_order` for single receptions only (gateway EUI, rxpk, receive time, time
+        source)."""
+        return self.add_in_order(items)
+
+    def _insert_datagrams(self, items: list[tuple[int, int, bytes, float, int]]) -> None:
+        rows = [(seq, f"{eui:016X}", at, wanted, data) for seq, eui, data, at, wanted in items]
         self.conn.executemany("INSERT INTO intake_datagrams VALUES (?, ?, ?, ?, ?)", rows)
         wanted_of = self._wanted
         for seq, _, _, wanted, _ in rows:
             wanted_of[seq] = wanted
-        return [r[0] for r in rows]
 
-    def add_many(self, items: list[tuple[int, RxPacket, datetime, str]]) -> list[int]:
-        """Journal receptions (gateway EUI, rxpk, receive time, time source); returns their numbers."""
-        first = self._next
-        self._next += len(items)
+    def _insert_singles(self, items: list[tuple[int, int, RxPacket, datetime, str]]) -> None:
         rows = []
-        seq = first
         eui_text: dict[int, str] = {}  # a batch comes from a few concentrators at a few receive times
         stamps: dict[datetime, float] = {}
-        for eui, rx, at, src in items:
+        for seq, eui, rx, at, src in items:
             e = eui_text.get(eui)
             if e is None:
                 e = eui_text[eui] = f"{eui:016X}"
@@ -124,9 +146,7 @@ class Journal:
                 ts = stamps[at] = at.timestamp()
             rows.append((seq, e, rx.data, rx.tmst, rx.freq_hz, rx.datr, rx.chan, rx.rssi, rx.lsnr,
                          gwmp.format_time(rx.time) if rx.time else None, rx.tmms, ts, src))
-            seq += 1
         self.conn.executemany("INSERT INTO intake VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        return list(range(first, seq))
 
     def add(self, gateway_eui: int, rx: RxPacket, received_at: datetime, time_source: str) -> int:
         """Journal one reception; returns its sequence number."""

@@ -459,6 +459,31 @@ def test_a_datagram_with_more_rxpk_than_a_journal_mask_holds(gw: InProcessGatewa
     assert [u["fcnt"] for u in got] == list(range(1, 65))
 
 
+def test_a_datagram_with_one_rxpk_waiting_is_journaled_compactly(tmp_path: Path) -> None:
+    """One rxpk waiting (a city's pace): a compact row of its own; several: one row for the datagram."""
+    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 1500}))
+    register(cfg)
+
+    def rows(gw: InProcessGateway) -> tuple[int, list[int]]:
+        conn = gw.gateway.conn
+        single = conn.execute("SELECT count(*) FROM intake").fetchone()[0]
+        masks = [m for (m,) in conn.execute("SELECT wanted FROM intake_datagrams ORDER BY seq")]
+        return single, masks
+
+    with InProcessGateway(cfg) as gw, Concentrator(gw.udp, GW1) as c:
+        push(c, frame(1), tmst=1000)  # returns once PUSH_ACKed, i.e. journaled
+        assert gw.call(lambda: rows(gw)) == (1, [])
+        rxpk = [
+            c.rxpk(frame(f), tmst=1000 * f, freq_hz=868_100_000, datr="SF7BW125", rssi=-80, snr=5.0)
+            for f in (2, 3, 4)
+        ]
+        assert c.push(rxpk, wait_ack_s=2.0)
+        assert gw.call(lambda: rows(gw)) == (1, [0b111])
+        got = wait(lambda: ups(tmp_path / "out.jsonl") if len(ups(tmp_path / "out.jsonl")) == 4 else None)
+        wait(lambda: gw.call(lambda: rows(gw)) == (0, []))
+    assert [u["fcnt"] for u in got] == [1, 2, 3, 4]
+
+
 def test_protocol_v1_forwarder_with_gps_time(gw: InProcessGateway, tmp_path: Path) -> None:
     with Concentrator(gw.udp, GW2, version=1, gps=True) as c:
         wait(lambda: gw.gateway.udp.can_send(GW2))

@@ -126,6 +126,21 @@ def test_the_order_is_arrival_even_when_the_clock_stepped_back(conn: sqlite3.Con
     assert add(Journal(conn), conn, 1, 0b1, T0.timestamp(), first=4) == 4
 
 
+def test_datagrams_and_single_receptions_in_one_call_keep_their_order(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    with db.transaction(conn):
+        seqs = journal.add_in_order([
+            (GW, datagram(2, first=10), T0.timestamp(), 0b11),
+            (GW, rx(20), T0, "local"),
+            (GW, datagram(1, first=30), T0.timestamp(), 0b1),
+        ])
+    assert seqs == [1, 2, 3]
+    assert tmsts(Journal(conn)) == [10, 11, 20, 30]
+    with db.transaction(conn):
+        journal.forget([Journal.datagram_id(1, 0), Journal.datagram_id(1, 1), 2, Journal.datagram_id(3, 0)])
+    assert journal.depth() == 0
+
+
 def test_an_unreadable_datagram_row_is_reported_not_fatal(
     conn: sqlite3.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
