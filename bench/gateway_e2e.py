@@ -31,7 +31,6 @@ what one core of its own would give) and where the time goes; nothing is asserte
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import socket
@@ -93,20 +92,8 @@ def uplink_frame(k: int, devices: int, *, adr: bool = True) -> bytes:
 
 def rxpk_of(frame: bytes, *, tmst: int) -> dict[str, Any]:
     """The rxpk a concentrator reports for ``frame`` heard at SF7 on 868.1 MHz."""
-    return {
-        "tmst": tmst % (1 << 32),
-        "chan": 0,
-        "rfch": 0,
-        "freq": 868.1,
-        "stat": 1,
-        "modu": "LORA",
-        "datr": "SF7BW125",
-        "codr": "4/5",
-        "rssi": -90,
-        "lsnr": 5.5,
-        "size": len(frame),
-        "data": base64.b64encode(frame).decode(),
-    }
+    rx = gwmp.RxPacket(frame, tmst % (1 << 32), 868_100_000, "SF7BW125", rssi=-90, lsnr=5.5)
+    return gwmp.rxpk_to_json(rx)
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

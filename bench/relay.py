@@ -232,7 +232,6 @@ def latency_uplink(tmp: Path, key_file: Path, crisis: Mosquitto, n: int, radio: 
     """A water-level alarm uplink (GWMP PUSH_DATA) into the real gateway daemon while its platform broker is
     down -> relay manager -> APRS (direwolf pair) and MQTT -> receiver -> crisis broker. Per path: the time
     from the PUSH_DATA datagram to the receiver's verified arrival (duplicates included)."""
-    import base64
     import socket
 
     from havel.codecs.lorawan import phy
@@ -337,20 +336,8 @@ def latency_uplink(tmp: Path, key_file: Path, crisis: Mosquitto, n: int, radio: 
                         nwk_s_key=nwk,
                         app_s_key=app,
                     )
-                    rxpk = {
-                        "tmst": 1000 + i,
-                        "chan": 0,
-                        "rfch": 0,
-                        "freq": 868.1,
-                        "stat": 1,
-                        "modu": "LORA",
-                        "datr": "SF7BW125",
-                        "codr": "4/5",
-                        "rssi": -80,
-                        "lsnr": 7.5,
-                        "size": len(frame),
-                        "data": base64.b64encode(frame).decode(),
-                    }
+                    heard = gwmp.RxPacket(frame, 1000 + i, 868_100_000, "SF7BW125", rssi=-80, lsnr=7.5)
+                    rxpk = gwmp.rxpk_to_json(heard)
                     t0 = time.time()
                     sock.sendto(
                         gwmp.encode_push_data(2, i + 1, 0xAA555A0000000001, rxpk=[rxpk]),
