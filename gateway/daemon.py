@@ -333,12 +333,12 @@ class Gateway:
     def _journal(self, waiting: list[Reception]) -> None:
         """Journal the copies waiting in the dedup window, in the order they came: one row per datagram
         with several of them (its rxpk that wait, as a mask), a compact row of its own for any other."""
-        order: list[Reception | list[Reception]] = []  # a list: the copies of one datagram
+        order: list[list[Reception]] = []  # rows to write: the waiting copies of one datagram, or one copy
         groups: dict[int, list[Reception]] = {}  # id(datagram) -> its copies
         for copy in waiting:
             origin = copy.origin
             if origin is None or origin[1] >= MASK_BITS:
-                order.append(copy)
+                order.append([copy])
                 continue
             group = groups.get(id(origin[0]))
             if group is None:
@@ -346,26 +346,22 @@ class Gateway:
                 order.append(group)
             group.append(copy)
         items: list[tuple[int, Any, Any, Any]] = []
-        for entry in order:
-            if isinstance(entry, list) and len(entry) > 1:
-                origin = entry[0].origin
-                assert origin is not None
-                items.append((entry[0].gateway_eui, origin[0], origin[2], _mask(entry)))
+        for row in order:
+            first = row[0]
+            if len(row) > 1:  # (only a datagram's copies share a row)
+                assert first.origin is not None
+                items.append((first.gateway_eui, first.origin[0], first.origin[2], _mask(row)))
             else:
-                c = entry[0] if isinstance(entry, list) else entry
-                items.append((c.gateway_eui, c.rx, c.received_at, c.time_source))
-        seqs = self.journal.add_in_order(items)
+                items.append((first.gateway_eui, first.rx, first.received_at, first.time_source))
         datagram_id = self.journal.datagram_id
-        for entry, seq in zip(order, seqs, strict=True):
-            if isinstance(entry, list) and len(entry) > 1:
-                for copy in entry:
+        for row, seq in zip(order, self.journal.add_in_order(items), strict=True):
+            for copy in row:
+                if len(row) > 1:
                     assert copy.origin is not None
                     copy.journal_id = datagram_id(seq, copy.origin[1])
-                    copy.origin = None  # (the datagram's bytes are not needed any more)
-            else:
-                copy = entry[0] if isinstance(entry, list) else entry
-                copy.journal_id = seq
-                copy.origin = None
+                else:
+                    copy.journal_id = seq
+                copy.origin = None  # (the datagram's bytes are not needed any more)
 
     def _replay_journal(self) -> None:
         """Frames a previous run received (and acknowledged) but did not store: process them now, with

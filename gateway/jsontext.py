@@ -34,25 +34,26 @@ _make: Any = getattr(json.encoder, "c_make_encoder", None)
 
 def encode_json_bytes(value: Any) -> bytes:
     """:func:`encode_json` as UTF-8 bytes (what a sink publishes)."""
-    try:
-        out = _dumps(value)
-    except TypeError:  # orjson.JSONEncodeError: the standard library converts or raises
-        return _standard(value).encode()
-    if b"null" in out:  # perhaps a NaN or infinity, which orjson writes as null
-        return _standard(value).encode()
-    return out
+    out = _fast(value)
+    return out if out is not None else _standard(value).encode()
 
 
 def encode_json(value: Any) -> str:
     """``json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``: ValueError for
     NaN, infinity and circular data, TypeError for values JSON has no type for."""
+    out = _fast(value)
+    return out.decode() if out is not None else _standard(value)
+
+
+def _fast(value: Any) -> bytes | None:
+    """orjson's text, or None where the standard library must decide (see the module docstring)."""
     try:
         out = _dumps(value)
-    except TypeError:
-        return _standard(value)
-    if b"null" in out:
-        return _standard(value)
-    return out.decode()
+    except TypeError:  # orjson.JSONEncodeError: the standard library converts or raises
+        return None
+    if b"null" in out:  # perhaps a NaN or infinity, which orjson writes as null
+        return None
+    return out
 
 
 def _standard(value: Any) -> str:
