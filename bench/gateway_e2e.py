@@ -308,6 +308,11 @@ def run_once(
     udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     with Mosquitto(max_inflight=broker_inflight) as broker:
         broker.start()
+        # the broker and this process (the packet forwarder) on the other cores, so that the daemon has its
+        # core to itself: on a 2-core machine the scheduler would otherwise put them on its core now and then
+        if broker.pid is not None:
+            pin(broker.pid, other_cores(cpu_core))
+        pin(0, other_cores(cpu_core))
         conn = db.open_db(tmp / "data" / "havel.db")
         register_devices(conn, devices)
         conn.close()
@@ -361,9 +366,31 @@ def run_once(
                 with sqlite3.connect(sample) as c:
                     row = c.execute("SELECT avg(length(payload)) FROM outbox").fetchone()
                     size = int(row[0] or size)
-            out["base"] = paho_alone(broker.port, frames, b"x" * size, threaded=False)
-            out["threaded"] = paho_alone(broker.port, frames, b"x" * size, threaded=True)
+            # paho on the daemon's core, the broker still on the others: the same conditions
+            pin(0, {cpu_core})
+            try:
+                out["base"] = paho_alone(broker.port, frames, b"x" * size, threaded=False)
+                out["threaded"] = paho_alone(broker.port, frames, b"x" * size, threaded=True)
+            finally:
+                pin(0, other_cores(cpu_core))
     return out
+
+
+def other_cores(cpu: int) -> set[int]:
+    """Every core this process may use but ``cpu`` (all of them where there is no other)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return set()
+    cores = set(range(os.cpu_count() or 1))
+    return (cores - {cpu}) or cores
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Run process ``pid`` (0: this one) on ``cores`` only, where the OS allows it."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(pid, cores)
+        except OSError:
+            pass
 
 
 def main() -> int:

@@ -294,7 +294,7 @@ class FastClient(mqtt.Client):
             if parts:
                 self._append(b"".join(parts))
         if parts:
-            self._call_socket_register_write()
+            self._call_socket_register_write()  # (one message: the loop sends it with whatever follows)
         return result
 
     def publish_many(
@@ -325,8 +325,20 @@ class FastClient(mqtt.Client):
             if parts:
                 self._append(b"".join(parts))
         if parts:
-            self._call_socket_register_write()
+            self._write_now()
         return results
+
+    def _write_now(self) -> None:
+        """Send the queued packets now, as far as the socket takes them; the event loop is asked to report
+        the socket writable only for what is left. paho queues and asks the loop every time, which costs two
+        ``epoll_ctl`` calls and a loop pass per batch: against a broker with a small Receive Maximum (20
+        for Mosquitto) that is every few messages. Inside a paho callback (a publish from ``on_connect``)
+        it asks the loop, as paho's own ``_packet_queue`` does, so no packet is written from inside a read."""
+        if self._in_callback_mutex.acquire(False):
+            self._in_callback_mutex.release()
+            self.loop_write()  # (its finally registers the writer if anything is left, or unregisters it)
+        else:
+            self._call_socket_register_write()
 
     def _fast(self) -> bool:
         # the situation the fast path reproduces paho's publish() in; anything else goes through paho

@@ -318,6 +318,11 @@ class Mosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._proc.pid if self.running else None
+
     def start(self, timeout: float = 10.0) -> None:
         """Start the broker (on the same ports as before, if it ran before) and wait until it accepts."""
         if self.running:
