@@ -40,7 +40,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -387,10 +387,8 @@ def other_cores(cpu: int) -> set[int]:
 def pin(pid: int, cores: set[int]) -> None:
     """Run process ``pid`` (0: this one) on ``cores`` only, where the OS allows it."""
     if cores and hasattr(os, "sched_setaffinity"):
-        try:
+        with suppress(OSError):  # (a process that ended meanwhile, or a container that forbids it)
             os.sched_setaffinity(pid, cores)
-        except OSError:
-            pass
 
 
 def main() -> int:
