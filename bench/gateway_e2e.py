@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -256,10 +256,14 @@ def paho_alone(port: int, n: int, payload: bytes, threaded: bool) -> tuple[float
 
 
 @contextmanager
-def running_daemon(tmp: Path, udp: int, http: int, broker_port: int, cpu: int) -> Iterator[Any]:
+def running_daemon(
+    tmp: Path, udp: int, http: int, broker_port: int, cpu: int,
+    wrap: Sequence[str] = (), patience: float = 1.0,
+) -> Iterator[Any]:
     """``havel gateway run`` as its own process (pinned to CPU ``cpu`` where it can be) with an MQTT sink
     "platform" to the broker at ``broker_port``, data in ``tmp/data``; yields the process once that sink
-    is up, terminates it at the end."""
+    is up, terminates it at the end. ``wrap``: a command the daemon runs under (valgrind, for
+    ``bench/gateway_instructions.py``), ``patience``: how many times longer to wait for it."""
     cfg = tmp / "gateway.toml"
     cfg.write_text(f"""
 [gateway]
@@ -283,12 +287,13 @@ tls = false
     cmd = [sys.executable, "-m", "havel", "gateway", "run", "--config", str(cfg)]
     if os.environ.get("HAVEL_PROFILE"):  # where the daemon's time goes: cProfile output file
         cmd[1:1] = ["-m", "cProfile", "-o", os.environ["HAVEL_PROFILE"]]
+    cmd = [*wrap, *cmd]
     if hasattr(os, "sched_setaffinity") and os.cpu_count() and cpu < (os.cpu_count() or 1):
         cmd = ["taskset", "-c", str(cpu), *cmd]
     with open(tmp / "gateway.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 30 * patience
             while True:
                 try:
                     st = status(http)
@@ -302,16 +307,17 @@ tls = false
             yield proc
         finally:
             proc.terminate()
-            proc.wait(30)
+            proc.wait(30 * patience)
 
 
 def run_once(
     tmp: Path, datagrams: list[bytes], frames: int, devices: int, window: int, cpu_core: int,
-    broker_inflight: int | None, baseline_size: int | None,
+    broker_inflight: int | None, baseline_size: int | None, wrap: Sequence[str] = (), patience: float = 1.0,
 ) -> dict[str, Any]:
     """One measured run against a fresh Mosquitto (``broker_inflight``: its max_inflight_messages, None for
     its default): the daemon's end-to-end rate, intake rate and CPU time; with ``baseline_size`` also paho
-    alone on the same broker (messages of that size; 0 = the stored messages' average size)."""
+    alone on the same broker (messages of that size; 0 = the stored messages' average size). ``wrap`` and
+    ``patience``: see :func:`running_daemon`."""
     udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     with Mosquitto(max_inflight=broker_inflight) as broker:
         broker.start()
@@ -323,11 +329,11 @@ def run_once(
         conn = db.open_db(tmp / "data" / "havel.db")
         register_devices(conn, devices)
         conn.close()
-        with running_daemon(tmp, udp, http, broker.port, cpu_core) as proc:
+        with running_daemon(tmp, udp, http, broker.port, cpu_core, wrap, patience) as proc:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.connect(("127.0.0.1", udp))
-            sock.settimeout(5)
+            sock.settimeout(5 * patience)
             t0 = time.perf_counter()
             c0 = cpu_seconds(proc.pid)
             inflight = 0
@@ -349,8 +355,8 @@ def run_once(
                 done = st["sinks"]["platform"]["acked"]
                 if done >= frames:
                     break
-                if time.perf_counter() - t_sent > 120:
-                    raise SystemExit(f"only {done} of {frames} acknowledged after 120 s")
+                if time.perf_counter() - t_sent > 120 * patience:
+                    raise SystemExit(f"only {done} of {frames} acknowledged after {120 * patience:.0f} s")
                 time.sleep(0.02)
             t_end = time.perf_counter()
             c1 = cpu_seconds(proc.pid)

@@ -1,0 +1,103 @@
+"""The gateway daemon's cost per uplink in CPU instructions, counted by valgrind: the same on a busy machine.
+
+Usage: .venv/bin/python bench/gateway_instructions.py [--small 4000] [--large 12000] [--devices 1000] [--json]
+
+``bench/gateway_e2e.py`` measures time, and on a shared machine the same code gives figures up to 30 % apart
+from one minute to the next: too coarse to tell whether a change saved 3 %. Here the daemon runs the same
+end-to-end job (``havel gateway run`` with its MQTT sink, a real Mosquitto, the same pre-built frames as
+GWMP datagrams) under valgrind's callgrind, which counts the instructions it executes. Two runs, of
+``--small`` and ``--large`` uplinks; the difference of their totals divided by the difference of their sizes
+is the cost of one more uplink, without the start and the stop. Counts vary by well under 1 % between runs
+(the batches the daemon forms depend a little on timing); a change that moves the figure by more is real.
+
+Under callgrind the daemon runs about 50 times slower, so its batches are as large as they get (the load
+the gateway sees when it falls behind). Both runs take about two minutes together. Needs valgrind
+(``apt-get install valgrind``); without it the script says so and stops. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gateway_e2e as e2e  # noqa: E402
+
+from havel.gateway import gwmp  # noqa: E402
+
+PATIENCE = 40.0  # the daemon under callgrind: every wait of the end-to-end bench, this many times longer
+
+
+def instructions(path: Path) -> int:
+    """The total instruction count of a callgrind output file (its ``summary:`` or ``totals:`` line)."""
+    text = path.read_text(errors="replace")
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
+    if m is None:
+        raise SystemExit(f"{path}: no instruction total in the callgrind output")
+    return int(m.group(1))
+
+
+def count(frames: int, devices: int, per_datagram: int, valgrind: str) -> tuple[int, dict[str, object]]:
+    """Instructions the daemon executed in a whole run of ``frames`` uplinks (start and stop included)."""
+    built = [e2e.uplink_frame(k, devices) for k in range(frames)]
+    rxpk = [e2e.rxpk_of(f, tmst=1000 + k) for k, f in enumerate(built)]
+    datagrams = [
+        gwmp.encode_push_data(2, (i // per_datagram) & 0xFFFF, e2e.GW, rxpk=rxpk[i : i + per_datagram])
+        for i in range(0, len(rxpk), per_datagram)
+    ]
+    tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
+    out = tmp / "callgrind.out"
+    wrap = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
+    run = e2e.run_once(tmp, datagrams, frames, devices, 256, 0, 0, None, wrap=wrap, patience=PATIENCE)
+    if run["accepted"] != frames:
+        raise SystemExit(f"only {run['accepted']} of {frames} uplinks accepted under callgrind")
+    return instructions(out), run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--small", type=int, default=4000)
+    ap.add_argument("--large", type=int, default=12000)
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--per-datagram", type=int, default=8)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed (apt-get install valgrind): no instruction counts")
+        return 0
+    if args.large <= args.small:
+        raise SystemExit("--large must be more uplinks than --small")
+    small, _ = count(args.small, args.devices, args.per_datagram, valgrind)
+    large, _ = count(args.large, args.devices, args.per_datagram, valgrind)
+    per_uplink = (large - small) / (args.large - args.small)
+    result = {
+        "daemon_instructions_per_uplink": round(per_uplink),
+        "small_run": {"uplinks": args.small, "instructions": small},
+        "large_run": {"uplinks": args.large, "instructions": large},
+        "devices": args.devices,
+        "per_datagram": args.per_datagram,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"gateway daemon under callgrind, GWMP to MQTT PUBACK, {args.devices} devices, "
+        f"{args.per_datagram} rxpk per PUSH_DATA"
+    )
+    print(f"  {args.small:,} uplinks: {small:,} instructions in all (start and stop included)")
+    print(f"  {args.large:,} uplinks: {large:,} instructions in all")
+    extra = args.large - args.small
+    print(f"  per uplink: {per_uplink:,.0f} instructions (the difference, over {extra:,} uplinks)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
