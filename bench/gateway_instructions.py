@@ -10,10 +10,11 @@ GWMP datagrams) under valgrind's callgrind, which counts the instructions it exe
 is the cost of one more uplink, without the start and the stop. Counts vary by well under 1 % between runs
 (the batches the daemon forms depend a little on timing); a change that moves the figure by more is real.
 
-250 devices, so that the uplinks counted (the 17th to the 48th of each device) are past the 20 an ADR
-decision needs, as in the long timed run. Under callgrind the daemon runs about 50 times slower, so its batches are as large as they get (the load
-the gateway sees when it falls behind). Both runs take about two minutes together. Needs valgrind
-(``apt-get install valgrind``); without it the script says so and stops. Prints figures; asserts nothing.
+250 devices, so that the uplinks counted (the 17th to the 48th of each device) are past the 20 an ADR decision
+needs, as in the long timed run. Under callgrind the daemon runs about 50 times slower, so its batches are as
+large as they get (the load the gateway sees when it falls behind). Both runs take about two minutes together.
+Needs valgrind (``apt-get install valgrind``); without it the script says so and stops. Prints figures;
+asserts nothing.
 """
 
 from __future__ import annotations
