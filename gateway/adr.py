@@ -143,6 +143,9 @@ class _Device:
     asked_left: int = 0  # ... for this many more uplinks
     asked_from_dr: int | None = None  # the data rate the device used when it was asked
     last_dr: int | None = None  # the data rate of its latest uplink
+    # the last change decided, with what it asked: a change that found no window to go in (the gateway's duty
+    # cycle) is decided again at the next uplink, mostly the same, and then the same object is handed out
+    last_change: tuple[tuple[int, int, int, bool], AdrDecision] | None = None
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,12 @@ class AdrController:
         new_dr, new_power = target(max(st.snrs), dr, st.tx_power, self.margin_db)
         new_nb = nb_trans_for(st.nb_trans, loss_percent(st.fcnts))
         if (new_dr, new_power, new_nb) != (dr, st.tx_power, st.nb_trans):
-            return AdrDecision(link_adr_req(new_dr, new_power, new_nb), adr_ack_req)
+            key = (new_dr, new_power, new_nb, adr_ack_req)
+            last = st.last_change
+            if last is None or last[0] != key:
+                command = link_adr_req(new_dr, new_power, new_nb)
+                last = st.last_change = (key, AdrDecision(command, adr_ack_req))
+            return last[1]  # (its command is shared: read-only, as every decision's is)
         return decision
 
     def sent(self, dev_eui: int, epoch: int, command: dict[str, Any]) -> None:

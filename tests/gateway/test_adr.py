@@ -144,6 +144,23 @@ def test_a_request_that_found_no_window_is_decided_again_and_not_counted() -> No
     assert ctl.counters == {"requested": 0, "accepted": 0, "refused": 0, "lost": 0}
 
 
+def test_a_change_decided_again_is_handed_out_again_until_the_link_asks_for_another() -> None:
+    """A change that found no window is decided at every uplink (the same one, mostly): it is handed out as
+    the same object, and a new one as soon as the link asks for something else."""
+    ctl = AdrController(DictStore())
+    got = uplinks(ctl, HISTORY + 2, dr=0, snr=8.0, window=False)
+    changes = [d for d in got if d.command is not None]
+    assert len(changes) == 3 and changes[0] is changes[1] is changes[2]
+    assert (changes[0].command["data_rate"], changes[0].command["tx_power"]) == (5, 1)
+    [better] = uplinks(ctl, 1, dr=0, snr=20.0, window=False)  # 30 dB over SF12's floor: lower power
+    assert better is not changes[0] and (better.command["data_rate"], better.command["tx_power"]) == (5, 5)
+    _fcnt["next"] += 1
+    fcnt = _fcnt["next"]
+    asked = ctl.on_uplink(1, 0, adr=True, adr_ack_req=True, dr=0, max_snr_db=20.0, mac_up=[], fcnt=fcnt)
+    assert asked.answer_needed and asked.command == better.command and asked is not better
+    assert changes[0].command["tx_power"] == 1  # what was handed out before is unchanged
+
+
 def test_adr_ack_req_is_always_answered_even_when_adr_is_switched_off() -> None:
     ctl = AdrController(DictStore(), enabled=False)
     d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=True, dr=0, max_snr_db=5.0, mac_up=[], fcnt=1)
