@@ -28,7 +28,10 @@ the wire; the sink and forwarder tests add broker restarts and TLS reconnects).
   callbacks set, no ``loop_start`` thread, no logging), for one message or a batch (locks taken once),
   without an MQTTMessageInfo with a threading.Condition per message that nobody waits on (delivery is
   tracked by ``on_publish``), and with the PUBLISH bytes appended to one run at the tail of paho's packet
-  queue instead of a packet record each. In any other situation it calls paho's ``publish``.
+  queue instead of a packet record each. ``publish_many`` then writes at once (paho's ``loop_write``) instead
+  of asking the event loop to report the socket writable, which costs two ``epoll_ctl`` calls and a loop
+  pass per batch; the loop is asked only for what the socket did not take, or from inside a paho callback
+  (as paho's own ``_packet_queue`` decides). In any other situation it calls paho's ``publish``.
 - **Writes** (``_packet_write``): paho sends each queued packet with its own ``send``. Here the packets that
   paho does nothing with after sending (everything but QoS 0 PUBLISH, whose info is marked published, and
   DISCONNECT, which closes the socket) are first joined into runs (a new run starts at 64 KiB), then paho's
@@ -39,10 +42,10 @@ the wire; the sink and forwarder tests add broker restarts and TLS reconnects).
 paho internals relied on, as in 2.2.0 (the release checked): the methods above, ``_sock``, ``_in_packet``,
 ``_out_packet`` and its packet dicts, ``_out_messages``, ``_out_message_mutex``, ``_inflight_messages``,
 ``_max_inflight_messages``, ``_max_queued_messages``, ``_mid_generate`` / ``_last_mid`` /
-``_mid_generate_mutex``, ``_do_on_publish``, ``_call_socket_register_write``, ``_raise_for_invalid_topic``,
-``_msgtime_mutex`` / ``_last_bytes_received``, ``_thread``, ``_sockpairW``, ``_on_socket_register_write``,
-``_logger``, ``_on_log``, and the slots of MQTTMessage and MQTTMessageInfo. A paho release that changes
-them fails those tests.
+``_mid_generate_mutex``, ``_do_on_publish``, ``_call_socket_register_write``, ``_in_callback_mutex``,
+``loop_write``, ``_raise_for_invalid_topic``, ``_msgtime_mutex`` / ``_last_bytes_received``, ``_thread``,
+``_sockpairW``, ``_on_socket_register_write``, ``_logger``, ``_on_log``, and the slots of MQTTMessage and
+MQTTMessageInfo. A paho release that changes them fails those tests.
 """
 
 from __future__ import annotations
