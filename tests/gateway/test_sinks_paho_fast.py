@@ -1,7 +1,7 @@
 """The fast paths of ``havel.gateway.sinks.paho_fast.FastClient``, against paho's own code and Mosquitto.
 
 - On real socket pairs: the bytes ``publish_qos1`` puts on the wire, and the message states paho keeps for a
-  reconnect, equal those of paho's ``publish``; coalesced writes through partial writes and EAGAIN give the
+  reconnect, equal those of paho's ``publish``; ``publish_many`` writes at once, but not inside a callback; coalesced writes through partial writes and EAGAIN give the
   same byte stream; PUBACKs read through the buffer give the same ``on_publish`` calls as paho's reader
   (split packets, other packets in between, failure codes, a malformed PUBACK).
 - Against Mosquitto: a TLS drain that fills the socket while the broker is stopped (want-write, partial
@@ -124,6 +124,28 @@ def test_publish_qos1_puts_the_bytes_and_states_of_paho_publish() -> None:
     assert all(s[4] for s in states(fast))
     for p in (ref_peer, fast_peer):
         p.close()
+
+
+def test_publish_many_writes_at_once_but_not_from_inside_a_callback() -> None:
+    """A batch goes on the wire in the call (no wait for the loop to report the socket writable); inside a
+    paho callback (on_connect publishing, say) it is left to the loop, as paho's own publish does. The bytes
+    are paho's either way."""
+    ref, ref_peer = connected(mqtt.Client)
+    fast, fast_peer = connected(FastClient)
+    asked: list[bool] = []
+    fast.on_socket_register_write = lambda *a: asked.append(True)
+    items = [(t.encode(), p, r) for t, p, r in MESSAGES]
+    for _ in range(2):
+        for t, p, r in MESSAGES:
+            ref.publish(t, p, qos=1, retain=r)
+    want, _ = drain_writes(ref, ref_peer)
+    fast.publish_many(items)
+    assert not fast.want_write() and asked == []  # written, and the loop was never asked
+    with fast._in_callback_mutex:  # as while paho runs a callback
+        fast.publish_many(items)
+    assert fast.want_write() and asked == [True]  # queued for the loop
+    got, _ = drain_writes(fast, fast_peer)
+    assert got == want
 
 
 def test_paho_s_own_inflight_window_works_the_same() -> None:
