@@ -1,9 +1,10 @@
 """The fast paths of ``havel.gateway.sinks.paho_fast.FastClient``, against paho's own code and Mosquitto.
 
 - On real socket pairs: the bytes ``publish_qos1`` puts on the wire, and the message states paho keeps for a
-  reconnect, equal those of paho's ``publish``; ``publish_many`` writes at once, but not inside a callback; coalesced writes through partial writes and EAGAIN give the
-  same byte stream; PUBACKs read through the buffer give the same ``on_publish`` calls as paho's reader
-  (split packets, other packets in between, failure codes, a malformed PUBACK).
+  reconnect, equal those of paho's ``publish``; ``publish_many`` writes at once, but not inside a callback;
+  coalesced writes through partial writes and EAGAIN give the same byte stream; PUBACKs read through the
+  buffer give the same ``on_publish`` calls as paho's reader (split packets, other packets in between, failure
+  codes, a malformed PUBACK).
 - Against Mosquitto: a TLS drain that fills the socket while the broker is stopped (want-write, partial
   writes) loses nothing; PUBACKs lost with a cut connection make paho send the same messages again with DUP
   under the same packet ids (seen on the wire by a proxy), and every record arrives.
