@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -212,6 +213,7 @@ def stage_costs(
     timed("network server flush (500 per commit)", flush)
     timed("outbox fetch + ack (forwarder side)", fetch_ack)
     conn.close()
+    shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -442,10 +444,13 @@ def main() -> int:
     build_s = time.perf_counter() - t
 
     def run(inflight: int | None, baseline: int | None) -> dict[str, Any]:
-        return run_once(
-            Path(tempfile.mkdtemp(prefix="havel-bench-")), datagrams, args.frames, args.devices, args.window,
-            args.cpu, inflight, baseline,
-        )
+        tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
+        try:
+            return run_once(
+                tmp, datagrams, args.frames, args.devices, args.window, args.cpu, inflight, baseline
+            )
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # the daemon's database: up to about 90 MB a run
 
     runs = [run(args.broker_inflight, 0) for _ in range(max(1, args.repeat))]
     main_run = sorted(runs, key=lambda r: r["e2e"])[len(runs) // 2]  # the median (upper, for an even count)

@@ -57,10 +57,13 @@ def count(frames: int, devices: int, per_datagram: int, valgrind: str) -> tuple[
     tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
     out = tmp / "callgrind.out"
     wrap = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
-    run = e2e.run_once(tmp, datagrams, frames, devices, 256, 0, 0, None, wrap=wrap, patience=PATIENCE)
-    if run["accepted"] != frames:
-        raise SystemExit(f"only {run['accepted']} of {frames} uplinks accepted under callgrind")
-    return instructions(out), run
+    try:
+        run = e2e.run_once(tmp, datagrams, frames, devices, 256, 0, 0, None, wrap=wrap, patience=PATIENCE)
+        if run["accepted"] != frames:
+            raise SystemExit(f"only {run['accepted']} of {frames} uplinks accepted under callgrind")
+        return instructions(out), run
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the database and the callgrind output (megabytes)
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import importlib.util
 import json
 import shutil
@@ -455,6 +456,7 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)  # the receiver logs every alarm as a warning
     out: dict[str, Any] = {}
     tmp = Path(tempfile.mkdtemp(prefix="havel-relay-bench"))
+    atexit.register(shutil.rmtree, tmp, True)  # keys, databases and logs of the run
     key_file = tmp / "k.key"
     key = SigningKey.generate()
     key.save(key_file)

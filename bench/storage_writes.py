@@ -15,7 +15,9 @@ device, where this file system reports it). Each figure is per uplink; nothing i
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import socket
 import sys
 import tempfile
@@ -64,6 +66,7 @@ def main() -> int:
     rates = [float(r) for r in args.rates.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="havel-bench-writes-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the daemon's database, gone when the figures are out
     udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     results = []
     with Mosquitto() as broker:
