@@ -26,8 +26,8 @@ daemon's core, with at most 30,000 messages (given more at once, paho slows down
 The issue asks for the sustained rate: by default 150,000 uplinks (150 per device), about 13 s at the target,
 so that the start (the first batches, the caches filling) and the tail (the intake done, the last PUBACKs
 coming in: a few tenths of a second) are a small part of it. ``--frames 30000``, the earlier default, takes
-about three seconds; in paired runs on the shared test machine its figure was not lower (the machine's own
-changes of speed weighed more), but a short run says less about a sustained rate.
+about three seconds; in three paired runs on the shared test machine it gave 5-14 % more than the sustained
+run, which is the stricter figure.
 
 Then, in this process, the cost of each stage per uplink (the same frames, one stage at a time): GWMP
 parsing, the frame layer (parse, MIC, decrypt), the payload codec, the whole network-server flush (counter,
