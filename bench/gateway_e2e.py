@@ -105,6 +105,16 @@ def rxpk_of(frame: bytes, *, tmst: int) -> dict[str, Any]:
     return gwmp.rxpk_to_json(rx)
 
 
+def push_datagrams(frames: list[bytes], per_datagram: int) -> list[bytes]:
+    """``frames`` as a packet forwarder sends them: PUSH_DATA (protocol 2) of ``per_datagram`` rxpk each,
+    tokens counting up."""
+    rxpk = [rxpk_of(f, tmst=1000 + k) for k, f in enumerate(frames)]
+    n = per_datagram
+    return [
+        gwmp.encode_push_data(2, (i // n) & 0xFFFF, GW, rxpk=rxpk[i : i + n]) for i in range(0, len(rxpk), n)
+    ]
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(user, system) CPU time of a process so far (Linux /proc; zeros where there is none)."""
     try:
@@ -436,11 +446,8 @@ def main() -> int:
 
     t = time.perf_counter()
     frames = [uplink_frame(k, args.devices, adr=not args.no_adr) for k in range(args.frames)]
-    rxpk = [rxpk_of(f, tmst=1000 + k) for k, f in enumerate(frames)]
     n = args.per_datagram
-    datagrams = [
-        gwmp.encode_push_data(2, (i // n) & 0xFFFF, GW, rxpk=rxpk[i : i + n]) for i in range(0, len(rxpk), n)
-    ]
+    datagrams = push_datagrams(frames, n)
     build_s = time.perf_counter() - t
 
     def run(inflight: int | None, baseline: int | None) -> dict[str, Any]:

@@ -32,8 +32,6 @@ sys.path.insert(0, str(HERE))
 
 import gateway_e2e as e2e  # noqa: E402
 
-from havel.gateway import gwmp  # noqa: E402
-
 PATIENCE = 40.0  # the daemon under callgrind: every wait of the end-to-end bench, this many times longer
 
 
@@ -48,12 +46,7 @@ def instructions(path: Path) -> int:
 
 def count(frames: int, devices: int, per_datagram: int, valgrind: str) -> tuple[int, dict[str, object]]:
     """Instructions the daemon executed in a whole run of ``frames`` uplinks (start and stop included)."""
-    built = [e2e.uplink_frame(k, devices) for k in range(frames)]
-    rxpk = [e2e.rxpk_of(f, tmst=1000 + k) for k, f in enumerate(built)]
-    datagrams = [
-        gwmp.encode_push_data(2, (i // per_datagram) & 0xFFFF, e2e.GW, rxpk=rxpk[i : i + per_datagram])
-        for i in range(0, len(rxpk), per_datagram)
-    ]
+    datagrams = e2e.push_datagrams([e2e.uplink_frame(k, devices) for k in range(frames)], per_datagram)
     tmp = Path(tempfile.mkdtemp(prefix="havel-bench-"))
     out = tmp / "callgrind.out"
     wrap = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}"]
