@@ -7,7 +7,7 @@ from one minute to the next: too coarse to tell whether a change saved 3 %. Here
 end-to-end job (``havel gateway run`` with its MQTT sink, a real Mosquitto, the same pre-built frames as
 GWMP datagrams) under valgrind's callgrind, which counts the instructions it executes. Two runs, of
 ``--small`` and ``--large`` uplinks; the difference of their totals divided by the difference of their sizes
-is the cost of one more uplink, without the start and the stop. Counts vary by well under 1 % between runs
+is the cost of one more uplink, without the start and the stop. Counts vary by up to about 1 % between runs
 (the batches the daemon forms depend a little on timing); a change that moves the figure by more is real.
 
 250 devices, so that the uplinks counted (the 17th to the 48th of each device) are past the 20 an ADR decision
