@@ -1,4 +1,4 @@
-"""``havel gateway run|status`` and ``havel device add|list|remove|import|export``.
+"""``havel gateway run|status`` and ``havel device add|list|remove|forget-nonces|import|export``.
 
 Every command takes ``--config FILE`` (the daemon's TOML) or ``--data-dir DIR`` (defaults for the rest).
 Keys are never printed unless ``--show-keys`` is given.
@@ -336,14 +336,37 @@ def device_list(config_path: Path | None, data_dir: Path | None, show_keys: bool
 @_where
 @click.argument("device_id", metavar="NAME_OR_DEVEUI")
 def device_remove(config_path: Path | None, data_dir: Path | None, device_id: str) -> None:
-    """Forget a device, its session and its DevNonces."""
+    """Forget a device and its session (its used DevNonces are kept: see forget-nonces)."""
     reg = _registry(load_config(config_path, data_dir))
     try:
         dev = reg.find(device_id)
         reg.remove(dev.dev_eui)
+        nonces = reg.dev_nonce_count(dev.dev_eui)
     finally:
         reg.conn.close()
-    click.echo(f"removed {dev.name} ({dev.eui_hex})")
+    kept = f"; its {nonces} used DevNonce(s) are kept ('havel device forget-nonces' clears them)"
+    click.echo(f"removed {dev.name} ({dev.eui_hex}){kept if nonces else ''}")
+
+
+@device.command("forget-nonces")
+@_where
+@click.argument("device_id", metavar="NAME_OR_DEVEUI")
+def device_forget_nonces(config_path: Path | None, data_dir: Path | None, device_id: str) -> None:
+    """Clear the DevNonces a device used (also of a removed one, by DevEUI): its recorded join-requests
+    are accepted again. Only for a device with a new AppKey or one reflashed with its DevNonce at 0."""
+    reg = _registry(load_config(config_path, data_dir))
+    try:
+        try:
+            eui = reg.find(device_id).dev_eui
+        except InputError:
+            eui = parse_id_hex(device_id, what="DevEUI", size=8)  # a removed device: by DevEUI only
+        n = reg.forget_dev_nonces(eui)
+    finally:
+        reg.conn.close()
+    click.echo(
+        f"cleared {n} used DevNonce(s) of {eui:016X}: join-requests with them are accepted again "
+        "(a recorded one could open a session)"
+    )
 
 
 @device.command("import")

@@ -46,6 +46,7 @@ REJECT_REASONS = (
     "not_uplink",
     "unknown_dev_addr",
     "mic",
+    "fcnt_gap",
     "replay",
     "duplicate",
     "unknown_device",
@@ -151,6 +152,9 @@ class Outcome:
     # for joins: the ready txpk choices (RX1 then RX2 fallback) as (phy, freq_hz, datr, tmst)
     join_accept: bytes | None = None
     downlink_plan: list[tuple[int, str, int]] = field(default_factory=list)
+    # an uplink of a session that a join in the same batch replaced: stored, but nothing is sent down in its
+    # windows (the device is moving to the new session) and its counter stays with the old session
+    superseded: bool = False
 
 
 @dataclass
@@ -300,7 +304,8 @@ class NetworkServer:
         self.store.refresh()
         outcomes: list[Outcome] = []
         self._records = []
-        fcnt_seen: dict[int, int] = {}  # counters accepted earlier in this batch (cache updates after commit)
+        # counters accepted earlier in this batch per (DevEUI, session epoch): the cache is updated at commit
+        fcnt_seen: dict[tuple[int, int], int] = {}
         nonces_seen: set[tuple[int, int]] = set()
         try:
             with self.store.transaction():
@@ -331,7 +336,7 @@ class NetworkServer:
                         self._recent[key] = mono + self.net.duplicate_ttl_s
                         if isinstance(g.frame, phy.DataFrame) and g.frame.confirmed:
                             self._heard_at[key] = {c.gateway_eui: c.rx.tmst for c in copies}
-                        if after_store is not None:
+                        if after_store is not None and not out.superseded:
                             try:
                                 after_store(out)
                             except StorageError:
@@ -396,7 +401,9 @@ class NetworkServer:
         )
 
     # ------------------------------------------------------------------------------------------ data
-    def _uplink(self, frame: phy.DataFrame, copies: list[Reception], fcnt_seen: dict[int, int]) -> Outcome:
+    def _uplink(
+        self, frame: phy.DataFrame, copies: list[Reception], fcnt_seen: dict[tuple[int, int], int]
+    ) -> Outcome:
         best = copies[0]
         candidates = self.store.by_dev_addr(frame.dev_addr)
         if not candidates:
@@ -412,13 +419,27 @@ class NetworkServer:
         for dev in candidates:
             s = dev.session
             assert s is not None
-            last = fcnt_seen.get(dev.dev_eui, s.fcnt_up)
+            last = fcnt_seen.get((dev.dev_eui, s.epoch), s.fcnt_up)
             fcnt32 = fcnt.reconstruct(last, frame.fcnt16)
             mic = crypto.data_mic(s.nwk_s_key, True, frame.dev_addr, fcnt32, frame.msg)
             if crypto.verify_mic(mic, frame.mic):
                 match = (dev, s, fcnt32)
                 break
         if match is None:
+            gap = self._counter_gap(frame, candidates, fcnt_seen)
+            if gap is not None:
+                dev, last, ahead = gap
+                return Outcome(
+                    "rejected",
+                    "fcnt_gap",
+                    f"the MIC verifies with FCnt {ahead}, {ahead - last} frames after the last accepted "
+                    f"{last}: the device's counter jumped (keys are fine); reset its counter or rejoin it",
+                    device=dev,
+                    fcnt32=ahead,
+                    frame=frame,
+                    best=best,
+                    copies=copies,
+                )
             return Outcome(
                 "rejected",
                 "mic",
@@ -429,7 +450,7 @@ class NetworkServer:
                 copies=copies,
             )
         dev, s, fcnt32 = match
-        last = fcnt_seen.get(dev.dev_eui, s.fcnt_up)
+        last = fcnt_seen.get((dev.dev_eui, s.epoch), s.fcnt_up)
         if last is not None and fcnt32 <= last:
             return Outcome(
                 "rejected",
@@ -450,12 +471,13 @@ class NetworkServer:
                 mac_raw = payload
         mac_up = maccmds.decode(mac_raw, True) if mac_raw else []
         record = self._record(dev, frame, fcnt32, payload, copies)
-        self.store.set_fcnt_up(dev.dev_eui, fcnt32, best.received_at.timestamp())
-        for cmd in mac_up:
-            if cmd.get("name") == "DevStatusAns" and isinstance(cmd.get("battery"), int):
-                self.store.set_battery(dev.dev_eui, int(cmd["battery"]), best.received_at.timestamp())
+        current = self.store.set_fcnt_up(dev.dev_eui, fcnt32, best.received_at.timestamp(), epoch=s.epoch)
+        if current:
+            for cmd in mac_up:
+                if cmd.get("name") == "DevStatusAns" and isinstance(cmd.get("battery"), int):
+                    self.store.set_battery(dev.dev_eui, int(cmd["battery"]), best.received_at.timestamp())
         self._records.append(record)
-        fcnt_seen[dev.dev_eui] = fcnt32
+        fcnt_seen[(dev.dev_eui, s.epoch)] = fcnt32
         return Outcome(
             "accepted",
             device=dev,
@@ -465,7 +487,28 @@ class NetworkServer:
             copies=copies,
             mac_up=mac_up,
             record=record,
+            superseded=not current,
         )
+
+    def _counter_gap(
+        self, frame: phy.DataFrame, candidates: list[Device], fcnt_seen: dict[tuple[int, int], int]
+    ) -> tuple[Device, int, int] | None:
+        """After a MIC failure: whether the frame verifies with a counter one or two 16-bit rounds further
+        than the reconstructed one (the device's counter jumped by 49,152 or more, which the 16 bits on air
+        cannot tell from an old counter). Costs two more MICs per session, on failures only."""
+        for dev in candidates:
+            s = dev.session
+            if s is None or s.fcnt_up is None:
+                continue
+            last = fcnt_seen.get((dev.dev_eui, s.epoch), s.fcnt_up)
+            base = fcnt.reconstruct(last, frame.fcnt16)
+            for ahead in (base + (1 << 16), base + (2 << 16)):
+                if ahead > 0xFFFFFFFF:
+                    break
+                mic = crypto.data_mic(s.nwk_s_key, True, frame.dev_addr, ahead, frame.msg)
+                if crypto.verify_mic(mic, frame.mic):
+                    return dev, last, ahead
+        return None
 
     def _record(
         self, dev: Device, frame: phy.DataFrame, fcnt32: int, payload: bytes, copies: list[Reception]

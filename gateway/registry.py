@@ -18,6 +18,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -30,6 +31,8 @@ from typing import Any, Protocol
 from havel.codecs.lorawan.ids import eui_hex, parse_id_hex, parse_key
 from havel.errors import InputError, StorageError
 from havel.gateway import db
+
+log = logging.getLogger("havel.gateway.registry")
 
 ACTIVATIONS = ("otaa", "abp")
 EXPORT_FIELDS = (
@@ -168,8 +171,9 @@ class SessionStore(Protocol):
     def by_join(self, join_eui: int, dev_eui: int) -> Device | None:
         """An OTAA device by the EUIs of its join-request."""
 
-    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float) -> None:
-        """Record an accepted uplink counter."""
+    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float, *, epoch: int | None = None) -> bool:
+        """Record an accepted uplink counter of the session ``epoch`` (None: the current one). A counter of
+        a session replaced since (a join earlier in the same transaction) is not written: False."""
 
     def take_fcnt_down(self, dev_eui: int) -> int:
         """The next downlink counter (and advance it)."""
@@ -212,7 +216,9 @@ class Registry:
         self._by_addr: dict[int, list[Device]] = {}
         self._version = -1
         self._pending: list[Callable[[], None]] | None = None
-        self._fcnt_writes: dict[int, tuple[int, float]] = {}
+        # counters to write at COMMIT: DevEUI -> (FCnt, seen at, session epoch they belong to)
+        self._fcnt_writes: dict[int, tuple[int, float, int]] = {}
+        self._activated: dict[int, int] = {}  # devices joined in the open transaction -> their new epoch
         self.refresh(force=True)
 
     # ---------------------------------------------------------------------------------- cache and txns
@@ -239,32 +245,40 @@ class Registry:
         if self._pending is not None:  # nested: a SAVEPOINT; its cache changes go if it rolls back
             mark = len(self._pending)
             writes = dict(self._fcnt_writes)
+            activated = dict(self._activated)
             try:
                 with db.transaction(self.conn):
                     yield self.conn
             except BaseException:
                 del self._pending[mark:]
                 self._fcnt_writes = writes
+                self._activated = activated
                 raise
             return
         self._pending = []
         self._fcnt_writes = {}
+        self._activated = {}
         try:
             with db.transaction(self.conn):
                 yield self.conn
                 if self._fcnt_writes:  # the counters of a whole batch in one statement, just before COMMIT
+                    # only onto the session they belong to: a session replaced meanwhile (a join, a device
+                    # added again by the CLI) starts without a counter
                     self.conn.executemany(
-                        "UPDATE devices SET fcnt_up = ?, last_seen = ? WHERE dev_eui = ?",
-                        [(f, seen, eui_hex(eui)) for eui, (f, seen) in self._fcnt_writes.items()])
+                        "UPDATE devices SET fcnt_up = ?, last_seen = ? "
+                        "WHERE dev_eui = ? AND session_epoch = ?",
+                        [(f, seen, eui_hex(eui), ep) for eui, (f, seen, ep) in self._fcnt_writes.items()],
+                    )
             pending, writes = self._pending, self._fcnt_writes
         finally:
             self._pending = None
             self._fcnt_writes = {}
+            self._activated = {}
         for apply in pending:
             apply()
         self._apply_fcnt(writes)
 
-    def _apply_fcnt(self, writes: dict[int, tuple[int, float]]) -> None:
+    def _apply_fcnt(self, writes: dict[int, tuple[int, float, int]]) -> None:
         """The committed counters into the cache, in place.
 
         The one change made to cached Device and Session objects instead of replacing them: it comes with
@@ -273,9 +287,9 @@ class Registry:
         holder of an older object (an Outcome, a status listing) sees the committed counter, never one that
         could still roll back."""
         devices, put = self._devices, object.__setattr__  # (frozen dataclasses refuse plain setattr)
-        for eui, (fcnt_up, seen) in writes.items():
+        for eui, (fcnt_up, seen, epoch) in writes.items():
             dev = devices.get(eui)
-            if dev is None or dev.session is None:
+            if dev is None or dev.session is None or dev.session.epoch != epoch:
                 continue
             put(dev.session, "fcnt_up", fcnt_up)
             put(dev, "last_seen", seen)
@@ -333,13 +347,21 @@ class Registry:
             return None
         return dev
 
-    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float) -> None:
+    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float, *, epoch: int | None = None) -> bool:
         # written with the batch's other counters just before the transaction commits, and into the cache
         # after it did (see transaction()): per uplink only this dict entry
         if self._pending is None:
             self._later(lambda: None)  # raises: a counter is only ever written inside a transaction
+        if epoch is None:
+            dev = self._devices.get(dev_eui)
+            epoch = dev.session.epoch if dev is not None and dev.session is not None else 0
+        joined = self._activated.get(dev_eui)
+        if joined is not None and joined != epoch:
+            # a frame of the session a join earlier in this transaction replaced (batch order is arrival
+            # order, not the order the device sent in): its counter is not the new session's
+            return False
         earlier = self._fcnt_writes.get(dev_eui)
-        if earlier is not None and earlier[0] >= fcnt32:
+        if earlier is not None and earlier[2] == epoch and earlier[0] >= fcnt32:
             # the cache is updated at COMMIT: a caller checked this frame against a counter from before an
             # earlier write of the same transaction (a replay would pass). Refuse rather than go backwards.
             raise StorageError(
@@ -347,7 +369,8 @@ class Registry:
                 "this transaction",
                 hint="process one batch of uplinks per transaction",
             )
-        self._fcnt_writes[dev_eui] = (fcnt32, seen_at)
+        self._fcnt_writes[dev_eui] = (fcnt32, seen_at, epoch)
+        return True
 
     def take_fcnt_down(self, dev_eui: int) -> int:
         row = self.conn.execute(
@@ -395,9 +418,10 @@ class Registry:
         if row is None:
             raise StorageError(f"device {eui_hex(dev_eui)} is not registered")
         epoch = int(row[0])
-        # an uplink of the old session earlier in this batch must not write its counter over the new
-        # session's (the batched counter writes run just before COMMIT, after this UPDATE)
+        # an uplink of the old session in this batch, before or after this join, must not write its
+        # counter over the new session's (the batched counter writes run just before COMMIT)
         self._fcnt_writes.pop(dev_eui, None)
+        self._activated[dev_eui] = epoch
         self.conn.execute(
             "INSERT OR REPLACE INTO dev_nonces VALUES (?, ?, ?)", (eui_hex(dev_eui), dev_nonce, now)
         )
@@ -503,7 +527,9 @@ class Registry:
             self._later(apply)
 
     def remove(self, dev_eui: int) -> None:
-        """Forget a device, its session and its DevNonces (its session epoch is kept, see add())."""
+        """Forget a device and its session. Its session epoch is kept (see add()) and so are the DevNonces
+        it used: a recorded join-request must not open a session again after the device is added back
+        (ChirpStack and The Things Stack keep them too); :meth:`forget_dev_nonces` clears them."""
         with self.transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO retired_epochs SELECT dev_eui, session_epoch FROM devices "
@@ -511,7 +537,6 @@ class Registry:
                 (eui_hex(dev_eui),),
             )
             self.conn.execute("DELETE FROM devices WHERE dev_eui = ?", (eui_hex(dev_eui),))
-            self.conn.execute("DELETE FROM dev_nonces WHERE dev_eui = ?", (eui_hex(dev_eui),))
             self._bump_version()
 
             def apply() -> None:
@@ -519,6 +544,25 @@ class Registry:
                 self._reindex()
 
             self._later(apply)
+
+    def dev_nonce_count(self, dev_eui: int) -> int:
+        """How many DevNonces are recorded as used for this DevEUI (registered or not)."""
+        row = self.conn.execute("SELECT count(*) FROM dev_nonces WHERE dev_eui = ?", (eui_hex(dev_eui),))
+        return int(row.fetchone()[0])
+
+    def forget_dev_nonces(self, dev_eui: int) -> int:
+        """Clear the used-DevNonce history of a DevEUI (registered or removed); returns how many were
+        cleared. Afterwards any recorded join-request of the device is accepted again, so this is only for
+        a device whose AppKey was replaced (old recordings no longer verify) or that was reflashed with a
+        DevNonce counter starting at 0. Logged as a warning."""
+        with self.transaction():
+            n = self.conn.execute("DELETE FROM dev_nonces WHERE dev_eui = ?", (eui_hex(dev_eui),)).rowcount
+        log.warning(
+            "cleared %d used DevNonce(s) of %s: its earlier join-requests would be accepted again",
+            n,
+            eui_hex(dev_eui),
+        )
+        return int(n)
 
     def _load_all(self) -> list[Device]:
         rows = self.conn.execute(
