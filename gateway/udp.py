@@ -208,6 +208,12 @@ class GwmpServer(asyncio.DatagramProtocol):
             self._sendto(data, addr)
         return len(acks)
 
+    def withhold_acks(self) -> int:
+        """Drop the PUSH_ACKs held back for rxpk that could not be journaled: a PUSH_ACK means stored, so
+        none goes out for them. Returns how many."""
+        acks, self._acks = self._acks, []
+        return len(acks)
+
     def _push_data(self, dg: gwmp.Datagram, addr: Addr, data: bytes) -> bool:
         """Returns whether any rxpk was handed on."""
         fwd = self._seen(dg, addr)
