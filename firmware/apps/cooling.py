@@ -71,9 +71,7 @@ class CoolingApp(App):
                 pass
         now_s = clock.now_ms() // 1000
         self.ctl = vc.ValveController(th, now_s, enabled)
-        snap = self._load(self._rec)
-        if snap is not None:
-            self.ctl.restore(snap)
+        self._restore(self._rec)
         self.temp_c = None
         self._temp_at_ms = None
         self._next_measure = None
@@ -93,6 +91,23 @@ class CoolingApp(App):
             return json.loads(raw)
         except ValueError:
             return None
+
+    def _restore(self, rec):
+        """Budget and counters from flash. A damaged copy is charged as used water (fail closed):
+        one slot unreadable = the newest save may be lost; nothing readable = the day's budget."""
+        if rec is None:
+            return
+        raw = rec.load()
+        if raw is None and not rec.damaged:
+            return  # first boot
+        snap = None
+        if raw is not None:
+            try:
+                snap = json.loads(raw)
+            except ValueError:
+                snap = None
+        if snap is None or not self.ctl.restore(snap, rec.damaged):
+            self.ctl.restore_unreadable()
 
     def save(self):
         if self._rec is not None:
@@ -129,7 +144,8 @@ class CoolingApp(App):
             if self.reservoir is not None:
                 res = self.reservoir()
             ctl = self.ctl
-            want = ctl.step(now_ms // 1000, self.temp_c, age, res)
+            now_s = now_ms // 1000
+            want = ctl.step(now_s, self.temp_c, age, res)
             self.output.set(want)
             if ctl.changed:
                 if want:
@@ -137,6 +153,8 @@ class CoolingApp(App):
                 elif ctl.reason == vc.R_MAX_ON:
                     self._hit_max_on = True
                 self.save()
+            elif ctl.save_due(now_s):
+                self.save()  # open: the water counted ahead by the last save is spent
         except BaseException:
             self.output.close()
             raise

@@ -7,10 +7,18 @@ temperature hysteresis (or a time-limited override) opens it, and only when no r
   -> city rule (mist only above city_min_c) -> daily budget -> max on-time -> minimum off-time
   -> override "open" -> hysteresis (open at >= on_c, close at <= off_c).
 
-Times are seconds of a monotonic clock the caller keeps (`now_s`); it needs no network and no wall
-clock. After a reset the controller starts closed and waits the minimum off-time before it may open
-(a brown-out caused by the solenoid must not turn into rapid cycling). The daily budget and the
-actuation counter survive resets through snapshot()/restore().
+Times are seconds of a clock the caller keeps (`now_s`); it needs no network and no wall clock, and
+does not trust that clock to be monotonic: the controller keeps its own elapsed time, which a clock
+that stops or jumps back does not move (so no limit can be stretched by it). Non-finite inputs (NaN
+or infinite temperature, age or time) count as invalid: closed.
+
+Across resets: the controller starts closed and waits the minimum off-time before it may open (a
+brown-out caused by the solenoid must not turn into rapid cycling; a reset is a closing, so neither
+the minimum off-time nor the maximum on-time can be bypassed by one). The daily budget, the budget
+day and the actuation counters survive resets through snapshot()/restore(). While the valve is
+open, a snapshot counts the next SAVE_AHEAD_S seconds (or less, up to the next limit) as already
+used, and save_due() asks for a new snapshot when that is spent: a reset at any moment can never
+refund water, and costs at most SAVE_AHEAD_S of budget. Nothing persisted is an absolute time.
 """
 
 from micropython import const
@@ -40,6 +48,7 @@ OVERRIDE_OPEN = const(1)
 OVERRIDE_CLOSED = const(2)
 
 DAY_S = const(86400)
+SAVE_AHEAD_S = const(60)  # while open: persist at least this often, counting this far ahead as used
 _T_MIN_C = -40.0  # a plausible outside air temperature; anything else is a broken sensor
 _T_MAX_C = 60.0
 
@@ -101,11 +110,16 @@ def _budget_s(cfg):
     return int(cfg["budget_l_per_day"] * 60 / cfg["flow_l_per_min"])
 
 
+def finite(x):
+    """An int or float that is neither NaN nor infinite (bools are not numbers here)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    return x - x == 0  # NaN - NaN and inf - inf are NaN
+
+
 def temp_valid(t):
     """A number inside the plausible outside range (None, NaN, 85.0 and the like are not)."""
-    if t is None or isinstance(t, bool) or not isinstance(t, (int, float)):
-        return False
-    return t == t and _T_MIN_C <= t <= _T_MAX_C
+    return finite(t) and _T_MIN_C <= t <= _T_MAX_C
 
 
 class ValveController:
@@ -123,11 +137,16 @@ class ValveController:
         self.total_open_s = 0  # lifetime open seconds (persisted; reports send differences)
         self.day_s = 0  # seconds into the current budget day (persisted)
         self.changed = False  # True on the step that changed the state (for an event uplink)
-        self._last_s = now_s
+        self.restore_fault = False  # the persisted state was (partly) unreadable: charged as used
+        # the controller's own seconds since it was built: only forward steps of the caller's clock
+        # move it, so every rule below is timed on it (opened/closed/override times are on it too)
+        self._t = 0
+        self._last_s = now_s if finite(now_s) else 0
         self._opened_at = None
-        self._closed_at = now_s  # the reset counts as a closing: minimum off-time applies
+        self._closed_at = 0  # the reset counts as a closing: minimum off-time applies
         self._ovr = OVERRIDE_NONE
         self._ovr_until = 0
+        self._charged_until = None  # own time up to which the last snapshot counted the open valve
         self._by_override = False
         self._by_flush = False
 
@@ -135,18 +154,35 @@ class ValveController:
     def snapshot(self, now_s=None):
         """What must survive a reset: [opens, closes, used_s, day_s, total_open_s] (ints).
 
-        Taken while the valve is open (with now_s), used_s already counts the rest of this
-        activation as spent: a reset in the middle of it can never refund water budget, and the
-        caller need not write flash during the activation."""
+        Taken while the valve is open (with now_s), used_s already counts the next SAVE_AHEAD_S
+        seconds (less when a limit closes the valve sooner) as spent; save_due() says when that
+        is used up and a new snapshot must be written. So a reset at any moment never refunds
+        water budget, and flash is written at most every SAVE_AHEAD_S while open."""
         used = self.used_s
-        if self.open and now_s is not None:
-            t = self.next_check_s(now_s)
-            if t is not None and t > now_s:
-                used += t - now_s
+        self._charged_until = None
+        if self.open and finite(now_s):
+            now_i = self._now(now_s)
+            h = now_i + SAVE_AHEAD_S
+            lim = self._limit_i(now_i)
+            if lim < h:
+                h = lim
+            if h > now_i:
+                used += h - now_i
+            self._charged_until = h
         return [self.opens, self.closes, int(used), int(self.day_s), int(self.total_open_s)]
 
-    def restore(self, snap):
-        """Take back a snapshot after a reset; a malformed one is refused (returns False)."""
+    def save_due(self, now_s):
+        """True while open when the last snapshot's advance charge is spent (or none was taken)."""
+        if not self.open:
+            return False
+        return self._charged_until is None or not finite(now_s) or self._now(now_s) >= self._charged_until
+
+    def restore(self, snap, lost_newest=False):
+        """Take back a snapshot after a reset; a malformed one is refused (returns False).
+
+        lost_newest: the store had a newer copy it could not read (a damaged slot): the snapshot
+        may be one save behind, so SAVE_AHEAD_S more are charged (a save never charges more than
+        that beyond the one before it)."""
         try:
             opens, closes, used, day, total = snap
             for v in snap:
@@ -161,7 +197,18 @@ class ValveController:
         self.used_s = used
         self.day_s = day
         self.total_open_s = total
+        if lost_newest:
+            self.used_s += SAVE_AHEAD_S
+            self.total_open_s += SAVE_AHEAD_S
+            self.restore_fault = True
         return True
+
+    def restore_unreadable(self):
+        """The persisted state exists but no copy can be read: fail closed, the budget of a full
+        day counts as spent (from now), since how much was used is unknown."""
+        self.used_s = self._budget_s
+        self.day_s = 0
+        self.restore_fault = True
 
     # -- settings from downlinks --------------------------------------------------------------------
     def update(self, changes):
@@ -190,17 +237,19 @@ class ValveController:
             return True
         if mode not in (OVERRIDE_OPEN, OVERRIDE_CLOSED):
             return False
-        if not isinstance(ttl_s, int) or ttl_s <= 0 or ttl_s > self.cfg["override_max_s"]:
+        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not finite(now_s):
+            return False
+        if ttl_s <= 0 or ttl_s > self.cfg["override_max_s"]:
             return False
         self._ovr = mode
-        self._ovr_until = now_s + ttl_s
+        self._ovr_until = self._now(now_s) + ttl_s
         return True
 
     def override_left_s(self, now_s):
         """Seconds of override left (0 when none)."""
-        if self._ovr == OVERRIDE_NONE:
+        if self._ovr == OVERRIDE_NONE or not finite(now_s):
             return 0
-        return max(0, self._ovr_until - now_s)
+        return max(0, self._ovr_until - self._now(now_s))
 
     @property
     def override_mode(self):
@@ -210,11 +259,17 @@ class ValveController:
         return max(0, self._budget_s - self.used_s)
 
     # -- the rules -----------------------------------------------------------------------------------
+    def _now(self, now_s):
+        """The controller's own time at the caller's now_s (without moving it)."""
+        dt = now_s - self._last_s
+        return self._t + dt if dt > 0 else self._t
+
     def _account(self, now_s):
         dt = now_s - self._last_s
         if dt < 0:
-            dt = 0  # a clock that went backwards must not refund budget
+            dt = 0  # a clock that went backwards must not refund budget nor stretch a limit
         self._last_s = now_s
+        self._t += dt
         if self.open:
             self.used_s += dt
             self.total_open_s += dt
@@ -222,11 +277,12 @@ class ValveController:
         while self.day_s >= DAY_S:
             self.day_s -= DAY_S
             self.used_s = 0
-        if self._ovr != OVERRIDE_NONE and now_s >= self._ovr_until:
+        if self._ovr != OVERRIDE_NONE and self._t >= self._ovr_until:
             self._ovr = OVERRIDE_NONE  # TTL over: back to automatic
 
-    def _decide(self, now_s, temp_c, temp_age_s, reservoir_ok):
+    def _decide(self, temp_c, temp_age_s, reservoir_ok):
         c = self.cfg
+        now = self._t
         if not self.enabled:
             return False, R_DISABLED
         if self._ovr == OVERRIDE_CLOSED:
@@ -235,21 +291,21 @@ class ValveController:
             return False, R_RESERVOIR  # low, or the level switch cannot be read: closed
         if not temp_valid(temp_c):
             return False, R_INVALID
-        if temp_age_s is None or temp_age_s < 0 or temp_age_s > c["stale_s"]:
-            return False, R_STALE
+        if not finite(temp_age_s) or not 0 <= temp_age_s <= c["stale_s"]:
+            return False, R_STALE  # unknown, NaN, from the future or too old
         if temp_c <= c["city_min_c"]:
             return False, R_CITY
         if self.used_s >= self._budget_s:
             return False, R_BUDGET
         if self.open:
-            if now_s - self._opened_at >= c["max_on_s"]:
+            if now - self._opened_at >= c["max_on_s"]:
                 return False, R_MAX_ON
-        elif now_s - self._closed_at < c["min_off_s"]:
+        elif now - self._closed_at < c["min_off_s"]:
             return False, R_MIN_OFF
         if self._ovr == OVERRIDE_OPEN:
             return True, R_OVERRIDE_OPEN
         if self.open and self._by_flush:
-            if now_s - self._opened_at >= c["flush_s"]:
+            if now - self._opened_at >= c["flush_s"]:
                 return False, R_COOL  # flushed
             return True, R_FLUSH
         if self.open and not self._by_override:
@@ -259,7 +315,7 @@ class ValveController:
         # closed, or opened by an override that has ended: the on threshold decides
         if temp_c >= c["on_c"]:
             return True, R_HEAT
-        if not self.open and c["flush_after_s"] and now_s - self._closed_at >= c["flush_after_s"]:
+        if not self.open and c["flush_after_s"] and now - self._closed_at >= c["flush_after_s"]:
             return True, R_FLUSH  # the line stood still too long (all interlocks passed above)
         return False, R_COOL
 
@@ -269,28 +325,29 @@ class ValveController:
         temp_c: outside temperature (None when the sensor failed); temp_age_s: seconds since it was
         measured; reservoir_ok: True (enough water), False (low) or None (switch unreadable).
         """
-        self._account(now_s)
-        want, why = self._decide(now_s, temp_c, temp_age_s, reservoir_ok)
+        if finite(now_s):
+            self._account(now_s)
+            want, why = self._decide(temp_c, temp_age_s, reservoir_ok)
+        else:
+            want, why = False, R_INVALID  # no usable time: no rule can be checked
         self.changed = want != self.open
         if want and not self.open:
             self.opens += 1
-            self._opened_at = now_s
+            self._opened_at = self._t
             self._by_override = why == R_OVERRIDE_OPEN
             self._by_flush = why == R_FLUSH
         elif self.open and not want:
             self.closes += 1
-            self._closed_at = now_s
+            self._closed_at = self._t
+            self._charged_until = None
         self.open = want
         self.reason = why
         return want
 
-    def next_check_s(self, now_s):
-        """Latest time the caller must step again while the valve is open (max on-time, budget,
-        override expiry), so that a limit is not overrun by a long sleep."""
-        if not self.open:
-            return None
+    def _limit_i(self, now_i):
+        """Own time at which a limit closes the open valve (max on-time, budget, override, flush)."""
         t = self._opened_at + self.cfg["max_on_s"]
-        b = now_s + self.budget_left_s()
+        b = now_i + self.budget_left_s()
         if b < t:
             t = b
         if self._ovr != OVERRIDE_NONE and self._ovr_until < t:
@@ -298,3 +355,15 @@ class ValveController:
         if self._by_flush and self._opened_at + self.cfg["flush_s"] < t:
             t = self._opened_at + self.cfg["flush_s"]
         return t
+
+    def next_check_s(self, now_s):
+        """Latest time (on the caller's clock) the caller must step again while the valve is open
+        (max on-time, budget, override expiry, the next save), so that a limit is not overrun by a
+        long sleep and the advance charge of the last snapshot does not run out unsaved."""
+        if not self.open or not finite(now_s):
+            return None
+        now_i = self._now(now_s)
+        t = self._limit_i(now_i)
+        if self._charged_until is not None and self._charged_until < t:
+            t = self._charged_until
+        return now_s + (t - now_i)

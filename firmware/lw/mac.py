@@ -239,7 +239,11 @@ class Mac:
         if v[19] != self.dev_eui:
             return  # another device identity was provisioned: its counters do not apply
         flags = v[1]
-        self.dev_nonce_next = v[2]
+        # a slot that could not be read may have held a newer copy than this one (a bit flip after
+        # a completed write): it may have reserved the next FCnt block and spent one more DevNonce,
+        # so skip beyond both (a counter may jump, never repeat)
+        lost = self._rec.damaged
+        self.dev_nonce_next = v[2] + (1 if lost else 0)
         self.join_nonce_last = v[3]
         jb = struct.unpack_from(_JB_FMT, raw, o)
         now = self.clock.now_ms()
@@ -250,7 +254,7 @@ class Mac:
         self.joined = True
         self.dev_addr = v[4]
         # skip ahead: counters up to the persisted limit may have been used before the reset
-        self.fcnt_up = self.fcnt_up_limit = v[5]
+        self.fcnt_up = self.fcnt_up_limit = v[5] + (self.persist_every if lost else 0)
         self.fcnt_down_next = v[6]
         self.rx1_dr_offset, self.rx2_dr = v[7], v[8]
         self.rx_delay_ms = (v[9] or 1) * 1000

@@ -7,6 +7,8 @@ Store (what a backend provides; FileStore is the one for boards, host/memstore.p
 Record keeps one value in two slots (name.a, name.b), each `seq u32 | len u16 | data | crc32`.
 A save goes to the slot that does *not* hold the newest good copy, so a brown-out during the
 write can only destroy the copy being written; load() returns the newest copy whose CRC holds.
+`damaged` then says whether a slot held something unreadable: it may have been a newer copy (a
+bit flip after a completed write), so a counter taken from the older one must skip ahead.
 """
 import binascii
 import struct
@@ -50,6 +52,7 @@ class Record:
         self._names = (name + ".a", name + ".b")
         self.seq = 0
         self._slot = 1  # slot of the newest good copy; first save goes to slot 0
+        self.damaged = False  # load() found a slot with bytes that are not a valid copy
 
     def _parse(self, raw):
         if raw is None or len(raw) < _HDR_LEN + 4:
@@ -65,9 +68,14 @@ class Record:
     def load(self):
         """The newest intact value, or None when neither slot holds one."""
         best = None
+        self.damaged = False
         for i in (0, 1):
-            got = self._parse(self._store.read(self._names[i]))
-            if got is not None and (best is None or got[0] > best[0]):
+            raw = self._store.read(self._names[i])
+            got = self._parse(raw)
+            if got is None:
+                if raw is not None:
+                    self.damaged = True
+            elif best is None or got[0] > best[0]:
                 best = (got[0], got[1], i)
         if best is None:
             return None

@@ -162,3 +162,114 @@ def test_line_flush_on_a_warm_day():
     offs = [t for t, v in w.io.valve_pin.history if v == 0]
     assert ons and 55000 <= offs[0] - ons[0] <= 70000
     assert w.node.app.ctl.opens == 1
+
+
+def _open_seconds(pin, until_ms):
+    """Seconds the valve pin was open, from its change history."""
+    total = 0
+    opened = None
+    for t, v in pin.history:
+        if v == 1 and opened is None:
+            opened = t
+        elif v == 0 and opened is not None:
+            total += t - opened
+            opened = None
+    if opened is not None:
+        total += until_ms - opened
+    return total // 1000
+
+
+def test_override_ending_while_hot_then_reset_refunds_no_water():
+    """An override opens the valve; its TTL ends while it is hot, so the automatic rule keeps it
+    open; a brown-out then (no save at the reset) must not hand back the water used since."""
+    for cut_after_s in (130, 200, 290, 410, 555):
+        w, amb, pin = _world()
+        amb.temp_c = 29.0  # between the thresholds: the automatic rule alone keeps it closed
+        w.run_for(400000)
+        assert pin.value() == 0
+        w.node.handle_downlink(23, b"\x10\x01\x00\x78", w.clock.now_ms())  # open for 120 s
+        assert pin.value() == 1
+        amb.temp_c = 33.0  # it gets hot: when the override ends, the valve stays open
+        w.run_for(cut_after_s * 1000)
+        assert pin.value() == 1 and w.node.app.ctl.reason == 2  # R_HEAT: the automatic rule
+        used = _open_seconds(pin, w.clock.now_ms())
+        node = w.reset("brownout")
+        assert node.app.ctl.used_s >= used, (cut_after_s, node.app.ctl.used_s, used)
+        # charged ahead by at most one save interval
+        assert node.app.ctl.used_s <= used + 60 + 10, (cut_after_s, node.app.ctl.used_s, used)
+
+
+def test_flash_writes_while_open_are_bounded():
+    w, amb, pin = _world()
+    amb.temp_c = 35.0
+    w.run_for(400000)
+    assert pin.value() == 1
+    before = w.store.writes
+    w.run_for(300000)
+    saves = w.store.writes - before
+    assert 3 <= saves <= 300 // 60 + 3, saves  # about one per SAVE_AHEAD_S (plus uplink counters)
+
+
+def test_no_rule_bypassed_by_a_reset_with_the_clock_restarting():
+    # minimum off-time: closed at t, reset just after (the board clock starts again from 0)
+    w, amb, pin = _world()
+    amb.temp_c = 35.0
+    w.run_for(400000)
+    assert pin.value() == 1
+    amb.temp_c = 27.0
+    w.run_for(80000)  # measured once a minute
+    assert pin.value() == 0
+    closed_at = w.clock.now_ms()
+    amb.temp_c = 35.0
+    w.clock.t = 1000
+    w.reset("watchdog")
+    w.run_for(280000)
+    assert pin.value() == 0  # hot, but the minimum off-time (300 s) is not over
+    w.run_for(40000)
+    assert pin.value() == 1
+    # maximum on-time: a reset mid-activation closes the valve; it is closed for the minimum
+    # off-time before the next activation, which again lasts at most max_on_s
+    w.run_for(400000)
+    w.clock.t = 1000
+    w.reset("brownout")
+    w.run_for(1500000)
+    ons = [t for t, v in pin.history if v == 1]
+    offs = [t for t, v in pin.history if v == 0]
+    assert ons and offs
+    for i in range(1, len(offs)):
+        if i < len(ons) and ons[i] > offs[i - 1]:
+            assert ons[i] - offs[i - 1] >= 300000 - 10000
+    assert closed_at > 0
+
+
+def test_budget_day_and_figure_survive_resets_with_the_clock_restarting():
+    th = dict(TH)
+    th.update({"budget_l_per_day": 40})  # 600 s of water a day: one activation
+    w = World("cooling", {"thresholds": th, "interval_s": 600})
+    amb, pin = w.io.sim["ds18b20"], w.io.valve_pin
+    amb.temp_c = 35.0
+    w.run_for(1000000)
+    assert w.node.app.ctl.budget_left_s() == 0 and pin.value() == 0
+    for _ in range(6):  # resets in a loop, each with the clock from zero: no water comes back
+        w.clock.t = 1000
+        w.reset("watchdog")
+        w.run_for(3600000)
+        assert pin.value() == 0 and w.node.app.ctl.reason == 7  # R_BUDGET
+    assert _open_seconds(pin, w.clock.now_ms()) <= 600
+
+
+def test_unreadable_valve_record_fails_closed():
+    w, amb, pin = _world()
+    amb.temp_c = 35.0
+    w.run_for(400000)
+    assert pin.value() == 1
+    w.run_for(100000)
+    for slot in ("valve.a", "valve.b"):
+        if slot in w.store.data:
+            bad = bytearray(w.store.data[slot])
+            bad[8] ^= 0x04
+            w.store.data[slot] = bytes(bad)
+    node = w.reset("brownout")
+    assert node.app.ctl.budget_left_s() == 0  # how much was used is unknown: none is left
+    w.run_for(900000)
+    assert pin.value() == 0 and node.app.ctl.reason == 7

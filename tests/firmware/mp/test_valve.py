@@ -98,11 +98,11 @@ def test_daily_budget():
 
 def test_budget_not_overrun_by_a_long_step():
     v = _warm()
-    v.used_s = 3500
+    v.used_s = 3550
     v.step(1000, 35.0, 1, True)
-    assert v.snapshot(1000)[2] == 3600
-    assert v.next_check_s(1000) == 1100  # the caller must come back when the budget ends
-    assert not v.step(1100, 35.0, 1, True) and v.reason == R_BUDGET
+    assert v.snapshot(1000)[2] == 3600  # charged ahead up to the budget's end, not beyond
+    assert v.next_check_s(1000) == 1050  # the caller must come back when the budget ends
+    assert not v.step(1050, 35.0, 1, True) and v.reason == R_BUDGET
 
 
 def test_invalid_temperature_means_closed():
@@ -215,7 +215,7 @@ def test_reset_while_open_comes_back_closed():
     v = _warm()
     assert v.step(700, 35.0, 1, True)
     v.step(1000, 35.0, 1, True)
-    assert v.snapshot(1000)[2] == 900  # 300 s used + the 600 s this activation may still run
+    assert v.snapshot(1000)[2] == 360  # 300 s used + the next SAVE_AHEAD_S counted ahead
     snap = v.snapshot()
     # power glitch / watchdog reset: a new controller from the persisted snapshot
     v2 = ValveController(CFG, 0)
@@ -280,3 +280,75 @@ def test_legionella_flush_after_standing_still_only_when_warm():
     assert v.opens == 1
     assert not v.step(3 * 86400 + 5000, 27.0, 1, True)  # the timer starts again from the flush
     assert not v.step(3 * 86400 + 6000, 27.0, 1, False) and v.reason == R_RESERVOIR
+
+
+def test_non_finite_inputs_mean_closed():
+    nan, inf = float("nan"), float("inf")
+    for temp, age in ((35.0, nan), (35.0, inf), (35.0, -inf), (nan, 1), (inf, 1), (-inf, 1), (35.0, True)):
+        v = _warm()
+        assert not v.step(700, temp, age, True), (temp, age)
+        assert v.reason in (R_INVALID, R_STALE), (temp, age, v.reason)
+        # and an open valve closes at once when an input turns non-finite
+        assert v.step(710, 35.0, 1, True)
+        assert not v.step(720, temp, age, True), (temp, age)
+    for now in (nan, inf):
+        v = _warm()
+        assert v.step(700, 35.0, 1, True)
+        assert not v.step(now, 35.0, 1, True) and v.reason == R_INVALID
+        assert v.next_check_s(now) is None and not v.override(OVERRIDE_OPEN, 60, now)
+        # the bad time did not move the controller's time: the rules go on from the last good one
+        assert not v.step(720, 35.0, 1, True) and v.reason == R_MIN_OFF
+        assert v.step(710 + 600, 35.0, 1, True)
+
+
+def test_clock_jumping_back_cannot_stretch_max_on_or_min_off():
+    v = _warm()
+    assert v.step(1000, 35.0, 1, True)
+    forward = 0
+    t = 1000
+    for _ in range(200):  # the clock jumps back 500 s once, then runs on
+        nt = t + 10 if t != 1300 else 800
+        if nt > t:
+            forward += nt - t
+        t = nt
+        if not v.step(t, 35.0, 1, True):
+            break
+    assert v.reason == R_MAX_ON and forward == 900  # 900 s of real open time, not 900 + 500
+    closed_fwd = 0
+    for _ in range(200):
+        step = 10 if t != 1500 else -400
+        t += step
+        if step > 0:
+            closed_fwd += step
+        if v.step(t, 35.0, 1, True):
+            break
+    assert closed_fwd >= 600 and v.opens == 2
+
+
+def test_open_valve_asks_for_saves_and_each_save_covers_until_the_next():
+    v = _warm()
+    assert not v.save_due(700)  # closed: nothing to save
+    assert v.step(700, 35.0, 1, True)
+    assert v.save_due(700)  # open and nothing counted ahead yet
+    snap = v.snapshot(700)
+    assert snap[2] == valve.SAVE_AHEAD_S and not v.save_due(730)
+    assert v.next_check_s(730) == 700 + valve.SAVE_AHEAD_S  # wake up to save in time
+    t = 700
+    while v.step(t, 35.0, 1, True):
+        # the figure on flash is never below the water actually used
+        if v.save_due(t):
+            snap = v.snapshot(t)
+        assert snap[2] >= v.used_s, (t, snap, v.used_s)
+        t = v.next_check_s(t) if t % 2 else t + 7
+    assert v.reason == R_MAX_ON and v.used_s == 900 and snap[2] >= 900
+
+
+def test_restore_charges_a_lost_newest_copy():
+    v = ValveController(CFG, 0)
+    assert v.restore([3, 3, 100, 5000, 700], lost_newest=True)
+    assert v.used_s == 100 + valve.SAVE_AHEAD_S and v.restore_fault
+    v = ValveController(CFG, 0)
+    v.restore_unreadable()
+    assert v.budget_left_s() == 0 and v.restore_fault
+    assert not v.step(700, 35.0, 1, True) and v.reason == R_BUDGET
+    assert v.step(86400 + 10, 35.0, 1, True)  # the next budget day is a normal one
