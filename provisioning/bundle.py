@@ -2,13 +2,19 @@
 
 Layout of a bundle folder::
 
-    manifest.json   {"format": "havel-bundle/1", "app", "mpy_cross", "files": [{"path", "sha256", "size"}]}
+    manifest.json   {"format": "havel-bundle/1", "app", "version", "radios", "mpy_cross",
+                     "files": [{"path", "sha256", "size"}]}
     manifest.sig    {"alg": "Ed25519", "key_id": <16 hex: SHA-256 of the raw public key>, "sig": <b64>}
     files/<path>    the bytes to put on the board at <path>
 
 The signature covers the canonical JSON of the manifest (sorted keys, no spaces), and the manifest covers
 every file by SHA-256: changing any byte of a file or of the manifest makes :func:`verify_bundle` refuse
 the bundle. The city keeps the private key; volunteers' tools only hold the public key.
+
+A file's ``path`` is where it goes on the board and, under ``files/``, in the bundle: it must be a plain
+relative path (``lw/mac.mpy``), so absolute paths, ``..``, empty parts and backslashes are refused when the
+manifest is read. ``version`` (dotted numbers, signed with the rest) lets the flasher refuse to put an
+older bundle over a newer one.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,11 +36,38 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from havel import __version__
 from havel.errors import ConfigError, InputError, SecurityError
 
 FORMAT = "havel-bundle/1"
 KEEP_SOURCE = frozenset({"boot.py", "main.py"})  # the board runs these two by name, as .py only
 NEVER_FLASH = ("host/", "tests/")
+RESERVED = frozenset({"havel_manifest.json"})  # written by the flasher itself, never from a bundle
+_VERSION_RE = re.compile(r"\d{1,9}(\.\d{1,9}){0,3}")
+_PART_RE = re.compile(r"[A-Za-z0-9_.@+=-]+")  # no separators, spaces, colons or control characters
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"1.4.2"`` -> (1, 4, 2); InputError for anything but 1 to 4 dotted numbers."""
+    if not _VERSION_RE.fullmatch(text):
+        raise InputError(f"bundle version {text!r} must be dotted numbers, e.g. 1.4.2")
+    return tuple(int(x) for x in text.split("."))
+
+
+def check_path(path: object) -> str:
+    """A manifest path, or SecurityError when it could point outside the bundle or the board's folder."""
+    if not isinstance(path, str) or not path or len(path) > 200:
+        raise SecurityError(f"bundle manifest path {path!r} is not a file name")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") or not _PART_RE.fullmatch(p) for p in parts):
+        raise SecurityError(
+            f"bundle manifest path {path!r} is refused: only relative paths inside the bundle "
+            "(no leading '/', no '..', no backslash or colon)",
+            hint="get the bundle again from the city",
+        )
+    if path in RESERVED:
+        raise SecurityError(f"bundle manifest path {path!r} is reserved for the flasher")
+    return path
 
 
 @dataclass(frozen=True)
@@ -64,9 +98,16 @@ class Manifest:
         if d.get("format") != FORMAT:
             raise InputError(f"not a Havel bundle manifest (format {d.get('format')!r}, expected {FORMAT})")
         try:
-            files = [BundleFile(str(f["path"]), str(f["sha256"]), int(f["size"])) for f in d["files"]]
+            files = [BundleFile(check_path(f["path"]), str(f["sha256"]), int(f["size"])) for f in d["files"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"bundle manifest has a malformed file entry: {exc}") from exc
+        seen: set[str] = set()
+        for f in files:
+            if f.path in seen:
+                raise SecurityError(f"bundle manifest lists {f.path!r} twice")
+            seen.add(f.path)
+        if "version" in d:
+            parse_version(str(d["version"]))
         extra = {k: v for k, v in d.items() if k not in {"format", "app", "mpy_cross", "files"}}
         return cls(app=str(d.get("app", "")), files=files, mpy_cross=str(d.get("mpy_cross", "")), extra=extra)
 
@@ -78,6 +119,12 @@ class Manifest:
         """Radio chips whose drivers the bundle holds."""
         r = self.extra.get("radios", [])
         return [str(x) for x in r] if isinstance(r, list) else []
+
+    @property
+    def version(self) -> str:
+        """The bundle's version ("" for bundles built before versions were recorded)."""
+        v = self.extra.get("version", "")
+        return v if isinstance(v, str) else ""
 
     @property
     def total_bytes(self) -> int:
@@ -236,12 +283,17 @@ def build_bundle(
     extra_files: dict[str, bytes] | None = None,
     spec: dict[str, Any] | None = None,
     radios: list[str] | None = None,
+    version: str = __version__,
 ) -> Manifest:
     """Compile the app's files into ``out_dir`` (replaced), write the manifest and, with a key, sign it.
+
+    ``version``: the bundle's version (dotted numbers; default Havel's own); a board refuses to take a
+    bundle with a lower version than the one it has, unless told to.
 
     ``radios``: the radio chips whose drivers go in (None: every driver the spec has, so one bundle fits
     every board); the manifest lists them so the flasher can refuse a bundle without the board's driver.
     """
+    parse_version(version)
     spec = spec if spec is not None else load_spec(firmware_root)
     radios = radios_in(spec) if radios is None else radios
     sources = app_sources(firmware_root, spec, app, radios)
@@ -259,7 +311,7 @@ def build_bundle(
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(firmware_root / rel, dest)
         for dest_rel, data in (extra_files or {}).items():
-            dest = tmp / "files" / dest_rel
+            dest = tmp / "files" / check_path(dest_rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         for p in sorted((tmp / "files").rglob("*")):
@@ -270,7 +322,9 @@ def build_bundle(
                         p.relative_to(tmp / "files").as_posix(), hashlib.sha256(data).hexdigest(), len(data)
                     )
                 )
-        manifest = Manifest(app=app, files=files, mpy_cross=mpy_cross_version(), extra={"radios": radios})
+        manifest = Manifest(
+            app=app, files=files, mpy_cross=mpy_cross_version(), extra={"radios": radios, "version": version}
+        )
         (tmp / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n")
         if signing_key is not None:
             sign_manifest(tmp, signing_key)
@@ -332,7 +386,8 @@ def verify_bundle(
         if not trusted:
             raise SecurityError(
                 "no trusted public key is configured to check the bundle's signature",
-                hint="pass --trust city.pub (the city's public key)",
+                hint="pass --trust city.pub (the city's public key), or list it in the settings' "
+                "trusted_keys",
             )
         for pub in trusted:
             try:

@@ -6,20 +6,22 @@ Errors are raised as HavelError subclasses; the ``havel`` entry point turns them
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from havel import __version__
 from havel.errors import HavelError, InputError
 from havel.provisioning import bundle as bundle_mod
 from havel.provisioning import exports, guide, identity, kitbuild, kitcheck, label, ports
 from havel.provisioning import flash as flash_mod
 from havel.provisioning import settings as settings_mod
 from havel.provisioning.kits import firmware_dir, list_kits, load_kit
+from havel.provisioning.private_file import write_private
 from havel.provisioning.registry import Registry
 from havel.provisioning.transport import Board as BoardLink
 
@@ -103,6 +105,9 @@ def board_info(port: str) -> None:
 )
 @click.option("--unsigned", is_flag=True, help="Development only: accept a bundle without a valid signature.")
 @click.option("--force", is_flag=True, help="Copy every file, not only the changed ones.")
+@click.option(
+    "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
+)
 @click.pass_context
 def flash(
     ctx: click.Context,
@@ -112,6 +117,7 @@ def flash(
     trust: tuple[Path, ...],
     unsigned: bool,
     force: bool,
+    allow_downgrade: bool,
 ) -> None:
     """Flash the firmware bundle of a kit's app (only changed files), then verify it on the board."""
     if ctx.invoked_subcommand is not None:
@@ -155,7 +161,9 @@ def flash(
         def progress(done: int, total: int, path: str) -> None:
             prog.update(task, completed=done, total=total, description=path)
 
-        rep = flash_mod.flash_bundle(link, bundle_dir, manifest, progress=progress, force=force)
+        rep = flash_mod.flash_bundle(
+            link, bundle_dir, manifest, progress=progress, force=force, allow_downgrade=allow_downgrade
+        )
         if kit_name is not None:
             flash_mod.write_board_file(link, load_kit(kit_name).board())
     console.print(
@@ -169,15 +177,25 @@ def flash(
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--sign-key", type=click.Path(path_type=Path), help="The city's Ed25519 private key (PEM).")
 @click.option("--all-radios", is_flag=True, help="Include every radio driver (one bundle for every board).")
-def flash_build(kit_name: str, out_dir: Path, sign_key: Path | None, all_radios: bool) -> None:
+@click.option(
+    "--bundle-version",
+    "version",
+    default=__version__,
+    show_default=True,
+    help="Version of the bundle (dotted numbers); boards refuse a lower one than they have.",
+)
+def flash_build(kit_name: str, out_dir: Path, sign_key: Path | None, all_radios: bool, version: str) -> None:
     """Build (and sign) the bundle of a kit's app from firmware/, for the kit board's radio."""
     key = bundle_mod.load_private_key(sign_key) if sign_key else None
     k = load_kit(kit_name)
     radio = k.board().radio
     radios = None if all_radios or radio is None else [radio.chip]
-    m = bundle_mod.build_bundle(firmware_dir(), k.app, out_dir, signing_key=key, radios=radios)
+    m = bundle_mod.build_bundle(
+        firmware_dir(), k.app, out_dir, signing_key=key, radios=radios, version=version
+    )
     console.print(
-        f"{len(m.files)} files, {m.total_bytes} bytes, radios {', '.join(m.radios)} -> {out_dir} "
+        f"version {m.version}, {len(m.files)} files, {m.total_bytes} bytes, radios {', '.join(m.radios)} "
+        f"-> {out_dir} "
         f"({'signed' if key else 'UNSIGNED'})"
     )
 
@@ -212,15 +230,23 @@ def keys_show(ctx: click.Context, reveal: bool) -> None:
     """List registered nodes (keys hidden unless --reveal)."""
     s = _settings(ctx)
     reg = Registry.open(s.registry, _passphrase(s))
+    if reveal:
+        # One line per value, not a table: a table squeezed into a narrow terminal wraps or cuts the
+        # 32-digit AppKey, and a volunteer copies it from here. The longest line is 41 characters.
+        for e in reg.entries:
+            console.print(f"[bold]{escape(e.name)}[/bold] (kit {escape(e.kit) or '-'})", highlight=False)
+            for what, value in (
+                ("DevEUI", identity.eui_hex(e.dev_eui)),
+                ("JoinEUI", identity.eui_hex(e.join_eui)),
+                ("AppKey", e.app_key.hex().upper()),
+            ):
+                console.print(f"  {what:<8} {value}", highlight=False, overflow="ignore", crop=False)
+        return
     t = Table("Name", "DevEUI", "JoinEUI", "Kit", "AppKey")
+    for col in t.columns[1:3]:
+        col.no_wrap, col.min_width = True, 16  # an EUI is never broken over two lines
     for e in reg.entries:
-        t.add_row(
-            e.name,
-            identity.eui_hex(e.dev_eui),
-            identity.eui_hex(e.join_eui),
-            e.kit,
-            e.app_key.hex().upper() if reveal else "(hidden)",
-        )
+        t.add_row(e.name, identity.eui_hex(e.dev_eui), identity.eui_hex(e.join_eui), e.kit, "(hidden)")
     console.print(t)
 
 
@@ -237,9 +263,7 @@ def keys_export(ctx: click.Context, fmt: str, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    write_private(out, text.encode())
     console.print(f"wrote {out} (mode 0600: it holds keys)")
 
 
@@ -289,7 +313,17 @@ def kit_check(ctx: click.Context, kit_name: str, port: str) -> None:
 @click.option("--kit", "kit_name", required=True)
 @click.option("--port", default="auto", show_default=True)
 @click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--trust",
+    "trust",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Trusted public key (PEM) instead of the settings' trusted_keys.",
+)
 @click.option("--unsigned", is_flag=True, help="Development only: accept an unsigned bundle.")
+@click.option(
+    "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
+)
 @click.option(
     "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
 )
@@ -301,7 +335,9 @@ def kit_build(
     kit_name: str,
     port: str,
     bundle_dir: Path | None,
+    trust: tuple[Path, ...],
     unsigned: bool,
+    allow_downgrade: bool,
     image: Path | None,
     image_sha256: str | None,
     assume_yes: bool,
@@ -315,12 +351,21 @@ def kit_build(
         unsigned=unsigned,
         image=image,
         image_sha256=image_sha256,
+        trusted_keys=list(trust),
+        allow_downgrade=allow_downgrade,
     )
 
     def confirm(q: str) -> bool:
         return True if assume_yes else click.confirm(q, default=True)
 
-    res = kitbuild.build(opts, s, confirm=confirm, passphrase=lambda: _passphrase(s), console=console)
+    res = kitbuild.build(
+        opts,
+        s,
+        confirm=confirm,
+        passphrase=lambda: _passphrase(s),
+        new_passphrase=lambda: _passphrase(s, confirm=True),
+        console=console,
+    )
     if not res.ok:
         ctx.exit(1)
 

@@ -3,6 +3,11 @@
 Hashes are computed on the board (``device/fsutil.py``), so nothing is read back byte by byte. Each
 file is written to ``<path>.part`` and renamed, and the manifest is written last (``havel_manifest.json``),
 so a board whose flash was interrupted is recognisable and the next run finishes the job.
+
+The bytes written are the bytes checked: every file to copy is read once and compared with its SHA-256 in
+the (signed) manifest before anything on the board changes, so a file swapped in the bundle folder after
+:func:`~havel.provisioning.bundle.verify_bundle` never reaches the board. A bundle whose version is lower
+than the one on the board is refused unless ``allow_downgrade``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from havel.errors import ConfigError, HavelError, TransportError
-from havel.provisioning.bundle import Manifest
+from havel.errors import ConfigError, HavelError, InputError, SecurityError, TransportError
+from havel.provisioning.bundle import Manifest, parse_version
 from havel.provisioning.kits import Board as BoardDef
 from havel.provisioning.transport import Board
 
@@ -69,6 +74,45 @@ def write_file(
     return sha
 
 
+def _version_key(version: str) -> tuple[int, ...]:
+    try:
+        return parse_version(version)
+    except InputError:
+        return ()  # no (or no readable) version: older than any versioned bundle
+
+
+def check_downgrade(installed: Manifest | None, new: Manifest, *, allow: bool = False) -> None:
+    """SecurityError when ``new`` is older than the bundle on the board (and ``allow`` is not set)."""
+    if allow or installed is None or not installed.version:
+        return
+    if _version_key(new.version) < _version_key(installed.version):
+        raise SecurityError(
+            f"the bundle is version {new.version or '(none)'}, older than version {installed.version} "
+            "on the board: an old bundle can bring back fixed bugs",
+            hint="get the current bundle from the city, or pass --allow-downgrade to flash it anyway",
+        )
+
+
+def read_checked(bundle_dir: Path, manifest: Manifest, paths: list[str]) -> dict[str, bytes]:
+    """The bytes of ``paths``, each read once and checked against the manifest (SecurityError if not)."""
+    by_path = {f.path: f for f in manifest.files}
+    out: dict[str, bytes] = {}
+    for path in paths:
+        want = by_path[path]
+        try:
+            data = (bundle_dir / "files" / path).read_bytes()
+        except FileNotFoundError as exc:
+            raise SecurityError(f"bundle file {path} is missing") from exc
+        if len(data) != want.size or hashlib.sha256(data).hexdigest() != want.sha256:
+            raise SecurityError(
+                f"bundle file {path} changed after the bundle was checked: it no longer matches the "
+                "manifest; nothing was written to the board",
+                hint="get the bundle again from the city",
+            )
+        out[path] = data
+    return out
+
+
 def flash_bundle(
     board: Board,
     bundle_dir: Path,
@@ -76,20 +120,25 @@ def flash_bundle(
     *,
     progress: ProgressFn | None = None,
     force: bool = False,
+    allow_downgrade: bool = False,
 ) -> FlashReport:
-    """Flash a bundle that :func:`havel.provisioning.bundle.verify_bundle` has already accepted."""
+    """Flash a bundle that :func:`havel.provisioning.bundle.verify_bundle` has already accepted (the
+    manifest it returned); refuses a downgrade unless ``allow_downgrade``."""
     t0 = time.monotonic()
     out0, in0, calls0 = board.bytes_out, board.bytes_in, board.calls
     report = FlashReport()
+    check_downgrade(installed_manifest(board), manifest, allow=allow_downgrade)
     todo = [f.path for f in manifest.files] if force else plan(board, manifest)
     by_path = {f.path: f for f in manifest.files}
+    # Read and check every file before the board changes: what is written is what was checked.
+    payload = read_checked(bundle_dir, manifest, todo)
     total = sum(by_path[p].size for p in todo)
     done = 0
     if todo:
         # An interrupted flash must not look complete: drop the board's manifest first.
         board.call("fsutil", "hv_remove", BOARD_MANIFEST)
     for path in todo:
-        data = (bundle_dir / "files" / path).read_bytes()
+        data = payload[path]
 
         def step(n: int, path: str = path) -> None:
             nonlocal done

@@ -3,7 +3,8 @@
 Steps: find the board, install MicroPython if needed, flash the signed bundle, check the wiring, register
 (identity into config.json and the encrypted registry), print the label. Progress is kept in a state file
 per kit, so after fixing a wiring fault the same command continues at the step that stopped. The only
-input it asks for is yes/no (and the registry passphrase when no file or variable supplies it).
+input it asks for is yes/no (and the registry passphrase when no file or variable supplies it: twice when
+the registry is created, so that a typo cannot lock the volunteer out of a new registry).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class BuildOptions:
     image: Path | None = None
     image_sha256: str | None = None
     state_file: Path | None = None
+    trusted_keys: list[Path] = field(default_factory=list)  # instead of the settings' trusted_keys
+    allow_downgrade: bool = False
 
 
 @dataclass
@@ -86,8 +89,8 @@ class State:
         os.replace(tmp, self.path)
 
 
-def _trusted(settings: Settings) -> list[bundle.Ed25519PublicKey]:
-    return [bundle.load_public_key(p) for p in settings.trusted_keys]
+def _trusted(settings: Settings, opts: BuildOptions) -> list[bundle.Ed25519PublicKey]:
+    return [bundle.load_public_key(p) for p in (opts.trusted_keys or settings.trusted_keys)]
 
 
 def locate_bundle(kit: Kit, settings: Settings, opts: BuildOptions) -> Path:
@@ -109,8 +112,13 @@ def build(
     passphrase: Callable[[], str],
     console: Console | None = None,
     list_ports: Callable[[], list[Any]] = ports.list_ports,
+    new_passphrase: Callable[[], str] | None = None,
 ) -> BuildResult:
-    """Run (or resume) the kit build. Raises HavelError for anything that stops it before the check."""
+    """Run (or resume) the kit build. Raises HavelError for anything that stops it before the check.
+
+    ``passphrase`` opens an existing registry; ``new_passphrase`` (default: ``passphrase``) is asked when
+    the registry is created, and should ask twice.
+    """
     console = console or Console()
     t0 = time.monotonic()
     kit = load_kit(opts.kit)
@@ -152,7 +160,7 @@ def build(
     with link:
         # 3. flash
         bdir = locate_bundle(kit, settings, opts)
-        manifest = bundle.verify_bundle(bdir, _trusted(settings), allow_unsigned=opts.unsigned)
+        manifest = bundle.verify_bundle(bdir, _trusted(settings, opts), allow_unsigned=opts.unsigned)
         if manifest.app != kit.app:
             raise ConfigError(f"the bundle in {bdir} is for app {manifest.app!r}, the kit needs {kit.app!r}")
         flash.check_radio(manifest, board_def)
@@ -169,7 +177,9 @@ def build(
             def progress(done: int, total: int, path: str) -> None:
                 prog.update(task, completed=done, total=total, description=path)
 
-            rep = flash.flash_bundle(link, bdir, manifest, progress=progress)
+            rep = flash.flash_bundle(
+                link, bdir, manifest, progress=progress, allow_downgrade=opts.allow_downgrade
+            )
         flash.write_board_file(link, board_def)
         result.flash_report = rep
         result.steps["flash"] = f"{len(rep.copied)} copied, {len(rep.unchanged)} unchanged"
@@ -190,7 +200,7 @@ def build(
         state.mark("check")
 
         # 5. register
-        reg = _open_registry(settings, passphrase, confirm)
+        reg = _open_registry(settings, passphrase, confirm, new_passphrase or passphrase)
         ident = reg.find_unique_id(uid)
         if ident is None:
             ident = _new_identity(kit, board_def.name, uid, reg, settings)
@@ -264,14 +274,16 @@ def _install_micropython(
 
 
 def _open_registry(
-    settings: Settings, passphrase: Callable[[], str], confirm: Callable[[str], bool]
+    settings: Settings,
+    passphrase: Callable[[], str],
+    confirm: Callable[[str], bool],
+    new_passphrase: Callable[[], str],
 ) -> Registry:
-    secret = settings.passphrase() or passphrase()
     if settings.registry.exists():
-        return Registry.open(settings.registry, secret)
+        return Registry.open(settings.registry, settings.passphrase() or passphrase())
     if not confirm(f"Create a new encrypted registry at {settings.registry}?"):
         raise HavelError("no registry; stopped before registering")
-    return Registry.create(settings.registry, secret)
+    return Registry.create(settings.registry, settings.passphrase() or new_passphrase())
 
 
 def _new_identity(kit: Kit, board: str, uid: str, reg: Registry, settings: Settings) -> identity.Identity:

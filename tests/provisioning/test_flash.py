@@ -179,3 +179,118 @@ def test_bundle_for_one_radio_and_the_board_check(firmware_tree: Path, tmp_path:
     flash.check_radio(every, load_board("ttgo_lora32"))
     with pytest.raises(ConfigError, match="no driver for radio 'llcc68'"):
         bundle.build_bundle(firmware_tree, "air", tmp_path / "x", signing_key=None, radios=["llcc68"])
+
+
+@pytest.mark.timeout(60)
+def test_file_swapped_after_verification_never_reaches_the_board(
+    firmware_tree: Path, tmp_path: Path, signing_key: Any, start_board: Callable[..., Any]
+) -> None:
+    vb = start_board(SCENARIO)
+    out = tmp_path / "bundle"
+    build(firmware_tree, out, signing_key)
+    m = bundle.verify_bundle(out, [signing_key.public_key()])
+    # Between the check and the copy, someone (or a sync tool) swaps a file in the bundle folder.
+    evil = b"M\x06 swapped after the check"
+    (out / "files/lw/mac.mpy").write_bytes(evil)
+    with Board(vb.path, timeout=10) as link:
+        with pytest.raises(SecurityError, match="changed after the bundle was checked"):
+            flash.flash_bundle(link, out, m)
+        # Nothing of the bundle was written: not the swapped file, not the others.
+        have = flash.board_hashes(link, [f.path for f in m.files])
+        assert set(have.values()) == {None}
+        assert link.call("fsutil", "hv_read_text", "lw/mac.mpy") is None
+
+
+@pytest.mark.timeout(60)
+def test_older_bundle_is_refused_unless_allowed(
+    firmware_tree: Path, tmp_path: Path, signing_key: Any, start_board: Callable[..., Any]
+) -> None:
+    vb = start_board(SCENARIO)
+    trusted = [signing_key.public_key()]
+    new, old, unversioned = tmp_path / "new", tmp_path / "old", tmp_path / "unversioned"
+    bundle.build_bundle(firmware_tree, "air", new, signing_key=signing_key, version="1.10.0")
+    (firmware_tree / "apps/air.py").write_text("def run():\n    return 'old'\n")
+    bundle.build_bundle(firmware_tree, "air", old, signing_key=signing_key, version="1.9.3")
+    # A bundle signed before versions were recorded: no "version" in its manifest.
+    bundle.build_bundle(firmware_tree, "air", unversioned, signing_key=None)
+    doc = json.loads((unversioned / "manifest.json").read_text())
+    del doc["version"]
+    (unversioned / "manifest.json").write_text(json.dumps(doc))
+    bundle.sign_manifest(unversioned, signing_key)
+    with Board(vb.path, timeout=10) as link:
+        flash.flash_bundle(link, new, bundle.verify_bundle(new, trusted))
+        for older in (old, unversioned):
+            m_old = bundle.verify_bundle(older, trusted)
+            with pytest.raises(SecurityError, match=r"older than version 1\.10\.0"):
+                flash.flash_bundle(link, older, m_old)
+            installed = flash.installed_manifest(link)
+            assert installed is not None and installed.version == "1.10.0"  # 1.10 > 1.9: numbers, not text
+            assert link.exec("import apps.air\nprint(apps.air.run())").strip() == b"42"
+        rep = flash.flash_bundle(link, old, bundle.verify_bundle(old, trusted), allow_downgrade=True)
+        assert rep.copied == ["apps/air.mpy"]
+        installed = flash.installed_manifest(link)
+        assert installed is not None and installed.version == "1.9.3"
+        # the same version again, and a newer one, need no permission
+        assert flash.flash_bundle(link, old, bundle.verify_bundle(old, trusted)).copied == []
+        assert flash.flash_bundle(link, new, bundle.verify_bundle(new, trusted)).copied == ["apps/air.mpy"]
+
+
+def test_bundle_version_must_be_dotted_numbers(firmware_tree: Path, tmp_path: Path) -> None:
+    for bad in ("", "1.x", "v1.2", "1.2.3.4.5", "1..2"):
+        with pytest.raises(InputError):
+            bundle.build_bundle(firmware_tree, "air", tmp_path / "b", signing_key=None, version=bad)
+    assert bundle.parse_version("1.10.0") > bundle.parse_version("1.9.3")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../evil.py",
+        "/boot.py",
+        "lw/../../evil.py",
+        "lw/..",
+        "./main.py",
+        "lw//mac.mpy",
+        "lw\\mac.mpy",
+        "..\\evil.py",
+        "C:evil.py",
+        "lw/mac.mpy\x00.txt",
+        "",
+        "havel_manifest.json",
+    ],
+)
+def test_manifest_paths_outside_the_bundle_are_refused(
+    firmware_tree: Path, tmp_path: Path, signing_key: Any, path: str
+) -> None:
+    """Even with a good signature (a mistake or a stolen key at the city) and a hash that matches the
+    file the path points to, a path that could leave the bundle or the board's folder is refused."""
+    import hashlib
+
+    out = tmp_path / "b"
+    build(firmware_tree, out, signing_key)
+    target = out / "evil.py"  # what "../evil.py" reaches from out/files
+    target.write_bytes(b"print('evil')\n")
+    doc = json.loads((out / "manifest.json").read_text())
+    data = target.read_bytes()
+    doc["files"].append({"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+    (out / "manifest.json").write_text(json.dumps(doc))
+    sign_raw(out, doc, signing_key)
+    with pytest.raises(SecurityError):
+        bundle.verify_bundle(out, [signing_key.public_key()])
+
+
+def sign_raw(out: Path, doc: dict[str, Any], key: Any) -> None:
+    """Sign a manifest as the city's tool does (canonical JSON), without reading it through Manifest."""
+    import base64
+
+    sig = key.sign(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+    (out / "manifest.sig").write_text(json.dumps({"alg": "Ed25519", "sig": base64.b64encode(sig).decode()}))
+
+
+def test_manifest_listing_a_file_twice_is_refused(firmware_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    m = bundle.build_bundle(firmware_tree, "air", out, signing_key=None)
+    doc = m.to_dict()
+    doc["files"].append(doc["files"][0])
+    with pytest.raises(SecurityError, match="twice"):
+        bundle.Manifest.from_dict(doc)

@@ -18,7 +18,9 @@ from click.testing import CliRunner
 
 from havel.errors import InputError, SecurityError, TransportError
 from havel.provisioning import cli, micropython_install
-from havel.provisioning.kits import REPO, load_board
+from havel.provisioning.kits import load_board
+
+from .conftest import REPO
 
 
 def uf2(n_blocks: int = 2) -> bytes:

@@ -10,6 +10,7 @@ import pytest
 
 from havel.errors import ConfigError, InputError, SecurityError, StorageError
 from havel.provisioning import identity
+from havel.provisioning import registry as registry_mod
 from havel.provisioning.registry import Registry
 
 FAST_N = 2**12  # scrypt cost for tests; the default (2**15) is for real registries
@@ -63,6 +64,67 @@ def test_altered_file_is_refused(tmp_path: Path) -> None:
     path.write_text("not json")
     with pytest.raises(SecurityError):
         Registry.open(path, "pw")
+
+
+class KdfRan(Exception):
+    pass
+
+
+class NoScrypt:
+    """Stands in for scrypt where the KDF must not run at all: a crafted cost is refused before it."""
+
+    def __init__(self, **kw: object) -> None:
+        raise KdfRan(kw)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n": 2**22},  # took 22.7 s before the bound
+        {"n": 2**40},
+        {"n": 3 * 2**12},  # not a power of two
+        {"n": 2**4},  # too cheap to protect the keys
+        {"r": 4096},
+        {"p": 2**16},
+        {"n": 2**17, "r": 16, "p": 4},  # each within bounds, together 32 times the default work
+        {"n": "32768"},
+        {"n": True},
+        {"name": "argon2id"},
+        {"salt": "AAAA"},  # 3 bytes
+        {"salt": "not base64!"},
+        {"salt": None},
+    ],
+)
+def test_crafted_kdf_cost_is_refused_before_the_kdf_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, object]
+) -> None:
+    path = tmp_path / "reg.json"
+    Registry.create(path, "pw", scrypt_n=FAST_N)
+    doc = json.loads(path.read_text())
+    doc["kdf"].update(change)
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(registry_mod, "Scrypt", NoScrypt)
+    with pytest.raises(SecurityError):
+        Registry.open(path, "pw")
+
+
+def test_kdf_header_missing_or_not_an_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "reg.json"
+    Registry.create(path, "pw", scrypt_n=FAST_N)
+    doc = json.loads(path.read_text())
+    for bad in (None, [], "scrypt"):
+        doc["kdf"] = bad
+        path.write_text(json.dumps(doc))
+        with pytest.raises(SecurityError):
+            Registry.open(path, "pw")
+    path.write_text("[]")
+    with pytest.raises(SecurityError):
+        Registry.open(path, "pw")
+
+
+def test_cost_out_of_bounds_cannot_be_created() -> None:
+    with pytest.raises(SecurityError):
+        Registry(Path("x.json"), "pw", scrypt_n=2**22)
 
 
 def test_bad_input(tmp_path: Path) -> None:
