@@ -8,25 +8,26 @@ few aliases (``nss``/``cs``, ``rst``/``reset``) so a renamed key does not silent
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from havel import resources
 from havel.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 # firmware/config.py's names for the SDS011 reporting modes -> the datasheet's (Nova protocol V1.3)
 SDS011_MODES = {"query": "query", "continuous": "active"}
 
 
 def hw_dir() -> Path:
-    return Path(os.environ.get("HAVEL_HW_DIR", REPO / "hw"))
+    """``hw/``, installed with the package or a checkout's (see :mod:`havel.resources`)."""
+    return resources.hw_dir()
 
 
 def firmware_dir() -> Path:
-    return Path(os.environ.get("HAVEL_FIRMWARE_DIR", REPO / "firmware"))
+    """``firmware/``, installed with the package or a checkout's (see :mod:`havel.resources`)."""
+    return resources.firmware_dir()
 
 
 def _load(path: Path, what: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ at the right time, frequency and data rate.
 from __future__ import annotations
 
 import importlib
-import os
 import random
 import sys
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from havel import resources
 from havel.errors import HavelError
 from havel.gateway import gwmp
 from havel.gateway.sim.concentrator import Concentrator, wait_any
@@ -36,11 +36,8 @@ _FW: dict[str, ModuleType] = {}
 
 
 def firmware_dir() -> Path:
-    """``firmware/`` of this checkout (or ``$HAVEL_FIRMWARE``)."""
-    env = os.environ.get("HAVEL_FIRMWARE")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "firmware"
+    """The firmware sources: installed with the package, or a checkout's (see :mod:`havel.resources`)."""
+    return resources.firmware_dir()
 
 
 def firmware() -> dict[str, ModuleType]:
@@ -53,7 +50,7 @@ def firmware() -> dict[str, ModuleType]:
         if not (root / "host" / "simnode.py").is_file():
             raise HavelError(
                 f"the firmware's simulated node is not at {root}/host/simnode.py",
-                hint="run from a Havel checkout or set HAVEL_FIRMWARE",
+                hint=f"reinstall Havel, or set {resources.SOURCE_ENV} to a Havel checkout",
             )
         for p in (str(root / "host"), str(root)):
             if p not in sys.path:
