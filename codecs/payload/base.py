@@ -61,8 +61,11 @@ class Reading(cs.Adapter):
     """
 
     def __init__(self, subcon: cs.Construct, step: str = "1", *, lo: float, hi: float,
-                 sentinel: int | None = None, unit: str | None = None) -> None:
+                 sentinel: int | None = None, unit: str | None = None, saturate_high: bool = False) -> None:
         super().__init__(subcon)
+        # a reading above the range is a real reading (a full battery on a charger): sent as the top
+        # value, not as the sentinel ("absent") and not refused
+        self.saturate_high = saturate_high
         frac = Fraction(step)
         self.num, self.den = frac.numerator, frac.denominator
         self.lo, self.hi = lo, hi
@@ -102,6 +105,8 @@ class Reading(cs.Adapter):
         if isinstance(obj, float) and not math.isfinite(obj):
             raise CodecError(f"{name}: {obj!r} is not a finite number")
         unit = f" {self.unit}" if self.unit else ""
+        if self.saturate_high and obj > self.hi:
+            obj = self.hi
         if not self.lo <= obj <= self.hi:
             raise CodecError(f"{name}: {obj}{unit} is out of range {self.lo}..{self.hi}{unit}",
                              hint="null means 'reading absent or faulty'" if self.nullable else None)
@@ -173,8 +178,9 @@ def humidity_half_percent() -> Reading:
 
 
 def battery_mv() -> Reading:
-    """Battery voltage, 20 mV steps, uint8 (0..5080 mV), 0xFF = absent (mains powered) or faulty."""
-    return Reading(cs.Int8ub, "20", lo=0, hi=5080, sentinel=0xFF, unit="mV")
+    """Battery voltage, 20 mV steps, uint8 (0..5080 mV), 0xFF = absent (mains powered) or faulty;
+    above 5080 mV is sent as 254 (5080 mV), as the firmware does."""
+    return Reading(cs.Int8ub, "20", lo=0, hi=5080, sentinel=0xFF, unit="mV", saturate_high=True)
 
 
 # --- ports and codecs ---------------------------------------------------------------------------------------

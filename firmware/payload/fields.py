@@ -68,7 +68,10 @@ def get_i16(b, i):
 
 
 def battery_raw(mv):
-    """Battery, 20 mV steps, 0xFF = absent (mains) or faulty."""
+    """Battery, 20 mV steps, 0xFF = absent (mains) or faulty. Above 5080 mV is a reading, not an
+    absent one: 254 (5080 mV), as the host codec encodes it."""
+    if not isinstance(mv, bool) and isinstance(mv, (int, float)) and mv - mv == 0 and mv > 5080:
+        mv = 5080  # NaN and infinity stay faulty readings (0xFF)
     return scaled("battery", mv, 20, 1, 0, 5080, 0xFF)
 
 

@@ -93,7 +93,7 @@ def test_empty_and_too_long_payloads(name: str) -> None:
     ("air", 1, "up", "humidity", -0.5, r"humidity: -0.5 % is out of range 0..100 %"),
     ("air", 1, "up", "pm10", 1000.1, r"pm10: .* out of range 0..1000 ug/m3"),
     ("air", 1, "up", "co2", 40001, r"co2: 40001 \[ppm\] is out of range"),
-    ("air", 1, "up", "battery", 5100, r"battery: 5100 mV is out of range 0..5080 mV"),
+    ("air", 1, "up", "battery", -20, r"battery: -20 mV is out of range 0..5080 mV"),
     ("water", 1, "up", "level", 30001, r"level: 30001 cm is out of range -5000..30000 cm"),
     ("water", 1, "up", "distance", -1, r"distance: -1 mm is out of range"),
     ("water", 1, "up", "alarm_level", 4, r"alarm_level: 4 is out of range 0..3"),

@@ -44,7 +44,8 @@ def test_out_of_range_reading_becomes_absent_not_clamped():
         "water_temperature": None,
         "battery": 9999,
     }
-    assert water.encode(w) == unhex("10 8000 ffff 8000 ff")
+    # the battery above its range is a reading (sent as the top value, 5080 mV), not an absent one
+    assert water.encode(w) == unhex("10 8000 ffff 8000 fe")
 
 
 def test_counters_saturate():

@@ -30,3 +30,23 @@ def test_every_uplink_vector_encodes_to_its_bytes():
 
 def test_every_downlink_vector_decodes_to_its_data():
     assert _check_all("down") >= 24
+
+
+def test_battery_above_range_is_sent_as_the_top_value_not_absent():
+    """Every codec has a vector with battery 5080 mV (254): a reading above the range is sent as
+    those same bytes (the host codec does the same), never as 0xFF (absent)."""
+    for name, mod in CODECS:
+        tops = [v for v in vectors(name) if v["direction"] == "up" and v["data"].get("battery") == 5080]
+        assert tops, name
+        for v in tops:
+            for mv in (5081, 5090, 5400, 65535, 1e9):
+                d = dict(v["data"])
+                d["battery"] = mv
+                got = mod.encode(d, v["fport"])
+                assert got == unhex(v["bytes"]), "%s %s %r: %s" % (name, v["description"], mv, got.hex())
+            for bad in (float("nan"), float("inf"), -20):
+                d = dict(v["data"])
+                d["battery"] = bad
+                d_none = dict(v["data"])
+                d_none["battery"] = None
+                assert mod.encode(d, v["fport"]) == mod.encode(d_none, v["fport"]), (name, bad)
