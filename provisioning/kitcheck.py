@@ -135,12 +135,21 @@ def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
         return Item(
             name, FAIL, f"SDS011 talks but does not hear the board: connect its RXD (pin 6) to GPIO{tx}.", r
         )
+    if wiring == "no_mode_reply":
+        return Item(
+            name,
+            FAIL,
+            "SDS011 answers the board but not when asked for its reporting mode: unplug its 5 V wire "
+            "for ten seconds, plug it back in and run the check again; if that does not help, replace "
+            "the sensor.",
+            r,
+        )
     if r.get("mode_now") != want:
         return Item(
             name,
             FAIL,
             f"SDS011 stays in {r.get('mode_now')} mode and would not switch to {want} mode: "
-            "power it off and on, then run the check again.",
+            "unplug its 5 V wire for ten seconds, plug it back in and run the check again.",
             r,
         )
     frame = r.get("frame")
@@ -159,6 +168,22 @@ def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
             FIXED,
             f"SDS011 was left in {r.get('mode_found')} mode; it is now in {want} mode as "
             f"the firmware expects ({values}).",
+            r,
+        )
+    if r.get("was_asleep") and want == "active":
+        return Item(
+            name,
+            FIXED,
+            f"SDS011 was asleep (fan off); the check woke it, as the firmware in active mode expects "
+            f"({values}).",
+            r,
+        )
+    if r.get("was_asleep"):
+        return Item(
+            name,
+            OK,
+            f"SDS011 wired right, in {want} mode ({values}); it was asleep, as the firmware leaves it "
+            "between readings.",
             r,
         )
     return Item(name, OK, f"SDS011 wired right, in {want} mode ({values}).", r)

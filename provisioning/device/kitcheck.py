@@ -77,91 +77,146 @@ def _sds_cmd(cmd, d1=0, d2=0):
     return b
 
 
+# Timing (protocol V1.3 and the datasheet): 9600 baud 8N1, so a 19-byte command takes 19.8 ms on the wire
+# and a 10-byte reply 10.4 ms; in active mode a data frame comes once a second. The protocol gives no
+# reply latency: wait for each reply before sending the next command, up to _REPLY_MS.
+_REPLY_MS = 1000
+_REPORT_MS = 2500  # active mode: one frame a second, plus the time after waking or switching mode
+
+
 def _sds_frames(data):
-    """Split received bytes into checked 10-byte frames; count the bytes that fit no frame."""
+    """Split received bytes into checked 10-byte frames. Returns (frames, junk, rest): the bytes that
+    fit no frame are counted as junk; `rest` is the start of a frame still arriving."""
     frames = []
     junk = 0
     i = 0
-    while i < len(data):
-        if data[i] == 0xAA and i + 10 <= len(data) and data[i + 9] == 0xAB:
-            f = data[i : i + 10]
-            if sum(f[2:8]) & 0xFF == f[8]:
-                frames.append(bytes(f))
+    n = len(data)
+    while i < n:
+        if data[i] == 0xAA:
+            if i + 10 > n:
+                break  # a frame still arriving: keep it for the next read
+            if data[i + 9] == 0xAB and sum(data[i + 2 : i + 8]) & 0xFF == data[i + 8]:
+                frames.append(bytes(data[i : i + 10]))
                 i += 10
                 continue
         junk += 1
         i += 1
-    return frames, junk
+    return frames, junk, data[i:]
 
 
-def _listen(u, ms, until=None):
-    buf = b""
-    t0 = time.ticks_ms()
-    while time.ticks_diff(time.ticks_ms(), t0) < ms:
-        d = u.read()
-        if d:
-            buf += d
-            if until is not None:
-                frames, _ = _sds_frames(buf)
-                if any(f[1] == until for f in frames):
-                    break
-        else:
-            time.sleep_ms(10)
-    return buf
+class _SdsLink:
+    """The SDS011's serial line: one command at a time, and the reply picked by its command id, so a
+    late reply to an earlier command or a data frame in between is never taken for the answer."""
+
+    def __init__(self, u):
+        self.u = u
+        self.rest = b""
+        self.frames = []  # every good frame heard, in order
+        self.junk = 0
+
+    def _wait(self, kind, cmd, ms):
+        """Read until a frame of `kind` (0xC5 reply to `cmd`, or 0xC0 data) arrives, or `ms` pass."""
+        seen = len(self.frames)
+        t0 = time.ticks_ms()
+        while True:
+            d = self.u.read()
+            if d:
+                fr, junk, self.rest = _sds_frames(self.rest + d)
+                self.frames.extend(fr)
+                self.junk += junk
+                while seen < len(self.frames):
+                    f = self.frames[seen]
+                    seen += 1
+                    if f[1] == kind and (cmd is None or f[2] == cmd):
+                        return f
+            elif time.ticks_diff(time.ticks_ms(), t0) >= ms:
+                return None
+            else:
+                time.sleep_ms(5)
+
+    def ask(self, cmd, d1=0, d2=0):
+        """Send one command; its reply frame, or None when none came within _REPLY_MS."""
+        self.u.write(_sds_cmd(cmd, d1, d2))
+        if cmd == 4:
+            return self._wait(0xC0, None, _REPLY_MS)
+        return self._wait(0xC5, cmd, _REPLY_MS)
+
+    def report(self):
+        return self._wait(0xC0, None, _REPORT_MS)
 
 
-def _ask_mode(u):
-    u.read()
-    u.write(_sds_cmd(6, 1, 1))  # work (wake a sleeping sensor: it ignores all else while asleep)
-    u.write(_sds_cmd(2, 0, 0))  # which reporting mode?
-    return _listen(u, 1200, until=0xC5)
+def _sds_hello(link):
+    """Ask for the reporting mode; a sleeping sensor ignores that, so wake it and ask again.
+    Returns (mode reply or None, woke: it was asleep and answered the wake-up)."""
+    r = link.ask(2, 0, 0)
+    if r is not None:
+        return r, False
+    w = link.ask(6, 1, 1)  # set work: the one command a sleeping sensor hears
+    if w is None:
+        return None, False
+    return link.ask(2, 0, 0), True
 
 
 def kc_sds011(uart_id, tx, rx, want_mode):
-    res = {"wiring": "ok", "heard": False, "mode_found": None, "mode_now": None, "frame": None, "junk": 0}
+    res = {
+        "wiring": "ok",
+        "heard": False,
+        "was_asleep": False,
+        "mode_found": None,
+        "mode_now": None,
+        "asleep_now": False,
+        "frame": None,
+        "junk": 0,
+    }
     u = UART(uart_id, 9600, tx=tx, rx=rx, timeout=0)
-    frames, junk = _sds_frames(_ask_mode(u))
-    res["junk"] = junk
-    if not frames:
+    u.read()
+    link = _SdsLink(u)
+    mode, woke = _sds_hello(link)
+    if mode is None and not link.frames:
         # Nothing on our RX pin: try the wires the other way round before blaming the sensor.
+        res["junk"] = link.junk
         try:
             u.init(9600, tx=rx, rx=tx, timeout=0)
         except ValueError:
             # RP2040: UART pins are fixed per function, the swap cannot be tried in software
             u.init(9600, tx=tx, rx=rx, timeout=0)
-            res["wiring"] = "garbled" if junk else "silent_noswap"
+            res["wiring"] = "garbled" if link.junk else "silent_noswap"
             return res
-        sw, _ = _sds_frames(_ask_mode(u))
+        u.read()
+        sw = _SdsLink(u)
+        _sds_hello(sw)
+        if not sw.frames:
+            sw.report()
         u.init(9600, tx=tx, rx=rx, timeout=0)
-        res["wiring"] = "swapped" if sw else ("garbled" if junk else "silent")
+        res["wiring"] = "swapped" if sw.frames else ("garbled" if link.junk else "silent")
         return res
-    replies = [f for f in frames if f[1] == 0xC5 and f[2] == 2]
-    if not replies:
-        res["wiring"] = "deaf"  # it talks (active mode) but never answers: its RX wire is off
-        res["mode_found"] = "active"
-        res["mode_now"] = "active"
-        res["frame"] = _decode(frames)
+    if mode is None:
+        if woke or any(f[1] == 0xC5 for f in link.frames):
+            res["wiring"] = "no_mode_reply"  # it hears us (it answered) but not about its mode
+        else:
+            res["wiring"] = "deaf"  # it talks (active mode) but never answers: its RX wire is off
+            res["mode_found"] = "active"
+            res["mode_now"] = "active"
+            res["frame"] = _decode(link.frames)
+        res["junk"] = link.junk
         return res
     res["heard"] = True
-    found = "query" if replies[-1][4] else "active"
+    res["was_asleep"] = woke
+    found = "query" if mode[4] else "active"
     res["mode_found"] = found
+    res["mode_now"] = found
     if found != want_mode:
-        u.read()
-        u.write(_sds_cmd(2, 1, 1 if want_mode == "query" else 0))
-        fr, _ = _sds_frames(_listen(u, 1200, until=0xC5))
-        set_ok = [f for f in fr if f[1] == 0xC5 and f[2] == 2]
-        res["mode_now"] = ("query" if set_ok[-1][4] else "active") if set_ok else found
-    else:
-        res["mode_now"] = found
+        r = link.ask(2, 1, 1 if want_mode == "query" else 0)
+        if r is not None:
+            res["mode_now"] = "query" if r[4] else "active"
     # One measurement, in the mode the sensor is in now.
-    u.read()
-    if res["mode_now"] == "query":
-        u.write(_sds_cmd(4))
-        fr, j = _sds_frames(_listen(u, 1200, until=0xC0))
-    else:
-        fr, j = _sds_frames(_listen(u, 2500, until=0xC0))
-    res["junk"] += j
-    res["frame"] = _decode(fr)
+    f = link.ask(4) if res["mode_now"] == "query" else link.report()
+    res["frame"] = _decode([f]) if f is not None else None
+    if want_mode == "query":
+        # The firmware wakes it for each reading: let the fan rest until then (it wears out).
+        r = link.ask(6, 1, 0)
+        res["asleep_now"] = r is not None and r[4] == 0
+    res["junk"] = link.junk
     return res
 
 

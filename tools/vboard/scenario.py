@@ -39,6 +39,10 @@ def build(
     if unknown:
         raise ValueError(f"unknown faults: {sorted(unknown)}")
     missing = {f.split(":", 1)[1] for f in faults if f.startswith("missing:")}
+    power = board.raw.get("power") if isinstance(board.raw.get("power"), dict) else {}
+    vext = power.get("vext") if isinstance(power.get("vext"), dict) else None
+    # Sensors on a switched rail (Heltec Vext) stay dark until the board switches it on.
+    rail = {"pin": int(vext["pin"]), "active": int(vext.get("active", 0))} if vext else None
     sc: dict[str, Any] = {
         "unique_id": unique_id,
         "i2c": [],
@@ -60,7 +64,10 @@ def build(
             if bus is None:
                 bus = {"sda": s["sda"], "scl": s["scl"], "devices": []}
                 sc["i2c"].append(bus)
-            bus["devices"].append({"addr": addr, "chip": chip})
+            dev: dict[str, Any] = {"addr": addr, "chip": chip}
+            if rail is not None:
+                dev["rail"] = rail
+            bus["devices"].append(dev)
         elif s["interface"] == "uart" and s["id"] == "sds011":
             mode = s.get("firmware_mode", "query")
             if "sds011_query" in faults:
@@ -81,6 +88,7 @@ def build(
                     "pm25": 8.4,
                     "pm10": 13.9,
                     "period_ms": 1000,
+                    "reply_delay_ms": 10,
                 }
             )
         elif s["interface"] == "ultrasonic":
@@ -93,18 +101,23 @@ def build(
             )
         elif s["interface"] == "onewire":
             devs = [
-                {"rom": f"28{i:02x}641e83160300", "temp_c": 19.5 + i, "converts": "ds18b20_85" not in faults}
+                {
+                    "rom": f"28{i:02x}641e83160300",
+                    "temp_c": 19.5 + i,
+                    "converts": "ds18b20_85" not in faults,
+                    "conversion_ms": 750,
+                }
                 for i in range(int(s.get("count", 1)))
             ]
             sc["onewire"].append({"pin": s["pin"], "devices": devs})
-    pmu = board.raw.get("power", {}).get("pmu") if isinstance(board.raw.get("power"), dict) else None
-    power = None
+    pmu = power.get("pmu")
+    pmu_rail = None
     if isinstance(pmu, dict):
         i2c = board.raw["i2c"]
         kind = "axp2101" if "pmu_axp2101" in faults else "axp192"
         # The LoRa rail: AXP192 LDO2 (REG12H bit 2), AXP2101 ALDO2 (REG90H bit 1)
         reg, mask = (0x90, 0x02) if kind == "axp2101" else (0x12, 0x04)
-        power = {
+        pmu_rail = {
             "sda": i2c["sda"],
             "scl": i2c["scl"],
             "addr": int(pmu.get("i2c_addr", 0x34)),
@@ -116,7 +129,7 @@ def build(
             if bus is None:
                 bus = {"sda": i2c["sda"], "scl": i2c["scl"], "devices": []}
                 sc["i2c"].append(bus)
-            bus["devices"].append({"addr": power["addr"], "chip": kind})
+            bus["devices"].append({"addr": pmu_rail["addr"], "chip": kind})
     if board.radio is not None and "no_radio" not in faults:
         chip = board.radio.chip
         if "other_radio" in faults:
@@ -127,7 +140,8 @@ def build(
                 "sck": board.radio.sck,
                 "nss": board.radio.nss,
                 "busy": board.radio.busy if chip.startswith("sx126") else None,
-                "power": power,
+                "rst": board.radio.rst,
+                "power": pmu_rail,
             }
         )
     if board.battery is not None and "no_battery" not in faults:

@@ -38,3 +38,20 @@ def pin_id(p):
     if isinstance(p, int):
         return p
     return p.id
+
+
+_ticks_last = None
+_ticks_total = 0
+
+
+def now_us():
+    """Microseconds since the board booted, never wrapping (ticks_us wraps after about 18 minutes): the
+    one clock the simulated parts schedule their bytes and conversions on."""
+    global _ticks_last, _ticks_total
+    import time
+
+    t = time.ticks_us()
+    if _ticks_last is not None:
+        _ticks_total += time.ticks_diff(t, _ticks_last)
+    _ticks_last = t
+    return _ticks_total

@@ -9,6 +9,13 @@ import _vboard_state as _vb
 _PINS = {}
 _LIVE_SPI = []
 _I2C_PARTS = {}
+_EDGES = {}  # pin -> (level, time in us it was driven to that level, first drive): rails and resets
+
+
+def _driven(pin):
+    """(level, since_us, first) of a pin the board drives, or None if it never drove it; `first` says
+    the pin was floating before (a reset line pulled up inside the chip was never pulled low)."""
+    return _EDGES.get(pin)
 
 
 def unique_id():
@@ -64,18 +71,27 @@ class Pin:
         self.mode = mode
         self._value = 0 if value is None else value
         _PINS[id] = self
+        if value is not None:
+            self._edge()
+
+    def _edge(self):
+        old = _EDGES.get(self.id)
+        if old is None or old[0] != self._value:
+            _EDGES[self.id] = (self._value, _vb.now_us(), old is None)
 
     def init(self, mode=-1, pull=-1, value=None):
         if mode != -1:
             self.mode = mode
         if value is not None:
             self._value = value
+            self._edge()
 
     def value(self, v=None):
         if v is None:
             ext = _external_level(self.id)
             return self._value if ext is None else ext
         self._value = 1 if v else 0
+        self._edge()
         _trig_edge(self.id, self._value)
         if self._value:
             # NSS going high ends an SPI transaction.
@@ -99,10 +115,14 @@ class Pin:
 
 
 def _external_level(pin):
-    """The level a simulated part drives onto an input pin (SX126x BUSY is low when idle)."""
+    """The level a simulated part drives onto an input pin: SX126x BUSY is high while the chip is in
+    reset or starting up, low when it is ready (and low when it has no power: nothing drives it)."""
     for r in _vb.scenario().get("spi", []):
         if r.get("busy") == pin:
-            return 0 if r.get("chip") else 1
+            if not r.get("chip"):
+                return 1
+            radio = _Radio(r)
+            return 1 if radio.powered() and not radio.ready() else 0
     return None
 
 
@@ -128,13 +148,28 @@ class _Chip:
             self.regs[0x03] = pmu_ids[self.kind]
         for k, v in spec.get("regs", {}).items():
             self.regs[int(k)] = v
+        self.changed_at = {}  # register -> time of its last write (a PMU rail switched on)
+        # {"pin", "active"}: the part sits on a switched rail (Heltec Vext) and needs `startup_ms` after
+        # the rail comes up before it answers (BME280 datasheet rev 1.6, table 1: t_startup 2 ms).
+        self.rail = spec.get("rail")
+        self.startup_us = int(spec.get("startup_ms", 2) * 1000)
+
+    def powered(self):
+        if not self.rail:
+            return True
+        d = _driven(self.rail["pin"])
+        if d is None or d[0] != self.rail.get("active", 0):
+            return False
+        return _vb.now_us() - d[1] >= self.startup_us
 
     def read(self, reg, n):
         return bytes(self.regs[(reg + i) & 0xFF] for i in range(n))
 
     def write(self, reg, data):
+        now = _vb.now_us()
         for i, b in enumerate(data):
             self.regs[(reg + i) & 0xFF] = b
+            self.changed_at[(reg + i) & 0xFF] = now
 
 
 class I2C:
@@ -155,12 +190,12 @@ class I2C:
 
     def _chip(self, addr):
         c = self._chips.get(addr)
-        if c is None:
+        if c is None or not c.powered():
             raise OSError(19)  # ENODEV: no ACK from that address, as the ESP32 port reports it
         return c
 
     def scan(self):
-        return sorted(self._chips)
+        return sorted(a for a, c in self._chips.items() if c.powered())
 
     def readfrom_mem(self, addr, reg, n, *, addrsize=8):
         return self._chip(addr).read(reg, n)
@@ -189,13 +224,38 @@ class I2C:
 SoftI2C = I2C
 
 
-# ---------------------------------------------------------------- UART and the SDS011
+# ---------------------------------------------------------------- UART lines and the SDS011
+# Bytes take time on the wire: 8N1 is 10 bits a byte, so at 9600 baud a byte takes 1042 us, a 19-byte
+# SDS011 command 19.8 ms and a 10-byte reply 10.4 ms. Every byte gets the time its stop bit arrives and
+# can be read only from then on, so replies arrive in pieces, back-to-back commands are answered one
+# after the other, and a read gives up when its timeout passes, as on a real UART.
+
+
+def _byte_us(baud):
+    return 10000000 // baud
+
+
 def _sds_sum(data):
     return sum(data) & 0xFF
 
 
 class _SDS011:
-    """Nova SDS011 (laser dust sensor, datasheet V1.3 and the control protocol V1.3)."""
+    """Nova Fitness SDS011, after the Laser Dust Sensor Control Protocol V1.3 (2015-07-20) and the
+    SDS011 datasheet V1.3.
+
+    Timing, and where it comes from:
+    - 9600 baud 8N1 (protocol V1.3 section 1): see _byte_us.
+    - Active reporting: one data frame a second while working ("serial data output frequency 1 time/s",
+      datasheet); `period_ms` (default 1000) changes it. The first frame comes one period after the
+      sensor starts working or is switched to active mode.
+    - Reply latency: the protocol gives none. A reply starts `reply_delay_ms` (default 10, an assumption)
+      after the last byte of the command, then takes its own 10.4 ms on the wire; the sensor's TX line
+      sends one frame at a time, so replies and data frames never interleave.
+    - Sleep: while asleep the sensor ignores every command but "set work" (observed behaviour, recorded
+      by the sds011-esp-raw project; the protocol itself says any command wakes it).
+    - The reporting mode survives power cycles (protocol: "still effective after power off"), the sleep
+      state does not; both are kept in /_vboard/state.json, which survives the board's soft resets.
+    """
 
     def __init__(self, spec):
         self.spec = spec
@@ -204,8 +264,15 @@ class _SDS011:
         st.setdefault("working", not spec.get("asleep", False))
         self.st = st
         self.dev_id = bytes((0xA1, 0x60))
-        self.t0 = time.ticks_ms()
-        self.sent = 0
+        self.byte_us = _byte_us(spec.get("baud", 9600))
+        self.reply_us = int(spec.get("reply_delay_ms", 10) * 1000)
+        self.period_us = int(spec.get("period_ms", 1000) * 1000)
+        self.out = []  # (arrival time in us, byte) on the sensor's TX wire
+        self.tx_free = 0  # when the sensor's TX line is free again
+        self.heard = bytearray()  # command bytes on the sensor's RX wire, not yet a frame
+        self.commands = []  # (time the last byte arrived, 19-byte frame), in time order
+        self.next_report = _vb.now_us() + self.period_us
+        self.commands_seen = 0
 
     def _save(self):
         _vb.save_state()
@@ -220,51 +287,87 @@ class _SDS011:
         body = bytes((cmd, d1, d2, 0)) + self.dev_id
         return b"\xaa\xc5" + body + bytes((_sds_sum(body),)) + b"\xab"
 
-    def periodic(self, now):
-        """Frames the sensor sent on its own since the last call (active mode, fan running)."""
-        if self.st["mode"] != "active" or not self.st["working"]:
-            self.t0 = now
-            self.sent = 0
-            return b""
-        period = self.spec.get("period_ms", 1000)
-        due = time.ticks_diff(now, self.t0) // period
-        frames = b""
-        while self.sent < due:
-            frames += self.data_frame()
-            self.sent += 1
-        return frames
+    def _emit(self, data, start):
+        t = start if start > self.tx_free else self.tx_free
+        for b in data:
+            t += self.byte_us
+            self.out.append((t, b))
+        self.tx_free = t
 
-    def command(self, frame):
-        """Handle one 19-byte command frame; return the reply bytes."""
-        if len(frame) != 19 or frame[0] != 0xAA or frame[1] != 0xB4 or frame[18] != 0xAB:
-            return b""
-        if _sds_sum(frame[2:17]) != frame[17]:
-            return b""
+    def hear(self, data, first_end, byte_us):
+        """Bytes on the sensor's RX wire; byte k has fully arrived at first_end + k * byte_us."""
+        t = first_end
+        for b in data:
+            self.heard.append(b)
+            if len(self.heard) > 19:
+                self.heard = self.heard[-19:]
+            if len(self.heard) == 19 and self.heard[0] == 0xAA and self.heard[18] == 0xAB:
+                self.commands.append((t, bytes(self.heard)))
+                self.heard = bytearray()
+            t += byte_us
+
+    def _reporting(self):
+        return self.st["mode"] == "active" and self.st["working"]
+
+    def advance(self, now):
+        """Run the sensor up to time `now`: commands and periodic reports, in the order they happen."""
+        while True:
+            t_cmd = self.commands[0][0] if self.commands else None
+            t_rep = self.next_report if self._reporting() else None
+            if t_cmd is not None and t_cmd <= now and (t_rep is None or t_cmd <= t_rep):
+                t, frame = self.commands.pop(0)
+                self._command(frame, t)
+            elif t_rep is not None and t_rep <= now:
+                self._emit(self.data_frame(), t_rep)
+                self.next_report = t_rep + self.period_us
+            else:
+                return
+
+    def take(self, now, since):
+        """The bytes that have arrived on the sensor's TX wire by `now`; those before `since` are lost
+        (nobody was listening then)."""
+        self.advance(now)
+        got = bytearray()
+        i = 0
+        while i < len(self.out) and self.out[i][0] <= now:
+            if self.out[i][0] >= since:
+                got.append(self.out[i][1])
+            i += 1
+        if i:
+            self.out = self.out[i:]
+        return bytes(got)
+
+    def _command(self, frame, t):
+        """Handle one 19-byte command frame that fully arrived at time t."""
+        if frame[1] != 0xB4 or _sds_sum(frame[2:17]) != frame[17]:
+            return  # the sensor ignores frames with a bad checksum
+        self.commands_seen += 1
         cmd, d1, d2 = frame[2], frame[3], frame[4]
-        if not self.st["working"] and cmd != 6:
-            return b""  # asleep: only the work command wakes it
+        if not self.st["working"] and not (cmd == 6 and d1 == 1 and d2 == 1):
+            return  # asleep: only "set work" is heard
+        out = b""
         if cmd == 2:
             if d1 == 1:
-                self.st["mode"] = "query" if d2 else "active"
-                self._save()
-            return self.reply(2, d1, 1 if self.st["mode"] == "query" else 0)
-        if cmd == 4:
-            return self.data_frame()
-        if cmd == 6:
-            if d1 == 1:
+                mode = "query" if d2 else "active"
+                if mode != self.st["mode"]:
+                    self.st["mode"] = mode
+                    self.next_report = t + self.period_us
+                    self._save()
+            out = self.reply(2, d1, 1 if self.st["mode"] == "query" else 0)
+        elif cmd == 4:
+            out = self.data_frame()
+        elif cmd == 6:
+            if d1 == 1 and bool(d2) != self.st["working"]:
                 self.st["working"] = bool(d2)
+                self.next_report = t + self.period_us
                 self._save()
-                self.t0 = time.ticks_ms()
-                self.sent = 0
-            return self.reply(6, d1, 1 if self.st["working"] else 0)
-        if cmd == 7:
-            return (
-                b"\xaa\xc5\x07\x12\x0b\x0f"
-                + self.dev_id
-                + bytes((_sds_sum(b"\x07\x12\x0b\x0f" + self.dev_id),))
-                + b"\xab"
-            )
-        return self.reply(cmd, d1, d2)
+            out = self.reply(6, d1, 1 if self.st["working"] else 0)
+        elif cmd == 7:
+            body = b"\x07\x12\x0b\x0f" + self.dev_id
+            out = b"\xaa\xc5" + body + bytes((_sds_sum(body),)) + b"\xab"
+        else:
+            out = self.reply(cmd, d1, d2)
+        self._emit(out, t + self.reply_us)
 
 
 _SENSORS = {}
@@ -278,6 +381,9 @@ def _uart_part(spec):
 
 
 class UART:
+    """machine.UART of the ESP32 port: write() queues the bytes and returns at once (they leave one
+    every 10 bits); read(n) waits up to `timeout` ms for n bytes and returns what has arrived, or None."""
+
     def __init__(
         self,
         id,
@@ -289,16 +395,27 @@ class UART:
         tx=None,
         rx=None,
         timeout=0,
+        timeout_char=0,
         rxbuf=256,
         **kw,
     ):
         self.id = id
         self._rxbuf = bytearray()
-        self._cmd = bytearray()
         self.init(baudrate, bits, parity, stop, tx=tx, rx=rx, timeout=timeout, rxbuf=rxbuf)
 
     def init(
-        self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None, timeout=0, rxbuf=256, **kw
+        self,
+        baudrate=115200,
+        bits=8,
+        parity=None,
+        stop=1,
+        *,
+        tx=None,
+        rx=None,
+        timeout=0,
+        timeout_char=0,
+        rxbuf=256,
+        **kw,
     ):
         self.baudrate = baudrate
         self.tx = _vb.pin_id(tx)
@@ -306,6 +423,9 @@ class UART:
         self.timeout = timeout
         self.rxbuf_size = rxbuf
         self._rxbuf = bytearray()
+        self._byte_us = _byte_us(baudrate)
+        self._tx_free = 0
+        self._since = _vb.now_us()  # what arrived before (re)initialising is lost
         self._hears = []  # parts whose TX wire is on our RX pin
         self._talks = []  # parts whose RX wire is on our TX pin
         for spec in _vb.scenario().get("uart", []):
@@ -314,21 +434,24 @@ class UART:
             part = _uart_part(spec)
             if spec.get("sensor_tx_to") == self.rx and self.rx is not None:
                 self._hears.append(part)
-                part.periodic(time.ticks_ms())  # what it sent before we listened is lost
-                part.t0 = time.ticks_ms()
-                part.sent = 0
             if spec.get("sensor_rx_to") == self.tx and self.tx is not None:
                 self._talks.append(part)
 
     def deinit(self):
         self._rxbuf = bytearray()
+        self._hears = []
+        self._talks = []
 
     def _pump(self):
-        now = time.ticks_ms()
+        now = _vb.now_us()
         for part in self._hears:
-            self._rxbuf += part.periodic(now)
+            self._rxbuf += part.take(now, self._since)
+        for part in _SENSORS.values():
+            if part not in self._hears:
+                part.advance(now)  # it runs whether or not anyone listens
         if len(self._rxbuf) > self.rxbuf_size:
-            self._rxbuf = self._rxbuf[-self.rxbuf_size :]
+            # the receive buffer overflowed: the newest bytes are dropped (ESP-IDF UART driver)
+            self._rxbuf = self._rxbuf[: self.rxbuf_size]
 
     def any(self):
         self._pump()
@@ -342,7 +465,7 @@ class UART:
                 break
             if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
                 break
-            time.sleep_ms(5)
+            time.sleep_ms(1)
         if not self._rxbuf:
             return None
         if n < 0:
@@ -359,41 +482,66 @@ class UART:
         return len(data)
 
     def write(self, data):
-        for b in data:
-            self._cmd.append(b)
-            if len(self._cmd) > 19:
-                self._cmd = self._cmd[-19:]
-            if len(self._cmd) == 19 and self._cmd[0] == 0xAA and self._cmd[18] == 0xAB:
-                for part in self._talks:
-                    reply = part.command(bytes(self._cmd))
-                    if part in self._hears:
-                        self._rxbuf += reply
-                self._cmd = bytearray()
+        now = _vb.now_us()
+        start = now if now > self._tx_free else self._tx_free
+        self._tx_free = start + len(data) * self._byte_us
+        for part in self._talks:
+            part.hear(bytes(data), start + self._byte_us, self._byte_us)
         return len(data)
 
+    def txdone(self):
+        return _vb.now_us() >= self._tx_free
+
     def flush(self):
-        pass
+        while _vb.now_us() < self._tx_free:
+            time.sleep_ms(1)
 
 
 # ---------------------------------------------------------------- SPI and the LoRa radio
 class _Radio:
-    """Register reads of a Semtech SX1262 (DS_SX1261-2 rev 2.1) or SX1276 (DS rev 7)."""
+    """Register reads of a Semtech SX1262 (DS_SX1261-2 rev 2.1) or SX1276 (DS rev 7), with their start-up
+    times: after NRESET is released or power comes up, an SX126x keeps BUSY high for 3.5 ms while it
+    calibrates (DS_SX1261-2 13.1.12, all blocks); an SX127x must be left alone for 5 ms after a manual
+    reset and 10 ms after power-on (SX1276 DS 7.2.1, 7.2.2). Until then it does not answer on SPI."""
 
     def __init__(self, spec):
         self.chip = spec.get("chip")
         self.nss = spec.get("nss")
+        self.rst = spec.get("rst")
         self.power = spec.get("power")  # {"sda", "scl", "addr", "reg", "mask"}: a PMU rail feeds the radio
+
+    def _rail(self):
+        p = self.power
+        if not p:
+            return None
+        return _I2C_PARTS.get((p["sda"], p["scl"], p["addr"]))
 
     def powered(self):
         p = self.power
         if not p:
             return True
-        part = _I2C_PARTS.get((p["sda"], p["scl"], p["addr"]))
+        part = self._rail()
         return part is not None and bool(part.regs[p["reg"]] & p["mask"])
+
+    def ready(self):
+        sx127 = self.chip in ("sx1276", "sx1278")
+        now = _vb.now_us()
+        part = self._rail()
+        if part is not None:
+            on_at = part.changed_at.get(self.power["reg"])
+            if on_at is not None and now - on_at < (10000 if sx127 else 3500):
+                return False
+        d = _driven(self.rst) if self.rst is not None else None
+        if d is not None:
+            if d[0] == 0:
+                return False  # held in reset
+            if not d[2] and now - d[1] < (5000 if sx127 else 3500):
+                return False
+        return True
 
     def byte_at(self, sent, i):
         """The byte the chip shifts out at position i of a transaction whose bytes so far are `sent`."""
-        if not self.powered():
+        if not self.powered() or not self.ready():
             return 0
         if self.chip == "sx1276" or self.chip == "sx1278":
             regs = {0x42: 0x12, 0x01: 0x09, 0x06: 0x6C, 0x07: 0x80, 0x08: 0x00}

@@ -22,6 +22,10 @@ def _crc8(data):
 
 
 class _DS18B20:
+    """A DS18B20 (Maxim datasheet 19-7487 rev 6): a temperature conversion takes up to 750 ms at 12 bits
+    (tCONV, `conversion_ms` in the scenario); until it is done the scratchpad holds the previous value,
+    +85.0 C after power-on, and the chip answers read slots with 0 (busy, when externally powered)."""
+
     def __init__(self, spec):
         rom = bytes.fromhex(spec["rom"])
         self.rom = rom[:7] + bytes((_crc8(rom[:7]),))
@@ -29,14 +33,33 @@ class _DS18B20:
         # Power-on scratchpad: +85.0 C, TH, TL, 12-bit config, reserved bytes.
         self.scratch = bytearray(b"\x50\x05\x4b\x46\x7f\xff\x0c\x10\x00")
         self.scratch[8] = _crc8(self.scratch[:8])
+        self.done_at = None
 
     def convert(self):
+        self.done_at = _vb.now_us() + int(self.spec.get("conversion_ms", 750) * 1000)
+
+    def busy(self):
+        self._finish()
+        return self.done_at is not None
+
+    def _finish(self):
+        if self.done_at is None or _vb.now_us() < self.done_at:
+            return
+        self.done_at = None
         if not self.spec.get("converts", True):
-            return  # e.g. parasite power without a strong pull-up: the scratchpad keeps 85.0 C
+            return  # e.g. VDD not connected (parasite power without a strong pull-up): stays at 85.0 C
         raw = int(round(self.spec.get("temp_c", 21.5) * 16)) & 0xFFFF
         self.scratch[0] = raw & 0xFF
         self.scratch[1] = raw >> 8
         self.scratch[8] = _crc8(self.scratch[:8])
+
+    def read_scratch(self):
+        self._finish()
+        return bytearray(self.scratch)
+
+
+# The probes keep their scratchpads while powered, however many OneWire objects talk to them.
+_PARTS = {}
 
 
 class OneWire:
@@ -49,7 +72,11 @@ class OneWire:
         self._devs = []
         for bus in _vb.scenario().get("onewire", []):
             if bus.get("pin") == self.pin:
-                self._devs = [_DS18B20(d) for d in bus.get("devices", [])]
+                for d in bus.get("devices", []):
+                    key = (self.pin, d["rom"])
+                    if key not in _PARTS:
+                        _PARTS[key] = _DS18B20(d)
+                    self._devs.append(_PARTS[key])
         self._selected = []
         self._phase = "idle"
         self._rom_buf = bytearray()
@@ -65,6 +92,8 @@ class OneWire:
         return present
 
     def readbit(self):
+        if not self._out and any(d.busy() for d in self._selected):
+            return 0  # a conversion is running: the chip holds the line low in read slots
         return self.readbyte() & 1
 
     def readbyte(self):
@@ -101,7 +130,7 @@ class OneWire:
                 for d in self._selected:
                     d.convert()
             elif value == 0xBE and len(self._selected) == 1:
-                self._out = bytearray(self._selected[0].scratch)
+                self._out = self._selected[0].read_scratch()
             self._phase = "data"
 
     def write(self, buf):
