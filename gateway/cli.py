@@ -429,4 +429,9 @@ def device_export(
     )
 
 
+# rooftop commands, in their own packages: `havel gateway setup` (gateway/setup)
+from havel.gateway.setup.cli import setup as _setup  # noqa: E402
+
+gateway.add_command(_setup)
+
 __all__ = ["HavelError", "device", "gateway", "load_config"]

@@ -17,7 +17,7 @@ from typing import Any
 from havel.errors import ConfigError
 
 # Sections of the config that belong to optional components the daemon can start (see daemon.COMPONENTS).
-COMPONENT_SECTIONS = ("forwarder", "relay")
+COMPONENT_SECTIONS = ("forwarder", "relay", "watchdog", "power")
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
