@@ -20,7 +20,6 @@ import re
 import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from math import isfinite
 from typing import Any
 
 import orjson
@@ -61,12 +60,15 @@ class GwmpError(InputError):
     """A datagram or JSON object that does not follow the packet-forwarder protocol.
 
     ``reason`` is a short, stable label (``truncated``, ``version``, ``identifier``, ``json``, ``rxpk``,
-    ``txpk``) used for counting rejects by kind.
+    ``stat``, ``txpk``) used for counting rejects by kind; ``field`` names the rxpk or stat field at fault.
     """
 
-    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, reason: str, hint: str | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
+        self.field = field  # the rxpk or stat field at fault, when one is (a second, finer metric label)
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,10 @@ class Stat:
 # --------------------------------------------------------------------------------------------- datagrams
 
 
-def parse(data: bytes) -> Datagram:
-    """Decode one datagram; raises :class:`GwmpError` for anything malformed."""
+def header(data: bytes) -> tuple[int, int, int, int | None]:
+    """``(version, token, identifier, gateway EUI or None)`` of a datagram, without reading its JSON (so
+    a server can refuse a stranger's datagram before spending time on its body). Raises
+    :class:`GwmpError` like :func:`parse`."""
     if len(data) < 4:
         raise GwmpError(
             f"datagram of {len(data)} bytes is shorter than the 4-byte header", reason="truncated"
@@ -163,7 +167,14 @@ def parse(data: bytes) -> Datagram:
                 f"{IDENTIFIER_NAMES[ident]} of {len(data)} bytes has no 8-byte gateway EUI",
                 reason="truncated",
             )
-        eui = int.from_bytes(data[4:12], "big")
+        return version, token, ident, int.from_bytes(data[4:12], "big")
+    return version, token, ident, None
+
+
+def parse(data: bytes) -> Datagram:
+    """Decode one datagram; raises :class:`GwmpError` for anything malformed."""
+    version, token, ident, eui = header(data)
+    if eui is not None:
         body = data[12:]
         if ident == PULL_DATA:
             return Datagram(version, token, ident, eui)
@@ -254,28 +265,54 @@ def tx_ack_error(dg: Datagram) -> str:
     if not isinstance(ack, dict):
         return "NONE"
     err = ack.get("error", "NONE")
-    return str(err) if err else "NONE"
+    if not err:
+        return "NONE"
+    # only the protocol's names: the error becomes a metric label, and a sender's free text must not
+    # grow the metrics without bound
+    return err if err in TX_ACK_ERRORS else "UNKNOWN"
 
 
 # ------------------------------------------------------------------------------------------- rxpk / stat
 
 _FRACTION = re.compile(r"\.(\d+)")
+_TIME_MAX_CHARS = 64  # RFC 3339 with nanoseconds and an offset is 35 characters
+
+# What a concentrator can report, with room to spare; anything outside is a broken or hostile sender, and
+# would otherwise overflow later arithmetic (a freq of 1e303 MHz is an OverflowError in Hz).
+FREQ_MHZ = (100.0, 3000.0)  # sub-GHz concentrators and the 2.4 GHz ones
+RSSI_DBM = (-250.0, 50.0)
+LSNR_DB = (-50.0, 50.0)
+MAX_PHY_BYTES = 255  # a LoRa packet holds at most 255 bytes
+_MAX_B64_CHARS = 4 * ((MAX_PHY_BYTES + 2) // 3)
+TMST_MAX = TMST_MODULO - 1  # an unsigned 32-bit microsecond counter
+TMMS_MAX = 1 << 53  # GPS milliseconds since 1980 (about 285,000 years of room)
+MAX_RSIG = 16  # antennas reported in one rsig array (concentrators have 1 to 4)
+U32_MAX = (1 << 32) - 1
+_LORA_DATR = re.compile(r"SF([5-9]|1[0-2])BW\d{1,4}(\.\d{1,2})?")
+_CODR = re.compile(r"4/[5-8](LI)?|OFF")
+FSK_BPS = (100, 1_000_000)
 
 
 def parse_time(value: str) -> datetime:
     """RFC 3339 UTC (``2013-03-31T16:21:17.528002Z``, any number of fraction digits) or the stat format
-    ``2014-01-12 08:59:28 GMT``; returns an aware UTC datetime. Raises ValueError."""
+    ``2014-01-12 08:59:28 GMT``; returns an aware UTC datetime. Raises ValueError (also for a time that
+    falls outside the years 1 to 9999 once converted to UTC)."""
+    if len(value) > _TIME_MAX_CHARS:
+        raise ValueError(f"time of {len(value)} characters")
     text = value.strip()
-    if text.endswith(" GMT"):
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S GMT").replace(tzinfo=UTC)
-    # Python parses at most 6 fraction digits; forwarders send up to 9 (nanoseconds).
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        if text.endswith(" GMT"):
+            return datetime.strptime(text, "%Y-%m-%d %H:%M:%S GMT").replace(tzinfo=UTC)
+        # Python parses at most 6 fraction digits; forwarders send up to 9 (nanoseconds).
+        text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        dt = datetime.fromisoformat(text)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
+        raise ValueError("time outside the years 1 to 9999") from None
 
 
 def format_time(dt: datetime) -> str:
@@ -294,101 +331,144 @@ def _b64(value: str) -> bytes:
         # strict: what base64.b64decode(validate=True) checks, without its wrapper
         return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
-        raise GwmpError("rxpk data is not valid base64", reason="rxpk") from None
+        raise GwmpError("rxpk data is not valid base64", reason="rxpk", field="data") from None
 
 
-def _num(obj: dict[str, Any], key: str, kind: type, *, required: bool = False, default: Any = None) -> Any:
+def _show(value: Any) -> str:
+    """A value for an error message, cut short (the message may reach a log)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _bad(key: str, value: Any, want: str, what: str = "rxpk") -> GwmpError:
+    return GwmpError(f"{what} field '{key}' is {_show(value)}, not {want}", reason=what, field=key)
+
+
+def _int(obj: dict[str, Any], key: str, lo: int, hi: int, default: Any = None, what: str = "rxpk") -> Any:
+    """An integer field in lo..hi (a float with an integral value counts); ``default`` when absent."""
     value = obj.get(key)
     if value is None:
-        if required:
-            raise GwmpError(f"rxpk field '{key}' is missing", reason="rxpk")
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise GwmpError(f"rxpk field '{key}' is {value!r}, not a number", reason="rxpk")
-    return kind(value)
+    cls = value.__class__
+    if cls is int:  # (bool is not int by class)
+        if lo <= value <= hi:
+            return value
+    elif cls is float and value.is_integer() and lo <= value <= hi:  # NaN and infinity are not integral
+        return int(value)
+    raise _bad(key, value, f"an integer in {lo}..{hi}", what)
 
 
-def _as(obj: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
-    # the common case inline (JSON gave exactly the type wanted), anything else through _num's checks
+def _float(
+    obj: dict[str, Any], key: str, lo: float, hi: float, default: Any = None, what: str = "rxpk"
+) -> Any:
+    """A finite number in lo..hi as a float; ``default`` when absent."""
     value = obj.get(key)
-    if value.__class__ is kind:
-        return value
-    return _num(obj, key, kind, default=default)
+    if value is None:
+        return default
+    cls = value.__class__
+    # compared before converting: a huge integer compares fine but would overflow float(); NaN fails
+    if (cls is float or cls is int) and lo <= value <= hi:
+        return float(value)
+    raise _bad(key, value, f"a number in {lo:g}..{hi:g}", what)
+
+
+def _required(obj: dict[str, Any], key: str) -> None:
+    if obj.get(key) is None:
+        raise GwmpError(f"rxpk field '{key}' is missing", reason="rxpk", field=key)
 
 
 def parse_rxpk(obj: Any) -> RxPacket:
     """One rxpk JSON object -> :class:`RxPacket`. Requires data, tmst, freq and datr; v1.5 ``rsig``
-    arrays stand in for a missing top-level rssi/lsnr (the best antenna counts)."""
+    arrays stand in for a missing top-level rssi/lsnr (the best antenna counts).
+
+    Every field the gateway reads is checked for its type and a range a concentrator can report (see the
+    constants above); anything else raises :class:`GwmpError` (reason ``rxpk``, ``field`` the field)."""
     if not isinstance(obj, dict):
-        raise GwmpError("rxpk element is not an object", reason="rxpk")
+        raise GwmpError("rxpk element is not an object", reason="rxpk", field="rxpk")
     get = obj.get
     data_s = get("data")
-    if not isinstance(data_s, str):
-        raise GwmpError("rxpk field 'data' is missing or not a string", reason="rxpk")
+    if data_s.__class__ is not str:
+        raise GwmpError("rxpk field 'data' is missing or not a string", reason="rxpk", field="data")
+    if len(data_s) > _MAX_B64_CHARS + 4:
+        raise _bad("data", data_s, f"at most {MAX_PHY_BYTES} bytes")
     data = _b64(data_s)
+    if len(data) > MAX_PHY_BYTES:
+        raise _bad("data", data_s, f"at most {MAX_PHY_BYTES} bytes")
     size = get("size")
-    if size.__class__ is int and size != len(data):
-        raise GwmpError(f"rxpk size {size} does not match {len(data)} data bytes", reason="rxpk")
-    tmst = get("tmst")
-    if tmst.__class__ is not int:
-        tmst = _num(obj, "tmst", int, required=True)
-    tmst %= TMST_MODULO
-    freq = get("freq")
-    if freq.__class__ is not float:
-        freq = _num(obj, "freq", float, required=True)
-    datr = get("datr")
-    if datr.__class__ is not str:
-        if isinstance(datr, int | float) and not isinstance(datr, bool):
-            datr = str(int(datr))  # FSK gives the bit rate as a number
-        if not isinstance(datr, str):
-            datr = None
-    if not datr:
-        raise GwmpError("rxpk field 'datr' is missing", reason="rxpk")
-    rssi = get("rssi")
-    if rssi.__class__ is not float:
-        rssi = _num(obj, "rssi", float)
-    lsnr = get("lsnr")
-    if lsnr.__class__ is not float:
-        lsnr = _num(obj, "lsnr", float)
+    if size is not None and size != len(data):
+        raise GwmpError(
+            f"rxpk size {_show(size)} does not match {len(data)} data bytes", reason="rxpk", field="size"
+        )
+    _required(obj, "tmst")
+    tmst = _int(obj, "tmst", 0, TMST_MAX)
+    _required(obj, "freq")
+    freq = _float(obj, "freq", *FREQ_MHZ)
+    modu = get("modu", "LORA")
+    if modu == "LORA":
+        datr = get("datr")
+        if datr is None:
+            _required(obj, "datr")
+        if datr.__class__ is not str or not _LORA_DATR.fullmatch(datr):
+            raise _bad("datr", datr, "a LoRa data rate like 'SF7BW125'")
+    elif modu == "FSK":  # the bit rate as a number
+        _required(obj, "datr")
+        datr = str(_int(obj, "datr", *FSK_BPS))
+    else:
+        raise _bad("modu", modu, "'LORA' or 'FSK'")
+    codr = get("codr")
+    if codr is None:
+        codr = "4/5"
+    elif codr.__class__ is not str or not _CODR.fullmatch(codr):
+        raise _bad("codr", codr, "a coding rate like '4/5'")
+    rssi = _float(obj, "rssi", *RSSI_DBM)
+    lsnr = _float(obj, "lsnr", *LSNR_DB)
     rsig = get("rsig")
-    if isinstance(rsig, list) and rsig:
-        ants = [r for r in rsig if isinstance(r, dict)]
-        if ants:
+    if rsig is not None:
+        if rsig.__class__ is not list or len(rsig) > MAX_RSIG:
+            raise _bad("rsig", rsig, f"a list of at most {MAX_RSIG} antennas")
+        best: tuple[float, float | None, float | None] | None = None  # (sort key, lsnr, rssi)
+        for ant in rsig:
+            if ant.__class__ is not dict:
+                raise _bad("rsig", ant, "an antenna object")
             try:
-                best = max(ants, key=lambda r: float(r.get("lsnr", -99) or -99))
-                if rssi is None:
-                    rssi = float(best.get("rssic", best.get("rssis", 0)) or 0)
-                if lsnr is None and best.get("lsnr") is not None:
-                    lsnr = float(best["lsnr"])
-            except (TypeError, ValueError):
-                raise GwmpError("rxpk rsig holds a value that is not a number", reason="rxpk") from None
-    if not (isfinite(freq) and (rssi is None or isfinite(rssi)) and (lsnr is None or isfinite(lsnr))):
-        # Python's JSON reader takes NaN and Infinity; no radio measures them, and JSON cannot store them
-        raise GwmpError("rxpk freq, rssi or lsnr is not a finite number", reason="rxpk")
+                a_lsnr = _float(ant, "lsnr", *LSNR_DB)
+                a_rssi = _float(ant, "rssic", *RSSI_DBM)
+                if a_rssi is None:
+                    a_rssi = _float(ant, "rssis", *RSSI_DBM)
+            except GwmpError as exc:
+                raise GwmpError(f"rxpk rsig: {exc}", reason="rxpk", field="rsig") from None
+            key = -99.0 if a_lsnr is None else a_lsnr
+            if best is None or key > best[0]:
+                best = (key, a_lsnr, a_rssi)
+        if best is not None:
+            if rssi is None:
+                rssi = best[2] if best[2] is not None else 0.0
+            if lsnr is None:
+                lsnr = best[1]
     time_v = get("time")
     time: datetime | None = None
-    if isinstance(time_v, str) and time_v:
-        try:
-            time = parse_time(time_v)
-        except ValueError:
-            raise GwmpError(f"rxpk time {time_v!r} is not RFC 3339", reason="rxpk") from None
-    tmms = get("tmms")
-    modu = get("modu", "LORA")
-    codr = get("codr", "4/5")
+    if time_v is not None:
+        if time_v.__class__ is not str:
+            raise _bad("time", time_v, "an RFC 3339 string")
+        if time_v:
+            try:
+                time = parse_time(time_v)
+            except ValueError:
+                raise _bad("time", time_v, "an RFC 3339 time in the years 1 to 9999") from None
     return RxPacket(
         data,
         tmst,
         round(freq * 1_000_000),
         datr,
-        _as(obj, "chan", int, 0),
-        _as(obj, "rfch", int, 0),
-        _as(obj, "stat", int, 0),
-        modu if modu.__class__ is str else str(modu),
-        codr if codr.__class__ is str else str(codr),
+        _int(obj, "chan", 0, 255, 0),
+        _int(obj, "rfch", 0, 255, 0),
+        _int(obj, "stat", -1, 1, 0),
+        modu,
+        codr,
         rssi if rssi is not None else 0.0,
         lsnr,
         time,
-        tmms if tmms.__class__ is int else None,
+        _int(obj, "tmms", 0, TMMS_MAX),
     )
 
 
@@ -417,35 +497,32 @@ def rxpk_to_json(rx: RxPacket) -> dict[str, Any]:
 
 
 def parse_stat(obj: Any) -> Stat:
-    """A ``stat`` object -> :class:`Stat` (unknown fields ignored, bad ones raise)."""
+    """A ``stat`` object -> :class:`Stat`. Unknown fields are ignored; a known one of the wrong type or out
+    of range raises :class:`GwmpError` (reason ``stat``, ``field`` the field)."""
     if not isinstance(obj, dict):
-        raise GwmpError("stat is not an object", reason="json")
+        raise GwmpError("stat is not an object", reason="stat", field="stat")
     time_v = obj.get("time")
     time: datetime | None = None
-    if isinstance(time_v, str) and time_v:
-        try:
-            time = parse_time(time_v)
-        except ValueError:
-            raise GwmpError(f"stat time {time_v!r} is unreadable", reason="json") from None
-
-    def num(key: str, kind: type) -> Any:
-        v = obj.get(key)
-        if v is None or isinstance(v, bool) or not isinstance(v, int | float):
-            return None
-        return kind(v)
-
+    if time_v is not None:
+        if time_v.__class__ is not str:
+            raise _bad("time", time_v, "a time string", "stat")
+        if time_v:
+            try:
+                time = parse_time(time_v)
+            except ValueError:
+                raise _bad("time", time_v, "a time in the years 1 to 9999", "stat") from None
     return Stat(
         time=time,
-        rxnb=num("rxnb", int) or 0,
-        rxok=num("rxok", int) or 0,
-        rxfw=num("rxfw", int) or 0,
-        ackr=num("ackr", float),
-        dwnb=num("dwnb", int) or 0,
-        txnb=num("txnb", int) or 0,
-        lati=num("lati", float),
-        long=num("long", float),
-        alti=num("alti", int),
-        temp=num("temp", float),
+        rxnb=_int(obj, "rxnb", 0, U32_MAX, 0, "stat"),
+        rxok=_int(obj, "rxok", 0, U32_MAX, 0, "stat"),
+        rxfw=_int(obj, "rxfw", 0, U32_MAX, 0, "stat"),
+        ackr=_float(obj, "ackr", 0.0, 100.0, None, "stat"),
+        dwnb=_int(obj, "dwnb", 0, U32_MAX, 0, "stat"),
+        txnb=_int(obj, "txnb", 0, U32_MAX, 0, "stat"),
+        lati=_float(obj, "lati", -90.0, 90.0, None, "stat"),
+        long=_float(obj, "long", -180.0, 180.0, None, "stat"),
+        alti=_int(obj, "alti", -1000, 100_000, None, "stat"),
+        temp=_float(obj, "temp", -100.0, 200.0, None, "stat"),
     )
 
 

@@ -194,3 +194,142 @@ def test_rxpk_parsed_from_json_text_with_nan_is_refused_not_stored() -> None:
         with pytest.raises(GwmpError) as info:
             gwmp.parse(bytes([2, 0, 1, 0]) + bytes(8) + body)
         assert info.value.reason == "json"
+
+
+HUGE = 10**400  # a JSON integer Python reads exactly, and float() cannot hold
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("freq", 1e303),  # once an uncaught OverflowError (1e303 MHz in Hz is infinity)
+        ("freq", HUGE),
+        ("freq", 0.0),
+        ("freq", -868.1),
+        ("tmst", 1e303),
+        ("tmst", HUGE),
+        ("tmst", -1),
+        ("tmst", 1 << 32),
+        ("tmst", 1.5),
+        ("time", "9999-12-31T23:59:59-01:00"),  # past year 9999 in UTC: once an OverflowError
+        ("time", "10000-01-01T00:00:00Z"),
+        ("time", 1700000000),
+        ("time", "2026-11-26T09:00:00Z" + " " * 100),
+        ("tmms", 1e303),
+        ("tmms", -5),
+        ("tmms", "1234"),
+        ("chan", 1e303),
+        ("chan", 256),
+        ("rfch", -1),
+        ("rfch", [0]),
+        ("stat", 7),
+        ("stat", "1"),
+        ("stat", 1e303),
+        ("rssi", 1e303),
+        ("rssi", -HUGE),
+        ("rssi", "loud"),
+        ("lsnr", 1e303),
+        ("lsnr", True),
+        ("size", 1e303),
+        ("size", "32"),
+        ("size", 33),
+        ("data", "A" * 100_000),
+        ("data", base64.b64encode(bytes(256)).decode()),
+        ("data", 12),
+        ("datr", "SF99BW125"),
+        ("datr", "SF7BW125" + "x" * 1000),
+        ("datr", 50000),  # a number is FSK's bit rate, but modu says LORA
+        ("datr", ["SF7BW125"]),
+        ("codr", 5),
+        ("codr", "4/9"),
+        ("codr", "x" * 1000),
+        ("modu", "QPSK"),
+        ("modu", 1),
+        ("rsig", {"ant": 0}),
+        ("rsig", [1]),
+        ("rsig", [{"ant": 0, "lsnr": 1e303}]),
+        ("rsig", [{"ant": 0, "lsnr": HUGE}]),
+        ("rsig", [{"ant": 0, "rssic": -HUGE}]),
+        ("rsig", [{"ant": i} for i in range(1000)]),
+    ],
+)
+def test_rxpk_fields_out_of_range_or_of_the_wrong_type(field: str, value: object) -> None:
+    obj = dict(SPEC_RXPK, **{field: value})
+    with pytest.raises(GwmpError) as info:
+        gwmp.parse_rxpk(obj)
+    assert (info.value.reason, info.value.field) == ("rxpk", field)
+
+
+def test_fsk_bit_rate_out_of_range() -> None:
+    obj = {"tmst": 1, "freq": 868.8, "modu": "FSK", "data": "AQID"}
+    for datr in (1e303, HUGE, -50000, 0.5, "fast", None):
+        with pytest.raises(GwmpError) as info:
+            gwmp.parse_rxpk(dict(obj, datr=datr))
+        assert info.value.field == "datr"
+
+
+def test_rxpk_values_at_the_edges_of_their_ranges_are_taken() -> None:
+    edge = dict(
+        SPEC_RXPK,
+        tmst=(1 << 32) - 1,
+        freq=2425.0,  # a 2.4 GHz concentrator
+        chan=255,
+        rfch=0,
+        stat=-1,
+        rssi=-250,
+        lsnr=-50.0,
+        tmms=1_400_000_000_000,
+        codr="4/8LI",
+        datr="SF12BW812",
+        time="9999-12-31T22:59:59Z",
+        data=base64.b64encode(bytes(255)).decode(),
+        size=255,
+    )
+    rx = gwmp.parse_rxpk(edge)
+    assert (rx.tmst, rx.freq_hz, rx.stat, rx.tmms, len(rx.data)) == (
+        (1 << 32) - 1,
+        2_425_000_000,
+        -1,
+        1_400_000_000_000,
+        255,
+    )
+    assert gwmp.parse_rxpk(dict(SPEC_RXPK, tmst=5.0)).tmst == 5  # an integral float is an integer
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("rxnb", 1e303),
+        ("rxnb", HUGE),
+        ("rxok", -1),
+        ("ackr", 1e303),
+        ("ackr", "full"),
+        ("lati", 1e303),
+        ("lati", 91.0),
+        ("long", -HUGE),
+        ("alti", 1e303),
+        ("temp", 1e303),
+        ("dwnb", "2"),
+        ("time", "9999-12-31 23:59:59 GMT" + "x"),
+        ("time", 12),
+        ("time", "9999-12-31T23:59:59-01:00"),
+    ],
+)
+def test_stat_fields_out_of_range_or_of_the_wrong_type(field: str, value: object) -> None:
+    with pytest.raises(GwmpError) as info:
+        gwmp.parse_stat({"time": "2014-01-12 08:59:28 GMT", "rxnb": 2, field: value})
+    assert (info.value.reason, info.value.field) == ("stat", field)
+
+
+def test_tx_ack_error_is_one_of_the_protocol_names() -> None:
+    """A TX_ACK's error becomes a metric label: a sender's free text must not create new ones."""
+    raw = b"\x02\x00\x07\x05" + EUI_BYTES + json.dumps({"txpk_ack": {"error": "x" * 5000}}).encode()
+    assert gwmp.tx_ack_error(gwmp.parse(raw)) == "UNKNOWN"
+    raw = b"\x02\x00\x07\x05" + EUI_BYTES + b'{"txpk_ack": {"error": [1, 2]}}'
+    assert gwmp.tx_ack_error(gwmp.parse(raw)) == "UNKNOWN"
+
+
+def test_header_reads_the_eui_without_the_json() -> None:
+    raw = b"\x02\x12\x34\x00" + EUI_BYTES + b"{not json at all"
+    assert gwmp.header(raw) == (2, 0x1234, gwmp.PUSH_DATA, EUI)
+    assert gwmp.header(gwmp.encode_pull_ack(2, 7)) == (2, 7, gwmp.PULL_ACK, None)
