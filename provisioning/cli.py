@@ -328,6 +328,11 @@ def kit_check(ctx: click.Context, kit_name: str, port: str) -> None:
     "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
 )
 @click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read).")
+@click.option(
+    "--baud",
+    type=click.IntRange(9600, 2_000_000),
+    help="Serial rate for installing MicroPython on an ESP32 (lower it on a long cable).",
+)
 @click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to every question.")
 @click.pass_context
 def kit_build(
@@ -340,6 +345,7 @@ def kit_build(
     allow_downgrade: bool,
     image: Path | None,
     image_sha256: str | None,
+    baud: int | None,
     assume_yes: bool,
 ) -> None:
     """Guided build: find board, MicroPython, flash, check, register, label. Resumes where it stopped."""
@@ -353,6 +359,7 @@ def kit_build(
         image_sha256=image_sha256,
         trusted_keys=list(trust),
         allow_downgrade=allow_downgrade,
+        baud=baud,
     )
 
     def confirm(q: str) -> bool:

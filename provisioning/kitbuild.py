@@ -44,6 +44,7 @@ class BuildOptions:
     state_file: Path | None = None
     trusted_keys: list[Path] = field(default_factory=list)  # instead of the settings' trusted_keys
     allow_downgrade: bool = False
+    baud: int | None = None  # esptool's rate when installing MicroPython (default: the board file's)
 
 
 @dataclass
@@ -270,7 +271,7 @@ def _install_micropython(
     if board_def.family == "rp2":
         micropython_install.install_uf2(image)
     else:
-        micropython_install.install_esp32(board_def, port, image)
+        micropython_install.install_esp32(board_def, port, image, baud=opts.baud)
 
 
 def _open_registry(

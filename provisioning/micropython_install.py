@@ -103,8 +103,10 @@ def esptool_commands(board: Board, port: str, image: Path, *, baud: int | None =
     return [[*base, "erase-flash"], [*base, "write-flash", "-z", str(offset), str(image)]]
 
 
-def install_esp32(board: Board, port: str, image: Image, *, timeout: float = 180.0) -> None:
-    for cmd in esptool_commands(board, port, image.path):
+def install_esp32(
+    board: Board, port: str, image: Image, *, timeout: float = 180.0, baud: int | None = None
+) -> None:
+    for cmd in esptool_commands(board, port, image.path, baud=baud):
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:

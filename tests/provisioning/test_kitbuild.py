@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,60 @@ def test_kit_build_on_a_board_without_micropython(tmp_path: Path, monkeypatch: p
     finally:
         os.close(master)
         os.close(slave)
+
+
+@pytest.mark.timeout(180)
+def test_cli_kit_build_hint_names_its_own_option_and_new_passphrase_is_asked_twice(
+    tmp_path: Path, kit_board: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A volunteer's first `havel kit build`: no trusted key configured, so the hint must name an option
+    that `kit build` really has; then a new registry, whose passphrase is asked twice (a typo in the
+    first answer is caught), and a second run that asks once."""
+    import click
+    from click.testing import CliRunner
+
+    from havel.cli import cli
+    from havel.errors import SecurityError
+
+    vb = kit_board("temperature")
+    key = tmp_path / "city.pem"
+    pub = bundle.generate_signing_key(key)
+    bundle.build_bundle(
+        firmware_dir(),
+        "temperature",
+        tmp_path / "bundles" / "temperature",
+        signing_key=bundle.load_private_key(key),
+        radios=["sx1262"],
+    )
+    cfg = tmp_path / "prov.json"
+    cfg.write_text(
+        json.dumps(
+            {"registry": "reg.json", "state_dir": "state", "label_dir": "labels", "bundle_dir": "bundles"}
+        )
+    )
+    monkeypatch.setenv("HAVEL_PROVISIONING_CONFIG", str(cfg))
+    monkeypatch.delenv("HAVEL_REGISTRY_PASSPHRASE", raising=False)
+    args = ["kit", "build", "--kit", "temperature", "--port", vb.path, "--yes"]
+
+    r = CliRunner().invoke(cli, args)
+    assert isinstance(r.exception, SecurityError), r.output
+    hint = r.exception.hint or ""
+    named = re.findall(r"--[a-z][a-z-]*", hint)
+    kit_build = cli.get_command(click.Context(cli), "kit")
+    assert isinstance(kit_build, click.Group)
+    build_cmd = kit_build.get_command(click.Context(kit_build), "build")
+    assert build_cmd is not None
+    have = {o for p in build_cmd.params for o in p.opts}
+    assert named and set(named) <= have, (named, have)
+
+    # Following the hint: --trust city.pub. The first passphrase has a typo, so it is asked again.
+    r = CliRunner().invoke(cli, [*args, "--trust", str(pub)], input="corect\ncorrect\ncorrect\ncorrect\n")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert r.output.count("Repeat for confirmation") == 2 and "do not match" in r.output
+    reg = Registry.open(tmp_path / "reg.json", "correct")
+    assert len(reg.entries) == 1
+
+    # The registry exists now: one question, no confirmation.
+    r = CliRunner().invoke(cli, [*args, "--trust", str(pub)], input="correct\n")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "Repeat for confirmation" not in r.output
