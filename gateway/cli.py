@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from havel.codecs.lorawan.ids import parse_id_hex, parse_key
-from havel.errors import ConfigError, HavelError, InputError
+from havel.errors import ConfigError, HavelError, InputError, SecurityError
 from havel.gateway import config as config_mod
 from havel.gateway import db
 from havel.gateway.config import Config
@@ -208,25 +208,55 @@ def device() -> None:
     """Manage the gateway's device registry."""
 
 
+_KEY_FILE = click.Path(dir_okay=False, allow_dash=True, path_type=Path)
+
+
+def _key_input(option: str, value: str | None, file: Path | None, label: str, *, ask: bool) -> str | None:
+    """A key from ``option`` (argv: visible to every user in ``ps``; the command warns), from
+    ``option``-file (mode 0600, or ``-`` for stdin), or, when ``ask`` and stdin is a terminal, from a
+    hidden prompt."""
+    if value is not None and file is not None:
+        raise InputError(f"give {option} or {option}-file, not both")
+    if value is not None:
+        return value
+    if file is not None:
+        if str(file) == "-":
+            return click.get_text_stream("stdin").read().strip()
+        try:
+            mode = file.stat().st_mode
+            if mode & 0o077:
+                raise SecurityError(f"{file} is readable by other users", hint=f"chmod 600 {file}")
+            return file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"cannot read {option}-file {file}: {exc.strerror or exc}") from exc
+    if ask and click.get_text_stream("stdin").isatty():
+        text: str = click.prompt(f"{label} (32 hex digits, not shown)", hide_input=True)
+        return text.strip()
+    return None
+
+
 @device.command("add")
 @_where
 @click.option("--name", required=True, help="Unique device name, e.g. pegel-havel-1.")
 @click.option("--dev-eui", required=True, help="DevEUI, 16 hex digits (big-endian, as printed on the label).")
 @click.option("--codec", required=True, help="Payload codec: air, water, temperature, cooling, cayenne-lpp.")
 @click.option(
-    "--otaa", "activation", flag_value="otaa", help="Over-the-air activation (needs --join-eui, --app-key)."
+    "--otaa", "activation", flag_value="otaa", help="Over-the-air activation (needs --join-eui and a key)."
 )
 @click.option(
     "--abp",
     "activation",
     flag_value="abp",
-    help="Activation by personalisation (needs --dev-addr, --nwk-s-key, --app-s-key).",
+    help="Activation by personalisation (needs --dev-addr, --nwk-s-key-file, --app-s-key-file).",
 )
 @click.option("--join-eui", help="JoinEUI (AppEUI), 16 hex digits.")
-@click.option("--app-key", help="AppKey, 32 hex digits.")
+@click.option("--app-key-file", type=_KEY_FILE, help="File with the AppKey (32 hex digits); - reads stdin.")
+@click.option("--app-key", help="AppKey as an argument (visible in the process list: use --app-key-file).")
 @click.option("--dev-addr", help="DevAddr, 8 hex digits.")
-@click.option("--nwk-s-key", help="NwkSKey, 32 hex digits.")
-@click.option("--app-s-key", help="AppSKey, 32 hex digits.")
+@click.option("--nwk-s-key-file", type=_KEY_FILE, help="File with the NwkSKey; - reads stdin.")
+@click.option("--nwk-s-key", help="NwkSKey on the command line (visible in the process list).")
+@click.option("--app-s-key-file", type=_KEY_FILE, help="File with the AppSKey; - reads stdin.")
+@click.option("--app-s-key", help="AppSKey on the command line (visible in the process list).")
 def device_add(
     config_path: Path | None,
     data_dir: Path | None,
@@ -235,18 +265,27 @@ def device_add(
     codec: str,
     activation: str | None,
     join_eui: str | None,
+    app_key_file: Path | None,
     app_key: str | None,
     dev_addr: str | None,
+    nwk_s_key_file: Path | None,
     nwk_s_key: str | None,
+    app_s_key_file: Path | None,
     app_s_key: str | None,
 ) -> None:
-    """Register one device."""
+    """Register one device. Keys come from files (--app-key-file, - for stdin) or a hidden prompt."""
     if activation is None:
         raise InputError("say how the device activates: --otaa or --abp")
+    if sum(str(f) == "-" for f in (app_key_file, nwk_s_key_file, app_s_key_file) if f) > 1:
+        raise InputError("only one key can come from stdin (-)")
+    app_key_arg, nwk_arg, apps_arg = app_key is not None, nwk_s_key is not None, app_s_key is not None
+    app_key = _key_input("--app-key", app_key, app_key_file, "AppKey", ask=activation == "otaa")
+    nwk_s_key = _key_input("--nwk-s-key", nwk_s_key, nwk_s_key_file, "NwkSKey", ask=activation == "abp")
+    app_s_key = _key_input("--app-s-key", app_s_key, app_s_key_file, "AppSKey", ask=activation == "abp")
     eui = parse_id_hex(dev_eui, what="--dev-eui", size=8)
     if activation == "otaa":
         if not join_eui or not app_key:
-            raise InputError("--otaa needs --join-eui and --app-key")
+            raise InputError("--otaa needs --join-eui and an AppKey (--app-key-file FILE, or - for stdin)")
         if dev_addr or nwk_s_key or app_s_key:
             raise InputError("--dev-addr, --nwk-s-key and --app-s-key are for --abp devices")
         dev = Device(
@@ -259,7 +298,7 @@ def device_add(
         )
     else:
         if not dev_addr or not nwk_s_key or not app_s_key:
-            raise InputError("--abp needs --dev-addr, --nwk-s-key and --app-s-key")
+            raise InputError("--abp needs --dev-addr, --nwk-s-key-file and --app-s-key-file")
         if app_key:
             raise InputError("--app-key is for --otaa devices")
         dev = Device(
@@ -280,6 +319,13 @@ def device_add(
     finally:
         reg.conn.close()
     click.echo(f"added {dev.name} ({dev.eui_hex}, {dev.activation}, codec {dev.codec})")
+    for option, given in (("--app-key", app_key_arg), ("--nwk-s-key", nwk_arg), ("--app-s-key", apps_arg)):
+        if given:
+            click.echo(
+                f"havel: warning: a key given as {option} is visible to other users in the process list; "
+                f"use {option}-file FILE (or - for stdin) next time",
+                err=True,
+            )
 
 
 @device.command("list")
@@ -419,11 +465,10 @@ def device_export(
     if output is None:
         sys.stdout.write(text)
         return
-    import os
+    # a new 0600 file renamed over the target: an existing 0644 file would keep its mode under O_CREAT
+    from havel.provisioning.private_file import write_private
 
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
+    write_private(output, text.encode("utf-8"))
     click.echo(
         f"exported to {output}" + ("" if show_keys else " (keys redacted; --show-keys to include them)")
     )
