@@ -5,11 +5,16 @@ It uses the broker settings of an ``mqtt`` sink (host, port, TLS, credentials) w
 session expiry): commands published while the gateway was down are delivered when it comes back. paho's
 automatic reconnect (with back-off) keeps it connected. Each message is handed to the event loop
 (``on_command(dev_eui, body)``, called thread-safe) and acknowledged by paho after the callback.
+
+Messages come from outside: each is read by :func:`~havel.gateway.downlinks.read_command` (size, JSON,
+nesting, numbers, text), and what cannot be read is still handed on as a
+:class:`~havel.gateway.downlinks.BadCommand`, so that the scheduler answers it with a ``down/result`` and
+counts it by reason. A topic whose DevEUI cannot be read has no result topic: it is counted here
+(``refused``) and logged. Nothing a message holds can stop the subscription.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -19,7 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from havel.gateway.downlinks import parse_down_topic
+from havel.gateway.downlinks import parse_down_topic, read_command
 
 log = logging.getLogger("havel.gateway.commands")
 
@@ -42,7 +47,7 @@ class CommandSubscriber:
         self.connected = False
         self.subscribed = False  # the broker confirmed the subscription (SUBACK)
         self.received = 0
-        self.rejected = 0
+        self.refused: dict[str, int] = {}  # messages without an addressable device, by reason
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"{sink.client_id}-cmd", protocol=mqtt.MQTTv5
         )
@@ -101,12 +106,19 @@ class CommandSubscriber:
         self.subscribed = False
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        dev_eui = parse_down_topic(msg.topic, self.prefix, self.gateway_id)
-        if dev_eui is None:
-            return
         self.received += 1
         try:
-            body: Any = json.loads(msg.payload)
-        except (UnicodeDecodeError, ValueError):
-            body = msg.payload.decode("utf-8", "replace")  # not JSON: the scheduler rejects it by name
-        self.on_command(dev_eui, body)
+            dev_eui = parse_down_topic(msg.topic, self.prefix, self.gateway_id)
+            if dev_eui is None:
+                # the wildcard matched a DevEUI that is not 16 hex digits: there is no result topic to answer
+                self._refuse("bad_dev_eui", f"topic {msg.topic[:120]!r}: the DevEUI is not 16 hex digits")
+                return
+            self.on_command(dev_eui, read_command(msg.payload))
+        except Exception:  # a bug must not end paho's network thread (and with it every later command)
+            log.exception("a downlink command could not be handed on")
+            self._refuse("internal", "")
+
+    def _refuse(self, reason: str, detail: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        if detail:
+            log.warning("downlink command refused (%s): %s", reason, detail)

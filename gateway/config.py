@@ -47,6 +47,7 @@ class NetworkConfig:
     battery_stale_s: float = 86_400.0  # send DevStatusReq when the last battery report is older
     downlink_ttl_s: float = 3600.0  # default lifetime of a queued application downlink
     confirmed_retries: int = 4  # attempts for a confirmed downlink before it expires
+    downlink_queue_max: int = 32  # application commands queued per device; more are refused
     adr: bool = True  # steer data rate and power of devices that set the ADR bit (gateway/adr.py)
     adr_margin_db: float = 10.0  # installation margin kept above the data rate's demodulation floor
 
@@ -88,6 +89,8 @@ class Config:
     sinks: list[dict[str, Any]] = field(default_factory=list)
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: Path | None = None
+    # the one mqtt sink (``commands = true``) whose broker the daemon takes downlink commands from; None: none
+    command_sink: str | None = None
 
     @property
     def db_path(self) -> Path:
@@ -170,6 +173,7 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         battery_stale_s=_float(n, "network", "battery_stale_s", d.battery_stale_s, 60.0),
         downlink_ttl_s=_float(n, "network", "downlink_ttl_s", d.downlink_ttl_s, 1.0),
         confirmed_retries=_int(n, "network", "confirmed_retries", d.confirmed_retries, 1, 16),
+        downlink_queue_max=_int(n, "network", "downlink_queue_max", d.downlink_queue_max, 1, 10_000),
         adr=_bool(n, "network", "adr", d.adr),
         adr_margin_db=_float(n, "network", "adr_margin_db", d.adr_margin_db, 0.0),
     )
@@ -199,6 +203,7 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         raise ConfigError("'sink' must be an array of tables ([[sink]])")
     sinks: list[dict[str, Any]] = []
     names: set[str] = set()
+    command_sink: str | None = None
     for i, s in enumerate(sinks_raw):
         kind = s.get("type")
         if kind not in SINK_TYPES:
@@ -207,7 +212,18 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         if name in names:
             raise ConfigError(f"sink[{i}].name {name!r} is used twice")
         names.add(name)
-        sinks.append({**s, "name": name})
+        # commands = true: subscribe to downlink commands on this sink's broker (off by default, so that a
+        # sink feeding another party's broker, FROST or FIWARE, never takes commands from it)
+        commands = s.get("commands", False)
+        if not isinstance(commands, bool) or (commands and kind != "mqtt"):
+            raise ConfigError(f"sink[{i}].commands must be true or false, and true only on an mqtt sink")
+        if commands and command_sink is not None:
+            raise ConfigError(
+                f"sink[{i}].commands: {command_sink!r} already takes downlink commands",
+                hint="name one [[sink]] with commands = true",
+            )
+        command_sink = name if commands else command_sink
+        sinks.append({**{k: v for k, v in s.items() if k != "commands"}, "name": name})
     if not sinks:
         raise ConfigError("no [[sink]] configured", hint="add at least a file sink")
 
@@ -227,6 +243,7 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         sinks=sinks,
         components=components,
         source=source,
+        command_sink=command_sink,
     )
 
 

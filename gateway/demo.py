@@ -281,7 +281,7 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
     if mqtt:
         sinks += (
             f'\n[[sink]]\ntype = "mqtt"\nname = "platform"\nhost = "127.0.0.1"\nport = {broker.port}\n'
-            "tls = false\nreconnect_min_s = 0.2\n"
+            "tls = false\nreconnect_min_s = 0.2\ncommands = true\n"
         )
     cfg.write_text(
         f'[gateway]\nid = "demo"\ndata_dir = "{tmp / "data"}"\n\n[udp]\nport = {udp}\n\n'

@@ -8,7 +8,18 @@ receive windows: RX1 (``tmst`` + RX1 delay, the uplink's frequency, DR - RX1DROf
 duty cycle in that sub-band allows, else RX2 (869.525 MHz, + 1 s more). FPending is set when more is queued.
 Confirmed downlinks are resent (new FCnt) until an uplink ACKs them or they run out of attempts or time.
 Every command's fate is an outbox record (kind ``down_result``) that the sinks publish on
-``.../down/result``.
+``.../down/result``: also a command that cannot be read (not JSON, too large, too deep, NaN, a lone
+surrogate, a wrong type, an unknown device, a full queue), rejected with the reason in ``detail`` and
+counted by reason (``rejected_by_reason``).
+
+Command ids are the platform's, scoped per device: the same id for two devices names two commands.
+A device's queue holds at most ``network.downlink_queue_max`` commands.
+
+Join-accepts and MAC answers come first: application commands may use only :data:`APP_DUTY_SHARE` of the
+gateway's duty cycle in a sub-band, so that they can never leave a join unanswered; a downlink whose
+command does not fit the rest goes without it (MAC answers, ACK, FPending). A join-accept that cannot be
+sent (no packet forwarder to send through, or the duty cycle) raises :class:`~.netserver.NotAnswered`, and
+the network server does not record the join.
 
 The queue is a SQLite table in the gateway's database, so queued commands survive a restart.
 """
@@ -16,6 +27,9 @@ The queue is a SQLite table in the gateway's database, so queued commands surviv
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 import sqlite3
 import time
 import uuid
@@ -26,17 +40,18 @@ from typing import Any
 
 from havel.codecs.lorawan import airtime, eu868, maccmds, phy
 from havel.codecs.lorawan.ids import eui_hex, parse_hex, parse_id_hex
-from havel.errors import CodecError, InputError
-from havel.gateway import gwmp
+from havel.errors import CodecError, HavelError, InputError
+from havel.gateway import db, gwmp
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import format_time
-from havel.gateway.netserver import Outcome
+from havel.gateway.jsontext import encode_json
+from havel.gateway.netserver import NotAnswered, Outcome
 from havel.gateway.registry import Device, Registry
 
-SCHEMA = """
+DOWNLINKS_TABLE = """
 CREATE TABLE IF NOT EXISTS downlinks (
-    id         TEXT PRIMARY KEY,
+    id         TEXT NOT NULL,                -- the platform's command id, unique per device
     dev_eui    TEXT NOT NULL,
     fport      INTEGER NOT NULL,
     payload    BLOB NOT NULL,
@@ -46,8 +61,11 @@ CREATE TABLE IF NOT EXISTS downlinks (
     awaiting   INTEGER NOT NULL DEFAULT 0,   -- a confirmed downlink sent, waiting for the device's ACK
     fcnt_down  INTEGER,
     request    TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
+    created_at REAL NOT NULL,
+    PRIMARY KEY (dev_eui, id)
+)
+"""
+SCHEMA = DOWNLINKS_TABLE + """;
 CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at);
 CREATE TABLE IF NOT EXISTS adr_power (
     dev_eui  TEXT PRIMARY KEY,
@@ -63,6 +81,123 @@ _GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z
 _GPS_MINUS_UTC_S = 18
 _DEVSTATUS_EVERY_S = 3600.0  # do not ask a device for its battery more often than this
 RESULT_STATES = ("queued", "sent", "acked", "expired", "failed", "rejected")
+log = logging.getLogger("havel.gateway.downlinks")
+
+# Application commands may use this share of the duty cycle of a sub-band; the rest is kept for
+# join-accepts and MAC answers (ACKs, LinkADRReq, ...), which a device needs to stay on the network.
+APP_DUTY_SHARE = 0.75
+MAX_COMMAND_BYTES = 4096  # a command is a small JSON object (the payload is at most 51 bytes)
+MAX_COMMAND_DEPTH = 16  # nesting of a command's JSON (a codec's data is two levels deep)
+MAX_TTL_S = 30 * 86_400  # longest ttl_s: a command older than a month is not what anyone still wants
+_COMMAND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # part of result ids and topics' payloads
+_FIELDS = ("fport", "data", "raw", "confirmed", "ttl_s", "id")
+_DELETE = "DELETE FROM downlinks WHERE dev_eui = ? AND id = ?"
+# reasons a command is rejected (the keys of DownlinkScheduler.rejected_by_reason)
+REJECT_REASONS = (
+    "too_large",
+    "not_json",
+    "too_deep",
+    "bad_number",
+    "bad_text",
+    "not_object",
+    "bad_field",
+    "bad_id",
+    "bad_ttl",
+    "unknown_device",
+    "codec",
+    "too_long",
+    "queue_full",
+    "internal",
+)
+
+
+@dataclass(frozen=True)
+class BadCommand:
+    """A command message that could not be read as JSON; what :func:`read_command` gives instead of it."""
+
+    reason: str  # one of REJECT_REASONS
+    detail: str
+
+
+class _Refused(HavelError):
+    """A command refused for ``reason`` (one of REJECT_REASONS)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused("bad_number", f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused("bad_number", f"the number {text[:40]} is too large")
+    return value
+
+
+def read_command(payload: bytes) -> Any:
+    """The JSON value of a command message, or a :class:`BadCommand` saying why there is none: larger than
+    MAX_COMMAND_BYTES, not UTF-8 JSON, NaN or infinity, a number beyond a double, nesting deeper than
+    MAX_COMMAND_DEPTH, text with lone surrogates (which no JSON encoder may write back)."""
+    if len(payload) > MAX_COMMAND_BYTES:
+        return BadCommand("too_large", f"{len(payload)} bytes; a command has at most {MAX_COMMAND_BYTES}")
+    try:
+        value = json.loads(payload.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except _Refused as exc:
+        return BadCommand(exc.reason, str(exc))
+    except RecursionError:
+        return BadCommand("too_deep", f"nested deeper than {MAX_COMMAND_DEPTH} levels")
+    except (UnicodeDecodeError, ValueError) as exc:  # (also an integer of more than 4300 digits)
+        return BadCommand("not_json", f"not JSON text: {str(exc)[:120]}")
+    problem = _check_value(value, 0)
+    return problem if problem is not None else value
+
+
+def _check_value(value: Any, depth: int) -> BadCommand | None:
+    """Depth and text of a parsed JSON value (iterative enough: depth is bounded first)."""
+    if depth > MAX_COMMAND_DEPTH:
+        return BadCommand("too_deep", f"nested deeper than {MAX_COMMAND_DEPTH} levels")
+    if isinstance(value, str):
+        return None if _utf8_ok(value) else BadCommand("bad_text", "text with a lone surrogate (\\ud800..)")
+    items: list[Any]
+    if isinstance(value, dict):
+        if not all(_utf8_ok(k) for k in value):
+            return BadCommand("bad_text", "a key with a lone surrogate (\\ud800..)")
+        items = list(value.values())
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = _check_value(item, depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _echo(body: Any) -> dict[str, Any]:
+    """The request as a result repeats it: the known fields, and only when they can be written as JSON
+    (a rejected command may hold anything)."""
+    if not isinstance(body, dict):
+        return {}
+    request = {k: body[k] for k in _FIELDS[:-1] if k in body}
+    try:
+        text = encode_json(request)
+        text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        return {}
+    return request if len(text) <= MAX_COMMAND_BYTES else {}
 
 
 @dataclass
@@ -116,13 +251,15 @@ class DutyCycle:
             q.popleft()
         return sum(a for _, a in q)
 
-    def allows(self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float) -> bool:
-        """Whether sending ``airtime_s`` now keeps the sub-band within its duty cycle."""
+    def allows(
+        self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float, share: float = 1.0
+    ) -> bool:
+        """Whether sending ``airtime_s`` now keeps the sub-band within ``share`` of its duty cycle."""
         try:
             name, duty = eu868.subband(freq_hz)
         except InputError:
             return False
-        return self._spent((gateway_eui, name), now) + airtime_s <= duty * self.WINDOW_S
+        return self._spent((gateway_eui, name), now) + airtime_s <= duty * self.WINDOW_S * share
 
     def record(self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float) -> None:
         """Account a transmission."""
@@ -166,6 +303,7 @@ class DownlinkScheduler:
     ) -> None:
         self.registry = registry
         self.conn: sqlite3.Connection = registry.conn
+        _scope_command_ids(self.conn)
         self.conn.executescript(SCHEMA)
         _add_nb_trans(self.conn)
         self.net = net
@@ -173,6 +311,7 @@ class DownlinkScheduler:
         self.duty = DutyCycle()
         self.adr = AdrController(_SqlAdrStore(self.conn), margin_db=net.adr_margin_db, enabled=net.adr)
         self._status_asked: dict[int, float] = {}
+        self.rejected_by_reason: dict[str, int] = {}  # rejected commands by reason (REJECT_REASONS)
         # devices with something queued: most uplinks find nothing, without asking SQLite
         self._queued: set[int] = {
             int(r[0], 16) for r in self.conn.execute("SELECT DISTINCT dev_eui FROM downlinks")
@@ -189,24 +328,41 @@ class DownlinkScheduler:
             "adr_ack_answered": 0,  # downlinks sent because the device set ADRACKReq
             "acked_again": 0,  # ACKs for confirmed frames sent again (the first ACK was missed)
             "tx_error": 0,
+            "join_unanswered": 0,  # join-requests not answered (duty cycle, no forwarder): not recorded
         }
 
     # ----------------------------------------------------------------------------------------- intake
     def submit(self, dev_eui: int, body: Any) -> dict[str, Any]:
-        """Validate and queue one command; returns the result record (state queued or rejected). Must be
-        called inside a registry transaction (the queue row and the result record are written together)."""
-        cmd_id = body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
-        cmd_id = cmd_id or uuid.uuid4().hex[:16]
+        """Validate and queue one command (a JSON value, or the :class:`BadCommand` that stands for a message
+        that was none); returns the result record, state queued or rejected: every command gets one. Must
+        be called inside a registry transaction (the queue row and the result record are written
+        together)."""
+        given = body.get("id") if isinstance(body, dict) else None
+        cmd_id = given if isinstance(given, str) and _COMMAND_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         dev = self.registry.get(dev_eui)
         try:
+            if isinstance(body, BadCommand):
+                raise _Refused(body.reason, body.detail)
+            if given is not None and given != cmd_id:
+                raise _Refused(
+                    "bad_id",
+                    f"id {ascii(given)[:80]} is not 1-64 letters, digits, '.', '_', ':' or '-' "
+                    "(starting with a letter or digit)",
+                )
             if dev is None:
-                raise InputError(f"device {eui_hex(dev_eui)} is not registered")
+                raise _Refused("unknown_device", f"device {eui_hex(dev_eui)} is not registered")
             cmd = self._command(dev, cmd_id, body)
-        except (InputError, CodecError) as exc:
-            self.counters["rejected"] += 1
-            return self._result(
-                dev_eui, dev, cmd_id, "rejected", str(exc), body if isinstance(body, dict) else {}
-            )
+            self._check_room(dev, cmd_id)
+        except _Refused as exc:
+            return self._reject(dev_eui, dev, cmd_id, exc.reason, str(exc), body)
+        except CodecError as exc:
+            return self._reject(dev_eui, dev, cmd_id, "codec", str(exc), body)
+        except InputError as exc:
+            return self._reject(dev_eui, dev, cmd_id, "bad_field", str(exc), body)
+        except Exception as exc:  # a codec's own bug on odd data: the command still gets its answer
+            log.exception("downlink command %s for %s could not be read", cmd_id, eui_hex(dev_eui))
+            detail = f"could not be read ({type(exc).__name__})"
+            return self._reject(dev_eui, dev, cmd_id, "internal", detail, body)
         self.conn.execute(
             "INSERT OR REPLACE INTO downlinks (id, dev_eui, fport, payload, confirmed, expires_at, request, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -225,25 +381,57 @@ class DownlinkScheduler:
         self.counters["queued"] += 1
         return self._result(dev_eui, dev, cmd_id, "queued", "", cmd.request)
 
+    def _reject(
+        self, dev_eui: int, dev: Device | None, cmd_id: str, reason: str, detail: str, body: Any
+    ) -> dict[str, Any]:
+        self.counters["rejected"] += 1
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+        return self._result(dev_eui, dev, cmd_id, "rejected", f"{reason}: {detail}", _echo(body))
+
+    def _check_room(self, dev: Device, cmd_id: str) -> None:
+        """Refuse a command beyond the device's queue limit (one replacing a queued command of the same id
+        takes its place)."""
+        limit = self.net.downlink_queue_max
+        row = self.conn.execute(
+            "SELECT count(*), sum(id = ?) FROM downlinks WHERE dev_eui = ?", (cmd_id, dev.eui_hex)
+        ).fetchone()
+        waiting = int(row[0]) - int(row[1] or 0)
+        if waiting >= limit:
+            raise _Refused(
+                "queue_full",
+                f"{waiting} commands already wait for {dev.name} (network.downlink_queue_max = {limit}); "
+                "it takes one per uplink",
+            )
+
     def _command(self, dev: Device, cmd_id: str, body: Any) -> Command:
         if not isinstance(body, dict):
-            raise InputError('a downlink command is a JSON object {"fport", "data" | "raw"}')
-        unknown = set(body) - {"fport", "data", "raw", "confirmed", "ttl_s", "id"}
+            raise _Refused("not_object", 'a downlink command is a JSON object {"fport", "data" | "raw"}')
+        unknown = set(body) - set(_FIELDS)
         if unknown:
-            raise InputError(f"unknown field(s) {', '.join(sorted(unknown))} in the command")
+            names = ", ".join(ascii(k)[:40] for k in sorted(unknown)[:5])
+            raise InputError(f"unknown field(s) {names} in the command")
         fport = body.get("fport")
         if isinstance(fport, bool) or not isinstance(fport, int) or not 1 <= fport <= 223:
-            raise InputError(f"fport must be an integer 1..223, not {fport!r}")
+            raise InputError(f"fport must be an integer 1..223, not {ascii(fport)[:40]}")
         if ("data" in body) == ("raw" in body):
             raise InputError(
                 "give exactly one of 'data' (decoded, encoded with the device's codec) or 'raw' (hex)"
             )
         confirmed = body.get("confirmed", False)
         if not isinstance(confirmed, bool):
-            raise InputError(f"confirmed must be true or false, not {confirmed!r}")
+            raise InputError(f"confirmed must be true or false, not {ascii(confirmed)[:40]}")
         ttl = body.get("ttl_s", self.net.downlink_ttl_s)
-        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl <= 0:
-            raise InputError(f"ttl_s must be a positive number of seconds, not {ttl!r}")
+        # (compared before any float(): an integer of 400 digits overflows it, and NaN passes '<= 0')
+        if (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or (isinstance(ttl, float) and not math.isfinite(ttl))
+            or not 0 < ttl <= MAX_TTL_S
+        ):
+            shown = ascii(ttl)[:40] if isinstance(ttl, int | float) else type(ttl).__name__
+            raise _Refused(
+                "bad_ttl", f"ttl_s must be a number of seconds above 0 and at most {MAX_TTL_S}, not {shown}"
+            )
         if "raw" in body:
             if not isinstance(body["raw"], str):
                 raise InputError("raw must be a hex string")
@@ -255,8 +443,8 @@ class DownlinkScheduler:
 
             payload = get_codec(dev.codec).encode(body["data"], fport, direction="down")
         if len(payload) > eu868.max_app_payload(0):
-            raise InputError(
-                f"payload of {len(payload)} bytes exceeds the 51 bytes every data rate can carry"
+            raise _Refused(
+                "too_long", f"payload of {len(payload)} bytes exceeds the 51 bytes every data rate can carry"
             )
         request = {k: body[k] for k in ("fport", "data", "raw", "confirmed", "ttl_s") if k in body}
         return Command(
@@ -330,7 +518,7 @@ class DownlinkScheduler:
         ).fetchall()
         out = []
         for cid, eui, req, fc in rows:
-            self.conn.execute("DELETE FROM downlinks WHERE id = ?", (cid,))
+            self.conn.execute(_DELETE, (eui, cid))
             dev_eui = int(eui, 16)
             self.counters["expired"] += 1
             out.append(
@@ -356,14 +544,14 @@ class DownlinkScheduler:
         if queue and queue[0].awaiting:
             head = queue[0]
             if frame.ack:
-                self.conn.execute("DELETE FROM downlinks WHERE id = ?", (head.id,))
+                self.conn.execute(_DELETE, (dev.eui_hex, head.id))
                 self.counters["acked"] += 1
                 results.append(
                     self._result(dev.dev_eui, dev, head.id, "acked", "", head.request, head.fcnt_down)
                 )
                 queue.pop(0)
             elif head.attempts >= self.net.confirmed_retries:
-                self.conn.execute("DELETE FROM downlinks WHERE id = ?", (head.id,))
+                self.conn.execute(_DELETE, (dev.eui_hex, head.id))
                 self.counters["failed"] += 1
                 results.append(
                     self._result(
@@ -393,23 +581,32 @@ class DownlinkScheduler:
             eu868.max_app_payload(eu868.dr_from_datr(rx1_datr)), eu868.max_app_payload(dev.rx2_dr)
         ) - len(fopts)
         cmd = queue[0] if queue and len(queue[0].payload) <= limit else None
-        more = len(queue) > (1 if cmd else 0)
         fcnt_down = self.registry.take_fcnt_down(dev.dev_eui)
         s = dev.session
-        data = phy.build_data_frame(
-            uplink=False,
-            confirmed=bool(cmd and cmd.confirmed),
-            dev_addr=s.dev_addr,
-            fcnt32=fcnt_down,
-            fport=cmd.fport if cmd else None,
-            payload=cmd.payload if cmd else b"",
-            fopts=fopts,
-            ack=frame.confirmed,
-            fpending=more,
-            nwk_s_key=s.nwk_s_key,
-            app_s_key=s.app_s_key,
-        )
-        tx = self._pick(gateway, data, [rx1, rx2], now, dev.dev_eui, cmd.id if cmd else None, "data")
+
+        def build(cmd: Command | None) -> bytes:
+            return phy.build_data_frame(
+                uplink=False,
+                confirmed=bool(cmd and cmd.confirmed),
+                dev_addr=s.dev_addr,
+                fcnt32=fcnt_down,
+                fport=cmd.fport if cmd else None,
+                payload=cmd.payload if cmd else b"",
+                fopts=fopts,
+                ack=frame.confirmed,
+                fpending=len(queue) > (1 if cmd else 0),
+                nwk_s_key=s.nwk_s_key,
+                app_s_key=s.app_s_key,
+            )
+
+        # an application command only within its share of the duty cycle (see APP_DUTY_SHARE) ...
+        share = APP_DUTY_SHARE if cmd is not None else 1.0
+        cmd_id = cmd.id if cmd else None
+        tx = self._pick(gateway, build(cmd), [rx1, rx2], now, dev.dev_eui, cmd_id, "data", share)
+        if tx is None and cmd is not None and (mac or frame.confirmed or answer_adr):
+            # ... beyond it the MAC answers and the ACK still go, FPending telling that more waits
+            cmd = None
+            tx = self._pick(gateway, build(None), [rx1, rx2], now, dev.dev_eui, None, "data")
         if tx is None:
             self.counters["duty_cycle_blocked"] += 1
             return None, results
@@ -424,11 +621,12 @@ class DownlinkScheduler:
             cmd.attempts += 1
             if cmd.confirmed:
                 self.conn.execute(
-                    "UPDATE downlinks SET attempts = ?, awaiting = 1, fcnt_down = ? WHERE id = ?",
-                    (cmd.attempts, fcnt_down, cmd.id),
+                    "UPDATE downlinks SET attempts = ?, awaiting = 1, fcnt_down = ? "
+                    "WHERE dev_eui = ? AND id = ?",
+                    (cmd.attempts, fcnt_down, dev.eui_hex, cmd.id),
                 )
             else:
-                self.conn.execute("DELETE FROM downlinks WHERE id = ?", (cmd.id,))
+                self.conn.execute(_DELETE, (dev.eui_hex, cmd.id))
                 self.counters["sent"] += 1
                 results.append(
                     self._result(dev.dev_eui, dev, cmd.id, "sent", tx.window, cmd.request, fcnt_down)
@@ -485,19 +683,24 @@ class DownlinkScheduler:
         rx2 = (dev.rx2_freq_hz, eu868.datr(dev.rx2_dr), rx.tmst + rx1_delay_us + 1_000_000, "RX2")
         return gateway, (rx1, rx2)
 
-    def join_accept(self, out: Outcome, reachable: Callable[[int], bool]) -> Transmission | None:
-        """The join-accept of a joined outcome, at + 5 s (RX1) or + 6 s (RX2), duty cycle permitting."""
+    def join_accept(self, out: Outcome, reachable: Callable[[int], bool]) -> Transmission:
+        """The join-accept of a joined outcome, at + 5 s (RX1) or + 6 s (RX2), with the whole duty cycle
+        (application commands leave it room). :class:`NotAnswered` when it cannot be sent: the network
+        server then does not record the join (the device will ask again)."""
         if out.join_accept is None or out.device is None:
-            return None
+            raise NotAnswered("a join without a join-accept")
         gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
         if gateway is None:
-            return None
+            self.counters["join_unanswered"] += 1
+            raise NotAnswered("no packet forwarder that heard the join-request can send (no PULL_DATA yet)")
         windows = [(f, d, t, w) for (f, d, t), w in zip(out.downlink_plan, ("JOIN1", "JOIN2"), strict=False)]
         tx = self._pick(
             gateway, out.join_accept, windows, self.clock(), out.device.dev_eui, None, "join_accept"
         )
         if tx is None:
             self.counters["duty_cycle_blocked"] += 1
+            self.counters["join_unanswered"] += 1
+            raise NotAnswered("the gateway's duty cycle leaves no room for the join-accept in either window")
         return tx
 
     def _pick(
@@ -509,11 +712,12 @@ class DownlinkScheduler:
         dev_eui: int,
         cmd_id: str | None,
         kind: str,
+        share: float = 1.0,
     ) -> Transmission | None:
         usable = []
         for freq, datr, tmst, name in windows:
             air = airtime_s(len(data), datr)
-            if self.duty.allows(gateway, freq, air, now):
+            if self.duty.allows(gateway, freq, air, now, share):
                 usable.append((freq, datr, tmst, name, air))
         if not usable:
             return None
@@ -594,6 +798,25 @@ def device_time_ans(out: Outcome) -> dict[str, Any]:
     """The DeviceTimeAns to a DeviceTimeReq (LoRaWAN 1.0.3 section 5.9): whole GPS seconds and 1/256 s."""
     ms = gps_time_ms(out)
     return {"name": "DeviceTimeAns", "gps_time_s": ms // 1000, "fraction_s": (ms % 1000 * 256 // 1000) / 256}
+
+
+def _scope_command_ids(conn: sqlite3.Connection) -> None:
+    """Databases from before command ids were scoped per device keyed ``downlinks`` by id alone, so one
+    device's command replaced another's of the same id: rebuild the table keyed by (dev_eui, id), rows kept
+    (an id queued for two devices then was one row already)."""
+    pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(downlinks)"), key=lambda r: r[5]) if r[5]]
+    if pk != ["id"]:
+        return  # a new database, or one already rebuilt
+    with db.transaction(conn):
+        conn.execute("ALTER TABLE downlinks RENAME TO downlinks_by_id")
+        conn.execute("DROP INDEX IF EXISTS downlinks_dev")
+        conn.execute(DOWNLINKS_TABLE)
+        conn.execute(
+            "INSERT INTO downlinks (id, dev_eui, fport, payload, confirmed, expires_at, attempts, awaiting, "
+            "fcnt_down, request, created_at) SELECT id, dev_eui, fport, payload, confirmed, expires_at, "
+            "attempts, awaiting, fcnt_down, request, created_at FROM downlinks_by_id"
+        )
+        conn.execute("DROP TABLE downlinks_by_id")
 
 
 def _add_nb_trans(conn: sqlite3.Connection) -> None:

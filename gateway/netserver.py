@@ -51,6 +51,7 @@ REJECT_REASONS = (
     "duplicate",
     "unknown_device",
     "dev_nonce_reused",
+    "join_unanswered",
     "storage",
     "no_dev_addr",
 )
@@ -63,6 +64,10 @@ MAX_RECENT = 200_000  # frames remembered for duplicate detection (~30 MB at mos
 MAX_ACKS_AGAIN = 8
 _UNCONFIRMED_UP = 0b010  # MType of an unconfirmed data uplink (MHDR bits 7..5)
 _CONFIRMED_UP = 0b100  # ... and of a confirmed one
+
+
+class NotAnswered(HavelError):
+    """Raised by ``after_store`` for a join whose join-accept cannot be sent: the join is not recorded."""
 
 
 class OutboxLike(Protocol):
@@ -317,7 +322,7 @@ class NetworkServer:
                     # nothing behind and needs no savepoint; a storage error fails the whole batch.
                     try:
                         if isinstance(g.frame, phy.JoinRequest):
-                            out = self._join(g.frame, copies, now, nonces_seen)
+                            out = self._answered_join(g.frame, copies, now, nonces_seen, after_store)
                         elif g.again:
                             assert isinstance(g.frame, phy.DataFrame)
                             out = self._sent_again_outcome(g.frame, copies)
@@ -336,7 +341,7 @@ class NetworkServer:
                         self._recent[key] = mono + self.net.duplicate_ttl_s
                         if isinstance(g.frame, phy.DataFrame) and g.frame.confirmed:
                             self._heard_at[key] = {c.gateway_eui: c.rx.tmst for c in copies}
-                        if after_store is not None and not out.superseded:
+                        if after_store is not None and not out.superseded and out.status != "joined":
                             try:
                                 after_store(out)
                             except StorageError:
@@ -581,6 +586,45 @@ class NetworkServer:
             return encode_json(message)
 
     # ------------------------------------------------------------------------------------------ join
+    def _answered_join(
+        self,
+        jr: phy.JoinRequest,
+        copies: list[Reception],
+        now: datetime,
+        nonces_seen: set[tuple[int, int]],
+        after_store: Callable[[Outcome], None] | None,
+    ) -> Outcome:
+        """A join is recorded only together with its join-accept: ``after_store`` schedules it inside a
+        savepoint with the join's writes, and when it raises :class:`NotAnswered` (no forwarder to send
+        through, the duty cycle) they are rolled back and the join-request is rejected as
+        ``join_unanswered``; the device asks again with a new DevNonce. A join-request replayed from the
+        journal after a restart cannot be answered at all (its windows are gone)."""
+        best = copies[0]
+        if best.replayed:
+            return Outcome(
+                "rejected",
+                "join_unanswered",
+                "join-request from before a restart: its join-accept windows have passed",
+                best=best,
+                copies=copies,
+            )
+        records = len(self._records)
+        try:
+            with self.store.transaction():  # a savepoint of flush's transaction
+                out = self._join(jr, copies, now, nonces_seen)
+                if out.status == "joined" and after_store is not None:
+                    after_store(out)
+        except NotAnswered as exc:
+            del self._records[records:]
+            nonces_seen.discard((jr.dev_eui, jr.dev_nonce))
+            log.warning("join-request of %s not answered: %s", eui_hex(jr.dev_eui), exc)
+            return Outcome("rejected", "join_unanswered", str(exc), best=best, copies=copies)
+        except BaseException:
+            del self._records[records:]  # rolled back with the savepoint
+            nonces_seen.discard((jr.dev_eui, jr.dev_nonce))
+            raise
+        return out
+
     def _join(
         self, jr: phy.JoinRequest, copies: list[Reception], now: datetime, nonces_seen: set[tuple[int, int]]
     ) -> Outcome:

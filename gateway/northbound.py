@@ -3,7 +3,9 @@ gateway status (retained on ``<prefix>/<gateway_id>/status``) and events (``.../
 
 - Sinks come from the config's ``[[sink]]`` tables (:func:`havel.gateway.sinks.make_sinks`), the forwarder
   from ``[forwarder]`` (optional keys, see :mod:`havel.gateway.forwarder`).
-- Each ``mqtt`` sink also gets a :class:`~havel.gateway.commands.CommandSubscriber` for downlink commands.
+- The one ``mqtt`` sink with ``commands = true`` (``Config.command_sink``) also gets a
+  :class:`~havel.gateway.commands.CommandSubscriber` for downlink commands; the others only publish, so a
+  sink feeding another party's broker (FROST, FIWARE) never takes commands from it.
 - Gateway events (a packet forwarder falls silent or comes back, a sink goes down or up) become outbox
   records of kind ``event``: durable, published in order on ``.../events``, and logged.
 - Every 30 s and on every event the status (forwarder health, uplink counts, outbox depth) is handed to the
@@ -42,7 +44,7 @@ class Northbound:
         self.forwarder.add_listener(self._on_sink_state)
         self.subscribers: list[CommandSubscriber] = []
         for sink, scfg in zip(self.sinks, cfg.sinks, strict=True):
-            if getattr(sink, "type", "") == "mqtt":
+            if getattr(sink, "type", "") == "mqtt" and scfg.get("name") == cfg.command_sink:
                 self.subscribers.append(
                     CommandSubscriber(
                         sink,
@@ -97,9 +99,12 @@ class Northbound:
                 )
             }
         for s in self.subscribers:
-            out.setdefault("commands", {})["connected"] = s.connected
-            out["commands"]["subscribed"] = s.subscribed
-            out["commands"]["received"] = s.received
+            out["commands"] = {
+                "connected": s.connected,
+                "subscribed": s.subscribed,
+                "received": s.received,
+                "refused": dict(s.refused),  # messages no command could be read from, by reason
+            }
         return out
 
     # ------------------------------------------------------------------------------------ events
@@ -112,7 +117,12 @@ class Northbound:
         gw = self.ctx.gateway
         rid = f"{self.ctx.config.gateway_id}-event-{uuid.uuid4().hex[:12]}"
         now = format_time_now(time.time())
-        alarm = event in ("forwarder_silent",)
+        alarm = event in (
+            "forwarder_silent",
+            "forwarder_restart_gave_up",
+            "power_on_battery",
+            "power_low_battery",
+        )
         record = {
             "id": rid,
             "kind": "event",

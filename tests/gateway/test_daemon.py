@@ -243,6 +243,7 @@ def _mqtt_cfg(tmp_path: Path, broker: Mosquitto, **network: Any) -> config.Confi
                     "tls": False,
                     "reconnect_min_s": 0.2,
                     "reconnect_max_s": 1.0,
+                    "commands": True,
                 }
             ],
         )

@@ -78,6 +78,7 @@ def test_valve_command_over_mqtt_reaches_the_node_and_the_effect_comes_back(
                     "tls": False,
                     "reconnect_min_s": 0.2,
                     "reconnect_max_s": 1.0,
+                    "commands": True,
                 }
             ],
         )
