@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from havel import __version__
-from havel.errors import ConfigError, InputError, SecurityError
+from havel.errors import ConfigError, InputError, SecurityError, StorageError
 
 FORMAT = "havel-bundle/1"
 KEEP_SOURCE = frozenset({"boot.py", "main.py"})  # the board runs these two by name, as .py only
@@ -144,7 +144,13 @@ def generate_signing_key(private_path: Path) -> Path:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise StorageError(
+            f"{private_path} exists already; a signing key is never overwritten",
+            hint="choose another file name, or move the old key away first",
+        ) from exc
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     pub_path = private_path.with_suffix(".pub")

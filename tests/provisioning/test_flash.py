@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from havel.errors import ConfigError, InputError, SecurityError
+from havel.errors import ConfigError, InputError, SecurityError, StorageError
 from havel.provisioning import bundle, flash
 from havel.provisioning.transport import Board
 
@@ -161,8 +161,10 @@ def test_signing_key_files(tmp_path: Path) -> None:
     assert priv.stat().st_mode & 0o777 == 0o600
     k = bundle.load_private_key(priv)
     assert bundle.key_id(bundle.load_public_key(pub)) == bundle.key_id(k.public_key())
-    with pytest.raises(FileExistsError):
+    before = priv.read_bytes()
+    with pytest.raises(StorageError, match="exists already"):
         bundle.generate_signing_key(priv)
+    assert priv.read_bytes() == before
 
 
 def test_bundle_for_one_radio_and_the_board_check(firmware_tree: Path, tmp_path: Path) -> None:
