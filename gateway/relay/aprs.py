@@ -171,9 +171,12 @@ def parse_telemetry(info: str) -> Telemetry:
 
 
 def definition_messages(
-    station: str, channels: list[Channel], bit_names: list[str] | None = None, title: str = "Havel"
+    station: str, channels: list[Channel], bit_names: list[str] | None = None, title: str = "HV"
 ) -> list[Message]:
-    """PARM., UNIT., EQNS. and BITS. messages the station sends to itself to define its telemetry."""
+    """PARM., UNIT., EQNS. and BITS. messages the station sends to itself to define its telemetry.
+
+    The title (free text in BITS., at most 23 characters) is short, so that a signature fits after it.
+    """
     if len(channels) > 5:
         raise APRSError("APRS telemetry has five analog channels")
     chans = channels + [Channel("")] * (5 - len(channels))
@@ -190,6 +193,13 @@ def definition_messages(
 
 
 DEFINITION_PREFIXES = ("PARM.", "UNIT.", "EQNS.", "BITS.")
+BITS_TITLE_MAX = 23
+
+
+def definitions_body(texts: list[str]) -> str:
+    """What the signature of a definition set covers: the PARM., UNIT., EQNS. and BITS. texts (BITS.
+    without the signature), in that order, joined by a line feed."""
+    return "\n".join(texts)
 
 
 def parse_definition(text: str) -> tuple[str, list[str]]:

@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import select
 import socket
 import threading
@@ -28,7 +29,7 @@ from . import aprs, ax25, kiss
 from .budget import Budget, afsk_airtime_s
 from .emergency import EmergencySwitch
 from .envelope import RelayRecord, encode_line, encode_status_line, sign_line, to_base36
-from .signing import Signer
+from .signing import Signer, identity
 
 log = logging.getLogger("havel.relay.aprs")
 CHANNEL = "aprs"
@@ -36,6 +37,7 @@ MIN_RESEND_S = 30.0
 PRIO = {"alarm": 0, "state": 1}
 # Room for " COUNTER.TAG" with a counter of up to 7 digits inside the 67 characters of an APRS message.
 LINE_MAX = aprs.MAX_TEXT - 1 - 7 - 1 - 11
+DEFAULT_PATH = ("WIDE2-1",)
 
 
 @dataclass
@@ -48,8 +50,14 @@ class APRSConfig:
     port: int = 8001
     kiss_port: int = 0
     destination: str = "APZHVL"
-    path: list[str] = field(default_factory=list)
+    # A fixed rooftop station: one hop through the wide-area digipeaters. WIDE1-1 asks fill-in digipeaters
+    # meant for mobiles and adds copies; [] in a local net where the crisis centre hears the gateway.
+    path: list[str] = field(default_factory=lambda: list(DEFAULT_PATH))
     resend_s: float = MIN_RESEND_S
+    # Between two of our frames the channel stays free this long: the digipeater repeats the frame, the
+    # crisis centre acks it, other stations get a turn. A burst (emergency switched on with a backlog)
+    # goes out spread at this pace, alarms first, within the airtime budget.
+    min_gap_s: float = 5.0
     retries: int = 3
     budget_airtime_s: float = 60.0
     budget_window_s: float = 3600.0
@@ -82,15 +90,25 @@ class APRSConfig:
         if "addressee" not in d:
             raise ConfigError(f"{where}.addressee is missing (the crisis centre's callsign)")
         kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        cfg = cls(**kw)
-        cfg.callsign = call.upper()
+        try:
+            cfg = cls(**kw)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+        if not isinstance(cfg.path, list) or not all(isinstance(p, str) for p in cfg.path):
+            raise ConfigError(f"{where}.path must be a list of digipeater aliases, e.g. [\"WIDE2-1\"]")
+        for name in ("resend_s", "budget_airtime_s", "budget_window_s", "min_gap_s", "definitions_every_s"):
+            v = getattr(cfg, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"{where}.{name} must be a finite number >= 0, not {v!r}")
         if cfg.resend_s < MIN_RESEND_S:
             raise ConfigError(f"{where}.resend_s must be at least {MIN_RESEND_S:g} (APRS resend rule)")
         try:
+            # One spelling everywhere (SSID 0 has none): what goes on the air is what is signed.
+            cfg.callsign = str(ax25.Address.parse(call))
+            cfg.addressee = str(ax25.Address.parse(str(cfg.addressee)))
             aprs.pad_addressee(cfg.addressee)
-            for p in cfg.path:
-                ax25.Address.parse(p)
-            ax25.Address.parse(cfg.destination)
+            cfg.path = [str(ax25.Address.parse(p)) for p in cfg.path]
+            cfg.destination = str(ax25.Address.parse(str(cfg.destination)))
         except InputError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
         cfg.channels()  # validates the telemetry table
@@ -157,7 +175,7 @@ class APRSRelay:
         if not cfg.callsign:
             raise LegalError("the APRS relay refuses to start without a callsign")
         self.cfg = cfg
-        if signer.sender.upper() != cfg.callsign.upper():
+        if identity(signer.sender) != identity(cfg.callsign):
             raise ConfigError(
                 f"APRS relay: signing identity {signer.sender!r} must be the callsign "
                 f"{cfg.callsign!r} (the receiver checks the frame's source)"
@@ -182,7 +200,10 @@ class APRSRelay:
         self.channels = cfg.channels()
         self._values: list[float | None] = [None] * len(self.channels)
         self._tlm_seq = 0
-        self._defs_at: float | None = None
+        self._defs_sent_at: float | None = None  # when the last full set of definitions went out
+        self._defs_todo: list[str] = []  # definition texts still to send before the next report
+        self._was_on = False
+        self._last_tx_at: float | None = None
         self.stats: dict[str, int] = {
             "offered": 0,
             "sent": 0,
@@ -194,6 +215,10 @@ class APRSRelay:
             "oversize": 0,
             "tnc_disconnects": 0,
             "tnc_connects": 0,
+            "definitions_sent": 0,
+            "rx_malformed": 0,
+            "rx_other": 0,
+            "restarts": 0,
         }
         self.on_ack: Callable[[RelayRecord], None] | None = None
 
@@ -235,31 +260,45 @@ class APRSRelay:
         self._wake.set()
 
     def _telemetry_update(self, rec: RelayRecord) -> bool:
-        """Feed a state record into the telemetry channels; queue one T# report (replacing a waiting one)."""
+        """Feed a state record into the telemetry channels; queue one T# report (replacing a waiting one).
+
+        The definitions are not queued here: they go out right before a report whenever they are due
+        (:meth:`_definitions_due`), so a state update can never drop them.
+        """
         hit = False
         for i, ch in enumerate(self.channels):
             v = rec.data.get(ch.field)
-            if ch.dev_eui == rec.dev_eui and isinstance(v, int | float) and not isinstance(v, bool):
+            if (
+                ch.dev_eui == rec.dev_eui
+                and isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+            ):
                 self._values[i] = float(v)
                 hit = True
         if not hit:
             return False
         with self._lock:
-            self._queue = [i for i in self._queue if i.kind not in ("tlm", "def")]
-            now = self.clock()
-            if self._defs_at is None or now - self._defs_at >= self.cfg.definitions_every_s:
-                # The definitions go first, so a receiver can read the report that follows.
-                self._defs_at = now
-                defs = aprs.definition_messages(self.cfg.callsign, [c.channel for c in self.channels])
-                for d in defs:
-                    item = _Item(PRIO["state"], next(self._seq), "state", d.text[:4], d.text, "def")
-                    heapq.heappush(self._queue, item)
-            heapq.heappush(
-                self._queue, _Item(PRIO["state"], next(self._seq), "state", "telemetry", "", "tlm")
-            )
+            waiting = any(i.kind == "tlm" for i in self._queue)
+            if not waiting:
+                heapq.heappush(
+                    self._queue, _Item(PRIO["state"], next(self._seq), "state", "telemetry", "", "tlm")
+                )
             self.stats["offered"] += 1
         self._wake.set()
         return True
+
+    def _definitions_due(self) -> bool:
+        """Before the first report of every emergency, and again once the last were sent an hour ago."""
+        return self._defs_sent_at is None or self.clock() - self._defs_sent_at >= self.cfg.definitions_every_s
+
+    def _definition_texts(self) -> list[str]:
+        """PARM., UNIT., EQNS. and the signed BITS. (its title carries the signature over all four)."""
+        msgs = aprs.definition_messages(self.cfg.callsign, [c.channel for c in self.channels])
+        defs = [m.text for m in msgs]
+        sig = self.signer.sign(CHANNEL, aprs.definitions_body(defs).encode())
+        defs[3] = f"{defs[3]} {sig}"
+        return defs
 
     def _telemetry_report(self) -> str:
         analog = [
@@ -320,6 +359,13 @@ class APRSRelay:
                 log.warning("APRS relay: TNC connection lost: %s", exc)
                 self.stats["tnc_disconnects"] += 1
                 self._close()
+            except Exception:
+                # A bug must not silence the path for the rest of the emergency: start over with a new
+                # connection (the queue is kept), counted for /healthz.
+                self.stats["restarts"] += 1
+                log.exception("APRS relay: unexpected error; reconnecting to the TNC")
+                self._close()
+                self._halt.wait(1.0)
 
     def _connect(self) -> None:
         sock = socket.create_connection((self.cfg.host, self.cfg.port), timeout=5)
@@ -344,20 +390,25 @@ class APRSRelay:
         data = self._sock.recv(4096)
         if not data:
             raise ConnectionResetError("TNC closed the connection")
+        before = self._decoder.errors
         for fr in self._decoder.feed(data):
             if fr.command == kiss.CMD_DATA:
                 self._heard(fr.payload)
+        self.stats["rx_malformed"] += self._decoder.errors - before  # broken escapes, oversize
 
     def _heard(self, payload: bytes) -> None:
-        """An ack from the addressee for one of our messages ends its resends."""
+        """An ack from the addressee for one of our messages ends its resends; everything else is counted."""
         try:
             frame = ax25.UIFrame.decode(payload)
             msg = aprs.parse_message(frame.info.decode("ascii"))
         except (HavelError, UnicodeDecodeError):
+            self.stats["rx_other"] += 1  # other stations' traffic, noise, truncated frames
             return
         if msg.kind != "ack" or msg.addressee != self.cfg.callsign:
+            self.stats["rx_other"] += 1
             return
         if not frame.source.same_station(ax25.Address.parse(self.cfg.addressee)):
+            self.stats["rx_other"] += 1
             return
         with self._lock:
             entry = self._inflight.pop(msg.msgno or "", None)
@@ -365,7 +416,10 @@ class APRSRelay:
             self.stats["acked"] += 1
             log.info("APRS relay: %s acknowledged by %s", entry[0].label, frame.source)
             if self.on_ack is not None and entry[0].rec is not None:
-                self.on_ack(entry[0].rec)
+                try:
+                    self.on_ack(entry[0].rec)
+                except Exception:
+                    log.exception("APRS relay: ack listener failed")
 
     def _take(self, item: _Item) -> bool:
         """Remove ``item`` from the queue (offer() may have pushed others in front of it meanwhile)."""
@@ -380,8 +434,17 @@ class APRSRelay:
                     return True
         return False
 
+    def _emergency_on(self) -> bool:
+        """The switch, read before every transmission; a new emergency sends the definitions again."""
+        on = self.emergency.is_on()
+        if on and not self._was_on:
+            self._defs_sent_at = None
+        self._was_on = on
+        return on
+
     def _transmit_due(self) -> None:
         now = self.clock()
+        on = self._emergency_on()
         item: _Item | None = None
         with self._lock:
             due = [m for m, (_, t) in self._inflight.items() if t <= now]
@@ -398,7 +461,7 @@ class APRSRelay:
             self._wake.wait(0.05)
             self._wake.clear()
             return
-        if not self.emergency.is_on():
+        if not on:
             # AFuV: third-party traffic only in a declared emergency. Hold, count, transmit nothing.
             if not item.held:
                 self.stats["held_no_emergency"] += 1
@@ -406,10 +469,21 @@ class APRSRelay:
             self._wake.wait(0.5)
             self._wake.clear()
             return
+        if self._last_tx_at is not None and now - self._last_tx_at < self.cfg.min_gap_s:
+            self._wake.wait(min(0.5, self.cfg.min_gap_s - (now - self._last_tx_at)))
+            self._wake.clear()
+            return
+        if item.kind == "tlm" and not self._defs_todo and self._definitions_due():
+            self._defs_todo = self._definition_texts()
+        if item.kind == "tlm" and self._defs_todo:
+            # The definitions go first, one frame per turn, so a receiver can read the report that follows.
+            item = _Item(item.prio, item.seq, "state", self._defs_todo[0][:4], self._defs_todo[0], "def")
         try:
             info = self._info(item)
             frame = ax25.UIFrame.aprs(self.cfg.callsign, self.cfg.destination, info, self.cfg.path)
         except HavelError as exc:
+            if item.kind == "def":
+                self._defs_todo = []
             self._take(item)
             self.stats["oversize"] += 1
             log.error("APRS relay: dropped %s: %s", item.label, exc)
@@ -421,19 +495,36 @@ class APRSRelay:
             self._wake.wait(1.0)
             self._wake.clear()
             return
-        if not self._take(item):
+        if item.kind != "def" and not self._take(item):
             return  # superseded meanwhile (a newer state of the same sensor): not sent
         assert self._sock is not None
         try:
             self._sock.sendall(kiss.encode(raw, port=self.cfg.kiss_port))
         except OSError:
-            with self._lock:
-                heapq.heappush(self._queue, item)  # not sent: keep it
+            if item.kind != "def":
+                with self._lock:
+                    heapq.heappush(self._queue, item)  # not sent: keep it
             raise
+        self._last_tx_at = now
         item.tries += 1
         self.sent.append(frame.tnc2())
+        if item.kind == "def":
+            self._defs_todo.pop(0)
+            self.stats["definitions_sent"] += 1
+            if not self._defs_todo:
+                self._defs_sent_at = now  # the hour counts from the last sending, not the queueing
+            log.info("APRS relay: sent %s (%.2f s airtime)", item.label, cost)
+            return
         self.stats["resent" if item.tries > 1 else "sent"] += 1
         log.info("APRS relay: sent %s (try %d, %.2f s airtime)", item.label, item.tries, cost)
         if item.msgno is not None:
             with self._lock:
                 self._inflight[item.msgno] = (item, now + self.cfg.resend_s)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "connected": self._sock is not None,
+            "emergency": self._was_on,
+            "pending": self.pending(),
+            **self.stats,
+        }

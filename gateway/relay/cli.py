@@ -183,10 +183,15 @@ def _table(rx: Any) -> Any:
             style=style,
         )
     totals = {k: rx.core.total(k) for k in rx.core.COUNTERS}
-    primaries = [
-        f"{gw}: primary {st.get('primary', '?')} (via {st.get('via', 'status')})"
-        for gw, st in sorted(rx.core.status.items())
-        if "primary" in st
+    # Only signed reports say whether a gateway's primary path is down; the broker link is unsigned.
+    primaries = [f"{gw}: primary {v['primary']} (signed, via {v['via']})" for gw, v in rx.core.status.items()]
+    links = [f"{gw}: mesh broker link {st['state']} (unsigned)" for gw, st in rx.core.link_status.items()]
+    health = rx.health() if hasattr(rx, "health") else {}
+    listeners = [
+        f"{name} listener: restarted {h['restarts']} times"
+        for name, h in health.items()
+        if isinstance(h, dict) and h.get("restarts")
     ]
-    t.caption = "\n".join([*primaries, "  ".join(f"{k}: {v}" for k, v in totals.items())])
+    lines = [*primaries, *links, *listeners, "  ".join(f"{k}: {v}" for k, v in totals.items())]
+    t.caption = "\n".join(lines)
     return t

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from .emergency import EmergencySwitch
 from .manager import Manager
 from .outage import OutageDetector
 from .priority import Classifier
-from .signing import CounterStore, Signer, SigningKey
+from .signing import CounterStore, Signer, SigningKey, identity
 
 log = logging.getLogger("havel.relay")
 
@@ -57,13 +58,52 @@ KEYS = {
 }
 
 
+def validate(section: dict[str, Any], sink_names: list[str]) -> None:
+    """Check a ``[relay]`` section without creating or opening anything (``gateway check`` and ``run``).
+
+    Raises ConfigError naming the key, or LegalError (an APRS path without a licensed callsign, encryption
+    on an amateur-radio Reticulum interface). The key file and the brokers are not touched here.
+    """
+    if not isinstance(section, dict):
+        raise ConfigError("[relay] must be a table")
+    unknown = set(section) - KEYS
+    if unknown:
+        raise ConfigError(f"relay.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(KEYS)))
+    primary = section.get("primary")
+    if primary is not None and primary not in sink_names:
+        # A wrong name would read as a permanent outage and put the relays on the air for nothing.
+        raise ConfigError(
+            f"relay.primary {primary!r} is not a configured [[sink]] name",
+            hint=f"one of: {', '.join(str(s) for s in sink_names) or '(no sinks)'}",
+        )
+    for key in ("down_after_s", "up_after_s", "state_interval_s", "max_age_s", "tick_s"):
+        v = section.get(key, 1.0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"relay.{key} must be a finite number > 0, not {v!r}")
+    paths = section.get("path") or []
+    if not isinstance(paths, list) or not all(isinstance(p, dict) for p in paths):
+        raise ConfigError("relay.path must be a list of [[relay.path]] tables")
+    for i, p in enumerate(paths):
+        kind = p.get("type")
+        if kind == "aprs":
+            APRSConfig.from_config(p)  # LegalError without a callsign
+        elif kind == "reticulum":
+            from .reticulum_relay import ReticulumConfig
+
+            ReticulumConfig.from_config(p)
+        elif kind != "mqtt":
+            raise ConfigError(f"relay.path[{i}].type must be aprs, mqtt or reticulum, got {kind!r}")
+    Classifier.from_config(list(section.get("rules") or []))
+
+
 def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tuple[list[Any], Signer | None]:
     """The relays of ``[[relay.path]]``, sharing one signer and one counter. Raises ConfigError/LegalError."""
     paths = section.get("path") or []
     if not paths:
         return [], None
     calls = [p.get("callsign") for p in paths if p.get("type") == "aprs"]
-    sender = str(section.get("sender") or (calls[0] if calls and calls[0] else gateway_id)).upper()
+    # one spelling of the identity (upper case, SSID 0 without "-0"): what goes on the air is what is signed
+    sender = identity(str(section.get("sender") or (calls[0] if calls and calls[0] else gateway_id)))
     key_path = Path(section.get("key_file", "relay.key"))
     key = SigningKey.load(key_path if key_path.is_absolute() else data_dir / key_path)
     signer = Signer(key, sender, CounterStore(data_dir / "relay-counter"))
@@ -91,15 +131,12 @@ class RelayComponent:
 
     def __init__(self, ctx: Any) -> None:
         section = dict(ctx.section or {})
-        unknown = set(section) - KEYS
-        if unknown:
-            raise ConfigError(f"relay.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(KEYS)))
         self.ctx = ctx
         cfg = ctx.config
         sinks = [s.get("name") for s in cfg.sinks]
+        validate(section, sinks)
         self.primary = str(section.get("primary") or (sinks[0] if sinks else "primary"))
         if self.primary not in sinks:
-            # A wrong name would read as a permanent outage and put the relays on the air for nothing.
             raise ConfigError(
                 f"relay.primary {self.primary!r} is not a configured [[sink]] name",
                 hint=f"one of: {', '.join(str(s) for s in sinks) or '(no sinks)'}",
@@ -140,14 +177,20 @@ class RelayComponent:
         m.describe("relay_emergency", "gauge", "1 while the amateur-radio emergency switch is on")
         m.gauge_fn("relay_emergency", lambda: 1.0 if self.switch.is_on() else 0.0)
         m.describe("relay_messages", "gauge", "relay counters since start, by path and what happened")
-        m.gauge_fn(
-            "relay_messages",
-            lambda: {
-                (("path", r.name), ("what", k)): float(v)
-                for r in self.relays
-                for k, v in dict(getattr(r, "stats", {})).items()
-            },
-        )
+        m.gauge_fn("relay_messages", self._message_counts)
+
+    def _message_counts(self) -> dict[tuple[tuple[str, str], ...], float]:
+        """Every path's counters; the emergency commands (and their listener's restarts) as their own path."""
+        out: dict[tuple[tuple[str, str], ...], float] = {}
+        for r in self.relays:
+            for k, v in dict(getattr(r, "stats", {})).items():
+                out[(("path", r.name), ("what", k))] = float(v)
+            commands = getattr(r, "commands", None)
+            if commands is not None:
+                counts = {**commands.stats, "restarts": commands.watchdog.restarts}
+                for k, v in counts.items():
+                    out[(("path", "emergency_commands"), ("what", k))] = float(v)
+        return out
 
     def _on_outcome(self, outcome: Any) -> None:
         if self._wake is not None and self.detector.down:
@@ -212,6 +255,7 @@ class RelayComponent:
                 await result
 
     def health(self) -> dict[str, Any]:
+        """The manager's counters and each path's state, listener restarts included (for /status)."""
         return self.manager.health()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ class EmergencyState:
     on: bool
     source: str  # "config" | "cli" | "mqtt" | ...
     since: str | None = None
+    at: float | None = None  # Unix time of the change (a command's own time when it came by MQTT)
+    counter: int | None = None  # signature counter of the last command applied over MQTT
 
 
 class EmergencySwitch:
@@ -45,8 +48,15 @@ class EmergencySwitch:
             return self._cache[1]
         try:
             raw = json.loads(self.path.read_text())
-            st = EmergencyState(bool(raw["on"]), str(raw.get("source", "file")), raw.get("since"))
-        except (OSError, ValueError, KeyError, TypeError):
+            at, counter = raw.get("at"), raw.get("counter")
+            st = EmergencyState(
+                raw["on"] is True,
+                str(raw.get("source", "file")),
+                raw.get("since"),
+                float(at) if type(at) in (int, float) else None,
+                counter if type(counter) is int else None,
+            )
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             # An unreadable switch means: not declared. Never transmit on a guess.
             log.error("emergency state file %s is unreadable: treating emergency as OFF", self.path)
             st = EmergencyState(False, "unreadable")
@@ -56,13 +66,32 @@ class EmergencySwitch:
     def is_on(self) -> bool:
         return self.state().on
 
-    def set(self, on: bool, source: str) -> EmergencyState:
-        """Switch on or off (atomic write); logs the change."""
-        st = EmergencyState(on, source, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    def set(
+        self, on: bool, source: str, *, at: float | None = None, counter: int | None = None
+    ) -> EmergencyState:
+        """Switch on or off (atomic write); logs the change.
+
+        ``at``: the time of the decision (default now; a remote command's own time), ``counter``: the
+        signature counter of a remote command. Both are kept, so that an older command arriving later
+        (reordered or held back on the way) can be told apart and refused.
+        """
+        prev = self.state()
+        when = time.time() if at is None else at
+        st = EmergencyState(
+            on,
+            source,
+            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            max(when, prev.at or 0.0),
+            counter if counter is not None else prev.counter,
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        doc = {"on": st.on, "source": st.source, "since": st.since, "at": st.at, "counter": st.counter}
         try:
-            tmp.write_text(json.dumps({"on": st.on, "source": st.source, "since": st.since}) + "\n")
+            with open(tmp, "w") as f:
+                f.write(json.dumps(doc) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
             raise StorageError(f"cannot write emergency state {self.path}: {exc.strerror}") from exc

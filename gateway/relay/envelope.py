@@ -17,6 +17,7 @@ session epoch, FCnt32), class, receive time and the data fields the priority rul
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -281,29 +282,41 @@ def sign_body(signer: Signer, channel: str, obj: dict[str, Any]) -> bytes:
 
 
 def open_body(verifier: Verifier, channel: str, data: bytes) -> tuple[str, dict[str, Any]]:
-    """Verify a JSON envelope -> (sender, body object).
+    """Verify a JSON envelope -> (sender, body object); see :func:`open_envelope`."""
+    sender, inner, _ = open_envelope(verifier, channel, data)
+    return sender, inner
 
-    Raises EnvelopeError (malformed), SecurityError (forgery, unknown sender) or ReplayError.
+
+def open_envelope(verifier: Verifier, channel: str, data: bytes) -> tuple[str, dict[str, Any], Signature]:
+    """Verify a JSON envelope -> (sender, body object, signature).
+
+    Raises EnvelopeError (malformed: not JSON, too deep, wrong types, text that is not Unicode),
+    SecurityError (forgery, unknown sender) or ReplayError. The body is read before the signature is
+    checked (pure parsing) so that its own time can prove it fresh after a lost counter state.
     """
     try:
         env = json.loads(data)
-        sender, sig_text, body = str(env["sender"]), str(env["sig"]), str(env["body"])
+        if not isinstance(env, dict):
+            raise TypeError("not a JSON object")
+        sender, sig_text, body = env["sender"], env["sig"], env["body"]
+        if not all(isinstance(x, str) for x in (sender, sig_text, body)):
+            raise TypeError("sender, sig and body must be strings")
         if env.get("v") != 1:
             raise ValueError(f"version {env.get('v')!r}")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EnvelopeError(f"relay envelope is malformed: {exc}") from exc
+        raw_body = body.encode()  # a lone surrogate (valid JSON "\udc80") is not Unicode text
+        inner = json.loads(body)
+    except (ValueError, KeyError, TypeError, RecursionError, UnicodeError) as exc:
+        raise EnvelopeError(f"relay envelope is malformed: {type(exc).__name__}: {str(exc)[:80]}") from exc
+    if not isinstance(inner, dict):
+        raise EnvelopeError("relay envelope body is not a JSON object")
     try:
         sig = Signature.parse(sig_text)
     except SecurityError as exc:
         raise EnvelopeError(str(exc)) from exc
-    verifier.verify(sender, channel, sig, body.encode())
-    try:
-        inner = json.loads(body)
-    except ValueError as exc:
-        raise EnvelopeError(f"relay envelope body is not JSON: {exc}") from exc
-    if not isinstance(inner, dict):
-        raise EnvelopeError("relay envelope body is not a JSON object")
-    return sender, inner
+    stamp = inner.get("received_at", inner.get("at"))
+    at = float(stamp) if type(stamp) in (int, float) and math.isfinite(stamp) else None
+    verifier.verify(sender, channel, sig, raw_body, at=at)
+    return sender, inner, sig
 
 
 def sign_json(signer: Signer, channel: str, rec: RelayRecord) -> bytes:

@@ -178,5 +178,11 @@ class Manager:
             "primary": self.detector.state,
             "outage_changes": dict(self.detector.changes),
             **self.stats,
-            "relays": {getattr(r, "name", "?"): dict(getattr(r, "stats", {})) for r in self.relays},
+            "relays": {getattr(r, "name", "?"): _relay_health(r) for r in self.relays},
         }
+
+
+def _relay_health(relay: Any) -> dict[str, Any]:
+    """A relay's own health (connection, listener restarts) when it has one, else its counters."""
+    health = getattr(relay, "health", None)
+    return dict(health()) if callable(health) else dict(getattr(relay, "stats", {}))

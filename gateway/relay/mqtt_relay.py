@@ -103,6 +103,12 @@ class MQTTRelay:
     def connected(self) -> bool:
         return self.sink.connected
 
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"connected": self.connected, **self.stats}
+        if self.commands is not None:
+            out["emergency_commands"] = self.commands.health()
+        return out
+
     def offer(self, rec: RelayRecord) -> bool:
         """Sign and publish with QoS 1 (kept by paho for the reconnect); False if the budget is spent."""
         if rec.cls not in ("alarm", "state"):
@@ -141,13 +147,25 @@ def emergency_topic(prefix: str, gateway_id: str) -> str:
     return f"{prefix}/{gateway_id}/relay/emergency"
 
 
+# A command stamped further ahead than this (a wrong clock at the crisis centre) is refused: accepted, it
+# would make every later, correctly stamped command look stale.
+COMMAND_FUTURE_S = 600.0
+
+
 class EmergencyCommands:
     """Signed ``emergency on|off`` commands from the crisis centre on the relay's broker.
 
     Topic ``<prefix>/<gateway_id>/relay/emergency``; payload a JSON envelope (sender ``CONTROL``, channel
-    ``control``, the shared key) around ``{"emergency": "on"|"off", "gateway_id": ...}``. Forged,
-    replayed, malformed commands and commands for another gateway change nothing and are counted.
+    ``control``, the shared key) around ``{"emergency": "on"|"off", "gateway_id": ..., "at": ...}``.
+    A command changes the switch only when it is newer than the last change: its ``at`` not older than
+    the switch's last change (by command or by ``havel relay emergency`` at the gateway) and its counter
+    above the last applied command's. Everything else changes nothing and is counted by reason in
+    ``stats``: ``forged``, ``replayed``, ``stale``, ``reordered``, ``future``, ``not_ours``,
+    ``malformed``, ``error``; ``rejected`` is their sum. Every message is handled to the end (never an
+    exception into paho's thread), and the network thread is restarted should it die anyway.
     """
+
+    REASONS = ("forged", "replayed", "stale", "reordered", "future", "not_ours", "malformed", "error")
 
     def __init__(
         self, sink: MqttSink, *, prefix: str, gateway_id: str, key: Any, switch: Any, state_path: Any = None
@@ -155,12 +173,13 @@ class EmergencyCommands:
         import paho.mqtt.client as mqtt
 
         from .signing import Verifier
+        from .supervise import LoopWatchdog
 
         self.topic = emergency_topic(prefix, gateway_id)
         self.gateway_id = gateway_id
         self.switch = switch
         self.verifier = Verifier({CONTROL_SENDER: key}, state_path=state_path)
-        self.stats = {"applied": 0, "rejected": 0}
+        self.stats = {"applied": 0, "rejected": 0, **dict.fromkeys(self.REASONS, 0)}
         self.subscribed = False
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"{sink.client_id}-emergency", protocol=mqtt.MQTTv5
@@ -182,13 +201,15 @@ class EmergencyCommands:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self.client = client
+        self.watchdog = LoopWatchdog(client, "emergency-commands")
         self.host, self.port = sink.host, sink.port
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
-        self.client.loop_start()
+        self.watchdog.start()
 
     def stop(self) -> None:
+        self.watchdog.stop_watching()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -199,21 +220,64 @@ class EmergencyCommands:
         self.subscribed = True
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        from havel.errors import HavelError
+        try:
+            self.handle(bytes(msg.payload))
+        except Exception:
+            self._reject("error", "could not be handled")
+            log.exception("emergency command on %s could not be handled", self.topic)
 
-        from .envelope import open_body
+    def _reject(self, reason: str, why: str) -> None:
+        self.stats[reason] += 1
+        self.stats["rejected"] += 1
+        log.warning("REJECTED %s emergency command on %s: %s", reason, self.topic, why)
+
+    def handle(self, payload: bytes) -> bool:
+        """One command as received; True when it changed the switch."""
+        import math
+        import time
+
+        from havel.errors import ReplayError, SecurityError
+
+        from .envelope import EnvelopeError, open_envelope
+        from .signing import StaleError
 
         try:
-            _, body = open_body(self.verifier, CONTROL_CHANNEL, bytes(msg.payload))
-            action = body.get("emergency")
-            if action not in ("on", "off") or body.get("gateway_id") != self.gateway_id:
-                raise ConfigError(f"emergency command {body!r} is not for this gateway or not on/off")
-        except HavelError as exc:
-            self.stats["rejected"] += 1
-            log.warning("REJECTED emergency command on %s: %s", self.topic, exc)
-            return
-        self.switch.set(action == "on", "mqtt")
+            _, body, sig = open_envelope(self.verifier, CONTROL_CHANNEL, payload)
+        except EnvelopeError as exc:
+            self._reject("malformed", str(exc))
+            return False
+        except SecurityError as exc:
+            self._reject("forged", str(exc))
+            return False
+        except StaleError as exc:
+            self._reject("stale", str(exc))
+            return False
+        except ReplayError as exc:
+            self._reject("replayed", str(exc))
+            return False
+        action, at = body.get("emergency"), body.get("at")
+        if action not in ("on", "off") or type(at) not in (int, float) or not math.isfinite(at):
+            self._reject("malformed", f"body {str(body)[:80]!r}: emergency on/off and a time 'at' expected")
+            return False
+        if body.get("gateway_id") != self.gateway_id:
+            self._reject("not_ours", f"for gateway {str(body.get('gateway_id'))[:40]!r}")
+            return False
+        if at > time.time() + COMMAND_FUTURE_S:
+            self._reject("future", f"stamped {at - time.time():.0f} s ahead of this gateway's clock")
+            return False
+        current = self.switch.state()
+        if current.counter is not None and sig.counter <= current.counter:
+            self._reject("reordered", f"counter {sig.counter} not above the last applied {current.counter}")
+            return False
+        if current.at is not None and at < current.at:
+            self._reject("stale", f"stamped {current.at - at:.0f} s before the switch's last change")
+            return False
+        self.switch.set(action == "on", "mqtt", at=float(at), counter=sig.counter)
         self.stats["applied"] += 1
+        return True
+
+    def health(self) -> dict[str, Any]:
+        return {"subscribed": self.subscribed, **self.stats, **self.watchdog.health()}
 
 
 def send_emergency_command(

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import select
 import socket
 import threading
@@ -55,7 +56,8 @@ from havel.errors import ConfigError, HavelError, LegalError, ReplayError, Secur
 
 from . import aprs, ax25, kiss
 from .envelope import EnvelopeError, RelayRecord, open_body, parse_line, parse_status_line, split_signed_line
-from .signing import SigningKey, Verifier
+from .signing import SigningKey, StaleError, Verifier, identity
+from .supervise import LoopWatchdog
 
 log = logging.getLogger("havel.relay.receiver")
 
@@ -117,7 +119,7 @@ class ReceiverConfig:
             ]
             senders.append(
                 SenderConfig(
-                    str(s["name"]).upper(),
+                    identity(str(s["name"])),
                     SigningKey.load(base / s["key_file"]),
                     str(s["gateway_id"]),
                     channels,
@@ -155,21 +157,36 @@ class Delivered:
     at: float
 
 
+# A frame heard again within this time, byte for byte, with a digipeater's has-been-repeated bit set, is
+# a digipeater's copy of one already accepted, not an attack.
+DIGIPEAT_WINDOW_S = 600.0
+DEFINITION_CANDIDATES = 4  # heard PARM/UNIT/EQNS texts kept per sender and kind until a signed BITS
+
+
 class ReceiverCore:
-    """Verification, dedup and republishing; no sockets of its own (the listeners feed it)."""
+    """Verification, dedup and republishing; no sockets of its own (the listeners feed it).
+
+    Every ``handle_*`` method takes outside input and never raises: what it cannot read is counted under
+    a reason (``malformed``, ``forged``, ...) and dropped.
+    """
 
     COUNTERS = (
         "status",
         "accepted",
         "duplicate",
+        "digipeated",
         "forged",
         "replayed",
+        "stale",
         "foreign",
         "malformed",
         "oversize",
         "unknown",
         "telemetry",
         "definitions",
+        "definitions_signed",
+        "unsigned_status",
+        "error",
     )
 
     def __init__(self, cfg: ReceiverConfig, publish: Callable[[str, bytes], None]) -> None:
@@ -180,18 +197,22 @@ class ReceiverCore:
         self.verifier = Verifier(
             {s.name: s.key for s in cfg.senders}, state_path=cfg.data_dir / "receiver-counters.json"
         )
-        self.own_call = str((cfg.kiss or {}).get("callsign", "")).upper()
+        self.own_call = identity(str((cfg.kiss or {}).get("callsign", ""))) if cfg.kiss else ""
         self._seen: OrderedDict[str, str] = OrderedDict()  # message id -> first path
         self._lock = threading.Lock()
         self.stats: dict[str, dict[str, int]] = {}
         self.latest: deque[Delivered] = deque(maxlen=50)
         # (message id, path, time.time()) of every verified arrival, duplicates included: latency per path
         self.arrivals: deque[tuple[str, str, float]] = deque(maxlen=10_000)
+        # gateway id -> its primary path (up/down) from signed reports only: what the staff see
         self.status: dict[str, dict[str, Any]] = {}
-        self.definitions: dict[str, dict[str, list[str]]] = {}  # sender -> PARM/UNIT/EQNS/BITS heard
-        self.telemetry: dict[
-            str, dict[str, Any]
-        ] = {}  # sender -> last report  # gateway id -> its last relay status (primary up/down)
+        # gateway id -> the MQTT sink's retained online/offline status (unsigned: shown, never trusted)
+        self.link_status: dict[str, dict[str, Any]] = {}
+        # sender -> the PARM/UNIT/EQNS/BITS fields of its last signed definition set
+        self.definitions: dict[str, dict[str, list[str]]] = {}
+        self._heard_defs: dict[str, dict[str, deque[str]]] = {}  # sender -> kind -> recent unsigned texts
+        self.telemetry: dict[str, dict[str, Any]] = {}  # sender -> last report
+        self._recent: OrderedDict[tuple[str, bytes], float] = OrderedDict()  # accepted APRS frames
 
     def count(self, via: str, what: str) -> None:
         with self._lock:
@@ -205,7 +226,15 @@ class ReceiverCore:
     # -------------------------------------------------------------------------------- APRS
 
     def handle_ax25(self, payload: bytes, via: str = "aprs") -> str | None:
-        """One frame from the TNC. Returns the APRS message id to acknowledge, if any."""
+        """One frame from the TNC. Returns the APRS message id to acknowledge, if any. Never raises."""
+        try:
+            return self._ax25(payload, via)
+        except Exception:  # a bug must not cost the listener: count it, keep serving
+            self.count(via, "error")
+            log.exception("receiver: frame %r could not be handled", payload[:80])
+            return None
+
+    def _ax25(self, payload: bytes, via: str) -> str | None:
         try:
             frame = ax25.UIFrame.decode(payload)
         except HavelError:
@@ -217,7 +246,7 @@ class ReceiverCore:
             log.info("ignored frame from %s (not a configured sender)", sender)
             return None
         if frame.info.startswith(b"T#"):
-            self._telemetry(via, sender, frame.info)
+            self._telemetry(via, sender, frame)
             return None
         try:
             info = frame.info.decode("ascii")
@@ -231,39 +260,111 @@ class ReceiverCore:
             log.warning("malformed APRS frame from %s: %r", sender, frame.info[:80])
             return None
         if msg.kind == "message" and msg.addressee == sender and msg.text[:5] in aprs.DEFINITION_PREFIXES:
-            # PARM./UNIT./EQNS./BITS.: the sender defines its telemetry (standard APRS, unsigned)
-            kind, fields = aprs.parse_definition(msg.text)
-            self.definitions.setdefault(sender, {})[kind] = fields
-            self.count(via, "definitions")
+            self._definition(via, sender, frame, msg.text)
             return None
         if msg.kind != "message" or (self.own_call and msg.addressee != self.own_call):
             self.count(via, "unknown")
             return None
         try:
             line, sig = split_signed_line(msg.text)
-            self.verifier.verify(
-                sender, "aprs", sig, (aprs.pad_addressee(msg.addressee) + ":" + line).encode()
-            )
             if line.startswith("HP "):
-                self._status(via, self.senders[sender].gateway_id, parse_status_line(line))
-                return msg.msgno
-            rec = parse_line(line)
-        except (SecurityError, ReplayError, EnvelopeError) as exc:
-            self._reject(via, f"message from {sender}", exc)
+                status = parse_status_line(line)
+                at: float | None = status["at"]
+            else:
+                rec = parse_line(line)
+                at = rec.received_at
+            body = (aprs.pad_addressee(msg.addressee) + ":" + line).encode()
+            self.verifier.verify(sender, "aprs", sig, body, at=at)
+        except (SecurityError, ReplayError, HavelError) as exc:
+            self._reject_frame(via, sender, frame, exc)
             return None
+        self._remember(sender, frame)
+        if line.startswith("HP "):
+            self._status(via, self.senders[sender].gateway_id, status)
+            return msg.msgno
         self._deliver(via, rec, self.senders[sender].gateway_id)
         return msg.msgno
 
-    def _telemetry(self, via: str, sender: str, info_raw: bytes) -> None:
-        """A signed ``T#`` report: values from the sender's definitions, published on .../relay/telemetry."""
+    def _remember(self, sender: str, frame: ax25.UIFrame) -> None:
+        """An accepted frame: a digipeater's copy of it will follow."""
+        now = time.monotonic()
+        with self._lock:
+            self._recent[(sender, frame.info)] = now
+            while self._recent and (
+                len(self._recent) > 1000 or next(iter(self._recent.values())) < now - DIGIPEAT_WINDOW_S
+            ):
+                self._recent.popitem(last=False)
+
+    def _reject_frame(self, via: str, sender: str, frame: ax25.UIFrame, exc: Exception) -> None:
+        """A rejected APRS frame; a digipeater's copy of an accepted one is counted apart (not an attack)."""
+        if isinstance(exc, ReplayError) and not isinstance(exc, StaleError):
+            with self._lock:
+                heard = self._recent.get((sender, frame.info))
+            repeated = [str(a) for a in frame.path if a.flag]
+            if heard is not None and repeated and time.monotonic() - heard < DIGIPEAT_WINDOW_S:
+                self.count(via, "digipeated")
+                log.info("digipeated duplicate from %s via %s (already accepted)", sender, ",".join(repeated))
+                return
+        self._reject(via, f"frame from {sender}", exc)
+
+    def _definition(self, via: str, sender: str, frame: ax25.UIFrame, text: str) -> None:
+        """PARM./UNIT./EQNS. are kept as candidates; a signed BITS. adopts the set its signature covers.
+
+        Unsigned definitions are never used: one forged EQNS would rescale signed readings.
+        """
+        kind = text[:4]
+        if kind != "BITS":
+            with self._lock:
+                heard = self._heard_defs.setdefault(sender, {})
+                q = heard.setdefault(kind, deque(maxlen=DEFINITION_CANDIDATES))
+                if text in q:
+                    q.remove(text)
+                q.append(text)
+            self.count(via, "definitions")
+            return
         try:
-            info = info_raw.decode("ascii")
+            bits, sig = split_signed_line(text)
+        except EnvelopeError:
+            self.count(via, "definitions")  # a BITS without signature (another tool): heard, not used
+            return
+        with self._lock:
+            heard = {k: list(reversed(q)) for k, q in self._heard_defs.get(sender, {}).items()}
+        last: Exception = SecurityError(f"definitions from {sender}: PARM, UNIT and EQNS not all heard")
+        for parm in heard.get("PARM", []):
+            for unit in heard.get("UNIT", []):
+                for eqns in heard.get("EQNS", []):
+                    body = aprs.definitions_body([parm, unit, eqns, bits])
+                    try:
+                        self.verifier.verify(sender, "aprs", sig, body.encode())
+                    except SecurityError as exc:
+                        last = exc
+                        continue
+                    except ReplayError as exc:
+                        self._reject_frame(via, sender, frame, exc)
+                        return
+                    self._remember(sender, frame)
+                    self.definitions[sender] = {
+                        k: aprs.parse_definition(t)[1]
+                        for k, t in (("PARM", parm), ("UNIT", unit), ("EQNS", eqns), ("BITS", bits))
+                    }
+                    self.count(via, "definitions_signed")
+                    log.info("signed telemetry definitions from %s: %s / %s / %s", sender, parm, unit, eqns)
+                    return
+        self._reject_frame(via, sender, frame, last)
+
+    def _telemetry(self, via: str, sender: str, frame: ax25.UIFrame) -> None:
+        """A signed ``T#`` report: values from trusted definitions, published on .../relay/telemetry."""
+        try:
+            info = frame.info.decode("ascii")
             t = aprs.parse_telemetry(info)
             line, sig = split_signed_line(info)
             self.verifier.verify(sender, "aprs", sig, line.encode())
         except (HavelError, UnicodeDecodeError) as exc:  # SecurityError and ReplayError are HavelErrors
-            self._reject(via, f"telemetry from {sender}", exc)
+            if isinstance(exc, UnicodeDecodeError):
+                exc = EnvelopeError("telemetry is not ASCII")
+            self._reject_frame(via, sender, frame, exc)
             return
+        self._remember(sender, frame)
         channels, source = self._channels(sender)
         values: dict[str, float] = {}
         units: dict[str, str] = {}
@@ -288,45 +389,62 @@ class ReceiverCore:
         self.publish(f"{self.cfg.prefix}/{gateway_id}/relay/telemetry", json.dumps(body).encode())
 
     def _channels(self, sender: str) -> tuple[list[aprs.Channel], str]:
-        """The receiver's own definitions for the sender if configured, else those heard on the air."""
+        """The receiver's own definitions for the sender if configured, else signed ones heard on the air;
+        without either, the raw counts as A1..A5."""
         configured = self.senders[sender].telemetry
         if configured:
             return configured, "config"
-        d = self.definitions.get(sender, {})
+        d = self.definitions.get(sender)
+        if d is None:
+            return [aprs.Channel(f"A{i + 1}") for i in range(5)], "none"
         names, units, eqns = d.get("PARM", []), d.get("UNIT", []), d.get("EQNS", [])
         out = []
         for i in range(5):
             try:
                 a, b, c = (float(x) for x in eqns[3 * i : 3 * i + 3])
+                if not all(math.isfinite(x) for x in (a, b, c)):
+                    raise ValueError("not finite")
             except ValueError:
                 a, b, c = 0.0, 1.0, 0.0
-            # Heard definitions name only the channels in use; without any, every channel shows as A1..A5.
-            name = (names[i] if i < len(names) else "") if d else f"A{i + 1}"
+            name = names[i] if i < len(names) else ""  # signed definitions name the channels in use
             out.append(aprs.Channel(name, units[i] if i < len(units) else "", a, b, c))
-        return out, "heard" if d else "none"
+        return out, "signed"
 
     # -------------------------------------------------------------------------------- envelopes
 
     def handle_envelope(self, data: bytes, via: str, channel: str) -> bool:
-        """One JSON envelope from MQTT or Reticulum; True when delivered (new or duplicate)."""
+        """One JSON envelope from MQTT or Reticulum; True when delivered (new or duplicate). Never raises."""
+        try:
+            return self._envelope(data, via, channel)
+        except Exception:
+            self.count(via, "error")
+            log.exception("receiver: %s envelope %r could not be handled", via, data[:80])
+            return False
+
+    def _envelope(self, data: bytes, via: str, channel: str) -> bool:
         try:
             sender, body = open_body(self.verifier, channel, data)
+            gateway_id = self.senders[identity(sender)].gateway_id
             if body.get("kind") == "status":
-                self._status(via, self.senders[sender.upper()].gateway_id, body)
+                self._status(via, gateway_id, body)
                 return True
             rec = RelayRecord.from_dict(body)
-        except (SecurityError, ReplayError, EnvelopeError) as exc:
+        except HavelError as exc:
             self._reject(via, f"{via} envelope", exc)
             return False
-        self._deliver(via, rec, self.senders[sender.upper()].gateway_id)
+        self._deliver(via, rec, gateway_id)
         return True
 
     def _reject(self, via: str, what: str, exc: Exception) -> None:
-        """Count one rejected frame under its reason (forged, replayed or malformed) and say why."""
+        """Count one rejected frame under its reason (forged, replayed, stale or malformed) and say why."""
         if isinstance(exc, SecurityError):
             reason = "forged"
+        elif isinstance(exc, StaleError):
+            reason = "stale"
         elif isinstance(exc, ReplayError):
             reason = "replayed"
+        elif isinstance(exc, aprs.OversizeError):
+            reason = "oversize"
         else:
             reason = "malformed"
         self.count(via, reason)
@@ -335,26 +453,45 @@ class ReceiverCore:
     def _status(self, via: str, gateway_id: str, body: dict[str, Any]) -> None:
         """A signed report of a gateway's primary path (up/down), from any relay path."""
         state = body.get("primary")
-        if state not in ("up", "down"):
+        at = body.get("at")
+        if state not in ("up", "down") or type(at) not in (int, float) or not math.isfinite(at):
             self.count(via, "malformed")
             return
         self.count(via, "status")
-        view = {"gateway_id": gateway_id, "primary": state, "at": body.get("at"), "via": via, "signed": True}
-        self.status[gateway_id] = view
+        view = {"gateway_id": gateway_id, "primary": state, "at": at, "via": via, "signed": True}
+        with self._lock:
+            old = self.status.get(gateway_id)
+            if old is not None and old["at"] > at:
+                return  # an older report arriving late over a slower path: the newer one stands
+            self.status[gateway_id] = view
         log.warning("gateway %s reports its primary path %s (via %s)", gateway_id, state, via)
         self.publish(f"{self.cfg.prefix}/{gateway_id}/relay/primary", json.dumps(view).encode())
 
-    def handle_status(self, topic: str, data: bytes) -> None:
-        """A gateway's retained relay status (primary path up or down): informational, not signed."""
+    def handle_status(self, topic: str, data: bytes, via: str = "mqtt") -> None:
+        """A gateway's retained MQTT link status (online/offline): unsigned, so only logged and shown as
+        the broker link; it never changes the signed primary-path state the staff see. Never raises."""
         try:
             body = json.loads(data)
-            gateway_id = str(body.get("gateway_id") or topic.split("/")[-3])
-        except (ValueError, AttributeError, IndexError):
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+            parts = topic.split("/")
+            gateway_id = parts[-3] if len(parts) >= 3 else "?"
+            state = body.get("state", body.get("status"))
+            view = {"state": str(state)[:16] if state is not None else None, "at": time.time()}
+        except (ValueError, TypeError, RecursionError, UnicodeError):
+            self.count(via, "malformed")
             return
-        if isinstance(body, dict):
-            self.status[gateway_id] = body
-            if "primary" in body:
-                log.warning("gateway %s reports its primary path %s", gateway_id, body["primary"])
+        except Exception:
+            self.count(via, "error")
+            log.exception("receiver: status on %r could not be handled", topic)
+            return
+        if gateway_id not in {s.gateway_id for s in self.senders.values()}:
+            self.count(via, "foreign")
+            return
+        self.count(via, "unsigned_status")
+        with self._lock:
+            self.link_status[gateway_id] = view
+        log.info("gateway %s broker link (unsigned): %s", gateway_id, view["state"])
 
     def _deliver(self, via: str, rec: RelayRecord, gateway_id: str) -> None:
         self.arrivals.append((rec.id, via, time.time()))
@@ -407,13 +544,17 @@ class Publisher:
 
 
 class KissListener:
-    """Reads frames from a KISS TNC over TCP (reconnecting), feeds the core, sends acks."""
+    """Reads frames from a KISS TNC over TCP (reconnecting), feeds the core, sends acks.
+
+    Whatever the TNC sends (broken escapes, truncated frames, noise) is counted and dropped; an
+    unexpected error restarts the connection (counted in ``restarts``) instead of ending the thread.
+    """
 
     def __init__(self, core: ReceiverCore, cfg: dict[str, Any]) -> None:
         self.core = core
         self.host = str(cfg.get("host", "127.0.0.1"))
         self.port = int(cfg.get("port", 8001))
-        self.callsign = str(cfg.get("callsign", "")).upper()
+        self.callsign = identity(str(cfg.get("callsign", "")))
         self.ack = bool(cfg.get("ack", True))
         self.path = list(cfg.get("path") or [])
         self.destination = str(cfg.get("destination", "APZHVL"))
@@ -421,6 +562,9 @@ class KissListener:
         self._thread = threading.Thread(target=self._run, name="receiver-kiss", daemon=True)
         self.connected = threading.Event()
         self.acks_sent = 0
+        self.restarts = 0
+        self._dec = kiss.Decoder()
+        self._kiss_errors = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -432,32 +576,44 @@ class KissListener:
     def _run(self) -> None:
         while not self._halt.is_set():
             try:
-                sock = socket.create_connection((self.host, self.port), timeout=5)
-            except OSError:
+                self._session()
+            except Exception:
+                self.restarts += 1
+                log.exception("receiver: KISS listener failed; reconnecting (%d restarts)", self.restarts)
                 self._halt.wait(1.0)
-                continue
-            self.connected.set()
-            dec = kiss.Decoder()
-            try:
-                while not self._halt.is_set():
-                    r, _, _ = select.select([sock], [], [], 0.2)
-                    if not r:
+
+    def _session(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=5)
+        except OSError:
+            self._halt.wait(1.0)
+            return
+        self.connected.set()
+        self._dec = kiss.Decoder()
+        self._kiss_errors = 0
+        try:
+            while not self._halt.is_set():
+                r, _, _ = select.select([sock], [], [], 0.2)
+                if not r:
+                    continue
+                data = sock.recv(4096)
+                if not data:
+                    raise ConnectionResetError("TNC closed the connection")
+                for fr in self._dec.feed(data):
+                    if fr.command != kiss.CMD_DATA:
                         continue
-                    data = sock.recv(4096)
-                    if not data:
-                        raise ConnectionResetError("TNC closed the connection")
-                    for fr in dec.feed(data):
-                        if fr.command != kiss.CMD_DATA:
-                            continue
-                        msgno = self.core.handle_ax25(fr.payload)
-                        if msgno and self.ack and self.callsign:
-                            self._send_ack(sock, fr.payload, msgno)
-            except OSError as exc:
-                log.warning("receiver: TNC connection lost: %s", exc)
-            finally:
-                self.connected.clear()
-                with contextlib.suppress(OSError):
-                    sock.close()
+                    msgno = self.core.handle_ax25(fr.payload)
+                    if msgno and self.ack and self.callsign:
+                        self._send_ack(sock, fr.payload, msgno)
+                while self._kiss_errors < self._dec.errors:  # broken escapes, oversize frames
+                    self._kiss_errors += 1
+                    self.core.count("aprs", "malformed")
+        except OSError as exc:
+            log.warning("receiver: TNC connection lost: %s", exc)
+        finally:
+            self.connected.clear()
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def _send_ack(self, sock: socket.socket, payload: bytes, msgno: str) -> None:
         src = ax25.UIFrame.decode(payload).source
@@ -465,6 +621,9 @@ class KissListener:
         frame = ax25.UIFrame.aprs(self.callsign, self.destination, info, self.path)
         sock.sendall(kiss.encode(frame.encode()))
         self.acks_sent += 1
+
+    def health(self) -> dict[str, Any]:
+        return {"connected": self.connected.is_set(), "restarts": self.restarts, "acks_sent": self.acks_sent}
 
 
 class MqttListener:
@@ -474,10 +633,12 @@ class MqttListener:
     session expiry of ``session_expiry_s``, default one day): what the gateways publish while the
     receiver restarts is kept by the broker and delivered when it is back.
 
-    A message is acknowledged (PUBACK) once it is handled, and :meth:`stop` lets a message being handled
-    finish and be acknowledged before it disconnects. Otherwise a stop in the middle of one could send the
-    DISCONNECT ahead of its PUBACK: the broker would deliver the message again at the next start, and the
-    crisis staff would see it rejected as a replay.
+    A message is acknowledged (PUBACK) once it is handled, also when it cannot be read (it is counted
+    and dropped: a message never acknowledged would come back after every restart). :meth:`stop` lets a
+    message being handled finish and be acknowledged before it disconnects. Otherwise a stop in the
+    middle of one could send the DISCONNECT ahead of its PUBACK: the broker would deliver the message
+    again at the next start, and the crisis staff would see it rejected as a replay. The network thread
+    is watched and restarted should it die anyway (:class:`LoopWatchdog`).
     """
 
     def __init__(self, core: ReceiverCore, cfg: dict[str, Any]) -> None:
@@ -505,6 +666,7 @@ class MqttListener:
         self.host = str(cfg.get("host", "127.0.0.1"))
         self.port = int(cfg.get("port", 1883))
         self.session_expiry_s = int(cfg.get("session_expiry_s", 86400))
+        self.watchdog = LoopWatchdog(self.client, "receiver-mqtt")
 
     def start(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -513,9 +675,10 @@ class MqttListener:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
         self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
+        self.watchdog.start()
 
     def stop(self) -> None:
+        self.watchdog.stop_watching()
         with self._handling:  # the PUBACK of a message being handled is queued ahead of the DISCONNECT
             self._stopping = True
             self.client.disconnect()
@@ -528,13 +691,22 @@ class MqttListener:
         with self._handling:
             if self._stopping:
                 return  # not handled, not acknowledged: the broker keeps it for the next start
-            last = msg.topic.rsplit("/", 1)[-1]
-            if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
-                self.core.handle_status(msg.topic, bytes(msg.payload))
-            elif last in ("alarm", "state", "event"):
-                self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
-            # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is not input
-            client.ack(msg.mid, msg.qos)
+            try:
+                last = msg.topic.rsplit("/", 1)[-1]
+                if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
+                    self.core.handle_status(msg.topic, bytes(msg.payload))
+                elif last in ("alarm", "state", "event"):
+                    self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
+                # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is
+                # not input
+            except Exception:  # the core counts what it cannot read; this is for a bug in between
+                self.core.count("mqtt", "error")
+                log.exception("receiver: message on %r could not be handled", msg.topic)
+            finally:
+                client.ack(msg.mid, msg.qos)
+
+    def health(self) -> dict[str, Any]:
+        return {"subscribed": self.subscribed.is_set(), **self.watchdog.health()}
 
 
 class Receiver:
@@ -577,6 +749,16 @@ class Receiver:
         if self.rns is not None and self.rns.destination_hash:
             ready.append(f"reticulum {self.rns.destination_hash}")
         return ready
+
+    def health(self) -> dict[str, Any]:
+        """The listeners' state (connected, restarts) and the counters, for the status output."""
+        out: dict[str, Any] = {"counters": {k: self.core.total(k) for k in self.core.COUNTERS}}
+        for name, part in (("kiss", self.kiss), ("mqtt", self.mqtt), ("reticulum", self.rns)):
+            if part is not None:
+                out[name] = part.health()
+        if self.core.verifier.state_lost:
+            out["counter_state"] = "lost: accepting only messages stamped after the start"
+        return out
 
     def __enter__(self) -> Receiver:
         return self.start()

@@ -136,8 +136,11 @@ class _Node:
             word, _, rest = line[6:].strip().partition(" ")
             if word == "READY":
                 self.ready.put(rest)
-            else:
+                continue
+            try:
                 self._on_line(word, rest)
+            except Exception:  # a bug in a handler must not end the reader (and with it the path)
+                log.exception("Reticulum node line %r could not be handled", line[:80])
 
     def wait_ready(self, timeout: float) -> str:
         try:
@@ -256,20 +259,54 @@ class ReticulumListener:
         self.identity_file = str(cfg.get("identity_file") or data_dir / "rns.identity")
         self.destination_hash: str | None = None
         self._node: _Node | None = None
+        self._halt = threading.Event()
+        self._watch_thread: threading.Thread | None = None
+        self._timeout = 30.0
+        self.restarts = 0
 
     def start(self, timeout: float = 30.0) -> None:
-        extra = ["--plain"] if self.plain else ["--identity-file", self.identity_file, "--announce-s", "5"]
-        self._node = _Node(_node_cmd("listen", self.config_dir, *extra), self._on_line)
+        self._timeout = timeout
+        self._node = self._spawn()
         self.destination_hash = self._node.wait_ready(timeout)
+        self._watch_thread = threading.Thread(target=self._watch, name="rns-listener-watch", daemon=True)
+        self._watch_thread.start()
+
+    def _spawn(self) -> _Node:
+        extra = ["--plain"] if self.plain else ["--identity-file", self.identity_file, "--announce-s", "5"]
+        return _Node(_node_cmd("listen", self.config_dir, *extra), self._on_line)
+
+    def _watch(self) -> None:
+        """A helper process that ended (crash, killed) is started again: the path must not stay deaf."""
+        while not self._halt.wait(1.0):
+            node = self._node
+            if node is None or node.proc.poll() is None:
+                continue
+            self.restarts += 1
+            log.error("Reticulum listener node exited (%s); restarting", node.proc.returncode)
+            try:
+                fresh = self._spawn()
+                fresh.wait_ready(self._timeout)
+            except (OSError, TransportError) as exc:
+                log.error("Reticulum listener node could not be restarted: %s", exc)
+                continue
+            self._node = fresh
 
     def _on_line(self, word: str, rest: str) -> None:
         if word == "RX":
             try:
                 data = bytes.fromhex(rest)
             except ValueError:
+                self.core.count("reticulum", "malformed")
                 return
             self.core.handle_envelope(data, "reticulum", CHANNEL)
 
     def stop(self) -> None:
+        self._halt.set()
+        if self._watch_thread is not None:
+            self._watch_thread.join(5)
         if self._node is not None:
             self._node.stop()
+
+    def health(self) -> dict[str, Any]:
+        running = self._node is not None and self._node.proc.poll() is None
+        return {"running": running, "restarts": self.restarts, "destination": self.destination_hash}

@@ -126,7 +126,7 @@ def test_telemetry_report_and_definitions() -> None:
         ":N0CALL-10:PARM.Level,Temp",
         ":N0CALL-10:UNIT.cm,C",
         ":N0CALL-10:EQNS.0,2,0,0,0.5,-20,0,1,0,0,1,0,0,1,0",
-        ":N0CALL-10:BITS.11111111,Havel",
+        ":N0CALL-10:BITS.11111111,HV",
     ]
     assert aprs.parse_definition("EQNS.0,2,0") == ("EQNS", ["0", "2", "0"])
 

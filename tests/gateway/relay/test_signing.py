@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,7 @@ def test_counter_survives_restart_without_reuse(tmp_path: Path) -> None:
 
 def test_verifier_forgery_replay_window(tmp_path: Path) -> None:
     signer = Signer(KEY, "N0CALL-10", CounterStore(None))
+    (tmp_path / "state.json").write_text("{}")  # a receiver that has run before (see the lost-state test)
     v = Verifier({"N0CALL-10": KEY}, window=4, state_path=tmp_path / "state.json")
     sigs = [signer.sign("aprs", b"m%d" % i) for i in range(8)]
     v.verify("N0CALL-10", "aprs", sigs[1], b"m1")
@@ -187,3 +189,71 @@ def test_nested_state_is_flattened_and_uncarriable_fields_are_left_out() -> None
     assert line.endswith(" valve_open=true,mode=auto,interlock.reservoir_low=false")
     with pytest.raises(EnvelopeError):
         envelope.encode_line(RelayRecord("70B3D57ED0000007", 4, "state", 1, {"note": "two words"}))
+
+
+def test_counter_state_survives_a_torn_file_and_is_fsynced(tmp_path: Path, monkeypatch: Any) -> None:
+    """A torn state file (power cut in the middle of a write) neither stops the receiver with a raw
+    JSONDecodeError nor makes recorded messages acceptable again: the second copy has the counters."""
+    state = tmp_path / "receiver-counters.json"
+    state.write_text("{}")
+    signer = Signer(KEY, "N0CALL-10", CounterStore(None))
+    sigs = [signer.sign("aprs", b"m%d" % i) for i in range(3)]
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    v = Verifier({"N0CALL-10": KEY}, state_path=state)
+    for i, sig in enumerate(sigs):
+        v.verify("N0CALL-10", "aprs", sig, b"m%d" % i)
+    assert len(synced) >= 3 * 2  # every save: the file and its directory, for both copies
+    state.write_text(state.read_text()[:7])  # torn
+    v2 = Verifier({"N0CALL-10": KEY}, state_path=state)
+    assert not v2.state_lost
+    with pytest.raises(ReplayError):
+        v2.verify("N0CALL-10", "aprs", sigs[2], b"m2")
+    assert list(tmp_path.glob("receiver-counters.json.damaged-*"))  # kept for a look, and logged
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "wrong types"])
+def test_lost_counter_state_accepts_only_fresh_messages(tmp_path: Path, damage: str) -> None:
+    """With both copies gone or damaged, a recording is not accepted again: only a message stamped after
+    the start (minus the relay's maximum age) opens a new counter epoch, and nothing below it is taken."""
+    import time
+
+    from havel.gateway.relay.signing import FRESH_GRACE_S, StaleError
+
+    state = tmp_path / "receiver-counters.json"
+    signer = Signer(KEY, "N0CALL-10", CounterStore(None))
+    old = [signer.sign("mqtt", b"old%d" % i) for i in range(3)]
+    v = Verifier({"N0CALL-10": KEY}, state_path=state)
+    v.verify("N0CALL-10", "mqtt", old[0], b"old0", at=time.time())
+    for copy in (state, state.with_name(state.name + ".1")):
+        if damage == "deleted":
+            copy.unlink()
+        else:
+            copy.write_text("\x00\x01{" if damage == "garbage" else '{"N0CALL-10|mqtt": "9"}')
+    v2 = Verifier({"N0CALL-10": KEY}, state_path=state)
+    assert v2.state_lost
+    now = time.time()
+    with pytest.raises(StaleError):  # a recorded message from before the start: not provably new
+        v2.verify("N0CALL-10", "mqtt", old[1], b"old1", at=now - FRESH_GRACE_S - 60)
+    with pytest.raises(StaleError):  # no time of its own
+        v2.verify("N0CALL-10", "mqtt", old[1], b"old1")
+    fresh = signer.sign("mqtt", b"fresh")
+    v2.verify("N0CALL-10", "mqtt", fresh, b"fresh", at=now)
+    with pytest.raises(ReplayError):  # below the new epoch
+        v2.verify("N0CALL-10", "mqtt", old[2], b"old2", at=now)
+    later = signer.sign("mqtt", b"later")
+    v2.verify("N0CALL-10", "mqtt", later, b"later")  # the epoch is set: counters decide again
+
+
+def test_ssid_zero_is_one_identity_on_both_sides() -> None:
+    """DB0XYZ-0 goes on the air as DB0XYZ: signer and verifier both use that spelling."""
+    from havel.gateway.relay.signing import identity
+
+    assert identity("db0xyz-0") == "DB0XYZ" and identity("DB0XYZ-10") == "DB0XYZ-10"
+    assert identity("potsdam-roof-1") == "POTSDAM-ROOF-1"  # not a callsign: upper case only
+    signer = Signer(KEY, "DB0XYZ-0", CounterStore(None))
+    assert signer.sender == "DB0XYZ"
+    sig = signer.sign("aprs", b"x")
+    (Verifier({"DB0XYZ-0": KEY})).verify("DB0XYZ", "aprs", sig, b"x")
+    Verifier({"DB0XYZ": KEY}).verify("DB0XYZ-0", "aprs", sig, b"x")
