@@ -63,6 +63,8 @@ class Component(Protocol):
 COMPONENTS: dict[str, str] = {
     "forwarder": "havel.gateway.northbound:create",
     "relay": "havel.gateway.relay.component:create",
+    "watchdog": "havel.gateway.setup.watchdog:create",  # restarts a silent packet forwarder
+    "power": "havel.gateway.power.component:create",  # UPS state through NUT
 }
 ALWAYS = ("forwarder",)
 # Group commit window of the intake journal: everything received in it is journaled in one commit (one
@@ -570,6 +572,8 @@ class Gateway:
                 "adr": dict(self.downlinks.adr.counters) if hasattr(self, "downlinks") else {},
             },
             "components": sorted(self.components),
+            # what the rooftop components report: the forwarder watchdog, the UPS (gateway/setup, /power)
+            **{n: c.health() for n, c in self.components.items() if n in ("watchdog", "power")},
         }
 
     def _outbox_status(self) -> dict[str, Any]:
