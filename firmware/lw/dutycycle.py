@@ -4,6 +4,8 @@
 A transmission is only allowed when every limit that applies to it says so; the MAC asks
 `wait_ms()` first and either waits or refuses: it never transmits over a limit.
 """
+import struct
+
 from micropython import const
 
 from lw import region
@@ -12,24 +14,98 @@ _HOUR_MS = const(3600000)
 _DAY_MS = 24 * _HOUR_MS
 
 
+_LEDGER_N = const(8)  # frames kept per sub-band; when full the two oldest merge (conservatively)
+_RESERVE_DIV = const(8)  # airtime is reserved on the store in chunks of 1/8 of a band's hourly limit
+
+
 class DutyCycle:
-    """Per-sub-band "free again at" times, from airtime x duty-cycle divisor (ETSI: a frame of T
-    on a 1 % band blocks the band until start + 100 T, i.e. a pause of 99 T after it)."""
+    """Transmit-time accounting per ETSI sub-band, in two parts that must both allow a frame:
+
+    - the pause after each frame: a frame of T on a 1 % band blocks the band until start + 100 T
+      (LoRaWAN's per-band off-time);
+    - a rolling ledger of the airtime of the last hour per band: no window of one hour may hold
+      more than the band's share (36 s at 1 %, 3.6 s at 0.1 %, 360 s at 10 %). The pause alone
+      lets a window hold one frame too many (13 SF12 frames = 1.009 %).
+
+    Across resets the ledger lives on the store (pack()/unpack()). To spare flash, airtime is
+    reserved in chunks: before a frame the MAC asks needs_save(); only when the reserve left is
+    smaller than the frame is the ledger written, with a new reserve that later frames spend
+    without writing. After a reset the whole reserve counts as sent just before the boot, and the
+    time the node was off counts as zero (see unpack()): a reset never refunds airtime."""
 
     def __init__(self):
-        self.band_free_ms = [0] * len(region.SUBBANDS)
+        nb = len(region.SUBBANDS)
+        self.band_free_ms = [0] * nb
         self.agg_free_ms = 0
         self.max_dcycle = 0  # DutyCycleReq: aggregated limit 1 / 2**max_dcycle (0 = none)
+        # per band: [end ms, airtime ms] of the frames of the last hour, oldest first
+        self.ledger = [[] for _ in range(nb)]
+        self.reserve_ms = [0] * nb  # airtime already counted on the store, not yet spent
 
-    def wait_ms(self, freq_hz, now_ms):
-        """Milliseconds until a frame may start on freq_hz (0 = now); -1 when no band allows it."""
+    @staticmethod
+    def limit_ms(b):
+        """Airtime a sub-band allows in any one hour."""
+        return _HOUR_MS // region.SUBBANDS[b][2]
+
+    def _prune(self, b, now_ms):
+        led = self.ledger[b]
+        while led and led[0][0] <= now_ms - _HOUR_MS:
+            led.pop(0)
+
+    def _ledger_wait(self, b, toa_ms, now_ms):
+        """ms until a frame of toa_ms may start so that the hour ending with it stays within the
+        limit (frames are counted whole while any part of them is inside the hour); -1: never."""
+        lim = self.limit_ms(b)
+        if toa_ms > lim:
+            return -1
+        self._prune(b, now_ms)
+        led = self.ledger[b]
+        total = toa_ms
+        for e in led:
+            total += e[1]
+        if total <= lim:
+            return 0
+        for e in led:
+            total -= e[1]
+            if total <= lim:
+                t = e[0] + _HOUR_MS - toa_ms  # once this frame has left the hour
+                return t - now_ms if t > now_ms else 0
+        return -1  # not reached: toa_ms <= lim
+
+    def wait_ms(self, freq_hz, now_ms, toa_ms=0):
+        """Milliseconds until a frame of toa_ms may start on freq_hz (0 = now); -1 when no band
+        allows it."""
         b = region.subband(freq_hz)
         if b < 0:
             return -1
         t = self.band_free_ms[b]
         if self.agg_free_ms > t:
             t = self.agg_free_ms
-        return t - now_ms if t > now_ms else 0
+        w = t - now_ms if t > now_ms else 0
+        lw = self._ledger_wait(b, toa_ms, now_ms)
+        if lw < 0:
+            return -1
+        return lw if lw > w else w
+
+    def _add(self, b, end_ms, toa_ms):
+        led = self.ledger[b]
+        if len(led) >= _LEDGER_N:
+            # merge the two oldest: their airtime counted until the later one leaves the hour
+            a = led.pop(0)
+            led[0][1] += a[1]
+        led.append([end_ms, toa_ms])
+
+    def needs_save(self, freq_hz, toa_ms):
+        """True when a frame of toa_ms on freq_hz is not covered by the reserve on the store:
+        then call reserve() and write pack() before transmitting."""
+        b = region.subband(freq_hz)
+        return b >= 0 and self.reserve_ms[b] < toa_ms
+
+    def reserve(self, freq_hz, toa_ms):
+        """Reserve airtime for this frame and the next ones (write pack() to the store next)."""
+        b = region.subband(freq_hz)
+        r = self.limit_ms(b) // _RESERVE_DIV
+        self.reserve_ms[b] = r if r > toa_ms else toa_ms
 
     def record(self, freq_hz, start_ms, toa_ms):
         """Account a frame that started at start_ms and lasted toa_ms on freq_hz."""
@@ -39,20 +115,76 @@ class DutyCycle:
         self.band_free_ms[b] = start_ms + toa_ms * region.SUBBANDS[b][2]
         if self.max_dcycle:
             self.agg_free_ms = start_ms + toa_ms * (1 << self.max_dcycle)
+        self._add(b, start_ms + toa_ms, toa_ms)
+        r = self.reserve_ms[b] - toa_ms
+        self.reserve_ms[b] = r if r > 0 else 0
 
-    def dump(self):
-        """State as a list of ints (persisted across deep sleep by the MAC)."""
-        out = list(self.band_free_ms)
-        out.append(self.agg_free_ms)
-        out.append(self.max_dcycle)
+    def pack(self, now_ms):
+        """The ledger, pause timers and reserves as bytes, for the store or RTC memory."""
+        nb = len(self.ledger)
+        n = 0
+        for b in range(nb):
+            self._prune(b, now_ms)
+            n += len(self.ledger[b])
+        out = bytearray(16 + 13 * nb + 12 * n)
+        struct.pack_into("<qq", out, 0, now_ms, self.agg_free_ms)
+        o = 16
+        for b in range(nb):
+            led = self.ledger[b]
+            struct.pack_into("<qIB", out, o, self.band_free_ms[b], self.reserve_ms[b], len(led))
+            o += 13
+            for e in led:
+                struct.pack_into("<qI", out, o, e[0], e[1])
+                o += 12
         return out
 
-    def load(self, vals):
-        n = len(self.band_free_ms)
-        if len(vals) == n + 2:
-            self.band_free_ms = list(vals[:n])
-            self.agg_free_ms = vals[n]
-            self.max_dcycle = vals[n + 1]
+    def unpack(self, data, now_ms, exact=False):
+        """Take back pack() after a reset. Returns False (and changes nothing) when malformed.
+
+        Time: if the clock kept running (RTC, now_ms >= the saved time), stored times stay as they
+        are; if it restarted, they move so that the save was "just now": the time the node was off
+        counts as zero, which is never more than what really passed. The reserve counts as sent
+        just now (the frames it covered went out at unknown times before the reset), unless
+        `exact` (RTC memory written at sleep time, after the last frame: the reserve is left)."""
+        nb = len(self.ledger)
+        try:
+            saved, agg = struct.unpack_from("<qq", data, 0)
+            o = 16
+            bands = []
+            for _ in range(nb):
+                free, res, n = struct.unpack_from("<qIB", data, o)
+                o += 13
+                led = []
+                for _ in range(n):
+                    e = struct.unpack_from("<qI", data, o)
+                    led.append([e[0], e[1]])
+                    o += 12
+                bands.append((free, res, led))
+            if o != len(data):
+                return False
+        except Exception:  # struct.error (CPython) / ValueError (MicroPython): torn or foreign
+            return False
+        shift = 0 if now_ms >= saved else now_ms - saved
+        self.agg_free_ms = agg + shift
+        for b in range(nb):
+            free, res, led = bands[b]
+            self.band_free_ms[b] = free + shift
+            self.ledger[b] = []
+            for e in led:
+                self._add(b, e[0] + shift, e[1])
+            if exact:
+                self.reserve_ms[b] = res
+            else:
+                if res:
+                    self._add(b, now_ms, res)
+                self.reserve_ms[b] = 0
+        return True
+
+    def assume_full(self, now_ms):
+        """The stored ledger was unreadable: count every band's hourly limit as just spent."""
+        for b in range(len(self.ledger)):
+            self.ledger[b] = [[now_ms, self.limit_ms(b)]]
+            self.reserve_ms[b] = 0
 
 
 class JoinBackoff:

@@ -159,6 +159,13 @@ class Mac:
         self.join_nonce_last = -1
         self.joined = False
 
+        # the sub-band airtime ledger: a reset must not refund airtime (dutycycle.DutyCycle)
+        self._dcrec = Record(store, "lwdc")
+        draw = self._dcrec.load()
+        now = clock.now_ms()
+        if self._dcrec.damaged or (draw is not None and not self.dc.unpack(draw, now)):
+            self.dc.assume_full(now)  # unknown (perhaps newer) airtime: count every band as full
+
         self._rec = Record(store, "lwstate")
         raw = self._rec.load()
         if raw is not None:
@@ -270,6 +277,13 @@ class Mac:
         """Write the state now (two-slot record: a power cut mid-write keeps the previous copy)."""
         self._rec.save(self._pack())
 
+    def _save_airtime(self, freq, toa, now):
+        # before a frame goes out, its airtime must be on the store (in a reserved chunk, so
+        # that most frames need no write)
+        if self.dc.needs_save(freq, toa):
+            self.dc.reserve(freq, toa)
+            self._dcrec.save(self.dc.pack(now))
+
     # ---- deep sleep ----------------------------------------------------------------------------
 
     def retained(self):
@@ -289,6 +303,7 @@ class Mac:
             whole = maccmds.fit(b, 32)[0]  # whole commands only
             body.append(len(whole))
             body.extend(whole)
+        body.extend(self.dc.pack(now))  # the airtime ledger as it is (with the reserve left)
         body.extend(struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
         return bytes(body)
 
@@ -329,13 +344,15 @@ class Mac:
         o += 1 + n
         n = data[o]
         self._sticky = bytearray(data[o + 1:o + 1 + n])
+        o += 1 + n
+        self.dc.unpack(memoryview(data)[o:len(data) - 4], now, True)
         return True
 
     # ---- channels ------------------------------------------------------------------------------
 
-    def _pick_channel(self, dr, now):
-        """(channel index, wait ms): a random enabled channel for dr that may send now, or the
-        shortest wait among them (-1 when no channel supports dr)."""
+    def _pick_channel(self, dr, now, toa):
+        """(channel index, wait ms): a random enabled channel for dr that may send a frame of toa
+        ms now, or the shortest wait among them (-1 when no channel supports dr)."""
         free = []
         best = -1
         for i in range(region.MAX_CHANNELS):
@@ -344,7 +361,7 @@ class Mac:
             drs = self.ch_drs[i]
             if not (drs & 0x0F) <= dr <= (drs >> 4):
                 continue
-            w = self.dc.wait_ms(self.ch_freq[i], now)
+            w = self.dc.wait_ms(self.ch_freq[i], now, toa)
             if w == 0:
                 free.append(i)
             elif w > 0 and (best < 0 or w < best):
@@ -353,11 +370,11 @@ class Mac:
             return free[random.getrandbits(8) % len(free)], 0
         return -1, best
 
-    def _wait_for_channel(self, dr, max_wait):
-        ch, wait = self._pick_channel(dr, self.clock.now_ms())
+    def _wait_for_channel(self, dr, max_wait, toa):
+        ch, wait = self._pick_channel(dr, self.clock.now_ms(), toa)
         if ch < 0 and 0 < wait <= max_wait:
             self.clock.sleep_ms(wait)
-            ch, wait = self._pick_channel(dr, self.clock.now_ms())
+            ch, wait = self._pick_channel(dr, self.clock.now_ms(), toa)
         return ch, wait
 
     def enabled_channels(self):
@@ -388,6 +405,7 @@ class Mac:
         start = self.clock.now_ms()
         toa = (region.airtime_us(n, sf, bw) + 999) // 1000
         # account before sending: a crash mid-TX must not leave the budget unspent
+        self._save_airtime(freq, toa, start)
         self.dc.record(freq, start, toa)
         power = region.tx_power_dbm(self.tx_power)
         done = self.radio.transmit(memoryview(self._buf)[:n], freq, sf, bw, power)
@@ -413,9 +431,9 @@ class Mac:
         now = self.clock.now_ms()
         wait = self.join_backoff.wait_ms(toa, now)
         free = [i for i in range(len(region.DEFAULT_CHANNELS_HZ))
-                if self.dc.wait_ms(region.DEFAULT_CHANNELS_HZ[i], now) == 0]
+                if self.dc.wait_ms(region.DEFAULT_CHANNELS_HZ[i], now, toa) == 0]
         if not free:
-            dcw = min(self.dc.wait_ms(f, now) for f in region.DEFAULT_CHANNELS_HZ)
+            dcw = min(self.dc.wait_ms(f, now, toa) for f in region.DEFAULT_CHANNELS_HZ)
             wait = max(wait, dcw)
         if wait:
             if wait > max_wait_ms:
@@ -428,6 +446,7 @@ class Mac:
         freq = region.DEFAULT_CHANNELS_HZ[ch]
         dev_nonce = self.dev_nonce_next
         start = self.clock.now_ms()
+        self._save_airtime(freq, toa, start)
         self.dc.record(freq, start, toa)
         self.join_backoff.record(toa, start)
         # the DevNonce (and this attempt's airtime) are persisted before anything goes on air:
@@ -552,7 +571,8 @@ class Mac:
                 fctrl |= frames.FCTRL_ADR_ACK_REQ
         if self._ack_pending:
             fctrl |= frames.FCTRL_ACK
-        ch, wait = self._wait_for_channel(dr, max_wait_ms)
+        toa = (region.airtime_us(13 + len(fopts) + len(payload), *region.DATA_RATES[dr]) + 999) // 1000
+        ch, wait = self._wait_for_channel(dr, max_wait_ms, toa)
         r = Result(DUTY_CYCLE)
         r.dr = dr
         r.fcnt = self.fcnt_up
@@ -576,7 +596,7 @@ class Mac:
             if attempt:
                 if confirmed:
                     self.clock.sleep_ms(region.ACK_TIMEOUT_MS - 1000 + random.getrandbits(10) % 2000)
-                ch, wait = self._wait_for_channel(dr, max_wait_ms)
+                ch, wait = self._wait_for_channel(dr, max_wait_ms, toa)
                 if ch < 0:
                     r.wait_ms = wait
                     break

@@ -50,13 +50,25 @@ def test_record_rejects_corrupt_slots():
     assert Record(st, "r").load() is None
 
 
+def _seq(store, name):
+    r = Record(store, name)
+    r.load()
+    return r.seq
+
+
 def test_fcnt_persisted_in_blocks_not_every_frame():
     rig = Rig(abp_cfg(fcnt_persist_every=16))
     before = rig.store.writes
+    seq = Record(rig.store, "lwstate")
+    seq.load()
+    s0 = seq.seq
     for _ in range(32):
         rig.send()
-    # 32 frames reserve 2 blocks of 16: 2 writes, not 32
-    assert rig.store.writes - before == 2
+    # 32 frames reserve 2 blocks of 16: 2 writes, not 32 (plus the airtime ledger's reserve:
+    # 1/8 of the band's hour covers many short frames)
+    seq.load()
+    assert seq.seq - s0 == 2
+    assert rig.store.writes - before <= 2 + 2
 
 
 def test_brownout_during_counter_write_never_lowers_fcnt():
@@ -120,6 +132,7 @@ def test_deep_sleep_retained_state_keeps_exact_fcnt_and_duty_cycle():
     rig.send(1, bytes(40))
     blob = rig.mac.retained()
     writes = rig.store.writes
+    seq_before = _seq(rig.store, "lwstate")
     sent_end = rig.radio.uplinks[-1][5]
     # deep sleep on ESP32 is a reset: a new Mac, with the RTC-memory blob handed back
     mac = rig.reboot()
@@ -132,7 +145,9 @@ def test_deep_sleep_retained_state_keeps_exact_fcnt_and_duty_cycle():
     rig.clock.sleep_ms(r.wait_ms)
     assert mac.send(1, bytes(40), max_wait_ms=0).status == "sent"
     assert rig.net.data_uplinks()[-1].fcnt32 == 1
-    assert rig.store.writes == writes  # no flash write for the wake-up
+    # no counter written for the wake-up (the airtime ledger may reserve a new chunk for the
+    # frame: 40 bytes at SF12 is more than half of a chunk)
+    assert rig.store.writes - writes <= 1 and _seq(rig.store, "lwstate") == seq_before
     assert rig.radio.uplinks[-1][4] >= sent_end
 
 

@@ -58,8 +58,90 @@ def test_duty_cycle_aggregated_limit_and_bad_freq():
     assert dc.wait_ms(915000000, 0) == -1
     raises(ValueError, dc.record, 915000000, 0, 100)
     dc2 = dutycycle.DutyCycle()
-    dc2.load(dc.dump())
+    dc2.max_dcycle = dc.max_dcycle  # (the MAC keeps it with the session)
+    assert dc2.unpack(dc.pack(100), 100, True)
     assert dc2.wait_ms(868100000, 100) == 102400 - 100
+    assert not dc2.unpack(b"\x00" * 5, 100) and not dc2.unpack(dc.pack(100)[:-1], 100)
+
+
+HOUR = 3600000
+
+
+def max_hour_airtime(frames):
+    """Largest airtime (ms) inside any one-hour window, frames as (start, end) ms; the worst
+    window ends at some frame's end."""
+    worst = 0
+    for _, e in frames:
+        lo = e - HOUR
+        tot = 0
+        for s2, e2 in frames:
+            a = s2 if s2 > lo else lo
+            b = e2 if e2 < e else e
+            if b > a:
+                tot += b - a
+        if tot > worst:
+            worst = tot
+    return worst
+
+
+def _saturate(freq, toa, hours=3):
+    """Send frames of toa ms back to back as fast as the DutyCycle allows."""
+    dc = dutycycle.DutyCycle()
+    t = 0
+    frames = []
+    while t < hours * HOUR:
+        w = dc.wait_ms(freq, t, toa)
+        assert w >= 0
+        t += w
+        dc.record(freq, t, toa)
+        frames.append((t, t + toa))
+        t += toa
+    return frames
+
+
+def test_rolling_hour_never_exceeds_the_band_limit():
+    # 1 %: 13 SF12 frames (2793 ms, 100 x airtime apart) fit into one hour = 1.009 %; 32 one-byte
+    # frames at SF12 (1155 ms) = 1.028 %; also short SF7 frames and the 0.1 % and 10 % bands
+    for freq, toa, limit in ((868100000, 2793, 36000), (868300000, 1155, 36000), (868500000, 62, 36000),
+                             (868900000, 1155, 3600), (869525000, 2793, 360000)):
+        frames = _saturate(freq, toa)
+        worst = max_hour_airtime(frames)
+        assert worst <= limit, (freq, toa, worst, limit)
+        # and the limit is used, not wasted: at least 80 % of it in the busiest hour
+        assert worst >= limit * 8 // 10 - toa, (freq, toa, worst)
+
+
+def test_ledger_merges_old_frames_conservatively_when_full():
+    dc = dutycycle.DutyCycle()
+    f = 868100000
+    for i in range(40):  # many short frames: the ledger stays at its fixed size
+        dc.record(f, i * 100000, 50)
+    b = region.subband(f)
+    assert len(dc.ledger[b]) <= 8
+    assert sum(e[1] for e in dc.ledger[b]) == 40 * 50
+
+
+def test_ledger_pack_unpack_across_a_reset():
+    f = 868100000
+    dc = dutycycle.DutyCycle()
+    assert dc.needs_save(f, 2793)
+    dc.reserve(f, 2793)  # 1/8 of the band's hour: 4500 ms
+    saved = dc.pack(500000)
+    dc.record(f, 500000, 2793)
+    assert not dc.needs_save(f, 1000) and dc.needs_save(f, 2000)  # 1707 ms of reserve left
+    # reset, clock restarted at 1000: the save counts as "just now", the whole reserve as sent
+    dc2 = dutycycle.DutyCycle()
+    assert dc2.unpack(saved, 1000)
+    b = region.subband(f)
+    assert sum(e[1] for e in dc2.ledger[b]) == 4500 and dc2.reserve_ms[b] == 0
+    # a clock that kept running (RTC): stored times stay where they were
+    dc3 = dutycycle.DutyCycle()
+    dc3.record(f, 1000000, 2793)
+    dc4 = dutycycle.DutyCycle()
+    assert dc4.unpack(dc3.pack(1100000), 2000000, True)
+    assert dc4.ledger[b] == [[1002793, 2793]] and dc4.band_free_ms[b] == dc3.band_free_ms[b]
+    dc4.assume_full(2000000)
+    assert dc4.wait_ms(f, 2000000, 100) >= HOUR - 200
 
 
 def test_join_backoff_36s_per_hour_then_36s_per_10h_then_8700ms_per_day():
