@@ -221,7 +221,7 @@ def _key_input(option: str, value: str | None, file: Path | None, label: str, *,
         return value
     if file is not None:
         if str(file) == "-":
-            return click.get_text_stream("stdin").read().strip()
+            return sys.stdin.read().strip()
         try:
             mode = file.stat().st_mode
             if mode & 0o077:
@@ -229,7 +229,7 @@ def _key_input(option: str, value: str | None, file: Path | None, label: str, *,
             return file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(f"cannot read {option}-file {file}: {exc.strerror or exc}") from exc
-    if ask and click.get_text_stream("stdin").isatty():
+    if ask and sys.stdin.isatty():
         text: str = click.prompt(f"{label} (32 hex digits, not shown)", hide_input=True)
         return text.strip()
     return None
