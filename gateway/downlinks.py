@@ -316,7 +316,7 @@ class DownlinkScheduler:
         self._queued: set[int] = {
             int(r[0], 16) for r in self.conn.execute("SELECT DISTINCT dev_eui FROM downlinks")
         }
-        self.counters: dict[str, int] = {
+        self.counters: dict[str, Any] = {
             "queued": 0,
             "sent": 0,
             "acked": 0,
@@ -329,6 +329,7 @@ class DownlinkScheduler:
             "acked_again": 0,  # ACKs for confirmed frames sent again (the first ACK was missed)
             "tx_error": 0,
             "join_unanswered": 0,  # join-requests not answered (duty cycle, no forwarder): not recorded
+            "rejected_by_reason": self.rejected_by_reason,  # (the same dict: /status shows it)
         }
 
     # ----------------------------------------------------------------------------------------- intake
