@@ -58,7 +58,7 @@ def judge_i2c(sensor: dict[str, Any], found: list[int], chip_id: int | None) -> 
                 name,
                 FAIL,
                 f"Nothing answers at {_hex(addr)} but something does at {others}: "
-                f"check it is the {part} and how its address pin (SDO/ADDR) is wired.",
+                f"{_address_pin_advice(part, addr)}",
                 {"found": found},
             )
         return Item(
@@ -84,13 +84,35 @@ def judge_i2c(sensor: dict[str, Any], found: list[int], chip_id: int | None) -> 
             "replace it with a real BME280 (chip id 0x60).",
             {"chip_id": chip_id},
         )
-    got = "no answer" if chip_id is None else _hex(chip_id)
+    if chip_id is None:
+        return Item(
+            name,
+            FAIL,
+            f"The part at {_hex(addr)} answers the bus scan but not when asked for its chip id: push "
+            f"its four wires (3V3, GND, {pins}) firmly onto the pins and run the check again.",
+            {"chip_id": chip_id},
+        )
     return Item(
         name,
         FAIL,
-        f"The part at {_hex(addr)} reports chip id {got}, not {_hex(want_id)}: "
-        f"it is not a {part}; replace it.",
+        f"The part at {_hex(addr)} reports chip id {_hex(chip_id)}, not {_hex(want_id)}: "
+        f"it is not a {part}; replace it with a {part}.",
         {"chip_id": chip_id},
+    )
+
+
+def _address_pin_advice(part: str, addr: int) -> str:
+    """What to do when the part answers at another address than the kit's."""
+    if part.upper().startswith(("BME", "BMP")) and addr in (0x76, 0x77):
+        # Bosch BME280/BMP280: SDO to GND selects 0x76, SDO to VDDIO 0x77 (datasheet 6.2)
+        level = "GND" if addr == 0x76 else "3V3"
+        return (
+            f"connect the {part}'s SDO pin to {level} (that selects {_hex(addr)}), "
+            f"or replace it if it is not a {part}."
+        )
+    return (
+        f"wire the {part}'s address pin (ADDR/SDO) as the wiring table says, "
+        f"or replace it if it is not a {part}."
     )
 
 
@@ -270,23 +292,25 @@ def judge_pmu(board: Board, r: dict[str, Any]) -> Item:
         return Item(
             name,
             FAIL,
-            f"The {str(r['chip']).upper()} did not switch the LoRa rail on: the board may be "
-            "damaged; try another board.",
+            f"The {str(r['chip']).upper()} did not switch the LoRa rail on: the board is faulty; "
+            f"use another {board.title} and return this one.",
             r,
         )
     if r.get("ic_type") is not None:
         return Item(
             name,
             FAIL,
-            f"An unknown chip (type 0x{r['ic_type']:02X}) answers at the PMU address: check that "
-            f"the board is a {board.title}.",
+            f"An unknown chip (type 0x{r['ic_type']:02X}) answers where the power chip should: this is "
+            f"not a {board.title}; use the board on the kit's parts list.",
             r,
         )
+    i2c = board.raw.get("i2c", {}) if isinstance(board.raw.get("i2c"), dict) else {}
+    pins = f"GPIO{i2c.get('sda')}/GPIO{i2c.get('scl')}"
     return Item(
         name,
         FAIL,
-        f"The power chip does not answer on I2C: check that the board is a {board.title} "
-        "(v1.x) and that nothing shorts SDA/SCL.",
+        f"The power chip does not answer on I2C: unplug every wire from {pins} (SDA/SCL) and run the "
+        f"check again; if it still fails, use another {board.title}.",
         r,
     )
 
@@ -306,23 +330,24 @@ def judge_radio(board: Board, r: dict[str, Any]) -> Item:
         return Item(
             name,
             FAIL,
-            f"{other} radio answers, but board '{board.name}' expects an {chip}: pick the "
-            "board variant that matches the radio printed on the module.",
+            f"This board carries {other} radio, but the kit is made for a {board.title} with an {chip}: "
+            f"use a {board.title} with the {chip} (the radio's name is printed on its metal shield).",
             r,
         )
     if r.get("busy_stuck"):
         return Item(
             name,
             FAIL,
-            f"The {chip} stays busy: the radio is not powered or not fitted; on a T-Beam the "
-            "PMU must switch the LoRa rail on, otherwise return the board.",
+            f"The {chip} stays busy and never answers: the radio is faulty; use another {board.title} "
+            "and return this one.",
             r,
         )
     return Item(
         name,
         FAIL,
-        f"No LoRa radio answers on SPI: check the radio module is fitted and '{board.name}' "
-        "is the right board; a board without radio cannot send.",
+        f"No LoRa radio answers on SPI: if the radio is a separate module, press it firmly onto its "
+        f"pins and run the check again; otherwise the radio is missing or faulty: use another "
+        f"{board.title}.",
         r,
     )
 

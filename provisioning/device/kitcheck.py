@@ -185,8 +185,6 @@ def kc_sds011(uart_id, tx, rx, want_mode):
         u.read()
         sw = _SdsLink(u)
         _sds_hello(sw)
-        if not sw.frames:
-            sw.report()
         u.init(9600, tx=tx, rx=rx, timeout=0)
         res["wiring"] = "swapped" if sw.frames else ("garbled" if link.junk else "silent")
         return res

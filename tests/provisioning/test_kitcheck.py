@@ -31,9 +31,45 @@ def sensor_state(vb: Any) -> dict[str, Any]:
 
 
 def test_healthy_air_kit_passes(kit_board: Callable[..., Any]) -> None:
-    items = check(kit_board("air"), "air")
+    """On the realistic-timing board (replies 10 ms after each command, bytes at 9600 baud)."""
+    vb = kit_board("air")
+    items = check(vb, "air")
     assert {k: v.status for k, v in items.items()} == {"radio": "ok", "BME280": "ok", "SDS011": "ok"}
     assert "PM2.5 8.4" in items["SDS011"].advice
+    # The firmware reads it in query mode and wakes it for each reading: the check lets the fan rest.
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False}
+    again = check(vb, "air")["SDS011"]
+    assert again.status == "ok" and "it was asleep, as the firmware leaves it" in again.advice
+
+
+def test_slow_sds011_replies_are_waited_for(start_board: Callable[..., Any]) -> None:
+    """The protocol gives no reply time: a sensor answering 400 ms after each command still passes."""
+    from .conftest import scenario
+
+    kit = load_kit("air")
+    sc = scenario.build(kit, kit.board(), {"sds011_active"})
+    sc["uart"][0]["reply_delay_ms"] = 400
+    it = check(start_board(sc), "air")["SDS011"]
+    assert it.status == "fixed" and "was left in active mode" in it.advice
+
+
+def test_sds011_left_asleep_in_query_mode_is_woken_and_passes(kit_board: Callable[..., Any]) -> None:
+    vb = kit_board("air", {"sds011_asleep"})
+    it = check(vb, "air")["SDS011"]
+    assert it.status == "ok" and "PM2.5 8.4" in it.advice and "it was asleep" in it.advice
+    assert it.facts is not None and it.facts["was_asleep"] is True
+
+
+def test_sds011_left_asleep_in_active_mode_is_fixed(kit_board: Callable[..., Any]) -> None:
+    vb = kit_board("air", {"sds011_asleep", "sds011_active"})
+    it = check(vb, "air")["SDS011"]
+    assert it.status == "fixed" and "was left in active mode" in it.advice
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False}
+
+
+def test_sds011_rxd_not_connected(kit_board: Callable[..., Any]) -> None:
+    it = check(kit_board("air", {"sds011_rx_off", "sds011_active"}), "air")["SDS011"]
+    assert it.status == "fail" and "does not hear the board: connect its RXD (pin 6) to GPIO47" in it.advice
 
 
 def test_missing_bme280(kit_board: Callable[..., Any]) -> None:
@@ -112,8 +148,10 @@ def test_no_radio(kit_board: Callable[..., Any]) -> None:
 
 
 def test_wrong_radio_variant(kit_board: Callable[..., Any]) -> None:
+    """The kit fixes the board, so the advice is to use that board, not to pick another variant."""
     it = check(kit_board("temperature", {"other_radio"}), "temperature")["radio"]
-    assert it.status == "fail" and "an SX127x radio answers" in it.advice
+    assert it.status == "fail" and "This board carries an SX127x radio" in it.advice
+    assert "use a Heltec WiFi LoRa 32 V3 with the SX1262" in it.advice and "variant" not in it.advice
 
 
 def test_cooling_kit_lists_what_it_cannot_test(kit_board: Callable[..., Any]) -> None:
@@ -190,3 +228,100 @@ def test_tbeam_pmu_switches_the_lora_rail(
     assert items["LoRa"].status == radio_status
     if "no_pmu" in faults:
         assert "power chip does not answer" in items["Power"].advice
+
+
+ACTIONS = (
+    "check",
+    "connect",
+    "swap",
+    "replace",
+    "use",
+    "unplug",
+    "plug",
+    "push",
+    "press",
+    "charge",
+    "mount",
+    "measure",
+    "wire",
+    "shorten",
+)
+
+
+def every_failure() -> list[kitcheck.Item]:
+    """Every failing sentence the judges can print, one input per branch."""
+    from dataclasses import replace
+
+    kit = load_kit("air")
+    board = kit.board()
+    tbeam = replace(kit, board_name="tbeam_sx1262").board()
+    bme = next(s for s in kit.resolved_sensors(board) if s["id"] == "bme280")
+    sds = next(s for s in kit.resolved_sensors(board) if s["id"] == "sds011")
+    other = {**bme, "id": "sht31", "part": "SHT31", "address": "0x44", "chip_id": None}
+    ds = {"pin": 7, "count": 2}
+    us = {"trig": 5, "echo": 6}
+    temp = load_kit("temperature")
+    return [
+        kitcheck.judge_i2c(bme, [], None),
+        kitcheck.judge_i2c(bme, [0x77], None),
+        kitcheck.judge_i2c(other, [0x45], None),
+        kitcheck.judge_i2c(bme, [0x76], 0x58),
+        kitcheck.judge_i2c(bme, [0x76], 0x61),
+        kitcheck.judge_i2c(bme, [0x76], None),
+        *(
+            kitcheck.judge_sds011(sds, r)
+            for r in (
+                {"wiring": "swapped"},
+                {"wiring": "silent"},
+                {"wiring": "silent_noswap"},
+                {"wiring": "garbled"},
+                {"wiring": "deaf"},
+                {"wiring": "no_mode_reply"},
+                {"wiring": "ok", "mode_found": "active", "mode_now": "active"},
+                {"wiring": "ok", "mode_found": "query", "mode_now": "query", "frame": None},
+            )
+        ),
+        kitcheck.judge_ds18b20(ds, {"roms": []}),
+        kitcheck.judge_ds18b20(ds, {"roms": ["28"]}),
+        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "crc_errors": 1}),
+        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [85.0, 20.0]}),
+        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [None, 20.0]}),
+        kitcheck.judge_ultrasonic(us, [-2, -2]),
+        kitcheck.judge_ultrasonic(us, [600, 600]),
+        kitcheck.judge_pmu(tbeam, {"chip": "axp192", "rail_on": False}),
+        kitcheck.judge_pmu(tbeam, {"chip": None, "ic_type": 0x11}),
+        kitcheck.judge_pmu(tbeam, {"chip": None, "ic_type": None}),
+        kitcheck.judge_radio(board, {"sx127x_version": 0x12}),
+        kitcheck.judge_radio(board, {"busy_stuck": True}),
+        kitcheck.judge_radio(board, {"sx126x_sync": 0, "sx127x_version": 0}),
+        kitcheck.judge_battery(temp, 0),
+        kitcheck.judge_battery(temp, 3300),
+    ]
+
+
+@pytest.mark.parametrize("item", every_failure(), ids=lambda it: it.advice[:40])
+def test_every_failure_says_what_to_do(item: kitcheck.Item) -> None:
+    """'<what was found>: <what to do>.' with something a volunteer can do at the bench; no choice the
+    kit makes for them (the board variant, the firmware)."""
+    assert item.status == "fail" and item.advice.endswith(".")
+    _, _, todo = item.advice.partition(": ")
+    assert todo, item.advice
+    assert any(w in todo.lower().split() or todo.lower().startswith(w) for w in ACTIONS), item.advice
+    assert "variant" not in item.advice and "is the right board" not in item.advice
+
+
+def test_kit_check_command_green_then_red(kit_board: Callable[..., Any]) -> None:
+    """`havel kit check` as a volunteer runs it: exit 0 and all ticks on a healthy kit; exit 1 with the
+    sentence on a kit with its SDS011 wires crossed."""
+    from click.testing import CliRunner
+
+    from havel.provisioning import cli
+
+    r = CliRunner().invoke(cli.kit, ["check", "--kit", "air", "--port", kit_board("air").path])
+    assert r.exit_code == 0, r.output
+    assert "Everything checked out." in r.output and "✘" not in r.output
+    r = CliRunner().invoke(
+        cli.kit, ["check", "--kit", "air", "--port", kit_board("air", {"sds011_swapped"}).path]
+    )
+    assert r.exit_code == 1, r.output
+    assert "swap the TX and RX wires at pins 47/48" in r.output and "1 problem(s) to fix" in r.output

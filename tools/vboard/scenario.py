@@ -1,9 +1,19 @@
 """Stage a kit on the virtual board: the wiring of a healthy kit, then the faults asked for.
 
-``build(kit, board, faults)`` returns the scenario dict that vboard.py loads. Fault names:
-``missing:<sensor id>`` (not connected), ``bmp280`` (a BMP280 sold as BME280), ``sds011_swapped``
-(TX/RX crossed), ``sds011_query`` (left in query mode), ``sds011_active`` (left in active mode),
-``sds011_asleep``, ``ds18b20_85`` (never converts: 85.0 C), ``no_radio``, ``other_radio``, ``no_battery``.
+``build(kit, board, faults)`` returns the scenario dict that vboard.py loads (the format is in
+tools/vboard/README.md). Fault names:
+
+- ``missing:<sensor id>``: that sensor is not connected (``missing:bme280``, ``missing:sds011``, ...)
+- ``bmp280``: a BMP280 (chip id 0x58) where the kit has a BME280
+- ``sds011_swapped``: the SDS011's TX and RX wires crossed over
+- ``sds011_rx_off``: the SDS011's RXD wire not connected (it talks in active mode, never hears)
+- ``sds011_query`` / ``sds011_active``: the SDS011 left in that reporting mode
+- ``sds011_asleep``: the SDS011 left asleep (fan off; it hears only the wake-up command)
+- ``ds18b20_85``: the DS18B20 never converts and reads its power-on 85.0 C
+- ``no_radio``: nothing on the radio's SPI bus; ``other_radio``: the other radio family (SX127x for
+  SX126x and back)
+- ``no_battery``: the battery ADC reads 0; ``ultrasonic_blind``: a target inside the JSN-SR04T's blind zone
+- ``no_pmu``: the T-Beam's power chip does not answer; ``pmu_axp2101``: an AXP2101 instead of an AXP192
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ FAULTS = {
     "sds011_query",
     "sds011_active",
     "sds011_asleep",
+    "sds011_rx_off",
     "ds18b20_85",
     "no_radio",
     "other_radio",
@@ -77,6 +88,8 @@ def build(
             tx_to, rx_to = s["rx"], s["tx"]  # sensor TX goes to the board's RX pin
             if "sds011_swapped" in faults:
                 tx_to, rx_to = rx_to, tx_to
+            if "sds011_rx_off" in faults:
+                rx_to = None  # the sensor's RXD wire is not connected: it talks but never hears
             sc["uart"].append(
                 {
                     "device": "sds011",
