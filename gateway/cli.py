@@ -81,11 +81,18 @@ def gateway_run(config_path: Path | None, data_dir: Path | None) -> None:
 @gateway.command("check")
 @_where
 def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
-    """Validate the configuration and say what it means."""
+    """Validate the configuration exactly as `run` does (sinks and components too) and say what it means.
+    Creates no file and connects to nothing."""
+    from havel.codecs.lorawan.ids import eui_hex
+    from havel.gateway import preflight
+
     cfg = load_config(config_path, data_dir)
+    preflight.validate(cfg)
+    allowed = ", ".join(eui_hex(e) for e in cfg.udp.allowed_gateways) or "the first one heard"
     click.echo(
-        f"config ok: gateway {cfg.gateway_id}, data {cfg.data_dir}, GWMP {cfg.udp.bind}:{cfg.udp.port}, "
-        f"sinks {', '.join(s['name'] for s in cfg.sinks)}"
+        f"config ok: gateway {cfg.gateway_id}, data {cfg.data_dir}, GWMP {cfg.udp.bind}:{cfg.udp.port} "
+        f"(gateways: {allowed}), sinks {', '.join(s['name'] for s in cfg.sinks)}, "
+        f"components {', '.join(preflight.component_names(cfg))}"
     )
 
 

@@ -2,24 +2,33 @@
 
 Every problem raises :class:`havel.errors.ConfigError` naming the key (``udp.port``) and what is wrong.
 Sections owned by other parts of the daemon (``[[sink]]`` entries, ``[relay]`` and any component listed
-in :data:`COMPONENT_SECTIONS`) are kept as raw dicts here and validated by their owners at start.
+in :data:`COMPONENT_SECTIONS`) are kept as raw dicts here and validated by their owners
+(:func:`havel.gateway.preflight.validate` runs that validation for ``check`` and before ``run`` starts).
+What holds for every value, whoever owns it, is checked here for the whole document: no NaN or infinity,
+no integer beyond 64 bits, no NUL character in a string, and tables nested at most :data:`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from havel.errors import ConfigError
+from havel.codecs.lorawan.ids import parse_id_hex
+from havel.errors import ConfigError, InputError
 
 # Sections of the config that belong to optional components the daemon can start (see daemon.COMPONENTS).
 COMPONENT_SECTIONS = ("forwarder", "relay", "watchdog", "power")
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gateway's own config uses is 4
+MAX_FILE_BYTES = 1 << 20  # a gateway.toml is a few kilobytes
+MAX_NUMBER = 1e12  # no number the gateway reads is anywhere near this (timeouts, sizes, rates)
+MAX_ALLOWED_GATEWAYS = 1024
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class UdpConfig:
     bind: str = "127.0.0.1"
     port: int = 1700
     silent_after_s: float = 90.0  # no PUSH_DATA/PULL_DATA for this long -> forwarder silent alarm
+    # the gateway EUIs served; empty: the first one heard (GWMP has no authentication, see udp.py)
+    allowed_gateways: tuple[int, ...] = ()
+    max_datagrams_per_s: float = 2000.0  # from one source address; a concentrator sends far fewer
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,8 @@ def load(path: str | Path) -> Config:
     """Read and validate a TOML file."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"config file {p} is larger than {MAX_FILE_BYTES} bytes")
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
@@ -120,15 +134,22 @@ def load(path: str | Path) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"config file {p} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:  # inline tables or arrays nested thousands deep
+        raise ConfigError(f"{p}: values nested too deeply", hint=f"at most {MAX_DEPTH} levels") from None
     return from_dict(raw, source=p)
 
 
 def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     """Validate an already parsed TOML document; relative ``data_dir`` is taken from the file's folder."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the configuration must be a table")
+    check_values(raw)
     known = {"gateway", "udp", "network", "http", "log", "outbox", "sink", *COMPONENT_SECTIONS}
     for key in raw:
         if key not in known:
@@ -148,11 +169,13 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         data_dir = source.parent / data_dir
 
     u = _table(raw, "udp")
-    _only(u, "udp", {"bind", "port", "silent_after_s"})
+    _only(u, "udp", {"bind", "port", "silent_after_s", "allowed_gateways", "max_datagrams_per_s"})
     udp = UdpConfig(
         bind=_addr(u, "udp", "bind", "127.0.0.1"),
         port=_int(u, "udp", "port", 1700, 1, 65535),
         silent_after_s=_float(u, "udp", "silent_after_s", 90.0, 1.0),
+        allowed_gateways=_euis(u, "udp", "allowed_gateways"),
+        max_datagrams_per_s=_float(u, "udp", "max_datagrams_per_s", 2000.0, 1.0),
     )
 
     n = _table(raw, "network")
@@ -208,7 +231,12 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         kind = s.get("type")
         if kind not in SINK_TYPES:
             raise ConfigError(f"sink[{i}].type is {kind!r}", hint=f"one of {', '.join(SINK_TYPES)}")
-        name = str(s.get("name", kind if kind not in names else f"{kind}{i}"))
+        name = s.get("name", kind if kind not in names else f"{kind}{i}")
+        if not isinstance(name, str) or not _GATEWAY_ID.match(name):
+            raise ConfigError(
+                f"sink[{i}].name {name!r} may only hold letters, digits, '-' and '_' (1-64)",
+                hint="it names the sink in metrics, the outbox and logs",
+            )
         if name in names:
             raise ConfigError(f"sink[{i}].name {name!r} is used twice")
         names.add(name)
@@ -255,6 +283,30 @@ def defaults(data_dir: Path, *, gateway_id: str = "havel-gw") -> Config:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+def check_values(raw: dict[str, Any]) -> None:
+    """What every value of the document must satisfy, whichever part reads it (see the module docstring);
+    ConfigError names the key. Iterative, so that no nesting can exhaust the stack."""
+    todo: list[tuple[str, Any, int]] = [(k, v, 1) for k, v in raw.items()]
+    while todo:
+        where, value, depth = todo.pop()
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                raise ConfigError(f"{where} is nested too deeply", hint=f"at most {MAX_DEPTH} levels")
+            todo += [(f"{where}.{k}", v, depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            if depth >= MAX_DEPTH:
+                raise ConfigError(f"{where} is nested too deeply", hint=f"at most {MAX_DEPTH} levels")
+            todo += [(f"{where}[{i}]", v, depth + 1) for i, v in enumerate(value)]
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} = {value} is not a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not -(1 << 63) <= value < 1 << 63:
+                raise ConfigError(f"{where} = {value} does not fit in 64 bits")
+        elif isinstance(value, str) and "\x00" in value:
+            raise ConfigError(f"{where} holds a NUL character")
+
+
 def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
     value = raw.get(name, {})
     if not isinstance(value, dict):
@@ -291,13 +343,31 @@ def _bool(t: dict[str, Any], sec: str, key: str, default: bool) -> bool:
     return v
 
 
-def _float(t: dict[str, Any], sec: str, key: str, default: float, lo: float) -> float:
+def _float(t: dict[str, Any], sec: str, key: str, default: float, lo: float, hi: float = MAX_NUMBER) -> float:
     v = t.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ConfigError(f"{sec}.{key} must be a number, not {v!r}")
-    if v < lo:
-        raise ConfigError(f"{sec}.{key} = {v} is too small", hint=f"minimum {lo}")
+    if not lo <= v <= hi:  # (NaN fails both comparisons)
+        raise ConfigError(f"{sec}.{key} = {v} is out of range", hint=f"allowed {lo:g}..{hi:g}")
     return float(v)
+
+
+def _euis(t: dict[str, Any], sec: str, key: str) -> tuple[int, ...]:
+    v = t.get(key, [])
+    if not isinstance(v, list) or len(v) > MAX_ALLOWED_GATEWAYS:
+        raise ConfigError(
+            f"{sec}.{key} must be a list of at most {MAX_ALLOWED_GATEWAYS} gateway EUIs",
+            hint='e.g. ["AA555A0000000101"]',
+        )
+    out: list[int] = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str):
+            raise ConfigError(f"{sec}.{key}[{i}] must be a string of 16 hex digits, not {item!r}")
+        try:
+            out.append(parse_id_hex(item, what=f"{sec}.{key}[{i}]", size=8))
+        except InputError as exc:
+            raise ConfigError(str(exc), hint='e.g. "AA555A0000000101"') from None
+    return tuple(dict.fromkeys(out))
 
 
 def _choice(t: dict[str, Any], sec: str, key: str, default: str, choices: tuple[str, ...]) -> str:

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from havel import __version__
 from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import ConfigError, HavelError
-from havel.gateway import db
+from havel.gateway import db, preflight
 from havel.gateway.config import Config
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.gwmp import RxPacket
@@ -124,6 +124,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the database, bind the sockets, start the components; READY=1 when done."""
         cfg = self.cfg
+        preflight.validate(cfg)  # what `havel gateway check` runs, before any file is created
         self.loop = asyncio.get_running_loop()
         self.conn = db.open_db(cfg.db_path)
         self.registry = Registry(self.conn)
@@ -142,6 +143,8 @@ class Gateway:
             on_tx_done=self._on_tx_done,
             on_push=self._on_push,
             on_silence=self._on_silence,
+            allowed_gateways=cfg.udp.allowed_gateways,
+            max_datagrams_per_s=cfg.udp.max_datagrams_per_s,
         )
         self.udp.defer_acks = True
         try:

@@ -262,7 +262,7 @@ def _status(port: int) -> dict[str, Any] | None:
 def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) -> None:
     """Run the gateway and the simulator together for a minute."""
     from havel.gateway.sim.cli import register
-    from havel.gateway.sim.runner import Simulation, make_specs
+    from havel.gateway.sim.runner import GATEWAY_EUI_BASE, Simulation, make_specs
     from havel.gateway.sim.world import World
 
     console = Console()
@@ -283,8 +283,11 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
             f'\n[[sink]]\ntype = "mqtt"\nname = "platform"\nhost = "127.0.0.1"\nport = {broker.port}\n'
             "tls = false\nreconnect_min_s = 0.2\ncommands = true\n"
         )
+    # the simulation's two concentrators (a gateway serves only the first EUI it hears unless they are listed)
+    euis = ", ".join(f'"{GATEWAY_EUI_BASE + i:016X}"' for i in (1, 2))
     cfg.write_text(
-        f'[gateway]\nid = "demo"\ndata_dir = "{tmp / "data"}"\n\n[udp]\nport = {udp}\n\n'
+        f'[gateway]\nid = "demo"\ndata_dir = "{tmp / "data"}"\n\n[udp]\nport = {udp}\n'
+        f"allowed_gateways = [{euis}]\n\n"
         f'[http]\nport = {http}\n\n[network]\ndedup_window_ms = 100\n\n[log]\nlevel = "info"\n\n{sinks}'
     )
     specs = make_specs({"temperature": 2, "water": 1, "cooling": 1}, interval_s=900.0)

@@ -8,6 +8,21 @@
 - ``stat`` reports are kept per forwarder as gateway health.
 - A forwarder that sends nothing (no PUSH_DATA, no PULL_DATA keepalive) for ``silent_after_s`` raises an
   alarm (log, metric, status callback) once, and a recovery message when it speaks again.
+
+GWMP has no authentication: anyone who can send a datagram to the port can claim any gateway EUI. So,
+before a datagram's JSON is read:
+
+- each source IP address is rate-limited (``max_datagrams_per_s``, a token bucket per address, at most
+  :data:`MAX_SOURCES` addresses remembered);
+- only the gateway EUIs in ``allowed_gateways`` are served; with an empty list, the first EUI heard is
+  accepted (logged as a warning) and every other one refused. Nothing is kept for a refused EUI, so
+  spoofed EUIs cannot grow the server's state or raise silence alarms;
+- an EUI is pinned to the IP address it first spoke from, and its downlink address (where PULL_RESP goes)
+  to the address and port of its PULL_DATA: another address is refused while the forwarder is alive (a
+  restarted forwarder's new port takes over once the old one has sent no PULL_DATA for
+  :data:`PULL_MOVE_AFTER_S`; a new IP address once the forwarder was silent).
+
+Refused datagrams get no answer and are counted in ``datagrams_rejected_total`` by reason.
 """
 
 from __future__ import annotations
@@ -18,7 +33,8 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +49,10 @@ log = logging.getLogger("havel.gateway.udp")
 Addr = tuple[str, int]
 _PENDING_TX_TTL_S = 30.0
 RCVBUF_BYTES = 4 << 20
+MAX_SOURCES = 1024  # source addresses whose rate is tracked (the least recently heard is forgotten)
+MAX_RXPK = 255  # rxpk in one PUSH_DATA: a concentrator delivers at most this many per fetch
+PULL_MOVE_AFTER_S = 30.0  # the downlink address may move to a new port after this long without PULL_DATA
+_MAX_LOGGED_STRANGERS = 8  # refused EUIs logged as warnings (the rest at debug level; all are counted)
 
 
 @dataclass
@@ -41,8 +61,10 @@ class Forwarder:
 
     eui: int
     version: int = 2
+    host: str | None = None  # the IP address it is pinned to
     push_addr: Addr | None = None
     pull_addr: Addr | None = None
+    pull_at: float = 0.0  # monotonic time of the last PULL_DATA from pull_addr
     last_seen: float = 0.0  # monotonic
     last_seen_wall: float = 0.0  # unix time, for status output
     stat: Stat | None = None
@@ -56,6 +78,7 @@ class Forwarder:
         return {
             "gateway": eui_hex(self.eui),
             "version": self.version,
+            "address": self.host,
             "silent": self.silent,
             "seen_s_ago": round(now_mono - self.last_seen, 1),
             "downlink_ready": self.pull_addr is not None,
@@ -81,11 +104,25 @@ SilenceHandler = Callable[[Forwarder, bool], None]  # (forwarder, silent?)
 PushHandler = Callable[[int, bytes, datetime, list[tuple[int, RxPacket]]], None]
 
 
+class _Bucket:
+    """A token bucket of one source address."""
+
+    __slots__ = ("at", "tokens", "warned")
+
+    def __init__(self, tokens: float, at: float) -> None:
+        self.tokens = tokens
+        self.at = at
+        self.warned = False
+
+
 class GwmpServer(asyncio.DatagramProtocol):
     """See the module docstring. ``on_rx(gateway_eui, rxpk, now)`` gets every readable rxpk (CRC-bad
     ones too: the network server counts and drops them). With ``on_push``, that gets them instead, all of
     a PUSH_DATA in one call: ``on_push(gateway_eui, datagram, now, [(index in its rxpk list, rxpk)])``
-    (the daemon journals the datagram itself)."""
+    (the daemon journals the datagram itself).
+
+    ``allowed_gateways``: the EUIs served (empty: the first one heard); ``max_datagrams_per_s``: the
+    rate allowed from one source address (bursts of up to one second's worth)."""
 
     def __init__(
         self,
@@ -96,8 +133,15 @@ class GwmpServer(asyncio.DatagramProtocol):
         on_tx_done: TxDone | None = None,
         on_silence: SilenceHandler | None = None,
         on_push: PushHandler | None = None,
+        allowed_gateways: Collection[int] = (),
+        max_datagrams_per_s: float = 2000.0,
     ) -> None:
         self.on_rx = on_rx
+        self.allowed: frozenset[int] = frozenset(allowed_gateways)
+        self.rate = float(max_datagrams_per_s)
+        self._burst = max(self.rate, 10.0)
+        self._sources: OrderedDict[str, _Bucket] = OrderedDict()
+        self._strangers: set[int] = set()  # refused EUIs already logged as warnings
         self.on_push = on_push
         self.metrics = metrics
         self.silent_after_s = silent_after_s
@@ -114,6 +158,11 @@ class GwmpServer(asyncio.DatagramProtocol):
         m = metrics
         m.describe("datagrams_total", "counter", "GWMP datagrams received, by type")
         m.describe("datagrams_rejected_total", "counter", "GWMP datagrams rejected, by reason")
+        m.describe(
+            "fields_rejected_total",
+            "counter",
+            "rxpk and stat objects rejected, by object and the field at fault",
+        )
         m.describe("rxpk_total", "counter", "rxpk received from the forwarders")
         m.describe("forwarder_silent", "gauge", "1 when a forwarder fell silent")
         m.describe("downlinks_tx_total", "counter", "PULL_RESP sent, by window")
@@ -154,6 +203,19 @@ class GwmpServer(asyncio.DatagramProtocol):
     # ------------------------------------------------------------------------------------- receive
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         try:
+            self._receive(data, addr)
+        except Exception:  # a bug here must not cost the datagrams after this one
+            self.metrics.inc("datagrams_rejected_total", reason="internal")
+            log.exception("datagram from %s:%d could not be handled", addr[0], addr[1])
+
+    def _receive(self, data: bytes, addr: Addr) -> None:
+        if not self._admit_source(addr[0]):
+            self.metrics.inc("datagrams_rejected_total", reason="rate_limited")
+            return
+        try:
+            _, _, ident, eui = gwmp.header(data)  # refuse strangers before reading their JSON
+            if eui is not None and not self._admit_gateway(eui, addr, ident):
+                return
             dg = gwmp.parse(data)
         except GwmpError as exc:
             self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
@@ -162,15 +224,19 @@ class GwmpServer(asyncio.DatagramProtocol):
         self.metrics.inc("datagrams_total", type=dg.kind)
         if dg.identifier == gwmp.PUSH_DATA:
             ack = gwmp.encode_push_ack(dg.version, dg.token)
-            if self._push_data(dg, addr, data) and self.defer_acks:
+            handed = self._push_data(dg, addr, data)
+            if handed is None:  # refused as a whole: no answer
+                return
+            if handed and self.defer_acks:
                 # rxpk handed on: ACK once they are journaled (see release_acks)
                 self._acks.append((ack, addr))
             else:
                 self._sendto(ack, addr)
         elif dg.identifier == gwmp.PULL_DATA:
-            self._sendto(gwmp.encode_pull_ack(dg.version, dg.token), addr)
             fwd = self._seen(dg, addr)
             fwd.pull_addr = addr
+            fwd.pull_at = fwd.last_seen
+            self._sendto(gwmp.encode_pull_ack(dg.version, dg.token), addr)
         elif dg.identifier == gwmp.TX_ACK:
             self._seen(dg, addr)
             self._tx_ack(dg)
@@ -178,11 +244,100 @@ class GwmpServer(asyncio.DatagramProtocol):
             self.metrics.inc("datagrams_rejected_total", reason="direction")
             log.debug("%s from %s:%d is a server-to-forwarder message", dg.kind, addr[0], addr[1])
 
+    def _admit_source(self, host: str) -> bool:
+        """Token bucket per source address: whether this datagram is within the allowed rate."""
+        now = time.monotonic()
+        sources = self._sources
+        bucket = sources.get(host)
+        if bucket is None:
+            bucket = sources[host] = _Bucket(self._burst, now)
+            if len(sources) > MAX_SOURCES:
+                sources.popitem(last=False)
+        else:
+            sources.move_to_end(host)
+            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self.rate)
+            bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return True
+        if not bucket.warned:
+            bucket.warned = True
+            log.warning(
+                "datagrams from %s exceed %g per second: the excess is dropped (udp.max_datagrams_per_s)",
+                host,
+                self.rate,
+            )
+        return False
+
+    def _admit_gateway(self, eui: int, addr: Addr, ident: int) -> bool:
+        """Whether a datagram claiming ``eui`` from ``addr`` is served; counts and logs a refusal."""
+        fwd = self.forwarders.get(eui)
+        if fwd is None:
+            if self.allowed:
+                if eui in self.allowed:
+                    return True
+            elif not self.forwarders:
+                log.warning(
+                    "udp.allowed_gateways is empty: serving packet forwarder %s (from %s), the first one "
+                    "heard, and refusing every other gateway EUI; list your concentrators in "
+                    "[udp] allowed_gateways",
+                    eui_hex(eui),
+                    addr[0],
+                )
+                return True
+            return self._refuse("gateway_not_allowed", eui, addr, "is not in udp.allowed_gateways")
+        if addr[0] != fwd.host:
+            if not fwd.silent:
+                return self._refuse("address", eui, addr, f"is pinned to {fwd.host} while it is alive")
+            log.warning(
+                "packet forwarder %s moved from %s to %s (after falling silent)",
+                eui_hex(eui),
+                fwd.host,
+                addr[0],
+            )
+            fwd.host = addr[0]
+            fwd.pull_addr = None
+        if ident == gwmp.PULL_DATA and fwd.pull_addr is not None and addr != fwd.pull_addr:
+            if time.monotonic() - fwd.pull_at < PULL_MOVE_AFTER_S:
+                # another socket claiming the downlink path while the forwarder's own one keeps it alive
+                return self._refuse(
+                    "pull_address", eui, addr, f"already pulls from {fwd.pull_addr[0]}:{fwd.pull_addr[1]}"
+                )
+            log.info(
+                "packet forwarder %s now pulls from port %d (was %d: restarted?)",
+                eui_hex(eui),
+                addr[1],
+                fwd.pull_addr[1],
+            )
+        return True
+
+    def _refuse(self, reason: str, eui: int, addr: Addr, why: str) -> bool:
+        self.metrics.inc("datagrams_rejected_total", reason=reason)
+        strangers = self._strangers
+        if eui not in strangers and len(strangers) < _MAX_LOGGED_STRANGERS:
+            strangers.add(eui)
+            log.warning(
+                "refused datagrams of gateway %s from %s:%d: it %s%s",
+                eui_hex(eui),
+                addr[0],
+                addr[1],
+                why,
+                ""
+                if len(strangers) < _MAX_LOGGED_STRANGERS
+                else " (further gateways refused are only "
+                "counted in datagrams_rejected_total and logged at debug level)",
+            )
+        else:
+            log.debug(
+                "refused datagram of gateway %s from %s:%d (%s)", eui_hex(eui), addr[0], addr[1], reason
+            )
+        return False
+
     def _seen(self, dg: gwmp.Datagram, addr: Addr) -> Forwarder:
         assert dg.gateway_eui is not None
         fwd = self.forwarders.get(dg.gateway_eui)
-        if fwd is None:
-            fwd = self.forwarders[dg.gateway_eui] = Forwarder(dg.gateway_eui)
+        if fwd is None:  # (admitted by _admit_gateway: allowed, or the first one heard)
+            fwd = self.forwarders[dg.gateway_eui] = Forwarder(dg.gateway_eui, host=addr[0])
             log.info(
                 "packet forwarder %s connected from %s:%d (protocol v%d)",
                 eui_hex(dg.gateway_eui),
@@ -214,8 +369,17 @@ class GwmpServer(asyncio.DatagramProtocol):
         acks, self._acks = self._acks, []
         return len(acks)
 
-    def _push_data(self, dg: gwmp.Datagram, addr: Addr, data: bytes) -> bool:
-        """Returns whether any rxpk was handed on."""
+    def _push_data(self, dg: gwmp.Datagram, addr: Addr, data: bytes) -> bool | None:
+        """Returns whether any rxpk was handed on; None when the datagram is refused as a whole."""
+        rxpks = dg.payload.get("rxpk", [])
+        if not isinstance(rxpks, list):
+            self.metrics.inc("datagrams_rejected_total", reason="rxpk")
+            rxpks = []
+        elif len(rxpks) > MAX_RXPK:
+            # no concentrator sends this many: refused before anything is stored or acknowledged
+            self.metrics.inc("datagrams_rejected_total", reason="rxpk_count")
+            log.debug("PUSH_DATA from %s:%d with %d rxpk refused", addr[0], addr[1], len(rxpks))
+            return None
         fwd = self._seen(dg, addr)
         fwd.push_addr = addr
         now = datetime.now(UTC)
@@ -225,18 +389,14 @@ class GwmpServer(asyncio.DatagramProtocol):
                 fwd.stat = gwmp.parse_stat(stat)
                 fwd.stat_at = time.time()
             except GwmpError as exc:
-                self.metrics.inc("datagrams_rejected_total", reason="stat")
+                self._field_rejected(exc)
                 log.debug("unreadable stat from %s: %s", eui_hex(fwd.eui), exc)
-        rxpks = dg.payload.get("rxpk", [])
-        if not isinstance(rxpks, list):
-            self.metrics.inc("datagrams_rejected_total", reason="rxpk")
-            return False
         readable: list[tuple[int, RxPacket]] = []
         for index, obj in enumerate(rxpks):
             try:
                 readable.append((index, gwmp.parse_rxpk(obj)))
-            except GwmpError as exc:
-                self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
+            except GwmpError as exc:  # each rxpk is judged alone: the others of the datagram go on
+                self._field_rejected(exc)
                 log.debug("unreadable rxpk from %s: %s", eui_hex(fwd.eui), exc)
         handed = len(readable)
         if self.on_push is not None:
@@ -249,6 +409,10 @@ class GwmpServer(asyncio.DatagramProtocol):
             fwd.rx_count += handed
             self.metrics.inc("rxpk_total", handed)
         return handed > 0
+
+    def _field_rejected(self, exc: GwmpError) -> None:
+        self.metrics.inc("datagrams_rejected_total", reason=exc.reason)
+        self.metrics.inc("fields_rejected_total", object=exc.reason, field=exc.field or "?")
 
     # ------------------------------------------------------------------------------------ downlinks
     def can_send(self, gateway_eui: int) -> bool:

@@ -86,7 +86,8 @@ def push(c: Concentrator, data: bytes, *, tmst: int = 5_000_000, rssi: float = -
 
 @pytest.fixture
 def gw(tmp_path: Path) -> Iterator[InProcessGateway]:
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 80}))
+    two = {"allowed_gateways": [f"{GW1:016X}", f"{GW2:016X}"]}  # several concentrators must be listed
+    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 80}, udp=two))
     register(cfg)
     with InProcessGateway(cfg) as g:
         yield g

@@ -14,7 +14,7 @@ from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
 from havel.gateway import config
-from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
+from havel.gateway.sim.runner import GATEWAY_EUI_BASE, Simulation, make_specs, parse_counts
 from havel.gateway.sim.world import World
 
 
@@ -27,7 +27,8 @@ def file_ups(path: Path) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(90)
 def test_otaa_joins_with_the_firmware_mac_and_readings_arrive_decoded(tmp_path: Path) -> None:
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}))
+    two = {"allowed_gateways": [f"{GATEWAY_EUI_BASE + i:016X}" for i in (1, 2)]}  # the two concentrators
+    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}, udp=two))
     specs = make_specs(parse_counts("temperature=1,water=1,cooling=1"))
     provision_sim(cfg, specs)
     # a flood already rising: the water node reaches its first alarm level within the test

@@ -49,8 +49,10 @@ def write_config(
     http_port: int | None = None,
     extra: str = "",
     gateway_id: str = "gw-test",
+    udp: dict[str, Any] | None = None,
 ) -> Path:
-    """A gateway.toml in ``folder`` with free ports, data in ``folder/data``, and the given sinks."""
+    """A gateway.toml in ``folder`` with free ports, data in ``folder/data``, and the given sinks (``udp``:
+    more keys of ``[udp]``, e.g. ``allowed_gateways`` for tests with several concentrators)."""
     sinks = sinks if sinks is not None else [{"type": "file", "path": str(folder / "out.jsonl")}]
     lines = [
         "[gateway]",
@@ -60,6 +62,7 @@ def write_config(
         "[udp]",
         f"port = {udp_port or free_udp_port()}",
         "silent_after_s = 3",
+        *[f"{k} = {json.dumps(v)}" for k, v in (udp or {}).items()],
         "",
         "[http]",
         f"port = {http_port or free_tcp_port()}",
