@@ -5,7 +5,8 @@ Uplink FPort 2, ``status`` (the answer to ``request_status``, and sent after eve
 | byte | field        | type   | unit / meaning                                                       |
 | ---- | ------------ | ------ | -------------------------------------------------------------------- |
 | 0    | version      | u4 hi  | 1                                                                    |
-| 0    | reset_cause  | u4 lo  | 0 power_on, 1 watchdog, 2 brownout, 3 software, 4 deep_sleep, 5 pin  |
+| 0    | reset_cause  | u4 lo  | 0 power_on, 1 watchdog, 2 brownout, 3 software, 4 deep_sleep, 5 pin, |
+|      |              |        | 6 boot_loop (the node held its uplinks back after repeated resets)   |
 | 1-3  | firmware     | 3 x u8 | major, minor, patch -> "1.2.3"                                        |
 | 4-7  | uptime       | u32 BE | s                                                                    |
 | 8    | battery      | u8     | 20 mV steps, 0xFF = absent (mains) or faulty                          |
@@ -24,7 +25,8 @@ import construct as cs
 from havel.codecs.payload.base import Choice, Data, Port, Reading, battery_mv, header
 from havel.errors import CodecError
 
-RESET_CAUSES = {"power_on": 0, "watchdog": 1, "brownout": 2, "software": 3, "deep_sleep": 4, "pin": 5}
+RESET_CAUSES = {"power_on": 0, "watchdog": 1, "brownout": 2, "software": 3, "deep_sleep": 4, "pin": 5,
+                "boot_loop": 6}
 
 STATUS = cs.Struct(
     header("reset_cause" / Choice(cs.BitsInteger(4), RESET_CAUSES)),

@@ -31,6 +31,11 @@ FIRMWARE_VERSION = "0.1.0"
 _FPORT_DATA = const(1)
 _JOIN_RETRY_MS = const(60000)  # between join attempts when the MAC gives no wait (join back-off applies too)
 _DUTY_RETRY_MS = const(5000)
+# boot-loop guard: a boot that did not run this long (after its hold) ended early
+_STABLE_MS = const(600000)
+_LOOP_RESETS = const(3)  # this many early resets in a row make a boot loop
+_LOOP_HOLD_MS = const(900000)  # then no uplink (nor join) for this long; doubles per further one
+_LOOP_HOLD_MAX_MS = const(21600000)
 
 
 class Node:
@@ -59,7 +64,11 @@ class Node:
         self.reboot_at_ms = None
         self.rebooted = False
         self._join_at = self.boot_ms
-        self._hold_ms = self.boot_ms  # no uplink before this (duty cycle said so)
+        self._hold_ms = self.boot_ms  # no uplink before this (duty cycle or boot-loop guard)
+        self.early_resets = 0
+        self._stable_at = None  # when this boot counts as stable (the early-reset count is cleared)
+        self._boots = Record(store, "boots") if store is not None else None
+        self._count_boot(reset_cause)
         self._pending = None  # (payload, confirmed, measured_ms) of a report not sent yet
         self.uplinks = 0
         self.last_result = None
@@ -67,6 +76,42 @@ class Node:
         self.retain = retain  # RAM that survives deep sleep (ESP32 RTC memory): read() / write(b)
         if retain is not None and reset_cause == "deep_sleep":
             self._restore_retained()
+
+    # -- boot-loop guard -------------------------------------------------------------------------------
+    def _count_boot(self, reset_cause):
+        """Count this boot as early until it has run _STABLE_MS; after _LOOP_RESETS early resets in
+        a row, hold uplinks and joins back (15 min, doubling up to 6 h) and then send one status
+        with reset cause "boot_loop". The control loop (valve) runs as usual meanwhile."""
+        rec = self._boots
+        if rec is None:
+            return
+        raw = rec.load()
+        early = raw[0] if raw is not None and len(raw) == 1 else 0
+        if rec.damaged and raw is None:
+            early = _LOOP_RESETS  # the count is unreadable: assume the worst
+        if reset_cause == "deep_sleep":
+            if early:
+                rec.save(b"\x00")  # the run before went to sleep as planned: no loop
+            return
+        self.early_resets = early
+        rec.save(bytes((min(early + 1, 255),)))  # until proven stable, this boot counts as early
+        hold = 0
+        if early >= _LOOP_RESETS:
+            hold = _LOOP_HOLD_MS
+            for _ in range(early - _LOOP_RESETS):
+                hold *= 2
+                if hold >= _LOOP_HOLD_MAX_MS:
+                    hold = _LOOP_HOLD_MAX_MS
+                    break
+            self._hold_ms = self._join_at = self.next_report_ms = self.boot_ms + hold
+            self.reset_cause = "boot_loop"  # what the one status after the hold reports
+            self._log("boot loop: %d early resets, no uplink for %d s" % (early, hold // 1000))
+        self._stable_at = self.boot_ms + hold + _STABLE_MS
+
+    def _check_stable(self, now):
+        if self._stable_at is not None and now >= self._stable_at:
+            self._stable_at = None
+            self._boots.save(b"\x00")
 
     # -- deep sleep ------------------------------------------------------------------------------------
     def retain_state(self, sleep_ms):
@@ -154,6 +199,7 @@ class Node:
             self.reboot()
             return 0
         app.poll(now)
+        self._check_stable(now)
         mac = self.mac
         if not mac.joined and now >= self._join_at:
             r = mac.join()
@@ -205,6 +251,8 @@ class Node:
             wake = self._join_at
         if self.reboot_at_ms is not None and self.reboot_at_ms < wake:
             wake = self.reboot_at_ms
+        if self._stable_at is not None and self._stable_at < wake:
+            wake = self._stable_at  # to clear the early-reset count
         p = self.app.poll_ms(now)
         if p is not None and now + p < wake:
             wake = now + p

@@ -9,7 +9,7 @@ FPORT_SET_INTERVAL = const(10)
 FPORT_REQUEST_STATUS = const(11)
 FPORT_REBOOT = const(12)
 
-RESET_CAUSES = ("power_on", "watchdog", "brownout", "software", "deep_sleep", "pin")
+RESET_CAUSES = ("power_on", "watchdog", "brownout", "software", "deep_sleep", "pin", "boot_loop")
 INTERVAL_MIN_S = const(60)
 INTERVAL_MAX_S = const(43200)
 

@@ -95,7 +95,7 @@ def status(b: bytes) -> dict[str, Any]:
     cause = _header(b)
     assert len(b) == 11
     major, minor, patch, uptime, bat, interval = struct.unpack_from(">BBBIBH", b, 1)
-    names = ("power_on", "watchdog", "brownout", "software", "deep_sleep", "pin")
+    names = ("power_on", "watchdog", "brownout", "software", "deep_sleep", "pin", "boot_loop")
     return {"firmware": f"{major}.{minor}.{patch}",
             "reset_cause": names[cause] if cause < len(names) else f"unknown_{cause}",
             "uptime": uptime, "battery": _battery(bat), "interval": interval}
