@@ -2,7 +2,6 @@
 once when allowed, and behaves normally again once it has run long enough."""
 
 from nodetest import LORAWAN, World
-
 from test_lw_dutycycle import _check_legal
 
 SF12 = dict(LORAWAN)
@@ -46,7 +45,7 @@ def test_crash_loop_backs_off_and_reports_the_loop_once():
         assert w.node.early_resets >= 200
         # the loop ends: after the hold (6 h at most) one status says "boot_loop"
         w.run_for(6 * 3600000 + 60000)
-        causes = _causes(w)[before + sent_in_loop:]
+        causes = _causes(w)[before + sent_in_loop :]
         assert causes == [BOOT_LOOP], (clock_restarts, causes)
         assert any("boot loop" in line for line in w.log)
 
