@@ -242,11 +242,12 @@ def keys_show(ctx: click.Context, reveal: bool) -> None:
             ):
                 console.print(f"  {what:<8} {value}", highlight=False, overflow="ignore", crop=False)
         return
-    t = Table("Name", "DevEUI", "JoinEUI", "Kit", "AppKey")
+    t = Table("Name", "DevEUI", "JoinEUI", "Kit", caption="AppKeys hidden: --reveal shows them")
+    t.columns[0].overflow = t.columns[3].overflow = "fold"  # two lines rather than a cut-off name
     for col in t.columns[1:3]:
         col.no_wrap, col.min_width = True, 16  # an EUI is never broken over two lines
     for e in reg.entries:
-        t.add_row(e.name, identity.eui_hex(e.dev_eui), identity.eui_hex(e.join_eui), e.kit, "(hidden)")
+        t.add_row(e.name, identity.eui_hex(e.dev_eui), identity.eui_hex(e.join_eui), e.kit)
     console.print(t)
 
 

@@ -248,4 +248,5 @@ def test_keys_show_without_reveal_keeps_euis_whole_and_hides_keys(prov: dict[str
     r = havel("keys", "show", env={**prov, "COLUMNS": "80"})
     assert r.returncode == 0, r.stderr
     assert "70B3D57ED0050001" in r.stdout and "70B3D57ED0050002" in r.stdout
-    assert APP_KEY not in r.stdout and NWK not in r.stdout
+    assert "havel-temperature-050001" in r.stdout and "…" not in r.stdout  # names whole at 80 columns
+    assert APP_KEY not in r.stdout and NWK not in r.stdout and "--reveal" in r.stdout
