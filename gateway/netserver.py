@@ -312,6 +312,7 @@ class NetworkServer:
         # counters accepted earlier in this batch per (DevEUI, session epoch): the cache is updated at commit
         fcnt_seen: dict[tuple[int, int], int] = {}
         nonces_seen: set[tuple[int, int]] = set()
+        joined_now: set[int] = set()  # DevEUIs whose join this batch recorded
         try:
             with self.store.transaction():
                 if self.journal is not None:  # stored frames leave the intake journal in the same commit
@@ -326,6 +327,9 @@ class NetworkServer:
                         elif g.again:
                             assert isinstance(g.frame, phy.DataFrame)
                             out = self._sent_again_outcome(g.frame, copies)
+                            # an old session's frame sent again after its device joined in this batch:
+                            # no ACK with the keys of a session the join replaced
+                            out.superseded = out.device is not None and out.device.dev_eui in joined_now
                             if out.status == "retransmission":
                                 self._acked_again[key] = self._acked_again.get(key, 0) + 1
                                 self._recent.move_to_end(key)  # its expiry is renewed below: keep the order
@@ -337,6 +341,8 @@ class NetworkServer:
                     except HavelError as exc:
                         log.error("uplink processing failed: %s", exc)
                         out = Outcome("rejected", "frame", str(exc), best=copies[0], copies=copies)
+                    if out.status == "joined" and out.device is not None:
+                        joined_now.add(out.device.dev_eui)
                     if out.status != "rejected":
                         self._recent[key] = mono + self.net.duplicate_ttl_s
                         if isinstance(g.frame, phy.DataFrame) and g.frame.confirmed:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway.registry import Device
 
-from .test_netserver import ABP_EUI, APP_KEY, JOIN_EUI, OTAA_EUI, Env, up, vector
+from .test_netserver import ABP_EUI, APP_KEY, JOIN_EUI, NOW, OTAA_EUI, Env, up, vector
 from .test_netserver import env as env
 
 COOL = bytes.fromhex(vector("cooling")["bytes"])
@@ -160,3 +160,24 @@ def test_an_abp_counter_jump_past_the_window_is_a_gap_not_a_mic_failure(env: Env
     assert env.one(up(20_001, nwk=bytes(16))).reason == "mic"
     assert env.fcnt_in_db(ABP_EUI) == 20_000
     assert env.one(up(20_001)).status == "accepted"
+
+
+def test_a_confirmed_frame_sent_again_after_its_device_joined_in_the_batch_gets_no_ack(
+    tmp_path: Path,
+) -> None:
+    """The old session's confirmed frame, sent again for its missed ACK, processed after the device's new
+    join in the same batch: it is recognised, but no downlink is asked for with the replaced session's keys
+    (that would also advance the new session's downlink counter)."""
+    env, addr, nwk, app = otaa_env(tmp_path)
+    confirmed = up(11, COOL, addr=addr, nwk=nwk, app=app, confirmed=True)
+    assert env.hear(confirmed, tmst=50_000_000) is None
+    assert [o.status for o in env.flush()] == ["accepted"]
+    jr = phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=2, app_key=APP_KEY)
+    env.mono += 5.0
+    assert env.hear(jr, tmst=56_000_000) is None
+    assert env.hear(confirmed, tmst=57_000_000) is None  # 7 s after the first copy: sent again
+    asked: list[str] = []
+    env.mono += 1.0
+    outs = env.ns.flush(env.mono, NOW, after_store=lambda out: asked.append(out.status))
+    assert [o.status for o in outs] == ["joined", "retransmission"]
+    assert outs[1].superseded and asked == ["joined"]
