@@ -126,10 +126,19 @@ class FakeI2C:
 
 class UARTDevice:
     """Base of a simulated UART peer: `on_rx(data)` gets what the host wrote; `tick(now_ms)` may
-    queue output with `send(data)`; the fake UART pulls queued bytes."""
+    queue output with `send(data, at_ms)`; the fake UART pulls the bytes that have arrived.
+
+    Bytes take time on the wire: at 9600 baud 8N1 (10 bits a byte) each takes `byte_ms` (1.04 ms), one
+    after the other on the device's TX line, so a reply comes in pieces and a read made too early
+    finds only part of it. `send(data)` without a time puts the bytes there at once.
+    """
+
+    byte_ms = 10 * 1000 / 9600
 
     def __init__(self):
         self.out = bytearray()
+        self.out_at = []  # arrival time (ms) of each byte in `out`
+        self.tx_free_ms = 0  # when the device's TX line is free again
 
     def on_rx(self, data):
         pass
@@ -137,12 +146,38 @@ class UARTDevice:
     def tick(self, now_ms):
         pass
 
-    def send(self, data):
-        self.out.extend(data)
+    def send(self, data, at_ms=None):
+        if at_ms is None:
+            self.out.extend(data)
+            self.out_at.extend([0] * len(data))
+            return
+        t = at_ms if at_ms > self.tx_free_ms else self.tx_free_ms
+        for b in data:
+            t += self.byte_ms
+            self.out.append(b)
+            self.out_at.append(t)
+        self.tx_free_ms = t
+
+    def arrived(self, now_ms):
+        """How many bytes of `out` have fully arrived by now_ms."""
+        n = 0
+        for t in self.out_at:
+            if t > now_ms:
+                break
+            n += 1
+        return n
+
+    def take(self, n):
+        data = bytes(self.out[:n])
+        self.out = self.out[n:]
+        self.out_at = self.out_at[n:]
+        return data
 
 
 class FakeUART:
-    """machine.UART look-alike at 9600 baud: read(n) waits up to `timeout_ms` for n bytes.
+    """machine.UART look-alike at 9600 baud: read(n) waits up to `timeout_ms` for n bytes that have
+    arrived (see UARTDevice) and returns what there is, or None; write() takes the line time (1.04 ms a
+    byte) before the device hears the command.
 
     `device=None` (nothing connected) and `swapped = True` (RX/TX crossed wrongly: the peer never
     hears us and we never hear it) are the classic wiring faults.
@@ -163,7 +198,7 @@ class FakeUART:
         self._pump()
         if self.device is None or self.swapped:
             return 0
-        return len(self.device.out)
+        return self.device.arrived(self.clock.now_ms())
 
     def write(self, buf):
         self.written.extend(buf)
@@ -188,11 +223,7 @@ class FakeUART:
         avail = self.any()
         if not avail:
             return None
-        take = avail if n is None else min(n, avail)
-        out = self.device.out
-        data = bytes(out[:take])
-        self.device.out = out[take:]
-        return data
+        return self.device.take(avail if n is None else min(n, avail))
 
     def readinto(self, buf, nbytes=None):
         n = len(buf) if nbytes is None else nbytes

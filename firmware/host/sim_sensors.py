@@ -310,8 +310,16 @@ class SimSDS011(UARTDevice):
     """Nova Fitness SDS011 (laser dust sensor control protocol V1.3).
 
     State that survives a host reboot lives in the sensor: `query_mode` (reporting mode) and
-    `sleeping`. In active (continuous) mode it sends a data frame every second while awake.
+    `sleeping`. In active (continuous) mode it sends a data frame every second while awake
+    ("serial data output frequency 1 time/s", datasheet).
+
+    Timing: bytes at 9600 baud 8N1 (protocol V1.3 section 1), 1.04 ms each (UARTDevice). The protocol
+    gives no reply latency: a reply starts `reply_delay_ms` (10, an assumption) after the command's last
+    byte. While asleep it ignores all but the wake-up command (behaviour recorded by the sds011-esp-raw
+    project).
     """
+
+    reply_delay_ms = 10
 
     def __init__(self, clock, pm25=12.3, pm10=20.5, device_id=0xA160, query_mode=False, sleeping=False):
         UARTDevice.__init__(self)
@@ -353,7 +361,7 @@ class SimSDS011(UARTDevice):
         if self._next_frame is None:
             self._next_frame = now_ms + 1000
         while now_ms >= self._next_frame:
-            self.send(self._data_frame())
+            self.send(self._data_frame(), self._next_frame)
             self._next_frame += 1000
 
     def on_rx(self, data):
@@ -373,7 +381,8 @@ class SimSDS011(UARTDevice):
             self._command(f)
 
     def _reply(self, cmd, a, b, c=0):
-        self.send(self._frame(0xC5, bytes((cmd, a, b, c, self.device_id >> 8, self.device_id & 0xFF))))
+        data = self._frame(0xC5, bytes((cmd, a, b, c, self.device_id >> 8, self.device_id & 0xFF)))
+        self.send(data, self.clock.now_ms() + self.reply_delay_ms)
 
     def _command(self, f):
         cmd, op, val = f[2], f[3], f[4]
@@ -385,7 +394,7 @@ class SimSDS011(UARTDevice):
                 self.query_mode = val == 1
             self._reply(2, op, 1 if self.query_mode else 0)
         elif cmd == 4:  # query data
-            self.send(self._data_frame())
+            self.send(self._data_frame(), now + self.reply_delay_ms)
         elif cmd == 6:  # sleep / work
             if op == 1:
                 if val == 0 and not self.sleeping:

@@ -14,13 +14,19 @@ tools/vboard/README.md). Fault names:
   SX126x and back)
 - ``no_battery``: the battery ADC reads 0; ``ultrasonic_blind``: a target inside the JSN-SR04T's blind zone
 - ``no_pmu``: the T-Beam's power chip does not answer; ``pmu_axp2101``: an AXP2101 instead of an AXP192
+
+Command line: ``python tools/vboard/scenario.py KIT [--fault NAME ...] [--board NAME]`` prints the
+scenario JSON (for ``vboard.py``) on stdout.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 from typing import Any
 
-from havel.provisioning.kits import Board, Kit
+from havel.provisioning.kits import Board, Kit, load_kit
 
 FAULTS = {
     "bmp280",
@@ -161,3 +167,26 @@ def build(
         # 3.95 V at the cell, seen through the board's divider
         sc["adc"][str(board.battery.adc)] = int(3950 * 1000 / board.battery.divider)
     return sc
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Print the virtual board's scenario JSON for a kit.")
+    ap.add_argument("kit", help="kit name from hw/kits (air, water, temperature, cooling)")
+    ap.add_argument("--fault", action="append", default=[], help="a fault to stage (repeatable)")
+    ap.add_argument("--board", help="another board from hw/boards than the kit's own")
+    args = ap.parse_args(argv)
+    kit = load_kit(args.kit)
+    if args.board:
+        from dataclasses import replace
+
+        kit = replace(kit, board_name=args.board)
+    try:
+        sc = build(kit, kit.board(), set(args.fault))
+    except ValueError as e:
+        sys.exit(f"scenario: {e}; known: {', '.join(sorted(FAULTS))}, missing:<sensor id>")
+    json.dump(sc, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
