@@ -138,7 +138,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def read_command(payload: bytes) -> Any:
+def read_command(payload: bytes | bytearray) -> Any:
     """The JSON value of a command message, or a :class:`BadCommand` saying why there is none: larger than
     MAX_COMMAND_BYTES, not UTF-8 JSON, NaN or infinity, a number beyond a double, nesting deeper than
     MAX_COMMAND_DEPTH, text with lone surrogates (which no JSON encoder may write back)."""
