@@ -2,11 +2,18 @@
 
 Every command takes ``--config FILE`` (the daemon's TOML) or ``--data-dir DIR`` (defaults for the rest).
 Keys are never printed unless ``--show-keys`` is given.
+
+``gateway`` also has ``check``, ``backup``, ``restore`` and ``outbox show|discard``. Commands that only
+look (``gateway status``, ``gateway outbox show``, ``gateway backup``) open the database
+read-only: they never change it, whichever config they were given. They find a running daemon through the
+lock it holds on the data directory (:mod:`.runlock`), not through the config's HTTP port alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -21,7 +28,7 @@ from rich.table import Table
 from havel.codecs.lorawan.ids import parse_id_hex, parse_key
 from havel.errors import ConfigError, HavelError, InputError, SecurityError
 from havel.gateway import config as config_mod
-from havel.gateway import db
+from havel.gateway import db, runlock
 from havel.gateway.config import Config
 from havel.gateway.registry import Device, Registry, Session, format_export, parse_import
 
@@ -103,45 +110,79 @@ def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
 def gateway_status(
     ctx: click.Context, config_path: Path | None, data_dir: Path | None, as_json: bool
 ) -> None:
-    """What the running daemon reports (forwarders, uplinks, outbox, sinks); offline: the database.
-    Exit status 0 ok, 2 degraded, 3 daemon not running."""
+    """What the running daemon reports (forwarders, uplinks, outbox, sinks); offline: the database, read
+    only. Exit status 0 ok, 2 degraded (or running but not answering), 3 daemon not running."""
     cfg = load_config(config_path, data_dir)
+    running = runlock.running(cfg.data_dir)
     status: dict[str, Any] | None = None
-    if cfg.http.port:
-        url = f"http://{cfg.http.bind}:{cfg.http.port}/status"
+    address = None
+    if running is not None and running.get("http"):
+        address = str(running["http"])  # where it really listens, whatever config we were given
+    elif running is None and cfg.http.port:
+        address = f"{cfg.http.bind}:{cfg.http.port}"  # (a daemon from before the lock told its address)
+    if address is not None:
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:
+            with urllib.request.urlopen(f"http://{address}/status", timeout=3) as resp:
                 status = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # 503 and the like still carry the status document
+            with contextlib.suppress(ValueError, OSError):
+                status = json.loads(exc.read())
         except (urllib.error.URLError, OSError, ValueError):
             status = None
-    if status is None:
-        status = _offline_status(cfg)
+    if not isinstance(status, dict):
+        status = _offline_status(cfg, running)
     if as_json:
         click.echo(json.dumps(status, indent=2, default=str))
     else:
         _print_status(status)
-    ctx.exit({"ok": 0, "degraded": 2}.get(str(status.get("state")), 3))
+    ctx.exit({"ok": 0, "running": 0, "degraded": 2}.get(str(status.get("state")), 3))
 
 
-def _offline_status(cfg: Config) -> dict[str, Any]:
+def _offline_status(cfg: Config, running: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the database says, read-only; ``running``: the daemon's lock document when one runs."""
     st: dict[str, Any] = {"gateway_id": cfg.gateway_id, "state": "not running", "data_dir": str(cfg.data_dir)}
-    if cfg.db_path.exists():
-        from havel.gateway.outbox import Outbox
+    if running is not None:
+        pid = running.get("pid")
+        st["pid"] = pid
+        if running.get("http"):
+            st["state"] = "degraded"
+            st["note"] = f"the daemon (pid {pid}) runs but does not answer on {running['http']}"
+        else:
+            st["state"] = "running"
+            st["note"] = f"the daemon (pid {pid}) runs without an HTTP port; this is what its database says"
+    if not cfg.db_path.exists():
+        return st
+    from havel.gateway.outbox import Outbox, pending_by_sink
 
-        conn = db.open_db(cfg.db_path)
-        try:
-            reg = Registry(conn)
-            ob = Outbox(conn, sinks=[s["name"] for s in cfg.sinks])
-            st["devices"] = reg.count()
+    try:
+        conn = db.open_db_readonly(cfg.db_path)
+    except HavelError as exc:
+        st["error"] = str(exc)
+        return st
+    try:
+        st["devices"] = _count_devices(conn)
+        per_sink = pending_by_sink(conn)
+        if per_sink:
+            ob = Outbox.reader(conn)
             st["outbox"] = {
                 "depth": ob.depth(),
                 "bytes": ob.size_bytes(),
                 "oldest": ob.oldest_received_at(),
                 "dropped": ob.dropped(),
+                "waiting_per_sink": per_sink,
             }
-        finally:
-            conn.close()
+    except (HavelError, sqlite3.Error) as exc:
+        st["error"] = str(exc)
+    finally:
+        conn.close()
     return st
+
+
+def _count_devices(conn: sqlite3.Connection) -> int | None:
+    try:
+        return int(conn.execute("SELECT count(*) FROM devices").fetchone()[0])
+    except sqlite3.OperationalError:  # no registry yet
+        return None
 
 
 def _print_status(st: dict[str, Any]) -> None:
@@ -183,6 +224,15 @@ def _print_status(st: dict[str, Any]) -> None:
         held = f" (and {done} delivered, deleted within seconds)" if done else ""
         waiting = (ob.get("depth") or 0) - done
         con.print(f"outbox: {waiting} waiting{held}, {ob.get('bytes')} bytes, dropped {ob.get('dropped')}")
+        per_sink = ob.get("waiting_per_sink") or {}
+        if per_sink:
+            con.print("waiting per sink: " + ", ".join(f"{k} {v}" for k, v in per_sink.items()))
+    for key in ("note", "error"):
+        if st.get(key):
+            con.print(f"[yellow]{st[key]}[/yellow]" if key == "note" else f"[red]{st[key]}[/red]")
+    storage = st.get("storage")
+    if isinstance(storage, dict) and not storage.get("ok", True):
+        con.print(f"[red]storage failing while {storage.get('doing')}: {storage.get('error')}[/red]")
     for name, s in (st.get("sinks") or {}).items():
         if isinstance(s, dict) and "state" in s:
             color = {"up": "green", "down": "red"}.get(str(s["state"]), "yellow")
@@ -205,6 +255,123 @@ def _print_status(st: dict[str, Any]) -> None:
         )
     if "devices" in st:
         con.print(f"devices: {st['devices']}")
+
+
+@gateway.command("backup")
+@_where
+@click.option(
+    "--to", "dest", required=True, type=click.Path(dir_okay=False, path_type=Path), help="New backup file."
+)
+def gateway_backup(config_path: Path | None, data_dir: Path | None, dest: Path) -> None:
+    """Copy the database to a new file (0600), consistent even while the daemon runs; reads only."""
+    cfg = load_config(config_path, data_dir)
+    conn = db.open_db_readonly(cfg.db_path)
+    try:
+        problems = db.check_integrity(conn)
+        if problems:
+            raise HavelError(
+                f"the database is damaged ({problems[0]}): not backed up",
+                hint="restore an earlier backup with `havel gateway restore`",
+            )
+        db.backup(conn, dest)
+    finally:
+        conn.close()
+    click.echo(f"backed up {cfg.db_path} to {dest}")
+
+
+@gateway.command("restore")
+@_where
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A backup made by `havel gateway backup` (or a copy of havel.db).",
+)
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def gateway_restore(config_path: Path | None, data_dir: Path | None, source: Path, yes: bool) -> None:
+    """Replace the database with a checked backup (the daemon must be stopped). The replaced database is
+    kept next to it as havel.db.replaced-<time>."""
+    cfg = load_config(config_path, data_dir)
+    _refuse_while_running(cfg, "restoring a backup")
+    if not yes and not click.confirm(f"Replace {cfg.db_path} with {source}?", default=False):
+        raise click.Abort()
+    moved = db.restore(source, cfg.db_path)
+    click.echo(
+        f"restored {source} to {cfg.db_path}" + (f"; the old database is now {moved}" if moved else "")
+    )
+
+
+@gateway.group("outbox")
+def gateway_outbox() -> None:
+    """Inspect the outbox, or discard the records of a sink that is no longer configured."""
+
+
+@gateway_outbox.command("show")
+@_where
+def outbox_show(config_path: Path | None, data_dir: Path | None) -> None:
+    """Records waiting per sink, configured or not (reads only)."""
+    from havel.gateway.outbox import pending_by_sink
+
+    cfg = load_config(config_path, data_dir)
+    conn = db.open_db_readonly(cfg.db_path)
+    try:
+        per_sink = pending_by_sink(conn)
+    finally:
+        conn.close()
+    running = runlock.running(cfg.data_dir)
+    active = set(running.get("sinks") or []) if running else {s["name"] for s in cfg.sinks}
+    for name, n in per_sink.items():
+        click.echo(f"{name}: {n} waiting" + ("" if name in active else " (not configured)"))
+    if not per_sink:
+        click.echo("the outbox knows no sink yet")
+
+
+@gateway_outbox.command("discard")
+@_where
+@click.option("--sink", "sink", required=True, help="Name of the sink whose records go.")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def outbox_discard(config_path: Path | None, data_dir: Path | None, sink: str, yes: bool) -> None:
+    """Drop every record waiting for a sink that is no longer configured (records other sinks still
+    wait for stay, for them). Says how many and asks first; refused for a sink the running daemon
+    delivers to."""
+    from havel.gateway.outbox import discard_sink, pending_by_sink
+
+    cfg = load_config(config_path, data_dir)
+    running = runlock.running(cfg.data_dir)
+    if running is not None and sink in (running.get("sinks") or []):
+        raise InputError(
+            f"the running daemon (pid {running.get('pid')}) delivers to sink {sink!r}",
+            hint="remove the sink from its config and restart it first",
+        )
+    conn = db.open_db_readonly(cfg.db_path)
+    try:
+        per_sink = pending_by_sink(conn)
+    finally:
+        conn.close()
+    if sink not in per_sink:
+        raise InputError(f"the outbox knows no sink {sink!r}", hint=f"known: {', '.join(per_sink) or 'none'}")
+    n = per_sink[sink]
+    if not yes and not click.confirm(
+        f"Drop the {n} record(s) waiting for sink {sink!r}? They will never be delivered to it.",
+        default=False,
+    ):
+        raise click.Abort()
+    conn = db.open_db(cfg.db_path)
+    try:
+        waiting, deleted = discard_sink(conn, sink)
+    finally:
+        conn.close()
+    click.echo(f"discarded sink {sink}: {waiting} record(s) released, {deleted} deleted")
+
+
+def _refuse_while_running(cfg: Config, doing: str) -> None:
+    running = runlock.running(cfg.data_dir)
+    if running is not None:
+        raise InputError(
+            f"a gateway (pid {running.get('pid')}) is running on {cfg.data_dir}: stop it before {doing}",
+            hint="systemctl stop havel-gateway",
+        )
 
 
 # --------------------------------------------------------------------------------------------- device

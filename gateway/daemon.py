@@ -13,6 +13,13 @@ A factory is ``create(ctx: DaemonContext) -> Component``; a component has ``asyn
 Operations: SIGTERM/SIGINT stop cleanly (frames in the dedup window are processed, components stopped,
 the database closed); ``/healthz``, ``/metrics`` (Prometheus) and ``/status`` (JSON) on a local HTTP port;
 sd_notify READY/WATCHDOG/STOPPING under systemd; logs plain or JSON.
+
+Storage: a PUSH_ACK means the rxpk is stored. When the database refuses a write (disk full, I/O error) the
+PUSH_ACKs of what it refused are withheld, ``/healthz`` answers 503 with the error, ``storage_ok`` is 0 in
+``/metrics`` and the log says so; once a test write succeeds again (tried every second) the frames left in
+the intake journal are processed again, without a restart. At start the database must pass
+``PRAGMA quick_check`` and be the one the data directory had (:mod:`.db`); the daemon holds a lock on the
+data directory (:mod:`.runlock`) that also tells ``havel gateway status`` where it listens.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from typing import Any, Protocol
 
 from havel import __version__
 from havel.codecs.lorawan.ids import eui_hex
-from havel.errors import ConfigError, HavelError
+from havel.errors import ConfigError, HavelError, StorageError
 from havel.gateway import db, preflight
 from havel.gateway.config import Config
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
@@ -44,6 +51,7 @@ from havel.gateway.metrics import Metrics
 from havel.gateway.netserver import REJECT_REASONS, NetworkServer, Outcome, Reception, reception
 from havel.gateway.outbox import Outbox
 from havel.gateway.registry import Registry
+from havel.gateway.runlock import RunLock
 from havel.gateway.sdnotify import Notifier
 from havel.gateway.udp import Forwarder, GwmpServer
 
@@ -71,6 +79,24 @@ ALWAYS = ("forwarder",)
 # fsync, about half a millisecond on an SD card or the test machine's disk) before the PUSH_ACKs go out.
 # Packet forwarders wait 100 ms for a PUSH_ACK (and only count a late one; they never resend).
 INTAKE_GROUP_S = 0.008
+# While the database refuses writes, a tiny test write this often tells when it takes them again.
+STORAGE_PROBE_S = 1.0
+# The local HTTP port (/healthz, /metrics, /status) serves monitoring on loopback: small requests only. A
+# request head larger than this, slower than the timeout or beyond the number of open connections is
+# answered with an error (or closed) and counted, and never holds the event loop.
+HTTP_MAX_HEAD = 8192
+HTTP_TIMEOUT_S = 5.0
+HTTP_MAX_CLIENTS = 32
+_HTTP_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -118,6 +144,11 @@ class Gateway:
         self._http: asyncio.Server | None = None
         self._closed = False
         self.conn: sqlite3.Connection | None = None
+        self.runlock = RunLock(cfg.data_dir)
+        # the database's write health: None while writes succeed, else (what failed, the error, since when)
+        self.storage_fault: tuple[str, str, float] | None = None
+        self._storage_retry = False  # frames may wait in the intake journal after a failed store
+        self._http_clients = 0
         self._describe_metrics()
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -126,7 +157,14 @@ class Gateway:
         cfg = self.cfg
         preflight.validate(cfg)  # what `havel gateway check` runs, before any file is created
         self.loop = asyncio.get_running_loop()
+        self.runlock.acquire({"state": "starting"})
         self.conn = db.open_db(cfg.db_path)
+        problems = db.check_integrity(self.conn)
+        if problems:
+            raise StorageError(
+                f"database {cfg.db_path} is damaged: {'; '.join(problems[:3])}",
+                hint="restore a backup: havel gateway restore --from BACKUP (see docs/gateway.md)",
+            )
         self.registry = Registry(self.conn)
         quota = int(cfg.outbox.quota_mb * 1_000_000) if cfg.outbox.quota_mb else None
         self.outbox = Outbox(self.conn, quota_bytes=quota, sinks=[s["name"] for s in cfg.sinks])
@@ -135,6 +173,7 @@ class Gateway:
         self.netserver = NetworkServer(
             self.registry, self.outbox, cfg.network, journal=self.journal, rules=relay_rules(cfg)
         )
+        self._warn_about_sinks()
         self._replay_journal()
         self.udp = GwmpServer(
             self._on_rx,
@@ -156,7 +195,9 @@ class Gateway:
             ) from None
         if cfg.http.port:
             try:
-                self._http = await asyncio.start_server(self._serve_http, cfg.http.bind, cfg.http.port)
+                self._http = await asyncio.start_server(
+                    self._serve_http, cfg.http.bind, cfg.http.port, limit=HTTP_MAX_HEAD
+                )
             except OSError as exc:
                 raise ConfigError(
                     f"http: cannot listen on {cfg.http.bind}:{cfg.http.port}: {exc.strerror}",
@@ -172,6 +213,16 @@ class Gateway:
             asyncio.create_task(self._flush_loop(), name="flush"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        self.runlock.update(
+            {
+                "state": "running",
+                "gateway_id": cfg.gateway_id,
+                "http": f"{cfg.http.bind}:{self.http_port}" if self.http_port else None,
+                "udp": f"{self.udp_addr[0]}:{self.udp_addr[1]}",
+                "sinks": [s["name"] for s in cfg.sinks],
+                "config": str(cfg.source) if cfg.source else None,
+            }
+        )
         self.notifier.ready(f"listening on {self.udp_addr[0]}:{self.udp_addr[1]}")
         log.info(
             "havel gateway %s %s: GWMP on %s:%d, %d device(s), http %s",
@@ -252,6 +303,7 @@ class Gateway:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        self.runlock.release()
         log.info("havel gateway stopped")
 
     async def run(self, *, own_process: bool = False) -> None:
@@ -297,6 +349,9 @@ class Gateway:
         server and release their PUSH_ACKs."""
         self._intake_scheduled = False
         copies, self._intake = self._intake, []
+        if self._storage_retry:
+            self._take_in_while_failing(copies)
+            return
         early: list[Outcome] = []
         mono = time.monotonic()
         waiting: list[Reception] = []
@@ -325,15 +380,44 @@ class Gateway:
                 deadline = self.netserver.next_deadline()
                 if deadline is not None and deadline <= time.monotonic():
                     flushed = self._flush_uplinks()
-        except HavelError as exc:  # the frames are still in memory; only a crash now would lose them
-            log.error("intake journal: %s", exc)
+        except HavelError as exc:
+            # Not journaled: no PUSH_ACK for these datagrams (a PUSH_ACK means stored). The frames are still
+            # processed from memory and stored if the database takes them later.
+            withheld = self.udp.withhold_acks()
+            self.metrics.inc("push_acks_withheld_total", withheld)
+            self._storage_failed("journaling received frames", exc, f"{withheld} PUSH_ACK(s) withheld")
             if flushed is not None:  # stored in a savepoint of the commit that failed: not stored after all
                 self.netserver.storage_failed(flushed[0], str(exc))
-        self.udp.release_acks()
+        else:
+            if waiting or flushed:
+                self._storage_ok()
+            self.udp.release_acks()
         self._account(early)
         if flushed is not None:
             self._after_flush(*flushed)
         self._wake.set()
+
+    def _take_in_while_failing(self, copies: list[Reception]) -> None:
+        """Intake while the database refuses writes: journal first. When that commit fails, nothing of
+        these copies is kept (no PUSH_ACK either): frames acknowledged earlier wait in the journal, and
+        storing later ones from memory before them would make their counters look replayed. When it
+        succeeds, the database works again: PUSH_ACKs go out and the journal is worked off in order."""
+        gps = sum(1 for c in copies if c.time_source == "gps")
+        if gps:
+            self.metrics.inc("uplinks_received_total", gps, time_source="gps")
+        if len(copies) > gps:
+            self.metrics.inc("uplinks_received_total", len(copies) - gps, time_source="local")
+        try:
+            with self.registry.transaction():
+                self._journal(copies)
+        except HavelError as exc:
+            withheld = self.udp.withhold_acks()
+            self.metrics.inc("push_acks_withheld_total", withheld)
+            self.metrics.inc("uplinks_not_stored_total", len(copies))
+            self._storage_failed("journaling received frames", exc, f"{withheld} PUSH_ACK(s) withheld")
+            return
+        self.udp.release_acks()
+        self._recover_storage()
 
     def _journal(self, waiting: list[Reception]) -> None:
         """Journal the copies waiting in the dedup window, in the order they came: one row per datagram
@@ -368,13 +452,25 @@ class Gateway:
                     copy.journal_id = seq
                 copy.origin = None  # (the datagram's bytes are not needed any more)
 
-    def _replay_journal(self) -> None:
-        """Frames a previous run received (and acknowledged) but did not store: process them now, with
-        their original receive time, never with a downlink."""
+    def _warn_about_sinks(self) -> None:
+        """Say it when nothing leaves this machine: every sink writes to standard output (the default when
+        the config has no ``[[sink]]``)."""
+        if all(s.get("type") == "file" and s.get("path", "-") == "-" for s in self.cfg.sinks):
+            log.warning(
+                "no northbound sink is configured: uplinks are written to standard output only (add an "
+                "[[sink]] table of type mqtt or file to %s)",
+                self.cfg.source or "the config",
+            )
+
+    def _replay_journal(self, why: str = "received before the last stop") -> None:
+        """Frames received (and acknowledged) but not stored: at start those of a previous run, after a
+        storage failure those this run could not store. Processed now, with their original receive time,
+        never with a downlink, and stored at once (before the forwarder starts, at start: they are published
+        as ``buffered``)."""
         entries = self.journal.pending()
         if not entries:
             return
-        log.warning("taking %d frame(s) received before the last stop from the intake journal", len(entries))
+        log.warning("taking %d frame(s) %s from the intake journal", len(entries), why)
         mono = time.monotonic()
         with self.registry.transaction():
             for e in entries:
@@ -383,6 +479,7 @@ class Gateway:
                 if out is not None:
                     self.journal.forget([e.seq])
                     self._account([out])
+        self._process(force=True)
 
     async def _flush_loop(self) -> None:
         while not self._stop.is_set():
@@ -441,7 +538,12 @@ class Gateway:
 
     def _after_flush(self, outcomes: list[Outcome], sends: list[Transmission]) -> None:
         """Once the flush is committed: downlinks out, metrics, listeners, the forwarder woken."""
-        committed = all(o.reason != "storage" for o in outcomes)
+        failed = next((o for o in outcomes if o.reason == "storage"), None)
+        committed = failed is None
+        if failed is not None:  # they stay in the intake journal: processed again once writes succeed
+            self._storage_failed("storing uplinks", failed.detail or "write refused")
+        elif outcomes:
+            self._storage_ok()
         if committed:
             for tx in sends:
                 self.udp.send(tx.gateway_eui, tx.txpk, fallback=tx.fallback, info=tx, window=tx.window)
@@ -527,6 +629,8 @@ class Gateway:
                         for r in self.downlinks.expire():
                             self.outbox.put(r)
                     self._notify_forwarder()
+                if self.storage_fault is not None or self._storage_retry:
+                    self._probe_storage()
                 now = time.monotonic()
                 dog = self.notifier.watchdog_s
                 if dog and now - last_dog >= dog / 2:
@@ -536,6 +640,57 @@ class Gateway:
                 log.error("housekeeping: %s", exc)
             await asyncio.sleep(period)
 
+    # --------------------------------------------------------------------------------------- storage
+    def _storage_failed(self, doing: str, exc: BaseException | str, consequence: str = "") -> None:
+        """The database refused a write: remember it for /healthz and /metrics, log it (again only when
+        the error changes), and try again from the housekeeping task."""
+        text = str(exc)
+        self.metrics.inc("storage_errors_total", doing=doing)
+        self._storage_retry = True
+        first = self.storage_fault is None
+        if first or self.storage_fault[1] != text:  # type: ignore[index]
+            log.error(
+                "storage failing while %s: %s%s%s",
+                doing,
+                text,
+                f"; {consequence}" if consequence else "",
+                "; PUSH_ACKs stop until the database takes writes again" if first else "",
+            )
+        since = time.time() if first else self.storage_fault[2]  # type: ignore[index]
+        self.storage_fault = (doing, text, since)
+
+    def _storage_ok(self) -> None:
+        if self.storage_fault is not None:
+            log.warning(
+                "storage works again after %.0f s: acknowledging uplinks again",
+                time.time() - self.storage_fault[2],
+            )
+            self.storage_fault = None
+
+    def _probe_storage(self) -> None:
+        """A tiny write transaction: when it commits, the database takes writes again, and the frames a
+        failed store left in the intake journal are processed (once every frame waiting in memory is)."""
+        assert self.conn is not None
+        try:
+            with db.transaction(self.conn):
+                self.conn.execute("UPDATE db_identity SET db_id = db_id")
+        except HavelError as exc:
+            self._storage_failed("testing the database", exc)
+            return
+        self._recover_storage()
+
+    def _recover_storage(self) -> None:
+        """The database took a write again: store what waits in the dedup window, then what the failed
+        stores left in the intake journal, in the order it came."""
+        self._storage_ok()
+        self._storage_retry = False
+        self._process(force=True)
+        try:
+            self._replay_journal("that could not be stored while the database refused writes")
+        except HavelError as exc:
+            self._storage_failed("storing frames from the intake journal", exc)
+        self._notify_forwarder()
+
     # --------------------------------------------------------------------------------- status, http
     def status(self) -> dict[str, Any]:
         """Everything a person on the roof wants to know, JSON-ready."""
@@ -543,8 +698,28 @@ class Gateway:
         fwd = self.components.get("forwarder")
         sinks = fwd.health() if fwd is not None and hasattr(fwd, "health") else {}
         forwarders = self.udp.health() if hasattr(self, "udp") else []
-        degraded = any(f["silent"] for f in forwarders) or any(
-            isinstance(v, dict) and v.get("state") == "down" for v in sinks.values()
+        try:
+            outbox = self._outbox_status()
+        except (HavelError, sqlite3.Error) as exc:  # (a damaged page): say so, keep answering
+            self._storage_failed("reading the outbox", exc)
+            outbox = {"error": str(exc)}
+        try:
+            downlinks = {
+                "queued": self.downlinks.depth() if hasattr(self, "downlinks") else 0,
+                **(self.downlinks.counters if hasattr(self, "downlinks") else {}),
+                "adr": dict(self.downlinks.adr.counters) if hasattr(self, "downlinks") else {},
+            }
+        except (HavelError, sqlite3.Error) as exc:
+            self._storage_failed("reading the downlink queue", exc)
+            downlinks = {"error": str(exc)}
+        fault = self.storage_fault
+        storage: dict[str, Any] = {"ok": fault is None}
+        if fault is not None:
+            storage.update(doing=fault[0], error=fault[1], since=round(fault[2], 3))
+        degraded = (
+            fault is not None
+            or any(f["silent"] for f in forwarders)
+            or any(isinstance(v, dict) and v.get("state") == "down" for v in sinks.values())
         )
         return {
             "gateway_id": self.cfg.gateway_id,
@@ -567,13 +742,10 @@ class Gateway:
                 "last_at": self.stats.last_uplink,
             },
             "joins": m.total("joins_total"),
-            "outbox": self._outbox_status(),
+            "storage": storage,
+            "outbox": outbox,
             "sinks": sinks,
-            "downlinks": {
-                "queued": self.downlinks.depth() if hasattr(self, "downlinks") else 0,
-                **(self.downlinks.counters if hasattr(self, "downlinks") else {}),
-                "adr": dict(self.downlinks.adr.counters) if hasattr(self, "downlinks") else {},
-            },
+            "downlinks": downlinks,
             "components": sorted(self.components),
             # what the rooftop components report: the forwarder watchdog, the UPS (gateway/setup, /power)
             **{n: c.health() for n, c in self.components.items() if n in ("watchdog", "power")},
@@ -615,6 +787,29 @@ class Gateway:
         m.describe("downlinks_total", "counter", "downlinks scheduled, by kind and window")
         m.describe("downlinks_failed_total", "counter", "downlinks the forwarder could not send, by error")
         m.describe("downlink_commands_total", "counter", "downlink commands received, by state")
+        m.describe(
+            "storage_errors_total", "counter", "database writes (or reads) that failed, by what was done"
+        )
+        m.describe(
+            "uplinks_not_stored_total",
+            "counter",
+            "uplink copies dropped unacknowledged because the database refused to journal them",
+        )
+        m.describe(
+            "push_acks_withheld_total",
+            "counter",
+            "PUSH_ACKs not sent because the received frames could not be stored",
+        )
+        m.describe(
+            "http_requests_total", "counter", "requests answered on the local HTTP port, by path and code"
+        )
+        m.describe(
+            "http_rejected_total",
+            "counter",
+            "connections to the local HTTP port refused or answered with an error, by reason",
+        )
+        m.gauge_fn("storage_ok", lambda: 0.0 if self.storage_fault is not None else 1.0)
+        m.describe("storage_ok", "gauge", "1 while the database takes writes, 0 while it refuses them")
 
         def outbox_gauges() -> dict[Any, float]:
             if self.conn is None:
@@ -661,45 +856,101 @@ class Gateway:
         m.describe("downlink_queue", "gauge", "application downlinks waiting for their device")
 
     async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request per connection. Anything that is not a small, well-formed GET is answered with an
+        error code (or, past the connection limit, closed) and counted in ``http_rejected_total``; nothing
+        a client sends ends the server."""
+        if self._http_clients >= HTTP_MAX_CLIENTS:
+            self.metrics.inc("http_rejected_total", reason="too_many_clients")
+            writer.close()
+            return
+        self._http_clients += 1
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
-            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = line.decode("latin-1").split()
-            path = parts[1] if len(parts) >= 2 else "/"
-            if path == "/metrics":
-                code, ctype, body = 200, "text/plain; version=0.0.4", self.metrics.render()
-            elif path in ("/healthz", "/status"):
-                st = self.status()
-                ok = st["state"] == "ok"
-                doc = (
-                    st
-                    if path == "/status"
-                    else {
-                        "state": st["state"],
-                        "forwarders": st["forwarders"],
-                        "sinks": st["sinks"],
-                        "outbox": st["outbox"],
-                    }
+            answer = await self._http_request(reader)
+            if answer is not None:
+                code, ctype, body = answer
+                data = body.encode()
+                writer.write(
+                    f"HTTP/1.1 {code} {_HTTP_REASONS[code]}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                    + data
                 )
-                code = 200 if ok or path == "/status" else 503
-                ctype, body = "application/json", json.dumps(doc, default=str) + "\n"
-            else:
-                code, ctype, body = 404, "text/plain", "not found: try /healthz, /metrics or /status\n"
-            data = body.encode()
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[code]
-            writer.write(
-                f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"
-                f"Connection: close\r\n\r\n".encode()
-                + data
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
-            pass
+                async with asyncio.timeout(HTTP_TIMEOUT_S):  # a client that does not read
+                    await writer.drain()
+        except (TimeoutError, ConnectionError):
+            self.metrics.inc("http_rejected_total", reason="not_reading")
+        except Exception:  # a bug here must not end the server: log it, drop the connection
+            log.exception("http: request failed")
         finally:
+            self._http_clients -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _http_request(self, reader: asyncio.StreamReader) -> tuple[int, str, str] | None:
+        """Read one request head and answer it: (code, content type, body), or None to just close."""
+        head = b""
+        try:
+            async with asyncio.timeout(HTTP_TIMEOUT_S):
+                while True:
+                    line = await reader.readline()  # ValueError past HTTP_MAX_HEAD (the stream's limit)
+                    if not line.endswith(b"\n"):  # closed before the head ended
+                        self.metrics.inc("http_rejected_total", reason="incomplete")
+                        return None
+                    head += line
+                    if len(head) > HTTP_MAX_HEAD:
+                        raise ValueError("head too large")
+                    if line in (b"\r\n", b"\n"):
+                        break
+        except TimeoutError:
+            self.metrics.inc("http_rejected_total", reason="slow")
+            return 408, "text/plain", "request head not received in time\n"
+        except ValueError:  # a line or the whole head longer than HTTP_MAX_HEAD
+            self.metrics.inc("http_rejected_total", reason="too_large")
+            return 431, "text/plain", "request head too large\n"
+        parts = head.split(b"\n", 1)[0].strip().split(b" ")
+        if (
+            len(parts) != 3
+            or not parts[2].startswith(b"HTTP/1.")
+            or not parts[1].startswith(b"/")
+            or not (parts[0].isascii() and parts[0].isalpha() and parts[0].isupper())
+            or not parts[1].isascii()
+        ):
+            self.metrics.inc("http_rejected_total", reason="malformed")
+            return 400, "text/plain", "malformed request\n"
+        if parts[0] not in (b"GET", b"HEAD"):
+            self.metrics.inc("http_rejected_total", reason="method")
+            return 405, "text/plain", "only GET\n"
+        path = parts[1].decode("ascii").split("?", 1)[0]
+        answer = self._http_answer(path)
+        self.metrics.inc(
+            "http_requests_total", path=path if answer[0] != 404 else "other", code=str(answer[0])
+        )
+        return answer
+
+    def _http_answer(self, path: str) -> tuple[int, str, str]:
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4", self.metrics.render()
+        if path not in ("/healthz", "/status"):
+            return 404, "text/plain", "not found: try /healthz, /metrics or /status\n"
+        try:
+            st = self.status()
+        except Exception as exc:  # /healthz always answers: with what went wrong
+            log.exception("status failed")
+            return 503, "application/json", json.dumps({"state": "error", "error": str(exc)}) + "\n"
+        ok = st["state"] == "ok"
+        doc = (
+            st
+            if path == "/status"
+            else {
+                "state": st["state"],
+                "storage": st["storage"],
+                "forwarders": st["forwarders"],
+                "sinks": st["sinks"],
+                "outbox": st["outbox"],
+            }
+        )
+        code = 200 if ok or path == "/status" else 503
+        return code, "application/json", json.dumps(doc, default=str) + "\n"
 
 
 # ------------------------------------------------------------------------------------------- logging

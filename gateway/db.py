@@ -16,13 +16,25 @@ import contextlib
 import itertools
 import os
 import sqlite3
+import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from havel.errors import StorageError
 
-__all__ = ["open_db", "storage_error", "transaction"]
+__all__ = [
+    "backup",
+    "check_integrity",
+    "marker_path",
+    "open_db",
+    "open_db_readonly",
+    "restore",
+    "storage_error",
+    "transaction",
+]
 
 _savepoints = itertools.count(1)
 
@@ -53,8 +65,11 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
     thread at a time. Raises StorageError when the file cannot be opened or is not a database.
     """
     p = Path(path)
+    memory = str(p) == ":memory:"
+    if not memory:
+        _refuse_lost(p)
     try:
-        if str(p) != ":memory:":
+        if not memory:
             p.parent.mkdir(parents=True, exist_ok=True)
             # The database holds device keys: create it owner-only before SQLite does (SQLite gives the
             # -wal and -shm files the main file's mode), so there is no moment it is world-readable.
@@ -81,9 +96,14 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
         # transaction (crash recovery is the WAL's), and as files they cost an open, writes and an unlink
         # every few uplinks, on the SD card's /var/tmp.
         conn.execute("PRAGMA temp_store=MEMORY")
+        if not memory:
+            _identify(conn, p)
     except sqlite3.Error as exc:
         conn.close()
         raise storage_error(exc, f"opening {p}") from None
+    except StorageError:
+        conn.close()
+        raise
     return conn
 
 
@@ -139,3 +159,183 @@ def _rollback(conn: sqlite3.Connection) -> None:
         # SQLite may already have rolled back (e.g. after SQLITE_FULL); nothing more to undo then
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
+
+
+# ------------------------------------------------------------------------------ identity and integrity
+#
+# A database that silently became empty (a zero-length file after a crash of the file system, a file deleted
+# or replaced) must not start a gateway with no devices and no word. Each database gets a random id at its
+# creation, kept in the database and in a marker file next to it (``havel.db.id``). Rule at every open:
+#
+# - file missing or without any table, marker present: the database this folder had is gone -> refused;
+# - file of zero bytes with no write-ahead log holding its pages: damaged -> refused;
+# - id in the database differs from the marker: another database was put in place -> refused;
+# - no id yet (a new database, or one made before ids existed): an id is given and the marker written.
+#
+# Every refusal says how to go on: restore a backup (:func:`restore`), or delete the marker on purpose.
+
+_IDENTITY = (
+    "CREATE TABLE IF NOT EXISTS db_identity (one INTEGER PRIMARY KEY CHECK (one = 1), db_id TEXT NOT NULL)"
+)
+_RESTORE_HINT = (
+    "restore a backup with `havel gateway restore --from BACKUP` (see docs/gateway.md); to start a new, "
+    "empty database on purpose, delete {marker}"
+)
+
+
+def marker_path(path: str | Path) -> Path:
+    """The marker file that remembers which database belongs at ``path``."""
+    p = Path(path)
+    return p.with_name(p.name + ".id")
+
+
+def _refuse_lost(p: Path) -> None:
+    marker = marker_path(p)
+    hint = _RESTORE_HINT.format(marker=marker)
+    if not p.exists():
+        if marker.exists():
+            raise StorageError(f"database {p} is missing, but {marker} shows this folder had one", hint=hint)
+        return
+    if p.stat().st_size == 0:
+        wal = p.with_name(p.name + "-wal")
+        if not (wal.exists() and wal.stat().st_size > 0):  # (a new database's pages may all be in the WAL)
+            raise StorageError(
+                f"database {p} is an empty file (0 bytes): its devices and outbox are gone",
+                hint=_RESTORE_HINT.format(marker=marker) + " and the empty file",
+            )
+
+
+def _identify(conn: sqlite3.Connection, p: Path) -> None:
+    marker = marker_path(p)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    known = marker.read_text().strip() if marker.exists() else None
+    if "db_identity" in tables:
+        db_id = str(conn.execute("SELECT db_id FROM db_identity").fetchone()[0])
+        if known is not None and known != db_id:
+            raise StorageError(
+                f"database {p} (id {db_id}) is not the one this folder had (id {known}, in {marker})",
+                hint=_RESTORE_HINT.format(marker=marker),
+            )
+    elif known is not None:
+        what = "lost every table" if not tables else "has no identity (a database from elsewhere?)"
+        raise StorageError(
+            f"database {p} {what}; {marker} shows it had been used", hint=_RESTORE_HINT.format(marker=marker)
+        )
+    else:
+        with transaction(conn):  # (another process may give the id at the same moment: the first wins)
+            conn.execute(_IDENTITY)
+            conn.execute("INSERT OR IGNORE INTO db_identity (one, db_id) VALUES (1, ?)", (uuid.uuid4().hex,))
+            db_id = str(conn.execute("SELECT db_id FROM db_identity").fetchone()[0])
+    if known is None:
+        _write_marker(marker, db_id)
+
+
+def _write_marker(marker: Path, db_id: str) -> None:
+    tmp = marker.with_name(marker.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (db_id + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, marker)
+
+
+def open_db_readonly(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
+    """Open an existing database for reading only (``mode=ro``): nothing is created, migrated or written,
+    whether or not the daemon is using it. StorageError when it is missing or unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise StorageError(f"no database at {p}", hint="check --data-dir / the config's data_dir")
+    # Without a write-ahead log (no daemon has it open, the last one closed cleanly) the file is complete:
+    # ``immutable`` reads it without creating the -wal and -shm files that a ``mode=ro`` open of a WAL
+    # database would leave behind. With one, ``mode=ro`` reads through it (and writes no page).
+    wal = p.with_name(p.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    uri = f"file:{urllib.parse.quote(str(p.resolve()))}?{mode}"
+    try:
+        conn = sqlite3.connect(
+            uri, uri=True, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        conn.execute("PRAGMA query_only=ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise storage_error(exc, f"opening {p} read-only") from None
+    return conn
+
+
+def check_integrity(conn: sqlite3.Connection) -> list[str]:
+    """``PRAGMA quick_check``: the problems found (empty when the database is sound)."""
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check(20)")]
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    return [] if rows == ["ok"] else rows
+
+
+def backup(conn: sqlite3.Connection, dest: str | Path) -> Path:
+    """Copy the database on ``conn`` to ``dest`` (a new file, 0600) with SQLite's online backup, which is
+    consistent while the daemon keeps writing. Returns the path."""
+    d = Path(dest)
+    if d.exists():
+        raise StorageError(f"{d} exists already", hint="choose a new file name")
+    d.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(d, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        target = sqlite3.connect(str(d))
+        try:
+            conn.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        with contextlib.suppress(OSError):
+            d.unlink()
+        raise storage_error(exc, f"writing the backup {d}") from None
+    return d
+
+
+def restore(source: str | Path, path: str | Path) -> Path | None:
+    """Put the backup ``source`` in place of the database at ``path`` (the daemon must not run).
+
+    The backup is checked first (``quick_check``, registry present). The database it replaces, if any, is
+    moved aside to ``<path>.replaced-<UTC time>`` (with its -wal and -shm), never deleted; that path is
+    returned. The marker is set to the backup's id."""
+    src_path, p = Path(source), Path(path)
+    src = open_db_readonly(src_path)
+    try:
+        problems = check_integrity(src)
+        if problems:
+            raise StorageError(f"backup {src_path} is damaged: {problems[0]}", hint="use another backup")
+        tables = {r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "devices" not in tables:
+            raise StorageError(f"{src_path} is not a gateway database (no device registry)")
+        row = src.execute("SELECT db_id FROM db_identity").fetchone() if "db_identity" in tables else None
+        moved: Path | None = None
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for suffix in ("", "-wal", "-shm"):
+            f = p.with_name(p.name + suffix)
+            if f.exists():
+                aside = p.with_name(f"{p.name}.replaced-{stamp}{suffix}")
+                os.replace(f, aside)
+                if suffix == "":
+                    moved = aside
+        p.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        target = sqlite3.connect(str(p))
+        try:
+            src.backup(target)
+            target.execute("PRAGMA journal_mode=WAL")
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        raise storage_error(exc, f"restoring {src_path}") from None
+    finally:
+        src.close()
+    marker = marker_path(p)
+    if row is not None:
+        _write_marker(marker, str(row[0]))
+    else:  # a backup from before databases had ids: it gets one at its next open
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
+    return moved

@@ -18,9 +18,18 @@ Results come from the sinks through a thread-safe hand-off (:mod:`.sinks.base`).
 MQTT reason code 135) stays in the outbox and is tried again after ``retry_s``. Nothing is deleted before
 every sink acknowledged it.
 
-``buffered``: a record is published with ``buffered: true`` when it waited through an outage: it was stored
-before the sink's last down -> up transition (or before this forwarder started, i.e. it waited while the
-gateway was down), or it is sent while the sink is still considered down. Its ``received_at`` is untouched.
+``buffered``: a record is published with ``buffered: true`` whenever it was not delivered within seconds of
+its reception, whatever the cause. Exactly, it is ``true`` when any of these holds at publication:
+
+- it was received more than ``buffered_after_s`` (10 s) before (its ``received_at``, second resolution,
+  against this machine's clock): a backlog, a slow broker, a long outage;
+- it was stored before this sink's connection came back after being lost, however short the loss (the
+  sink's connection count changed), or before the sink's last down -> up transition;
+- it was stored before this forwarder started (it waited while the gateway was down; frames replayed from
+  the intake journal after a crash are stored before the forwarder starts);
+- it is sent while the sink is considered down, or sent again after the sink refused it.
+
+Its ``received_at`` is untouched.
 
 Sink state (for metrics, the status topic and the disaster relay's outage detection), with hysteresis:
 
@@ -43,7 +52,7 @@ Usage (the daemon, D1)::
     await fwd.stop()       # on SIGTERM: flushes what is stored while the sink is up, for up to `timeout`
 
 Config keys (all optional): ``batch`` (500), ``window`` (2000), ``poll_s`` (0.1), ``down_after_s`` (30),
-``up_after_s`` (10), ``retry_s`` (5), ``ack_interval_s`` (5), ``ack_batch`` (1000).
+``up_after_s`` (10), ``retry_s`` (5), ``ack_interval_s`` (5), ``ack_batch`` (1000), ``buffered_after_s`` (10).
 """
 
 from __future__ import annotations
@@ -76,6 +85,7 @@ _DEFAULTS: dict[str, float] = {
     "retry_s": 5.0,
     "ack_interval_s": 5.0,
     "ack_batch": 1000,
+    "buffered_after_s": 10.0,
 }
 
 
@@ -141,6 +151,8 @@ class _Runner:
         self.last_ok_mono = now
         self.inflight_since = now
         self.buffered_upto = self.outbox.max_seq()  # everything stored before we started waited for us
+        self.seen_connects = 0  # the sink's connection count when last looked at (a change: a reconnect)
+        self.ack_error: str | None = None  # the last failure to record acknowledgements (logged once)
 
     # ------------------------------------------------------------------ loop
 
@@ -211,6 +223,8 @@ class _Runner:
             self.inflight_since = now
         inflight = self.inflight
         upto, down = self.buffered_upto, self.status.state == "down"
+        # received before this second (RFC 3339 UTC texts compare in time order, to the second here)
+        late = _iso(time.time() - self.fwd.buffered_after_s)[:19]  # type: ignore[index]
         batch = []
         flags = []
         for rec in records:
@@ -218,7 +232,7 @@ class _Runner:
                 continue
             inflight[rec.id] = rec
             batch.append(rec)
-            flags.append(down or rec.seq <= upto)
+            flags.append(down or rec.seq <= upto or rec.received_at < late)
         if records:
             self.cursor = records[-1].seq
         if batch:
@@ -294,14 +308,23 @@ class _Runner:
             try:
                 self.outbox.ack_seqs(self.sink.name, self.unacked)
                 self.unacked = []
-            except StorageError as exc:  # keep them; acknowledged again next round
-                log.error("sink %s: cannot record acknowledgements: %s", self.sink.name, exc)
+                self.ack_error = None
+            except StorageError as exc:  # keep them; tried again after ack_interval_s (not every round)
+                self.unacked_since = time.monotonic()
+                level = logging.DEBUG if str(exc) == self.ack_error else logging.ERROR
+                self.ack_error = str(exc)
+                log.log(level, "sink %s: cannot record acknowledgements: %s", self.sink.name, exc)
 
     # ------------------------------------------------------------------ state
 
     def _update_state(self) -> None:
         now = time.monotonic()
         st = self.status
+        connects = self.sink.connects
+        if connects != self.seen_connects:
+            if self.seen_connects:  # a reconnect: everything stored until now waited for the connection
+                self.buffered_upto = max(self.buffered_upto, self.outbox.max_seq())
+            self.seen_connects = connects
         stalled = (
             bool(self.inflight) and now - max(self.last_ok_mono, self.inflight_since) >= self.fwd.down_after_s
         )
@@ -377,6 +400,7 @@ class Forwarder:
         stop_timeout: float = 5.0,
         ack_interval_s: float = 5.0,
         ack_batch: int = 1000,
+        buffered_after_s: float = 10.0,
     ) -> None:
         missing = [s.name for s in sinks if s.name not in outbox.sinks]
         if missing:
@@ -396,6 +420,7 @@ class Forwarder:
         # acknowledgements are committed in groups: at most this old, at most this many (one fsync each)
         self.ack_interval_s = float(ack_interval_s)
         self.ack_batch = max(int(ack_batch), 1)
+        self.buffered_after_s = float(buffered_after_s)
         self.listeners: list[Callable[[SinkStatus], None]] = []
         self._runners: dict[str, _Runner] = {}
 

@@ -9,6 +9,11 @@ Rules (issue 4, contract D):
 - **At-least-once, per sink**: each configured sink has a bit in ``pending``; :meth:`ack` clears it and a row
   is deleted only when no bit is left. A record fetched but never acknowledged (crash, broker outage) is
   fetched again after a restart; receivers deduplicate on the stable ``id``.
+- **A sink that leaves the config keeps its backlog** (a renamed sink, a config without it, a command that
+  opened the database with default settings): its bit stays set on the records it has not acknowledged, so
+  they stay stored, and come out for it again when it is configured again. Only an operator releases them,
+  with :func:`discard_sink` (``havel gateway outbox discard --sink NAME``). Commands that only look
+  (``havel gateway status``) open the database read-only and build the outbox with :meth:`Outbox.reader`.
 - **Order**: rows come out in insertion order (``seq``). The network server accepts a device's frames only
   with a rising FCnt32, so for each device this is FCnt order.
 - **Bounded**: with ``quota_bytes`` set, a put that would exceed it first drops the oldest ``background``
@@ -55,7 +60,7 @@ from havel.errors import InputError
 from . import db
 from .jsontext import encode_json
 
-__all__ = ["KINDS", "PRIORITIES", "ROW_OVERHEAD", "Outbox", "OutboxRecord"]
+__all__ = ["KINDS", "PRIORITIES", "ROW_OVERHEAD", "Outbox", "OutboxRecord", "discard_sink", "pending_by_sink"]
 
 log = logging.getLogger("havel.gateway.outbox")
 
@@ -151,8 +156,9 @@ def _dev_eui_text(value: Any) -> str | None:
 
 class Outbox:
     """The outbox on an open connection (see the module docstring). ``sinks`` names every sink that must
-    acknowledge a record before it is deleted; sinks that were configured before but are gone now release
-    their share of the backlog at once (logged), sinks added now only get records put from now on."""
+    acknowledge a record before it is deleted; sinks that were configured before but are gone now keep their
+    share of the backlog (``retired``, logged with what to do), sinks added now only get records put from
+    now on."""
 
     def __init__(
         self,
@@ -178,12 +184,34 @@ class Outbox:
         self.conn = conn
         self.quota_bytes = quota_bytes
         self.sinks = tuple(names)
+        self.retired: dict[str, int] = {}  # sinks no longer configured that still hold records: name -> bit
         try:
             with db.transaction(conn):
                 self._create_schema()
                 self._bits = self._assign_bits(names)
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "creating the outbox tables") from None
+        self._init_totals()
+
+    @classmethod
+    def reader(cls, conn: sqlite3.Connection) -> Outbox:
+        """The outbox of a database opened read-only (:func:`db.open_db_readonly`): nothing is created or
+        changed; every sink it knows (configured or not) is one of ``sinks``. For inspection only."""
+        self = cls.__new__(cls)
+        self.conn = conn
+        self.quota_bytes = None
+        self.drop_order = DROP_ORDER
+        self.retired = {}
+        try:
+            rows = conn.execute("SELECT name, bit FROM outbox_sinks ORDER BY bit").fetchall()
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "reading the outbox (has the gateway ever run here?)") from None
+        self.sinks = tuple(str(n) for n, _ in rows)
+        self._bits = {str(n): int(b) for n, b in rows}
+        self._init_totals()
+        return self
+
+    def _init_totals(self) -> None:
         self._all_mask = 0
         for bit in self._bits.values():
             self._all_mask |= 1 << bit
@@ -226,16 +254,28 @@ class Outbox:
         for gone in [n for n in rows if n not in names]:
             bit = rows.pop(gone)
             n = self.conn.execute("SELECT count(*) FROM outbox WHERE pending & ?", (1 << bit,)).fetchone()[0]
-            self.conn.execute(
-                "UPDATE outbox SET pending = pending & ? WHERE pending & ?", (~(1 << bit), 1 << bit)
+            if n == 0:  # nothing waits for it: its bit is free again
+                self.conn.execute("DELETE FROM outbox_sinks WHERE name = ?", (gone,))
+                continue
+            # its records stay until it is configured again or an operator discards them
+            self.retired[gone] = bit
+            log.warning(
+                "sink %r is no longer configured: its %d outbox records are kept (configure it again to "
+                "deliver them, or drop them with `havel gateway outbox discard --sink %s`)",
+                gone,
+                n,
+                gone,
             )
-            self._delete(_DELETE_DONE)
-            self.conn.execute("DELETE FROM outbox_sinks WHERE name = ?", (gone,))
-            log.warning("sink %r is no longer configured: released its %d pending outbox records", gone, n)
-        used = set(rows.values())
+        used = set(rows.values()) | set(self.retired.values())
         for name in names:
             if name not in rows:
-                bit = next(b for b in range(MAX_SINKS) if b not in used)
+                bit = next((b for b in range(MAX_SINKS) if b not in used), None)
+                if bit is None:
+                    raise InputError(
+                        f"no room for sink {name!r}: {len(self.retired)} sinks no longer configured still "
+                        "hold records",
+                        hint="discard their records: havel gateway outbox discard --sink NAME",
+                    )
                 used.add(bit)
                 rows[name] = bit
                 self.conn.execute("INSERT INTO outbox_sinks (name, bit) VALUES (?, ?)", (name, bit))
@@ -515,7 +555,7 @@ class Outbox:
         seq = column == "seq"
         try:
             with db.transaction(self.conn):
-                if len(self._bits) == 1:
+                if len(self._bits) == 1 and not self.retired:
                     # one sink: its acknowledgement is the last one, delete straight away (the keys as one
                     # JSON array: one statement, and the deleted sizes come back for the totals)
                     deleted = self._delete(_DELETE_SEQS if seq else _DELETE_IDS, (json.dumps(keys),))
@@ -616,3 +656,49 @@ def _split_sql(script: str) -> list[str]:
     if "\n".join(buf).strip():
         out.append("\n".join(buf).strip())
     return out
+
+
+def pending_by_sink(conn: sqlite3.Connection) -> dict[str, int]:
+    """Records waiting for each sink the outbox knows, configured or not (read-only; for status and the
+    discard command). Empty when the database has no outbox yet."""
+    try:
+        sinks = conn.execute("SELECT name, bit FROM outbox_sinks ORDER BY bit").fetchall()
+        return {
+            str(name): int(
+                conn.execute("SELECT count(*) FROM outbox WHERE pending & ?", (1 << int(bit),)).fetchone()[0]
+            )
+            for name, bit in sinks
+        }
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise db.storage_error(exc, "counting the outbox") from None
+    except sqlite3.Error as exc:
+        raise db.storage_error(exc, "counting the outbox") from None
+
+
+def discard_sink(conn: sqlite3.Connection, sink: str) -> tuple[int, int]:
+    """Forget sink ``sink``: its share of every record is released and records no other sink waits for
+    are deleted (one transaction). Returns (records it was waiting for, records deleted). InputError when
+    the outbox does not know the sink. Never call it for a sink a running daemon delivers to."""
+    try:
+        with db.transaction(conn):
+            row = conn.execute("SELECT bit FROM outbox_sinks WHERE name = ?", (sink,)).fetchone()
+            if row is None:
+                known = [str(r[0]) for r in conn.execute("SELECT name FROM outbox_sinks")]
+                raise InputError(
+                    f"the outbox knows no sink {sink!r}", hint=f"known: {', '.join(known) or 'none'}"
+                )
+            mask = 1 << int(row[0])
+            waiting = int(
+                conn.execute("SELECT count(*) FROM outbox WHERE pending & ?", (mask,)).fetchone()[0]
+            )
+            conn.execute("UPDATE outbox SET pending = pending & ? WHERE pending & ?", (~mask, mask))
+            sizes = conn.execute(_DELETE_DONE).fetchall()
+            if sizes:
+                conn.execute(_ADD_TOTALS, (-len(sizes), -sum(r[0] for r in sizes)))
+            conn.execute("DELETE FROM outbox_sinks WHERE name = ?", (sink,))
+    except sqlite3.Error as exc:
+        raise db.storage_error(exc, f"discarding the records of sink {sink!r}") from None
+    log.warning("sink %r discarded: %d records released, %d deleted", sink, waiting, len(sizes))
+    return waiting, len(sizes)

@@ -21,7 +21,10 @@ Connection: paho runs inside the asyncio event loop through its socket callbacks
 the event loop for the GIL (measured: drain rate halved). Only ``connect()`` (TCP and the TLS handshake,
 which block) runs in the default executor, so TLS and network errors arrive with their real text in
 ``last_error``. A supervisor task reconnects after a loss with exponential back-off (with jitter) between
-``reconnect_min_s`` and ``reconnect_max_s``; a connection that lasted resets the back-off.
+``reconnect_min_s`` (1 s) and ``reconnect_max_s`` (5 s); a connection that lasted resets the back-off. The cap
+is low on purpose: while the broker is away the records wait safely in the outbox, and the only cost of
+trying every few seconds is one TCP connect, while a long back-off kept a sink away for half a minute after
+its broker was back. Every retry is logged at debug level with its delay.
 
 Status: a last will ``{"state": "offline", ...}`` retained on the status topic; on every connect
 ``{"state": "online", ...}`` is published retained there; :meth:`MqttSink.publish_status` adds fields.
@@ -43,7 +46,7 @@ Config (a ``[[sink]]`` table; the daemon adds ``gateway_id`` from ``[gateway]``)
     keepalive_s = 30
     session_expiry_s = 604800        # how long the broker keeps the session while we are away
     reconnect_min_s = 1.0
-    reconnect_max_s = 60.0
+    reconnect_max_s = 5.0
     connect_timeout_s = 10.0
     max_inflight = 1000              # records awaiting PUBACK (capped by the broker's Receive Maximum)
     format = "json"                  # json | sensorthings | fiware (see havel.gateway.formats)
@@ -156,7 +159,7 @@ class MqttSink(Sink):
         keepalive_s: int = 30,
         session_expiry_s: int = 604800,
         reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
+        reconnect_max_s: float = 5.0,
         connect_timeout_s: float = 10.0,
         max_inflight: int = 1000,
         status_topic: str | None = None,
@@ -269,7 +272,7 @@ class MqttSink(Sink):
                 ("keepalive_s", 30),
                 ("session_expiry_s", 604800),
                 ("reconnect_min_s", 1.0),
-                ("reconnect_max_s", 60.0),
+                ("reconnect_max_s", 5.0),
                 ("connect_timeout_s", 10.0),
                 ("max_inflight", 1000),
             )
@@ -367,7 +370,9 @@ class MqttSink(Sink):
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
         delay = self.reconnect_min_s
+        attempt = 0
         while not self._stopping.is_set():
+            attempt += 1
             self._lost = asyncio.Event()
             self._up = asyncio.Event()
             self._connack_refused = False
@@ -408,8 +413,19 @@ class MqttSink(Sink):
                     return
                 if self._connected_long_enough():
                     delay = self.reconnect_min_s
+                    attempt = 0
+            wait = min(delay * random.uniform(0.8, 1.2), self.reconnect_max_s)
+            log.debug(
+                "sink %s: connecting to %s:%d again in %.1f s (retry %d; %s)",
+                self.name,
+                self.host,
+                self.port,
+                wait,
+                attempt,
+                self.last_error or "connection lost",
+            )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay * random.uniform(0.8, 1.2))
+                await asyncio.wait_for(self._stopping.wait(), wait)
             delay = min(delay * 2, self.reconnect_max_s)
 
     async def _first(self, *events: asyncio.Event) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from havel.errors import InputError, StorageError
 from havel.gateway import db
-from havel.gateway.outbox import ROW_OVERHEAD, Outbox
+from havel.gateway.outbox import ROW_OVERHEAD, Outbox, discard_sink, pending_by_sink
 
 EUI_A = "70B3D57ED0000001"
 EUI_B = "70B3D57ED0000002"
@@ -100,10 +100,15 @@ def test_deleted_only_after_every_sink_acked(tmp_path: Path) -> None:
     assert ob.ids() == [f"{EUI_A}-1", f"{EUI_A}-3"]
     conn.close()
 
-    # reopened: acknowledgements are durable; a sink removed from the config releases its share
+    # reopened: acknowledgements are durable; a sink removed from the config keeps its share until an
+    # operator discards it
     conn = db.open_db(tmp_path / "havel.db")
     ob = Outbox(conn, sinks=("platform",))
-    assert ob.depth() == 0
+    assert ob.depth() == 2 and ob.retired == {"file": 1}
+    assert pending_by_sink(conn) == {"platform": 0, "file": 2}
+    assert discard_sink(conn, "file") == (2, 2)
+    assert ob.depth() == 0 and pending_by_sink(conn) == {"platform": 0}
+    ob = Outbox(conn, sinks=("platform",))
     ob.put(rec(EUI_A, 9))
     ob2 = Outbox(conn, sinks=("platform", "backup"))  # a new sink only gets records from now on
     ob2.put(rec(EUI_A, 10))
@@ -215,6 +220,7 @@ def test_quota_drops_oldest_background_then_state_never_alarms(
     assert one > ROW_OVERHEAD
     conn.close()
     (tmp_path / "havel.db").unlink()
+    db.marker_path(tmp_path / "havel.db").unlink()  # a new database on purpose
     conn = db.open_db(tmp_path / "havel.db")
     ob = Outbox(conn, quota_bytes=6 * one)
     plan = [
@@ -355,7 +361,9 @@ def test_totals_follow_every_insert_and_delete_path(tmp_path: Path) -> None:
     assert _totals(conn) == _counted(conn) and _totals(conn)[0] == 3
     conn.close()
     conn = db.open_db(tmp_path / "havel.db")
-    ob = Outbox(conn, sinks=["a"])  # b is gone: its share is released, rows only a still needs stay
+    ob = Outbox(conn, sinks=["a"])  # b is gone: its share stays until discarded
+    assert _totals(conn) == _counted(conn)
+    discard_sink(conn, "b")  # released: rows only a still needs stay
     assert _totals(conn) == _counted(conn)
     size = _counted(conn)[1]
     quota = Outbox(conn, sinks=["a"], quota_bytes=size + 10)

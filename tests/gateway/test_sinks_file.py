@@ -18,7 +18,7 @@ def test_jsonl_file_in_order_and_appended(tmp_path: Path) -> None:
 
     async def run(first: int) -> None:
         cfg = {"type": "file", "name": "log", "path": str(out), "fsync": True, "prefix": "city"}
-        async with harness(tmp_path, [cfg]) as h:
+        async with harness(tmp_path, [cfg], buffered_after_s=1e9) as h:  # (fixture times are in the past)
             h.put([uplink(d, f) for f in range(first, first + 5) for d in (1, 2)])
             await h.forwarder.wait_idle(5)
             assert h.outbox.depth() == 0
@@ -35,7 +35,9 @@ def test_jsonl_file_in_order_and_appended(tmp_path: Path) -> None:
 def test_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async def run() -> None:
         async with harness(
-            tmp_path, [{"type": "file", "path": "-", "format": "fiware", "fiware": {"apikey": "k"}}]
+            tmp_path,
+            [{"type": "file", "path": "-", "format": "fiware", "fiware": {"apikey": "k"}}],
+            buffered_after_s=1e9,  # (the fixture's receive times are in the past)
         ) as h:
             h.put([uplink(1, 3)])
             await h.forwarder.wait_idle(5)
