@@ -648,9 +648,14 @@ def device_export(
     )
 
 
-# rooftop commands, in their own packages: `havel gateway setup` (gateway/setup)
+# rooftop commands, in their own packages: `havel gateway setup` (gateway/setup), `power`, `power-check`
+# (gateway/power)
+from havel.gateway.power.cli import power as _power  # noqa: E402
+from havel.gateway.power.cli import power_check as _power_check  # noqa: E402
 from havel.gateway.setup.cli import setup as _setup  # noqa: E402
 
 gateway.add_command(_setup)
+gateway.add_command(_power)
+gateway.add_command(_power_check)
 
 __all__ = ["HavelError", "device", "gateway", "load_config"]
