@@ -139,7 +139,7 @@ def test_every_kit_config_passes_the_firmware_checker(tmp_path: Path) -> None:
     import sys
 
     from havel.provisioning import identity
-    from havel.provisioning.kits import REPO
+    from havel.resources import firmware_dir
 
     cases = {}
     for name in list_kits():
@@ -153,7 +153,7 @@ def test_every_kit_config_passes_the_firmware_checker(tmp_path: Path) -> None:
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     script = (
         "import json, sys\n"
-        f"sys.path[:0] = [{str(REPO / 'firmware')!r}, {str(REPO / 'firmware' / 'host')!r}]\n"
+        f"sys.path[:0] = [{str(firmware_dir())!r}, {str(firmware_dir() / 'host')!r}]\n"
         "import config\n"
         f"cases = json.load(open({str(tmp_path / 'cases.json')!r}))\n"
         "out = {}\n"
