@@ -486,12 +486,12 @@ class DownlinkScheduler:
             "payload": payload,
         }
 
-    def queue(self, dev_eui: int) -> list[Command]:
-        """The device's queued commands, oldest first."""
+    def queue(self, dev_eui: int, limit: int = -1) -> list[Command]:
+        """The device's queued commands, oldest first (at most ``limit``; -1: all)."""
         rows = self.conn.execute(
             "SELECT id, fport, payload, confirmed, expires_at, attempts, awaiting, fcnt_down, request "
-            "FROM downlinks WHERE dev_eui = ? ORDER BY created_at, rowid",
-            (eui_hex(dev_eui),),
+            "FROM downlinks WHERE dev_eui = ? ORDER BY created_at, rowid LIMIT ?",
+            (eui_hex(dev_eui), limit),
         ).fetchall()
         return [
             Command(
@@ -540,7 +540,9 @@ class DownlinkScheduler:
         if dev is None or frame is None or best is None or dev.session is None:
             return None, results
         now = self.clock()
-        queue = self.queue(dev.dev_eui) if dev.dev_eui in self._queued else []
+        # the head (perhaps awaiting its ACK), the next and whether one more waits (FPending): a long queue
+        # costs an uplink no more than a short one
+        queue = self.queue(dev.dev_eui, 3) if dev.dev_eui in self._queued else []
         # A confirmed downlink waiting for this uplink's ACK bit.
         if queue and queue[0].awaiting:
             head = queue[0]

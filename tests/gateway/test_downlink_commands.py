@@ -195,3 +195,24 @@ def test_a_join_that_cannot_be_answered_is_not_recorded(env: Env) -> None:
     assert dev is not None and dev.session is not None and dev.session.dev_addr == plain.dev_addr
     assert [r.kind for r in env.outbox.fetch("primary", 100)] == ["join"]
     assert plain.dev_addr != ADDR
+
+
+def test_fpending_and_acks_with_a_long_queue(tmp_path: Path) -> None:
+    """The scheduler reads only the head of a queue per uplink: the ACKed head, the next command and
+    FPending are still right with hundreds waiting."""
+    env = Env(tmp_path, downlink_queue_max=500)
+    env.command({"fport": 24, "raw": "1001", "confirmed": True, "id": "head"})
+    for i in range(300):
+        env.command({"fport": 24, "raw": "1000", "id": f"n{i}"})
+    tx, _ = env.uplink()
+    assert tx is not None and decode(tx)[0].confirmed and decode(tx)[0].fpending
+    tx, results = env.uplink(ack=True)
+    assert [(r["payload"]["command_id"], r["payload"]["state"]) for r in results] == [
+        ("head", "acked"),
+        ("n0", "sent"),
+    ]
+    assert tx is not None and decode(tx)[0].fpending and env.dl.depth() == 299
+    for i in range(1, 300):
+        tx, results = env.uplink()
+        assert tx is not None and [r["payload"]["command_id"] for r in results] == [f"n{i}"]
+    assert not decode(tx)[0].fpending and env.dl.depth() == 0
