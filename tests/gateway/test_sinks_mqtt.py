@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +286,37 @@ def test_host_name_is_verified(tmp_path: Path, mosquitto_factory: Any) -> None:
             assert h.outbox.depth() == 1
 
     asyncio.run(run())
+
+
+@pytest.mark.timeout(90)
+def test_reconnects_within_seconds_after_a_long_outage(
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Default back-off: after the broker was away for a while, the sink is back a few seconds after the
+    broker, not half a minute later; every retry is logged at debug level with its delay."""
+    caplog.set_level(logging.DEBUG, logger="havel.gateway.sinks.mqtt")
+    cfg = {"type": "mqtt", "name": "primary", "host": "127.0.0.1", "port": mosquitto.port, "tls": False}
+
+    async def run() -> float:
+        async with harness(tmp_path, [cfg]) as h:
+            sink: Any = h.sinks[0]
+            assert (sink.reconnect_min_s, sink.reconnect_max_s) == (1.0, 5.0)
+            await h.forwarder.wait_state("primary", "up", 10)
+            mosquitto.stop()
+            while sink.connected:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(12)  # long enough for an uncapped doubling back-off to reach 8-16 s
+            mosquitto.start()
+            back = time.monotonic()
+            while not sink.connected:
+                await asyncio.sleep(0.05)
+            return time.monotonic() - back
+
+    took = asyncio.run(run())
+    retries = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG and "again in" in r.getMessage()
+    ]
+    assert len(retries) >= 4, retries
+    delays = [float(m.split("again in ", 1)[1].split(" s", 1)[0]) for m in retries]
+    assert max(delays) <= 5.0, delays
+    assert took < 5.0 + 10.0, took  # at most one capped wait plus a connect, with room for a slow machine
