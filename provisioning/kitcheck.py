@@ -211,6 +211,41 @@ def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
     return Item(name, OK, f"SDS011 wired right, in {want} mode ({values}).", r)
 
 
+def judge_scd41(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
+    addr = _addr(sensor.get("address", 0x62))
+    name = f"SCD41 at I2C {_hex(addr)}"
+    if not r.get("found"):
+        return Item(
+            name,
+            FAIL,
+            f"Nothing answers at {_hex(addr)}: check the four SCD41 wires (3V3, GND, SDA to "
+            f"GPIO{sensor['sda']}, SCL to GPIO{sensor['scl']}) and that they sit firmly.",
+            r,
+        )
+    if r.get("crc_errors"):
+        return Item(
+            name,
+            FAIL,
+            "SCD41 data arrives corrupted (CRC errors): shorten its I2C wires (under 30 cm) and push "
+            "them firmly onto the pins.",
+            r,
+        )
+    if not r.get("ready") or not r.get("co2_ppm"):
+        return Item(
+            name,
+            FAIL,
+            "SCD41 answers but gave no valid measurement in 6 s: unplug its 3V3 wire for ten seconds, "
+            "plug it back in and run the check again; if that does not help, replace the sensor.",
+            r,
+        )
+    return Item(
+        name,
+        OK,
+        f"SCD41 answers: {r['co2_ppm']} ppm CO2, {r.get('temp_c')} °C, {r.get('humidity')} %RH.",
+        r,
+    )
+
+
 def judge_ds18b20(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
     pin = sensor["pin"]
     want = int(sensor.get("count", 1))
@@ -400,7 +435,18 @@ def run_check(link: BoardLink, kit: Kit, board: Board) -> list[Item]:
     items.append(judge_radio(board, r))
     for s in kit.resolved_sensors(board):
         iface = s["interface"]
-        if iface == "i2c":
+        if iface == "i2c" and s["id"] == "scd41":
+            res = link.call(
+                "kitcheck",
+                "kc_scd41",
+                s["sda"],
+                s["scl"],
+                s.get("freq", 100000),
+                _addr(s.get("address", 0x62)),
+                timeout=20,
+            )
+            items.append(judge_scd41(s, res))
+        elif iface == "i2c":
             found = link.call("kitcheck", "kc_i2c_scan", s["sda"], s["scl"], s.get("freq", 100000))["found"]
             chip_id = None
             if s.get("chip_id") is not None and _addr(s["address"]) in found:

@@ -225,6 +225,74 @@ def _decode(frames):
     return None
 
 
+# ---------------------------------------------------------------- SCD41 (Sensirion SCD4x datasheet 1.4)
+# Waits from the datasheet: 1000 ms after power-up before it answers, 500 ms after
+# stop_periodic_measurement, 5000 ms for a single-shot measurement, 1 ms for the other commands used here.
+def _scd_crc(b0, b1):
+    crc = 0xFF
+    for b in (b0, b1):
+        crc ^= b
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _scd_ask(bus, addr, cmd, nwords, res):
+    """Send a command, wait 1 ms, read its words; None on a NACK or a CRC error (counted)."""
+    try:
+        bus.writeto(addr, bytes((cmd >> 8, cmd & 0xFF)))
+        time.sleep_ms(1)
+        b = bus.readfrom(addr, 3 * nwords)
+    except OSError:
+        return None
+    words = []
+    for i in range(0, 3 * nwords, 3):
+        if _scd_crc(b[i], b[i + 1]) != b[i + 2]:
+            res["crc_errors"] += 1
+            return None
+        words.append(b[i] << 8 | b[i + 1])
+    return words
+
+
+def kc_scd41(sda, scl, freq, addr):
+    res = {"found": False, "serial": None, "crc_errors": 0, "ready": False, "co2_ppm": None}
+    bus = I2C(0, sda=Pin(sda), scl=Pin(scl), freq=freq)
+    t0 = time.ticks_ms()
+    while True:
+        try:
+            # stop_periodic_measurement: a sensor that was measuring before ignores everything else
+            bus.writeto(addr, b"\x3f\x86")
+            break
+        except OSError:
+            # no ACK yet: it may have been powered up (Vext) less than 1000 ms ago
+            if time.ticks_diff(time.ticks_ms(), t0) > 1500:
+                return res
+            time.sleep_ms(50)
+    res["found"] = True
+    time.sleep_ms(500)
+    sn = _scd_ask(bus, addr, 0x3682, 3, res)  # get_serial_number
+    if sn is not None:
+        res["serial"] = f"{sn[0]:04x}{sn[1]:04x}{sn[2]:04x}"
+    try:
+        bus.writeto(addr, b"\x21\x9d")  # measure_single_shot
+    except OSError:
+        return res
+    time.sleep_ms(5000)
+    for _ in range(10):
+        w = _scd_ask(bus, addr, 0xE4B8, 1, res)  # get_data_ready_status
+        if w is not None and w[0] & 0x07FF:
+            res["ready"] = True
+            break
+        time.sleep_ms(100)
+    if res["ready"]:
+        m = _scd_ask(bus, addr, 0xEC05, 3, res)  # read_measurement
+        if m is not None:
+            res["co2_ppm"] = m[0]
+            res["temp_c"] = round(-45 + 175 * m[1] / 65535, 1)
+            res["humidity"] = round(100 * m[2] / 65535, 1)
+    return res
+
+
 # ---------------------------------------------------------------- DS18B20
 def kc_ds18b20(pin):
     import ds18x20

@@ -281,6 +281,10 @@ def every_failure() -> list[kitcheck.Item]:
                 {"wiring": "ok", "mode_found": "query", "mode_now": "query", "frame": None},
             )
         ),
+        kitcheck.judge_scd41({**bme, "address": "0x62"}, {"found": False}),
+        kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 2}),
+        kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": False}),
+        kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": True, "co2_ppm": 0}),
         kitcheck.judge_ds18b20(ds, {"roms": []}),
         kitcheck.judge_ds18b20(ds, {"roms": ["28"]}),
         kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "crc_errors": 1}),
@@ -325,3 +329,40 @@ def test_kit_check_command_green_then_red(kit_board: Callable[..., Any]) -> None
     )
     assert r.exit_code == 1, r.output
     assert "swap the TX and RX wires at pins 47/48" in r.output and "1 problem(s) to fix" in r.output
+
+
+def air_kit_with_scd41() -> Any:
+    """The air kit with the SCD41 CO2 sensor the firmware supports (settings.sensors.co2)."""
+    from dataclasses import replace
+
+    kit = load_kit("air")
+    scd = {"id": "scd41", "part": "SCD41", "interface": "i2c", "address": "0x62"}
+    settings = {**kit.settings, "sensors": {**kit.settings["sensors"], "co2": "scd41"}}
+    return replace(kit, sensors=[*kit.sensors, scd], settings=settings)
+
+
+def test_scd41_left_measuring_is_stopped_and_measures_once(start_board: Callable[..., Any]) -> None:
+    """The one 5 s test: the SCD41 was left in periodic measurement (it ignores most commands then),
+    sits on Vext (answers 1 s after power-up); the probe stops it, waits 500 ms, measures a single shot
+    (5 s) and reads it with its CRCs."""
+    from .conftest import scenario
+
+    kit = air_kit_with_scd41()
+    vb = start_board(scenario.build(kit, kit.board(), {"scd41_periodic"}))
+    with Board(vb.path) as link:
+        items = {it.name.split()[0]: it for it in kitcheck.run_check(link, kit, kit.board())}
+    it = items["SCD41"]
+    assert it.status == "ok" and "612 ppm CO2" in it.advice, it.advice
+    assert it.facts is not None and it.facts["serial"] == "8a1f3b7c2d19"
+    assert sensor_state(vb)["scd41"] == {"periodic": False}
+    assert items["BME280"].status == "ok" and items["SDS011"].status == "ok"
+
+
+def test_scd41_missing(start_board: Callable[..., Any]) -> None:
+    from .conftest import scenario
+
+    kit = air_kit_with_scd41()
+    vb = start_board(scenario.build(kit, kit.board(), {"missing:scd41"}))
+    with Board(vb.path) as link:
+        items = {it.name.split()[0]: it for it in kitcheck.run_check(link, kit, kit.board())}
+    assert items["SCD41"].status == "fail" and "Nothing answers at 0x62" in items["SCD41"].advice

@@ -187,3 +187,64 @@ def test_vext_sensors_answer_2_ms_after_the_rail_is_switched_on(kit_board: Calla
     if t_early < 2:
         assert early == []  # BME280 start-up time, 2 ms
     assert lit == [0x76]
+
+
+def test_scd41_timing_without_the_5_s(start_board: Callable[..., Any]) -> None:
+    """Power-up 1000 ms on Vext; left measuring it ignores get_serial_number; stop_periodic_measurement
+    keeps it busy (no ACK) for 500 ms; measure_single_shot for 5 s (only its start is checked here)."""
+    from dataclasses import replace
+
+    from havel.provisioning.kits import load_kit
+
+    from .conftest import scenario
+
+    kit = load_kit("air")
+    kit = replace(kit, sensors=[*kit.sensors, {"id": "scd41", "interface": "i2c", "address": "0x62"}])
+    vb = start_board(scenario.build(kit, kit.board(), {"scd41_periodic"}))
+    code = """
+import time, json
+from machine import I2C, Pin
+bus = I2C(0, sda=Pin(41), scl=Pin(42))
+def acks(cmd):
+    try:
+        bus.writeto(0x62, cmd)
+        return True
+    except OSError:
+        return False
+def reads(n):
+    time.sleep_ms(2)  # a command runs 1 ms before its answer can be read
+    try:
+        return bus.readfrom(0x62, n).hex()
+    except OSError:
+        return None
+Pin(36, Pin.OUT, value=0)
+t0 = time.ticks_ms()
+early = acks(b"\\x36\\x82")
+t_early = time.ticks_diff(time.ticks_ms(), t0)
+time.sleep_ms(1100)
+ignored = [acks(b"\\x36\\x82"), reads(9)]
+stop = acks(b"\\x3f\\x86")
+t1 = time.ticks_ms()
+busy = acks(b"\\x36\\x82")
+t_busy = time.ticks_diff(time.ticks_ms(), t1)
+time.sleep_ms(550)
+sn = [acks(b"\\x36\\x82"), reads(9)]
+shot = acks(b"\\x21\\x9d")
+t2 = time.ticks_ms()
+measuring = acks(b"\\xe4\\xb8")
+t_measuring = time.ticks_diff(time.ticks_ms(), t2)
+print(json.dumps([early, t_early, ignored, stop, busy, t_busy, sn, shot, measuring, t_measuring]))
+"""
+    early, t_early, ignored, stop, busy, t_busy, sn, shot, measuring, t_measuring = run(vb, code)
+    if t_early < 1000:
+        assert early is False  # not up yet
+    assert ignored == [True, None]  # heard, but no answer while measuring periodically
+    assert stop is True
+    if t_busy < 500:
+        assert busy is False
+    assert sn == [True, "8a1f213b7cac2d19d6"]  # words with their CRC-8 (0xBEEF -> 0x92 checked below)
+    assert shot is True
+    if t_measuring < 5000:
+        assert measuring is False
+    crc = run(vb, "import machine\nprint(machine._crc8_sensirion(b'\\xbe\\xef'))")
+    assert crc == 0x92  # the datasheet's example

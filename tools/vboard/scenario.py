@@ -9,6 +9,7 @@ tools/vboard/README.md). Fault names:
 - ``sds011_rx_off``: the SDS011's RXD wire not connected (it talks in active mode, never hears)
 - ``sds011_query`` / ``sds011_active``: the SDS011 left in that reporting mode
 - ``sds011_asleep``: the SDS011 left asleep (fan off; it hears only the wake-up command)
+- ``scd41_periodic``: the SCD41 left running its periodic measurement (it then ignores most commands)
 - ``ds18b20_85``: the DS18B20 never converts and reads its power-on 85.0 C
 - ``no_radio``: nothing on the radio's SPI bus; ``other_radio``: the other radio family (SX127x for
   SX126x and back)
@@ -35,6 +36,7 @@ FAULTS = {
     "sds011_active",
     "sds011_asleep",
     "sds011_rx_off",
+    "scd41_periodic",
     "ds18b20_85",
     "no_radio",
     "other_radio",
@@ -84,6 +86,8 @@ def build(
             dev: dict[str, Any] = {"addr": addr, "chip": chip}
             if rail is not None:
                 dev["rail"] = rail
+            if chip == "scd41":
+                dev.update(startup_ms=1000, co2_ppm=612, periodic="scd41_periodic" in faults)
             bus["devices"].append(dev)
         elif s["interface"] == "uart" and s["id"] == "sds011":
             mode = s.get("firmware_mode", "query")
