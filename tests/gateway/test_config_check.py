@@ -253,3 +253,26 @@ def test_random_values_never_give_a_traceback(section: str, data: Any, sink: dic
         preflight.validate(cfg)
     except HavelError as exc:
         assert str(exc)
+
+
+# ------------------------------------------------------------------------------------ the documented ones
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_udp_example_in_the_docs_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (REPO / "docs" / "gateway.md").read_text()
+    section = doc.split("## The packet-forwarder port", 1)[1].split("\n## ", 1)[0]
+    [block] = [b.split("\n", 1)[1] for b in section.split("```")[1::2] if b.startswith("toml")]
+    path = tmp_path / "gateway.toml"
+    path.write_text(f'[gateway]\ndata_dir = "{tmp_path / "data"}"\n' + block)
+    cfg = config.load(path)
+    assert cfg.udp.allowed_gateways == (0xAA555A0000000101,)
+    assert (cfg.udp.bind, cfg.udp.port, cfg.udp.max_datagrams_per_s) == ("127.0.0.1", 1700, 2000.0)
+    code, out = check(path, capsys)
+    assert code == 0 and "AA555A0000000101" in out, out
+
+
+def test_the_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(REPO / "gateway" / "gateway.example.toml", capsys)
+    assert code == 0 and "config ok" in out and "the first one heard" in out, out
