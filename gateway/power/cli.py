@@ -37,17 +37,16 @@ def power(
 ) -> None:
     """Expected runtime on battery and solar balance of a roof configuration, from documented draws."""
     base = load_kit(kit) if kit else {}
-    chosen = {
-        "pi": pi or base.get("pi", "pi4b"),
-        "board": board or base.get("board", "rak2287_pihat"),
-        "hat": hat or base.get("hat", "none"),
-        "battery_wh": battery_wh if battery_wh is not None else base.get("battery_wh"),
-        "chemistry": chemistry or base.get("battery"),
-        "solar_w": solar_w if solar_w is not None else float(base.get("solar_w", 0)),
-        "autonomy_h": autonomy_h or float(base.get("autonomy_h", 72)),
-        "tx_duty": tx_duty,
-    }
-    s = sizing.size(**chosen)
+    s = sizing.size(
+        pi=pi or str(base.get("pi", "pi4b")),
+        board=board or str(base.get("board", "rak2287_pihat")),
+        hat=hat or str(base.get("hat", "none")),
+        battery_wh=battery_wh if battery_wh is not None else base.get("battery_wh"),
+        chemistry=chemistry or base.get("battery"),
+        solar_w=solar_w if solar_w is not None else float(base.get("solar_w", 0)),
+        autonomy_h=autonomy_h or float(base.get("autonomy_h", 72)),
+        tx_duty=tx_duty,
+    )
     if as_json:
         click.echo(json.dumps(s.as_dict(), indent=2))
         return
