@@ -448,9 +448,10 @@ class GwmpServer(asyncio.DatagramProtocol):
     def _tx_ack(self, dg: gwmp.Datagram) -> None:
         err = gwmp.tx_ack_error(dg)
         self.metrics.inc("downlinks_tx_ack_total", error=err)
-        pending = self._pending_tx.pop(dg.token, None)
-        if pending is None:
-            return
+        pending = self._pending_tx.get(dg.token)
+        if pending is None or pending.forwarder != dg.gateway_eui:
+            return  # not ours, or another gateway's ACK with a token that happens to match
+        del self._pending_tx[dg.token]
         if err != "NONE" and pending.fallback is not None and dg.gateway_eui is not None:
             log.info("downlink via %s failed (%s): trying RX2", eui_hex(dg.gateway_eui), err)
             fb, pending.fallback = pending.fallback, None

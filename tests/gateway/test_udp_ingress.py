@@ -6,7 +6,9 @@ an EUI is pinned to its address, sources are rate-limited, and no datagram stops
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -19,6 +21,7 @@ from support.gateway_run import InProcessGateway, register_abp, write_config
 
 from havel.codecs.lorawan import phy
 from havel.gateway import config, db, gwmp, udp
+from havel.gateway.metrics import Metrics
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 APP = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
@@ -307,3 +310,44 @@ def test_poison_datagrams_are_counted_by_reason_and_the_server_keeps_serving(
     assert [u["fcnt"] for u in ups(tmp_path / "out.jsonl")] == [1]
     labels = {k for k in m.snapshot()["downlinks_tx_ack_total"]}
     assert labels == {"error=UNKNOWN"}
+
+
+def test_a_tx_ack_counts_only_from_the_gateway_that_was_sent_the_downlink() -> None:
+    """Tokens are 16 bits: another gateway's TX_ACK with the same token must not settle (or, with an error,
+    send the RX2 fallback of) this gateway's downlink."""
+
+    async def main() -> list[tuple[Any, str]]:
+        loop = asyncio.get_running_loop()
+        done: list[tuple[Any, str]] = []
+        server = udp.GwmpServer(
+            lambda *_: None,
+            Metrics(),
+            on_tx_done=lambda info, err: done.append((info, err)),
+            allowed_gateways=(GW1, GW2),
+        )
+        addr = await server.start("127.0.0.1", 0)
+        a, b = udp_socket(), udp_socket()
+        a.setblocking(False)
+        b.setblocking(False)
+        try:
+            for sock, eui in ((a, GW1), (b, GW2)):
+                await loop.sock_sendto(sock, gwmp.encode_pull_data(2, 1, eui), addr)
+                assert await asyncio.wait_for(loop.sock_recv(sock, 64), 5) == b"\x02\x00\x01\x04"
+            txpk = gwmp.build_txpk(data=b"\x60\x01", freq_hz=869_525_000, datr="SF12BW125", immediate=True)
+            assert server.send(GW1, txpk, fallback=txpk, info="dl-1")
+            resp = await asyncio.wait_for(loop.sock_recv(a, 2048), 5)
+            token = int.from_bytes(resp[1:3], "big")
+            await loop.sock_sendto(b, gwmp.encode_tx_ack(2, token, GW2, "TOO_LATE"), addr)
+            await loop.sock_sendto(a, gwmp.encode_tx_ack(2, token, GW1), addr)
+            deadline = loop.time() + 5
+            while not done and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            with contextlib.suppress(BlockingIOError):  # GW2's ACK sent no RX2 fallback to GW1
+                assert a.recv(2048) is None
+            return done
+        finally:
+            a.close()
+            b.close()
+            server.close()
+
+    assert asyncio.run(main()) == [("dl-1", "NONE")]
