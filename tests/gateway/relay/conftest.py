@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from havel.gateway.relay import ax25, kiss
 from havel.gateway.relay.signing import SigningKey
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,3 +60,43 @@ def key_file(tmp_path: Path) -> Path:
     path = tmp_path / "gw.key"
     SigningKey.generate().save(path)
     return path
+
+
+class FakeTNC:
+    """A KISS-over-TCP peer on loopback that the test scripts byte by byte (broken escapes and the like
+    cannot be made to come out of direwolf)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.conn: socket.socket | None = None
+        self.decoder = kiss.Decoder()
+        self.frames: list[ax25.UIFrame] = []
+
+    def accept(self, timeout: float = 10.0) -> None:
+        self.server.settimeout(timeout)
+        self.conn, _ = self.server.accept()
+        self.conn.settimeout(0.2)
+
+    def send(self, data: bytes) -> None:
+        assert self.conn is not None
+        self.conn.sendall(data)
+
+    def read(self, timeout: float) -> list[ax25.UIFrame]:
+        """Frames the peer sent us, waiting up to ``timeout`` for at least one new one."""
+        assert self.conn is not None
+        start = len(self.frames)
+        deadline = time.monotonic() + timeout
+        while len(self.frames) == start and time.monotonic() < deadline:
+            try:
+                data = self.conn.recv(4096)
+            except TimeoutError:
+                continue
+            for fr in self.decoder.feed(data):
+                self.frames.append(ax25.UIFrame.decode(fr.payload))
+        return self.frames[start:]
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.server.close()

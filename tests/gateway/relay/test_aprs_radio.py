@@ -327,3 +327,45 @@ def test_airtime_budget_is_never_exceeded(tmp_path: Path, key_file: Path, radio:
     assert wait_until(lambda: len(radio.b.heard_lines()) == 2, 10)
     time.sleep(1.5)
     assert len(radio.a.sent_lines()) == 2 and len(radio.b.heard_lines()) == 2
+
+
+@pytest.mark.timeout(90)
+def test_ssid_zero_callsign_and_digipeated_copies_over_the_air(
+    tmp_path: Path, key_file: Path, radio: Any, mosquitto: Any
+) -> None:
+    """A gateway configured as "N0CALL-0" goes on the air as N0CALL and signs as N0CALL (it used to sign
+    as N0CALL-0: every message was rejected as forged). A digipeater's copy of an accepted frame is
+    counted as digipeated; the same frame replayed without a digipeater's mark is a replay."""
+    gw_dir = tmp_path / "gw0"
+    gw_dir.mkdir()
+    switch = EmergencySwitch(gw_dir)
+    switch.set(True, "test")
+    cfg = APRSConfig.from_config(
+        {"callsign": "N0CALL-0", "addressee": CC_CALL, "port": radio.a.kiss_port, "path": []}
+    )
+    relay = APRSRelay(cfg, Signer(SigningKey.load(key_file), "N0CALL-0", CounterStore(None)), switch)
+    rcfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": mosquitto.port},
+            "sender": [{"name": "N0CALL-0", "key_file": str(key_file), "gateway_id": "gw1"}],
+            "kiss": {"port": radio.b.kiss_port, "callsign": CC_CALL, "ack": False},
+        }
+    )
+    with Receiver(rcfg) as rx, Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub:
+        assert rx.kiss is not None and rx.kiss.connected.wait(10)
+        relay.start()
+        try:
+            assert relay.offer(alarm(300))
+            assert sub.wait_for(1, timeout=30)[0].json()["id"] == f"{DEV}-0-300"
+        finally:
+            relay.stop()
+        assert relay.sent[0].startswith("N0CALL>APZHVL:")
+        info = relay.sent[0].split(":", 1)[1].encode()
+        copy = ax25.UIFrame.aprs("N0CALL", "APZHVL", info, ["DB0DIG*", "WIDE2*"]).encode()
+        replay = ax25.UIFrame.aprs("N0CALL", "APZHVL", info).encode()
+        _inject(radio.a.kiss_port, [copy])
+        assert wait_until(lambda: rx.core.total("digipeated") == 1, 30)
+        _inject(radio.a.kiss_port, [replay])
+        assert wait_until(lambda: rx.core.total("replayed") == 1, 30)
+        assert rx.core.total("accepted") == 1 and rx.core.total("forged") == 0

@@ -1,0 +1,357 @@
+"""Poison input for every subscription and every KISS input of the gateway's relay and the receiver.
+
+Each listener gets malformed, deeply nested, huge, NaN, wrong-typed, lone-surrogate and non-UTF-8 input
+over the real transport (Mosquitto on loopback, a TCP socket speaking KISS), then a good signed message:
+the good one must still go through, and every bad one is counted under its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from support.mqtt_subscriber import Subscriber
+
+from havel.gateway.relay import aprs, ax25, kiss
+from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
+from havel.gateway.relay.emergency import EmergencySwitch
+from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_body, sign_json, sign_line
+from havel.gateway.relay.mqtt_relay import MQTTRelay
+from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
+
+from .conftest import CC_CALL, GW_CALL, FakeTNC
+
+DEV = "70B3D57ED0001234"
+SIG = "1.AAAAAAAAAAA"
+
+
+def wait_until(cond: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    return cond()
+
+
+def envelope(body: Any, sender: Any = "gw1", sig: Any = SIG, v: Any = 1) -> bytes:
+    return json.dumps({"v": v, "sender": sender, "sig": sig, "body": body}).encode()
+
+
+# Unsigned JSON-ish input a listener must count and drop (each one is "malformed").
+POISON: dict[str, bytes] = {
+    "lone surrogate in body": b'{"v":1,"sender":"gw1","sig":"1.AAAAAAAAAAA","body":"\\udc80"}',
+    "lone surrogate in sender": b'{"v":1,"sender":"\\ud800","sig":"1.AAAAAAAAAAA","body":"{}"}',
+    "deeply nested text": b"[" * 200_000,
+    "deeply nested body": envelope("[" * 100_000),
+    "huge": b'{"v":1,"body":"' + b"x" * 1_000_000 + b'"}',
+    "NaN body": b'{"v":1,"sender":"gw1","sig":"1.AAAAAAAAAAA","body":NaN}',
+    "NaN inside": envelope('{"dev_eui":NaN}'),
+    "wrong types": envelope({"a": 1}, sender=["gw1"], sig=7),
+    "wrong version": envelope("{}", v="1"),
+    "not UTF-8": b"\xff\xfe\x00\xc0",
+    "empty": b"",
+    "array": b"[]",
+    "null": b"null",
+    "number": b"1e999999",
+}
+
+
+def publish_all(port: int, topic: str, payloads: list[bytes]) -> None:
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    try:
+        for p in payloads:
+            pub.publish(topic, p, qos=1).wait_for_publish(10)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+
+
+def receiver_config(tmp_path: Path, key_file: Path, port: int, **extra: Any) -> ReceiverConfig:
+    return ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": port},
+            "sender": [{"name": "gw1", "key_file": str(key_file), "gateway_id": "gw1"}],
+            "mqtt": {"port": port, "topic": "havel/+/relay/#", "client_id": "cc-poison"},
+            **extra,
+        }
+    )
+
+
+@pytest.mark.timeout(90)
+def test_receiver_mqtt_listener_survives_poison_and_acknowledges_it(
+    tmp_path: Path, key_file: Path, mosquitto: Any
+) -> None:
+    """One poison message used to kill the listener thread: later signed alarms were not republished, and
+    the unacknowledged poison came back after every restart."""
+    signer = Signer(SigningKey.load(key_file), "gw1", CounterStore(None))
+    good = sign_json(signer, "mqtt", RelayRecord(DEV, 5, "alarm", int(time.time()), {"level": 170}))
+    poison = list(POISON.values())
+    with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub:
+        rx = Receiver(receiver_config(tmp_path, key_file, mosquitto.port)).start()
+        try:
+            assert rx.mqtt is not None and rx.mqtt.subscribed.wait(10)
+            for topic in ("alarm", "state", "event", "status"):
+                publish_all(mosquitto.port, f"havel/gw1/relay/{topic}", poison)
+            publish_all(mosquitto.port, "havel/gw1/relay/alarm", [good])
+            got = sub.wait_for(1, 20)
+            n = 4 * len(poison)
+            judged = ("malformed", "forged", "unsigned_status")  # forged: well-formed, but not signed by gw1
+            assert wait_until(lambda: sum(rx.core.total(k) for k in judged) == n, 20)
+            assert rx.core.total("malformed") >= 3 * len(poison) - 4
+        finally:
+            rx.stop()
+    assert got[0].json()["id"] == f"{DEV}-0-5" and rx.core.total("accepted") == 1
+    assert rx.core.total("error") == 0  # each one was read and judged, none reached the catch-all
+    assert rx.core.status == {}  # nothing unsigned became the primary-path state
+    # Everything was acknowledged: the same persistent session gets nothing again after a restart.
+    rx2 = Receiver(receiver_config(tmp_path, key_file, mosquitto.port)).start()
+    try:
+        assert rx2.mqtt is not None and rx2.mqtt.subscribed.wait(10)
+        time.sleep(1.5)  # what the broker kept for the session would arrive now
+        assert sum(rx2.core.total(k) for k in rx2.core.COUNTERS) == 0
+    finally:
+        rx2.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_receiver_restarts_a_dead_mqtt_network_thread(tmp_path: Path, key_file: Path, mosquitto: Any) -> None:
+    """Should an exception escape a callback anyway (here: a broken handler put in on purpose), the network
+    thread is restarted, the restart shows in the receiver's health, and alarms flow again."""
+    signer = Signer(SigningKey.load(key_file), "gw1", CounterStore(None))
+    rx = Receiver(receiver_config(tmp_path, key_file, mosquitto.port)).start()
+    try:
+        assert rx.mqtt is not None and rx.mqtt.subscribed.wait(10)
+        handler = rx.mqtt.client.on_message
+        broken = threading.Event()
+
+        def explode(*args: Any) -> None:
+            broken.set()
+            rx.mqtt.client.on_message = handler  # type: ignore[union-attr]
+            raise RuntimeError("a bug in a handler")
+
+        rx.mqtt.client.on_message = explode
+        with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub:
+            publish_all(mosquitto.port, "havel/gw1/relay/alarm", [b"anything"])
+            assert broken.wait(10)
+            assert wait_until(lambda: rx.health()["mqtt"]["restarts"] == 1, 15)
+            rec = RelayRecord(DEV, 6, "alarm", int(time.time()), {"level": 171})
+            publish_all(mosquitto.port, "havel/gw1/relay/alarm", [sign_json(signer, "mqtt", rec)])
+            assert sub.wait_for(1, 20)[0].json()["id"] == f"{DEV}-0-6"
+    finally:
+        rx.stop()
+
+
+@pytest.mark.timeout(60)
+def test_unsigned_status_never_becomes_the_primary_state(
+    tmp_path: Path, key_file: Path, mosquitto: Any
+) -> None:
+    """The MQTT sink's retained relay/status is unsigned: anyone on the mesh broker can write it."""
+    signer = Signer(SigningKey.load(key_file), "gw1", CounterStore(None))
+    rx = Receiver(receiver_config(tmp_path, key_file, mosquitto.port)).start()
+    try:
+        assert rx.mqtt is not None and rx.mqtt.subscribed.wait(10)
+        down = sign_body(signer, "mqtt", {"kind": "status", "primary": "down", "at": int(time.time())})
+        publish_all(mosquitto.port, "havel/gw1/relay/event", [down])
+        assert wait_until(lambda: rx.core.status.get("gw1", {}).get("primary") == "down", 10)
+        forged = json.dumps({"state": "online", "primary": "up", "gateway_id": "gw1"}).encode()
+        publish_all(mosquitto.port, "havel/gw1/relay/status", [forged])
+        assert wait_until(lambda: rx.core.total("unsigned_status") == 1, 10)
+        assert rx.core.status["gw1"]["primary"] == "down" and rx.core.status["gw1"]["signed"] is True
+        assert rx.core.link_status["gw1"]["state"] == "online"
+    finally:
+        rx.stop()
+
+
+# ------------------------------------------------------------------------------ the gateway's listeners
+
+
+@pytest.fixture
+def command_relay(
+    tmp_path: Path, key_file: Path, mosquitto: Any
+) -> Iterator[tuple[MQTTRelay, EmergencySwitch]]:
+    gw_dir = tmp_path / "gw"
+    gw_dir.mkdir()
+    switch = EmergencySwitch(gw_dir)
+    relay = MQTTRelay(
+        {"host": "127.0.0.1", "port": mosquitto.port, "tls": False, "emergency_commands": True},
+        Signer(SigningKey.load(key_file), "gw1", CounterStore(None)),
+        "gw1",
+        switch=switch,
+        data_dir=gw_dir,
+    )
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(relay.start())
+    try:
+        assert relay.commands is not None and wait_until(lambda: relay.commands.subscribed, 10)
+        yield relay, switch
+    finally:
+        loop.run_until_complete(relay.stop())
+        loop.close()
+
+
+def control_signer(key_file: Path, tmp_path: Path) -> Signer:
+    return Signer(SigningKey.load(key_file), "CONTROL", CounterStore(tmp_path / "control-counter"))
+
+
+@pytest.mark.timeout(60)
+def test_emergency_command_listener_survives_poison(
+    command_relay: tuple[MQTTRelay, EmergencySwitch], key_file: Path, tmp_path: Path, mosquitto: Any
+) -> None:
+    relay, switch = command_relay
+    assert relay.commands is not None
+    topic = "havel/gw1/relay/emergency"
+    poison = [p.replace(b'"gw1"', b'"CONTROL"') for p in POISON.values()]
+    publish_all(mosquitto.port, topic, poison)
+    on = sign_body(control_signer(key_file, tmp_path), "control", cmd("on", time.time()))
+    publish_all(mosquitto.port, topic, [on])
+    assert wait_until(switch.is_on, 15)
+    stats = relay.commands.stats
+    assert stats["malformed"] + stats["forged"] == len(poison) == stats["rejected"]  # forged: unknown key
+    assert stats["malformed"] >= len(poison) - 2 and stats["error"] == 0 and stats["applied"] == 1
+    assert relay.health()["emergency_commands"]["restarts"] == 0
+
+
+def cmd(action: str, at: float, gateway_id: str = "gw1") -> dict[str, Any]:
+    return {"emergency": action, "gateway_id": gateway_id, "at": int(at)}
+
+
+@pytest.mark.timeout(60)
+def test_reordered_or_stale_emergency_commands_are_refused(
+    command_relay: tuple[MQTTRelay, EmergencySwitch], key_file: Path, tmp_path: Path, mosquitto: Any
+) -> None:
+    """An older signed "on" delivered after a newer "off" used to switch the emergency back on."""
+    relay, switch = command_relay
+    assert relay.commands is not None
+    signer = control_signer(key_file, tmp_path)
+    t = time.time()
+    first_on = sign_body(signer, "control", cmd("on", t - 90))
+    older_on = sign_body(signer, "control", cmd("on", t - 60))
+    newer_off = sign_body(signer, "control", cmd("off", t - 30))
+    publish_all(mosquitto.port, "havel/gw1/relay/emergency", [first_on])
+    assert wait_until(switch.is_on, 15)
+    publish_all(mosquitto.port, "havel/gw1/relay/emergency", [newer_off, older_on])  # the mesh reordered them
+    assert wait_until(lambda: relay.commands.stats["reordered"] == 1, 15)  # type: ignore[union-attr]
+    assert not switch.is_on() and relay.commands.stats["applied"] == 2
+    # The person on duty at the gateway switches on; a command signed before that is stale.
+    switch.set(True, "cli")
+    stale_off = sign_body(signer, "control", cmd("off", t - 10))
+    far_future = sign_body(signer, "control", cmd("off", t + 86400))
+    publish_all(mosquitto.port, "havel/gw1/relay/emergency", [stale_off, far_future])
+    assert wait_until(lambda: relay.commands.stats["future"] == 1, 15)  # type: ignore[union-attr]
+    assert relay.commands.stats["stale"] == 1 and switch.is_on()
+    # A fresh command applies, and the refusals were counted for /metrics.
+    publish_all(
+        mosquitto.port, "havel/gw1/relay/emergency", [sign_body(signer, "control", cmd("off", time.time()))]
+    )
+    assert wait_until(lambda: not switch.is_on(), 15)
+    assert relay.commands.stats["rejected"] == 3
+
+
+# ------------------------------------------------------------------------------ KISS inputs
+
+
+def kiss_poison() -> list[bytes]:
+    """Byte streams a TNC link may carry: broken escapes, truncated AX.25, huge frames, wrong frames."""
+    # from the gateway's callsign, so the receiver reads past the "foreign station" check
+    addr = ax25.Address("APZHVL", 0, True).encode(last=False) + ax25.Address("N0CALL", 10).encode(last=True)
+    return [
+        b"\xc0\x00\x82\xa0\xdb\x41\xc0",  # FESC followed by a plain byte
+        b"\xc0\x00\x82\xa0\xb4\xdb\xc0",  # FESC right before the end
+        b"\xc0\x00\x82\xa0\xb4\xc0",  # truncated address field
+        b"\xc0\x00" + addr[:13] + b"\xc0",  # an address cut short
+        b"\xc0\x00" + b"\x82" * 5000 + b"\xc0",  # larger than any frame
+        b"\xc0\x00" + addr + b"\x3f\xf0hi\xc0",  # not a UI frame
+        b"\xc0\x00" + addr + b"\x03\xcfhi\xc0",  # another layer 3
+        b"\xc0\x00" + addr + b"\x03\xf0\xff\xfe\x80\xc0",  # info not ASCII
+        b"\xc0\x00" + addr + b"\x03\xf0T#999,999,999,999,999,999,11111111\xc0",
+        b"\xc0\x00" + addr + b"\x03\xf0:N0CALL-10:EQNS.nan,inf,1e999,x\xc0",  # an unsigned definition
+        b"\xc0\x00" + addr + b"\x03\xf0:" + b"{" * 3000 + b"\xc0",
+        b"\xc0\xc0\xc0",  # empty frames
+        b"\x00\x01\x02 noise between frames",
+        b"\xc0\x0f\x01\x02\xc0",  # a command other than data
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_receiver_kiss_listener_survives_poison(tmp_path: Path, key_file: Path, mosquitto: Any) -> None:
+    tnc = FakeTNC()
+    cfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": mosquitto.port},
+            "sender": [{"name": GW_CALL, "key_file": str(key_file), "gateway_id": "gw1"}],
+            "kiss": {"port": tnc.port, "callsign": CC_CALL},
+        }
+    )
+    signer = Signer(SigningKey.load(key_file), GW_CALL, CounterStore(None))
+    text = sign_line(
+        signer,
+        "aprs",
+        encode_line(RelayRecord(DEV, 9, "alarm", int(time.time()), {"level": 190})),
+        context=aprs.pad_addressee(CC_CALL) + ":",
+    )
+    good = ax25.UIFrame.aprs(GW_CALL, "APZHVL", aprs.Message(CC_CALL, text, "B1").encode())
+    rx = Receiver(cfg)
+    try:
+        with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub:
+            rx.start()
+            tnc.accept()
+            for chunk in kiss_poison():
+                tnc.send(chunk)
+            tnc.send(kiss.encode(good.encode()))
+            assert sub.wait_for(1, 20)[0].json()["id"] == f"{DEV}-0-9"
+        acks = tnc.read(10)  # the ack still goes back over the same connection
+        assert [f.info for f in acks] == [f":{GW_CALL:<9}:ackB1".encode()]
+        # every frame but the empty ones, the non-data one and the unsigned EQNS (heard, never used)
+        assert rx.core.total("malformed") == 11 and rx.core.total("definitions") == 1
+        assert rx.core.total("error") == 0 and rx.core.definitions == {}
+        assert rx.health()["kiss"]["restarts"] == 0
+    finally:
+        rx.stop()
+        tnc.close()
+
+
+@pytest.mark.timeout(60)
+def test_gateway_aprs_relay_survives_poison_from_its_tnc(tmp_path: Path, key_file: Path) -> None:
+    tnc = FakeTNC()
+    switch = EmergencySwitch(tmp_path)
+    switch.set(True, "test")
+    relay = APRSRelay(
+        APRSConfig.from_config({"callsign": GW_CALL, "addressee": CC_CALL, "port": tnc.port, "min_gap_s": 0}),
+        Signer(SigningKey.load(key_file), GW_CALL, CounterStore(None)),
+        switch,
+    )
+    relay.start()
+    try:
+        tnc.accept()
+        assert relay.offer(RelayRecord(DEV, 10, "alarm", int(time.time()), {"level": 191}))
+        sent = tnc.read(10)
+        msgno = sent[0].info.decode().rsplit("{", 1)[1]
+        for chunk in kiss_poison():
+            tnc.send(chunk)
+        ack = ax25.UIFrame.aprs(CC_CALL, "APZHVL", aprs.Message(GW_CALL, "", msgno, kind="ack").encode())
+        tnc.send(kiss.encode(ack.encode()))
+        assert wait_until(lambda: relay.stats["acked"] == 1, 10)
+        # broken escapes and the huge frame at the KISS layer; the rest are not acks for us
+        assert relay.stats["rx_malformed"] == 3 and relay.stats["rx_other"] == 9
+        assert relay.stats["restarts"] == 0 and relay.stats["tnc_connects"] == 1
+        # still transmitting on the same connection
+        assert relay.offer(RelayRecord(DEV, 11, "alarm", int(time.time()), {"level": 192}))
+        assert tnc.read(10)[0].info.startswith(f":{CC_CALL:<9}:HA {DEV}-0-11 ".encode())
+    finally:
+        relay.stop()
+        tnc.close()
