@@ -29,7 +29,7 @@ class Item:
     path: Path  # absolute on the target system
     mode: int
     content: str | None = None
-    owner: str | None = None  # user (and group of the same name); None: whoever runs setup
+    owner: str | None = None  # "user" (its group of the same name) or "user:group"; None: whoever runs setup
     once: bool = False  # write only when absent
 
     @property
@@ -43,7 +43,8 @@ def plan(o: Options) -> list[Item]:
     unit = files.UNIT_DIR
     return [
         Item(files.ETC, 0o755),
-        Item(files.CONFIG, 0o640, files.gateway_toml(o), once=True),
+        # readable by the daemon's group, not by everyone: it will hold the broker credentials
+        Item(files.CONFIG, 0o640, files.gateway_toml(o), owner=f"root:{files.USER}", once=True),
         Item(files.PKTFWD_CONF.parent, 0o755),
         Item(files.PKTFWD_CONF, 0o644, conf),
         Item(files.RESET_SCRIPT.parent, 0o755),
@@ -63,16 +64,20 @@ def target(root: Path, path: Path) -> Path:
     return root / path.relative_to("/")
 
 
-def _ids(user: str) -> tuple[int, int] | None:
+def _ids(owner: str) -> tuple[int, int] | None:
+    """(uid, gid) of ``user`` or ``user:group``; None when either does not exist."""
+    user, _, group = owner.partition(":")
     try:
-        uid = pwd.getpwnam(user).pw_uid
+        pw = pwd.getpwnam(user)
     except KeyError:
         return None
     try:
-        gid = grp.getgrnam(user).gr_gid
+        gid = grp.getgrnam(group or user).gr_gid
     except KeyError:
-        gid = pwd.getpwnam(user).pw_gid
-    return uid, gid
+        if group:
+            return None
+        gid = pw.pw_gid
+    return pw.pw_uid, gid
 
 
 def _state(item: Item, where: Path) -> str:
@@ -103,7 +108,7 @@ def apply(items: list[Item], root: Path, *, dry_run: bool, say: Callable[[str], 
             continue
         if state in ("create", "update"):
             _write(item, where)
-        if item.owner and state != "kept":
+        if item.owner:  # (also for a kept file: the note below asks to run setup again once the user exists)
             _chown(item, where, say)
     return counts
 
@@ -133,8 +138,8 @@ def _chown(item: Item, where: Path, say: Callable[[str], None]) -> None:
     ids = _ids(item.owner)
     if ids is None:
         say(
-            f"  note: user {item.owner} does not exist, {item.path} keeps its owner; create the user with "
-            f"`useradd --system --home {files.DATA_DIR} --shell /usr/sbin/nologin {item.owner}` "
+            f"  note: {item.owner} does not exist, {item.path} keeps its owner; create the user with "
+            f"`useradd --system --home {files.DATA_DIR} --shell /usr/sbin/nologin {files.USER}` "
             "and run setup again"
         )
         return

@@ -241,3 +241,33 @@ def test_reset_script_of_every_board(tmp_path: Path, board: str) -> None:
     assert driven == expected  # USB boards: none
     rc, _ = _run_reset(tmp_path, board, "gpioset (libgpiod) v1.6.3", "bogus")
     assert rc == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files away needs root")
+def test_owners_are_set_when_the_user_exists(tmp_path: Path) -> None:
+    import grp
+    import pwd
+
+    from havel.gateway.setup import install
+
+    group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    items = [
+        install.Item(Path("/srv"), 0o755),
+        install.Item(Path("/srv/data"), 0o750, owner="nobody"),
+        install.Item(Path("/srv/conf.toml"), 0o640, "x = 1\n", owner=f"root:{group}", once=True),
+    ]
+    said: list[str] = []
+    install.apply(items, tmp_path, dry_run=False, say=said.append)
+    data, conf = (tmp_path / "srv/data").stat(), (tmp_path / "srv/conf.toml").stat()
+    assert (data.st_uid, data.st_gid) == (pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
+    assert (conf.st_uid, conf.st_gid) == (0, grp.getgrnam(group).gr_gid)
+    assert not any("note" in s for s in said)
+    # a missing group is said, not guessed
+    said.clear()
+    install.apply(
+        [install.Item(Path("/srv/other"), 0o750, owner="root:no-such-group")],
+        tmp_path,
+        dry_run=False,
+        say=said.append,
+    )
+    assert any("root:no-such-group does not exist" in s for s in said)
