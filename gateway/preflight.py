@@ -9,16 +9,20 @@ first, :meth:`havel.gateway.daemon.Gateway.start`) refuses it before it creates 
 
 What this asks of a component (``daemon.COMPONENTS``): its factory reads and checks its section and may
 read files (a key), but creates no file, opens no connection and binds no socket; that is the job of its
-``start()``.
+``start()``. A factory should raise ConfigError naming the key; where one trips over a value of the wrong
+type instead (a TypeError, ValueError ...), that becomes a ConfigError naming its section, so that neither
+``check`` nor ``run`` shows the operator a traceback for a config mistake.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
-from havel.errors import ConfigError
+from havel.errors import ConfigError, HavelError
 from havel.gateway import db
 from havel.gateway.config import Config
 from havel.gateway.outbox import Outbox
@@ -52,7 +56,9 @@ def validate(cfg: Config) -> None:
     HavelError, e.g. a relay key file others can read) naming the key. Creates no file."""
     from havel.gateway.daemon import DaemonContext, Gateway, relay_rules
 
-    relay_rules(cfg)  # the relay's priority rules, which the network server takes before any component
+    if "relay" in cfg.components:
+        with _section("relay.rules"):
+            relay_rules(cfg)  # the relay's priority rules, which the network server takes before components
     conn = db.open_db(":memory:")
     loop = asyncio.new_event_loop()  # (components keep a reference; none is run)
     try:
@@ -63,7 +69,23 @@ def validate(cfg: Config) -> None:
             ctx = DaemonContext(
                 cfg, cfg.components.get(name, {}), conn, outbox, registry, gateway.metrics, gateway, loop
             )
-            component_factory(name)(ctx)
+            factory = component_factory(name)
+            with _section(name):
+                factory(ctx)
     finally:
         loop.close()
         conn.close()
+
+
+@contextlib.contextmanager
+def _section(where: str) -> Iterator[None]:
+    """A value of the wrong type that a section's reader did not check becomes a ConfigError naming it."""
+    try:
+        yield
+    except HavelError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError) as exc:
+        raise ConfigError(
+            f"[{where}] holds a value of the wrong type or form ({type(exc).__name__}: {exc})",
+            hint="compare it with gateway/gateway.example.toml and the component's documentation",
+        ) from None

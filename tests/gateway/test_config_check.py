@@ -276,3 +276,84 @@ def test_the_udp_example_in_the_docs_is_valid(tmp_path: Path, capsys: pytest.Cap
 def test_the_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = check(REPO / "gateway" / "gateway.example.toml", capsys)
     assert code == 0 and "config ok" in out and "the first one heard" in out, out
+
+
+# --------------------------------------------------------------------------- [relay], read by the relay
+
+_RELAY_KEYS = [
+    "emergency",
+    "primary",
+    "sender",
+    "down_after_s",
+    "state_interval_s",
+    "max_age_s",
+    "rules",
+    "path",
+]
+_PATH_KEYS = ["type", "callsign", "addressee", "telemetry", "host", "port", "tls", "config_dir", "amateur"]
+_RELAY_SCALARS = st.one_of(
+    _SCALARS, st.sampled_from(["aprs", "mqtt", "DB0XYZ-10", "local", "alarm", "water"])
+)
+_RELAY_VALUES = st.recursive(
+    _RELAY_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["name", "class", "codec", "field", "op", "value"]), inner, max_size=4
+        ),
+    ),
+    max_leaves=8,
+)
+
+
+@pytest.mark.parametrize(
+    "relay",
+    [
+        "rules = 5.0\n",
+        "rules = [true]\n",
+        "path = true\n",
+        'state_interval_s = "soon"\n',
+        'key_file = ["a"]\n[[relay.path]]\ntype = "aprs"\ncallsign = "DB0XYZ-10"\naddressee = "DB0KST-1"\n',
+        "[[relay.path]]\ntype = 3\n",
+    ],
+)
+def test_relay_values_of_the_wrong_type_are_config_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], relay: str
+) -> None:
+    key = tmp_path / "relay.key"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    head = f'[relay]\nprimary = "local"\nkey_file = "{key}"\n'
+    if relay.startswith("key_file"):
+        head = '[relay]\nprimary = "local"\n'
+    path = write(tmp_path, head + relay)
+    code, out = check(path, capsys)
+    assert code != 0 and "relay" in out and "Traceback" not in out, out
+    assert not (tmp_path / "data").exists()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    section=st.dictionaries(st.sampled_from(_RELAY_KEYS), _RELAY_VALUES, max_size=4),
+    paths=st.lists(st.dictionaries(st.sampled_from(_PATH_KEYS), _RELAY_VALUES, max_size=5), max_size=2),
+)
+def test_random_relay_sections_never_give_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, section: dict[str, Any], paths: list[dict[str, Any]]
+) -> None:
+    tmp = tmp_path_factory.mktemp("relay")
+    key = tmp / "relay.key"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    relay = {"primary": "local", "key_file": str(key), **section}
+    if paths:
+        relay["path"] = paths
+    raw = {
+        "gateway": {"id": "gw", "data_dir": str(tmp / "data")},
+        "sink": [{"type": "file", "name": "local", "path": "-"}],
+        "relay": relay,
+    }
+    try:
+        preflight.validate(config.from_dict(raw))
+    except HavelError as exc:
+        assert str(exc)
+    assert not (tmp / "data").exists()
