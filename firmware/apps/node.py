@@ -109,7 +109,7 @@ class Node:
         self._stable_at = self.boot_ms + hold + _STABLE_MS
 
     def _check_stable(self, now):
-        if self._stable_at is not None and now >= self._stable_at:
+        if self._stable_at is not None and now >= self._stable_at and self._boots is not None:
             self._stable_at = None
             self._boots.save(b"\x00")
 

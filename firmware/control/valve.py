@@ -142,7 +142,7 @@ class ValveController:
         # move it, so every rule below is timed on it (opened/closed/override times are on it too)
         self._t = 0
         self._last_s = now_s if finite(now_s) else 0
-        self._opened_at = None
+        self._opened_at = 0  # own time of the last opening (meaningful while open)
         self._closed_at = 0  # the reset counts as a closing: minimum off-time applies
         self._ovr = OVERRIDE_NONE
         self._ovr_until = 0
