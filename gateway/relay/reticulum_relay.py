@@ -281,15 +281,20 @@ class ReticulumListener:
             node = self._node
             if node is None or node.proc.poll() is None:
                 continue
-            self.restarts += 1
             log.error("Reticulum listener node exited (%s); restarting", node.proc.returncode)
             try:
                 fresh = self._spawn()
-                fresh.wait_ready(self._timeout)
-            except (OSError, TransportError) as exc:
+            except OSError as exc:
                 log.error("Reticulum listener node could not be restarted: %s", exc)
                 continue
+            try:
+                fresh.wait_ready(self._timeout)
+            except TransportError as exc:
+                log.error("Reticulum listener node could not be restarted: %s", exc)
+                fresh.stop()
+                continue
             self._node = fresh
+            self.restarts += 1
 
     def _on_line(self, word: str, rest: str) -> None:
         if word == "RX":
@@ -306,6 +311,11 @@ class ReticulumListener:
             self._watch_thread.join(5)
         if self._node is not None:
             self._node.stop()
+
+    @property
+    def node_pid(self) -> int | None:
+        """The helper process's id (for an operator's look, and for tests that end it)."""
+        return self._node.proc.pid if self._node is not None else None
 
     def health(self) -> dict[str, Any]:
         running = self._node is not None and self._node.proc.poll() is None

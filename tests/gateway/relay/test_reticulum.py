@@ -3,6 +3,7 @@ here: share_instance = No, no AutoInterface), plain on an interface marked amate
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from support.mqtt_subscriber import Subscriber
 
 from havel.errors import LegalError
-from havel.gateway.relay.envelope import RelayRecord
+from havel.gateway.relay.envelope import RelayRecord, sign_json
 from havel.gateway.relay.receiver import Receiver, ReceiverConfig
 from havel.gateway.relay.reticulum_relay import ReticulumConfig, ReticulumRelay, available
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
@@ -127,3 +128,108 @@ def test_access_codes_refused_on_amateur_interfaces(tmp_path: Path) -> None:
     assert ReticulumConfig.from_config(
         {"config_dir": str(cc), "amateur": False, "destination": "ab" * 16}
     ).encrypt
+
+
+# Unsigned packets anyone on the interface can send (each fits one PLAIN packet).
+RNS_POISON = [
+    b'{"v":1,"sender":"N0CALL-10","sig":"1.AAAAAAAAAAA","body":"\\udc80"}',
+    b'{"v":1,"sender":"\\ud800","sig":"1.AAAAAAAAAAA","body":"{}"}',
+    b"[" * 400,
+    json.dumps({"v": 1, "sender": "N0CALL-10", "sig": "1.AAAAAAAAAAA", "body": "[" * 300}).encode(),
+    b'{"v":1,"sender":"N0CALL-10","sig":"1.AAAAAAAAAAA","body":NaN}',
+    b'{"v":1,"sender":["x"],"sig":7,"body":{}}',
+    b"\xff\xfe\x00\xc0",
+    b"[]",
+    b"null",
+    b"x",
+]
+
+
+@pytest.mark.timeout(120)
+def test_reticulum_listener_survives_poison_and_a_dead_helper(
+    tmp_path: Path, key_file: Path, mosquitto: Any
+) -> None:
+    """Junk packets are counted and dropped; a helper process that dies is started again (counted in the
+    receiver's health), and alarms arrive after it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cc_dir, gw_dir = write_configs(tmp_path)
+    rcfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": mosquitto.port},
+            "sender": [{"name": GW_CALL, "key_file": str(key_file), "gateway_id": "gw1"}],
+            "reticulum": {"config_dir": str(cc_dir), "amateur": True},
+        }
+    )
+    signer = Signer(SigningKey.load(key_file), GW_CALL, CounterStore(None))
+    fcnt = 0
+
+    def send(payload: bytes) -> None:
+        assert sender.stdin is not None
+        sender.stdin.write(payload.hex() + "\n")
+        sender.stdin.flush()
+
+    def alarm() -> bytes:
+        nonlocal fcnt
+        fcnt += 1
+        return sign_json(signer, "rns", RelayRecord(DEV, fcnt, "alarm", int(time.time()), {"level": 200}))
+
+    def until_delivered(count: int, timeout: float) -> None:
+        """PLAIN packets sent while the interface (re)connects are lost: send alarms until one arrives."""
+        deadline = time.monotonic() + timeout
+        while len(sub.messages) < count and time.monotonic() < deadline:
+            send(alarm())
+            sub_wait = time.monotonic() + 2
+            while len(sub.messages) < count and time.monotonic() < sub_wait:
+                time.sleep(0.05)
+        assert len(sub.messages) >= count
+
+    cmd = [sys.executable, "-m", "havel.gateway.relay.rns_node", "send", "--config-dir", str(gw_dir)]
+    with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub, Receiver(rcfg) as rx:
+        sender = subprocess.Popen(
+            [*cmd, "--plain"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        try:
+            assert rx.rns is not None
+            assert sender.stdout is not None and sender.stdout.readline().startswith("HVRNS READY")
+            until_delivered(1, 40)
+            for p in RNS_POISON:
+                send(p)
+            before = len(sub.messages)
+            send(alarm())
+            sub.wait_for(before + 1, timeout=30)
+            deadline = time.monotonic() + 10
+            judged = ("malformed", "forged")
+            while sum(rx.core.total(k) for k in judged) < len(RNS_POISON) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert sum(rx.core.total(k) for k in judged) == len(RNS_POISON)
+            assert rx.core.total("error") == 0
+            pid = rx.rns.node_pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 40
+            while rx.health()["reticulum"]["restarts"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert rx.health()["reticulum"] == {
+                "running": True,
+                "restarts": 1,
+                "destination": rx.rns.destination_hash,
+            }
+            until_delivered(len(sub.messages) + 1, 60)  # the sender's interface reconnects on its own
+        finally:
+            if sender.stdin is not None:
+                sender.stdin.close()
+            try:
+                sender.wait(10)
+            except subprocess.TimeoutExpired:
+                sender.kill()
+                sender.wait(5)
