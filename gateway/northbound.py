@@ -155,6 +155,8 @@ class Northbound:
             "outbox_depth": st["outbox"].get("depth"),
             "version": st["version"],
         }
+        if "power" in st:  # the UPS: on battery, the runtime left (gateway/power)
+            fields["power"] = st["power"]
         for sink in self.sinks:
             publish = getattr(sink, "publish_status", None)
             if callable(publish):

@@ -92,6 +92,14 @@ def test_mains_loss_low_battery_and_return(tmp_path: Path, ups: UpsServer, mosqu
             assert lost["runtime_s"] == 2400 and lost["charge_pct"] == 80 and lost["ups"] == ups.address
             st = json.loads(http_get(http, "/status")[1])["power"]
             assert st["state"] == "battery" and st["runtime_s"] == 2400
+            # the retained status on MQTT, published with every event, shows it too
+            wait(
+                lambda: any(
+                    m.json().get("power", {}).get("runtime_s") == 2400
+                    for m in list(sub.messages)
+                    if m.topic == f"havel/{GW_ID}/status"
+                )
+            )
             metrics = http_get(http, "/metrics")[1]
             assert "havel_gateway_power_on_battery 1" in metrics
             assert "havel_gateway_power_runtime_seconds 2400" in metrics
