@@ -20,7 +20,8 @@ before a datagram's JSON is read:
 - an EUI is pinned to the IP address it first spoke from, and its downlink address (where PULL_RESP goes)
   to the address and port of its PULL_DATA: another address is refused while the forwarder is alive (a
   restarted forwarder's new port takes over once the old one has sent no PULL_DATA for
-  :data:`PULL_MOVE_AFTER_S`; a new IP address once the forwarder was silent).
+  :data:`PULL_MOVE_AFTER_S` or ``silent_after_s``, whichever is shorter; a new IP address once the
+  forwarder was silent).
 
 Refused datagrams get no answer and are counted in ``datagrams_rejected_total`` by reason.
 """
@@ -298,7 +299,8 @@ class GwmpServer(asyncio.DatagramProtocol):
             fwd.host = addr[0]
             fwd.pull_addr = None
         if ident == gwmp.PULL_DATA and fwd.pull_addr is not None and addr != fwd.pull_addr:
-            if time.monotonic() - fwd.pull_at < PULL_MOVE_AFTER_S:
+            quiet_s = min(PULL_MOVE_AFTER_S, self.silent_after_s)
+            if not fwd.silent and time.monotonic() - fwd.pull_at < quiet_s:
                 # another socket claiming the downlink path while the forwarder's own one keeps it alive
                 return self._refuse(
                     "pull_address", eui, addr, f"already pulls from {fwd.pull_addr[0]}:{fwd.pull_addr[1]}"

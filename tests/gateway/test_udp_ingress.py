@@ -203,13 +203,15 @@ def test_an_eui_is_pinned_to_its_address(gw: InProcessGateway, monkeypatch: pyte
         assert rejected(gw, "pull_address") == 1
         assert server.forwarders[GW1].pull_addr == down.getsockname()
         # another IP address for a live forwarder: refused, whatever it sends
+        down.sendto(gwmp.encode_pull_data(2, 5, GW1), gw.udp)  # (keepalive: alive, whatever the load)
+        assert recv(down) == b"\x02\x00\x05\x04"
         elsewhere.sendto(push(GW1, {"rxpk": [rxpk(frame(1))]}), gw.udp)
         elsewhere.sendto(gwmp.encode_pull_data(2, 3, GW1), gw.udp)
         assert recv(elsewhere, timeout=1.0) is None
         wait(lambda: rejected(gw, "address") == 2)
         assert gw.gateway.metrics.total("uplinks_received_total") == 0
         # a restarted forwarder (new port, same address) gets the downlinks back once its old socket has
-        # been quiet for PULL_MOVE_AFTER_S
+        # been quiet for PULL_MOVE_AFTER_S (or silent_after_s, if shorter)
         monkeypatch.setattr(udp, "PULL_MOVE_AFTER_S", 0.3)
         time.sleep(0.5)
         thief.sendto(gwmp.encode_pull_data(2, 4, GW1), gw.udp)
