@@ -15,7 +15,7 @@ fi
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need[*]}"
     apt-get update -qq >/dev/null
-    # policy-rc.d keeps the package from starting a system upsd: the tests run their own
+    # (Debian's nut.conf says MODE=none, so no system upsd starts: the tests run their own)
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 else
     echo "bootstrap: missing ${need[*]} (install them with apt-get as root; the power tests skip without them)" >&2
