@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -107,3 +108,35 @@ def list_cmd() -> None:
     if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         console = Console(width=140)
     console.print(table)
+
+
+@payload.command("export-js")
+@click.option("--codec", "codec_name", metavar="NAME", help=_CODEC_HELP)
+@click.option("--all", "export_all", is_flag=True,
+              help="Every codec's formatter and the device profiles (ChirpStack v4, The Things Stack) "
+                   "into --out DIR.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="With --codec: the file to write (default: standard output). With --all: the folder.")
+def export_js_cmd(codec_name: str | None, export_all: bool, out: Path | None) -> None:
+    """JavaScript payload formatters for The Things Stack and ChirpStack v4 (docs/network-servers.md)."""
+    from havel.codecs.payload.js import export, formatter, formatter_notes  # only this command needs them
+
+    if export_all == (codec_name is not None):
+        raise InputError("give either --codec NAME or --all", hint="havel payload export-js --codec water")
+    if export_all:
+        if out is None:
+            raise InputError("--all writes several files: give the folder with --out DIR")
+        done = export(out)
+        for note in done.notes:
+            click.echo(f"havel: warning: {note}", err=True)
+        for rel in done.files:
+            click.echo(str(out / rel))
+        return
+    assert codec_name is not None
+    script = formatter(codec_name)
+    for note in formatter_notes(codec_name):
+        click.echo(f"havel: warning: {codec_name}: {note}", err=True)
+    if out is None:
+        click.echo(script, nl=False)
+    else:
+        out.write_text(script, encoding="utf-8")
