@@ -128,7 +128,7 @@ def test_a_hung_forwarder_is_restarted_and_comes_back(
         assert status["state"] == "ok"
 
 
-def test_restarts_back_off_and_give_up_with_an_alarm(
+def test_restarts_back_off_and_give_up(
     tmp_path: Path, wd_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out.jsonl"
