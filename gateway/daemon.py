@@ -748,7 +748,7 @@ class Gateway:
             "downlinks": downlinks,
             "components": sorted(self.components),
             # what the rooftop components report: the forwarder watchdog, the UPS (gateway/setup, /power)
-            **{n: c.health() for n, c in self.components.items() if n in ("watchdog", "power")},
+            **{n: c.health() for n, c in self.components.items() if n in ("watchdog", "power", "relay")},
         }
 
     def _outbox_status(self) -> dict[str, Any]:
@@ -947,6 +947,7 @@ class Gateway:
                 "forwarders": st["forwarders"],
                 "sinks": st["sinks"],
                 "outbox": st["outbox"],
+                **({"relay": st["relay"]} if "relay" in st else {}),  # its paths' listener restarts
             }
         )
         code = 200 if ok or path == "/status" else 503
