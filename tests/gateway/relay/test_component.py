@@ -22,12 +22,12 @@ from .conftest import load_harness
 from .test_outage_e2e import RULES, record
 
 
-def gateway_config(data_dir: Path, platform_port: int, relay: dict[str, Any]) -> Any:
+def gateway_config(data_dir: Path, platform_port: int, relay: dict[str, Any], http_port: int = 0) -> Any:
     return from_dict(
         {
             "gateway": {"id": "gw1", "data_dir": str(data_dir)},
             "udp": {"port": load_harness().free_port(2)},  # SOCK_DGRAM
-            "http": {"port": 0},
+            "http": {"port": http_port},
             "forwarder": {"down_after_s": 1.0, "up_after_s": 1.0},
             "sink": [
                 {
@@ -154,3 +154,76 @@ def test_daemon_refuses_unknown_primary_sink(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"relay\.primary"):
         asyncio.run(start())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_command_listener_is_restarted_and_shown_on_healthz(
+    tmp_path: Path, mosquitto_factory: Any
+) -> None:
+    """The gateway's emergency on/off listener: should its MQTT thread die (a bug put in on purpose), it
+    is restarted, the restart is on /healthz, and a signed command is applied afterwards."""
+    import json
+    import threading
+    import urllib.request
+
+    import paho.mqtt.client as mqtt
+
+    from havel.gateway.relay.envelope import sign_body
+    from havel.gateway.relay.signing import CounterStore, Signer
+
+    platform = mosquitto_factory()
+    crisis = mosquitto_factory()
+    data = tmp_path / "gw"
+    data.mkdir()
+    key = SigningKey.generate()
+    key.save(data / "relay.key")
+    path = {"type": "mqtt", "host": "127.0.0.1", "port": crisis.port, "tls": False}
+    path["emergency_commands"] = True
+    cfg = gateway_config(data, platform.port, {"sender": "gw1", "path": [path]}, load_harness().free_port())
+
+    def publish(payload: bytes) -> None:
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", crisis.port)
+        pub.loop_start()
+        pub.publish("havel/gw1/relay/emergency", payload, qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+
+    async def scenario() -> tuple[dict[str, Any], bool]:
+        gw = Gateway(cfg)
+        await gw.start()
+        try:
+            commands = gw.components["relay"].relays[0].commands
+            deadline = time.monotonic() + 10
+            while not commands.subscribed and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            handler, hit = commands.client.on_message, threading.Event()
+
+            def explode(*args: Any) -> None:
+                commands.client.on_message = handler
+                hit.set()
+                raise RuntimeError("a bug in a handler")
+
+            commands.client.on_message = explode
+            await asyncio.to_thread(publish, b"anything")
+            assert await asyncio.to_thread(hit.wait, 10)
+            deadline = time.monotonic() + 15
+            while commands.watchdog.restarts < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            url = f"http://127.0.0.1:{gw.http_port}/healthz"
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+            signer = Signer(key, "CONTROL", CounterStore(tmp_path / "control-counter"))
+            cmd = {"emergency": "on", "gateway_id": "gw1", "at": int(time.time())}
+            await asyncio.to_thread(publish, sign_body(signer, "control", cmd))
+            deadline = time.monotonic() + 15
+            while not gw.components["relay"].switch.is_on() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            return json.loads(body), gw.components["relay"].switch.is_on()
+        finally:
+            await gw.stop()
+
+    health, switched_on = asyncio.run(scenario())
+    listener = health["relay"]["relays"]["mqtt"]["emergency_commands"]
+    assert listener["restarts"] == 1 and listener["error"] == 0
+    assert switched_on
