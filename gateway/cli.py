@@ -92,6 +92,7 @@ def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
     Creates no file and connects to nothing."""
     from havel.codecs.lorawan.ids import eui_hex
     from havel.gateway import preflight
+    from havel.gateway.udp import is_loopback
 
     cfg = load_config(config_path, data_dir)
     preflight.validate(cfg)
@@ -101,6 +102,11 @@ def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
         f"(gateways: {allowed}), sinks {', '.join(s['name'] for s in cfg.sinks)}, "
         f"components {', '.join(preflight.component_names(cfg))}"
     )
+    if not is_loopback(cfg.udp.bind):
+        click.echo(
+            f"warning: udp.bind {cfg.udp.bind} is reachable from the network and GWMP has no "
+            "authentication: firewall the port to your concentrators (docs/gateway.md)"
+        )
 
 
 @gateway.command("status")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
 import socket
@@ -54,6 +55,14 @@ MAX_SOURCES = 1024  # source addresses whose rate is tracked (the least recently
 MAX_RXPK = 255  # rxpk in one PUSH_DATA: a concentrator delivers at most this many per fetch
 PULL_MOVE_AFTER_S = 30.0  # the downlink address may move to a new port after this long without PULL_DATA
 _MAX_LOGGED_STRANGERS = 8  # refused EUIs logged as warnings (the rest at debug level; all are counted)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable only from this host."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @dataclass
@@ -181,6 +190,13 @@ class GwmpServer(asyncio.DatagramProtocol):
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
         sock = transport.get_extra_info("sockname")
         self._addr = (str(sock[0]), int(sock[1]))
+        if not is_loopback(host):
+            log.warning(
+                "GWMP listens on %s:%d, beyond this host: the protocol has no authentication, so allow only "
+                "your concentrators' addresses to it with a firewall rule (docs/gateway.md)",
+                self._addr[0],
+                self._addr[1],
+            )
         return self._addr
 
     def close(self) -> None:

@@ -357,3 +357,14 @@ def test_random_relay_sections_never_give_a_traceback(
     except HavelError as exc:
         assert str(exc)
     assert not (tmp / "data").exists()
+
+
+def test_check_warns_about_a_port_open_beyond_this_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path)
+    path.write_text(path.read_text().replace("port = 17000", 'port = 17000\nbind = "0.0.0.0"'))
+    code, out = check(path, capsys)
+    assert code == 0 and "warning: udp.bind 0.0.0.0" in out and "firewall" in out, out
+    code, out = check(write(tmp_path), capsys)
+    assert code == 0 and "warning" not in out, out
