@@ -5,6 +5,7 @@ when the platform's broker goes down."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,33 @@ def test_daemon_refuses_aprs_relay_without_callsign(tmp_path: Path) -> None:
     with pytest.raises(LegalError):
         asyncio.run(start())
     assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.parametrize("callsign", [None, "  "])
+def test_gateway_check_refuses_aprs_relay_without_callsign(tmp_path: Path, callsign: str | None) -> None:
+    """`havel gateway check` said "config ok" for it (and `run` then refused it)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "gw"
+    data.mkdir()
+    SigningKey.generate().save(data / "relay.key")
+    aprs = {"type": "aprs", "addressee": "N0CALL-1"}
+    if callsign is not None:
+        aprs["callsign"] = callsign
+    conf = tmp_path / "gateway.toml"
+    lines = [f'[gateway]\nid = "gw1"\ndata_dir = "{data}"\n', '[[sink]]\ntype = "file"\nname = "log"\n']
+    lines.append(f'path = "{tmp_path / "out.jsonl"}"\n[relay]\n[[relay.path]]\n')
+    lines += [f"{k} = {json.dumps(v)}\n" for k, v in aprs.items()]
+    conf.write_text("".join(lines))
+    res = subprocess.run(
+        [sys.executable, "-m", "havel", "gateway", "check", "--config", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode != 0 and "config ok" not in res.stdout
+    assert "callsign" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_daemon_refuses_unknown_primary_sink(tmp_path: Path) -> None:
