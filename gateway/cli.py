@@ -261,6 +261,10 @@ def _print_status(st: dict[str, Any]) -> None:
         )
     if "devices" in st:
         con.print(f"devices: {st['devices']}")
+    from havel.gateway.power.cli import status_lines  # the UPS and the forwarder watchdog (docs/roof.md)
+
+    for line in status_lines(st):
+        con.print(line)
 
 
 @gateway.command("backup")

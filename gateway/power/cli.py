@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -95,3 +96,29 @@ def power_check(config_path: Path) -> None:
     ok, text = check(section)
     click.echo(text if ok else f"{text}: not starting until mains is back")
     sys.exit(0 if ok else 1)
+
+
+def status_lines(st: dict[str, Any]) -> list[str]:
+    """What ``havel gateway status`` prints for the rooftop components (UPS, forwarder watchdog)."""
+    lines = []
+    pw = st.get("power")
+    if isinstance(pw, dict):
+        if pw.get("reachable") is False:
+            lines.append(f"power ({pw.get('ups')}): [red]UPS not readable[/red]: {pw.get('last_error')}")
+        else:
+            color = {"mains": "green", "battery": "yellow"}.get(str(pw.get("state")), "red")
+            charge, runtime = pw.get("charge_pct"), pw.get("runtime_s")
+            lines.append(
+                f"power ({pw.get('ups')}): [{color}]{pw.get('state')}[/{color}] ({pw.get('status')}), "
+                f"charge {'?' if charge is None else f'{charge:g}'} %, "
+                f"runtime left {'?' if runtime is None else f'{runtime:g}'} s"
+            )
+    wd = st.get("watchdog")
+    if isinstance(wd, dict):
+        for eui, w in (wd.get("forwarders") or {}).items():
+            last = w.get("last") or {}
+            lines.append(
+                f"forwarder watchdog {eui}: {w.get('state')}, {w.get('attempts')} restart(s)"
+                + (f", last {last.get('result')}: {last.get('output')}" if last else "")
+            )
+    return lines

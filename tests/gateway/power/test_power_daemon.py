@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from nut_server import UpsServer
 from support.gateway_run import REPO, GatewayProcess, InProcessGateway, free_tcp_port, http_get, write_config
 from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
+from havel.cli import cli
 from havel.gateway import config, db
 from havel.gateway.outbox import Outbox
 
@@ -92,6 +94,10 @@ def test_mains_loss_low_battery_and_return(tmp_path: Path, ups: UpsServer, mosqu
             assert lost["runtime_s"] == 2400 and lost["charge_pct"] == 80 and lost["ups"] == ups.address
             st = json.loads(http_get(http, "/status")[1])["power"]
             assert st["state"] == "battery" and st["runtime_s"] == 2400
+            text = " ".join(
+                CliRunner().invoke(cli, ["gateway", "status", "--config", str(cfg_path)]).output.split()
+            )
+            assert f"power ({ups.address}): battery (OB DISCHRG), charge 80 %, runtime left 2400 s" in text
             # the retained status on MQTT, published with every event, shows it too
             wait(
                 lambda: any(
@@ -200,6 +206,10 @@ def test_an_unreachable_ups_is_reported_and_the_gateway_keeps_running(tmp_path: 
         )
         assert 'havel_gateway_power_reads_total{result="connect"}' in http_get(cfg.http.port, "/metrics")[1]
         assert http_get(cfg.http.port, "/healthz")[0] in (200, 503)  # still serving
+        text = " ".join(
+            CliRunner().invoke(cli, ["gateway", "status", "--config", str(cfg.source)]).output.split()
+        )
+        assert "UPS not readable" in text and "cannot reach upsd" in text
     # power-check does not keep the gateway down for an unreachable upsd
     assert power_check(cfg.source).returncode == 0  # type: ignore[arg-type]
 

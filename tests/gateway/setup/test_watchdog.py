@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from support.gateway_run import InProcessGateway, http_get, write_config
 
+from havel.cli import cli
 from havel.errors import ConfigError
 from havel.gateway import config
 from havel.gateway.sim.concentrator import Concentrator
@@ -128,9 +130,7 @@ def test_a_hung_forwarder_is_restarted_and_comes_back(
         assert status["state"] == "ok"
 
 
-def test_restarts_back_off_and_give_up(
-    tmp_path: Path, wd_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_restarts_back_off_and_give_up(tmp_path: Path, wd_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out.jsonl"
     with _gateway(tmp_path, FAILING, wd_dir, monkeypatch, backoff_s=0.5, max_restarts=3) as gw:
         port = gw.cfg.http.port
@@ -150,6 +150,9 @@ def test_restarts_back_off_and_give_up(
             assert 'havel_gateway_forwarder_restarts_total{result="gave_up"} 1' in metrics
             st = json.loads(http_get(port, "/status")[1])["watchdog"]["forwarders"][f"{GW:016X}"]
             assert st["state"] == "gave_up" and st["attempts"] == 3
+            res = CliRunner().invoke(cli, ["gateway", "status", "--config", str(gw.cfg.source)])
+            text = " ".join(res.output.split())
+            assert f"forwarder watchdog {GW:016X}: gave_up, 3 restart(s), last failed: Job for" in text
             c.paused = False  # someone on the roof fixed it
             wait(lambda: json.loads(http_get(port, "/status")[1])["watchdog"]["forwarders"] == {})
         assert len((wd_dir / "restarts.log").read_text().split()) == 3  # no restart after giving up
