@@ -29,6 +29,7 @@ MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gatew
 MAX_FILE_BYTES = 1 << 20  # a gateway.toml is a few kilobytes
 MAX_NUMBER = 1e12  # no number the gateway reads is anywhere near this (timeouts, sizes, rates)
 MAX_ALLOWED_GATEWAYS = 1024
+MAX_SINKS = 32  # each is a connection and a column of acknowledgements in the outbox
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,8 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     sinks_raw = raw.get("sink", [{"type": "file", "path": "-"}])
     if not isinstance(sinks_raw, list) or not all(isinstance(s, dict) for s in sinks_raw):
         raise ConfigError("'sink' must be an array of tables ([[sink]])")
+    if len(sinks_raw) > MAX_SINKS:
+        raise ConfigError(f"sink: {len(sinks_raw)} [[sink]] tables, at most {MAX_SINKS}")
     sinks: list[dict[str, Any]] = []
     names: set[str] = set()
     command_sink: str | None = None

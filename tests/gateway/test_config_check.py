@@ -186,6 +186,7 @@ BASE = '[gateway]\nid = "gw"\ndata_dir = "/nonexistent/havel-test"\n'
         ("[relay]\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
         ("[relay]\ndown_after_s = nan\n", "relay.down_after_s"),
         ("[nonsense]\n", "nonsense"),
+        ('[[sink]]\ntype = "file"\n' * 1000, "at most 32"),
     ],
 )
 def test_toml_poison_is_a_config_error_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
