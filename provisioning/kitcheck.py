@@ -492,7 +492,8 @@ def run_check(link: BoardLink, kit: Kit, board: Board) -> list[Item]:
                 Item(
                     "Battery",
                     MANUAL,
-                    "This board has no battery sense pin: measure the battery with a multimeter.",
+                    "This board has no battery sense pin: measure the battery with a multimeter; it "
+                    f"should show at least {int(kit.power.get('battery_min_mv', 3400)) / 1000:.2f} V.",
                     None,
                 )
             )
