@@ -100,7 +100,10 @@ class UpsServer:
             self._procs.append(
                 subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             )
-            time.sleep(0.3)  # upsd connects to the driver's socket at start
+            # upsd connects to the driver's socket at start (and only retries later): wait for it
+            deadline = time.monotonic() + 15
+            while not (f / f"dummy-ups-{NAME}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         log.close()
         try:
             self.wait_for("OL")
