@@ -160,6 +160,9 @@ def receive(config: str, live: bool, duration: float | None) -> None:
         rx.stop()
     totals = {k: rx.core.total(k) for k in rx.core.COUNTERS}
     click.echo("receiver stopped: " + ", ".join(f"{k} {v}" for k, v in totals.items()), err=True)
+    restarts = {n: h["restarts"] for n, h in rx.health().items() if isinstance(h, dict) and h.get("restarts")}
+    if restarts:
+        click.echo("listener restarts: " + ", ".join(f"{k} {v}" for k, v in restarts.items()), err=True)
 
 
 def _table(rx: Any) -> Any:

@@ -148,6 +148,17 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def finite_number(x: Any) -> float | None:
+    """``x`` as a float when it is a JSON number that is finite (and fits a float), else None."""
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    try:
+        f = float(x)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return f if math.isfinite(f) else None
+
+
 def parse_time(text: str) -> int:
     """RFC 3339 -> Unix seconds."""
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
@@ -313,8 +324,7 @@ def open_envelope(verifier: Verifier, channel: str, data: bytes) -> tuple[str, d
         sig = Signature.parse(sig_text)
     except SecurityError as exc:
         raise EnvelopeError(str(exc)) from exc
-    stamp = inner.get("received_at", inner.get("at"))
-    at = float(stamp) if type(stamp) in (int, float) and math.isfinite(stamp) else None
+    at = finite_number(inner.get("received_at", inner.get("at")))
     verifier.verify(sender, channel, sig, raw_body, at=at)
     return sender, inner, sig
 

@@ -233,12 +233,11 @@ class EmergencyCommands:
 
     def handle(self, payload: bytes) -> bool:
         """One command as received; True when it changed the switch."""
-        import math
         import time
 
         from havel.errors import ReplayError, SecurityError
 
-        from .envelope import EnvelopeError, open_envelope
+        from .envelope import EnvelopeError, finite_number, open_envelope
         from .signing import StaleError
 
         try:
@@ -255,8 +254,8 @@ class EmergencyCommands:
         except ReplayError as exc:
             self._reject("replayed", str(exc))
             return False
-        action, at = body.get("emergency"), body.get("at")
-        if action not in ("on", "off") or type(at) not in (int, float) or not math.isfinite(at):
+        action, at = body.get("emergency"), finite_number(body.get("at"))
+        if action not in ("on", "off") or at is None:
             self._reject("malformed", f"body {str(body)[:80]!r}: emergency on/off and a time 'at' expected")
             return False
         if body.get("gateway_id") != self.gateway_id:
@@ -272,7 +271,7 @@ class EmergencyCommands:
         if current.at is not None and at < current.at:
             self._reject("stale", f"stamped {current.at - at:.0f} s before the switch's last change")
             return False
-        self.switch.set(action == "on", "mqtt", at=float(at), counter=sig.counter)
+        self.switch.set(action == "on", "mqtt", at=at, counter=sig.counter)
         self.stats["applied"] += 1
         return True
 

@@ -55,7 +55,15 @@ import paho.mqtt.client as mqtt
 from havel.errors import ConfigError, HavelError, LegalError, ReplayError, SecurityError
 
 from . import aprs, ax25, kiss
-from .envelope import EnvelopeError, RelayRecord, open_body, parse_line, parse_status_line, split_signed_line
+from .envelope import (
+    EnvelopeError,
+    RelayRecord,
+    finite_number,
+    open_body,
+    parse_line,
+    parse_status_line,
+    split_signed_line,
+)
 from .signing import SigningKey, StaleError, Verifier, identity
 from .supervise import LoopWatchdog
 
@@ -102,21 +110,28 @@ class ReceiverConfig:
             )
         if "data_dir" not in raw:
             raise ConfigError("receiver config: data_dir is missing")
+        for section in ("publish", "kiss", "mqtt", "reticulum"):
+            if raw.get(section) is not None and not isinstance(raw[section], dict):
+                raise ConfigError(f"receiver config: [{section}] must be a table")
+        if not isinstance(raw.get("sender") or [], list):
+            raise ConfigError("receiver config: sender must be a list of [[sender]] tables")
         senders = []
         for i, s in enumerate(raw.get("sender") or []):
+            if not isinstance(s, dict):
+                raise ConfigError(f"receiver config: sender[{i}] must be a table")
             for need in ("name", "key_file", "gateway_id"):
                 if need not in s:
                     raise ConfigError(f"receiver config: sender[{i}].{need} is missing")
-            channels = [
-                aprs.Channel(
-                    str(t["name"]),
-                    str(t.get("unit", "")),
-                    0.0,
-                    float(t.get("b", 1.0)),
-                    float(t.get("c", 0.0)),
-                )
-                for t in s.get("telemetry") or []
-            ]
+            channels = []
+            for j, t in enumerate(s.get("telemetry") or []):
+                try:
+                    b, c = float(t.get("b", 1.0)), float(t.get("c", 0.0))
+                    ch = aprs.Channel(str(t["name"]), str(t.get("unit", "")), 0.0, b, c)
+                    if not (math.isfinite(ch.b) and math.isfinite(ch.c)) or ch.b == 0:
+                        raise ValueError("b and c must be finite numbers, b not 0")
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise ConfigError(f"receiver config: sender[{i}].telemetry[{j}]: {exc}") from exc
+                channels.append(ch)
             senders.append(
                 SenderConfig(
                     identity(str(s["name"])),
@@ -285,11 +300,11 @@ class ReceiverCore:
         self._deliver(via, rec, self.senders[sender].gateway_id)
         return msg.msgno
 
-    def _remember(self, sender: str, frame: ax25.UIFrame) -> None:
-        """An accepted frame: a digipeater's copy of it will follow."""
+    def _remember(self, sender: str, frame: ax25.UIFrame | bytes) -> None:
+        """An accepted frame (or envelope): a digipeater's copy of it, or a second delivery, may follow."""
         now = time.monotonic()
         with self._lock:
-            self._recent[(sender, frame.info)] = now
+            self._recent[(sender, frame if isinstance(frame, bytes) else frame.info)] = now
             while self._recent and (
                 len(self._recent) > 1000 or next(iter(self._recent.values())) < now - DIGIPEAT_WINDOW_S
             ):
@@ -315,8 +330,8 @@ class ReceiverCore:
         kind = text[:4]
         if kind != "BITS":
             with self._lock:
-                heard = self._heard_defs.setdefault(sender, {})
-                q = heard.setdefault(kind, deque(maxlen=DEFINITION_CANDIDATES))
+                per_kind = self._heard_defs.setdefault(sender, {})
+                q = per_kind.setdefault(kind, deque(maxlen=DEFINITION_CANDIDATES))
                 if text in q:
                     q.remove(text)
                 q.append(text)
@@ -328,7 +343,9 @@ class ReceiverCore:
             self.count(via, "definitions")  # a BITS without signature (another tool): heard, not used
             return
         with self._lock:
-            heard = {k: list(reversed(q)) for k, q in self._heard_defs.get(sender, {}).items()}
+            heard: dict[str, list[str]] = {
+                k: list(reversed(q)) for k, q in self._heard_defs.get(sender, {}).items()
+            }
         last: Exception = SecurityError(f"definitions from {sender}: PARM, UNIT and EQNS not all heard")
         for parm in heard.get("PARM", []):
             for unit in heard.get("UNIT", []):
@@ -427,13 +444,28 @@ class ReceiverCore:
             gateway_id = self.senders[identity(sender)].gateway_id
             if body.get("kind") == "status":
                 self._status(via, gateway_id, body)
+                self._remember(f"{via}-envelope", data)
                 return True
             rec = RelayRecord.from_dict(body)
         except HavelError as exc:
+            if self._delivered_twice(f"{via}-envelope", data, exc):
+                # QoS 1 may deliver a message twice (a resend after a reconnect): not an attack
+                self.count(via, "duplicate")
+                log.info("%s envelope delivered twice (already accepted)", via)
+                return True
             self._reject(via, f"{via} envelope", exc)
             return False
+        self._remember(f"{via}-envelope", data)
         self._deliver(via, rec, gateway_id)
         return True
+
+    def _delivered_twice(self, key: str, data: bytes, exc: Exception) -> bool:
+        """The very bytes of a message accepted within the last minutes, refused only for its counter."""
+        if not isinstance(exc, ReplayError) or isinstance(exc, StaleError):
+            return False
+        with self._lock:
+            heard = self._recent.get((key, data))
+        return heard is not None and time.monotonic() - heard < DIGIPEAT_WINDOW_S
 
     def _reject(self, via: str, what: str, exc: Exception) -> None:
         """Count one rejected frame under its reason (forged, replayed, stale or malformed) and say why."""
@@ -453,8 +485,8 @@ class ReceiverCore:
     def _status(self, via: str, gateway_id: str, body: dict[str, Any]) -> None:
         """A signed report of a gateway's primary path (up/down), from any relay path."""
         state = body.get("primary")
-        at = body.get("at")
-        if state not in ("up", "down") or type(at) not in (int, float) or not math.isfinite(at):
+        at = finite_number(body.get("at"))
+        if state not in ("up", "down") or at is None:
             self.count(via, "malformed")
             return
         self.count(via, "status")

@@ -63,6 +63,7 @@ POISON: dict[str, bytes] = {
     "array": b"[]",
     "null": b"null",
     "number": b"1e999999",
+    "huge integer time": envelope('{"at":1' + "0" * 400 + ',"kind":"status","primary":"down"}'),
 }
 
 
@@ -105,7 +106,7 @@ def test_receiver_mqtt_listener_survives_poison_and_acknowledges_it(
             assert rx.mqtt is not None and rx.mqtt.subscribed.wait(10)
             for topic in ("alarm", "state", "event", "status"):
                 publish_all(mosquitto.port, f"havel/gw1/relay/{topic}", poison)
-            publish_all(mosquitto.port, "havel/gw1/relay/alarm", [good])
+            publish_all(mosquitto.port, "havel/gw1/relay/alarm", [good, good])  # QoS 1 may deliver twice
             got = sub.wait_for(1, 20)
             n = 4 * len(poison)
             judged = ("malformed", "forged", "unsigned_status")  # forged: well-formed, but not signed by gw1
@@ -114,6 +115,7 @@ def test_receiver_mqtt_listener_survives_poison_and_acknowledges_it(
         finally:
             rx.stop()
     assert got[0].json()["id"] == f"{DEV}-0-5" and rx.core.total("accepted") == 1
+    assert rx.core.total("duplicate") == 1 and rx.core.total("replayed") == 0  # a second delivery, no attack
     assert rx.core.total("error") == 0  # each one was read and judged, none reached the catch-all
     assert rx.core.status == {}  # nothing unsigned became the primary-path state
     # Everything was acknowledged: the same persistent session gets nothing again after a restart.
@@ -216,12 +218,17 @@ def test_emergency_command_listener_survives_poison(
     topic = "havel/gw1/relay/emergency"
     poison = [p.replace(b'"gw1"', b'"CONTROL"') for p in POISON.values()]
     publish_all(mosquitto.port, topic, poison)
-    on = sign_body(control_signer(key_file, tmp_path), "control", cmd("on", time.time()))
-    publish_all(mosquitto.port, topic, [on])
+    signer = control_signer(key_file, tmp_path)
+    huge = sign_body(signer, "control", {"emergency": "on", "gateway_id": "gw1", "at": 10**400})
+    nan = sign_body(signer, "control", {"emergency": "on", "gateway_id": "gw1", "at": float("nan")})
+    on = sign_body(signer, "control", cmd("on", time.time()))
+    publish_all(mosquitto.port, topic, [huge, nan, on])  # signed, but not a time
     assert wait_until(switch.is_on, 15)
     stats = relay.commands.stats
-    assert stats["malformed"] + stats["forged"] == len(poison) == stats["rejected"]  # forged: unknown key
-    assert stats["malformed"] >= len(poison) - 2 and stats["error"] == 0 and stats["applied"] == 1
+    n = len(poison) + 2
+    # forged: an unknown key; stale: the signed ones without a usable time, on this first start
+    assert stats["malformed"] + stats["forged"] + stats["stale"] == n == stats["rejected"]
+    assert stats["malformed"] >= n - 5 and stats["error"] == 0 and stats["applied"] == 1
     assert relay.health()["emergency_commands"]["restarts"] == 0
 
 
@@ -355,3 +362,52 @@ def test_gateway_aprs_relay_survives_poison_from_its_tnc(tmp_path: Path, key_fil
     finally:
         relay.stop()
         tnc.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"publish": "localhost"},
+        {"kiss": ["x"]},
+        {"sender": {"name": "gw1"}},
+        {"sender": ["gw1"]},
+        {
+            "sender": [
+                {
+                    "name": "gw1",
+                    "gateway_id": "gw1",
+                    "key_file": "k",
+                    "telemetry": [{"name": "x", "b": "two"}],
+                }
+            ]
+        },
+        {
+            "sender": [
+                {"name": "gw1", "gateway_id": "gw1", "key_file": "k", "telemetry": [{"name": "x", "b": 0}]}
+            ]
+        },
+        {"sender": [{"name": "gw1", "gateway_id": "gw1", "key_file": "k", "telemetry": [{"b": 2}]}]},
+        {
+            "sender": [
+                {
+                    "name": "gw1",
+                    "gateway_id": "gw1",
+                    "key_file": "k",
+                    "telemetry": [{"name": "x", "c": "nan"}],
+                }
+            ]
+        },
+    ],
+)
+def test_receiver_config_poison_is_a_config_error(tmp_path: Path, change: dict[str, Any]) -> None:
+    from havel.errors import ConfigError
+
+    SigningKey.generate().save(tmp_path / "k")
+    raw: dict[str, Any] = {
+        "data_dir": "cc",
+        "mqtt": {"port": 1},
+        "sender": [{"name": "gw1", "key_file": "k", "gateway_id": "gw1"}],
+        **change,
+    }
+    with pytest.raises(ConfigError):
+        ReceiverConfig.from_dict(raw, base=tmp_path)
