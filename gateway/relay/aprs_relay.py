@@ -4,7 +4,10 @@ Legal guards (AFuV, see docs/relay.md): no start without a licensed callsign (:c
 transmitted unless the emergency switch is on (records wait, counted), content in clear text, signed.
 APRS rules: alarms are messages with an id to the configured addressee, resent until acknowledged but not
 faster than every 30 s and at most ``retries`` times; state lines go without id (no ack, no resend).
-Every transmission is checked against the rolling airtime budget; alarms before state.
+Every transmission is checked against the rolling airtime budget; alarms before state; at least
+``min_gap_s`` between two frames, so a backlog never goes out as a burst. State of the telemetry channels
+goes as a signed ``T#`` report, preceded by the signed definitions whenever they are due (the first report
+of each emergency, then an hour after they were last sent).
 """
 
 from __future__ import annotations
