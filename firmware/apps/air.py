@@ -1,9 +1,6 @@
 """Air-quality node: BME280 (T, RH, p), SDS011 (PM2.5, PM10), optional SCD41 (CO2), battery."""
 
 from payload import air as codec
-from sensors.bme280 import BME280
-from sensors.scd41 import SCD41
-from sensors.sds011 import CONTINUOUS, QUERY, SDS011
 
 from apps.base import App, make_battery
 
@@ -54,16 +51,23 @@ class AirApp(App):
 
 
 def build(cfg, io, clock, store=None):
-    """The air app with the sensors config.json names, on the board's buses."""
+    """The air app with the sensors config.json names, on the board's buses. Each driver is
+    imported only when fitted: a node without it does not spend heap on its code."""
     s = cfg.get("sensors", {})
     thp = pm = co2 = None
     kind = s.get("thp", "bme280")
     if kind != "none":
+        from sensors.bme280 import BME280
+
         thp = BME280(io.i2c(), clock, addr=s.get("bme280_addr", 0x76), need_humidity=kind == "bme280")
     if s.get("pm", "sds011") == "sds011":
+        from sensors.sds011 import CONTINUOUS, QUERY, SDS011
+
         mode = CONTINUOUS if s.get("sds011_mode") == "continuous" else QUERY
         pm = SDS011(io.uart(), clock, mode=mode, warmup_ms=s.get("sds011_warmup_s", 30) * 1000)
     if s.get("co2", "none") == "scd41":
+        from sensors.scd41 import SCD41
+
         co2 = SCD41(io.i2c(), clock)
     return AirApp(clock, thp, pm, co2, make_battery(io, clock))
 

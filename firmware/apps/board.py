@@ -8,7 +8,6 @@ config, watchdog, light or deep sleep, fail-safe valve on any exception. `machin
 
 import sys
 
-import config
 from micropython import const
 
 _WDT_MS = const(120000)  # longest step: SDS011 warm-up 30 s + SCD41 5 s + confirmed retries
@@ -122,6 +121,29 @@ def valve_closed_early(m, board_path="board.json", config_path="config.json"):
         return None, 1
 
 
+def load_config(config_path="config.json", board_path="board.json"):
+    """config.load() at boot: ((cfg, board), None), or (None, what is wrong). config.py is needed
+    only here: when this call loaded it, it leaves memory afterwards (its bytecode and tables are
+    freed for the node)."""
+    mine = "config" not in sys.modules
+    import config
+
+    try:
+        return config.load(config_path, board_path), None
+    except config.ConfigError as e:
+        return None, str(e)
+    finally:
+        del config
+        if mine:
+            sys.modules.pop("config", None)
+
+
+def _safe_idle(reason, console, valve_pin, valve_active, clock, rounds):
+    import config  # the error path: imported again, nothing else runs after it
+
+    config.safe_idle(reason, console, valve_pin, valve_active, clock, rounds=rounds)
+
+
 def make_radio(m, r, clock):
     """The radio driver for board.json's radio section."""
     spi_c = r["spi"]
@@ -163,11 +185,11 @@ def run(m=None, clock=None, console=print, idle_rounds=None, config_path="config
 
         clock = SysClock()
     valve_pin, valve_active = valve_closed_early(m, board_path, config_path)
-    try:
-        cfg, board = config.load(config_path, board_path)
-    except config.ConfigError as e:
-        config.safe_idle(str(e), console, valve_pin, valve_active, clock, rounds=idle_rounds)
+    loaded, err = load_config(config_path, board_path)
+    if loaded is None:
+        _safe_idle(err, console, valve_pin, valve_active, clock, idle_rounds)
         return None
+    cfg, board = loaded
     node = None
     try:
         from lw.store import FileStore
@@ -186,7 +208,7 @@ def run(m=None, clock=None, console=print, idle_rounds=None, config_path="config
                              reset_cause=reset_cause(m), retain=_RtcRetain(m) if deep else None,
                              on_reboot=m.reset)
     except ValueError as e:  # lw.mac.ConfigError, a cooling config that does not fit the board
-        config.safe_idle(str(e), console, valve_pin, valve_active, clock, rounds=idle_rounds)
+        _safe_idle(str(e), console, valve_pin, valve_active, clock, idle_rounds)
         return None
     except Exception as e:  # hardware (radio not answering, bus error): try again after a reset
         _restart(m, e, console, valve_pin, valve_active, clock)

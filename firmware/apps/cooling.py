@@ -13,8 +13,6 @@ from control import valve as vc
 from lw.store import Record
 from micropython import const
 from payload import cooling as codec
-from sensors.ds18b20 import DS18B20
-from sensors.sht31 import SHT31
 
 from apps.base import App, make_battery
 
@@ -253,9 +251,14 @@ def build(cfg, io, clock, store=None):
     s = cfg.get("sensors", {})
     pin, active = io.valve()
     out = ValveOutput(pin, active)  # closed before anything else can fail
+    # only the ambient sensor's driver is imported: the other one's code never takes heap
     if s.get("ambient", "ds18b20") == "sht31":
+        from sensors.sht31 import SHT31
+
         amb = SHT31(io.i2c(), clock, addr=s.get("sht31_addr", 0x44))
     else:
+        from sensors.ds18b20 import DS18B20
+
         amb = DS18B20(io.onewire(), clock)
     res = None
     if vc.check_config(th)["reservoir"]:

@@ -4,7 +4,6 @@ the outside reference), optional SHT31 humidity, battery."""
 from payload import temperature as codec
 from sensors.crc import crc8_maxim
 from sensors.ds18b20 import DS18B20
-from sensors.sht31 import SHT31
 
 from apps.base import App, make_battery
 
@@ -71,6 +70,8 @@ def build(cfg, io, clock, store=None):
     s = cfg.get("sensors", {})
     hum = None
     if s.get("humidity", "sht31") == "sht31":
+        from sensors.sht31 import SHT31  # imported only when fitted
+
         hum = SHT31(io.i2c(), clock, addr=s.get("sht31_addr", 0x44))
     return TemperatureApp(clock, io.onewire(), s.get("probes", 2), hum, make_battery(io, clock))
 

@@ -14,7 +14,6 @@ the sensor: that is an alarm (at the highest level the blind zone lies above), w
 from micropython import const
 from payload import water as codec
 from sensors import base as sbase
-from sensors.ds18b20 import DS18B20
 from sensors.jsnsr04t import JSNSR04T
 
 from apps.base import App, make_battery
@@ -194,5 +193,9 @@ def build(cfg, io, clock, store=None):
     trig, echo, pulse = io.ultrasonic()
     dist = JSNSR04T(trig, echo, pulse, clock, pings=s.get("pings", 5), blind_mm=s.get("blind_mm", 250),
                     max_mm=s.get("max_mm", 6000))
-    wt = DS18B20(io.onewire(), clock) if s.get("water_temp", "ds18b20") == "ds18b20" else None
+    wt = None
+    if s.get("water_temp", "ds18b20") == "ds18b20":
+        from sensors.ds18b20 import DS18B20  # imported only when fitted
+
+        wt = DS18B20(io.onewire(), clock)
     return WaterApp(clock, cfg.get("thresholds", {}), dist, wt, make_battery(io, clock))

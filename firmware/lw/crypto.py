@@ -111,21 +111,6 @@ def join_mic(app_aes, msg):
     return cmac(app_aes, msg)[:4]
 
 
-def decrypt_join_accept(app_aes, phy):
-    """Recover the plain join-accept: the server encrypted with AES *decrypt*, so the device
-    applies AES *encrypt* to everything after MHDR. Returns MHDR + plain body incl. MIC."""
-    n = len(phy) - 1
-    if n not in (16, 32):
-        raise ValueError("join-accept length")
-    out = bytearray(len(phy))
-    out[0] = phy[0]
-    mv = memoryview(out)
-    aes_out = bytearray(n)
-    app_aes.encrypt(bytes(phy[1:]), aes_out)
-    mv[1:] = aes_out
-    return bytes(out)
-
-
 def session_keys(app_key, join_nonce_le3, net_id_le3, dev_nonce):
     """(NwkSKey, AppSKey) from AppKey and the join-accept fields as they are on air (3 bytes LE
     each) and DevNonce (int)."""

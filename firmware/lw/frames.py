@@ -1,5 +1,5 @@
 """LoRaWAN 1.0.x frame layout (section 4): building uplinks into a caller's buffer, reading
-downlinks and join-accepts. Pure functions: no radio, no clock, no persistence.
+downlinks (the join frames are in lw/join.py). Pure functions: no radio, no clock, no persistence.
 """
 import struct
 
@@ -24,14 +24,6 @@ MAX_FCNT_GAP = const(16384)
 
 class FrameError(ValueError):
     """A received frame that must be dropped (bad length, type, address, counter or MIC)."""
-
-
-def build_join_request(buf, join_eui, dev_eui, dev_nonce, app_aes):
-    """Join-request into buf (>= 23 bytes); EUIs as ints (big-endian value). Returns length 23."""
-    buf[0] = MTYPE_JOIN_REQUEST << 5
-    struct.pack_into("<QQH", buf, 1, join_eui, dev_eui, dev_nonce)
-    buf[19:23] = crypto.join_mic(app_aes, memoryview(buf)[:19])
-    return 23
 
 
 def build_data_up(buf, confirmed, dev_addr, fcnt32, fctrl, fopts, fport, payload, nwk_aes, app_aes):
@@ -123,16 +115,3 @@ def parse_data_down(frame, dev_addr, fcnt_down_next, nwk_aes, app_aes):
             key = nwk_aes if d.fport == 0 else app_aes
             d.payload = crypto.crypt_payload(key, False, dev_addr, fcnt32, body)
     return d
-
-
-def parse_join_accept(frame, app_aes):
-    """Decrypt and verify a join-accept. Returns (join_nonce_le3, net_id_le3, dev_addr,
-    dl_settings, rx_delay, cflist or None). Raises FrameError."""
-    if len(frame) not in (17, 33) or frame[0] != MTYPE_JOIN_ACCEPT << 5:
-        raise FrameError("not a join-accept")
-    plain = crypto.decrypt_join_accept(app_aes, frame)
-    if not crypto.equal(crypto.join_mic(app_aes, memoryview(plain)[:-4]), plain[-4:]):
-        raise FrameError("join-accept MIC check failed")
-    dev_addr = struct.unpack_from("<I", plain, 7)[0]
-    cflist = plain[13:29] if len(plain) == 33 else None
-    return plain[1:4], plain[4:7], dev_addr, plain[11], plain[12], cflist

@@ -13,6 +13,7 @@ Typical node loop:
 import binascii
 import random
 import struct
+import sys
 
 from micropython import const
 
@@ -42,6 +43,16 @@ _RET_HEAD = "<4sIIIIIIIBBqqqqIII"
 _CH_LEN = const(9)
 _RX_EARLY_MS = const(20)  # open RX this early: tick jitter and wake-up latency on boards
 _RX_MIN_SYMS = const(8)
+
+
+def release(name):
+    """Forget the module `name` (loaded for one job) so that the collector can free its code; its
+    interned names stay (MicroPython never frees them)."""
+    sys.modules.pop(name, None)
+    pkg, _, leaf = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if parent is not None and getattr(parent, leaf, None) is not None:
+        delattr(parent, leaf)
 
 
 class ConfigError(ValueError):
@@ -419,87 +430,16 @@ class Mac:
         says when a join-request would be allowed) or NONCE_EXHAUSTED."""
         if not self.otaa:
             raise ConfigError("join() needs activation 'otaa'")
-        if max_wait_ms is None:
-            max_wait_ms = self.max_wait_ms
         if self.dev_nonce_next > 0xFFFF:
             return Result(NONCE_EXHAUSTED)
-        dr = self.join_dr - self._join_attempts // 2
-        if dr < 0:
-            dr = 0
-        sf, bw = region.DATA_RATES[dr]
-        toa = (region.airtime_us(23, sf, bw) + 999) // 1000
-        now = self.clock.now_ms()
-        wait = self.join_backoff.wait_ms(toa, now)
-        free = [i for i in range(len(region.DEFAULT_CHANNELS_HZ))
-                if self.dc.wait_ms(region.DEFAULT_CHANNELS_HZ[i], now, toa) == 0]
-        if not free:
-            dcw = min(self.dc.wait_ms(f, now, toa) for f in region.DEFAULT_CHANNELS_HZ)
-            wait = max(wait, dcw)
-        if wait:
-            if wait > max_wait_ms:
-                r = Result(JOIN_BACKOFF)
-                r.wait_ms = wait
-                return r
-            self.clock.sleep_ms(wait)
-            return self.join(0)
-        ch = free[random.getrandbits(8) % len(free)]
-        freq = region.DEFAULT_CHANNELS_HZ[ch]
-        dev_nonce = self.dev_nonce_next
-        start = self.clock.now_ms()
-        self._save_airtime(freq, toa, start)
-        self.dc.record(freq, start, toa)
-        self.join_backoff.record(toa, start)
-        # the DevNonce (and this attempt's airtime) are persisted before anything goes on air:
-        # the nonce is never reused and the back-off budget is never refunded by a reset
-        self.dev_nonce_next = dev_nonce + 1
-        self.persist()
-        n = frames.build_join_request(self._buf, self.join_eui, self.dev_eui, dev_nonce, self._app_aes)
-        self._join_attempts += 1
-        done = self.radio.transmit(memoryview(self._buf)[:n], freq, sf, bw,
-                                   region.tx_power_dbm(self._cfg_power))
-        r = Result(JOIN_FAILED)
-        r.dr, r.freq_hz, r.toa_ms, r.tx_count = dr, freq, toa, 1
-        at1 = done + region.JOIN_ACCEPT_DELAY1_MS
-        for at, f, rdr in ((at1, freq, dr), (at1 + 1000, self._cfg_rx2_freq, self._cfg_rx2_dr)):
-            frame = self._rx(at, f, rdr)
-            if frame is not None and self._accept_join(frame, dev_nonce):
-                r.status = JOINED
-                break
-        self.radio.sleep()
-        return r
+        # the join code (lw/join.py) is in RAM only during the attempt
+        from lw import join as lwjoin
 
-    def _accept_join(self, frame, dev_nonce):
         try:
-            jn, net_id, dev_addr, dl, rx_delay, cflist = frames.parse_join_accept(frame, self._app_aes)
-        except frames.FrameError:
-            return False
-        join_nonce = jn[0] | jn[1] << 8 | jn[2] << 16
-        if self.join_nonce_check and join_nonce <= self.join_nonce_last:
-            return False  # a replayed (older) join-accept must not reset the session
-        nwk, app = crypto.session_keys(self._app_key, jn, net_id, dev_nonce)
-        self._reset_session_state()
-        self._set_keys(nwk, app)
-        self.dev_addr = dev_addr
-        off = (dl >> 4) & 0x07
-        self.rx1_dr_offset = off if off <= region.MAX_RX1_DR_OFFSET else region.MAX_RX1_DR_OFFSET
-        rx2 = dl & 0x0F
-        self.rx2_dr = rx2 if rx2 <= region.DR_MAX else self._cfg_rx2_dr
-        self.rx_delay_ms = ((rx_delay & 0x0F) or 1) * 1000
-        if cflist is not None and cflist[15] == 0:
-            for k in range(5):
-                f = (cflist[3 * k] | cflist[3 * k + 1] << 8 | cflist[3 * k + 2] << 16) * 100
-                if f and region.subband(f) >= 0:
-                    self.ch_freq[3 + k] = f
-                    self.ch_drs[3 + k] = 5 << 4
-                    self.ch_mask |= 1 << (3 + k)
-        self.join_nonce_last = join_nonce
-        self.joined = True
-        self._join_attempts = 0
-        self._answers = bytearray()
-        self._sticky = bytearray()
-        self._ack_pending = False
-        self.persist()
-        return True
+            return lwjoin.attempt(self, self.max_wait_ms if max_wait_ms is None else max_wait_ms)
+        finally:
+            del lwjoin
+            release("lw.join")
 
     # ---- uplink --------------------------------------------------------------------------------
 
