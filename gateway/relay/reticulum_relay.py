@@ -181,14 +181,66 @@ class ReticulumRelay:
         self.cfg = cfg
         self.signer = signer
         self.budget = Budget(cfg.budget_messages, cfg.budget_window_s)
-        self.stats = {"offered": 0, "sent": 0, "failed": 0, "oversize": 0, "budget_refused": 0}
+        self.stats = {
+            "offered": 0,
+            "sent": 0,
+            "failed": 0,
+            "oversize": 0,
+            "budget_refused": 0,
+            "node_down": 0,
+            "restarts": 0,
+        }
         self._node: _Node | None = None
         self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._watch_thread: threading.Thread | None = None
+        self._timeout = 40.0
 
     def start(self, timeout: float = 40.0) -> None:
-        extra = ["--plain"] if not self.cfg.encrypt else ["--destination", str(self.cfg.destination)]
-        self._node = _Node(_node_cmd("send", self.cfg.config_dir, *extra), self._on_line)
+        self._timeout = timeout
+        self._node = self._spawn()
         self._node.wait_ready(timeout)
+        self._watch_thread = threading.Thread(target=self._watch, name="rns-relay-watch", daemon=True)
+        self._watch_thread.start()
+
+    def _spawn(self) -> _Node:
+        extra = ["--plain"] if not self.cfg.encrypt else ["--destination", str(self.cfg.destination)]
+        return _Node(_node_cmd("send", self.cfg.config_dir, *extra), self._on_line)
+
+    def _watch(self) -> None:
+        """A helper process that ended is started again: the path must not stay silent for the outage."""
+        while not self._halt.wait(1.0):
+            node = self._node
+            if node is None or node.proc.poll() is None:
+                continue
+            log.error("Reticulum relay node exited (%s); restarting", node.proc.returncode)
+            try:
+                fresh = self._spawn()
+            except OSError as exc:
+                log.error("Reticulum relay node could not be restarted: %s", exc)
+                continue
+            try:
+                fresh.wait_ready(self._timeout)
+            except TransportError as exc:
+                log.error("Reticulum relay node could not be restarted: %s", exc)
+                fresh.stop()
+                continue
+            with self._lock:
+                self._node = fresh
+            self.stats["restarts"] += 1
+
+    def _write(self, line: str) -> bool:
+        """One packet to the helper; False (counted) while it is down (the watch restarts it)."""
+        with self._lock:
+            node = self._node
+            if node is None:
+                return False
+            try:
+                node.write(line)
+            except (OSError, ValueError):  # a dead helper's pipe (ValueError: closed file)
+                self.stats["node_down"] += 1
+                return False
+        return True
 
     def _on_line(self, word: str, rest: str) -> None:
         if word == "SENT":
@@ -214,9 +266,7 @@ class ReticulumRelay:
         if not self.budget.try_spend(1, rec.cls):
             self.stats["budget_refused"] += 1
             return False
-        with self._lock:
-            self._node.write(payload.hex())
-        return True
+        return self._write(payload.hex())
 
     def publish_status(self, status: dict[str, Any]) -> None:
         """The primary path's state, as a signed envelope."""
@@ -228,10 +278,17 @@ class ReticulumRelay:
             "at": int(status.get("at") or 0),
             "reason": str(status.get("reason", ""))[:80],
         }
-        with self._lock:
-            self._node.write(sign_body(self.signer, CHANNEL, body).hex())
+        self._write(sign_body(self.signer, CHANNEL, body).hex())
+
+    @property
+    def node_pid(self) -> int | None:
+        """The helper process's id (for an operator's look, and for tests that end it)."""
+        return self._node.proc.pid if self._node is not None else None
 
     def stop(self) -> None:
+        self._halt.set()
+        if self._watch_thread is not None:
+            self._watch_thread.join(5)
         if self._node is not None:
             self._node.stop()
 

@@ -233,3 +233,51 @@ def test_reticulum_listener_survives_poison_and_a_dead_helper(
             except subprocess.TimeoutExpired:
                 sender.kill()
                 sender.wait(5)
+
+
+@pytest.mark.timeout(120)
+def test_gateway_relay_restarts_its_dead_helper(tmp_path: Path, key_file: Path, mosquitto: Any) -> None:
+    """The gateway's sending helper dies in an outage: it is started again and alarms go on."""
+    import os
+    import signal
+
+    cc_dir, gw_dir = write_configs(tmp_path)
+    rcfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "cc"),
+            "publish": {"port": mosquitto.port},
+            "sender": [{"name": GW_CALL, "key_file": str(key_file), "gateway_id": "gw1"}],
+            "reticulum": {"config_dir": str(cc_dir), "amateur": True},
+        }
+    )
+    relay = ReticulumRelay(
+        ReticulumConfig.from_config({"config_dir": str(gw_dir), "amateur": True}),
+        Signer(SigningKey.load(key_file), GW_CALL, CounterStore(None)),
+    )
+    fcnt = 0
+
+    def until_delivered(sub: Subscriber, count: int, timeout: float) -> None:
+        nonlocal fcnt
+        deadline = time.monotonic() + timeout
+        while len(sub.messages) < count and time.monotonic() < deadline:
+            fcnt += 1
+            relay.offer(RelayRecord(DEV, fcnt, "alarm", int(time.time()), {"level": 200}))
+            step = time.monotonic() + 2
+            while len(sub.messages) < count and time.monotonic() < step:
+                time.sleep(0.05)
+        assert len(sub.messages) >= count
+
+    with Subscriber(mosquitto.port, "havel/gw1/devices/#") as sub, Receiver(rcfg):
+        relay.start()
+        try:
+            until_delivered(sub, 1, 40)
+            pid = relay.node_pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 40
+            while relay.stats["restarts"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert relay.stats["restarts"] == 1 and relay.node_pid != pid
+            until_delivered(sub, len(sub.messages) + 1, 60)
+        finally:
+            relay.stop()
