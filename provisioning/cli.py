@@ -378,6 +378,64 @@ def kit_build(
         ctx.exit(1)
 
 
+@kit.command("serve")
+@click.option("--port", default="auto", show_default=True, help="Serial port of the board, or 'auto'.")
+@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--trust",
+    "trust",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Trusted public key (PEM) instead of the settings' trusted_keys.",
+)
+@click.option("--unsigned", is_flag=True, help="Development only: accept an unsigned bundle.")
+@click.option(
+    "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
+)
+@click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read).")
+@click.option("--baud", type=click.IntRange(9600, 2_000_000), help="Serial rate for installing MicroPython.")
+@click.option(
+    "--http-port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port of the page."
+)
+@click.pass_context
+def kit_serve(
+    ctx: click.Context,
+    port: str,
+    bundle_dir: Path | None,
+    trust: tuple[Path, ...],
+    unsigned: bool,
+    image: Path | None,
+    image_sha256: str | None,
+    baud: int | None,
+    http_port: int,
+) -> None:
+    """The kit bench: `kit build` as a web page on this computer (localhost only), until Ctrl-C."""
+    from havel.provisioning.web.bench import KitBench
+    from havel.web import serve
+
+    base = kitbuild.BuildOptions(
+        kit="",
+        port=port,
+        bundle_dir=bundle_dir,
+        unsigned=unsigned,
+        image=image,
+        image_sha256=image_sha256,
+        trusted_keys=list(trust),
+        baud=baud,
+    )
+    bench = KitBench(_settings(ctx), base)
+    srv = serve(bench.app, "127.0.0.1", http_port)
+    url = f"http://127.0.0.1:{srv.server_address[1]}/"
+    console.print(f"Kit bench at {url} (Ctrl-C stops it)", highlight=False)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bench.app.events.close()
+        srv.server_close()
+
+
 @kit.command("label")
 @click.argument("dev_eui")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for the SVG and PNG.")

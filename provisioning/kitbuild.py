@@ -114,11 +114,15 @@ def build(
     console: Console | None = None,
     list_ports: Callable[[], list[Any]] = ports.list_ports,
     new_passphrase: Callable[[], str] | None = None,
+    events: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> BuildResult:
     """Run (or resume) the kit build. Raises HavelError for anything that stops it before the check.
 
     ``passphrase`` opens an existing registry; ``new_passphrase`` (default: ``passphrase``) is asked when
-    the registry is created, and should ask twice.
+    the registry is created, and should ask twice. ``events(kind, data)``, when given, is told the
+    progress as it happens (for a page or another front end; no keys in it): ``step`` (``step``,
+    ``status`` running/done/failed, ``detail``), ``flash`` (``done``, ``total`` bytes, ``path``),
+    ``check_item`` (``name``, ``status``, ``advice``) and ``label`` (``paths``).
     """
     console = console or Console()
     t0 = time.monotonic()
@@ -128,10 +132,16 @@ def build(
     result = BuildResult(ok=False)
     say = console.print
 
+    def emit(kind: str, **data: Any) -> None:
+        if events is not None:
+            events(kind, data)
+
     # 1. find the board
     cand = ports.choose_port(opts.port, list_ports(), in_dialout=ports.user_in_dialout())
     say(f"[bold]1/6 Board[/bold]: {cand.device} ({cand.chip})")
     result.steps["board"] = cand.device
+    emit("step", step="board", status="done", detail=f"{cand.device} ({cand.chip})")
+    emit("step", step="micropython", status="running", detail="")
 
     # 2. MicroPython present and recent enough?
     info = _board_info(cand.device)
@@ -156,6 +166,7 @@ def build(
         state.reset(unique_id=uid, kit=kit.name)
     state.mark("board", unique_id=uid, kit=kit.name, port=cand.device)
     state.mark("micropython")
+    emit("step", step="micropython", status="done", detail=result.steps["micropython"])
 
     link = BoardLink(cand.device)
     with link:
@@ -166,6 +177,7 @@ def build(
             raise ConfigError(f"the bundle in {bdir} is for app {manifest.app!r}, the kit needs {kit.app!r}")
         flash.check_radio(manifest, board_def)
         say(f"[bold]3/6 Flash[/bold]: {len(manifest.files)} files, {manifest.total_bytes} bytes")
+        emit("step", step="flash", status="running", detail=f"{len(manifest.files)} files")
         with Progress(
             TextColumn("   {task.description}"),
             BarColumn(),
@@ -177,6 +189,7 @@ def build(
 
             def progress(done: int, total: int, path: str) -> None:
                 prog.update(task, completed=done, total=total, description=path)
+                emit("flash", done=done, total=total, path=path)
 
             rep = flash.flash_bundle(
                 link, bdir, manifest, progress=progress, allow_downgrade=opts.allow_downgrade
@@ -186,19 +199,29 @@ def build(
         result.steps["flash"] = f"{len(rep.copied)} copied, {len(rep.unchanged)} unchanged"
         say(f"   {result.steps['flash']} in {rep.seconds:.1f} s")
         state.mark("flash", bundle=str(bdir))
+        emit("step", step="flash", status="done", detail=result.steps["flash"])
 
         # 4. check the wiring
         say("[bold]4/6 Wiring check[/bold]")
-        items = kitcheck.run_check(link, kit, board_def)
+        emit("step", step="check", status="running", detail="")
+        items = kitcheck.run_check(
+            link,
+            kit,
+            board_def,
+            on_item=lambda it: emit("check_item", name=it.name, status=it.status, advice=it.advice),
+        )
         result.checklist = items
         kitcheck.print_checklist(items, console)
         if any(not it.passed for it in items):
             result.steps["check"] = "failed"
+            emit("step", step="check", status="failed", detail="")
             say("Fix the parts marked ✘, then run the same command again: it continues at the check.")
             result.seconds = time.monotonic() - t0
             return result
         result.steps["check"] = "passed"
         state.mark("check")
+        emit("step", step="check", status="done", detail="passed")
+        emit("step", step="register", status="running", detail="")
 
         # 5. register
         reg = _open_registry(settings, passphrase, confirm, new_passphrase or passphrase)
@@ -216,6 +239,7 @@ def build(
         result.steps["register"] = f"{ident.name} DevEUI {result.dev_eui}"
         say(f"[bold]5/6 Registered[/bold]: {ident.name}, DevEUI {result.dev_eui}")
         state.mark("register", name=ident.name, dev_eui=result.dev_eui)
+        emit("step", step="register", status="done", detail=result.steps["register"])
 
     # 6. label
     paths = label.write_labels(
@@ -225,6 +249,8 @@ def build(
     result.steps["label"] = ", ".join(p.name for p in paths)
     say(f"[bold]6/6 Label[/bold]: {paths[0]} (print it and stick it on the enclosure)")
     state.mark("label")
+    emit("label", paths=result.labels, name=ident.name, dev_eui=result.dev_eui)
+    emit("step", step="label", status="done", detail=result.steps["label"])
     result.ok = True
     result.seconds = time.monotonic() - t0
     print_summary(kit, result, console)

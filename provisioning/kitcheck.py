@@ -7,6 +7,7 @@ chain is tested against the virtual board with the faults staged in its wiring.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -408,9 +409,25 @@ def judge_battery(kit: Kit, mv: int) -> Item:
 
 
 # ---------------------------------------------------------------- running on the board
-def run_check(link: BoardLink, kit: Kit, board: Board) -> list[Item]:
-    """Probe every part of the kit through the board; returns the checklist in kit order."""
-    items: list[Item] = []
+class _ReportingList(list[Item]):
+    """The checklist, telling a listener of each item as it is added."""
+
+    def __init__(self, listener: Callable[[Item], None] | None) -> None:
+        super().__init__()
+        self._listener = listener
+
+    def append(self, item: Item) -> None:
+        super().append(item)
+        if self._listener is not None:
+            self._listener(item)
+
+
+def run_check(
+    link: BoardLink, kit: Kit, board: Board, on_item: Callable[[Item], None] | None = None
+) -> list[Item]:
+    """Probe every part of the kit through the board; returns the checklist in kit order.
+    ``on_item`` is told each item as soon as its part has been probed (a page shows them line by line)."""
+    items = _ReportingList(on_item)
     if board.radio is None:
         raise ConfigError(f"hw/boards/{board.name}.json has no radio section")
     rad = board.radio
@@ -501,7 +518,7 @@ def run_check(link: BoardLink, kit: Kit, board: Board) -> list[Item]:
             b = board.battery
             mv = link.call("kitcheck", "kc_battery", b.adc, b.ctrl, b.ctrl_on, b.divider)
             items.append(judge_battery(kit, int(mv)))
-    return items
+    return list(items)
 
 
 def print_checklist(items: list[Item], console: Console | None = None) -> None:

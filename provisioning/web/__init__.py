@@ -1,0 +1,1 @@
+"""The kit bench: a local web page for ``havel kit build`` (``havel kit serve``)."""
