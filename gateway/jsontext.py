@@ -15,34 +15,33 @@ orjson decides differently:
 
 The text is the same JSON value as ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``; only
 the spelling of some floats differs (orjson writes 1e-05 as 0.00001). ``tests/gateway/test_jsontext.py``
-holds it to that on random values.
+holds it to that on random values. Both encoders are used through their public APIs only (``orjson.dumps``
+and ``json.JSONEncoder.encode``).
 """
 
 from __future__ import annotations
 
 import json
-import json.encoder
 from typing import Any
 
 import orjson
 
 _dumps = orjson.dumps
+# one encoder made once: its encode() is json.dumps with these options, without re-reading them per call
 _general = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_string: Any = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
-_make: Any = getattr(json.encoder, "c_make_encoder", None)
 
 
 def encode_json_bytes(value: Any) -> bytes:
     """:func:`encode_json` as UTF-8 bytes (what a sink publishes)."""
     out = _fast(value)
-    return out if out is not None else _standard(value).encode()
+    return out if out is not None else _general.encode(value).encode()
 
 
 def encode_json(value: Any) -> str:
     """``json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``: ValueError for
     NaN, infinity and circular data, TypeError for values JSON has no type for."""
     out = _fast(value)
-    return out.decode() if out is not None else _standard(value)
+    return out.decode() if out is not None else _general.encode(value)
 
 
 def _fast(value: Any) -> bytes | None:
@@ -54,12 +53,3 @@ def _fast(value: Any) -> bytes | None:
     if b"null" in out:  # perhaps a NaN or infinity, which orjson writes as null
         return None
     return out
-
-
-def _standard(value: Any) -> str:
-    """The standard library's encoder, without building a JSONEncoder and its C encoder per call."""
-    if _make is None or value.__class__ is str:
-        return _general.encode(value)
-    # the C encoder's arguments: markers (circular check), default, string encoder, indent, key separator,
-    # item separator, sort_keys, skipkeys, allow_nan -- what JSONEncoder.iterencode passes it
-    return "".join(_make({}, _general.default, _string, None, ":", ",", False, False, False)(value, 0))

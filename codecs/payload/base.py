@@ -84,16 +84,6 @@ class Reading(cs.Adapter):
             return obj * self.num
         return obj * self.num / self.den
 
-    def _emitparse(self, code: Any) -> str:
-        # compile(): inline the scaling instead of calling back into this adapter (bench/payloads.py)
-        fname = f"reading_{code.allocateId()}"
-        scale = f"raw * {self.num}" if self.den == 1 else f"raw * {self.num} / {self.den}"
-        if self.sentinel is None:
-            code.append(f"def {fname}(raw):\n    return {scale}\n")
-        else:
-            code.append(f"def {fname}(raw):\n    return None if raw == {self.sentinel} else {scale}\n")
-        return f"{fname}({self.subcon._compileparse(code)})"
-
     def _encode(self, obj: Any, context: Any, path: str) -> int:
         name = field_name(path)
         if obj is None:
@@ -119,9 +109,6 @@ class Bool(cs.Adapter):
     def _decode(self, obj: bool, context: Any, path: str) -> bool:
         return bool(obj)
 
-    def _emitparse(self, code: Any) -> str:
-        return f"bool({self.subcon._compileparse(code)})"
-
     def _encode(self, obj: Any, context: Any, path: str) -> bool:
         if not isinstance(obj, bool):
             raise CodecError(f"{field_name(path)}: expected true or false, got {obj!r}")
@@ -138,11 +125,6 @@ class Choice(cs.Adapter):
 
     def _decode(self, obj: int, context: Any, path: str) -> str:
         return self.by_value.get(obj, f"unknown_{obj}")
-
-    def _emitparse(self, code: Any) -> str:
-        fname = f"choice_{code.allocateId()}"
-        code.append(f"{fname} = {self.by_value!r}")
-        return f"reuse(({self.subcon._compileparse(code)}), lambda x: {fname}.get(x, 'unknown_%d' % x))"
 
     def _encode(self, obj: Any, context: Any, path: str) -> int:
         if isinstance(obj, str) and obj.startswith("unknown_") and obj[8:].isdigit():

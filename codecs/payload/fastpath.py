@@ -149,21 +149,29 @@ def _byte_leaf(sc: Any) -> tuple[str, str, int, Conv]:
     raise Unsupported(f"leaf {type(leaf).__name__}")
 
 
+class _PathRecorder:
+    """A stand-in context: evaluating a construct ``this`` path against it records the keys it looks up."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: tuple[Any, ...] = ()) -> None:
+        self.keys = keys
+
+    def __getitem__(self, key: Any) -> _PathRecorder:
+        return _PathRecorder((*self.keys, key))
+
+
 def _path(expr: Any) -> tuple[str, ...]:
-    """``this.a.b`` as ("a", "b"); anything else (lambdas, expressions, ``this._``) is Unsupported."""
-    if not isinstance(expr, cs.expr.Path):
+    """``this.a.b`` as ("a", "b"); anything else (lambdas, expressions, ``this._``) is Unsupported.
+
+    A ``Path`` is a function of the context (construct calls it with the parsed context and it looks each
+    field up by item access), so calling it with a recorder gives its field names through that public
+    behaviour, without reading the Path's own attributes.
+    """
+    if not isinstance(expr, cs.Path) or str(expr).partition("[")[0] != "this":
         raise Unsupported("a count or condition that is not a plain this.field path")
-    names: list[str] = []
-    while True:
-        attrs = vars(expr)
-        parent = attrs["_Path__parent"]
-        if parent is None:
-            if attrs["_Path__name"] != "this":
-                raise Unsupported("a path not on this")
-            break
-        names.append(attrs["_Path__field"])
-        expr = parent
-    names.reverse()
+    found = expr(_PathRecorder())
+    names = found.keys if isinstance(found, _PathRecorder) else ()
     if not names or "_" in names or not all(isinstance(n, str) for n in names):
         raise Unsupported("a path to the parent context")
     return tuple(names)

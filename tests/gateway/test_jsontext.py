@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.private_names import private_names_in
 
 from havel.gateway.jsontext import encode_json, encode_json_bytes
 
@@ -69,3 +70,16 @@ def test_what_orjson_does_not_take_the_standard_library_converts() -> None:
     for _ in range(300):  # deeper than orjson's 254 levels
         deep = [deep]
     assert encode_json(deep) == "[" * 300 + "1" + "]" * 300
+
+
+def test_a_message_with_a_null_is_json_dumps_text_byte_for_byte() -> None:
+    """A reading a sensor did not give: the standard library writes the message, exactly as json.dumps."""
+    msg = {"id": "70B3D57ED0100001-0-6", "data": {"probes_c": [24.1, None], "note": "ü\u2028"},
+           "warnings": ["probes_c[1]: reading absent or faulty"], "snr": 1e-05}
+    assert encode_json(msg) == reference(msg)
+    assert encode_json_bytes(msg) == reference(msg).encode()
+
+
+def test_only_public_apis_of_json_and_orjson() -> None:
+    """It once called json.encoder.c_make_encoder directly (tools/check_private_names.py finds that)."""
+    assert private_names_in("gateway/jsontext.py") == []

@@ -21,6 +21,7 @@ import construct as cs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.private_names import private_names_in
 
 from havel.codecs.payload import NodeCodec, get_codec
 from havel.codecs.payload.base import Bool, Choice, Field, Port, Reading, header
@@ -325,3 +326,48 @@ def test_a_view_port_survives_dataclasses_replace() -> None:
     data = bytes.fromhex(next(v["bytes"] for v in vectors("air") if v["fport"] == 1))
     parsed = port.struct.parse(data)  # construct's Container: the glue reads it like the fast dicts
     assert again.to_data(parsed) == port.to_data(parsed) == get_codec("air").decode(data, 1)["data"]
+
+
+# --- counts and conditions: construct's this-paths read through their public behaviour --------------------
+
+def _one_port(schema: cs.Construct) -> Port:
+    return Port(1, "up", "p", "p", schema, {}, ())
+
+
+def test_nested_this_paths_are_followed() -> None:
+    schema = cs.Struct(
+        header("n" / cs.BitsInteger(4)),
+        "inner" / cs.BitStruct("k" / cs.BitsInteger(4), "big" / Bool(cs.Flag), cs.Padding(3)),
+        "xs" / cs.Array(cs.this.inner.k, cs.Int8ub),
+        "ys" / cs.Array(cs.this["_header"]["n"], cs.Int8ub),  # item access: the same path
+        "z" / cs.If(cs.this.inner.big, cs.Int16ub),
+        cs.Terminated,
+    )
+    parse = derive(schema)
+    assert parse is not None
+    data = bytes([0x12, 0x38, 7, 8, 9, 5, 6, 0x01, 0x02])
+    want = _container_dict(schema.parse(data))
+    assert parse(data) == want and want["xs"] == [7, 8, 9] and want["ys"] == [5, 6] and want["z"] == 258
+
+
+@pytest.mark.parametrize("count", [
+    cs.this._.n,  # the parent context: not this Struct's field
+    cs.this._,
+    lambda ctx: ctx.n,  # a function: construct calls it, the fast path cannot read it
+    cs.this.n * 2,  # an expression over a path
+    cs.len_(cs.this.n),
+    cs.Path("other").n,  # a path not on this
+    cs.this.missing,  # no earlier field of that name
+    cs.this[0],  # not a field name
+])
+def test_counts_the_fast_path_cannot_follow_leave_the_port_to_construct(count: Any) -> None:
+    schema = cs.Struct(header(), "n" / cs.Int8ub, "xs" / cs.Array(count, cs.Int8ub))
+    assert derive(schema) is None
+    assert derive_decoder("x", _one_port(schema)) is None
+
+
+def test_the_fast_path_and_the_payload_schemas_use_no_private_names_of_construct() -> None:
+    """fastpath.py once read construct's name-mangled Path attributes and base.py called construct's
+    internal compile hooks (which pinned construct below 2.11); tools/check_private_names.py finds both."""
+    assert private_names_in("codecs/payload") == []
+

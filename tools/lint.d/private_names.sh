@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# No private names of other packages in the host code (core/ codecs/ gateway/ provisioning/): private
+# attributes, modules and name-mangled names may change in any release of a library, so code that uses
+# them pins it. The checker reads the source with ast (tools/check_private_names.py says what it finds).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+.venv/bin/python tools/check_private_names.py core codecs gateway provisioning || {
+    echo "lint: private names of other packages used (tools/check_private_names.py)" >&2; exit 1; }
