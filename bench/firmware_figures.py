@@ -308,8 +308,8 @@ def main() -> None:
                 if f["board"] > HEAP_TARGET:
                     over.append(app)
                 f["no_code"] = f["objects"] + f["cycle"]
-                figs = [f"{f[k] / 1024:.1f}K" for k in ("modules", "objects", "cycle", "peak", "standin", "board",
-                                                        "no_code", "join")]
+                keys = ("modules", "objects", "cycle", "peak", "standin", "board", "no_code", "join")
+                figs = [f"{f[k] / 1024:.1f}K" for k in keys]
             else:
                 figs = ["n/a"] * 8
             print(f"{app:<12} {n:>7} {phy:>7} {sf7:>7.1f}ms {sf12:>7.0f}ms {sizes[0]:>9} {sizes[1]:>8} "

@@ -7,19 +7,16 @@ from micropython import const
 
 from lw import crypto
 
-MTYPE_JOIN_REQUEST = const(0)
-MTYPE_JOIN_ACCEPT = const(1)
-MTYPE_UNCONF_UP = const(2)
-MTYPE_UNCONF_DOWN = const(3)
-MTYPE_CONF_UP = const(4)
-MTYPE_CONF_DOWN = const(5)
+# private consts (leading underscore): inlined by the compiler, no RAM
+_MTYPE_UNCONF_UP = const(2)
+_MTYPE_UNCONF_DOWN = const(3)
+_MTYPE_CONF_UP = const(4)
+_MTYPE_CONF_DOWN = const(5)
 
-FCTRL_ADR = const(0x80)
-FCTRL_ADR_ACK_REQ = const(0x40)
-FCTRL_ACK = const(0x20)
-FCTRL_FPENDING = const(0x10)  # downlink only
-MAX_FOPTS = const(15)
-MAX_FCNT_GAP = const(16384)
+_FCTRL_ACK = const(0x20)
+_FCTRL_FPENDING = const(0x10)  # downlink only
+_MAX_FOPTS = const(15)
+_MAX_FCNT_GAP = const(16384)
 
 
 class FrameError(ValueError):
@@ -30,11 +27,11 @@ def build_data_up(buf, confirmed, dev_addr, fcnt32, fctrl, fopts, fport, payload
     """Uplink data frame into buf. fctrl holds ADR/ADRACKReq/ACK bits; FOptsLen is set here.
     fport None sends no FPort and no payload; FPort 0 encrypts with NwkSKey. Returns the length."""
     nf = len(fopts)
-    if nf > MAX_FOPTS:
+    if nf > _MAX_FOPTS:
         raise ValueError("FOpts longer than 15 bytes")
     if fport == 0 and nf:
         raise ValueError("FOpts and FPort 0 together")
-    buf[0] = (MTYPE_CONF_UP if confirmed else MTYPE_UNCONF_UP) << 5
+    buf[0] = (_MTYPE_CONF_UP if confirmed else _MTYPE_UNCONF_UP) << 5
     struct.pack_into("<IBH", buf, 1, dev_addr, (fctrl & 0xF0) | nf, fcnt32 & 0xFFFF)
     n = 8
     buf[n:n + nf] = fopts
@@ -64,11 +61,11 @@ class Downlink:
 
     @property
     def ack(self):
-        return bool(self.fctrl & FCTRL_ACK)
+        return bool(self.fctrl & _FCTRL_ACK)
 
     @property
     def fpending(self):
-        return bool(self.fctrl & FCTRL_FPENDING)
+        return bool(self.fctrl & _FCTRL_FPENDING)
 
 
 def fcnt32_from16(next_expected, fcnt16):
@@ -86,7 +83,7 @@ def parse_data_down(frame, dev_addr, fcnt_down_next, nwk_aes, app_aes):
     if n < 12:
         raise FrameError("downlink too short")
     mtype = frame[0] >> 5
-    if mtype not in (MTYPE_UNCONF_DOWN, MTYPE_CONF_DOWN) or frame[0] & 0x03:
+    if mtype not in (_MTYPE_UNCONF_DOWN, _MTYPE_CONF_DOWN) or frame[0] & 0x03:
         raise FrameError("not a LoRaWAN R1 data downlink")
     addr, fctrl, fcnt16 = struct.unpack_from("<IBH", frame, 1)
     if addr != dev_addr:
@@ -95,13 +92,13 @@ def parse_data_down(frame, dev_addr, fcnt_down_next, nwk_aes, app_aes):
     if 8 + nf + 4 > n:
         raise FrameError("FOpts run past the MIC")
     fcnt32 = fcnt32_from16(fcnt_down_next, fcnt16)
-    if fcnt32 - fcnt_down_next >= MAX_FCNT_GAP:
+    if fcnt32 - fcnt_down_next >= _MAX_FCNT_GAP:
         raise FrameError("FCntDown jumped back or too far ahead")
     msg = memoryview(frame)[:n - 4]
     if not crypto.equal(crypto.data_mic(nwk_aes, False, dev_addr, fcnt32, msg), frame[n - 4:]):
         raise FrameError("MIC check failed")
     d = Downlink()
-    d.confirmed = mtype == MTYPE_CONF_DOWN
+    d.confirmed = mtype == _MTYPE_CONF_DOWN
     d.fcnt32 = fcnt32
     d.fctrl = fctrl
     d.fopts = bytes(frame[8:8 + nf])

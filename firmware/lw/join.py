@@ -2,17 +2,23 @@
 starts. Mac.join() imports this module for one attempt and releases it afterwards, so a joined
 node does not keep the join code in RAM (a node waking from deep sleep with a session never
 loads it)."""
+
 import random
 import struct
 
+from micropython import const
+
 from lw import crypto, region
-from lw.frames import MTYPE_JOIN_ACCEPT, MTYPE_JOIN_REQUEST, FrameError
+from lw.frames import FrameError
 from lw.mac import JOIN_BACKOFF, JOIN_FAILED, JOINED, Result
+
+_MTYPE_JOIN_REQUEST = const(0)
+_MTYPE_JOIN_ACCEPT = const(1)
 
 
 def build_join_request(buf, join_eui, dev_eui, dev_nonce, app_aes):
     """Join-request into buf (>= 23 bytes); EUIs as ints (big-endian value). Returns length 23."""
-    buf[0] = MTYPE_JOIN_REQUEST << 5
+    buf[0] = _MTYPE_JOIN_REQUEST << 5
     struct.pack_into("<QQH", buf, 1, join_eui, dev_eui, dev_nonce)
     buf[19:23] = crypto.join_mic(app_aes, memoryview(buf)[:19])
     return 23
@@ -36,7 +42,7 @@ def decrypt_join_accept(app_aes, phy):
 def parse_join_accept(frame, app_aes):
     """Decrypt and verify a join-accept. Returns (join_nonce_le3, net_id_le3, dev_addr,
     dl_settings, rx_delay, cflist or None). Raises FrameError."""
-    if len(frame) not in (17, 33) or frame[0] != MTYPE_JOIN_ACCEPT << 5:
+    if len(frame) not in (17, 33) or frame[0] != _MTYPE_JOIN_ACCEPT << 5:
         raise FrameError("not a join-accept")
     plain = decrypt_join_accept(app_aes, frame)
     if not crypto.equal(crypto.join_mic(app_aes, memoryview(plain)[:-4]), plain[-4:]):
@@ -55,8 +61,11 @@ def attempt(mac, max_wait_ms):
     toa = (region.airtime_us(23, sf, bw) + 999) // 1000
     now = mac.clock.now_ms()
     wait = mac.join_backoff.wait_ms(toa, now)
-    free = [i for i in range(len(region.DEFAULT_CHANNELS_HZ))
-            if mac.dc.wait_ms(region.DEFAULT_CHANNELS_HZ[i], now, toa) == 0]
+    free = [
+        i
+        for i in range(len(region.DEFAULT_CHANNELS_HZ))
+        if mac.dc.wait_ms(region.DEFAULT_CHANNELS_HZ[i], now, toa) == 0
+    ]
     if not free:
         dcw = min(mac.dc.wait_ms(f, now, toa) for f in region.DEFAULT_CHANNELS_HZ)
         wait = max(wait, dcw)

@@ -43,6 +43,12 @@ _RET_HEAD = "<4sIIIIIIIBBqqqqIII"
 _CH_LEN = const(9)
 _RX_EARLY_MS = const(20)  # open RX this early: tick jitter and wake-up latency on boards
 _RX_MIN_SYMS = const(8)
+_MAX_FOPTS = const(15)
+_FCTRL_ADR = const(0x80)
+_FCTRL_ADR_ACK_REQ = const(0x40)
+_FCTRL_ACK = const(0x20)
+_LINK_CHECK_REQ = const(0x02)
+_DEVICE_TIME_REQ = const(0x0D)
 
 
 def release(name):
@@ -445,11 +451,11 @@ class Mac:
 
     def request_link_check(self):
         """Ask for a LinkCheckAns in the next downlink (sent with the next uplink)."""
-        self._answers.append(maccmds.LINK_CHECK)
+        self._answers.append(_LINK_CHECK_REQ)
 
     def request_device_time(self):
         """Ask for the network time (DeviceTimeReq) with the next uplink."""
-        self._answers.append(maccmds.DEVICE_TIME)
+        self._answers.append(_DEVICE_TIME_REQ)
 
     def max_payload(self):
         """Largest application payload for the current data rate (no FOpts)."""
@@ -496,8 +502,8 @@ class Mac:
         # as many whole MAC commands as FOpts and the DR's payload size allow (sticky answers
         # first); the rest waits for the next uplink (or send_mac()). FPort 0 carries its own.
         room = region.MAX_APP_PAYLOAD[dr] - len(payload)
-        if room > frames.MAX_FOPTS:
-            room = frames.MAX_FOPTS
+        if room > _MAX_FOPTS:
+            room = _MAX_FOPTS
         fopts = b""
         rest = self._answers
         if fport != 0:
@@ -506,11 +512,11 @@ class Mac:
                 rest = self._answers  # not even the sticky answers fitted: nothing was taken
         fctrl = 0
         if self.adr:
-            fctrl |= frames.FCTRL_ADR
+            fctrl |= _FCTRL_ADR
             if self.adr_ack_cnt >= region.ADR_ACK_LIMIT:
-                fctrl |= frames.FCTRL_ADR_ACK_REQ
+                fctrl |= _FCTRL_ADR_ACK_REQ
         if self._ack_pending:
-            fctrl |= frames.FCTRL_ACK
+            fctrl |= _FCTRL_ACK
         toa = (region.airtime_us(13 + len(fopts) + len(payload), *region.DATA_RATES[dr]) + 999) // 1000
         ch, wait = self._wait_for_channel(dr, max_wait_ms, toa)
         r = Result(DUTY_CYCLE)

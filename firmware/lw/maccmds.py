@@ -9,25 +9,22 @@ from micropython import const
 
 from lw import region
 
-LINK_CHECK = const(0x02)
-LINK_ADR = const(0x03)
-DUTY_CYCLE = const(0x04)
-RX_PARAM_SETUP = const(0x05)
-DEV_STATUS = const(0x06)
-NEW_CHANNEL = const(0x07)
-RX_TIMING_SETUP = const(0x08)
-TX_PARAM_SETUP = const(0x09)
-DL_CHANNEL = const(0x0A)
-DEVICE_TIME = const(0x0D)
+_LINK_CHECK = const(0x02)
+_LINK_ADR = const(0x03)
+_DUTY_CYCLE = const(0x04)
+_RX_PARAM_SETUP = const(0x05)
+_DEV_STATUS = const(0x06)
+_NEW_CHANNEL = const(0x07)
+_RX_TIMING_SETUP = const(0x08)
+_TX_PARAM_SETUP = const(0x09)
+_DL_CHANNEL = const(0x0A)
+_DEVICE_TIME = const(0x0D)
 
-# CID -> length of the downlink command's payload
-DOWN_LEN = {LINK_CHECK: 2, LINK_ADR: 4, DUTY_CYCLE: 1, RX_PARAM_SETUP: 4, DEV_STATUS: 0, NEW_CHANNEL: 5,
-            RX_TIMING_SETUP: 1, TX_PARAM_SETUP: 1, DL_CHANNEL: 4, DEVICE_TIME: 5}
-
-
-# CID -> total length (CID included) of what the device sends: answers and its own requests
-UP_LEN = {LINK_CHECK: 1, LINK_ADR: 2, DUTY_CYCLE: 1, RX_PARAM_SETUP: 2, DEV_STATUS: 3, NEW_CHANNEL: 2,
-          RX_TIMING_SETUP: 1, DL_CHANNEL: 2, DEVICE_TIME: 1}
+# per CID (index) 0x00..0x0D: length of the downlink command's payload, and the total length
+# (CID included) of what the device sends (answers and its own requests); 0xFF: not defined.
+# bytes, not dicts: a bytes constant takes no RAM beyond its own bytes
+_DOWN_LEN = b"\xff\xff\x02\x04\x01\x04\x00\x05\x01\x01\x04\xff\xff\x05"
+_UP_LEN = b"\xff\xff\x01\x02\x01\x02\x03\x02\x01\xff\x02\xff\xff\x01"
 
 
 def fit(cmds, room):
@@ -35,7 +32,10 @@ def fit(cmds, room):
     i = 0
     n = len(cmds)
     while i < n:
-        ln = UP_LEN.get(cmds[i], n - i)
+        c = cmds[i]
+        ln = _UP_LEN[c] if c < 14 else 0xFF
+        if ln == 0xFF:
+            ln = n - i  # unknown: the rest
         if i + ln > room:
             break
         i += ln
@@ -57,41 +57,41 @@ def process(mac, data):
     seen = []
     while i < n:
         cid = data[i]
-        ln = DOWN_LEN.get(cid)
-        if ln is None or i + 1 + ln > n:
+        ln = _DOWN_LEN[cid] if cid < 14 else 0xFF
+        if ln == 0xFF or i + 1 + ln > n:
             break  # unknown or truncated command: the rest cannot be parsed
         p = i + 1
-        if cid == LINK_ADR:
+        if cid == _LINK_ADR:
             # a contiguous block of LinkADRReq is applied as one (LoRaWAN 1.0.2 section 5.2)
             j = i
-            while j + 5 <= n and data[j] == LINK_ADR:
+            while j + 5 <= n and data[j] == _LINK_ADR:
                 j += 5
             _link_adr(mac, data, i, j)
             seen.append(cid)
             i = j
             continue
-        if cid == LINK_CHECK:
+        if cid == _LINK_CHECK:
             mac.link_check = (data[p], data[p + 1])
-        elif cid == DUTY_CYCLE:
+        elif cid == _DUTY_CYCLE:
             mac.dc.max_dcycle = data[p] & 0x0F
-            mac._answers.append(DUTY_CYCLE)
-        elif cid == RX_PARAM_SETUP:
+            mac._answers.append(_DUTY_CYCLE)
+        elif cid == _RX_PARAM_SETUP:
             _rx_param_setup(mac, data, p)
-        elif cid == DEV_STATUS:
+        elif cid == _DEV_STATUS:
             bat = 255 if mac.battery is None else mac.battery()
             snr = int(mac.last_snr)
             snr = -32 if snr < -32 else (31 if snr > 31 else snr)
-            mac._answers.extend(bytes((DEV_STATUS, bat & 0xFF, snr & 0x3F)))
-        elif cid == NEW_CHANNEL:
+            mac._answers.extend(bytes((_DEV_STATUS, bat & 0xFF, snr & 0x3F)))
+        elif cid == _NEW_CHANNEL:
             _new_channel(mac, data, p)
-        elif cid == RX_TIMING_SETUP:
+        elif cid == _RX_TIMING_SETUP:
             mac.rx_delay_ms = ((data[p] & 0x0F) or 1) * 1000
-            mac._sticky.append(RX_TIMING_SETUP)
-        elif cid == TX_PARAM_SETUP:
+            mac._sticky.append(_RX_TIMING_SETUP)
+        elif cid == _TX_PARAM_SETUP:
             pass  # not defined for EU868 (RP002): ignored, not answered
-        elif cid == DL_CHANNEL:
+        elif cid == _DL_CHANNEL:
             _dl_channel(mac, data, p)
-        elif cid == DEVICE_TIME:
+        elif cid == _DEVICE_TIME:
             secs = data[p] | data[p + 1] << 8 | data[p + 2] << 16 | data[p + 3] << 24
             # GPS-epoch time in ms at the end of the uplink that asked, and that moment's clock time
             mac.device_time = (secs * 1000 + data[p + 4] * 1000 // 256, mac.tx_done_ms)
@@ -141,7 +141,7 @@ def _link_adr(mac, data, start, end):
             mac.tx_power = pw
         mac.nb_trans = nb or 1
     for _ in range(start, end, 5):
-        mac._answers.extend(bytes((LINK_ADR, status)))
+        mac._answers.extend(bytes((_LINK_ADR, status)))
 
 
 def _rx_param_setup(mac, data, p):
@@ -153,7 +153,7 @@ def _rx_param_setup(mac, data, p):
               | (1 if _freq_ok(f) else 0))
     if status == 7:
         mac.rx1_dr_offset, mac.rx2_dr, mac.rx2_freq_hz = off, rx2dr, f
-    mac._sticky.extend(bytes((RX_PARAM_SETUP, status)))
+    mac._sticky.extend(bytes((_RX_PARAM_SETUP, status)))
 
 
 def _new_channel(mac, data, p):
@@ -174,7 +174,7 @@ def _new_channel(mac, data, p):
             mac.ch_mask |= 1 << idx
         else:
             mac.ch_mask &= ~(1 << idx)
-    mac._answers.extend(bytes((NEW_CHANNEL, status)))
+    mac._answers.extend(bytes((_NEW_CHANNEL, status)))
 
 
 def _dl_channel(mac, data, p):
@@ -184,4 +184,4 @@ def _dl_channel(mac, data, p):
     status = (2 if up_ok else 0) | (1 if _freq_ok(f) else 0)
     if status == 3:
         mac.ch_dl_freq[idx] = f
-    mac._sticky.extend(bytes((DL_CHANNEL, status)))
+    mac._sticky.extend(bytes((_DL_CHANNEL, status)))

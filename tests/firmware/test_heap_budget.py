@@ -1,0 +1,53 @@
+"""Heap the firmware modules take on a board, per app: a deterministic measurement (heap bytes
+after a collection, not time) in the real MicroPython interpreter (wasm), from an empty
+interpreter with every firmware module loaded as .mpy, along the boot path of apps/board.py
+(bench/firmware_figures.py does the measuring; this test only holds the figures to bounds).
+
+The bounds are the figures of this code plus about 1.5 KB: a change that makes an app load more
+code fails here and has to say why it needs the memory (raise the bound in the same commit).
+The full table (objects, one cycle, the join code, host stand-ins) is in the bench.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# bytes of heap the firmware modules of each app take (the bench's "modules" column)
+MODULES_BOUND = {"air": 69_500, "water": 68_500, "temperature": 65_500, "cooling": 75_500}
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("firmware_figures", REPO / "bench" / "firmware_figures.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    assert shutil.which("node"), "Node.js is needed (tools/bootstrap.sh)"
+    saved = list(sys.path)
+    ff = _bench()
+    sys.path[:] = saved  # the bench puts firmware/ on sys.path for its encoders
+    root = tmp_path_factory.mktemp("heap") / "repo"
+    ff.stage(root)
+    return ff, root
+
+
+@pytest.mark.parametrize("app", sorted(MODULES_BOUND))
+def test_firmware_modules_fit_their_heap_bound(staged: tuple[object, Path], app: str) -> None:
+    ff, root = staged
+    h = ff.heap(app, root)  # type: ignore[attr-defined]
+    modules = h["m_modules"] - h["m_empty"]
+    assert modules <= MODULES_BOUND[app], f"{app}: firmware modules take {modules} bytes of heap"
+    # the join code is not resident after the join, and config.py is gone after the boot check
+    assert "lw.join" not in h["fw_modules"] and "config" not in h["fw_modules"]
+    assert h["late"] == []
