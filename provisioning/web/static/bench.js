@@ -77,7 +77,7 @@
     const fs = $("kits");
     for (const k of kits) {
       const input = havel.el("input", { type: "radio", name: "kit", value: k.name, id: "kit-" + k.name });
-      input.addEventListener("change", () => pickKit(k.name));
+      input.addEventListener("change", () => pickKit(k.name, true));
       fs.append(havel.el("label", { class: "kit-choice", for: "kit-" + k.name }, input,
         havel.el("strong", { class: "kit-name" }, k.name),
         havel.el("span", { class: "kit-title" }, k.title),
@@ -85,8 +85,10 @@
     }
   }
 
-  async function pickKit(name) {
+  // fromUser: picked in the page (a fresh start); else shown for a build the server reports (a reload)
+  async function pickKit(name, fromUser) {
     kit = name;
+    $("kit-" + name).checked = true;
     kitInfo = await havel.api("/api/kit?name=" + encodeURIComponent(name));
     const svgText = await (await fetch("/api/wiring.svg?name=" + encodeURIComponent(name))).text();
     const doc = new DOMParser().parseFromString(svgText, "image/svg+xml");
@@ -98,6 +100,7 @@
         havel.el("td", {}, w.from), havel.el("td", {}, w.to),
         havel.el("td", {}, w.colour, havel.el("span", { class: "flag fail" }, ""))));
     }
+    markFailingWires(failing);  // a replayed check may have come before the drawing
     $("wiring-section").hidden = false;
     $("build-section").hidden = false;
     $("passphrase-box").hidden = !kitInfo.passphrase_needed;
@@ -106,7 +109,7 @@
     $("resume-note").hidden = done.length === 0;
     $("resume-note").textContent = done.length ? "Already done for this kit on this board: " + done.join(", ") + ". The build continues from there." : "";
     $("start").textContent = done.length ? "Continue the build" : "Start the build";
-    if (!running) resetSteps();
+    if (fromUser && !running) resetSteps();
   }
 
   async function lookForBoard() {
@@ -169,7 +172,12 @@
   function follow() {
     havel.follow({
       reset() { resetSteps(); failing = []; $("label-section").hidden = true; },
-      started(d) { running = true; $("start").disabled = true; setMessage(""); },
+      started(d) {
+        running = true;
+        $("start").disabled = true;
+        setMessage("");
+        if (kit !== d.kit) pickKit(d.kit, false);
+      },
       step(d) {
         setStep(d.step, d.status, d.detail);
         if (d.step === "flash" && d.status === "done") $("flash-box").hidden = true;
