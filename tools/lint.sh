@@ -8,6 +8,7 @@ $V/ruff check --quiet .
 # mypy sees the package through a tree of links, because the folders are mapped into `havel` by pyproject.
 rm -rf .build/typecheck && mkdir -p .build/typecheck/havel
 for f in core/*.py; do ln -s "../../../$f" ".build/typecheck/havel/$(basename "$f")"; done
+for d in core/*/; do if [ -e "${d}__init__.py" ]; then ln -s "../../../${d%/}" ".build/typecheck/havel/$(basename "$d")"; fi; done
 for d in codecs gateway provisioning; do ln -s "../../../$d" ".build/typecheck/havel/$d"; done
 (cd .build/typecheck && ../../$V/mypy --config-file ../../pyproject.toml --no-error-summary -p havel) || {
     echo "lint: mypy failed" >&2; exit 1; }
