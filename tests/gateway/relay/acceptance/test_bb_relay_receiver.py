@@ -1,0 +1,456 @@
+"""Black-box: the crisis-centre receiver (``havel relay receive``), from docs/relay.md only.
+
+The receiver runs as the crisis staff start it. We play the gateway: our own AX.25 frames (built and
+signed by our own code from the specs and the documented signature) through a KISS TNC of our own (a TCP
+server the receiver connects to), and our own JSON envelopes on a real Mosquitto (the mesh broker). A
+second Mosquitto is the crisis centre's local broker, where we read what the staff see.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import relay_bb_kit as k
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mosquitto", path="/usr/sbin:/usr/bin:/usr/local/sbin") is None,
+    reason="needs mosquitto",
+)
+
+GW = "DB0XYZ-10"
+CENTRE = "DB0KST-1"
+GW_ID = "gw1"
+DEV = "70B3D57ED0000001"
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+
+def envelope_body(fcnt: int, level: float | str, at: int, dev: str = DEV, device: str = "pegel-1") -> str:
+    body = {
+        "class": "alarm",
+        "data": {"level": level},
+        "dev_eui": dev,
+        "device": device,
+        "epoch": 0,
+        "fcnt": fcnt,
+        "received_at": at,
+        "units": {"level": "cm"},
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class Receiver:
+    folder: Path
+    local: k.Broker
+    mesh: k.Broker
+    tnc: k.KissTnc
+    config: Path
+    proc: k.Proc
+    staff: k.Client  # what the crisis staff see (the local broker)
+    gateway: k.Client  # our gateway publishing on the mesh broker
+    counter: int = 100
+
+    def next_counter(self) -> int:
+        self.counter += 1
+        return self.counter
+
+    # ------------------------------------------------------------------------------------- APRS side
+    def aprs_alarm_info(
+        self, fcnt: int, level: int, at: int | None = None, key: bytes = KEY, counter: int | None = None
+    ) -> tuple[bytes, int]:
+        at = int(time.time()) if at is None else at
+        counter = self.next_counter() if counter is None else counter
+        line = f"HA {DEV}-0-{fcnt} {k.base36(at)} level={level}"
+        sig = k.signature(key, GW, "aprs", counter, f"{CENTRE:<9}:{line}".encode())
+        return f":{CENTRE:<9}:{line} {sig}{{{fcnt % 1000}".encode(), counter
+
+    def send_aprs(
+        self, info: bytes, src: str = GW, path: tuple[str, ...] = ("WIDE2-1",), **kw: object
+    ) -> bytes:
+        frame = k.ax25_ui(src, "APZHVL", info, path, **kw)  # type: ignore[arg-type]
+        self.tnc.send(frame)
+        return frame
+
+    # ------------------------------------------------------------------------------------- MQTT side
+    def mqtt_alarm(
+        self,
+        fcnt: int,
+        level: float | str = 170,
+        key: bytes = KEY,
+        at: int | None = None,
+        counter: int | None = None,
+    ) -> str:
+        body = envelope_body(fcnt, level, int(time.time()) if at is None else at)
+        counter = self.next_counter() if counter is None else counter
+        env = {
+            "v": 1,
+            "sender": GW,
+            "sig": k.signature(key, GW, "mqtt", counter, body.encode()),
+            "body": body,
+        }
+        return json.dumps(env)
+
+    def publish(self, payload: bytes | str, topic: str = "alarm", retain: bool = False) -> None:
+        self.gateway.publish(f"havel/{GW_ID}/relay/{topic}", payload, retain=retain)
+
+    # ------------------------------------------------------------------------------------- what staff see
+    def ups(self) -> list[dict[str, object]]:
+        return self.staff.json_on(f"/devices/{DEV}/up")
+
+    def wait_up(self, fcnt: int, timeout: float = 30) -> dict[str, object]:
+        return self.staff.wait_json(f"/devices/{DEV}/up", lambda m: m.get("fcnt") == fcnt, timeout)
+
+    def not_strict_json(self) -> list[bytes]:
+        """What the staff got that is not valid UTF-8 strict JSON (NaN, Infinity, lone surrogates)."""
+
+        def no_constant(name: str) -> None:
+            raise ValueError(name)
+
+        bad = []
+        for _topic, payload, _ in list(self.staff.messages):
+            try:
+                text = payload.decode("utf-8")
+                json.loads(text, parse_constant=no_constant)
+                if re.search(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}", text):  # a surrogate escape
+                    json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")
+            except ValueError:
+                bad.append(payload)
+        return bad
+
+    def fcnts(self) -> list[object]:
+        return [m.get("fcnt") for m in self.ups()]
+
+    def stop_counts(self) -> dict[str, int]:
+        """Stop the receiver; its last line gives the counters by reason."""
+        rc = self.proc.stop()
+        text = self.proc.text()
+        found = re.findall(r"receiver stopped: (.*)", text)
+        assert found, text[-3000:]
+        counts = {}
+        for part in found[-1].split(", "):
+            name, _, value = part.rpartition(" ")
+            counts[name] = int(value)
+        counts["_rc"] = rc if rc is not None else -1
+        return counts
+
+
+def write_config(
+    folder: Path, local: k.Broker, mesh: k.Broker, tnc: k.KissTnc, extra_sender: str = ""
+) -> Path:
+    data = folder / "rxdata"
+    data.mkdir(exist_ok=True)
+    key_file = k.write_key(folder / "gw1.key", KEY)
+    config = folder / "receiver.toml"
+    config.write_text(
+        f'data_dir = "{data}"\nprefix = "havel"\n'
+        f'[publish]\nhost = "127.0.0.1"\nport = {local.port}\n'
+        f'[[sender]]\nname = "{GW}"\nkey_file = "{key_file}"\ngateway_id = "{GW_ID}"\n{extra_sender}'
+        f'[kiss]\nhost = "127.0.0.1"\nport = {tnc.port}\ncallsign = "{CENTRE}"\nack = true\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {mesh.port}\ntopic = "havel/+/relay/#"\n'
+        'client_id = "krisenstab-bb"\n'
+    )
+    return config
+
+
+def start_receiver(rx: Receiver) -> None:
+    rx.proc = k.Proc(["relay", "receive", "--config", str(rx.config), "--no-live"], rx.proc.log)
+    rx.proc.start()
+
+    def ready() -> bool:
+        assert rx.proc.alive(), rx.proc.text()[-3000:]
+        return "receiver ready" in rx.proc.text() and rx.tnc.connected() > 0
+
+    k.wait_for(ready, 60, "the receiver to listen on KISS and MQTT")
+
+
+@pytest.fixture
+def rx(tmp_path: Path) -> Iterator[Receiver]:
+    local = k.Broker(tmp_path / "local")
+    mesh = k.Broker(tmp_path / "mesh")
+    local.start()
+    mesh.start()
+    tnc = k.KissTnc()
+    config = write_config(tmp_path, local, mesh, tnc)
+    staff = k.Client(local.port, "havel/#")
+    gateway = k.Client(mesh.port, "bb/none")
+    proc = k.Proc([], tmp_path / "receiver.log")
+    r = Receiver(tmp_path, local, mesh, tnc, config, proc, staff, gateway)
+    try:
+        start_receiver(r)
+        yield r
+    finally:
+        r.proc.stop()
+        staff.close()
+        gateway.close()
+        tnc.close()
+        local.stop()
+        mesh.stop()
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_signed_alarms_are_republished_and_acked(rx: Receiver) -> None:
+    now = int(time.time())
+    info, _ = rx.aprs_alarm_info(fcnt=7, level=163, at=now)
+    frame = rx.send_aprs(info)
+    up = rx.wait_up(7)
+    assert up["id"] == f"{DEV}-0-7" and up["dev_eui"] == DEV and up["session_epoch"] == 0
+    assert up["buffered"] is False and up["relayed"] is True and up["priority"] == "alarm"
+    assert up["data"] == {"level": 163} and up["via"] == "aprs"
+    assert up["device"] is None and up["units"] == {}, "APRS carries neither device name nor units"
+
+    # The ack: an AX.25 UI frame from the receiver's own callsign, "ack" + the message id, to the gateway.
+    def ack() -> k.Ax25Frame | None:
+        for _, _, raw in rx.tnc.snapshot():
+            f = k.parse_ax25(raw)
+            if f.info.startswith(b":"):
+                return f
+        return None
+
+    f = k.wait_for(ack, 30, "the ack frame")
+    k.check_aprs_ui(f, src=CENTRE, dest=f.dest, path=f.path)
+    addressee, text, msg_id = k.parse_message(f.text)
+    assert addressee == GW and text == "ack7" and msg_id is None
+
+    # The same alarm over MQTT (a copy over another path) and a digipeater's copy: no second message.
+    rx.publish(rx.mqtt_alarm(7, level=163, at=now))
+    rx.send_aprs(info, repeated=(True,))
+    assert frame != k.ax25_ui(GW, "APZHVL", info, ("WIDE2-1",), repeated=(True,))
+
+    # A signed MQTT alarm of a new reading: republished with the device name and units.
+    rx.publish(rx.mqtt_alarm(8, level=170))
+    up8 = rx.wait_up(8)
+    assert up8["via"] == "mqtt" and up8["device"] == "pegel-1" and up8["units"] == {"level": "cm"}
+    assert up8["data"] == {"level": 170}
+
+    # A signed outage report over MQTT: shown as the primary-path state, signed.
+    body = json.dumps({"kind": "status", "primary": "down", "at": now, "reason": "no ack"})
+    c = rx.next_counter()
+    rx.publish(
+        json.dumps(
+            {"v": 1, "sender": GW, "sig": k.signature(KEY, GW, "mqtt", c, body.encode()), "body": body}
+        ),
+        topic="event",
+    )
+    primary = rx.staff.wait_json("/relay/primary")
+    assert primary == {"gateway_id": GW_ID, "primary": "down", "at": now, "via": "mqtt", "signed": True} or (
+        primary["primary"] == "down" and primary["signed"] is True and primary["gateway_id"] == GW_ID
+    ), primary
+
+    # Signed telemetry definitions then a signed report over APRS: scaled by the signed EQNS.
+    defs = ["PARM.Pegel1", "UNIT.cm", "EQNS.0,2,0,0,1,0,0,1,0,0,1,0,0,1,0", "BITS.11111111,HV"]
+    sig = k.signature(KEY, GW, "aprs", rx.next_counter(), "\n".join(defs).encode())
+    for i, text in enumerate(defs):
+        payload = f"{text} {sig}" if i == 3 else text
+        rx.send_aprs(f":{GW:<9}:{payload}".encode())
+    report = "T#001,082,000,000,000,000,00000000"
+    rx.send_aprs(f"{report} {k.signature(KEY, GW, 'aprs', rx.next_counter(), report.encode())}".encode())
+    tele = rx.staff.wait_json("/relay/telemetry")
+    assert tele["definitions"] == "signed" and tele["values"].get("Pegel1") == 164, tele
+    assert tele["units"].get("Pegel1") == "cm" and tele["via"] == "aprs" and tele["gateway_id"] == GW_ID
+
+    # Make sure the listeners saw everything, then nothing was republished twice.
+    rx.publish(rx.mqtt_alarm(9))
+    rx.wait_up(9)
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=10, level=171)[0])
+    rx.wait_up(10)
+    assert sorted(rx.fcnts()) == [7, 8, 9, 10], rx.fcnts()
+    counts = rx.stop_counts()
+    assert counts["accepted"] >= 4 and counts["forged"] == 0 and counts["replayed"] == 0, counts
+    assert counts["duplicate"] + counts["digipeated"] >= 2, counts
+
+
+def test_forged_replayed_unsigned_and_stale_never_reach_the_staff(rx: Receiver) -> None:
+    now = int(time.time())
+    # A fresh receiver (no counter state): a recording of 7 hours ago, and a report without a time of
+    # its own, are stale until a current message of the sender was accepted.
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=6, level=200, at=now - 7 * 3600)[0])
+    report = "T#001,082,000,000,000,000,00000000"
+    rx.send_aprs(f"{report} {k.signature(KEY, GW, 'aprs', rx.next_counter(), report.encode())}".encode())
+    rx.publish(rx.mqtt_alarm(15, level=200, at=now - 7 * 3600))
+    # (the listeners run side by side: let all three be refused before a current message is accepted)
+    k.wait_for(lambda: rx.proc.text().count("REJECTED stale") >= 3, 30, "three stale rejections in the log")
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=1, level=160)[0])
+    rx.wait_up(1)
+    accepted_counter = rx.counter
+    rx.publish(rx.mqtt_alarm(2))
+    rx.wait_up(2)
+    accepted_mqtt_counter = rx.counter
+
+    # APRS: another key; an unknown station's frame signed with the right key; a replayed counter;
+    # no signature at all; a time of 7 hours ago on a receiver without counter state; a rewritten level.
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=22, level=200, key=OTHER_KEY)[0])
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=3, level=200)[0], src="DB0EVL-1")
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=4, level=200, counter=accepted_counter)[0])
+    rx.send_aprs(f":{CENTRE:<9}:HA {DEV}-0-5 {k.base36(now)} level=200{{5".encode())
+    tampered = rx.aprs_alarm_info(fcnt=11, level=163)[0].replace(b"level=163", b"level=999")
+    rx.send_aprs(tampered)
+    # Unsigned telemetry definitions must never rescale readings.
+    for text in ("PARM.Pegel1", "UNIT.cm", "EQNS.0,100,0,0,1,0,0,1,0,0,1,0,0,1,0", "BITS.11111111,HV"):
+        rx.send_aprs(f":{GW:<9}:{text}".encode())
+
+    # MQTT: another key; a replayed counter; no sig; a forged sender; stale; an unsigned status report,
+    # the sink's unsigned retained status, and a CONTROL (emergency command) envelope sent to the receiver.
+    rx.publish(rx.mqtt_alarm(12, level=200, key=OTHER_KEY))
+    rx.publish(rx.mqtt_alarm(13, level=200, counter=accepted_mqtt_counter))
+    body = envelope_body(14, 200, now)
+    rx.publish(json.dumps({"v": 1, "sender": GW, "body": body}))
+    rx.publish(
+        json.dumps(
+            {
+                "v": 1,
+                "sender": "DB0EVL-1",
+                "sig": k.signature(KEY, "DB0EVL-1", "mqtt", 500, body.encode()),
+                "body": body,
+            }
+        )
+    )
+    rx.publish(
+        json.dumps(
+            {"v": 1, "sender": GW, "body": json.dumps({"kind": "status", "primary": "up", "at": now})}
+        ),
+        topic="event",
+    )
+    rx.publish(json.dumps({"state": "offline", "gateway_id": GW_ID}), topic="status", retain=True)
+    cmd = json.dumps({"at": now, "emergency": "off", "gateway_id": GW_ID})
+    rx.publish(
+        json.dumps(
+            {
+                "v": 1,
+                "sender": "CONTROL",
+                "sig": k.signature(KEY, "CONTROL", "control", 900, cmd.encode()),
+                "body": cmd,
+            }
+        ),
+        topic="emergency",
+    )
+
+    # Sentinels: a good alarm on each listener after the bad ones; listeners work in order.
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=20, level=170)[0])
+    rx.publish(rx.mqtt_alarm(21))
+    rx.wait_up(20)
+    rx.wait_up(21)
+    assert rx.staff.json_on("/relay/telemetry") == [], "a report refused as stale was shown"
+    report = "T#002,082,000,000,000,000,00000000"
+    rx.send_aprs(f"{report} {k.signature(KEY, GW, 'aprs', rx.next_counter(), report.encode())}".encode())
+    tele = rx.staff.wait_json("/relay/telemetry")
+    assert tele["definitions"] == "none", f"unsigned definitions were used: {tele}"
+    assert (
+        tele["values"] == {"A1": 82, "A2": 0, "A3": 0, "A4": 0, "A5": 0} or tele["values"].get("A1") == 82
+    ), tele
+
+    assert sorted(rx.fcnts()) == [1, 2, 20, 21], f"the staff saw {rx.ups()}"
+    assert all(m["data"] != {"level": 999} for m in rx.ups())
+    assert rx.staff.json_on("/relay/primary") == [], "an unsigned status changed the primary-path state"
+    counts = rx.stop_counts()
+    assert counts["forged"] >= 4, counts
+    assert counts["replayed"] >= 2, counts
+    assert counts["stale"] >= 2, counts
+    assert counts["unsigned_status"] >= 1, counts
+    assert counts["definitions"] >= 4, counts
+
+
+def test_a_restarted_receiver_refuses_a_recording(rx: Receiver) -> None:
+    info, _ = rx.aprs_alarm_info(fcnt=30, level=165)
+    rx.send_aprs(info)
+    envelope = rx.mqtt_alarm(31)
+    rx.publish(envelope)
+    rx.wait_up(30)
+    rx.wait_up(31)
+    rx.stop_counts()
+    rx.staff.messages.clear()
+    start_receiver(rx)
+    # The recording played back: the same frame and envelope, then a new alarm as the sentinel.
+    rx.send_aprs(info)
+    rx.publish(envelope)
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=32, level=166)[0])
+    rx.publish(rx.mqtt_alarm(33))
+    rx.wait_up(32)
+    rx.wait_up(33)
+    assert sorted(rx.fcnts()) == [32, 33], rx.ups()
+    counts = rx.stop_counts()
+    assert counts["replayed"] + counts["duplicate"] >= 2, counts
+
+
+def test_poison_never_kills_a_listener(rx: Receiver) -> None:
+    now = int(time.time())
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=40, level=160)[0])
+    rx.publish(rx.mqtt_alarm(41))
+    rx.wait_up(40)
+    rx.wait_up(41)
+
+    # KISS / AX.25 poison.
+    good = rx.aprs_alarm_info(fcnt=42, level=161)[0]
+    frame = k.ax25_ui(GW, "APZHVL", good, ("WIDE2-1",))
+    kiss_poison = [
+        b"\xc0\x00" + frame[:20] + b"\xdb\x41" + frame[20:] + b"\xc0",  # a broken escape inside a frame
+        b"\xc0\x00" + frame[:30] + b"\xdb\xc0",  # an escape right before the end
+        b"\xc0\x00\x82\xa0\xb4\xc0",  # truncated AX.25 (3 bytes)
+        b"\xc0\x00" + frame[:14] + b"\xc0",  # addresses without control/PID
+        b"\xc0\x00" + bytes([0x82, 0xA0, 0xB4, 0xA0, 0x8E, 0xAE, 0x60]) * 12 + b"\x03\xf0x\xc0",  # no end bit
+        b"\xc0\x00" + frame[:16] + ":DB0KST-1 :HA \udcff\ud800".encode("utf-8", "surrogatepass") + b"\xc0",
+        b"\xc0\x00" + frame[:16] + b"\xff\xfe\x00\x80" * 100 + b"\xc0",  # not ASCII
+        b"\xc0\x01\x32\xc0",  # a KISS command frame (TXDELAY), not data
+        b"\xc0\x00" + k.kiss_escape(frame[:16] + b"A" * 70_000) + b"\xc0",  # huge frame
+        b"\x55" * 200_000,  # a long stream without any FEND
+    ]
+    for chunk in kiss_poison:
+        rx.tnc.send_raw(chunk)
+
+    # MQTT poison.
+    fcnt = iter(range(70, 100))
+
+    def signed(body: str) -> str:
+        body = body.replace('"fcnt":50', f'"fcnt":{next(fcnt)}')
+        c = rx.next_counter()
+        return json.dumps(
+            {"v": 1, "sender": GW, "sig": k.signature(KEY, GW, "mqtt", c, body.encode()), "body": body}
+        )
+
+    base = envelope_body(50, 170, now)
+    mqtt_poison: list[bytes | str] = [
+        b"\xff\xfe\xfd not utf-8",
+        "not json at all",
+        "[" * 100_000 + "]" * 100_000,  # deep nesting
+        '{"v":1,"sender":"' + GW + '","sig":"1.AAAAAAAAAAA","body":"' + "x" * 2_000_000 + '"}',  # huge
+        '{"v":1,"sender":"' + GW + '","sig":NaN,"body":NaN}',
+        '{"v":1,"sender":"\\ud800","sig":"1.AAAAAAAAAAA","body":"{}"}',  # a lone surrogate escape
+        '{"v":1,"sender":"' + GW + '","sig":"1.AAAAAAAAAAA","body":"\\udc80"}',
+        "[]",
+        '{"v": 1e999, "sender": 5, "sig": [], "body": {}}',
+        signed(base.replace('"fcnt":50', '"fcnt":"fifty"')),
+        signed(base.replace('"fcnt":50', '"fcnt":' + "9" * 5000)),
+        signed(base.replace('"data":{"level":170}', '"data":' + '{"a":' * 5000 + "1" + "}" * 5000)),
+        signed("[" * 50_000 + "]" * 50_000),
+        signed(base.replace('"dev_eui":"' + DEV + '"', '"dev_eui":"../../#"')),
+    ]
+    for payload in mqtt_poison:
+        rx.publish(payload)
+
+    # Sentinels: a signed alarm on each listener after the poison is still republished.
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=60, level=172)[0])
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(60, timeout=60)
+    rx.wait_up(61, timeout=60)
+    assert rx.proc.alive()
+    bad = rx.not_strict_json()
+    assert bad == [], "the staff got messages that are not strict JSON:\n" + "\n".join(map(repr, bad))
+    assert sorted(rx.fcnts()) == [40, 41, 60, 61], rx.ups()
+    counts = rx.stop_counts()
+    assert counts["_rc"] == 0, rx.proc.text()[-3000:]
+    assert counts["malformed"] + counts["oversize"] >= 15, counts
+    assert counts.get("error", 0) == 0, counts
+    assert "restart" not in rx.proc.text().lower(), rx.proc.text()[-3000:]
