@@ -54,8 +54,9 @@ def test_fixed_mode_stays_in_the_sensor_and_the_check_leaves_it_asleep(vboard: S
 
 
 def test_patient_enough_for_a_sensor_that_answers_late(vboard: Start) -> None:
-    # "up to 1 s per reply": replies that start 900 ms after each command (and take 10.4 ms) still pass
-    run = kit_check("air", vboard(air_wired(reply_delay_ms=900)).path)
+    # "up to 1 s per reply": replies that start 700 ms after each command (70 times the default) still pass;
+    # the margin to 1 s keeps a loaded machine from turning this into a race
+    run = kit_check("air", vboard(air_wired(reply_delay_ms=700)).path)
     assert_green(run)
     assert "PM2.5 12.3" in run.item("SDS011").advice
 
