@@ -411,12 +411,12 @@ class Forwarder:
         body = json.dumps({"txpk_ack": {"error": error}}).encode()
         self.send_raw(b"\x02" + token + b"\x05" + self.eui + body)
 
-    def pull_resp(self, timeout: float = 20.0, ack: bool = True) -> dict[str, Any]:
-        """The next PULL_RESP's txpk (answered with TX_ACK NONE unless ``ack`` is false)."""
+    def pull_resp(self, timeout: float = 20.0, ack: str | None = "NONE") -> dict[str, Any]:
+        """The next PULL_RESP's txpk, answered with a TX_ACK carrying ``ack`` (None: no TX_ACK)."""
         datagram = wait_for(lambda: self._take(lambda d: len(d) > 4 and d[3] == 3), timeout, "PULL_RESP")
         txpk = json.loads(datagram[4:])["txpk"]
-        if ack:
-            self.tx_ack(datagram[1:3])
+        if ack is not None:
+            self.tx_ack(datagram[1:3], ack)
         txpk["_phy"] = base64.b64decode(txpk["data"] + "=" * (-len(txpk["data"]) % 4))
         return txpk
 
