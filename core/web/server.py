@@ -200,6 +200,8 @@ def _handler_class(app: LocalApp, allowed_hosts: set[str]) -> type[BaseHTTPReque
                 self.wfile.write(r.body)
 
         def _error(self, e: HttpError) -> None:
+            # a refused request may have left its body unread: never read it as the next request
+            self.close_connection = True
             self._send(Response.json({"error": e.message, "hint": e.hint}, e.status))
 
         def _host_ok(self) -> bool:
@@ -307,6 +309,10 @@ def _security_headers() -> dict[str, str]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # an open event stream must not keep the process alive at exit
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a browser that went away mid-answer is normal; anything else is logged, and the server goes on
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
 def serve(app: LocalApp, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:

@@ -156,6 +156,10 @@ class Browser:
     def viewport(self, width: int, height: int) -> None:
         self.call("viewport", width=width, height=height)
 
+    def media(self, media: str) -> None:
+        """Render as for "print" or "screen"."""
+        self.call("media", media=media)
+
     def axe(self) -> list[dict[str, Any]]:
         """axe-core's violations on the page as it is now (WCAG 2.1 A/AA and best practice)."""
         return list(self.call("axe", timeout=120))

@@ -73,6 +73,7 @@ const ops = {
     else await page.screenshot({ path: file, fullPage: fullPage ?? true });
   },
   async viewport({ width, height }) { await page.setViewportSize({ width, height }); },
+  async media({ media }) { await page.emulateMedia({ media }); },
   async axe({ tags }) {
     // Evaluated through the DevTools protocol, so the page's CSP (which forbids injected scripts) stays on.
     await page.evaluate(axeSource + "\n;0");

@@ -72,6 +72,12 @@
     $("checklist").append(li);
   }
 
+  // What the build button does next, from the steps kitbuild's state file says are done.
+  function startText(done) {
+    if (!done.length || done.includes("label")) return "Start the build";
+    return done.includes("flash") ? "Check again and continue" : "Continue the build";
+  }
+
   async function loadKits() {
     const kits = await havel.api("/api/kits");
     const fs = $("kits");
@@ -108,7 +114,7 @@
     const done = kitInfo.done.filter((s) => s !== "label");
     $("resume-note").hidden = done.length === 0;
     $("resume-note").textContent = done.length ? "Already done for this kit on this board: " + done.join(", ") + ". The build continues from there." : "";
-    $("start").textContent = done.length ? "Continue the build" : "Start the build";
+    $("start").textContent = startText(kitInfo.done);
     if (fromUser && !running) resetSteps();
   }
 
@@ -157,7 +163,7 @@
     if (kit) havel.api("/api/kit?name=" + encodeURIComponent(kit)).then((k) => {
       kitInfo = k;
       $("passphrase-again-box").hidden = k.registry_exists;
-      $("start").textContent = k.done.length && !k.done.includes("label") ? "Check again and continue" : "Start the build";
+      $("start").textContent = startText(k.done);
     });
   }
 

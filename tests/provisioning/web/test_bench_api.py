@@ -58,6 +58,9 @@ def test_bench_api_on_the_temperature_kit(
     assert status == 200 and ans["board"] == vb.path
     _, kind, data = wait_event(env, {"finished", "failed"}, mark)
     assert kind == "finished" and data["ok"] is False
+    flash = [d for _, k, d in env["bench"].app.events.history() if k == "flash"]
+    assert flash and flash[-1]["done"] == flash[-1]["total"] > 0  # the page's progress bar reaches 100 %
+    assert [d["done"] for d in flash] == sorted(d["done"] for d in flash)
     items = [d for _, k, d in env["bench"].app.events.history() if k == "check_item"]
     ds = next(d for d in items if d["name"].startswith("DS18B20"))
     assert ds["status"] == "fail" and "connect its red VDD wire to 3V3" in ds["advice"]
