@@ -9,6 +9,9 @@ Every frame the TNC receives is checked with our own AX.25/KISS checker and our 
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import shutil
 import sys
 import time
@@ -68,6 +71,10 @@ class Rig:
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path)
+
+
+def make_rig(tmp_path: Path, relay_extra: str = "", paths_extra: str = "") -> Iterator[Rig]:
     broker = k.Broker(tmp_path / "broker")
     broker.start()
     tnc = k.KissTnc()
@@ -80,12 +87,14 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         f'[udp]\nbind = "127.0.0.1"\nport = {udp}\n'
         f'[http]\nbind = "127.0.0.1"\nport = {http}\n'
         '[relay]\nprimary = "platform"\nkey_file = "relay.key"\ndown_after_s = 1\n'
+        f"{relay_extra}\n"
         "rules = [\n"
         '  {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150},\n'
         '  {name = "levels", class = "state", codec = "water", fields = ["level"]},\n]\n'
         f'[[relay.path]]\ntype = "aprs"\ncallsign = "{CALL}"\naddressee = "{CENTRE}"\n'
         f'host = "127.0.0.1"\nport = {tnc.port}\nmin_gap_s = 0.2\n'
         f'telemetry = [{{name = "Pegel1", unit = "cm", dev_eui = "{DEV_EUI}", field = "level", b = 2}}]\n'
+        f"{paths_extra}\n"
         f'[[sink]]\ntype = "mqtt"\nname = "platform"\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
     )
     r = k.havel("relay", "keygen", str(data / "relay.key"))
@@ -240,3 +249,152 @@ def test_nothing_on_the_air_before_the_emergency_then_valid_signed_frames(rig: R
     time.sleep(1.0)
     new = [k.parse_ax25(raw).text for _, _, raw in rig.tnc.snapshot()[sent_before:]]
     assert new == [], f"transmitted after the emergency was switched off: {new}"
+
+
+@dataclass
+class MeshRig:
+    rig: Rig
+    mesh: k.Broker
+    watch: k.Client  # everything the gateway publishes on the mesh broker
+    receiver_config: Path
+
+    def state(self) -> str:
+        """'on' or 'off', as `havel relay emergency status` says."""
+        r = k.havel("relay", "emergency", "status", "--config", str(self.rig.config))
+        assert r.returncode == 0, r.stdout + r.stderr
+        found = re.search(r"emergency (on|off)\b", r.stdout, re.IGNORECASE)
+        assert found, r.stdout
+        return found.group(1).lower()
+
+    def commands(self, what: str) -> float:
+        return self.rig.metric(f'relay_messages{{path="emergency_commands",what="{what}"}}')
+
+    def command(
+        self,
+        state: str,
+        at: float,
+        counter: int,
+        key: bytes | None = None,
+        sender: str = "CONTROL",
+        gateway_id: str = "gw1",
+        body: str | None = None,
+    ) -> str:
+        if body is None:
+            body = json.dumps({"at": at, "emergency": state, "gateway_id": gateway_id})
+        sig = k.signature(self.rig.key if key is None else key, sender, "control", counter, body.encode())
+        return json.dumps({"v": 1, "sender": sender, "sig": sig, "body": body})
+
+    def send(self, payload: str | bytes) -> None:
+        self.watch.publish("havel/gw1/relay/emergency", payload)
+
+
+@pytest.fixture
+def mesh_rig(tmp_path: Path) -> Iterator[MeshRig]:
+    mesh = k.Broker(tmp_path / "mesh")
+    mesh.start()
+    watch = k.Client(mesh.port, "havel/#")
+    path = (
+        f'[[relay.path]]\ntype = "mqtt"\nhost = "127.0.0.1"\nport = {mesh.port}\ntls = false\n'
+        "emergency_commands = true\n"
+    )
+    gen = make_rig(tmp_path, paths_extra=path)
+    rig = next(gen)
+    try:
+        # The crisis centre's receiver config: the same key, the mesh broker.
+        rxdata = tmp_path / "rxdata"
+        rxdata.mkdir()
+        key_file = k.write_key(tmp_path / "gw1.key", rig.key)
+        rc = tmp_path / "receiver.toml"
+        rc.write_text(
+            f'data_dir = "{rxdata}"\nprefix = "havel"\n[publish]\nhost = "127.0.0.1"\nport = {mesh.port}\n'
+            f'[[sender]]\nname = "{CALL}"\nkey_file = "{key_file}"\ngateway_id = "gw1"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {mesh.port}\ntopic = "havel/+/relay/#"\n'
+            'client_id = "krisenstab-cmd"\n'
+        )
+        m = MeshRig(rig, mesh, watch, rc)
+        # The command listener subscribes once the path is connected; a command sent before is kept
+        # by nobody (no session yet), so wait for the gateway's retained link status on the mesh broker.
+        k.wait_for(lambda: watch.on("/relay/status"), 60, "the MQTT relay path's status on the mesh broker")
+        yield m
+    finally:
+        with contextlib.suppress(StopIteration):
+            next(gen)
+        watch.close()
+        mesh.stop()
+
+
+def test_mqtt_path_envelopes_verify_and_emergency_commands_follow_the_rules(mesh_rig: MeshRig) -> None:
+    m, rig = mesh_rig, mesh_rig.rig
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.uplink(1, 163)
+
+    # The MQTT relay path carries the outage report and the alarm as signed envelopes (no emergency needed).
+    def verified(suffix: str) -> dict[str, object] | None:
+        for raw in m.watch.on(suffix):
+            env = json.loads(raw)
+            assert set(env) == {"v", "sender", "sig", "body"} and env["v"] == 1, env
+            assert env["sender"] == CALL, "sender: the APRS callsign when the gateway has an APRS path"
+            k.verify(rig.key, CALL, "mqtt", env["sig"], env["body"].encode("utf-8"))
+            return json.loads(env["body"])
+        return None
+
+    event = k.wait_for(lambda: verified("/relay/event"), 60, "the signed outage report")
+    assert event["kind"] == "status" and event["primary"] == "down", event
+    alarm = k.wait_for(lambda: verified("/relay/alarm"), 60, "the signed alarm envelope")
+    assert alarm["class"] == "alarm" and alarm["dev_eui"] == DEV_EUI and alarm["fcnt"] == 1, alarm
+    assert alarm["data"] == {"level": 163} and alarm["device"] == "pegel-1" and alarm["epoch"] == 0, alarm
+    assert rig.tnc.snapshot() == [], "APRS transmitted without an emergency"
+    assert m.state() == "off"
+
+    # The crisis centre declares the emergency over the mesh: the switch goes on, APRS transmits.
+    r = k.havel("relay", "emergency", "on", "--receiver-config", str(m.receiver_config), "--gateway", "gw1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    k.wait_for(lambda: m.state() == "on", 30, "the switch to go on by command")
+    k.wait_for(lambda: any(b":HA " in f.info for f in rig.frames()), 60, "the alarm on APRS")
+    sent = m.watch.on("/relay/emergency")
+    assert sent, "the CLI's command was not seen on the mesh broker"
+    cli_env = json.loads(sent[0])
+    assert cli_env["sender"] == "CONTROL"
+    cli_counter = k.verify(rig.key, "CONTROL", "control", cli_env["sig"], cli_env["body"].encode())
+    cli_body = json.loads(cli_env["body"])
+    assert cli_body["emergency"] == "on" and cli_body["gateway_id"] == "gw1", cli_body
+    t_on = float(cli_body["at"])
+
+    def refused(what: str, payload: str | bytes) -> None:
+        before = m.commands(what)
+        m.send(payload)
+        k.wait_for(lambda: m.commands(what) > before, 30, f"a command refused as {what}")
+        assert m.state() == "on", f"a {what} command changed the switch: {m.state()}"
+
+    other = bytes(32 - i for i in range(32))
+    refused("replayed", sent[0])
+    refused("forged", m.command("off", t_on + 1, cli_counter + 10, key=other))
+    refused("forged", m.command("off", t_on + 1, cli_counter + 11, sender=CALL))
+    refused("stale", m.command("off", t_on - 60, cli_counter + 12))
+    refused("future", m.command("off", time.time() + 3600, cli_counter + 13))
+    refused("not_ours", m.command("off", t_on + 1, cli_counter + 14, gateway_id="gw2"))
+    refused("malformed", m.command("maybe", t_on + 1, cli_counter + 15))
+    refused(
+        "malformed",
+        m.command("off", 0, cli_counter + 16, body='{"at": NaN, "emergency": "off", "gateway_id": "gw1"}'),
+    )
+    refused("malformed", b"\xff\xfe not an envelope")
+    refused("malformed", "[" * 100_000 + "]" * 100_000)
+
+    # A newer command applies; an older counter delivered after it is reordered.
+    m.send(m.command("off", t_on + 2, cli_counter + 100))
+    k.wait_for(lambda: m.state() == "off", 30, "the switch to go off by command")
+    before = m.commands("reordered")
+    m.send(m.command("on", t_on + 3, cli_counter + 50))
+    k.wait_for(lambda: m.commands("reordered") > before, 30, "a command refused as reordered")
+    assert m.state() == "off"
+
+    # Switched on at the gateway: a command stamped before that change is stale.
+    t_local = time.time()
+    rig.emergency("on")
+    before = m.commands("stale")
+    m.send(m.command("off", t_local - 2, cli_counter + 200))
+    k.wait_for(lambda: m.commands("stale") > before, 30, "a command older than the local change: stale")
+    assert m.state() == "on"
+    assert rig.daemon.alive()
