@@ -52,7 +52,8 @@ def label_svg(name: str, join_eui: int, dev_eui: int, profile_id: str = DEFAULT_
         f'<text x="29" y="8" font-family="DejaVu Sans Mono, monospace" font-size="{name_size:.2f}" '
         f'font-weight="bold">{escape(name)}</text>'
         f'<text x="29" y="14" font-family="DejaVu Sans Mono, monospace" font-size="2.6">DevEUI</text>'
-        f'<text x="29" y="18" font-family="DejaVu Sans Mono, monospace" font-size="3.0">{grouped}</text>'
+        # 19 monospace glyphs of 0.6 em from x=29 must end before 62 mm: 2.8 mm ends at 61 (3.0 ran off)
+        f'<text x="29" y="18" font-family="DejaVu Sans Mono, monospace" font-size="2.8">{grouped}</text>'
         f'<text x="29" y="25" font-family="DejaVu Sans, sans-serif" font-size="2.4">Havel · Potsdam</text>'
         f"</svg>\n"
     )
