@@ -395,6 +395,9 @@ def kit_build(
 @click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read).")
 @click.option("--baud", type=click.IntRange(9600, 2_000_000), help="Serial rate for installing MicroPython.")
 @click.option(
+    "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
+)
+@click.option(
     "--http-port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port of the page."
 )
 @click.pass_context
@@ -407,6 +410,7 @@ def kit_serve(
     image: Path | None,
     image_sha256: str | None,
     baud: int | None,
+    allow_downgrade: bool,
     http_port: int,
 ) -> None:
     """The kit bench: `kit build` as a web page on this computer (localhost only), until Ctrl-C."""
@@ -421,10 +425,17 @@ def kit_serve(
         image=image,
         image_sha256=image_sha256,
         trusted_keys=list(trust),
+        allow_downgrade=allow_downgrade,
         baud=baud,
     )
     bench = KitBench(_settings(ctx), base)
-    srv = serve(bench.app, "127.0.0.1", http_port)
+    try:
+        srv = serve(bench.app, "127.0.0.1", http_port)
+    except OSError as exc:
+        raise HavelError(
+            f"cannot listen on 127.0.0.1:{http_port}: {exc.strerror}",
+            hint="another kit bench may be running; or pick another port with --http-port",
+        ) from exc
     url = f"http://127.0.0.1:{srv.server_address[1]}/"
     console.print(f"Kit bench at {url} (Ctrl-C stops it)", highlight=False)
     try:

@@ -37,18 +37,18 @@ def options(cmd: click.Command) -> set[str]:
 
 
 # Where a module's messages reach the volunteer: the commands whose runs can print them.
-PORT_COMMANDS = ["board info", "flash", "kit check", "kit build"]
+PORT_COMMANDS = ["board info", "flash", "kit check", "kit build", "kit serve"]
 SURFACES: dict[str, list[str]] = {
-    "kitbuild.py": ["kit build"],
-    "bundle.py": ["flash", "kit build"],
-    "flash.py": ["flash", "kit build"],
-    "micropython_install.py": ["kit build"],
+    "kitbuild.py": ["kit build", "kit serve"],
+    "bundle.py": ["flash", "kit build", "kit serve"],
+    "flash.py": ["flash", "kit build", "kit serve"],
+    "micropython_install.py": ["kit build", "kit serve"],
     "ports.py": PORT_COMMANDS,
     "transport.py": PORT_COMMANDS,
-    "kitcheck.py": ["kit check", "kit build"],
+    "kitcheck.py": ["kit check", "kit build", "kit serve"],
 }
 EVERY = ["board list", "board info", "flash", "flash build", "flash keygen", "keys init", "keys show"]
-EVERY += ["keys export", "kit list", "kit guide", "kit check", "kit build", "kit label"]
+EVERY += ["keys export", "kit list", "kit guide", "kit check", "kit build", "kit serve", "kit label"]
 
 
 def cli_surfaces() -> dict[str, list[str]]:

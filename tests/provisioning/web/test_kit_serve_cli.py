@@ -48,3 +48,24 @@ def test_kit_serve_serves_the_bench_on_localhost_until_ctrl_c(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_kit_serve_on_a_port_in_use_says_so(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "HAVEL_PROVISIONING_CONFIG": str(tmp_path / "none.json"), "COLUMNS": "200"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "havel", "kit", "serve", "--http-port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in out and "--http-port" in out
+    assert "Traceback" not in out
