@@ -398,3 +398,44 @@ def test_mqtt_path_envelopes_verify_and_emergency_commands_follow_the_rules(mesh
     k.wait_for(lambda: m.commands("stale") > before, 30, "a command older than the local change: stale")
     assert m.state() == "on"
     assert rig.daemon.alive()
+
+
+@pytest.fixture
+def rig_config_on(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, relay_extra="emergency = true")
+
+
+def test_an_unreadable_switch_file_is_off_even_when_the_config_says_on(rig_config_on: Rig) -> None:
+    rig = rig_config_on
+    state_file = rig.data / "relay-emergency.json"
+    # "The file wins" and "an unreadable state file counts as OFF": half-written JSON, as a power cut leaves.
+    state_file.write_text('{"emergency": "on", "at": ')
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.uplink(1, 163)
+    k.wait_for(
+        lambda: rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') >= 1,
+        60,
+        "the alarm to be held",
+    )
+    time.sleep(1.0)
+    assert rig.tnc.snapshot() == [], "transmitted with an unreadable emergency state file"
+    status = k.havel("relay", "emergency", "status", "--config", str(rig.config)).stdout
+    assert re.search(r"emergency off\b", status, re.IGNORECASE), status
+
+    # The person on duty declares it: the file is written anew and the alarm goes out.
+    assert "ON" in rig.emergency("on").upper()
+    k.wait_for(lambda: any(b":HA " in f.info for f in rig.frames()), 60, "the alarm on APRS")
+
+    # And ends it, although the config still says on: a later alarm is held.
+    rig.emergency("off")
+    held = rig.metric('relay_messages{path="aprs",what="held_no_emergency"}')
+    sent = len(rig.tnc.snapshot())
+    rig.uplink(2, 170)
+    k.wait_for(
+        lambda: rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') > held,
+        60,
+        "the second alarm to be held",
+    )
+    time.sleep(1.0)
+    assert [k.parse_ax25(r).text for _, _, r in rig.tnc.snapshot()[sent:]] == []
