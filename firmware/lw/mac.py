@@ -33,14 +33,15 @@ JOIN_BACKOFF = "join_backoff"  # join(): refused by the join back-off or duty cy
 NONCE_EXHAUSTED = "devnonce_exhausted"
 NOTHING = "nothing"  # send_mac(): no MAC command pending  # join(): all 65536 DevNonces used (LoRaWAN 1.0.4)
 
-_STATE_VER = const(1)
-_HEAD = "<BBIiIIIBBBBBBBBIHIIQ"
-_HEAD_LEN = struct.calcsize(_HEAD)
-_CH_FMT = "<IIB"
-_JB_FMT = "<qqIIIq"  # join back-off: t0, window start, window length, budget, used, saved at
-_JB_LEN = const(36)
-_RET_HEAD = "<4sIIIIIIIBBqqqqIII"
-_CH_LEN = const(9)
+# layout of the stored state (written by Mac._pack, read by lw/startup.py) and of retained()
+STATE_VER = const(1)
+HEAD = "<BBIiIIIBBBBBBBBIHIIQ"
+HEAD_LEN = struct.calcsize(HEAD)
+CH_FMT = "<IIB"
+JB_FMT = "<qqIIIq"  # join back-off: t0, window start, window length, budget, used, saved at
+JB_LEN = const(36)
+RET_HEAD = "<4sIIIIIIIBBqqqqIII"
+CH_LEN = const(9)
 _RX_EARLY_MS = const(20)  # open RX this early: tick jitter and wake-up latency on boards
 _RX_MIN_SYMS = const(8)
 _MAX_FOPTS = const(15)
@@ -89,30 +90,6 @@ class Result:
             self.status, self.fcnt, self.wait_ms, self.tx_count, self.downlink)
 
 
-def _hexbytes(cfg, key, n):
-    v = cfg.get(key)
-    if isinstance(v, str):
-        try:
-            v = binascii.unhexlify(v)
-        except ValueError:
-            v = None
-    if not isinstance(v, (bytes, bytearray)) or len(v) != n:
-        raise ConfigError("config %r: need %d bytes (hex string or bytes)" % (key, n))
-    return bytes(v)
-
-
-def _int(cfg, key, lo, hi, default=None):
-    v = cfg.get(key, default)
-    if isinstance(v, str):
-        try:
-            v = int(v, 16)
-        except ValueError:
-            v = None
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ConfigError("config %r: need an integer in %d..%d" % (key, lo, hi))
-    return v
-
-
 class Mac:
     """Class-A MAC. cfg keys (units in the names; hex strings or bytes/ints accepted):
     activation "otaa"|"abp"; OTAA: dev_eui, join_eui, app_key; ABP: dev_addr, nwk_s_key,
@@ -127,35 +104,22 @@ class Mac:
         self.radio = radio
         self.clock = clock
         self.battery = battery
-        act = cfg.get("activation", "otaa")
-        if act not in ("otaa", "abp"):
-            raise ConfigError("config 'activation': need 'otaa' or 'abp'")
-        self.otaa = act == "otaa"
-        if self.otaa:
-            self.dev_eui = _int(cfg, "dev_eui", 0, 0xFFFFFFFFFFFFFFFF)
-            self.join_eui = _int(cfg, "join_eui", 0, 0xFFFFFFFFFFFFFFFF)
-            self._app_key = _hexbytes(cfg, "app_key", 16)
-            self._app_aes = crypto.aes_key(self._app_key)
-        else:
-            self.dev_eui = _int(cfg, "dev_eui", 0, 0xFFFFFFFFFFFFFFFF, 0)
-            abp_addr = _int(cfg, "dev_addr", 0, 0xFFFFFFFF)
-            abp_nwk = _hexbytes(cfg, "nwk_s_key", 16)
-            abp_app = _hexbytes(cfg, "app_s_key", 16)
-        self.adr = bool(cfg.get("adr", True))
-        self._cfg_dr = _int(cfg, "dr", 0, region.DR_MAX, 5)
-        self.join_dr = _int(cfg, "join_dr", 0, 5, 5)
-        self._cfg_power = _int(cfg, "tx_power", 0, region.TX_POWER_MAX_INDEX, 0)
-        self._cfg_rx2_dr = _int(cfg, "rx2_dr", 0, region.DR_MAX, region.RX2_DR)
-        self._cfg_rx2_freq = _int(cfg, "rx2_freq_hz", region.FREQ_MIN_HZ, region.FREQ_MAX_HZ,
-                                  region.RX2_FREQ_HZ)
-        self.persist_every = _int(cfg, "fcnt_persist_every", 1, 1024, 16)
-        self.confirm_retries = _int(cfg, "confirm_retries", 0, 7, 3)
-        self.max_wait_ms = _int(cfg, "max_wait_ms", 0, 0x7FFFFFFF, 0)
-        self.rejoin_after_s = _int(cfg, "rejoin_after_s", 3600, 0x7FFFFFFF, 3 * 86400)
-        self.rejoin_min_uplinks = _int(cfg, "rejoin_min_uplinks", 1, 0x7FFFFFFF, 96)
-        self.rejoin_retry_s = _int(cfg, "rejoin_retry_s", 600, 0x7FFFFFFF, 6 * 3600)
-        self.join_nonce_check = bool(cfg.get("join_nonce_check", True))
+        # reading the config is boot-only code: lw/startup.py, released once the Mac exists
+        from lw import startup
 
+        try:
+            (self.otaa, self.dev_eui, self.join_eui, self._app_key, abp, self.adr, self._cfg_dr,
+             self.join_dr, self._cfg_power, self._cfg_rx2_dr, self._cfg_rx2_freq, self.persist_every,
+             self.confirm_retries, self.max_wait_ms, self.rejoin_after_s, self.rejoin_min_uplinks,
+             self.rejoin_retry_s, self.join_nonce_check) = startup.config(cfg)
+            if self.otaa:
+                self._app_aes = crypto.aes_key(self._app_key)
+            self._init_state(store, abp, startup)
+        finally:
+            del startup
+            release("lw.startup")
+
+    def _init_state(self, store, abp, startup):
         self.dc = dutycycle.DutyCycle()
         self.join_backoff = dutycycle.JoinBackoff()
         self._buf = bytearray(256)  # the one uplink frame buffer
@@ -179,15 +143,16 @@ class Mac:
         # the sub-band airtime ledger: a reset must not refund airtime (dutycycle.DutyCycle)
         self._dcrec = Record(store, "lwdc")
         draw = self._dcrec.load()
-        now = clock.now_ms()
+        now = self.clock.now_ms()
         if self._dcrec.damaged or (draw is not None and not self.dc.unpack(draw, now)):
             self.dc.assume_full(now)  # unknown (perhaps newer) airtime: count every band as full
 
         self._rec = Record(store, "lwstate")
         raw = self._rec.load()
         if raw is not None:
-            self._unpack(raw)
-        if not self.otaa:
+            startup.unpack(self, raw)
+        if abp is not None:
+            abp_addr, abp_nwk, abp_app = abp
             if not self.joined or self.dev_addr != abp_addr:
                 self._reset_session_state()
                 self.fcnt_up = self.fcnt_up_limit = 0
@@ -237,58 +202,23 @@ class Mac:
 
     def _pack(self):
         flags = (1 if self.joined else 0) | (2 if self.otaa else 0)
-        out = bytearray(_HEAD_LEN + 32 + _CH_LEN * region.MAX_CHANNELS + _JB_LEN)
-        struct.pack_into(_HEAD, out, 0, _STATE_VER, flags, self.dev_nonce_next, self.join_nonce_last,
+        out = bytearray(HEAD_LEN + 32 + CH_LEN * region.MAX_CHANNELS + JB_LEN)
+        struct.pack_into(HEAD, out, 0, STATE_VER, flags, self.dev_nonce_next, self.join_nonce_last,
                          self.dev_addr, self.fcnt_up_limit, self.fcnt_down_next, self.rx1_dr_offset,
                          self.rx2_dr, self.rx_delay_ms // 1000, self.dr, self.tx_power, self.nb_trans,
                          self.dc.max_dcycle, min(self.adr_ack_cnt, 255), self.rx2_freq_hz, self.ch_mask,
                          self.up_since_down, self.last_down_s & 0xFFFFFFFF, self.dev_eui)
-        out[_HEAD_LEN:_HEAD_LEN + 16] = self._nwk_s_key
-        out[_HEAD_LEN + 16:_HEAD_LEN + 32] = self._app_s_key
-        o = _HEAD_LEN + 32
+        out[HEAD_LEN:HEAD_LEN + 16] = self._nwk_s_key
+        out[HEAD_LEN + 16:HEAD_LEN + 32] = self._app_s_key
+        o = HEAD_LEN + 32
         for i in range(region.MAX_CHANNELS):
-            struct.pack_into(_CH_FMT, out, o, self.ch_freq[i], self.ch_dl_freq[i], self.ch_drs[i])
-            o += _CH_LEN
+            struct.pack_into(CH_FMT, out, o, self.ch_freq[i], self.ch_dl_freq[i], self.ch_drs[i])
+            o += CH_LEN
         # the join back-off rides along (written with each DevNonce anyway): a node that resets in a
         # loop must not restart its join airtime budget every time
         jb = self.join_backoff.state()
-        struct.pack_into(_JB_FMT, out, o, jb[0], jb[1], jb[2], jb[3], jb[4], self.clock.now_ms())
+        struct.pack_into(JB_FMT, out, o, jb[0], jb[1], jb[2], jb[3], jb[4], self.clock.now_ms())
         return out
-
-    def _unpack(self, raw):
-        o = _HEAD_LEN + 32 + _CH_LEN * region.MAX_CHANNELS
-        if len(raw) != o + _JB_LEN or raw[0] != _STATE_VER:
-            return  # unknown layout: start fresh
-        v = struct.unpack_from(_HEAD, raw, 0)
-        if v[19] != self.dev_eui:
-            return  # another device identity was provisioned: its counters do not apply
-        flags = v[1]
-        # a slot that could not be read may have held a newer copy than this one (a bit flip after
-        # a completed write): it may have reserved the next FCnt block and spent one more DevNonce,
-        # so skip beyond both (a counter may jump, never repeat)
-        lost = self._rec.damaged
-        self.dev_nonce_next = v[2] + (1 if lost else 0)
-        self.join_nonce_last = v[3]
-        jb = struct.unpack_from(_JB_FMT, raw, o)
-        now = self.clock.now_ms()
-        # a clock that restarted (no RTC) cannot say how long we were off: assume no time passed
-        self.join_backoff.restore(jb, 0 if now >= jb[5] else now - jb[5])
-        if not flags & 1 or bool(flags & 2) != self.otaa:
-            return
-        self.joined = True
-        self.dev_addr = v[4]
-        # skip ahead: counters up to the persisted limit may have been used before the reset
-        self.fcnt_up = self.fcnt_up_limit = v[5] + (self.persist_every if lost else 0)
-        self.fcnt_down_next = v[6]
-        self.rx1_dr_offset, self.rx2_dr = v[7], v[8]
-        self.rx_delay_ms = (v[9] or 1) * 1000
-        self.dr, self.tx_power, self.nb_trans, self.dc.max_dcycle, self.adr_ack_cnt = v[10:15]
-        self.rx2_freq_hz, self.ch_mask, self.up_since_down, self.last_down_s = v[15:19]
-        self._set_keys(bytes(raw[_HEAD_LEN:_HEAD_LEN + 16]), bytes(raw[_HEAD_LEN + 16:_HEAD_LEN + 32]))
-        o = _HEAD_LEN + 32
-        for i in range(region.MAX_CHANNELS):
-            self.ch_freq[i], self.ch_dl_freq[i], self.ch_drs[i] = struct.unpack_from(_CH_FMT, raw, o)
-            o += _CH_LEN
 
     def persist(self):
         """Write the state now (two-slot record: a power cut mid-write keeps the previous copy)."""
@@ -310,7 +240,7 @@ class Mac:
         now = self.clock.now_ms()
         jb = self.join_backoff
         body = bytearray(struct.pack(
-            _RET_HEAD, b"LWR1", self._rec.seq, self.dev_addr, self.fcnt_up, self.fcnt_up_limit,
+            RET_HEAD, b"LWR1", self._rec.seq, self.dev_addr, self.fcnt_up, self.fcnt_up_limit,
             self.fcnt_down_next, self.adr_ack_cnt, self.up_since_down, 1 if self._ack_pending else 0,
             self.dc.max_dcycle, now, self.dc.agg_free_ms, -1 if jb.t0_ms is None else jb.t0_ms,
             jb.win_start_ms, jb.win_len_ms, jb.budget_ms, jb.used_ms))
@@ -327,43 +257,13 @@ class Mac:
     def restore_retained(self, data):
         """Take back retained() state after a deep-sleep wake-up. Returns False (and changes
         nothing) when it is torn, from another session, or older than the flash record."""
-        hl = struct.calcsize(_RET_HEAD)
-        nb = len(self.dc.band_free_ms)
-        if not data or len(data) < hl + 8 * nb + 6:
-            return False
-        if struct.unpack_from("<I", data, len(data) - 4)[0] != binascii.crc32(data[:-4]) & 0xFFFFFFFF:
-            return False
-        v = struct.unpack_from(_RET_HEAD, data, 0)
-        if (v[0] != b"LWR1" or v[1] != self._rec.seq or not self.joined or v[2] != self.dev_addr
-                or v[4] != self.fcnt_up_limit or v[3] > self.fcnt_up_limit):
-            return False
-        now = self.clock.now_ms()
-        saved = v[10]
-        # if the clock kept running through the sleep (RTC), timers stay absolute; if it restarted,
-        # assume no time passed (the cautious choice: never earlier than allowed)
-        shift = 0 if now >= saved else now - saved
-        self.fcnt_up = v[3]
-        self.fcnt_down_next = max(self.fcnt_down_next, v[5])
-        self.adr_ack_cnt, self.up_since_down = v[6], v[7]
-        self._ack_pending = bool(v[8])
-        self.dc.max_dcycle = v[9]
-        self.dc.agg_free_ms = v[11] + shift
-        jb = self.join_backoff
-        if v[12] >= 0:
-            jb.t0_ms, jb.win_start_ms = v[12] + shift, v[13] + shift
-            jb.win_len_ms, jb.budget_ms, jb.used_ms = v[14], v[15], v[16]
-        o = hl
-        for i in range(nb):
-            self.dc.band_free_ms[i] = struct.unpack_from("<q", data, o)[0] + shift
-            o += 8
-        n = data[o]
-        self._answers = bytearray(data[o + 1:o + 1 + n])
-        o += 1 + n
-        n = data[o]
-        self._sticky = bytearray(data[o + 1:o + 1 + n])
-        o += 1 + n
-        self.dc.unpack(memoryview(data)[o:len(data) - 4], now, True)
-        return True
+        from lw import startup  # wake-up only code, released after use
+
+        try:
+            return startup.restore_retained(self, data)
+        finally:
+            del startup
+            release("lw.startup")
 
     # ---- channels ------------------------------------------------------------------------------
 
