@@ -177,12 +177,16 @@ def start_receiver(rx: Receiver) -> None:
 
 @pytest.fixture
 def rx(tmp_path: Path) -> Iterator[Receiver]:
+    yield from make_receiver(tmp_path)
+
+
+def make_receiver(tmp_path: Path, extra_sender: str = "") -> Iterator[Receiver]:
     local = k.Broker(tmp_path / "local")
     mesh = k.Broker(tmp_path / "mesh")
     local.start()
     mesh.start()
     tnc = k.KissTnc()
-    config = write_config(tmp_path, local, mesh, tnc)
+    config = write_config(tmp_path, local, mesh, tnc, extra_sender)
     staff = k.Client(local.port, "havel/#")
     gateway = k.Client(mesh.port, "bb/none")
     proc = k.Proc([], tmp_path / "receiver.log")
@@ -454,3 +458,28 @@ def test_poison_never_kills_a_listener(rx: Receiver) -> None:
     assert counts["malformed"] + counts["oversize"] >= 15, counts
     assert counts.get("error", 0) == 0, counts
     assert "restart" not in rx.proc.text().lower(), rx.proc.text()[-3000:]
+
+
+@pytest.fixture
+def rx_scaled(tmp_path: Path) -> Iterator[Receiver]:
+    yield from make_receiver(tmp_path, 'telemetry = [{name = "Pegel1", unit = "cm", b = 2}]\n')
+
+
+def test_telemetry_scaled_by_the_receiver_config(rx_scaled: Receiver) -> None:
+    rx = rx_scaled
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=1, level=160)[0])  # a current message first (fresh counter state)
+    rx.wait_up(1)
+    report = "T#001,082,000,000,000,000,00000000"
+    rx.send_aprs(f"{report} {k.signature(KEY, GW, 'aprs', rx.next_counter(), report.encode())}".encode())
+    tele = rx.staff.wait_json("/relay/telemetry")
+    assert tele["definitions"] == "config" and tele["values"].get("Pegel1") == 164, tele
+    assert tele["units"].get("Pegel1") == "cm" and tele["gateway_id"] == GW_ID and tele["station"] == GW, tele
+    assert tele["raw"] is not None and tele["via"] == "aprs", tele
+    # An unsigned EQNS heard on the channel changes nothing.
+    rx.send_aprs(f":{GW:<9}:EQNS.0,50,0,0,1,0,0,1,0,0,1,0,0,1,0".encode())
+    report = "T#002,083,000,000,000,000,00000000"
+    rx.send_aprs(f"{report} {k.signature(KEY, GW, 'aprs', rx.next_counter(), report.encode())}".encode())
+    tele = rx.staff.wait_json("/relay/telemetry", lambda m: m.get("seq") in (2, "002"))
+    assert tele["values"].get("Pegel1") == 166 and tele["definitions"] == "config", tele
+    counts = rx.stop_counts()
+    assert counts["telemetry"] == 2 and counts["definitions"] >= 1, counts
