@@ -64,7 +64,7 @@ class KitBench:
         self.app = LocalApp("Havel kit bench", "havel.provisioning.web")
         self._lock = threading.Lock()
         self._busy: dict[str, str] = {}  # board device -> kit being built on it
-        self._question: _Question | None = None
+        self._questions: dict[str, _Question] = {}  # open questions by id (one per running build)
         self._labels: dict[str, Path] = {}  # node name -> its SVG label
         self.last: dict[str, Any] = {}
         r = self.app.route
@@ -165,8 +165,8 @@ class KitBench:
 
     def answer(self, req: Request) -> Any:
         body = req.body if isinstance(req.body, dict) else {}
-        q = self._question
-        if q is None or body.get("id") != q.id:
+        q = self._questions.get(str(body.get("id")))
+        if q is None:
             raise HttpError(409, "that question is no longer open")
         q.yes = body.get("yes") is True
         q.answered.set()
@@ -174,10 +174,10 @@ class KitBench:
 
     def _confirm(self, text: str) -> bool:
         q = _Question(text)
-        self._question = q
+        self._questions[q.id] = q
         self.app.events.publish("question", {"id": q.id, "text": text})
         got = q.answered.wait(ANSWER_TIMEOUT_S)
-        self._question = None
+        self._questions.pop(q.id, None)
         self.app.events.publish("answered", {"id": q.id, "yes": got and q.yes})
         return got and q.yes
 
