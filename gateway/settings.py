@@ -76,14 +76,15 @@ def read(section: type[T], table: Any, where: str, **given: Any) -> T:
             f"unknown key '{where}.{unknown[0]}'", hint=f"known keys: {', '.join(sorted(names))}"
         )
     hints = typing.get_type_hints(section)
+    fields: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(typing.cast(Any, section))
     values: dict[str, Any] = dict(given)
-    for f in dataclasses.fields(section):
+    for f in fields:
         if f.name in given or not f.metadata.get("toml", True) or f.name not in table:
             continue
         values[f.name] = check(hints[f.name], table[f.name], f"{where}.{f.name}", f.metadata)
     missing = [
         f.name
-        for f in dataclasses.fields(section)
+        for f in fields
         if f.name not in values
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
