@@ -602,3 +602,42 @@ def write_key(path: Path, key: bytes) -> Path:
     path.write_text(key.hex() + "\n")
     path.chmod(0o600)
     return path
+
+
+def direwolf_decode(frames: list[bytes], folder: Path, timeout: float = 60.0) -> list[str]:
+    """Hand AX.25 frames to a real direwolf over KISS and return how it prints them as it transmits them
+    (``SRC>DEST,PATH:info``): an independent decoder of the frames. Audio goes to ALSA's null device."""
+    folder.mkdir(parents=True, exist_ok=True)
+    kiss_port, agw_port, audio_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    conf = folder / "direwolf.conf"
+    conf.write_text(
+        f"ADEVICE UDP:{audio_port} null\nARATE 48000\nACHANNELS 1\nCHANNEL 0\nMYCALL N0CALL\nMODEM 1200\n"
+        f"KISSPORT {kiss_port}\nAGWPORT {agw_port}\n"
+    )
+    log = folder / "direwolf.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["direwolf", "-c", str(conf), "-t", "0"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for(lambda: "KISS TCP client application 0" in log.read_text(errors="replace"), 30, "direwolf")
+        with socket.create_connection((HOST, kiss_port), timeout=10) as s:
+            for frame in frames:
+                s.sendall(kiss_frame(frame))
+
+            def printed() -> list[str] | None:
+                lines = [
+                    line.split("] ", 1)[1]
+                    for line in log.read_text(errors="replace").splitlines()
+                    if line.startswith("[0L] ")
+                ]
+                return lines if len(lines) >= len(frames) else None
+
+            return wait_for(printed, timeout, "direwolf to transmit every frame")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -230,6 +230,12 @@ def test_nothing_on_the_air_before_the_emergency_then_valid_signed_frames(rig: R
     # Counters are never reused.
     assert len(set(counters)) == len(counters), counters
 
+    # An independent decoder: direwolf prints each frame as it would transmit it.
+    if shutil.which("direwolf"):
+        raws = [raw for _, _, raw in rig.tnc.snapshot()]
+        printed = k.direwolf_decode(raws, rig.folder / "direwolf")
+        assert printed == [f"{CALL}>APZHVL,WIDE2-1:{f.text}" for f in frames], printed
+
     # The crisis centre acks the alarm: the relay counts it.
     alarm_frame = next(f for f in frames if b":HA " in f.info)
     msg_id = k.parse_message(alarm_frame.text)[2]
