@@ -10,6 +10,7 @@ no integer beyond 64 bits, no NUL character in a string, and tables nested at mo
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
@@ -21,71 +22,141 @@ from typing import Any
 from havel.codecs.lorawan.ids import parse_id_hex
 from havel.errors import ConfigError, InputError
 
+from .settings import check, key, read
+
 # Sections of the config that belong to optional components the daemon can start (see daemon.COMPONENTS).
 COMPONENT_SECTIONS = ("forwarder", "relay", "watchdog", "power")
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gateway's own config uses is 4
 MAX_FILE_BYTES = 1 << 20  # a gateway.toml is a few kilobytes
-MAX_NUMBER = 1e12  # no number the gateway reads is anywhere near this (timeouts, sizes, rates)
 MAX_ALLOWED_GATEWAYS = 1024
 MAX_SINKS = 32  # each is a connection and a column of acknowledgements in the outbox
+
+
+def _ip(value: Any, where: str) -> str:
+    v = check(str, value, where)
+    try:
+        ipaddress.ip_address(v)
+    except ValueError:
+        raise ConfigError(f"{where} {v!r} is not an IP address", hint="e.g. 127.0.0.1") from None
+    return str(v)
+
+
+def _euis(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > MAX_ALLOWED_GATEWAYS:
+        raise ConfigError(
+            f"{where} must be a list of at most {MAX_ALLOWED_GATEWAYS} gateway EUIs",
+            hint='e.g. ["AA555A0000000101"]',
+        )
+    out: list[int] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}[{i}] must be a string of 16 hex digits, not {item!r}")
+        try:
+            out.append(parse_id_hex(item, what=f"{where}[{i}]", size=8))
+        except InputError as exc:
+            raise ConfigError(str(exc), hint='e.g. "AA555A0000000101"') from None
+    return tuple(dict.fromkeys(out))
+
+
+def _net_id(value: Any, where: str) -> int:
+    """A 24-bit NetID as hex digits ("000013"; an integer is taken as is)."""
+    v = value
+    if isinstance(v, str):
+        try:
+            v = int(v, 16)
+        except ValueError:
+            raise ConfigError(f"{where} {value!r} is not hexadecimal") from None
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << 24):
+        raise ConfigError(f'{where} must be a 24-bit hex string like "000013", not {value!r}')
+    return v
+
+
+def _gateway_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _GATEWAY_ID.match(value):
+        raise ConfigError(
+            f"{where} {value!r} may only hold letters, digits, '-' and '_' (1-64)",
+            hint="it is part of MQTT topics",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class GatewaySection:
+    """``[gateway]``: the gateway's name and where it keeps its database."""
+
+    id: str = key("havel-gw", parse=_gateway_id)  # part of every MQTT topic
+    data_dir: str = key("/var/lib/havel")  # relative: to the config file's folder
 
 
 @dataclass(frozen=True)
 class UdpConfig:
     """``[udp]``: where the packet forwarders send to."""
 
-    bind: str = "127.0.0.1"
-    port: int = 1700
-    silent_after_s: float = 90.0  # no PUSH_DATA/PULL_DATA for this long -> forwarder silent alarm
+    bind: str = key("127.0.0.1", parse=_ip)
+    port: int = key(1700, lo=1, hi=65535)
+    silent_after_s: float = key(90.0, lo=1.0)  # no PUSH_DATA/PULL_DATA for this long: forwarder silent
     # the gateway EUIs served; empty: the first one heard (GWMP has no authentication, see udp.py)
-    allowed_gateways: tuple[int, ...] = ()
-    max_datagrams_per_s: float = 2000.0  # from one source address; a concentrator sends far fewer
+    allowed_gateways: tuple[int, ...] = key((), parse=_euis)
+    max_datagrams_per_s: float = key(2000.0, lo=1.0)  # from one source address (a concentrator: far fewer)
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     """``[network]``: the edge network server and join server."""
 
-    net_id: int = 0x000000
-    dev_addr_prefix: int = 0x00000000  # DevAddrs are allocated below this prefix ...
-    dev_addr_prefix_len: int = 7  # ... of this many bits (NetID type 0: 7-bit NwkID)
-    rx1_delay_s: int = 1
-    rx1_dr_offset: int = 0
-    rx2_dr: int = 0
-    tx_power_dbm: int = 14
-    dedup_window_ms: int = 200  # wait this long for copies of one frame from other concentrators
-    duplicate_ttl_s: float = 600.0  # copies arriving later than the window still count as duplicates
-    battery_stale_s: float = 86_400.0  # send DevStatusReq when the last battery report is older
-    downlink_ttl_s: float = 3600.0  # default lifetime of a queued application downlink
-    confirmed_retries: int = 4  # attempts for a confirmed downlink before it expires
-    downlink_queue_max: int = 32  # application commands queued per device; more are refused
-    adr: bool = True  # steer data rate and power of devices that set the ADR bit (gateway/adr.py)
-    adr_margin_db: float = 10.0  # installation margin kept above the data rate's demodulation floor
+    net_id: int = key(0x000000, parse=_net_id)
+    # DevAddrs are allocated below this prefix of dev_addr_prefix_len bits; in the file one key,
+    # "26000000/7"; default: from net_id (NetID type 0: 7-bit NwkID)
+    dev_addr_prefix: int = key(0x00000000)
+    dev_addr_prefix_len: int = key(7, toml=False)
+    rx1_delay_s: int = key(1, lo=1, hi=15)
+    rx1_dr_offset: int = key(0, lo=0, hi=5)
+    rx2_dr: int = key(0, lo=0, hi=6)  # DR7 is FSK: not for LoRa downlinks
+    tx_power_dbm: int = key(14, lo=0, hi=27)
+    dedup_window_ms: int = key(200, lo=0, hi=5000)  # wait this long for copies from other concentrators
+    duplicate_ttl_s: float = key(600.0, lo=1.0)  # copies arriving later than the window still count
+    battery_stale_s: float = key(86_400.0, lo=60.0)  # send DevStatusReq when the last report is older
+    downlink_ttl_s: float = key(3600.0, lo=1.0)  # default lifetime of a queued application downlink
+    confirmed_retries: int = key(4, lo=1, hi=16)  # attempts for a confirmed downlink before it expires
+    downlink_queue_max: int = key(32, lo=1, hi=10_000)  # application commands queued per device
+    adr: bool = key(True)  # steer data rate and power of devices that set the ADR bit (gateway/adr.py)
+    adr_margin_db: float = key(10.0, lo=0.0)  # installation margin above the data rate's demodulation floor
 
 
 @dataclass(frozen=True)
 class HttpConfig:
     """``[http]``: /healthz and /metrics. ``port = 0`` switches it off."""
 
-    bind: str = "127.0.0.1"
-    port: int = 9110
+    bind: str = key("127.0.0.1", parse=_ip)
+    port: int = key(9110, lo=0, hi=65535)
 
 
 @dataclass(frozen=True)
 class LogConfig:
     """``[log]``: ``format`` plain or json, ``level`` debug/info/warning/error."""
 
-    format: str = "plain"
-    level: str = "info"
+    format: str = key("plain", choices=("plain", "json"))
+    level: str = key("info", choices=("debug", "info", "warning", "error"))
 
 
 @dataclass(frozen=True)
 class OutboxConfig:
-    """``[outbox]``: disk quota of the durable outbox (None = unlimited)."""
+    """``[outbox]``: disk quota of the durable outbox (None = unlimited; 0 in the file)."""
 
-    quota_mb: float | None = 512.0
+    quota_mb: float | None = key(512.0, lo=0.0)
+
+
+# The sections this module reads, by their name in the file.
+SECTIONS: dict[str, type] = {
+    "gateway": GatewaySection,
+    "udp": UdpConfig,
+    "network": NetworkConfig,
+    "http": HttpConfig,
+    "log": LogConfig,
+    "outbox": OutboxConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -151,76 +222,31 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a table")
     check_values(raw)
-    known = {"gateway", "udp", "network", "http", "log", "outbox", "sink", *COMPONENT_SECTIONS}
-    for key in raw:
-        if key not in known:
+    known = {*SECTIONS, "sink", *COMPONENT_SECTIONS}
+    for name in raw:
+        if name not in known:
             raise ConfigError(
-                f"unknown section or key '{key}'", hint=f"known sections: {', '.join(sorted(known))}"
+                f"unknown section or key '{name}'", hint=f"known sections: {', '.join(sorted(known))}"
             )
-    gw = _table(raw, "gateway")
-    _only(gw, "gateway", {"id", "data_dir"})
-    gateway_id = _str(gw, "gateway", "id", "havel-gw")
-    if not _GATEWAY_ID.match(gateway_id):
-        raise ConfigError(
-            f"gateway.id {gateway_id!r} may only hold letters, digits, '-' and '_' (1-64)",
-            hint="it is part of MQTT topics",
-        )
-    data_dir = Path(_str(gw, "gateway", "data_dir", "/var/lib/havel"))
+    gw = read(GatewaySection, raw.get("gateway"), "gateway")
+    gateway_id = gw.id
+    data_dir = Path(gw.data_dir)
     if not data_dir.is_absolute() and source is not None:
         data_dir = source.parent / data_dir
 
-    u = _table(raw, "udp")
-    _only(u, "udp", {"bind", "port", "silent_after_s", "allowed_gateways", "max_datagrams_per_s"})
-    udp = UdpConfig(
-        bind=_addr(u, "udp", "bind", "127.0.0.1"),
-        port=_int(u, "udp", "port", 1700, 1, 65535),
-        silent_after_s=_float(u, "udp", "silent_after_s", 90.0, 1.0),
-        allowed_gateways=_euis(u, "udp", "allowed_gateways"),
-        max_datagrams_per_s=_float(u, "udp", "max_datagrams_per_s", 2000.0, 1.0),
-    )
+    udp = read(UdpConfig, raw.get("udp"), "udp")
 
-    n = _table(raw, "network")
-    d = NetworkConfig()
-    _only(n, "network", set(NetworkConfig.__dataclass_fields__) - {"dev_addr_prefix_len"} | {"net_id"})
-    net_id = _hexint(n, "network", "net_id", d.net_id, 24)
-    prefix, plen = _prefix(n, net_id)
-    network = NetworkConfig(
-        net_id=net_id,
-        dev_addr_prefix=prefix,
-        dev_addr_prefix_len=plen,
-        rx1_delay_s=_int(n, "network", "rx1_delay_s", d.rx1_delay_s, 1, 15),
-        rx1_dr_offset=_int(n, "network", "rx1_dr_offset", d.rx1_dr_offset, 0, 5),
-        rx2_dr=_int(n, "network", "rx2_dr", d.rx2_dr, 0, 6),  # DR7 is FSK: not for LoRa downlinks
-        tx_power_dbm=_int(n, "network", "tx_power_dbm", d.tx_power_dbm, 0, 27),
-        dedup_window_ms=_int(n, "network", "dedup_window_ms", d.dedup_window_ms, 0, 5000),
-        duplicate_ttl_s=_float(n, "network", "duplicate_ttl_s", d.duplicate_ttl_s, 1.0),
-        battery_stale_s=_float(n, "network", "battery_stale_s", d.battery_stale_s, 60.0),
-        downlink_ttl_s=_float(n, "network", "downlink_ttl_s", d.downlink_ttl_s, 1.0),
-        confirmed_retries=_int(n, "network", "confirmed_retries", d.confirmed_retries, 1, 16),
-        downlink_queue_max=_int(n, "network", "downlink_queue_max", d.downlink_queue_max, 1, 10_000),
-        adr=_bool(n, "network", "adr", d.adr),
-        adr_margin_db=_float(n, "network", "adr_margin_db", d.adr_margin_db, 0.0),
-    )
+    n = raw.get("network")
+    n_rest = {k: v for k, v in n.items() if k != "dev_addr_prefix"} if isinstance(n, dict) else n
+    network = read(NetworkConfig, n_rest, "network")
+    prefix, plen = _prefix(n if isinstance(n, dict) else {}, network.net_id)
+    network = dataclasses.replace(network, dev_addr_prefix=prefix, dev_addr_prefix_len=plen)
 
-    h = _table(raw, "http")
-    _only(h, "http", {"bind", "port"})
-    http = HttpConfig(
-        bind=_addr(h, "http", "bind", "127.0.0.1"), port=_int(h, "http", "port", 9110, 0, 65535)
-    )
-
-    lg = _table(raw, "log")
-    _only(lg, "log", {"format", "level"})
-    log = LogConfig(
-        format=_choice(lg, "log", "format", "plain", ("plain", "json")),
-        level=_choice(lg, "log", "level", "info", ("debug", "info", "warning", "error")),
-    )
-
-    o = _table(raw, "outbox")
-    _only(o, "outbox", {"quota_mb"})
-    quota: float | None = _float(o, "outbox", "quota_mb", 512.0, 0.0)
-    if quota == 0:
-        quota = None
-    outbox = OutboxConfig(quota_mb=quota)
+    http = read(HttpConfig, raw.get("http"), "http")
+    log = read(LogConfig, raw.get("log"), "log")
+    outbox = read(OutboxConfig, raw.get("outbox"), "outbox")
+    if outbox.quota_mb == 0:
+        outbox = OutboxConfig(quota_mb=None)
 
     sinks_raw = raw.get("sink", [{"type": "file", "path": "-"}])
     if not isinstance(sinks_raw, list) or not all(isinstance(s, dict) for s in sinks_raw):
@@ -315,90 +341,6 @@ def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"'{name}' must be a table ([{name}])")
     return value
-
-
-def _only(table: dict[str, Any], sec: str, allowed: set[str]) -> None:
-    for key in table:
-        if key not in allowed:
-            raise ConfigError(f"unknown key '{sec}.{key}'", hint=f"known keys: {', '.join(sorted(allowed))}")
-
-
-def _str(t: dict[str, Any], sec: str, key: str, default: str) -> str:
-    v = t.get(key, default)
-    if not isinstance(v, str) or not v:
-        raise ConfigError(f"{sec}.{key} must be a non-empty string, not {v!r}")
-    return v
-
-
-def _int(t: dict[str, Any], sec: str, key: str, default: int, lo: int, hi: int) -> int:
-    v = t.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{sec}.{key} must be an integer, not {v!r}")
-    if not lo <= v <= hi:
-        raise ConfigError(f"{sec}.{key} = {v} is out of range", hint=f"allowed {lo}..{hi}")
-    return v
-
-
-def _bool(t: dict[str, Any], sec: str, key: str, default: bool) -> bool:
-    v = t.get(key, default)
-    if not isinstance(v, bool):
-        raise ConfigError(f"{sec}.{key} must be true or false, not {v!r}")
-    return v
-
-
-def _float(t: dict[str, Any], sec: str, key: str, default: float, lo: float, hi: float = MAX_NUMBER) -> float:
-    v = t.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ConfigError(f"{sec}.{key} must be a number, not {v!r}")
-    if not lo <= v <= hi:  # (NaN fails both comparisons)
-        raise ConfigError(f"{sec}.{key} = {v} is out of range", hint=f"allowed {lo:g}..{hi:g}")
-    return float(v)
-
-
-def _euis(t: dict[str, Any], sec: str, key: str) -> tuple[int, ...]:
-    v = t.get(key, [])
-    if not isinstance(v, list) or len(v) > MAX_ALLOWED_GATEWAYS:
-        raise ConfigError(
-            f"{sec}.{key} must be a list of at most {MAX_ALLOWED_GATEWAYS} gateway EUIs",
-            hint='e.g. ["AA555A0000000101"]',
-        )
-    out: list[int] = []
-    for i, item in enumerate(v):
-        if not isinstance(item, str):
-            raise ConfigError(f"{sec}.{key}[{i}] must be a string of 16 hex digits, not {item!r}")
-        try:
-            out.append(parse_id_hex(item, what=f"{sec}.{key}[{i}]", size=8))
-        except InputError as exc:
-            raise ConfigError(str(exc), hint='e.g. "AA555A0000000101"') from None
-    return tuple(dict.fromkeys(out))
-
-
-def _choice(t: dict[str, Any], sec: str, key: str, default: str, choices: tuple[str, ...]) -> str:
-    v = t.get(key, default)
-    if v not in choices:
-        raise ConfigError(f"{sec}.{key} is {v!r}", hint=f"one of {', '.join(choices)}")
-    return str(v)
-
-
-def _addr(t: dict[str, Any], sec: str, key: str, default: str) -> str:
-    v = _str(t, sec, key, default)
-    try:
-        ipaddress.ip_address(v)
-    except ValueError:
-        raise ConfigError(f"{sec}.{key} {v!r} is not an IP address", hint="e.g. 127.0.0.1") from None
-    return v
-
-
-def _hexint(t: dict[str, Any], sec: str, key: str, default: int, bits: int) -> int:
-    v = t.get(key, default)
-    if isinstance(v, str):
-        try:
-            v = int(v, 16)
-        except ValueError:
-            raise ConfigError(f"{sec}.{key} {t[key]!r} is not hexadecimal") from None
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << bits):
-        raise ConfigError(f'{sec}.{key} must be a {bits}-bit hex string like "000013", not {t.get(key)!r}')
-    return v
 
 
 def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:
