@@ -93,22 +93,19 @@ def _remote_emergency(action: str, receiver_config: str, gateway_id: str | None)
         raise ConfigError(f"{receiver_config} has no [mqtt] broker to send the command over")
     m = cfg.mqtt
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    tls = (
-        {"ca_certs": m["tls_ca"], "certfile": m.get("client_cert"), "keyfile": m.get("client_key")}
-        if m.get("tls_ca")
-        else None
-    )
+    t = m.tls_settings
+    tls = None if t is None else {"ca_certs": t.ca_file, "certfile": t.cert_file, "keyfile": t.key_file}
     signer = Signer(sender.key, CONTROL_SENDER, CounterStore(cfg.data_dir / "control-counter"))
     send_emergency_command(
-        str(m.get("host", "127.0.0.1")),
-        int(m.get("port", 1883)),
+        m.host,
+        int(m.port or 1883),
         prefix=cfg.prefix,
         gateway_id=sender.gateway_id,
         on=action == "on",
         signer=signer,
         tls=tls,
-        username=m.get("username"),
-        password=m.get("password"),
+        username=m.username,
+        password=m.password,
     )
     click.echo(f"signed emergency {action} sent to gateway {sender.gateway_id}")
 

@@ -26,6 +26,12 @@ Receiver config (TOML)::
     port = 1884
     topic = "havel/+/relay/#"
     client_id = "krisenstab-1"  # a persistent session: kept while the receiver restarts
+
+``[publish]`` and ``[mqtt]`` take the keys of the gateway's MQTT settings block
+(:class:`havel.gateway.settings.MqttSettings`: ``tls``, ``ca_file``, ``cert_file``, ``key_file``,
+``username``, ``password_file`` ...), here with TLS off by default (a broker in the crisis centre's own
+network); relative file names are taken from the config file's folder. The old names ``tls_ca``,
+``client_cert`` and ``client_key`` still work, with a warning.
     [reticulum]               # optional (havel[reticulum]): an RNS destination
     config_dir = "rns"
     amateur = false           # true: PLAIN destination (amateur radio: no encryption)
@@ -54,6 +60,7 @@ import paho.mqtt.client as mqtt
 
 from havel.errors import ConfigError, HavelError, LegalError, ReplayError, SecurityError
 
+from ..settings import MqttSettings
 from . import aprs, ax25, kiss
 from .envelope import (
     EnvelopeError,
@@ -78,15 +85,54 @@ class SenderConfig:
     telemetry: list[aprs.Channel] = field(default_factory=list)
 
 
+MQTT_TOPIC = "+/+/relay/#"
+
+
+def publish_settings(table: Any, base: Path | None = None) -> MqttSettings:
+    """``[publish]``: the local broker the receiver republishes into (TLS off by default)."""
+    settings, rest = MqttSettings.from_table(table, "publish", base=base, **_defaults(table))
+    if rest:
+        known = ", ".join(sorted(MqttSettings.key_names()))
+        raise ConfigError(f"unknown key 'publish.{sorted(rest)[0]}'", hint=known)
+    return settings
+
+
+def _defaults(table: Any) -> dict[str, Any]:
+    """The receiver's defaults: TLS off; with the old ``tls_ca`` spelling the port stays 1883, as before."""
+    old = isinstance(table, dict) and "tls_ca" in table
+    return {"tls": False, "port": 1883} if old else {"tls": False}
+
+
+def listen_settings(table: Any, base: Path | None = None) -> tuple[MqttSettings, str]:
+    """``[mqtt]``: the broker the gateways publish to, and the topic filter (TLS off by default; a
+    persistent session kept one day)."""
+    settings, rest = MqttSettings.from_table(
+        table,
+        "mqtt",
+        base=base,
+        session_expiry_s=86400,
+        **_defaults(table),
+        client_id=f"havel-relay-receiver-{socket.gethostname()}",
+    )
+    topic = rest.pop("topic", MQTT_TOPIC)
+    if rest:
+        known = sorted(MqttSettings.key_names() | {"topic"})
+        raise ConfigError(f"unknown key 'mqtt.{sorted(rest)[0]}'", hint=", ".join(known))
+    if not isinstance(topic, str) or not topic:
+        raise ConfigError(f"mqtt.topic must be a non-empty string, not {topic!r}")
+    return settings, topic
+
+
 @dataclass
 class ReceiverConfig:
     data_dir: Path
     prefix: str = "havel"
-    publish: dict[str, Any] = field(default_factory=dict)
+    publish: MqttSettings = field(default_factory=lambda: publish_settings({}))
     senders: list[SenderConfig] = field(default_factory=list)
     kiss: dict[str, Any] | None = None
-    mqtt: dict[str, Any] | None = None
+    mqtt: MqttSettings | None = None
     reticulum: dict[str, Any] | None = None
+    mqtt_topic: str = MQTT_TOPIC
 
     @classmethod
     def load(cls, path: str | Path) -> ReceiverConfig:
@@ -151,14 +197,16 @@ class ReceiverConfig:
             )
         if not raw.get("kiss") and not raw.get("mqtt") and not raw.get("reticulum"):
             raise ConfigError("receiver config: no path to listen on ([kiss], [mqtt] or [reticulum])")
+        mqtt_settings, topic = listen_settings(raw["mqtt"], base) if raw.get("mqtt") else (None, MQTT_TOPIC)
         return cls(
             Path(base / raw["data_dir"]),
             str(raw.get("prefix", "havel")),
-            dict(raw.get("publish") or {}),
+            publish_settings(raw.get("publish") or {}, base),
             senders,
             k,
-            raw.get("mqtt"),
+            mqtt_settings,
             raw.get("reticulum"),
+            topic,
         )
 
 
@@ -544,27 +592,31 @@ class ReceiverCore:
         log.warning("%s %s from %s via %s: %s", rec.cls.upper(), rec.id, gateway_id, via, rec.data)
 
 
+def _connection(client: mqtt.Client, s: MqttSettings) -> None:
+    """TLS (verified), credentials and reconnect back-off of a receiver client from its settings."""
+    tls = s.tls_settings
+    if tls is not None:
+        client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+    if s.username is not None:
+        client.username_pw_set(s.username, s.password)
+    client.reconnect_delay_set(max(1, round(s.reconnect_min_s)), max(1, round(s.reconnect_max_s)))
+
+
 class Publisher:
     """QoS 1 publisher into the crisis centre's local broker (reconnects by itself)."""
 
-    def __init__(self, cfg: dict[str, Any], client_id: str | None = None) -> None:
+    def __init__(self, cfg: MqttSettings | dict[str, Any], client_id: str | None = None) -> None:
+        s = cfg if isinstance(cfg, MqttSettings) else publish_settings(cfg)
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             protocol=mqtt.MQTTv5,
-            client_id=client_id or f"havel-relay-publisher-{uuid.uuid4().hex[:8]}",
+            client_id=client_id or s.client_id or f"havel-relay-publisher-{uuid.uuid4().hex[:8]}",
         )
-        if cfg.get("tls_ca"):
-            self.client.tls_set(
-                ca_certs=cfg["tls_ca"], certfile=cfg.get("client_cert"), keyfile=cfg.get("client_key")
-            )
-        if cfg.get("username"):
-            self.client.username_pw_set(cfg["username"], cfg.get("password"))
-        self.client.reconnect_delay_set(1, 5)
-        self.host = str(cfg.get("host", "127.0.0.1"))
-        self.port = int(cfg.get("port", 1883))
+        _connection(self.client, s)
+        self.host, self.port, self.keepalive_s = s.host, int(s.port or 1883), s.keepalive_s
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
         self.client.loop_start()
 
     def __call__(self, topic: str, payload: bytes) -> None:
@@ -673,31 +725,30 @@ class MqttListener:
     is watched and restarted should it die anyway (:class:`LoopWatchdog`).
     """
 
-    def __init__(self, core: ReceiverCore, cfg: dict[str, Any]) -> None:
+    def __init__(
+        self, core: ReceiverCore, cfg: MqttSettings | dict[str, Any], topic: str = MQTT_TOPIC
+    ) -> None:
         self.core = core
-        self.topic = str(cfg.get("topic", "+/+/relay/#"))
+        if isinstance(cfg, MqttSettings):
+            s = cfg
+        else:
+            s, topic = listen_settings(cfg)
+        self.topic = topic
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=str(cfg.get("client_id", f"havel-relay-receiver-{socket.gethostname()}")),
+            client_id=str(s.client_id),
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
         self._handling = threading.Lock()  # held while a message is handled and acknowledged
         self._stopping = False
-        if cfg.get("tls_ca"):
-            self.client.tls_set(
-                ca_certs=cfg["tls_ca"], certfile=cfg.get("client_cert"), keyfile=cfg.get("client_key")
-            )
-        if cfg.get("username"):
-            self.client.username_pw_set(cfg["username"], cfg.get("password"))
-        self.client.reconnect_delay_set(1, 5)
+        _connection(self.client, s)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.host = str(cfg.get("host", "127.0.0.1"))
-        self.port = int(cfg.get("port", 1883))
-        self.session_expiry_s = int(cfg.get("session_expiry_s", 86400))
+        self.host, self.port, self.keepalive_s = s.host, int(s.port or 1883), s.keepalive_s
+        self.clean_start, self.session_expiry_s = s.clean_start, s.session_expiry_s
         self.watchdog = LoopWatchdog(self.client, "receiver-mqtt")
 
     def start(self) -> None:
@@ -706,7 +757,9 @@ class MqttListener:
 
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.client.connect_async(
+            self.host, self.port, keepalive=self.keepalive_s, clean_start=self.clean_start, properties=props
+        )
         self.watchdog.start()
 
     def stop(self) -> None:
@@ -749,7 +802,7 @@ class Receiver:
         self.publisher = Publisher(cfg.publish)
         self.core = ReceiverCore(cfg, self.publisher)
         self.kiss = KissListener(self.core, cfg.kiss) if cfg.kiss else None
-        self.mqtt = MqttListener(self.core, cfg.mqtt) if cfg.mqtt else None
+        self.mqtt = MqttListener(self.core, cfg.mqtt, cfg.mqtt_topic) if cfg.mqtt else None
         self.rns: Any = None
         if cfg.reticulum:
             from .reticulum_relay import ReticulumListener  # optional extra
