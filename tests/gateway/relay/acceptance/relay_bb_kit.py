@@ -342,6 +342,16 @@ class KissTnc:
         with self.lock:
             return len(self.clients)
 
+    def drop_clients(self) -> None:
+        """Cut every client connection (a TNC restarted, a KISS-TCP bridge lost); keep listening."""
+        with self.lock:
+            clients, self.clients = self.clients, []
+        for c in clients:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                c.close()
+
     def send_raw(self, data: bytes) -> None:
         with self.lock:
             clients = list(self.clients)

@@ -483,3 +483,51 @@ def test_telemetry_scaled_by_the_receiver_config(rx_scaled: Receiver) -> None:
     assert tele["values"].get("Pegel1") == 166 and tele["definitions"] == "config", tele
     counts = rx.stop_counts()
     assert counts["telemetry"] == 2 and counts["definitions"] >= 1, counts
+
+
+def test_listeners_come_back_after_the_tnc_and_the_mesh_broker_went_away(rx: Receiver) -> None:
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=1, level=160)[0])
+    rx.publish(rx.mqtt_alarm(2))
+    rx.wait_up(1)
+    rx.wait_up(2)
+
+    # The TNC drops the connection: the receiver connects again and hears the next alarm.
+    rx.tnc.drop_clients()
+    k.wait_for(lambda: rx.tnc.connected() > 0, 60, "the receiver to reconnect to the TNC")
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=3, level=161)[0])
+    rx.wait_up(3)
+
+    # The mesh broker restarts (without persistence: every session is gone): the receiver subscribes
+    # again. Alarms are sent until one gets through (one every 2 s, each a new reading).
+    rx.mesh.stop()
+    rx.mesh.start()
+    k.wait_for(rx.gateway.client.is_connected, 60, "our gateway client to reconnect")
+    fcnt = 10
+
+    def through() -> bool:
+        nonlocal fcnt
+        fcnt += 1
+        rx.publish(rx.mqtt_alarm(fcnt))
+        time.sleep(2)
+        return any(isinstance(f, int) and f > 10 for f in rx.fcnts())
+
+    k.wait_for(through, 90, "an alarm over the restarted mesh broker", step=0)
+    assert rx.proc.alive()
+    counts = rx.stop_counts()
+    assert counts["_rc"] == 0 and counts["error"] == 0, counts
+
+
+def test_an_alarm_accepted_while_the_staff_broker_is_down_arrives_later(rx: Receiver) -> None:
+    """The docs do not say it; assumed: an alarm accepted (and acked, so the gateway stops resending it) while
+    the crisis centre's own broker is down reaches the staff once the broker is back."""
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=1, level=160)[0])
+    rx.wait_up(1)
+    rx.local.stop()
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=2, level=180)[0])
+    rx.publish(rx.mqtt_alarm(3))
+    k.wait_for(lambda: rx.proc.text().count("ALARM ") >= 3, 30, "the receiver to accept both")
+    acks = [k.parse_ax25(r).text for _, _, r in rx.tnc.snapshot()]
+    rx.local.start()
+    k.wait_for(rx.staff.client.is_connected, 60, "the staff client to reconnect")
+    time.sleep(1)
+    k.wait_for(lambda: {2, 3} <= set(rx.fcnts()), 60, f"alarms 2 and 3 for the staff (acks sent: {acks})")
