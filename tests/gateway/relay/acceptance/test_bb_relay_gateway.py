@@ -74,7 +74,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     yield from make_rig(tmp_path)
 
 
-def make_rig(tmp_path: Path, relay_extra: str = "", paths_extra: str = "") -> Iterator[Rig]:
+def make_rig(
+    tmp_path: Path, relay_extra: str = "", paths_extra: str = "", call: str = CALL, aprs_extra: str = ""
+) -> Iterator[Rig]:
     broker = k.Broker(tmp_path / "broker")
     broker.start()
     tnc = k.KissTnc()
@@ -91,7 +93,7 @@ def make_rig(tmp_path: Path, relay_extra: str = "", paths_extra: str = "") -> It
         "rules = [\n"
         '  {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150},\n'
         '  {name = "levels", class = "state", codec = "water", fields = ["level"]},\n]\n'
-        f'[[relay.path]]\ntype = "aprs"\ncallsign = "{CALL}"\naddressee = "{CENTRE}"\n'
+        f'[[relay.path]]\ntype = "aprs"\ncallsign = "{call}"\naddressee = "{CENTRE}"\n{aprs_extra}'
         f'host = "127.0.0.1"\nport = {tnc.port}\nmin_gap_s = 0.2\n'
         f'telemetry = [{{name = "Pegel1", unit = "cm", dev_eui = "{DEV_EUI}", field = "level", b = 2}}]\n'
         f"{paths_extra}\n"
@@ -445,3 +447,25 @@ def test_an_unreadable_switch_file_is_off_even_when_the_config_says_on(rig_confi
     )
     time.sleep(1.0)
     assert [k.parse_ax25(r).text for _, _, r in rig.tnc.snapshot()[sent:]] == []
+
+
+@pytest.fixture
+def rig_ssid0(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, call="db0xyz-0", aprs_extra="path = []\n")
+
+
+def test_callsign_in_lower_case_with_ssid_0_goes_on_the_air_normalised(rig_ssid0: Rig) -> None:
+    rig = rig_ssid0
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    rig.uplink(1, 163)
+    k.wait_for(lambda: any(b":HA " in f.info for f in rig.frames()), 60, "the alarm")
+    for _, _, raw in rig.tnc.snapshot():
+        f = k.parse_ax25(raw)
+        k.check_aprs_ui(f, src="DB0XYZ", dest="APZHVL", path=[])
+        assert raw[13] & 0x1E == 0 and raw[13] & 1 == 1, "source SSID 0, last address (no digipeater path)"
+        if b":HA " in f.info or b":HP " in f.info:
+            _, text, _ = k.parse_message(f.text)
+            line, _, sig = text.rpartition(" ")
+            k.verify(rig.key, "DB0XYZ", "aprs", sig, f"{CENTRE:<9}:{line}".encode())

@@ -147,7 +147,7 @@ class Receiver:
 
 
 def write_config(
-    folder: Path, local: k.Broker, mesh: k.Broker, tnc: k.KissTnc, extra_sender: str = ""
+    folder: Path, local: k.Broker, mesh: k.Broker, tnc: k.KissTnc, extra_sender: str = "", name: str = GW
 ) -> Path:
     data = folder / "rxdata"
     data.mkdir(exist_ok=True)
@@ -156,7 +156,7 @@ def write_config(
     config.write_text(
         f'data_dir = "{data}"\nprefix = "havel"\n'
         f'[publish]\nhost = "127.0.0.1"\nport = {local.port}\n'
-        f'[[sender]]\nname = "{GW}"\nkey_file = "{key_file}"\ngateway_id = "{GW_ID}"\n{extra_sender}'
+        f'[[sender]]\nname = "{name}"\nkey_file = "{key_file}"\ngateway_id = "{GW_ID}"\n{extra_sender}'
         f'[kiss]\nhost = "127.0.0.1"\nport = {tnc.port}\ncallsign = "{CENTRE}"\nack = true\n'
         f'[mqtt]\nhost = "127.0.0.1"\nport = {mesh.port}\ntopic = "havel/+/relay/#"\n'
         'client_id = "krisenstab-bb"\n'
@@ -180,13 +180,13 @@ def rx(tmp_path: Path) -> Iterator[Receiver]:
     yield from make_receiver(tmp_path)
 
 
-def make_receiver(tmp_path: Path, extra_sender: str = "") -> Iterator[Receiver]:
+def make_receiver(tmp_path: Path, extra_sender: str = "", name: str = GW) -> Iterator[Receiver]:
     local = k.Broker(tmp_path / "local")
     mesh = k.Broker(tmp_path / "mesh")
     local.start()
     mesh.start()
     tnc = k.KissTnc()
-    config = write_config(tmp_path, local, mesh, tnc, extra_sender)
+    config = write_config(tmp_path, local, mesh, tnc, extra_sender, name)
     staff = k.Client(local.port, "havel/#")
     gateway = k.Client(mesh.port, "bb/none")
     proc = k.Proc([], tmp_path / "receiver.log")
@@ -531,3 +531,26 @@ def test_an_alarm_accepted_while_the_staff_broker_is_down_arrives_later(rx: Rece
     k.wait_for(rx.staff.client.is_connected, 60, "the staff client to reconnect")
     time.sleep(1)
     k.wait_for(lambda: {2, 3} <= set(rx.fcnts()), 60, f"alarms 2 and 3 for the staff (acks sent: {acks})")
+
+
+@pytest.fixture
+def rx_ssid0(tmp_path: Path) -> Iterator[Receiver]:
+    yield from make_receiver(tmp_path, name="db0xyz-0")
+
+
+def test_a_sender_configured_as_lower_case_ssid_0_matches_its_frames(rx_ssid0: Receiver) -> None:
+    rx = rx_ssid0
+    line = f"HA {DEV}-0-5 {k.base36(int(time.time()))} level=163"
+    sig = k.signature(KEY, "DB0XYZ", "aprs", 7, f"{CENTRE:<9}:{line}".encode())
+    rx.send_aprs(f":{CENTRE:<9}:{line} {sig}{{5".encode(), src="DB0XYZ")
+    up = rx.wait_up(5)
+    assert up["via"] == "aprs" and up["data"] == {"level": 163}
+    body = envelope_body(6, 170, int(time.time()))
+    env = {
+        "v": 1,
+        "sender": "DB0XYZ",
+        "sig": k.signature(KEY, "DB0XYZ", "mqtt", 8, body.encode()),
+        "body": body,
+    }
+    rx.publish(json.dumps(env))
+    rx.wait_up(6)
