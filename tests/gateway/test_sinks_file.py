@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from support.outbox_records import harness, uplink
+from support.small_disk import SmallDisk
 
 from havel.errors import StorageError
 from havel.gateway.sinks import make_sink
@@ -80,3 +81,35 @@ def test_a_sink_that_cannot_start_is_down(tmp_path: Path) -> None:
             assert h.outbox.depth() == 1  # kept for when the path is fixed
 
     asyncio.run(run())
+
+
+def test_full_disk_leaves_no_half_record_and_delivers_later(tmp_path: Path) -> None:
+    """On a full file system a record's write fails: the file is cut back (no half line for a reader), the
+    record stays in the outbox and is written once when space returns."""
+    disk = SmallDisk(tmp_path / "small")
+    try:
+        if not disk.mounted:
+            pytest.skip("mount not allowed here (the daemon's full-disk test covers this case otherwise)")
+        out = tmp_path / "small" / "out.jsonl"
+
+        async def run() -> None:
+            cfg = {"type": "file", "name": "log", "path": str(out)}
+            async with harness(tmp_path, [cfg]) as h:
+                h.put([uplink(1, 1)])
+                await h.forwarder.wait_idle(5)
+                disk.fill()
+                # (each larger than a memory page: the last page of the file cannot take one)
+                h.put([uplink(1, f, data={"blob": "x" * 6000}) for f in (2, 3, 4)])
+                async with asyncio.timeout(20):
+                    while h.forwarder.status("log").refused < 3:
+                        await asyncio.sleep(0.02)
+                assert h.outbox.depth() == 3
+                assert out.read_bytes().endswith(b"\n") and len(out.read_text().splitlines()) == 1
+                disk.free()
+                await h.forwarder.wait_idle(10)
+
+        asyncio.run(run())
+        lines = [json.loads(x) for x in out.read_text().splitlines()]  # every line whole
+        assert [x["payload"]["fcnt"] for x in lines] == [1, 2, 3, 4]
+    finally:
+        disk.close()
