@@ -554,3 +554,38 @@ def test_a_sender_configured_as_lower_case_ssid_0_matches_its_frames(rx_ssid0: R
     }
     rx.publish(json.dumps(env))
     rx.wait_up(6)
+
+
+def _status_envelope(rx: Receiver, primary: str, at: int) -> str:
+    body = json.dumps({"kind": "status", "primary": primary, "at": at, "reason": "test"})
+    c = rx.next_counter()
+    return json.dumps(
+        {"v": 1, "sender": GW, "sig": k.signature(KEY, GW, "mqtt", c, body.encode()), "body": body}
+    )
+
+
+def test_primary_state_state_records_and_the_senders_own_gateway_id(rx: Receiver) -> None:
+    now = int(time.time())
+    rx.publish(_status_envelope(rx, "down", now), topic="event")
+    k.wait_for(lambda: rx.staff.json_on("/relay/primary"), 30, "the signed outage report")
+    # An older report (by its at) delivered later does not replace the one shown.
+    rx.publish(_status_envelope(rx, "up", now - 100), topic="event")
+    # The right sender on the topic of another gateway: shown under the sender's own gateway id.
+    rx.gateway.publish("havel/evil/relay/alarm", rx.mqtt_alarm(5))
+    # A state record keeps its class.
+    body = envelope_body(6, 120, now).replace('"class":"alarm"', '"class":"state"')
+    c = rx.next_counter()
+    state = {"v": 1, "sender": GW, "sig": k.signature(KEY, GW, "mqtt", c, body.encode()), "body": body}
+    rx.publish(json.dumps(state), topic="state")
+    # A frame of another station on the channel is foreign.
+    rx.send_aprs(b">just a status", src="DL1ABC-7")
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=9, level=170)[0])
+    rx.publish(rx.mqtt_alarm(10))
+    rx.wait_up(9)
+    rx.wait_up(10)
+    shown = rx.staff.json_on("/relay/primary")
+    assert [m["primary"] for m in shown] == ["down"] and shown[0]["signed"] is True, shown
+    assert {t.split("/")[1] for t, _, _ in rx.staff.messages} == {GW_ID}, rx.staff.messages
+    assert {m["fcnt"]: m["priority"] for m in rx.ups()} == {5: "alarm", 6: "state", 9: "alarm", 10: "alarm"}
+    counts = rx.stop_counts()
+    assert counts["foreign"] == 1 and counts["status"] == 2, counts
