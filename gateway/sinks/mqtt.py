@@ -67,8 +67,6 @@ import ssl
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -78,6 +76,7 @@ from paho.mqtt.properties import Properties
 from havel.errors import ConfigError
 
 from ..formats import Formatter, check_topic_level, make_formatter, to_json
+from ..settings import MqttSettings, TlsSettings
 from .base import Result, Sink
 from .paho_fast import FastClient
 
@@ -85,40 +84,13 @@ __all__ = ["MqttSink", "TlsSettings"]
 
 log = logging.getLogger("havel.gateway.sinks.mqtt")
 
-_KEYS = {
-    "type",
-    "name",
-    "host",
-    "port",
-    "tls",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "username",
-    "password",
-    "client_id",
-    "keepalive_s",
-    "session_expiry_s",
-    "reconnect_min_s",
-    "reconnect_max_s",
-    "connect_timeout_s",
-    "max_inflight",
-    "format",
-    "prefix",
-    "gateway_id",
-    "status_topic",
+# the sink's own keys; the connection's are those of MqttSettings
+SINK_KEYS = {"type", "name", "max_inflight", "format", "prefix", "gateway_id", "status_topic"} | {
     "sensorthings",
     "fiware",
 }
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    """TLS for the broker connection. Verification (chain and host name) is always on."""
-
-    ca_file: str | None = None  # None: the system's trusted CAs
-    cert_file: str | None = None
-    key_file: str | None = None
+_KEYS = SINK_KEYS | MqttSettings.key_names()
+_SYSTEM_CAS = TlsSettings()  # TLS on, the system's trusted CAs
 
 
 def _now_iso() -> str:
@@ -153,7 +125,7 @@ class MqttSink(Sink):
         formatter: Formatter,
         client_id: str,
         gateway_id: str = "gateway",
-        tls: TlsSettings | None = TlsSettings(),
+        tls: TlsSettings | None = _SYSTEM_CAS,
         username: str | None = None,
         password: str | None = None,
         keepalive_s: int = 30,
@@ -239,50 +211,21 @@ class MqttSink(Sink):
                 raise ConfigError(f"{where}.{key} has the wrong type", hint=f"got {value!r}")
             return value
 
-        host = get("host", str, None)
-        if not host:
+        if "host" not in cfg:
             raise ConfigError(f"{where}.host is missing", hint="the broker's host name or address")
-        use_tls = get("tls", bool, True)
-        port = get("port", int, 8883 if use_tls else 1883)
-        if not 0 < port < 65536:
-            raise ConfigError(f"{where}.port must be 1..65535", hint=f"got {port}")
-        files = {}
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = get(key, str, None)
-            if value is not None:
-                if not use_tls:
-                    raise ConfigError(f"{where}.{key} is set but tls = false")
-                if not Path(value).is_file():
-                    raise ConfigError(f"{where}.{key}: {value} does not exist or is not a file")
-            files[key] = value
-        if (files["cert_file"] is None) != (files["key_file"] is None):
-            raise ConfigError(f"{where}: cert_file and key_file go together")
+        # the broker connection: the MQTT settings block shared with the relay and its receiver
+        conn, _ = MqttSettings.from_table(cfg, where)
+        if conn.clean_start:
+            raise ConfigError(f"{where}.clean_start must be false: a sink keeps its session")
         gateway_id = check_topic_level(cfg.get("gateway_id", "gateway"), f"{where}.gateway_id")
         prefix = check_topic_level(cfg.get("prefix", "havel"), f"{where}.prefix")
         status_topic = get("status_topic", str, f"{prefix}/{gateway_id}/status")
         if status_topic and any(c in status_topic for c in "+#"):
             raise ConfigError(f"{where}.status_topic must not contain wildcards")
-        username = get("username", str, None)
-        password = get("password", str, None)
-        if password is not None and username is None:
-            raise ConfigError(f"{where}.password is set without username")
-        numbers = {
-            k: get(k, (int, float), d)
-            for k, d in (
-                ("keepalive_s", 30),
-                ("session_expiry_s", 604800),
-                ("reconnect_min_s", 1.0),
-                ("reconnect_max_s", 5.0),
-                ("connect_timeout_s", 10.0),
-                ("max_inflight", 1000),
-            )
-        }
-        for k, v in numbers.items():
-            if v <= 0:
-                raise ConfigError(f"{where}.{k} must be positive", hint=f"got {v}")
-        if numbers["reconnect_max_s"] < numbers["reconnect_min_s"]:
-            raise ConfigError(f"{where}.reconnect_max_s is below reconnect_min_s")
-        client_id = get("client_id", str, f"havel-{gateway_id}-{name}")
+        max_inflight = get("max_inflight", (int, float), 1000)
+        if max_inflight <= 0:
+            raise ConfigError(f"{where}.max_inflight must be positive", hint=f"got {max_inflight}")
+        client_id = conn.client_id or f"havel-{gateway_id}-{name}"
         if formatter is None:
             formatter = make_formatter({**cfg, "gateway_id": gateway_id, "prefix": prefix}, where=where)
         else:
@@ -293,20 +236,20 @@ class MqttSink(Sink):
                 )
         return cls(
             name,
-            host=host,
-            port=port,
+            host=conn.host,
+            port=int(conn.port or 8883),
             formatter=formatter,
             client_id=client_id,
             gateway_id=gateway_id,
-            tls=TlsSettings(files["ca_file"], files["cert_file"], files["key_file"]) if use_tls else None,
-            username=username,
-            password=password,
-            keepalive_s=int(numbers["keepalive_s"]),
-            session_expiry_s=int(numbers["session_expiry_s"]),
-            reconnect_min_s=float(numbers["reconnect_min_s"]),
-            reconnect_max_s=float(numbers["reconnect_max_s"]),
-            connect_timeout_s=float(numbers["connect_timeout_s"]),
-            max_inflight=int(numbers["max_inflight"]),
+            tls=conn.tls_settings,
+            username=conn.username,
+            password=conn.password,
+            keepalive_s=conn.keepalive_s,
+            session_expiry_s=conn.session_expiry_s,
+            reconnect_min_s=conn.reconnect_min_s,
+            reconnect_max_s=conn.reconnect_max_s,
+            connect_timeout_s=conn.connect_timeout_s,
+            max_inflight=int(max_inflight),
             status_topic=status_topic,
         )
 

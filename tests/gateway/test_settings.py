@@ -118,3 +118,19 @@ def test_password_file(tmp_path: Path) -> None:
     os.chmod(pw, 0o600)
     with pytest.raises(ConfigError, match="password and password_file both set"):
         MqttSettings.from_table({"username": "u", "password": "x", "password_file": str(pw)}, "sink[p]")
+
+
+def test_an_mqtt_sink_reads_the_shared_block(tmp_path: Path) -> None:
+    from havel.gateway.sinks import make_sink
+
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    pw.chmod(0o600)
+    table = {"type": "mqtt", "name": "p", "host": "b", "username": "gw", "password_file": str(pw)}
+    sink = make_sink({**table, "tls": False, "keepalive_s": 45}, gateway_id="gw")
+    assert sink.credentials == ("gw", "from-file") and sink.port == 1883 and sink.keepalive_s == 45
+    assert "from-file" not in repr(sink)
+    with pytest.raises(ConfigError, match=r"sink\[p\]\.clean_start must be false"):
+        make_sink({**table, "clean_start": True}, gateway_id="gw")
+    with pytest.raises(ConfigError, match=r"sink\[p\]\.port must be an integer"):
+        make_sink({**table, "port": "8883"}, gateway_id="gw")
