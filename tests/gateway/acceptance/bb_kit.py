@@ -396,7 +396,7 @@ class Forwarder:
     def push_acked(self, rxpks: list[dict[str, Any]], timeout: float = 20.0) -> None:
         """PUSH_DATA, then wait for its PUSH_ACK (resent, as a careful test, if none came)."""
         token = self.push(rxpks)
-        wait_for(lambda: self._take(lambda d: d[:4] == b"\x02" + token + b"\x01"), timeout, "PUSH_ACK")
+        wait_for(lambda: self.take(lambda d: d[:4] == b"\x02" + token + b"\x01"), timeout, "PUSH_ACK")
 
     def pull(self) -> bytes:
         token = self._next_token()
@@ -405,7 +405,7 @@ class Forwarder:
 
     def pull_acked(self, timeout: float = 20.0) -> None:
         token = self.pull()
-        wait_for(lambda: self._take(lambda d: d[:4] == b"\x02" + token + b"\x04"), timeout, "PULL_ACK")
+        wait_for(lambda: self.take(lambda d: d[:4] == b"\x02" + token + b"\x04"), timeout, "PULL_ACK")
 
     def tx_ack(self, token: bytes, error: str = "NONE") -> None:
         body = json.dumps({"txpk_ack": {"error": error}}).encode()
@@ -413,14 +413,14 @@ class Forwarder:
 
     def pull_resp(self, timeout: float = 20.0, ack: str | None = "NONE") -> dict[str, Any]:
         """The next PULL_RESP's txpk, answered with a TX_ACK carrying ``ack`` (None: no TX_ACK)."""
-        datagram = wait_for(lambda: self._take(lambda d: len(d) > 4 and d[3] == 3), timeout, "PULL_RESP")
+        datagram = wait_for(lambda: self.take(lambda d: len(d) > 4 and d[3] == 3), timeout, "PULL_RESP")
         txpk = json.loads(datagram[4:])["txpk"]
         if ack is not None:
             self.tx_ack(datagram[1:3], ack)
         txpk["_phy"] = base64.b64decode(txpk["data"] + "=" * (-len(txpk["data"]) % 4))
         return txpk
 
-    def _take(self, match: Callable[[bytes], bool]) -> bytes | None:
+    def take(self, match: Callable[[bytes], bool]) -> bytes | None:
         self._drain()
         for i, d in enumerate(self.inbox):
             if match(d):

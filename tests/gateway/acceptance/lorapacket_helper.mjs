@@ -8,9 +8,11 @@ const lp = require(process.env.LORA_PACKET || "lora-packet");
 
 const hex = (s) => Buffer.from(s, "hex");
 
+// lora-packet puts these two bytes into B0 and A_i right after the (reversed) low 16 bits, as they are:
+// so they are the high half of FCnt32 in on-air (little-endian) order.
 function fcntMsb(fcnt32) {
   const b = Buffer.alloc(2);
-  b.writeUInt16BE(Math.floor(fcnt32 / 65536) & 0xffff);
+  b.writeUInt16LE(Math.floor(fcnt32 / 65536) & 0xffff);
   return b;
 }
 

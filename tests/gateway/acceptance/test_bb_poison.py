@@ -116,7 +116,7 @@ def test_strangers_on_the_udp_port_are_refused(
         f"gateway_not_allowed and address counted ({_rejected(gw)})",
     )
     time.sleep(0.5)
-    assert not stranger.inbox and not stranger._take(lambda d: True), "a refused EUI got an answer"
+    assert not stranger.inbox and not stranger.take(lambda d: True), "a refused EUI got an answer"
     fwd.push_acked([fwd.rxpk(lora.uplink(dev, 3, water_payload(3)))])
     ups = subscriber.wait_json("/up", 1)
     time.sleep(1)
