@@ -31,11 +31,6 @@ FIRMWARE_VERSION = "0.1.0"
 _FPORT_DATA = const(1)
 _JOIN_RETRY_MS = const(60000)  # between join attempts when the MAC gives no wait (join back-off applies too)
 _DUTY_RETRY_MS = const(5000)
-# boot-loop guard: a boot that did not run this long (after its hold) ended early
-_STABLE_MS = const(600000)
-_LOOP_RESETS = const(3)  # this many early resets in a row make a boot loop
-_LOOP_HOLD_MS = const(900000)  # then no uplink (nor join) for this long; doubles per further one
-_LOOP_HOLD_MAX_MS = const(21600000)
 
 
 class Node:
@@ -68,45 +63,21 @@ class Node:
         self.early_resets = 0
         self._stable_at = None  # when this boot counts as stable (the early-reset count is cleared)
         self._boots = Record(store, "boots") if store is not None else None
-        self._count_boot(reset_cause)
         self._pending = None  # (payload, confirmed, measured_ms) of a report not sent yet
         self.uplinks = 0
         self.last_result = None
         self.downlinks = []  # (fport, payload) received, newest last (a few, for the simulator)
         self.retain = retain  # RAM that survives deep sleep (ESP32 RTC memory): read() / write(b)
-        if retain is not None and reset_cause == "deep_sleep":
-            self._restore_retained()
+        # boot-only code (the boot-loop guard's count, retained state): apps/startup.py, released after
+        from apps import startup
 
-    # -- boot-loop guard -------------------------------------------------------------------------------
-    def _count_boot(self, reset_cause):
-        """Count this boot as early until it has run _STABLE_MS; after _LOOP_RESETS early resets in
-        a row, hold uplinks and joins back (15 min, doubling up to 6 h) and then send one status
-        with reset cause "boot_loop". The control loop (valve) runs as usual meanwhile."""
-        rec = self._boots
-        if rec is None:
-            return
-        raw = rec.load()
-        early = raw[0] if raw is not None and len(raw) == 1 else 0
-        if rec.damaged and raw is None:
-            early = _LOOP_RESETS  # the count is unreadable: assume the worst
-        if reset_cause == "deep_sleep":
-            if early:
-                rec.save(b"\x00")  # the run before went to sleep as planned: no loop
-            return
-        self.early_resets = early
-        rec.save(bytes((min(early + 1, 255),)))  # until proven stable, this boot counts as early
-        hold = 0
-        if early >= _LOOP_RESETS:
-            hold = _LOOP_HOLD_MS
-            for _ in range(early - _LOOP_RESETS):
-                hold *= 2
-                if hold >= _LOOP_HOLD_MAX_MS:
-                    hold = _LOOP_HOLD_MAX_MS
-                    break
-            self._hold_ms = self._join_at = self.next_report_ms = self.boot_ms + hold
-            self.reset_cause = "boot_loop"  # what the one status after the hold reports
-            self._log("boot loop: %d early resets, no uplink for %d s" % (early, hold // 1000))
-        self._stable_at = self.boot_ms + hold + _STABLE_MS
+        try:
+            startup.count_boot(self, reset_cause)
+            if retain is not None and reset_cause == "deep_sleep":
+                startup.restore_retained(self)
+        finally:
+            del startup
+            lwmac.release("apps.startup")
 
     def _check_stable(self, now):
         if self._stable_at is not None and now >= self._stable_at and self._boots is not None:
@@ -122,19 +93,6 @@ class Node:
         st = {"due": self.next_report_ms - now - sleep_ms, "app": self.app.retained(),
               "st": self.status_due, "mac": binascii.hexlify(self.mac.retained()).decode()}
         self.retain.write(json.dumps(st).encode())
-
-    def _restore_retained(self):
-        if self.retain is None:
-            return
-        try:
-            st = json.loads(self.retain.read())
-            self.next_report_ms = self.boot_ms + max(0, int(st["due"]))
-            self.status_due = bool(st["st"])
-            self.app.restore_retained(st["app"])
-            # the MAC's exact counters and duty-cycle timers: no flash write per wake-up
-            self.mac.restore_retained(binascii.unhexlify(st["mac"]))
-        except (ValueError, TypeError, KeyError, AttributeError):
-            self._log("retained state unreadable: starting fresh")
 
     # -- helpers -------------------------------------------------------------------------------------
     def _log(self, msg):

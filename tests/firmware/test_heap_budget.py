@@ -49,5 +49,5 @@ def test_firmware_modules_fit_their_heap_bound(staged: tuple[object, Path], app:
     modules = h["m_modules"] - h["m_empty"]
     assert modules <= MODULES_BOUND[app], f"{app}: firmware modules take {modules} bytes of heap"
     # the join code is not resident after the join, nor the start-up code and config.py after boot
-    assert not {"lw.join", "lw.startup", "config"} & set(h["fw_modules"])
+    assert not {"lw.join", "lw.startup", "apps.startup", "config"} & set(h["fw_modules"])
     assert h["late"] == []
