@@ -140,6 +140,16 @@ def test_bad_configs_are_refused_by_check_and_run_naming_the_key(
     out = check.stdout + check.stderr
     assert "Traceback" not in out, out
     assert key in out, out
+
+
+RUN_REFUSES = ["nan", "huge-int", "sink-no-host", "forwarder-batch", "deep"]
+
+
+@pytest.mark.parametrize("name", RUN_REFUSES)
+def test_run_refuses_a_bad_config_before_creating_the_data_directory(name: str, tmp_path: Path) -> None:
+    body = dict((c[0], c[1]) for c in BAD_CONFIGS)[name]
+    data = tmp_path / "data"
+    config = _config(tmp_path, body.replace("{data}", str(data)))
     run = havel("gateway", "run", "--config", str(config), timeout=60)
     assert run.returncode != 0
     assert "Traceback" not in run.stdout + run.stderr
