@@ -130,15 +130,44 @@ def keygen(path: str) -> None:
 )
 @click.option("--live/--no-live", default=True, help="Show the live table of the latest alarms.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds (tests, demos).")
-def receive(config: str, live: bool, duration: float | None) -> None:
+@click.option("--web", is_flag=True, help="Also serve the crisis-centre board, a read-only web page.")
+@click.option(
+    "--web-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the board listens on; another than loopback lets that network read it (warned).",
+)
+@click.option(
+    "--web-port", default=8766, show_default=True, type=click.IntRange(0, 65535), help="Port of the board."
+)
+@click.option(
+    "--web-rules",
+    type=click.Path(dir_okay=False, exists=True),
+    help="The gateway's config (its [relay] rules), so the board names the threshold an alarm crossed.",
+)
+def receive(
+    config: str,
+    live: bool,
+    duration: float | None,
+    web: bool,
+    web_host: str,
+    web_port: int,
+    web_rules: str | None,
+) -> None:
     """Run the crisis-centre receiver: verify, deduplicate, republish into the local broker."""
     from .receiver import Receiver, ReceiverConfig
 
     cfg = ReceiverConfig.load(config)
+    rules = None
+    if web_rules:
+        from .board import alarm_rules
+
+        rules = alarm_rules(web_rules)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     rx = Receiver(cfg).start()
     click.echo(f"receiver ready: listening on {', '.join(rx.wait_ready()) or 'nothing yet'}", err=True)
+    board = _start_board(rx, rules, web_host, web_port) if web else None
     deadline = None if duration is None else time.monotonic() + duration
     try:
         if live:
@@ -154,12 +183,58 @@ def receive(config: str, live: bool, duration: float | None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        if board is not None:
+            board[0].stop()
+            board[1].shutdown()
+            board[1].server_close()
         rx.stop()
     totals = {k: rx.core.total(k) for k in rx.core.COUNTERS}
     click.echo("receiver stopped: " + ", ".join(f"{k} {v}" for k, v in totals.items()), err=True)
     restarts = {n: h["restarts"] for n, h in rx.health().items() if isinstance(h, dict) and h.get("restarts")}
     if restarts:
         click.echo("listener restarts: " + ", ".join(f"{k} {v}" for k, v in restarts.items()), err=True)
+
+
+def _start_board(rx: Any, rules: Any, host: str, port: int) -> tuple[Any, Any]:
+    """The board served in a thread of its own; loopback unless the operator names another address."""
+    import ipaddress
+
+    from havel.errors import HavelError
+    from havel.web import serve
+
+    from .board import Board
+
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError as exc:
+        rx.stop()
+        raise ConfigError(f"--web-host {host!r} is not an IP address") from exc
+    if addr.is_unspecified:
+        rx.stop()
+        raise ConfigError(
+            f"--web-host {host} would listen on every network",
+            hint="name the one address the wall screen reaches the board on",
+        )
+    if not addr.is_loopback:
+        click.echo(
+            f"warning: the board listens on {host}: everyone who reaches that address can read the alarms "
+            "(read-only, no TLS, no login)",
+            err=True,
+        )
+    board = Board(rx, rules)
+    try:
+        srv = serve(board.app, host, port)
+    except OSError as exc:
+        rx.stop()
+        raise HavelError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="another board may be running; or pick another port with --web-port",
+        ) from exc
+    board.start()
+    threading.Thread(target=srv.serve_forever, name="board-http", daemon=True).start()
+    shown = f"[{host}]" if addr.version == 6 else host
+    click.echo(f"crisis-centre board at http://{shown}:{srv.server_address[1]}/", err=True)
+    return board, srv
 
 
 def _table(rx: Any) -> Any:

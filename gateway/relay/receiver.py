@@ -276,11 +276,31 @@ class ReceiverCore:
         self._heard_defs: dict[str, dict[str, deque[str]]] = {}  # sender -> kind -> recent unsigned texts
         self.telemetry: dict[str, dict[str, Any]] = {}  # sender -> last report
         self._recent: OrderedDict[tuple[str, bytes], float] = OrderedDict()  # accepted APRS frames
+        self._observers: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def observe(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
+        """Call ``fn(kind, info)`` after each change, from the listener's thread:
+
+        - ``"count"``: ``{"via", "what"}``, every message counted (accepted, or rejected with its reason);
+        - ``"accepted"``: ``{"delivered": Delivered}``, a verified record republished for the first time;
+        - ``"primary"``: the signed primary-path view of a gateway (as published on ``relay/primary``).
+
+        An observer that fails is logged; it never costs the receiver a message.
+        """
+        self._observers.append(fn)
+
+    def _notify(self, kind: str, info: dict[str, Any]) -> None:
+        for fn in list(self._observers):
+            try:
+                fn(kind, info)
+            except Exception:
+                log.exception("receiver: an observer failed on %s", kind)
 
     def count(self, via: str, what: str) -> None:
         with self._lock:
             per = self.stats.setdefault(via, dict.fromkeys(self.COUNTERS, 0))
             per[what] = per.get(what, 0) + 1
+        self._notify("count", {"via": via, "what": what})
 
     def total(self, what: str) -> int:
         with self._lock:
@@ -546,6 +566,7 @@ class ReceiverCore:
             self.status[gateway_id] = view
         log.warning("gateway %s reports its primary path %s (via %s)", gateway_id, state, via)
         self.publish(f"{self.cfg.prefix}/{gateway_id}/relay/primary", json.dumps(view).encode())
+        self._notify("primary", dict(view))
 
     def handle_status(self, topic: str, data: bytes, via: str = "mqtt") -> None:
         """A gateway's retained MQTT link status (online/offline): unsigned, so only logged and shown as
@@ -588,7 +609,9 @@ class ReceiverCore:
         self.count(via, "accepted")
         topic = f"{self.cfg.prefix}/{gateway_id}/devices/{rec.dev_eui}/up"
         self.publish(topic, json.dumps(rec.to_json_scheme(via), separators=(",", ":")).encode())
-        self.latest.append(Delivered(via, rec, gateway_id, time.time()))
+        delivered = Delivered(via, rec, gateway_id, time.time())
+        self.latest.append(delivered)
+        self._notify("accepted", {"delivered": delivered})
         log.warning("%s %s from %s via %s: %s", rec.cls.upper(), rec.id, gateway_id, via, rec.data)
 
 
