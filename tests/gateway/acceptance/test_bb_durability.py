@@ -134,3 +134,35 @@ def test_after_a_restart_the_frame_counter_still_refuses_replays(
     wait_for(lambda: sum(gw.status()["uplinks"]["rejected"].values()) >= 1, 30, "the replay rejected")
     ups = subscriber.wait_json("/up", 2)
     assert sorted({u["fcnt"] for u in ups}) == [5, 6]
+
+
+def test_over_the_quota_the_oldest_routine_readings_go_first_and_alarms_never(
+    make_gateway: Callable[..., Gateway],
+    broker: Broker,
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    routine, alarming = abp_device(18), abp_device(19)
+    gw = make_gateway(extra="[outbox]\nquota_mb = 0.05\n", devices=(routine, alarming))  # about 80 records
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    broker.stop()
+    wait_for(lambda: not gw.status()["sinks"]["platform"]["connected"], 60, "the sink to notice the outage")
+    alarm_ids = set()
+    for n in range(1, 151):
+        rxpks = [fwd.rxpk(lora.uplink(routine, n, water_payload(n)))]
+        if n % 10 == 0:  # header 0x1b: version 1, alarm, level threshold 3 (docs/payloads.md)
+            rxpks.append(fwd.rxpk(lora.uplink(alarming, n, "1b" + water_payload(300 + n)[2:])))
+            alarm_ids.add(f"{alarming.dev_eui}-0-{n}")
+        fwd.push_acked(rxpks)
+    wait_for(lambda: gw.status()["uplinks"]["accepted"] >= 165, 60, "everything stored")
+    dropped = gw.status()["outbox"]["dropped"]["background"]
+    assert dropped >= 1
+    broker.start()
+    wait_for(lambda: {m["id"] for m in subscriber.json_on("/up")} >= alarm_ids, 90, "every alarm")
+    wait_for(lambda: len(_first_seen(subscriber, routine.dev_eui)) >= 150 - dropped, 60, "the rest")
+    kept = [u["fcnt"] for u in _first_seen(subscriber, routine.dev_eui)]
+    assert kept == list(range(151 - len(kept), 151)), kept  # the oldest went first
+    assert len(kept) == 150 - dropped
+    assert "dropped" in gw.log.read_text()
