@@ -81,6 +81,7 @@ ALWAYS = ("forwarder",)
 INTAKE_GROUP_S = 0.008
 # While the database refuses writes, a tiny test write this often tells when it takes them again.
 STORAGE_PROBE_S = 1.0
+STORAGE_RETRY_MAX_S = 10.0  # (the longest wait between tries while small writes pass and batches fail)
 # The local HTTP port (/healthz, /metrics, /status) serves monitoring on loopback: small requests only. A
 # request head larger than this, slower than the timeout or beyond the number of open connections is
 # answered with an error (or closed) and counted, and never holds the event loop.
@@ -148,6 +149,8 @@ class Gateway:
         # the database's write health: None while writes succeed, else (what failed, the error, since when)
         self.storage_fault: tuple[str, str, float] | None = None
         self._storage_retry = False  # frames may wait in the intake journal after a failed store
+        self._next_recovery = 0.0  # monotonic time of the next try to work the journal off
+        self._recovery_wait = STORAGE_PROBE_S
         self._http_clients = 0
         self._describe_metrics()
 
@@ -615,7 +618,19 @@ class Gateway:
 
     def submit_downlink_threadsafe(self, dev_eui: int, body: Any) -> None:
         """The same from another thread (the MQTT client's)."""
-        self.loop.call_soon_threadsafe(self.submit_downlink, dev_eui, body)
+        self.loop.call_soon_threadsafe(self._submit_downlink_logged, dev_eui, body)
+
+    def _submit_downlink_logged(self, dev_eui: int, body: Any) -> None:
+        # (from the MQTT thread there is no caller to raise to: a command the database could not take is
+        # said in the log and in the storage health, not lost in the event loop's exception handler)
+        try:
+            self.submit_downlink(dev_eui, body)
+        except StorageError as exc:
+            self._storage_failed(
+                "storing a downlink command", exc, f"command for {eui_hex(dev_eui)} not taken"
+            )
+        except HavelError as exc:
+            log.error("downlink command for %s not taken: %s", eui_hex(dev_eui), exc)
 
     # ---------------------------------------------------------------------------------- housekeeping
     async def _housekeeping(self) -> None:
@@ -636,6 +651,8 @@ class Gateway:
                 if dog and now - last_dog >= dog / 2:
                     self.notifier.watchdog()
                     last_dog = now
+            except StorageError as exc:
+                self._storage_failed("housekeeping", exc)
             except HavelError as exc:
                 log.error("housekeeping: %s", exc)
             await asyncio.sleep(period)
@@ -658,6 +675,8 @@ class Gateway:
             )
         since = time.time() if first else self.storage_fault[2]  # type: ignore[index]
         self.storage_fault = (doing, text, since)
+        if first:
+            self.notifier.status(f"storage failing while {doing}: {text}")  # (systemctl status shows it)
 
     def _storage_ok(self) -> None:
         if self.storage_fault is not None:
@@ -666,11 +685,14 @@ class Gateway:
                 time.time() - self.storage_fault[2],
             )
             self.storage_fault = None
+            self.notifier.status("storage works again")
 
     def _probe_storage(self) -> None:
-        """A tiny write transaction: when it commits, the database takes writes again, and the frames a
-        failed store left in the intake journal are processed (once every frame waiting in memory is)."""
+        """A tiny write transaction: when it commits, the database may take writes again, and the frames
+        a failed store left in the intake journal are processed (once every frame waiting in memory is)."""
         assert self.conn is not None
+        if time.monotonic() < self._next_recovery:
+            return
         try:
             with db.transaction(self.conn):
                 self.conn.execute("UPDATE db_identity SET db_id = db_id")
@@ -681,14 +703,26 @@ class Gateway:
 
     def _recover_storage(self) -> None:
         """The database took a write again: store what waits in the dedup window, then what the failed
-        stores left in the intake journal, in the order it came."""
-        self._storage_ok()
+        stores left in the intake journal, in the order it came. Storage counts as working again only when
+        all of that went in (a small write may fit where a batch does not: a full disk can take a page into
+        the write-ahead log's last block); otherwise the next try waits longer, up to STORAGE_RETRY_MAX_S."""
+        now = time.monotonic()
+        if now < self._next_recovery:
+            return
         self._storage_retry = False
         self._process(force=True)
-        try:
-            self._replay_journal("that could not be stored while the database refused writes")
-        except HavelError as exc:
-            self._storage_failed("storing frames from the intake journal", exc)
+        if not self._storage_retry:
+            try:
+                self._replay_journal("that could not be stored while the database refused writes")
+            except HavelError as exc:
+                self._storage_failed("storing frames from the intake journal", exc)
+        if self._storage_retry:  # failed again
+            self._recovery_wait = min(self._recovery_wait * 2, STORAGE_RETRY_MAX_S)
+            self._next_recovery = now + self._recovery_wait
+            return
+        self._recovery_wait = STORAGE_PROBE_S
+        self._next_recovery = 0.0
+        self._storage_ok()
         self._notify_forwarder()
 
     # --------------------------------------------------------------------------------- status, http

@@ -38,9 +38,12 @@ class Notifier:
         msg = "\n".join(fields).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                # never wait: a receiver that does not read (its queue holds about 10 datagrams) must not
+                # stall the event loop; a message it has no room for is dropped
+                s.setblocking(False)
                 s.connect(self.address)
-                s.sendall(msg)
-        except OSError:
+                s.send(msg)
+        except OSError:  # (BlockingIOError included)
             return False
         return True
 

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,16 @@ def test_full_disk_stops_push_acks_and_recovers_by_itself(tmp_path: Path) -> Non
     )
     cfg = config.load(cfg_path)
     disk = SmallDisk(cfg.data_dir)
+    # systemd's notify socket, real: `systemctl status` shows the STATUS= lines
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
     gw: GatewayProcess | None = None
     try:
         conn = db.open_db(cfg.db_path)
         register_abp(conn, 1, dev_eui=EUI, dev_addr=ADDR, nwk_s_key=NWK, app_s_key=APP)
         conn.close()
-        gw = GatewayProcess(cfg_path, http).start()
+        gw = GatewayProcess(cfg_path, http, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}).start()
         assert gw.proc is not None
         disk.pid = gw.proc.pid
         fcnts = iter(range(1, 10_000))
@@ -114,6 +119,11 @@ def test_full_disk_stops_push_acks_and_recovers_by_itself(tmp_path: Path) -> Non
                 ln for ln in metrics.splitlines() if ln.startswith("havel_gateway_push_acks_withheld_total")
             ]
             assert withheld and float(withheld[0].split()[-1]) >= len(unacked)
+            told = b""
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    told += notify.recv(4096) + b"\n"
+            assert b"READY=1" in told and b"STATUS=storage failing" in told, told
 
             disk.free()
             deadline = time.monotonic() + 30
@@ -136,6 +146,7 @@ def test_full_disk_stops_push_acks_and_recovers_by_itself(tmp_path: Path) -> Non
         if gw is not None:
             gw.kill()
         disk.close()
+        notify.close()
 
 
 def test_enospc_is_what_the_small_disk_gives(tmp_path: Path) -> None:
