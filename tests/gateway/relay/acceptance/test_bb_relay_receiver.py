@@ -589,3 +589,41 @@ def test_primary_state_state_records_and_the_senders_own_gateway_id(rx: Receiver
     assert {m["fcnt"]: m["priority"] for m in rx.ups()} == {5: "alarm", 6: "state", 9: "alarm", 10: "alarm"}
     counts = rx.stop_counts()
     assert counts["foreign"] == 1 and counts["status"] == 2, counts
+
+
+def test_counter_state_survives_a_damaged_copy_and_a_lost_state_refuses_old_recordings(rx: Receiver) -> None:
+    data = rx.folder / "rxdata"
+    recent, _ = rx.aprs_alarm_info(fcnt=1, level=160)
+    rx.send_aprs(recent)
+    rx.wait_up(1)
+    old, _ = rx.aprs_alarm_info(fcnt=2, level=161, at=int(time.time()) - 7 * 3600)
+    rx.send_aprs(old)  # accepted: the counter state is known, the counter is new
+    rx.wait_up(2)
+    rx.stop_counts()
+    assert (data / "receiver-counters.json").exists() and (data / "receiver-counters.json.1").exists()
+
+    # One copy damaged (a power cut in the middle of a write): set aside, the other copy is used.
+    (data / "receiver-counters.json").write_bytes(b'{"DB0XYZ-10": {"aprs": 1')
+    rx.staff.messages.clear()
+    start_receiver(rx)
+    rx.send_aprs(recent)
+    rx.send_aprs(old)
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=3, level=162)[0])
+    rx.wait_up(3)
+    assert sorted(rx.fcnts()) == [3], rx.ups()
+    counts = rx.stop_counts()
+    assert counts["replayed"] == 2, counts
+    assert list(data.glob("receiver-counters.json.damaged-*")), sorted(p.name for p in data.iterdir())
+
+    # Both copies lost: a recording of 7 hours ago is stale; a current message is accepted again.
+    for name in ("receiver-counters.json", "receiver-counters.json.1"):
+        (data / name).write_bytes(b"\x00" * 10)
+    rx.staff.messages.clear()
+    start_receiver(rx)
+    rx.send_aprs(old)
+    k.wait_for(lambda: "REJECTED stale" in rx.proc.text().rpartition("receiver ready")[2], 30, "old refused")
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=4, level=163)[0])
+    rx.wait_up(4)
+    assert 2 not in rx.fcnts(), rx.ups()
+    counts = rx.stop_counts()
+    assert counts["stale"] >= 1, counts
