@@ -227,3 +227,36 @@ def test_http_endpoints_and_poison_on_the_http_port(
     assert gw.alive()
     fwd.push_acked([fwd.rxpk(lora.uplink(dev, 2, water_payload(2)))])
     assert len(subscriber.wait_json("/up", 2)) == 2
+
+
+def test_rxpk_that_are_not_valid_uplinks_are_dropped_and_counted(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    dev = abp_device(55)
+    gw = make_gateway(devices=(dev,))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    bad = [
+        fwd.rxpk(lora.uplink(dev, 1, water_payload(1)), stat=-1),  # the concentrator saw a CRC error
+        fwd.rxpk(b"\x40\x01\x02"),  # too short for a LoRaWAN frame
+        dict(fwd.rxpk(lora.uplink(dev, 2, water_payload(2))), data="!!!not base64"),
+        fwd.rxpk(lora.uplink(dev, 3, water_payload(3)), size=5),  # size does not match data
+        fwd.rxpk(b"\xe0proprietary"),  # MType proprietary
+        fwd.rxpk(lora.uplink(dev, 4, water_payload(4)), freq="868.1"),  # a string where a number belongs
+    ]
+    for rxpk in bad:
+        fwd.push_acked([rxpk])
+    stat = {"time": "2014-01-12 08:59:28 GMT", "lati": 52.4, "long": 13.06, "alti": 40, "rxnb": 2, "rxok": 2}
+    fwd.push(body=json.dumps({"stat": stat}).encode())
+    fwd.push_acked([fwd.rxpk(lora.uplink(dev, 5, water_payload(5)))])
+    (up,) = subscriber.wait_json("/up")
+    assert up["fcnt"] == 5
+    status = gw.status()
+    rejected = sum(status["uplinks"]["rejected"].values())
+    fields = sum(_fields(gw).values())
+    assert rejected + fields >= len(bad), (status["uplinks"], _fields(gw))
+    assert status["forwarders"][0]["stat"]["lati"] == 52.4  # the forwarder's health is kept
+    assert gw.alive()
