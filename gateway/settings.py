@@ -1,10 +1,11 @@
 """Config sections declared once, as frozen dataclasses with their defaults, and one reader for all of them.
 
 A section is a ``@dataclass(frozen=True)`` whose fields are its TOML keys. The type of a field says what a
-key may hold (``int``, ``float``, ``bool``, ``str``, ``str | None``, ``tuple[str, ...]``), its default is
-the default, and :func:`key` adds bounds, choices or a parser. :func:`read` checks a table against the
-section: an unknown key, a value of the wrong type or out of range raises
-:class:`havel.errors.ConfigError` naming the exact key (``relay.path[0].port``). A small helper instead of
+key may hold (``int``, ``float``, ``bool``, ``str``, ``X | None``, ``tuple[X, ...]``, ``list[X]``,
+``dict[str, Any]`` for a table, ``Any``), its default is the default, and :func:`key` adds bounds,
+choices or a parser. :func:`read` checks a table against the section: an unknown key, a value of the
+wrong type or out of range raises :class:`havel.errors.ConfigError` naming the exact key
+(``relay.path[0].port``). A small helper instead of
 a schema library keeps the gateway's base install at paho-mqtt alone.
 
 :class:`MqttSettings` is the one block of broker connection settings that the ``mqtt`` sinks, the relay's
@@ -129,11 +130,19 @@ def check(typ: Any, value: Any, where: str, meta: Any = None) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty string, not {_show(value)}")
         return value
-    if typing.get_origin(base) is tuple:
+    if base is Any:
+        return value
+    origin = typing.get_origin(base)
+    if origin is tuple or origin is list:
         (item,) = [a for a in typing.get_args(base) if a is not Ellipsis]
         if not isinstance(value, list):
             raise ConfigError(f"{where} must be a list, not {_show(value)}")
-        return tuple(check(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        items = [check(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, not {_show(value)}")
+        return dict(value)
     raise TypeError(f"{where}: no reader for {typ!r}")  # a mistake in a section's declaration
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from havel.errors import ConfigError, HavelError, InputError, LegalError
 
+from ..settings import read
 from . import aprs, ax25, kiss
 from .budget import Budget, afsk_airtime_s
 from .emergency import EmergencySwitch
@@ -73,8 +74,8 @@ class APRSConfig:
     definitions_every_s: float = 3600.0
 
     @classmethod
-    def from_config(cls, d: dict[str, Any]) -> APRSConfig:
-        where = "relay.path (aprs)"
+    def from_config(cls, d: dict[str, Any], where: str = "relay.path (aprs)") -> APRSConfig:
+        """Read a ``[[relay.path]]`` table; errors name the key under ``where`` (``relay.path[0]``)."""
         call = str(d.get("callsign") or "").strip()
         if not call:
             raise LegalError(
@@ -86,19 +87,10 @@ class APRSConfig:
             ax25.Address.parse(call)
         except InputError as exc:
             raise ConfigError(f"{where}.callsign: {exc}") from exc
-        known = set(cls.__dataclass_fields__) | {"type", "name"}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
         if "addressee" not in d:
             raise ConfigError(f"{where}.addressee is missing (the crisis centre's callsign)")
-        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        try:
-            cfg = cls(**kw)
-        except TypeError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        if not isinstance(cfg.path, list) or not all(isinstance(p, str) for p in cfg.path):
-            raise ConfigError(f"{where}.path must be a list of digipeater aliases, e.g. [\"WIDE2-1\"]")
+        # types, unknown keys and defaults from the dataclass's fields
+        cfg = read(cls, {k: v for k, v in d.items() if k not in ("type", "name")}, where)
         for name in ("resend_s", "budget_airtime_s", "budget_window_s", "min_gap_s", "definitions_every_s"):
             v = getattr(cfg, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
@@ -110,7 +102,7 @@ class APRSConfig:
             cfg.callsign = str(ax25.Address.parse(call))
             cfg.addressee = str(ax25.Address.parse(str(cfg.addressee)))
             aprs.pad_addressee(cfg.addressee)
-            cfg.path = [str(ax25.Address.parse(p)) for p in cfg.path]
+            cfg.path = [str(ax25.Address.parse(p)) for p in cfg.path]  # e.g. ["WIDE2-1"]
             cfg.destination = str(ax25.Address.parse(str(cfg.destination)))
         except InputError as exc:
             raise ConfigError(f"{where}: {exc}") from exc

@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from havel.errors import ConfigError, HavelError
 
+from ..settings import key, keys_of, read
 from .aprs_relay import APRSConfig, APRSRelay
 from .emergency import EmergencySwitch
 from .manager import Manager
@@ -43,86 +44,94 @@ from .signing import CounterStore, Signer, SigningKey, identity
 
 log = logging.getLogger("havel.relay")
 
-KEYS = {
-    "emergency",
-    "primary",
-    "key_file",
-    "sender",
-    "down_after_s",
-    "up_after_s",
-    "state_interval_s",
-    "max_age_s",
-    "tick_s",
-    "rules",
-    "path",
-}
+POSITIVE = 0.001  # the smallest time the relay takes (s)
 
 
-def validate(section: dict[str, Any], sink_names: list[str]) -> None:
+def _tables(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """A list of tables (``[[relay.path]]``, the ``rules`` list)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of tables, not {value!r:.40}")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}[{i}] must be a table, not {item!r:.40}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class RelaySection:
+    """``[relay]`` (see the module docstring); each ``[[relay.path]]`` is read by its relay."""
+
+    emergency: bool = key(False)  # the config switch; `havel relay emergency on|off` overrides it
+    primary: str | None = key(None)  # the [[sink]] whose outage is watched; None: the first sink
+    sender: str | None = key(None)  # the signing identity; None: the APRS callsign, else the gateway id
+    key_file: str = key("relay.key")  # shared signing key (hex, 0600), relative to the data directory
+    down_after_s: float = key(30.0, lo=POSITIVE)
+    up_after_s: float = key(60.0, lo=POSITIVE)
+    state_interval_s: float = key(900.0, lo=POSITIVE)
+    max_age_s: float = key(21600.0, lo=POSITIVE)
+    tick_s: float = key(0.5, lo=POSITIVE)
+    rules: tuple[dict[str, Any], ...] = key((), parse=_tables)
+    path: tuple[dict[str, Any], ...] = key((), parse=_tables)
+
+
+KEYS = set(keys_of(RelaySection))
+
+
+def validate(section: dict[str, Any], sink_names: list[str]) -> RelaySection:
     """Check a ``[relay]`` section without creating or opening anything (``gateway check`` and ``run``).
 
     Raises ConfigError naming the key, or LegalError (an APRS path without a licensed callsign, encryption
     on an amateur-radio Reticulum interface). The key file and the brokers are not touched here.
     """
-    if not isinstance(section, dict):
-        raise ConfigError("[relay] must be a table")
-    unknown = set(section) - KEYS
-    if unknown:
-        raise ConfigError(f"relay.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(KEYS)))
-    primary = section.get("primary")
+    s = read(RelaySection, section, "relay")
+    primary = s.primary
     if primary is not None and primary not in sink_names:
         # A wrong name would read as a permanent outage and put the relays on the air for nothing.
         raise ConfigError(
             f"relay.primary {primary!r} is not a configured [[sink]] name",
             hint=f"one of: {', '.join(str(s) for s in sink_names) or '(no sinks)'}",
         )
-    for key in ("down_after_s", "up_after_s", "state_interval_s", "max_age_s", "tick_s"):
-        v = section.get(key, 1.0)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise ConfigError(f"relay.{key} must be a finite number > 0, not {v!r}")
-    paths = section.get("path") or []
-    if not isinstance(paths, list) or not all(isinstance(p, dict) for p in paths):
-        raise ConfigError("relay.path must be a list of [[relay.path]] tables")
-    for i, p in enumerate(paths):
+    for i, p in enumerate(s.path):
         kind = p.get("type")
         if kind == "aprs":
-            APRSConfig.from_config(p)  # LegalError without a callsign
+            APRSConfig.from_config(p, f"relay.path[{i}]")  # LegalError without a callsign
         elif kind == "reticulum":
             from .reticulum_relay import ReticulumConfig
 
-            ReticulumConfig.from_config(p)
+            ReticulumConfig.from_config(p, f"relay.path[{i}]")
         elif kind != "mqtt":
             raise ConfigError(f"relay.path[{i}].type must be aprs, mqtt or reticulum, got {kind!r}")
-    Classifier.from_config(list(section.get("rules") or []))
+    Classifier.from_config(list(s.rules))
+    return s
 
 
 def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tuple[list[Any], Signer | None]:
     """The relays of ``[[relay.path]]``, sharing one signer and one counter. Raises ConfigError/LegalError."""
-    paths = section.get("path") or []
-    if not paths:
+    s = read(RelaySection, section, "relay")
+    if not s.path:
         return [], None
-    calls = [p.get("callsign") for p in paths if p.get("type") == "aprs"]
+    calls = [p.get("callsign") for p in s.path if p.get("type") == "aprs"]
     # one spelling of the identity (upper case, SSID 0 without "-0"): what goes on the air is what is signed
-    sender = identity(str(section.get("sender") or (calls[0] if calls and calls[0] else gateway_id)))
-    key_path = Path(section.get("key_file", "relay.key"))
-    key = SigningKey.load(key_path if key_path.is_absolute() else data_dir / key_path)
-    signer = Signer(key, sender, CounterStore(data_dir / "relay-counter"))
-    switch = EmergencySwitch(data_dir, config_default=bool(section.get("emergency", False)))
+    sender = identity(str(s.sender or (calls[0] if calls and calls[0] else gateway_id)))
+    key_path = Path(s.key_file)
+    signing_key = SigningKey.load(key_path if key_path.is_absolute() else data_dir / key_path)
+    signer = Signer(signing_key, sender, CounterStore(data_dir / "relay-counter"))
+    switch = EmergencySwitch(data_dir, config_default=s.emergency)
     relays: list[Any] = []
-    for i, p in enumerate(paths):
-        kind = p.get("type")
+    for i, p in enumerate(s.path):
+        kind, where = p.get("type"), f"relay.path[{i}]"
         if kind == "aprs":
-            relays.append(APRSRelay(APRSConfig.from_config(p), signer, switch))
+            relays.append(APRSRelay(APRSConfig.from_config(p, where), signer, switch))
         elif kind == "mqtt":
             from .mqtt_relay import MQTTRelay
 
-            relays.append(MQTTRelay(p, signer, gateway_id, switch=switch, data_dir=data_dir))
+            relays.append(MQTTRelay(p, signer, gateway_id, switch=switch, data_dir=data_dir, where=where))
         elif kind == "reticulum":
             from .reticulum_relay import ReticulumConfig, ReticulumRelay
 
-            relays.append(ReticulumRelay(ReticulumConfig.from_config(p), signer))
+            relays.append(ReticulumRelay(ReticulumConfig.from_config(p, where), signer))
         else:
-            raise ConfigError(f"relay.path[{i}].type must be aprs, mqtt or reticulum, got {kind!r}")
+            raise ConfigError(f"{where}.type must be aprs, mqtt or reticulum, got {kind!r}")
     return relays, signer
 
 
@@ -134,35 +143,31 @@ class RelayComponent:
         self.ctx = ctx
         cfg = ctx.config
         sinks = [s.get("name") for s in cfg.sinks]
-        validate(section, sinks)
-        self.primary = str(section.get("primary") or (sinks[0] if sinks else "primary"))
+        s = validate(section, sinks)
+        self.primary = str(s.primary or (sinks[0] if sinks else "primary"))
         if self.primary not in sinks:
             raise ConfigError(
                 f"relay.primary {self.primary!r} is not a configured [[sink]] name",
                 hint=f"one of: {', '.join(str(s) for s in sinks) or '(no sinks)'}",
             )
         self.relays, self.signer = build_relays(section, Path(cfg.data_dir), cfg.gateway_id)
-        self.detector = OutageDetector(
-            float(section.get("down_after_s", 30)), float(section.get("up_after_s", 60))
-        )
+        self.detector = OutageDetector(s.down_after_s, s.up_after_s)
         self.manager = Manager(
             ctx.outbox,
             self.primary,
-            Classifier.from_config(list(section.get("rules") or [])),
+            Classifier.from_config(list(s.rules)),
             self.relays,
             self.detector,
             self._primary_health,
-            state_interval_s=float(section.get("state_interval_s", 900)),
-            max_age_s=float(section.get("max_age_s", 6 * 3600)),
+            state_interval_s=s.state_interval_s,
+            max_age_s=s.max_age_s,
         )
-        self.tick_s = float(section.get("tick_s", 0.5))
+        self.tick_s = s.tick_s
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         # New records (after their COMMIT) wake the manager at once: alarms must not wait for the tick.
         ctx.gateway.outcome_listeners.append(self._on_outcome)
-        self.switch = EmergencySwitch(
-            Path(cfg.data_dir), config_default=bool(section.get("emergency", False))
-        )
+        self.switch = EmergencySwitch(Path(cfg.data_dir), config_default=s.emergency)
         self._describe_metrics(ctx.metrics)
 
     def _describe_metrics(self, m: Any) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from havel.errors import ConfigError
 
 from ..formats import OutMessage
+from ..settings import key, keys_of, read
 from ..sinks.mqtt import MqttSink
 from .budget import Budget
 from .envelope import RelayRecord, sign_body, sign_json
@@ -29,7 +30,18 @@ from .signing import Signer
 
 log = logging.getLogger("havel.relay.mqtt")
 CHANNEL = "mqtt"
-_OWN_KEYS = {"budget_messages", "budget_window_s", "emergency_commands"}
+
+
+@dataclass(frozen=True)
+class MqttPathOptions:
+    """The keys of an mqtt ``[[relay.path]]`` beside those of the MQTT settings block."""
+
+    budget_messages: float = key(600.0, lo=0.0)  # at most this many messages ...
+    budget_window_s: float = key(3600.0, lo=1.0)  # ... in any window this long
+    emergency_commands: bool = key(False)  # take signed emergency on/off from the crisis centre
+
+
+_OWN_KEYS = set(keys_of(MqttPathOptions))
 
 
 @dataclass(frozen=True)
@@ -53,7 +65,9 @@ class MQTTRelay:
         *,
         switch: Any = None,
         data_dir: Any = None,
+        where: str = "relay.path (mqtt)",
     ) -> None:
+        options = read(MqttPathOptions, {k: v for k, v in cfg.items() if k in _OWN_KEYS}, where)
         sink_cfg = {k: v for k, v in cfg.items() if k not in _OWN_KEYS}
         sink_cfg["type"] = "mqtt"
         sink_cfg.setdefault("name", "relay-mqtt")
@@ -62,17 +76,14 @@ class MQTTRelay:
         sink_cfg.setdefault("status_topic", f"{prefix}/{gateway_id}/relay/status")
         self.prefix = prefix
         self.gateway_id = gateway_id
-        try:
-            self.sink = MqttSink.from_config(sink_cfg, formatter=self._format)
-        except ConfigError as exc:
-            raise ConfigError(f"relay.path (mqtt): {exc}") from exc
+        self.sink = MqttSink.from_config(sink_cfg, formatter=self._format, where=where)
         self.signer = signer
-        self.budget = Budget(float(cfg.get("budget_messages", 600)), float(cfg.get("budget_window_s", 3600)))
+        self.budget = Budget(options.budget_messages, options.budget_window_s)
         self.stats = {"offered": 0, "sent": 0, "acked": 0, "refused": 0, "budget_refused": 0}
         self.commands: EmergencyCommands | None = None
-        if cfg.get("emergency_commands"):
+        if options.emergency_commands:
             if switch is None:
-                raise ConfigError("relay.path (mqtt).emergency_commands needs the emergency switch")
+                raise ConfigError(f"{where}.emergency_commands needs the emergency switch")
             self.commands = EmergencyCommands(
                 self.sink,
                 prefix=prefix,

@@ -145,6 +145,11 @@ class Classifier:
 
     @classmethod
     def from_config(cls, rules: list[dict[str, Any]]) -> Classifier:
+        for i, r in enumerate(rules):
+            if not isinstance(r, dict):
+                raise ConfigError(
+                    f"relay.rules[{i}] must be a table, not {r!r:.40}", hint="{name = ..., ...}"
+                )
         return cls([Rule.from_config(r, i) for i, r in enumerate(rules)])
 
     def classify(self, payload: dict[str, Any]) -> Classification:

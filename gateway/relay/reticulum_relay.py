@@ -25,6 +25,7 @@ from typing import Any
 
 from havel.errors import ConfigError, LegalError, TransportError
 
+from ..settings import read
 from .budget import Budget
 from .envelope import RelayRecord, sign_body, sign_json
 from .signing import Signer
@@ -52,12 +53,8 @@ class ReticulumConfig:
     budget_window_s: float = 3600.0
 
     @classmethod
-    def from_config(cls, d: dict[str, Any]) -> ReticulumConfig:
-        where = "relay.path (reticulum)"
-        known = set(cls.__dataclass_fields__) | {"type", "name"}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    def from_config(cls, d: dict[str, Any], where: str = "relay.path (reticulum)") -> ReticulumConfig:
+        """Read a ``[[relay.path]]`` table; errors name the key under ``where`` (``relay.path[0]``)."""
         if "amateur" not in d:
             raise ConfigError(
                 f"{where}.amateur is missing: say whether the interface is on amateur radio",
@@ -65,7 +62,8 @@ class ReticulumConfig:
             )
         if "config_dir" not in d:
             raise ConfigError(f"{where}.config_dir is missing (a Reticulum config without AutoInterface)")
-        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        # types, unknown keys and defaults from the dataclass's fields
+        cfg = read(cls, {k: v for k, v in d.items() if k not in ("type", "name")}, where)
         if cfg.amateur and cfg.encrypt:
             raise LegalError(
                 f"{where}: encryption is not allowed on an amateur-radio interface (AFuV 16)",

@@ -190,13 +190,16 @@ class MqttSink(Sink):
         return (self.username, self._password)
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any], *, formatter: Formatter | None = None) -> MqttSink:
+    def from_config(
+        cls, cfg: dict[str, Any], *, formatter: Formatter | None = None, where: str | None = None
+    ) -> MqttSink:
         """Build from a ``[[sink]]`` table (see the module docstring); ConfigError names the bad key.
 
         ``formatter`` replaces the one the table's ``format`` selects (the disaster relay publishes its
-        own signed envelopes through this sink); ``format`` and its options are then not allowed."""
+        own signed envelopes through this sink); ``format`` and its options are then not allowed. ``where``
+        names the table in errors (default ``sink[<name>]``)."""
         name = str(cfg.get("name", "mqtt"))
-        where = f"sink[{name}]"
+        where = where or f"sink[{name}]"
         unknown = set(cfg) - _KEYS
         if unknown:
             raise ConfigError(

@@ -369,3 +369,41 @@ def test_check_warns_about_a_port_open_beyond_this_host(
     assert code == 0 and "warning: udp.bind 0.0.0.0" in out and "firewall" in out, out
     code, out = check(write(tmp_path), capsys)
     assert code == 0 and "warning" not in out, out
+
+
+_APRS = '[[relay.path]]\ntype = "aprs"\ncallsign = "DB0XYZ-10"\naddressee = "DB0KST-1"\n'
+_MQTT = '[[relay.path]]\ntype = "mqtt"\nhost = "h"\n'
+
+
+@pytest.mark.parametrize(
+    ("relay", "exact"),
+    [
+        ("rules = 5.0\n", "relay.rules"),
+        ("rules = [true]\n", "relay.rules[0]"),
+        ("path = true\n", "relay.path must be a list of tables"),
+        ('state_interval_s = "soon"\n', "relay.state_interval_s must be a number"),
+        ("tick_s = 0\n", "relay.tick_s = 0 is out of range"),
+        ("emergency = 1\n", "relay.emergency must be true or false"),
+        ("sender = 5\n" + _APRS, "relay.sender must be a non-empty string"),
+        ("colour = 1\n", "unknown key 'relay.colour'"),
+        (_APRS + "path = [5]\n", "relay.path[0].path[0] must be a non-empty string"),
+        (_APRS + 'port = "8001"\n', "relay.path[0].port must be an integer"),
+        (_APRS + "telemetry = [1]\n", "relay.path[0].telemetry[0] must be a table"),
+        (_APRS + "retries = true\n", "relay.path[0].retries must be an integer"),
+        (_MQTT + 'port = "1883"\n', "relay.path[0].port must be an integer"),
+        (_MQTT + 'tls = "no"\n', "relay.path[0].tls must be true or false"),
+        (_MQTT + 'budget_messages = "many"\n', "relay.path[0].budget_messages must be a number"),
+        (_MQTT + "password_file = 5\n", "relay.path[0].password_file must be a non-empty string"),
+        (_APRS + _MQTT + "colour = 1\n", "relay.path[1].colour"),
+    ],
+)
+def test_relay_errors_name_the_exact_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], relay: str, exact: str
+) -> None:
+    key = tmp_path / "relay.key"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    path = write(tmp_path, f'[relay]\nprimary = "local"\nkey_file = "{key}"\n' + relay)
+    code, out = check(path, capsys)
+    assert code != 0 and exact in out and "Traceback" not in out, out
+    assert not (tmp_path / "data").exists()
