@@ -522,7 +522,7 @@ def water_readings(level_cm: int, alarm: bool = False) -> bytes:
     )
 
 
-def push_data(udp_port: int, phy: bytes, eui: str = "AA555A0000000101", token: int = 1) -> None:
+def push_data(udp_port: int, phy: bytes, eui: str = "AA555A0000000101", token: int = 1, **extra: Any) -> None:
     """One GWMP v2 PUSH_DATA with one rxpk; waits for its PUSH_ACK."""
     rxpk = {
         "tmst": 1_000_000 + token * 3_000_000,
@@ -537,6 +537,7 @@ def push_data(udp_port: int, phy: bytes, eui: str = "AA555A0000000101", token: i
         "lsnr": 7.5,
         "size": len(phy),
         "data": base64.b64encode(phy).decode(),
+        **extra,
     }
     tok = token.to_bytes(2, "big")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -56,9 +56,9 @@ class Rig:
         m = k.metrics(self.http)
         return m.get(what, m.get(f"havel_gateway_{what}", 0.0))
 
-    def uplink(self, fcnt: int, level: int) -> None:
+    def uplink(self, fcnt: int, level: int, **rxpk: object) -> None:
         phy = k.lora_uplink(self.folder, DEV_ADDR, NWK, APP, fcnt, k.water_readings(level))
-        k.push_data(self.udp, phy, token=fcnt)
+        k.push_data(self.udp, phy, token=fcnt, **rxpk)
 
     def emergency(self, state: str) -> str:
         r = k.havel("relay", "emergency", state, "--config", str(self.config))
@@ -469,3 +469,19 @@ def test_callsign_in_lower_case_with_ssid_0_goes_on_the_air_normalised(rig_ssid0
             _, text, _ = k.parse_message(f.text)
             line, _, sig = text.rpartition(" ")
             k.verify(rig.key, "DB0XYZ", "aprs", sig, f"{CENTRE:<9}:{line}".encode())
+
+
+def test_a_reading_older_than_max_age_is_not_relayed(rig: Rig) -> None:
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    # A concentrator with GPS stamps the frame (rxpk time + tmms): 7 hours ago, beyond max_age_s (6 h).
+    old = time.time() - 7 * 3600
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(old)) + ".000000Z"
+    rig.uplink(1, 163, time=stamp, tmms=int((old - 315964800 + 18) * 1000))
+    rig.uplink(2, 164)
+    k.wait_for(lambda: any(b"-0-2 " in f.info for f in rig.frames()), 60, "the current alarm")
+    assert not any(b"-0-1 " in f.info for f in rig.frames()), [f.text for f in rig.frames()]
+    # It was received and stored all the same (it waits in the outbox for the platform).
+    status = json.loads(k.http_get(rig.http, "/status")[1])
+    assert status["uplinks"]["accepted"] == 2 and status["relay"]["too_old"] == 1, status
