@@ -485,3 +485,44 @@ def test_a_reading_older_than_max_age_is_not_relayed(rig: Rig) -> None:
     # It was received and stored all the same (it waits in the outbox for the platform).
     status = json.loads(k.http_get(rig.http, "/status")[1])
     assert status["uplinks"]["accepted"] == 2 and status["relay"]["too_old"] == 1, status
+
+
+def test_the_aprs_path_survives_poison_from_the_tnc_and_a_dropped_connection(rig: Rig) -> None:
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    rig.uplink(1, 163)
+    k.wait_for(lambda: any(b":HA " in f.info for f in rig.frames()), 60, "the alarm")
+    alarm = next(f for f in rig.frames() if b":HA " in f.info)
+    msg_id = k.parse_message(alarm.text)[2]
+
+    # What the channel may deliver through the TNC: broken KISS, truncated AX.25, a huge frame, bytes that
+    # are not text, an ack that is not ours; then the real ack, which must still be counted.
+    ack = k.ax25_ui(CENTRE, "APZHVL", f":{CALL:<9}:ack{msg_id}".encode())
+    for chunk in (
+        b"\xc0\x00" + ack[:10] + b"\xdb\x41" + ack[10:] + b"\xc0",
+        b"\xc0\x00\x82\xa0\xc0",
+        b"\xc0\x00" + ack[:15] + b"\xc0",
+        b"\xc0\x00" + k.kiss_escape(ack[:16] + b"X" * 70_000) + b"\xc0",
+        b"\xc0\x00" + ack[:16] + b"\xff\xfe\xed\xa0\x80" * 50 + b"\xc0",
+        k.kiss_frame(k.ax25_ui("DL1ABC", "APRS", f":{CALL:<9}:ack{msg_id}".encode())),
+        b"\x55" * 100_000,
+    ):
+        rig.tnc.send_raw(chunk)
+    rig.tnc.send(ack)
+    k.wait_for(
+        lambda: rig.metric('relay_messages{path="aprs",what="acked"}') >= 1, 60, "the ack after poison"
+    )
+    assert rig.daemon.alive()
+
+    # The TNC connection drops: the relay connects again and the next alarm goes out on it.
+    rig.tnc.drop_clients()
+    k.wait_for(lambda: rig.tnc.connected() > 0, 60, "the relay to reconnect to the TNC")
+    before = len(rig.tnc.snapshot())
+    rig.uplink(2, 170)
+    k.wait_for(
+        lambda: any(b"-0-2 " in k.parse_ax25(r).info for _, _, r in rig.tnc.snapshot()[before:]),
+        60,
+        "the next alarm over the new connection",
+    )
+    assert rig.metric('relay_messages{path="aprs",what="tnc_connects"}') >= 2
