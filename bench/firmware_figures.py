@@ -7,8 +7,9 @@ Heap: what a board needs, measured from an empty interpreter. Each app runs in a
 interpreter over a staged copy of the repository in which every firmware module is a .mpy
 (mpy-cross 1.29, as flashed); the script is split into "#@step" calls because this MicroPython
 build only collects garbage between calls. Figures (all after a collection, except cycle):
-  modules   what a board running this app loads, along apps/board.py's boot path: config.py
-            checks config.json and board.json and is released again, then the node loop, the
+  modules   what a board running this app loads, along apps/board.py's boot path: the boot code
+            (apps/boardboot.py, released once the node is built) and config.py (released after
+            it checked config.json and board.json), then the node loop, the
             MAC, the clock, the store, the SX1262 driver, the app with its encoder and the sensor
             drivers its config selects; imported into the empty interpreter before anything else.
             Every firmware module resident at the end must have been loaded (and counted) here:
@@ -87,17 +88,22 @@ gc.collect()
 R = {"app": %(app)r}
 R["m_empty"] = gc.mem_alloc()
 #@step
-# 1. what a board running this app loads (from .mpy), as apps/board.py's run() does: the config
-# check (config.py is released afterwards), the node loop, the MAC, the clock, the store, the
-# SX1262 driver, the app with its encoder and the sensor drivers its config selects
-from apps import board
-LOADED, ERR = board.load_config("/config.json", "/board.json")
+# 1. what a board running this app loads (from .mpy), as apps/board.py's run() does: the boot
+# code (apps/boardboot.py) with the config check (config.py is released afterwards), the node
+# loop, the MAC, the clock, the store, the SX1262 driver, the app with its encoder and the sensor
+# drivers its config selects; then the boot code is released, as run() does once the node is built
+from apps import board, boardboot
+LOADED, ERR = boardboot.load_config("/config.json", "/board.json")
 if LOADED is None:
     raise RuntimeError(ERR)
 import lw.clock, lw.store, radio.sx1262
 from apps import node as nodemod
 for d in %(drivers)r:
     __import__(d)
+del boardboot
+from lw.mac import release
+release("apps.boardboot")
+del release
 #@step
 gc.collect()
 R["m_modules"] = gc.mem_alloc()

@@ -259,7 +259,7 @@ class Node:
 
 def build(cfg, io, radio, clock, store, console=None, reset_cause="power_on", retain=None, on_reboot=None,
           battery_byte=None):
-    """A Node for config `cfg` (checked by config.py) on board I/O `io` (apps/board.py BoardIO, or
+    """A Node for config `cfg` (checked by config.py) on board I/O `io` (apps/boardboot.py BoardIO, or
     host/simnode.py SimIO for the simulator) with a Radio, Clock and Store."""
     from apps import app_module
 

@@ -44,7 +44,7 @@ class SimIO:
     def set_battery_mv(self, mv):
         self.adc.raw = int(mv / 2.0 / 3300 * 65535)
 
-    # the interface apps' build() functions use (apps/board.py is the real one)
+    # the interface apps' build() functions use (apps/boardboot.py BoardIO is the real one)
     def i2c(self):
         return self.i2c_bus
 

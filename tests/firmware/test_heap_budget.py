@@ -48,6 +48,6 @@ def test_firmware_modules_fit_their_heap_bound(staged: tuple[object, Path], app:
     h = ff.heap(app, root)  # type: ignore[attr-defined]
     modules = h["m_modules"] - h["m_empty"]
     assert modules <= MODULES_BOUND[app], f"{app}: firmware modules take {modules} bytes of heap"
-    # the join code is not resident after the join, nor the start-up code and config.py after boot
-    assert not {"lw.join", "lw.startup", "apps.startup", "config"} & set(h["fw_modules"])
+    # the join code is not resident after the join, nor the start-up and boot code and config.py after boot
+    assert not {"lw.join", "lw.startup", "apps.startup", "apps.boardboot", "config"} & set(h["fw_modules"])
     assert h["late"] == []
