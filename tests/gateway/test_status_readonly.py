@@ -3,6 +3,7 @@ leaves the config keeps its backlog until an operator discards it. Real daemon, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,12 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from support.gateway_run import InProcessGateway, free_tcp_port, register_abp, write_config
 
 from havel.cli import cli
 from havel.codecs.lorawan import phy
-from havel.errors import InputError
+from havel.errors import ConfigError, InputError
 from havel.gateway import config, db
 from havel.gateway.sim.concentrator import Concentrator
 
@@ -154,3 +156,13 @@ def test_status_of_a_daemon_without_http_port_says_it_runs(tmp_path: Path) -> No
         assert r.exit_code == 0 and st["state"] == "running" and st["pid"] == os.getpid()
     r = run("gateway", "status", "--data-dir", str(cfg.data_dir))
     assert r.exit_code == 3 and "not running" in r.output
+
+
+def test_a_second_daemon_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
+    cfg = config.load(write_config(tmp_path))
+    with InProcessGateway(cfg):
+        (tmp_path / "second").mkdir()
+        other = config.load(write_config(tmp_path / "second"))
+        other = dataclasses.replace(other, data_dir=cfg.data_dir)  # other ports, the same data
+        with pytest.raises(ConfigError, match="another gateway"):
+            InProcessGateway(other).start()
