@@ -30,59 +30,53 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from havel.errors import ConfigError
 from havel.gateway.power import nut
 from havel.gateway.power.state import BATTERY, LOW, MAINS, UNKNOWN, Limits, Reading, event_for, reading
+from havel.gateway.settings import key, keys_of, read
 from havel.gateway.setup.watchdog import emit
 
 log = logging.getLogger("havel.gateway.power")
 
-KEYS = {
-    "ups",
-    "poll_s",
-    "low_runtime_s",
-    "low_charge_pct",
-    "report_every_s",
-    "flush_timeout_s",
-    "shutdown_command",
-    "timeout_s",
-}
+
+
+@dataclass(frozen=True)
+class PowerSection:
+    """``[power]`` as written in the config (docs/roof.md)."""
+
+    ups: str  # the NUT UPS name, "roofups" or "roofups@host:port"
+    poll_s: float = key(5.0, lo=0.2)
+    low_runtime_s: float = key(600.0, lo=0.0)  # on battery with less runtime than this: low
+    low_charge_pct: float = key(25.0, lo=0.0)  # ... or less charge than this
+    report_every_s: float = key(300.0, lo=1.0)
+    flush_timeout_s: float = key(60.0, lo=0.0)
+    shutdown_command: tuple[str, ...] = key(())  # program and arguments; empty: the daemon only stops
+    timeout_s: float = key(5.0, lo=0.5)
+
+
+KEYS = set(keys_of(PowerSection))
 STATE_FILE = "power-state.json"  # in the data directory: why and when the daemon last stopped for power
 UNREACHABLE_AFTER = 3  # failed reads in a row before the UPS counts as unreachable (one may be a hiccup)
-
-
-def _number(section: dict[str, Any], key: str, default: float, lo: float) -> float:
-    v = section.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < lo:
-        raise ConfigError(f"power.{key} must be a number >= {lo}, not {v!r}")
-    return float(v)
 
 
 class PowerSettings:
     """The validated ``[power]`` section (also read by ``havel gateway power-check``)."""
 
     def __init__(self, section: dict[str, Any]) -> None:
-        unknown = set(section) - KEYS
-        if unknown:
-            raise ConfigError(f"power.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(KEYS)))
-        if "ups" not in section:
+        if isinstance(section, dict) and "ups" not in section:
             raise ConfigError("power.ups is missing", hint='the NUT UPS name, e.g. ups = "roofups"')
-        self.ups = nut.parse_ups(str(section["ups"]))
-        self.poll_s = _number(section, "poll_s", 5.0, 0.2)
-        self.limits = Limits(
-            low_runtime_s=_number(section, "low_runtime_s", 600.0, 0.0),
-            low_charge_pct=_number(section, "low_charge_pct", 25.0, 0.0),
-        )
-        self.report_every_s = _number(section, "report_every_s", 300.0, 1.0)
-        self.flush_timeout_s = _number(section, "flush_timeout_s", 60.0, 0.0)
-        self.timeout_s = _number(section, "timeout_s", 5.0, 0.5)
-        cmd = section.get("shutdown_command", [])
-        if not isinstance(cmd, list) or not all(isinstance(a, str) and a for a in cmd):
-            raise ConfigError("power.shutdown_command must be a list of strings (program and arguments)")
-        self.shutdown_command: list[str] = cmd
+        s = read(PowerSection, section, "power")
+        self.ups = nut.parse_ups(s.ups)
+        self.poll_s = s.poll_s
+        self.limits = Limits(low_runtime_s=s.low_runtime_s, low_charge_pct=s.low_charge_pct)
+        self.report_every_s = s.report_every_s
+        self.flush_timeout_s = s.flush_timeout_s
+        self.timeout_s = s.timeout_s
+        self.shutdown_command: list[str] = list(s.shutdown_command)
 
 
 class PowerComponent:

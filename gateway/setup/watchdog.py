@@ -23,15 +23,31 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from havel.errors import ConfigError
+from havel.gateway.settings import key, keys_of, read
 from havel.gateway.setup.files import PKTFWD_UNIT
 
 log = logging.getLogger("havel.gateway.watchdog")
 
-KEYS = {"restart_command", "first_after_s", "backoff_s", "backoff_max_s", "max_restarts", "timeout_s"}
 DEFAULT_COMMAND = ["systemctl", "restart", PKTFWD_UNIT]
+
+
+@dataclass(frozen=True)
+class WatchdogSection:
+    """``[watchdog]`` as written in the config (docs/roof.md)."""
+
+    restart_command: tuple[str, ...] = key(tuple(DEFAULT_COMMAND))  # the program and its arguments
+    first_after_s: float = key(0.0, lo=0.0)  # silent this much longer than udp.silent_after_s: restart
+    backoff_s: float = key(60.0, lo=0.1)  # between restarts, doubling ...
+    backoff_max_s: float = key(1800.0, lo=0.1)  # ... up to this
+    max_restarts: int = key(5, lo=1, whole=True)  # then it gives up and says so
+    timeout_s: float = key(120.0, lo=1.0)  # for the restart command
+
+
+KEYS = set(keys_of(WatchdogSection))
 
 
 def emit(gateway: Any, event: str, details: dict[str, Any]) -> None:
@@ -44,35 +60,24 @@ def emit(gateway: Any, event: str, details: dict[str, Any]) -> None:
             log.exception("event listener failed on %s", event)
 
 
-def _number(section: dict[str, Any], key: str, default: float, lo: float) -> float:
-    v = section.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < lo:
-        raise ConfigError(f"watchdog.{key} must be a number >= {lo}, not {v!r}")
-    return float(v)
-
-
 class WatchdogComponent:
     """See the module docstring."""
 
     def __init__(self, ctx: Any) -> None:
-        section = dict(ctx.section or {})
-        unknown = set(section) - KEYS
-        if unknown:
-            raise ConfigError(
-                f"watchdog.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(KEYS))
-            )
-        cmd = section.get("restart_command", DEFAULT_COMMAND)
-        if not isinstance(cmd, list) or not cmd or not all(isinstance(a, str) and a for a in cmd):
+        s = read(WatchdogSection, ctx.section or {}, "watchdog")
+        if not s.restart_command:
             raise ConfigError(
                 "watchdog.restart_command must be a list of strings (the program and its arguments)",
                 hint=f"e.g. {DEFAULT_COMMAND}",
             )
-        self.command: list[str] = cmd
-        self.first_after_s = _number(section, "first_after_s", 0.0, 0.0)
-        self.backoff_s = _number(section, "backoff_s", 60.0, 0.1)
-        self.backoff_max_s = _number(section, "backoff_max_s", 1800.0, self.backoff_s)
-        self.max_restarts = int(_number(section, "max_restarts", 5, 1))
-        self.timeout_s = _number(section, "timeout_s", 120.0, 1.0)
+        if s.backoff_max_s < s.backoff_s:
+            raise ConfigError(f"watchdog.backoff_max_s must be at least backoff_s ({s.backoff_s:g})")
+        self.command: list[str] = list(s.restart_command)
+        self.first_after_s = s.first_after_s
+        self.backoff_s = s.backoff_s
+        self.backoff_max_s = s.backoff_max_s
+        self.max_restarts = s.max_restarts
+        self.timeout_s = s.timeout_s
         self.gateway = ctx.gateway
         self.metrics = ctx.metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}

@@ -407,3 +407,22 @@ def test_relay_errors_name_the_exact_key(
     code, out = check(path, capsys)
     assert code != 0 and exact in out and "Traceback" not in out, out
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("section", "exact"),
+    [
+        ('[power]\nups = "roofups"\npoll_s = "often"\n', "power.poll_s must be a number"),
+        ('[power]\nups = "roofups"\nshutdown_command = ["poweroff", 1]\n', "power.shutdown_command[1]"),
+        ("[power]\nups = 5\n", "power.ups must be a non-empty string"),
+        ("[watchdog]\nmax_restarts = 2.5\n", "watchdog.max_restarts must be an integer"),
+        ("[watchdog]\nrestart_command = [true]\n", "watchdog.restart_command[0]"),
+        ("[watchdog]\nbackoff_s = 100\nbackoff_max_s = 10\n", "watchdog.backoff_max_s"),
+        ("[watchdog]\nbackof_s = 100\n", "unknown key 'watchdog.backof_s'"),
+    ],
+)
+def test_power_and_watchdog_errors_name_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, exact: str
+) -> None:
+    code, out = check(write(tmp_path, section), capsys)
+    assert code != 0 and exact in out and "Traceback" not in out, out
