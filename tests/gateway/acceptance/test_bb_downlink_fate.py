@@ -12,7 +12,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bb_kit import HOST, Forwarder, Gateway, LoraPacket, Subscriber, abp_device, wait_for, water_payload
+from bb_kit import (
+    HOST,
+    Forwarder,
+    Gateway,
+    LoraPacket,
+    Subscriber,
+    abp_device,
+    otaa_device,
+    wait_for,
+    water_payload,
+)
 
 PREFIX = "havel/gw1/devices"
 
@@ -133,3 +143,26 @@ def test_a_pull_data_from_another_port_does_not_take_the_downlink_path(
         assert not [d for d in stolen if len(d) > 3 and d[3] == 3], "the thief got a PULL_RESP"
     finally:
         thief.close()
+
+
+def test_downlink_timestamps_wrap_with_the_concentrators_32_bit_clock(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    dev, joiner = abp_device(94), otaa_device(94)
+    gw = make_gateway(devices=(dev, joiner))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    fwd.pull_acked()
+    fwd.tmst = 2**32 - 3_500_000  # the next rxpk is heard 0.5 s before the microsecond counter wraps
+    rxpk = fwd.rxpk(lora.uplink(dev, 1, water_payload(1), confirmed=True))
+    fwd.push_acked([rxpk])
+    assert fwd.pull_resp()["tmst"] == 500_000
+    fwd.tmst = 2**32 - 5_000_000  # a join-request 2 s before the wrap: its accept 3 s after it
+    fwd.push_acked([fwd.rxpk(lora.join_request(joiner, 3))])
+    while (txpk := fwd.pull_resp())["_phy"][0] & 0xE0 != 0x20:
+        pass
+    assert txpk["tmst"] == 3_000_000
+    assert lora.join_accept(joiner, txpk["_phy"], 3)["mic_ok"] is True
