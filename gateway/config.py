@@ -361,3 +361,31 @@ def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:
     if addr & ~mask & 0xFFFFFFFF:
         raise ConfigError(f"network.dev_addr_prefix {v!r} has bits set beyond the prefix length")
     return addr, plen
+
+
+def schema() -> dict[str, set[str]]:
+    """Every key the gateway config takes, by table (``sink`` for all sink types, ``relay.path`` for all
+    path types): what gateway/gateway.example.toml documents, one comment per key."""
+    from havel.gateway import forwarder
+    from havel.gateway.power.component import PowerSection
+    from havel.gateway.relay.aprs_relay import APRSConfig
+    from havel.gateway.relay.component import RelaySection
+    from havel.gateway.relay.mqtt_relay import MqttPathOptions
+    from havel.gateway.relay.reticulum_relay import ReticulumConfig
+    from havel.gateway.setup.watchdog import WatchdogSection
+    from havel.gateway.sinks import file, mqtt
+
+    from .settings import MqttSettings, keys_of
+
+    out = {name: set(keys_of(section)) for name, section in SECTIONS.items()}
+    out["forwarder"] = set(forwarder._DEFAULTS)  # (read by the forwarder, gateway/forwarder.py)
+    # (gateway_id is set by the daemon from [gateway] id, not written in a [[sink]])
+    out["sink"] = (mqtt.SINK_KEYS | MqttSettings.key_names() | file._KEYS | {"commands"}) - {"gateway_id"}
+    out["relay"] = set(keys_of(RelaySection))
+    mqtt_path = {"name", "prefix", "status_topic", "max_inflight"} | MqttSettings.key_names()
+    out["relay.path"] = (
+        {"type"} | set(keys_of(APRSConfig)) | set(keys_of(ReticulumConfig)) | set(keys_of(MqttPathOptions))
+    ) | mqtt_path
+    out["power"] = set(keys_of(PowerSection))
+    out["watchdog"] = set(keys_of(WatchdogSection))
+    return out
