@@ -159,6 +159,8 @@ def receive(
 
     cfg = ReceiverConfig.load(config)
     rules = None
+    if web:
+        _check_web_host(web_host)
     if web_rules:
         from .board import alarm_rules
 
@@ -195,26 +197,30 @@ def receive(
         click.echo("listener restarts: " + ", ".join(f"{k} {v}" for k, v in restarts.items()), err=True)
 
 
-def _start_board(rx: Any, rules: Any, host: str, port: int) -> tuple[Any, Any]:
-    """The board served in a thread of its own; loopback unless the operator names another address."""
+def _check_web_host(host: str) -> Any:
+    """The board's address: an IP address, not a wildcard (one network, chosen by the operator)."""
     import ipaddress
 
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError as exc:
+        raise ConfigError(f"--web-host {host!r} is not an IP address") from exc
+    if addr.is_unspecified:
+        raise ConfigError(
+            f"--web-host {host} would listen on every network",
+            hint="name the one address the wall screen reaches the board on",
+        )
+    return addr
+
+
+def _start_board(rx: Any, rules: Any, host: str, port: int) -> tuple[Any, Any]:
+    """The board served in a thread of its own; loopback unless the operator names another address."""
     from havel.errors import HavelError
     from havel.web import serve
 
     from .board import Board
 
-    try:
-        addr = ipaddress.ip_address(host.strip("[]"))
-    except ValueError as exc:
-        rx.stop()
-        raise ConfigError(f"--web-host {host!r} is not an IP address") from exc
-    if addr.is_unspecified:
-        rx.stop()
-        raise ConfigError(
-            f"--web-host {host} would listen on every network",
-            hint="name the one address the wall screen reaches the board on",
-        )
+    addr = _check_web_host(host)
     if not addr.is_loopback:
         click.echo(
             f"warning: the board listens on {host}: everyone who reaches that address can read the alarms "
