@@ -29,7 +29,8 @@ its broker was back. Every retry is logged at debug level with its delay.
 Status: a last will ``{"state": "offline", ...}`` retained on the status topic; on every connect
 ``{"state": "online", ...}`` is published retained there; :meth:`MqttSink.publish_status` adds fields.
 
-Config (a ``[[sink]]`` table; the daemon adds ``gateway_id`` from ``[gateway]``)::
+Config (a ``[[sink]]`` table; the daemon adds ``gateway_id`` from ``[gateway]``; the keys of the broker
+connection are those of :class:`havel.gateway.settings.MqttSettings`)::
 
     [[sink]]
     type = "mqtt"
@@ -42,6 +43,7 @@ Config (a ``[[sink]]`` table; the daemon adds ``gateway_id`` from ``[gateway]``)
     key_file = "/etc/havel/gw.key"   # ... and its key
     username = "gw1"                 # optional
     password = "..."                 # optional (never logged)
+    password_file = "/etc/havel/mqtt.pass"  # instead of password: its first line; the file must be 0600
     client_id = "havel-gw1"          # default havel-<gateway_id>-<name>; must stay stable (the session)
     keepalive_s = 30
     session_expiry_s = 604800        # how long the broker keeps the session while we are away
