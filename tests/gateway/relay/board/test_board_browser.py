@@ -97,6 +97,7 @@ def test_the_board_shows_signed_alarms_live_and_refuses_the_rest(board_env: Any)
         b.screenshot(SHOTS / "crisis-board.png")
         b.viewport(390, 844)
         b.wait_until("document.documentElement.scrollWidth <= 390")  # no sideways scrolling on a phone
+        b.evaluate("window.scrollTo(0, 0)")
         b.screenshot(SHOTS / "crisis-board-phone.png", full_page=False)
         b.viewport(1280, 900)
 
