@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from havel.errors import ConfigError
 from havel.gateway.settings import MqttSettings, TlsSettings, key, keys_of, read
@@ -134,3 +136,29 @@ def test_an_mqtt_sink_reads_the_shared_block(tmp_path: Path) -> None:
         make_sink({**table, "clean_start": True}, gateway_id="gw")
     with pytest.raises(ConfigError, match=r"sink\[p\]\.port must be an integer"):
         make_sink({**table, "port": "8883"}, gateway_id="gw")
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 63), (1 << 63) - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(sorted(MqttSettings.key_names() | {"tls_ca", "client_key", "x"})), _VALUES
+    )
+)
+def test_random_mqtt_tables_give_config_errors_only(table: dict[str, object]) -> None:
+    try:
+        s, rest = MqttSettings.from_table(table, "mqtt", tls=False)
+    except ConfigError as exc:
+        assert str(exc).startswith("mqtt") or "unknown key 'mqtt." in str(exc), exc
+    else:
+        assert isinstance(s.port, int) and set(rest) <= {"x"}
