@@ -35,6 +35,7 @@ from havel.errors import CodecError, FrameError, HavelError, InputError, Storage
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import TMST_MODULO, RxPacket, format_time
 from havel.gateway.jsontext import encode_json
+from havel.gateway.network.priority import classify, higher
 from havel.gateway.registry import Device, Session, SessionStore
 
 log = logging.getLogger("havel.gateway.netserver")
@@ -772,27 +773,6 @@ def message_id(dev_eui_hex: str, epoch: int, fcnt32: int) -> str:
     epoch is the number of joins accepted for the device (0 for ABP, 1 after the first join), persisted
     in the registry with the session."""
     return f"{dev_eui_hex}-{epoch}-{fcnt32}"
-
-
-_RANK = {"alarm": 0, "state": 1, "background": 2}
-
-
-def higher(a: str, b: str) -> str:
-    """The more important of two priority classes (an unknown class counts as background)."""
-    return a if _RANK.get(a, 2) <= _RANK.get(b, 2) else b
-
-
-def classify(codec: str, data: Any, fport: int | None) -> str:
-    """Outbox priority: ``alarm`` when the payload says so (never dropped), ``state`` for actuator state
-    and MAC-only frames, else ``background`` (routine readings, dropped first at the quota)."""
-    if isinstance(data, dict):
-        if data.get("alarm") or (data.get("alarm_level") or 0) > 0 or data.get("rising_fast"):
-            return "alarm"
-        if codec == "cooling":
-            return "state"
-    if fport is None or fport == 0:
-        return "state"
-    return "background"
 
 
 def now_utc() -> datetime:
