@@ -75,14 +75,8 @@ def run(argv: list[str]) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.parametrize("example", documented())
-def test_the_documented_board_command_serves_the_board(tmp_path: Path, mosquitto: Any, example: str) -> None:
-    files = configs(tmp_path, mosquitto.port)
-    argv = [str(files.get(a, a)) for a in shlex.split(example)[1:]]
-    argv = ["0" if a == "8766" else a for a in argv]  # a free port: tests run side by side
-    if "--web-port" not in argv:
-        argv += ["--web-port", "0"]
-    proc = run([*argv, "--no-live", "--duration", "120"])
+def follow(proc: subprocess.Popen[str]) -> tuple[list[str], threading.Event]:
+    """The process's stderr lines as they come, and an event set once it printed the board's address."""
     lines: list[str] = []
     found = threading.Event()
 
@@ -94,6 +88,18 @@ def test_the_documented_board_command_serves_the_board(tmp_path: Path, mosquitto
                 found.set()
 
     threading.Thread(target=read, daemon=True).start()
+    return lines, found
+
+
+@pytest.mark.parametrize("example", documented())
+def test_the_documented_board_command_serves_the_board(tmp_path: Path, mosquitto: Any, example: str) -> None:
+    files = configs(tmp_path, mosquitto.port)
+    argv = [str(files.get(a, a)) for a in shlex.split(example)[1:]]
+    argv = ["0" if a == "8766" else a for a in argv]  # a free port: tests run side by side
+    if "--web-port" not in argv:
+        argv += ["--web-port", "0"]
+    proc = run([*argv, "--no-live", "--duration", "120"])
+    lines, found = follow(proc)
     try:
         assert found.wait(60), "".join(lines)
         url = next(line for line in lines if "crisis-centre board at" in line).split()[-1]
@@ -137,3 +143,40 @@ def test_wildcard_and_bad_addresses_are_refused(tmp_path: Path, host: str) -> No
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert "--web-host" in err and "crisis-centre board at" not in err, err
+
+
+def outward_address() -> str | None:
+    """An address of this machine that is not loopback (the interface of the default route), if any."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # a UDP connect sends nothing: it only picks the interface
+        except OSError:
+            return None
+        addr = str(s.getsockname()[0])
+    return None if addr.startswith("127.") or addr == "0.0.0.0" else addr
+
+
+def test_another_address_is_served_with_a_warning(tmp_path: Path, mosquitto: Any) -> None:
+    host = outward_address()
+    if host is None:
+        pytest.skip("this machine has no address besides loopback")
+    files = configs(tmp_path, mosquitto.port)
+    argv = ["relay", "receive", "--config", str(files["receiver.toml"]), "--no-live", "--web"]
+    proc = run([*argv, "--web-host", host, "--web-port", "0", "--duration", "120"])
+    lines, found = follow(proc)
+    try:
+        assert found.wait(60), "".join(lines)
+        assert any(line.startswith(f"warning: the board listens on {host}") for line in lines), "".join(lines)
+        url = next(line for line in lines if "crisis-centre board at" in line).split()[-1]
+        assert url.startswith(f"http://{host}:")
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        c = http.client.HTTPConnection(host, port, timeout=30)
+        c.request("GET", "/api/board")
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert proc.returncode == 0
