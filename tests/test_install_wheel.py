@@ -98,6 +98,8 @@ def test_the_wheel_carries_the_hardware_data_and_the_firmware(wheel: Path) -> No
     firmware = [p.relative_to(REPO).as_posix() for p in (REPO / "firmware").rglob("*.py")]
     assert firmware and all(f"havel/{f}" in names for f in firmware)
     assert "havel/firmware/bundle.json" in names
+    board = [p.name for p in (REPO / "gateway" / "relay" / "board" / "static").iterdir()]
+    assert board and all(f"havel/gateway/relay/board/static/{n}" in names for n in board)  # works offline
 
 
 def test_a_roof_install_runs_the_gateway_and_the_simulator_without_the_lab_tools(
