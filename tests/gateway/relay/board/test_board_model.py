@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from havel.errors import ConfigError
+from havel.gateway.relay import aprs, ax25
 from havel.gateway.relay.board import Board, alarm_rules
-from havel.gateway.relay.envelope import RelayRecord, sign_body, sign_json
+from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_body, sign_json, sign_line
 from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
@@ -176,3 +177,32 @@ def test_paths_refusals_and_unsigned_link_status(parts: SimpleNamespace) -> None
     parts.core.observe(lambda kind, info: 1 / 0)
     feed(parts, record(3, 120, "state", clock.now))
     assert board.snapshot()["devices"][0]["values"][0]["value"] == 120
+
+
+def test_an_alarm_heard_over_aprs(parts: SimpleNamespace) -> None:
+    """Over APRS a record has no device name and no units: the board says APRS, and keeps the unit and
+    name it learnt from a signed reading over another path."""
+    clock = Clock(1_800_000_000.0)
+    rules = parts.tmp / "rules.toml"
+    rules.write_text('rules = [{name = "flood", class = "alarm", field = "level", op = ">=", value = 150}]\n')
+    board = Board(parts.rx, alarm_rules(rules), clock=clock)
+    feed(parts, record(1, 140, "state", clock.now - 600))
+    line = encode_line(RelayRecord(DEV, 2, "alarm", int(clock.now - 60), {"level": 163}, epoch=1))
+    text = sign_line(parts.signer, "aprs", line, context=aprs.pad_addressee("DB0KST-1") + ":")
+    frame = ax25.UIFrame.aprs(SENDER, "APZHVL", aprs.Message("DB0KST-1", text, "A1").encode())
+    assert parts.core.handle_ax25(frame.encode()) == "A1"
+    snap = board.snapshot()
+    (alarm,) = snap["alarms"]
+    assert (alarm["device"], alarm["via"], alarm["via_label"]) == (None, "aprs", "APRS")
+    assert alarm["values"] == [{"name": "level", "value": 163, "unit": ""}]
+    assert alarm["threshold"]["text"] == "level ≥ 150"
+    (dev,) = snap["devices"]
+    assert dev["name"] == "pegel-1"
+    assert dev["values"][0] | {"at": 0} == {
+        "name": "level",
+        "value": 163,
+        "unit": "cm",
+        "at": 0,
+        "via": "aprs",
+        "class": "alarm",
+    }
