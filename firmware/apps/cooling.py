@@ -8,17 +8,31 @@ loop needs no network: it runs at every wake-up whether the node has joined or n
 """
 
 import json
+import sys
 
 from control import valve as vc
+from lw.mac import release
 from lw.store import Record
 from micropython import const
 from payload import cooling as codec
 
-from apps.base import App, make_battery
+from apps.base import App
 
 _CONTROL_MS = const(10000)  # valve decisions at least this often
 _MEASURE_MS = const(60000)  # ambient temperature this often
-_SETTINGS = ("on_c", "off_c", "max_on_s", "budget_l_per_day")
+
+
+def _settings(fn, *args):
+    """Call apps/coolingcfg.py's `fn` (boot and settings code: loaded for the call, released after)."""
+    mine = "apps.coolingcfg" not in sys.modules  # build() calls back into it through CoolingApp
+    from apps import coolingcfg
+
+    try:
+        return getattr(coolingcfg, fn)(*args)
+    finally:
+        del coolingcfg
+        if mine:
+            release("apps.coolingcfg")
 
 
 class ValveOutput:
@@ -52,24 +66,8 @@ class CoolingApp(App):
         self.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
         self._rec = Record(store, "valve") if store is not None else None
         self._crec = Record(store, "valvecfg") if store is not None else None
-        th = dict(th)
-        saved = self._load(self._crec)
-        enabled = True
-        if isinstance(saved, dict):
-            # settings changed by downlink outlive resets (unless they no longer fit the config)
-            enabled = saved.get("enabled", True) is not False
-            merged = dict(th)
-            for k in _SETTINGS:
-                if k in saved:
-                    merged[k] = saved[k]
-            try:
-                vc.check_config(merged)
-                th = merged
-            except ValueError:
-                pass
-        now_s = clock.now_ms() // 1000
-        self.ctl = vc.ValveController(th, now_s, enabled)
-        self._restore(self._rec)
+        # the controller, with the settings saved by downlinks and the persisted counters
+        self.ctl = _settings("controller", self, th, clock)
         self.temp_c = None
         self._temp_at_ms = None
         self._next_measure = None
@@ -78,46 +76,10 @@ class CoolingApp(App):
         self._hit_max_on = False
         self.refused = []  # downlinks refused (kept for the console/simulator)
 
-    @staticmethod
-    def _load(rec):
-        if rec is None:
-            return None
-        raw = rec.load()
-        if raw is None:
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None
-
-    def _restore(self, rec):
-        """Budget and counters from flash. A damaged copy is charged as used water (fail closed):
-        one slot unreadable = the newest save may be lost; nothing readable = the day's budget."""
-        if rec is None:
-            return
-        raw = rec.load()
-        if raw is None and not rec.damaged:
-            return  # first boot
-        snap = None
-        if raw is not None:
-            try:
-                snap = json.loads(raw)
-            except ValueError:
-                snap = None
-        if snap is None or not self.ctl.restore(snap, rec.damaged):
-            self.ctl.restore_unreadable()
-
     def save(self):
         if self._rec is not None:
             snap = self.ctl.snapshot(self.clock.now_ms() // 1000)
             self._rec.save(json.dumps(snap).encode())
-
-    def _save_settings(self):
-        if self._crec is not None:
-            d = {"enabled": self.ctl.enabled}
-            for k in _SETTINGS:
-                d[k] = self.ctl.cfg[k]
-            self._crec.save(json.dumps(d).encode())
 
     # -- control -------------------------------------------------------------------------------------
     def _measure(self, now_ms):
@@ -205,38 +167,11 @@ class CoolingApp(App):
 
     # -- downlinks -----------------------------------------------------------------------------------
     def downlink(self, fport, payload, now_ms):
-        """FPorts 20..24; PayloadError propagates (the node logs and ignores it)."""
+        """FPorts 20..24 (handled by apps/coolingcfg.py); PayloadError propagates (the node logs
+        and ignores it)."""
         if fport < codec.FPORT_SET_THRESHOLDS or fport > codec.FPORT_ENABLE:
             return False
-        d = codec.decode_down(fport, payload)
-        if d is None:
-            return False
-        ctl = self.ctl
-        try:
-            if fport == codec.FPORT_SET_THRESHOLDS:
-                ctl.update({"on_c": d["on_threshold"], "off_c": d["off_threshold"]})
-            elif fport == codec.FPORT_SET_MAX_ON_TIME:
-                ctl.update({"max_on_s": d["max_on_time"]})
-            elif fport == codec.FPORT_SET_WATER_BUDGET:
-                ctl.update({"budget_l_per_day": d["daily_budget"]})
-            elif fport == codec.FPORT_OVERRIDE:
-                st = d["state"]
-                mode = vc.OVERRIDE_NONE
-                if st == "open":
-                    mode = vc.OVERRIDE_OPEN
-                elif st == "closed":
-                    mode = vc.OVERRIDE_CLOSED
-                if not ctl.override(mode, d["ttl"], now_ms // 1000):
-                    self.refused.append((fport, "ttl longer than override_max_s"))
-                    return True
-            else:
-                ctl.set_enabled(d["enabled"])
-        except ValueError as e:
-            self.refused.append((fport, str(e)))
-            return True
-        self._save_settings()
-        self.poll(now_ms)  # act on it now (an override closed must close at once)
-        return True
+        return _settings("downlink", self, fport, payload, now_ms)
 
 
 def reservoir_reader(pin, ok_level):
@@ -247,28 +182,9 @@ def reservoir_reader(pin, ok_level):
 
 
 def build(cfg, io, clock, store=None):
-    th = cfg.get("thresholds", {})
-    s = cfg.get("sensors", {})
-    pin, active = io.valve()
-    out = ValveOutput(pin, active)  # closed before anything else can fail
-    # only the ambient sensor's driver is imported: the other one's code never takes heap
-    if s.get("ambient", "ds18b20") == "sht31":
-        from sensors.sht31 import SHT31
-
-        amb = SHT31(io.i2c(), clock, addr=s.get("sht31_addr", 0x44))
-    else:
-        from sensors.ds18b20 import DS18B20
-
-        amb = DS18B20(io.onewire(), clock)
-    res = None
-    if vc.check_config(th)["reservoir"]:
-        r = io.reservoir()
-        if r is None:
-            raise ValueError("cooling: thresholds.reservoir is true but the board has no reservoir input")
-        res = reservoir_reader(r[0], r[1])
-    return CoolingApp(clock, th, amb, out, res, make_battery(io, clock), store)
+    return _settings("build", cfg, io, clock, store)
 
 
 def check_thresholds(th):
-    """The valve settings (control/valve.py DEFAULTS); ValueError names the bad key."""
+    """The valve settings (control/valve.py check_config); ValueError names the bad key."""
     return vc.check_config(th)
