@@ -10,7 +10,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from bb_kit import Broker, Forwarder, Gateway, LoraPacket, Subscriber, abp_device, wait_for, water_payload
+from bb_kit import (
+    Broker,
+    Forwarder,
+    Gateway,
+    LoraPacket,
+    Subscriber,
+    abp_device,
+    otaa_device,
+    wait_for,
+    water_payload,
+)
 
 
 def _status(sub: Subscriber) -> list[dict[str, Any]]:
@@ -182,3 +192,37 @@ def test_a_tx_ack_error_sends_the_rx2_fallback(
         lambda: gw.metric('havel_gateway_downlinks_tx_ack_total{error="TOO_LATE"}') >= 1, 30, "TX_ACK error"
     )
     assert gw.metric('havel_gateway_downlinks_tx_total{window="RX2"}') >= 1
+
+
+def test_json_logs_and_no_key_in_logs_messages_or_http(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    abp, otaa = abp_device(63), otaa_device(63)
+    gw = make_gateway(extra='[log]\nformat = "json"\nlevel = "debug"\n', devices=(abp, otaa))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    fwd.pull_acked()
+    fwd.push_acked([fwd.rxpk(lora.join_request(otaa, 3))])
+    accept = lora.join_accept(otaa, fwd.pull_resp()["_phy"], 3)
+    otaa.dev_addr, otaa.nwk_s_key, otaa.app_s_key = (
+        accept["dev_addr"],
+        accept["nwk_s_key"],
+        accept["app_s_key"],
+    )
+    fwd.push_acked([fwd.rxpk(lora.uplink(otaa, 0, water_payload(1)))])
+    fwd.push_acked([fwd.rxpk(lora.uplink(abp, 1, water_payload(1)))])
+    fwd.send_raw(b"garbage for a warning")
+    subscriber.wait_json("/up", 2)
+    seen = gw.http("/status")[1] + gw.http("/metrics")[1] + gw.cli("gateway", "status", "--json").stdout
+    gw.stop()
+    log = gw.log.read_text()
+    lines = log.splitlines()
+    assert lines
+    for line in lines:  # [log] format = "json": one JSON object per line
+        assert isinstance(json.loads(line), dict), line
+    everything = (log + seen + "".join(p.decode(errors="replace") for _, p, _ in subscriber.messages)).lower()
+    for key in (otaa.app_key, otaa.nwk_s_key, otaa.app_s_key, abp.nwk_s_key, abp.app_s_key):
+        assert key.lower() not in everything
