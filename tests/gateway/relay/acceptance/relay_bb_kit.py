@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -47,6 +48,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def registered_port() -> int:
+    """A free TCP port on 127.0.0.1 in 20000..49151: direwolf refuses ports above 49151."""
+    for _ in range(200):
+        port = random.randint(20000, 49151)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 20000..49151")
 
 
 def wait_for(
@@ -619,7 +633,8 @@ def direwolf_decode(frames: list[bytes], folder: Path, timeout: float = 60.0) ->
     """Hand AX.25 frames to a real direwolf over KISS and return how it prints them as it transmits them
     (``SRC>DEST,PATH:info``): an independent decoder of the frames. Audio goes to ALSA's null device."""
     folder.mkdir(parents=True, exist_ok=True)
-    kiss_port, agw_port, audio_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    # direwolf 1.6 takes TCP ports 1024..49151 only (it silently falls back to 8001/8000 otherwise)
+    kiss_port, agw_port, audio_port = registered_port(), registered_port(), free_port(socket.SOCK_DGRAM)
     conf = folder / "direwolf.conf"
     conf.write_text(
         f"ADEVICE UDP:{audio_port} null\nARATE 48000\nACHANNELS 1\nCHANNEL 0\nMYCALL N0CALL\nMODEM 1200\n"
@@ -631,7 +646,11 @@ def direwolf_decode(frames: list[bytes], folder: Path, timeout: float = 60.0) ->
             ["direwolf", "-c", str(conf), "-t", "0"], stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        wait_for(lambda: "KISS TCP client application 0" in log.read_text(errors="replace"), 30, "direwolf")
+        wait_for(
+            lambda: f"client application 0 on port {kiss_port}" in log.read_text(errors="replace"),
+            30,
+            "direwolf",
+        )
         with socket.create_connection((HOST, kiss_port), timeout=10) as s:
             for frame in frames:
                 s.sendall(kiss_frame(frame))

@@ -155,9 +155,12 @@ def test_nothing_on_the_air_before_the_emergency_then_valid_signed_frames(rig: R
     rig.uplink(1, 80)
     rig.uplink(2, 163)
     k.wait_for(
-        lambda: rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') >= 1,
+        lambda: (
+            rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') >= 1
+            and rig.metric('relay_messages{path="aprs",what="offered"}') >= 2
+        ),
         60,
-        "the APRS relay to hold its records (held_no_emergency)",
+        "both records offered to the APRS relay and held (held_no_emergency)",
     )
     time.sleep(1.0)  # a transmission would follow the offer within min_gap_s (0.2 s)
     assert rig.tnc.snapshot() == [], "the relay transmitted without a declared emergency"
@@ -422,9 +425,12 @@ def test_an_unreadable_switch_file_is_off_even_when_the_config_says_on(rig_confi
     k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
     rig.uplink(1, 163)
     k.wait_for(
-        lambda: rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') >= 1,
+        lambda: (
+            rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') >= 1
+            and rig.metric('relay_messages{path="aprs",what="offered"}') >= 1
+        ),
         60,
-        "the alarm to be held",
+        "the alarm offered to the APRS relay and held",
     )
     time.sleep(1.0)
     assert rig.tnc.snapshot() == [], "transmitted with an unreadable emergency state file"
@@ -526,3 +532,38 @@ def test_the_aprs_path_survives_poison_from_the_tnc_and_a_dropped_connection(rig
         "the next alarm over the new connection",
     )
     assert rig.metric('relay_messages{path="aprs",what="tnc_connects"}') >= 2
+
+
+@pytest.fixture
+def rig_fast_state(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, relay_extra="state_interval_s = 1")
+
+
+def test_definitions_go_out_again_before_the_first_report_of_each_emergency(rig_fast_state: Rig) -> None:
+    rig = rig_fast_state
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    rig.uplink(1, 80)
+    k.wait_for(lambda: any(f.info.startswith(b"T#") for f in rig.frames()), 60, "the first report")
+    rig.emergency("off")
+    first = len(rig.frames())
+    offered = rig.metric('relay_messages{path="aprs",what="offered"}')
+    rig.uplink(2, 90)
+    k.wait_for(
+        lambda: rig.metric('relay_messages{path="aprs",what="offered"}') > offered,
+        60,
+        "the new state offered",
+    )
+    time.sleep(1.0)  # a transmission would follow within min_gap_s (0.2 s)
+    assert len(rig.frames()) == first, "transmitted while the emergency was off"
+    rig.emergency("on")
+    k.wait_for(lambda: any(f.info.startswith(b"T#") for f in rig.frames()[first:]), 60, "the second report")
+    later = [f.text for f in rig.frames()[first:]]
+    report = next(i for i, t in enumerate(later) if t.startswith("T#"))
+    defs = [t.partition(":")[2].partition(":")[2] for t in later[:report] if t.startswith(f":{CALL:<9}:")]
+    assert [d[:5] for d in defs] == ["PARM.", "UNIT.", "EQNS.", "BITS."], later
+    bits, _, sig = defs[3].rpartition(" ")
+    k.verify(rig.key, CALL, "aprs", sig, "\n".join([*defs[:3], bits]).encode())
+    m = k.TELEMETRY_RE.fullmatch(later[report])
+    assert m and m.group("a").startswith("045,"), later[report]
