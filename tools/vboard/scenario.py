@@ -7,14 +7,20 @@ tools/vboard/README.md). Fault names:
 - ``bmp280``: a BMP280 (chip id 0x58) where the kit has a BME280
 - ``sds011_swapped``: the SDS011's TX and RX wires crossed over
 - ``sds011_rx_off``: the SDS011's RXD wire not connected (it talks in active mode, never hears)
+- ``sds011_txd_on_tx``: the SDS011's TXD wire on the board's TX pin and its RXD loose (half-wired)
 - ``sds011_query`` / ``sds011_active``: the SDS011 left in that reporting mode
 - ``sds011_asleep``: the SDS011 left asleep (fan off; it hears only the wake-up command)
+- ``sds011_period``: the SDS011 left with a working period of 5 minutes (the firmware wants continuous)
 - ``scd41_periodic``: the SCD41 left running its periodic measurement (it then ignores most commands)
 - ``ds18b20_85``: the DS18B20 never converts and reads its power-on 85.0 C
 - ``no_radio``: nothing on the radio's SPI bus; ``other_radio``: the other radio family (SX127x for
   SX126x and back)
 - ``no_battery``: the battery ADC reads 0; ``ultrasonic_blind``: a target inside the JSN-SR04T's blind zone
 - ``no_pmu``: the T-Beam's power chip does not answer; ``pmu_axp2101``: an AXP2101 instead of an AXP192
+
+A fault that does not fit the kit (``sds011_swapped`` on a kit without an SDS011, ``missing:bme280`` on
+one without a BME280) is refused with a ValueError, as is an unknown name: staging nothing would leave a
+healthy board that a test takes for a faulty one.
 
 Command line: ``python tools/vboard/scenario.py KIT [--fault NAME ...] [--board NAME]`` prints the
 scenario JSON (for ``vboard.py``) on stdout.
@@ -35,7 +41,9 @@ FAULTS = {
     "sds011_query",
     "sds011_active",
     "sds011_asleep",
+    "sds011_period",
     "sds011_rx_off",
+    "sds011_txd_on_tx",
     "scd41_periodic",
     "ds18b20_85",
     "no_radio",
@@ -47,6 +55,40 @@ FAULTS = {
 }
 
 
+# The part a fault is staged on: the fault fits a kit only when the kit (or its board) has that part.
+_NEEDS_SENSOR = {
+    "bmp280": "bme280",
+    "sds011_swapped": "sds011",
+    "sds011_query": "sds011",
+    "sds011_active": "sds011",
+    "sds011_asleep": "sds011",
+    "sds011_period": "sds011",
+    "sds011_rx_off": "sds011",
+    "sds011_txd_on_tx": "sds011",
+    "scd41_periodic": "scd41",
+    "ds18b20_85": "ds18b20",
+    "ultrasonic_blind": "jsn_sr04t",
+}
+
+
+def _misfit(fault: str, kit: Kit, board: Board, power: dict[str, Any]) -> str | None:
+    """Why `fault` cannot be staged on this kit and board, or None when it can."""
+    ids = [s["id"] for s in kit.sensors]
+    if fault.startswith("missing:"):
+        part = fault.split(":", 1)[1]
+        return None if part in ids else f"the kit has no sensor {part!r}; its sensors: {', '.join(ids)}"
+    if fault in _NEEDS_SENSOR:
+        part = _NEEDS_SENSOR[fault]
+        return None if part in ids else f"the kit has no {part}; its sensors: {', '.join(ids)}"
+    if fault in ("no_radio", "other_radio") and board.radio is None:
+        return "the board has no radio"
+    if fault == "no_battery" and board.battery is None:
+        return "the board has no battery sense pin"
+    if fault in ("no_pmu", "pmu_axp2101") and not isinstance(power.get("pmu"), dict):
+        return "the board has no power chip (PMU)"
+    return None
+
+
 def build(
     kit: Kit,
     board: Board,
@@ -56,9 +98,16 @@ def build(
 ) -> dict[str, Any]:
     unknown = {f for f in faults if f not in FAULTS and not f.startswith("missing:")}
     if unknown:
-        raise ValueError(f"unknown faults: {sorted(unknown)}")
-    missing = {f.split(":", 1)[1] for f in faults if f.startswith("missing:")}
+        raise ValueError(
+            f"unknown faults: {', '.join(sorted(unknown))} (known: {', '.join(sorted(FAULTS))}, "
+            "missing:<sensor id>)"
+        )
     power = board.raw.get("power") if isinstance(board.raw.get("power"), dict) else {}
+    misfits = [f"{f} ({why})" for f in sorted(faults) if (why := _misfit(f, kit, board, power))]
+    if misfits:
+        # A fault the kit cannot have would silently leave a healthy board: refuse it instead.
+        raise ValueError(f"faults that do not fit the {kit.name} kit on {board.name}: {'; '.join(misfits)}")
+    missing = {f.split(":", 1)[1] for f in faults if f.startswith("missing:")}
     vext = power.get("vext") if isinstance(power.get("vext"), dict) else None
     # Sensors on a switched rail (Heltec Vext) stay dark until the board switches it on.
     rail = {"pin": int(vext["pin"]), "active": int(vext.get("active", 0))} if vext else None
@@ -100,6 +149,8 @@ def build(
                 tx_to, rx_to = rx_to, tx_to
             if "sds011_rx_off" in faults:
                 rx_to = None  # the sensor's RXD wire is not connected: it talks but never hears
+            if "sds011_txd_on_tx" in faults:
+                tx_to, rx_to = s["tx"], None  # TXD on the board's TX pin, RXD loose: talks, never hears
             sc["uart"].append(
                 {
                     "device": "sds011",
@@ -108,6 +159,7 @@ def build(
                     "sensor_rx_to": rx_to,
                     "mode": mode,
                     "asleep": "sds011_asleep" in faults,
+                    "working_period": 5 if "sds011_period" in faults else 0,
                     "pm25": 8.4,
                     "pm10": 13.9,
                     "period_ms": 1000,
@@ -175,7 +227,7 @@ def build(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Print the virtual board's scenario JSON for a kit.")
-    ap.add_argument("kit", help="kit name from hw/kits (air, water, temperature, cooling)")
+    ap.add_argument("kit", help="kit name from hw/kits (air, air-co2, water, temperature, cooling)")
     ap.add_argument("--fault", action="append", default=[], help="a fault to stage (repeatable)")
     ap.add_argument("--board", help="another board from hw/boards than the kit's own")
     args = ap.parse_args(argv)
@@ -187,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sc = build(kit, kit.board(), set(args.fault))
     except ValueError as e:
-        sys.exit(f"scenario: {e}; known: {', '.join(sorted(FAULTS))}, missing:<sensor id>")
+        sys.exit(f"scenario: {e}")
     json.dump(sc, sys.stdout, indent=1)
     sys.stdout.write("\n")
 

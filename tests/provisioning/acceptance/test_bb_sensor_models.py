@@ -15,6 +15,8 @@ read before the wire could have carried it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,12 @@ from bbprov_kit import (
     QUERY,
     REPLY_CFG,
     REPLY_DATA,
+    REPO,
     SLEEP,
     Sds011,
     VBoard,
     air_scenario,
+    air_wired,
     command,
     ds18b20,
     on_board,
@@ -284,3 +288,55 @@ def test_scd41_single_shot_takes_five_seconds_and_every_word_has_crc(vboard: Sta
     assert co2 == 612
     assert abs(-45 + 175 * t_raw / 65535 - 22.5) < 0.01
     assert abs(100 * rh_raw / 65535 - 41.0) < 0.01
+
+
+def test_scenario_refuses_a_fault_the_kit_cannot_have() -> None:
+    """tools/vboard/README.md: "`scenario.py KIT [--fault NAME ...]` prints the scenario of a healthy kit
+    with the faults staged". A fault the kit cannot have (`scd41_periodic` on the air kit, which lists no
+    SCD41; `sds011_swapped` on the temperature kit) must not print the healthy scenario and exit 0: a test
+    that believes it staged a fault would silently test a healthy board. Unknown names are refused; these
+    must be too."""
+    for kit, fault in (("air", "scd41_periodic"), ("temperature", "sds011_swapped")):
+        faulty = subprocess.run(
+            [sys.executable, "tools/vboard/scenario.py", kit, "--fault", fault],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        healthy = subprocess.run(
+            [sys.executable, "tools/vboard/scenario.py", kit],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert faulty.returncode != 0 or faulty.stdout != healthy.stdout, (kit, fault, "silently not staged")
+
+
+def test_state_json_reads_as_documented_on_a_fresh_board(vboard: Start, tmp_path: Path) -> None:
+    """tools/vboard/README.md: "What the parts remember lives in /_vboard/state.json on the board ...;
+    read it with `print(open('/_vboard/state.json').read())`". That must work on a board whose parts
+    have not changed state yet."""
+    board = vboard(air_wired())
+    script = (
+        "import json\n"
+        "try:\n"
+        "    s = open('/_vboard/state.json').read()\n"
+        "except OSError as e:\n"
+        "    s = 'OSError %s' % e\n"
+        "print(json.dumps(s))\n"
+    )
+    state = on_board(board.path, script, tmp_path)
+    assert not state.startswith("OSError"), state
+
+
+def test_sds011_working_period_is_kept(vboard: Start, tmp_path: Path) -> None:
+    """Protocol V1.3, "Set working period": "The setting is still effective after power off". The sensor
+    answers "set working period 5 min" with C5 08 01 05 (accepted); the next query of the working period
+    must say 5, not 0 (continuous)."""
+    board = vboard(air_wired())
+    log = on_board(board.path, uart_probe([(command(0x08, 1, 5), 300), (command(0x08), 300)]), tmp_path)
+    set_reply, query_reply = (split_frames(bytes.fromhex("".join(h for _, h in s))) for s in log)
+    assert set_reply and set_reply[0][2:5] == bytes([0x08, 1, 5]), set_reply
+    assert query_reply and query_reply[0][2:5] == bytes([0x08, 0, 5]), query_reply

@@ -29,4 +29,9 @@ for _name in ("stat", "listdir", "ilistdir", "mkdir", "rmdir", "remove", "rename
         setattr(os, _name, _std(getattr(os, _name)))
 os.chdir("/flash")
 sys.path[:] = ["", ".frozen", "/_vboard", "/flash/lib"]
+# The parts' own state (/_vboard/state.json) exists from power-up, as the README says.
+import _vboard_state  # noqa: E402  (needs the board's sys.path set just above)
+
+_vboard_state.state()
+del _vboard_state
 del _name

@@ -15,14 +15,34 @@ def scenario():
     return _scenario
 
 
+def _initial(sc):
+    """What the parts remember at their first power-up, as the scenario stages it."""
+    st = {}
+    for u in sc.get("uart", []):
+        if u.get("device", "sds011") == "sds011":
+            st["sds011"] = {
+                "mode": u.get("mode", "active"),
+                "working": not u.get("asleep", False),
+                "period": int(u.get("working_period", 0)),
+            }
+    for bus in sc.get("i2c", []):
+        for d in bus.get("devices", []):
+            if d.get("chip") == "scd41":
+                st["scd41"] = {"periodic": bool(d.get("periodic", False))}
+    return st
+
+
 def state():
+    """The parts' own state; written out at the first boot (and after state.json was deleted), so the
+    file is there to read from the start."""
     global _state
     if _state is None:
         try:
             with open("/_vboard/state.json") as f:
                 _state = json.load(f)
         except OSError:
-            _state = {}
+            _state = _initial(scenario())
+            save_state()
     return _state
 
 

@@ -356,8 +356,10 @@ class _SDS011:
       sends one frame at a time, so replies and data frames never interleave.
     - Sleep: while asleep the sensor ignores every command but "set work" (observed behaviour, recorded
       by the sds011-esp-raw project; the protocol itself says any command wakes it).
-    - The reporting mode survives power cycles (protocol: "still effective after power off"), the sleep
-      state does not; both are kept in /_vboard/state.json, which survives the board's soft resets.
+    - The reporting mode and the working period survive power cycles (protocol: "still effective after
+      power off"), the sleep state does not; all three are kept in /_vboard/state.json, which survives
+      the board's soft resets. The working period is stored and reported, but its duty cycle (30 s of
+      work every n minutes) is not simulated: the sensor keeps reporting every `period_ms`.
     """
 
     def __init__(self, spec):
@@ -365,6 +367,7 @@ class _SDS011:
         st = _vb.state().setdefault("sds011", {})
         st.setdefault("mode", spec.get("mode", "active"))
         st.setdefault("working", not spec.get("asleep", False))
+        st.setdefault("period", int(spec.get("working_period", 0)))
         self.st = st
         self.dev_id = bytes((0xA1, 0x60))
         self.byte_us = _byte_us(spec.get("baud", 9600))
@@ -465,6 +468,12 @@ class _SDS011:
                 self.next_report = t + self.period_us
                 self._save()
             out = self.reply(6, d1, 1 if self.st["working"] else 0)
+        elif cmd == 8:
+            # working period: 0 continuous, 1-30 minutes; kept across power-off (protocol V1.3)
+            if d1 == 1 and d2 <= 30 and d2 != self.st["period"]:
+                self.st["period"] = d2
+                self._save()
+            out = self.reply(8, d1, self.st["period"])
         elif cmd == 7:
             body = b"\x07\x12\x0b\x0f" + self.dev_id
             out = b"\xaa\xc5" + body + bytes((_sds_sum(body),)) + b"\xab"
