@@ -130,6 +130,14 @@ def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
             f"TX and RX wires at pins {tx}/{rx}.",
             r,
         )
+    if wiring == "tx_on_tx":
+        return Item(
+            name,
+            FAIL,
+            f"SDS011 talks on the board's TX pin GPIO{tx} and does not hear the board: move its TXD "
+            f"wire (pin 7) to GPIO{rx} and connect its RXD (pin 6) to GPIO{tx}.",
+            r,
+        )
     if wiring == "silent":
         return Item(
             name,
@@ -175,6 +183,14 @@ def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
             "unplug its 5 V wire for ten seconds, plug it back in and run the check again.",
             r,
         )
+    if r.get("period_now"):
+        return Item(
+            name,
+            FAIL,
+            f"SDS011 keeps a working period of {r['period_now']} min and would not switch to continuous "
+            "work: unplug its 5 V wire for ten seconds, plug it back in and run the check again.",
+            r,
+        )
     frame = r.get("frame")
     if not frame:
         return Item(
@@ -191,6 +207,14 @@ def judge_sds011(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
             FIXED,
             f"SDS011 was left in {r.get('mode_found')} mode; it is now in {want} mode as "
             f"the firmware expects ({values}).",
+            r,
+        )
+    if r.get("period_found"):
+        return Item(
+            name,
+            FIXED,
+            f"SDS011 was left with a working period of {r['period_found']} min; it now works continuously "
+            f"while awake, in {want} mode, as the firmware expects ({values}).",
             r,
         )
     if r.get("was_asleep") and want == "active":
@@ -261,7 +285,16 @@ def judge_ds18b20(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
             "4.7 kΩ resistor between DATA and 3V3.",
             r,
         )
-    if len(roms) != want:
+    if len(roms) > want:
+        extra = len(roms) - want
+        return Item(
+            name,
+            FAIL,
+            f"{len(roms)} DS18B20 answer on GPIO{pin}, the kit has {want}: remove the extra "
+            f"{'probe' if extra == 1 else f'{extra} probes'}.",
+            r,
+        )
+    if len(roms) < want:
         return Item(
             name,
             FAIL,
@@ -274,6 +307,13 @@ def judge_ds18b20(sensor: dict[str, Any], r: dict[str, Any]) -> Item:
             FAIL,
             "DS18B20 readings fail their CRC: shorten the cable or fit the 4.7 kΩ pull-up "
             "close to the board.",
+            r,
+        )
+    if r.get("still_converting"):
+        return Item(
+            name,
+            FAIL,
+            "DS18B20 is still converting after 1.5 s (the datasheet allows 0.75 s): replace the probe.",
             r,
         )
     if any(t == 85.0 for t in temps):
@@ -485,11 +525,11 @@ def run_check(
                 s["tx"],
                 s["rx"],
                 s.get("firmware_mode", "query"),
-                timeout=20,
+                timeout=60,  # a slow sensor: up to 3 s for each of about six replies
             )
             items.append(judge_sds011(s, res))
         elif iface == "onewire":
-            items.append(judge_ds18b20(s, link.call("kitcheck", "kc_ds18b20", s["pin"], timeout=10)))
+            items.append(judge_ds18b20(s, link.call("kitcheck", "kc_ds18b20", s["pin"], timeout=20)))
         elif iface == "ultrasonic":
             pulses = link.call("kitcheck", "kc_ultrasonic", s["trig"], s["echo"], 3, timeout=10)
             items.append(judge_ultrasonic(s, pulses))

@@ -79,8 +79,13 @@ def _sds_cmd(cmd, d1=0, d2=0):
 
 # Timing (protocol V1.3 and the datasheet): 9600 baud 8N1, so a 19-byte command takes 19.8 ms on the wire
 # and a 10-byte reply 10.4 ms; in active mode a data frame comes once a second. The protocol gives no
-# reply latency: wait for each reply before sending the next command, up to _REPLY_MS.
-_REPLY_MS = 1000
+# reply latency, and real sensors often take about a second (sds011lib measured ~1 s). So each reply is
+# awaited up to _REPLY_MS after the command was first sent, and the command is sent once more after
+# _RESEND_MS in case the sensor missed it. Replies are matched by command id, so a prompt sensor costs
+# no waiting at all.
+_REPLY_MS = 3000
+_RESEND_MS = 1500
+_HELLO_MS = 1000  # no mode reply by then: also send the wake-up (a sleeping sensor hears only that)
 _REPORT_MS = 2500  # active mode: one frame a second, plus the time after waking or switching mode
 
 
@@ -104,9 +109,14 @@ def _sds_frames(data):
     return frames, junk, data[i:]
 
 
+def _is(f, kind, cmd, op):
+    return f[1] == kind and (cmd is None or (f[2] == cmd and (op is None or f[3] == op)))
+
+
 class _SdsLink:
-    """The SDS011's serial line: one command at a time, and the reply picked by its command id, so a
-    late reply to an earlier command or a data frame in between is never taken for the answer."""
+    """The SDS011's serial line: one command at a time, and the reply picked by its command id (and
+    whether it was a query or a setting), so a late reply to an earlier command or a data frame in
+    between is never taken for the answer."""
 
     def __init__(self, u):
         self.u = u
@@ -114,8 +124,9 @@ class _SdsLink:
         self.frames = []  # every good frame heard, in order
         self.junk = 0
 
-    def _wait(self, kind, cmd, ms):
-        """Read until a frame of `kind` (0xC5 reply to `cmd`, or 0xC0 data) arrives, or `ms` pass."""
+    def _wait(self, kind, cmd, op, ms, resend=None):
+        """Read until a frame of `kind` (0xC5 reply to `cmd`/`op`, or 0xC0 data) arrives, or `ms` pass;
+        `resend` (a command) goes out once more after _RESEND_MS without an answer."""
         seen = len(self.frames)
         t0 = time.ticks_ms()
         while True:
@@ -127,31 +138,53 @@ class _SdsLink:
                 while seen < len(self.frames):
                     f = self.frames[seen]
                     seen += 1
-                    if f[1] == kind and (cmd is None or f[2] == cmd):
+                    if _is(f, kind, cmd, op):
                         return f
-            elif time.ticks_diff(time.ticks_ms(), t0) >= ms:
-                return None
             else:
+                waited = time.ticks_diff(time.ticks_ms(), t0)
+                if waited >= ms:
+                    return None
+                if resend is not None and waited >= _RESEND_MS:
+                    self.u.write(resend)
+                    resend = None
                 time.sleep_ms(5)
+
+    def send(self, cmd, d1=0, d2=0):
+        b = _sds_cmd(cmd, d1, d2)
+        self.u.write(b)
+        return b
 
     def ask(self, cmd, d1=0, d2=0):
         """Send one command; its reply frame, or None when none came within _REPLY_MS."""
-        self.u.write(_sds_cmd(cmd, d1, d2))
+        b = self.send(cmd, d1, d2)
         if cmd == 4:
-            return self._wait(0xC0, None, _REPLY_MS)
-        return self._wait(0xC5, cmd, _REPLY_MS)
+            return self._wait(0xC0, None, None, _REPLY_MS, b)
+        return self._wait(0xC5, cmd, d1, _REPLY_MS, b)
+
+    def heard(self, kind, cmd, op):
+        """The first frame of that kind heard so far, or None."""
+        for f in self.frames:
+            if _is(f, kind, cmd, op):
+                return f
+        return None
 
     def report(self):
-        return self._wait(0xC0, None, _REPORT_MS)
+        return self._wait(0xC0, None, None, _REPORT_MS)
 
 
 def _sds_hello(link):
-    """Ask for the reporting mode; a sleeping sensor ignores that, so wake it and ask again.
+    """Ask for the reporting mode; without an answer within _HELLO_MS, wake it (a sleeping sensor
+    ignores everything else) and keep listening: an awake but slow sensor answers the mode query
+    before the wake-up (one frame at a time, in order), a sleeping one only the wake-up.
     Returns (mode reply or None, woke: it was asleep and answered the wake-up)."""
-    r = link.ask(2, 0, 0)
+    link.send(2, 0, 0)
+    r = link._wait(0xC5, 2, 0, _HELLO_MS)
     if r is not None:
         return r, False
-    w = link.ask(6, 1, 1)  # set work: the one command a sleeping sensor hears
+    w = link.ask(6, 1, 1)  # set work
+    m = link.heard(0xC5, 2, 0)
+    if m is not None:
+        return m, False  # it was awake, only slow
     if w is None:
         return None, False
     return link.ask(2, 0, 0), True
@@ -186,7 +219,12 @@ def kc_sds011(uart_id, tx, rx, want_mode):
         sw = _SdsLink(u)
         _sds_hello(sw)
         u.init(9600, tx=tx, rx=rx, timeout=0)
-        res["wiring"] = "swapped" if sw.frames else ("garbled" if link.junk else "silent")
+        if any(f[1] == 0xC5 for f in sw.frames):
+            res["wiring"] = "swapped"  # it talks and hears with the wires the other way round
+        elif sw.frames:
+            res["wiring"] = "tx_on_tx"  # it talks on the board's TX pin but hears the board on neither
+        else:
+            res["wiring"] = "garbled" if link.junk else "silent"
         return res
     if mode is None:
         if woke or any(f[1] == 0xC5 for f in link.frames):
@@ -207,6 +245,16 @@ def kc_sds011(uart_id, tx, rx, want_mode):
         r = link.ask(2, 1, 1 if want_mode == "query" else 0)
         if r is not None:
             res["mode_now"] = "query" if r[4] else "active"
+    # Working period (protocol V1.3, command 8): the firmware wants 0, continuous while awake; a sensor
+    # left with n minutes by other software switches itself off and on by that schedule.
+    p = link.ask(8, 0, 0)
+    if p is not None:
+        res["period_found"] = p[4]
+        res["period_now"] = p[4]
+        if p[4]:
+            q = link.ask(8, 1, 0)
+            if q is not None:
+                res["period_now"] = q[4]
     # One measurement, in the mode the sensor is in now.
     f = link.ask(4) if res["mode_now"] == "query" else link.report()
     res["frame"] = _decode([f]) if f is not None else None
@@ -305,7 +353,15 @@ def kc_ds18b20(pin):
     if not roms:
         return res
     ds.convert_temp()
-    time.sleep_ms(750)  # 12-bit conversion time (datasheet: 750 ms max)
+    # Poll read slots: a powered DS18B20 answers 0 while converting and 1 when done (datasheet,
+    # Convert T). 750 ms is the maximum at 12 bits; clones are often slower, so allow 1.5 s.
+    t0 = time.ticks_ms()
+    while not ow.readbit():
+        if time.ticks_diff(time.ticks_ms(), t0) > 1500:
+            res["still_converting"] = True
+            break
+        time.sleep_ms(10)
+    res["conversion_ms"] = time.ticks_diff(time.ticks_ms(), t0)
     for r in roms:
         try:
             res["temps"].append(ds.read_temp(r))

@@ -37,7 +37,7 @@ def test_healthy_air_kit_passes(kit_board: Callable[..., Any]) -> None:
     assert {k: v.status for k, v in items.items()} == {"radio": "ok", "BME280": "ok", "SDS011": "ok"}
     assert "PM2.5 8.4" in items["SDS011"].advice
     # The firmware reads it in query mode and wakes it for each reading: the check lets the fan rest.
-    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False}
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False, "period": 0}
     again = check(vb, "air")["SDS011"]
     assert again.status == "ok" and "it was asleep, as the firmware leaves it" in again.advice
 
@@ -64,7 +64,7 @@ def test_sds011_left_asleep_in_active_mode_is_fixed(kit_board: Callable[..., Any
     vb = kit_board("air", {"sds011_asleep", "sds011_active"})
     it = check(vb, "air")["SDS011"]
     assert it.status == "fixed" and "was left in active mode" in it.advice
-    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False}
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False, "period": 0}
 
 
 def test_sds011_rxd_not_connected(kit_board: Callable[..., Any]) -> None:
@@ -120,7 +120,7 @@ def test_sds011_in_query_mode_is_recognised_and_switched_when_firmware_wants_act
     )
     item = kitcheck.judge_sds011({**sds, "firmware_mode": "active"}, r)
     assert item.status == "fixed" and "was left in query mode" in item.advice
-    assert sensor_state(vb)["sds011"] == {"mode": "active", "working": True}
+    assert sensor_state(vb)["sds011"] == {"mode": "active", "working": True, "period": 0}
 
 
 def test_ds18b20_at_85_c(kit_board: Callable[..., Any]) -> None:
@@ -232,6 +232,8 @@ def test_tbeam_pmu_switches_the_lora_rail(
 
 ACTIONS = (
     "check",
+    "move",
+    "remove",
     "connect",
     "swap",
     "replace",
@@ -272,6 +274,7 @@ def every_failure() -> list[kitcheck.Item]:
             kitcheck.judge_sds011(sds, r)
             for r in (
                 {"wiring": "swapped"},
+                {"wiring": "tx_on_tx"},
                 {"wiring": "silent"},
                 {"wiring": "silent_noswap"},
                 {"wiring": "garbled"},
@@ -279,6 +282,7 @@ def every_failure() -> list[kitcheck.Item]:
                 {"wiring": "no_mode_reply"},
                 {"wiring": "ok", "mode_found": "active", "mode_now": "active"},
                 {"wiring": "ok", "mode_found": "query", "mode_now": "query", "frame": None},
+                {"wiring": "ok", "mode_found": "query", "mode_now": "query", "period_now": 5},
             )
         ),
         kitcheck.judge_scd41({**bme, "address": "0x62"}, {"found": False}),
@@ -287,6 +291,8 @@ def every_failure() -> list[kitcheck.Item]:
         kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": True, "co2_ppm": 0}),
         kitcheck.judge_ds18b20(ds, {"roms": []}),
         kitcheck.judge_ds18b20(ds, {"roms": ["28"]}),
+        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29", "2a"]}),
+        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [85.0, 85.0], "still_converting": True}),
         kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "crc_errors": 1}),
         kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [85.0, 20.0]}),
         kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [None, 20.0]}),
@@ -333,12 +339,9 @@ def test_kit_check_command_green_then_red(kit_board: Callable[..., Any]) -> None
 
 def air_kit_with_scd41() -> Any:
     """The air kit with the SCD41 CO2 sensor the firmware supports (settings.sensors.co2)."""
-    from dataclasses import replace
-
-    kit = load_kit("air")
-    scd = {"id": "scd41", "part": "SCD41", "interface": "i2c", "address": "0x62"}
-    settings = {**kit.settings, "sensors": {**kit.settings["sensors"], "co2": "scd41"}}
-    return replace(kit, sensors=[*kit.sensors, scd], settings=settings)
+    kit = load_kit("air-co2")
+    assert kit.settings["sensors"]["co2"] == "scd41"
+    return kit
 
 
 def test_scd41_left_measuring_is_stopped_and_measures_once(start_board: Callable[..., Any]) -> None:
@@ -366,3 +369,107 @@ def test_scd41_missing(start_board: Callable[..., Any]) -> None:
     with Board(vb.path) as link:
         items = {it.name.split()[0]: it for it in kitcheck.run_check(link, kit, kit.board())}
     assert items["SCD41"].status == "fail" and "Nothing answers at 0x62" in items["SCD41"].advice
+
+
+def test_air_co2_kit_checks_its_scd41_from_the_command_line(kit_board: Callable[..., Any]) -> None:
+    """The SCD41 is reachable from `havel kit check --kit air-co2`: left measuring, it is stopped and
+    measured once (green); unplugged, the check names its four wires (red)."""
+    from click.testing import CliRunner
+
+    from havel.provisioning import cli
+
+    r = CliRunner().invoke(
+        cli.kit, ["check", "--kit", "air-co2", "--port", kit_board("air-co2", {"scd41_periodic"}).path]
+    )
+    assert r.exit_code == 0, r.output
+    assert "✔ SCD41 at I2C 0x62: SCD41 answers: 612 ppm CO2" in r.output
+    assert "✔ SDS011" in r.output and "✔ BME280" in r.output and "Everything checked out." in r.output
+    r = CliRunner().invoke(
+        cli.kit, ["check", "--kit", "air-co2", "--port", kit_board("air-co2", {"missing:scd41"}).path]
+    )
+    assert r.exit_code == 1, r.output
+    assert "✘ SCD41 at I2C 0x62: Nothing answers at 0x62: check the four SCD41 wires" in r.output
+    assert "1 problem(s) to fix" in r.output
+
+
+def test_sds011_talking_on_the_boards_tx_pin_is_not_called_crossed(kit_board: Callable[..., Any]) -> None:
+    """Half-wired: its TXD on the board's TX pin, its RXD loose. With the pins swapped in software the
+    board hears its data frames but no reply to a command: it only talks, so "swap TX and RX" (which
+    would leave RXD loose) is the wrong advice."""
+    it = check(kit_board("air", {"sds011_txd_on_tx", "sds011_active"}), "air")["SDS011"]
+    assert it.status == "fail", it.advice
+    assert "crossed" not in it.advice and "swap" not in it.advice, it.advice
+    assert it.advice == (
+        "SDS011 talks on the board's TX pin GPIO47 and does not hear the board: move its TXD wire (pin 7) "
+        "to GPIO48 and connect its RXD (pin 6) to GPIO47."
+    )
+
+
+def test_sds011_answering_after_1_2_s_passes(start_board: Callable[..., Any]) -> None:
+    """Real sensors often take about a second to answer: 1.2 s per reply is within the check's patience,
+    asleep or awake."""
+    from .conftest import scenario
+
+    kit = load_kit("air")
+    for faults in (set(), {"sds011_asleep"}):
+        sc = scenario.build(kit, kit.board(), faults)
+        sc["uart"][0]["reply_delay_ms"] = 1200
+        it = check(start_board(sc), "air")["SDS011"]
+        assert it.status == "ok" and "PM2.5 8.4" in it.advice, (faults, it.advice)
+        assert it.facts is not None and it.facts["was_asleep"] is bool(faults), it.facts
+
+
+def _temperature_board(start_board: Callable[..., Any], **changes: Any) -> Any:
+    from .conftest import scenario
+
+    kit = load_kit("temperature")
+    sc = scenario.build(kit, kit.board())
+    devs = sc["onewire"][0]["devices"]
+    if "extra" in changes:
+        devs.append({"rom": "2801641e83160300", "temp_c": 22.0, "converts": True, "conversion_ms": 750})
+    if "conversion_ms" in changes:
+        devs[0]["conversion_ms"] = changes["conversion_ms"]
+    return start_board(sc)
+
+
+def test_ds18b20_slow_clone_is_waited_for(start_board: Callable[..., Any]) -> None:
+    """The check polls read slots (0 while converting): a clone taking 800 ms passes with its reading."""
+    it = check(_temperature_board(start_board, conversion_ms=800), "temperature")["DS18B20"]
+    assert it.status == "ok" and "19.5 °C" in it.advice, it.advice
+    assert it.facts is not None and 750 <= it.facts["conversion_ms"] < 1500, it.facts
+
+
+def test_ds18b20_that_never_finishes_converting(start_board: Callable[..., Any]) -> None:
+    """Still busy after 1.5 s (twice the datasheet's maximum): a sentence, not a wait without end."""
+    it = check(_temperature_board(start_board, conversion_ms=4000), "temperature")["DS18B20"]
+    assert it.status == "fail" and "still converting after 1.5 s" in it.advice, it.advice
+
+
+def test_an_extra_ds18b20_is_to_be_removed(start_board: Callable[..., Any]) -> None:
+    it = check(_temperature_board(start_board, extra=True), "temperature")["DS18B20"]
+    assert it.status == "fail"
+    assert it.advice == "2 DS18B20 answer on GPIO7, the kit has 1: remove the extra probe.", it.advice
+    few = kitcheck.judge_ds18b20({"pin": 7, "count": 2}, {"roms": ["28"]})
+    assert "check every probe's three wires" in few.advice
+
+
+def test_scenario_refuses_a_fault_the_kit_cannot_have() -> None:
+    from .conftest import scenario
+
+    air, temp = load_kit("air"), load_kit("temperature")
+    for kit, fault in ((air, "scd41_periodic"), (temp, "sds011_swapped"), (air, "missing:ds18b20")):
+        with pytest.raises(ValueError, match="do not fit"):
+            scenario.build(kit, kit.board(), {fault})
+    with pytest.raises(ValueError, match="unknown faults: bogus"):
+        scenario.build(air, air.board(), {"bogus"})
+
+
+def test_sds011_left_with_a_working_period_is_set_back_to_continuous(kit_board: Callable[..., Any]) -> None:
+    """Other software may have set a working period (it survives power-off); the firmware wants the
+    sensor to work continuously while awake, so the check sets it back to 0 and says so."""
+    vb = kit_board("air", {"sds011_period"})
+    assert sensor_state(vb)["sds011"]["period"] == 5
+    it = check(vb, "air")["SDS011"]
+    assert it.status == "fixed" and "was left with a working period of 5 min" in it.advice, it.advice
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False, "period": 0}
+    assert check(vb, "air")["SDS011"].status == "ok"

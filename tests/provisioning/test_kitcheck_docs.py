@@ -119,7 +119,21 @@ DOCUMENTED = {
         "SDS011",
         "SDS011 talks but does not hear the board: connect its RXD (pin 6) to GPIO47.",
     ),
+    "sds011_txd_on_tx": (
+        "air",
+        None,
+        "SDS011",
+        "SDS011 talks on the board's TX pin GPIO47 and does not hear the board: move its TXD wire (pin 7) "
+        "to GPIO48 and connect its RXD (pin 6) to GPIO47.",
+    ),
     "sds011_active": ("air", None, "SDS011", "was left in active mode; it is now in query mode"),
+    "scd41_periodic": ("air-co2", None, "SCD41", "SCD41 answers: 612 ppm CO2"),
+    "sds011_period": (
+        "air",
+        None,
+        "SDS011",
+        "was left with a working period of 5 min; it now works continuously while awake",
+    ),
     "sds011_asleep": ("air", None, "SDS011", "it was asleep, as the firmware leaves it between readings."),
     "ds18b20_85": ("temperature", None, "DS18B20", "connect its red VDD wire to 3V3"),
     "no_radio": ("air", None, "radio", "No LoRa radio answers on SPI"),
@@ -148,7 +162,8 @@ def test_the_table_sentence_is_what_the_check_says(start_board: Callable[..., An
     kit = load_kit(kit_name)
     if board_name:
         kit = replace(kit, board_name=board_name)
-    faults = {fault, "sds011_active"} if fault == "sds011_rx_off" else {fault}
+    # both faults leave a sensor that only talks: it must be in active mode to say anything
+    faults = {fault, "sds011_active"} if fault in ("sds011_rx_off", "sds011_txd_on_tx") else {fault}
     board = kit.board()
     with Board(start_board(scenario.build(kit, board, faults)).path) as link:
         items = kitcheck.run_check(link, kit, board)

@@ -57,3 +57,17 @@ def test_temperature_kit_fault_is_red_with_the_documented_sentence(vboard: Start
     advice = assert_only_red(run, part)
     for fragment in fragments:
         assert fragment in advice, f"{fragment!r} not in {advice!r}"
+
+
+def test_slow_ds18b20_is_read_not_told_its_vdd_wire_is_off(vboard: Start) -> None:
+    """A DS18B20 that converts in 800 ms (a clone 50 ms over the 750 ms maximum; most probes sold online
+    are clones, cpetrich/counterfeit_DS18B20) is wired right and does convert: it must not be told "reads
+    85.0 °C ... never converted: connect its red VDD wire to 3V3". The datasheet lets the master poll:
+    "the DS18B20 will respond by transmitting a 0 while the temperature conversion is in progress and a 1
+    when the conversion is done" (Maxim datasheet), which the virtual board models."""
+    probe = ds18b20(temp_c=21.5)
+    probe["conversion_ms"] = 800
+    run = kit_check("temperature", vboard(temperature_scenario(probe)).path)
+    item = run.item("DS18B20")
+    assert "never converted" not in item.advice, item
+    assert item.mark == "✔" and "21.5" in item.advice, item
