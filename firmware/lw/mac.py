@@ -17,7 +17,7 @@ import sys
 
 from micropython import const
 
-from lw import crypto, dutycycle, frames, maccmds, region
+from lw import crypto, dutycycle, frames, region
 from lw.store import Record
 
 # Result.status values
@@ -50,6 +50,26 @@ _FCTRL_ADR_ACK_REQ = const(0x40)
 _FCTRL_ACK = const(0x20)
 _LINK_CHECK_REQ = const(0x02)
 _DEVICE_TIME_REQ = const(0x0D)
+
+
+# total length (CID included) of each uplink MAC command (answers and the device's own requests)
+# per CID 0x00..0x0D; 0xFF: not defined. bytes, not a dict: no RAM beyond its own bytes
+_UP_LEN = b"\xff\xff\x01\x02\x01\x02\x03\x02\x01\xff\x02\xff\xff\x01"
+
+
+def fit(cmds, room):
+    """Split uplink MAC commands into (whole commands that fit in room bytes, the rest)."""
+    i = 0
+    n = len(cmds)
+    while i < n:
+        c = cmds[i]
+        ln = _UP_LEN[c] if c < 14 else 0xFF
+        if ln == 0xFF:
+            ln = n - i  # unknown: the rest
+        if i + ln > room:
+            break
+        i += ln
+    return bytes(cmds[:i]), bytearray(cmds[i:])
 
 
 def release(name):
@@ -100,6 +120,26 @@ class Mac:
     join_nonce_check (True). battery(): 0 external power, 1..254 level, 255 unknown.
     """
 
+    # set by lw/startup.py init_state() (annotations only: MicroPython compiles no code for them)
+    dc: "dutycycle.DutyCycle"
+    join_backoff: "dutycycle.JoinBackoff"
+    _dcrec: "Record"
+    _rec: "Record"
+    _buf: bytearray
+    _answers: bytearray
+    _sticky: bytearray
+    _ack_pending: bool
+    link_check: "tuple | None"
+    device_time: "tuple | None"
+    last_snr: int
+    last_rssi: int
+    tx_done_ms: int
+    _join_attempts: int
+    _next_rejoin_s: int
+    dev_nonce_next: int
+    join_nonce_last: int
+    joined: bool
+
     def __init__(self, radio, clock, store, cfg, battery=None):
         self.radio = radio
         self.clock = clock
@@ -114,54 +154,10 @@ class Mac:
              self.rejoin_retry_s, self.join_nonce_check) = startup.config(cfg)
             if self.otaa:
                 self._app_aes = crypto.aes_key(self._app_key)
-            self._init_state(store, abp, startup)
+            startup.init_state(self, store, abp)
         finally:
             del startup
             release("lw.startup")
-
-    def _init_state(self, store, abp, startup):
-        self.dc = dutycycle.DutyCycle()
-        self.join_backoff = dutycycle.JoinBackoff()
-        self._buf = bytearray(256)  # the one uplink frame buffer
-        self._answers = bytearray()  # MAC answers and requests for the next uplink (FOpts)
-        self._sticky = bytearray()  # answers repeated until any downlink arrives (1.0.2+)
-        self._ack_pending = False  # a confirmed downlink to acknowledge
-        # (margin dB, gateway count) from the last LinkCheckAns
-        self.link_check = None  # type: tuple | None
-        # (GPS time ms, clock ms it refers to) from the last DeviceTimeAns
-        self.device_time = None  # type: tuple | None
-        self.last_snr = 0
-        self.last_rssi = 0
-        self.tx_done_ms = 0
-        self._join_attempts = 0
-        self._next_rejoin_s = 0
-        self._reset_session_state()
-        self.dev_nonce_next = 0
-        self.join_nonce_last = -1
-        self.joined = False
-
-        # the sub-band airtime ledger: a reset must not refund airtime (dutycycle.DutyCycle)
-        self._dcrec = Record(store, "lwdc")
-        draw = self._dcrec.load()
-        now = self.clock.now_ms()
-        if self._dcrec.damaged or (draw is not None and not self.dc.unpack(draw, now)):
-            self.dc.assume_full(now)  # unknown (perhaps newer) airtime: count every band as full
-
-        self._rec = Record(store, "lwstate")
-        raw = self._rec.load()
-        if raw is not None:
-            startup.unpack(self, raw)
-        if abp is not None:
-            abp_addr, abp_nwk, abp_app = abp
-            if not self.joined or self.dev_addr != abp_addr:
-                self._reset_session_state()
-                self.fcnt_up = self.fcnt_up_limit = 0
-                self.fcnt_down_next = 0
-            self.dev_addr = abp_addr
-            self._set_keys(abp_nwk, abp_app)
-            self.joined = True
-            if raw is None:
-                self.persist()
 
     # ---- session state -------------------------------------------------------------------------
 
@@ -247,7 +243,7 @@ class Mac:
         for t in self.dc.band_free_ms:
             body.extend(struct.pack("<q", t))
         for b in (self._answers, self._sticky):
-            whole = maccmds.fit(b, 32)[0]  # whole commands only
+            whole = fit(b, 32)[0]  # whole commands only
             body.append(len(whole))
             body.extend(whole)
         body.extend(self.dc.pack(now))  # the airtime ledger as it is (with the reserve left)
@@ -407,7 +403,7 @@ class Mac:
         fopts = b""
         rest = self._answers
         if fport != 0:
-            fopts, rest = maccmds.fit(self._sticky + self._answers, room)
+            fopts, rest = fit(self._sticky + self._answers, room)
             if len(fopts) < len(self._sticky):
                 rest = self._answers  # not even the sticky answers fitted: nothing was taken
         fctrl = 0
@@ -490,10 +486,18 @@ class Mac:
         self._sticky = bytearray()  # any class-A downlink ends the repetition of sticky answers
         if d.confirmed:
             self._ack_pending = True
-        if d.fopts:
-            maccmds.process(self, d.fopts)
-        if d.fport == 0 and d.payload:
-            maccmds.process(self, d.payload)
+        if d.fopts or (d.fport == 0 and d.payload):
+            # the MAC-command handlers (lw/maccmds.py) are in RAM only while a downlink carries some
+            from lw import maccmds
+
+            try:
+                if d.fopts:
+                    maccmds.process(self, d.fopts)
+                if d.fport == 0 and d.payload:
+                    maccmds.process(self, d.payload)
+            finally:
+                del maccmds
+                release("lw.maccmds")
         self.up_since_down = 0
         self.adr_ack_cnt = 0
         self.last_down_s = self.clock.now_ms() // 1000

@@ -5,9 +5,10 @@ afterwards, so its code is not in RAM while the node runs (MicroPython keeps onl
 import binascii
 import struct
 
+from lw import dutycycle, region
 from lw import mac as m
-from lw import region
 from lw.mac import ConfigError
+from lw.store import Record
 
 
 def _hexbytes(cfg, key, n):
@@ -87,6 +88,53 @@ def config(cfg):
         rejoin_retry_s,
         join_nonce_check,
     )
+
+
+def init_state(mac, store, abp):
+    """The Mac's state at start: defaults, then the airtime ledger and the session from the store
+    (or the ABP session of the config)."""
+    mac.dc = dutycycle.DutyCycle()
+    mac.join_backoff = dutycycle.JoinBackoff()
+    mac._buf = bytearray(256)  # the one uplink frame buffer
+    mac._answers = bytearray()  # MAC answers and requests for the next uplink (FOpts)
+    mac._sticky = bytearray()  # answers repeated until any downlink arrives (1.0.2+)
+    mac._ack_pending = False  # a confirmed downlink to acknowledge
+    # (margin dB, gateway count) from the last LinkCheckAns
+    mac.link_check = None
+    # (GPS time ms, clock ms it refers to) from the last DeviceTimeAns
+    mac.device_time = None
+    mac.last_snr = 0
+    mac.last_rssi = 0
+    mac.tx_done_ms = 0
+    mac._join_attempts = 0
+    mac._next_rejoin_s = 0
+    mac._reset_session_state()
+    mac.dev_nonce_next = 0
+    mac.join_nonce_last = -1
+    mac.joined = False
+
+    # the sub-band airtime ledger: a reset must not refund airtime (dutycycle.DutyCycle)
+    mac._dcrec = Record(store, "lwdc")
+    draw = mac._dcrec.load()
+    now = mac.clock.now_ms()
+    if mac._dcrec.damaged or (draw is not None and not mac.dc.unpack(draw, now)):
+        mac.dc.assume_full(now)  # unknown (perhaps newer) airtime: count every band as full
+
+    mac._rec = Record(store, "lwstate")
+    raw = mac._rec.load()
+    if raw is not None:
+        unpack(mac, raw)
+    if abp is not None:
+        abp_addr, abp_nwk, abp_app = abp
+        if not mac.joined or mac.dev_addr != abp_addr:
+            mac._reset_session_state()
+            mac.fcnt_up = mac.fcnt_up_limit = 0
+            mac.fcnt_down_next = 0
+        mac.dev_addr = abp_addr
+        mac._set_keys(abp_nwk, abp_app)
+        mac.joined = True
+        if raw is None:
+            mac.persist()
 
 
 def unpack(mac, raw):
