@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from havel.errors import StorageError
+from havel.gateway import schema
 
 __all__ = [
     "backup",
@@ -59,7 +60,8 @@ def storage_error(exc: sqlite3.Error, doing: str) -> StorageError:
 
 
 def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connection:
-    """Open (creating if needed) the gateway database at ``path``: WAL, synchronous=FULL, autocommit mode.
+    """Open (creating if needed) the gateway database at ``path``: WAL, synchronous=FULL, autocommit mode,
+    every table of :mod:`havel.gateway.schema` at its current version (an earlier database is migrated).
 
     The connection may be handed between threads (``check_same_thread=False``) but must be used by one
     thread at a time. Raises StorageError when the file cannot be opened or is not a database.
@@ -98,6 +100,7 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
         conn.execute("PRAGMA temp_store=MEMORY")
         if not memory:
             _identify(conn, p)
+        schema.migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
         raise storage_error(exc, f"opening {p}") from None
@@ -174,9 +177,6 @@ def _rollback(conn: sqlite3.Connection) -> None:
 #
 # Every refusal says how to go on: restore a backup (:func:`restore`), or delete the marker on purpose.
 
-_IDENTITY = (
-    "CREATE TABLE IF NOT EXISTS db_identity (one INTEGER PRIMARY KEY CHECK (one = 1), db_id TEXT NOT NULL)"
-)
 _RESTORE_HINT = (
     "restore a backup with `havel gateway restore --from BACKUP` (see docs/gateway.md); to start a new, "
     "empty database on purpose, delete {marker}"
@@ -209,21 +209,24 @@ def _identify(conn: sqlite3.Connection, p: Path) -> None:
     marker = marker_path(p)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     known = marker.read_text().strip() if marker.exists() else None
-    if "db_identity" in tables:
-        db_id = str(conn.execute("SELECT db_id FROM db_identity").fetchone()[0])
+    # (the table may exist without its row: made by the schema on a connection not opened here)
+    row = conn.execute("SELECT db_id FROM db_identity").fetchone() if "db_identity" in tables else None
+    if row is not None:
+        db_id = str(row[0])
         if known is not None and known != db_id:
             raise StorageError(
                 f"database {p} (id {db_id}) is not the one this folder had (id {known}, in {marker})",
                 hint=_RESTORE_HINT.format(marker=marker),
             )
     elif known is not None:
-        what = "lost every table" if not tables else "has no identity (a database from elsewhere?)"
+        lost = not tables - {"db_identity"}
+        what = "lost every table" if lost else "has no identity (a database from elsewhere?)"
         raise StorageError(
             f"database {p} {what}; {marker} shows it had been used", hint=_RESTORE_HINT.format(marker=marker)
         )
     else:
         with transaction(conn):  # (another process may give the id at the same moment: the first wins)
-            conn.execute(_IDENTITY)
+            conn.execute(schema.DB_IDENTITY)
             conn.execute("INSERT OR IGNORE INTO db_identity (one, db_id) VALUES (1, ?)", (uuid.uuid4().hex,))
             db_id = str(conn.execute("SELECT db_id FROM db_identity").fetchone()[0])
     if known is None:

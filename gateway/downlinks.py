@@ -41,7 +41,7 @@ from typing import Any
 from havel.codecs.lorawan import airtime, eu868, maccmds, phy
 from havel.codecs.lorawan.ids import eui_hex, parse_hex, parse_id_hex
 from havel.errors import CodecError, HavelError, InputError
-from havel.gateway import db, gwmp
+from havel.gateway import gwmp, schema
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import format_time
@@ -49,31 +49,6 @@ from havel.gateway.jsontext import encode_json
 from havel.gateway.netserver import NotAnswered, Outcome
 from havel.gateway.registry import Device, Registry
 
-DOWNLINKS_TABLE = """
-CREATE TABLE IF NOT EXISTS downlinks (
-    id         TEXT NOT NULL,                -- the platform's command id, unique per device
-    dev_eui    TEXT NOT NULL,
-    fport      INTEGER NOT NULL,
-    payload    BLOB NOT NULL,
-    confirmed  INTEGER NOT NULL,
-    expires_at REAL NOT NULL,
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    awaiting   INTEGER NOT NULL DEFAULT 0,   -- a confirmed downlink sent, waiting for the device's ACK
-    fcnt_down  INTEGER,
-    request    TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (dev_eui, id)
-)
-"""
-SCHEMA = DOWNLINKS_TABLE + """;
-CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at);
-CREATE TABLE IF NOT EXISTS adr_power (
-    dev_eui  TEXT PRIMARY KEY,
-    epoch    INTEGER NOT NULL,             -- the session it was acknowledged in (a new one starts at 0)
-    tx_power INTEGER NOT NULL,             -- the TXPower index the device last acknowledged (LinkADRAns)
-    nb_trans INTEGER NOT NULL DEFAULT 1    -- and the NbTrans
-);
-"""
 _MAX_FOPTS = 15
 _GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z
 # GPS time runs ahead of UTC by the leap seconds since 1980: 18 since 2017-01-01, none announced since (the
@@ -303,9 +278,7 @@ class DownlinkScheduler:
     ) -> None:
         self.registry = registry
         self.conn: sqlite3.Connection = registry.conn
-        _scope_command_ids(self.conn)
-        self.conn.executescript(SCHEMA)
-        _add_nb_trans(self.conn)
+        schema.migrate(self.conn)
         self.net = net
         self.clock = clock
         self.duty = DutyCycle()
@@ -801,33 +774,6 @@ def device_time_ans(out: Outcome) -> dict[str, Any]:
     """The DeviceTimeAns to a DeviceTimeReq (LoRaWAN 1.0.3 section 5.9): whole GPS seconds and 1/256 s."""
     ms = gps_time_ms(out)
     return {"name": "DeviceTimeAns", "gps_time_s": ms // 1000, "fraction_s": (ms % 1000 * 256 // 1000) / 256}
-
-
-def _scope_command_ids(conn: sqlite3.Connection) -> None:
-    """Databases from before command ids were scoped per device keyed ``downlinks`` by id alone, so one
-    device's command replaced another's of the same id: rebuild the table keyed by (dev_eui, id), rows kept
-    (an id queued for two devices then was one row already)."""
-    pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(downlinks)"), key=lambda r: r[5]) if r[5]]
-    if pk != ["id"]:
-        return  # a new database, or one already rebuilt
-    with db.transaction(conn):
-        conn.execute("ALTER TABLE downlinks RENAME TO downlinks_by_id")
-        conn.execute("DROP INDEX IF EXISTS downlinks_dev")
-        conn.execute(DOWNLINKS_TABLE)
-        conn.execute(
-            "INSERT INTO downlinks (id, dev_eui, fport, payload, confirmed, expires_at, attempts, awaiting, "
-            "fcnt_down, request, created_at) SELECT id, dev_eui, fport, payload, confirmed, expires_at, "
-            "attempts, awaiting, fcnt_down, request, created_at FROM downlinks_by_id"
-        )
-        conn.execute("DROP TABLE downlinks_by_id")
-
-
-def _add_nb_trans(conn: sqlite3.Connection) -> None:
-    """Databases from before NbTrans was steered have ``adr_power`` without it: add the column (its default
-    1 is what those devices use)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(adr_power)")}
-    if "nb_trans" not in columns:
-        conn.execute("ALTER TABLE adr_power ADD COLUMN nb_trans INTEGER NOT NULL DEFAULT 1")
 
 
 class _SqlAdrStore:

@@ -30,35 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from havel.gateway import gwmp
+from havel.gateway import gwmp, schema
 from havel.gateway.gwmp import GwmpError, RxPacket
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS intake (
-    seq         INTEGER PRIMARY KEY,
-    gateway_eui TEXT NOT NULL,
-    data        BLOB NOT NULL,   -- the PHYPayload
-    tmst        INTEGER NOT NULL,
-    freq_hz     INTEGER NOT NULL,
-    datr        TEXT NOT NULL,
-    chan        INTEGER NOT NULL,
-    rssi        REAL NOT NULL,
-    lsnr        REAL,
-    rx_time     TEXT,            -- the forwarder's time (RFC 3339) and GPS ms, when it sent them
-    tmms        INTEGER,
-    received_at REAL NOT NULL,   -- unix time this machine received it
-    time_source TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS intake_datagrams (
-    seq         INTEGER PRIMARY KEY,
-    gateway_eui TEXT NOT NULL,
-    received_at REAL NOT NULL,   -- unix time this machine received it
-    wanted      INTEGER NOT NULL, -- bit i set: rxpk i of the datagram waits to be stored
-    datagram    BLOB NOT NULL    -- the PUSH_DATA as it came
-);
-"""
 MASK_BITS = 62  # rxpk indexes a datagram row can hold (SQLite integers are signed 64-bit)
 _INDEX_BITS = 6
 
@@ -79,7 +55,7 @@ class Journal:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        conn.executescript(SCHEMA)
+        schema.migrate(conn)
         # one counter for the rows of both tables, so that their numbers say the order things came in (a Pi
         # without a real-time clock may step its clock back: receive times cannot)
         row = conn.execute(

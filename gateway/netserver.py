@@ -1,7 +1,7 @@
 """The edge network server: uplinks from the concentrators to outbox records, and the OTAA join server.
 
 Pure-ish: no sockets and no clocks of its own (``now`` is passed in); storage goes through a
-:class:`~havel.gateway.registry.SessionStore` and the outbox. The pipeline per frame:
+:class:`~havel.gateway.network.sessions.SessionStore` and the outbox. The pipeline per frame:
 
 1. :meth:`NetworkServer.receive` takes one copy (one concentrator's reception). Copies of the same
    PHYPayload are grouped for ``dedup_window_ms`` so that all receivers are listed and the best signal
@@ -36,7 +36,7 @@ from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import TMST_MODULO, RxPacket, format_time
 from havel.gateway.jsontext import encode_json
 from havel.gateway.network.priority import classify, higher
-from havel.gateway.registry import Device, Session, SessionStore
+from havel.gateway.network.sessions import Device, Session, SessionStore
 
 log = logging.getLogger("havel.gateway.netserver")
 

@@ -57,7 +57,7 @@ from typing import Any
 
 from havel.errors import InputError
 
-from . import db
+from . import db, schema
 from .jsontext import encode_json
 
 __all__ = ["KINDS", "PRIORITIES", "ROW_OVERHEAD", "Outbox", "OutboxRecord", "discard_sink", "pending_by_sink"]
@@ -80,39 +80,6 @@ _SEQ_OF = "SELECT id, seq FROM outbox WHERE id IN (SELECT value FROM json_each(?
 # building an encoder per call
 _encode_json = encode_json
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order = per-device FCnt order
-    id          TEXT NOT NULL UNIQUE,               -- <DevEUI>-<SessionEpoch>-<FCnt32> | ... (docs/mqtt.md)
-    kind        TEXT NOT NULL,                      -- up | join | down_result | event
-    dev_eui     TEXT,                               -- 16 upper-case hex digits, or NULL for gateway events
-    fcnt32      INTEGER,
-    priority    TEXT NOT NULL,                      -- alarm | state | background
-    received_at TEXT NOT NULL,                      -- RFC 3339 UTC, the original receive time
-    payload     TEXT NOT NULL,                      -- the json-scheme message, JSON text
-    size        INTEGER NOT NULL,                   -- bytes counted against the quota
-    pending     INTEGER NOT NULL                    -- bit per sink still to acknowledge
-);
-CREATE INDEX IF NOT EXISTS outbox_priority ON outbox(priority, seq);
-CREATE INDEX IF NOT EXISTS outbox_done ON outbox(seq) WHERE pending = 0;
-CREATE TABLE IF NOT EXISTS outbox_sinks (
-    name TEXT PRIMARY KEY,
-    bit  INTEGER NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS outbox_totals (
-    one     INTEGER PRIMARY KEY CHECK (one = 1),
-    rows    INTEGER NOT NULL,
-    bytes   INTEGER NOT NULL
-);
-INSERT OR IGNORE INTO outbox_totals (one, rows, bytes) VALUES (1, 0, 0);
-CREATE TABLE IF NOT EXISTS outbox_dropped (
-    priority TEXT PRIMARY KEY,
-    count    INTEGER NOT NULL
-);
-"""
-# Databases made before totals were kept per statement had per-row triggers (measured: about 8 us per record
-# put and acknowledged): they go, and the totals are counted once from the rows.
-_MIGRATE_TRIGGERS = ("outbox_totals_ins", "outbox_totals_del")
 _ADD_TOTALS = "UPDATE outbox_totals SET rows = rows + ?, bytes = bytes + ? WHERE one = 1"
 _DELETE_DONE = "DELETE FROM outbox WHERE pending = 0 RETURNING size"
 _DELETE_SEQS = "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING size"
@@ -187,7 +154,7 @@ class Outbox:
         self.retired: dict[str, int] = {}  # sinks no longer configured that still hold records: name -> bit
         try:
             with db.transaction(conn):
-                self._create_schema()
+                schema.migrate(conn)
                 self._bits = self._assign_bits(names)
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "creating the outbox tables") from None
@@ -220,22 +187,6 @@ class Outbox:
         self._bytes_estimate = self._exact_bytes()
 
     # ------------------------------------------------------------------------------------ setup
-
-    def _create_schema(self) -> None:
-        for statement in _split_sql(_SCHEMA):
-            self.conn.execute(statement)
-        old = [
-            name
-            for (name,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-            if name in _MIGRATE_TRIGGERS
-        ]
-        if old:
-            for name in old:
-                self.conn.execute(f"DROP TRIGGER {name}")
-            self.conn.execute(
-                "UPDATE outbox_totals SET rows = (SELECT count(*) FROM outbox), "
-                "bytes = (SELECT coalesce(sum(size), 0) FROM outbox) WHERE one = 1"
-            )
 
     def _count(self, rows: int, size: int) -> None:
         """Add to the stored totals (inside the caller's transaction)."""
@@ -643,19 +594,7 @@ class Outbox:
         return [r[0] for r in self.conn.execute("SELECT id FROM outbox ORDER BY seq")]
 
 
-def _split_sql(script: str) -> list[str]:
-    """Split the schema into statements (triggers contain ';' inside BEGIN ... END)."""
-    out: list[str] = []
-    buf: list[str] = []
-    for line in script.strip().splitlines():
-        buf.append(line)
-        text = "\n".join(buf).strip()
-        if text.endswith(";") and sqlite3.complete_statement(text):
-            out.append(text)
-            buf = []
-    if "\n".join(buf).strip():
-        out.append("\n".join(buf).strip())
-    return out
+
 
 
 def pending_by_sink(conn: sqlite3.Connection) -> dict[str, int]:

@@ -1,11 +1,11 @@
 """The device registry and the session/counter store, in the gateway's one SQLite database.
 
 Devices (name, DevEUI, JoinEUI, codec, activation, keys), their session (DevAddr, session keys, frame
-counters), the DevNonces they used and their RX settings live in tables next to D2's outbox, so that a new
+counters), the DevNonces they used and their RX settings live in tables next to the outbox, so that a new
 frame counter and the outbox record are written in one transaction.
 
-The network server talks to a :class:`SessionStore` (a small Protocol) rather than to SQLite: a later issue
-lets several gateways share sessions with a central network server by giving another implementation.
+The network server talks to a :class:`~havel.gateway.network.sessions.SessionStore` (a small Protocol)
+rather than to SQLite, so that another store (one shared by several gateways) can take its place.
 :class:`Registry` is the SQLite one. It keeps every device in memory (a roof serves hundreds, not
 millions) and writes through; changes made inside :meth:`Registry.transaction` reach the cache only when
 the transaction commits, so a rolled-back uplink never advances a counter. A registry version in the
@@ -24,13 +24,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
-from typing import Any, Protocol
+from dataclasses import asdict
+from typing import Any
 
 from havel.codecs.lorawan.ids import eui_hex, parse_id_hex, parse_key
 from havel.errors import InputError, StorageError
-from havel.gateway import db
+from havel.gateway import db, schema
+from havel.gateway.network.sessions import Device, Session
 
 log = logging.getLogger("havel.gateway.registry")
 
@@ -47,170 +47,12 @@ EXPORT_FIELDS = (
     "app_s_key",
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS devices (
-    dev_eui       TEXT PRIMARY KEY,          -- 16 upper-case hex digits (u64 does not fit SQLite's int)
-    name          TEXT NOT NULL UNIQUE,
-    join_eui      TEXT,
-    codec         TEXT NOT NULL,
-    activation    TEXT NOT NULL CHECK (activation IN ('otaa', 'abp')),
-    app_key       BLOB,
-    dev_addr      INTEGER,                   -- NULL until an OTAA device joined
-    nwk_s_key     BLOB,
-    app_s_key     BLOB,
-    fcnt_up       INTEGER,                   -- last accepted 32-bit uplink counter, NULL: none yet
-    fcnt_down     INTEGER NOT NULL DEFAULT 0,-- next downlink counter to use
-    session_epoch INTEGER NOT NULL DEFAULT 0,-- joins accepted for this device (0 for ABP): in message ids
-    rx1_delay     INTEGER NOT NULL DEFAULT 1,
-    rx1_dr_offset INTEGER NOT NULL DEFAULT 0,
-    rx2_dr        INTEGER NOT NULL DEFAULT 0,
-    rx2_freq_hz   INTEGER NOT NULL DEFAULT 869525000,
-    battery       INTEGER,                   -- last DevStatusAns battery (0 external, 1..254, 255 unknown)
-    battery_at    REAL,                      -- unix time of that answer
-    last_seen     REAL,
-    created_at    REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS devices_dev_addr ON devices(dev_addr);
-CREATE TABLE IF NOT EXISTS dev_nonces (
-    dev_eui   TEXT NOT NULL,
-    dev_nonce INTEGER NOT NULL,
-    used_at   REAL NOT NULL,
-    PRIMARY KEY (dev_eui, dev_nonce)
-) WITHOUT ROWID;
--- the session epoch of removed devices: one added again continues above it, so its new readings never
--- get the message ids of old ones that may still wait in the outbox or sit in the platform's store
-CREATE TABLE IF NOT EXISTS retired_epochs (
-    dev_eui TEXT PRIMARY KEY,
-    epoch   INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES ('registry_version', 0);
-INSERT OR IGNORE INTO meta VALUES ('join_nonce', 0);
-"""
-
-
-@dataclass(frozen=True)
-class Session:
-    """An active session: what the network server needs to accept an uplink. Keys never print."""
-
-    dev_addr: int
-    nwk_s_key: bytes = field(repr=False)
-    app_s_key: bytes = field(repr=False)
-    fcnt_up: int | None = None
-    fcnt_down: int = 0
-    # joins accepted for the device when this session began (0 for ABP): part of the message id, because
-    # FCnt restarts at 0 with every join (see netserver.message_id)
-    epoch: int = 0
-
-
-@dataclass(frozen=True)
-class Device:
-    """One registered device. ``session`` is None for an OTAA device that has not joined yet."""
-
-    name: str
-    dev_eui: int
-    codec: str
-    activation: str
-    join_eui: int | None = None
-    app_key: bytes | None = field(default=None, repr=False)
-    session: Session | None = None
-    rx1_delay: int = 1
-    rx1_dr_offset: int = 0
-    rx2_dr: int = 0
-    rx2_freq_hz: int = 869_525_000
-    battery: int | None = None
-    battery_at: float | None = None
-    last_seen: float | None = None
-
-    @cached_property  # (kept in the instance's __dict__, which a frozen dataclass allows)
-    def eui_hex(self) -> str:
-        """DevEUI as consoles print it."""
-        return f"{self.dev_eui:016X}"
-
-    def export(self, *, show_keys: bool) -> dict[str, Any]:
-        """The import/export format (contracts D); keys as hex only with ``show_keys``."""
-        s = self.session
-
-        def key(k: bytes | None) -> str | None:
-            if k is None:
-                return None
-            return k.hex().upper() if show_keys else "<redacted>"
-
-        out: dict[str, Any] = {
-            "name": self.name,
-            "dev_eui": self.eui_hex,
-            "join_eui": eui_hex(self.join_eui) if self.join_eui is not None else None,
-            "app_key": key(self.app_key),
-            "codec": self.codec,
-            "activation": self.activation,
-            "dev_addr": f"{s.dev_addr:08X}" if s else None,
-            "nwk_s_key": key(s.nwk_s_key) if s and self.activation == "abp" else None,
-            "app_s_key": key(s.app_s_key) if s and self.activation == "abp" else None,
-        }
-        return out
-
-
-class SessionStore(Protocol):
-    """What the network server needs from session and counter storage.
-
-    Mutating calls are made inside ``with store.transaction():`` together with the outbox put.
-    """
-
-    def transaction(self) -> Any:
-        """Context manager: one atomic unit (SQLite BEGIN IMMEDIATE .. COMMIT)."""
-
-    def refresh(self) -> None:
-        """Pick up changes made by others (CLI, other gateways)."""
-
-    def by_dev_addr(self, dev_addr: int) -> list[Device]:
-        """Devices whose current session has this DevAddr (several may: the MIC decides)."""
-
-    def get(self, dev_eui: int) -> Device | None:
-        """A device by DevEUI."""
-
-    def by_join(self, join_eui: int, dev_eui: int) -> Device | None:
-        """An OTAA device by the EUIs of its join-request."""
-
-    def set_fcnt_up(self, dev_eui: int, fcnt32: int, seen_at: float, *, epoch: int | None = None) -> bool:
-        """Record an accepted uplink counter of the session ``epoch`` (None: the current one). A counter of
-        a session replaced since (a join earlier in the same transaction) is not written: False."""
-
-    def take_fcnt_down(self, dev_eui: int) -> int:
-        """The next downlink counter (and advance it)."""
-
-    def dev_nonce_used(self, dev_eui: int, dev_nonce: int) -> bool:
-        """Whether the device already used this DevNonce."""
-
-    def activate(
-        self,
-        dev_eui: int,
-        session: Session,
-        dev_nonce: int,
-        *,
-        rx1_delay: int,
-        rx1_dr_offset: int,
-        rx2_dr: int,
-    ) -> int:
-        """Store a new session after a join (and the DevNonce as used); returns its session epoch (the
-        number of joins accepted for the device, this one included)."""
-
-    def next_join_nonce(self) -> int:
-        """A fresh 24-bit JoinNonce."""
-
-    def dev_addr_in_use(self, dev_addr: int) -> bool:
-        """Whether a session holds this DevAddr."""
-
-    def set_battery(self, dev_eui: int, battery: int, at: float) -> None:
-        """Record a DevStatusAns."""
-
-
 class Registry:
     """The SQLite session store and device registry (see the module docstring)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        conn.executescript(SCHEMA)
-        _migrate(conn)
+        schema.migrate(conn)
         _private(conn)
         self._devices: dict[int, Device] = {}
         self._by_addr: dict[int, list[Device]] = {}
@@ -595,15 +437,6 @@ class Registry:
                 )
             )
         return out
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database made by an earlier version up to this schema (idempotent)."""
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(devices)")}
-    if "session_epoch" not in columns:
-        # Earlier ids were <DevEUI>-<FCnt32>: the new form <DevEUI>-<epoch>-<FCnt32> never collides
-        # with them, so starting every device at 0 is safe.
-        conn.execute("ALTER TABLE devices ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0")
 
 
 def _private(conn: sqlite3.Connection) -> None:

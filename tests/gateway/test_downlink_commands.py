@@ -84,16 +84,19 @@ def test_command_ids_are_scoped_per_device(env: Env) -> None:
 
 
 def test_a_database_with_ids_unique_over_all_devices_is_rebuilt(tmp_path: Path) -> None:
-    conn = db.open_db(tmp_path / "havel.db")
-    conn.execute(
+    old = sqlite3.connect(tmp_path / "havel.db")  # as an earlier release left it (no schema version)
+    old.execute(
         "CREATE TABLE downlinks (id TEXT PRIMARY KEY, dev_eui TEXT NOT NULL, fport INTEGER NOT NULL, payload "
         "BLOB NOT NULL, confirmed INTEGER NOT NULL, expires_at REAL NOT NULL, attempts INTEGER NOT NULL "
         "DEFAULT 0, awaiting INTEGER NOT NULL DEFAULT 0, fcnt_down INTEGER, request TEXT NOT NULL, "
         "created_at REAL NOT NULL)"
     )
-    conn.execute(
+    old.execute(
         "INSERT INTO downlinks VALUES ('valve', ?, 24, x'1001', 1, 9e9, 2, 1, 7, '{}', 1.0)", (f"{EUI:016X}",)
     )
+    old.commit()
+    old.close()
+    conn = db.open_db(tmp_path / "havel.db")
     env_reg = Registry(conn)
     dl = DownlinkScheduler(env_reg, NetworkConfig())
     [cmd] = dl.queue(EUI)

@@ -378,7 +378,8 @@ def test_old_databases_lose_the_per_row_triggers_and_keep_exact_totals(tmp_path:
     conn = db.open_db(tmp_path / "havel.db")
     ob = Outbox(conn)
     ob.put_many([rec(EUI_A, f) for f in range(1, 6)])
-    # as an earlier release left it: per-row triggers, and totals that a crash of that release cannot skew
+    # as an earlier release left it: per-row triggers, totals that a crash of that release cannot skew, no
+    # schema version
     conn.executescript(
         """
         CREATE TRIGGER outbox_totals_ins AFTER INSERT ON outbox BEGIN
@@ -388,6 +389,7 @@ def test_old_databases_lose_the_per_row_triggers_and_keep_exact_totals(tmp_path:
             UPDATE outbox_totals SET rows = rows - 1, bytes = bytes - OLD.size WHERE one = 1;
         END;
         UPDATE outbox_totals SET rows = 999, bytes = 999;
+        PRAGMA user_version = 0;
         """
     )
     conn.close()
