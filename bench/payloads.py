@@ -23,11 +23,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from havel.codecs.payload import NodeCodec, get_codec
+from havel.codecs.payload import KIND_NAMES, NodeCodec, get_codec
 from havel.codecs.payload.cayenne_lpp import CayenneLPP
 
 VECTORS = Path(__file__).resolve().parents[1] / "codecs" / "vectors"
-NODE_CODECS = ("air", "water", "temperature", "cooling")
+NODE_CODECS = KIND_NAMES
 
 
 def load(name: str) -> list[dict[str, Any]]:

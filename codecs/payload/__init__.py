@@ -9,6 +9,16 @@ codecs/vectors/<codec>.json.
 from __future__ import annotations
 
 from havel.codecs.payload.base import Codec, NodeCodec, Port
-from havel.codecs.payload.registry import CODEC_NAMES, get_codec, list_codecs
+from havel.codecs.payload.kind import NodeKind
+from havel.codecs.payload.registry import (
+    CODEC_NAMES,
+    KIND_NAMES,
+    find_kind,
+    get_codec,
+    get_kind,
+    list_codecs,
+    list_kinds,
+)
 
-__all__ = ["CODEC_NAMES", "Codec", "NodeCodec", "Port", "get_codec", "list_codecs"]
+__all__ = ["CODEC_NAMES", "KIND_NAMES", "Codec", "NodeCodec", "NodeKind", "Port", "find_kind", "get_codec",
+           "get_kind", "list_codecs", "list_kinds"]

@@ -40,6 +40,7 @@ from havel.codecs.payload.base import (
     temperature_c,
 )
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.kind import NodeKind
 
 FAULTS = ("thp", "pm", "co2")
 FAULT_FIELDS = {"thp": ("temperature", "humidity", "pressure"), "pm": ("pm2_5", "pm10"), "co2": ("co2",)}
@@ -104,3 +105,6 @@ CODEC = NodeCodec("air", "air quality: temperature, humidity, pressure, PM2.5, P
          READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
     *common_ports(),
 ])
+
+
+KIND = NodeKind(CODEC, kit="air")

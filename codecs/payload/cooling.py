@@ -30,6 +30,7 @@ Downlinks: FPort 20 ``set_thresholds`` (on, off: i16 0.1 Cel, off < on), FPort 2
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import construct as cs
@@ -46,6 +47,7 @@ from havel.codecs.payload.base import (
     temperature_c,
 )
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.kind import NodeKind
 from havel.errors import CodecError
 
 MODES = {"auto": 0, "override_open": 1, "override_closed": 2, "flush": 3}
@@ -187,3 +189,20 @@ CODEC = NodeCodec("cooling", "cooling point: misting valve state, water use, thr
     Port(24, "down", "enable", "enable or disable misting", ENABLE, {}, ("enabled",), from_data=_with_header),
     *common_ports(),
 ])
+
+
+def _summary(data: Mapping[str, Any]) -> str:
+    valve = "[bold cyan]OPEN[/bold cyan]" if data.get("valve_open") else "closed"
+    return (f"{data.get('ambient_temperature')} °C, valve {valve} ({data.get('mode')}), "
+            f"{data.get('water_today')} L today")
+
+
+def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], float]) -> None:
+    io.sim["ds18b20"].temp_c = round(world.air_c(t_s) + noise(0, 0.1), 2)
+
+
+# state: the valve's readings are actuator state, kept ahead of routine readings at the outbox quota
+KIND = NodeKind(CODEC, kit="cooling", state=True, summary=_summary,
+                sim_config=lambda world, interval_s: {"thresholds": {"min_off_s": 300, "max_on_s": 1800,
+                                                                     "stale_s": 1200}},
+                sim_world=_sim_world)

@@ -16,6 +16,7 @@ A DS18B20 that answers 85.0 Cel straight after power-on did no conversion: the n
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import construct as cs
@@ -30,6 +31,7 @@ from havel.codecs.payload.base import (
     temperature_c,
 )
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.kind import NodeKind
 from havel.errors import CodecError
 
 MAX_PROBES = 15
@@ -72,3 +74,20 @@ CODEC = NodeCodec("temperature", "temperature probes (inside a cooling point, ou
          from_data=_from_data, check=_check),
     *common_ports(),
 ])
+
+
+def _summary(data: Mapping[str, Any]) -> str:
+    p = data.get("probes") or [None, None]
+    return f"air {p[0]} °C, surface {p[1] if len(p) > 1 else '-'} °C, {data.get('humidity')} % rH"
+
+
+def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], float]) -> None:
+    sim = io.sim
+    sim["probe0"].temp_c = round(world.air_c(t_s) + noise(0, 0.1), 2)
+    sim["probe1"].temp_c = round(world.surface_c(t_s) + noise(0, 0.2), 2)
+    sim["sht31"].temp_c = round(world.air_c(t_s) + noise(0, 0.1), 2)
+    sim["sht31"].humidity = round(world.humidity(t_s), 1)
+
+
+KIND = NodeKind(CODEC, kit="temperature", summary=_summary, sim_config=lambda world, interval_s: {},
+                sim_world=_sim_world)

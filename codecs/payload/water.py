@@ -18,12 +18,14 @@ The gateway classifies alarms from ``data.alarm``, ``data.alarm_level`` and ``da
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import construct as cs
 
 from havel.codecs.payload.base import Bool, Data, NodeCodec, Port, Reading, battery_mv, header, temperature_c
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.kind import NodeKind
 
 READINGS = cs.Struct(
     header("alarm" / Bool(cs.Flag), "rising_fast" / Bool(cs.Flag),
@@ -66,3 +68,30 @@ CODEC = NodeCodec("water", "water level: level above gauge zero, raw distance, w
          READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
     *common_ports(),
 ])
+
+
+def _summary(data: Mapping[str, Any]) -> str:
+    s = f"level {data.get('level')} cm"
+    if data.get("alarm"):
+        s += f"  [bold red]ALARM {data.get('alarm_level')}[/bold red]"
+    if data.get("rising_fast"):
+        s += " [red]rising fast[/red]"
+    return s
+
+
+def _sim_config(world: Any, interval_s: float) -> Mapping[str, Any]:
+    levels = [int(x) for x in world.alarm_levels_cm]
+    return {"thresholds": {"zero_mm": world.sensor_height_mm, "levels_cm": levels, "rise_cm_per_h": 40,
+                           "measure_s": 120, "alarm_interval_s": int(interval_s // 3)}}
+
+
+def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], float]) -> None:
+    level_cm = world.river_cm(t_s) + noise(0, 0.5)
+    io.ultra.distance_mm = int(world.sensor_height_mm - level_cm * 10)
+    io.ultra.air_temp_c = 14.0
+    io.sim["ds18b20"].temp_c = round(14.0 + noise(0, 0.05), 2)
+
+
+# alarm: the gateway stores these readings as alarms (never dropped) and relays them first
+KIND = NodeKind(CODEC, kit="water", alarm_keys=("alarm", "alarm_level", "rising_fast"), summary=_summary,
+                sim_config=_sim_config, sim_world=_sim_world)

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from havel.codecs.payload import get_codec
+from havel.codecs.payload import KIND_NAMES, get_codec
 from havel.errors import CodecError
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
-NODE_CODECS = ("air", "water", "temperature", "cooling")
+NODE_CODECS = KIND_NAMES
 
 
 def _tops(name: str) -> list[dict[str, Any]]:

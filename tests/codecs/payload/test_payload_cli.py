@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from havel.cli import main
+from havel.codecs.payload import CODEC_NAMES
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
 
@@ -29,7 +30,7 @@ def vectors(name: str) -> list[dict[str, Any]]:
     return json.loads((VECTORS / f"{name}.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["air", "water", "temperature", "cooling", "cayenne-lpp"])
+@pytest.mark.parametrize("name", CODEC_NAMES)
 def test_decode_and_encode_every_vector(capsys: pytest.CaptureFixture[str], name: str) -> None:
     for v in vectors(name):
         if not v["bytes"]:
@@ -108,7 +109,7 @@ def test_unknown_codec_or_port_is_one_clear_line(capsys: pytest.CaptureFixture[s
 def test_list_shows_codecs_and_ports(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "payload", "list")
     assert code == 0
-    for word in ("air", "water", "temperature", "cooling", "cayenne-lpp", "set_thresholds", "override",
+    for word in (*CODEC_NAMES, "set_thresholds", "override",
                  "request_status", "reboot", "1-223"):
         assert word in out
 

@@ -23,13 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.private_names import private_names_in
 
-from havel.codecs.payload import NodeCodec, get_codec
+from havel.codecs.payload import KIND_NAMES, NodeCodec, get_codec
 from havel.codecs.payload.base import Bool, Choice, Field, Port, Reading, header
 from havel.codecs.payload.fastpath import derive, derive_decoder, source
 from havel.errors import CodecError
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
-NODE_CODECS = ("air", "water", "temperature", "cooling")
+NODE_CODECS = KIND_NAMES
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

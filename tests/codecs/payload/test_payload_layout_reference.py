@@ -2,9 +2,9 @@
 
 test_payload_vectors.py checks the construct codecs against the vector files; if a vector had been made
 by running those same codecs, a layout bug would sit in both and pass. This decoder uses nothing of
-``havel.codecs.payload``: plain ``struct`` and the byte tables of the layout document (and, for
-Cayenne LPP, the type table of myDevices / ElectronicCats), so each vector's bytes must mean its data
-as the document defines it. The firmware encoders are held to the same files.
+``havel.codecs.payload`` but the list of codec names: plain ``struct`` and the byte tables of the layout
+document (and, for Cayenne LPP, the type table of myDevices / ElectronicCats), so each vector's bytes must
+mean its data as the document defines it. The firmware encoders are held to the same files.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from havel.codecs.payload import CODEC_NAMES
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
 
@@ -73,6 +75,13 @@ def temperature_readings(b: bytes) -> dict[str, Any]:
     assert len(b) == 3 + 2 * n
     probes = [_tenths(t, I16_ABSENT) for t in struct.unpack_from(f">{n}h", b, 1)]
     return {"probes": probes, "humidity": _humidity(b[1 + 2 * n]), "battery": _battery(b[2 + 2 * n])}
+
+
+def soil_readings(b: bytes) -> dict[str, Any]:
+    assert _header(b) == 0 and len(b) == 7
+    m10, m30, m60, t, bat = struct.unpack_from(">BBBhB", b, 1)
+    return {"moisture_10cm": _humidity(m10), "moisture_30cm": _humidity(m30), "moisture_60cm": _humidity(m60),
+            "soil_temperature": _tenths(t, I16_ABSENT), "battery": _battery(bat)}
 
 
 def cooling_readings(b: bytes) -> dict[str, Any]:
@@ -135,6 +144,7 @@ READERS: dict[str, dict[tuple[int, str], Any]] = {
                 (21, "down"): _down(3, ">H", ("max_on_time",)),
                 (22, "down"): _down(3, ">H", ("daily_budget",)),
                 (23, "down"): override, (24, "down"): enable},
+    "soil": {(1, "up"): soil_readings, **COMMON},
 }
 
 # Cayenne LPP: type -> (name, struct format of the value, divisor per field, field names or None).
@@ -183,7 +193,7 @@ def lpp_down(b: bytes) -> dict[str, Any]:
 
 def _vectors() -> list[tuple[str, int, dict[str, Any]]]:
     out = []
-    for name in ("air", "water", "temperature", "cooling", "cayenne-lpp"):
+    for name in CODEC_NAMES:  # a codec without a reader here fails (KeyError), never goes untested
         for i, v in enumerate(json.loads((VECTORS / f"{name}.json").read_text())):
             out.append((name, i, v))
     return out

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from havel.codecs.payload import get_codec
+from havel.codecs.payload import KIND_NAMES, get_codec
 from havel.codecs.payload.base import Bool, Choice, NodeCodec, Port, Reading
 from havel.codecs.payload.cayenne_lpp import TYPES, LppType
 from havel.errors import CodecError
 
-NODE_CODECS = ("air", "water", "temperature", "cooling")
+NODE_CODECS = KIND_NAMES
 ALL_CODECS = (*NODE_CODECS, "cayenne-lpp")
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PER_PORT = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from havel.codecs.payload import NodeCodec, get_codec, list_codecs
+from havel.codecs.payload import CODEC_NAMES, KIND_NAMES, NodeCodec, get_codec, list_codecs
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"
-CODECS = ("air", "water", "temperature", "cooling", "cayenne-lpp")
+CODECS = CODEC_NAMES
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -45,14 +45,14 @@ def test_vector_file_shape(name: str) -> None:
             assert len(v["bytes"]) // 2 <= 51, "every node payload must fit DR0"
 
 
-@pytest.mark.parametrize("name", ["air", "water", "temperature", "cooling"])
+@pytest.mark.parametrize("name", KIND_NAMES)
 def test_every_node_port_is_covered(name: str) -> None:
     codec = get_codec(name)
     covered = {(v["fport"], v["direction"]) for v in load(name)}
     assert {(p.fport, p.direction) for p in codec.ports} <= covered
 
 
-@pytest.mark.parametrize("name", ["air", "water", "temperature", "cooling"])
+@pytest.mark.parametrize("name", KIND_NAMES)
 def test_absent_readings_are_among_the_vectors(name: str) -> None:
     nulls = [v for v in load(name) if "null" in json.dumps(v["data"])]
     assert nulls, f"{name}: no vector with an absent reading"
@@ -78,7 +78,7 @@ def test_encode_gives_the_vector_bytes(name: str, i: int, vector: dict[str, Any]
     assert encoded.hex() == vector["bytes"]
 
 
-@pytest.mark.parametrize("name", ["air", "water", "temperature", "cooling"])
+@pytest.mark.parametrize("name", KIND_NAMES)
 def test_compiled_structs_decode_the_same(name: str) -> None:
     plain = get_codec(name)
     assert isinstance(plain, NodeCodec)
@@ -91,7 +91,7 @@ def test_compiled_structs_decode_the_same(name: str) -> None:
 
 def test_units_are_ucum_codes_of_the_platform() -> None:
     allowed = {"Cel", "%", "hPa", "ug/m3", "[ppm]", "cm", "mm", "mV", "L", "s"}
-    for name in ("air", "water", "temperature", "cooling"):
+    for name in KIND_NAMES:
         for port in get_codec(name).ports:
             assert set(port.units.values()) <= allowed, (name, port.name, port.units)
             assert set(port.units) <= set(port.keys), (name, port.name)
