@@ -13,19 +13,6 @@ plain layout read backwards), so a twin that only refuses a combination checks a
 
 from __future__ import annotations
 
-#: Python ``from_data`` functions that are exactly the port's view (or plain layout) read backwards: the
-#: generic inverse in the runtime replaces them.
-GENERIC_FROM_DATA: frozenset[str] = frozenset(
-    {
-        "havel.codecs.payload.air._from_data",
-        "havel.codecs.payload.water._from_data",
-        "havel.codecs.payload.cooling._from_data",
-        "havel.codecs.payload.cooling._with_header",
-        "havel.codecs.payload.common._with_header",
-        "havel.codecs.payload.temperature._from_data",
-    }
-)
-
 TWINS: dict[str, str] = {
     # --- every node: the status uplink --------------------------------------------------------------------
     "havel.codecs.payload.common._status_to_data": r"""function (c) {

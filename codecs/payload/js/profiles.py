@@ -25,18 +25,46 @@ MAX_EIRP_DBM = 16  # EU868, what the MAC asks the radio for
 
 _VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 
-_TITLES = {
-    "air": "Air quality node",
-    "water": "Water level node",
-    "temperature": "Temperature node",
-    "cooling": "Cooling point node",
-}
-_SENSORS = {
-    "air": ["temperature", "humidity", "pressure", "pm2.5", "pm10", "co2", "battery"],
-    "water": ["level", "distance", "temperature", "battery"],
-    "temperature": ["temperature", "humidity", "battery"],
-    "cooling": ["temperature", "smart valve", "water"],
-}
+# The Things Stack's sensor vocabulary, found in the keys of a node's ports (first match per key)
+_SENSOR_WORDS = (
+    ("pm2_5", "pm2.5"),
+    ("pm10", "pm10"),
+    ("co2", "co2"),
+    ("moisture", "moisture"),
+    ("humidity", "humidity"),
+    ("pressure", "pressure"),
+    ("temperature", "temperature"),
+    ("probes", "temperature"),
+    ("level", "level"),
+    ("distance", "distance"),
+    ("valve", "smart valve"),
+    ("water", "water"),
+    ("battery", "battery"),
+)
+_COMMON_DOWNLINKS = {"set_interval", "request_status", "reboot"}
+
+
+def title(codec: NodeCodec) -> str:
+    """The model's name ("Air node"): the device repository wants no vendor name in it."""
+    return f"{codec.name.replace('-', ' ').replace('_', ' ').capitalize()} node"
+
+
+def sensors(codec: NodeCodec) -> list[str]:
+    """What the node measures, in The Things Stack's words, from the keys of its uplinks."""
+    out: list[str] = []
+    for port in codec.ports:
+        if port.direction != "up":
+            continue
+        for key in port.keys:
+            word = next((w for part, w in _SENSOR_WORDS if part in key), None)
+            if word is not None and word not in out:
+                out.append(word)
+    return out
+
+
+def is_actuator(codec: NodeCodec) -> bool:
+    """A node with downlinks of its own (beyond interval, status and reboot) drives something."""
+    return any(p.direction == "down" and p.name not in _COMMON_DOWNLINKS for p in codec.ports)
 
 
 def model_id(codec: NodeCodec) -> str:
@@ -50,14 +78,13 @@ def ports_text(codec: NodeCodec) -> str:
 
 def chirpstack_profile(codec: NodeCodec, script: str) -> dict[str, Any]:
     """The body of ChirpStack v4's ``POST /api/device-profiles`` (fill in ``tenantId``)."""
-    title = _TITLES.get(codec.name, codec.name)
     tags = {"vendor": VENDOR_ID, "codec": codec.name, "payload_format_version": "1"}
     tags.update({f"fport_{p.fport}_{p.direction}": p.name for p in codec.ports})
     return {
         "deviceProfile": {
             "tenantId": "",
             "name": f"Havel {codec.name}",
-            "description": f"{title}: {codec.summary}. Ports: {ports_text(codec)}.",
+            "description": f"{title(codec)}: {codec.summary}. Ports: {ports_text(codec)}.",
             "region": "EU868",
             "macVersion": "LORAWAN_" + MAC_VERSION.replace(".", "_"),
             "regParamsRevision": REGIONAL_PARAMETERS.replace("-", "_").replace(".", "_"),
@@ -142,7 +169,7 @@ def tts_repository(codecs: list[NodeCodec], scripts: dict[str, str]) -> dict[str
         )
         files[f"{base}/{model}.yaml"] = _dump(
             {
-                "name": _TITLES.get(codec.name, codec.name),
+                "name": title(codec),
                 "description": f"{codec.summary}. Ports: {ports_text(codec)}.",
                 "firmwareVersions": [
                     {
@@ -157,8 +184,8 @@ def tts_repository(codecs: list[NodeCodec], scripts: dict[str, str]) -> dict[str
                         },
                     }
                 ],
-                "devicetype": ["sensor", "actuator"] if codec.name == "cooling" else ["sensor"],
-                "sensors": _SENSORS.get(codec.name, []),
+                "devicetype": ["sensor", "actuator"] if is_actuator(codec) else ["sensor"],
+                "sensors": sensors(codec),
                 "keyProvisioning": ["custom"],
                 "keyProgramming": ["serial"],
                 "firmwareProgramming": ["serial"],
