@@ -392,6 +392,9 @@ def test_mqtt_path_envelopes_verify_and_emergency_commands_follow_the_rules(mesh
     )
     refused("malformed", b"\xff\xfe not an envelope")
     refused("malformed", "[" * 100_000 + "]" * 100_000)
+    refused("malformed", m.command("off", 0, cli_counter + 18, body='{"at": 1e999, "emergency": "off"}'))
+    huge = json.dumps({"v": 1, "sender": "CONTROL", "sig": "9.AAAAAAAAAAA", "body": "x" * 2_000_000})
+    refused("malformed", huge)
 
     # A newer command applies; an older counter delivered after it is reordered.
     m.send(m.command("off", t_on + 2, cli_counter + 100))
