@@ -6,7 +6,9 @@ error (docs/gateway.md step 4). Downlinks are read back with lora-packet.
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -226,3 +228,45 @@ def test_json_logs_and_no_key_in_logs_messages_or_http(
     everything = (log + seen + "".join(p.decode(errors="replace") for _, p, _ in subscriber.messages)).lower()
     for key in (otaa.app_key, otaa.nwk_s_key, otaa.app_s_key, abp.nwk_s_key, abp.app_s_key):
         assert key.lower() not in everything
+
+
+def test_adr_steps_a_strong_sf12_device_up_to_sf7_and_counts_its_answer(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    dev = abp_device(64)
+    gw = make_gateway(devices=(dev,))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    fwd.pull_acked()
+    link_adr = None
+    # 20 uplinks at SF12 with 10 dB SNR: floor -20 dB, margin 10 dB, 20 dB to spare = 6 steps of 3 dB:
+    # five data rate steps (DR0 -> DR5) and one power step (docs/gateway.md, ADR)
+    for n in range(1, 23):
+        fwd.tmst += 200_000_000  # minutes apart on the concentrator's clock
+        fwd.push_acked(
+            [fwd.rxpk(lora.uplink(dev, n, water_payload(n), adr=True), datr="SF12BW125", lsnr=10.0)]
+        )
+        wait_for(lambda n=n: gw.status()["uplinks"]["accepted"] >= n, 30, f"uplink {n}")
+        time.sleep(0.2)
+        while (d := fwd.take(lambda d: len(d) > 4 and d[3] == 3)) is not None:
+            fwd.tx_ack(d[1:3])
+            txpk = json.loads(d[4:])["txpk"]
+            down = lora.downlink(dev, base64.b64decode(txpk["data"] + "=" * (-len(txpk["data"]) % 4)))
+            mac = down["fopts"] or (down["payload"] if down["fport"] == 0 else "")
+            if mac and 0x03 in _parse_mac(bytes.fromhex(mac)):
+                link_adr = _parse_mac(bytes.fromhex(mac))[0x03]
+        if link_adr is not None:
+            break
+    assert link_adr is not None, "no LinkADRReq after 20 strong uplinks"
+    assert link_adr[0] >> 4 == 5, link_adr.hex()  # DR5 = SF7
+    assert link_adr[0] & 0x0F == 1, link_adr.hex()  # TXPower 1: 2 dB below the maximum
+    assert (link_adr[3] >> 4) & 0x07 == 6, link_adr.hex()  # ChMaskCntl 6: all channels on
+    # the device accepts (LinkADRAns: power, data rate and channel mask ACK) and moves to SF7
+    fwd.push_acked(
+        [fwd.rxpk(lora.uplink(dev, 30, water_payload(30), adr=True, fopts="0307"), datr="SF7BW125")]
+    )
+    wait_for(lambda: gw.status()["downlinks"]["adr"]["accepted"] >= 1, 30, "the LinkADRAns counted")
+    assert gw.metric('havel_gateway_adr_requests_total{outcome="accepted"}') >= 1
