@@ -36,6 +36,10 @@ CENTRE = "DB0KST-1"
 DEV_EUI = "70B3D57ED0000001"
 DEV_ADDR = "26011F3A"
 NWK = "44024241ed4ce9a68c6a8bc055233fd3"
+RULES = (
+    '  {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150},\n'
+    '  {name = "levels", class = "state", codec = "water", fields = ["level"]},\n'
+)
 APP = "ec925802ae430ca77fd3dd73cb2cc588"
 
 
@@ -75,7 +79,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 
 def make_rig(
-    tmp_path: Path, relay_extra: str = "", paths_extra: str = "", call: str = CALL, aprs_extra: str = ""
+    tmp_path: Path,
+    relay_extra: str = "",
+    paths_extra: str = "",
+    call: str = CALL,
+    aprs_extra: str = "",
+    rules: str = RULES,
 ) -> Iterator[Rig]:
     broker = k.Broker(tmp_path / "broker")
     broker.start()
@@ -90,9 +99,7 @@ def make_rig(
         f'[http]\nbind = "127.0.0.1"\nport = {http}\n'
         '[relay]\nprimary = "platform"\nkey_file = "relay.key"\ndown_after_s = 1\n'
         f"{relay_extra}\n"
-        "rules = [\n"
-        '  {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150},\n'
-        '  {name = "levels", class = "state", codec = "water", fields = ["level"]},\n]\n'
+        f"rules = [\n{rules}]\n"
         f'[[relay.path]]\ntype = "aprs"\ncallsign = "{call}"\naddressee = "{CENTRE}"\n{aprs_extra}'
         f'host = "127.0.0.1"\nport = {tnc.port}\nmin_gap_s = 0.2\n'
         f'telemetry = [{{name = "Pegel1", unit = "cm", dev_eui = "{DEV_EUI}", field = "level", b = 2}}]\n'
@@ -570,3 +577,32 @@ def test_definitions_go_out_again_before_the_first_report_of_each_emergency(rig_
     k.verify(rig.key, CALL, "aprs", sig, "\n".join([*defs[:3], bits]).encode())
     m = k.TELEMETRY_RE.fullmatch(later[report])
     assert m and m.group("a").startswith("045,"), later[report]
+
+
+@pytest.fixture
+def rig_many_fields(tmp_path: Path) -> Iterator[Rig]:
+    fields = '["level", "distance", "water_temperature", "battery", "alarm", "rising_fast", "alarm_level"]'
+    rule = '  {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150, '
+    yield from make_rig(tmp_path, rules=rule + f"fields = {fields}}},\n")
+
+
+def test_an_alarm_with_more_fields_than_a_message_holds_keeps_within_67_characters(
+    rig_many_fields: Rig,
+) -> None:
+    rig = rig_many_fields
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    rig.uplink(1, 163)
+    k.wait_for(lambda: any(b":HA " in f.info for f in rig.frames()), 60, "the alarm")
+    f = next(f for f in rig.frames() if b":HA " in f.info)
+    _, text, _ = k.parse_message(f.text)  # checks the 67 characters and the forbidden | ~ {
+    line, _, sig = text.rpartition(" ")
+    k.verify(rig.key, CALL, "aprs", sig, f"{CENTRE:<9}:{line}".encode())
+    fields = dict(p.split("=", 1) for p in line.split(" ")[3].split(","))
+    assert fields and fields.get("level", "163") == "163", fields
+    known = {"level": "163", "distance": "1570", "water_temperature": "14", "battery": "3580"}
+    for name, value in fields.items():
+        assert name in {*known, "alarm", "rising_fast", "alarm_level"}, fields
+        if name in known:
+            assert float(value) == float(known[name]), fields
