@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from bb_kit import (
     LoraPacket,
     Subscriber,
     abp_device,
+    free_port,
     havel,
     key_file,
     otaa_device,
@@ -130,7 +132,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
 
 
 @pytest.mark.parametrize(("name", "body", "key"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
-def test_bad_configs_are_refused_by_check_and_run_naming_the_key(
+def test_bad_configs_are_refused_by_check_naming_the_key(
     name: str, body: str, key: str, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
@@ -311,3 +313,19 @@ def test_device_added_while_the_daemon_runs_is_served(
     (up,) = subscriber.wait_json("/up", timeout=30)
     assert up["device"] == dev.name
     wait_for(lambda: gw.status()["devices"] >= 1, 30, "the status to count the device")
+
+
+def test_a_second_daemon_on_the_same_data_directory_refuses_to_start(
+    make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    gw = make_gateway()
+    other = tmp_path / "second.toml"
+    text = gw.config.read_text()
+    text = text.replace(f"port = {gw.udp_port}", f"port = {free_port(socket.SOCK_DGRAM)}", 1)
+    text = text.replace(f"port = {gw.http_port}", f"port = {free_port()}", 1)
+    other.write_text(text)
+    r = havel("gateway", "run", "--config", str(other), timeout=60)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "running" in r.stderr, r.stderr
+    assert gw.alive() and gw.http("/healthz")[0] == 200
