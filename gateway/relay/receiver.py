@@ -60,7 +60,7 @@ import paho.mqtt.client as mqtt
 
 from havel.errors import ConfigError, HavelError, LegalError, ReplayError, SecurityError
 
-from ..settings import MqttSettings
+from ..settings import MqttSettings, check, key, read
 from . import aprs, ax25, kiss
 from .envelope import (
     EnvelopeError,
@@ -86,6 +86,47 @@ class SenderConfig:
 
 
 MQTT_TOPIC = "+/+/relay/#"
+
+
+@dataclass(frozen=True)
+class KissSection:
+    """``[kiss]``: the crisis centre's TNC."""
+
+    host: str = key("127.0.0.1")
+    port: int = key(8001, lo=1, hi=65535)
+    callsign: str | None = key(None)  # the addressee of the alarms; acks are sent from it
+    ack: bool = key(True)
+    path: tuple[str, ...] = key(())  # digipeater path of the acks
+    destination: str = key("APZHVL")
+
+
+@dataclass(frozen=True)
+class ReticulumSection:
+    """``[reticulum]``: an RNS destination (havel[reticulum])."""
+
+    config_dir: str  # a Reticulum config without AutoInterface
+    amateur: bool  # true: PLAIN destination (amateur radio: no encryption)
+    encrypt: bool | None = key(None)  # default: not amateur
+    identity_file: str | None = key(None)  # default: rns.identity in data_dir
+
+
+@dataclass(frozen=True)
+class SenderSection:
+    """``[[sender]]``: one gateway whose signatures the receiver checks."""
+
+    name: str  # its callsign (APRS source) and envelope sender
+    key_file: str  # the shared signing key, relative to the config's folder
+    gateway_id: str
+    telemetry: tuple[dict[str, Any], ...] = key(())  # {name, unit, b, c} per APRS telemetry channel
+
+
+def _given(section: type, table: Any, where: str) -> dict[str, Any] | None:
+    """The table checked against its section, with only the keys it gives (the listeners apply the
+    defaults); None for no table."""
+    if table is None:
+        return None
+    checked: Any = read(section, table, where)
+    return {k: getattr(checked, k) for k in table}
 
 
 def publish_settings(table: Any, base: Path | None = None) -> MqttSettings:
@@ -156,6 +197,8 @@ class ReceiverConfig:
             )
         if "data_dir" not in raw:
             raise ConfigError("receiver config: data_dir is missing")
+        check(str, raw["data_dir"], "data_dir")
+        check(str, raw.get("prefix", "havel"), "prefix")
         for section in ("publish", "kiss", "mqtt", "reticulum"):
             if raw.get(section) is not None and not isinstance(raw[section], dict):
                 raise ConfigError(f"receiver config: [{section}] must be a table")
@@ -168,6 +211,7 @@ class ReceiverConfig:
             for need in ("name", "key_file", "gateway_id"):
                 if need not in s:
                     raise ConfigError(f"receiver config: sender[{i}].{need} is missing")
+            read(SenderSection, s, f"sender[{i}]")  # types (telemetry entries are checked below)
             channels = []
             for j, t in enumerate(s.get("telemetry") or []):
                 try:
@@ -188,7 +232,8 @@ class ReceiverConfig:
             )
         if not senders:
             raise ConfigError("receiver config: no [[sender]]: nothing could be verified")
-        k: dict[str, Any] | None = raw.get("kiss")
+        k = _given(KissSection, raw.get("kiss"), "kiss")
+        rns = _given(ReticulumSection, raw.get("reticulum"), "reticulum")
         if k is not None and k.get("ack", True) and not k.get("callsign"):
             raise LegalError(
                 "receiver config: kiss.callsign is missing: acks may not be sent without the "
@@ -205,7 +250,7 @@ class ReceiverConfig:
             senders,
             k,
             mqtt_settings,
-            raw.get("reticulum"),
+            rns,
             topic,
         )
 

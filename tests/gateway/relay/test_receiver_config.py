@@ -104,3 +104,29 @@ def test_errors_name_the_key(
     with pytest.raises(ConfigError) as err:
         ReceiverConfig.from_dict(raw(tmp_path, mqtt, publish), base=tmp_path)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kiss": {"port": "8001", "callsign": "DB0KST-1"}}, "kiss.port must be an integer"),
+        ({"kiss": {"path": [1], "callsign": "DB0KST-1"}}, "kiss.path[0] must be a non-empty string"),
+        ({"kiss": {"ack": "yes", "callsign": "DB0KST-1"}}, "kiss.ack must be true or false"),
+        ({"kiss": {"callsign": "DB0KST-1", "colour": 1}}, "unknown key 'kiss.colour'"),
+        ({"reticulum": {"config_dir": "rns"}}, "reticulum.amateur is missing"),
+        ({"reticulum": {"config_dir": "rns", "amateur": "no"}}, "reticulum.amateur must be true or false"),
+        ({"prefix": 5}, "prefix must be a non-empty string"),
+        ({"data_dir": ["x"]}, "data_dir must be a non-empty string"),
+    ],
+)
+def test_listener_sections_name_the_key(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        ReceiverConfig.from_dict({**raw(tmp_path, {"host": "h"}), **change}, base=tmp_path)
+    assert message in str(err.value)
+
+
+def test_a_sender_of_the_wrong_type_names_its_key(tmp_path: Path) -> None:
+    table = raw(tmp_path, {"host": "h"})
+    table["sender"][0]["gateway_id"] = 5
+    with pytest.raises(ConfigError, match=r"sender\[0\]\.gateway_id must be a non-empty string"):
+        ReceiverConfig.from_dict(table, base=tmp_path)
