@@ -5,8 +5,8 @@ key may hold (``int``, ``float``, ``bool``, ``str``, ``X | None``, ``tuple[X, ..
 ``dict[str, Any]`` for a table, ``Any``), its default is the default, and :func:`key` adds bounds,
 choices or a parser. :func:`read` checks a table against the section: an unknown key, a value of the
 wrong type or out of range raises :class:`havel.errors.ConfigError` naming the exact key
-(``relay.path[0].port``). A small helper instead of
-a schema library keeps the gateway's base install at paho-mqtt alone.
+(``relay.path[0].port``). A small helper instead of a schema library keeps the gateway's base install at
+paho-mqtt alone.
 
 :class:`MqttSettings` is the one block of broker connection settings that the ``mqtt`` sinks, the relay's
 MQTT path and the relay receiver share (host, port, TLS, credentials, client id, session)::
