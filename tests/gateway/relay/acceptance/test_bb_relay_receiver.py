@@ -627,3 +627,21 @@ def test_counter_state_survives_a_damaged_copy_and_a_lost_state_refuses_old_reco
     assert 2 not in rx.fcnts(), rx.ups()
     counts = rx.stop_counts()
     assert counts["stale"] >= 1, counts
+
+
+def test_only_accepted_messages_are_acked(rx: Receiver) -> None:
+    """The docs do not say it; assumed: an ack is a transmission of the crisis centre's station, so what is
+    refused (forged, unsigned, a recording played back) is not acked."""
+    recorded, _ = rx.aprs_alarm_info(fcnt=1, level=160)
+    rx.send_aprs(recorded)
+    rx.wait_up(1)
+    k.wait_for(lambda: len(rx.tnc.snapshot()) >= 1, 30, "the first ack")
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=2, level=200, key=OTHER_KEY)[0])
+    rx.send_aprs(f":{CENTRE:<9}:HA {DEV}-0-3 {k.base36(int(time.time()))} level=200{{3".encode())
+    rx.send_aprs(recorded, path=())  # played back, heard directly this time (not a digipeater copy)
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=5, level=161)[0])
+    rx.wait_up(5)
+    k.wait_for(lambda: len(rx.tnc.snapshot()) >= 2, 30, "the sentinel's ack")
+    time.sleep(1)
+    acks = [k.parse_ax25(r).text for _, _, r in rx.tnc.snapshot()]
+    assert sorted(acks) == sorted([f":{GW:<9}:ack1", f":{GW:<9}:ack5"]), acks
