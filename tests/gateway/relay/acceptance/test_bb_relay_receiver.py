@@ -645,3 +645,16 @@ def test_only_accepted_messages_are_acked(rx: Receiver) -> None:
     time.sleep(1)
     acks = [k.parse_ax25(r).text for _, _, r in rx.tnc.snapshot()]
     assert sorted(acks) == sorted([f":{GW:<9}:ack1", f":{GW:<9}:ack5"]), acks
+
+
+def test_a_state_line_without_message_id_is_republished_and_not_acked(rx: Receiver) -> None:
+    line = f"HS {DEV}-0-11 {k.base36(int(time.time()))} level=120"
+    sig = k.signature(KEY, GW, "aprs", rx.next_counter(), f"{CENTRE:<9}:{line}".encode())
+    rx.send_aprs(f":{CENTRE:<9}:{line} {sig}".encode())
+    up = rx.wait_up(11)
+    assert up["priority"] == "state" and up["data"] == {"level": 120} and up["via"] == "aprs", up
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=12, level=170)[0])
+    rx.wait_up(12)
+    k.wait_for(lambda: rx.tnc.snapshot(), 30, "the alarm's ack")
+    acks = [k.parse_ax25(r).text for _, _, r in rx.tnc.snapshot()]
+    assert acks == [f":{GW:<9}:ack12"], acks
