@@ -38,9 +38,6 @@ NODE = shutil.which("node")
 CODECS = CODEC_NAMES
 NODES = tuple(name for name in CODEC_NAMES if isinstance(get_codec(name), NodeCodec))
 
-pytestmark = pytest.mark.skipif(
-    NODE is None, reason="Node.js is not installed (tools/bootstrap.sh installs it)"
-)
 
 SETTINGS = settings(
     max_examples=6,
@@ -65,7 +62,7 @@ def scripts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def run_js(script: Path, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run ``cases`` ({"call", "args"}) through the formatter in one Node process."""
-    assert NODE is not None
+    assert NODE is not None, "Node.js is needed (tools/bootstrap.sh)"
     proc = subprocess.run(
         [NODE, str(RUNNER), str(script)],
         input=json.dumps(cases),
