@@ -3,7 +3,7 @@ hw/boards/<board>.json), checked at boot.
 
 config.json:
     board        name of the board definition ("heltec_wifi_lora_32_v3", ...): must match board.json
-    app          "air" | "water" | "temperature" | "cooling"
+    app          one of apps.APPS ("air", "water", "temperature", "cooling", "soil")
     lorawan      the MAC settings (lw.mac.Mac): activation "otaa" with dev_eui, join_eui, app_key,
                  or "abp" with dev_addr, nwk_s_key, app_s_key (hex strings); optional MAC keys
     interval_s   reporting interval, 60..43200 s (downlink FPort 10 changes it)
@@ -18,9 +18,9 @@ valve output is held closed.
 
 import json
 
+from apps import APPS  # the firmware's one list of node kinds (held to bundle.json and the host's kinds)
 from micropython import const
 
-APPS = ("air", "water", "temperature", "cooling")
 INTERVAL_MIN_S = const(60)
 INTERVAL_MAX_S = const(43200)
 
@@ -33,6 +33,8 @@ APP_SENSORS = {
               "max_mm": (int, 500, 10000), "water_temp": ("ds18b20", "none")},
     "temperature": {"probes": (int, 0, 15), "humidity": ("sht31", "none"), "sht31_addr": (int, 0x44, 0x45)},
     "cooling": {"ambient": ("ds18b20", "sht31"), "sht31_addr": (int, 0x44, 0x45)},
+    # the probes' capacitance in dry soil (0 %) and in water (100 %): wet is always above dry
+    "soil": {"dry": (int, 0, 999), "wet": (int, 1000, 4095), "temperature": ("ds18b20", "none")},
 }
 
 BOARD_KEYS = ("name", "mcu", "radio", "i2c", "uart", "onewire", "ultrasonic", "battery", "valve",

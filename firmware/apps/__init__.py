@@ -1,6 +1,8 @@
 """Node applications: the common loop (node.py) and one module per kind of node."""
 
-APPS = ("air", "water", "temperature", "cooling")
+# the one list of node kinds on the firmware: bundle.json's "apps" and the host's node kinds
+# (havel.codecs.payload.KIND_NAMES) are held to it by tests/firmware/test_bundle.py
+APPS = ("air", "water", "temperature", "cooling", "soil")
 
 
 def app_module(name):

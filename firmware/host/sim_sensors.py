@@ -222,6 +222,38 @@ class _CommandDevice(I2CDevice):
         return data + b"\xff" * (n - len(data))
 
 
+class SimSeesawSoil(I2CDevice):
+    """Adafruit STEMMA soil sensor (seesaw): a write of (0x0F, 0x10) then a 2-byte read gives the touch
+    channel's capacitance, big-endian. ``percent`` sets it through the firmware's default calibration
+    (300 dry, 1000 wet); ``busy`` answers 0xFFFF (no reading)."""
+
+    DRY, WET = 300, 1000
+
+    def __init__(self, clock, addr=0x36, capacitance=600):
+        I2CDevice.__init__(self, addr)
+        self.clock = clock
+        self.capacitance = capacitance
+        self.busy = False
+        self._reg = None
+
+    @property
+    def percent(self):
+        return (self.capacitance - self.DRY) * 100.0 / (self.WET - self.DRY)
+
+    @percent.setter
+    def percent(self, pct):
+        self.capacitance = round(self.DRY + pct * (self.WET - self.DRY) / 100.0)
+
+    def on_write(self, data):
+        self._reg = bytes(data[:2])
+
+    def on_read(self, n):
+        if self._reg != b"\x0f\x10":
+            return b"\xff" * n
+        v = 0xFFFF if self.busy else max(0, min(0xFFFE, self.capacitance))
+        return bytes(((v >> 8) & 0xFF, v & 0xFF))[:n] + b"\xff" * (n - 2)
+
+
 class SimSHT31(_CommandDevice):
     """SHT31-DIS: single-shot high repeatability without clock stretching (0x2400): NACKs reads
     until the 15 ms conversion is over."""

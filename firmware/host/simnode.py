@@ -11,7 +11,7 @@ battery ADC, valve and reservoir pins), backed by fake buses with simulated chip
 
 from apps import node as nodemod
 from fake_buses import FakeADC, FakeI2C, FakeOneWire, FakePin, FakeUART
-from sim_sensors import SimBME280, SimDS18B20, SimJSNSR04T, SimSCD41, SimSDS011, SimSHT31
+from sim_sensors import SimBME280, SimDS18B20, SimJSNSR04T, SimSCD41, SimSDS011, SimSeesawSoil, SimSHT31
 
 
 class Retained:
@@ -111,6 +111,11 @@ def populate(io, app, cfg=None):
             io.add_i2c("sht31", SimSHT31(c, addr=s.get("sht31_addr", 0x44)))
         else:
             io.add_onewire("ds18b20", SimDS18B20(c, temp_c=24.0))
+    elif app == "soil":
+        for i, addr in enumerate((0x36, 0x37, 0x38)):  # 10, 30, 60 cm
+            io.add_i2c("soil%d" % i, SimSeesawSoil(c, addr=addr, capacitance=500 + 100 * i))
+        if s.get("temperature", "ds18b20") == "ds18b20":
+            io.add_onewire("ds18b20", SimDS18B20(c, temp_c=12.0))
     return io
 
 

@@ -6,6 +6,7 @@ decode what the real node code sent. Each app gets a scripted world: values to f
 
 import json
 
+from apps import APPS
 from fakeclock import FakeClock
 from memstore import MemStore
 from simnet import SimNetwork
@@ -24,6 +25,7 @@ CFG = {
     "water": {"thresholds": {"zero_mm": 3000, "levels_cm": [200, 250, 280]}},
     "temperature": {"sensors": {"probes": 3}},
     "cooling": {"thresholds": {"on_c": 30.0, "off_c": 28.0, "min_off_s": 60, "reservoir": True}},
+    "soil": {"sensors": {"dry": 300, "wet": 1000}},
 }
 
 
@@ -41,10 +43,13 @@ def world(app, io):
         s["sht31"].humidity = 38.0
     elif app == "cooling":
         s["ds18b20"].temp_c = 33.0
+    elif app == "soil":
+        s["soil0"].percent, s["soil1"].percent, s["soil2"].percent = 12.5, 33.0, 47.5
+        s["ds18b20"].temp_c = 16.5
 
 
 out = {}
-for app in ("air", "water", "temperature", "cooling"):
+for app in APPS:  # every app the firmware has (a kind without a world here fails: KeyError)
     clock = FakeClock(1000)
     radio = SimRadio(clock)
     net = SimNetwork(radio, app_key=KEY)

@@ -145,3 +145,22 @@ def test_kit_settings_pass_the_firmware_config_check() -> None:
                           cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("ok ") == len(kits)
+
+
+def test_one_list_of_node_kinds() -> None:
+    """The firmware's APPS (apps/__init__.py), bundle.json's apps, config.py's sensor options and the host's
+    node kinds (codecs/payload/registry.py) are the same list: a kind missing from one of them fails here."""
+    from havel.codecs.payload import KIND_NAMES
+
+    tree = ast.parse((FW / "apps" / "__init__.py").read_text())
+    apps = next(ast.literal_eval(n.value) for n in tree.body
+                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "APPS")
+    config = ast.parse((FW / "config.py").read_text())
+    sensors = next(n.value for n in config.body
+                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "APP_SENSORS")
+    assert isinstance(sensors, ast.Dict)
+    assert tuple(apps) == KIND_NAMES
+    assert list(BUNDLE["apps"]) == list(apps)
+    assert [ast.literal_eval(k) for k in sensors.keys if k is not None] == list(apps)
+    for app in apps:
+        assert (FW / "apps" / f"{app}.py").is_file() and (FW / "payload" / f"{app}.py").is_file(), app

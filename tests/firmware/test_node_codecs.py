@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from havel.codecs.payload import KIND_NAMES
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -38,7 +40,7 @@ def _decoded(uplinks: dict[str, list[dict[str, Any]]], app: str, fport: int) -> 
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("app", ["air", "water", "temperature", "cooling"])
+@pytest.mark.parametrize("app", KIND_NAMES)
 def test_status_uplink_decodes(uplinks: dict[str, list[dict[str, Any]]], app: str) -> None:
     d = _decoded(uplinks, app, 2)[0]["data"]
     assert d["reset_cause"] == "power_on" and d["interval"] == 600 and d["firmware"] == "0.1.0"
@@ -82,3 +84,13 @@ def test_cooling(uplinks: dict[str, list[dict[str, Any]]]) -> None:
     assert sum(d["open_time"] for d in ds) > 0
     total_l = sum(d["water_used"] for d in ds)
     assert total_l == pytest.approx(ds[-1]["water_today"], abs=0.2 * len(ds))
+
+
+@pytest.mark.timeout(150)
+def test_soil(uplinks: dict[str, list[dict[str, Any]]]) -> None:
+    ds = _decoded(uplinks, "soil", 1)
+    assert len(ds) == 6  # one per 600 s interval in the hour
+    d = ds[-1]["data"]
+    assert d == {"moisture_10cm": 12.5, "moisture_30cm": 33.0, "moisture_60cm": 47.5,
+                 "soil_temperature": 16.5, "battery": pytest.approx(3700, abs=20)}
+    assert ds[-1]["warnings"] == []

@@ -1,10 +1,11 @@
 """Firmware encoders/decoders against the shared vectors (codecs/vectors/*.json), byte for byte."""
 
-from payload import air, cooling, temperature, water
+from apps import APPS
 
 from mptest import unhex, vectors
 
-CODECS = (("air", air), ("water", water), ("temperature", temperature), ("cooling", cooling))
+# every app's encoder, from the firmware's one list of apps
+CODECS = [(name, getattr(__import__("payload." + name), name)) for name in APPS]
 
 
 def _check_all(direction):
