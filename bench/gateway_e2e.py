@@ -142,10 +142,11 @@ def stage_costs(
     from havel.codecs.lorawan import crypto, fcnt
     from havel.codecs.payload import get_codec
     from havel.gateway.config import NetworkConfig
-    from havel.gateway.daemon import tune_gc
     from havel.gateway.journal import Journal
-    from havel.gateway.netserver import NetworkServer, reception
+    from havel.gateway.network.reception import reception
+    from havel.gateway.network.server import NetworkServer
     from havel.gateway.outbox import Outbox
+    from havel.gateway.process import tune_gc
 
     n = len(frames)
     out: dict[str, float] = {}

@@ -104,7 +104,7 @@ def decode_rates(seconds: float) -> Table:
 
 
 def daemon_way(seconds: float) -> Table:
-    """What the gateway does (gateway/netserver.py ``_compiled_codec``, bench/gateway_e2e.py): the shared
+    """What the gateway does (gateway/network/messages.py compiled_codec, bench/gateway_e2e.py): the shared
     codec from get_codec() after use_compiled(), i.e. the fast path in front of compiled construct."""
     table = Table(title="the gateway's call: get_codec(name) + use_compiled(), decode(payload, 1) "
                         "(first FPort 1 vector), us per decode")

@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import importlib
-import json
 import logging
 import signal
 import sqlite3
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,8 +45,12 @@ from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.gwmp import RxPacket
 from havel.gateway.journal import MASK_BITS, Journal
 from havel.gateway.metrics import Metrics
-from havel.gateway.netserver import REJECT_REASONS, NetworkServer, Outcome, Reception, reception
+from havel.gateway.monitoring import MonitoringServer
+from havel.gateway.network.outcome import REJECT_REASONS, Outcome, Reason, Status
+from havel.gateway.network.reception import Reception, reception
+from havel.gateway.network.server import NetworkServer
 from havel.gateway.outbox import Outbox
+from havel.gateway.process import setup_logging, tune_gc
 from havel.gateway.registry import Registry
 from havel.gateway.runlock import RunLock
 from havel.gateway.sdnotify import Notifier
@@ -82,24 +83,6 @@ INTAKE_GROUP_S = 0.008
 # While the database refuses writes, a tiny test write this often tells when it takes them again.
 STORAGE_PROBE_S = 1.0
 STORAGE_RETRY_MAX_S = 10.0  # (the longest wait between tries while small writes pass and batches fail)
-# The local HTTP port (/healthz, /metrics, /status) serves monitoring on loopback: small requests only. A
-# request head larger than this, slower than the timeout or beyond the number of open connections is
-# answered with an error (or closed) and counted, and never holds the event loop.
-HTTP_MAX_HEAD = 8192
-HTTP_TIMEOUT_S = 5.0
-HTTP_MAX_CLIENTS = 32
-_HTTP_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
 @dataclass
 class DaemonContext:
     """What a component gets: the config (its own section in ``section``), the database objects (use them
@@ -142,7 +125,7 @@ class Gateway:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._http: asyncio.Server | None = None
+        self.monitoring = MonitoringServer(self.metrics, self.status)
         self._closed = False
         self.conn: sqlite3.Connection | None = None
         self.runlock = RunLock(cfg.data_dir)
@@ -151,7 +134,6 @@ class Gateway:
         self._storage_retry = False  # frames may wait in the intake journal after a failed store
         self._next_recovery = 0.0  # monotonic time of the next try to work the journal off
         self._recovery_wait = STORAGE_PROBE_S
-        self._http_clients = 0
         self._describe_metrics()
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -198,15 +180,12 @@ class Gateway:
             ) from None
         if cfg.http.port:
             try:
-                self._http = await asyncio.start_server(
-                    self._serve_http, cfg.http.bind, cfg.http.port, limit=HTTP_MAX_HEAD
-                )
+                self.http_port = await self.monitoring.start(cfg.http.bind, cfg.http.port)
             except OSError as exc:
                 raise ConfigError(
                     f"http: cannot listen on {cfg.http.bind}:{cfg.http.port}: {exc.strerror}",
                     hint="set http.port to a free port, or 0 to switch it off",
                 ) from None
-            self.http_port = int(self._http.sockets[0].getsockname()[1])
         for name in self._component_names():
             self.components[name] = self._create_component(name)
         for name, comp in self.components.items():
@@ -299,10 +278,7 @@ class Gateway:
                 await comp.stop()
             except Exception:
                 log.exception("component %s did not stop cleanly", name)
-        if self._http is not None:
-            self._http.close()
-            with contextlib.suppress(Exception):
-                await self._http.wait_closed()
+        await self.monitoring.close()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -519,17 +495,17 @@ class Gateway:
             # inside the uplink transaction: downlink counters and queue changes commit with the counter
             if out.best is not None and out.best.replayed:
                 return  # from the journal after a restart: its receive windows are long gone
-            if out.status == "accepted":
+            if out.status == Status.ACCEPTED:
                 tx, results = self.downlinks.on_uplink(out, reachable)
                 for r in results:
                     self.outbox.put(r)
                 if tx is not None:
                     sends.append(tx)
-            elif out.status == "joined":
+            elif out.status == Status.JOINED:
                 tx = self.downlinks.join_accept(out, reachable)
                 if tx is not None:
                     sends.append(tx)
-            elif out.status == "retransmission":  # sent again: a confirmed frame whose ACK was missed
+            elif out.status == Status.RETRANSMISSION:  # sent again: a confirmed frame whose ACK was missed
                 tx = self.downlinks.ack_again(out, reachable)
                 if tx is not None:
                     sends.append(tx)
@@ -541,7 +517,7 @@ class Gateway:
 
     def _after_flush(self, outcomes: list[Outcome], sends: list[Transmission]) -> None:
         """Once the flush is committed: downlinks out, metrics, listeners, the forwarder woken."""
-        failed = next((o for o in outcomes if o.reason == "storage"), None)
+        failed = next((o for o in outcomes if o.reason == Reason.STORAGE), None)
         committed = failed is None
         if failed is not None:  # they stay in the intake journal: processed again once writes succeed
             self._storage_failed("storing uplinks", failed.detail or "write refused")
@@ -561,14 +537,14 @@ class Gateway:
         accepted = 0
         listeners = self.outcome_listeners
         for out in outcomes:
-            if out.status == "accepted":
+            if out.status == Status.ACCEPTED:
                 accepted += 1
-            elif out.status == "rejected":
+            elif out.status == Status.REJECTED:
                 self.metrics.inc("uplinks_rejected_total", reason=out.reason or "unknown")
                 log.debug("uplink rejected (%s): %s", out.reason, out.detail)
-            elif out.status == "joined":
+            elif out.status == Status.JOINED:
                 self.metrics.inc("joins_total")
-            elif out.status == "retransmission":
+            elif out.status == Status.RETRANSMISSION:
                 self.metrics.inc("uplinks_retransmitted_total")
             for listener in listeners:
                 try:
@@ -834,14 +810,6 @@ class Gateway:
             "counter",
             "PUSH_ACKs not sent because the received frames could not be stored",
         )
-        m.describe(
-            "http_requests_total", "counter", "requests answered on the local HTTP port, by path and code"
-        )
-        m.describe(
-            "http_rejected_total",
-            "counter",
-            "connections to the local HTTP port refused or answered with an error, by reason",
-        )
         m.gauge_fn("storage_ok", lambda: 0.0 if self.storage_fault is not None else 1.0)
         m.describe("storage_ok", "gauge", "1 while the database takes writes, 0 while it refuses them")
 
@@ -889,137 +857,6 @@ class Gateway:
         m.describe("sink_up", "gauge", "1 when the sink is connected")
         m.describe("downlink_queue", "gauge", "application downlinks waiting for their device")
 
-    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One request per connection. Anything that is not a small, well-formed GET is answered with an
-        error code (or, past the connection limit, closed) and counted in ``http_rejected_total``; nothing
-        a client sends ends the server."""
-        if self._http_clients >= HTTP_MAX_CLIENTS:
-            self.metrics.inc("http_rejected_total", reason="too_many_clients")
-            writer.close()
-            return
-        self._http_clients += 1
-        try:
-            answer = await self._http_request(reader)
-            if answer is not None:
-                code, ctype, body = answer
-                data = body.encode()
-                writer.write(
-                    f"HTTP/1.1 {code} {_HTTP_REASONS[code]}\r\nContent-Type: {ctype}\r\n"
-                    f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-                    + data
-                )
-                async with asyncio.timeout(HTTP_TIMEOUT_S):  # a client that does not read
-                    await writer.drain()
-        except (TimeoutError, ConnectionError):
-            self.metrics.inc("http_rejected_total", reason="not_reading")
-        except Exception:  # a bug here must not end the server: log it, drop the connection
-            log.exception("http: request failed")
-        finally:
-            self._http_clients -= 1
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _http_request(self, reader: asyncio.StreamReader) -> tuple[int, str, str] | None:
-        """Read one request head and answer it: (code, content type, body), or None to just close."""
-        head = b""
-        try:
-            async with asyncio.timeout(HTTP_TIMEOUT_S):
-                while True:
-                    line = await reader.readline()  # ValueError past HTTP_MAX_HEAD (the stream's limit)
-                    if not line.endswith(b"\n"):  # closed before the head ended
-                        self.metrics.inc("http_rejected_total", reason="incomplete")
-                        return None
-                    head += line
-                    if len(head) > HTTP_MAX_HEAD:
-                        raise ValueError("head too large")
-                    if line in (b"\r\n", b"\n"):
-                        break
-        except TimeoutError:
-            self.metrics.inc("http_rejected_total", reason="slow")
-            return 408, "text/plain", "request head not received in time\n"
-        except ValueError:  # a line or the whole head longer than HTTP_MAX_HEAD
-            self.metrics.inc("http_rejected_total", reason="too_large")
-            return 431, "text/plain", "request head too large\n"
-        parts = head.split(b"\n", 1)[0].strip().split(b" ")
-        if (
-            len(parts) != 3
-            or not parts[2].startswith(b"HTTP/1.")
-            or not parts[1].startswith(b"/")
-            or not (parts[0].isascii() and parts[0].isalpha() and parts[0].isupper())
-            or not parts[1].isascii()
-        ):
-            self.metrics.inc("http_rejected_total", reason="malformed")
-            return 400, "text/plain", "malformed request\n"
-        if parts[0] not in (b"GET", b"HEAD"):
-            self.metrics.inc("http_rejected_total", reason="method")
-            return 405, "text/plain", "only GET\n"
-        path = parts[1].decode("ascii").split("?", 1)[0]
-        answer = self._http_answer(path)
-        self.metrics.inc(
-            "http_requests_total", path=path if answer[0] != 404 else "other", code=str(answer[0])
-        )
-        return answer
-
-    def _http_answer(self, path: str) -> tuple[int, str, str]:
-        if path == "/metrics":
-            return 200, "text/plain; version=0.0.4", self.metrics.render()
-        if path not in ("/healthz", "/status"):
-            return 404, "text/plain", "not found: try /healthz, /metrics or /status\n"
-        try:
-            st = self.status()
-        except Exception as exc:  # /healthz always answers: with what went wrong
-            log.exception("status failed")
-            return 503, "application/json", json.dumps({"state": "error", "error": str(exc)}) + "\n"
-        ok = st["state"] == "ok"
-        doc = (
-            st
-            if path == "/status"
-            else {
-                "state": st["state"],
-                "storage": st["storage"],
-                "forwarders": st["forwarders"],
-                "sinks": st["sinks"],
-                "outbox": st["outbox"],
-                **({"relay": st["relay"]} if "relay" in st else {}),  # its paths' listener restarts
-            }
-        )
-        code = 200 if ok or path == "/status" else 503
-        return code, "application/json", json.dumps(doc, default=str) + "\n"
-
-
-# ------------------------------------------------------------------------------------------- logging
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (+ exception)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False)
-
-
-def setup_logging(fmt: str, level: str, stream: Any = None) -> None:
-    """Configure the root logger for the daemon (plain or JSON lines on stderr)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-
-
 def relay_rules(cfg: Config) -> Any:
     """The relay's priority rules (``[relay] rules``) when the relay is configured, else None: the network
     server stores each uplink with the higher of their class and its own (ConfigError for a bad rule)."""
@@ -1046,18 +883,3 @@ def _mask(copies: list[Reception]) -> int:
         assert copy.origin is not None
         mask |= 1 << copy.origin[1]
     return mask
-
-
-def tune_gc() -> None:
-    """The garbage collector set for a long-running daemon, once it has started.
-
-    What exists then (modules, codecs, the registry, the components) lives as long as the process, so it
-    leaves the collector's scans (``gc.freeze``), and the young generation is collected every 10,000 net
-    allocations instead of 700. Objects are still freed by reference counting the moment they are unused;
-    only garbage in reference cycles waits a little longer. Measured with a ``gc.callbacks`` probe in the
-    daemon during ``bench/gateway_e2e.py`` (30,000 uplinks): 0.50-0.52 s spent collecting (806-828, 73-75
-    and 6 collections of generations 0, 1, 2) became 0.02-0.05 s (11 collections of generation 0), about
-    15 us per uplink."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)

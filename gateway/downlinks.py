@@ -18,8 +18,8 @@ A device's queue holds at most ``network.downlink_queue_max`` commands.
 Join-accepts and MAC answers come first: application commands may use only :data:`APP_DUTY_SHARE` of the
 gateway's duty cycle in a sub-band, so that they can never leave a join unanswered; a downlink whose
 command does not fit the rest goes without it (MAC answers, ACK, FPending). A join-accept that cannot be
-sent (no packet forwarder to send through, or the duty cycle) raises :class:`~.netserver.NotAnswered`, and
-the network server does not record the join.
+sent (no packet forwarder to send through, or the duty cycle) raises
+:class:`~.network.outcome.NotAnswered`, and the network server does not record the join.
 
 The queue is a SQLite table in the gateway's database, so queued commands survive a restart.
 """
@@ -44,9 +44,9 @@ from havel.errors import CodecError, HavelError, InputError
 from havel.gateway import gwmp, schema
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
-from havel.gateway.gwmp import format_time
 from havel.gateway.jsontext import encode_json
-from havel.gateway.netserver import NotAnswered, Outcome
+from havel.gateway.network.outcome import NotAnswered, Outcome
+from havel.gateway.network.reception import format_time
 from havel.gateway.registry import Device, Registry
 
 _MAX_FOPTS = 15

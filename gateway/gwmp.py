@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from havel.errors import InputError
+from havel.gateway.network.reception import format_time
 
 PUSH_DATA = 0x00
 PUSH_ACK = 0x01
@@ -313,13 +314,6 @@ def parse_time(value: str) -> datetime:
         return dt.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00:00-05:00 is past year 9999 in UTC
         raise ValueError("time outside the years 1 to 9999") from None
-
-
-def format_time(dt: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z``."""
-    if dt.tzinfo is not UTC:
-        dt = dt.astimezone(UTC)
-    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _b64(value: str) -> bytes:

@@ -199,7 +199,7 @@ class Journal:
             except GwmpError as exc:
                 log.error("intake journal: rxpk %d of datagram %d is unreadable: %s", index, seq, exc)
                 continue
-            # the receive time and its source as the daemon chose them (netserver.reception)
+            # the receive time and its source as the daemon chose them (network.reception.reception)
             gps = rx.time is not None and rx.tmms is not None
             out.append(Entry(self.datagram_id(seq, index), eui, rx, rx.time if gps and rx.time else local,
                              "gps" if gps else "local", seq << _INDEX_BITS | index))

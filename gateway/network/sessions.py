@@ -26,7 +26,7 @@ class Session:
     fcnt_up: int | None = None
     fcnt_down: int = 0
     # joins accepted for the device when this session began (0 for ABP): part of the message id, because
-    # FCnt restarts at 0 with every join (see netserver.message_id)
+    # FCnt restarts at 0 with every join (see network.messages.message_id)
     epoch: int = 0
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from havel.codecs.lorawan import eu868
 from havel.errors import ConfigError
-from havel.gateway import netserver
+from havel.gateway.network import joins as netserver
 from havel.gateway.setup.boards import Board, radio_calibration
 
 MULTI_SF_CHANNELS = 8  # the SX1302's multi-SF demodulators

@@ -502,7 +502,7 @@ def test_http_endpoints_and_json_logs(gw: InProcessGateway) -> None:
     import io
     import logging
 
-    from havel.gateway.daemon import setup_logging
+    from havel.gateway.process import setup_logging
 
     port = gw.cfg.http.port
     assert http_get(port, "/nothing")[0] == 404
@@ -603,7 +603,8 @@ def test_the_daemon_process_sets_its_garbage_collection_for_a_long_run() -> None
 
     code = (
         "import gc\n"
-        "from havel.gateway.daemon import tune_gc\n"
+        "import havel.gateway.daemon\n"
+        "from havel.gateway.process import tune_gc\n"
         "before = gc.get_freeze_count()\n"
         "tune_gc()\n"
         "print(before, gc.get_freeze_count() > 1000, gc.get_threshold()[0])\n"

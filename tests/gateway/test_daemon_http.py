@@ -13,7 +13,8 @@ import pytest
 from support.gateway_run import InProcessGateway, http_get, write_config
 
 from havel.gateway import config
-from havel.gateway.daemon import HTTP_MAX_CLIENTS, HTTP_TIMEOUT_S
+from havel.gateway.monitoring import MAX_CLIENTS as HTTP_MAX_CLIENTS
+from havel.gateway.monitoring import TIMEOUT_S as HTTP_TIMEOUT_S
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -14,7 +14,8 @@ from havel.gateway import db
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlinks import APP_DUTY_SHARE, DownlinkScheduler, Transmission, read_command
 from havel.gateway.gwmp import RxPacket
-from havel.gateway.netserver import Outcome, reception
+from havel.gateway.network.outcome import Outcome
+from havel.gateway.network.reception import reception
 from havel.gateway.registry import Device, Registry, Session
 
 from .test_netserver_downlinks import ADDR, APP, EUI, GW, NOW, NWK, Env, decode
@@ -190,7 +191,7 @@ def test_a_join_that_cannot_be_answered_is_not_recorded(env: Env) -> None:
     assert not env.reg.dev_nonce_used(OTAA_EUI, 5)
     assert [r.kind for r in env.outbox.fetch("primary", 100)] == []  # no join published
     assert env.dl.counters["join_unanswered"] == 1
-    env.ns._recent.clear()  # the device asks again (here with the same DevNonce, as 1.0.2 nodes may)
+    env.ns.dedup.forget_all()  # the device asks again (here with the same DevNonce, as 1.0.2 nodes may)
     out, tx = _join(env, 5)
     assert out.status == "joined" and tx is not None
     plain = phy.parse_join_accept(crypto.decrypt_join_accept(APP_KEY, out.join_accept or b""))

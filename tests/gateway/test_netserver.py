@@ -15,7 +15,10 @@ from havel.codecs.lorawan import crypto, phy
 from havel.gateway import db
 from havel.gateway.config import NetworkConfig
 from havel.gateway.gwmp import RxPacket
-from havel.gateway.netserver import CFLIST_HZ, NetworkServer, Outcome, reception
+from havel.gateway.network.joins import CFLIST_HZ
+from havel.gateway.network.outcome import Outcome
+from havel.gateway.network.reception import reception
+from havel.gateway.network.server import NetworkServer
 from havel.gateway.outbox import Outbox
 from havel.gateway.registry import Device, Registry, Session
 
@@ -308,7 +311,7 @@ def test_reused_dev_nonce_and_bad_join_mic(env: Env) -> None:
     )
     jr = phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=1, app_key=APP_KEY)
     assert env.one(jr).status == "joined"
-    env.ns._recent.clear()  # as after a restart: only the stored DevNonces protect
+    env.ns.dedup.forget_all()  # as after a restart: only the stored DevNonces protect
     assert env.one(jr).reason == "dev_nonce_reused"
     forged = phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=2, app_key=bytes(16))
     assert env.one(forged).reason == "mic"
@@ -370,7 +373,7 @@ def test_decoded_value_json_cannot_hold_keeps_the_frame_with_an_error(env: Env) 
         def decode(self, data: bytes, fport: int) -> dict:  # type: ignore[type-arg]
             return {"codec": "temperature", "data": {"t": float("nan")}, "units": {}, "warnings": []}
 
-    env.ns.codec_lookup = lambda name: NanCodec()
+    env.ns.messages.codec_lookup = lambda name: NanCodec()
     assert env.hear(up(1)) is None and env.hear(up(2), tmst=5) is None
     outs = env.flush()
     assert [o.status for o in outs] == ["accepted", "accepted"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,10 @@ from havel.gateway.adr import HISTORY
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlinks import DownlinkScheduler, DutyCycle, Transmission, airtime_s, parse_down_topic
 from havel.gateway.gwmp import RxPacket
-from havel.gateway.netserver import MAX_ACKS_AGAIN, NetworkServer, Outcome, reception
+from havel.gateway.network.dedup import MAX_ACKS_AGAIN
+from havel.gateway.network.outcome import Outcome
+from havel.gateway.network.reception import reception
+from havel.gateway.network.server import NetworkServer
 from havel.gateway.outbox import Outbox
 from havel.gateway.registry import Device, Registry, Session
 
@@ -338,10 +342,11 @@ def test_adr_steps_a_device_up_and_remembers_its_power(env: Env) -> None:
 
 
 def test_adr_power_of_a_database_from_before_nb_trans_is_kept(tmp_path: Path) -> None:
-    conn = db.open_db(tmp_path / "havel.db")
+    conn = sqlite3.connect(tmp_path / "havel.db")  # as an earlier release left it (no schema version)
     conn.execute("CREATE TABLE adr_power (dev_eui TEXT PRIMARY KEY, epoch INTEGER NOT NULL, "
                  "tx_power INTEGER NOT NULL)")
     conn.execute("INSERT INTO adr_power VALUES (?, 0, 3)", (f"{EUI:016X}",))
+    conn.commit()
     conn.close()
     env = Env(tmp_path)  # opens it again: the column is added, NbTrans 1 as those devices use
     assert env.dl.adr.settings(EUI, 0) == (3, 1)

@@ -136,14 +136,14 @@ def test_a_removed_device_keeps_its_used_dev_nonces(tmp_path: Path, caplog: pyte
             app_key=APP_KEY,
         )
     )
-    env.ns._recent.clear()  # as after a restart: only the stored DevNonces protect
+    env.ns.dedup.forget_all()  # as after a restart: only the stored DevNonces protect
     assert env.one(jr).reason == "dev_nonce_reused"
     with caplog.at_level(logging.WARNING, logger="havel.gateway.registry"):
         assert env.reg.forget_dev_nonces(OTAA_EUI) == 1
     assert any(
         "1 used DevNonce" in r.getMessage() and f"{OTAA_EUI:016X}" in r.getMessage() for r in caplog.records
     )
-    env.ns._recent.clear()
+    env.ns.dedup.forget_all()
     assert env.one(jr).status == "joined"
 
 

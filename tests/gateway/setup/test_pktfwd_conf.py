@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from havel.codecs.lorawan import eu868
-from havel.gateway import netserver
 from havel.gateway.config import UdpConfig
+from havel.gateway.network import joins
+from havel.gateway.network.joins import CFLIST_HZ
 from havel.gateway.setup import pktfwd
 from havel.gateway.setup.boards import board_names, load_board, radio_calibration
 
@@ -210,7 +211,7 @@ def test_channels_are_havels_eu868_plan_within_each_radios_band(name: str) -> No
             assert radio["enable"] is True
             assert abs(ch["if"]) + 125_000 // 2 <= limit, f"channel {i} is outside radio {ch['radio']}'s band"
             heard.append(radio["freq"] + ch["if"])
-    assert sorted(heard) == sorted(set(eu868.DEFAULT_CHANNELS_HZ) | set(netserver.CFLIST_HZ))
+    assert sorted(heard) == sorted(set(eu868.DEFAULT_CHANNELS_HZ) | set(CFLIST_HZ))
     assert sx["chan_multiSF_All"]["spreading_factor_enable"] == [7, 8, 9, 10, 11, 12]  # DR0..DR5
     assert sx["chan_Lora_std"]["enable"] is False and sx["chan_FSK"]["enable"] is False
     tx = [sx[f"radio_{i}"] for i in range(2) if sx[f"radio_{i}"]["tx_enable"]]
@@ -221,7 +222,7 @@ def test_channels_are_havels_eu868_plan_within_each_radios_band(name: str) -> No
 
 def test_plan_follows_the_network_servers_cflist(monkeypatch: pytest.MonkeyPatch) -> None:
     """The plan is derived, not copied: with another CFList the forwarder listens elsewhere."""
-    monkeypatch.setattr(netserver, "CFLIST_HZ", [867_100_000, 867_300_000])
+    monkeypatch.setattr(joins, "CFLIST_HZ", [867_100_000, 867_300_000])
     sx = pktfwd.global_conf(load_board("rak2287_pihat"), EUI, 1700)["SX130x_conf"]
     heard = sorted(
         sx[f"radio_{c['radio']}"]["freq"] + c["if"]
