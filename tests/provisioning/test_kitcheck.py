@@ -473,3 +473,25 @@ def test_sds011_left_with_a_working_period_is_set_back_to_continuous(kit_board: 
     assert it.status == "fixed" and "was left with a working period of 5 min" in it.advice, it.advice
     assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False, "period": 0}
     assert check(vb, "air")["SDS011"].status == "ok"
+
+
+def test_rewired_board_keeps_what_a_command_changed(kit_board: Callable[..., Any]) -> None:
+    """state.json is there from power-up; after a new scenario and a soft reset, a part nobody changed
+    takes the new scenario's state and one the check changed keeps its own, as a real sensor does."""
+    from .conftest import scenario
+
+    vb = kit_board("air")
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": True, "period": 0}
+
+    def rewire(faults: set[str]) -> None:
+        kit = load_kit("air")
+        sc = json.dumps(scenario.build(kit, kit.board(), faults))
+        with Board(vb.path) as link:
+            link.exec(f"f = open('/_vboard/scenario.json', 'w')\nf.write({sc!r})\nf.close()")
+            link.soft_reset()
+
+    rewire({"sds011_active"})  # nothing changed the sensor yet: it is the new one, in active mode
+    assert sensor_state(vb)["sds011"] == {"mode": "active", "working": True, "period": 0}
+    assert check(vb, "air")["SDS011"].status == "fixed"  # put into query mode and to sleep
+    rewire({"sds011_period"})
+    assert sensor_state(vb)["sds011"] == {"mode": "query", "working": False, "period": 0}

@@ -33,16 +33,23 @@ def _initial(sc):
 
 
 def state():
-    """The parts' own state; written out at the first boot (and after state.json was deleted), so the
-    file is there to read from the start."""
+    """The parts' own state, written out at every boot so the file is there from the start. A part whose
+    state no command has changed since it was staged follows the scenario (a rewired board: a new
+    scenario.json and a soft reset); what a command changed stays, as in the real part."""
     global _state
     if _state is None:
+        staged = _initial(scenario())
         try:
             with open("/_vboard/state.json") as f:
                 _state = json.load(f)
         except OSError:
-            _state = _initial(scenario())
-            save_state()
+            _state = {}
+        before = _state.get("staged", {})
+        for part, first in staged.items():
+            if part not in _state or _state[part] == before.get(part):
+                _state[part] = dict(first)
+        _state["staged"] = staged
+        save_state()
     return _state
 
 
