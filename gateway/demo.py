@@ -2,8 +2,9 @@
 
 What runs: a local Mosquitto (when installed) on a free loopback port; the real daemon
 (``havel gateway run``) as a child process with embedded defaults (temporary data directory, SQLite, a
-``file`` sink, plus an ``mqtt`` sink to that broker); the simulator with firmware nodes (two temperature
-nodes, a water-level node on a rising river, a cooling point in a heat wave) joining over the air. The live
+``file`` sink, plus an ``mqtt`` sink to that broker); the simulator with firmware nodes (one of every
+simulated node kind: a water-level node on a rising river, a cooling point in a heat wave, a soil-moisture
+node drying out, and two temperature nodes) joining over the air. The live
 table shows what the gateway decoded and published (read back from its file sink), joins, the water
 alarms, the valve's actions, and a valve command sent over MQTT on the way to the node and back.
 It ends with a summary; Ctrl-C stops everything cleanly.
@@ -32,6 +33,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from havel.codecs.payload import find_kind
 from havel.errors import HavelError
 
 
@@ -114,21 +116,10 @@ class Feed:
 def _summary(kind: str, data: dict[str, Any] | None) -> str:
     if not isinstance(data, dict):
         return "(undecodable)"
-    if kind == "temperature":
-        p = data.get("probes") or [None, None]
-        return f"air {p[0]} °C, surface {p[1] if len(p) > 1 else '-'} °C, {data.get('humidity')} % rH"
-    if kind == "water":
-        s = f"level {data.get('level')} cm"
-        if data.get("alarm"):
-            s += f"  [bold red]ALARM {data.get('alarm_level')}[/bold red]"
-        if data.get("rising_fast"):
-            s += " [red]rising fast[/red]"
-        return s
-    if kind == "cooling":
-        valve = "[bold cyan]OPEN[/bold cyan]" if data.get("valve_open") else "closed"
-        return (f"{data.get('ambient_temperature')} °C, valve {valve} ({data.get('mode')}), "
-                f"{data.get('water_today')} L today")
-    return json.dumps(data)[:60]
+    declared = find_kind(kind)
+    if declared is None:
+        return json.dumps(data)[:60]
+    return declared.summary(data)
 
 
 class Board:
@@ -262,6 +253,7 @@ def _status(port: int) -> dict[str, Any] | None:
 def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) -> None:
     """Run the gateway and the simulator together for a minute."""
     from havel.gateway.sim.cli import register
+    from havel.gateway.sim.nodes import KINDS
     from havel.gateway.sim.runner import GATEWAY_EUI_BASE, Simulation, make_specs
     from havel.gateway.sim.world import World
 
@@ -290,7 +282,8 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
         f"allowed_gateways = [{euis}]\n\n"
         f'[http]\nport = {http}\n\n[network]\ndedup_window_ms = 100\n\n[log]\nlevel = "info"\n\n{sinks}'
     )
-    specs = make_specs({"temperature": 2, "water": 1, "cooling": 1}, interval_s=900.0)
+    # one node of every kind the simulator runs, and a second temperature node (inside and outside)
+    specs = make_specs({kind: 2 if kind == "temperature" else 1 for kind in KINDS}, interval_s=900.0)
     register(specs, cfg, None)
     log = open(tmp / "gateway.log", "wb")  # noqa: SIM115 - the child writes to it until it stops
     gw = subprocess.Popen(

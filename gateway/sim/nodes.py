@@ -25,12 +25,14 @@ from types import ModuleType
 from typing import Any
 
 from havel import resources
+from havel.codecs.payload import get_kind, list_kinds
 from havel.errors import HavelError
 from havel.gateway import gwmp
 from havel.gateway.sim.concentrator import Concentrator, wait_any
 from havel.gateway.sim.world import World
 
-KINDS = ("temperature", "water", "cooling")
+#: the node kinds the simulator runs: those whose declaration says how the world drives their sensors
+KINDS = tuple(k.name for k in list_kinds() if k.simulated)
 _FW_LOCK = threading.Lock()
 _FW: dict[str, ModuleType] = {}
 
@@ -118,17 +120,10 @@ class SimNode:
             "sensors": {},
             "thresholds": {},
         }
-        if kind == "water":
-            levels = [int(x) for x in world.alarm_levels_cm]
-            cfg["thresholds"] = {
-                "zero_mm": world.sensor_height_mm,
-                "levels_cm": levels,
-                "rise_cm_per_h": 40,
-                "measure_s": 120,
-                "alarm_interval_s": int(interval_s // 3),
-            }
-        elif kind == "cooling":
-            cfg["thresholds"] = {"min_off_s": 300, "max_on_s": 1800, "stale_s": 1200}
+        self.declared = get_kind(kind)
+        sim_config = self.declared.sim_config
+        if sim_config is not None:
+            cfg.update(sim_config(world, interval_s))
         self.node, self.io = fw["simnode"].make_node(kind, self.clock, self.radio, self.store, cfg)
         self.io.set_battery_mv(3700 - 5 * index)
         self.uplinks = 0
@@ -193,19 +188,9 @@ class SimNode:
 
     # ------------------------------------------------------------------------------------ the loop
     def _apply_world(self, t_s: float) -> None:
-        w, n, sim = self.world, self.rng.gauss, self.io.sim
-        if self.kind == "temperature":
-            sim["probe0"].temp_c = round(w.air_c(t_s) + n(0, 0.1), 2)
-            sim["probe1"].temp_c = round(w.surface_c(t_s) + n(0, 0.2), 2)
-            sim["sht31"].temp_c = round(w.air_c(t_s) + n(0, 0.1), 2)
-            sim["sht31"].humidity = round(w.humidity(t_s), 1)
-        elif self.kind == "water":
-            level_cm = w.river_cm(t_s) + n(0, 0.5)
-            self.io.ultra.distance_mm = int(w.sensor_height_mm - level_cm * 10)
-            self.io.ultra.air_temp_c = 14.0
-            sim["ds18b20"].temp_c = round(14.0 + n(0, 0.05), 2)
-        else:
-            sim["ds18b20"].temp_c = round(w.air_c(t_s) + n(0, 0.1), 2)
+        sim_world = self.declared.sim_world
+        if sim_world is not None:  # always, for a kind in KINDS
+            sim_world(self.io, self.world, t_s, self.rng.gauss)
 
     def step(self, t_s: float) -> float:
         """One wake-up of the firmware's node loop at simulated time ``t_s``; returns the next one."""

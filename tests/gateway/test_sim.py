@@ -14,6 +14,7 @@ from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
 from havel.gateway import config
+from havel.gateway.sim.nodes import KINDS
 from havel.gateway.sim.runner import GATEWAY_EUI_BASE, Simulation, make_specs, parse_counts
 from havel.gateway.sim.world import World
 
@@ -29,7 +30,7 @@ def file_ups(path: Path) -> list[dict[str, Any]]:
 def test_otaa_joins_with_the_firmware_mac_and_readings_arrive_decoded(tmp_path: Path) -> None:
     two = {"allowed_gateways": [f"{GATEWAY_EUI_BASE + i:016X}" for i in (1, 2)]}  # the two concentrators
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 40}, udp=two))
-    specs = make_specs(parse_counts("temperature=1,water=1,cooling=1"))
+    specs = make_specs(parse_counts(",".join(f"{kind}=1" for kind in KINDS)))  # every simulated kind
     provision_sim(cfg, specs)
     # a flood already rising: the water node reaches its first alarm level within the test
     world = World(flood_start_s=0.0, flood_ramp_s=2400.0)
@@ -55,6 +56,9 @@ def test_otaa_joins_with_the_firmware_mac_and_readings_arrive_decoded(tmp_path: 
     kinds = {u["device"]: u for u in ups}
     assert set(kinds) == {s.name for s in specs}
     assert kinds["sim-temperature-1"]["data"]["probes"] and kinds["sim-cooling-1"]["codec"] == "cooling"
+    for kind in KINDS:  # each node's readings decoded by its own kind's codec, every value present
+        data = kinds[f"sim-{kind}-1"]["data"]
+        assert kinds[f"sim-{kind}-1"]["codec"] == kind and None not in data.values(), (kind, data)
     assert all(len(u["rx"]) == 2 for u in ups)  # two concentrators heard every frame: one message each
     water_alarm = [u for u in ups if u["device"] == "sim-water-1" and u["data"]["alarm"]]
     assert water_alarm and water_alarm[0]["data"]["alarm_level"] >= 1 and water_alarm[0]["confirmed"]
