@@ -85,6 +85,7 @@ def make_rig(
     call: str = CALL,
     aprs_extra: str = "",
     rules: str = RULES,
+    telemetry_dev: str = DEV_EUI,
 ) -> Iterator[Rig]:
     broker = k.Broker(tmp_path / "broker")
     broker.start()
@@ -102,7 +103,8 @@ def make_rig(
         f"rules = [\n{rules}]\n"
         f'[[relay.path]]\ntype = "aprs"\ncallsign = "{call}"\naddressee = "{CENTRE}"\n{aprs_extra}'
         f'host = "127.0.0.1"\nport = {tnc.port}\nmin_gap_s = 0.2\n'
-        f'telemetry = [{{name = "Pegel1", unit = "cm", dev_eui = "{DEV_EUI}", field = "level", b = 2}}]\n'
+        'telemetry = [{name = "Pegel1", unit = "cm", '
+        f'dev_eui = "{telemetry_dev}", field = "level", b = 2}}]\n'
         f"{paths_extra}\n"
         f'[[sink]]\ntype = "mqtt"\nname = "platform"\nhost = "127.0.0.1"\nport = {broker.port}\ntls = false\n'
     )
@@ -606,3 +608,24 @@ def test_an_alarm_with_more_fields_than_a_message_holds_keeps_within_67_characte
         assert name in {*known, "alarm", "rising_fast", "alarm_level"}, fields
         if name in known:
             assert float(value) == float(known[name]), fields
+
+
+@pytest.fixture
+def rig_no_channel(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, telemetry_dev="70B3D57ED00000FF", relay_extra="state_interval_s = 1")
+
+
+def test_state_of_a_device_without_telemetry_channel_goes_as_a_signed_hs_line(rig_no_channel: Rig) -> None:
+    rig = rig_no_channel
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    rig.uplink(1, 80)
+    k.wait_for(lambda: any(b":HS " in f.info for f in rig.frames()), 60, "the HS line")
+    f = next(f for f in rig.frames() if b":HS " in f.info)
+    addressee, text, msg_id = k.parse_message(f.text)
+    assert addressee == CENTRE and msg_id is None, f.text
+    line, _, sig = text.rpartition(" ")
+    k.verify(rig.key, CALL, "aprs", sig, f"{CENTRE:<9}:{line}".encode())
+    parts = line.split(" ")
+    assert parts[0] == "HS" and parts[1] == f"{DEV_EUI}-0-1" and parts[3] == "level=80", line
