@@ -25,7 +25,6 @@ from lw import mac as lwmac
 from lw.store import Record
 from micropython import const
 from payload import common
-from payload.fields import PayloadError
 
 FIRMWARE_VERSION = "0.1.0"
 _FPORT_DATA = const(1)
@@ -47,12 +46,6 @@ class Node:
         self.on_reboot = on_reboot  # board: machine.reset; host: a callback (None: just flag it)
         self.interval_s = cfg["interval_s"]
         self._rec = Record(store, "node") if store is not None else None
-        if self._rec is not None:
-            saved = self._rec.load()
-            if saved is not None and len(saved) == 2:
-                s = (saved[0] << 8) | saved[1]
-                if common.INTERVAL_MIN_S <= s <= common.INTERVAL_MAX_S:
-                    self.interval_s = s  # a set_interval downlink outlives resets
         self.boot_ms = clock.now_ms()
         self.next_report_ms = self.boot_ms
         self.status_due = reset_cause != "deep_sleep"  # a status after every real boot
@@ -68,10 +61,12 @@ class Node:
         self.last_result = None
         self.downlinks = []  # (fport, payload) received, newest last (a few, for the simulator)
         self.retain = retain  # RAM that survives deep sleep (ESP32 RTC memory): read() / write(b)
-        # boot-only code (the boot-loop guard's count, retained state): apps/startup.py, released after
+        # boot-only code (the interval a downlink set, the boot-loop guard's count, retained state):
+        # apps/startup.py, released after
         from apps import startup
 
         try:
+            startup.restore_interval(self)
             startup.count_boot(self, reset_cause)
             if retain is not None and reset_cause == "deep_sleep":
                 startup.restore_retained(self)
@@ -105,35 +100,17 @@ class Node:
                 "uptime": (now_ms - self.boot_ms) // 1000, "battery": self.app.battery_mv(),
                 "interval": self.interval_s}
 
-    def _save_interval(self):
-        if self._rec is not None:
-            self._rec.save(bytes(((self.interval_s >> 8) & 0xFF, self.interval_s & 0xFF)))
-
     # -- downlinks -----------------------------------------------------------------------------------
     def handle_downlink(self, fport, payload, now_ms):
-        """Act on one downlink; bad ones are logged and ignored (never acted on half-way)."""
-        if len(self.downlinks) >= 8:
-            self.downlinks.pop(0)
-        self.downlinks.append((fport, bytes(payload)))
+        """Act on one downlink; bad ones are logged and ignored (never acted on half-way). Its code
+        (apps/nodedown.py) is loaded for it and released after: downlinks are rare."""
+        from apps import nodedown
+
         try:
-            if self.app.downlink(fport, payload, now_ms):
-                return True
-            d = common.decode_down(fport, payload)
-        except PayloadError as e:
-            self._log("downlink on FPort %d refused: %s" % (fport, e))
-            return False
-        if d is None:
-            self._log("downlink on FPort %d ignored: not a port of this node" % fport)
-            return False
-        if fport == common.FPORT_SET_INTERVAL:
-            self.interval_s = d["interval"]
-            self._save_interval()
-            self.next_report_ms = now_ms + self.app.interval_s(self.interval_s) * 1000
-        elif fport == common.FPORT_REQUEST_STATUS:
-            self.status_due = True
-        elif fport == common.FPORT_REBOOT:
-            self.reboot_at_ms = now_ms + d["delay"] * 1000
-        return True
+            return nodedown.handle(self, fport, payload, now_ms)
+        finally:
+            del nodedown
+            lwmac.release("apps.nodedown")
 
     def _log_errors(self):
         for e in self.app.errors:
@@ -154,7 +131,12 @@ class Node:
         app = self.app
         now = self.clock.now_ms()
         if self.reboot_at_ms is not None and now >= self.reboot_at_ms:
-            self.reboot()
+            # the reboot a downlink asked for: its code is with the downlink code (apps/nodedown.py)
+            from apps import nodedown
+
+            nodedown.reboot(self)
+            del nodedown
+            lwmac.release("apps.nodedown")
             return 0
         app.poll(now)
         self._check_stable(now)
@@ -215,16 +197,6 @@ class Node:
         if p is not None and now + p < wake:
             wake = now + p
         return max(0, wake - now)
-
-    def reboot(self):
-        """Reset requested by downlink: fail safe, save, then reset (board) or flag (host)."""
-        self.app.shutdown()
-        self.app.save()
-        self.rebooted = True
-        self.reboot_at_ms = None
-        self._log("rebooting on request")
-        if self.on_reboot is not None:
-            self.on_reboot()
 
     def run(self, sleeper, watchdog=None, steps=None, chunk_ms=10000, deep=False):
         """The main loop: step, then sleep; the watchdog is fed only here.

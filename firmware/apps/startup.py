@@ -1,17 +1,29 @@
-"""What a Node does only when it starts: count the boot for the boot-loop guard, and take back
-the state kept in RTC memory across deep sleep. Node imports this module for that and releases it
-afterwards, so its code is not in RAM while the node runs."""
+"""What a Node does only when it starts: take back the interval a downlink set, count the boot for
+the boot-loop guard, and take back the state kept in RTC memory across deep sleep. Node imports this
+module for that and releases it afterwards, so its code is not in RAM while the node runs."""
 
 import binascii
 import json
 
 from micropython import const
+from payload import common
 
 # boot-loop guard: a boot that did not run this long (after its hold) ended early
 _STABLE_MS = const(600000)
 _LOOP_RESETS = const(3)  # this many early resets in a row make a boot loop
 _LOOP_HOLD_MS = const(900000)  # then no uplink (nor join) for this long; doubles per further one
 _LOOP_HOLD_MAX_MS = const(21600000)
+
+
+def restore_interval(node):
+    """The report interval a set_interval downlink stored (it outlives resets)."""
+    if node._rec is None:
+        return
+    saved = node._rec.load()
+    if saved is not None and len(saved) == 2:
+        s = (saved[0] << 8) | saved[1]
+        if common.INTERVAL_MIN_S <= s <= common.INTERVAL_MAX_S:
+            node.interval_s = s
 
 
 def count_boot(node, reset_cause):

@@ -40,10 +40,6 @@ def scaled(name, value, num, den, lo, hi, sentinel=None, saturate=False):
     return round_half_away(value * den / num)
 
 
-def put_u8(buf, i, v):
-    buf[i] = v & 0xFF
-
-
 def put_u16(buf, i, v):
     v &= 0xFFFF
     buf[i] = v >> 8
