@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import segno
 
+from havel.codecs.payload import KIND_NAMES, list_kinds
 from havel.errors import InputError
 from havel.provisioning import guide, label
 from havel.provisioning.kits import list_kits, load_kit
@@ -121,9 +122,11 @@ def test_guide_has_every_wire_every_part_and_the_board_pins(kit_name: str) -> No
 
 
 def test_all_kits_load_against_their_boards() -> None:
-    assert set(list_kits()) >= {"air", "water", "temperature", "cooling"}
+    # every node kind declares its kit, and every kit builds a node kind the firmware and codecs know
+    assert {kind.kit for kind in list_kinds()} <= set(list_kits())
     for name in list_kits():
         kit = load_kit(name)
+        assert kit.app in KIND_NAMES and kit.codec in KIND_NAMES, name
         board = kit.board()
         assert board.radio is not None
         assert kit.bom and kit.wiring and kit.current_ma and kit.power.get("source")
