@@ -629,3 +629,30 @@ def test_state_of_a_device_without_telemetry_channel_goes_as_a_signed_hs_line(ri
     k.verify(rig.key, CALL, "aprs", sig, f"{CENTRE:<9}:{line}".encode())
     parts = line.split(" ")
     assert parts[0] == "HS" and parts[1] == f"{DEV_EUI}-0-1" and parts[3] == "level=80", line
+
+
+@pytest.fixture
+def rig_small_budget(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, aprs_extra="budget_airtime_s = 4\nbudget_window_s = 3600\n")
+
+
+def test_the_airtime_budget_is_never_exceeded(rig_small_budget: Rig) -> None:
+    rig = rig_small_budget
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.emergency("on")
+    for fcnt in range(1, 7):
+        rig.uplink(fcnt, 160 + fcnt)
+    k.wait_for(
+        lambda: rig.metric('relay_messages{path="aprs",what="budget_wait"}') >= 1,
+        60,
+        "the budget to hold frames",
+    )
+    time.sleep(1.0)
+    raws = [raw for _, _, raw in rig.tnc.snapshot()]
+    # A lower bound of each frame's airtime as docs/relay.md counts it (1200 Bd, 300 ms TX delay), leaving
+    # out bit stuffing, flags and FCS: only the TX delay and the frame's own bits.
+    lower_bound = sum(0.3 + len(raw) * 8 / 1200 for raw in raws)
+    assert lower_bound <= 4.0, (lower_bound, [k.parse_ax25(r).text for r in raws])
+    alarms = [k.parse_ax25(r).text for r in raws if b":HA " in r]
+    assert 1 <= len(alarms) < 6, alarms
