@@ -658,3 +658,20 @@ def test_a_state_line_without_message_id_is_republished_and_not_acked(rx: Receiv
     k.wait_for(lambda: rx.tnc.snapshot(), 30, "the alarm's ack")
     acks = [k.parse_ax25(r).text for _, _, r in rx.tnc.snapshot()]
     assert acks == [f":{GW:<9}:ack12"], acks
+
+
+def test_a_device_name_beyond_ascii_is_signed_as_utf8_and_shown_as_it_is(rx: Receiver) -> None:
+    now = int(time.time())
+    for fcnt, ascii_only in ((13, True), (14, False)):
+        body = envelope_body(fcnt, 170, now, device="Pegel Brücke ✓")
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only)
+        c = rx.next_counter()
+        env = {
+            "v": 1,
+            "sender": GW,
+            "sig": k.signature(KEY, GW, "mqtt", c, body.encode("utf-8")),
+            "body": body,
+        }
+        rx.publish(json.dumps(env, ensure_ascii=ascii_only).encode("utf-8"))
+    for fcnt in (13, 14):
+        assert rx.wait_up(fcnt)["device"] == "Pegel Brücke ✓"
