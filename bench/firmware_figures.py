@@ -37,9 +37,13 @@ build only collects garbage between calls. Figures (all after a collection, exce
             so no frozen figure is claimed;
   join      what the join code (lw/join.py) takes while loaded: Mac.join() loads it for an attempt
             and releases it, so it is not in `modules`; a join attempt needs about
-            modules + objects + join + the attempt's own transient.
-The start-up code (lw/startup.py: the MAC's config, stored and retained state) and config.py are
-likewise loaded only while the node starts; they are gone before the first cycle.
+            modules + objects + join + the attempt's own transient;
+  maccmds   likewise the MAC-command handlers (lw/maccmds.py), loaded while a downlink carrying
+            MAC commands is handled: such a cycle needs up to `maccmds` more than `peak`.
+The start-up code (lw/startup.py: the MAC's config, stored and retained state; apps/startup.py;
+apps/boardboot.py: bus and pin objects, the radio, building the node), config.py and the cooling
+node's settings code (apps/coolingcfg.py, control/valvecfg.py: also loaded for a valve downlink)
+are likewise loaded only while needed; they are gone before the first cycle.
 An earlier version of this bench took its baseline after the firmware modules were loaded (and
 from .py source), so it reported about 30 KB; the modules are the larger part.
 """
@@ -60,7 +64,7 @@ sys.path[:0] = [str(FW), str(FW / "host")]
 
 import micropython  # noqa: E402,F401  (host shim: time.ticks_* for the firmware modules)
 from lw import region  # noqa: E402
-from payload import air, cooling, temperature, water  # noqa: E402
+from payload import air, cooling, soil, temperature, water  # noqa: E402
 
 LORAWAN_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4
 
@@ -76,6 +80,8 @@ SAMPLES = {
                           "on_threshold": 30.0, "off_threshold": 28.0,
                           "interlock": {"reservoir_low": False, "budget": False, "max_on_time": False},
                           "faults": {"temperature": False, "valve": False, "flow_meter": False}}),
+    "soil": (soil, {"moisture_10cm": 31.5, "moisture_30cm": 28.0, "moisture_60cm": 25.5,
+                    "soil_temperature": 12.3, "battery": 3700}),
 }
 
 HEAP_SCRIPT = """
@@ -242,9 +248,10 @@ gc.collect()
 print("STANDIN %%d" %% (gc.mem_alloc() - a))
 """
 
-# What the join code (lw/join.py, loaded by Mac.join() for one attempt and released after it)
-# adds while it is loaded, on top of the modules of a node.
-JOIN_SCRIPT = """
+# What code loaded for one job and released after it (the join code lw/join.py for a join
+# attempt, the MAC-command handlers lw/maccmds.py for a downlink that carries MAC commands) adds
+# while it is loaded, on top of the modules of a node.
+ONDEMAND_SCRIPT = """
 import gc
 for name in %(names)r:
     __import__(name)
@@ -252,10 +259,10 @@ for name in %(names)r:
 gc.collect()
 a = gc.mem_alloc()
 #@step
-import lw.join
+import %(module)s
 #@step
 gc.collect()
-print("JOIN %%d" %% (gc.mem_alloc() - a))
+print("ONDEMAND %%d" %% (gc.mem_alloc() - a))
 """
 
 LW = {"activation": "otaa", "dev_eui": "70b3d57ed0001234", "join_eui": "70b3d57ed0000000",
@@ -263,12 +270,14 @@ LW = {"activation": "otaa", "dev_eui": "70b3d57ed0001234", "join_eui": "70b3d57e
 APP_CFG: dict[str, dict[str, object]] = {"air": {"sensors": {"co2": "scd41"}},
            "water": {"thresholds": {"zero_mm": 3000, "levels_cm": [200]}},
            "temperature": {},
-           "cooling": {"thresholds": {"min_off_s": 60}}}
+           "cooling": {"thresholds": {"min_off_s": 60}},
+           "soil": {}}
 # the sensor drivers each app's config (APP_CFG and the defaults) selects
 DRIVERS = {"air": ["sensors.bme280", "sensors.sds011", "sensors.scd41"],
            "water": ["sensors.jsnsr04t", "sensors.ds18b20"],
            "temperature": ["sensors.ds18b20", "sensors.sht31"],
-           "cooling": ["sensors.ds18b20"]}
+           "cooling": ["sensors.ds18b20"],
+           "soil": ["sensors.ds18b20"]}
 BOARD = "heltec_wifi_lora_32_v3"
 HEAP_TARGET = 64 * 1024
 
@@ -311,7 +320,9 @@ def heap(app: str, root: Path) -> dict[str, Any]:
         raise SystemExit(f"{app}: firmware modules loaded after the modules step (not counted): {r['late']}")
     r["standin"] = int(run_script(root, f"standin_{app}.py", STANDIN_SCRIPT % {"names": r["standins"]},
                                   "STANDIN "))
-    r["join"] = int(run_script(root, f"join_{app}.py", JOIN_SCRIPT % {"names": r["fw_modules"]}, "JOIN "))
+    for key, module in (("join", "lw.join"), ("maccmds", "lw.maccmds")):
+        r[key] = int(run_script(root, f"{key}_{app}.py", ONDEMAND_SCRIPT % {"names": r["fw_modules"],
+                                                                              "module": module}, "ONDEMAND "))
     return r
 
 
@@ -325,7 +336,7 @@ def board_figures(h: dict[str, Any]) -> dict[str, int]:
     cycle = h["cycle_raw"] - h["aes"] - h["sim"]
     peak = modules + objects + cycle
     return {"modules": modules, "objects": objects, "cycle": cycle, "peak": peak, "standin": h["standin"],
-            "board": peak - h["standin"], "join": h["join"]}
+            "board": peak - h["standin"], "join": h["join"], "maccmds": h["maccmds"]}
 
 
 def mpy_size(files: list[str], keep_py: set[str], tmp: Path) -> int:
@@ -346,8 +357,8 @@ def main() -> None:
     bundle = json.loads((FW / "bundle.json").read_text())
     keep = set(bundle["keep_as_py"])
     cols = ("app", "payload", "phy", "toa_sf7", "toa_sf12", "mpy_1262", "mpy_1276", "modules", "objects",
-            "cycle", "peak", "standin", "board", "no_code", "join")
-    print("{:<12} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}"
+            "cycle", "peak", "standin", "board", "no_code", "join", "maccmds")
+    print("{:<12} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}"
           .format(*cols))
     over = []
     with tempfile.TemporaryDirectory() as t:
@@ -370,10 +381,10 @@ def main() -> None:
                 if f["board"] > HEAP_TARGET:
                     over.append(app)
                 f["no_code"] = f["objects"] + f["cycle"]
-                keys = ("modules", "objects", "cycle", "peak", "standin", "board", "no_code", "join")
+                keys = cols[7:]  # modules .. maccmds
                 figs = [f"{f[k] / 1024:.1f}K" for k in keys]
             else:
-                figs = ["n/a"] * 8
+                figs = ["n/a"] * len(cols[7:])
             print(f"{app:<12} {n:>7} {phy:>7} {sf7:>7.1f}ms {sf12:>7.0f}ms {sizes[0]:>9} {sizes[1]:>8} "
                   + " ".join(f"{x:>8}" for x in figs))
     st = len(SAMPLES["air"][0].encode({"firmware": "0.1.0", "reset_cause": "power_on", "uptime": 0,
