@@ -147,6 +147,14 @@ def header(*flags: cs.Construct) -> cs.Construct:
     return "_header" / cs.BitStruct("version" / cs.Const(VERSION, cs.BitsInteger(4)), *rest)
 
 
+def described(name: str, subcon: cs.Construct, docs: str) -> cs.Construct:
+    """``name / subcon`` with a meaning for the layout tables of docs/payloads.md (codecs/payload/layout.py).
+
+    One ``Renamed`` (construct's ``"name" / subcon * "docs"`` would nest two), so every walker of the
+    schemas sees the same shape as a plain ``"name" / subcon``."""
+    return cs.Renamed(subcon, newname=name, newdocs=docs)
+
+
 # --- shared field types (one place, so every codec writes a battery the same way) ------------------------
 
 def temperature_c(lo: float = -40.0, hi: float = 85.0) -> Reading:

@@ -1,16 +1,8 @@
 """Payloads every Havel node speaks, whatever it measures (docs/payloads.md, "Common to every node").
 
-Uplink FPort 2, ``status`` (the answer to ``request_status``, and sent after every boot):
-
-| byte | field        | type   | unit / meaning                                                       |
-| ---- | ------------ | ------ | -------------------------------------------------------------------- |
-| 0    | version      | u4 hi  | 1                                                                    |
-| 0    | reset_cause  | u4 lo  | 0 power_on, 1 watchdog, 2 brownout, 3 software, 4 deep_sleep, 5 pin, |
-|      |              |        | 6 boot_loop (the node held its uplinks back after repeated resets)   |
-| 1-3  | firmware     | 3 x u8 | major, minor, patch -> "1.2.3"                                        |
-| 4-7  | uptime       | u32 BE | s                                                                    |
-| 8    | battery      | u8     | 20 mV steps, 0xFF = absent (mains) or faulty                          |
-| 9-10 | interval     | u16 BE | s, the reporting interval in force                                    |
+Uplink FPort 2, ``status`` (the answer to ``request_status``, and sent after every boot): firmware version,
+reset cause, uptime, battery, reporting interval. The layout tables in docs/payloads.md are printed from
+the Structs below (codecs/payload/layout.py).
 
 Downlinks: FPort 10 ``set_interval`` (u16 s, 60..43200), FPort 11 ``request_status`` (header only),
 FPort 12 ``reboot`` (u8 delay s, 0..255).
@@ -22,18 +14,19 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Choice, Data, Port, Reading, battery_mv, header
+from havel.codecs.payload.base import Choice, Data, Port, Reading, battery_mv, described, header
 from havel.errors import CodecError
 
 RESET_CAUSES = {"power_on": 0, "watchdog": 1, "brownout": 2, "software": 3, "deep_sleep": 4, "pin": 5,
                 "boot_loop": 6}
 
 STATUS = cs.Struct(
-    header("reset_cause" / Choice(cs.BitsInteger(4), RESET_CAUSES)),
-    "firmware" / cs.Array(3, Reading(cs.Int8ub, lo=0, hi=255)),   # major, minor, patch
-    "uptime" / Reading(cs.Int32ub, lo=0, hi=0xFFFFFFFF, unit="s"),
+    header(described("reset_cause", Choice(cs.BitsInteger(4), RESET_CAUSES),
+                     "others decode as unknown_<n>")),
+    described("firmware", cs.Array(3, Reading(cs.Int8ub, lo=0, hi=255)), 'major, minor, patch: "1.2.3"'),
+    described("uptime", Reading(cs.Int32ub, lo=0, hi=0xFFFFFFFF, unit="s"), "since the last reset"),
     "battery" / battery_mv(),
-    "interval" / Reading(cs.Int16ub, lo=0, hi=0xFFFF, unit="s"),
+    described("interval", Reading(cs.Int16ub, lo=0, hi=0xFFFF, unit="s"), "the reporting interval in force"),
     cs.Terminated,
 )
 
@@ -62,7 +55,8 @@ def _status_check(data: Data) -> tuple[list[str], list[str]]:
 
 SET_INTERVAL = cs.Struct(header(), "interval" / Reading(cs.Int16ub, lo=60, hi=43200, unit="s"), cs.Terminated)
 REQUEST_STATUS = cs.Struct(header(), cs.Terminated)
-REBOOT = cs.Struct(header(), "delay" / Reading(cs.Int8ub, lo=0, hi=255, unit="s"), cs.Terminated)
+REBOOT = cs.Struct(header(), described("delay", Reading(cs.Int8ub, lo=0, hi=255, unit="s"),
+                                       "time to send the acknowledgement first"), cs.Terminated)
 
 
 def _with_header(d: Data) -> Data:

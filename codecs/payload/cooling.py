@@ -42,6 +42,7 @@ from havel.codecs.payload.base import (
     NodeCodec,
     Port,
     Reading,
+    described,
     flags_of,
     header,
     temperature_c,
@@ -128,8 +129,8 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
 
 # --- downlinks ---------------------------------------------------------------------------------------
 
-SET_THRESHOLDS = cs.Struct(header(), "on_threshold" / _threshold(), "off_threshold" / _threshold(),
-                           cs.Terminated)
+SET_THRESHOLDS = cs.Struct(header(), "on_threshold" / _threshold(),
+                           described("off_threshold", _threshold(), "below on_threshold"), cs.Terminated)
 SET_MAX_ON_TIME = cs.Struct(header(), "max_on_time" / Reading(cs.Int16ub, lo=10, hi=7200, unit="s"),
                             cs.Terminated)
 SET_WATER_BUDGET = cs.Struct(header(), "daily_budget" / Reading(cs.Int16ub, lo=1, hi=60000, unit="L"),

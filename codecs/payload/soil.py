@@ -1,5 +1,6 @@
 """Soil-moisture node for the city's tree-watering advice: three capacitive probes at 10, 30 and 60 cm
-depth (ADC) and a DS18B20 soil temperature probe. The byte layout is in docs/payloads.md.
+depth (I2C) and a DS18B20 soil temperature probe. The byte layout table in docs/payloads.md is printed from
+``READINGS`` (codecs/payload/layout.py).
 
 Moisture is the probe's reading between its dry (0 %) and wet (100 %) calibration, in 0.5 % steps; a probe
 that reads outside its calibration by far (unplugged, shorted) is sent as absent.
@@ -12,7 +13,16 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Data, NodeCodec, Port, Reading, battery_mv, header, temperature_c
+from havel.codecs.payload.base import (
+    Data,
+    NodeCodec,
+    Port,
+    Reading,
+    battery_mv,
+    described,
+    header,
+    temperature_c,
+)
 from havel.codecs.payload.common import common_ports
 from havel.codecs.payload.kind import NodeKind
 
@@ -25,8 +35,11 @@ def _moisture() -> Reading:
 
 READINGS = cs.Struct(
     header(),
-    *(f"moisture_{d}cm" / _moisture() for d in DEPTHS_CM),
-    "soil_temperature" / temperature_c(-40, 85),
+    *(
+        described(f"moisture_{d}cm", _moisture(), f"{d} cm deep, 0 % dry .. 100 % wet calibration")
+        for d in DEPTHS_CM
+    ),
+    described("soil_temperature", temperature_c(-40, 85), "DS18B20 at 30 cm"),
     "battery" / battery_mv(),
     cs.Terminated,
 )

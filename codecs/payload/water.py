@@ -1,17 +1,7 @@
 """Water-level node: ultrasonic (JSN-SR04T), time-of-flight (VL53L1X) or pressure gauge, DS18B20 in the water.
 
-Uplink FPort 1, ``readings`` (8 bytes), big-endian:
-
-| byte | field             | type  | step / unit | range         | absent/faulty |
-| ---- | ----------------- | ----- | ----------- | ------------- | ------------- |
-| 0    | version           | u4 hi |             | 1             |               |
-| 0 b3 | alarm             | bit   | the node is in alarm (it reports at its alarm interval) |
-| 0 b2 | rising_fast       | bit   | the rise-rate threshold is crossed |
-| 0 b1-0 | alarm_level     | u2    | highest level threshold reached: 0 none, 1..3 |
-| 1-2  | level             | i16   | 1 cm above gauge zero | -5000..30000 | 0x8000 |
-| 3-4  | distance          | u16   | 1 mm, raw sensor-to-surface | 0..65534 | 0xFFFF |
-| 5-6  | water_temperature | i16   | 0.1 Cel     | -40..85       | 0x8000        |
-| 7    | battery           | u8    | 20 mV       | 0..5080       | 0xFF          |
+Uplink FPort 1, ``readings`` (8 bytes): the layout table in docs/payloads.md is printed from ``READINGS``
+(codecs/payload/layout.py), whose ``described`` fields carry the meanings.
 
 The gateway classifies alarms from ``data.alarm``, ``data.alarm_level`` and ``data.rising_fast``.
 """
@@ -23,15 +13,29 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Bool, Data, NodeCodec, Port, Reading, battery_mv, header, temperature_c
+from havel.codecs.payload.base import (
+    Bool,
+    Data,
+    NodeCodec,
+    Port,
+    Reading,
+    battery_mv,
+    described,
+    header,
+    temperature_c,
+)
 from havel.codecs.payload.common import common_ports
 from havel.codecs.payload.kind import NodeKind
 
 READINGS = cs.Struct(
-    header("alarm" / Bool(cs.Flag), "rising_fast" / Bool(cs.Flag),
-           "alarm_level" / Reading(cs.BitsInteger(2), lo=0, hi=3)),
-    "level" / Reading(cs.Int16sb, lo=-5000, hi=30000, sentinel=-0x8000, unit="cm"),
-    "distance" / Reading(cs.Int16ub, lo=0, hi=65534, sentinel=0xFFFF, unit="mm"),
+    header(described("alarm", Bool(cs.Flag), "the node is in alarm (it then reports at its alarm interval)"),
+           described("rising_fast", Bool(cs.Flag), "the rise-rate threshold is crossed"),
+           described("alarm_level", Reading(cs.BitsInteger(2), lo=0, hi=3),
+                     "highest level threshold reached: 0 none, 1, 2, 3")),
+    described("level", Reading(cs.Int16sb, lo=-5000, hi=30000, sentinel=-0x8000, unit="cm"),
+              "above gauge zero"),
+    described("distance", Reading(cs.Int16ub, lo=0, hi=65534, sentinel=0xFFFF, unit="mm"),
+              "raw sensor to water surface"),
     "water_temperature" / temperature_c(-40, 85),
     "battery" / battery_mv(),
     cs.Terminated,

@@ -1,0 +1,231 @@
+"""The byte-layout tables of docs/payloads.md, printed from the codecs' construct declarations.
+
+A port's table is made from its Struct: the header's bits, then every field with its byte offset, integer
+type, step and unit, range and absent value, and the text given with ``base.described``.
+In docs/payloads.md each generated table sits between ``<!-- layout CODEC FPORT DIRECTION -->`` and
+``<!-- end layout -->`` (CODEC ``every``: a port all node kinds share);
+``python -m havel.codecs.payload.layout --write docs/payloads.md`` rewrites them, and a test fails when the
+document differs from what this module prints. Ports this printer cannot lay out (an array whose length is
+in the header, an optional field, a second byte of bit fields) keep a hand-written table
+(:class:`Unsupported`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import construct as cs
+
+from havel.codecs.payload.base import Bool, Choice, NodeCodec, Port, Reading
+from havel.codecs.payload.registry import KIND_NAMES, get_codec
+
+HEAD = (
+    "| byte | bits | field | type | step / unit | range | absent |\n"
+    "| ---- | ---- | ----- | ---- | ----------- | ----- | ------ |"
+)
+_MARK = re.compile(r"<!-- layout (\S+) (\d+) (up|down) -->\n(.*?)<!-- end layout -->", re.S)
+_INT_TYPES = {"B": "u8", "b": "i8", "H": "u16", "h": "i16", "I": "u32", "i": "i32", "L": "u32", "l": "i32"}
+
+
+class Unsupported(ValueError):
+    """The port's layout is not fixed (or uses a construct this printer does not know)."""
+
+
+@dataclass
+class _Row:
+    byte: str
+    bits: str
+    field: str
+    type: str
+    step: str = ""
+    range: str = ""
+    absent: str = ""
+
+    def line(self) -> str:
+        cells = (self.byte, self.bits, self.field, self.type, self.step, self.range, self.absent)
+        return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _unwrap(sc: Any) -> tuple[str | None, str, Any]:
+    if isinstance(sc, cs.Renamed):
+        return sc.name, sc.docs or "", sc.subcon
+    return None, "", sc
+
+
+def _bits_of(sc: Any) -> int:
+    if isinstance(sc, cs.BitsInteger):
+        return int(sc.length)
+    if isinstance(sc, cs.Padded):
+        return int(sc.length)
+    if sc is cs.Flag or isinstance(sc, type(cs.Flag)):
+        return 1
+    raise Unsupported(f"header member {sc!r}")
+
+
+def _reading_text(r: Reading, docs: str) -> tuple[str, str, str]:
+    step = f"{r.step} {r.unit}" if r.unit else ("" if r.step == "1" else r.step)
+    step = ", ".join(t for t in (step, docs) if t)
+    return step, f"{_num(r.lo)}..{_num(r.hi)}", ""
+
+
+def _header_rows(inner: Any) -> list[_Row]:
+    struct = inner
+    while not isinstance(struct, cs.Struct):
+        struct = struct.subcon
+    rows = []
+    bit = 8
+    for sc in struct.subcons:
+        name, docs, sub = _unwrap(sc)
+        if isinstance(sub, cs.Const):
+            width = _bits_of(sub.subcon)
+            rows.append(_Row("0", _bit_span(bit, width), name or "", f"u{width}", "", str(sub.value)))
+        elif isinstance(sub, Bool):
+            width = 1
+            rows.append(_Row("0", _bit_span(bit, 1), f"`{name}`", "bit", docs))
+        elif isinstance(sub, Reading | Choice):
+            width = _bits_of(sub.subcon)
+            if isinstance(sub, Choice):
+                values = ", ".join(f"{v} {k}" for k, v in sub.names.items())
+                rows.append(
+                    _Row(
+                        "0",
+                        _bit_span(bit, width),
+                        f"`{name}`",
+                        f"u{width}",
+                        ", ".join(t for t in (docs, values) if t),
+                    )
+                )
+            else:
+                step, rng, _ = _reading_text(sub, docs)
+                rows.append(_Row("0", _bit_span(bit, width), f"`{name}`", f"u{width}", step, rng))
+        elif isinstance(sub, cs.Padded):
+            width = _bits_of(sub)
+            rows.append(_Row("0", _bit_span(bit, width), "(reserved, 0)", f"u{width}"))
+        elif isinstance(sub, cs.BitsInteger):
+            raise Unsupported(f"header field {name} sizes the payload")
+        else:
+            raise Unsupported(f"header member {name}: {sub!r}")
+        bit -= width
+    if bit != 0:
+        raise Unsupported(f"the header has {8 - bit} bits, not 8")
+    return rows
+
+
+def _bit_span(top: int, width: int) -> str:
+    hi, lo = top - 1, top - width
+    return f"b{hi}" if hi == lo else f"b{hi}-{lo}"
+
+
+def _byte_span(offset: int, size: int) -> str:
+    return str(offset) if size == 1 else f"{offset}-{offset + size - 1}"
+
+
+def _field_rows(name: str, docs: str, sub: Any, offset: int) -> tuple[list[_Row], int]:
+    if isinstance(sub, cs.Array):
+        if not isinstance(sub.count, int):
+            raise Unsupported(f"{name}: an array whose length is in the payload")
+        (row,), size = _field_rows(name, docs, sub.subcon, offset)
+        row.byte = _byte_span(offset, size * sub.count)
+        row.type = f"{sub.count} x {row.type}"
+        return [row], size * sub.count
+    if isinstance(sub, Reading) and isinstance(sub.subcon, cs.FormatField):
+        fmt = sub.subcon.fmtstr[-1]
+        size = int(sub.subcon.sizeof())
+        step, rng, _ = _reading_text(sub, docs)
+        absent = ""
+        if sub.sentinel is not None:
+            absent = f"`0x{sub.sentinel & ((1 << (8 * size)) - 1):0{2 * size}X}`"
+        return [_Row(_byte_span(offset, size), "", f"`{name}`", _INT_TYPES[fmt], step, rng, absent)], size
+    if isinstance(sub, Bool) and isinstance(sub.subcon, cs.FormatField):
+        size = int(sub.subcon.sizeof())
+        text = ", ".join(t for t in (docs, "0 false, 1 true") if t)
+        int_type = _INT_TYPES[sub.subcon.fmtstr[-1]]
+        return [_Row(_byte_span(offset, size), "", f"`{name}`", int_type, text)], size
+    if isinstance(sub, Choice) and isinstance(sub.subcon, cs.FormatField):
+        size = int(sub.subcon.sizeof())
+        values = ", ".join(f"{v} {k}" for k, v in sub.names.items())
+        text = ", ".join(t for t in (docs, values) if t)
+        int_type = _INT_TYPES[sub.subcon.fmtstr[-1]]
+        return [_Row(_byte_span(offset, size), "", f"`{name}`", int_type, text)], size
+    raise Unsupported(f"{name}: {type(sub).__name__} is not a fixed-size field this printer knows")
+
+
+def table(port: Port) -> str:
+    """The markdown layout table of ``port`` (Unsupported when its layout is not fixed)."""
+    struct = port.struct
+    if not isinstance(struct, cs.Struct):
+        raise Unsupported(f"{port.name}: not a Struct")
+    rows: list[_Row] = []
+    offset = 0
+    for sc in struct.subcons:
+        name, docs, sub = _unwrap(sc)
+        if sub is cs.Terminated or isinstance(sub, type(cs.Terminated)):
+            continue
+        if name == "_header":
+            rows += _header_rows(sub)
+            offset = 1
+            continue
+        if name is None:
+            raise Unsupported(f"{port.name}: an unnamed member {sub!r}")
+        more, size = _field_rows(name, docs, sub, offset)
+        rows += more
+        offset += size
+    return "\n".join([HEAD, *(r.line() for r in rows)])
+
+
+def port_table(codec_name: str, fport: int, direction: str) -> str:
+    """The table of one codec's port; ``every`` as the codec: the port every node kind has, the same in all
+    (Unsupported when they differ)."""
+    names = KIND_NAMES if codec_name == "every" else (codec_name,)
+    tables = set()
+    for name in names:
+        codec = get_codec(name)
+        if not isinstance(codec, NodeCodec):
+            raise Unsupported(f"{name} is no node codec")
+        tables.add(table(codec.port(fport, direction)))
+    if len(tables) != 1:
+        raise Unsupported(f"FPort {fport} {direction} differs between the node kinds")
+    return tables.pop()
+
+
+def render(doc: str) -> str:
+    """``doc`` with every marked layout table replaced by the generated one."""
+
+    def one(m: re.Match[str]) -> str:
+        return (
+            f"<!-- layout {m.group(1)} {m.group(2)} {m.group(3)} -->\n"
+            f"{port_table(m.group(1), int(m.group(2)), m.group(3))}\n<!-- end layout -->"
+        )
+
+    return _MARK.sub(one, doc)
+
+
+def marked(doc: str) -> list[tuple[str, int, str]]:
+    """The (codec, fport, direction) of every marked table in ``doc``."""
+    return [(m.group(1), int(m.group(2)), m.group(3)) for m in _MARK.finditer(doc)]
+
+
+def main(argv: list[str]) -> int:
+    """``--write PATH`` rewrites the tables in PATH; ``PATH`` alone prints the rendered document."""
+    write = "--write" in argv
+    paths = [a for a in argv if a != "--write"] or ["docs/payloads.md"]
+    for p in map(Path, paths):
+        text = p.read_text(encoding="utf-8")
+        out = render(text)
+        if write:
+            p.write_text(out, encoding="utf-8")
+        else:
+            sys.stdout.write(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
