@@ -675,3 +675,16 @@ def test_a_device_name_beyond_ascii_is_signed_as_utf8_and_shown_as_it_is(rx: Rec
         rx.publish(json.dumps(env, ensure_ascii=ascii_only).encode("utf-8"))
     for fcnt in (13, 14):
         assert rx.wait_up(fcnt)["device"] == "Pegel Brücke ✓"
+
+
+def test_a_digipeater_copy_heard_alone_is_accepted(rx: Receiver) -> None:
+    """Only a copy of a frame already accepted is dropped as digipeated: when the direct copy was not
+    heard, the digipeater's copy (has-been-repeated bit set) is the alarm."""
+    info, _ = rx.aprs_alarm_info(fcnt=15, level=175)
+    rx.send_aprs(info, repeated=(True,))
+    up = rx.wait_up(15)
+    assert up["data"] == {"level": 175} and up["via"] == "aprs"
+    rx.send_aprs(info)  # the direct copy, late
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=16, level=176)[0])
+    rx.wait_up(16)
+    assert sorted(rx.fcnts()) == [15, 16], rx.ups()
