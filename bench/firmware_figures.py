@@ -277,7 +277,7 @@ DRIVERS = {"air": ["sensors.bme280", "sensors.sds011", "sensors.scd41"],
            "water": ["sensors.jsnsr04t", "sensors.ds18b20"],
            "temperature": ["sensors.ds18b20", "sensors.sht31"],
            "cooling": ["sensors.ds18b20"],
-           "soil": ["sensors.ds18b20"]}
+           "soil": ["sensors.seesaw_soil", "sensors.ds18b20"]}
 BOARD = "heltec_wifi_lora_32_v3"
 HEAP_TARGET = 64 * 1024
 

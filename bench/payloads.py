@@ -176,7 +176,16 @@ def lpp_cooling(d: dict[str, Any]) -> dict[str, Any]:
             "temperature_10": d["on_threshold"], "temperature_11": d["off_threshold"]}
 
 
-TO_LPP = {"air": lpp_air, "water": lpp_water, "temperature": lpp_temperature, "cooling": lpp_cooling}
+def lpp_soil(d: dict[str, Any]) -> dict[str, Any]:
+    # moisture in LPP's relative-humidity type: the same 0.5 % steps in one byte
+    return {"relative_humidity_1": d["moisture_10cm"], "relative_humidity_2": d["moisture_30cm"],
+            "relative_humidity_3": d["moisture_60cm"], "temperature_4": d["soil_temperature"],
+            "voltage_5": _volts(d["battery"])}
+
+
+# one per node kind (a kind missing here stops the size table with its name: KeyError)
+TO_LPP = {"air": lpp_air, "water": lpp_water, "temperature": lpp_temperature, "cooling": lpp_cooling,
+          "soil": lpp_soil}
 
 
 def sizes() -> tuple[Table, bool]:

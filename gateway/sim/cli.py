@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from havel.errors import InputError
+from havel.gateway.sim.nodes import KINDS
 from havel.gateway.sim.runner import NodeSpec, Simulation, make_specs, parse_counts
 from havel.gateway.sim.world import World
 
@@ -68,7 +69,12 @@ def _describe(ev: dict[str, Any]) -> str:
     show_default=True,
     help="The gateway's GWMP address.",
 )
-@click.option("--nodes", default="temperature=2,water=1,cooling=1", show_default=True, help="KIND=N,...")
+@click.option(
+    "--nodes",
+    default=",".join(f"{kind}=1" for kind in KINDS),
+    show_default=True,
+    help=f"KIND=N,... with KIND one of {', '.join(KINDS)}.",
+)
 @click.option(
     "--speed", type=float, default=600.0, show_default=True, help="Simulated seconds per real second."
 )
