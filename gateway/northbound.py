@@ -59,7 +59,7 @@ class Northbound:
     async def start(self) -> None:
         await self.forwarder.start()
         for s in self.subscribers:
-            s.start()
+            await s.start()
         self._task = asyncio.create_task(self._status_loop(), name="status")
 
     async def stop(self) -> None:
@@ -68,7 +68,7 @@ class Northbound:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for s in self.subscribers:
-            s.stop()
+            await s.stop()
         await self.forwarder.stop()
 
     def poke(self) -> None:
