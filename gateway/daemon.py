@@ -54,7 +54,7 @@ from havel.gateway.runlock import RunLock
 from havel.gateway.sdnotify import Notifier
 from havel.gateway.status import StatusReport
 from havel.gateway.storagehealth import StorageHealth
-from havel.gateway.udp import Forwarder, GwmpServer
+from havel.gateway.udp import GwmpServer, PacketForwarder
 
 log = logging.getLogger("havel.gateway")
 
@@ -326,7 +326,7 @@ class Gateway:
             self.downlinks.on_tx_failed(info, error)
             self.metrics.inc("downlinks_failed_total", error=error)
 
-    def _on_silence(self, fwd: Forwarder, silent: bool) -> None:
+    def _on_silence(self, fwd: PacketForwarder, silent: bool) -> None:
         self._emit(
             "forwarder_silent" if silent else "forwarder_back",
             {"gateway": eui_hex(fwd.eui), "seen_s_ago": round(time.monotonic() - fwd.last_seen, 1)},

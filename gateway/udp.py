@@ -66,7 +66,7 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass
-class Forwarder:
+class PacketForwarder:
     """What the server knows of one packet forwarder (one concentrator)."""
 
     eui: int
@@ -110,7 +110,7 @@ class _PendingTx:
 
 RxHandler = Callable[[int, RxPacket, datetime], None]
 TxDone = Callable[[Any, str], None]  # (info, "NONE" | error) when a downlink's fate is known
-SilenceHandler = Callable[[Forwarder, bool], None]  # (forwarder, silent?)
+SilenceHandler = Callable[[PacketForwarder, bool], None]  # (forwarder, silent?)
 PushHandler = Callable[[int, bytes, datetime, list[tuple[int, RxPacket]]], None]
 
 
@@ -157,7 +157,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         self.silent_after_s = silent_after_s
         self.on_tx_done = on_tx_done
         self.on_silence = on_silence
-        self.forwarders: dict[int, Forwarder] = {}
+        self.forwarders: dict[int, PacketForwarder] = {}
         # With defer_acks, PUSH_ACKs of datagrams that carried rxpk wait for release_acks() (called by the
         # daemon right after the intake journal's group commit, a few milliseconds later).
         self.defer_acks = False
@@ -351,11 +351,11 @@ class GwmpServer(asyncio.DatagramProtocol):
             )
         return False
 
-    def _seen(self, dg: gwmp.Datagram, addr: Addr) -> Forwarder:
+    def _seen(self, dg: gwmp.Datagram, addr: Addr) -> PacketForwarder:
         assert dg.gateway_eui is not None
         fwd = self.forwarders.get(dg.gateway_eui)
         if fwd is None:  # (admitted by _admit_gateway: allowed, or the first one heard)
-            fwd = self.forwarders[dg.gateway_eui] = Forwarder(dg.gateway_eui, host=addr[0])
+            fwd = self.forwarders[dg.gateway_eui] = PacketForwarder(dg.gateway_eui, host=addr[0])
             log.info(
                 "packet forwarder %s connected from %s:%d (protocol v%d)",
                 eui_hex(dg.gateway_eui),
@@ -481,7 +481,7 @@ class GwmpServer(asyncio.DatagramProtocol):
             self.on_tx_done(pending.info, err)
 
     # ------------------------------------------------------------------------------------ watchdog
-    def check(self, now_mono: float | None = None) -> list[Forwarder]:
+    def check(self, now_mono: float | None = None) -> list[PacketForwarder]:
         """Mark forwarders silent for longer than ``silent_after_s``; returns the newly silent ones.
         Also forgets downlinks whose TX_ACK never came."""
         now = time.monotonic() if now_mono is None else now_mono
