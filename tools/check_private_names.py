@@ -35,11 +35,7 @@ DEFAULT_PATHS = ("core", "codecs", "gateway", "provisioning")
 OWN_PACKAGE = "havel"
 
 #: Files exempted (repository-relative, with the reason). Keep this list short and temporary.
-ALLOWED: dict[str, str] = {
-    # replaces private methods of paho-mqtt 2.2's Client for speed; it is being retired, and until then
-    # its tests compare it with paho's own code and pyproject pins paho-mqtt below 2.3
-    "gateway/sinks/paho_fast.py": "overrides paho-mqtt private methods (being retired)",
-}
+ALLOWED: dict[str, str] = {}
 
 #: Names that are internal to their library although they carry no underscore (not in its documented
 #: API): the standard library json package's C accelerators and their pure-Python twins.

@@ -4,27 +4,21 @@ Delivery: every message is published with QoS 1; a record counts as delivered wh
 each of its messages arrived with a success reason code (0x10 "no matching subscribers" is success). A
 failure reason (e.g. 135 "not authorized" from an ACL) is reported with its code and the record stays in the
 outbox. paho calls ``on_publish`` while holding its internal lock, so the callback only appends
-``(mid, reason)`` to a deque and wakes the forwarder (the thread-safe hand-off of :mod:`.base`).
+``(mid, reason)`` to a deque and wakes the forwarder once (the hand-off of :mod:`.base`).
 
 Session: MQTT v5 with ``clean_start=False`` from the very first connect and a session expiry, so the broker
 keeps the session across reconnects (Mosquitto never saves a session that began with a clean start).
 QoS 1 messages not yet acknowledged when the connection drops are kept by paho and re-sent on reconnect.
 
-Throughput: the client is paho's with the fast paths of :mod:`.paho_fast` (buffered reads, PUBACKs taken
-from the buffer, one send per run of packets, a lighter QoS 1 publish; same protocol and message states),
-and the forwarder hands records over in batches (:meth:`MqttSink.send_many`: formatted, then published in
-one call): a backlog drains at a fraction of the CPU time per message paho itself needs (bench/outbox.py
-prints both).
+Connection: the gateway's one MQTT client (:class:`havel.gateway.mqtt.MqttClient`): paho-mqtt's public API run
+by the event loop, TLS and credentials from the shared settings block, reconnect with back-off (with
+jitter) between ``reconnect_min_s`` (1 s) and ``reconnect_max_s`` (5 s). The cap is low on purpose: while
+the broker is away the records wait safely in the outbox, and the only cost of trying every few seconds is
+one TCP connect. Errors (TLS, network, a refused CONNACK) arrive with their text in ``last_error``.
 
-Connection: paho runs inside the asyncio event loop through its socket callbacks (``add_reader`` /
-``add_writer``, ``loop_misc`` once a second), not in a thread of its own: a second Python thread would fight
-the event loop for the GIL (measured: drain rate halved). Only ``connect()`` (TCP and the TLS handshake,
-which block) runs in the default executor, so TLS and network errors arrive with their real text in
-``last_error``. A supervisor task reconnects after a loss with exponential back-off (with jitter) between
-``reconnect_min_s`` (1 s) and ``reconnect_max_s`` (5 s); a connection that lasted resets the back-off. The cap
-is low on purpose: while the broker is away the records wait safely in the outbox, and the only cost of
-trying every few seconds is one TCP connect, while a long back-off kept a sink away for half a minute after
-its broker was back. Every retry is logged at debug level with its delay.
+Throughput: the forwarder hands records over in batches (:meth:`MqttSink.send_many`); they are formatted and
+published one after the other in the same loop pass, so paho writes the whole batch when the loop next finds
+the socket writable, and the PUBACKs that arrive together are handed to the forwarder with one wake-up.
 
 Status: a last will ``{"state": "offline", ...}`` retained on the status topic; on every connect
 ``{"state": "online", ...}`` is published retained there; :meth:`MqttSink.publish_status` adds fields.
@@ -58,29 +52,20 @@ connection are those of :class:`havel.gateway.settings.MqttSettings`)::
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import datetime as dt
-import functools
 import logging
-import random
-import ssl
-import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from havel.errors import ConfigError
 
 from ..formats import Formatter, check_topic_level, make_formatter, to_json
+from ..mqtt import MqttClient, Will
 from ..settings import MqttSettings, TlsSettings
 from .base import Result, Sink
-from .paho_fast import FastClient
 
 __all__ = ["MqttSink", "TlsSettings"]
 
@@ -93,24 +78,11 @@ SINK_KEYS = {"type", "name", "max_inflight", "format", "prefix", "gateway_id", "
 }
 _KEYS = SINK_KEYS | MqttSettings.key_names()
 _SYSTEM_CAS = TlsSettings()  # TLS on, the system's trusted CAs
+_QUEUED = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)  # NO_CONN is queued too: sent on reconnect
 
 
 def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted: {exc.verify_message or exc}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (broker not running or wrong port)"
-    if isinstance(exc, TimeoutError):
-        return "connection timed out"
-    if isinstance(exc, OSError):
-        return f"network error: {exc.strerror or exc}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 class MqttSink(Sink):
@@ -139,6 +111,25 @@ class MqttSink(Sink):
         status_topic: str | None = None,
     ) -> None:
         super().__init__(name)
+        # the connection as one settings block: every other client to this broker (the command listeners)
+        # is configured from it
+        self.settings = MqttSettings(
+            host=host,
+            port=port,
+            tls=tls is not None,
+            ca_file=tls.ca_file if tls else None,
+            cert_file=tls.cert_file if tls else None,
+            key_file=tls.key_file if tls else None,
+            username=username,
+            password=password,
+            client_id=client_id,
+            keepalive_s=keepalive_s,
+            clean_start=False,  # from the very first connect: the broker keeps the session
+            session_expiry_s=session_expiry_s,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+            connect_timeout_s=connect_timeout_s,
+        )
         self.host = host
         self.port = port
         self.formatter = formatter
@@ -146,35 +137,33 @@ class MqttSink(Sink):
         self.gateway_id = gateway_id
         self.tls = tls
         self.username = username
-        self._password = password
         self.keepalive_s = keepalive_s
         self.session_expiry_s = session_expiry_s
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
+        self.connect_timeout_s = connect_timeout_s
         self.max_inflight = max_inflight
         self.status_topic = status_topic or None
         self.last_reason_code: int | None = None  # of the last refused PUBACK or CONNACK
         self._status_extra: dict[str, Any] = {}
         self._mids: dict[int, str] = {}  # mid -> record id (loop thread only)
-        self._topics: dict[str, bytes] = {}  # topic -> its UTF-8 bytes (a backlog repeats a few thousand)
         self._remaining: dict[str, int] = {}  # record id -> PUBACKs still awaited
         self._refused: dict[str, str] = {}  # record id -> first failure reason
-        self._acks: collections.deque[tuple[Any, Any]] = (
-            collections.deque()
-        )  # (mid, reason code) from on_publish
-        self.connect_timeout_s = connect_timeout_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
-        self._stopping = asyncio.Event()
-        self._lost = asyncio.Event()
-        self._up = asyncio.Event()
-        self._supervisor: asyncio.Task[None] | None = None
-        self._reader_fd: int | None = None
-        self._receive_max = 65535
-        self._connack_refused = False
-        self.session_present: bool | None = None
-        self._writer_fd: int | None = None
-        self._client = self._make_client(connect_timeout_s)
+        # (mid, reason code) from on_publish; (None, record id) for a message paho did not queue
+        self._acks: collections.deque[tuple[Any, Any]] = collections.deque()
+        self._started = False
+        will = None
+        if self.status_topic:
+            will = Will(self.status_topic, to_json({"state": "offline", "gateway_id": gateway_id}))
+        self.mqtt = MqttClient(
+            self.settings,
+            name=f"sink[{name}]",
+            client_id=client_id,
+            will=will,
+            on_state=self._on_state,
+            on_connected=self._on_connected,
+            on_publish=self._on_publish,
+        )
 
     def __repr__(self) -> str:  # no password, ever
         return (
@@ -185,11 +174,16 @@ class MqttSink(Sink):
 
     @property
     def credentials(self) -> tuple[str, str | None] | None:
-        """``(username, password)`` of the broker connection, None without a username (read-only: for a
-        second client to the same broker, e.g. the relay's command listener; never log the password)."""
+        """``(username, password)`` of the broker connection, None without a username (read-only; never
+        log the password)."""
         if self.username is None:
             return None
-        return (self.username, self._password)
+        return (self.username, self.settings.password)
+
+    @property
+    def session_present(self) -> bool | None:
+        """After a connect: whether the broker kept our session."""
+        return self.mqtt.session_present
 
     @classmethod
     def from_config(
@@ -258,286 +252,46 @@ class MqttSink(Sink):
             status_topic=status_topic,
         )
 
-    # ------------------------------------------------------------------ client
-
-    def _make_client(self, connect_timeout_s: float) -> FastClient:
-        client = FastClient(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-        )  # our supervisor reconnects, with visible errors
-        client.connect_timeout = connect_timeout_s
-        # 0 = no paho-side window: paho rescans every queued message on each PUBACK when it has one
-        # (quadratic). The forwarder keeps at most window() records in flight instead.
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
-        if self.tls is not None:
-            try:
-                client.tls_set(
-                    ca_certs=self.tls.ca_file,
-                    certfile=self.tls.cert_file,
-                    keyfile=self.tls.key_file,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                    tls_version=ssl.PROTOCOL_TLS_CLIENT,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ConfigError(
-                    f"sink[{self.name}]: TLS files cannot be loaded: {exc}",
-                    hint="check ca_file, cert_file and key_file",
-                ) from None
-            client.tls_insecure_set(False)
-        if self.username is not None:
-            client.username_pw_set(self.username, self._password)
-        if self.status_topic:
-            client.will_set(
-                self.status_topic,
-                to_json({"state": "offline", "gateway_id": self.gateway_id}),
-                qos=1,
-                retain=True,
-            )
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
-        return client
+    # ------------------------------------------------------------------ connection
 
     async def start(self) -> None:
-        if self._supervisor is not None:
+        if self._started:
             return
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._stopping = asyncio.Event()
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-{self.name}")
-
-    async def _supervise(self) -> None:
-        assert self._loop is not None
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        delay = self.reconnect_min_s
-        attempt = 0
-        while not self._stopping.is_set():
-            attempt += 1
-            self._lost = asyncio.Event()
-            self._up = asyncio.Event()
-            self._connack_refused = False
-            try:
-                # clean_start=False on every connect, the first included: the broker keeps our session.
-                # connect() blocks for TCP and the TLS handshake: run it off the event loop.
-                await self._loop.run_in_executor(
-                    None,
-                    functools.partial(
-                        self._client.connect,
-                        self.host,
-                        self.port,
-                        keepalive=self.keepalive_s,
-                        clean_start=False,
-                        properties=props,
-                    ),
-                )
-            except Exception as exc:
-                reason = _describe(exc)
-                if reason != self.last_error:
-                    log.warning(
-                        "sink %s: cannot connect to %s:%d: %s", self.name, self.host, self.port, reason
-                    )
-                self._set_connected(False, reason)
-            else:
-                misc = asyncio.create_task(self._misc())
-                try:
-                    async with asyncio.timeout(self.connect_timeout_s):
-                        await self._first(self._up, self._lost)
-                except TimeoutError:
-                    self._set_connected(False, "no CONNACK from the broker")
-                    self._close_socket()
-                else:
-                    await self._first(self._lost)
-                finally:
-                    misc.cancel()
-                if self._stopping.is_set():
-                    return
-                if self._connected_long_enough():
-                    delay = self.reconnect_min_s
-                    attempt = 0
-            wait = min(delay * random.uniform(0.8, 1.2), self.reconnect_max_s)
-            log.debug(
-                "sink %s: connecting to %s:%d again in %.1f s (retry %d; %s)",
-                self.name,
-                self.host,
-                self.port,
-                wait,
-                attempt,
-                self.last_error or "connection lost",
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
-            delay = min(delay * 2, self.reconnect_max_s)
-
-    async def _first(self, *events: asyncio.Event) -> None:
-        """Wait until one of ``events`` (or stop) is set."""
-        waiters = [asyncio.ensure_future(e.wait()) for e in (*events, self._stopping)]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiters:
-                w.cancel()
-
-    async def _misc(self) -> None:
-        # keepalive pings and their timeout (paho's loop_misc), once a second
-        while True:
-            await asyncio.sleep(1.0)
-            self._client.loop_misc()
-
-    def _close_socket(self) -> None:
-        with contextlib.suppress(Exception):
-            self._client.disconnect()
-        self._lost.set()
-
-    def _connected_long_enough(self) -> bool:
-        # a connection that lasted a while resets the back-off; a flapping one keeps backing off
-        return (
-            self.disconnected_at is not None
-            and self.connected_at is not None
-            and self.disconnected_at - self.connected_at > self.reconnect_min_s
-        )
+        self._started = True
+        await self.mqtt.start()
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Publish ``offline`` (retained), disconnect cleanly (no will), stop the supervisor."""
-        if self._supervisor is None:
+        """Publish ``offline`` (retained), disconnect cleanly (no will), stop reconnecting."""
+        if not self._started:
             return
         if self.connected and self.status_topic:
-            info = self._client.publish(
-                self.status_topic,
-                to_json({"state": "offline", "gateway_id": self.gateway_id, "since": _now_iso()}),
-                qos=1,
-                retain=True,
-            )
-            deadline = time.monotonic() + min(timeout, 2.0)
-            while not info.is_published() and self.connected and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
-        lost = self._lost
-        self._stopping.set()
-        if self.connected:
-            self._client.disconnect()  # written by the event loop; no will is sent after a DISCONNECT
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lost.wait(), 1.0)
-        self._supervisor.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._supervisor
-        self._supervisor = None
+            offline = to_json({"state": "offline", "gateway_id": self.gateway_id, "since": _now_iso()})
+            try:
+                await self.mqtt.publish_acked(self.status_topic, offline, min(timeout, 2.0), retain=True)
+            except (TimeoutError, OSError, ValueError) as exc:
+                log.info("sink %s: offline status not acknowledged: %s", self.name, exc or "timeout")
+        await self.mqtt.stop()
+        self._started = False
         self._set_connected(False)
 
-    # ------------------------------------------------------------------ paho in the event loop
+    def _on_state(self, up: bool, error: str | None) -> None:
+        if not up and error and error.startswith("broker refused the connection"):
+            self.last_reason_code = self.mqtt.last_reason_code
+        self._set_connected(up, error)
 
-    def _in_loop(self, fn: Any, *args: Any) -> None:
-        # paho calls the socket callbacks from connect() (in the executor) as well as from the loop
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-        elif self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
-                self._loop.call_soon_threadsafe(fn, *args)
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        fd = sock.fileno()
-        self._in_loop(self._add_reader, fd)
-
-    def _add_reader(self, fd: int) -> None:
-        assert self._loop is not None
-        self._reader_fd = fd
-        self._loop.add_reader(fd, self._readable)
-
-    def _readable(self) -> None:
-        client = self._client
-        sock = client.socket()
-        client.loop_read()
-        # bytes the selector cannot see: in the client's read buffer (paho stops after as many packets as it
-        # has messages in flight) and, with TLS, decrypted in the SSL object: read them now
-        while client.socket() is sock and (
-            client.has_buffered_input() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
-        ):
-            client.loop_read()
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._remove_fd)
-
-    def _remove_fd(self) -> None:
-        assert self._loop is not None
-        if self._reader_fd is not None:
-            self._loop.remove_reader(self._reader_fd)
-        if self._writer_fd is not None:
-            self._loop.remove_writer(self._writer_fd)
-        self._reader_fd = self._writer_fd = None
-
-    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._add_writer, sock.fileno())
-
-    def _add_writer(self, fd: int) -> None:
-        assert self._loop is not None
-        self._writer_fd = fd
-        self._loop.add_writer(fd, self._client.loop_write)
-
-    def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._in_loop(self._remove_writer)
-
-    def _remove_writer(self) -> None:
-        assert self._loop is not None
-        if self._writer_fd is not None:
-            self._loop.remove_writer(self._writer_fd)
-            self._writer_fd = None
-
-    # ------------------------------------------------------------------ paho callbacks
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            self._connack_refused = True
-            self.last_reason_code = int(reason.value)
-            self._set_connected(False, f"broker refused the connection: {reason} ({int(reason.value)})")
-            log.warning("sink %s: broker refused the connection: %s", self.name, reason)
-            self._in_loop(self._lost.set)
-            return
-        receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
-        self._receive_max = int(receive_max) if receive_max else 65535
-        if self._receive_max < self.max_inflight:
+    def _on_connected(self, session_present: bool) -> None:
+        if self.mqtt.receive_maximum < self.max_inflight:
             log.info(
                 "sink %s: the broker's Receive Maximum %d limits max_inflight %d (raise the broker's "
                 "max_inflight_messages for faster draining)",
                 self.name,
-                self._receive_max,
+                self.mqtt.receive_maximum,
                 self.max_inflight,
             )
-        # True after a reconnect when the broker kept our session (it saved it because the first connect
-        # already asked for clean_start=False with an expiry)
-        self.session_present = bool(getattr(flags, "session_present", False))
-        log.info(
-            "sink %s: connected to %s:%d (session present: %s)",
-            self.name,
-            self.host,
-            self.port,
-            self.session_present,
-        )
-        if self.status_topic:
-            client.publish(self.status_topic, self._status_payload(), qos=1, retain=True)
-        self._set_connected(True)
-        self._in_loop(self._up.set)
+        if self.status_topic:  # queued ahead of the messages paho sends again after the reconnect
+            self.mqtt.publish(self.status_topic, self._status_payload(), 1, True)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not self._stopping.is_set():
-            log.warning("sink %s: connection lost: %s", self.name, reason)
-        if self._stopping.is_set():
-            error: str | None = None
-        elif self.connected:
-            error = f"connection lost: {reason}"
-        elif self._connack_refused:
-            error = None  # the refused CONNACK already said why; this would only say "protocol error"
-        else:
-            error = f"the broker closed the connection before accepting it ({reason}): client certificate?"
-        self._set_connected(False, error)
-        self._in_loop(self._lost.set)
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+    def _on_publish(self, mid: int, reason: Any) -> None:
         # paho holds its lock here: only hand the acknowledgement over, never take an application lock
         self._acks.append((mid, reason))
         self._kick()
@@ -548,67 +302,31 @@ class MqttSink(Sink):
         self.send_many((record,), (buffered,))
 
     def send_many(self, records: Sequence[Any], buffered: Sequence[bool]) -> None:
-        """Format every record, then publish the single-message ones in runs through one call to paho (a
-        backlog drain hands over hundreds at a time); the order of the records is kept."""
-        fmt, topics = self.formatter, self._topics
-        items: list[tuple[bytes, bytes, bool]] = []
-        owners: list[str] = []
+        """Format and publish every record, in order; paho writes them out together when the loop next
+        finds the socket writable."""
+        fmt, mids, publish = self.formatter, self._mids, self.mqtt.client.publish
         for record, flag in zip(records, buffered, strict=True):
+            rid = record.id
             try:
                 messages = fmt(record, flag)
             except Exception as exc:  # a record the format cannot express: report, keep it in the outbox
-                self._report(Result(record.id, False, f"format failed: {exc}"))
+                self._report(Result(rid, False, f"format failed: {exc}"))
                 continue
-            if len(messages) == 1:
-                m = messages[0]
-                items.append((topics.get(m.topic) or self._topic_bytes(m.topic), m.payload, m.retain))
-                owners.append(record.id)
-                continue
-            self._publish_run(items, owners)
-            items, owners = [], []
             if not messages:
-                self._report(Result(record.id, True, "nothing to publish in this format"))
+                self._report(Result(rid, True, "nothing to publish in this format"))
                 continue
-            # several PUBACKs make one delivery (SensorThings: one per field)
-            self._remaining[record.id] = self._remaining.get(record.id, 0) + len(messages)
-            self._publish_run(
-                [(topics.get(m.topic) or self._topic_bytes(m.topic), m.payload, m.retain) for m in messages],
-                [record.id] * len(messages),
-            )
-        self._publish_run(items, owners)
-
-    def _publish_run(self, items: list[tuple[bytes, bytes, bool]], owners: list[str]) -> None:
-        if not items:
-            return
-        try:
-            results = self._client.publish_many(items)
-        except ValueError:  # one of them MQTT cannot carry: nothing was queued, go one by one
-            for (topic, payload, retain), rid in zip(items, owners, strict=True):
+            if len(messages) > 1:  # several PUBACKs make one delivery (SensorThings: one per field)
+                self._remaining[rid] = self._remaining.get(rid, 0) + len(messages)
+            for m in messages:
                 try:
-                    rc, mid = self._client.publish_qos1(topic, payload, retain)
-                except ValueError as exc:
+                    info = publish(m.topic, m.payload, 1, m.retain)
+                except ValueError as exc:  # a topic or payload MQTT cannot carry
                     self._not_queued(rid, str(exc))
+                    continue
+                if info.rc in _QUEUED:
+                    mids[info.mid] = rid
                 else:
-                    self._track(rid, rc, mid)
-            return
-        mids = self._mids
-        for (rc, mid), rid in zip(results, owners, strict=True):
-            if rc:
-                self._track(rid, rc, mid)
-            else:
-                mids[mid] = rid
-
-    def _track(self, rid: str, rc: int, mid: int) -> None:
-        if not rc or rc == mqtt.MQTT_ERR_NO_CONN:  # NO_CONN is queued too: sent on reconnect
-            self._mids[mid] = rid
-        else:
-            self._not_queued(rid, mqtt.error_string(rc))
-
-    def _topic_bytes(self, topic: str) -> bytes:
-        data = topic.encode()
-        if len(self._topics) < 100_000:  # a backlog repeats the same few thousand topics
-            self._topics[topic] = data
-        return data
+                    self._not_queued(rid, mqtt.error_string(info.rc))
 
     def _not_queued(self, record_id: str, why: str) -> None:
         # paho did not take it: counts as one PUBACK, refused (the record stays in the outbox)
@@ -656,13 +374,13 @@ class MqttSink(Sink):
 
     def window(self) -> int:
         """Records that may await PUBACK at once: max_inflight within the broker's Receive Maximum."""
-        return min(self.max_inflight, self._receive_max)
+        return min(self.max_inflight, self.mqtt.receive_maximum)
 
     def publish_status(self, fields: dict[str, Any]) -> None:
         """Publish the retained status (``state: online`` plus ``fields``); kept for every reconnect."""
         self._status_extra = dict(fields)
         if self.status_topic and self.connected:
-            self._client.publish(self.status_topic, self._status_payload(), qos=1, retain=True)
+            self.mqtt.publish(self.status_topic, self._status_payload(), 1, True)
 
     def _status_payload(self) -> bytes:
         return to_json(

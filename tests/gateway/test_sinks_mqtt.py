@@ -50,7 +50,7 @@ def test_tls_verified_delivery_status_and_last_will(tmp_path: Path, mosquitto_se
                 sink.publish_status({"uplinks": 3})
                 await asyncio.sleep(0.2)
                 # the connection dies without DISCONNECT (power cut, dead link): the broker sends the will
-                sink._client.socket().shutdown(socket.SHUT_RDWR)
+                sink.mqtt.client.socket().shutdown(socket.SHUT_RDWR)
                 for _ in range(250):  # it reconnects by itself, within the back-off
                     if sink.connects >= 2 and sink.connected:
                         break
@@ -294,7 +294,7 @@ def test_reconnects_within_seconds_after_a_long_outage(
 ) -> None:
     """Default back-off: after the broker was away for a while, the sink is back a few seconds after the
     broker, not half a minute later; every retry is logged at debug level with its delay."""
-    caplog.set_level(logging.DEBUG, logger="havel.gateway.sinks.mqtt")
+    caplog.set_level(logging.DEBUG, logger="havel.gateway.mqtt")
     cfg = {"type": "mqtt", "name": "primary", "host": "127.0.0.1", "port": mosquitto.port, "tls": False}
 
     async def run() -> float:

@@ -100,12 +100,11 @@ def test_an_allowed_file_is_skipped_and_defines_nothing(tmp_path: Path) -> None:
     assert found == ["other.py:2:11: private attribute that Havel never defines (another package's): ._sock"]
 
 
-def test_the_allow_list_holds_at_most_the_paho_sink_and_no_stale_entry() -> None:
-    assert set(cpn.ALLOWED) <= {"gateway/sinks/paho_fast.py"}
-    for path in cpn.ALLOWED:
-        assert (REPO / path).is_file(), f"{path} is gone: take it off the allow-list"
-    if cpn.ALLOWED:
-        assert "# replaces private methods of paho-mqtt" in CHECKER.read_text()  # the entry says why
+def test_the_allow_list_is_empty_and_the_host_code_is_clean() -> None:
+    """No file is exempt any more, and the gateway, codecs, core and provisioning use no private name."""
+    assert cpn.ALLOWED == {}
+    found = [str(f) for f in cpn.check([REPO / p for p in cpn.DEFAULT_PATHS], root=REPO)]
+    assert found == []
 
 
 def test_unreadable_source_is_a_finding(tmp_path: Path) -> None:
