@@ -3,8 +3,8 @@
 What runs: a local Mosquitto (when installed) on a free loopback port; the real daemon
 (``havel gateway run``) as a child process with embedded defaults (temporary data directory, SQLite, a
 ``file`` sink, plus an ``mqtt`` sink to that broker); the simulator with firmware nodes (one of every
-simulated node kind: a water-level node on a rising river, a cooling point in a heat wave, a soil-moisture
-node drying out, and two temperature nodes) joining over the air. The live
+simulated node kind, e.g. a water-level node on a rising river and a cooling point in a heat wave, and a
+second temperature node) joining over the air. The live
 table shows what the gateway decoded and published (read back from its file sink), joins, the water
 alarms, the valve's actions, and a valve command sent over MQTT on the way to the node and back.
 It ends with a summary; Ctrl-C stops everything cleanly.
