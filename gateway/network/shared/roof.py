@@ -1,0 +1,346 @@
+"""One roof's part in a network of roofs sharing their state on Redis: each frame processed once, each
+downlink sent by one roof.
+
+Per copy a concentrator of this roof hears, :meth:`Roof.receive` appends it to the frame's copy list in Redis
+and tries the frame's lock (``SET NX PX``, one script). The roof that gets the lock keeps the frame in its
+network server's dedup window; when the window closes it adds every other roof's copy from the list, the
+network server processes the frame once (counters and joins go to Redis in one script at commit) and the
+message goes to THIS roof's outbox. Other roofs drop their copy. A downlink (join-accept, ACK, a queued
+command) goes through the gateway with the best SNR among those whose duty cycle allows: this roof sends it,
+or hands it to the roof that has that gateway (``tx:<roof>`` list, polled by :meth:`Roof.poll`).
+
+When Redis cannot be reached, the roof processes every copy it hears itself from its cached sessions and
+marks the messages ``buffered``; it answers no join and sends no downlink. :meth:`Roof.tick` brings it back
+(counters reconciled as maxima). See docs/multiroof.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from havel.codecs.lorawan import phy
+from havel.errors import HavelError, InputError
+from havel.gateway.downlinks import airtime_s
+from havel.gateway.gwmp import RxPacket
+from havel.gateway.jsontext import encode_json
+from havel.gateway.network.dedup import Group, frame_key
+from havel.gateway.network.outcome import NotAnswered, Outcome, Status
+from havel.gateway.network.reception import COUNTER_MODULO, Reception, format_time
+from havel.gateway.network.server import NetworkServer, OutboxLike
+from havel.gateway.network.shared.store import UNREACHABLE, RedisSessionStore, SharedState
+
+log = logging.getLogger("havel.gateway.shared")
+
+# one downlink handed to a roof: what it needs to send it
+Downlink = dict[str, Any]
+
+
+def encode_copy(roof: str, c: Reception) -> str:
+    """One roof's copy of a frame as the shared list keeps it (the frame's bytes are the list's key)."""
+    r = c.rx
+    return json.dumps(
+        {
+            "roof": roof,
+            "gw": f"{c.gateway_eui:016X}",
+            "tmst": r.tmst,
+            "freq": r.freq_hz,
+            "datr": r.datr,
+            "chan": r.chan,
+            "rssi": r.rssi,
+            "snr": r.lsnr,
+            "at": format_time(c.received_at),
+            "src": c.time_source,
+        }
+    )
+
+
+def decode_copy(text: str, data: bytes) -> tuple[str, Reception]:
+    """(roof, copy) from a list entry; InputError names what is wrong with a damaged one."""
+    try:
+        o = json.loads(text)
+        roof = o["roof"]
+        if not isinstance(roof, str):
+            raise TypeError("roof")
+        rx = RxPacket(
+            data=data,
+            tmst=int(o["tmst"]) % COUNTER_MODULO,
+            freq_hz=int(o["freq"]),
+            datr=str(o["datr"]),
+            chan=int(o["chan"]),
+            rssi=float(o["rssi"]),
+            lsnr=None if o["snr"] is None else float(o["snr"]),
+        )
+        at = datetime.fromisoformat(str(o["at"]).replace("Z", "+00:00"))
+        src = str(o["src"])
+        return roof, Reception(int(o["gw"], 16), rx, at, src if src in ("gps", "local") else "local")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputError(f"damaged copy in the shared store ({type(exc).__name__}: {exc})") from None
+
+
+class BufferedOutbox:
+    """The roof's outbox: records made while the shared store is unreachable are marked ``buffered``."""
+
+    def __init__(self, outbox: OutboxLike, store: RedisSessionStore) -> None:
+        self.outbox = outbox
+        self.store = store
+
+    def _mark(self, record: dict[str, Any]) -> dict[str, Any]:
+        if not self.store.online and isinstance(record.get("payload"), dict):
+            record["payload"]["buffered"] = True
+            if "payload_json" in record:
+                record["payload_json"] = encode_json(record["payload"])
+        return record
+
+    def put(self, record: dict[str, Any]) -> bool:
+        return self.outbox.put(self._mark(record))
+
+    def put_many(self, records: Iterable[dict[str, Any]]) -> int:
+        return self.outbox.put_many([self._mark(r) for r in records])
+
+
+class Roof:
+    """See the module docstring. ``transmit(downlink)`` sends one downlink through this roof's gateway
+    ``downlink["gateway"]`` (a hex EUI) at ``downlink["tmst"]``; ``duty`` is the sub-band's duty cycle used
+    to keep a gateway from sending again too soon."""
+
+    def __init__(
+        self,
+        roof_id: str,
+        shared: SharedState,
+        store: RedisSessionStore,
+        ns: NetworkServer,
+        transmit: Callable[[Downlink], None],
+        *,
+        duty: float = 0.01,
+    ) -> None:
+        self.id = roof_id
+        self.shared = shared
+        self.store = store
+        self.ns = ns
+        self.transmit = transmit
+        self.duty = duty
+        net = ns.net
+        self.window_ms = net.dedup_window_ms
+        # the lock lives until the frame's RX2 window closed: later copies of the frame are this roof's
+        self.lock_ms = int((net.rx1_delay_s + 1) * 1000) + self.window_ms
+        self.counts: Counter[str] = Counter()
+        self._mine: set[bytes] = set()  # frames this roof holds the lock of, whose copies are not merged yet
+        self._owner: dict[int, str] = {}  # gateway EUI -> the roof it belongs to
+        self._joins: dict[int, Downlink] = {}  # id(outcome) -> its join-accept, chosen inside the transaction
+
+    # -------------------------------------------------------------------------------- intake
+    def receive(self, copy: Reception, mono: float) -> Outcome | None:
+        """Take one copy heard by this roof (see the module docstring)."""
+        self._owner[copy.gateway_eui] = self.id
+        if copy.rx.crc_ok and self.store.online:
+            key = frame_key(copy.rx.data)
+            try:
+                won = self.shared.claim(
+                    key, self.id, encode_copy(self.id, copy), self.lock_ms, self.lock_ms + self.window_ms
+                )
+            except UNREACHABLE as exc:
+                self.store.offline(exc)
+                won = 1
+            if won == 0:
+                self.counts["other_roof"] += 1
+                return None
+            self._mine.add(key)
+        return self.ns.receive(copy, mono)
+
+    def _merge(self, key: bytes, g: Group) -> None:
+        """Add the other roofs' copies of a frame to its group (best signal is sorted out by the server)."""
+        self._mine.discard(key)
+        try:
+            entries = self.shared.copies(key)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            return
+        data = g.copies[0].rx.data
+        for text in entries:
+            try:
+                roof, c = decode_copy(text, data)
+            except InputError as exc:
+                self.counts["damaged_copy"] += 1
+                log.error("%s (left out)", exc)
+                continue
+            if roof == self.id:
+                continue
+            self._owner[c.gateway_eui] = roof
+            g.copies.append(c)
+            self.counts["copies_merged"] += 1
+
+    # ------------------------------------------------------------------------------- process
+    def next_deadline(self) -> float | None:
+        return self.ns.next_deadline()
+
+    def flush(self, mono: float, now: datetime, *, force: bool = False) -> list[Outcome]:
+        """Process the frames whose window closed, then send or hand over their downlinks."""
+        for key, g in list(self.ns.dedup.pending.items()):
+            if not force and g.deadline > mono:
+                break
+            if key in self._mine:
+                self._merge(key, g)
+        self._joins = {}
+        outs = self.ns.flush(mono, now, force=force, after_store=self._after_store)
+        for out in outs:
+            self.counts[str(out.status)] += 1
+            if out.status == Status.JOINED:
+                d = self._joins.get(id(out))
+                if d is not None:
+                    self._route(d)
+            elif out.status in (Status.ACCEPTED, Status.RETRANSMISSION) and not out.superseded:
+                self._data_downlink(out)
+        self._joins = {}
+        return outs
+
+    def _after_store(self, out: Outcome) -> None:
+        """Inside the transaction: a join is stored only when its join-accept has a gateway to go by."""
+        if out.status != Status.JOINED:
+            return
+        if not self.store.online:
+            raise NotAnswered("the shared store is unreachable")
+        copy = self._gateway_for(out.copies)
+        if copy is None:
+            raise NotAnswered("every gateway that heard the join-request waits for its duty cycle")
+        assert out.join_accept is not None
+        self._joins[id(out)] = self._downlink(copy, out.join_accept, 5, "join", out)
+
+    def _gateway_for(self, copies: list[Reception]) -> Reception | None:
+        """The copy (best SNR first) whose gateway may send now; None when all wait or Redis is gone."""
+        gws = list(dict.fromkeys(c.gateway_eui for c in copies))
+        try:
+            waiting = self.shared.gateways_waiting(gws)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            return None
+        for c in copies:  # (the server sorted them best signal first)
+            if c.gateway_eui not in waiting:
+                return c
+        return None
+
+    def _downlink(self, c: Reception, data: bytes, delay_s: int, kind: str, out: Outcome) -> Downlink:
+        dev = out.device
+        return {
+            "roof": self._owner.get(c.gateway_eui, self.id),
+            "gateway": f"{c.gateway_eui:016X}",
+            "data": data.hex(),
+            "freq_hz": c.rx.freq_hz,
+            "datr": c.rx.datr,
+            "tmst": (c.rx.tmst + delay_s * 1_000_000) % COUNTER_MODULO,
+            "kind": kind,
+            "dev_eui": dev.eui_hex if dev is not None else None,
+            "by": self.id,
+        }
+
+    def _data_downlink(self, out: Outcome) -> None:
+        """After commit: an ACK for a confirmed uplink and/or the device's next queued command, sent once."""
+        if not self.store.online or out.device is None or out.frame is None:
+            return
+        dev, frame = out.device, out.frame
+        s = dev.session
+        if s is None:
+            return
+        try:
+            raw = self.shared.next_command(dev.dev_eui)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            return
+        command: dict[str, Any] | None = None
+        if raw is not None:
+            try:
+                command = json.loads(raw)
+                if not isinstance(command, dict) or not 1 <= int(command["fport"]) <= 223:
+                    raise ValueError("fport")
+                payload = bytes.fromhex(str(command["data"]))
+            except (ValueError, TypeError, KeyError) as exc:
+                self.counts["damaged_command"] += 1
+                log.error("queued command of %s is damaged (%s): dropped", dev.eui_hex, exc)
+                command = None
+        if command is None and not frame.confirmed:
+            return
+        c = self._gateway_for(out.copies)
+        if c is None:
+            if raw is not None and command is not None:
+                self.shared.r.lpush(f"{self.shared.p}dlq:{dev.dev_eui:016X}", raw)  # for the next uplink
+            self.counts["no_gateway"] += 1
+            return
+        try:
+            fcnt_down = self.store.take_fcnt_down(dev.dev_eui)
+            data = phy.build_data_frame(
+                uplink=False,
+                confirmed=bool(command.get("confirmed")) if command else False,
+                dev_addr=s.dev_addr,
+                fcnt32=fcnt_down,
+                fport=int(command["fport"]) if command else None,
+                payload=payload if command else b"",
+                ack=frame.confirmed,
+                nwk_s_key=s.nwk_s_key,
+                app_s_key=s.app_s_key,
+            )
+        except HavelError as exc:
+            log.error("downlink for %s not built: %s", dev.eui_hex, exc)
+            self.counts["downlink_failed"] += 1
+            return
+        self._route(self._downlink(c, data, dev.rx1_delay, "command" if command else "ack", out))
+
+    # ------------------------------------------------------------------------------ sending
+    def _route(self, d: Downlink) -> None:
+        if d["roof"] == self.id:
+            self._send(d)
+            return
+        try:
+            self.shared.hand_over(d["roof"], d)
+            self.counts["handed_over"] += 1
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            self.counts["downlink_lost"] += 1
+
+    def _send(self, d: Downlink) -> None:
+        self.transmit(d)
+        self.counts["transmitted"] += 1
+        wait = airtime_s(len(d["data"]) // 2, d["datr"]) * (1 / self.duty - 1)
+        try:
+            self.shared.gateway_busy(int(d["gateway"], 16), wait)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+
+    def poll(self) -> int:
+        """Send the downlinks other roofs handed to this one; returns how many."""
+        if not self.store.online:
+            return 0
+        try:
+            entries = self.shared.handed_to(self.id)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            return 0
+        sent = 0
+        for text in entries:
+            try:
+                d = json.loads(text)
+                if not isinstance(d, dict):
+                    raise TypeError("not an object")
+                for k in ("gateway", "data", "freq_hz", "datr", "tmst"):
+                    if k not in d:
+                        raise KeyError(k)
+                bytes.fromhex(d["data"])
+                int(d["gateway"], 16)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.counts["damaged_handoff"] += 1
+                log.error("downlink handed to this roof is damaged (%s): dropped", exc)
+                continue
+            self._send(d)
+            sent += 1
+        return sent
+
+    def tick(self) -> bool:
+        """Retry an unreachable store (counters reconciled when it answers); True when online."""
+        if self.store.online:
+            return True
+        ok = self.store.try_online()
+        if ok:
+            self.counts["back_online"] += 1
+        return ok

@@ -1,0 +1,148 @@
+"""A roof process for a network of roofs sharing Redis: GWMP (Semtech UDP packet forwarder) on a UDP port,
+the network server on the shared store, the roof's own SQLite outbox. Used by the multi-roof tests, the
+bench and ``make demo`` with two roofs; its settings are a JSON file::
+
+    {"roof": "roof-a", "store": "redis://127.0.0.1:6379/0", "password_file": null, "ca_file": null,
+     "udp_port": 1700, "db": "/var/lib/havel/roof-a.db", "dedup_window_ms": 200}
+
+One line of JSON per downlink sent goes to standard output (``{"tx": ...}``), and one ``{"ready": ...}``
+line once it listens. SIGTERM processes what waits in the dedup window and stops."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from havel.errors import HavelError
+from havel.gateway import db, gwmp
+from havel.gateway.config import NetworkConfig
+from havel.gateway.network.reception import reception
+from havel.gateway.network.server import NetworkServer
+from havel.gateway.network.shared.roof import BufferedOutbox, Downlink, Roof
+from havel.gateway.network.shared.store import (
+    RedisSessionStore,
+    SharedState,
+    StoreSettings,
+    connect,
+    redacted,
+)
+from havel.gateway.outbox import Outbox
+
+log = logging.getLogger("havel.gateway.shared")
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def run(settings: dict[str, Any]) -> None:
+    roof_id = str(settings["roof"])
+    conn = db.open_db(settings["db"])
+    outbox = Outbox(conn, sinks=["primary"])
+    store_settings = StoreSettings(
+        str(settings["store"]),
+        settings.get("password_file"),
+        settings.get("ca_file"),
+        float(settings.get("timeout_s", 0.5)),
+    )
+    shared = SharedState(connect(store_settings))
+    store = RedisSessionStore(shared, conn)
+    net = replace(
+        NetworkConfig(),
+        dedup_window_ms=int(settings.get("dedup_window_ms", 200)),
+        dev_addr_prefix=0x26000000,
+    )
+    ns = NetworkServer(store, BufferedOutbox(outbox, store), net)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", int(settings.get("udp_port", 0))))
+    pull: dict[int, tuple[str, int]] = {}  # concentrator EUI -> where its PULL_DATA came from
+    token = [0]
+
+    def transmit(d: Downlink) -> None:
+        gw = int(d["gateway"], 16)
+        addr = pull.get(gw)
+        if addr is None:
+            log.error("no PULL_DATA from %s yet: downlink dropped", d["gateway"])
+            return
+        token[0] = (token[0] + 1) & 0xFFFF
+        txpk = gwmp.build_txpk(
+            data=bytes.fromhex(d["data"]), freq_hz=int(d["freq_hz"]), datr=str(d["datr"]), tmst=int(d["tmst"])
+        )
+        sock.sendto(gwmp.encode_pull_resp(2, token[0], txpk), addr)
+        _emit({"tx": {**d, "sent_by": roof_id}})
+
+    roof = Roof(roof_id, shared, store, ns, transmit)
+    stop = [False]
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
+    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__(0, True))
+    log.info("roof %s on %s, UDP port %d", roof_id, redacted(store_settings.url), sock.getsockname()[1])
+    _emit({"ready": {"roof": roof_id, "udp_port": sock.getsockname()[1]}})
+    next_tick = 0.0
+    while not stop[0]:
+        mono = time.monotonic()
+        deadline = roof.next_deadline()
+        wait = 0.02 if deadline is None else min(0.02, max(0.0, deadline - mono))
+        sock.settimeout(max(wait, 0.001))
+        try:
+            data, addr = sock.recvfrom(65535)
+        except TimeoutError:
+            data = b""
+        if data:
+            try:
+                dg = gwmp.parse(data)
+            except gwmp.GwmpError as exc:
+                roof.counts["bad_datagram"] += 1
+                log.warning("datagram from %s refused: %s", addr, exc)
+                dg = None
+            if dg is not None and dg.identifier == gwmp.PULL_DATA and dg.gateway_eui is not None:
+                pull[dg.gateway_eui] = addr
+                sock.sendto(gwmp.encode_pull_ack(dg.version, dg.token), addr)
+            elif dg is not None and dg.identifier == gwmp.PUSH_DATA and dg.gateway_eui is not None:
+                sock.sendto(gwmp.encode_push_ack(dg.version, dg.token), addr)
+                now = datetime.now(UTC)
+                for obj in dg.payload.get("rxpk", []) or []:
+                    try:
+                        rx = gwmp.parse_rxpk(obj)
+                    except gwmp.GwmpError as exc:
+                        roof.counts["bad_rxpk"] += 1
+                        log.warning("rxpk refused: %s", exc)
+                        continue
+                    roof.receive(reception(dg.gateway_eui, rx, now), time.monotonic())
+        try:
+            mono = time.monotonic()
+            roof.flush(mono, datetime.now(UTC))
+            roof.poll()
+            if mono >= next_tick:
+                next_tick = mono + 0.25
+                roof.tick()
+        except HavelError as exc:  # one bad batch must not stop the roof
+            log.error("roof %s: %s", roof_id, exc)
+    roof.flush(time.monotonic(), datetime.now(UTC), force=True)
+    conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m havel.gateway.network.shared.roofd SETTINGS.json\n")
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(json.loads(Path(args[0]).read_text(encoding="utf-8")))
+    except HavelError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
