@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from havel.errors import InputError
-from havel.gateway.network.reception import format_time
+from havel.gateway.network.reception import format_wire_time as format_time  # (microseconds, as sent)
 
 PUSH_DATA = 0x00
 PUSH_ACK = 0x01

@@ -78,7 +78,17 @@ def reception(gateway_eui: int, rx: RadioFrame, now: datetime) -> Reception:
 
 
 def format_time(dt: datetime) -> str:
-    """RFC 3339 UTC with microseconds and a ``Z`` (the time format of every message)."""
+    """RFC 3339 UTC with milliseconds and a ``Z``, e.g. ``2026-11-26T09:00:00.123Z``: the time format of
+    every published message (docs/mqtt.md). The one formatter for message times: use it, do not write
+    another."""
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def format_wire_time(dt: datetime) -> str:
+    """RFC 3339 UTC with microseconds: the packet forwarder's own precision, kept where its times are
+    written back (GWMP datagrams, the intake journal), never in a published message."""
     if dt.tzinfo is not UTC:
         dt = dt.astimezone(UTC)
     return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -20,9 +20,8 @@ from bb_kit import (
     water_payload,
 )
 
-# docs/mqtt.md: "RFC 3339 UTC with milliseconds"; the daemon sends microseconds for local time (see the
-# findings file), so this file checks RFC 3339 UTC with a fraction only.
-RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3,6}Z$")
+# docs/mqtt.md: "RFC 3339 UTC with milliseconds" (example ...09:00:00.123Z)
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UP_FIELDS = {
     "id", "device", "dev_eui", "dev_addr", "session_epoch", "fcnt", "fport", "confirmed", "received_at",
     "time_source", "buffered", "rx", "codec", "data", "units", "warnings", "errors", "raw",
@@ -86,9 +85,27 @@ def test_gps_time_is_the_receive_time_when_the_forwarder_sends_tmms(
     fwd.push_acked([fwd.rxpk(phy, time="2026-11-26T09:00:00.123456Z", tmms=1_448_182_818_123)])
     (up,) = subscriber.wait_json("/up")
     assert up["time_source"] == "gps"
-    # docs/mqtt.md shows milliseconds; the daemon keeps the forwarder's microseconds (findings file)
-    assert up["received_at"].startswith("2026-11-26T09:00:00.123")
-    assert up["received_at"].endswith("Z")
+    assert up["received_at"] == "2026-11-26T09:00:00.123Z"  # docs/mqtt.md: milliseconds
+
+
+def test_received_at_is_rfc3339_with_milliseconds_for_local_and_gps_time(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    """docs/mqtt.md: "`received_at` is RFC 3339 UTC with milliseconds" (example ...09:00:00.123Z)."""
+    dev = abp_device(31)
+    gw = make_gateway(devices=(dev,))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    fwd.push_acked([fwd.rxpk(lora.uplink(dev, 1, water_payload(1)))])
+    fwd.push_acked(
+        [fwd.rxpk(lora.uplink(dev, 2, water_payload(2)), time="2026-11-26T09:00:00.123456Z", tmms=1)]
+    )
+    local, gps = subscriber.wait_json("/up", 2)
+    assert gps["received_at"] == "2026-11-26T09:00:00.123Z", gps["received_at"]
+    assert RFC3339_UTC.match(local["received_at"]), local["received_at"]
 
 
 def test_undecodable_payload_keeps_raw_and_says_why(
