@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sqlite3
@@ -47,6 +46,7 @@ from havel.gateway.metrics import Metrics
 from havel.gateway.monitoring import MonitoringServer
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.server import NetworkServer
+from havel.gateway.northbound import Northbound
 from havel.gateway.outbox import Outbox
 from havel.gateway.process import setup_logging, tune_gc
 from havel.gateway.registry import Registry
@@ -60,11 +60,14 @@ log = logging.getLogger("havel.gateway")
 
 
 class Component(Protocol):
-    """Something the daemon starts and stops (the northbound forwarder, the disaster relay)."""
+    """Something the daemon starts and stops (the northbound delivery, the disaster relay, ...)."""
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def health(self) -> Any:
+        """What it reports in the status."""
 
 
 # name -> "module:factory". The daemon always starts "forwarder"; the others when their config section
@@ -107,7 +110,8 @@ class Gateway:
         self.cfg = cfg
         self.metrics = Metrics()
         self.notifier = Notifier()
-        self.components: dict[str, Any] = {}
+        self.components: dict[str, Component] = {}
+        self.northbound: Northbound | None = None  # the delivery to the sinks (always started)
         self.stats = _Stats()
         # Called after COMMIT with every Outcome (accepted, joined, rejected): the relay and the demo listen.
         self.outcome_listeners: list[Callable[[Outcome], None]] = []
@@ -190,8 +194,11 @@ class Gateway:
                     f"http: cannot listen on {cfg.http.bind}:{cfg.http.port}: {exc.strerror}",
                     hint="set http.port to a free port, or 0 to switch it off",
                 ) from None
-        for name in self._component_names():
-            self.components[name] = self._create_component(name)
+        for name in preflight.component_names(cfg):
+            comp = self._create_component(name)
+            self.components[name] = comp
+            if isinstance(comp, Northbound):
+                self.northbound = comp
         for name, comp in self.components.items():
             await comp.start()
             log.info("component %s started", name)
@@ -220,19 +227,8 @@ class Gateway:
             f"{cfg.http.bind}:{self.http_port}" if self.http_port else "off",
         )
 
-    def _component_names(self) -> list[str]:
-        names = [n for n in COMPONENTS if n in ALWAYS or n in self.cfg.components]
-        for n in self.cfg.components:
-            if n not in COMPONENTS:
-                raise ConfigError(f"[{n}] configures a component this gateway does not know")
-        return names
-
-    def _create_component(self, name: str) -> Any:
-        module_name, attr = COMPONENTS[name].split(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"[{name}] is configured but its module is not available: {exc}") from None
+    def _create_component(self, name: str) -> Component:
+        factory = preflight.component_factory(name)
         ctx = DaemonContext(
             self.cfg,
             self.cfg.components.get(name, {}),
@@ -316,10 +312,8 @@ class Gateway:
             )
 
     def _notify_forwarder(self) -> None:
-        fwd = self.components.get("forwarder")
-        poke = getattr(fwd, "poke", None)
-        if callable(poke):
-            poke()
+        if self.northbound is not None:
+            self.northbound.poke()
 
     def _on_tx_done(self, info: Any, error: str) -> None:
         if error != "NONE" and isinstance(info, Transmission):

@@ -28,8 +28,7 @@ class StatusReport:
         """Everything a person on the roof wants to know, JSON-ready."""
         gw = self.gw
         m = gw.metrics
-        fwd = gw.components.get("forwarder")
-        sinks = fwd.health() if fwd is not None and hasattr(fwd, "health") else {}
+        sinks = gw.northbound.health() if gw.northbound is not None else {}
         forwarders = gw.udp.health() if hasattr(gw, "udp") else []
         try:
             outbox = self.outbox()
@@ -96,12 +95,10 @@ class StatusReport:
                 age = round(
                     time.time() - datetime.fromisoformat(oldest.replace("Z", "+00:00")).timestamp(), 1
                 )
-        fwd = gw.components.get("forwarder")
-        delivered = getattr(fwd, "delivered_unrecorded", None)
         return {
             "depth": gw.outbox.depth(),
             # of those, delivered to every sink, their deletion due with the next group commit (<= 5 s)
-            "delivered": delivered() if callable(delivered) else 0,
+            "delivered": gw.northbound.delivered_unrecorded() if gw.northbound is not None else 0,
             "bytes": gw.outbox.size_bytes(),
             "oldest_age_s": age,
             "dropped": gw.outbox.dropped(),
@@ -146,8 +143,7 @@ class StatusReport:
             }
 
         def sink_gauges() -> dict[Any, float]:
-            fwd = gw.components.get("forwarder")
-            health = fwd.health() if fwd is not None and hasattr(fwd, "health") else {}
+            health = gw.northbound.health() if gw.northbound is not None else {}
             out: dict[Any, float] = {}
             for name, h in health.items() if isinstance(health, dict) else []:
                 if isinstance(h, dict) and "state" in h:
