@@ -607,7 +607,7 @@ def device_forget_nonces(config_path: Path | None, data_dir: Path | None, device
 )
 def device_import(config_path: Path | None, data_dir: Path | None, file: Path, replace: bool) -> None:
     """Import devices from JSON or CSV (the provisioning tool's export); all records are checked first."""
-    devices = parse_import(file.read_text(encoding="utf-8"), file.name)
+    devices = parse_import(file.read_bytes(), file.name)
     reg = _registry(load_config(config_path, data_dir))
     added = replaced = 0
     try:

@@ -530,24 +530,40 @@ def device_from_record(rec: dict[str, Any], *, where: str = "record") -> Device:
     raise InputError(f"{where}: activation {rec.get('activation')!r} is not otaa or abp")
 
 
-def parse_import(text: str, filename: str) -> list[Device]:
+def parse_import(content: bytes | str, filename: str) -> list[Device]:
     """Devices from JSON (a list of objects) or CSV (header of the same names), every record checked
-    before any is stored."""
+    before any is stored. The file is UTF-8 (a byte-order mark is allowed); a file that is not, JSON nested
+    too deep to read, or CSV that cannot be read is an InputError, never a traceback."""
+    if isinstance(content, bytes):
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{filename}: not UTF-8 text (byte {exc.start} is {content[exc.start : exc.start + 1]!r})",
+                hint="save the file as UTF-8 (havel device export writes UTF-8)",
+            ) from None
+    else:
+        text = content
     stripped = text.lstrip()
     records: list[dict[str, Any]]
     if filename.lower().endswith(".json") or stripped.startswith("["):
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise InputError(f"{filename}: not valid JSON (nested too deep)") from None
         except ValueError as exc:
             raise InputError(f"{filename}: not valid JSON ({exc})") from None
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise InputError(f"{filename}: expected a JSON list of device objects")
         records = data
     else:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "dev_eui" not in reader.fieldnames:
-            raise InputError(f"{filename}: CSV needs a header line with {', '.join(EXPORT_FIELDS)}")
-        records = list(reader)
+        try:
+            reader = csv.DictReader(io.StringIO(text))
+            if not reader.fieldnames or "dev_eui" not in reader.fieldnames:
+                raise InputError(f"{filename}: CSV needs a header line with {', '.join(EXPORT_FIELDS)}")
+            records = list(reader)
+        except csv.Error as exc:  # a NUL byte, a field beyond the csv module's size limit
+            raise InputError(f"{filename}: not readable CSV (line {reader.line_num}: {exc})") from None
     devices = [device_from_record(r, where=f"{filename} record {i + 1}") for i, r in enumerate(records)]
     seen: set[int] = set()
     for d in devices:

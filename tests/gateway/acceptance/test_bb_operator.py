@@ -257,8 +257,10 @@ BAD_IMPORTS: list[tuple[str, bytes]] = [
     ("truncated.json", b'[{"name": "x",'),
     ("object.json", b'{"name": "x"}'),
     ("nan.json", b'[{"name": "x", "dev_eui": NaN}]'),
-    ("deep.json", b"[" * 500 + b"]" * 500),  # deeper (5000) gives a traceback: see the findings file
-    # non-UTF-8 files give a traceback: see the findings file
+    ("deep.json", b"[" * 500 + b"]" * 500),
+    ("deeper.json", b"[" * 5000 + b"]" * 5000),
+    ("binary.json", b"\xff\xfe\x00\x01" * 100),
+    ("latin1.csv", "name,dev_eui\nk\xfchlung,70B3D57ED0000001\n".encode("latin-1")),
     ("redacted.json", b""),  # filled in below from a redacted export
     ("bad-eui.json", b""),
     ("dup.json", b""),
