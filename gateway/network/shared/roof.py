@@ -9,8 +9,9 @@ message goes to THIS roof's outbox. Other roofs drop their copy. A downlink (joi
 command) goes through the gateway with the best SNR among those whose duty cycle allows: this roof sends it,
 or hands it to the roof that has that gateway (``tx:<roof>`` list, polled by :meth:`Roof.poll`).
 
-When Redis cannot be reached, the roof processes every copy it hears itself from its cached sessions and
-marks the messages ``buffered``; it answers no join and sends no downlink. :meth:`Roof.tick` brings it back
+When Redis cannot be reached, the roof processes every copy it hears itself from its cached sessions (into
+its own outbox, delivered as usual: the forwarder marks late ones ``buffered``); it answers no join and
+sends no downlink. :meth:`Roof.tick` brings it back
 (counters reconciled as maxima). See docs/multiroof.md."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,11 +27,10 @@ from havel.codecs.lorawan import phy
 from havel.errors import HavelError, InputError
 from havel.gateway.downlinks import airtime_s
 from havel.gateway.gwmp import RxPacket
-from havel.gateway.jsontext import encode_json
 from havel.gateway.network.dedup import Group, frame_key
 from havel.gateway.network.outcome import NotAnswered, Outcome, Status
 from havel.gateway.network.reception import COUNTER_MODULO, Reception, format_time
-from havel.gateway.network.server import NetworkServer, OutboxLike
+from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.shared.store import UNREACHABLE, RedisSessionStore, SharedState
 
 log = logging.getLogger("havel.gateway.shared")
@@ -81,27 +81,6 @@ def decode_copy(text: str, data: bytes) -> tuple[str, Reception]:
         raise InputError(f"damaged copy in the shared store ({type(exc).__name__}: {exc})") from None
 
 
-class BufferedOutbox:
-    """The roof's outbox: records made while the shared store is unreachable are marked ``buffered``."""
-
-    def __init__(self, outbox: OutboxLike, store: RedisSessionStore) -> None:
-        self.outbox = outbox
-        self.store = store
-
-    def _mark(self, record: dict[str, Any]) -> dict[str, Any]:
-        if not self.store.online and isinstance(record.get("payload"), dict):
-            record["payload"]["buffered"] = True
-            if "payload_json" in record:
-                record["payload_json"] = encode_json(record["payload"])
-        return record
-
-    def put(self, record: dict[str, Any]) -> bool:
-        return self.outbox.put(self._mark(record))
-
-    def put_many(self, records: Iterable[dict[str, Any]]) -> int:
-        return self.outbox.put_many([self._mark(r) for r in records])
-
-
 class Roof:
     """See the module docstring. ``transmit(downlink)`` sends one downlink through this roof's gateway
     ``downlink["gateway"]`` (a hex EUI) at ``downlink["tmst"]``; ``duty`` is the sub-band's duty cycle used
@@ -131,6 +110,7 @@ class Roof:
         self._mine: set[bytes] = set()  # frames this roof holds the lock of, whose copies are not merged yet
         self._owner: dict[int, str] = {}  # gateway EUI -> the roof it belongs to
         self._joins: dict[int, Downlink] = {}  # id(outcome) -> its join-accept, chosen inside the transaction
+        self.cache_refresh_s = 60.0
 
     # -------------------------------------------------------------------------------- intake
     def receive(self, copy: Reception, mono: float) -> Outcome | None:
@@ -186,8 +166,11 @@ class Roof:
                 self._merge(key, g)
         self._joins = {}
         outs = self.ns.flush(mono, now, force=force, after_store=self._after_store)
+        offline = not self.store.online
         for out in outs:
             self.counts[str(out.status)] += 1
+            if offline and out.status == Status.ACCEPTED:
+                self.counts["accepted_offline"] += 1
             if out.status == Status.JOINED:
                 d = self._joins.get(id(out))
                 if d is not None:
@@ -336,10 +319,14 @@ class Roof:
             sent += 1
         return sent
 
-    def tick(self) -> bool:
-        """Retry an unreachable store (counters reconciled when it answers); True when online."""
+    def tick(self, mono: float | None = None) -> bool:
+        """Retry an unreachable store (counters reconciled when it answers); when online, reload the
+        fallback cache every ``cache_refresh_s``. True when online."""
         if self.store.online:
-            return True
+            at = self.store.warmed_at
+            if mono is not None and (at is None or mono - at >= self.cache_refresh_s):
+                self.store.warm()
+            return self.store.online
         ok = self.store.try_online()
         if ok:
             self.counts["back_online"] += 1

@@ -26,7 +26,7 @@ from havel.gateway import db, gwmp
 from havel.gateway.config import NetworkConfig
 from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
-from havel.gateway.network.shared.roof import BufferedOutbox, Downlink, Roof
+from havel.gateway.network.shared.roof import Downlink, Roof
 from havel.gateway.network.shared.store import (
     RedisSessionStore,
     SharedState,
@@ -61,7 +61,7 @@ def run(settings: dict[str, Any]) -> None:
         dedup_window_ms=int(settings.get("dedup_window_ms", 200)),
         dev_addr_prefix=0x26000000,
     )
-    ns = NetworkServer(store, BufferedOutbox(outbox, store), net)
+    ns = NetworkServer(store, outbox, net)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", int(settings.get("udp_port", 0))))
     pull: dict[int, tuple[str, int]] = {}  # concentrator EUI -> where its PULL_DATA came from
@@ -81,6 +81,7 @@ def run(settings: dict[str, Any]) -> None:
         _emit({"tx": {**d, "sent_by": roof_id}})
 
     roof = Roof(roof_id, shared, store, ns, transmit)
+    store.warm()
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__(0, True))
@@ -123,7 +124,7 @@ def run(settings: dict[str, Any]) -> None:
             roof.poll()
             if mono >= next_tick:
                 next_tick = mono + 0.25
-                roof.tick()
+                roof.tick(mono)
         except HavelError as exc:  # one bad batch must not stop the roof
             log.error("roof %s: %s", roof_id, exc)
     roof.flush(time.monotonic(), datetime.now(UTC), force=True)

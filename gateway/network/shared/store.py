@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import ConfigError, StorageError
@@ -93,6 +95,9 @@ def connect(settings: StoreSettings) -> redis.Redis:
         "socket_connect_timeout": settings.timeout_s,
         "decode_responses": True,
         "health_check_interval": 0,
+        # one immediate retry (a pooled connection Redis closed on restart), no backoff: an unreachable
+        # store must send the roof to its fallback within the timeout, not after seconds of retries
+        "retry": Retry(NoBackoff(), 1),
     }
     if settings.password_file:
         kwargs["password"] = read_password(settings.password_file)
@@ -347,6 +352,26 @@ class SharedState:
 
     damaged = 0  # damaged entries met (per process)
 
+    def all_devices(self) -> list[Device]:
+        """Every device (for a roof's fallback cache); damaged entries are logged, counted and left out."""
+        keys = [_text(k) for k in self.r.scan_iter(match=f"{self.p}dev:*", count=1000)]
+        out: list[Device] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            pipe = self.r.pipeline(transaction=False)
+            for k in chunk:
+                pipe.hgetall(k)
+            for k, h in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+                try:
+                    if isinstance(h, Exception):
+                        raise DamagedEntry(f"shared store entry {k}: {h}")
+                    if h:
+                        out.append(device_from_hash(k, int(k.rsplit(":", 1)[1], 16), _texts(h)))
+                except (DamagedEntry, ValueError) as exc:
+                    self.damaged += 1
+                    log.error("%s (left out)", exc)
+        return out
+
     def nonce_used(self, dev_eui: int, dev_nonce: int) -> bool:
         return bool(self.r.sismember(f"{self.p}nonces:{dev_eui:016X}", str(dev_nonce)))
 
@@ -459,7 +484,8 @@ class RedisSessionStore:
         self.offline_fcnt.clear()
         self.online = True
         self.went_offline_at = None
-        return True
+        self.warm()
+        return self.online
 
     def reconcile(self) -> None:
         """Send the counters accepted offline as maxima (a counter another roof moved further stays)."""
@@ -468,6 +494,21 @@ class RedisSessionStore:
             for e, (f, seen, ep) in self.offline_fcnt.items()
         ]
         self.shared.commit(ops)
+
+    def warm(self) -> int:
+        """Load every device into the cache, so that a roof cut off later still knows the sessions of
+        devices other roofs processed until then; returns how many (0 when Redis cannot be reached)."""
+        try:
+            devs = self.shared.all_devices()
+        except UNREACHABLE as exc:
+            self.offline(exc)
+            return 0
+        for d in devs:
+            self._remember(self._with_local(d))
+        self.warmed_at = time.monotonic()
+        return len(devs)
+
+    warmed_at: float | None = None
 
     # ----------------------------------------------------------------------------------- reads
     def _remember(self, dev: Device) -> Device:

@@ -18,7 +18,7 @@ from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.reception import Reception
 from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.sessions import Device, Session
-from havel.gateway.network.shared.roof import BufferedOutbox, Roof
+from havel.gateway.network.shared.roof import Roof
 from havel.gateway.network.shared.store import RedisSessionStore, SharedState, StoreSettings, connect
 from havel.gateway.outbox import Outbox
 
@@ -59,7 +59,7 @@ class Node:
             session=Session(self.dev_addr, self.nwk, self.app),
         )
 
-    def uplink(self, payload: bytes = b"\x00\xe1", *, confirmed: bool = False) -> bytes:
+    def uplink(self, payload: bytes = bytes.fromhex("1200f1013d4cba"), *, confirmed: bool = False) -> bytes:
         self.fcnt += 1
         return phy.build_data_frame(
             uplink=True,
@@ -116,9 +116,7 @@ class RoofUnderTest:
         self.shared = SharedState(connect(StoreSettings(url, timeout_s=timeout_s)))
         self.store = RedisSessionStore(self.shared, self.conn)
         net = replace(NetworkConfig(), dedup_window_ms=window_ms, dev_addr_prefix=0x26000000)
-        self.ns = NetworkServer(
-            self.store, BufferedOutbox(self.outbox, self.store), net, rng=random.Random(name)
-        )
+        self.ns = NetworkServer(self.store, self.outbox, net, rng=random.Random(name))
         self.sent: list[dict[str, Any]] = []
         self.roof = Roof(name, self.shared, self.store, self.ns, self.sent.append)
         self.mono = 0.0
