@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -50,15 +50,25 @@ class Backend(Protocol):
         """Drop the acknowledgements held back for what was received so far; returns how many."""
         ...
 
-    def release_acks(self) -> None:
-        """Send the acknowledgements held back (what they acknowledge is stored)."""
+    def release_acks(self) -> int:
+        """Send the acknowledgements held back (what they acknowledge is stored); returns how many."""
+        ...
 
     def can_send(self, gateway_eui: int) -> bool:
         """Whether a downlink can go out through this concentrator now."""
         ...
 
-    def send(self, gateway_eui: int, txpk: dict[str, Any], *, fallback: Any, info: Any, window: str) -> Any:
-        """Schedule a downlink."""
+    def send(
+        self,
+        gateway_eui: int,
+        txpk: dict[str, Any],
+        *,
+        fallback: dict[str, Any] | None = None,
+        info: Any = None,
+        window: str = "RX1",
+    ) -> bool:
+        """Schedule a downlink (False when it cannot go out)."""
+        ...
 
 
 class Intake:
@@ -105,7 +115,7 @@ class Intake:
         return bool(self._intake)
 
     def on_push(
-        self, gateway_eui: int, datagram: bytes, now: datetime, rxs: list[tuple[int, RadioFrame]]
+        self, gateway_eui: int, datagram: bytes, now: datetime, rxs: Sequence[tuple[int, RadioFrame]]
     ) -> None:
         at = now.timestamp()
         intake = self._intake
