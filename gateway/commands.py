@@ -23,7 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from havel.gateway.downlinks import parse_down_topic, read_command
+from havel.gateway.downlink_commands import parse_down_topic, read_command
 from havel.gateway.mqtt import MqttClient
 
 log = logging.getLogger("havel.gateway.commands")

@@ -29,22 +29,29 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import sqlite3
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from havel.codecs.lorawan import airtime, eu868, maccmds, phy
-from havel.codecs.lorawan.ids import eui_hex, parse_hex, parse_id_hex
-from havel.errors import CodecError, HavelError, InputError
+from havel.codecs.lorawan.ids import eui_hex, parse_hex
+from havel.errors import CodecError, InputError
 from havel.gateway import gwmp, schema
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
-from havel.gateway.jsontext import encode_json
+from havel.gateway.downlink_commands import (
+    COMMAND_ID,
+    FIELDS,
+    MAX_TTL_S,
+    BadCommand,
+    Refused,
+    echo,
+    parse_down_topic,
+)
+from havel.gateway.dutycycle import DutyCycle, airtime_s
 from havel.gateway.network.outcome import NotAnswered, Outcome
 from havel.gateway.network.reception import format_time
 from havel.gateway.registry import Device, Registry
@@ -61,118 +68,7 @@ log = logging.getLogger("havel.gateway.downlinks")
 # Application commands may use this share of the duty cycle of a sub-band; the rest is kept for
 # join-accepts and MAC answers (ACKs, LinkADRReq, ...), which a device needs to stay on the network.
 APP_DUTY_SHARE = 0.75
-MAX_COMMAND_BYTES = 4096  # a command is a small JSON object (the payload is at most 51 bytes)
-MAX_COMMAND_DEPTH = 16  # nesting of a command's JSON (a codec's data is two levels deep)
-MAX_TTL_S = 30 * 86_400  # longest ttl_s: a command older than a month is not what anyone still wants
-_COMMAND_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # part of result ids and topics' payloads
-_FIELDS = ("fport", "data", "raw", "confirmed", "ttl_s", "id")
 _DELETE = "DELETE FROM downlinks WHERE dev_eui = ? AND id = ?"
-# reasons a command is rejected (the keys of DownlinkScheduler.rejected_by_reason)
-REJECT_REASONS = (
-    "too_large",
-    "not_json",
-    "too_deep",
-    "bad_number",
-    "bad_text",
-    "not_object",
-    "bad_field",
-    "bad_id",
-    "bad_ttl",
-    "unknown_device",
-    "codec",
-    "too_long",
-    "queue_full",
-    "internal",
-)
-
-
-@dataclass(frozen=True)
-class BadCommand:
-    """A command message that could not be read as JSON; what :func:`read_command` gives instead of it."""
-
-    reason: str  # one of REJECT_REASONS
-    detail: str
-
-
-class _Refused(HavelError):
-    """A command refused for ``reason`` (one of REJECT_REASONS)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _no_constant(name: str) -> Any:
-    raise _Refused("bad_number", f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise _Refused("bad_number", f"the number {text[:40]} is too large")
-    return value
-
-
-def read_command(payload: bytes | bytearray) -> Any:
-    """The JSON value of a command message, or a :class:`BadCommand` saying why there is none: larger than
-    MAX_COMMAND_BYTES, not UTF-8 JSON, NaN or infinity, a number beyond a double, nesting deeper than
-    MAX_COMMAND_DEPTH, text with lone surrogates (which no JSON encoder may write back)."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        return BadCommand("too_large", f"{len(payload)} bytes; a command has at most {MAX_COMMAND_BYTES}")
-    try:
-        value = json.loads(payload.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
-    except _Refused as exc:
-        return BadCommand(exc.reason, str(exc))
-    except RecursionError:
-        return BadCommand("too_deep", f"nested deeper than {MAX_COMMAND_DEPTH} levels")
-    except (UnicodeDecodeError, ValueError) as exc:  # (also an integer of more than 4300 digits)
-        return BadCommand("not_json", f"not JSON text: {str(exc)[:120]}")
-    problem = _check_value(value, 0)
-    return problem if problem is not None else value
-
-
-def _check_value(value: Any, depth: int) -> BadCommand | None:
-    """Depth and text of a parsed JSON value (iterative enough: depth is bounded first)."""
-    if depth > MAX_COMMAND_DEPTH:
-        return BadCommand("too_deep", f"nested deeper than {MAX_COMMAND_DEPTH} levels")
-    if isinstance(value, str):
-        return None if _utf8_ok(value) else BadCommand("bad_text", "text with a lone surrogate (\\ud800..)")
-    items: list[Any]
-    if isinstance(value, dict):
-        if not all(_utf8_ok(k) for k in value):
-            return BadCommand("bad_text", "a key with a lone surrogate (\\ud800..)")
-        items = list(value.values())
-    elif isinstance(value, list):
-        items = value
-    else:
-        return None
-    for item in items:
-        problem = _check_value(item, depth + 1)
-        if problem is not None:
-            return problem
-    return None
-
-
-def _utf8_ok(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _echo(body: Any) -> dict[str, Any]:
-    """The request as a result repeats it: the known fields, and only when they can be written as JSON
-    (a rejected command may hold anything)."""
-    if not isinstance(body, dict):
-        return {}
-    request = {k: body[k] for k in _FIELDS[:-1] if k in body}
-    try:
-        text = encode_json(request)
-        text.encode("utf-8")
-    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
-        return {}
-    return request if len(text) <= MAX_COMMAND_BYTES else {}
 
 
 @dataclass
@@ -206,69 +102,6 @@ class Transmission:
     kind: str  # "data" or "join_accept"
 
 
-class DutyCycle:
-    """The gateway's own transmit budget per sub-band over a sliding hour (ETSI EN 300 220)."""
-
-    WINDOW_S = 3600.0
-
-    def __init__(self) -> None:
-        self._used: dict[tuple[int, str], deque[tuple[float, float]]] = {}
-
-    def _spent(self, key: tuple[int, str], now: float) -> float:
-        q = self._used.get(key)
-        if not q:
-            return 0.0
-        if q[-1][0] > now:
-            # the wall clock went back (a Pi has no RTC; NTP may correct it): transmissions "in the future"
-            # count as made now, so they leave the window within the hour instead of when the clock catches up
-            self._used[key] = q = deque((min(t, now), a) for t, a in q)
-        while q and q[0][0] < now - self.WINDOW_S:
-            q.popleft()
-        return sum(a for _, a in q)
-
-    def allows(
-        self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float, share: float = 1.0
-    ) -> bool:
-        """Whether sending ``airtime_s`` now keeps the sub-band within ``share`` of its duty cycle."""
-        try:
-            name, duty = eu868.subband(freq_hz)
-        except InputError:
-            return False
-        return self._spent((gateway_eui, name), now) + airtime_s <= duty * self.WINDOW_S * share
-
-    def record(self, gateway_eui: int, freq_hz: int, airtime_s: float, now: float) -> None:
-        """Account a transmission."""
-        name, _ = eu868.subband(freq_hz)
-        self._used.setdefault((gateway_eui, name), deque()).append((now, airtime_s))
-
-    def usage(self) -> dict[str, float]:
-        """Seconds spent per gateway/sub-band in the last hour (for status and metrics)."""
-        now = time.time()
-        return {f"{eui_hex(gw)} {name}": self._spent((gw, name), now) for (gw, name) in list(self._used)}
-
-
-def airtime_s(phy_len: int, datr: str) -> float:
-    """Downlink time on air (no CRC) of ``phy_len`` bytes at ``datr``."""
-    dr = eu868.dr_from_datr(datr)
-    sf, bw = eu868.DATA_RATES[dr]
-    return eu868.airtime_us(phy_len, sf, bw, crc=False) / 1e6
-
-
-def parse_down_topic(topic: str, prefix: str, gateway_id: str) -> int | None:
-    """DevEUI of a ``<prefix>/<gateway_id>/devices/<DevEUI>/down`` topic, else None."""
-    parts = topic.split("/")
-    pre = prefix.split("/")
-    if len(parts) != len(pre) + 4 or parts[: len(pre)] != pre:
-        return None
-    gw, devices, dev, down = parts[len(pre) :]
-    if gw != gateway_id or devices != "devices" or down != "down":
-        return None
-    try:
-        return parse_id_hex(dev, what="DevEUI", size=8)
-    except InputError:
-        return None
-
-
 class DownlinkScheduler:
     """See the module docstring. ``results`` receives outbox records of command fates (the caller puts
     them into the outbox inside its transaction)."""
@@ -284,7 +117,7 @@ class DownlinkScheduler:
         self.duty = DutyCycle()
         self.adr = AdrController(_SqlAdrStore(self.conn), margin_db=net.adr_margin_db, enabled=net.adr)
         self._status_asked: dict[int, float] = {}
-        self.rejected_by_reason: dict[str, int] = {}  # rejected commands by reason (REJECT_REASONS)
+        self.rejected_by_reason: dict[str, int] = {}  # by reason (downlink_commands.REJECT_REASONS)
         # devices with something queued: most uplinks find nothing, without asking SQLite
         self._queued: set[int] = {
             int(r[0], 16) for r in self.conn.execute("SELECT DISTINCT dev_eui FROM downlinks")
@@ -312,22 +145,22 @@ class DownlinkScheduler:
         be called inside a registry transaction (the queue row and the result record are written
         together)."""
         given = body.get("id") if isinstance(body, dict) else None
-        cmd_id = given if isinstance(given, str) and _COMMAND_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        cmd_id = given if isinstance(given, str) and COMMAND_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         dev = self.registry.get(dev_eui)
         try:
             if isinstance(body, BadCommand):
-                raise _Refused(body.reason, body.detail)
+                raise Refused(body.reason, body.detail)
             if given is not None and given != cmd_id:
-                raise _Refused(
+                raise Refused(
                     "bad_id",
                     f"id {ascii(given)[:80]} is not 1-64 letters, digits, '.', '_', ':' or '-' "
                     "(starting with a letter or digit)",
                 )
             if dev is None:
-                raise _Refused("unknown_device", f"device {eui_hex(dev_eui)} is not registered")
+                raise Refused("unknown_device", f"device {eui_hex(dev_eui)} is not registered")
             cmd = self._command(dev, cmd_id, body)
             self._check_room(dev, cmd_id)
-        except _Refused as exc:
+        except Refused as exc:
             return self._reject(dev_eui, dev, cmd_id, exc.reason, str(exc), body)
         except CodecError as exc:
             return self._reject(dev_eui, dev, cmd_id, "codec", str(exc), body)
@@ -360,7 +193,7 @@ class DownlinkScheduler:
     ) -> dict[str, Any]:
         self.counters["rejected"] += 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
-        return self._result(dev_eui, dev, cmd_id, "rejected", f"{reason}: {detail}", _echo(body))
+        return self._result(dev_eui, dev, cmd_id, "rejected", f"{reason}: {detail}", echo(body))
 
     def _check_room(self, dev: Device, cmd_id: str) -> None:
         """Refuse a command beyond the device's queue limit (one replacing a queued command of the same id
@@ -371,7 +204,7 @@ class DownlinkScheduler:
         ).fetchone()
         waiting = int(row[0]) - int(row[1] or 0)
         if waiting >= limit:
-            raise _Refused(
+            raise Refused(
                 "queue_full",
                 f"{waiting} commands already wait for {dev.name} (network.downlink_queue_max = {limit}); "
                 "it takes one per uplink",
@@ -379,8 +212,8 @@ class DownlinkScheduler:
 
     def _command(self, dev: Device, cmd_id: str, body: Any) -> Command:
         if not isinstance(body, dict):
-            raise _Refused("not_object", 'a downlink command is a JSON object {"fport", "data" | "raw"}')
-        unknown = set(body) - set(_FIELDS)
+            raise Refused("not_object", 'a downlink command is a JSON object {"fport", "data" | "raw"}')
+        unknown = set(body) - set(FIELDS)
         if unknown:
             names = ", ".join(ascii(k)[:40] for k in sorted(unknown)[:5])
             raise InputError(f"unknown field(s) {names} in the command")
@@ -403,7 +236,7 @@ class DownlinkScheduler:
             or not 0 < ttl <= MAX_TTL_S
         ):
             shown = ascii(ttl)[:40] if isinstance(ttl, int | float) else type(ttl).__name__
-            raise _Refused(
+            raise Refused(
                 "bad_ttl", f"ttl_s must be a number of seconds above 0 and at most {MAX_TTL_S}, not {shown}"
             )
         if "raw" in body:
@@ -417,7 +250,7 @@ class DownlinkScheduler:
 
             payload = get_codec(dev.codec).encode(body["data"], fport, direction="down")
         if len(payload) > eu868.max_app_payload(0):
-            raise _Refused(
+            raise Refused(
                 "too_long", f"payload of {len(payload)} bytes exceeds the 51 bytes every data rate can carry"
             )
         request = {k: body[k] for k in ("fport", "data", "raw", "confirmed", "ttl_s") if k in body}

@@ -12,7 +12,8 @@ from pathlib import Path
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import db
 from havel.gateway.config import NetworkConfig
-from havel.gateway.downlinks import APP_DUTY_SHARE, DownlinkScheduler, Transmission, read_command
+from havel.gateway.downlink_commands import read_command
+from havel.gateway.downlinks import APP_DUTY_SHARE, DownlinkScheduler, Transmission
 from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception

@@ -14,7 +14,9 @@ from havel.codecs.lorawan import crypto, maccmds, phy
 from havel.gateway import db, gwmp
 from havel.gateway.adr import HISTORY
 from havel.gateway.config import NetworkConfig
-from havel.gateway.downlinks import DownlinkScheduler, DutyCycle, Transmission, airtime_s, parse_down_topic
+from havel.gateway.downlink_commands import parse_down_topic
+from havel.gateway.downlinks import DownlinkScheduler, Transmission
+from havel.gateway.dutycycle import DutyCycle, airtime_s
 from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.dedup import MAX_ACKS_AGAIN
 from havel.gateway.network.outcome import Outcome
