@@ -296,7 +296,8 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
     board = Board(mqtt)
     feed = Feed(out)
     interrupted = False
-    commander = None
+    commander: Any = None
+    commander_loop: Any = None
     try:
         deadline = time.monotonic() + 20
         while _status(http) is None:
@@ -304,11 +305,14 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
                 raise HavelError(f"the gateway did not start; see {tmp / 'gateway.log'}")
             time.sleep(0.1)
         if mqtt:
-            import paho.mqtt.client as paho
+            from havel.gateway.mqtt import LoopThread, MqttClient
+            from havel.gateway.settings import MqttSettings
 
-            commander = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="havel-demo-platform")
-            commander.connect("127.0.0.1", broker.port)
-            commander.loop_start()
+            # the platform's side: the gateway's own MQTT client, in a loop thread of its own
+            platform = MqttSettings(host="127.0.0.1", port=broker.port, tls=False, clean_start=True)
+            commander = MqttClient(platform, name="demo platform", client_id="havel-demo-platform")
+            commander_loop = LoopThread("demo-platform")
+            commander_loop.run(commander.start(), 10)
         world = World(start_hour=6.0, flood_start_s=3 * 3600.0, flood_ramp_s=7 * 3600.0)
         sim = Simulation(("127.0.0.1", udp), specs, speed=speed, world=world, concentrators=2, wait_s=0.5)
         sim.start()
@@ -333,10 +337,9 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
             if commander is not None and not command_sent and warm:
                 # the platform asks the cooling point to mist now, for an hour: warm enough for the city's
                 # rule (26 °C), still below the valve's own threshold (30 °C), so the effect is the command's
-                commander.publish(
+                commander.publish_threadsafe(
                     f"havel/demo/devices/{cooling_eui}/down",
                     json.dumps({"fport": 23, "data": {"state": "open", "ttl": 3600}, "id": "mist-now"}),
-                    qos=1,
                 )
                 board.counts["commands"] += 1
                 board.log.append(
@@ -363,9 +366,10 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
     finally:
         if sim is not None:
             sim.stop()
-        if commander is not None:
-            commander.loop_stop()
-            commander.disconnect()
+        if commander is not None and commander_loop is not None:
+            with contextlib.suppress(Exception):
+                commander_loop.run(commander.stop(), 10)
+            commander_loop.close()
         final = _status(http)
         if gw.poll() is None:
             gw.send_signal(signal.SIGTERM)

@@ -35,6 +35,7 @@ import contextlib
 import functools
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -56,6 +57,7 @@ log = logging.getLogger("havel.gateway.mqtt")
 
 T = TypeVar("T")
 Handler = Callable[[mqtt.MQTTMessage], None]
+_CORK: int | None = getattr(socket, "TCP_CORK", None)
 NO_RECEIVE_MAXIMUM = 65535  # the MQTT 5 default when the broker states no Receive Maximum
 
 
@@ -401,6 +403,10 @@ class MqttClient:
                 self._loop.call_soon_threadsafe(fn, *args)
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # each packet goes out when written (no Nagle wait for the previous one's ACK); a run of packets
+        # is still sent in full segments, corked in _writable
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._call_in_loop(self._add_reader, sock.fileno())
 
     def _add_reader(self, fd: int) -> None:
@@ -438,7 +444,23 @@ class MqttClient:
     def _add_writer(self, fd: int) -> None:
         assert self._loop is not None
         self._writer_fd = fd
-        self._loop.add_writer(fd, self.client.loop_write)
+        self._loop.add_writer(fd, self._writable)
+
+    def _writable(self) -> None:
+        # paho sends each queued packet with its own send(); corked, the kernel joins them into full
+        # segments and sends the rest when uncorked (Linux; elsewhere plain writes)
+        sock = self.client.socket()
+        corked = False
+        if _CORK is not None and sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
+                corked = True
+        try:
+            self.client.loop_write()
+        finally:
+            if corked:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, _CORK, 0)
 
     def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._call_in_loop(self._remove_writer)

@@ -93,19 +93,9 @@ def _remote_emergency(action: str, receiver_config: str, gateway_id: str | None)
         raise ConfigError(f"{receiver_config} has no [mqtt] broker to send the command over")
     m = cfg.mqtt
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    t = m.tls_settings
-    tls = None if t is None else {"ca_certs": t.ca_file, "certfile": t.cert_file, "keyfile": t.key_file}
     signer = Signer(sender.key, CONTROL_SENDER, CounterStore(cfg.data_dir / "control-counter"))
     send_emergency_command(
-        m.host,
-        int(m.port or 1883),
-        prefix=cfg.prefix,
-        gateway_id=sender.gateway_id,
-        on=action == "on",
-        signer=signer,
-        tls=tls,
-        username=m.username,
-        password=m.password,
+        m, prefix=cfg.prefix, gateway_id=sender.gateway_id, on=action == "on", signer=signer
     )
     click.echo(f"signed emergency {action} sent to gateway {sender.gateway_id}")
 

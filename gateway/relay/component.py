@@ -185,14 +185,14 @@ class RelayComponent:
         m.gauge_fn("relay_messages", self._message_counts)
 
     def _message_counts(self) -> dict[tuple[tuple[str, str], ...], float]:
-        """Every path's counters; the emergency commands (and their listener's restarts) as their own path."""
+        """Every path's counters; the emergency commands (and their handler errors) as their own path."""
         out: dict[tuple[tuple[str, str], ...], float] = {}
         for r in self.relays:
             for k, v in dict(getattr(r, "stats", {})).items():
                 out[(("path", r.name), ("what", k))] = float(v)
             commands = getattr(r, "commands", None)
             if commands is not None:
-                counts = {**commands.stats, "restarts": commands.watchdog.restarts}
+                counts = {**commands.stats, "handler_errors": commands.handler_errors}
                 for k, v in counts.items():
                     out[(("path", "emergency_commands"), ("what", k))] = float(v)
         return out

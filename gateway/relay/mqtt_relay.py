@@ -15,6 +15,7 @@ port, tls, ca_file, cert_file, key_file, username, password, client_id, ...) plu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from havel.errors import ConfigError
 
 from ..formats import OutMessage
-from ..settings import key, keys_of, read
+from ..settings import MqttSettings, key, keys_of, read
 from ..sinks.mqtt import MqttSink
 from .budget import Budget
 from .envelope import RelayRecord, sign_body, sign_json
@@ -103,11 +104,11 @@ class MQTTRelay:
     async def start(self) -> None:
         await self.sink.start()
         if self.commands is not None:
-            self.commands.start()
+            await self.commands.start()
 
     async def stop(self) -> None:
         if self.commands is not None:
-            self.commands.stop()
+            await self.commands.stop()
         await self.sink.stop(timeout=2.0)
 
     @property
@@ -172,8 +173,11 @@ class EmergencyCommands:
     the switch's last change (by command or by ``havel relay emergency`` at the gateway) and its counter
     above the last applied command's. Everything else changes nothing and is counted by reason in
     ``stats``: ``forged``, ``replayed``, ``stale``, ``reordered``, ``future``, ``not_ours``,
-    ``malformed``, ``error``; ``rejected`` is their sum. Every message is handled to the end (never an
-    exception into paho's thread), and the network thread is restarted should it die anyway.
+    ``malformed``, ``error``; ``rejected`` is their sum. Every message is handled to the end and
+    acknowledged; should a handler raise anyway, the gateway's MQTT client counts it
+    (``handler_errors``) and goes on with the next message. The listener runs in the relay's event loop
+    on the connection settings of the path's sink (TLS, credentials), with its own client id and a clean
+    session: a command is for now, not for whenever the gateway comes back.
     """
 
     REASONS = ("forged", "replayed", "stale", "reordered", "future", "not_ours", "malformed", "error")
@@ -181,56 +185,40 @@ class EmergencyCommands:
     def __init__(
         self, sink: MqttSink, *, prefix: str, gateway_id: str, key: Any, switch: Any, state_path: Any = None
     ) -> None:
-        import paho.mqtt.client as mqtt
+        import dataclasses
 
+        from ..mqtt import MqttClient
         from .signing import Verifier
-        from .supervise import LoopWatchdog
 
         self.topic = emergency_topic(prefix, gateway_id)
         self.gateway_id = gateway_id
         self.switch = switch
         self.verifier = Verifier({CONTROL_SENDER: key}, state_path=state_path)
         self.stats = {"applied": 0, "rejected": 0, **dict.fromkeys(self.REASONS, 0)}
-        self.subscribed = False
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"{sink.client_id}-emergency", protocol=mqtt.MQTTv5
+        client_id = f"{sink.client_id}-emergency"
+        settings = dataclasses.replace(
+            sink.settings, client_id=client_id, clean_start=True, session_expiry_s=0
         )
-        if sink.tls is not None:
-            import ssl
+        self.mqtt = MqttClient(settings, name="emergency commands", client_id=client_id, manual_ack=True)
+        self.mqtt.subscribe(self.topic, self._on_message)
+        self.host, self.port = self.mqtt.host, self.mqtt.port
 
-            client.tls_set(
-                ca_certs=sink.tls.ca_file,
-                certfile=sink.tls.cert_file,
-                keyfile=sink.tls.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if sink.credentials is not None:
-            client.username_pw_set(*sink.credentials)
-        client.reconnect_delay_set(1, 10)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self.client = client
-        self.watchdog = LoopWatchdog(client, "emergency-commands")
-        self.host, self.port = sink.host, sink.port
+    @property
+    def subscribed(self) -> bool:
+        return self.mqtt.subscribed
 
-    def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=30)
-        self.watchdog.start()
+    @property
+    def handler_errors(self) -> int:
+        """Messages whose handler raised (each acknowledged, logged and counted; the listener goes on)."""
+        return self.mqtt.handler_errors
 
-    def stop(self) -> None:
-        self.watchdog.stop_watching()
-        self.client.disconnect()
-        self.client.loop_stop()
+    async def start(self) -> None:
+        await self.mqtt.start()
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
-        client.subscribe(self.topic, qos=1)
+    async def stop(self) -> None:
+        await self.mqtt.stop()
 
-    def _on_subscribe(self, *args: Any) -> None:
-        self.subscribed = True
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+    def _on_message(self, msg: Any) -> None:
         try:
             self.handle(bytes(msg.payload))
         except Exception:
@@ -287,29 +275,28 @@ class EmergencyCommands:
         return True
 
     def health(self) -> dict[str, Any]:
-        return {"subscribed": self.subscribed, **self.stats, **self.watchdog.health()}
+        return {"subscribed": self.subscribed, **self.stats, "handler_errors": self.handler_errors}
 
 
 def send_emergency_command(
-    host: str,
-    port: int,
+    settings: MqttSettings,
     *,
     prefix: str,
     gateway_id: str,
     on: bool,
     signer: Signer,
-    tls: dict[str, Any] | None = None,
-    username: str | None = None,
-    password: str | None = None,
     timeout: float = 10.0,
 ) -> None:
-    """Publish a signed emergency command (QoS 1) and wait for the broker's acknowledgement."""
+    """Publish a signed emergency command (QoS 1) to the broker of ``settings`` and wait for the broker's
+    acknowledgement (TransportError without one)."""
+    import asyncio
+    import contextlib
     import time
-
-    import paho.mqtt.client as mqtt
+    import uuid
 
     from havel.errors import TransportError
 
+    from ..mqtt import MqttClient
     from .envelope import sign_body
 
     if signer.sender != CONTROL_SENDER:
@@ -319,21 +306,33 @@ def send_emergency_command(
         CONTROL_CHANNEL,
         {"emergency": "on" if on else "off", "gateway_id": gateway_id, "at": int(time.time())},
     )
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    if tls:
-        client.tls_set(**tls)
-    if username:
-        client.username_pw_set(username, password)
-    try:
-        client.connect(host, port, keepalive=10)
-    except OSError as exc:
-        raise TransportError(f"broker {host}:{port} unreachable: {exc}") from exc
-    client.loop_start()
-    try:
-        info = client.publish(emergency_topic(prefix, gateway_id), payload, qos=1)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise TransportError(f"broker {host}:{port} did not acknowledge the emergency command")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    client_id = f"havel-emergency-{uuid.uuid4().hex[:8]}"
+    # a one-off client: a clean session that the broker forgets at once
+    once = dataclasses.replace(settings, client_id=client_id, clean_start=True, session_expiry_s=0)
+
+    async def send() -> None:
+        client = MqttClient(once, name="emergency command", client_id=client_id)
+        settled = asyncio.Event()  # connected, or the first attempt failed: no retrying for a one-off
+        client.on_state = lambda is_up, error: settled.set() if is_up or error else None
+        await client.start()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await settled.wait()
+            if not client.connected:
+                why = client.last_error or "no connection"
+                raise TransportError(f"broker {client.host}:{client.port} unreachable: {why}")
+            try:
+                reason = await client.publish_acked(emergency_topic(prefix, gateway_id), payload, timeout)
+            except (TimeoutError, OSError):
+                raise TransportError(
+                    f"broker {client.host}:{client.port} did not acknowledge the emergency command"
+                ) from None
+            if reason is not None and reason.is_failure:
+                raise TransportError(
+                    f"broker {client.host}:{client.port} refused the emergency command: {reason}"
+                )
+        finally:
+            await client.stop()
+
+    asyncio.run(send())

@@ -41,6 +41,7 @@ network); relative file names are taken from the config file's folder. The old n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -60,6 +61,7 @@ import paho.mqtt.client as mqtt
 
 from havel.errors import ConfigError, HavelError, LegalError, ReplayError, SecurityError
 
+from ..mqtt import LoopThread, MqttClient
 from ..settings import MqttSettings, check, key, read
 from . import aprs, ax25, kiss
 from .envelope import (
@@ -72,7 +74,6 @@ from .envelope import (
     split_signed_line,
 )
 from .signing import SigningKey, StaleError, Verifier, identity
-from .supervise import LoopWatchdog
 
 log = logging.getLogger("havel.relay.receiver")
 
@@ -660,39 +661,34 @@ class ReceiverCore:
         log.warning("%s %s from %s via %s: %s", rec.cls.upper(), rec.id, gateway_id, via, rec.data)
 
 
-def _connection(client: mqtt.Client, s: MqttSettings) -> None:
-    """TLS (verified), credentials and reconnect back-off of a receiver client from its settings."""
-    tls = s.tls_settings
-    if tls is not None:
-        client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
-    if s.username is not None:
-        client.username_pw_set(s.username, s.password)
-    client.reconnect_delay_set(max(1, round(s.reconnect_min_s)), max(1, round(s.reconnect_max_s)))
-
-
 class Publisher:
-    """QoS 1 publisher into the crisis centre's local broker (reconnects by itself)."""
+    """QoS 1 publisher into the crisis centre's local broker (reconnects by itself). It runs in an MQTT
+    loop thread (``loop``, or its own); calling it from any thread queues the message there, in order."""
 
-    def __init__(self, cfg: MqttSettings | dict[str, Any], client_id: str | None = None) -> None:
+    def __init__(
+        self, cfg: MqttSettings | dict[str, Any], client_id: str | None = None, loop: LoopThread | None = None
+    ) -> None:
         s = cfg if isinstance(cfg, MqttSettings) else publish_settings(cfg)
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            protocol=mqtt.MQTTv5,
-            client_id=client_id or s.client_id or f"havel-relay-publisher-{uuid.uuid4().hex[:8]}",
-        )
-        _connection(self.client, s)
-        self.host, self.port, self.keepalive_s = s.host, int(s.port or 1883), s.keepalive_s
+        cid = client_id or s.client_id or f"havel-relay-publisher-{uuid.uuid4().hex[:8]}"
+        # a clean session the broker forgets when we leave: what we publish is acknowledged or re-sent by us
+        once = dataclasses.replace(s, client_id=cid, clean_start=True, session_expiry_s=0)
+        self._own_loop = loop is None
+        self.loop = loop or LoopThread("receiver-publisher")
+        self.mqtt = MqttClient(once, name="receiver publisher", client_id=cid)
+        self.host, self.port = self.mqtt.host, self.mqtt.port
 
     def start(self) -> None:
-        self.client.connect_async(self.host, self.port, keepalive=self.keepalive_s)
-        self.client.loop_start()
+        self.loop.run(self.mqtt.start(), 10)
 
     def __call__(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1)
+        self.mqtt.publish_threadsafe(topic, payload)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        try:
+            self.loop.run(self.mqtt.stop(), 10)
+        finally:
+            if self._own_loop:
+                self.loop.close()
 
 
 class KissListener:
@@ -786,15 +782,20 @@ class MqttListener:
     receiver restarts is kept by the broker and delivered when it is back.
 
     A message is acknowledged (PUBACK) once it is handled, also when it cannot be read (it is counted
-    and dropped: a message never acknowledged would come back after every restart). :meth:`stop` lets a
-    message being handled finish and be acknowledged before it disconnects. Otherwise a stop in the
-    middle of one could send the DISCONNECT ahead of its PUBACK: the broker would deliver the message
-    again at the next start, and the crisis staff would see it rejected as a replay. The network thread
-    is watched and restarted should it die anyway (:class:`LoopWatchdog`).
+    and dropped: a message never acknowledged would come back after every restart). The client runs in an
+    MQTT loop thread (``loop``, or its own): messages are handled one after the other there, so :meth:`stop`
+    comes between two messages, and the PUBACK of the last one handled goes out ahead of the DISCONNECT
+    (otherwise the broker would deliver it again at the next start, and the crisis staff would see it
+    rejected as a replay). Should a handler raise anyway, the message is still acknowledged, the error is
+    counted (``handler_errors``) and the next message is handled as usual.
     """
 
     def __init__(
-        self, core: ReceiverCore, cfg: MqttSettings | dict[str, Any], topic: str = MQTT_TOPIC
+        self,
+        core: ReceiverCore,
+        cfg: MqttSettings | dict[str, Any],
+        topic: str = MQTT_TOPIC,
+        loop: LoopThread | None = None,
     ) -> None:
         self.core = core
         if isinstance(cfg, MqttSettings):
@@ -802,64 +803,47 @@ class MqttListener:
         else:
             s, topic = listen_settings(cfg)
         self.topic = topic
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=str(s.client_id),
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        self._handling = threading.Lock()  # held while a message is handled and acknowledged
-        self._stopping = False
-        _connection(self.client, s)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        self._own_loop = loop is None
+        self.loop = loop or LoopThread("receiver-mqtt")
         self.subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
-        self.host, self.port, self.keepalive_s = s.host, int(s.port or 1883), s.keepalive_s
+        self.mqtt = MqttClient(s, name="receiver", client_id=str(s.client_id), manual_ack=True)
+        self.mqtt.on_subscribed = self.subscribed.set
+        self.mqtt.subscribe(topic, self._on_message)
+        self.host, self.port, self.keepalive_s = self.mqtt.host, self.mqtt.port, s.keepalive_s
         self.clean_start, self.session_expiry_s = s.clean_start, s.session_expiry_s
-        self.watchdog = LoopWatchdog(self.client, "receiver-mqtt")
+
+    @property
+    def connected(self) -> bool:
+        return self.mqtt.connected
 
     def start(self) -> None:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        self.client.connect_async(
-            self.host, self.port, keepalive=self.keepalive_s, clean_start=self.clean_start, properties=props
-        )
-        self.watchdog.start()
+        self.loop.run(self.mqtt.start(), 10)
 
     def stop(self) -> None:
-        self.watchdog.stop_watching()
-        with self._handling:  # the PUBACK of a message being handled is queued ahead of the DISCONNECT
-            self._stopping = True
-            self.client.disconnect()
-        self.client.loop_stop()
+        try:
+            self.loop.run(self.mqtt.stop(), 10)
+        finally:
+            if self._own_loop:
+                self.loop.close()
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None) -> None:
-        client.subscribe(self.topic, qos=1)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        with self._handling:
-            if self._stopping:
-                return  # not handled, not acknowledged: the broker keeps it for the next start
-            try:
-                last = msg.topic.rsplit("/", 1)[-1]
-                if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
-                    self.core.handle_status(msg.topic, bytes(msg.payload))
-                elif last in ("alarm", "state", "event"):
-                    self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
-                # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is
-                # not input
-            except Exception:  # the core counts what it cannot read; this is for a bug in between
-                self.core.count("mqtt", "error")
-                log.exception("receiver: message on %r could not be handled", msg.topic)
-            finally:
-                client.ack(msg.mid, msg.qos)
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            last = msg.topic.rsplit("/", 1)[-1]
+            if last == "status":  # the MQTT sink's retained online/offline status (unsigned)
+                self.core.handle_status(msg.topic, bytes(msg.payload))
+            elif last in ("alarm", "state", "event"):
+                self.core.handle_envelope(bytes(msg.payload), "mqtt", "mqtt")
+            # anything else under relay/ (our own relay/primary, telemetry, emergency commands) is not input
+        except Exception:  # the core counts what it cannot read; this is for a bug in between
+            self.core.count("mqtt", "error")
+            log.exception("receiver: message on %r could not be handled", msg.topic)
 
     def health(self) -> dict[str, Any]:
-        return {"subscribed": self.subscribed.is_set(), **self.watchdog.health()}
+        return {
+            "subscribed": self.subscribed.is_set(),
+            "connected": self.connected,
+            "handler_errors": self.mqtt.handler_errors,
+        }
 
 
 class Receiver:
@@ -867,10 +851,11 @@ class Receiver:
 
     def __init__(self, cfg: ReceiverConfig) -> None:
         self.cfg = cfg
-        self.publisher = Publisher(cfg.publish)
+        self.loop = LoopThread("receiver-mqtt")  # the publisher's and the listener's MQTT clients
+        self.publisher = Publisher(cfg.publish, loop=self.loop)
         self.core = ReceiverCore(cfg, self.publisher)
         self.kiss = KissListener(self.core, cfg.kiss) if cfg.kiss else None
-        self.mqtt = MqttListener(self.core, cfg.mqtt, cfg.mqtt_topic) if cfg.mqtt else None
+        self.mqtt = MqttListener(self.core, cfg.mqtt, cfg.mqtt_topic, self.loop) if cfg.mqtt else None
         self.rns: Any = None
         if cfg.reticulum:
             from .reticulum_relay import ReticulumListener  # optional extra
@@ -889,7 +874,9 @@ class Receiver:
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.stop()
-        self.publisher.stop()
+        with contextlib.suppress(Exception):
+            self.publisher.stop()
+        self.loop.close()
 
     def wait_ready(self, timeout: float = 10.0) -> list[str]:
         """Wait until every listener is connected (TNC, MQTT subscription, RNS node); the ready ones."""

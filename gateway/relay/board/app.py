@@ -250,8 +250,7 @@ class Board:
         if getattr(self.rx, "kiss", None) is not None:
             out["aprs"] = bool(self.rx.kiss.health().get("connected"))
         if getattr(self.rx, "mqtt", None) is not None:
-            client = getattr(self.rx.mqtt, "client", None)
-            out["mqtt"] = bool(client is not None and client.is_connected())
+            out["mqtt"] = bool(self.rx.mqtt.connected)
         if getattr(self.rx, "rns", None) is not None:
             out["reticulum"] = bool(self.rx.rns.health().get("running"))
         return out

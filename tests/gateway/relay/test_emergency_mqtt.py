@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from support.mqtt_subscriber import Subscriber
 
+from havel.gateway.mqtt import LoopThread
 from havel.gateway.relay.cli import relay as relay_cli
 from havel.gateway.relay.emergency import EmergencySwitch
 from havel.gateway.relay.envelope import sign_body
@@ -51,8 +51,8 @@ gateway_id = "gw1"
 [mqtt]
 port = {mosquitto.port}
 """)
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(relay.start())
+    loop = LoopThread("test-relay")  # the relay's MQTT clients run in an event loop, as in the gateway
+    loop.run(relay.start(), 10)
     try:
         assert relay.commands is not None and wait_until(lambda: relay.commands.subscribed, 10)
         with Subscriber(mosquitto.port, "havel/gw1/relay/emergency") as sub:
@@ -86,5 +86,5 @@ port = {mosquitto.port}
         pub.disconnect()
         assert not switch.is_on() and relay.commands.stats["applied"] == 2
     finally:
-        loop.run_until_complete(relay.stop())
+        loop.run(relay.stop(), 10)
         loop.close()

@@ -56,7 +56,7 @@ def test_sink_tls_names_reach_a_tls_broker(tmp_path: Path, tls_broker: Mosquitto
     finally:
         listener.stop()
     publisher = Publisher(cfg.publish)
-    assert publisher.client.is_connected() is False and publisher.port == tls_broker.tls_port
+    assert publisher.mqtt.connected is False and publisher.port == tls_broker.tls_port
 
 
 def test_old_names_still_work_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
