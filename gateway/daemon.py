@@ -1,9 +1,10 @@
-"""The gateway daemon: asyncio wiring of the UDP server, network server, downlinks, outbox and sinks.
+"""The gateway daemon: it opens the database, builds the parts and starts, runs and stops them.
 
-One event loop, one SQLite connection (used only from the loop's thread). What happens to an uplink:
-``udp`` -> :meth:`Gateway._on_rx` -> ``netserver.receive`` (dedup window) -> ``flush`` in one transaction
-(counter + outbox record + downlink queue changes) -> after COMMIT: downlinks sent, listeners told, and
-the northbound forwarder (D2) picks the records up from the outbox.
+One event loop, one SQLite connection (used only from the loop's thread). The parts, in the order an uplink
+meets them: the GWMP backend (:mod:`.udp`), the intake (:mod:`.intake`: journal, then the network server of
+:mod:`.network`, downlinks after COMMIT), the outbox, and the northbound delivery that takes the records from
+the outbox to the sinks. The status and its gauges are :mod:`.status`, the HTTP port :mod:`.monitoring`,
+the database's write health :mod:`.storagehealth`.
 
 Components: everything optional the daemon starts comes from :data:`COMPONENTS` (name -> factory path).
 A factory is ``create(ctx: DaemonContext) -> Component``; a component has ``async start()``,

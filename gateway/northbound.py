@@ -1,5 +1,6 @@
-"""The daemon's northbound component: D2's forwarder and sinks, the downlink-command subscription, and the
-gateway status (retained on ``<prefix>/<gateway_id>/status``) and events (``.../events``).
+"""The daemon's northbound component: the outbox drain (:mod:`.forwarder`) and sinks, the downlink-command
+subscription, and the gateway status (retained on ``<prefix>/<gateway_id>/status``) and events
+(``.../events``).
 
 - Sinks come from the config's ``[[sink]]`` tables (:func:`havel.gateway.sinks.make_sinks`), the forwarder
   from ``[forwarder]`` (optional keys, see :mod:`havel.gateway.forwarder`).

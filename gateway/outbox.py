@@ -1,6 +1,6 @@
 """The durable outbox: every record the gateway must deliver northbound, until every sink acknowledged it.
 
-Rules (issue 4, contract D):
+Rules:
 
 - **Durable**: rows live in the gateway's SQLite database (WAL, ``synchronous=FULL``, see :mod:`.db`).
   :meth:`Outbox.put` writes inside the caller's transaction, so the network server commits the new frame

@@ -55,7 +55,7 @@ class Device:
         return f"{self.dev_eui:016X}"
 
     def export(self, *, show_keys: bool) -> dict[str, Any]:
-        """The import/export format (contracts D); keys as hex only with ``show_keys``."""
+        """The format of ``havel device import`` and ``export``; keys as hex only with ``show_keys``."""
         s = self.session
 
         def key(k: bytes | None) -> str | None:
