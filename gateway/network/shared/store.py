@@ -126,6 +126,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return 2 end
 return 0
 """
 
+# A roof that handed a frame to another roof takes it over when no roof marked it done in time (the lock's
+# holder died, e.g. SIGKILL, with the frame in its dedup window): 1 taken over, 0 it was processed or another
+# roof took it over first (a lock taken over is marked with a leading '>').
+_TAKE_OVER = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, 1) == '>' then return 0 end
+redis.call('SET', KEYS[1], '>' .. ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 # A batch's writes (ARGV[1] prefix, ARGV[2] JSON list of operations), all or nothing: every join is checked
 # (device there, DevNonce unused, session not changed since it was read) before anything is written.
 _COMMIT = """
@@ -293,6 +304,7 @@ class SharedState:
         self._claim = client.register_script(_CLAIM)
         self._commit = client.register_script(_COMMIT)
         self._fcnt_down = client.register_script(_FCNT_DOWN)
+        self._take_over = client.register_script(_TAKE_OVER)
 
     # ------------------------------------------------------------------------------------ devices
     def dev_key(self, dev_eui: int) -> str:
@@ -407,6 +419,19 @@ class SharedState:
                 keys=[f"{self.p}lock:{h}", f"{self.p}copies:{h}"], args=[roof, copy, lock_ms, keep_ms]
             )
         )
+
+    def take_over(self, frame: bytes, roof: str, lock_ms: int) -> bool:
+        """Take the lock of a frame that no roof marked done (see ``_TAKE_OVER``)."""
+        h = frame.hex()
+        return bool(self._take_over(keys=[f"{self.p}lock:{h}", f"{self.p}done:{h}"], args=[roof, lock_ms]))
+
+    def mark_done(self, frames: list[bytes], keep_ms: int) -> None:
+        """These frames were processed (or refused): nobody needs to take them over."""
+        if frames:
+            pipe = self.r.pipeline(transaction=False)
+            for f in frames:
+                pipe.set(f"{self.p}done:{f.hex()}", "1", px=keep_ms)
+            pipe.execute()
 
     def copies(self, frame: bytes) -> list[str]:
         return [_text(x) for x in self.r.lrange(f"{self.p}copies:{frame.hex()}", 0, -1)]

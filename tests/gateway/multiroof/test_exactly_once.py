@@ -198,3 +198,30 @@ def test_copies_keep_their_radio_metadata_through_the_store(
     roof, back = decode_copy(encode_copy("roof-c", c), c.rx.data)
     assert roof == "roof-c" and back.gateway_eui == GC and back.rx.lsnr == -7.25 and back.rx.tmst == 123
     assert back.received_at == c.received_at
+
+
+def test_a_frame_whose_roof_died_in_its_window_is_taken_over_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    a, b, c = three_roofs(redis_server, tmp_path)
+    node = abp_node(8)
+    a.shared.put_device(node.device())
+    frame = node.uplink()
+    a.hear(GA, frame, snr=5.0)  # A takes the lock, then dies before its window closes (never flushes)
+    b.hear(GB, frame, snr=1.0)
+    c.hear(GC, frame, snr=2.0)
+    for _ in range(3):  # seconds pass: past the take-over time nobody marked the frame done
+        b.flush()
+        c.flush()
+    recs = b.records() + c.records()
+    assert len(recs) == 1 and recs[0]["fcnt"] == 1
+    assert b.roof.counts["taken_over"] + c.roof.counts["taken_over"] == 1
+    # a frame its roof processed in time is not taken over
+    frame = node.uplink()
+    b.hear(GB, frame, snr=1.0)
+    c.hear(GC, frame, snr=2.0)
+    for _ in range(3):
+        b.flush()
+        c.flush()
+    assert len(b.records() + c.records()) == 2
+    assert b.roof.counts["taken_over"] + c.roof.counts["taken_over"] == 1

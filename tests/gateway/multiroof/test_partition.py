@@ -47,7 +47,9 @@ def test_a_partitioned_roof_falls_back_and_reconciles(redis_server: RedisServer,
             b.hear(GB, f2, snr=3.0)
             c.hear(GC, f2, snr=1.0)
             outs = settle(roofs)
-            assert sorted(str(o.status) for o in outs) == ["accepted"] * 3
+            # (C may also take over the frame it handed to B before the cut: its counter says it is old)
+            accepted = [o for o in outs if o.status == Status.ACCEPTED]
+            assert len(accepted) == 3, [(o.reason, o.detail) for o in outs]
         assert not c.store.online
         jr = joiner.join_request()
         c.hear(GC, jr, snr=3.0)
@@ -105,9 +107,13 @@ def test_redis_restarted_mid_stream_loses_no_counter(redis_server: RedisServer, 
         a.hear(GA, f, snr=2.0)
         b.hear(GB, f, snr=1.0)
         outs = settle(roofs)
-        assert all(o.status == Status.ACCEPTED for o in outs), [(i, o.reason, o.detail) for o in outs]
+        # (a frame handed over just before the store went away is taken over, and refused as old)
+        accepted = [o for o in outs if o.status == Status.ACCEPTED]
+        assert all(o in accepted or o.reason == Reason.REPLAY for o in outs), [
+            (o.reason, o.detail) for o in outs
+        ]
         # while Redis is down both roofs store the frame (same id); else one does
-        assert len(outs) == (2 if 4 <= i < 7 else 1)
+        assert len(accepted) == (2 if 4 <= i < 7 else 1)
     assert a.store.online and b.store.online
     assert a.shared.device(node.dev_eui).session.fcnt_up == 10  # type: ignore[union-attr]
     ids = [r["id"] for r in all_records(roofs)]
