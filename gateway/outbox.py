@@ -342,7 +342,7 @@ class Outbox:
         if not isinstance(rid, str) or not rid:
             raise InputError(
                 "outbox record has no 'id'",
-                hint="use <DevEUI>-<SessionEpoch>-<FCnt32> or <DevEUI>-join-<DevNonce> (see docs/mqtt.md)",
+                hint="use <DevEUI>-<SessionEpoch>-<FCnt32> or <DevEUI>-join-<SessionEpoch> (docs/mqtt.md)",
             )
         kind = r.get("kind")
         if kind not in KINDS:

@@ -133,7 +133,9 @@ class MessageBuilder:
         """The record of an accepted join (``copies`` best first)."""
         best = copies[0]
         received_at = format_time(best.received_at)
-        msg_id = f"{dev.eui_hex}-join-{jr.dev_nonce}"
+        # the session epoch numbers the device's joins for good (it continues after remove and add): the
+        # DevNonce does not, it may be used again after `havel device forget-nonces`
+        msg_id = f"{dev.eui_hex}-join-{epoch}"
         return {
             "id": msg_id,
             "kind": "join",
