@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,19 @@ from .emergency import EmergencySwitch
 from .signing import SigningKey
 
 
-def _data_dir(config: str | None, data_dir: str | None) -> Path:
-    """The gateway's data directory, from --data-dir or the gateway config's [gateway] data_dir."""
-    if data_dir:
-        return Path(data_dir)
-    if not config:
+def _switch(config: str | None, data_dir: str | None) -> EmergencySwitch:
+    """The gateway's emergency switch: with --config exactly the one the daemon acts on (its data directory
+    and its ``[relay] emergency``); with only --data-dir the state file alone (the config is not known)."""
+    if config:
+        from havel.gateway.config import load
+
+        from .component import emergency_switch
+
+        cfg = load(config)
+        return emergency_switch(cfg.components.get("relay"), Path(data_dir) if data_dir else cfg.data_dir)
+    if not data_dir:
         raise ConfigError("give --config FILE (the gateway's config) or --data-dir DIR")
-    p = Path(config)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"gateway config {p} cannot be read: {exc}") from exc
-    d = (raw.get("gateway") or {}).get("data_dir")
-    if not d:
-        raise ConfigError(f"{p}: gateway.data_dir is missing")
-    return (p.parent / d) if not Path(d).is_absolute() else Path(d)
+    return EmergencySwitch(Path(data_dir))
 
 
 @click.group("relay")
@@ -62,9 +59,15 @@ def emergency(
     if receiver_config:
         _remote_emergency(action, receiver_config, gateway_id)
         return
-    switch = EmergencySwitch(_data_dir(config, data_dir))
+    switch = _switch(config, data_dir)
     if action == "status":
         st = switch.state()
+        if st.source == "config" and not config:
+            click.echo(
+                "emergency: no state file; the gateway config's [relay] emergency decides "
+                "(give --config to read it)"
+            )
+            return
         click.echo(
             f"emergency {'ON' if st.on else 'off'} (by {st.source}"
             f"{', since ' + st.since if st.since else ''})"

@@ -105,6 +105,14 @@ def validate(section: dict[str, Any], sink_names: list[str]) -> RelaySection:
     return s
 
 
+def emergency_switch(section: dict[str, Any] | None, data_dir: Path) -> EmergencySwitch:
+    """The emergency switch the gateway's relays act on: the state file in ``data_dir`` when present, else
+    ``[relay] emergency``. The daemon and ``havel relay emergency status`` both take it from here, so the
+    status shown is the state that decides whether the station transmits."""
+    s = read(RelaySection, section or {}, "relay")
+    return EmergencySwitch(data_dir, config_default=s.emergency)
+
+
 def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tuple[list[Any], Signer | None]:
     """The relays of ``[[relay.path]]``, sharing one signer and one counter. Raises ConfigError/LegalError."""
     s = read(RelaySection, section, "relay")
@@ -116,7 +124,7 @@ def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tu
     key_path = Path(s.key_file)
     signing_key = SigningKey.load(key_path if key_path.is_absolute() else data_dir / key_path)
     signer = Signer(signing_key, sender, CounterStore(data_dir / "relay-counter"))
-    switch = EmergencySwitch(data_dir, config_default=s.emergency)
+    switch = emergency_switch(section, data_dir)
     relays: list[Any] = []
     for i, p in enumerate(s.path):
         kind, where = p.get("type"), f"relay.path[{i}]"
@@ -167,7 +175,7 @@ class RelayComponent:
         self._wake: asyncio.Event | None = None
         # New records (after their COMMIT) wake the manager at once: alarms must not wait for the tick.
         ctx.gateway.outcome_listeners.append(self._on_outcome)
-        self.switch = EmergencySwitch(Path(cfg.data_dir), config_default=s.emergency)
+        self.switch = emergency_switch(section, Path(cfg.data_dir))
         self._describe_metrics(ctx.metrics)
 
     def _describe_metrics(self, m: Any) -> None:

@@ -137,3 +137,17 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
     before = path.read_text()
     res = CliRunner().invoke(relay_cli, ["keygen", str(path)])
     assert res.exit_code != 0 and path.read_text() == before
+
+
+def test_emergency_status_reads_the_config_switch_the_daemon_acts_on(tmp_path: Path) -> None:
+    """`emergency = true` in [relay] and no state file: the daemon transmits, so status says ON."""
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[gateway]\ndata_dir = "data"\n[relay]\nemergency = true\n')
+    res = CliRunner().invoke(relay_cli, ["emergency", "status", "--config", str(cfg)])
+    assert res.exit_code == 0 and "emergency ON (by config)" in res.output, res.output
+    # with only the data directory the config is unknown: say so instead of guessing off
+    res = CliRunner().invoke(relay_cli, ["emergency", "status", "--data-dir", str(tmp_path / "data")])
+    assert res.exit_code == 0 and "config's [relay] emergency decides" in res.output, res.output
+    res = CliRunner().invoke(relay_cli, ["emergency", "off", "--config", str(cfg)])
+    res = CliRunner().invoke(relay_cli, ["emergency", "status", "--config", str(cfg)])
+    assert "emergency off (by cli" in res.output, res.output

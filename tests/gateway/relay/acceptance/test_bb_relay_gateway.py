@@ -545,3 +545,19 @@ def test_the_aprs_path_survives_poison_from_the_tnc_and_a_dropped_connection(rig
         "the next alarm over the new connection",
     )
     assert rig.metric('relay_messages{path="aprs",what="tnc_connects"}') >= 2
+
+
+def test_emergency_status_reports_the_config_switch_the_daemon_transmits_on(rig_config_on: Rig) -> None:
+    """docs/relay.md: "The emergency switch is on when the gateway config says `emergency = true` under
+    `[relay]`, or when the state file says so." With `emergency = true` and no state file the daemon
+    transmits, so `havel relay emergency status` must say on: the person on duty must never be told the
+    station is silent while it is on the air."""
+    rig = rig_config_on
+    assert not (rig.data / "relay-emergency.json").exists()
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.uplink(1, 163)
+    k.wait_for(lambda: rig.metric('relay_messages{path="aprs",what="offered"}') >= 1, 60, "the offer")
+    k.wait_for(lambda: any(":HA " in f.text for f in rig.frames()), 60, "the alarm on the air")
+    status = k.havel("relay", "emergency", "status", "--config", str(rig.config)).stdout
+    assert re.search(r"emergency on\b", status, re.IGNORECASE), status
