@@ -316,7 +316,7 @@ class Roof:
     def _send(self, d: Downlink) -> None:
         self.transmit(d)
         self.counts["transmitted"] += 1
-        wait = airtime_s(len(d["data"]) // 2, d["datr"]) * (1 / self.duty - 1)
+        wait = airtime_s(len(d["data"]) // 2, d["datr"]) * (1 / self.duty - 1) if self.duty < 1 else 0.0
         try:
             self.shared.gateway_busy(int(d["gateway"], 16), wait)
         except UNREACHABLE as exc:

@@ -3,7 +3,7 @@ the network server on the shared store, the roof's own SQLite outbox. Used by th
 bench and ``make demo`` with two roofs; its settings are a JSON file::
 
     {"roof": "roof-a", "store": "redis://127.0.0.1:6379/0", "password_file": null, "ca_file": null,
-     "udp_port": 1700, "db": "/var/lib/havel/roof-a.db", "dedup_window_ms": 200}
+     "udp_port": 1700, "db": "/var/lib/havel/roof-a.db", "dedup_window_ms": 200, "duty": 0.01}
 
 One line of JSON per downlink sent goes to standard output (``{"tx": ...}``), and one ``{"ready": ...}``
 line once it listens. SIGTERM processes what waits in the dedup window and stops."""
@@ -80,7 +80,7 @@ def run(settings: dict[str, Any]) -> None:
         sock.sendto(gwmp.encode_pull_resp(2, token[0], txpk), addr)
         _emit({"tx": {**d, "sent_by": roof_id}})
 
-    roof = Roof(roof_id, shared, store, ns, transmit)
+    roof = Roof(roof_id, shared, store, ns, transmit, duty=float(settings.get("duty", 0.01)))
     store.warm()
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))

@@ -1,0 +1,111 @@
+"""Three roof processes on one real redis-server, each with its own simulated concentrator over real UDP
+(GWMP), nodes heard by two or three of them: each uplink stored once, one join-accept per join, one
+downlink per command, counters consistent after a roof is SIGKILLed (inside a dedup window) and restarted."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from pathlib import Path
+
+from support.redis import RedisServer
+
+from havel.codecs.lorawan import phy
+from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+
+from .helpers import abp_node, read_records
+from .roofs import Concentrator, RoofProcess
+
+GWS = {"roof-a": 0xAA00000000000001, "roof-b": 0xBB00000000000001, "roof-c": 0xCC00000000000001}
+# which roofs hear each node, with the SNR each hears it with
+HEARD = [
+    {"roof-a": 5.0, "roof-b": -2.0},
+    {"roof-b": 7.0, "roof-c": 1.0},
+    {"roof-a": -4.0, "roof-c": 3.0},
+    {"roof-a": 2.0, "roof-b": 8.0, "roof-c": -6.0},
+    {"roof-a": 9.0, "roof-b": 0.5, "roof-c": 4.5},
+]
+JOINER_HEARD = {"roof-a": 2.0, "roof-c": 6.0}
+
+
+def wait_for(pred, timeout_s: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_three_roof_processes_store_each_uplink_once_through_a_kill(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    shared = SharedState(connect(StoreSettings(redis_server.url)))
+    nodes = [abp_node(30 + i) for i in range(len(HEARD))]
+    joiner = abp_node(40)
+    joiner.otaa = True
+    for n in [*nodes, joiner]:
+        shared.put_device(n.device())
+    shared.queue_command(nodes[0].dev_eui, {"fport": 7, "data": "01"})
+    shared.queue_command(nodes[3].dev_eui, {"fport": 7, "data": "02"})
+    roofs = {name: RoofProcess(name, redis_server.url, tmp_path, duty=1.0) for name in GWS}
+    concs: dict[str, Concentrator] = {}
+    try:
+        for name, r in roofs.items():
+            r.start()
+            concs[name] = Concentrator(GWS[name], r.port)
+        assert wait_for(lambda: all(c.downlinks is not None for c in concs.values()))
+        time.sleep(0.7)  # every concentrator's PULL_DATA reached its roof (sent every 0.5 s)
+
+        def records() -> list[dict]:  # type: ignore[type-arg]
+            return [rec for r in roofs.values() for rec in read_records(r.db)]
+
+        # the join, heard by A and C: one join-accept, through C (best SNR)
+        jr = joiner.join_request()
+        for name, snr in JOINER_HEARD.items():
+            concs[name].hear(jr, snr)
+        assert wait_for(lambda: sum(len(c.downlinks) for c in concs.values()) == 1)
+        (txpk,) = concs["roof-c"].downlinks
+        joiner.take_join_accept(base64.b64decode(txpk["data"]))
+        everyone = [*zip(nodes, HEARD, strict=True), (joiner, JOINER_HEARD)]
+
+        expected: set[str] = set()
+        for rnd in range(8):
+            for n, heard in everyone:
+                frame = n.uplink()
+                epoch = 1 if n is joiner else 0
+                expected.add(f"{n.dev_eui:016X}-{epoch}-{n.fcnt}")
+                for name, snr in heard.items():
+                    concs[name].hear(frame, snr)
+            if rnd == 3:
+                roofs["roof-b"].kill()  # inside the dedup window of the frames it just took
+            if rnd == 5:
+                roofs["roof-b"].start()
+                time.sleep(0.7)
+            got = {rec["id"] for rec in records() if "fcnt" in rec}
+            assert wait_for(lambda: expected <= {rec["id"] for rec in records() if "fcnt" in rec}, 30), (
+                sorted(expected - got)
+            )
+        ids = Counter(rec["id"] for rec in records() if "fcnt" in rec)
+        assert set(ids) == expected
+        assert [i for i, k in ids.items() if k > 1] == []  # every uplink once, whichever roof stored it
+        for n in [*nodes, joiner]:
+            dev = shared.device(n.dev_eui)
+            assert dev is not None and dev.session is not None and dev.session.fcnt_up == 8
+        # one join-accept and one downlink per command, each through one roof; FCntDown never reused
+        assert wait_for(lambda: sum(len(c.downlinks) for c in concs.values()) == 3, 10)
+        time.sleep(0.5)
+        downs = [phy.parse(base64.b64decode(t["data"])) for c in concs.values() for t in c.downlinks]
+        data_downs = [d for d in downs if isinstance(d, phy.DataFrame)]
+        assert len(downs) == 3 and len(data_downs) == 2
+        assert sorted(d.dev_addr for d in data_downs) == sorted([nodes[0].dev_addr, nodes[3].dev_addr])
+        # node 3 is heard best by B; node 0 by A
+        assert [phy.parse(base64.b64decode(t["data"])).dev_addr for t in concs["roof-a"].downlinks] == [  # type: ignore[union-attr]
+            nodes[0].dev_addr
+        ]
+    finally:
+        for c in concs.values():
+            c.close()
+        for r in roofs.values():
+            r.stop()
