@@ -188,6 +188,13 @@ def receive(
     restarts = {n: h["restarts"] for n, h in rx.health().items() if isinstance(h, dict) and h.get("restarts")}
     if restarts:
         click.echo("listener restarts: " + ", ".join(f"{k} {v}" for k, v in restarts.items()), err=True)
+    errors = {
+        n: h["handler_errors"]
+        for n, h in rx.health().items()
+        if isinstance(h, dict) and h.get("handler_errors")
+    }
+    if errors:
+        click.echo("handler errors: " + ", ".join(f"{k} {v}" for k, v in errors.items()), err=True)
 
 
 def _check_web_host(host: str) -> Any:
@@ -265,6 +272,10 @@ def _table(rx: Any) -> Any:
         f"{name} listener: restarted {h['restarts']} times"
         for name, h in health.items()
         if isinstance(h, dict) and h.get("restarts")
+    ] + [
+        f"{name} listener: {h['handler_errors']} messages its handler failed on"
+        for name, h in health.items()
+        if isinstance(h, dict) and h.get("handler_errors")
     ]
     lines = [*primaries, *links, *listeners, "  ".join(f"{k}: {v}" for k, v in totals.items())]
     t.caption = "\n".join(lines)
