@@ -8,6 +8,7 @@ everything after it is unreadable). Answers that must repeat until a downlink ar
 from micropython import const
 
 from lw import region
+from lw.mac import fit  # noqa: F401  (the uplink side lives in lw/mac.py, always loaded)
 
 _LINK_CHECK = const(0x02)
 _LINK_ADR = const(0x03)
@@ -20,26 +21,9 @@ _TX_PARAM_SETUP = const(0x09)
 _DL_CHANNEL = const(0x0A)
 _DEVICE_TIME = const(0x0D)
 
-# per CID (index) 0x00..0x0D: length of the downlink command's payload, and the total length
-# (CID included) of what the device sends (answers and its own requests); 0xFF: not defined.
-# bytes, not dicts: a bytes constant takes no RAM beyond its own bytes
+# per CID (index) 0x00..0x0D: length of the downlink command's payload; 0xFF: not defined.
+# bytes, not a dict: a bytes constant takes no RAM beyond its own bytes
 _DOWN_LEN = b"\xff\xff\x02\x04\x01\x04\x00\x05\x01\x01\x04\xff\xff\x05"
-_UP_LEN = b"\xff\xff\x01\x02\x01\x02\x03\x02\x01\xff\x02\xff\xff\x01"
-
-
-def fit(cmds, room):
-    """Split uplink MAC commands into (whole commands that fit in room bytes, the rest)."""
-    i = 0
-    n = len(cmds)
-    while i < n:
-        c = cmds[i]
-        ln = _UP_LEN[c] if c < 14 else 0xFF
-        if ln == 0xFF:
-            ln = n - i  # unknown: the rest
-        if i + ln > room:
-            break
-        i += ln
-    return bytes(cmds[:i]), bytearray(cmds[i:])
 
 
 def _freq(b, i):
