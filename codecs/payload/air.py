@@ -1,21 +1,7 @@
 """Air-quality node: BME280 (temperature, humidity, pressure), SDS011/SPS30 (PM2.5, PM10), optional SCD41.
 
-Uplink FPort 1, ``readings`` (11 bytes, 13 with CO2), big-endian:
-
-| byte  | field        | type   | step / unit   | range        | absent/faulty |
-| ----- | ------------ | ------ | ------------- | ------------ | ------------- |
-| 0     | version      | u4 hi  |               | 1            |               |
-| 0 b3  | co2 fitted   | bit    | the CO2 field is present                     |
-| 0 b2  | faults.co2   | bit    | SCD41 fault                                  |
-| 0 b1  | faults.pm    | bit    | SDS011/SPS30 fault                           |
-| 0 b0  | faults.thp   | bit    | BME280 fault (temperature, humidity, pressure)|
-| 1-2   | temperature  | i16    | 0.1 Cel       | -40..85      | 0x8000        |
-| 3     | humidity     | u8     | 0.5 %         | 0..100       | 0xFF          |
-| 4-5   | pressure     | u16    | 0.1 hPa       | 300..1100    | 0xFFFF        |
-| 6-7   | pm2_5        | u16    | 0.1 ug/m3     | 0..1000      | 0xFFFF        |
-| 8-9   | pm10         | u16    | 0.1 ug/m3     | 0..1000      | 0xFFFF        |
-| 10-11 | co2          | u16    | 1 [ppm]       | 0..40000     | 0xFFFF        | only when bit 3 is set
-| last  | battery      | u8     | 20 mV         | 0..5080      | 0xFF          |
+Uplink FPort 1, ``readings`` (11 bytes, 13 with CO2):
+the byte layout is in docs/payloads.md (one table there, not a copy here).
 
 A set fault bit makes the sensor's readings null whatever bytes follow (the node sends the sentinels).
 """

@@ -1,27 +1,7 @@
 """Cooling-point node: a normally-closed misting valve driven by ambient temperature, with interlocks.
 
-Uplink FPort 1, ``readings`` (15 bytes), big-endian:
-
-| byte  | field               | type  | step / unit | range      | absent/faulty |
-| ----- | ------------------- | ----- | ----------- | ---------- | ------------- |
-| 0     | version             | u4 hi |             | 1          |               |
-| 0 b3  | valve_open          | bit   | the valve is open now              |  |
-| 0 b2  | enabled             | bit   | misting enabled (FPort 24)         |  |
-| 0 b1-0| mode                | u2    | 0 auto, 1 override_open, 2 override_closed, 3 flush (line flush) |
-| 1 b7-6| (reserved, 0)       |       |             |            |               |
-| 1 b5  | faults.flow_meter   | bit   | no pulses while open, or pulses while closed (leak) |
-| 1 b4  | faults.valve        | bit   | valve feedback disagrees with the output |
-| 1 b3  | faults.temperature  | bit   | ambient sensor invalid or stale (valve kept closed) |
-| 1 b2  | interlock.max_on_time | bit | the last opening hit the maximum on-time |
-| 1 b1  | interlock.budget    | bit   | the daily water budget is used up  |
-| 1 b0  | interlock.reservoir_low | bit | reservoir low: valve kept closed |
-| 2     | actuations          | u8    | openings since the last report (saturates at 255) |
-| 3-4   | open_time           | u16   | 1 s open since the last report (saturates) | 0..65535 |
-| 5-6   | water_used          | u16   | 0.1 L since the last report | 0..6553.4 | 0xFFFF |
-| 7-8   | water_today         | u16   | 0.1 L since local midnight | 0..6553.4 | 0xFFFF |
-| 9-10  | ambient_temperature | i16   | 0.1 Cel     | -40..85    | 0x8000        |
-| 11-12 | on_threshold        | i16   | 0.1 Cel     | -20..60    |               |
-| 13-14 | off_threshold       | i16   | 0.1 Cel     | -20..60    |               |
+Uplink FPort 1, ``readings`` (15 bytes): the byte layout is in docs/payloads.md (one table there, not a
+copy here).
 
 Downlinks: FPort 20 ``set_thresholds`` (on, off: i16 0.1 Cel, off < on), FPort 21 ``set_max_on_time``
 (u16 s, 10..7200), FPort 22 ``set_water_budget`` (u16 L/day, 1..60000), FPort 23 ``override``

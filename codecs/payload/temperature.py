@@ -1,15 +1,8 @@
 """Temperature node: DS18B20 probes (probe 0 inside the cooling point, probe 1 the outside reference,
 more probes after them) and an SHT31 for humidity.
 
-Uplink FPort 1, ``readings`` (3 + 2 x probes bytes), big-endian:
-
-| byte      | field     | type  | step / unit | range    | absent/faulty |
-| --------- | --------- | ----- | ----------- | -------- | ------------- |
-| 0         | version   | u4 hi |             | 1        |               |
-| 0 b3-0    | count     | u4    | number of probes that follow, 0..15 |  |    |
-| 1..2n     | probes[i] | i16   | 0.1 Cel     | -55..125 | 0x8000        |
-| 2n+1      | humidity  | u8    | 0.5 %       | 0..100   | 0xFF          |
-| 2n+2      | battery   | u8    | 20 mV       | 0..5080  | 0xFF          |
+Uplink FPort 1, ``readings`` (3 + 2 x probes bytes):
+the byte layout is in docs/payloads.md (one table there, not a copy here).
 
 A DS18B20 that answers 85.0 Cel straight after power-on did no conversion: the node sends 0x8000.
 """
