@@ -50,12 +50,17 @@ class RedisServer:
     """See the module docstring. ``password`` sets ``requirepass`` (given to redis-server in its config
     file, not in argv)."""
 
-    def __init__(self, *, appendonly: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, *, appendonly: bool = False, password: str | None = None, fsync: str = "everysec"
+    ) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (tools/bootstrap.d/redis.sh installs it)")
         self.binary = binary
         self.appendonly = appendonly
+        self.fsync = (
+            fsync  # appendfsync: everysec (Redis's default; a clean stop writes everything) or always
+        )
         self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="havel-redis-"))
         self.port = free_port()
@@ -78,7 +83,7 @@ class RedisServer:
             f"dir {self.dir}",
             'save ""',
             f"appendonly {'yes' if self.appendonly else 'no'}",
-            "appendfsync always",
+            f"appendfsync {self.fsync}",
             "daemonize no",
             "protected-mode yes",
             f"logfile {self.dir / 'redis.log'}",
