@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`. Both set themselves up.
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench wheel clean
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,8 +17,12 @@ lint: setup
 demo: setup
 	$(VENV)/bin/havel demo
 
+# the installable wheel (hw/ and firmware/ inside), for a roof or a Lab laptop without a checkout
+wheel: setup
+	$(PY) -m pip wheel --no-deps -q -w dist .
+
 bench: setup
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) tools/npm/node_modules .build typings typings-rp2
+	rm -rf dist $(VENV) tools/npm/node_modules .build typings typings-rp2

@@ -76,3 +76,29 @@ def test_every_board_is_in_the_table() -> None:
         ]
         assert row.split("|")[2].strip() == b.interface.upper()
         assert [c.strip() for c in row.split("|")[3:6]] == pins, name
+
+
+README = DOC.parents[1] / "README.md"
+
+
+def _readme_roof_lines() -> list[str]:
+    """The commands of the README's "A new roof" block."""
+    text = README.read_text(encoding="utf-8")
+    block = text[text.index("**A new roof**") :]
+    return re.findall(r"```sh\n(.*?)```", block, re.S)[0].strip().splitlines()
+
+
+def test_the_readme_roof_is_two_commands_and_the_second_runs(tmp_path: Path) -> None:
+    install, setup = _readme_roof_lines()
+    assert "pipx install 'havel[gateway]'" in install and "PIPX_BIN_DIR=/usr/local/bin" in install
+    args = shlex.split(setup)
+    assert args[:3] == ["sudo", "havel", "gateway"]
+    board = args[args.index("--board") + 1]
+    assert board in board_names()
+    res = CliRunner().invoke(
+        cli, [*args[2:], "--root", str(tmp_path), "--gateway-eui", "B827EBFFFE6C1D2A"], catch_exceptions=False
+    )
+    assert res.exit_code == 0, res.output
+    # the unit runs the havel the first command installed
+    units = list(tmp_path.rglob("havel-gateway.service"))
+    assert units and "/usr/local/bin/havel" in units[0].read_text()
