@@ -450,6 +450,7 @@ class SimDS18B20(OneWireDevice):
 
     Faults: `loses_power = True` (resets during every conversion, as with a weak parasite supply:
     the scratchpad keeps 85.0 C), `corrupt_crc` (flip a bit in the next scratchpad reads).
+    `conversion_ms` is 750 (the datasheet's maximum at 12 bits); slow clones take longer.
     """
 
     def __init__(self, clock, temp_c=18.5, serial=b"\x01\x02\x03\x04\x05\x06"):
@@ -461,6 +462,7 @@ class SimDS18B20(OneWireDevice):
         self.loses_power = False
         self.corrupt_crc = 0
         self.stuck_converting = False  # fault: the busy bit never clears (a hung conversion)
+        self.conversion_ms = 750
         self.conversions = 0
         self.scratch = bytearray((0x50, 0x05, 0x4B, 0x46, 0x7F, 0xFF, 0x0C, 0x10, 0))
         self._set_crc()
@@ -486,7 +488,7 @@ class SimDS18B20(OneWireDevice):
         self._finish()
         if cmd == 0x44:  # convert T
             self.conversions += 1
-            self._done_at = self.clock.now_ms() + 750
+            self._done_at = self.clock.now_ms() + self.conversion_ms
         elif cmd == 0xBE:  # read scratchpad
             out = bytearray(self.scratch)
             if self.corrupt_crc:

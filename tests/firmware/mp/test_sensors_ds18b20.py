@@ -76,11 +76,18 @@ def test_shorted_bus_is_a_fault_not_zero_degrees():
     assert d2.read() is None and d2.status == base.FAULT and "low" in d2.error
 
 
+def test_a_slow_clone_is_read_not_timed_out():
+    # a probe that passes the kit check (which waits up to 1.5 s) must also be read by the node
+    clock, sim, d = _setup(temp_c=12.25)
+    sim.conversion_ms = 1400
+    assert d.read() == 12.25 and d.status == base.OK
+
+
 def test_hung_conversion_times_out():
     clock, sim, d = _setup()
     sim.stuck_converting = True
     t0 = clock.now_ms()
     assert d.read() is None and d.status == base.TIMEOUT
-    assert clock.now_ms() - t0 <= 1100  # gave up after the 1 s conversion limit
+    assert clock.now_ms() - t0 <= 1600  # gave up after the 1.5 s conversion limit
     sim.stuck_converting = False
     assert d.read() == 18.5
