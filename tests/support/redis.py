@@ -51,16 +51,21 @@ class RedisServer:
     file, not in argv)."""
 
     def __init__(
-        self, *, appendonly: bool = False, password: str | None = None, fsync: str = "everysec"
+        self,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        fsync: str = "everysec",
+        tls: Any = None,
     ) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed (tools/bootstrap.d/redis.sh installs it)")
         self.binary = binary
         self.appendonly = appendonly
-        self.fsync = (
-            fsync  # appendfsync: everysec (Redis's default; a clean stop writes everything) or always
-        )
+        # appendfsync: everysec (Redis's default; a clean stop writes everything) or always
+        self.fsync = fsync
+        self.tls = tls  # a support.mosquitto.PKI: TLS only (no plain port), with its server certificate
         self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="havel-redis-"))
         self.port = free_port()
@@ -68,7 +73,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{HOST}:{self.port}/0"
 
     def client(self, **kw: Any) -> Any:
         import redis
@@ -77,9 +82,19 @@ class RedisServer:
 
     def start(self) -> None:
         conf = self.dir / "redis.conf"
-        lines = [
-            f"bind {HOST}",
-            f"port {self.port}",
+        lines = [f"bind {HOST}"]
+        if self.tls is not None:
+            lines += [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {self.tls.server_cert}",
+                f"tls-key-file {self.tls.server_key}",
+                f"tls-ca-cert-file {self.tls.ca_cert}",
+                "tls-auth-clients no",
+            ]
+        else:
+            lines.append(f"port {self.port}")
+        lines += [
             f"dir {self.dir}",
             'save ""',
             f"appendonly {'yes' if self.appendonly else 'no'}",
@@ -96,7 +111,7 @@ class RedisServer:
             [self.binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         deadline = time.monotonic() + 20
-        while not _answers(self.port):
+        while not self._ready():
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"redis-server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}"
@@ -104,6 +119,23 @@ class RedisServer:
             if time.monotonic() > deadline:
                 raise RuntimeError("redis-server did not answer within 20 s")
             time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        if self.tls is None:
+            return _answers(self.port)
+        import redis
+
+        try:
+            redis.Redis(
+                host=HOST,
+                port=self.port,
+                ssl=True,
+                ssl_ca_certs=str(self.tls.ca_cert),
+                password=self.password,
+            ).ping()
+            return True
+        except (redis.RedisError, OSError):
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -16,12 +16,12 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from havel.errors import HavelError
+from havel.errors import ConfigError, HavelError
 from havel.gateway import db, gwmp
 from havel.gateway.config import NetworkConfig
 from havel.gateway.network.reception import reception
@@ -35,8 +35,38 @@ from havel.gateway.network.shared.store import (
     redacted,
 )
 from havel.gateway.outbox import Outbox
+from havel.gateway.settings import key, read
 
 log = logging.getLogger("havel.gateway.shared")
+
+
+def _store_url(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://")):
+        raise ConfigError(f"{where} must be a redis:// or rediss:// URL", hint="rediss://host:6380/0")
+    return value
+
+
+@dataclass(frozen=True)
+class RoofSettings:
+    """A roof process's settings (the JSON file); a wrong key or value is a ConfigError naming it."""
+
+    roof: str = key()  # this roof's name, unique in the network (downlinks are handed to it by name)
+    store: str = key(parse=_store_url)
+    db: str = key()  # the roof's SQLite database (its outbox)
+    password_file: str | None = key(None)
+    ca_file: str | None = key(None)
+    timeout_s: float = key(1.0, lo=0.05, hi=30.0)  # a silent store counts as unreachable after this
+    udp_port: int = key(1700, lo=0, hi=65535)
+    bind: str = key("127.0.0.1")
+    dedup_window_ms: int = key(200, lo=0, hi=5000)
+    duty: float = key(0.01, lo=0.001, hi=1.0)  # the downlink sub-band's duty cycle (1.0: no pause)
+
+
+def read_settings(obj: Any) -> RoofSettings:
+    s = read(RoofSettings, obj, "roof")
+    if not s.roof or len(s.roof) > 64 or not all(ch.isalnum() or ch in "-_." for ch in s.roof):
+        raise ConfigError("roof.roof must be 1 to 64 letters, digits, '-', '_' or '.'")
+    return s
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -44,26 +74,19 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def run(settings: dict[str, Any]) -> None:
-    roof_id = str(settings["roof"])
-    conn = db.open_db(settings["db"])
-    outbox = Outbox(conn, sinks=["primary"])
+def run(settings: RoofSettings) -> None:
+    roof_id = settings.roof
     store_settings = StoreSettings(
-        str(settings["store"]),
-        settings.get("password_file"),
-        settings.get("ca_file"),
-        float(settings.get("timeout_s", 0.5)),
+        settings.store, settings.password_file, settings.ca_file, settings.timeout_s
     )
     shared = SharedState(connect(store_settings))
+    conn = db.open_db(settings.db)
+    outbox = Outbox(conn, sinks=["primary"])
     store = RedisSessionStore(shared, conn)
-    net = replace(
-        NetworkConfig(),
-        dedup_window_ms=int(settings.get("dedup_window_ms", 200)),
-        dev_addr_prefix=0x26000000,
-    )
+    net = replace(NetworkConfig(), dedup_window_ms=settings.dedup_window_ms, dev_addr_prefix=0x26000000)
     ns = NetworkServer(store, outbox, net)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", int(settings.get("udp_port", 0))))
+    sock.bind((settings.bind, settings.udp_port))
     pull: dict[int, tuple[str, int]] = {}  # concentrator EUI -> where its PULL_DATA came from
     token = [0]
 
@@ -80,7 +103,7 @@ def run(settings: dict[str, Any]) -> None:
         sock.sendto(gwmp.encode_pull_resp(2, token[0], txpk), addr)
         _emit({"tx": {**d, "sent_by": roof_id}})
 
-    roof = Roof(roof_id, shared, store, ns, transmit, duty=float(settings.get("duty", 0.01)))
+    roof = Roof(roof_id, shared, store, ns, transmit, duty=settings.duty)
     store.warm()
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
@@ -138,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        run(json.loads(Path(args[0]).read_text(encoding="utf-8")))
+        try:
+            obj = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"roof settings {args[0]}: {exc}") from None
+        run(read_settings(obj))
     except HavelError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
