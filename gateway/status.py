@@ -4,6 +4,7 @@ that describe the daemon's parts, read from the running :class:`~havel.gateway.d
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 import time
 from datetime import datetime
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from havel import __version__
 from havel.errors import HavelError
 from havel.gateway.network.outcome import REJECT_REASONS
+from havel.gateway.outbox import pending_by_sink
 
 if TYPE_CHECKING:
     from havel.gateway.daemon import Gateway
@@ -48,6 +50,9 @@ class StatusReport:
         storage: dict[str, Any] = {"ok": fault is None}
         if fault is not None:
             storage.update(doing=fault.doing, error=fault.error, since=round(fault.since, 3))
+        with contextlib.suppress(OSError):  # the space left where the database lives
+            disk = shutil.disk_usage(gw.cfg.data_dir)
+            storage["disk"] = {"free_bytes": disk.free, "total_bytes": disk.total}
         degraded = (
             fault is not None
             or any(f["silent"] for f in forwarders)
@@ -102,6 +107,7 @@ class StatusReport:
             "bytes": gw.outbox.size_bytes(),
             "oldest_age_s": age,
             "dropped": gw.outbox.dropped(),
+            "by_sink": pending_by_sink(gw.conn),  # records each sink has yet to acknowledge
         }
 
     def _describe_metrics(self) -> None:
