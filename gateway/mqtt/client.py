@@ -405,8 +405,9 @@ class MqttClient:
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # each packet goes out when written (no Nagle wait for the previous one's ACK); a run of packets
         # is still sent in full segments, corked in _writable
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._call_in_loop(self._add_reader, sock.fileno())
 
     def _add_reader(self, fd: int) -> None:
@@ -450,17 +451,18 @@ class MqttClient:
         # paho sends each queued packet with its own send(); corked, the kernel joins them into full
         # segments and sends the rest when uncorked (Linux; elsewhere plain writes)
         sock = self.client.socket()
-        corked = False
-        if _CORK is not None and sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, _CORK, 1)
-                corked = True
+        cork = _CORK if isinstance(sock, socket.socket) else None
+        if cork is not None and isinstance(sock, socket.socket):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+            except OSError:
+                cork = None
         try:
             self.client.loop_write()
         finally:
-            if corked:
+            if cork is not None and isinstance(sock, socket.socket):
                 with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, _CORK, 0)
+                    sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
 
     def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._call_in_loop(self._remove_writer)
@@ -500,7 +502,7 @@ class MqttClient:
                 log.exception("%s: connect callback failed", self.name)
         for topic, (qos, _) in self._subscriptions.items():
             rc, mid = client.subscribe(topic, qos=qos)
-            if rc == mqtt.MQTT_ERR_SUCCESS:
+            if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
                 self._suback_pending[mid] = topic
         self._set_state(True, None)
         if self._up is not None:
