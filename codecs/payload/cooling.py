@@ -45,20 +45,26 @@ def _litres() -> Reading:
 
 
 READINGS = cs.Struct(
-    header("valve_open" / Bool(cs.Flag), "enabled" / Bool(cs.Flag),
-           "mode" / Choice(cs.BitsInteger(2), MODES)),
+    header(described("valve_open", Bool(cs.Flag), "the valve is open now"),
+           described("enabled", Bool(cs.Flag), "misting enabled (FPort 24)"),
+           described("mode", Choice(cs.BitsInteger(2), MODES), "flush is a line flushing run")),
     "_flags" / cs.BitStruct(
         cs.Padding(2),
-        "flow_meter" / Bool(cs.Flag), "valve" / Bool(cs.Flag), "temperature" / Bool(cs.Flag),
-        "max_on_time" / Bool(cs.Flag), "budget" / Bool(cs.Flag), "reservoir_low" / Bool(cs.Flag),
+        described("flow_meter", Bool(cs.Flag), "no pulses while open, or pulses while closed (leak)"),
+        described("valve", Bool(cs.Flag), "valve feedback disagrees with the output"),
+        described("temperature", Bool(cs.Flag), "ambient sensor invalid or stale (valve kept closed)"),
+        described("max_on_time", Bool(cs.Flag), "an opening since the last report hit the maximum on-time"),
+        described("budget", Bool(cs.Flag), "today's water budget is used up (valve kept closed)"),
+        described("reservoir_low", Bool(cs.Flag), "reservoir low (valve kept closed)"),
     ),
-    "actuations" / Reading(cs.Int8ub, lo=0, hi=255),
-    "open_time" / Reading(cs.Int16ub, lo=0, hi=65535, unit="s"),
-    "water_used" / _litres(),
-    "water_today" / _litres(),
+    described("actuations", Reading(cs.Int8ub, lo=0, hi=255), "openings since the last report, saturates"),
+    described("open_time", Reading(cs.Int16ub, lo=0, hi=65535, unit="s"),
+              "open since the last report, saturates"),
+    described("water_used", _litres(), "since the last report"),
+    described("water_today", _litres(), "since local midnight"),
     "ambient_temperature" / temperature_c(-40, 85),
-    "on_threshold" / _threshold(),
-    "off_threshold" / _threshold(),
+    described("on_threshold", _threshold(), "in force"),
+    described("off_threshold", _threshold(), "in force"),
     cs.Terminated,
 )
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Bool, Choice, NodeCodec, Port, Reading
+from havel.codecs.payload.base import Bool, Choice, Field, NodeCodec, Port, Reading, view_fields
 from havel.codecs.payload.registry import KIND_NAMES, get_codec
 
 HEAD = (
@@ -76,47 +76,59 @@ def _reading_text(r: Reading, docs: str) -> tuple[str, str, str]:
     return step, f"{_num(r.lo)}..{_num(r.hi)}", ""
 
 
-def _header_rows(inner: Any) -> list[_Row]:
+def _bit_rows(inner: Any, byte: int, prefix: str, names: dict[str, str]) -> list[_Row]:
+    """The rows of one byte of bit fields (the header, or a named BitStruct of flags)."""
     struct = inner
     while not isinstance(struct, cs.Struct):
         struct = struct.subcon
+    at = str(byte)
     rows = []
     bit = 8
     for sc in struct.subcons:
         name, docs, sub = _unwrap(sc)
+        shown = f"`{names.get(f'{prefix}.{name}', name)}`"
         if isinstance(sub, cs.Const):
             width = _bits_of(sub.subcon)
-            rows.append(_Row("0", _bit_span(bit, width), name or "", f"u{width}", "", str(sub.value)))
+            rows.append(_Row(at, _bit_span(bit, width), name or "", f"u{width}", "", str(sub.value)))
         elif isinstance(sub, Bool):
             width = 1
-            rows.append(_Row("0", _bit_span(bit, 1), f"`{name}`", "bit", docs))
-        elif isinstance(sub, Reading | Choice):
+            rows.append(_Row(at, _bit_span(bit, 1), shown, "bit", docs))
+        elif isinstance(sub, Choice):
             width = _bits_of(sub.subcon)
-            if isinstance(sub, Choice):
-                values = ", ".join(f"{v} {k}" for k, v in sub.names.items())
-                rows.append(
-                    _Row(
-                        "0",
-                        _bit_span(bit, width),
-                        f"`{name}`",
-                        f"u{width}",
-                        ", ".join(t for t in (docs, values) if t),
-                    )
-                )
-            else:
-                step, rng, _ = _reading_text(sub, docs)
-                rows.append(_Row("0", _bit_span(bit, width), f"`{name}`", f"u{width}", step, rng))
+            values = ", ".join(f"{v} {k}" for k, v in sub.names.items())
+            rows.append(
+                _Row(at, _bit_span(bit, width), shown, f"u{width}", "; ".join(t for t in (values, docs) if t))
+            )
+        elif isinstance(sub, Reading):
+            width = _bits_of(sub.subcon)
+            step, rng, _ = _reading_text(sub, docs)
+            rows.append(_Row(at, _bit_span(bit, width), shown, f"u{width}", step, rng))
         elif isinstance(sub, cs.Padded):
             width = _bits_of(sub)
-            rows.append(_Row("0", _bit_span(bit, width), "(reserved, 0)", f"u{width}"))
+            rows.append(_Row(at, _bit_span(bit, width), "(reserved, 0)", f"u{width}"))
         elif isinstance(sub, cs.BitsInteger):
-            raise Unsupported(f"header field {name} sizes the payload")
+            raise Unsupported(f"bit field {name} sizes the payload")
         else:
-            raise Unsupported(f"header member {name}: {sub!r}")
+            raise Unsupported(f"bit field {name}: {sub!r}")
         bit -= width
     if bit != 0:
-        raise Unsupported(f"the header has {8 - bit} bits, not 8")
+        raise Unsupported(f"{prefix} has {8 - bit} bits, not 8")
     return rows
+
+
+def _view_names(view: Any, prefix: str = "") -> dict[str, str]:
+    """Struct path -> the key of ``data`` a port's view gives it ("_flags.valve" -> "faults.valve")."""
+    out: dict[str, str] = {}
+    for key, spec in view_fields(view):
+        if isinstance(spec, Field):
+            out[spec.path] = prefix + key
+        else:
+            out.update(_view_names(spec, f"{prefix}{key}."))
+    return out
+
+
+def _is_bits(sub: Any) -> bool:
+    return isinstance(sub, cs.Transformed | cs.Restreamed) and isinstance(sub.subcon, cs.Struct)
 
 
 def _bit_span(top: int, width: int) -> str:
@@ -152,7 +164,7 @@ def _field_rows(name: str, docs: str, sub: Any, offset: int) -> tuple[list[_Row]
     if isinstance(sub, Choice) and isinstance(sub.subcon, cs.FormatField):
         size = int(sub.subcon.sizeof())
         values = ", ".join(f"{v} {k}" for k, v in sub.names.items())
-        text = ", ".join(t for t in (docs, values) if t)
+        text = "; ".join(t for t in (values, docs) if t)
         int_type = _INT_TYPES[sub.subcon.fmtstr[-1]]
         return [_Row(_byte_span(offset, size), "", f"`{name}`", int_type, text)], size
     raise Unsupported(f"{name}: {type(sub).__name__} is not a fixed-size field this printer knows")
@@ -163,19 +175,20 @@ def table(port: Port) -> str:
     struct = port.struct
     if not isinstance(struct, cs.Struct):
         raise Unsupported(f"{port.name}: not a Struct")
+    names = _view_names(port.view) if port.view is not None else {}
     rows: list[_Row] = []
     offset = 0
     for sc in struct.subcons:
         name, docs, sub = _unwrap(sc)
         if sub is cs.Terminated or isinstance(sub, type(cs.Terminated)):
             continue
-        if name == "_header":
-            rows += _header_rows(sub)
-            offset = 1
-            continue
         if name is None:
             raise Unsupported(f"{port.name}: an unnamed member {sub!r}")
-        more, size = _field_rows(name, docs, sub, offset)
+        if _is_bits(sub):  # the header, or a byte of flags
+            rows += _bit_rows(sub, offset, name, names)
+            offset += 1
+            continue
+        more, size = _field_rows(names.get(name, name), docs, sub, offset)
         rows += more
         offset += size
     return "\n".join([HEAD, *(r.line() for r in rows)])

@@ -75,3 +75,30 @@ def test_a_stale_table_in_the_document_is_rewritten() -> None:
 def test_variable_layouts_are_refused_not_guessed() -> None:
     with pytest.raises(Unsupported):
         table(get_codec("temperature").port(1, "up"))  # the probe count is in the header
+
+
+def test_a_byte_of_flags_is_named_by_the_port_view() -> None:
+    port = Port(
+        1,
+        "up",
+        "readings",
+        "",
+        cs.Struct(
+            header(cs.Padding(4)),
+            "_bits"
+            / cs.BitStruct(
+                cs.Padding(6),
+                described("leak", Bool(cs.Flag), "water where none should be"),
+                "dry" / Bool(cs.Flag),
+            ),
+            cs.Terminated,
+        ),
+        {},
+        ("faults",),
+        view={"faults": {"leak": "_bits.leak", "dry": "_bits.dry"}},
+    )
+    assert table(port).splitlines()[4:] == [
+        "| 1 | b7-2 | (reserved, 0) | u6 | | | |",
+        "| 1 | b1 | `faults.leak` | bit | water where none should be | | |",
+        "| 1 | b0 | `faults.dry` | bit | | | |",
+    ]
