@@ -78,6 +78,7 @@ COMPONENTS: dict[str, str] = {
     "relay": "havel.gateway.relay.component:create",
     "watchdog": "havel.gateway.setup.watchdog:create",  # restarts a silent packet forwarder
     "power": "havel.gateway.power.component:create",  # UPS state through NUT
+    "upstream": "havel.gateway.upstream.component:create",  # in front of other network servers
 }
 ALWAYS = ("forwarder",)
 
@@ -336,10 +337,22 @@ class Gateway:
 
     # ------------------------------------------------------------------------------------- downlinks
     def submit_downlink(self, dev_eui: int, body: Any) -> dict[str, Any]:
-        """Queue a downlink command (from the event loop's thread); the result record goes to the outbox."""
-        with self.registry.transaction():
-            result = self.downlinks.submit(dev_eui, body)
-            self.outbox.put(result)
+        """Queue a downlink command (from the event loop's thread); the result record goes to the outbox.
+        When the database fails, the command is not queued: a ``rejected`` result (reason ``storage``) says
+        so if the database takes that much, and the StorageError is raised on."""
+        try:
+            with self.registry.transaction():
+                result = self.downlinks.submit(dev_eui, body)
+                self.outbox.put(result)
+        except StorageError as exc:
+            try:
+                with self.registry.transaction():
+                    self.outbox.put(self.downlinks.refuse_for_storage(dev_eui, body, str(exc)))
+                self.metrics.inc("downlink_commands_total", state="rejected")
+                self._notify_forwarder()
+            except StorageError:
+                log.error("downlink command for %s: not even its rejection could be stored", eui_hex(dev_eui))
+            raise
         state = result["payload"]["state"]
         self.metrics.inc("downlink_commands_total", state=state)
         if state == "rejected":

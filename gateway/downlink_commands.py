@@ -36,6 +36,7 @@ REJECT_REASONS = (
     "too_long",
     "queue_full",
     "internal",
+    "storage",  # the database failed while the command was queued (it is not)
 )
 
 

@@ -85,6 +85,7 @@ class Command:
     awaiting: bool = False
     fcnt_down: int | None = None
     request: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None  # the gateway's number of this submission (in its result ids)
 
 
 @dataclass
@@ -159,6 +160,9 @@ class DownlinkScheduler:
             if dev is None:
                 raise Refused("unknown_device", f"device {eui_hex(dev_eui)} is not registered")
             cmd = self._command(dev, cmd_id, body)
+            again = self._same_as_queued(cmd)
+            if again is not None:
+                return again
             self._check_room(dev, cmd_id)
         except Refused as exc:
             return self._reject(dev_eui, dev, cmd_id, exc.reason, str(exc), body)
@@ -166,13 +170,17 @@ class DownlinkScheduler:
             return self._reject(dev_eui, dev, cmd_id, "codec", str(exc), body)
         except InputError as exc:
             return self._reject(dev_eui, dev, cmd_id, "bad_field", str(exc), body)
+        except sqlite3.Error:
+            raise  # the database, not the command: the caller's transaction reports it
         except Exception as exc:  # a codec's own bug on odd data: the command still gets its answer
             log.exception("downlink command %s for %s could not be read", cmd_id, eui_hex(dev_eui))
             detail = f"could not be read ({type(exc).__name__})"
             return self._reject(dev_eui, dev, cmd_id, "internal", detail, body)
+        seq = self._next_seq()
+        now = self.clock()
         self.conn.execute(
             "INSERT OR REPLACE INTO downlinks (id, dev_eui, fport, payload, confirmed, expires_at, request, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 cmd.id,
                 eui_hex(dev_eui),
@@ -181,19 +189,52 @@ class DownlinkScheduler:
                 int(cmd.confirmed),
                 cmd.expires_at,
                 json.dumps(cmd.request),
-                self.clock(),
+                now,
+                seq,
             ),
         )
         self._queued.add(dev_eui)
         self.counters["queued"] += 1
-        return self._result(dev_eui, dev, cmd_id, "queued", "", cmd.request)
+        return self._result(dev_eui, dev, cmd_id, "queued", "", cmd.request, seq=seq, at=now)
+
+    def _same_as_queued(self, cmd: Command) -> dict[str, Any] | None:
+        """The ``queued`` result again when the same command (id and request) is still queued: a QoS 1
+        re-delivery. It changes nothing (a confirmed command waiting for its ACK keeps its attempts), and
+        its result is the first one, id and time, so the outbox and every receiver drop it as a duplicate."""
+        row = self.conn.execute(
+            "SELECT seq, request, created_at FROM downlinks WHERE dev_eui = ? AND id = ?",
+            (eui_hex(cmd.dev_eui), cmd.id),
+        ).fetchone()
+        if row is None or json.loads(row[1]) != cmd.request:
+            return None
+        dev = self.registry.get(cmd.dev_eui)
+        return self._result(cmd.dev_eui, dev, cmd.id, "queued", "", cmd.request, seq=row[0], at=row[2])
+
+    def _next_seq(self) -> int:
+        """The next submission number (inside the caller's transaction: a rolled-back submission gives its
+        number back, so a command's ids do not depend on failures before it)."""
+        row = self.conn.execute(
+            "UPDATE meta SET value = value + 1 WHERE key = 'downlink_seq' RETURNING value"
+        ).fetchone()
+        return int(row[0])
 
     def _reject(
         self, dev_eui: int, dev: Device | None, cmd_id: str, reason: str, detail: str, body: Any
     ) -> dict[str, Any]:
         self.counters["rejected"] += 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
-        return self._result(dev_eui, dev, cmd_id, "rejected", f"{reason}: {detail}", echo(body))
+        seq = self._next_seq()
+        return self._result(dev_eui, dev, cmd_id, "rejected", f"{reason}: {detail}", echo(body), seq=seq)
+
+    def refuse_for_storage(self, dev_eui: int, body: Any, error: str) -> dict[str, Any]:
+        """The ``rejected`` result (reason ``storage``) of a command the database did not take; to be stored
+        in a transaction of its own after the one that failed."""
+        given = body.get("id") if isinstance(body, dict) else None
+        cmd_id = given if isinstance(given, str) and COMMAND_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        dev = self.registry.get(dev_eui)
+        return self._reject(
+            dev_eui, dev, cmd_id, "storage", f"not queued, the database failed: {error}", body
+        )
 
     def _check_room(self, dev: Device, cmd_id: str) -> None:
         """Refuse a command beyond the device's queue limit (one replacing a queued command of the same id
@@ -267,10 +308,16 @@ class DownlinkScheduler:
         detail: str,
         request: dict[str, Any],
         fcnt_down: int | None = None,
+        *,
+        seq: int | None,
+        at: float | None = None,
     ) -> dict[str, Any]:
-        now = format_time_now(self.clock())
+        """A result record. Its id, ``<DevEUI>-down-<command id>-<seq>-<state>``, names one event: the
+        submission number ``seq`` tells apart commands that use an id again, and each state comes at most
+        once per submission."""
+        now = format_time_now(self.clock() if at is None else at)
         eui = eui_hex(dev_eui)
-        rid = f"{eui}-down-{cmd_id}-{state}"
+        rid = f"{eui}-down-{cmd_id}-{state}" if seq is None else f"{eui}-down-{cmd_id}-{seq}-{state}"
         payload = {
             "id": rid,
             "command_id": cmd_id,
@@ -295,13 +342,23 @@ class DownlinkScheduler:
     def queue(self, dev_eui: int, limit: int = -1) -> list[Command]:
         """The device's queued commands, oldest first (at most ``limit``; -1: all)."""
         rows = self.conn.execute(
-            "SELECT id, fport, payload, confirmed, expires_at, attempts, awaiting, fcnt_down, request "
+            "SELECT id, fport, payload, confirmed, expires_at, attempts, awaiting, fcnt_down, request, seq "
             "FROM downlinks WHERE dev_eui = ? ORDER BY created_at, rowid LIMIT ?",
             (eui_hex(dev_eui), limit),
         ).fetchall()
         return [
             Command(
-                r[0], dev_eui, r[1], bytes(r[2]), bool(r[3]), r[4], r[5], bool(r[6]), r[7], json.loads(r[8])
+                r[0],
+                dev_eui,
+                r[1],
+                bytes(r[2]),
+                bool(r[3]),
+                r[4],
+                r[5],
+                bool(r[6]),
+                r[7],
+                json.loads(r[8]),
+                r[9],
             )
             for r in rows
         ]
@@ -313,26 +370,39 @@ class DownlinkScheduler:
     def any_expired(self) -> bool:
         """Whether :meth:`expire` has work (checked without a write transaction)."""
         row = self.conn.execute(
-            "SELECT 1 FROM downlinks WHERE expires_at <= ? LIMIT 1", (self.clock(),)
+            "SELECT 1 FROM downlinks WHERE expires_at <= ? UNION ALL SELECT 1 FROM downlinks_removed LIMIT 1",
+            (self.clock(),),
         ).fetchone()
         return row is not None
 
     def expire(self) -> list[dict[str, Any]]:
-        """Drop commands whose time ran out (inside a transaction); returns their result records."""
+        """Drop commands whose time ran out, and those of removed devices (``havel device remove`` moved
+        them aside: a device added again under the DevEUI must not get them), inside a transaction; returns
+        their result records (``expired``; ``failed``)."""
         now = self.clock()
         rows = self.conn.execute(
-            "SELECT id, dev_eui, request, fcnt_down FROM downlinks WHERE expires_at <= ?", (now,)
+            "SELECT id, dev_eui, request, fcnt_down, seq FROM downlinks WHERE expires_at <= ?", (now,)
         ).fetchall()
         out = []
-        for cid, eui, req, fc in rows:
+        for cid, eui, req, fc, seq in rows:
             self.conn.execute(_DELETE, (eui, cid))
             dev_eui = int(eui, 16)
             self.counters["expired"] += 1
+            dev = self.registry.get(dev_eui)
             out.append(
-                self._result(
-                    dev_eui, self.registry.get(dev_eui), cid, "expired", "ttl_s ran out", json.loads(req), fc
-                )
+                self._result(dev_eui, dev, cid, "expired", "ttl_s ran out", json.loads(req), fc, seq=seq)
             )
+        removed = self.conn.execute(
+            "SELECT rowid, id, dev_eui, request, fcnt_down, seq, device FROM downlinks_removed ORDER BY rowid"
+        ).fetchall()
+        for rowid, cid, eui, req, fc, seq, name in removed:
+            self.conn.execute("DELETE FROM downlinks_removed WHERE rowid = ?", (rowid,))
+            self.counters["failed"] += 1
+            result = self._result(
+                int(eui, 16), None, cid, "failed", "device removed", json.loads(req), fc, seq=seq
+            )
+            result["payload"]["device"] = name
+            out.append(result)
         return out
 
     # --------------------------------------------------------------------------------------- schedule
@@ -356,7 +426,9 @@ class DownlinkScheduler:
                 self.conn.execute(_DELETE, (dev.eui_hex, head.id))
                 self.counters["acked"] += 1
                 results.append(
-                    self._result(dev.dev_eui, dev, head.id, "acked", "", head.request, head.fcnt_down)
+                    self._result(
+                        dev.dev_eui, dev, head.id, "acked", "", head.request, head.fcnt_down, seq=head.seq
+                    )
                 )
                 queue.pop(0)
             elif head.attempts >= self.net.confirmed_retries:
@@ -371,6 +443,7 @@ class DownlinkScheduler:
                         f"no ACK after {head.attempts} attempts",
                         head.request,
                         head.fcnt_down,
+                        seq=head.seq,
                     )
                 )
                 queue.pop(0)
@@ -436,9 +509,14 @@ class DownlinkScheduler:
                 )
             else:
                 self.conn.execute(_DELETE, (dev.eui_hex, cmd.id))
+            # "sent" once per command, at its first transmission; a confirmed one then waits for its ACK
+            # (the resends of a confirmed command are no new fate: its "acked" or "failed" follows)
+            if cmd.attempts == 1:
                 self.counters["sent"] += 1
                 results.append(
-                    self._result(dev.dev_eui, dev, cmd.id, "sent", tx.window, cmd.request, fcnt_down)
+                    self._result(
+                        dev.dev_eui, dev, cmd.id, "sent", tx.window, cmd.request, fcnt_down, seq=cmd.seq
+                    )
                 )
         return tx, results
 

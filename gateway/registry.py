@@ -378,6 +378,15 @@ class Registry:
                 "WHERE dev_eui = ?",
                 (eui_hex(dev_eui),),
             )
+            # its queued commands go aside (the daemon publishes their "failed" result): a device added
+            # again under this DevEUI is another device and must not get them
+            self.conn.execute(
+                "INSERT INTO downlinks_removed (dev_eui, id, seq, device, request, fcnt_down) "
+                "SELECT q.dev_eui, q.id, q.seq, d.name, q.request, q.fcnt_down FROM downlinks q "
+                "LEFT JOIN devices d ON d.dev_eui = q.dev_eui WHERE q.dev_eui = ? ORDER BY q.created_at",
+                (eui_hex(dev_eui),),
+            )
+            self.conn.execute("DELETE FROM downlinks WHERE dev_eui = ?", (eui_hex(dev_eui),))
             self.conn.execute("DELETE FROM devices WHERE dev_eui = ?", (eui_hex(dev_eui),))
             self._bump_version()
 

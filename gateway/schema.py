@@ -83,6 +83,16 @@ CREATE TABLE IF NOT EXISTS downlinks (
     created_at REAL NOT NULL,
     PRIMARY KEY (dev_eui, id)
 )"""
+# the commands of removed devices, until the daemon publishes their "failed" result (docs/mqtt.md)
+DOWNLINKS_REMOVED = """
+CREATE TABLE IF NOT EXISTS downlinks_removed (
+    dev_eui    TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    seq        INTEGER,
+    device     TEXT,                         -- the removed device's name
+    request    TEXT NOT NULL,
+    fcnt_down  INTEGER
+)"""
 DOWNLINKS = (
     DOWNLINKS_TABLE,
     "CREATE INDEX IF NOT EXISTS downlinks_dev ON downlinks(dev_eui, created_at)",
@@ -199,8 +209,22 @@ def _adopt_unversioned(conn: sqlite3.Connection) -> None:
         )
 
 
+def _command_numbers(conn: sqlite3.Connection) -> None:
+    """1 -> 2: every command the gateway takes gets a number (``downlinks.seq``, counted in ``meta``
+    ``downlink_seq``) that makes its result ids unique, also when a command id is used again; commands
+    already queued are numbered in queue order. The commands of removed devices wait in
+    ``downlinks_removed`` for their result."""
+    if "seq" not in _columns(conn, "downlinks"):
+        conn.execute("ALTER TABLE downlinks ADD COLUMN seq INTEGER")
+    conn.execute("UPDATE downlinks SET seq = rowid WHERE seq IS NULL")
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (key, value) SELECT 'downlink_seq', coalesce(max(seq), 0) FROM downlinks"
+    )
+    conn.execute(DOWNLINKS_REMOVED)
+
+
 # STEPS[i] takes a database from version i to i + 1
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_adopt_unversioned,)
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_adopt_unversioned, _command_numbers)
 VERSION = len(STEPS)
 
 

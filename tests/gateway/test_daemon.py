@@ -595,6 +595,32 @@ def test_a_command_nobody_collects_expires_and_says_so(gw: InProcessGateway, tmp
     assert gw.call(gw.gateway.downlinks.depth) == 0
 
 
+def test_a_command_the_database_does_not_take_is_rejected_for_storage(
+    gw: InProcessGateway, tmp_path: Path
+) -> None:
+    """A database error while a command is queued (a real SQLite error, raised by a trigger on the queue
+    table) loses no answer: the command is not queued and its result says ``rejected``, reason
+    ``storage``; the error still reaches the caller (the storage health)."""
+    from havel.errors import StorageError
+
+    conn = gw.gateway.registry.conn
+    sql = "CREATE TEMP TRIGGER no_room BEFORE INSERT ON downlinks BEGIN SELECT RAISE(ABORT, 'no room'); END"
+    gw.call(conn.execute, sql)
+    with pytest.raises(StorageError, match="no room"):
+        gw.call(gw.gateway.submit_downlink, EUI, {"fport": 24, "raw": "1001", "id": "lost"})
+    gw.call(conn.execute, "DROP TRIGGER no_room")
+    results = wait(
+        lambda: [x["payload"] for x in lines(tmp_path / "out.jsonl") if x["topic"].endswith("/down/result")],
+        timeout=8,
+    )
+    assert [(r["command_id"], r["state"], r["request"]) for r in results] == [
+        ("lost", "rejected", {"fport": 24, "raw": "1001"})
+    ]
+    assert results[0]["detail"].startswith("storage: ") and "no room" in results[0]["detail"]
+    assert gw.call(gw.gateway.downlinks.depth) == 0
+    assert gw.gateway.downlinks.rejected_by_reason == {"storage": 1}
+
+
 def test_the_daemon_process_sets_its_garbage_collection_for_a_long_run() -> None:
     """`havel gateway run` freezes what exists once started and collects the young generation less often
     (in a process of its own here: the test process's collector is left alone)."""

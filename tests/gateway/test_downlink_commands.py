@@ -221,3 +221,70 @@ def test_fpending_and_acks_with_a_long_queue(tmp_path: Path) -> None:
         tx, results = env.uplink()
         assert tx is not None and [r["payload"]["command_id"] for r in results] == [f"n{i}"]
     assert not decode(tx)[0].fpending and env.dl.depth() == 0
+
+
+def test_every_result_has_an_id_of_its_own_also_when_a_command_id_is_used_again(env: Env) -> None:
+    """Result ids are ``<DevEUI>-down-<command id>-<submission number>-<state>``: a command id used again
+    after the first command went, a command replacing its queued namesake and a bad command sent twice
+    each get results the outbox keeps (none is dropped as a duplicate of an earlier one)."""
+    first = env.command({"fport": 24, "raw": "1001", "id": "a"})
+    tx, sent = env.uplink()
+    assert tx is not None and [r["payload"]["state"] for r in sent] == ["sent"]
+    with env.reg.transaction():
+        env.outbox.put_many(sent)
+    again = env.command({"fport": 24, "raw": "1001", "id": "a"})  # the first one is gone: a new command
+    replaced = env.command({"fport": 24, "raw": "1003", "id": "a"})  # replaces the one still queued
+    bad = [env.command({"fport": 24, "raw": "1001", "id": "b", "colour": "red"}) for _ in range(2)]
+    ids = [first["id"], sent[0]["id"], again["id"], replaced["id"], bad[0]["id"], bad[1]["id"]]
+    assert len(set(ids)) == 6, ids
+    assert first["id"] == f"{EUI:016X}-down-a-1-queued" and sent[0]["id"] == f"{EUI:016X}-down-a-1-sent"
+    assert [r["id"] for r in env.results()] == ids  # all stored: the outbox dropped none as a duplicate
+    assert [c.payload for c in env.dl.queue(EUI)] == [bytes.fromhex("1003")]
+    _, went = env.uplink()
+    assert [(r["payload"]["state"], r["payload"]["request"]["raw"]) for r in went] == [("sent", "1003")]
+    assert went[0]["id"] == replaced["id"].replace("-queued", "-sent")
+
+
+def test_a_redelivered_command_changes_nothing(tmp_path: Path) -> None:
+    """An MQTT QoS 1 re-delivery (the same id and request) of a confirmed command waiting for its ACK
+    keeps its attempts: it fails after confirmed_retries attempts in all, and its result is the first
+    one again (same id and time), which the outbox drops as a duplicate."""
+    env = Env(tmp_path, confirmed_retries=2)
+    body = {"fport": 24, "raw": "1000", "confirmed": True, "id": "d"}
+    first = env.command(body)
+    env.uplink()  # attempt 1
+    env.clock.t += 60
+    assert env.command(dict(body)) == first
+    [cmd] = env.dl.queue(EUI)
+    assert (cmd.attempts, cmd.awaiting) == (1, True)
+    assert [r["state"] for r in env.results()] == ["queued"]
+    env.uplink()  # attempt 2
+    _, results = env.uplink()
+    assert [(r["payload"]["state"], r["payload"]["detail"]) for r in results] == [
+        ("failed", "no ACK after 2 attempts")
+    ]
+    assert env.dl.counters["queued"] == 1 and env.dl.counters["sent"] == 1
+    # a different request under the same id is a new command: it replaces the queued one
+    env.command(body)
+    changed = env.command({**body, "raw": "1001"})
+    assert changed["id"] != first["id"] and [c.payload.hex() for c in env.dl.queue(EUI)] == ["1001"]
+
+
+def test_removing_a_device_fails_its_queued_commands(env: Env) -> None:
+    """`havel device remove` moves the device's queued commands aside; the daemon's housekeeping publishes
+    a "failed" result for each, and a device added again under the DevEUI gets none of them."""
+    queued = env.command({"fport": 24, "raw": "1001", "id": "valve"})
+    env.reg.remove(EUI)
+    assert env.dl.depth() == 0 and env.dl.any_expired()
+    with env.reg.transaction():
+        results = env.dl.expire()
+    assert [(r["payload"]["state"], r["payload"]["detail"], r["payload"]["device"]) for r in results] == [
+        ("failed", "device removed", "cool-1")
+    ]
+    assert results[0]["id"] == queued["id"].replace("-queued", "-failed")
+    assert not env.dl.any_expired()
+    env.reg.add(
+        Device(name="cool-1", dev_eui=EUI, codec="cooling", activation="abp", session=Session(ADDR, NWK, APP))
+    )
+    tx, got = env.uplink()
+    assert tx is None and got == []  # nothing of the removed device's queue goes to the new one

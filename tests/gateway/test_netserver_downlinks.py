@@ -193,7 +193,9 @@ def test_confirmed_downlink_is_retried_until_acked(env: Env) -> None:
     env.command({"fport": 23, "data": {"state": "closed", "ttl": 60}, "confirmed": True, "id": "c"})
     tx1, r1 = env.uplink()
     tx2, r2 = env.uplink()  # no ACK bit: sent again with a new counter
-    assert tx1 is not None and tx2 is not None and r1 == [] and r2 == []
+    assert tx1 is not None and tx2 is not None and r2 == []
+    # "sent" at the first transmission (the resend is no new fate), then "acked"
+    assert [(r["payload"]["state"], r["payload"]["fcnt_down"] is not None) for r in r1] == [("sent", True)]
     f1, _ = decode(tx1)
     f2, _ = decode(tx2)
     assert f1.confirmed and f2.confirmed and f2.fcnt16 == f1.fcnt16 + 1

@@ -39,6 +39,21 @@ def _definitions(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
     return conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
 
 
+Rows = dict[str, list[tuple[object, ...]]]
+
+
+def _without_later_additions(contents: Rows) -> Rows:
+    """The contents as the fixture had them: what the steps after the first added taken out (step 2: the
+    commands' numbers, their counter and the table of removed devices' commands, empty here)."""
+    out = dict(contents)
+    assert out.pop("downlinks_removed") == []
+    assert ("downlink_seq", 1) in out["meta"]  # the one queued command got number 1
+    out["meta"] = [r for r in out["meta"] if r[0] != "downlink_seq"]
+    assert [r[-1] for r in out["downlinks"]] == [1]
+    out["downlinks"] = [r[:-1] for r in out["downlinks"]]
+    return out
+
+
 def test_a_database_of_todays_schema_migrates_with_every_row_kept(tmp_path: Path) -> None:
     path = tmp_path / "havel.db"
     _old_database(path)
@@ -49,8 +64,8 @@ def test_a_database_of_todays_schema_migrates_with_every_row_kept(tmp_path: Path
     assert len(before) == 13 and all(before[t] for t in before), "the fixture has rows in every table"
 
     conn = db.open_db(path)
-    assert schema.version(conn) == schema.VERSION >= 1
-    assert _contents(conn) == before
+    assert schema.version(conn) == schema.VERSION >= 2
+    assert _without_later_additions(_contents(conn)) == before
     # the components find their data where they left it
     reg = Registry(conn)
     dev = reg.get(0x70B3D57ED0010003)
@@ -68,14 +83,14 @@ def test_a_database_of_todays_schema_migrates_with_every_row_kept(tmp_path: Path
     assert schema.migrate(again) == 0  # nothing left to do
     assert schema.version(again) == schema.VERSION
     assert _definitions(again) == definitions
-    assert _contents(again) == before
+    assert _without_later_additions(_contents(again)) == before
     again.close()
 
 
 def test_a_new_database_is_created_at_the_current_version(tmp_path: Path) -> None:
     conn = db.open_db(tmp_path / "havel.db")
     assert schema.version(conn) == schema.VERSION
-    assert len(_contents(conn)) == 13
+    assert len(_contents(conn)) == 14
     conn.close()
 
 

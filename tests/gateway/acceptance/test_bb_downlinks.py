@@ -6,6 +6,8 @@ forwarder as PULL_RESP in the device's RX1 window, read back with lora-packet; e
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -48,7 +50,8 @@ def test_commands_reach_the_forwarder_in_rx1_and_report_their_fate(
     topic = f"{PREFIX}/{dev.dev_eui}/down"
     subscriber.publish(topic, json.dumps({"fport": 10, "data": {"interval": 900}, "id": "every-15-min"}))
     queued = _state_of(subscriber, dev.dev_eui, "every-15-min", "queued")
-    assert queued["id"] == f"{dev.dev_eui}-down-every-15-min-queued"
+    # docs/mqtt.md: <DevEUI>-down-<command id>-<submission number>-<state>
+    assert re.fullmatch(f"{dev.dev_eui}-down-every-15-min-[0-9]+-queued", queued["id"]), queued["id"]
     assert queued["dev_eui"] == dev.dev_eui
     assert queued["device"] == dev.name
     assert queued["request"]["fport"] == 10
@@ -69,6 +72,7 @@ def test_commands_reach_the_forwarder_in_rx1_and_report_their_fate(
     assert down["payload"] == "100384"  # docs/payloads.md: set_interval 900 s
     sent = _state_of(subscriber, dev.dev_eui, "every-15-min", "sent")
     assert sent["fcnt_down"] == down["fcnt"]
+    assert sent["id"] == queued["id"].replace("-queued", "-sent")
 
     # a confirmed command is acknowledged by the device's next uplink (ACK bit)
     subscriber.publish(topic, json.dumps({"fport": 12, "raw": "1000", "confirmed": True, "id": "reboot-1"}))
@@ -79,12 +83,18 @@ def test_commands_reach_the_forwarder_in_rx1_and_report_their_fate(
     assert down["mtype"] == "Confirmed Data Down"
     assert down["mic_ok"] is True
     assert (down["fport"], down["payload"]) == (12, "1000")
-    # docs: every change of fate is published, "sent" included; a confirmed command goes from "queued"
-    # straight to "acked" (findings file), so this file does not wait for its "sent"
+    # docs: every change of fate is published, "sent" included, also for a confirmed command (TX_ACK NONE)
+    # before the device acknowledges it; downlinks.sent counts it
+    confirmed_sent = _state_of(subscriber, dev.dev_eui, "reboot-1", "sent")
+    assert confirmed_sent["fcnt_down"] == down["fcnt"]
+    wait_for(lambda: gw.status()["downlinks"]["sent"] >= 2, 30, "downlinks.sent counting both commands")
     fwd.push_acked([fwd.rxpk(lora.uplink(dev, 3, water_payload(52), ack=True))])
     acked = _state_of(subscriber, dev.dev_eui, "reboot-1", "acked")
-    assert acked["id"] == f"{dev.dev_eui}-down-reboot-1-acked"
+    assert re.fullmatch(f"{dev.dev_eui}-down-reboot-1-[0-9]+-acked", acked["id"]), acked["id"]
+    assert acked["id"].replace("-acked", "-sent") == confirmed_sent["id"]
     assert gw.status()["downlinks"]["acked"] >= 1
+    states = [r["state"] for r in _results(subscriber, dev.dev_eui) if r["command_id"] == "reboot-1"]
+    assert states == ["queued", "sent", "acked"], states
 
 
 POISON: list[tuple[str, bytes]] = [
@@ -189,3 +199,69 @@ def test_the_queue_holds_downlink_queue_max_commands_and_an_id_replaces_its_name
         if len(payloads) == 2:
             break
     assert sorted(payloads) == ["1002", "1003"], payloads  # the replaced "a" (1001) never goes down
+    # docs/mqtt.md: "Every message on a device's .../down topic gets a result": the replacement too
+    results = [
+        (r["command_id"], r["state"], r["request"].get("raw")) for r in _results(subscriber, dev.dev_eui)
+    ]
+    assert ("a", "queued", "1001") in results and ("a", "queued", "1003") in results, results
+    assert len({r["id"] for r in _results(subscriber, dev.dev_eui)}) == len(results)
+
+
+def test_a_command_that_replaces_its_namesake_gets_a_result(
+    make_gateway: Callable[..., Gateway], subscriber: Subscriber
+) -> None:
+    """docs/mqtt.md: "Every message on a device's .../down topic gets a result" and "a new command with the
+    id of one still queued for the same device replaces it"."""
+    dev = abp_device(33)
+    gw = make_gateway(devices=(dev,))
+    wait_for(lambda: gw.status()["sinks"]["commands"]["subscribed"], 30, "the command subscription")
+    topic = f"{PREFIX}/{dev.dev_eui}/down"
+    subscriber.publish(topic, json.dumps({"fport": 24, "raw": "1001", "id": "a"}))
+    subscriber.publish(topic, json.dumps({"fport": 24, "raw": "1003", "id": "a"}))
+    subscriber.publish(topic, json.dumps({"fport": 24, "raw": "1002", "id": "b"}))
+    subscriber.wait_json("/down/result", where=lambda r: r["command_id"] == "b")
+    wait_for(
+        lambda: (
+            ("a", "1003")
+            in [(r["command_id"], r["request"].get("raw")) for r in subscriber.json_on("/down/result")]
+        ),
+        30,
+        "the result of the replacing command",
+    )
+
+
+def test_a_command_id_used_again_after_the_first_was_sent_gets_its_results(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+) -> None:
+    """docs/mqtt.md: "Every change of the command's fate is published on .../down/result"; its own example id
+    `thresholds-summer` is the kind an operator sends again next summer: the second command with that id
+    gets its "queued" and "sent" as the first did."""
+    dev = abp_device(34)
+    gw = make_gateway(devices=(dev,))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    fwd.pull_acked()
+    wait_for(lambda: gw.status()["sinks"]["commands"]["subscribed"], 30, "the command subscription")
+    topic = f"{PREFIX}/{dev.dev_eui}/down"
+    for rnd, freq in ((1, 868.1), (2, 868.3)):
+        command = {"fport": 10, "data": {"interval": 900 * rnd}, "id": "thresholds-summer"}
+        subscriber.publish(topic, json.dumps(command))
+        subscriber.wait_json(
+            "/down/result", where=lambda r, rnd=rnd: r["request"]["data"]["interval"] == 900 * rnd
+        )
+        fwd.tmst += 10_000_000
+        fwd.push_acked([fwd.rxpk(lora.uplink(dev, rnd, water_payload(rnd)), freq=freq)])
+        down = lora.downlink(dev, fwd.pull_resp()["_phy"])
+        assert (down["fport"], down["payload"]) == (10, f"10{900 * rnd:04x}")
+
+    def both() -> list[tuple[str, int]] | None:
+        got = [(r["state"], r["request"]["data"]["interval"]) for r in subscriber.json_on("/down/result")]
+        return got if len(got) >= 4 else None
+
+    results = wait_for(both, 30, "queued and sent of both commands")
+    assert sorted(results) == [("queued", 900), ("queued", 1800), ("sent", 900), ("sent", 1800)], results
+    time.sleep(1)
+    assert len(subscriber.json_on("/down/result")) == 4
