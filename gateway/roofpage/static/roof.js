@@ -50,13 +50,19 @@
       : "Storage: OK, every uplink is stored before it is acknowledged.";
   }
 
+  // records dropped to make room (by priority), said only when there were some
+  function dropped(d) {
+    const parts = Object.entries(d || {}).filter(([, n]) => n > 0).map(([p, n]) => `${n} ${p}`);
+    return parts.length ? "; dropped for room: " + parts.join(", ") : "";
+  }
+
   function showSinks(st, now) {
     const ob = st.outbox || {};
     const age = ob.oldest_age_s;
     $("outbox-summary").textContent = ob.error
       ? "Outbox unreadable: " + ob.error
       : `Outbox: ${ob.depth ?? 0} record(s) waiting, ${bytes(ob.bytes || 0)}` +
-        (age ? `, the oldest received ${ago(age)} ago` : "") + (ob.dropped ? `; dropped for room: ${JSON.stringify(ob.dropped)}` : "");
+        (age ? `, the oldest received ${ago(age)} ago` : "") + dropped(ob.dropped) + ".";
     $("outbox-summary").dataset.depth = String(ob.depth ?? 0);
     const waiting = ob.by_sink || {};
     const items = [];
@@ -95,7 +101,7 @@
 
   function drawChart(series, now) {
     const counts = series.counts;
-    const W = 600, H = 180, L = 34, B = 22, T = 8;
+    const W = 360, H = 170, L = 30, B = 22, T = 8;
     const max = Math.max(1, ...counts);
     const top = max <= 5 ? 5 : Math.ceil(max / 5) * 5;
     const bw = (W - L) / counts.length;
@@ -121,7 +127,7 @@
     for (const back of [60, 45, 30, 15, 0]) {
       const i = counts.length - 1 - back;
       if (i < 0) continue;
-      svg.append(make("text", { x: L + i * bw + bw / 2, y: H - 6, "text-anchor": "middle" },
+      svg.append(make("text", { x: L + i * bw + bw / 2, y: H - 6, "text-anchor": back ? "middle" : "end" },
         back ? `−${back} min` : "now"));
     }
     $("chart").replaceChildren(svg);
