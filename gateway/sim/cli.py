@@ -44,6 +44,13 @@ def register(specs: list[NodeSpec], config_path: Path | None, data_dir: Path | N
         conn.close()
 
 
+def _address(text: str, option: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"{option} {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
 def _describe(ev: dict[str, Any]) -> str:
     e = ev["event"]
     head = f"[{ev['t_s'] / 3600:5.2f} h] {ev['node']:<20}"
@@ -119,6 +126,16 @@ def _describe(ev: dict[str, Any]) -> str:
     help="Data rate the nodes join and start at (0 = SF12 .. 5 = SF7); with ADR the gateway moves it.",
 )
 @click.option("--no-adr", is_flag=True, help="Nodes without the ADR bit (the kits set it).")
+@click.option(
+    "--roof",
+    "roof_addrs",
+    multiple=True,
+    help="HOST:PORT of a roof sharing a Redis store (repeat; one concentrator each, every node heard by "
+    "one to three of them; docs/multiroof.md). Replaces --gateway and --concentrators.",
+)
+@click.option("--store", "store_url", help="Register the nodes in this shared store (redis:// or rediss://).")
+@click.option("--store-password-file", type=click.Path(dir_okay=False), help="The store's password (0600).")
+@click.option("--store-ca-file", type=click.Path(dir_okay=False), help="CA of the store's TLS certificate.")
 @click.option("--json", "as_json", is_flag=True, help="Events as JSON lines.")
 def sim(
     gateway_addr: str,
@@ -135,6 +152,10 @@ def sim(
     write_devices: Path | None,
     dr: int,
     no_adr: bool,
+    roof_addrs: tuple[str, ...],
+    store_url: str | None,
+    store_password_file: str | None,
+    store_ca_file: str | None,
     as_json: bool,
 ) -> None:
     """Simulated concentrators and firmware nodes speaking GWMP to the gateway."""
@@ -148,11 +169,19 @@ def sim(
     specs = make_specs(counts, interval_s=interval)
     if not specs:
         raise InputError("--nodes: nothing to simulate")
-    if config_path is None and data_dir is None and write_devices is None:
+    roofs = [_address(a, "--roof") for a in roof_addrs]
+    if config_path is None and data_dir is None and write_devices is None and store_url is None:
         raise InputError(
             "the gateway must know the nodes' keys",
-            hint="pass --data-dir/--config (register them) or --write-devices FILE",
+            hint="pass --data-dir/--config (register them), --store URL or --write-devices FILE",
         )
+    if store_url is not None:
+        from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+        from havel.gateway.registry import parse_import
+
+        shared = SharedState(connect(StoreSettings(store_url, store_password_file, store_ca_file)))
+        for dev in parse_import(json.dumps([s.record() for s in specs]), "sim.json"):
+            shared.put_device(dev)
     if config_path is not None or data_dir is not None:
         register(specs, config_path, data_dir)
     if write_devices is not None:
@@ -175,6 +204,7 @@ def sim(
         on_event=show,
         adr=not no_adr,
         dr=dr,
+        roofs=roofs or None,
     )
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

@@ -81,7 +81,7 @@ class SimNode:
         app_key: bytes,
         world: World,
         concentrators: list[Concentrator],
-        signal: list[tuple[float, float]],
+        signal: list[tuple[float, float] | None],
         interval_s: float,
         wait_s: float,
         on_event: Callable[[Event], None],
@@ -98,7 +98,7 @@ class SimNode:
         self.dev_eui = dev_eui
         self.world = world
         self.concentrators = concentrators
-        self.signal = signal  # (rssi, snr) per concentrator
+        self.signal = signal  # (rssi, snr) per concentrator, None where it does not hear the node
         self.wait_s = wait_s
         self.on_event = on_event
         self.rng = random.Random(index * 7919 + 1)
@@ -159,7 +159,10 @@ class SimNode:
         waiters = []
         # each TXPower index below the maximum is 2 dB less EIRP (RP002 2.4.3): the link loses as much
         weaker = 2.0 * self.node.mac.tx_power
-        for conc, (rssi, snr) in zip(self.concentrators, self.signal, strict=True):
+        for conc, heard in zip(self.concentrators, self.signal, strict=True):
+            if heard is None:
+                continue
+            rssi, snr = heard
             waiters.append((conc, conc.expect(windows)))
             jitter = self.rng.uniform(-1.5, 1.5)
             conc.push(

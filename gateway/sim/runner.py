@@ -98,6 +98,7 @@ class Simulation:
         adr: bool = True,
         dr: int = 5,
         signal: tuple[float, float] | None = None,
+        roofs: list[tuple[str, int]] | None = None,
     ) -> None:
         self.gateway = gateway
         self.specs = specs
@@ -107,16 +108,23 @@ class Simulation:
         self.on_event = on_event
         self.events: queue.Queue[Event] = queue.Queue()
         self.history: list[Event] = []
+        # several roofs (docs/multiroof.md): one concentrator per roof, each node heard by one to three
+        targets = list(roofs) if roofs else [gateway] * concentrators
+        concentrators = len(targets)
         self.concentrators = [
-            Concentrator(gateway, GATEWAY_EUI_BASE + i + 1, version=protocol, gps=gps)
-            for i in range(concentrators)
+            Concentrator(target, GATEWAY_EUI_BASE + i + 1, version=protocol, gps=gps)
+            for i, target in enumerate(targets)
         ]
         self.nodes: list[SimNode] = []
         for i, spec in enumerate(specs):
+            sig: list[tuple[float, float] | None]
             if signal is not None:
                 sig = [signal] * concentrators
             else:
                 sig = [(-70.0 - 12 * ((i + k) % 4), 9.0 - 3 * ((i + k) % 4)) for k in range(concentrators)]
+            if roofs:
+                hearing = {(i + k) % concentrators for k in range(min(concentrators, 1 + i % 3))}
+                sig = [x if k in hearing else None for k, x in enumerate(sig)]
             self.nodes.append(
                 SimNode(
                     spec.kind,
