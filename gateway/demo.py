@@ -309,7 +309,9 @@ def demo(duration: float, speed: float, no_mqtt: bool, keep: bool, plain: bool) 
             from havel.gateway.settings import MqttSettings
 
             # the platform's side: the gateway's own MQTT client, in a loop thread of its own
-            platform = MqttSettings(host="127.0.0.1", port=broker.port, tls=False, clean_start=True)
+            platform = MqttSettings(
+                host="127.0.0.1", port=broker.port, tls=False, clean_start=True, session_expiry_s=0
+            )
             commander = MqttClient(platform, name="demo platform", client_id="havel-demo-platform")
             commander_loop = LoopThread("demo-platform")
             commander_loop.run(commander.start(), 10)
