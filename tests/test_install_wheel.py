@@ -102,6 +102,8 @@ def test_the_wheel_carries_the_hardware_data_and_the_firmware(wheel: Path) -> No
     assert "havel/firmware/bundle.json" in names
     board = [p.name for p in (REPO / "gateway" / "relay" / "board" / "static").iterdir()]
     assert board and all(f"havel/gateway/relay/board/static/{n}" in names for n in board)  # works offline
+    roof = [p.name for p in (REPO / "gateway" / "roofpage" / "static").iterdir()]
+    assert roof and all(f"havel/gateway/roofpage/static/{n}" in names for n in roof)  # the roof status page
 
 
 def test_a_roof_install_runs_the_gateway_and_the_simulator_without_the_lab_tools(
@@ -170,6 +172,10 @@ def test_a_roof_install_runs_the_gateway_and_the_simulator_without_the_lab_tools
                 devices = {u["device"] for u in ups if u.get("fport") == 1}
             time.sleep(0.2)
         assert devices == {"sim-temperature-1", "sim-water-1"}
+        # the roof status page comes from the wheel's own files
+        for path in ("/", "/roof.js", "/havel/havel.css", "/roof.json"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=10) as r:
+                assert r.status == 200 and r.read(), path
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
