@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bb_kit import (
@@ -19,6 +20,7 @@ from bb_kit import (
     LoraPacket,
     Subscriber,
     abp_device,
+    add_device,
     otaa_device,
     wait_for,
     water_payload,
@@ -103,6 +105,33 @@ def test_an_unacknowledged_confirmed_command_fails_after_its_attempts(
     assert all(d["mtype"] == "Confirmed Data Down" for d in sent)
     assert len({d["fcnt"] for d in sent}) == len(sent), "each attempt has a new counter"
     assert gw.status()["downlinks"]["failed"] >= 1
+
+
+def test_a_removed_devices_commands_fail_and_never_reach_a_device_added_again(
+    make_gateway: Callable[..., Gateway],
+    subscriber: Subscriber,
+    lora: LoraPacket,
+    forwarders: list[Forwarder],
+    tmp_path: Path,
+) -> None:
+    """docs/mqtt.md: a command queued for a device that `havel device remove` removes is published as
+    `failed` (detail "device removed"); the kit added again under the same DevEUI never gets it."""
+    dev = abp_device(93)
+    gw = make_gateway(devices=(dev,))
+    fwd = Forwarder(gw.udp_port)
+    forwarders.append(fwd)
+    fwd.pull_acked()
+    wait_for(lambda: gw.status()["sinks"]["commands"]["subscribed"], 30, "the command subscription")
+    subscriber.publish(f"{PREFIX}/{dev.dev_eui}/down", json.dumps({"fport": 24, "raw": "1001", "id": "old"}))
+    wait_for(lambda: _states(subscriber, "old"), 30, "queued")
+    assert gw.cli("device", "remove", dev.name).returncode == 0  # while the daemon runs
+    wait_for(lambda: ("failed", "device removed") in _states(subscriber, "old"), 30, "the failed result")
+    add_device(gw, dev, tmp_path / "again")
+    fwd.push_acked([fwd.rxpk(lora.uplink(dev, 1, water_payload(1)))])
+    wait_for(lambda: gw.status()["uplinks"]["accepted"] >= 1, 30, "the new device's uplink")
+    ports = [lora.downlink(dev, phy)["fport"] for phy in _pull_resps(fwd, settle=2.0)]
+    assert 24 not in ports, ports
+    assert _states(subscriber, "old") == [("queued", ""), ("failed", "device removed")]
 
 
 def test_a_pull_data_from_another_port_does_not_take_the_downlink_path(
