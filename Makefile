@@ -14,8 +14,13 @@ test: setup
 lint: setup
 	@bash tools/lint.sh
 
+# `make demo ROOFS=2`: several roofs sharing one Redis (docs/multiroof.md) instead of the one-roof demo
 demo: setup
+ifeq ($(ROOFS),)
 	$(VENV)/bin/havel demo
+else
+	$(PY) -m havel.gateway.network.shared.demo --roofs $(ROOFS)
+endif
 
 # the installable wheel (hw/ and firmware/ inside), for a roof or a Lab laptop without a checkout
 wheel: setup
