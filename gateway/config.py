@@ -25,7 +25,7 @@ from havel.errors import ConfigError, InputError
 from .settings import check, key, read
 
 # Sections of the config that belong to optional components the daemon can start (see daemon.COMPONENTS).
-COMPONENT_SECTIONS = ("forwarder", "relay", "watchdog", "power")
+COMPONENT_SECTIONS = ("forwarder", "relay", "watchdog", "power", "upstream")
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gateway's own config uses is 4

@@ -85,7 +85,11 @@ class StatusReport:
             "downlinks": downlinks,
             "components": sorted(gw.components),
             # what the rooftop components report: the forwarder watchdog, the UPS (gateway/setup, /power)
-            **{n: c.health() for n, c in gw.components.items() if n in ("watchdog", "power", "relay")},
+            **{
+                n: c.health()
+                for n, c in gw.components.items()
+                if n in ("watchdog", "power", "relay", "upstream")
+            },
         }
 
     def outbox(self) -> dict[str, Any]:

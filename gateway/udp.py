@@ -157,6 +157,8 @@ class GwmpServer(asyncio.DatagramProtocol):
         self.silent_after_s = silent_after_s
         self.on_tx_done = on_tx_done
         self.on_silence = on_silence
+        # gets PUSH_DATA that carry ``stat`` but no readable rxpk, as they came (upstream mode forwards them)
+        self.on_stat: Callable[[int, bytes], None] | None = None
         self.forwarders: dict[int, PacketForwarder] = {}
         # With defer_acks, PUSH_ACKs of datagrams that carried rxpk wait for release_acks() (called by the
         # daemon right after the intake journal's group commit, a few milliseconds later).
@@ -417,6 +419,8 @@ class GwmpServer(asyncio.DatagramProtocol):
                 self._field_rejected(exc)
                 log.debug("unreadable rxpk from %s: %s", eui_hex(fwd.eui), exc)
         handed = len(readable)
+        if not readable and stat is not None and self.on_stat is not None:
+            self.on_stat(fwd.eui, data)
         if self.on_push is not None:
             if readable:
                 self.on_push(fwd.eui, data, now, readable)

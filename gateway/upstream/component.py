@@ -1,0 +1,381 @@
+"""``[upstream]``: this gateway in front of one or more network servers (the city's, a Lab test server).
+
+Every frame the packet forwarders deliver is routed by device:
+
+- **local**: a device in Havel's registry that is not listed in ``follow``: served by Havel's own network
+  server (joins, ADR, MAC commands, downlinks), as in standalone mode; it does not go upstream.
+- **followed**: a registry device listed in ``follow``: its frames go upstream, the upstream server answers
+  it, and Havel follows its session passively (:mod:`havel.gateway.network.following`) to decode its
+  readings into the outbox (for the platform and the relay) without ever answering it.
+- **upstream**: every other device: its frames go upstream untouched and Havel does nothing else with them.
+
+The upstream servers stay authoritative for joins, ADR, MAC commands and downlinks of the devices they
+serve: PULL_RESP from a server goes to the concentrator, its TX_ACK back (:mod:`.link`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from havel.codecs.lorawan import phy
+from havel.codecs.lorawan.ids import eui_hex, parse_id_hex
+from havel.errors import ConfigError, FrameError, HavelError
+from havel.gateway import gwmp
+from havel.gateway.network.following import Follower
+from havel.gateway.network.messages import MessageBuilder, compiled_codec
+from havel.gateway.network.reception import RadioFrame, reception
+from havel.gateway.upstream.link import Filter, UpstreamLink, UpstreamTx
+
+log = logging.getLogger("havel.gateway.upstream")
+
+MAX_SERVERS = 8
+SERVER_KEYS = {
+    "name",
+    "host",
+    "port",
+    "keepalive_s",
+    "down_after_s",
+    "up_after",
+    "dev_addr_prefixes",
+    "join_euis",
+}
+SECTION_KEYS = {"follow", "server", "sessions_file"}
+SAVE_EVERY_S = 10.0  # followed sessions' counters are written this often (and at stop)
+
+
+def _prefix(text: Any, where: str) -> tuple[int, int]:
+    if not isinstance(text, str) or "/" not in text:
+        raise ConfigError(f"{where} must be 'HEX/LENGTH', e.g. '26000000/7', not {text!r}")
+    value, _, length = text.partition("/")
+    try:
+        addr, n = int(value, 16), int(length)
+    except ValueError:
+        raise ConfigError(f"{where} must be 'HEX/LENGTH', e.g. '26000000/7', not {text!r}") from None
+    if not (0 <= addr < 1 << 32 and 0 <= n <= 32):
+        raise ConfigError(f"{where}: {text!r} is not a 32-bit DevAddr prefix")
+    return addr, n
+
+
+def _number(server: dict[str, Any], key: str, default: float, lo: float, where: str) -> float:
+    v = server.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < lo:
+        raise ConfigError(f"{where}.{key} must be a number of at least {lo}, not {v!r}")
+    return float(v)
+
+
+def parse_servers(section: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``[[upstream.server]]`` tables, checked (ConfigError naming the key)."""
+    for k in section:
+        if k not in SECTION_KEYS:
+            raise ConfigError(
+                f"upstream.{k} is not a known key", hint=f"known: {', '.join(sorted(SECTION_KEYS))}"
+            )
+    raw = section.get("server")
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, dict) for s in raw):
+        raise ConfigError("[upstream] needs at least one [[upstream.server]] table with host and port")
+    if len(raw) > MAX_SERVERS:
+        raise ConfigError(f"upstream.server: {len(raw)} servers, at most {MAX_SERVERS}")
+    out, names = [], set()
+    for i, s in enumerate(raw):
+        where = f"upstream.server[{i}]"
+        for k in s:
+            if k not in SERVER_KEYS:
+                raise ConfigError(
+                    f"{where}.{k} is not a known key", hint=f"known: {', '.join(sorted(SERVER_KEYS))}"
+                )
+        name = s.get("name", f"upstream{i}")
+        if not isinstance(name, str) or not name or name in names:
+            raise ConfigError(f"{where}.name must be a unique text")
+        names.add(name)
+        host, port = s.get("host"), s.get("port")
+        if not isinstance(host, str) or not host:
+            raise ConfigError(f"{where}.host must be a host name or address")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ConfigError(f"{where}.port must be a UDP port (1..65535), not {port!r}")
+        prefixes = s.get("dev_addr_prefixes", [])
+        euis = s.get("join_euis", [])
+        if not isinstance(prefixes, list) or not isinstance(euis, list):
+            raise ConfigError(f"{where}.dev_addr_prefixes and join_euis are lists")
+        flt = Filter(
+            [_prefix(p, f"{where}.dev_addr_prefixes[{j}]") for j, p in enumerate(prefixes)],
+            frozenset(_eui(e, f"{where}.join_euis[{j}]") for j, e in enumerate(euis)),
+        )
+        up_after = s.get("up_after", 2)
+        if isinstance(up_after, bool) or not isinstance(up_after, int) or up_after < 1:
+            raise ConfigError(f"{where}.up_after must be a whole number of at least 1")
+        out.append(
+            {
+                "name": name,
+                "host": host,
+                "port": port,
+                "filter": flt,
+                "keepalive_s": _number(s, "keepalive_s", 10.0, 0.05, where),
+                "down_after_s": _number(s, "down_after_s", 30.0, 0.1, where),
+                "up_after": up_after,
+            }
+        )
+    return out
+
+
+def _eui(value: Any, where: str) -> int:
+    try:
+        return parse_id_hex(value, what=where, size=8)
+    except HavelError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class Upstream:
+    """The ``[upstream]`` component (module docstring)."""
+
+    def __init__(self, ctx: Any) -> None:
+        section = ctx.section
+        self.servers = parse_servers(section)
+        follow = section.get("follow", [])
+        if not isinstance(follow, list):
+            raise ConfigError("upstream.follow must be a list of DevEUIs")
+        self.follow = frozenset(_eui(e, f"upstream.follow[{i}]") for i, e in enumerate(follow))
+        self.ctx = ctx
+        self.gateway = ctx.gateway
+        self.registry = ctx.registry
+        self.metrics = ctx.metrics
+        self.links: list[UpstreamLink] = []
+        path = section.get("sessions_file", "followed-sessions.json")
+        if not isinstance(path, str) or not path:
+            raise ConfigError("upstream.sessions_file must be a file name")
+        p = Path(path)
+        self.follower = Follower(
+            self._followed_device,
+            MessageBuilder(compiled_codec, None),
+            self._store,
+            ctx.metrics,
+            p if p.is_absolute() else Path(ctx.config.data_dir) / p,
+            listeners=ctx.gateway.outcome_listeners,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._saver: asyncio.Task[None] | None = None
+        m = ctx.metrics
+        m.describe("upstream_up", "gauge", "1 while the upstream network server answers")
+        m.describe("upstream_state_changes", "gauge", "times an upstream server went down or came back")
+        m.describe("upstream_datagrams_sent_total", "counter", "GWMP datagrams sent upstream, by type")
+        m.describe("upstream_datagrams_received_total", "counter", "GWMP datagrams from upstream, by type")
+        m.describe(
+            "upstream_datagrams_rejected_total", "counter", "datagrams from upstream refused, by reason"
+        )
+        m.describe("upstream_not_forwarded_total", "counter", "PUSH_DATA not sent upstream, by reason")
+        m.describe(
+            "upstream_acks_missing_total", "counter", "PUSH_DATA and PULL_DATA upstream never acknowledged"
+        )
+        m.describe("upstream_errors_total", "counter", "socket errors towards upstream, by error")
+        m.describe("upstream_frames_total", "counter", "received frames by the mode of their device")
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        gw = self.gateway
+        self.follower.load()
+        self._import_abp()
+        for s in self.servers:
+            link = UpstreamLink(
+                s["name"],
+                s["host"],
+                s["port"],
+                self.metrics,
+                filter=s["filter"],
+                keepalive_s=s["keepalive_s"],
+                down_after_s=s["down_after_s"],
+                up_after=s["up_after"],
+                deliver=self._deliver,
+                on_state=self._on_state,
+                on_downlink=self.follower.on_downlink,
+            )
+            link.start()
+            self.links.append(link)
+        # route every PUSH_DATA through this component; the daemon's intake gets the local devices' frames
+        self._intake_push = gw.udp.on_push
+        gw.udp.on_push = self.on_push
+        gw.udp.on_stat = self.on_stat
+        self._tx_done = gw.udp.on_tx_done
+        gw.udp.on_tx_done = self._on_tx_done
+        self._saver = asyncio.get_running_loop().create_task(self._save_loop(), name="upstream-sessions")
+        local = sum(1 for d in self.registry.devices() if d.dev_eui not in self.follow)
+        log.info(
+            "upstream mode: %d device(s) served locally, %d followed, every other device served by %s",
+            local,
+            len(self.follow),
+            ", ".join(f"{s['name']} ({s['host']}:{s['port']})" for s in self.servers),
+        )
+
+    async def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+        for t in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await t
+        for link in self.links:
+            await link.stop()
+        with contextlib.suppress(OSError):
+            self.follower.save()
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_EVERY_S)
+            try:
+                self.follower.save()
+            except OSError as exc:
+                log.error("followed sessions not saved: %s", exc)
+
+    def _import_abp(self) -> None:
+        """ABP devices listed in ``follow`` are followed with the session the registry holds."""
+        for eui in self.follow:
+            dev = self.registry.get(eui)
+            if dev is None:
+                log.warning(
+                    "upstream.follow lists %s, which is not in the registry: not followed", eui_hex(eui)
+                )
+                continue
+            s = dev.session
+            if dev.activation == "abp" and s is not None and eui not in self.follower.sessions:
+                self.follower.import_session(eui, s.dev_addr, s.nwk_s_key, s.app_s_key)
+
+    # ------------------------------------------------------------------------------------------ modes
+    def mode(self, dev_eui: int) -> str:
+        """ "local", "followed" or "upstream": who serves this device (module docstring)."""
+        if dev_eui in self.follow:
+            return "followed"
+        return "local" if self.registry.get(dev_eui) is not None else "upstream"
+
+    def _followed_device(self, dev_eui: int) -> Any:
+        return self.registry.get(dev_eui) if dev_eui in self.follow else None
+
+    def _route(self, data: bytes) -> tuple[str, Any]:
+        """(mode, parsed frame or None) of one received frame."""
+        try:
+            frame = phy.parse(data)
+        except FrameError:
+            return "upstream", None
+        if isinstance(frame, phy.JoinRequest):
+            dev = self.registry.by_join(frame.join_eui, frame.dev_eui)
+            if dev is None:
+                return "upstream", frame
+            return ("followed" if dev.dev_eui in self.follow else "local"), frame
+        if isinstance(frame, phy.DataFrame) and frame.uplink:
+            if self.follower.follows_addr(frame.dev_addr):
+                return "followed", frame
+            if any(d.dev_eui not in self.follow for d in self.registry.by_dev_addr(frame.dev_addr)):
+                return "local", frame
+        return "upstream", frame
+
+    # ------------------------------------------------------------------------------------- uplinks
+    def on_push(
+        self, gateway_eui: int, datagram: bytes, now: datetime, rxs: Sequence[tuple[int, RadioFrame]]
+    ) -> None:
+        local: list[tuple[int, RadioFrame]] = []
+        up: dict[int, list[int]] = {}  # link index -> rxpk indexes
+        followed: list[tuple[phy.DataFrame, Any]] = []
+        for index, rx in rxs:
+            mode, frame = self._route(rx.data) if rx.crc_ok else ("upstream", None)
+            self.metrics.inc("upstream_frames_total", mode=mode)
+            if mode == "local":
+                local.append((index, rx))
+                continue
+            for i, link in enumerate(self.links):
+                if self._wants(link, frame):
+                    up.setdefault(i, []).append(index)
+            if mode == "followed":
+                if isinstance(frame, phy.JoinRequest):
+                    dev = self.registry.by_join(frame.join_eui, frame.dev_eui)
+                    if dev is not None:
+                        self.follower.on_join_request(dev, frame)
+                elif isinstance(frame, phy.DataFrame):
+                    followed.append((frame, reception(gateway_eui, rx, now)))
+        # the intake always gets the call: it releases the PUSH_ACK after its next journal commit
+        self._intake_push(gateway_eui, datagram, now, local)
+        if up:
+            self._forward(gateway_eui, datagram, up)
+        if followed:
+            self.follower.on_uplinks(followed)
+
+    @staticmethod
+    def _wants(link: UpstreamLink, frame: Any) -> bool:
+        if isinstance(frame, phy.JoinRequest):
+            return link.filter.wants_join(frame.join_eui)
+        if isinstance(frame, phy.DataFrame):
+            return link.filter.wants_data(frame.dev_addr)
+        return link.filter.open
+
+    def _forward(self, gateway_eui: int, datagram: bytes, up: dict[int, list[int]]) -> None:
+        version, token = datagram[0], int.from_bytes(datagram[1:3], "big")
+        body: dict[str, Any] | None = None
+        for i, indexes in up.items():
+            if body is None:
+                body = gwmp.parse(datagram).payload
+            rxpk = body.get("rxpk", [])
+            if len(indexes) == len(rxpk):
+                out = datagram  # all of it for this server: the forwarder's bytes as they came
+            else:
+                out = gwmp.encode_push_data(
+                    version, token, gateway_eui, rxpk=[rxpk[j] for j in indexes], stat=body.get("stat")
+                )
+            self._spawn(self.links[i].push(gateway_eui, version, out))
+
+    def on_stat(self, gateway_eui: int, datagram: bytes) -> None:
+        """A PUSH_DATA with only ``stat``: to every server, as it came."""
+        for link in self.links:
+            self._spawn(link.push(gateway_eui, datagram[0], datagram))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _store(self, records: list[dict[str, Any]]) -> int:
+        with self.registry.transaction():
+            n = self.ctx.outbox.put_many(records)
+        nb = self.gateway.northbound
+        if nb is not None:
+            nb.poke()
+        return n
+
+    # ----------------------------------------------------------------------------------- downlinks
+    def _deliver(self, gateway_eui: int, txpk: dict[str, Any], tx: UpstreamTx) -> bool:
+        return bool(self.gateway.udp.send(gateway_eui, txpk, info=tx, window="upstream"))
+
+    def _on_tx_done(self, info: Any, error: str) -> None:
+        if isinstance(info, UpstreamTx):
+            info.link.tx_done(info, error)
+        elif self._tx_done is not None:
+            self._tx_done(info, error)
+
+    def _on_state(self, link: UpstreamLink, up: bool) -> None:
+        details = {"upstream": link.name, "address": f"{link.host}:{link.port}"}
+        for listener in self.gateway.event_listeners:
+            try:
+                listener("upstream_back" if up else "upstream_down", details)
+            except Exception:
+                log.exception("event listener failed")
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "servers": {link.name: link.health() for link in self.links},
+            "followed": {
+                eui_hex(e): {
+                    "session": self.follower.sessions[e].marker if e in self.follower.sessions else None,
+                    "dev_addr": f"{self.follower.sessions[e].dev_addr:08X}"
+                    if e in self.follower.sessions
+                    else None,
+                }
+                for e in sorted(self.follow)
+            },
+        }
+
+
+def create(ctx: Any) -> Upstream:
+    """The daemon's factory (``daemon.COMPONENTS``)."""
+    return Upstream(ctx)
