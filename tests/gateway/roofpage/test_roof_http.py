@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -125,3 +126,29 @@ def test_poison_on_the_page_paths_is_refused_and_counted(tmp_path: Path) -> None
         assert counts.get("host", 0) >= 3 and counts.get("too_large", 0) >= 1, counts
         assert counts.get("method", 0) >= 1 and counts.get("malformed", 0) >= 1, counts
         assert get(port, "/").status == 200  # and the page is still served
+
+
+def test_the_documented_addresses_and_fields(tmp_path: Path) -> None:
+    """docs/gateway.md, "The roof status page": its URLs answer, the fields it names are in /roof.json, and
+    the bind it suggests for a phone is a valid config."""
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "gateway.md").read_text()
+    section = doc.split("## The roof status page", 1)[1].split("\n## ", 1)[0]
+    paths = set(re.findall(r"http://127\.0\.0\.1:9110(/[\w.]*)", section))
+    assert paths == {"/", "/roof.json"}
+    bind = re.search(r'`\[http\] bind = "([\d.]+)"`', section)
+    assert bind is not None
+    (tmp_path / "phone").mkdir()
+    phone = write_config(tmp_path / "phone")
+    phone.write_text(phone.read_text().replace("[http]\n", f'[http]\nbind = "{bind.group(1)}"\n', 1))
+    assert config.load(phone).http.bind == bind.group(1)
+    cfg = config.load(write_config(tmp_path))
+    with InProcessGateway(cfg) as gw:
+        port = gw.gateway.http_port
+        assert port is not None
+        for path in paths:
+            assert get(port, path).status == 200, path
+        got = json.loads(get(port, "/roof.json").read())
+        assert set(got) == {"now", "status", "uplinks_per_minute"}
+        assert set(got["uplinks_per_minute"]) == {"first_minute", "counts", "since"}
+        assert "by_sink" in got["status"]["outbox"]
+        assert set(got["status"]["storage"]["disk"]) == {"free_bytes", "total_bytes"}
