@@ -41,7 +41,7 @@ def _status_to_data(c: Any) -> Data:
 def _status_from_data(d: Data) -> Any:
     fw = d["firmware"]
     parts = fw.split(".") if isinstance(fw, str) else []
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+    if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):  # ("²".isdigit())
         raise CodecError(f"firmware: expected 'major.minor.patch' like '1.2.3', got {fw!r}")
     return {"_header": {"reset_cause": d["reset_cause"]}, "firmware": [int(p) for p in parts],
             "uptime": d["uptime"], "battery": d["battery"], "interval": d["interval"]}

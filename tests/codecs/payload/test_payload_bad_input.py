@@ -131,6 +131,8 @@ def test_out_of_range_on_encode_names_the_field(name: str, fport: int, direction
     ("temperature", 1, "up", "probes", 21.5, r"probes: expected a list"),
     ("temperature", 1, "up", "probes", [20.0] * 16, r"probes: 16 probes, at most 15"),
     ("cooling", 2, "up", "firmware", "1.2", r"firmware: expected 'major.minor.patch'"),
+    ("cooling", 2, "up", "firmware", "\u00b2.1.1", r"firmware: expected 'major.minor.patch'"),  # isdigit()
+    ("cooling", 2, "up", "firmware", "\u0663.1.1", r"firmware: expected 'major.minor.patch'"),  # Arabic 3
     ("cooling", 2, "up", "reset_cause", "cosmic_ray", r"reset_cause: 'cosmic_ray' is not one of"),
     ("cooling", 24, "down", "enabled", "yes", r"enabled: expected true or false"),
     ("cooling", 23, "down", "state", "half", r"state: 'half' is not one of 'closed', 'open', 'auto'"),
