@@ -20,6 +20,7 @@ from havel.codecs.payload.base import (
     Port,
     Reading,
     battery_mv,
+    described,
     flags_of,
     header,
     humidity_half_percent,
@@ -32,15 +33,17 @@ FAULTS = ("thp", "pm", "co2")
 FAULT_FIELDS = {"thp": ("temperature", "humidity", "pressure"), "pm": ("pm2_5", "pm10"), "co2": ("co2",)}
 
 READINGS = cs.Struct(
-    header("co2_fitted" / Bool(cs.Flag), "co2_fault" / Bool(cs.Flag), "pm_fault" / Bool(cs.Flag),
-           "thp_fault" / Bool(cs.Flag)),
+    header(described("co2_fitted", Bool(cs.Flag), "1 = the co2 field is present"),
+           described("co2_fault", Bool(cs.Flag), "SCD41 fault"),
+           described("pm_fault", Bool(cs.Flag), "SDS011/SPS30 fault"),
+           described("thp_fault", Bool(cs.Flag), "BME280 fault (temperature, humidity, pressure)")),
     "temperature" / temperature_c(-40, 85),
     "humidity" / humidity_half_percent(),
     "pressure" / Reading(cs.Int16ub, "0.1", lo=300, hi=1100, sentinel=0xFFFF, unit="hPa"),
     "pm2_5" / Reading(cs.Int16ub, "0.1", lo=0, hi=1000, sentinel=0xFFFF, unit="ug/m3"),
     "pm10" / Reading(cs.Int16ub, "0.1", lo=0, hi=1000, sentinel=0xFFFF, unit="ug/m3"),
-    "co2" / cs.If(cs.this._header.co2_fitted, Reading(cs.Int16ub, lo=0, hi=40000, sentinel=0xFFFF,
-                                                      unit="[ppm]")),
+    described("co2", cs.If(cs.this._header.co2_fitted, Reading(cs.Int16ub, lo=0, hi=40000, sentinel=0xFFFF,
+                                                               unit="[ppm]")), "only when co2_fitted is set"),
     "battery" / battery_mv(),
     cs.Terminated,
 )

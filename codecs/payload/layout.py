@@ -76,7 +76,12 @@ def _reading_text(r: Reading, docs: str) -> tuple[str, str, str]:
     return step, f"{_num(r.lo)}..{_num(r.hi)}", ""
 
 
-def _bit_rows(inner: Any, byte: int, prefix: str, names: dict[str, str]) -> list[_Row]:
+def _shown(name: str, keys: tuple[str, ...]) -> str:
+    """A key of ``data`` in backticks; a field that only shapes the bytes (a count, a presence bit) plain."""
+    return f"`{name}`" if name.split(".")[0].split("[")[0] in keys else name
+
+
+def _bit_rows(inner: Any, byte: int, prefix: str, names: dict[str, str], keys: tuple[str, ...]) -> list[_Row]:
     """The rows of one byte of bit fields (the header, or a named BitStruct of flags)."""
     struct = inner
     while not isinstance(struct, cs.Struct):
@@ -86,7 +91,7 @@ def _bit_rows(inner: Any, byte: int, prefix: str, names: dict[str, str]) -> list
     bit = 8
     for sc in struct.subcons:
         name, docs, sub = _unwrap(sc)
-        shown = f"`{names.get(f'{prefix}.{name}', name)}`"
+        shown = _shown(names.get(f"{prefix}.{name}", name or ""), keys)
         if isinstance(sub, cs.Const):
             width = _bits_of(sub.subcon)
             rows.append(_Row(at, _bit_span(bit, width), name or "", f"u{width}", "", str(sub.value)))
@@ -106,8 +111,9 @@ def _bit_rows(inner: Any, byte: int, prefix: str, names: dict[str, str]) -> list
         elif isinstance(sub, cs.Padded):
             width = _bits_of(sub)
             rows.append(_Row(at, _bit_span(bit, width), "(reserved, 0)", f"u{width}"))
-        elif isinstance(sub, cs.BitsInteger):
-            raise Unsupported(f"bit field {name} sizes the payload")
+        elif isinstance(sub, cs.BitsInteger):  # a count of the array that follows
+            width = int(sub.length)
+            rows.append(_Row(at, _bit_span(bit, width), shown, f"u{width}", docs, f"0..{(1 << width) - 1}"))
         else:
             raise Unsupported(f"bit field {name}: {sub!r}")
         bit -= width
@@ -140,11 +146,13 @@ def _byte_span(offset: int, size: int) -> str:
     return str(offset) if size == 1 else f"{offset}-{offset + size - 1}"
 
 
-def _field_rows(name: str, docs: str, sub: Any, offset: int) -> tuple[list[_Row], int]:
+def _field_rows(
+    name: str, docs: str, sub: Any, offset: int, keys: tuple[str, ...] = ()
+) -> tuple[list[_Row], int]:
     if isinstance(sub, cs.Array):
         if not isinstance(sub.count, int):
             raise Unsupported(f"{name}: an array whose length is in the payload")
-        (row,), size = _field_rows(name, docs, sub.subcon, offset)
+        (row,), size = _field_rows(name, docs, sub.subcon, offset, keys)
         row.byte = _byte_span(offset, size * sub.count)
         row.type = f"{sub.count} x {row.type}"
         return [row], size * sub.count
@@ -155,18 +163,23 @@ def _field_rows(name: str, docs: str, sub: Any, offset: int) -> tuple[list[_Row]
         absent = ""
         if sub.sentinel is not None:
             absent = f"`0x{sub.sentinel & ((1 << (8 * size)) - 1):0{2 * size}X}`"
-        return [_Row(_byte_span(offset, size), "", f"`{name}`", _INT_TYPES[fmt], step, rng, absent)], size
+        return [
+            _Row(_byte_span(offset, size), "", _shown(name, keys), _INT_TYPES[fmt], step, rng, absent)
+        ], size
+    if isinstance(sub, Bool) and isinstance(sub.subcon, type(cs.Flag)):  # a whole byte outside bit fields
+        text = ", ".join(t for t in (docs, "0 false, 1 true (any other value reads as true)") if t)
+        return [_Row(_byte_span(offset, 1), "", _shown(name, keys), "u8", text)], 1
     if isinstance(sub, Bool) and isinstance(sub.subcon, cs.FormatField):
         size = int(sub.subcon.sizeof())
         text = ", ".join(t for t in (docs, "0 false, 1 true") if t)
         int_type = _INT_TYPES[sub.subcon.fmtstr[-1]]
-        return [_Row(_byte_span(offset, size), "", f"`{name}`", int_type, text)], size
+        return [_Row(_byte_span(offset, size), "", _shown(name, keys), int_type, text)], size
     if isinstance(sub, Choice) and isinstance(sub.subcon, cs.FormatField):
         size = int(sub.subcon.sizeof())
         values = ", ".join(f"{v} {k}" for k, v in sub.names.items())
         text = "; ".join(t for t in (values, docs) if t)
         int_type = _INT_TYPES[sub.subcon.fmtstr[-1]]
-        return [_Row(_byte_span(offset, size), "", f"`{name}`", int_type, text)], size
+        return [_Row(_byte_span(offset, size), "", _shown(name, keys), int_type, text)], size
     raise Unsupported(f"{name}: {type(sub).__name__} is not a fixed-size field this printer knows")
 
 
@@ -176,19 +189,49 @@ def table(port: Port) -> str:
     if not isinstance(struct, cs.Struct):
         raise Unsupported(f"{port.name}: not a Struct")
     names = _view_names(port.view) if port.view is not None else {}
+    keys = tuple(port.keys)
     rows: list[_Row] = []
-    offset = 0
+    # the offset of the next field: ``offset`` bytes, plus ``per_n`` bytes per element of an array whose
+    # length is in the header (n), plus ``opt`` bytes of optional fields that may be left out
+    offset = per_n = opt = 0
+    left_out = ""
     for sc in struct.subcons:
         name, docs, sub = _unwrap(sc)
         if sub is cs.Terminated or isinstance(sub, type(cs.Terminated)):
             continue
         if name is None:
             raise Unsupported(f"{port.name}: an unnamed member {sub!r}")
+        if per_n and opt:
+            raise Unsupported(f"{port.name}: an optional field and a counted array")
         if _is_bits(sub):  # the header, or a byte of flags
-            rows += _bit_rows(sub, offset, name, names)
+            if per_n or opt:
+                raise Unsupported(f"{port.name}: bit fields after a variable part")
+            rows += _bit_rows(sub, offset, name, names, keys)
             offset += 1
             continue
-        more, size = _field_rows(names.get(name, name), docs, sub, offset)
+        shown = names.get(name, name)
+        if isinstance(sub, cs.Array) and not isinstance(sub.count, int):  # length n from the header
+            if per_n or opt:
+                raise Unsupported(f"{port.name}: a second variable part")
+            (row,), size = _field_rows(f"{shown}[i]", docs, sub.subcon, offset, keys)
+            row.byte = f"{offset} + {size}i" if size > 1 else f"{offset} + i"
+            rows.append(row)
+            per_n = size
+            continue
+        if isinstance(sub, cs.IfThenElse) and isinstance(sub.elsesubcon, type(cs.Pass)):  # present or not
+            if per_n:
+                raise Unsupported(f"{port.name}: an optional field after a counted array")
+            more, size = _field_rows(shown, docs, sub.thensubcon, offset, keys)
+            rows += more
+            offset += size
+            opt += size
+            left_out = shown
+            continue
+        more, size = _field_rows(shown, docs, sub, offset, keys)
+        if per_n:
+            more[0].byte = f"{offset} + {per_n}n" if per_n > 1 else f"{offset} + n"
+        elif opt:
+            more[0].byte = f"{_byte_span(offset, size)} ({_byte_span(offset - opt, size)} without {left_out})"
         rows += more
         offset += size
     return "\n".join([HEAD, *(r.line() for r in rows)])

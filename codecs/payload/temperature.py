@@ -19,6 +19,7 @@ from havel.codecs.payload.base import (
     NodeCodec,
     Port,
     battery_mv,
+    described,
     header,
     humidity_half_percent,
     temperature_c,
@@ -30,7 +31,7 @@ from havel.errors import CodecError
 MAX_PROBES = 15
 
 READINGS = cs.Struct(
-    header("count" / cs.BitsInteger(4)),
+    header(described("count", cs.BitsInteger(4), "n, the number of probes that follow")),
     "probes" / cs.Array(cs.this._header.count, temperature_c(-55, 125)),
     "humidity" / humidity_half_percent(),
     "battery" / battery_mv(),
