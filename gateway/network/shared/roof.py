@@ -136,14 +136,20 @@ class Roof:
             self._mine.add(key)
         return self.ns.receive(copy, mono)
 
-    def _merge(self, key: bytes, g: Group) -> None:
-        """Add the other roofs' copies of a frame to its group (best signal is sorted out by the server)."""
-        self._mine.discard(key)
+    def _merge(self, due: list[tuple[bytes, Group]]) -> None:
+        """Add the other roofs' copies of these frames to their groups, read in one round trip (the best
+        signal is sorted out by the server)."""
+        for key, _ in due:
+            self._mine.discard(key)
         try:
-            entries = self.shared.copies(key)
+            lists = self.shared.copies_of([k for k, _ in due])
         except UNREACHABLE as exc:
             self.store.offline(exc)
             return
+        for (_, g), entries in zip(due, lists, strict=True):
+            self._merge_one(g, entries)
+
+    def _merge_one(self, g: Group, entries: list[str]) -> None:
         data = g.copies[0].rx.data
         for text in entries:
             try:
@@ -182,11 +188,14 @@ class Roof:
         """Process the frames whose window closed, then send or hand over their downlinks."""
         if self._watch:
             self._take_over_due(mono)
-        for key, g in list(self.ns.dedup.pending.items()):
+        due: list[tuple[bytes, Group]] = []
+        for key, g in self.ns.dedup.pending.items():
             if not force and g.deadline > mono:
                 break
             if key in self._mine:
-                self._merge(key, g)
+                due.append((key, g))
+        if due:
+            self._merge(due)
         self._joins = {}
         outs = self.ns.flush(mono, now, force=force, after_store=self._after_store)
         offline = not self.store.online
@@ -206,8 +215,9 @@ class Roof:
                 d = self._joins.get(id(out))
                 if d is not None:
                     self._route(d)
-            elif out.status in (Status.ACCEPTED, Status.RETRANSMISSION) and not out.superseded:
-                self._data_downlink(out)
+        self._data_downlinks(
+            [o for o in outs if o.status in (Status.ACCEPTED, Status.RETRANSMISSION) and not o.superseded]
+        )
         self._joins = {}
         return outs
 
@@ -250,18 +260,25 @@ class Roof:
             "by": self.id,
         }
 
-    def _data_downlink(self, out: Outcome) -> None:
-        """After commit: an ACK for a confirmed uplink and/or the device's next queued command, sent once."""
-        if not self.store.online or out.device is None or out.frame is None:
-            return
-        dev, frame = out.device, out.frame
-        s = dev.session
-        if s is None:
+    def _data_downlinks(self, outs: list[Outcome]) -> None:
+        """After commit: the devices' next queued commands, taken in one round trip, and the downlinks."""
+        outs = [o for o in outs if o.device is not None and o.frame is not None and o.device.session]
+        if not outs or not self.store.online:
             return
         try:
-            raw = self.shared.next_command(dev.dev_eui)
+            commands = self.shared.next_commands([o.device.dev_eui for o in outs if o.device is not None])
         except UNREACHABLE as exc:
             self.store.offline(exc)
+            return
+        for out, raw in zip(outs, commands, strict=True):
+            self._data_downlink(out, raw)
+
+    def _data_downlink(self, out: Outcome, raw: str | None) -> None:
+        """An ACK for a confirmed uplink and/or the device's next queued command (``raw``), sent once."""
+        dev, frame = out.device, out.frame
+        assert dev is not None and frame is not None
+        s = dev.session
+        if s is None:
             return
         command: dict[str, Any] | None = None
         if raw is not None:

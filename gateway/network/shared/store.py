@@ -183,6 +183,17 @@ end
 return out
 """
 
+# The devices of one DevAddr: [DevEUI, HGETALL as a flat list (or an error text), ...], one round trip.
+_AT_ADDR = """
+local out = {}
+for _, e in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local h = redis.pcall('HGETALL', ARGV[1] .. 'dev:' .. e)
+  out[#out + 1] = e
+  if type(h) == 'table' and h.err then out[#out + 1] = h.err else out[#out + 1] = h end
+end
+return out
+"""
+
 # The next downlink counter; never one handed out before (also not one a roof took and did not send).
 _FCNT_DOWN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NODEV') end
@@ -305,6 +316,7 @@ class SharedState:
         self._commit = client.register_script(_COMMIT)
         self._fcnt_down = client.register_script(_FCNT_DOWN)
         self._take_over = client.register_script(_TAKE_OVER)
+        self._at_addr = client.register_script(_AT_ADDR)
 
     # ------------------------------------------------------------------------------------ devices
     def dev_key(self, dev_eui: int) -> str:
@@ -333,27 +345,24 @@ class SharedState:
         return device_from_hash(key, dev_eui, h) if h else None
 
     def devices_at(self, dev_addr: int) -> list[Device]:
-        """The devices whose session has this DevAddr; a damaged one is logged and left out (counted in
-        ``damaged``), so that it cannot keep the others' uplinks out."""
+        """The devices whose session has this DevAddr (one round trip); a damaged one is logged and left
+        out (counted in ``damaged``), so that it cannot keep the others' uplinks out."""
         akey = f"{self.p}addr:{dev_addr:08X}"
         try:
-            euis = sorted(_text(e) for e in self.r.smembers(akey))
+            reply = self._at_addr(keys=[akey], args=[self.p])
         except redis.ResponseError as exc:
             raise DamagedEntry(f"shared store entry {akey}: {exc}") from None
-        if not euis:
-            return []
-        pipe = self.r.pipeline(transaction=False)
-        for e in euis:
-            pipe.hgetall(f"{self.p}dev:{e}")
         out: list[Device] = []
-        for e, h in zip(euis, pipe.execute(raise_on_error=False), strict=True):
+        for i in range(0, len(reply) - 1, 2):
+            e, h = _text(reply[i]), reply[i + 1]
             key = f"{self.p}dev:{e}"
             try:
-                if isinstance(h, Exception):
-                    raise DamagedEntry(f"shared store entry {key}: {h}")
+                if not isinstance(h, list):
+                    raise DamagedEntry(f"shared store entry {key}: {_text(h)}")
                 if not h:
                     continue
-                dev = device_from_hash(key, int(e, 16), _texts(h))
+                fields = {_text(h[j]): _text(h[j + 1]) for j in range(0, len(h) - 1, 2)}
+                dev = device_from_hash(key, int(e, 16), fields)
             except (DamagedEntry, ValueError) as exc:
                 self.damaged += 1
                 log.error("%s (left out)", exc)
@@ -432,6 +441,20 @@ class SharedState:
             for f in frames:
                 pipe.set(f"{self.p}done:{f.hex()}", "1", px=keep_ms)
             pipe.execute()
+
+    def copies_of(self, frames: list[bytes]) -> list[list[str]]:
+        """The copy lists of several frames in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for f in frames:
+            pipe.lrange(f"{self.p}copies:{f.hex()}", 0, -1)
+        return [[_text(x) for x in v] for v in pipe.execute()]
+
+    def next_commands(self, dev_euis: list[int]) -> list[str | None]:
+        """The next queued command of each device (taken from its queue), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for e in dev_euis:
+            pipe.lpop(f"{self.p}dlq:{e:016X}")
+        return [_text(v) if v is not None else None for v in pipe.execute()]
 
     def copies(self, frame: bytes) -> list[str]:
         return [_text(x) for x in self.r.lrange(f"{self.p}copies:{frame.hex()}", 0, -1)]

@@ -165,11 +165,12 @@ def test_a_damaged_session_entry_is_reported_and_the_other_devices_go_on(
     r = redis_server.client()
     r.hset(f"havel:dev:{bad.dev_eui:016X}", "nwk_s_key", "not-hex")
     r.set(f"havel:dev:{0x70B3D57ED0009999:016X}", "a string, not a hash")
+    r.sadd(f"havel:addr:{good.dev_addr:08X}", "70B3D57ED0009999", "not-an-eui")
     frame = good.uplink()
     a.hear(GA, frame, snr=1.0)
     (out,) = a.flush()
     assert out.status == Status.ACCEPTED
-    assert a.shared.damaged == 1
+    assert a.shared.damaged == 2  # the bad key, the string entry (the unknown member has no entry)
     # reading the string entry directly gives a clear error naming the key
     import pytest
 
