@@ -374,6 +374,7 @@ def schema() -> dict[str, set[str]]:
     from havel.gateway.relay.reticulum_relay import ReticulumConfig
     from havel.gateway.setup.watchdog import WatchdogSection
     from havel.gateway.sinks import file, mqtt
+    from havel.gateway.upstream import component as upstream
 
     from .settings import MqttSettings, keys_of
 
@@ -388,4 +389,6 @@ def schema() -> dict[str, set[str]]:
     ) | mqtt_path
     out["power"] = set(keys_of(PowerSection))
     out["watchdog"] = set(keys_of(WatchdogSection))
+    out["upstream"] = set(upstream.SECTION_KEYS)
+    out["upstream.server"] = set(upstream.SERVER_KEYS)
     return out
