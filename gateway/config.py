@@ -119,7 +119,7 @@ class NetworkConfig:
     duplicate_ttl_s: float = key(600.0, lo=1.0)  # copies arriving later than the window still count
     battery_stale_s: float = key(86_400.0, lo=60.0)  # send DevStatusReq when the last report is older
     downlink_ttl_s: float = key(3600.0, lo=1.0)  # default lifetime of a queued application downlink
-    confirmed_retries: int = key(4, lo=1, hi=16)  # attempts for a confirmed downlink before it expires
+    confirmed_retries: int = key(4, lo=1, hi=16)  # attempts of a confirmed downlink before it is failed
     downlink_queue_max: int = key(32, lo=1, hi=10_000)  # application commands queued per device
     adr: bool = key(True)  # steer data rate and power of devices that set the ADR bit (gateway/adr.py)
     adr_margin_db: float = key(10.0, lo=0.0)  # installation margin above the data rate's demodulation floor

@@ -3,6 +3,7 @@ pointed at a test folder; `systemctl` lines stand for the daemon being stopped, 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -67,3 +68,33 @@ def test_outbox_examples(tmp_path: Path) -> None:
     conn = db.open_db_readonly(config.load(cfg_path).db_path)
     assert pending_by_sink(conn) == {"file": 0}
     conn.close()
+
+
+def _device_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "havel", "device", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_import_file_examples_import_and_export_gives_them_back(tmp_path: Path) -> None:
+    """docs/gateway.md, "The import file": its JSON and CSV examples import as they are, and what
+    `havel device export --show-keys` writes imports again to the same devices."""
+    text = DOC.read_text()
+    section = text[text.index("- The import file") :]
+    exported = []
+    for kind in ("json", "csv"):
+        block = re.search(rf"```{kind}\n(.*?)```", section, re.S)
+        assert block is not None, kind
+        path = tmp_path / f"nodes.{kind}"
+        # (indented in its list item)
+        path.write_text("\n".join(line.strip() for line in block.group(1).splitlines()) + "\n")
+        r = _device_cli("import", str(path), "--data-dir", str(tmp_path / kind))
+        assert r.returncode == 0 and "imported 2 device(s)" in r.stdout, r.stderr
+        out = _device_cli("export", "--show-keys", "--data-dir", str(tmp_path / kind))
+        assert out.returncode == 0, out.stderr
+        exported.append(json.loads(out.stdout))
+        again = tmp_path / f"exported-{kind}.json"
+        again.write_text(out.stdout)
+        r = _device_cli("import", str(again), "--data-dir", str(tmp_path / f"again-{kind}"))
+        assert r.returncode == 0, r.stderr
+    assert exported[0] == exported[1]
+    assert {d["name"]: d["activation"] for d in exported[0]} == {"pegel-havel-1": "otaa", "kuehlung-1": "abp"}

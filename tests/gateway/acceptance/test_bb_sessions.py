@@ -58,10 +58,10 @@ def test_a_reprovisioned_abp_device_gets_new_ids(
     ups = subscriber.wait_json("/up", 3)
     new = ups[2]
     assert new["data"]["level"] == 101
-    # docs/mqtt.md: re-added, it "continues above its last epoch ... so its restarted counter gives new ids"
-    # (the same page says the epoch is "0 for ABP devices": it is not, after a re-add)
+    # docs/mqtt.md: re-added, it "continues above its last epoch ... so its restarted counter gives new ids":
+    # "an ABP device added again gets its last epoch + 1"
     assert new["id"] not in {u["id"] for u in old}
-    assert new["session_epoch"] > 0
+    assert new["session_epoch"] == 1 and new["id"] == f"{dev.dev_eui}-1-1"
 
 
 def test_devnonces_outlive_remove_and_forget_nonces_clears_them(
