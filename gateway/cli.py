@@ -618,13 +618,7 @@ def device_import(config_path: Path | None, data_dir: Path | None, file: Path, r
                 f"{len(clash)} device(s) already registered, e.g. {clash[0].eui_hex}",
                 hint="use --replace to overwrite them",
             )
-        for d in devices:
-            if d.dev_eui in existing:
-                reg.remove(d.dev_eui)
-                replaced += 1
-            else:
-                added += 1
-            reg.add(d)
+        added, replaced = reg.import_devices(devices, replace=replace)
     finally:
         reg.conn.close()
     click.echo(f"imported {added + replaced} device(s) from {file.name} ({added} new, {replaced} replaced)")
