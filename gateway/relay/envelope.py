@@ -25,6 +25,7 @@ from typing import Any
 
 from havel.errors import InputError, SecurityError
 
+from ..network.reception import format_time as format_rfc3339
 from .aprs import OversizeError
 from .priority import lookup
 from .signing import Signature, Signer, SigningKey, Verifier
@@ -34,10 +35,23 @@ LETTER_CLASSES = {v: k for k, v in CLASS_LETTERS.items()}
 _LINE_RE = re.compile(r"^H([AS]) ([0-9A-F]{16})-(\d{1,10})-(\d{1,10}) ([0-9A-Z]{1,8}) (\S+)$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.]{1,32}$")
 _WORD_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,16}$")  # no "/": it separates list elements
+_INT_RE = re.compile(r"^[+-]?\d{1,20}$")
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+# The ranges of a relayed record's numbers: what the gateway can have written. Beyond them a record is
+# malformed (a negative or 40-bit FCnt would make an id no gateway ever gives; a time beyond the year 9999
+# cannot be written as RFC 3339).
+MAX_FCNT = 2**32 - 1  # FCnt32
+MAX_EPOCH = 2**32 - 1
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z
 
 
 class EnvelopeError(InputError):
     """A relayed message that cannot be read."""
+
+
+class UnsignedError(EnvelopeError):
+    """A relay envelope without a signature (counted apart from malformed ones: another tool's message)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,24 @@ class RelayRecord:
     device: str | None = None
     units: dict[str, str] = field(default_factory=dict)
     epoch: int = 0  # the device's session epoch (joins accepted; 0 for ABP): FCnt restarts with each join
+
+    def check(self) -> RelayRecord:
+        """``self`` when every field is in range and JSON can carry it, else EnvelopeError (malformed)."""
+        for name, value, hi in (
+            ("fcnt", self.fcnt, MAX_FCNT),
+            ("epoch", self.epoch, MAX_EPOCH),
+            ("received_at", self.received_at, MAX_TIME),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+                raise EnvelopeError(f"relay record: {name} {str(value)[:24]} is not an integer 0..{hi}")
+        if self.device is not None and not isinstance(self.device, str):
+            raise EnvelopeError("relay record: device must be text")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.units.items()):
+            raise EnvelopeError("relay record: units must map names to text")
+        problem = json_problem({"data": self.data, "device": self.device, "units": self.units})
+        if problem:
+            raise EnvelopeError(f"relay record: {problem}")
+        return self
 
     @property
     def id(self) -> str:
@@ -127,14 +159,14 @@ class RelayRecord:
             units = d.get("units") or {}
             if not isinstance(data, dict) or not isinstance(units, dict):
                 raise ValueError("data and units must be objects")
-            epoch = int(d["epoch"])
-            if epoch < 0:
-                raise ValueError(f"epoch {epoch}")
-            return cls(
-                dev_eui, int(d["fcnt"]), klass, int(d["received_at"]), data, d.get("device"), units, epoch
-            )
+            at = d["received_at"]
+            # a whole number of seconds; a float such as 1.7e9 is taken when it is one
+            if isinstance(at, float) and math.isfinite(at) and at.is_integer() and 0 <= at <= MAX_TIME:
+                at = int(at)
+            rec = cls(dev_eui, d["fcnt"], klass, at, data, d.get("device"), units, d["epoch"])
         except (KeyError, ValueError, TypeError) as exc:
             raise EnvelopeError(f"relay record is malformed: {exc}") from exc
+        return rec.check()
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -146,6 +178,51 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = v
     return out
+
+
+def json_problem(value: Any) -> str | None:
+    """What makes ``value`` unfit for strict JSON (RFC 8259) in UTF-8, or None: a NaN or infinity, text
+    with a lone surrogate (``"\\ud800"`` parses, but is not Unicode text), a value JSON has no type for."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "text that is not Unicode (a lone surrogate)"
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                return "a number that is not finite"
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+        elif v is not None and not isinstance(v, bool | int):
+            return f"a value of type {type(v).__name__}"
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:24]} is beyond a double")
+    return value
+
+
+def strict_json(text: str | bytes) -> Any:
+    """``json.loads`` for what JSON (RFC 8259) allows only: no NaN, Infinity or numbers beyond a double,
+    no lone surrogates. ValueError otherwise (UnicodeError, a ValueError, for text that is not Unicode)."""
+    value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    problem = json_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 def finite_number(x: Any) -> float | None:
@@ -165,7 +242,8 @@ def parse_time(text: str) -> int:
 
 
 def format_time(ts: int) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Unix seconds as the gateway writes message times (RFC 3339 UTC with milliseconds, docs/mqtt.md)."""
+    return format_rfc3339(datetime.fromtimestamp(ts, UTC))
 
 
 def to_base36(n: int) -> str:
@@ -198,14 +276,18 @@ def _parse_value(s: str) -> Any:
         return [_parse_value(x) for x in s.split("/")]
     if s in ("true", "false"):
         return s == "true"
-    try:
+    if _INT_RE.match(s):
         return int(s)
-    except ValueError:
-        pass
+    if _FLOAT_RE.match(s):
+        f = float(s)
+        if math.isfinite(f):
+            return f
+        raise EnvelopeError(f"the number {s[:24]} is beyond a double")
     try:
-        return float(s)
+        float(s)  # NaN, Infinity, inf, 1_0: words Python would read as numbers, JSON has no such number
     except ValueError:
         return s
+    raise EnvelopeError(f"value {s[:24]!r} is not a finite decimal number")
 
 
 def encode_line(rec: RelayRecord, max_len: int | None = None) -> str:
@@ -250,7 +332,7 @@ def parse_line(line: str) -> RelayRecord:
         int(m.group(5), 36),
         data,
         epoch=int(m.group(3)),
-    )
+    ).check()
 
 
 def encode_status_line(state: str, ts: int) -> str:
@@ -306,16 +388,18 @@ def open_envelope(verifier: Verifier, channel: str, data: bytes) -> tuple[str, d
     checked (pure parsing) so that its own time can prove it fresh after a lost counter state.
     """
     try:
-        env = json.loads(data)
+        env = strict_json(data)
         if not isinstance(env, dict):
             raise TypeError("not a JSON object")
+        if "sig" not in env and "body" in env:
+            raise UnsignedError("relay envelope carries no signature ('sig')")
         sender, sig_text, body = env["sender"], env["sig"], env["body"]
         if not all(isinstance(x, str) for x in (sender, sig_text, body)):
             raise TypeError("sender, sig and body must be strings")
         if env.get("v") != 1:
             raise ValueError(f"version {env.get('v')!r}")
         raw_body = body.encode()  # a lone surrogate (valid JSON "\udc80") is not Unicode text
-        inner = json.loads(body)
+        inner = strict_json(body)  # nor is the escape of one inside the body; no NaN or Infinity
     except (ValueError, KeyError, TypeError, RecursionError, UnicodeError) as exc:
         raise EnvelopeError(f"relay envelope is malformed: {type(exc).__name__}: {str(exc)[:80]}") from exc
     if not isinstance(inner, dict):

@@ -67,12 +67,14 @@ from . import aprs, ax25, kiss
 from .envelope import (
     EnvelopeError,
     RelayRecord,
+    UnsignedError,
     finite_number,
     open_body,
     parse_line,
     parse_status_line,
     split_signed_line,
 )
+from .mqtt_relay import COMMAND_FUTURE_S
 from .signing import SigningKey, StaleError, Verifier, identity
 
 log = logging.getLogger("havel.relay.receiver")
@@ -266,6 +268,10 @@ class Delivered:
     at: float
 
 
+# APRS data type identifiers (APRS 1.0.1, chapter 5) of what a station sends besides messages (":") and
+# telemetry ("T"): positions, status, objects, items, weather, Mic-E, capabilities, queries, raw GPS.
+APRS_OTHER_TYPES = {bytes([c]) for c in b"!=/@>;)_`'<?$"}
+
 # A frame heard again within this time, byte for byte, with a digipeater's has-been-repeated bit set, is
 # a digipeater's copy of one already accepted, not an attack.
 DIGIPEAT_WINDOW_S = 600.0
@@ -295,6 +301,8 @@ class ReceiverCore:
         "definitions",
         "definitions_signed",
         "unsigned_status",
+        "unsigned",
+        "future",
         "error",
     )
 
@@ -376,6 +384,11 @@ class ReceiverCore:
             return None
         if frame.info.startswith(b"T#"):
             self._telemetry(via, sender, frame)
+            return None
+        if frame.info[:1] in APRS_OTHER_TYPES:
+            # the station's own APRS traffic (its position beacon, status text): not for us, not an error
+            self.count(via, "foreign")
+            log.info("ignored non-message frame from %s: %r", sender, frame.info[:40])
             return None
         try:
             info = frame.info.decode("ascii")
@@ -585,6 +598,8 @@ class ReceiverCore:
         """Count one rejected frame under its reason (forged, replayed, stale or malformed) and say why."""
         if isinstance(exc, SecurityError):
             reason = "forged"
+        elif isinstance(exc, UnsignedError):
+            reason = "unsigned"
         elif isinstance(exc, StaleError):
             reason = "stale"
         elif isinstance(exc, ReplayError):
@@ -602,6 +617,13 @@ class ReceiverCore:
         at = finite_number(body.get("at"))
         if state not in ("up", "down") or at is None:
             self.count(via, "malformed")
+            return
+        if at > time.time() + COMMAND_FUTURE_S:
+            # a wrong clock at the gateway: shown, it would stand for good (older reports never replace
+            # a newer one), hiding every correctly stamped report after it
+            self.count(via, "future")
+            ahead = at - time.time()
+            log.warning("REJECTED future status report of %s: stamped %.0f s ahead", gateway_id, ahead)
             return
         self.count(via, "status")
         view = {"gateway_id": gateway_id, "primary": state, "at": at, "via": via, "signed": True}
@@ -641,6 +663,11 @@ class ReceiverCore:
         log.info("gateway %s broker link (unsigned): %s", gateway_id, view["state"])
 
     def _deliver(self, via: str, rec: RelayRecord, gateway_id: str) -> None:
+        try:  # strict JSON (no NaN or Infinity) before anything is counted: one reason per message
+            text = json.dumps(rec.to_json_scheme(via), separators=(",", ":"), allow_nan=False).encode()
+        except (ValueError, OverflowError, TypeError) as exc:
+            self._reject(via, f"record {rec.id}", EnvelopeError(f"cannot be written as JSON: {exc}"))
+            return
         self.arrivals.append((rec.id, via, time.time()))
         with self._lock:
             first = self._seen.get(rec.id)
@@ -654,7 +681,7 @@ class ReceiverCore:
             return
         self.count(via, "accepted")
         topic = f"{self.cfg.prefix}/{gateway_id}/devices/{rec.dev_eui}/up"
-        self.publish(topic, json.dumps(rec.to_json_scheme(via), separators=(",", ":")).encode())
+        self.publish(topic, text)
         delivered = Delivered(via, rec, gateway_id, time.time())
         self.latest.append(delivered)
         self._notify("accepted", {"delivered": delivered})

@@ -109,7 +109,8 @@ def test_receiver_mqtt_listener_survives_poison_and_acknowledges_it(
             publish_all(mosquitto.port, "havel/gw1/relay/alarm", [good, good])  # QoS 1 may deliver twice
             got = sub.wait_for(1, 20)
             n = 4 * len(poison)
-            judged = ("malformed", "forged", "unsigned_status")  # forged: well-formed, but not signed by gw1
+            # forged: well-formed, but not signed by gw1; unsigned: an envelope without "sig"
+            judged = ("malformed", "forged", "unsigned_status", "unsigned")
             assert wait_until(lambda: sum(rx.core.total(k) for k in judged) == n, 20)
             assert rx.core.total("malformed") >= 3 * len(poison) - 4
         finally:

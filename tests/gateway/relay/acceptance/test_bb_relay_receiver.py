@@ -688,3 +688,135 @@ def test_a_digipeater_copy_heard_alone_is_accepted(rx: Receiver) -> None:
     rx.send_aprs(rx.aprs_alarm_info(fcnt=16, level=176)[0])
     rx.wait_up(16)
     assert sorted(rx.fcnts()) == [15, 16], rx.ups()
+
+
+def _signed(rx: Receiver, body: str) -> str:
+    c = rx.next_counter()
+    return json.dumps(
+        {"v": 1, "sender": GW, "sig": k.signature(KEY, GW, "mqtt", c, body.encode()), "body": body}
+    )
+
+
+def test_signed_nan_and_infinity_are_malformed_never_republished(rx: Receiver) -> None:
+    """docs/relay.md: a message it cannot read (not JSON, ... wrong types) is counted under its reason and
+    dropped. NaN/Infinity are not JSON (RFC 8259): republished as the bare tokens NaN and Infinity they
+    would break JSON.parse and other strict parsers of the crisis centre's tools."""
+    now = int(time.time())
+    for n, fields in enumerate(("level=NaN", "level=Infinity", "level=1e999")):
+        line = f"HA {DEV}-0-{43 + n} {k.base36(now)} {fields}"
+        sig = k.signature(KEY, GW, "aprs", rx.next_counter(), f"{CENTRE:<9}:{line}".encode())
+        rx.send_aprs(f":{CENTRE:<9}:{line} {sig}{{P{n}".encode())
+    for n, value in enumerate(("NaN", "Infinity", "1e999")):
+        body = envelope_body(70 + n, 170, now).replace('"level":170', f'"level":{value}')
+        rx.publish(_signed(rx, body))
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=60, level=172)[0])
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(60)
+    rx.wait_up(61)
+    bad = rx.not_strict_json()
+    assert bad == [], "the staff got messages that are not strict JSON:\n" + "\n".join(map(repr, bad))
+    assert sorted(rx.fcnts()) == [60, 61], rx.ups()
+    counts = rx.stop_counts()
+    assert counts["malformed"] == 6 and counts["error"] == 0, counts
+
+
+def test_a_signed_lone_surrogate_is_malformed(rx: Receiver) -> None:
+    """docs/relay.md: malformed includes "not Unicode text": also the JSON escape of a lone surrogate
+    (\\ud800) inside a signed body."""
+    now = int(time.time())
+    body = envelope_body(73, 170, now).replace('"device":"pegel-1"', '"device":"\\ud800"')
+    rx.publish(_signed(rx, body))
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(61)
+    assert 73 not in rx.fcnts(), rx.ups()
+    bad = rx.not_strict_json()
+    assert bad == [], "the staff got text that is not Unicode:\n" + "\n".join(map(repr, bad))
+    counts = rx.stop_counts()
+    assert counts["malformed"] == 1 and counts["error"] == 0, counts
+
+
+def test_an_infinite_fcnt_is_malformed_not_an_internal_error(rx: Receiver) -> None:
+    """docs/relay.md: wrong types are counted as malformed: "fcnt": 1e999 as well (no traceback)."""
+    now = int(time.time())
+    body = envelope_body(50, 170, now).replace('"fcnt":50', '"fcnt":1e999')
+    rx.publish(_signed(rx, body))
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(61)
+    counts = rx.stop_counts()
+    assert counts["error"] == 0 and counts["malformed"] >= 1, counts
+    assert "Traceback" not in rx.proc.text(), rx.proc.text()[-2000:]
+
+
+def test_received_at_has_milliseconds(rx: Receiver) -> None:
+    """docs/relay.md: the receiver publishes 'the gateway's json scheme (see docs/mqtt.md)'; docs/mqtt.md:
+    `received_at` is RFC 3339 UTC with milliseconds (2026-11-26T09:00:00.123Z)."""
+    rx.publish(rx.mqtt_alarm(8))
+    up = rx.wait_up(8)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(up["received_at"])), up["received_at"]
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=9, level=172)[0])
+    up = rx.wait_up(9)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(up["received_at"])), up["received_at"]
+
+
+def test_numbers_out_of_range_are_malformed(rx: Receiver) -> None:
+    """docs/mqtt.md: the id is <DevEUI>-<SessionEpoch>-<FCnt32>, FCnt32 the full 32-bit frame counter.
+    A signed body with "fcnt": -5 or 2**40 is refused as malformed, as "epoch": -1 is; so is a line whose
+    FCnt has ten digits beyond 2**32-1."""
+    now = int(time.time())
+    for fcnt in (-5, 2**40):
+        rx.publish(_signed(rx, envelope_body(fcnt, 170, now)))
+    rx.publish(_signed(rx, envelope_body(7, 170, now).replace('"epoch":0', '"epoch":-1')))
+    line = f"HA {DEV}-0-9999999999 {k.base36(now)} level=170"
+    sig = k.signature(KEY, GW, "aprs", rx.next_counter(), f"{CENTRE:<9}:{line}".encode())
+    rx.send_aprs(f":{CENTRE:<9}:{line} {sig}{{R1".encode())
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=60, level=172)[0])
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(60)
+    rx.wait_up(61)
+    assert sorted(rx.fcnts()) == [60, 61], [m["id"] for m in rx.ups()]
+    counts = rx.stop_counts()
+    assert counts["malformed"] == 4 and counts["error"] == 0, counts
+
+
+def test_a_received_at_out_of_range_is_malformed_and_counted_once(rx: Receiver) -> None:
+    """docs/relay.md: a message it cannot read (wrong types ...) is counted under its reason (malformed):
+    a received_at of 10**15, 2**63 or -10**12 too, once each (not as error and accepted besides)."""
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=1, level=160)[0])
+    rx.wait_up(1)
+    for n, at in enumerate((10**15, 2**63, -(10**12))):
+        body = envelope_body(10 + n, 170, 0).replace('"received_at":0', f'"received_at":{at}')
+        rx.publish(_signed(rx, body))
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(61)
+    counts = rx.stop_counts()
+    assert counts["error"] == 0 and counts["malformed"] == 3 and counts["accepted"] == 2, counts
+    assert "Traceback" not in rx.proc.text(), rx.proc.text()[-2000:]
+
+
+def test_unsigned_envelopes_and_the_senders_beacon_are_counted_by_what_they_are(rx: Receiver) -> None:
+    """docs/relay.md: an envelope without a signature is counted `unsigned` (not malformed); the
+    configured station's own position beacon is `foreign` (not ours, not an error)."""
+    now = int(time.time())
+    rx.publish(json.dumps({"v": 1, "sender": GW, "body": envelope_body(14, 200, now)}))
+    rx.send_aprs(b"!5224.00N/01303.00E#Havel relay DB0XYZ")  # from the configured sender GW
+    rx.send_aprs(rx.aprs_alarm_info(fcnt=60, level=172)[0])
+    rx.publish(rx.mqtt_alarm(61))
+    rx.wait_up(60)
+    rx.wait_up(61)
+    counts = rx.stop_counts()
+    assert counts["unsigned"] == 1 and counts["foreign"] == 1 and counts["malformed"] == 0, counts
+
+
+def test_a_status_report_stamped_far_ahead_is_not_shown_and_freezes_nothing(rx: Receiver) -> None:
+    """docs/relay.md: status reports take the limit of commands: stamped more than 600 s ahead, refused
+    (`future`); a later, correctly stamped report is shown."""
+    now = int(time.time())
+    rx.publish(_status_envelope(rx, "down", 10**15), topic="event")
+    rx.publish(_status_envelope(rx, "up", now), topic="event")
+    shown = rx.staff.wait_json("/relay/primary", lambda m: True, 30)
+    assert shown["primary"] == "up" and shown["at"] == now, shown
+    rx.publish(_status_envelope(rx, "down", now + 5), topic="event")
+    rx.staff.wait_json("/relay/primary", lambda m: m.get("primary") == "down", 30)
+    assert [m["primary"] for m in rx.staff.json_on("/relay/primary")] == ["up", "down"]
+    counts = rx.stop_counts()
+    assert counts["future"] == 1 and counts["status"] == 2, counts
