@@ -295,10 +295,10 @@ class Upstream:
                         self.follower.on_join_request(dev, frame)
                 elif isinstance(frame, phy.DataFrame):
                     followed.append((frame, reception(gateway_eui, rx, now)))
+        if up:  # first: the network server's receive windows are running, the local work can wait
+            self._forward(gateway_eui, datagram, up)
         # the intake always gets the call: it releases the PUSH_ACK after its next journal commit
         self._intake_push(gateway_eui, datagram, now, local)
-        if up:
-            self._forward(gateway_eui, datagram, up)
         if followed:
             self.follower.on_uplinks(followed)
 
@@ -323,12 +323,17 @@ class Upstream:
                 out = gwmp.encode_push_data(
                     version, token, gateway_eui, rxpk=[rxpk[j] for j in indexes], stat=body.get("stat")
                 )
-            self._spawn(self.links[i].push(gateway_eui, version, out))
+            self._push(self.links[i], gateway_eui, version, out)
 
     def on_stat(self, gateway_eui: int, datagram: bytes) -> None:
         """A PUSH_DATA with only ``stat``: to every server, as it came."""
         for link in self.links:
-            self._spawn(link.push(gateway_eui, datagram[0], datagram))
+            self._push(link, gateway_eui, datagram[0], datagram)
+
+    def _push(self, link: UpstreamLink, gateway_eui: int, version: int, datagram: bytes) -> None:
+        # at once when the concentrator's socket is open (no task, no wait); else open it first
+        if link.push_now(gateway_eui, version, datagram) is None:
+            self._spawn(link.push(gateway_eui, version, datagram))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -200,12 +200,31 @@ class UpstreamLink:
         return proto
 
     # ---------------------------------------------------------------------------------------- upward
-    async def push(self, gateway_eui: int, version: int, datagram: bytes) -> bool:
-        """Send one PUSH_DATA up (False when not sent: the server is down or unreachable)."""
+    def push_now(self, gateway_eui: int, version: int, datagram: bytes) -> bool | None:
+        """Send one PUSH_DATA up at once if the concentrator's socket is open (True), or not at all because
+        the server is down (False); None: the socket must be opened first (:meth:`push`)."""
         if not self.up:
             self.counts["not_forwarded"] += 1
             self.metrics.inc("upstream_not_forwarded_total", upstream=self.name, reason="down")
             return False
+        ch = self._channels.get(gateway_eui)
+        if ch is None:
+            return None
+        ch.version = version
+        self._send_push(ch, datagram)
+        return True
+
+    def _send_push(self, ch: _Channel, datagram: bytes) -> None:
+        ch.send(datagram, gwmp.PUSH_ACK, int.from_bytes(datagram[1:3], "big"))
+        self.counts["pushed"] += 1
+        self.metrics.inc("upstream_datagrams_sent_total", upstream=self.name, type="PUSH_DATA")
+
+    async def push(self, gateway_eui: int, version: int, datagram: bytes) -> bool:
+        """Send one PUSH_DATA up, opening the concentrator's socket first if needed (False when not sent:
+        the server is down or no socket could be opened)."""
+        now = self.push_now(gateway_eui, version, datagram)
+        if now is not None:
+            return now
         try:
             ch = await self.channel(gateway_eui, version)
         except OSError as exc:
@@ -215,9 +234,7 @@ class UpstreamLink:
                 "upstream %s: cannot open a socket to %s:%d: %s", self.name, self.host, self.port, exc
             )
             return False
-        ch.send(datagram, gwmp.PUSH_ACK, int.from_bytes(datagram[1:3], "big"))
-        self.counts["pushed"] += 1
-        self.metrics.inc("upstream_datagrams_sent_total", upstream=self.name, type="PUSH_DATA")
+        self._send_push(ch, datagram)
         return True
 
     def _pull(self, ch: _Channel) -> None:
