@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from havel.errors import ConfigError, HavelError
 from havel.gateway import db, gwmp
 from havel.gateway.config import NetworkConfig
@@ -110,47 +112,73 @@ def run(settings: RoofSettings) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__(0, True))
     log.info("roof %s on %s, UDP port %d", roof_id, redacted(store_settings.url), sock.getsockname()[1])
     _emit({"ready": {"roof": roof_id, "udp_port": sock.getsockname()[1]}})
-    next_tick = 0.0
+    next_tick = next_poll = 0.0
+    next_report = time.monotonic() + 60.0
+
+    def datagram(data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            dg = gwmp.parse(data)
+        except gwmp.GwmpError as exc:
+            roof.counts["bad_datagram"] += 1
+            log.warning("datagram from %s refused: %s", addr, exc)
+            return
+        if dg.gateway_eui is None:
+            return
+        if dg.identifier == gwmp.PULL_DATA:
+            pull[dg.gateway_eui] = addr
+            sock.sendto(gwmp.encode_pull_ack(dg.version, dg.token), addr)
+        elif dg.identifier == gwmp.PUSH_DATA:
+            sock.sendto(gwmp.encode_push_ack(dg.version, dg.token), addr)
+            rxpks = dg.payload.get("rxpk", [])
+            if not isinstance(rxpks, list):
+                roof.counts["bad_rxpk"] += 1
+                return
+            now = datetime.now(UTC)
+            for obj in rxpks:
+                try:
+                    rx = gwmp.parse_rxpk(obj)
+                except gwmp.GwmpError as exc:
+                    roof.counts["bad_rxpk"] += 1
+                    log.warning("rxpk refused: %s", exc)
+                    continue
+                roof.receive(reception(dg.gateway_eui, rx, now), time.monotonic())
+
     while not stop[0]:
         mono = time.monotonic()
         deadline = roof.next_deadline()
         wait = 0.02 if deadline is None else min(0.02, max(0.0, deadline - mono))
         sock.settimeout(max(wait, 0.001))
-        try:
-            data, addr = sock.recvfrom(65535)
-        except TimeoutError:
-            data = b""
-        if data:
+        for _ in range(256):  # what has arrived, then the flush
             try:
-                dg = gwmp.parse(data)
-            except gwmp.GwmpError as exc:
-                roof.counts["bad_datagram"] += 1
-                log.warning("datagram from %s refused: %s", addr, exc)
-                dg = None
-            if dg is not None and dg.identifier == gwmp.PULL_DATA and dg.gateway_eui is not None:
-                pull[dg.gateway_eui] = addr
-                sock.sendto(gwmp.encode_pull_ack(dg.version, dg.token), addr)
-            elif dg is not None and dg.identifier == gwmp.PUSH_DATA and dg.gateway_eui is not None:
-                sock.sendto(gwmp.encode_push_ack(dg.version, dg.token), addr)
-                now = datetime.now(UTC)
-                for obj in dg.payload.get("rxpk", []) or []:
-                    try:
-                        rx = gwmp.parse_rxpk(obj)
-                    except gwmp.GwmpError as exc:
-                        roof.counts["bad_rxpk"] += 1
-                        log.warning("rxpk refused: %s", exc)
-                        continue
-                    roof.receive(reception(dg.gateway_eui, rx, now), time.monotonic())
+                data, addr = sock.recvfrom(65535)
+            except (TimeoutError, BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # (an ICMP error for an earlier send)
+                log.debug("udp: %s", exc)
+                break
+            sock.settimeout(0)
+            try:
+                datagram(data, addr)
+            except (HavelError, redis.RedisError) as exc:  # one bad frame must not stop the roof
+                roof.counts["intake_error"] += 1
+                log.error("roof %s: %s", roof_id, exc)
         try:
             mono = time.monotonic()
             roof.flush(mono, datetime.now(UTC))
-            roof.poll()
+            if mono >= next_poll:
+                next_poll = mono + 0.01
+                roof.poll()
             if mono >= next_tick:
                 next_tick = mono + 0.25
                 roof.tick(mono)
-        except HavelError as exc:  # one bad batch must not stop the roof
+            if mono >= next_report:
+                next_report = mono + 60.0
+                log.info("roof %s: %s", roof_id, dict(sorted(roof.counts.items())))
+        except (HavelError, redis.RedisError) as exc:  # one bad batch must not stop the roof
+            roof.counts["flush_error"] += 1
             log.error("roof %s: %s", roof_id, exc)
     roof.flush(time.monotonic(), datetime.now(UTC), force=True)
+    log.info("roof %s stopped: %s", roof_id, dict(sorted(roof.counts.items())))
     conn.close()
 
 

@@ -47,10 +47,6 @@ class DamagedEntry(StorageError):
     """An entry in the shared store that cannot be read (wrong type, missing or malformed field)."""
 
 
-class StoreUnavailable(StorageError):
-    """The shared store cannot be reached: the roof works from its cache (no joins, no downlinks)."""
-
-
 @dataclass(frozen=True)
 class StoreSettings:
     """Where the shared store is: ``url`` ``redis://host:port/db`` or ``rediss://`` (TLS, verified against

@@ -109,3 +109,37 @@ def test_three_roof_processes_store_each_uplink_once_through_a_kill(
             c.close()
         for r in roofs.values():
             r.stop()
+
+
+def test_a_roof_process_survives_bad_datagrams(redis_server: RedisServer, tmp_path: Path) -> None:
+    import json as _json
+    import socket
+
+    from havel.gateway import gwmp
+
+    shared = SharedState(connect(StoreSettings(redis_server.url)))
+    node = abp_node(70)
+    shared.put_device(node.device())
+    roof = RoofProcess("roof-a", redis_server.url, tmp_path)
+    roof.start()
+    conc = Concentrator(GWS["roof-a"], roof.port)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            head = gwmp.encode_push_data(2, 1, GWS["roof-a"], rxpk=[])[:12]
+            for bad in (
+                b"\x02",  # truncated
+                head + b"{not json",
+                head + _json.dumps({"rxpk": 5}).encode(),  # rxpk not a list
+                head + _json.dumps({"rxpk": [{"tmst": "x"}, 7]}).encode(),  # broken rxpk entries
+            ):
+                s.sendto(bad, ("127.0.0.1", roof.port))
+        # a damaged session behind the DevAddr does not stop the roof either
+        redis_server.client().sadd(f"havel:addr:{node.dev_addr:08X}", "70B3D57ED0000777")
+        redis_server.client().set("havel:dev:70B3D57ED0000777", "not a hash")
+        conc.hear(node.uplink(), 3.0)
+        assert wait_for(lambda: len(read_records(roof.db)) == 1, 20)
+        assert roof.proc is not None and roof.proc.poll() is None
+        assert "left out" in roof.log.read_text()
+    finally:
+        conc.close()
+        roof.stop()
