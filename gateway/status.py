@@ -111,7 +111,7 @@ class StatusReport:
             "bytes": gw.outbox.size_bytes(),
             "oldest_age_s": age,
             "dropped": gw.outbox.dropped(),
-            "by_sink": pending_by_sink(gw.conn),  # records each sink has yet to acknowledge
+            "waiting_per_sink": pending_by_sink(gw.conn),  # records each sink has yet to acknowledge
         }
 
     def _describe_metrics(self) -> None:

@@ -64,7 +64,7 @@
       : `Outbox: ${ob.depth ?? 0} record(s) waiting, ${bytes(ob.bytes || 0)}` +
         (age ? `, the oldest received ${ago(age)} ago` : "") + dropped(ob.dropped) + ".";
     $("outbox-summary").dataset.depth = String(ob.depth ?? 0);
-    const waiting = ob.by_sink || {};
+    const waiting = ob.waiting_per_sink || {};
     const items = [];
     for (const [name, h] of Object.entries(st.sinks || {})) {
       if (name === "commands") {
