@@ -268,8 +268,9 @@ class RelayComponent:
                 await result
 
     def health(self) -> dict[str, Any]:
-        """The manager's counters and each path's state, listener restarts included (for /status)."""
-        return self.manager.health()
+        """The manager's counters and each path's state, listener restarts included, and the emergency
+        switch the relays act on (for /status and the roof page)."""
+        return {**self.manager.health(), "emergency": self.switch.is_on()}
 
 
 def create(ctx: Any) -> RelayComponent:

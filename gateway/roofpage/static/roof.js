@@ -152,10 +152,15 @@
     if (!r) { fill($("relay"), [el("li", { class: "muted" }, "Not configured on this gateway.")]); return; }
     const items = [item(r.primary === "down" ? "down" : "up", "primary path",
       r.primary === "down" ? "✗ down: the relay carries alarms" : "✓ " + r.primary, { "data-relay": "primary" })];
-    if ("emergency" in r) items.push(item(r.emergency ? "warn" : "up", "emergency", r.emergency ? "on" : "off"));
+    if ("emergency" in r) {
+      items.push(item(r.emergency ? "warn" : "up", "emergency",
+        r.emergency ? "on: the amateur-radio path may transmit" : "off", { "data-relay": "emergency" }));
+    }
     for (const [name, h] of Object.entries(r.relays || {})) {
-      const text = scalars(h).map(([k, v]) => `${k} ${v}`).join(", ");
-      items.push(item(h.connected === false ? "down" : "up", name, text || "running", { "data-relay": name }));
+      const link = h.connected === undefined ? "" : h.connected ? "✓ connected" : "✗ not connected";
+      const text = scalars(h).filter(([k]) => k !== "connected").map(([k, v]) => `${k} ${v}`).join(", ");
+      items.push(item(h.connected === false ? "down" : "up", name, [link, text].filter(Boolean).join("; ") || "running",
+        { "data-relay": name }));
     }
     fill($("relay"), items);
   }

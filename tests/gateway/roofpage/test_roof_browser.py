@@ -16,6 +16,7 @@ from support.gateway_run import InProcessGateway, provision_sim, write_config
 from support.mosquitto import Mosquitto
 
 from havel.gateway import config
+from havel.gateway.relay.signing import SigningKey
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
 
 pytestmark = pytest.mark.timeout(240)
@@ -37,7 +38,10 @@ def waiting(b: Browser) -> int:
     return int(b.evaluate(f"Number(document.querySelector('{SINK}').dataset.waiting)"))
 
 
-def test_the_roof_page_follows_a_broker_outage(tmp_path: Path, mosquitto: Mosquitto) -> None:
+def test_the_roof_page_follows_a_broker_outage(
+    tmp_path: Path, mosquitto: Mosquitto, mosquitto_factory: Callable[..., Mosquitto]
+) -> None:
+    mesh = mosquitto_factory()  # the disaster relay's mesh broker, to the crisis centre
     sink = {
         "type": "mqtt",
         "name": "platform",
@@ -47,7 +51,22 @@ def test_the_roof_page_follows_a_broker_outage(tmp_path: Path, mosquitto: Mosqui
         "reconnect_min_s": 0.1,
         "reconnect_max_s": 0.5,
     }
-    cfg = config.load(write_config(tmp_path, sinks=[sink], network={"dedup_window_ms": 40}))
+    relay = f"""
+[relay]
+primary = "platform"
+sender = "gw-test"
+down_after_s = 1.0
+up_after_s = 1.0
+tick_s = 0.2
+[[relay.path]]
+type = "mqtt"
+host = "127.0.0.1"
+port = {mesh.port}
+tls = false
+"""
+    (tmp_path / "data").mkdir()
+    SigningKey.generate().save(tmp_path / "data" / "relay.key")
+    cfg = config.load(write_config(tmp_path, sinks=[sink], network={"dedup_window_ms": 40}, extra=relay))
     specs = make_specs(parse_counts("temperature=2,water=1"), interval_s=300)
     provision_sim(cfg, specs)
     with InProcessGateway(cfg) as gw, Simulation(gw.udp, specs) as sim, Browser.start() as b:
@@ -70,6 +89,9 @@ def test_the_roof_page_follows_a_broker_outage(tmp_path: Path, mosquitto: Mosqui
         )
         assert "Havel" in b.text("#about") and "free of" in b.text("#about")
         assert b.text("#state-text").startswith("✓ OK")
+        assert "✓ up" in b.text('#relay li[data-relay="primary"]')
+        assert "off" in b.text('#relay li[data-relay="emergency"]')
+        assert "Not known" in b.text("#power")  # no UPS configured here
 
         # keyboard: the first Tab reaches the skip link, Enter moves to the state
         b.press("Tab")
@@ -89,6 +111,8 @@ def test_the_roof_page_follows_a_broker_outage(tmp_path: Path, mosquitto: Mosqui
         first = waiting(b)
         b.wait_until(f"Number(document.querySelector('{SINK}').dataset.waiting) >= {first + 3}", timeout=60)
         assert "waiting for it" in b.text(SINK)
+        # the relay's outage detector sees the platform gone: alarms now go over the mesh
+        b.wait_for('#relay li[data-relay="primary"].down', timeout=60)
         b.viewport(390, 844)  # an operator's phone on the roof
         b.wait_until("document.documentElement.scrollWidth <= 390")  # no sideways scrolling
         b.evaluate("window.scrollTo(0, 0)")
@@ -103,6 +127,7 @@ def test_the_roof_page_follows_a_broker_outage(tmp_path: Path, mosquitto: Mosqui
         sim.stop()  # (the nodes stop, so the backlog can reach zero)
         b.wait_until(f"Number(document.querySelector('{SINK}').dataset.waiting) === 0", timeout=60)
         b.wait_until("document.querySelector('#state').dataset.state === 'ok'", timeout=30)
+        b.wait_for('#relay li[data-relay="primary"].up', timeout=60)
 
         # nothing left the machine, and the page had no error or CSP violation
         requests = b.requests()
