@@ -60,6 +60,23 @@ def _euis(value: Any, where: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _store_url(value: Any, where: str) -> str:
+    v = check(str, value, where)
+    if not v.startswith(("redis://", "rediss://")) or "@" in v.split("/", 3)[2]:
+        raise ConfigError(
+            f"{where} must be a redis:// or rediss:// URL without user or password",
+            hint="the password goes in network.store_password_file (mode 0600)",
+        )
+    return v
+
+
+def _roof_name(value: Any, where: str) -> str:
+    v = check(str, value, where)
+    if not _GATEWAY_ID.match(v):
+        raise ConfigError(f"{where} {v!r} may only hold letters, digits, '-' and '_' (1-64)")
+    return v
+
+
 def _net_id(value: Any, where: str) -> int:
     """A 24-bit NetID as hex digits ("000013"; an integer is taken as is)."""
     v = value
@@ -123,6 +140,13 @@ class NetworkConfig:
     downlink_queue_max: int = key(32, lo=1, hi=10_000)  # application commands queued per device
     adr: bool = key(True)  # steer data rate and power of devices that set the ADR bit (gateway/adr.py)
     adr_margin_db: float = key(10.0, lo=0.0)  # installation margin above the data rate's demodulation floor
+    # several roofs sharing one network server's state on Redis (docs/multiroof.md): redis:// or rediss://
+    # (TLS, verified); None: this roof's own SQLite registry. The password only from store_password_file.
+    store: str | None = key(None, parse=_store_url)
+    store_password_file: str | None = key(None)
+    store_ca_file: str | None = key(None)
+    store_timeout_s: float = key(1.0, lo=0.05, hi=30.0)  # a silent store counts as unreachable after this
+    roof: str | None = key(None, parse=_roof_name)  # this roof's name in the shared store; None: gateway id
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,23 @@ bench and ``make demo`` with two roofs; its settings are a JSON file::
     {"roof": "roof-a", "store": "redis://127.0.0.1:6379/0", "password_file": null, "ca_file": null,
      "udp_port": 1700, "db": "/var/lib/havel/roof-a.db", "dedup_window_ms": 200, "duty": 0.01}
 
+Or the roof's gateway config (``--config gateway.toml``): ``[network] store``, ``store_password_file``,
+``store_ca_file``, ``store_timeout_s``, ``roof`` (default: the gateway id) and the rest of ``[network]``,
+``[udp]`` bind and port, the database in ``data_dir``, and its ``[[sink]]`` tables and ``[forwarder]``: the
+roof then delivers what it stored through those sinks, as the daemon does.
+
 One line of JSON per downlink sent goes to standard output (``{"tx": ...}``), and one ``{"ready": ...}``
 line once it listens. SIGTERM processes what waits in the dedup window and stops."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -24,8 +31,9 @@ from typing import Any
 import redis
 
 from havel.errors import ConfigError, HavelError
-from havel.gateway import db, gwmp
-from havel.gateway.config import NetworkConfig
+from havel.gateway import config, db, gwmp
+from havel.gateway.config import Config, NetworkConfig
+from havel.gateway.forwarder import Forwarder
 from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.shared.roof import Downlink, Roof
@@ -38,6 +46,7 @@ from havel.gateway.network.shared.store import (
 )
 from havel.gateway.outbox import Outbox
 from havel.gateway.settings import key, read
+from havel.gateway.sinks import make_sinks
 
 log = logging.getLogger("havel.gateway.shared")
 
@@ -71,21 +80,80 @@ def read_settings(obj: Any) -> RoofSettings:
     return s
 
 
+def settings_from_config(cfg: Config) -> RoofSettings:
+    """A roof's settings from its gateway config (``[network] store`` must be set)."""
+    n = cfg.network
+    if n.store is None:
+        raise ConfigError("network.store is not set", hint="the shared store's redis:// or rediss:// URL")
+    return RoofSettings(
+        roof=n.roof or cfg.gateway_id,
+        store=n.store,
+        db=str(cfg.db_path),
+        password_file=n.store_password_file,
+        ca_file=n.store_ca_file,
+        timeout_s=n.store_timeout_s,
+        udp_port=cfg.udp.port,
+        bind=cfg.udp.bind,
+        dedup_window_ms=n.dedup_window_ms,
+    )
+
+
+class Delivery:
+    """The configured sinks fed from the roof's outbox by the daemon's forwarder, in a thread with its own
+    event loop and database connection."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._main()), name="delivery", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+    async def _main(self) -> None:
+        cfg = self.cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        conn = db.open_db(cfg.db_path)
+        try:
+            outbox = Outbox(conn, sinks=[s["name"] for s in cfg.sinks])
+            sinks = make_sinks(cfg.sinks, gateway_id=cfg.gateway_id)
+            fwd = Forwarder.from_config(outbox, sinks, cfg.components.get("forwarder"))
+            await fwd.start()  # (it looks into the outbox every poll_s)
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+            await fwd.stop()
+        finally:
+            conn.close()
+
+
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
-def run(settings: RoofSettings) -> None:
+def run(settings: RoofSettings, cfg: Config | None = None) -> None:
+    """Serve until SIGTERM; with ``cfg`` (the gateway config) its network settings and sinks are used."""
     roof_id = settings.roof
     store_settings = StoreSettings(
         settings.store, settings.password_file, settings.ca_file, settings.timeout_s
     )
     shared = SharedState(connect(store_settings))
+    if cfg is not None:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
     conn = db.open_db(settings.db)
-    outbox = Outbox(conn, sinks=["primary"])
+    outbox = Outbox(conn, sinks=[s["name"] for s in cfg.sinks] if cfg is not None else ["primary"])
     store = RedisSessionStore(shared, conn)
-    net = replace(NetworkConfig(), dedup_window_ms=settings.dedup_window_ms, dev_addr_prefix=0x26000000)
+    if cfg is not None:
+        net = cfg.network
+    else:
+        net = replace(NetworkConfig(), dedup_window_ms=settings.dedup_window_ms, dev_addr_prefix=0x26000000)
+    delivery = Delivery(cfg) if cfg is not None else None
     ns = NetworkServer(store, outbox, net)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((settings.bind, settings.udp_port))
@@ -107,6 +175,8 @@ def run(settings: RoofSettings) -> None:
 
     roof = Roof(roof_id, shared, store, ns, transmit, duty=settings.duty)
     store.warm()
+    if delivery is not None:
+        delivery.start()
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__(0, True))
@@ -180,15 +250,23 @@ def run(settings: RoofSettings) -> None:
     roof.flush(time.monotonic(), datetime.now(UTC), force=True)
     log.info("roof %s stopped: %s", roof_id, dict(sorted(roof.counts.items())))
     conn.close()
+    if delivery is not None:
+        delivery.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m havel.gateway.network.shared.roofd SETTINGS.json\n")
+    if len(args) not in (1, 2) or (len(args) == 2 and args[0] != "--config"):
+        sys.stderr.write(
+            "usage: python -m havel.gateway.network.shared.roofd SETTINGS.json | --config GATEWAY.toml\n"
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if len(args) == 2:
+            cfg = config.load(args[1])
+            run(settings_from_config(cfg), cfg)
+            return 0
         try:
             obj = json.loads(Path(args[0]).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

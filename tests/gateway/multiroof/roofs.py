@@ -28,8 +28,12 @@ def free_udp_port() -> int:
 class RoofProcess:
     """One roof daemon; ``sent`` collects its ``{"tx": ...}`` lines."""
 
-    def __init__(self, name: str, store_url: str, tmp: Path, **settings: Any) -> None:
+    def __init__(
+        self, name: str, store_url: str, tmp: Path, *, config: Path | None = None, **settings: Any
+    ) -> None:
+        """``config``: run from that gateway config (``--config``) instead of a settings file."""
         self.name = name
+        self.config = config
         self.port = free_udp_port()
         self.settings_path = tmp / f"{name}.json"
         self.db = tmp / f"{name}.db"
@@ -56,7 +60,8 @@ class RoofProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("a") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "havel.gateway.network.shared.roofd", str(self.settings_path)],
+                [sys.executable, "-m", "havel.gateway.network.shared.roofd"]
+                + (["--config", str(self.config)] if self.config else [str(self.settings_path)]),
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,

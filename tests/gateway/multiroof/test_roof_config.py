@@ -1,0 +1,57 @@
+"""A roof from its gateway config: `[network] store` (and the roof's name) read through the config module,
+its messages delivered through the config's sinks; `havel gateway run` refuses such a config."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from support.gateway_run import write_config
+from support.redis import RedisServer
+
+from havel.errors import ConfigError
+from havel.gateway import config, preflight
+from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+
+from .helpers import abp_node
+from .roofs import Concentrator, RoofProcess
+
+
+def test_a_roof_runs_from_its_gateway_config_and_delivers_to_its_sinks(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    path = write_config(
+        tmp_path, network={"store": redis_server.url, "roof": "roof-a", "dedup_window_ms": 50}
+    )
+    cfg = config.load(path)
+    assert cfg.network.store == redis_server.url and cfg.network.roof == "roof-a"
+    with pytest.raises(ConfigError, match="roofd --config"):
+        preflight.validate(cfg)
+    shared = SharedState(connect(StoreSettings(redis_server.url)))
+    node = abp_node(80)
+    shared.put_device(node.device())
+    roof = RoofProcess("roof-a", redis_server.url, tmp_path, config=path)
+    roof.start()
+    conc = Concentrator(0xAA00000000000001, cfg.udp.port)
+    try:
+        conc.hear(node.uplink(), 3.0)
+        out = tmp_path / "out.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (out.exists() and out.read_text().strip()):
+            time.sleep(0.1)
+        (line,) = out.read_text().splitlines()
+        msg = json.loads(line)["payload"]
+        assert msg["buffered"] is False
+        assert msg["id"] == f"{node.dev_eui:016X}-0-1" and msg["data"] is not None
+    finally:
+        conc.close()
+        roof.stop()
+
+
+def test_store_settings_in_the_gateway_config_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"network\.store"):
+        config.load(write_config(tmp_path, network={"store": "redis://:secret@127.0.0.1:6379/0"}))
+    with pytest.raises(ConfigError, match=r"network\.roof"):
+        config.load(write_config(tmp_path, network={"store": "redis://127.0.0.1/0", "roof": "a b"}))
