@@ -55,3 +55,17 @@ def test_store_settings_in_the_gateway_config_are_checked(tmp_path: Path) -> Non
         config.load(write_config(tmp_path, network={"store": "redis://:secret@127.0.0.1:6379/0"}))
     with pytest.raises(ConfigError, match=r"network\.roof"):
         config.load(write_config(tmp_path, network={"store": "redis://127.0.0.1/0", "roof": "a b"}))
+
+
+def test_the_docs_network_block_is_a_valid_roof_config(tmp_path: Path) -> None:
+    import re
+
+    from havel.gateway.network.shared.roofd import settings_from_config
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "multiroof.md").read_text()
+    block = re.search(r"--config gateway.toml`, with:\n\n```\n(\[network\]\n.*?)```", text, re.S)
+    assert block is not None
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + "\n" + block.group(1))
+    s = settings_from_config(config.load(path))
+    assert s.roof == "roof-a" and s.store.startswith("rediss://") and s.ca_file == "/etc/havel/redis-ca.pem"
