@@ -170,9 +170,15 @@
     if (!p) { fill($("power"), [el("li", { class: "muted" }, "Not known: no UPS configured.")]); return; }
     const cls = p.state === "mains" ? "up" : p.state === "unknown" ? "warn" : "down";
     const since = p.since ? " since " + hhmmss(p.since * 1000) : "";
-    const more = scalars(p).filter(([k]) => !["state", "since", "ups"].includes(k) && p[k] !== null)
-      .map(([k, v]) => `${k} ${v}`).join(", ");
-    fill($("power"), [item(cls, p.ups || "UPS", `${p.state}${since}` + (more ? "; " + more : ""), { "data-power": p.state })]);
+    const words = { mains: "✓ on mains", battery: "✗ on battery", low: "✗ battery low", unknown: "? unknown" };
+    const more = [];
+    if (p.status) more.push(`UPS says ${p.status}`);
+    if (p.charge_pct !== undefined && p.charge_pct !== null) more.push(`charge ${p.charge_pct} %`);
+    if (p.runtime_s !== undefined && p.runtime_s !== null) more.push(`runtime left ${ago(p.runtime_s)}`);
+    if (p.replace_battery) more.push("replace the battery");
+    if (p.reachable === false) more.push("UPS not reachable" + (p.last_error ? ": " + p.last_error : ""));
+    fill($("power"), [item(cls, "power", `${words[p.state] || p.state}${since}` + (more.length ? "; " + more.join(", ") : ""),
+      { "data-power": p.state })]);
   }
 
   function showAbout(st) {
