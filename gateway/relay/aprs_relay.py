@@ -458,9 +458,12 @@ class APRSRelay:
             return
         if not on:
             # AFuV: third-party traffic only in a declared emergency. Hold, count, transmit nothing.
-            if not item.held:
-                self.stats["held_no_emergency"] += 1
-                item.held = True
+            # Every waiting frame is counted once, not only the one at the head of the queue.
+            with self._lock:
+                for waiting in self._queue:
+                    if not waiting.held:
+                        self.stats["held_no_emergency"] += 1
+                        waiting.held = True
             self._wake.wait(0.5)
             self._wake.clear()
             return

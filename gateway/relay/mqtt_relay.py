@@ -193,7 +193,11 @@ class EmergencyCommands:
         self.topic = emergency_topic(prefix, gateway_id)
         self.gateway_id = gateway_id
         self.switch = switch
-        self.verifier = Verifier({CONTROL_SENDER: key}, state_path=state_path)
+        self.verifier = Verifier(
+            {CONTROL_SENDER: key},
+            state_path=state_path,
+            unknown_hint=f"emergency commands come from {CONTROL_SENDER}, signed with this relay's key",
+        )
         self.stats = {"applied": 0, "rejected": 0, **dict.fromkeys(self.REASONS, 0)}
         client_id = f"{sink.client_id}-emergency"
         settings = dataclasses.replace(

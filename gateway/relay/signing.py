@@ -211,8 +211,10 @@ class Verifier:
         state_path: str | Path | None = None,
         *,
         wall: Callable[[], float] = time.time,
+        unknown_hint: str = "add a [[sender]] with its name and key_file to the receiver config",
     ) -> None:
         self.keys = {identity(k): v for k, v in keys.items()}
+        self.unknown_hint = unknown_hint  # what to do about a sender without a key (said with the error)
         self.window = window
         self.state_path = Path(state_path) if state_path else None
         self._state: dict[tuple[str, str], _Window] = {}
@@ -267,7 +269,7 @@ class Verifier:
         if key is None:
             raise SecurityError(
                 f"relay message from unknown sender {sender!r}",
-                hint="add its key to the receiver's [senders] table",
+                hint=self.unknown_hint,
             )
         expected = key.tag(who, channel, sig.counter, body)
         if not hmac.compare_digest(expected, sig.tag):

@@ -561,3 +561,44 @@ def test_emergency_status_reports_the_config_switch_the_daemon_transmits_on(rig_
     k.wait_for(lambda: any(":HA " in f.text for f in rig.frames()), 60, "the alarm on the air")
     status = k.havel("relay", "emergency", "status", "--config", str(rig.config)).stdout
     assert re.search(r"emergency on\b", status, re.IGNORECASE), status
+
+
+def test_a_command_with_a_lone_surrogate_is_malformed_and_the_unknown_sender_hint_fits(
+    mesh_rig: MeshRig,
+) -> None:
+    """docs/relay.md: `malformed` = ... "not Unicode text": a signed command whose gateway_id holds a lone
+    surrogate escape is malformed, not `not_ours`. A command from a sender without a key is forged, and
+    the gateway's log says what fits there (commands come from CONTROL), not the receiver's [[sender]]."""
+    m = mesh_rig
+    r = k.havel("relay", "emergency", "on", "--receiver-config", str(m.receiver_config), "--gateway", "gw1")
+    assert r.returncode == 0, r.stderr
+    k.wait_for(lambda: m.state() == "on", 30, "on")
+    body = '{"at": ' + str(int(time.time()) + 1) + ', "emergency": "off", "gateway_id": "gw1\\ud800"}'
+    before = m.commands("malformed")
+    m.send(m.command("off", 0, 1000, body=body))
+    k.wait_for(lambda: m.commands("malformed") > before or m.commands("not_ours") > 0, 30, "counted")
+    assert m.commands("malformed") > before and m.commands("not_ours") == 0, "counted as not_ours"
+    forged = m.commands("forged")
+    m.send(m.command("off", time.time() + 2, 1001, sender=CALL))
+    k.wait_for(lambda: m.commands("forged") > forged, 30, "a command of an unknown sender refused")
+    k.wait_for(lambda: "unknown sender" in m.rig.daemon.text(), 30, "the refusal in the daemon's log")
+    line = next(x for x in m.rig.daemon.text().splitlines() if "unknown sender" in x)
+    assert "CONTROL" in line and "[[sender]]" not in line and "[senders]" not in line, line
+    assert m.state() == "on"
+
+
+def test_held_no_emergency_counts_every_held_frame(rig: Rig) -> None:
+    """docs/relay.md: `held_no_emergency` counts each frame that waits for the emergency switch: three
+    alarms held while it is off count three (not only the one at the head of the queue)."""
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    for fcnt in (1, 2, 3):
+        rig.uplink(fcnt, 160 + fcnt)
+    k.wait_for(lambda: rig.metric('relay_messages{path="aprs",what="offered"}') >= 3, 60, "three offers")
+    # the outage report and the three alarms wait (telemetry only when due)
+    k.wait_for(
+        lambda: rig.metric('relay_messages{path="aprs",what="held_no_emergency"}') >= 4, 60, "all held"
+    )
+    assert rig.tnc.snapshot() == [], "transmitted without an emergency"
+    rig.emergency("on")
+    k.wait_for(lambda: sum(b":HA " in f.info for f in rig.frames()) >= 3, 90, "the three alarms on the air")
