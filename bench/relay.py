@@ -106,7 +106,10 @@ def latency_aprs(tmp: Path, key_file: Path, broker: Mosquitto, n: int) -> dict[s
         switch = EmergencySwitch(gw_dir)
         switch.set(True, "bench")
         relay = APRSRelay(
-            APRSConfig.from_config({"callsign": GW, "addressee": CC, "port": link.a.kiss_port}),
+            # min_gap_s 0: the figure is the path's latency, not the spacing the relay keeps between frames
+            APRSConfig.from_config(
+                {"callsign": GW, "addressee": CC, "port": link.a.kiss_port, "min_gap_s": 0}
+            ),
             Signer(SigningKey.load(key_file), GW, CounterStore(None)),
             switch,
         )
@@ -256,7 +259,9 @@ def latency_uplink(tmp: Path, key_file: Path, crisis: Mosquitto, n: int, radio: 
         {"type": "mqtt", "host": "127.0.0.1", "port": crisis.port, "tls": False, "max_inflight": 20}
     ]
     if link is not None:
-        paths.append({"type": "aprs", "callsign": GW, "addressee": CC, "port": link.a.kiss_port})
+        paths.append(
+            {"type": "aprs", "callsign": GW, "addressee": CC, "port": link.a.kiss_port, "min_gap_s": 0}
+        )
     with Mosquitto() as platform:
         cfg = from_dict(
             {
