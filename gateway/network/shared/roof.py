@@ -296,7 +296,7 @@ class Roof:
         c = self._gateway_for(out.copies)
         if c is None:
             if raw is not None and command is not None:
-                self.shared.r.lpush(f"{self.shared.p}dlq:{dev.dev_eui:016X}", raw)  # for the next uplink
+                self._requeue(dev.dev_eui, raw)
             self.counts["no_gateway"] += 1
             return
         try:
@@ -315,8 +315,19 @@ class Roof:
         except HavelError as exc:
             log.error("downlink for %s not built: %s", dev.eui_hex, exc)
             self.counts["downlink_failed"] += 1
+            if raw is not None and command is not None and isinstance(exc, NotAnswered):
+                self._requeue(dev.dev_eui, raw)  # (no counter: the store went away)
             return
         self._route(self._downlink(c, data, dev.rx1_delay, "command" if command else "ack", out))
+
+    def _requeue(self, dev_eui: int, raw: str) -> None:
+        """A command taken but not sent goes back to the head of the device's queue (its next uplink)."""
+        try:
+            self.shared.requeue_command(dev_eui, raw)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            self.counts["command_lost"] += 1
+            log.error("a command for %016X could not be put back: the shared store went away", dev_eui)
 
     # ------------------------------------------------------------------------------ sending
     def _route(self, d: Downlink) -> None:

@@ -464,6 +464,10 @@ class SharedState:
         v = self.r.lpop(f"{self.p}dlq:{dev_eui:016X}")
         return str(v) if v is not None else None
 
+    def requeue_command(self, dev_eui: int, raw: str) -> None:
+        """Put a command taken but not sent back at the head of the device's queue."""
+        self.r.lpush(f"{self.p}dlq:{dev_eui:016X}", raw)
+
     def hand_over(self, roof: str, downlink: dict[str, Any]) -> None:
         self.r.rpush(f"{self.p}tx:{roof}", json.dumps(downlink))
 

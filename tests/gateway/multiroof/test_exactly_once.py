@@ -226,3 +226,25 @@ def test_a_frame_whose_roof_died_in_its_window_is_taken_over_once(
         c.flush()
     assert len(b.records() + c.records()) == 2
     assert b.roof.counts["taken_over"] + c.roof.counts["taken_over"] == 1
+
+
+def test_a_command_waits_in_the_queue_while_every_gateway_waits_for_its_duty_cycle(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    a, b, c = roofs = three_roofs(redis_server, tmp_path)
+    node = abp_node(9)
+    a.shared.put_device(node.device())
+    a.shared.queue_command(node.dev_eui, {"fport": 3, "data": "07"})
+    for gw in (GA, GB):
+        a.shared.gateway_busy(gw, 60.0)  # both gateways that hear the node just sent something
+    frame = node.uplink()
+    a.hear(GA, frame, snr=4.0)
+    b.hear(GB, frame, snr=2.0)
+    settle(roofs)
+    assert not any(r.sent for r in roofs) and a.roof.counts["no_gateway"] == 1
+    redis_server.client().delete(f"havel:dc:{GB:016X}")  # B's pause is over
+    frame = node.uplink()
+    a.hear(GA, frame, snr=4.0)
+    b.hear(GB, frame, snr=2.0)
+    settle(roofs)
+    assert [d["kind"] for d in b.sent] == ["command"] and not a.sent and not c.sent

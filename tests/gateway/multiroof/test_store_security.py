@@ -62,7 +62,7 @@ def test_tls_and_password_file(need_redis: None, tmp_path: Path, caplog: pytest.
 
 def test_roof_settings_from_the_docs_and_wrong_keys() -> None:
     text = (REPO / "docs" / "multiroof.md").read_text()
-    block = re.search(r"## Running a roof\n\n```\n(.*?)```", text, re.S)
+    block = re.search(r"```\n(\{\"roof\".*?)```", text, re.S)
     assert block is not None
     s = read_settings(json.loads(block.group(1)))
     assert s.roof == "roof-a" and s.store.startswith("rediss://") and s.dedup_window_ms == 200
