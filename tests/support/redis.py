@@ -10,6 +10,7 @@ Usage::
     with Gate(server.port) as gate:
         gate.url                      # the same server through the relay
         gate.cut(); gate.restore()    # refuse and drop every connection, then let them through again
+        gate.silent = True            # swallow every byte (a silent partition: clients time out)
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class Gate:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.silent = False  # True: bytes are swallowed both ways (a link that drops packets, no reset)
 
     @property
     def url(self) -> str:
@@ -217,14 +219,14 @@ class Gate:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if not self.silent:
+                    dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):

@@ -121,3 +121,27 @@ def test_redis_restarted_mid_stream_loses_no_counter(redis_server: RedisServer, 
         f"{node.dev_eui:016X}-0-{n}" for n in range(1, 11)
     ]
     assert len(ids) == 13  # frames 5..7 by both roofs, with the same ids (the platform keeps one)
+
+
+def test_a_silent_partition_is_noticed_within_the_store_timeout(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    import time
+
+    with Gate(redis_server.port) as gate:
+        c = RoofUnderTest("roof-c", gate.url, tmp_path, timeout_s=0.3)
+        node = abp_node(31)
+        c.shared.put_device(node.device())
+        c.store.warm()
+        c.hear(GC, node.uplink(), snr=1.0)
+        assert [o.status for o in c.flush()] == [Status.ACCEPTED]
+        gate.silent = True  # packets dropped, no reset: only the timeout tells
+        t0 = time.monotonic()
+        c.hear(GC, node.uplink(), snr=1.0)
+        outs = c.flush()
+        assert not c.store.online
+        assert time.monotonic() - t0 < 10  # a few timeouts of 0.3 s, not a hang
+        assert [o.status for o in outs] == [Status.ACCEPTED] and c.roof.counts["accepted_offline"] == 1
+        gate.silent = False
+        assert c.roof.tick()
+        assert c.shared.device(node.dev_eui).session.fcnt_up == 2  # type: ignore[union-attr]
