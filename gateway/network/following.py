@@ -8,9 +8,11 @@ the accept answers this device's request). ABP sessions (and sessions exported f
 are imported. Counters follow the uplinks seen; nothing is ever sent to the device from here.
 
 The id of a reading is derived from the frame and its session only, so every roof that hears the frame
-(and follows the same join) gives it the same id: ``<DevEUI>-j<DevNonce>-<FCnt32>`` for a joined session
-(DevNonce as 4 hex digits, on-air value), ``<DevEUI>-a<marker>-<FCnt32>`` for an imported one (the marker:
-8 hex digits of SHA-256 over DevAddr and NwkSKey). See docs/mqtt.md.
+(and follows the same join) gives it the same id. It keeps the form of every uplink id,
+``<DevEUI>-<SessionEpoch>-<FCnt32>``, with a session epoch taken from the session instead of counted on one
+roof: :data:`JOIN_EPOCH_BASE` + DevNonce for a session that began with a join, :data:`IMPORT_EPOCH_BASE` +
+a number from DevAddr and NwkSKey for an imported one. Both ranges lie far above the join counts of
+locally served devices. See docs/mqtt.md.
 """
 
 from __future__ import annotations
@@ -37,19 +39,21 @@ from havel.gateway.network.sessions import Device, Session
 
 log = logging.getLogger("havel.gateway.following")
 
+JOIN_EPOCH_BASE = 1_000_000  # + DevNonce (16 bits): 1,000,000 .. 1,065,535
+IMPORT_EPOCH_BASE = 2_000_000_000  # + (32 bits of SHA-256 over DevAddr and NwkSKey) mod 10^9
 JOIN_PENDING_S = 10.0  # a join-accept comes 5 or 6 s after its request (JOIN_ACCEPT_DELAY1/2)
 MAX_PENDING_JOINS = 256  # join-requests waiting for their accept (the oldest is forgotten first)
 
 
 @dataclass
 class Followed:
-    """One followed session. ``marker`` is the session part of the message id."""
+    """One followed session. ``epoch`` is the session part of the message id (module docstring)."""
 
     dev_eui: int
     dev_addr: int
     nwk_s_key: bytes = field(repr=False)
     app_s_key: bytes = field(repr=False)
-    marker: str
+    epoch: int
     fcnt_up: int | None = None
     source: str = "join"  # "join" (derived from a relayed join) or "import"
 
@@ -59,7 +63,7 @@ class Followed:
             "dev_addr": f"{self.dev_addr:08X}",
             "nwk_s_key": self.nwk_s_key.hex(),
             "app_s_key": self.app_s_key.hex(),
-            "marker": self.marker,
+            "epoch": self.epoch,
             "fcnt_up": self.fcnt_up,
             "source": self.source,
         }
@@ -74,7 +78,7 @@ class Followed:
                 dev_addr=int(obj["dev_addr"], 16),
                 nwk_s_key=bytes.fromhex(obj["nwk_s_key"]),
                 app_s_key=bytes.fromhex(obj["app_s_key"]),
-                marker=str(obj["marker"]),
+                epoch=int(obj["epoch"]),
                 fcnt_up=None if obj.get("fcnt_up") is None else int(obj["fcnt_up"]),
                 source=str(obj.get("source", "join")),
             )
@@ -82,20 +86,15 @@ class Followed:
             raise InputError(f"a followed session is malformed: {exc}") from None
 
 
-def import_marker(dev_addr: int, nwk_s_key: bytes) -> str:
-    """The session marker of an imported (ABP or exported) session: the same on every roof."""
-    digest = hashlib.sha256(dev_addr.to_bytes(4, "little") + nwk_s_key).hexdigest()
-    return "a" + digest[:8].upper()
+def import_epoch(dev_addr: int, nwk_s_key: bytes) -> int:
+    """The session epoch of an imported (ABP or exported) session: the same on every roof."""
+    digest = hashlib.sha256(dev_addr.to_bytes(4, "little") + nwk_s_key).digest()
+    return IMPORT_EPOCH_BASE + int.from_bytes(digest[:4], "big") % 1_000_000_000
 
 
-def join_marker(dev_nonce: int) -> str:
-    """The session marker of a session derived from a join: its DevNonce."""
-    return f"j{dev_nonce:04X}"
-
-
-def followed_id(dev_eui: int, marker: str, fcnt32: int) -> str:
-    """The id of a followed device's reading (module docstring)."""
-    return f"{dev_eui:016X}-{marker}-{fcnt32}"
+def join_epoch(dev_nonce: int) -> int:
+    """The session epoch of a session derived from a join: from its DevNonce."""
+    return JOIN_EPOCH_BASE + dev_nonce
 
 
 @dataclass
@@ -169,7 +168,7 @@ class Follower:
     def import_session(self, dev_eui: int, dev_addr: int, nwk_s_key: bytes, app_s_key: bytes) -> Followed:
         """Follow an ABP session or one exported from the network server."""
         s = Followed(
-            dev_eui, dev_addr, nwk_s_key, app_s_key, import_marker(dev_addr, nwk_s_key), None, "import"
+            dev_eui, dev_addr, nwk_s_key, app_s_key, import_epoch(dev_addr, nwk_s_key), None, "import"
         )
         self._put(s)
         return s
@@ -217,7 +216,7 @@ class Follower:
                 continue
             ja = phy.parse_join_accept(plain)
             nwk, app = crypto.derive_session_keys(key, ja.join_nonce, ja.net_id, p.dev_nonce)
-            s = Followed(p.dev.dev_eui, ja.dev_addr, nwk, app, join_marker(p.dev_nonce), None, "join")
+            s = Followed(p.dev.dev_eui, ja.dev_addr, nwk, app, join_epoch(p.dev_nonce), None, "join")
             self._put(s)
             self._pending.remove(p)
             self.metrics.inc("followed_total", what="joined")
@@ -283,16 +282,11 @@ class Follower:
             else:
                 key = s.nwk_s_key if frame.fport == 0 else s.app_s_key
                 payload = crypto.crypt_frm_payload(key, True, frame.dev_addr, fcnt32, frame.frm_payload)
-            session = Session(s.dev_addr, s.nwk_s_key, s.app_s_key, fcnt32)
+            session = Session(s.dev_addr, s.nwk_s_key, s.app_s_key, fcnt32, epoch=s.epoch)
             dev = replace(dev, session=session)
             record = self.messages.uplink(dev, frame, fcnt32, payload, [copy])
-            msg_id = followed_id(s.dev_eui, s.marker, fcnt32)
-            record["id"] = msg_id
             message = record["payload"]
-            message["id"] = msg_id
-            message["session"] = s.marker
-            message["served_by"] = "upstream"
-            del message["session_epoch"]
+            message["served_by"] = "upstream"  # (the network server answers it; this roof only listens)
             record["payload_json"] = encode_json(message)
             out = Outcome(
                 Status.ACCEPTED,

@@ -145,13 +145,16 @@ class Upstream:
         self.registry = ctx.registry
         self.metrics = ctx.metrics
         self.links: list[UpstreamLink] = []
+        from havel.gateway.daemon import relay_rules  # (the daemon imports this module's factory lazily)
+
         path = section.get("sessions_file", "followed-sessions.json")
         if not isinstance(path, str) or not path:
             raise ConfigError("upstream.sessions_file must be a file name")
         p = Path(path)
         self.follower = Follower(
             self._followed_device,
-            MessageBuilder(compiled_codec, None),
+            # the relay's rules raise a reading's priority as they do for local devices
+            MessageBuilder(compiled_codec, relay_rules(ctx.config)),
             self._store,
             ctx.metrics,
             p if p.is_absolute() else Path(ctx.config.data_dir) / p,
@@ -371,7 +374,7 @@ class Upstream:
             "servers": {link.name: link.health() for link in self.links},
             "followed": {
                 eui_hex(e): {
-                    "session": self.follower.sessions[e].marker if e in self.follower.sessions else None,
+                    "session_epoch": self.follower.sessions[e].epoch if e in self.follower.sessions else None,
                     "dev_addr": f"{self.follower.sessions[e].dev_addr:08X}"
                     if e in self.follower.sessions
                     else None,

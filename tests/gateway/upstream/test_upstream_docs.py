@@ -66,7 +66,9 @@ def test_the_documented_example_routes_by_each_servers_filter(tmp_path: Path) ->
                     wait_for(lambda: all(d in seen[name] for d in want), 20, f"frames at {name}")  # noqa: B023
                 assert other not in seen["lab"]
                 status = roof.gateway.status()["upstream"]
-                assert status["followed"] == {f"{FOLLOWED_EUI:016X}": {"session": None, "dev_addr": None}}
+                assert status["followed"] == {
+                    f"{FOLLOWED_EUI:016X}": {"session_epoch": None, "dev_addr": None}
+                }
                 assert set(status["servers"]) == {"city", "lab"}
             finally:
                 fwd.close()

@@ -102,12 +102,12 @@ def test_join_through_upstream_then_the_followed_session_decodes_locally(setup: 
     dev_addr, nwk, app = session_from_accept(accept, nonce)
     # the roof derived the same session from what it relayed
     wait_for(
-        lambda: roof.gateway.status()["upstream"]["followed"][f"{FOLLOWED_EUI:016X}"]["session"],
+        lambda: roof.gateway.status()["upstream"]["followed"][f"{FOLLOWED_EUI:016X}"]["session_epoch"],
         10,
         "session",
     )
     follow = roof.gateway.status()["upstream"]["followed"][f"{FOLLOWED_EUI:016X}"]
-    assert follow == {"session": f"j{nonce:04X}", "dev_addr": f"{dev_addr:08X}"}
+    assert follow == {"session_epoch": 1_000_000 + nonce, "dev_addr": f"{dev_addr:08X}"}
     for fcnt in (1, 2):
         fwd.push(data_frame(dev_addr, fcnt, nwk, app))
     eui = f"{FOLLOWED_EUI:016X}"
@@ -119,7 +119,7 @@ def test_join_through_upstream_then_the_followed_session_decodes_locally(setup: 
         20,
         "followed readings",
     )
-    assert [m["id"] for m in mine] == [f"{eui}-j{nonce:04X}-1", f"{eui}-j{nonce:04X}-2"]
+    assert [m["id"] for m in mine] == [f"{eui}-{1_000_000 + nonce}-1", f"{eui}-{1_000_000 + nonce}-2"]
     assert all(m["data"] == vector()["data"] and m["served_by"] == "upstream" for m in mine)
     # the upstream server got the frames too and is the one that serves the device
     theirs = wait_for(

@@ -9,7 +9,7 @@ from typing import Any
 from support.gateway_run import InProcessGateway, free_udp_port, write_config
 
 from havel.gateway import config
-from havel.gateway.network.following import import_marker
+from havel.gateway.network.following import import_epoch
 
 from .helpers import NWK, Forwarder, abp, data_frame, messages, register, spy, upstream_section, wait_for
 
@@ -46,7 +46,7 @@ def test_upstream_down_readings_stay_local_and_nothing_is_replayed(tmp_path: Pat
             for fcnt in (2, 3):
                 fwd.push(data_frame(ADDR, fcnt))
             eui = f"{EUI:016X}"
-            marker = import_marker(ADDR, NWK)
+            epoch = import_epoch(ADDR, NWK)
             got = wait_for(
                 lambda: (
                     [m for m in messages(tmp_path / "roof" / "out.jsonl") if m.get("dev_eui") == eui]
@@ -56,7 +56,7 @@ def test_upstream_down_readings_stay_local_and_nothing_is_replayed(tmp_path: Pat
                 20,
                 "local readings",
             )
-            assert [m["id"] for m in got if m.get("fcnt")] == [f"{eui}-{marker}-{n}" for n in (1, 2, 3)]
+            assert [m["id"] for m in got if m.get("fcnt")] == [f"{eui}-{epoch}-{n}" for n in (1, 2, 3)]
             assert (
                 roof.gateway.metrics.get("upstream_not_forwarded_total", upstream="city", reason="down") >= 2
             )
