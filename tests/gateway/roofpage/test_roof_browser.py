@@ -5,6 +5,10 @@ machine; axe-core finds no serious problem; the screenshots in docs/screenshots/
 
 from __future__ import annotations
 
+import base64
+import json
+import secrets
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +19,8 @@ from support.browser import Browser
 from support.gateway_run import InProcessGateway, provision_sim, write_config
 from support.mosquitto import Mosquitto
 
-from havel.gateway import config
+from havel.codecs.lorawan import phy
+from havel.gateway import config, gwmp
 from havel.gateway.relay.signing import SigningKey
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
 
@@ -32,6 +37,26 @@ def wait(cond: Callable[[], Any], timeout: float = 60.0, what: str = "condition"
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def push(eui: int, frame: bytes) -> bytes:
+    """A GWMP v2 PUSH_DATA from concentrator ``eui`` carrying ``frame``."""
+    rxpk = {
+        "tmst": 5_000_000,
+        "chan": 0,
+        "rfch": 0,
+        "freq": 868.1,
+        "stat": 1,
+        "modu": "LORA",
+        "datr": "SF7BW125",
+        "codr": "4/5",
+        "rssi": -80,
+        "lsnr": 5.0,
+        "size": len(frame),
+        "data": base64.b64encode(frame).decode(),
+    }
+    body = json.dumps({"rxpk": [rxpk]}).encode()
+    return bytes([2, 1, 1, gwmp.PUSH_DATA]) + eui.to_bytes(8, "big") + body
 
 
 def waiting(b: Browser) -> int:
@@ -66,7 +91,15 @@ tls = false
 """
     (tmp_path / "data").mkdir()
     SigningKey.generate().save(tmp_path / "data" / "relay.key")
-    cfg = config.load(write_config(tmp_path, sinks=[sink], network={"dedup_window_ms": 40}, extra=relay))
+    cfg = config.load(
+        write_config(
+            tmp_path,
+            sinks=[sink],
+            network={"dedup_window_ms": 40},
+            extra=relay,
+            udp={"allowed_gateways": ["AA555A0000000001", "AA555A00000000FF"]},  # the sim's, and a stranger's
+        )
+    )
     specs = make_specs(parse_counts("temperature=2,water=1"), interval_s=300)
     provision_sim(cfg, specs)
     with InProcessGateway(cfg) as gw, Simulation(gw.udp, specs) as sim, Browser.start() as b:
@@ -124,10 +157,31 @@ tls = false
         # it comes back: the sink is up again and its backlog drains to nothing
         mosquitto.start()
         b.wait_for(f'{SINK}[data-state="up"]', timeout=60)
-        sim.stop()  # (the nodes stop, so the backlog can reach zero)
-        b.wait_until(f"Number(document.querySelector('{SINK}').dataset.waiting) === 0", timeout=60)
         b.wait_until("document.querySelector('#state').dataset.state === 'ok'", timeout=30)
         b.wait_for('#relay li[data-relay="primary"].up', timeout=60)
+        sim.stop()  # (the nodes stop, so the backlog can reach zero)
+        b.wait_until(f"Number(document.querySelector('{SINK}').dataset.waiting) === 0", timeout=60)
+
+        # a frame from a device nobody registered, through a second forwarder: a rejection by its reason
+        assert b.count("#rejections li") == 0
+        stranger = phy.build_data_frame(
+            uplink=True,
+            confirmed=False,
+            dev_addr=0x26012345,
+            fcnt32=1,
+            fport=1,
+            payload=b"\x01",
+            ack=False,
+            nwk_s_key=secrets.token_bytes(16),
+            app_s_key=secrets.token_bytes(16),
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(push(0xAA555A00000000FF, stranger), gw.udp)
+        b.wait_for('#rejections li[data-reason="unknown_dev_addr"]', timeout=60)
+        assert b.text('#rejections li[data-reason="unknown_dev_addr"]').startswith("1 ")
+        # both forwarders fall silent (the nodes stopped): since when, not just how long
+        b.wait_for('#forwarders li.down[data-gateway="AA555A00000000FF"]', timeout=60)
+        assert "✗ silent since" in b.text('#forwarders li[data-gateway="AA555A00000000FF"]')
 
         # nothing left the machine, and the page had no error or CSP violation
         requests = b.requests()
