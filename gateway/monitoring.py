@@ -76,7 +76,10 @@ class MonitoringServer:
 
     async def _sample(self) -> None:
         while True:
-            self.rate.sample(self.metrics.total(ACCEPTED), time.time())
+            try:
+                self.rate.sample(self.metrics.total(ACCEPTED), time.time())
+            except Exception:  # a bug here must not stop the sampling (nor anything else)
+                log.exception("http: sampling the uplink rate failed")
             await asyncio.sleep(SAMPLE_S)
 
     async def close(self) -> None:

@@ -162,6 +162,13 @@ tls = false
         sim.stop()  # (the nodes stop, so the backlog can reach zero)
         b.wait_until(f"Number(document.querySelector('{SINK}').dataset.waiting) === 0", timeout=60)
 
+        # the chart counts every accepted uplink (sampled every few seconds)
+        accepted = int(metrics.total("uplinks_accepted_total"))
+        b.wait_until(f"Number(document.querySelector('#chart').dataset.total) === {accepted}", timeout=60)
+        assert f"{accepted} uplinks in the last 60 minutes" in b.evaluate(
+            "document.querySelector('#chart desc').textContent"
+        )
+
         # a frame from a device nobody registered, through a second forwarder: a rejection by its reason
         assert b.count("#rejections li") == 0
         stranger = phy.build_data_frame(
