@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 from havel.codecs.lorawan import phy
 from havel.codecs.lorawan.ids import eui_hex, parse_id_hex
-from havel.errors import ConfigError, FrameError, HavelError
+from havel.errors import ConfigError, FrameError, HavelError, InputError
 from havel.gateway import gwmp
 from havel.gateway.network.following import Follower
 from havel.gateway.network.messages import MessageBuilder, compiled_codec
@@ -180,7 +181,16 @@ class Upstream:
     # ------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         gw = self.gateway
-        self.follower.load()
+        try:
+            self.follower.load()
+        except InputError as exc:
+            # not a reason to stop the roof: the sessions come back with the devices' next joins (ABP ones
+            # at once, from the registry); the damaged file is kept aside for a look
+            aside = self.follower.path.with_name(f"{self.follower.path.name}.damaged-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                self.follower.path.rename(aside)
+            self.metrics.inc("followed_total", what="sessions_file_damaged")
+            log.error("%s; moved aside to %s, following starts without sessions", exc, aside.name)
         self._import_abp()
         for s in self.servers:
             link = UpstreamLink(
