@@ -114,6 +114,7 @@ class Roof:
         # frames handed to another roof: key -> (this roof's copy, when to take it over if not done by then)
         self._watch: dict[bytes, tuple[Reception, float]] = {}
         self.take_over_s = self.window_ms / 1000 + 1.0
+        self._late: set[bytes] = set()  # frames taken over: their receive windows have passed, no downlink
 
     # -------------------------------------------------------------------------------- intake
     def receive(self, copy: Reception, mono: float) -> Outcome | None:
@@ -182,6 +183,7 @@ class Roof:
                 self.counts["taken_over"] += 1
                 log.warning("a frame another roof took was not processed in time: this roof processes it")
                 self._mine.add(key)
+                self._late.add(key)
                 self.ns.receive(copy, mono)
 
     def flush(self, mono: float, now: datetime, *, force: bool = False) -> list[Outcome]:
@@ -215,9 +217,18 @@ class Roof:
                 d = self._joins.get(id(out))
                 if d is not None:
                     self._route(d)
+        late = self._late
         self._data_downlinks(
-            [o for o in outs if o.status in (Status.ACCEPTED, Status.RETRANSMISSION) and not o.superseded]
+            [
+                o
+                for o in outs
+                if o.status in (Status.ACCEPTED, Status.RETRANSMISSION)
+                and not o.superseded
+                and not (late and o.best is not None and frame_key(o.best.rx.data) in late)
+            ]
         )
+        if late:
+            late.difference_update(frame_key(o.best.rx.data) for o in outs if o.best is not None)
         self._joins = {}
         return outs
 
@@ -227,6 +238,8 @@ class Roof:
             return
         if not self.store.online:
             raise NotAnswered("the shared store is unreachable")
+        if self._late and out.best is not None and frame_key(out.best.rx.data) in self._late:
+            raise NotAnswered("taken over from a roof that died: its join-accept windows have passed")
         copy = self._gateway_for(out.copies)
         if copy is None:
             raise NotAnswered("every gateway that heard the join-request waits for its duty cycle")

@@ -207,7 +207,8 @@ def test_a_frame_whose_roof_died_in_its_window_is_taken_over_once(
     a, b, c = three_roofs(redis_server, tmp_path)
     node = abp_node(8)
     a.shared.put_device(node.device())
-    frame = node.uplink()
+    a.shared.queue_command(node.dev_eui, {"fport": 2, "data": "01"})
+    frame = node.uplink(confirmed=True)
     a.hear(GA, frame, snr=5.0)  # A takes the lock, then dies before its window closes (never flushes)
     b.hear(GB, frame, snr=1.0)
     c.hear(GC, frame, snr=2.0)
@@ -217,6 +218,8 @@ def test_a_frame_whose_roof_died_in_its_window_is_taken_over_once(
     recs = b.records() + c.records()
     assert len(recs) == 1 and recs[0]["fcnt"] == 1
     assert b.roof.counts["taken_over"] + c.roof.counts["taken_over"] == 1
+    # its receive windows have passed: no ACK, and the command waits for the next uplink
+    assert not b.sent and not c.sent
     # a frame its roof processed in time is not taken over
     frame = node.uplink()
     b.hear(GB, frame, snr=1.0)
@@ -226,6 +229,7 @@ def test_a_frame_whose_roof_died_in_its_window_is_taken_over_once(
         c.flush()
     assert len(b.records() + c.records()) == 2
     assert b.roof.counts["taken_over"] + c.roof.counts["taken_over"] == 1
+    assert [d["kind"] for d in b.sent + c.sent] == ["command"]
 
 
 def test_a_command_waits_in_the_queue_while_every_gateway_waits_for_its_duty_cycle(
