@@ -460,10 +460,6 @@ class SharedState:
         """A command for the device, sent once (by the roof that processes its next uplink)."""
         self.r.rpush(f"{self.p}dlq:{dev_eui:016X}", json.dumps(command))
 
-    def next_command(self, dev_eui: int) -> str | None:
-        v = self.r.lpop(f"{self.p}dlq:{dev_eui:016X}")
-        return str(v) if v is not None else None
-
     def requeue_command(self, dev_eui: int, raw: str) -> None:
         """Put a command taken but not sent back at the head of the device's queue."""
         self.r.lpush(f"{self.p}dlq:{dev_eui:016X}", raw)
@@ -473,7 +469,7 @@ class SharedState:
 
     def handed_to(self, roof: str, limit: int = 64) -> list[str]:
         v = self.r.lpop(f"{self.p}tx:{roof}", limit)
-        return [str(x) for x in v] if v else []
+        return [_text(x) for x in v] if v else []
 
     def gateways_waiting(self, gateways: list[int]) -> set[int]:
         """The gateways among these that still wait for their duty cycle."""
