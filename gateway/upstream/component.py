@@ -47,6 +47,7 @@ SERVER_KEYS = {
     "join_euis",
 }
 SECTION_KEYS = {"follow", "server", "sessions_file"}
+OPEN_EVERY_S = 0.5  # how soon a concentrator that pulls gets its path to the servers
 SAVE_EVERY_S = 10.0  # followed sessions' counters are written this often (and at stop)
 
 
@@ -163,6 +164,7 @@ class Upstream:
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._saver: asyncio.Task[None] | None = None
+        self._opener: asyncio.Task[None] | None = None
         m = ctx.metrics
         m.describe("upstream_up", "gauge", "1 while the upstream network server answers")
         m.describe("upstream_state_changes", "gauge", "times an upstream server went down or came back")
@@ -214,7 +216,9 @@ class Upstream:
         gw.udp.on_stat = self.on_stat
         self._tx_done = gw.udp.on_tx_done
         gw.udp.on_tx_done = self._on_tx_done
-        self._saver = asyncio.get_running_loop().create_task(self._save_loop(), name="upstream-sessions")
+        loop = asyncio.get_running_loop()
+        self._saver = loop.create_task(self._save_loop(), name="upstream-sessions")
+        self._opener = loop.create_task(self._open_loop(), name="upstream-paths")
         local = sum(1 for d in self.registry.devices() if d.dev_eui not in self.follow)
         log.info(
             "upstream mode: %d device(s) served locally, %d followed, every other device served by %s",
@@ -224,10 +228,11 @@ class Upstream:
         )
 
     async def stop(self) -> None:
-        if self._saver is not None:
-            self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saver
+        for task in (self._saver, self._opener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for t in list(self._tasks):
             with contextlib.suppress(Exception):
                 await t
@@ -235,6 +240,22 @@ class Upstream:
             await link.stop()
         with contextlib.suppress(OSError):
             self.follower.save()
+
+    async def _open_loop(self) -> None:
+        """Open a concentrator's path to every server as soon as it pulls from this gateway (as a packet
+        forwarder would at its start), so that the servers can send it downlinks before its first uplink."""
+        while True:
+            try:
+                for eui, fwd in list(self.gateway.udp.forwarders.items()):
+                    if fwd.pull_addr is None or fwd.silent:
+                        continue
+                    for link in self.links:
+                        if not link.has_channel(eui):
+                            with contextlib.suppress(OSError):
+                                await link.channel(eui, fwd.version)
+            except Exception:
+                log.exception("upstream: opening the concentrators' paths failed")
+            await asyncio.sleep(OPEN_EVERY_S)
 
     async def _save_loop(self) -> None:
         while True:

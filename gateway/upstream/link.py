@@ -166,6 +166,10 @@ class UpstreamLink:
                 ch.transport.close()
         self._channels.clear()
 
+    def has_channel(self, gateway_eui: int) -> bool:
+        """Whether the concentrator's socket to this server is open."""
+        return gateway_eui in self._channels
+
     async def channel(self, gateway_eui: int, version: int) -> _Channel:
         """The concentrator's socket to this server (opened on first use)."""
         ch = self._channels.get(gateway_eui)

@@ -15,6 +15,7 @@ from havel.gateway import config
 
 from .helpers import (
     FOLLOWED_EUI,
+    GW_EUI,
     JOIN_EUI,
     LOCAL_ADDR,
     LOCAL_EUI,
@@ -153,3 +154,9 @@ def test_local_device_is_served_by_the_roof_and_not_sent_upstream(setup: Setup) 
     assert sent not in pushes(setup.up_got)
     assert not any(frame.hex() in repr(d) for d in setup.up_got)
     assert setup.roof.gateway.metrics.get("upstream_frames_total", mode="local") == 1
+
+
+def test_a_concentrator_that_pulls_gets_its_downlink_path_upstream_before_any_uplink(setup: Setup) -> None:
+    # (the fixture's forwarder has only sent PULL_DATA so far)
+    wait_for(lambda: setup.upstream.gateway.udp.can_send(GW_EUI), 20, "the upstream's downlink path")
+    assert not pushes(setup.up_got)
