@@ -4,6 +4,7 @@ the roof follows the joined session and decodes its readings, local and unknown 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,3 +161,21 @@ def test_a_concentrator_that_pulls_gets_its_downlink_path_upstream_before_any_up
     # (the fixture's forwarder has only sent PULL_DATA so far)
     wait_for(lambda: setup.upstream.gateway.udp.can_send(GW_EUI), 20, "the upstream's downlink path")
     assert not pushes(setup.up_got)
+
+
+def test_a_stat_report_goes_upstream_as_it_came(setup: Setup) -> None:
+    stat = {
+        "time": "2026-12-07 06:00:00 GMT",
+        "rxnb": 3,
+        "rxok": 2,
+        "rxfw": 2,
+        "ackr": 100.0,
+        "dwnb": 1,
+        "txnb": 1,
+    }
+    datagram = b"\x02\x12\x34\x00" + GW_EUI.to_bytes(8, "big") + json.dumps({"stat": stat}).encode()
+    setup.fwd.sock.sendto(datagram, setup.roof.udp)
+    wait_for(lambda: datagram in setup.up_got, 20, "the stat report upstream")
+    wait_for(
+        lambda: setup.upstream.gateway.udp.forwarders[GW_EUI].stat is not None, 20, "the upstream's view"
+    )
