@@ -43,6 +43,9 @@ def test_upstream_down_readings_stay_local_and_nothing_is_replayed(tmp_path: Pat
             wait_for(lambda: not city(roof)["up"], 20, "the upstream marked down")
             assert ("upstream_down", {"upstream": "city", "address": f"127.0.0.1:{port}"}) in events
             assert roof.gateway.metrics.get("upstream_state_changes", upstream="city") == 1
+            # the platform hears of it as a gateway event
+            out = tmp_path / "roof" / "out.jsonl"
+            wait_for(lambda: any(m.get("event") == "upstream_down" for m in messages(out)), 20, "the event")
             for fcnt in (2, 3):
                 fwd.push(data_frame(ADDR, fcnt))
             eui = f"{EUI:016X}"
