@@ -159,7 +159,7 @@ def test_otaa_join_through_the_daemon_then_uplinks_in_the_new_session(
     assert txpk["ipol"] is True
 
     (join,) = subscriber.wait_json(f"havel/gw1/devices/{dev.dev_eui}/join")
-    assert join["id"] == f"{dev.dev_eui}-join-{0x0201}"
+    assert join["id"] == f"{dev.dev_eui}-join-1"  # docs/mqtt.md: <DevEUI>-join-<SessionEpoch>
     assert join["dev_nonce"] == 0x0201
     assert join["session_epoch"] == 1
     assert join["join_eui"] == dev.join_eui
