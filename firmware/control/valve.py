@@ -25,7 +25,7 @@ import sys
 
 from micropython import const
 
-# Why the valve is in its state (reported in the status uplink; the cooling codec names them).
+# Why the valve is in its state (control/valvecfg.py's REASON_NAMES has their names, for hosts).
 R_BOOT = const(0)
 R_COOL = const(1)
 R_HEAT = const(2)
@@ -41,10 +41,6 @@ R_OVERRIDE_CLOSED = const(11)
 R_DISABLED = const(12)
 R_FLUSH = const(13)
 
-REASON_NAMES = ("boot", "cool", "heat", "city_rule", "temp_invalid", "temp_stale", "reservoir_low",
-                "budget_exhausted", "max_on_time", "min_off_time", "override_open", "override_closed",
-                "disabled", "flush")
-
 OVERRIDE_NONE = const(0)
 OVERRIDE_OPEN = const(1)
 OVERRIDE_CLOSED = const(2)
@@ -54,15 +50,14 @@ SAVE_AHEAD_S = const(60)  # while open: persist at least this often, counting th
 _T_MIN_C = -40.0  # a plausible outside air temperature; anything else is a broken sensor
 _T_MAX_C = 60.0
 
-def check_config(cfg):
-    """Return a complete settings dict from `cfg` (missing keys take control/valvecfg.py's
-    DEFAULTS). Raises ValueError naming the key when a value is out of range or inconsistent.
-    The checking code is loaded for the call and released after (boot and downlinks only)."""
+def _cfg(fn, *args):
+    """Call control/valvecfg.py's `fn`: settings, restore and override code, loaded for the call
+    and released after (it runs at boot and on downlinks only)."""
     mine = "control.valvecfg" not in sys.modules
     from control import valvecfg
 
     try:
-        return valvecfg.check_config(cfg)
+        return getattr(valvecfg, fn)(*args)
     finally:
         del valvecfg
         if mine:
@@ -70,6 +65,12 @@ def check_config(cfg):
             ctl = sys.modules.get("control")
             if ctl is not None and getattr(ctl, "valvecfg", None) is not None:
                 delattr(ctl, "valvecfg")
+
+
+def check_config(cfg):
+    """Return a complete settings dict from `cfg` (missing keys take control/valvecfg.py's
+    DEFAULTS). Raises ValueError naming the key when a value is out of range or inconsistent."""
+    return _cfg("check_config", cfg)
 
 
 def _budget_s(cfg):
@@ -149,41 +150,18 @@ class ValveController:
         lost_newest: the store had a newer copy it could not read (a damaged slot): the snapshot
         may be one save behind, so SAVE_AHEAD_S more are charged (a save never charges more than
         that beyond the one before it)."""
-        try:
-            opens, closes, used, day, total = snap
-            for v in snap:
-                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                    return False
-            if day >= DAY_S:
-                return False
-        except (TypeError, ValueError):
-            return False
-        self.opens = opens
-        self.closes = closes
-        self.used_s = used
-        self.day_s = day
-        self.total_open_s = total
-        if lost_newest:
-            self.used_s += SAVE_AHEAD_S
-            self.total_open_s += SAVE_AHEAD_S
-            self.restore_fault = True
-        return True
+        return _cfg("restore", self, snap, lost_newest)
 
     def restore_unreadable(self):
         """The persisted state exists but no copy can be read: fail closed, the budget of a full
         day counts as spent (from now), since how much was used is unknown."""
-        self.used_s = self._budget_s
-        self.day_s = 0
-        self.restore_fault = True
+        _cfg("restore_unreadable", self)
 
     # -- settings from downlinks --------------------------------------------------------------------
     def update(self, changes):
         """Apply a partial settings change (e.g. from a downlink); ValueError names a bad key and
         leaves the settings as they were."""
-        new = dict(self.cfg)
-        new.update(changes)
-        self.cfg = check_config(new)
-        self._budget_s = _budget_s(self.cfg)
+        _cfg("update", self, changes)
 
     def set_enabled(self, on):
         """Misting on/off (downlink FPort 24). Disabled: closed, whatever else holds."""
@@ -198,18 +176,7 @@ class ValveController:
         """Downlink/manual override with a time-to-live. mode OVERRIDE_OPEN, OVERRIDE_CLOSED or
         OVERRIDE_NONE (back to automatic). Returns False (and changes nothing) for a TTL that is
         missing, zero or longer than override_max_s: an override never lasts forever."""
-        if mode == OVERRIDE_NONE:
-            self._ovr = OVERRIDE_NONE
-            return True
-        if mode not in (OVERRIDE_OPEN, OVERRIDE_CLOSED):
-            return False
-        if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not finite(now_s):
-            return False
-        if ttl_s <= 0 or ttl_s > self.cfg["override_max_s"]:
-            return False
-        self._ovr = mode
-        self._ovr_until = self._now(now_s) + ttl_s
-        return True
+        return _cfg("override", self, mode, ttl_s, now_s)
 
     def override_left_s(self, now_s):
         """Seconds of override left (0 when none)."""

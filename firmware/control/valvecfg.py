@@ -1,7 +1,24 @@
-"""The valve controller's settings: defaults and the check (control/valve.py check_config() loads
-this module for a check and releases it after: settings are checked at boot and on downlinks)."""
+"""The valve controller's boot and downlink code: settings defaults and the check, taking back the
+persisted counters, settings changes and overrides. control/valve.py loads this module for one
+call and releases it after (it runs at boot and on downlinks only, never in the control loop)."""
 
-from control.valve import _T_MAX_C, _T_MIN_C, DAY_S
+from control.valve import (
+    _T_MAX_C,
+    _T_MIN_C,
+    DAY_S,
+    OVERRIDE_CLOSED,
+    OVERRIDE_NONE,
+    OVERRIDE_OPEN,
+    SAVE_AHEAD_S,
+    _budget_s,
+    finite,
+)
+
+# the names of control/valve.py's R_* reasons, by value (for the simulator's events; a board
+# never needs them, so they are not resident)
+REASON_NAMES = ("boot", "cool", "heat", "city_rule", "temp_invalid", "temp_stale", "reservoir_low",
+                "budget_exhausted", "max_on_time", "min_off_time", "override_open", "override_closed",
+                "disabled", "flush")
 
 DEFAULTS = {
     "on_c": 30.0,  # open at or above
@@ -55,3 +72,57 @@ def check_config(cfg):
     if not isinstance(out["reservoir"], bool):
         raise ValueError("valve: 'reservoir' must be true or false")
     return out
+
+
+def restore(ctl, snap, lost_newest):
+    """ValveController.restore()."""
+    try:
+        opens, closes, used, day, total = snap
+        for v in snap:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                return False
+        if day >= DAY_S:
+            return False
+    except (TypeError, ValueError):
+        return False
+    ctl.opens = opens
+    ctl.closes = closes
+    ctl.used_s = used
+    ctl.day_s = day
+    ctl.total_open_s = total
+    if lost_newest:
+        ctl.used_s += SAVE_AHEAD_S
+        ctl.total_open_s += SAVE_AHEAD_S
+        ctl.restore_fault = True
+    return True
+
+
+def restore_unreadable(ctl):
+    """ValveController.restore_unreadable()."""
+    ctl.used_s = ctl._budget_s
+    ctl.day_s = 0
+    ctl.restore_fault = True
+
+
+def update(ctl, changes):
+    """ValveController.update(): the settings change only when the whole new set passes."""
+    new = dict(ctl.cfg)
+    new.update(changes)
+    ctl.cfg = check_config(new)
+    ctl._budget_s = _budget_s(ctl.cfg)
+
+
+def override(ctl, mode, ttl_s, now_s):
+    """ValveController.override()."""
+    if mode == OVERRIDE_NONE:
+        ctl._ovr = OVERRIDE_NONE
+        return True
+    if mode not in (OVERRIDE_OPEN, OVERRIDE_CLOSED):
+        return False
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not finite(now_s):
+        return False
+    if ttl_s <= 0 or ttl_s > ctl.cfg["override_max_s"]:
+        return False
+    ctl._ovr = mode
+    ctl._ovr_until = ctl._now(now_s) + ttl_s
+    return True
