@@ -32,7 +32,14 @@ from ..settings import read
 from . import aprs, ax25, kiss
 from .budget import Budget, afsk_airtime_s
 from .emergency import EmergencySwitch
-from .envelope import RelayRecord, encode_line, encode_status_line, sign_line, to_base36
+from .envelope import (
+    RelayRecord,
+    encode_event_line,
+    encode_line,
+    encode_status_line,
+    sign_line,
+    to_base36,
+)
 from .signing import Signer, identity
 
 log = logging.getLogger("havel.relay.aprs")
@@ -253,6 +260,23 @@ class APRSRelay:
         with self._lock:
             heapq.heappush(self._queue, _Item(PRIO["alarm"], next(self._seq), "alarm", line[:7], line))
         self._wake.set()
+
+    def publish_event(self, body: dict[str, Any]) -> bool:
+        """An alarm-class gateway event as a signed ``HE`` line (acked like an alarm); False when even its
+        name does not fit in a message."""
+        try:
+            line = encode_event_line(body, max_len=LINE_MAX)
+        except HavelError as exc:
+            self.stats["oversize"] += 1
+            log.warning("APRS relay cannot carry event %s: %s", body.get("id"), exc)
+            return False
+        with self._lock:
+            heapq.heappush(
+                self._queue, _Item(PRIO["alarm"], next(self._seq), "alarm", str(body["event"]), line)
+            )
+            self.stats["offered"] += 1
+        self._wake.set()
+        return True
 
     def _telemetry_update(self, rec: RelayRecord) -> bool:
         """Feed a state record into the telemetry channels; queue one T# report (replacing a waiting one).

@@ -1,11 +1,13 @@
 """The relay manager: watches the primary sink, and while it is down feeds the relays from the outbox.
 
-Rules (issue 6):
+Rules:
 - The primary is down after ``down_after_s`` without a connection or acknowledgement, up after
   ``up_after_s`` of stability (:class:`OutageDetector`); changes are logged, counted and published on
   every relay that can carry them.
-- While down: ``alarm`` records go to every relay at once; ``state`` records are kept as the latest value
-  per device and sent every ``state_interval_s``; ``background`` waits in the outbox.
+- While down: ``alarm`` records go to every relay at once, and so do the gateway's own alarm-class events
+  (mains lost, battery low, the watchdog giving up, a silent packet forwarder) as signed event messages;
+  ``state`` records are kept as the latest value per device and sent every ``state_interval_s``;
+  ``background`` waits in the outbox.
 - Relays never take anything out of the outbox: the primary's backlog stays until the forwarder drains it
   (marked ``buffered``) after recovery. Relayed records carry the gateway's message id, so the platform and
   the crisis centre drop duplicates.
@@ -23,7 +25,7 @@ from typing import Any, Protocol
 
 from havel.errors import HavelError
 
-from .envelope import RelayRecord, parse_time
+from .envelope import RelayRecord, event_body, parse_time
 from .outage import Change, OutageDetector
 from .priority import RANK, Classifier
 
@@ -84,6 +86,7 @@ class Manager:
             "too_old": 0,
             "unrelayable": 0,
             "offers_refused": 0,
+            "events": 0,
         }
         detector.listeners.append(self._on_change)
 
@@ -123,6 +126,9 @@ class Manager:
                 return
 
     def _consider(self, r: Any) -> None:
+        if r.kind == "event" and r.priority == "alarm" and isinstance(r.payload, dict):
+            self._event(r)
+            return
         if r.kind != "up" or not isinstance(r.payload, dict):
             return
         c = self.classifier.classify(r.payload)
@@ -146,6 +152,28 @@ class Manager:
             self._offer(rec)
         else:
             self._latest_state[rec.dev_eui] = rec  # only the latest value per sensor
+
+    def _event(self, r: Any) -> None:
+        """An alarm-class gateway event: to every relay that carries events (all of the gateway's)."""
+        try:
+            body = event_body(r.payload)
+        except HavelError as exc:
+            self.stats["unrelayable"] += 1
+            log.warning("event %s cannot be relayed: %s", r.id, exc)
+            return
+        if self.wall() - body["at"] > self.max_age_s:
+            self.stats["too_old"] += 1
+            return
+        self.stats["events"] += 1
+        for relay in self.relays:
+            publish = getattr(relay, "publish_event", None)
+            if not callable(publish):
+                continue
+            try:
+                if not publish(body):
+                    self.stats["offers_refused"] += 1
+            except Exception:  # one broken relay must not stop the others
+                log.exception("relay %s failed to take event %s", relay.name, r.id)
 
     def _offer(self, rec: RelayRecord) -> None:
         for relay in self.relays:

@@ -139,6 +139,17 @@ class MQTTRelay:
         for r in self.sink.take_results():
             self.stats["acked" if r.ok else "refused"] += 1
 
+    def publish_event(self, body: dict[str, Any]) -> bool:
+        """An alarm-class gateway event as a signed envelope on ``relay/event``; False if over budget."""
+        self.stats["offered"] += 1
+        if not self.budget.try_spend(1, "alarm"):
+            self.stats["budget_refused"] += 1
+            log.warning("MQTT relay budget exhausted: event %s not relayed", body.get("id"))
+            return False
+        self.sink.send(StatusEvent(str(body["id"]), body), False)
+        self.stats["sent"] += 1
+        return True
+
     def publish_status(self, fields: dict[str, Any]) -> None:
         """The primary path's state: retained on the relay status topic, and as a signed event."""
         self.sink.publish_status(fields)

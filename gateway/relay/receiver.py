@@ -68,8 +68,11 @@ from .envelope import (
     EnvelopeError,
     RelayRecord,
     UnsignedError,
+    check_event,
     finite_number,
+    format_time,
     open_body,
+    parse_event_line,
     parse_line,
     parse_status_line,
     split_signed_line,
@@ -288,6 +291,7 @@ class ReceiverCore:
     COUNTERS = (
         "status",
         "accepted",
+        "events",
         "duplicate",
         "digipeated",
         "forged",
@@ -409,9 +413,13 @@ class ReceiverCore:
             return None
         try:
             line, sig = split_signed_line(msg.text)
+            gateway_id = self.senders[sender].gateway_id
             if line.startswith("HP "):
                 status = parse_status_line(line)
                 at: float | None = status["at"]
+            elif line.startswith("HE "):
+                event = parse_event_line(line, gateway_id)
+                at = event["at"]
             else:
                 rec = parse_line(line)
                 at = rec.received_at
@@ -422,7 +430,10 @@ class ReceiverCore:
             return None
         self._remember(sender, frame)
         if line.startswith("HP "):
-            self._status(via, self.senders[sender].gateway_id, status)
+            self._status(via, gateway_id, status)
+            return msg.msgno
+        if line.startswith("HE "):
+            self._event(via, gateway_id, event)
             return msg.msgno
         self._deliver(via, rec, self.senders[sender].gateway_id)
         return msg.msgno
@@ -573,6 +584,11 @@ class ReceiverCore:
                 self._status(via, gateway_id, body)
                 self._remember(f"{via}-envelope", data)
                 return True
+            if body.get("kind") == "event":
+                event = check_event(body, gateway_id)
+                self._remember(f"{via}-envelope", data)
+                self._event(via, gateway_id, event)
+                return True
             rec = RelayRecord.from_dict(body)
         except HavelError as exc:
             if self._delivered_twice(f"{via}-envelope", data, exc):
@@ -635,6 +651,29 @@ class ReceiverCore:
         log.warning("gateway %s reports its primary path %s (via %s)", gateway_id, state, via)
         self.publish(f"{self.cfg.prefix}/{gateway_id}/relay/primary", json.dumps(view).encode())
         self._notify("primary", dict(view))
+
+    def _event(self, via: str, gateway_id: str, event: dict[str, Any]) -> None:
+        """A signed alarm-class gateway event (mains lost, battery low, ...): republished once per id on
+        ``<prefix>/<gateway_id>/events`` as the gateway writes its events, plus ``relayed`` and ``via``."""
+        with self._lock:
+            first = self._seen.get(event["id"])
+            if first is None:
+                self._seen[event["id"]] = via
+        if first is not None:
+            self.count(via, "duplicate")
+            return
+        self.count(via, "events")
+        message = {
+            **event["details"],
+            "id": event["id"],
+            "event": event["event"],
+            "gateway_id": gateway_id,
+            "at": format_time(event["at"]),
+            "relayed": True,
+            "via": via,
+        }
+        log.warning("EVENT %s of gateway %s via %s: %s", event["event"], gateway_id, via, event["details"])
+        self.publish(f"{self.cfg.prefix}/{gateway_id}/events", json.dumps(message, allow_nan=False).encode())
 
     def handle_status(self, topic: str, data: bytes, via: str = "mqtt") -> None:
         """A gateway's retained MQTT link status (online/offline): unsigned, so only logged and shown as

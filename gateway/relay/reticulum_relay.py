@@ -266,6 +266,21 @@ class ReticulumRelay:
             return False
         return self._write(payload.hex())
 
+    def publish_event(self, body: dict[str, Any]) -> bool:
+        """An alarm-class gateway event, as a signed envelope in one packet."""
+        if self._node is None:
+            return False
+        self.stats["offered"] += 1
+        payload = sign_body(self.signer, CHANNEL, body)
+        if len(payload) > self.cfg.mdu:
+            self.stats["oversize"] += 1
+            log.warning("Reticulum relay: event %s is %d bytes, over one packet", body["id"], len(payload))
+            return False
+        if not self.budget.try_spend(1, "alarm"):
+            self.stats["budget_refused"] += 1
+            return False
+        return self._write(payload.hex())
+
     def publish_status(self, status: dict[str, Any]) -> None:
         """The primary path's state, as a signed envelope."""
         if self._node is None:

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from havel.gateway.relay import aprs, ax25
-from havel.gateway.relay.envelope import parse_line, parse_status_line
+from havel.gateway.relay.envelope import parse_event_line, parse_line, parse_status_line
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "relay.md").read_text()
 KEY = bytes(range(32))  # "000102...1e1f": the decoded bytes are the key
@@ -63,6 +63,9 @@ def test_docs_examples_verify() -> None:
         assert t == tag(source, "aprs", counter, (aprs.pad_addressee(msg.addressee) + ":" + line).encode())
         if line.startswith("HP "):
             assert parse_status_line(line)["at"] == 1795683600
+        elif line.startswith("HE "):
+            event = parse_event_line(line, "gw1")
+            assert event["at"] == 1795683600 and event["id"] == "gw1-event-0123456789ab"
         else:
             rec = parse_line(line)
             assert rec.received_at == 1795683600 and rec.id == "70B3D57ED0001234-2-1000"

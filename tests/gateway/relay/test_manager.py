@@ -127,3 +127,88 @@ def test_manager_survives_a_failing_relay(tmp_path: Path) -> None:
     m.tick()
     assert [r.id for r in good.offered] == ["70B3D57ED0000001-1-1"]
     conn.close()
+
+
+class EventCollector(Collector):
+    """A relay that also carries gateway events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[dict[str, Any]] = []
+
+    def publish_event(self, body: dict[str, Any]) -> bool:
+        self.events.append(body)
+        return True
+
+
+def _event(rid: str, name: str, priority: str, **details: Any) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from havel.gateway.network.reception import format_time as rfc3339
+
+    now = rfc3339(datetime.now(UTC))
+    return {
+        "id": rid,
+        "kind": "event",
+        "dev_eui": None,
+        "fcnt32": None,
+        "priority": priority,
+        "received_at": now,
+        "payload": {"id": rid, "event": name, "gateway_id": "gw1", "at": now, **details},
+    }
+
+
+def test_alarm_class_gateway_events_go_to_every_relay_and_the_receiver_reads_their_envelope(
+    tmp_path: Path,
+) -> None:
+    """Mains lost (an alarm-class event stored by the gateway) goes out during an outage; a state-class
+    event (sink_down) waits for the primary. The signed envelope a mesh path sends is republished by the
+    receiver on <prefix>/<gateway_id>/events under the event's own id."""
+    from havel.gateway.relay.envelope import sign_body
+    from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
+    from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
+
+    conn = db.open_db(tmp_path / "havel.db")
+    outbox = Outbox(conn, sinks=["platform"])
+    clock = Clock()
+    relay, plain = EventCollector(), Collector()
+    m = Manager(
+        outbox,
+        "platform",
+        Classifier.from_config(RULES),
+        [relay, plain],
+        OutageDetector(10, 20, clock=clock),
+        lambda: (False, None),
+        clock=clock,
+    )
+    outbox.put(_event("gw1-event-00000000abcd", "power_on_battery", "alarm", charge_pct=85, ups="ups"))
+    outbox.put(_event("gw1-event-00000000abce", "sink_down", "state", sink="platform"))
+    m.tick()
+    clock.t = 11
+    m.tick()
+    assert [(e["event"], e["id"]) for e in relay.events] == [("power_on_battery", "gw1-event-00000000abcd")]
+    assert relay.events[0]["details"] == {"charge_pct": 85, "ups": "ups"} and m.stats["events"] == 1
+    assert isinstance(relay.events[0]["at"], int) and abs(relay.events[0]["at"] - time.time()) < 600
+
+    key = SigningKey.generate()
+    key.save(tmp_path / "gw1.key")
+    cfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "rx"),
+            "sender": [{"name": "gw1", "key_file": str(tmp_path / "gw1.key"), "gateway_id": "gw1"}],
+            "mqtt": {"port": 1},
+        }
+    )
+    published: list[tuple[str, bytes]] = []
+    core = ReceiverCore(cfg, lambda topic, payload: published.append((topic, payload)))
+    signer = Signer(key, "gw1", CounterStore(None))
+    assert core.handle_envelope(sign_body(signer, "mqtt", relay.events[0]), "mqtt", "mqtt")
+    other = dict(relay.events[0], id="gw2-event-00000000abcd")  # another gateway's id: malformed
+    assert not core.handle_envelope(sign_body(signer, "mqtt", other), "mqtt", "mqtt")
+    assert [t for t, _ in published] == ["havel/gw1/events"]
+    import json
+
+    msg = json.loads(published[0][1])
+    assert msg["id"] == "gw1-event-00000000abcd" and msg["event"] == "power_on_battery", msg
+    assert msg["charge_pct"] == 85 and msg["relayed"] is True and msg["via"] == "mqtt", msg
+    assert core.total("events") == 1 and core.total("malformed") == 1

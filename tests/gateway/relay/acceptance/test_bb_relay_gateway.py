@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -87,6 +88,7 @@ def make_rig(
     rules: str = RULES,
     telemetry_dev: str = DEV_EUI,
     device_name: str = "pegel-1",
+    udp_extra: str = "",
 ) -> Iterator[Rig]:
     broker = k.Broker(tmp_path / "broker")
     broker.start()
@@ -97,7 +99,7 @@ def make_rig(
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[gateway]\nid = "gw1"\ndata_dir = "{data}"\n'
-        f'[udp]\nbind = "127.0.0.1"\nport = {udp}\n'
+        f'[udp]\nbind = "127.0.0.1"\nport = {udp}\n{udp_extra}'
         f'[http]\nbind = "127.0.0.1"\nport = {http}\n'
         '[relay]\nprimary = "platform"\nkey_file = "relay.key"\ndown_after_s = 1\n'
         f"{relay_extra}\n"
@@ -602,3 +604,75 @@ def test_held_no_emergency_counts_every_held_frame(rig: Rig) -> None:
     assert rig.tnc.snapshot() == [], "transmitted without an emergency"
     rig.emergency("on")
     k.wait_for(lambda: sum(b":HA " in f.info for f in rig.frames()) >= 3, 90, "the three alarms on the air")
+
+
+@pytest.fixture
+def rig_silent(tmp_path: Path) -> Iterator[Rig]:
+    yield from make_rig(tmp_path, relay_extra="emergency = true", udp_extra="silent_after_s = 1\n")
+
+
+def test_an_alarm_class_gateway_event_is_relayed_signed_and_read_by_the_receiver(rig_silent: Rig) -> None:
+    """docs/relay.md: during an outage the gateway's alarm-class events (here its packet forwarder falling
+    silent) go out on the relay paths: on APRS as a signed `HE` line to the crisis centre, which the
+    receiver republishes on `<prefix>/<gateway_id>/events` under the event's own id."""
+    from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
+
+    rig = rig_silent
+    rig.broker.stop()
+    k.wait_for(lambda: rig.metric("relay_primary_down") == 1, 60, "relay_primary_down 1")
+    rig.uplink(1, 120)  # the forwarder is heard once, then falls silent
+    event = k.wait_for(
+        lambda: next((f for f in rig.frames() if ":HE " in f.text and "forwarder_silent" in f.text), None),
+        60,
+        "the forwarder_silent event on the air",
+    )
+    m = re.fullmatch(rf":{CENTRE:<9}:(HE \S+ \S+ forwarder_silent(?: \S+)?) (\S+)\{{\w+", event.text)
+    assert m, event.text
+    k.verify(rig.key, CALL, "aprs", m.group(2), f"{CENTRE:<9}:{m.group(1)}".encode())
+
+    # The crisis centre's receiver reads the very frame (its core; the listeners are tested elsewhere).
+    key_file = k.write_key(rig.folder / "gw1.key", rig.key)
+    cfg = ReceiverConfig.from_dict(
+        {
+            "data_dir": str(rig.folder / "rx"),
+            "sender": [{"name": CALL, "key_file": str(key_file), "gateway_id": "gw1"}],
+            "kiss": {"callsign": CENTRE},
+        }
+    )
+    published: list[tuple[str, bytes]] = []
+    core = ReceiverCore(cfg, lambda topic, payload: published.append((topic, payload)))
+    raw = next(r for _, _, r in rig.tnc.snapshot() if b"forwarder_silent" in r)
+    assert core.handle_ax25(raw), "the event was not acknowledged"
+    assert core.handle_ax25(raw) is None  # the same frame again: a replay, not a second event
+    assert [t for t, _ in published] == ["havel/gw1/events"], published
+    msg = json.loads(published[0][1])
+    assert msg["event"] == "forwarder_silent" and msg["relayed"] is True and msg["via"] == "aprs", msg
+    assert re.fullmatch(r"gw1-event-[0-9a-f]{12}", msg["id"]), msg
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z", msg["at"]), msg
+    # the id the gateway stored the event under: the platform gets it under the same id after the outage
+    db = sqlite3.connect(f"file:{rig.data / 'havel.db'}?mode=ro", uri=True)
+    try:
+        stored = [row[0] for row in db.execute("SELECT id FROM outbox WHERE kind = 'event'")]
+    finally:
+        db.close()
+    assert msg["id"] in stored, (msg["id"], stored)
+
+
+def test_every_metric_docs_relay_names_is_on_the_daemons_metrics_page(mesh_rig: MeshRig) -> None:
+    """docs/relay.md names the relay's metrics; each one (and each path/what it spells out) must be what
+    the daemon exports on /metrics (the page once named them without the havel_gateway_ prefix)."""
+    doc = (Path(__file__).resolve().parents[4] / "docs" / "relay.md").read_text()
+    names = set(re.findall(r"\bhavel_gateway_[a-z_]+", doc))
+    assert "havel_gateway_relay_primary_down" in names and len(names) >= 4, names
+    keys = list(k.metrics(mesh_rig.rig.http))
+    missing = [n for n in sorted(names) if not any(key == n or key.startswith(n + "{") for key in keys)]
+    assert missing == [], f"named in docs/relay.md, not on /metrics: {missing}"
+    for path, what in re.findall(r'relay_messages\{path="?([\w.]+)"?,what="?([\w.]+)"?\}', doc):
+        found = [
+            key
+            for key in keys
+            if key.startswith("havel_gateway_relay_messages{")
+            and (path == "..." or f'path="{path}"' in key)
+            and (what == "..." or f'what="{what}"' in key)
+        ]
+        assert found, f'relay_messages{{path="{path}",what="{what}"}} is not on /metrics'
