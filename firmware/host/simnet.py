@@ -95,11 +95,11 @@ class SimNetwork:
         self.last_join_accept = None
 
     def _sfbw(self, dr):
-        return region.DATA_RATES[dr]
+        return region.DR_SF[dr], region.DR_BW[dr]
 
     def _dr_of(self, sf, bw):
-        for i in range(len(region.DATA_RATES)):
-            if region.DATA_RATES[i] == (sf, bw):
+        for i in range(len(region.DR_SF)):
+            if region.DR_SF[i] == sf and region.DR_BW[i] == bw:
                 return i
         return 0
 

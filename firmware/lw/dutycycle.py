@@ -34,7 +34,7 @@ class DutyCycle:
     time the node was off counts as zero (see unpack()): a reset never refunds airtime."""
 
     def __init__(self):
-        nb = len(region.SUBBANDS)
+        nb = len(region.SB_DIV)
         self.band_free_ms = [0] * nb
         self.agg_free_ms = 0
         self.max_dcycle = 0  # DutyCycleReq: aggregated limit 1 / 2**max_dcycle (0 = none)
@@ -45,7 +45,7 @@ class DutyCycle:
     @staticmethod
     def limit_ms(b):
         """Airtime a sub-band allows in any one hour."""
-        return _HOUR_MS // region.SUBBANDS[b][2]
+        return _HOUR_MS // region.SB_DIV[b]
 
     def _prune(self, b, now_ms):
         led = self.ledger[b]
@@ -112,7 +112,7 @@ class DutyCycle:
         b = region.subband(freq_hz)
         if b < 0:
             raise ValueError("frequency outside EU868 sub-bands")
-        self.band_free_ms[b] = start_ms + toa_ms * region.SUBBANDS[b][2]
+        self.band_free_ms[b] = start_ms + toa_ms * region.SB_DIV[b]
         if self.max_dcycle:
             self.agg_free_ms = start_ms + toa_ms * (1 << self.max_dcycle)
         self._add(b, start_ms + toa_ms, toa_ms)

@@ -57,7 +57,8 @@ def attempt(mac, max_wait_ms):
     dr = mac.join_dr - mac._join_attempts // 2
     if dr < 0:
         dr = 0
-    sf, bw = region.DATA_RATES[dr]
+    sf = region.DR_SF[dr]
+    bw = region.DR_BW[dr]
     toa = (region.airtime_us(23, sf, bw) + 999) // 1000
     now = mac.clock.now_ms()
     wait = mac.join_backoff.wait_ms(toa, now)

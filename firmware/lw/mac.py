@@ -298,7 +298,8 @@ class Mac:
     # ---- radio windows -------------------------------------------------------------------------
 
     def _rx(self, at_ms, freq_hz, dr):
-        sf, bw = region.DATA_RATES[dr]
+        sf = region.DR_SF[dr]
+        bw = region.DR_BW[dr]
         sym_ms = ((1 << sf) + bw - 1) // bw
         early = self.clock.now_ms() < at_ms - _RX_EARLY_MS
         wait = at_ms - _RX_EARLY_MS - self.clock.now_ms()
@@ -314,7 +315,8 @@ class Mac:
 
     def _transmit(self, n, ch, dr):
         freq = self.ch_freq[ch]
-        sf, bw = region.DATA_RATES[dr]
+        sf = region.DR_SF[dr]
+        bw = region.DR_BW[dr]
         start = self.clock.now_ms()
         toa = (region.airtime_us(n, sf, bw) + 999) // 1000
         # account before sending: a crash mid-TX must not leave the budget unspent
@@ -413,7 +415,7 @@ class Mac:
                 fctrl |= _FCTRL_ADR_ACK_REQ
         if self._ack_pending:
             fctrl |= _FCTRL_ACK
-        toa = (region.airtime_us(13 + len(fopts) + len(payload), *region.DATA_RATES[dr]) + 999) // 1000
+        toa = (region.airtime_us(13 + len(fopts) + len(payload), region.DR_SF[dr], region.DR_BW[dr]) + 999) // 1000
         ch, wait = self._wait_for_channel(dr, max_wait_ms, toa)
         r = Result(DUTY_CYCLE)
         r.dr = dr

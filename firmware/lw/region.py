@@ -5,13 +5,15 @@ with their ETSI EN 300 220 duty-cycle limits, and the time on air of a LoRa fram
 """
 from micropython import const
 
-# DR -> (spreading factor, bandwidth kHz); DR7 is FSK 50 kbit/s, which our radios do not use.
-DATA_RATES = ((12, 125), (11, 125), (10, 125), (9, 125), (8, 125), (7, 125), (7, 250))
+# Tables are bytes (one object, no per-item heap objects): index them by DR or sub-band.
+# DR -> spreading factor and bandwidth kHz; DR7 is FSK 50 kbit/s, which our radios do not use.
+DR_SF = b"\x0c\x0b\x0a\x09\x08\x07\x07"
+DR_BW = b"\x7d\x7d\x7d\x7d\x7d\x7d\xfa"
 DR_MAX = const(6)
 # Maximum MACPayload size M per DR ("repeater compatible" column: N + 8 bytes of FHDR/FPort)
-MAX_MAC_PAYLOAD = (59, 59, 59, 123, 230, 230, 230)
+MAX_MAC_PAYLOAD = b"\x3b\x3b\x3b\x7b\xe6\xe6\xe6"  # 59 59 59 123 230 230 230
 # Maximum application payload N without FOpts
-MAX_APP_PAYLOAD = (51, 51, 51, 115, 222, 222, 222)
+MAX_APP_PAYLOAD = b"\x33\x33\x33\x73\xde\xde\xde"  # 51 51 51 115 222 222 222
 
 DEFAULT_CHANNELS_HZ = (868100000, 868300000, 868500000)
 RX2_FREQ_HZ = const(869525000)
@@ -29,22 +31,23 @@ ADR_ACK_LIMIT = const(64)
 ADR_ACK_DELAY = const(32)
 ACK_TIMEOUT_MS = const(2000)  # +-1000 ms random, LoRaWAN 1.0.x
 
-# (low Hz, high Hz, duty-cycle divisor: max airtime share = 1/divisor), ETSI EN 300 220 / RP002
-SUBBANDS = (
-    (863000000, 865000000, 1000),  # 0.1 %
-    (865000000, 868000000, 100),  # 1 %
-    (868000000, 868600000, 100),  # 1 %: the three default channels
-    (868700000, 869200000, 1000),  # 0.1 %
-    (869400000, 869650000, 10),  # 10 %: RX2 869.525 MHz
-    (869700000, 870000000, 100),  # 1 %
-)
+# Sub-bands with their ETSI EN 300 220 / RP002 duty-cycle limits (max airtime share = 1/divisor):
+# 863-865 MHz 0.1 %, 865-868 1 %, 868-868.6 1 % (the three default channels), 868.7-869.2 0.1 %,
+# 869.4-869.65 10 % (RX2 869.525 MHz), 869.7-870 1 %. Edges: low, high per band in 50 kHz steps
+# above 863 MHz (multiplied out when used: small ints, no allocation).
+_SB_BASE_HZ = const(863000000)
+_SB_STEP_HZ = const(50000)
+_SB_EDGES = b"\x00\x28\x28\x64\x64\x70\x72\x7c\x80\x85\x86\x8c"
+SB_DIV = (1000, 100, 100, 1000, 10, 100)  # duty-cycle divisor per sub-band
 
 
 def subband(freq_hz):
-    """Index into SUBBANDS of the sub-band holding freq_hz, or -1 when none may be used."""
-    for i in range(len(SUBBANDS)):
-        b = SUBBANDS[i]
-        if b[0] <= freq_hz < b[1] or (freq_hz == b[1] and i == len(SUBBANDS) - 1):
+    """Index of the sub-band (into SB_DIV) holding freq_hz, or -1 when none may be used."""
+    n = len(SB_DIV)
+    for i in range(n):
+        lo = _SB_BASE_HZ + _SB_STEP_HZ * _SB_EDGES[2 * i]
+        hi = _SB_BASE_HZ + _SB_STEP_HZ * _SB_EDGES[2 * i + 1]
+        if lo <= freq_hz < hi or (freq_hz == hi and i == n - 1):
             return i
     return -1
 

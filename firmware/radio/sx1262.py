@@ -11,27 +11,18 @@ from micropython import const
 
 from radio.base import PREAMBLE_SYMS, RadioError, ldro, wait_pin
 
-# Commands (datasheet section 13)
+# Commands (datasheet section 13; the set-up ones are in radio/sx1262boot.py)
 _CMD_SET_SLEEP = const(0x84)
 _CMD_SET_STANDBY = const(0x80)
 _CMD_SET_TX = const(0x83)
 _CMD_SET_RX = const(0x82)
 _CMD_STOP_TIMER_ON_PREAMBLE = const(0x9F)
-_CMD_SET_REGULATOR_MODE = const(0x96)
-_CMD_CALIBRATE = const(0x89)
-_CMD_CALIBRATE_IMAGE = const(0x98)
-_CMD_SET_PA_CONFIG = const(0x95)
-_CMD_SET_DIO_IRQ_PARAMS = const(0x08)
 _CMD_GET_IRQ_STATUS = const(0x12)
 _CMD_CLEAR_IRQ_STATUS = const(0x02)
-_CMD_SET_DIO2_AS_RF_SWITCH = const(0x9D)
-_CMD_SET_DIO3_AS_TCXO = const(0x97)
 _CMD_SET_RF_FREQUENCY = const(0x86)
-_CMD_SET_PACKET_TYPE = const(0x8A)
 _CMD_SET_TX_PARAMS = const(0x8E)
 _CMD_SET_MODULATION_PARAMS = const(0x8B)
 _CMD_SET_PACKET_PARAMS = const(0x8C)
-_CMD_SET_BUFFER_BASE = const(0x8F)
 _CMD_WRITE_REGISTER = const(0x0D)
 _CMD_READ_REGISTER = const(0x1D)
 _CMD_WRITE_BUFFER = const(0x0E)
@@ -41,23 +32,18 @@ _CMD_GET_PACKET_STATUS = const(0x14)
 _CMD_GET_DEVICE_ERRORS = const(0x17)
 
 # Registers (section 12)
-_REG_LORA_SYNC_WORD = const(0x0740)  # 2 bytes; 0x3444 public (LoRaWAN), 0x1424 private
 _REG_IQ_POLARITY = const(0x0736)  # errata 15.4: bit 2 set for normal IQ, clear for inverted IQ
-_REG_TX_CLAMP = const(0x08D8)  # errata 15.2: bits 4..1 = 1111 against PA over-voltage on mismatch
 
 _STDBY_RC = const(0x00)
-_PACKET_TYPE_LORA = const(0x01)
 _IRQ_TX_DONE = const(0x0001)
 _IRQ_RX_DONE = const(0x0002)
 _IRQ_HEADER_ERR = const(0x0020)
 _IRQ_CRC_ERR = const(0x0040)
 _IRQ_TIMEOUT = const(0x0200)
-_IRQ_USED = const(0x0263)  # TxDone | RxDone | HeaderErr | CrcErr | Timeout, all on DIO1
 _BUSY_TIMEOUT_MS = const(100)
 
-_BW_CODE = {125: 0x04, 250: 0x05, 500: 0x06}
-# SetDIO3AsTCXOCtrl voltage codes, millivolts -> code (table 13-35)
-_TCXO_CODE = {1600: 0, 1700: 1, 1800: 2, 2200: 3, 2400: 4, 2700: 5, 3000: 6, 3300: 7}
+# SetDIO3AsTCXOCtrl voltages in millivolts; the index is the code (table 13-35)
+TCXO_MV = (1600, 1700, 1800, 2200, 2400, 2700, 3000, 3300)
 
 
 class SX1262:
@@ -71,8 +57,8 @@ class SX1262:
         self.busy = busy
         self.dio1 = dio1
         self.clock = clock
-        if tcxo_mv and tcxo_mv not in _TCXO_CODE:
-            raise ValueError("tcxo_mv must be one of %r" % sorted(_TCXO_CODE))
+        if tcxo_mv and tcxo_mv not in TCXO_MV:
+            raise ValueError("tcxo_mv must be one of %r" % (TCXO_MV,))
         self.tcxo_mv = tcxo_mv
         self.rf_switch_dio2 = rf_switch_dio2
         self.antenna_gain_dbi = antenna_gain_dbi
@@ -154,43 +140,26 @@ class SX1262:
     # ---- set-up --------------------------------------------------------------------------------
 
     def init(self):
-        """Hardware reset and the configuration LoRaWAN needs (datasheet section 14.2/14.3)."""
-        self.reset_pin.value(0)
-        self.clock.sleep_ms(2)  # NRESET low >= 100 us
-        self.reset_pin.value(1)
-        self.clock.sleep_ms(5)
-        self._asleep = False
-        self._wait_busy()
-        self.command(_CMD_SET_STANDBY, bytes((_STDBY_RC,)))
-        if self.tcxo_mv:
-            # TCXO supply on DIO3 with a 5 ms start-up (320 steps of 15.625 us = 5 ms), then a full
-            # calibration: calibration needs the 32 MHz clock, which the TCXO now provides
-            self.command(_CMD_SET_DIO3_AS_TCXO, bytes((_TCXO_CODE[self.tcxo_mv],)) + b"\x00\x01\x40")
-            self.command(_CMD_CALIBRATE, b"\x7f")
-            self.clock.sleep_ms(4)  # calibration takes 3.5 ms (BUSY high meanwhile)
-        self.command(_CMD_SET_REGULATOR_MODE, b"\x01")  # DC-DC
-        if self.rf_switch_dio2:
-            self.command(_CMD_SET_DIO2_AS_RF_SWITCH, b"\x01")
-        self.command(_CMD_SET_PACKET_TYPE, bytes((_PACKET_TYPE_LORA,)))
-        self.command(_CMD_CALIBRATE_IMAGE, b"\xd7\xdb")  # 863-870 MHz band (table 9-2)
-        self.command(_CMD_SET_BUFFER_BASE, b"\x00\x00")
-        self.write_register(_REG_LORA_SYNC_WORD, b"\x34\x44")
-        # PA for up to +22 dBm conducted on the SX1262 (table 13-21: duty 4, hpMax 7, SX1262, lut 1)
-        self.command(_CMD_SET_PA_CONFIG, b"\x04\x07\x00\x01")
-        clamp = self.read_register(_REG_TX_CLAMP)[0]
-        self.write_register(_REG_TX_CLAMP, bytes((clamp | 0x1E,)))
-        irq = struct.pack(">HHHH", _IRQ_USED, _IRQ_USED, 0, 0)
-        self.command(_CMD_SET_DIO_IRQ_PARAMS, irq)
-        if self.device_errors() & 0x0020:
-            raise RadioError("SX1262 XOSC start error: check the TCXO setting of the board")
+        """Hardware reset and the configuration LoRaWAN needs (datasheet section 14.2/14.3): boot
+        code in radio/sx1262boot.py, loaded for the call and released after."""
+        from lw.mac import release
+
+        from radio import sx1262boot
+
+        try:
+            sx1262boot.init(self)
+        finally:
+            del sx1262boot
+            release("radio.sx1262boot")
 
     def _configure(self, freq_hz, sf, bw_khz, length, crc, invert_iq):
-        if bw_khz not in _BW_CODE or not 5 <= sf <= 12:
+        if bw_khz not in (125, 250, 500) or not 5 <= sf <= 12:
             raise ValueError("unsupported LoRa modulation")
         self.command(_CMD_SET_STANDBY, bytes((_STDBY_RC,)))
         self.command(_CMD_SET_RF_FREQUENCY, struct.pack(">I", (freq_hz << 25) // 32000000))
         # SF, BW, CR 4/5, low-data-rate optimisation
-        mod = bytes((sf, _BW_CODE[bw_khz], 0x01, 1 if ldro(sf, bw_khz) else 0))
+        bw = 4 if bw_khz == 125 else (5 if bw_khz == 250 else 6)  # 125, 250, 500 kHz
+        mod = bytes((sf, bw, 0x01, 1 if ldro(sf, bw_khz) else 0))
         self.command(_CMD_SET_MODULATION_PARAMS, mod)
         self.command(_CMD_SET_PACKET_PARAMS, struct.pack(">HBBBB", PREAMBLE_SYMS, 0x00, length,
                                                          1 if crc else 0, 1 if invert_iq else 0))

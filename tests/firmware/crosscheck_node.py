@@ -39,8 +39,9 @@ def main():
             radio.schedule(binascii.unhexlify(sc["join_accept"]), freq, sf, bw, end + 5000)
         elif i in downs:
             # RX1: same frequency, data rate lowered by the RX1DROffset the join-accept set
-            dr = region.DATA_RATES.index((sf, bw))
-            rsf, rbw = region.DATA_RATES[region.rx1_dr(dr, sc["rx1_dr_offset"])]
+            dr = next(d for d in range(len(region.DR_SF)) if (region.DR_SF[d], region.DR_BW[d]) == (sf, bw))
+            rdr = region.rx1_dr(dr, sc["rx1_dr_offset"])
+            rsf, rbw = region.DR_SF[rdr], region.DR_BW[rdr]
             radio.schedule(downs[i], freq, rsf, rbw, end + 1000)
 
     radio.on_uplink = on_uplink

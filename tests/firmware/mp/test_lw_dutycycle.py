@@ -17,7 +17,7 @@ def _by_band(frames):
 
 def _check_legal(frames):
     for b, fr in _by_band(frames).items():
-        limit = HOUR // region.SUBBANDS[b][2]
+        limit = HOUR // region.SB_DIV[b]
         worst = max_hour_airtime(fr)
         assert worst <= limit, (b, worst, limit, len(fr))
 

@@ -157,7 +157,7 @@ def test_rx1_dr_offset_and_rx_delay_from_join_accept():
     res = rig.send()
     assert res.downlink == (3, b"z")
     rx = [e for e in rig.radio.rx_log if e[5]][-1]
-    assert (rx[1], rx[2]) == region.DATA_RATES[3]  # DR5 - 2
+    assert (rx[1], rx[2]) == (region.DR_SF[3], region.DR_BW[3])  # DR5 - 2
 
 
 def test_confirmed_uplink_retries_until_ack_same_fcnt():

@@ -23,11 +23,30 @@ def test_airtime_grows_with_payload_and_sf():
 
 def test_subbands_of_channels():
     for f in region.DEFAULT_CHANNELS_HZ:
-        assert region.SUBBANDS[region.subband(f)][2] == 100
-    assert region.SUBBANDS[region.subband(region.RX2_FREQ_HZ)][2] == 10
-    assert region.SUBBANDS[region.subband(868900000)][2] == 1000
+        assert region.SB_DIV[region.subband(f)] == 100
+    assert region.SB_DIV[region.subband(region.RX2_FREQ_HZ)] == 10
+    assert region.SB_DIV[region.subband(868900000)] == 1000
     assert region.subband(869300000) == -1  # gap between sub-bands
     assert region.subband(915000000) == -1
+
+
+def test_subband_tables_match_rp002():
+    # every edge of the EU868 sub-bands (RP002 / ETSI EN 300 220): (low, high, divisor); the high
+    # edge belongs to the band only for the last one (870 MHz)
+    bands = ((863000000, 865000000, 1000), (865000000, 868000000, 100), (868000000, 868600000, 100),
+             (868700000, 869200000, 1000), (869400000, 869650000, 10), (869700000, 870000000, 100))
+    assert len(region.SB_DIV) == len(bands)
+    for i in range(len(bands)):
+        lo, hi, div = bands[i]
+        assert region.SB_DIV[i] == div
+        assert region.subband(lo) == i and region.subband(hi - 1) == i
+        assert region.subband(lo - 1) == (i - 1 if i and bands[i - 1][1] == lo else -1)
+    assert region.subband(870000000) == 5 and region.subband(870000001) == -1
+    # data rates: (SF, bandwidth kHz) per DR0..DR6 and the payload limits
+    drs = ((12, 125), (11, 125), (10, 125), (9, 125), (8, 125), (7, 125), (7, 250))
+    assert [(region.DR_SF[d], region.DR_BW[d]) for d in range(7)] == list(drs)
+    assert list(region.MAX_MAC_PAYLOAD) == [59, 59, 59, 123, 230, 230, 230]
+    assert list(region.MAX_APP_PAYLOAD) == [51, 51, 51, 115, 222, 222, 222]
 
 
 def test_max_payload_and_rx1_dr():
