@@ -415,7 +415,8 @@ class Mac:
                 fctrl |= _FCTRL_ADR_ACK_REQ
         if self._ack_pending:
             fctrl |= _FCTRL_ACK
-        toa = (region.airtime_us(13 + len(fopts) + len(payload), region.DR_SF[dr], region.DR_BW[dr]) + 999) // 1000
+        n = 13 + len(fopts) + len(payload)
+        toa = (region.airtime_us(n, region.DR_SF[dr], region.DR_BW[dr]) + 999) // 1000
         ch, wait = self._wait_for_channel(dr, max_wait_ms, toa)
         r = Result(DUTY_CYCLE)
         r.dr = dr
