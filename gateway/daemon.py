@@ -33,7 +33,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from havel import __version__
 from havel.codecs.lorawan.ids import eui_hex
@@ -56,6 +56,9 @@ from havel.gateway.sdnotify import Notifier
 from havel.gateway.status import StatusReport
 from havel.gateway.storagehealth import StorageHealth
 from havel.gateway.udp import GwmpServer, PacketForwarder
+
+if TYPE_CHECKING:
+    from havel.gateway.network.shared.daemon import SharedNetwork
 
 log = logging.getLogger("havel.gateway")
 
@@ -151,9 +154,20 @@ class Gateway:
         self.outbox = Outbox(self.conn, quota_bytes=quota, sinks=[s["name"] for s in cfg.sinks])
         self.downlinks = DownlinkScheduler(self.registry, cfg.network)
         self.journal = Journal(self.conn)
-        self.netserver = NetworkServer(
-            self.registry, self.outbox, cfg.network, journal=self.journal, rules=relay_rules(cfg)
-        )
+        self.shared: SharedNetwork | None = None
+        if cfg.network.store is not None:  # several roofs, one network server's state on Redis
+            from havel.gateway.network.shared.daemon import SharedNetwork
+
+            self.shared = SharedNetwork(
+                cfg, self.conn, self.outbox, self.metrics, journal=self.journal, rules=relay_rules(cfg)
+            )
+            self.shared.start()
+            # (the intake uses only the network server's receive/flush face, which the shared one has)
+            self.netserver = cast(NetworkServer, self.shared)
+        else:
+            self.netserver = NetworkServer(
+                self.registry, self.outbox, cfg.network, journal=self.journal, rules=relay_rules(cfg)
+            )
         self.intake = Intake(
             conn=self.conn,
             registry=self.registry,
@@ -181,6 +195,8 @@ class Gateway:
         )
         self.udp.defer_acks = True
         self.intake.backend = self.udp
+        if self.shared is not None:
+            self.shared.backend = self.udp
         try:
             self.udp_addr = await self.udp.start(cfg.udp.bind, cfg.udp.port)
         except OSError as exc:
@@ -208,6 +224,8 @@ class Gateway:
             asyncio.create_task(self.intake.flush_loop(self._stop), name="flush"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+        if self.shared is not None:
+            self._tasks.append(asyncio.create_task(self.shared.run(self._stop), name="shared-store"))
         self.runlock.update(
             {
                 "state": "running",
@@ -340,6 +358,17 @@ class Gateway:
         """Queue a downlink command (from the event loop's thread); the result record goes to the outbox.
         When the database fails, the command is not queued: a ``rejected`` result (reason ``storage``) says
         so if the database takes that much, and the StorageError is raised on."""
+        if self.shared is not None:  # queued on the shared store: the roof that hears the device sends it
+            result = self.shared.submit(dev_eui, body)
+            with self.registry.transaction():
+                self.outbox.put(result)
+            state = result["payload"]["state"]
+            self.metrics.inc("downlink_commands_total", state=state)
+            if state == "rejected":
+                detail = result["payload"]["detail"]
+                log.warning("downlink command for %s rejected: %s", eui_hex(dev_eui), detail)
+            self._notify_forwarder()
+            return result
         try:
             with self.registry.transaction():
                 result = self.downlinks.submit(dev_eui, body)

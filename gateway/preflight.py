@@ -56,11 +56,10 @@ def validate(cfg: Config) -> None:
     HavelError, e.g. a relay key file others can read) naming the key. Creates no file."""
     from havel.gateway.daemon import DaemonContext, Gateway, relay_rules
 
-    if cfg.network.store is not None:  # (the roof process reads this config; docs/multiroof.md)
-        raise ConfigError(
-            "network.store is set: the gateway daemon does not take part in a shared store",
-            hint="run the roof with: python -m havel.gateway.network.shared.roofd --config FILE",
-        )
+    if cfg.network.store is not None:  # a roof of a shared network (docs/multiroof.md)
+        from havel.gateway.network.shared.daemon import check
+
+        check(cfg)  # the URL and the password file; no connection yet
     if "relay" in cfg.components:
         with _section("relay.rules"):
             relay_rules(cfg)  # the relay's priority rules, which the network server takes before components

@@ -167,7 +167,12 @@ class Roof:
 
     # ------------------------------------------------------------------------------- process
     def next_deadline(self) -> float | None:
-        return self.ns.next_deadline()
+        """When a frame's window closes or a frame handed to another roof is due to be taken over."""
+        at = self.ns.next_deadline()
+        if self._watch:
+            first = min(t for _, t in self._watch.values())
+            at = first if at is None else min(at, first)
+        return at
 
     def _take_over_due(self, mono: float) -> None:
         """Frames another roof took but did not mark done in time (it died): this roof processes them."""

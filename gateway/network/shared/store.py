@@ -464,6 +464,10 @@ class SharedState:
         """Put a command taken but not sent back at the head of the device's queue."""
         self.r.lpush(f"{self.p}dlq:{dev_eui:016X}", raw)
 
+    def next_command_seq(self) -> int:
+        """The network's submission number for a downlink command (part of its result ids)."""
+        return int(self.r.incr(f"{self.p}cmdseq"))
+
     def hand_over(self, roof: str, downlink: dict[str, Any]) -> None:
         self.r.rpush(f"{self.p}tx:{roof}", json.dumps(downlink))
 

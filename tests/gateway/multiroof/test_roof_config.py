@@ -1,5 +1,6 @@
 """A roof from its gateway config: `[network] store` (and the roof's name) read through the config module,
-its messages delivered through the config's sinks; `havel gateway run` refuses such a config."""
+its messages delivered through the config's sinks; `havel gateway check` accepts such a config and refuses
+a store password file others can read."""
 
 from __future__ import annotations
 
@@ -27,8 +28,7 @@ def test_a_roof_runs_from_its_gateway_config_and_delivers_to_its_sinks(
     )
     cfg = config.load(path)
     assert cfg.network.store == redis_server.url and cfg.network.roof == "roof-a"
-    with pytest.raises(ConfigError, match="roofd --config"):
-        preflight.validate(cfg)
+    preflight.validate(cfg)  # (`havel gateway run` takes such a config too: test_daemon_roofs.py)
     shared = SharedState(connect(StoreSettings(redis_server.url)))
     node = abp_node(80)
     shared.put_device(node.device())
@@ -69,3 +69,18 @@ def test_the_docs_network_block_is_a_valid_roof_config(tmp_path: Path) -> None:
     path.write_text(path.read_text() + "\n" + block.group(1))
     s = settings_from_config(config.load(path))
     assert s.roof == "roof-a" and s.store.startswith("rediss://") and s.ca_file == "/etc/havel/redis-ca.pem"
+
+
+def test_gateway_check_refuses_a_store_password_file_others_can_read(tmp_path: Path) -> None:
+    pw = tmp_path / "redis.pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o644)
+    cfg = config.load(
+        write_config(
+            tmp_path, network={"store": "redis://127.0.0.1:1/0", "store_password_file": str(pw)}
+        )
+    )
+    with pytest.raises(ConfigError, match="may be read by others"):
+        preflight.validate(cfg)
+    pw.chmod(0o600)
+    preflight.validate(cfg)  # (no connection is made: the store need not answer for a check)

@@ -1,0 +1,267 @@
+"""The gateway daemon's network server on a shared store (``[network] store``): what the daemon builds in
+place of the SQLite network server when several roofs share one network (docs/multiroof.md).
+
+:class:`SharedNetwork` has the face of :class:`~havel.gateway.network.server.NetworkServer` that the
+daemon's intake uses (``receive``, ``next_deadline``, ``flush``, ``storage_failed``), so every uplink still
+passes the intake journal, the outbox, the sinks, the relay and the metrics; underneath, a
+:class:`~havel.gateway.network.shared.roof.Roof` claims each frame in Redis, processes it once across the
+roofs and sends or hands over its downlinks (join-accept, ACK, queued command) through the backend.
+
+A copy of a frame another roof holds comes back from :meth:`SharedNetwork.receive` at once as a
+``duplicate`` rejection (that roof stores it; this one only watches that it does, and takes it over when
+it does not), so it is neither journaled nor stored here.
+
+Downlink commands from MQTT (:meth:`SharedNetwork.submit`) go to the device's queue in Redis, so the roof
+that processes the device's next uplink sends them, once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from havel.codecs.lorawan.ids import eui_hex, parse_hex
+from havel.errors import CodecError, ConfigError, HavelError, InputError
+from havel.gateway import gwmp
+from havel.gateway.config import Config
+from havel.gateway.downlink_commands import COMMAND_ID
+from havel.gateway.metrics import Metrics
+from havel.gateway.network.outcome import Outcome, Reason, rejected
+from havel.gateway.network.reception import Reception, format_time
+from havel.gateway.network.server import JournalLike, NetworkServer, OutboxLike
+from havel.gateway.network.shared.roof import Downlink, Roof
+from havel.gateway.network.shared.store import (
+    UNREACHABLE,
+    RedisSessionStore,
+    SharedState,
+    StoreSettings,
+    connect,
+    redacted,
+)
+
+log = logging.getLogger("havel.gateway.shared")
+
+# the downlink sub-band's duty cycle (EU868 g1, where RX1 of the 868.1-868.5 MHz channels lies): a gateway
+# that sent waits airtime x 99 before it is chosen again
+DUTY = 0.01
+POLL_S = 0.01  # how often the downlinks other roofs handed to this one are looked for
+TICK_S = 0.25  # how often an unreachable store is tried again (and the cache's age checked)
+FIELDS = ("fport", "data", "raw", "confirmed", "ttl_s", "id")
+
+
+def store_settings(cfg: Config) -> StoreSettings:
+    n = cfg.network
+    if n.store is None:
+        raise ConfigError("network.store is not set", hint="the shared store's redis:// or rediss:// URL")
+    return StoreSettings(n.store, n.store_password_file, n.store_ca_file, n.store_timeout_s)
+
+
+def check(cfg: Config) -> None:
+    """What ``havel gateway check`` can check of the store settings without a connection: the URL and the
+    password file (mode 0600)."""
+    connect(store_settings(cfg))
+
+
+class SharedNetwork:
+    """See the module docstring. Use it only from the event loop's thread."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        conn: Any,
+        outbox: OutboxLike,
+        metrics: Metrics,
+        *,
+        journal: JournalLike | None = None,
+        rules: Any = None,
+    ) -> None:
+        self.settings = store_settings(cfg)
+        self.shared = SharedState(connect(self.settings))
+        self.store = RedisSessionStore(self.shared, conn)
+        self.ns = NetworkServer(self.store, outbox, cfg.network, journal=journal, rules=rules)
+        self.roof_id = cfg.network.roof or cfg.gateway_id
+        self.roof = Roof(self.roof_id, self.shared, self.store, self.ns, self._transmit, duty=DUTY)
+        self.metrics = metrics
+        self.backend: Any = None  # the GWMP server (send), set once it listens
+        self._outbox = outbox
+        metrics.gauge_fn("shared_store_online", lambda: 1.0 if self.store.online else 0.0)
+        metrics.gauge_fn(
+            "shared_roof_events", lambda: {(("event", k),): float(v) for k, v in self.roof.counts.items()}
+        )
+
+    # ------------------------------------------------------------------ the network server's face
+    @property
+    def dedup(self) -> Any:
+        return self.ns.dedup
+
+    @property
+    def pending(self) -> int:
+        return self.ns.pending
+
+    @property
+    def rules(self) -> Any:
+        return self.ns.rules
+
+    @rules.setter
+    def rules(self, rules: Any) -> None:
+        self.ns.rules = rules
+
+    def receive(self, copy: Reception, mono: float) -> Outcome | None:
+        before = self.roof.counts["other_roof"]
+        out = self.roof.receive(copy, mono)
+        if out is None and self.roof.counts["other_roof"] != before:
+            return rejected(Reason.DUPLICATE, "another roof holds this frame and stores it", [copy])
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self.roof.next_deadline()
+
+    def flush(
+        self, mono: float, now: datetime, *, force: bool = False, after_store: Any = None
+    ) -> list[Outcome]:
+        """The roof's flush; ``after_store`` (the SQLite downlink scheduler's) is not used: the roof takes
+        the downlink counters and commands from the shared store and sends its downlinks itself."""
+        return self.roof.flush(mono, now, force=force)
+
+    def storage_failed(self, outcomes: list[Outcome], detail: str) -> None:
+        self.ns.storage_failed(outcomes, detail)
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        n = self.store.warm()
+        log.info(
+            "roof %s on the shared store %s: %d device(s)%s",
+            self.roof_id,
+            redacted(self.settings.url),
+            n,
+            "" if self.store.online else " (unreachable: fallback until it answers)",
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: send what other roofs handed to this roof; bring an unreachable store back (the
+        wait for its answer runs in a thread, so a silent store does not hold the event loop)."""
+        next_tick = 0.0
+        while not stop.is_set():
+            try:
+                mono = time.monotonic()
+                if self.store.online:
+                    self.roof.poll()
+                if mono >= next_tick:
+                    next_tick = mono + TICK_S
+                    if self.store.online or await asyncio.to_thread(self._answers):
+                        self.roof.tick(mono)
+            except HavelError as exc:
+                log.error("roof %s: %s", self.roof_id, exc)
+            except UNREACHABLE as exc:
+                self.store.offline(exc)
+            await asyncio.sleep(POLL_S)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self.shared.r.ping())
+        except UNREACHABLE:
+            return False
+
+    # ------------------------------------------------------------------------------------ downlinks
+    def _transmit(self, d: Downlink) -> None:
+        if self.backend is None:
+            return
+        txpk = gwmp.build_txpk(
+            data=bytes.fromhex(d["data"]), freq_hz=int(d["freq_hz"]), datr=str(d["datr"]), tmst=int(d["tmst"])
+        )
+        if self.backend.send(int(d["gateway"], 16), txpk, window="RX1"):
+            self.metrics.inc("downlinks_total", kind=str(d.get("kind", "command")), window="RX1")
+        else:
+            log.error("no PULL_DATA from %s yet: downlink dropped", d["gateway"])
+
+    def submit(self, dev_eui: int, body: Any) -> dict[str, Any]:
+        """Queue a downlink command in the device's queue on the shared store; returns its result record
+        (``queued`` or ``rejected`` with a reason). A store that cannot be reached rejects it (reason
+        ``storage``): a command kept only here could go out twice."""
+        given = body.get("id") if isinstance(body, dict) else None
+        cmd_id = given if isinstance(given, str) and COMMAND_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        request = {k: body[k] for k in FIELDS if isinstance(body, dict) and k in body and k != "id"}
+        try:
+            dev = self.store.get(dev_eui)
+            if dev is None:
+                return self._result(
+                    dev_eui, None, cmd_id, "rejected", "unknown_device: not registered", request
+                )
+            try:
+                command = self._command(dev.codec, body, given, cmd_id)
+            except (InputError, CodecError) as exc:
+                return self._result(dev_eui, dev.name, cmd_id, "rejected", f"bad_field: {exc}", request)
+            self.shared.queue_command(dev_eui, command)
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            return self._result(
+                dev_eui, None, cmd_id, "rejected", "storage: the shared store cannot be reached", request
+            )
+        return self._result(dev_eui, dev.name, cmd_id, "queued", "", request)
+
+    @staticmethod
+    def _command(codec: str, body: Any, given: Any, cmd_id: str) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InputError('a downlink command is a JSON object {"fport", "data" | "raw"}')
+        unknown = sorted(set(body) - set(FIELDS))
+        if unknown:
+            raise InputError(f"unknown field(s) {', '.join(ascii(k)[:40] for k in unknown[:5])}")
+        if given is not None and given != cmd_id:
+            raise InputError("id must be 1-64 letters, digits, '.', '_', ':' or '-'")
+        fport = body.get("fport")
+        if isinstance(fport, bool) or not isinstance(fport, int) or not 1 <= fport <= 223:
+            raise InputError(f"fport must be an integer 1..223, not {ascii(fport)[:40]}")
+        if ("data" in body) == ("raw" in body):
+            raise InputError("give exactly one of 'data' (decoded) or 'raw' (hex)")
+        confirmed = body.get("confirmed", False)
+        if not isinstance(confirmed, bool):
+            raise InputError("confirmed must be true or false")
+        if "raw" in body:
+            if not isinstance(body["raw"], str):
+                raise InputError("raw must be a hex string")
+            payload = parse_hex(body["raw"], what="raw")
+        else:
+            if not isinstance(body["data"], dict):
+                raise InputError("data must be a JSON object")
+            from havel.codecs.payload import get_codec
+
+            payload = get_codec(codec).encode(body["data"], fport, direction="down")
+        if len(payload) > 51:
+            raise InputError(f"payload of {len(payload)} bytes exceeds the 51 bytes every data rate carries")
+        return {"fport": fport, "data": payload.hex(), "confirmed": confirmed, "id": cmd_id}
+
+    def _result(
+        self, dev_eui: int, name: str | None, cmd_id: str, state: str, detail: str, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A result record in the form docs/mqtt.md gives (the submission number from the shared store, or
+        the time in microseconds when it cannot be reached)."""
+        try:
+            seq = self.shared.next_command_seq()
+        except UNREACHABLE:
+            seq = time.time_ns() // 1000
+        eui = eui_hex(dev_eui)
+        now = format_time(datetime.now(UTC))
+        rid = f"{eui}-down-{cmd_id}-{seq}-{state}"
+        payload = {
+            "id": rid,
+            "command_id": cmd_id,
+            "device": name,
+            "dev_eui": eui,
+            "state": state,
+            "detail": detail,
+            "fcnt_down": None,
+            "request": request,
+            "at": now,
+        }
+        return {
+            "id": rid,
+            "kind": "down_result",
+            "dev_eui": eui,
+            "fcnt32": None,
+            "priority": "state",
+            "received_at": now,
+            "payload": payload,
+        }
