@@ -29,15 +29,19 @@ from havel.gateway import schema
 __all__ = [
     "backup",
     "check_integrity",
+    "deferred_sync",
     "marker_path",
     "open_db",
     "open_db_readonly",
     "restore",
     "storage_error",
+    "sync_wal",
     "transaction",
 ]
 
 _savepoints = itertools.count(1)
+
+PAGE_SIZE = 1024  # bytes per database page of a new database (see open_db)
 
 
 def storage_error(exc: sqlite3.Error, doing: str) -> StorageError:
@@ -84,6 +88,11 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
             f"cannot open database {p}: {exc}", hint="check that the data directory exists and is writable"
         ) from None
     try:
+        # A new database gets 1 KiB pages (SQLite's default is 4 KiB): every commit writes each page it
+        # touched into the WAL whole, and a stored uplink touches a handful (journal, counter, outbox and
+        # its index), so smaller pages are fewer bytes on the SD card per uplink. Only takes effect before
+        # the first table exists; an existing database keeps its page size.
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(p) != ":memory:" and str(mode).lower() != "wal":
             raise StorageError(
@@ -155,6 +164,52 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     except sqlite3.Error as exc:
         _rollback(conn)
         raise storage_error(exc, "committing") from None
+
+
+@contextmanager
+def deferred_sync(conn: sqlite3.Connection) -> Iterator[None]:
+    """Commits inside the block are written to the WAL but not fsynced (``synchronous=NORMAL``); the next
+    commit outside one (every intake journal commit before its PUSH_ACKs) or the next checkpoint fsyncs
+    them with it. A power cut before that rolls the database back to the last fsynced commit, whole
+    transactions only.
+
+    Only for commits whose loss is repaired by what is fsynced: storing a batch of uplinks (its frames stay
+    in the intake journal until that commit and are replayed, with the same message ids) and recording
+    delivered outbox records (sent again). Each fsync is a flash page written on an SD card, and at a city's
+    pace every commit would be one. A commit whose effect leaves the machine before the next fsync (a
+    downlink sent with a frame counter) must call :func:`sync_wal` first. Inside an open transaction it
+    changes nothing: the outer commit decides."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA synchronous=FULL")
+
+
+def sync_wal(conn: sqlite3.Connection) -> None:
+    """Make every commit so far durable (commits made under :func:`deferred_sync` included): fsync the
+    write-ahead log, as a ``synchronous=FULL`` commit would. fsync flushes the file, whichever descriptor
+    wrote it. A no-op for an in-memory database; StorageError when the disk refuses."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    path = str(row[2]) if row is not None else ""
+    if not path:
+        return
+    try:
+        fd = os.open(path + "-wal", os.O_RDONLY)
+    except FileNotFoundError:  # no WAL: nothing written since the last checkpoint removed it
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot open the write-ahead log of {path}: {exc}") from None
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        raise StorageError(f"fsync of the write-ahead log of {path} failed: {exc}") from None
+    finally:
+        os.close(fd)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

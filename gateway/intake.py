@@ -286,8 +286,21 @@ class Intake:
             await asyncio.sleep(0)  # let PUSH_ACKs and PULL_RESPs out between batches
 
     def process(self, force: bool = False) -> None:
-        """Store the frames whose dedup window closed (all with ``force``) in a commit of their own."""
-        self._after_flush(*self._flush_uplinks(force))
+        """Store the frames whose dedup window closed (all with ``force``) in a commit of their own.
+
+        That commit is not fsynced (:func:`~havel.gateway.db.deferred_sync`): its frames stay in the intake
+        journal until it is durable, so a power cut only means they are stored again from there (same
+        message ids); the next journal commit fsyncs it. Saves a flash write per uplink at a city's pace.
+        Before a downlink goes out (its frame counter must never be used twice) the log is fsynced."""
+        with db.deferred_sync(self.conn):
+            outcomes, sends = self._flush_uplinks(force)
+        if sends:
+            try:
+                db.sync_wal(self.conn)
+            except HavelError as exc:
+                self.health.failed("making stored uplinks durable before their downlinks", exc)
+                sends = []
+        self._after_flush(outcomes, sends)
 
     def _flush_uplinks(self, force: bool = False) -> tuple[list[Outcome], list[Transmission]]:
         """The network server's flush (its own transaction, or a savepoint of the caller's); returns the

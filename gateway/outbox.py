@@ -505,7 +505,9 @@ class Outbox:
             return 0
         seq = column == "seq"
         try:
-            with db.transaction(self.conn):
+            # not fsynced (the next intake commit or checkpoint is): lost to a power cut, the records are
+            # only sent again, as after a crash before the commit; at a city's pace it saves a flash write
+            with db.deferred_sync(self.conn), db.transaction(self.conn):
                 if len(self._bits) == 1 and not self.retired:
                     # one sink: its acknowledgement is the last one, delete straight away (the keys as one
                     # JSON array: one statement, and the deleted sizes come back for the totals)
