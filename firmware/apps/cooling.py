@@ -35,33 +35,16 @@ def _settings(fn, *args):
             release("apps.coolingcfg")
 
 
-class ValveOutput:
-    """The valve's output pin. Normally closed valve: `active` is the level that opens it."""
-
-    def __init__(self, pin, active=1):
-        self.pin = pin
-        self.active = active
-        self.is_open = False
-        self.switches = 0
-        self.close()  # first thing: whatever the pin was, the valve is closed
-
-    def set(self, want_open):
-        if want_open != self.is_open:
-            self.switches += 1
-        self.pin.value(self.active if want_open else 1 - self.active)
-        self.is_open = bool(want_open)
-
-    def close(self):
-        self.pin.value(1 - self.active)
-        self.is_open = False
-
-
 class CoolingApp(App):
     name = "cooling"
 
-    def __init__(self, clock, th, ambient, output, reservoir=None, battery=None, store=None):
+    def __init__(self, clock, th, ambient, pin, active=1, reservoir=None, battery=None, store=None):
+        """pin: the valve output (normally closed valve; `active` is the level that opens it)."""
         App.__init__(self, clock, battery)
-        self.output = output  # closed by its constructor already
+        self.pin = pin
+        self.active = active
+        self.close()  # first thing: whatever the pin was, the valve is closed
+        self.switches = 0
         self.ambient = ambient
         self.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
         self._rec = Record(store, "valve") if store is not None else None
@@ -75,6 +58,17 @@ class CoolingApp(App):
         self._pending = None
         self._hit_max_on = False
         self.refused = []  # downlinks refused (kept for the console/simulator)
+
+    # -- the valve output ------------------------------------------------------------------------------
+    def set_valve(self, want_open):
+        if want_open != self.is_open:
+            self.switches += 1
+        self.pin.value(self.active if want_open else 1 - self.active)
+        self.is_open = bool(want_open)
+
+    def close(self):
+        self.pin.value(1 - self.active)
+        self.is_open = False
 
     def save(self):
         if self._rec is not None:
@@ -106,7 +100,7 @@ class CoolingApp(App):
             ctl = self.ctl
             now_s = now_ms // 1000
             want = ctl.step(now_s, self.temp_c, age, res)
-            self.output.set(want)
+            self.set_valve(want)
             if ctl.changed:
                 if want:
                     self._hit_max_on = False
@@ -116,7 +110,7 @@ class CoolingApp(App):
             elif ctl.save_due(now_s):
                 self.save()  # open: the water counted ahead by the last save is spent
         except BaseException:
-            self.output.close()
+            self.close()
             raise
 
     def poll_ms(self, now_ms):
@@ -129,7 +123,7 @@ class CoolingApp(App):
         return max(0, wake - now_ms)
 
     def shutdown(self):
-        self.output.close()
+        self.close()
         self.save()
 
     # -- reports -------------------------------------------------------------------------------------
@@ -146,7 +140,7 @@ class CoolingApp(App):
         elif ctl.open and r == vc.R_FLUSH:
             mode = "flush"
         self._pending = (opens, total)
-        return {"valve_open": self.output.is_open, "enabled": ctl.enabled, "mode": mode,
+        return {"valve_open": self.is_open, "enabled": ctl.enabled, "mode": mode,
                 "actuations": opens - self._reported[0], "open_time": d_open,
                 "water_used": ctl.litres(d_open), "water_today": ctl.litres(ctl.used_s),
                 "ambient_temperature": self.temp_c if r != vc.R_INVALID and r != vc.R_STALE else None,

@@ -112,7 +112,7 @@ def build(cfg, io, clock, store):
     th = cfg.get("thresholds", {})
     s = cfg.get("sensors", {})
     pin, active = io.valve()
-    out = app.ValveOutput(pin, active)  # closed before anything else can fail
+    pin.value(1 - active)  # the valve closed before anything else can fail (CoolingApp closes it too)
     # only the ambient sensor's driver is imported: the other one's code never takes heap
     if s.get("ambient", "ds18b20") == "sht31":
         from sensors.sht31 import SHT31
@@ -128,4 +128,4 @@ def build(cfg, io, clock, store):
         if r is None:
             raise ValueError("cooling: thresholds.reservoir is true but the board has no reservoir input")
         res = app.reservoir_reader(r[0], r[1])  # its closure lives in apps/cooling.py, not here
-    return app.CoolingApp(clock, th, amb, out, res, make_battery(io, clock), store)
+    return app.CoolingApp(clock, th, amb, pin, active, res, make_battery(io, clock), store)

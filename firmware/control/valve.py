@@ -111,7 +111,7 @@ class ValveController:
         self._last_s = now_s if finite(now_s) else 0
         self._opened_at = 0  # own time of the last opening (meaningful while open)
         self._closed_at = 0  # the reset counts as a closing: minimum off-time applies
-        self._ovr = OVERRIDE_NONE
+        self.override_mode = OVERRIDE_NONE  # OVERRIDE_*: automatic, or an override until _ovr_until
         self._ovr_until = 0
         self._charged_until = None  # own time up to which the last snapshot counted the open valve
         self._by_override = False
@@ -180,13 +180,9 @@ class ValveController:
 
     def override_left_s(self, now_s):
         """Seconds of override left (0 when none)."""
-        if self._ovr == OVERRIDE_NONE or not finite(now_s):
+        if self.override_mode == OVERRIDE_NONE or not finite(now_s):
             return 0
         return max(0, self._ovr_until - self._now(now_s))
-
-    @property
-    def override_mode(self):
-        return self._ovr
 
     def budget_left_s(self):
         return max(0, self._budget_s - self.used_s)
@@ -210,15 +206,15 @@ class ValveController:
         while self.day_s >= DAY_S:
             self.day_s -= DAY_S
             self.used_s = 0
-        if self._ovr != OVERRIDE_NONE and self._t >= self._ovr_until:
-            self._ovr = OVERRIDE_NONE  # TTL over: back to automatic
+        if self.override_mode != OVERRIDE_NONE and self._t >= self._ovr_until:
+            self.override_mode = OVERRIDE_NONE  # TTL over: back to automatic
 
     def _decide(self, temp_c, temp_age_s, reservoir_ok):
         c = self.cfg
         now = self._t
         if not self.enabled:
             return False, R_DISABLED
-        if self._ovr == OVERRIDE_CLOSED:
+        if self.override_mode == OVERRIDE_CLOSED:
             return False, R_OVERRIDE_CLOSED
         if c["reservoir"] and reservoir_ok is not True:
             return False, R_RESERVOIR  # low, or the level switch cannot be read: closed
@@ -235,7 +231,7 @@ class ValveController:
                 return False, R_MAX_ON
         elif now - self._closed_at < c["min_off_s"]:
             return False, R_MIN_OFF
-        if self._ovr == OVERRIDE_OPEN:
+        if self.override_mode == OVERRIDE_OPEN:
             return True, R_OVERRIDE_OPEN
         if self.open and self._by_flush:
             if now - self._opened_at >= c["flush_s"]:
@@ -283,7 +279,7 @@ class ValveController:
         b = now_i + self.budget_left_s()
         if b < t:
             t = b
-        if self._ovr != OVERRIDE_NONE and self._ovr_until < t:
+        if self.override_mode != OVERRIDE_NONE and self._ovr_until < t:
             t = self._ovr_until
         if self._by_flush and self._opened_at + self.cfg["flush_s"] < t:
             t = self._opened_at + self.cfg["flush_s"]

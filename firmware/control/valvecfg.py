@@ -115,7 +115,7 @@ def update(ctl, changes):
 def override(ctl, mode, ttl_s, now_s):
     """ValveController.override()."""
     if mode == OVERRIDE_NONE:
-        ctl._ovr = OVERRIDE_NONE
+        ctl.override_mode = OVERRIDE_NONE
         return True
     if mode not in (OVERRIDE_OPEN, OVERRIDE_CLOSED):
         return False
@@ -123,6 +123,6 @@ def override(ctl, mode, ttl_s, now_s):
         return False
     if ttl_s <= 0 or ttl_s > ctl.cfg["override_max_s"]:
         return False
-    ctl._ovr = mode
+    ctl.override_mode = mode
     ctl._ovr_until = ctl._now(now_s) + ttl_s
     return True

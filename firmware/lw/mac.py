@@ -10,7 +10,6 @@ Typical node loop:
         mac.join()                      # one attempt; honours the join back-off
     res = mac.send(fport, payload)      # Result: status, fcnt, downlink, wait_ms ...
 """
-import binascii
 import random
 import struct
 import sys
@@ -34,6 +33,7 @@ NONCE_EXHAUSTED = "devnonce_exhausted"
 NOTHING = "nothing"  # send_mac(): no MAC command pending  # join(): all 65536 DevNonces used (LoRaWAN 1.0.4)
 
 # layout of the stored state (written by Mac._pack, read by lw/startup.py) and of retained()
+# (lw/retain.py)
 STATE_VER = const(1)
 HEAD = "<BBIiIIIBBBBBBBBIHIIQ"
 HEAD_LEN = struct.calcsize(HEAD)
@@ -232,23 +232,15 @@ class Mac:
     def retained(self):
         """Volatile state for RAM that survives deep sleep (ESP32 RTC memory), as bytes: the exact
         FCntUp (so a wake-up needs no skip-ahead and no flash write), duty-cycle and join back-off
-        timers, pending MAC answers. Give it back with restore_retained() after waking."""
-        now = self.clock.now_ms()
-        jb = self.join_backoff
-        body = bytearray(struct.pack(
-            RET_HEAD, b"LWR1", self._rec.seq, self.dev_addr, self.fcnt_up, self.fcnt_up_limit,
-            self.fcnt_down_next, self.adr_ack_cnt, self.up_since_down, 1 if self._ack_pending else 0,
-            self.dc.max_dcycle, now, self.dc.agg_free_ms, -1 if jb.t0_ms is None else jb.t0_ms,
-            jb.win_start_ms, jb.win_len_ms, jb.budget_ms, jb.used_ms))
-        for t in self.dc.band_free_ms:
-            body.extend(struct.pack("<q", t))
-        for b in (self._answers, self._sticky):
-            whole = fit(b, 32)[0]  # whole commands only
-            body.append(len(whole))
-            body.extend(whole)
-        body.extend(self.dc.pack(now))  # the airtime ledger as it is (with the reserve left)
-        body.extend(struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
-        return bytes(body)
+        timers, pending MAC answers. Give it back with restore_retained() after waking. Its code
+        (lw/retain.py) is loaded for the call, once before each deep sleep, and released after."""
+        from lw import retain
+
+        try:
+            return retain.retained(self)
+        finally:
+            del retain
+            release("lw.retain")
 
     def restore_retained(self, data):
         """Take back retained() state after a deep-sleep wake-up. Returns False (and changes

@@ -51,6 +51,7 @@ def test_firmware_modules_fit_their_heap_bound(staged: tuple[object, Path], app:
     # code loaded for one job is not resident: the join code, the MAC-command handlers, the node's
     # downlink code, the start-up and boot code, config.py, the cooling node's settings code
     once = {"lw.join", "lw.maccmds", "apps.nodedown", "lw.startup", "apps.startup", "apps.boardboot",
-            "config", "apps.coolingcfg", "control.valvecfg", "payload.coolingdown", "radio.sx1262boot"}
+            "config", "apps.coolingcfg", "control.valvecfg", "payload.coolingdown", "radio.sx1262boot",
+            "lw.retain"}
     assert not once & set(h["fw_modules"])
     assert h["late"] == []
