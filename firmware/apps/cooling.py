@@ -12,7 +12,6 @@ import sys
 
 from control import valve as vc
 from lw.mac import release
-from lw.store import Record
 from micropython import const
 from payload import cooling as codec
 
@@ -39,30 +38,12 @@ class CoolingApp(App):
     name = "cooling"
 
     def __init__(self, clock, th, ambient, pin, active=1, reservoir=None, battery=None, store=None):
-        """pin: the valve output (normally closed valve; `active` is the level that opens it)."""
-        App.__init__(self, clock, battery)
-        self.pin = pin
-        self.active = active
-        self.close()  # first thing: whatever the pin was, the valve is closed
-        self.switches = 0
-        self.ambient = ambient
-        self.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
-        self._rec = Record(store, "valve") if store is not None else None
-        self._crec = Record(store, "valvecfg") if store is not None else None
-        # the controller, with the settings saved by downlinks and the persisted counters
-        self.ctl = _settings("controller", self, th, clock)
-        self.temp_c = None
-        self._temp_at_ms = None
-        self._next_measure = None
-        self._reported = (self.ctl.opens, self.ctl.total_open_s)
-        self._pending = None
-        self._hit_max_on = False
-        self.refused = []  # downlinks refused (kept for the console/simulator)
+        """pin: the valve output (normally closed valve; `active` is the level that opens it),
+        closed first thing. Boot code: apps/coolingcfg.py init()."""
+        _settings("init", self, clock, th, ambient, pin, active, reservoir, battery, store)
 
     # -- the valve output ------------------------------------------------------------------------------
     def set_valve(self, want_open):
-        if want_open != self.is_open:
-            self.switches += 1
         self.pin.value(self.active if want_open else 1 - self.active)
         self.is_open = bool(want_open)
 
@@ -132,15 +113,12 @@ class CoolingApp(App):
         opens, total = ctl.opens, ctl.total_open_s
         d_open = total - self._reported[1]
         r = ctl.reason
-        mode = "auto"
-        if ctl.override_mode == vc.OVERRIDE_OPEN:
-            mode = "override_open"
-        elif ctl.override_mode == vc.OVERRIDE_CLOSED:
-            mode = "override_closed"
-        elif ctl.open and r == vc.R_FLUSH:
-            mode = "flush"
+        # codec.MODES: auto, override_open, override_closed (the OVERRIDE_* values), flush
+        m = ctl.override_mode
+        if not m and ctl.open and r == vc.R_FLUSH:
+            m = 3
         self._pending = (opens, total)
-        return {"valve_open": self.is_open, "enabled": ctl.enabled, "mode": mode,
+        return {"valve_open": self.is_open, "enabled": ctl.enabled, "mode": codec.MODES[m],
                 "actuations": opens - self._reported[0], "open_time": d_open,
                 "water_used": ctl.litres(d_open), "water_today": ctl.litres(ctl.used_s),
                 "ambient_temperature": self.temp_c if r != vc.R_INVALID and r != vc.R_STALE else None,
@@ -179,6 +157,5 @@ def build(cfg, io, clock, store=None):
     return _settings("build", cfg, io, clock, store)
 
 
-def check_thresholds(th):
-    """The valve settings (control/valve.py check_config); ValueError names the bad key."""
-    return vc.check_config(th)
+# the valve settings check (control/valve.py check_config); ValueError names the bad key
+check_thresholds = vc.check_config

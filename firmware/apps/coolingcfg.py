@@ -5,10 +5,11 @@ the valve's persisted counters, and the valve downlinks (FPorts 20..24)."""
 import json
 
 from control import valve as vc
+from lw.store import Record
 from payload import cooling as codec
 
 from apps import cooling as app
-from apps.base import make_battery
+from apps.base import App, make_battery
 
 _SETTINGS = ("on_c", "off_c", "max_on_s", "budget_l_per_day")
 
@@ -129,3 +130,24 @@ def build(cfg, io, clock, store):
             raise ValueError("cooling: thresholds.reservoir is true but the board has no reservoir input")
         res = app.reservoir_reader(r[0], r[1])  # its closure lives in apps/cooling.py, not here
     return app.CoolingApp(clock, th, amb, pin, active, res, make_battery(io, clock), store)
+
+
+def init(a, clock, th, ambient, pin, active, reservoir, battery, store):
+    """CoolingApp.__init__()."""
+    App.__init__(a, clock, battery)
+    a.pin = pin
+    a.active = active
+    a.close()  # first thing: whatever the pin was, the valve is closed
+    a.ambient = ambient
+    a.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
+    a._rec = Record(store, "valve") if store is not None else None
+    a._crec = Record(store, "valvecfg") if store is not None else None
+    # the controller, with the settings saved by downlinks and the persisted counters
+    a.ctl = controller(a, th, clock)
+    a.temp_c = None
+    a._temp_at_ms = None
+    a._next_measure = None
+    a._reported = (a.ctl.opens, a.ctl.total_open_s)
+    a._pending = None
+    a._hit_max_on = False
+    a.refused = []  # downlinks refused (kept for the console/simulator)

@@ -23,6 +23,7 @@ refund water, and costs at most SAVE_AHEAD_S of budget. Nothing persisted is an 
 
 import sys
 
+from lw.mac import release
 from micropython import const
 
 # Why the valve is in its state (control/valvecfg.py's REASON_NAMES has their names, for hosts).
@@ -61,10 +62,7 @@ def _cfg(fn, *args):
     finally:
         del valvecfg
         if mine:
-            sys.modules.pop("control.valvecfg", None)
-            ctl = sys.modules.get("control")
-            if ctl is not None and getattr(ctl, "valvecfg", None) is not None:
-                delattr(ctl, "valvecfg")
+            release("control.valvecfg")
 
 
 def check_config(cfg):
@@ -93,29 +91,9 @@ class ValveController:
     """Decide the valve state. `step()` returns True for open; read `reason`, `opens`, `used_s`."""
 
     def __init__(self, cfg, now_s, enabled=True):
-        self.cfg = check_config(cfg)
-        self._budget_s = _budget_s(self.cfg)
-        self.enabled = enabled
-        self.open = False  # off at boot, whatever it was before the reset
-        self.reason = R_BOOT if enabled else R_DISABLED
-        self.opens = 0  # actuations: closed -> open transitions, lifetime (persisted)
-        self.closes = 0
-        self.used_s = 0  # open seconds in the current budget day (persisted)
-        self.total_open_s = 0  # lifetime open seconds (persisted; reports send differences)
-        self.day_s = 0  # seconds into the current budget day (persisted)
-        self.changed = False  # True on the step that changed the state (for an event uplink)
-        self.restore_fault = False  # the persisted state was (partly) unreadable: charged as used
-        # the controller's own seconds since it was built: only forward steps of the caller's clock
-        # move it, so every rule below is timed on it (opened/closed/override times are on it too)
-        self._t = 0
-        self._last_s = now_s if finite(now_s) else 0
-        self._opened_at = 0  # own time of the last opening (meaningful while open)
-        self._closed_at = 0  # the reset counts as a closing: minimum off-time applies
-        self.override_mode = OVERRIDE_NONE  # OVERRIDE_*: automatic, or an override until _ovr_until
-        self._ovr_until = 0
-        self._charged_until = None  # own time up to which the last snapshot counted the open valve
-        self._by_override = False
-        self._by_flush = False
+        """Closed, waiting the minimum off-time (a reset counts as a closing); settings from `cfg`
+        (checked: ValueError names a bad key). Boot code: control/valvecfg.py init()."""
+        _cfg("init", self, cfg, now_s, enabled)
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self, now_s=None):

@@ -9,6 +9,8 @@ from control.valve import (
     OVERRIDE_CLOSED,
     OVERRIDE_NONE,
     OVERRIDE_OPEN,
+    R_BOOT,
+    R_DISABLED,
     SAVE_AHEAD_S,
     _budget_s,
     finite,
@@ -126,3 +128,30 @@ def override(ctl, mode, ttl_s, now_s):
     ctl.override_mode = mode
     ctl._ovr_until = ctl._now(now_s) + ttl_s
     return True
+
+
+def init(ctl, cfg, now_s, enabled):
+    """ValveController.__init__()."""
+    ctl.cfg = check_config(cfg)
+    ctl._budget_s = _budget_s(ctl.cfg)
+    ctl.enabled = enabled
+    ctl.open = False  # off at boot, whatever it was before the reset
+    ctl.reason = R_BOOT if enabled else R_DISABLED
+    ctl.opens = 0  # actuations: closed -> open transitions, lifetime (persisted)
+    ctl.closes = 0
+    ctl.used_s = 0  # open seconds in the current budget day (persisted)
+    ctl.total_open_s = 0  # lifetime open seconds (persisted; reports send differences)
+    ctl.day_s = 0  # seconds into the current budget day (persisted)
+    ctl.changed = False  # True on the step that changed the state (for an event uplink)
+    ctl.restore_fault = False  # the persisted state was (partly) unreadable: charged as used
+    # the controller's own seconds since it was built: only forward steps of the caller's clock
+    # move it, so every rule below is timed on it (opened/closed/override times are on it too)
+    ctl._t = 0
+    ctl._last_s = now_s if finite(now_s) else 0
+    ctl._opened_at = 0  # own time of the last opening (meaningful while open)
+    ctl._closed_at = 0  # the reset counts as a closing: minimum off-time applies
+    ctl.override_mode = OVERRIDE_NONE  # OVERRIDE_*: automatic, or an override until _ovr_until
+    ctl._ovr_until = 0
+    ctl._charged_until = None  # own time up to which the last snapshot counted the open valve
+    ctl._by_override = False
+    ctl._by_flush = False

@@ -2,6 +2,7 @@
 
 import sys
 
+from lw.mac import release
 from micropython import const
 
 from payload import common
@@ -55,7 +56,4 @@ def decode_down(fport, p):
     finally:
         del coolingdown
         if mine:
-            sys.modules.pop("payload.coolingdown", None)
-            pkg = sys.modules.get("payload")
-            if pkg is not None and getattr(pkg, "coolingdown", None) is not None:
-                delattr(pkg, "coolingdown")
+            release("payload.coolingdown")
