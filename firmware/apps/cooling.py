@@ -12,6 +12,7 @@ import sys
 
 from control import valve as vc
 from lw.mac import release
+from lw.store import Record
 from micropython import const
 from payload import cooling as codec
 
@@ -36,11 +37,18 @@ def _settings(fn, *args):
 
 class CoolingApp(App):
     name = "cooling"
+    # set by apps/coolingcfg.py init() (annotations only: MicroPython compiles no code for them)
+    _rec: "Record | None"
+    ctl: "vc.ValveController"
 
     def __init__(self, clock, th, ambient, pin, active=1, reservoir=None, battery=None, store=None):
         """pin: the valve output (normally closed valve; `active` is the level that opens it),
         closed first thing. Boot code: apps/coolingcfg.py init()."""
-        _settings("init", self, clock, th, ambient, pin, active, reservoir, battery, store)
+        self.pin = pin
+        self.active = active
+        self.ambient = ambient
+        self.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
+        _settings("init", self, clock, th, battery, store)
 
     # -- the valve output ------------------------------------------------------------------------------
     def set_valve(self, want_open):

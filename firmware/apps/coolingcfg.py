@@ -132,14 +132,10 @@ def build(cfg, io, clock, store):
     return app.CoolingApp(clock, th, amb, pin, active, res, make_battery(io, clock), store)
 
 
-def init(a, clock, th, ambient, pin, active, reservoir, battery, store):
-    """CoolingApp.__init__()."""
+def init(a, clock, th, battery, store):
+    """CoolingApp.__init__() after its pin, ambient sensor and reservoir switch."""
     App.__init__(a, clock, battery)
-    a.pin = pin
-    a.active = active
     a.close()  # first thing: whatever the pin was, the valve is closed
-    a.ambient = ambient
-    a.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
     a._rec = Record(store, "valve") if store is not None else None
     a._crec = Record(store, "valvecfg") if store is not None else None
     # the controller, with the settings saved by downlinks and the persisted counters

@@ -35,37 +35,29 @@ _DUTY_RETRY_MS = const(5000)
 class Node:
     """A node: an app plus the MAC, driven step by step (deterministic on a fake clock)."""
 
+    # set by apps/startup.py init() (annotations only: MicroPython compiles no code for them)
+    _boots: "Record | None"
+    boot_ms: int
+    firmware: str
+    interval_s: int
+    reboot_at_ms: "int | None"
+    rebooted: bool
+    reset_cause: str
+
     def __init__(self, app, mac, clock, cfg, store=None, console=None, reset_cause="power_on",
                  firmware=FIRMWARE_VERSION, on_reboot=None, retain=None):
         self.app = app
         self.mac = mac
         self.clock = clock
         self.console = console
-        self.firmware = firmware
-        self.reset_cause = reset_cause
-        self.on_reboot = on_reboot  # board: machine.reset; host: a callback (None: just flag it)
-        self.interval_s = cfg["interval_s"]
-        self._rec = Record(store, "node") if store is not None else None
-        self.boot_ms = clock.now_ms()
-        self.next_report_ms = self.boot_ms
-        self.status_due = reset_cause != "deep_sleep"  # a status after every real boot
-        self.reboot_at_ms = None
-        self.rebooted = False
-        self._join_at = self.boot_ms
-        self._hold_ms = self.boot_ms  # no uplink before this (duty cycle or boot-loop guard)
-        self.early_resets = 0
-        self._stable_at = None  # when this boot counts as stable (the early-reset count is cleared)
-        self._boots = Record(store, "boots") if store is not None else None
-        self._pending = None  # (payload, confirmed, measured_ms) of a report not sent yet
-        self.uplinks = 0
-        self.last_result = None
-        self.downlinks = []  # (fport, payload) received, newest last (a few, for the simulator)
         self.retain = retain  # RAM that survives deep sleep (ESP32 RTC memory): read() / write(b)
-        # boot-only code (the interval a downlink set, the boot-loop guard's count, retained state):
-        # apps/startup.py, released after
+        self.on_reboot = on_reboot  # board: machine.reset; host: a callback (None: just flag it)
+        # boot-only code (the other attributes, the interval a downlink set, the boot-loop guard's count,
+        # retained state): apps/startup.py, released after
         from apps import startup
 
         try:
+            startup.init(self, cfg, store, reset_cause, firmware)
             startup.restore_interval(self)
             startup.count_boot(self, reset_cause)
             if retain is not None and reset_cause == "deep_sleep":

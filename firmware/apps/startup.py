@@ -5,6 +5,7 @@ module for that and releases it afterwards, so its code is not in RAM while the 
 import binascii
 import json
 
+from lw.store import Record
 from micropython import const
 from payload import common
 
@@ -13,6 +14,29 @@ _STABLE_MS = const(600000)
 _LOOP_RESETS = const(3)  # this many early resets in a row make a boot loop
 _LOOP_HOLD_MS = const(900000)  # then no uplink (nor join) for this long; doubles per further one
 _LOOP_HOLD_MAX_MS = const(21600000)
+
+
+def init(node, cfg, store, reset_cause, firmware):
+    """Node.__init__()'s attributes."""
+    clock = node.clock
+    node.firmware = firmware
+    node.reset_cause = reset_cause
+    node.interval_s = cfg["interval_s"]
+    node._rec = Record(store, "node") if store is not None else None
+    node.boot_ms = clock.now_ms()
+    node.next_report_ms = node.boot_ms
+    node.status_due = reset_cause != "deep_sleep"  # a status after every real boot
+    node.reboot_at_ms = None
+    node.rebooted = False
+    node._join_at = node.boot_ms
+    node._hold_ms = node.boot_ms  # no uplink before this (duty cycle or boot-loop guard)
+    node.early_resets = 0
+    node._stable_at = None  # when this boot counts as stable (the early-reset count is cleared)
+    node._boots = Record(store, "boots") if store is not None else None
+    node._pending = None  # (payload, confirmed, measured_ms) of a report not sent yet
+    node.uplinks = 0
+    node.last_result = None
+    node.downlinks = []  # (fport, payload) received, newest last (a few, for the simulator)
 
 
 def restore_interval(node):

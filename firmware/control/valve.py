@@ -90,6 +90,11 @@ def temp_valid(t):
 class ValveController:
     """Decide the valve state. `step()` returns True for open; read `reason`, `opens`, `used_s`."""
 
+    # set by control/valvecfg.py init() (annotations only: MicroPython compiles no code for them)
+    cfg: dict
+    _budget_s: int
+    _ovr_until: int
+
     def __init__(self, cfg, now_s, enabled=True):
         """Closed, waiting the minimum off-time (a reset counts as a closing); settings from `cfg`
         (checked: ValueError names a bad key). Boot code: control/valvecfg.py init()."""
