@@ -310,9 +310,16 @@ class ReceiverCore:
         "error",
     )
 
-    def __init__(self, cfg: ReceiverConfig, publish: Callable[[str, bytes], None]) -> None:
+    def __init__(
+        self,
+        cfg: ReceiverConfig,
+        publish: Callable[[str, bytes], None],
+        *,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
         self.publish = publish
+        self.wall = wall  # the clock a status report's own time is checked against (future limit)
         self.senders = {s.name: s for s in cfg.senders}
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.verifier = Verifier(
@@ -634,11 +641,11 @@ class ReceiverCore:
         if state not in ("up", "down") or at is None:
             self.count(via, "malformed")
             return
-        if at > time.time() + COMMAND_FUTURE_S:
+        if at > self.wall() + COMMAND_FUTURE_S:
             # a wrong clock at the gateway: shown, it would stand for good (older reports never replace
             # a newer one), hiding every correctly stamped report after it
             self.count(via, "future")
-            ahead = at - time.time()
+            ahead = at - self.wall()
             log.warning("REJECTED future status report of %s: stamped %.0f s ahead", gateway_id, ahead)
             return
         self.count(via, "status")

@@ -51,7 +51,7 @@ MAX_ALARMS = 100
 MAX_POINTS = 2000  # per device and field: one reading a minute for more than a day
 POLL_S = 0.5
 # Counter names of the receiver that mean "arrived, but not shown": what the page lists as unverified.
-REJECTED = ("forged", "replayed", "stale", "malformed", "oversize", "unknown", "error")
+REJECTED = ("forged", "replayed", "stale", "malformed", "unsigned", "future", "oversize", "unknown", "error")
 _SYMBOLS = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "==": "=", "!=": "≠"}
 
 

@@ -78,8 +78,9 @@ def test_the_board_shows_signed_alarms_live_and_refuses_the_rest(board_env: Any)
         b.wait_for('#unverified li[data-reason="forged"]')
         b.wait_until(
             "(document.querySelector('#unverified li[data-reason=\"malformed\"]') || {}).textContent"
-            "?.includes('2 malformed')"
+            "?.includes('1 malformed')"
         )
+        assert "1 unsigned" in b.text('#unverified li[data-reason="unsigned"]')  # the one without sig
         assert "1 forged message" in b.text('#unverified li[data-reason="forged"]')
         assert b.count("li.alarm") == 1
         main_text = b.text("#alarms") + b.text("#devices")

@@ -146,6 +146,7 @@ def test_the_chart_keeps_the_window_in_time_order_and_aprs_records_keep_the_unit
 
 def test_paths_refusals_and_unsigned_link_status(parts: SimpleNamespace) -> None:
     clock = Clock(1_800_000_000.0)
+    parts.core.wall = clock  # reports are checked against the receiver's clock (at most 600 s ahead)
     board = Board(parts.rx, [], clock=clock)
     events: list[str] = []
     parts.core.observe(lambda kind, info: events.append(kind))
