@@ -2,7 +2,7 @@
 
 Written from docs/gateway.md ("In front of the city's network server"), docs/mqtt.md (ids), the example
 config and Semtech's PROTOCOL.TXT (GWMP v2), not from the implementation. The "network server" here is a
-small GWMP server written in this file: it records every datagram byte for byte, answers PUSH_ACK and
+small GWMP server in upstream_kit.py: it records every datagram byte for byte, answers PUSH_ACK and
 PULL_ACK, and sends PULL_RESP with frames it builds with lora-packet (a join-accept, a data downlink). In
 front of the daemon sits a scripted packet forwarder on a real UDP socket. Frames are built by lora-packet
 (``lorawan_frames.mjs``), not by the project's code.
@@ -10,365 +10,35 @@ front of the daemon sits a scripted packet forwarder on a real UDP socket. Frame
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-HERE = Path(__file__).resolve().parent
-# The process plumbing of the black-box gateway tests (broker, daemon, subscriber, scripted forwarder).
-sys.path.insert(0, str(HERE.parents[1] / "acceptance"))
-
-from bb_kit import (  # noqa: E402
-    LORA_PACKET,
-    Broker,
+from upstream_kit import (
+    FOLLOWED,
+    FOLLOWED_ABP,
+    FWD_EUI,
+    LOCAL,
+    PREFIX,
+    UNKNOWN,
     Device,
     Forwarder,
+    Frames,
     Gateway,
+    NetworkServer,
     Subscriber,
-    add_device,
-    free_port,
+    assert_only_ours,
+    forwarder_pull_resps,
+    phys_of,
+    push_frames,
+    same_pull_resp,
+    take_pull_resp,
+    txpk_for,
+    ups,
     wait_for,
     water_payload,
 )
-
-HOST = "127.0.0.1"
-FWD_EUI = "AA555A0000000119"
-PREFIX = "havel/gw1"
-
-# A device of the city's server that this roof follows (OTAA, AppKey in the registry).
-FOLLOWED = Device(
-    "follow-otaa",
-    "70B3D57ED0000011",
-    join_eui="70B3D57ED0000000",
-    app_key="3c8f2a1e5d7b9c04e6f1a2b3c4d5e6f7",
-)
-# A followed ABP device: the roof follows the session the registry holds.
-FOLLOWED_ABP = Device(
-    "follow-abp",
-    "70B3D57ED0000012",
-    dev_addr="26015A5A",
-    nwk_s_key="a1b2c3d4e5f60718293a4b5c6d7e8f90",
-    app_s_key="0f1e2d3c4b5a69788796a5b4c3d2e1f0",
-)
-# A local device: served by the roof itself, its frames never go upstream.
-LOCAL = Device(
-    "local-abp",
-    "70B3D57ED0000013",
-    dev_addr="26017777",
-    nwk_s_key="11223344556677889900aabbccddeeff",
-    app_s_key="ffeeddccbbaa00998877665544332211",
-)
-# A device nobody on the roof knows (its keys are only ours, as the city's server would hold them).
-UNKNOWN = Device(
-    "stranger",
-    "70B3D57ED00000FF",
-    dev_addr="260BEEF1",
-    nwk_s_key="00000000000000000000000000000a01",
-    app_s_key="00000000000000000000000000000b02",
-)
-
-
-# ------------------------------------------------------------------------------------------ frames
-
-
-class Frames:
-    """lora-packet under Node: what a device sends and what our network server answers."""
-
-    def __init__(self) -> None:
-        env = dict(os.environ, LORA_PACKET=str(LORA_PACKET))
-        self.proc = subprocess.Popen(
-            ["node", str(HERE / "lorawan_frames.mjs")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def call(self, **request: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        answer = json.loads(self.proc.stdout.readline())
-        assert answer.pop("ok"), answer.get("error")
-        return answer
-
-    def uplink(self, dev: Device, fcnt: int, payload: str, fport: int = 1, confirmed: bool = False) -> bytes:
-        return bytes.fromhex(
-            self.call(
-                op="uplink",
-                dev_addr=dev.dev_addr,
-                fcnt=fcnt,
-                fport=fport,
-                payload=payload,
-                nwk_s_key=dev.nwk_s_key,
-                app_s_key=dev.app_s_key,
-                confirmed=confirmed,
-            )["phy"]
-        )
-
-    def join_request(self, dev: Device, dev_nonce: int) -> bytes:
-        return bytes.fromhex(
-            self.call(
-                op="join_request",
-                join_eui=dev.join_eui,
-                dev_eui=dev.dev_eui,
-                dev_nonce=f"{dev_nonce:04x}",
-                app_key=dev.app_key,
-            )["phy"]
-        )
-
-    def join_accept(self, dev: Device, dev_nonce: int, dev_addr: str) -> tuple[bytes, str, str]:
-        a = self.call(
-            op="join_accept",
-            app_key=dev.app_key,
-            app_nonce="00002a",
-            net_id="000013",
-            dev_addr=dev_addr,
-            dev_nonce=f"{dev_nonce:04x}",
-        )
-        return bytes.fromhex(a["phy"]), a["nwk_s_key"], a["app_s_key"]
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-# ------------------------------------------------------------------------------- our network server
-
-
-class NetworkServer:
-    """A minimal GWMP v2 network server (Semtech PROTOCOL.TXT), independent of Havel's own."""
-
-    def __init__(self) -> None:
-        self.port = free_port(socket.SOCK_DGRAM)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((HOST, self.port))
-        self.sock.settimeout(0.1)
-        self.lock = threading.Lock()
-        self.received: list[tuple[float, bytes, tuple[str, int]]] = []
-        self.pull_addr: dict[bytes, tuple[str, int]] = {}
-        self.answering = True
-        self.sent_pull_resps: list[bytes] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                d, addr = self.sock.recvfrom(65536)
-            except (TimeoutError, OSError):
-                continue
-            with self.lock:
-                self.received.append((time.monotonic(), d, addr))
-                answering = self.answering
-            if len(d) < 12 or d[0] != 2 or not answering:
-                continue
-            if d[3] == 0x00:  # PUSH_DATA -> PUSH_ACK
-                self.sock.sendto(d[:3] + b"\x01", addr)
-            elif d[3] == 0x02:  # PULL_DATA -> PULL_ACK, and this is where downlinks go
-                with self.lock:
-                    self.pull_addr[d[4:12]] = addr
-                self.sock.sendto(d[:3] + b"\x04", addr)
-
-    def datagrams(self, ident: int, since: float = 0.0) -> list[bytes]:
-        with self.lock:
-            return [d for t, d, _ in self.received if t >= since and len(d) >= 4 and d[3] == ident]
-
-    def push_data(self, since: float = 0.0) -> list[bytes]:
-        return self.datagrams(0x00, since)
-
-    def rxpk_phys(self, since: float = 0.0) -> list[bytes]:
-        """Every frame (PHYPayload) that reached us in a PUSH_DATA."""
-        out = []
-        for d in self.push_data(since):
-            for pk in json.loads(d[12:]).get("rxpk", []):
-                out.append(base64.b64decode(pk["data"] + "=" * (-len(pk["data"]) % 4)))
-        return out
-
-    def wait_push(self, match: Callable[[bytes], bool], what: str, timeout: float = 30.0) -> bytes:
-        return wait_for(lambda: next((d for d in self.push_data() if match(d)), None), timeout, what)
-
-    def send_to(self, eui: bytes, datagram: bytes) -> None:
-        addr = wait_for(lambda: self.pull_addr.get(eui), 30, "a PULL_DATA of the roof for this EUI")
-        self.sock.sendto(datagram, addr)
-
-    def pull_resp(self, eui: bytes, token: bytes, txpk: dict[str, Any]) -> bytes:
-        datagram = b"\x02" + token + b"\x03" + json.dumps({"txpk": txpk}).encode()
-        self.sent_pull_resps.append(datagram)
-        self.send_to(eui, datagram)
-        return datagram
-
-    def set_answering(self, on: bool) -> None:
-        with self.lock:
-            self.answering = on
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(5)
-        self.sock.close()
-
-
-def txpk_for(phy: bytes, tmst: int) -> dict[str, Any]:
-    """A class-A RX1 downlink as a network server schedules it (PROTOCOL.TXT, section 6)."""
-    return {
-        "imme": False,
-        "tmst": tmst & 0xFFFFFFFF,
-        "freq": 868.1,
-        "rfch": 0,
-        "powe": 14,
-        "prea": 8,
-        "modu": "LORA",
-        "datr": "SF7BW125",
-        "codr": "4/5",
-        "ipol": True,
-        "size": len(phy),
-        "data": base64.b64encode(phy).decode(),
-    }
-
-
-# ------------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(tmp_path / "broker")
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
-def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    s = Subscriber(broker.port, client_id="bb-upstream-subscriber")
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture(scope="module")
-def frames() -> Iterator[Frames]:
-    f = Frames()
-    try:
-        yield f
-    finally:
-        f.close()
-
-
-@pytest.fixture
-def server() -> Iterator[NetworkServer]:
-    s = NetworkServer()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-def roof(tmp_path: Path, broker: Broker, server: NetworkServer) -> Iterator[Gateway]:
-    """The daemon configured as docs/gateway.md shows, with our server as "city" (short timers)."""
-    extra = (
-        "[upstream]\n"
-        f'follow = ["{FOLLOWED.dev_eui}", "{FOLLOWED_ABP.dev_eui}"]\n'
-        'sessions_file = "followed-sessions.json"\n'
-        "[[upstream.server]]\n"
-        'name = "city"\n'
-        f'host = "{HOST}"\n'
-        f"port = {server.port}\n"
-        "keepalive_s = 1\n"
-        "down_after_s = 4\n"
-        "up_after = 2\n"
-    )
-    gw = Gateway(tmp_path / "roof", broker.port, extra=extra)
-    for dev in (FOLLOWED, FOLLOWED_ABP, LOCAL):
-        add_device(gw, dev, tmp_path)
-    gw.start()
-    try:
-        yield gw
-    finally:
-        gw.stop()
-
-
-@pytest.fixture
-def fwd(roof: Gateway) -> Iterator[Forwarder]:
-    f = Forwarder(roof.udp_port, FWD_EUI)
-    try:
-        f.pull_acked()
-        yield f
-    finally:
-        f.close()
-
-
-def take_pull_resp(fwd: Forwarder) -> bytes | None:
-    return fwd.take(lambda d: len(d) >= 4 and d[3] == 0x03)
-
-
-def forwarder_pull_resps(fwd: Forwarder) -> list[bytes]:
-    """Take every PULL_RESP the forwarder got so far."""
-    got = []
-    while (d := take_pull_resp(fwd)) is not None:
-        got.append(d)
-    return got
-
-
-def assert_only_ours(got: list[bytes], server: NetworkServer) -> None:
-    """The roof must never answer a followed or unknown device itself: each PULL_RESP the concentrator
-    gets carries a frame our server sent, or a frame for the one local device (served by the roof)."""
-    ours = [json.loads(d[4:])["txpk"]["data"] for d in server.sent_pull_resps]
-    for d in got:
-        data = json.loads(d[4:])["txpk"]["data"]
-        if data in ours:
-            continue
-        phy = base64.b64decode(data + "=" * (-len(data) % 4))
-        is_data_down = phy[0] >> 5 in (3, 5)
-        assert is_data_down and phy[1:5][::-1].hex().upper() == LOCAL.dev_addr, (
-            f"the roof answered a device it does not serve: {d!r}"
-        )
-
-
-def same_pull_resp(got: bytes, sent: bytes) -> bool:
-    """The PULL_RESP at the concentrator carries the server's txpk unchanged. Not byte for byte: the token
-    is the roof's own (it maps the TX_ACK back to the server) and the JSON is written anew (see the
-    findings file), so the header byte, the identifier and the JSON value are compared."""
-    return got[0] == sent[0] and got[3] == sent[3] == 0x03 and json.loads(got[4:]) == json.loads(sent[4:])
-
-
-def push_frames(fwd: Forwarder, *phys: bytes) -> bytes:
-    """One PUSH_DATA with these frames, acknowledged by the roof; returns the datagram as sent."""
-    fwd.token = (fwd.token + 1) & 0xFFFF
-    token = fwd.token.to_bytes(2, "big")
-    body = json.dumps({"rxpk": [fwd.rxpk(p) for p in phys]}).encode()
-    datagram = b"\x02" + token + b"\x00" + fwd.eui + body
-    fwd.send_raw(datagram)
-    wait_for(lambda: fwd.take(lambda d: d[:4] == b"\x02" + token + b"\x01"), 20, "PUSH_ACK from the roof")
-    return datagram
-
-
-def ups(subscriber: Subscriber, dev: Device) -> list[dict[str, Any]]:
-    return subscriber.json_on(f"{PREFIX}/devices/{dev.dev_eui}/up")
-
-
-# ------------------------------------------------------------------------------------------- tests
 
 
 def test_keepalives_arrive_under_the_gateway_eui(
@@ -393,7 +63,7 @@ def test_unknown_device_goes_up_byte_for_byte_and_the_roof_keeps_nothing(
     local_phy = frames.uplink(LOCAL, 1, water_payload(120))
     unknown_phy = frames.uplink(UNKNOWN, 6, water_payload(301))
     mixed = push_frames(fwd, local_phy, unknown_phy)
-    up = server.wait_push(lambda d: unknown_phy in _phys(d), "the unknown frame of the mixed PUSH_DATA")
+    up = server.wait_push(lambda d: unknown_phy in phys_of(d), "the unknown frame of the mixed PUSH_DATA")
     assert up[:4] == mixed[:4] and up[4:12] == bytes.fromhex(FWD_EUI)
     sent_rxpk = json.loads(mixed[12:])["rxpk"]
     assert json.loads(up[12:])["rxpk"] == [sent_rxpk[1]]
@@ -401,7 +71,7 @@ def test_unknown_device_goes_up_byte_for_byte_and_the_roof_keeps_nothing(
     assert local_up["data"]["level"] == 120
     # the local device is served here, its frames never reach the server
     time.sleep(1.0)
-    assert local_phy not in server.rxpk_phys()
+    assert local_phy not in server.rxpkphys_of()
     # nothing published for the unknown device, and the roof never answered it
     assert not any(UNKNOWN.dev_eui in t for t, _, _ in subscriber.messages)
     assert_only_ours(forwarder_pull_resps(fwd), server)
@@ -413,7 +83,7 @@ def test_pull_resp_reaches_the_forwarder_and_its_tx_ack_comes_back_with_our_toke
 ) -> None:
     phy = frames.uplink(UNKNOWN, 9, water_payload(310))
     push_frames(fwd, phy)
-    server.wait_push(lambda d: phy in _phys(d), "the uplink at our server")
+    server.wait_push(lambda d: phy in phys_of(d), "the uplink at our server")
     # a data downlink built by lora-packet as the city's server would, scheduled in RX1
     down = bytes.fromhex(
         frames.call(
@@ -457,7 +127,7 @@ def test_followed_device_joins_through_our_server_and_its_uplinks_are_decoded_an
     dev_nonce = 6699
     join = frames.join_request(FOLLOWED, dev_nonce)
     sent = push_frames(fwd, join)
-    up = server.wait_push(lambda d: join in _phys(d), "the join-request at our server")
+    up = server.wait_push(lambda d: join in phys_of(d), "the join-request at our server")
     assert up == sent, "a PUSH_DATA with only a followed device's frame goes up byte for byte"
     tmst = json.loads(sent[12:])["rxpk"][0]["tmst"]
     # the roof holds the AppKey but must not answer the join itself: give it time to (wrongly) do so
@@ -483,7 +153,7 @@ def test_followed_device_joins_through_our_server_and_its_uplinks_are_decoded_an
     for phy in phys:
         push_frames(fwd, phy)
     for phy in phys:
-        server.wait_push(lambda d, phy=phy: phy in _phys(d), "the followed device's uplink at our server")
+        server.wait_push(lambda d, phy=phy: phy in phys_of(d), "the followed device's uplink at our server")
     got_up = subscriber.wait_json(f"{PREFIX}/devices/{FOLLOWED.dev_eui}/up", count=2)
     epoch = 1_000_000 + dev_nonce  # docs/mqtt.md: 1000000 + the DevNonce of the join
     assert [m["id"] for m in got_up] == [f"{FOLLOWED.dev_eui}-{epoch}-1", f"{FOLLOWED.dev_eui}-{epoch}-2"]
@@ -494,14 +164,6 @@ def test_followed_device_joins_through_our_server_and_its_uplinks_are_decoded_an
     assert FOLLOWED.dev_eui in json.dumps(followed).upper(), followed
     time.sleep(1.0)
     assert_only_ours(forwarder_pull_resps(fwd), server)
-
-
-def _phys(datagram: bytes) -> list[bytes]:
-    try:
-        pks = json.loads(datagram[12:]).get("rxpk", [])
-    except ValueError:
-        return []
-    return [base64.b64decode(pk["data"] + "=" * (-len(pk["data"]) % 4)) for pk in pks]
 
 
 def _abp_epoch(dev: Device) -> int:
@@ -522,7 +184,7 @@ def test_outage_no_replay_readings_go_on_and_it_is_reported(
     dev = FOLLOWED_ABP
     first = frames.uplink(dev, 1, water_payload(100))
     push_frames(fwd, first)
-    server.wait_push(lambda d: first in _phys(d), "the followed ABP frame at our server")
+    server.wait_push(lambda d: first in phys_of(d), "the followed ABP frame at our server")
     (m,) = subscriber.wait_json(f"{PREFIX}/devices/{dev.dev_eui}/up")
     assert m["session_epoch"] == _abp_epoch(dev), (m["session_epoch"], _abp_epoch(dev))
     assert m["id"] == f"{dev.dev_eui}-{m['session_epoch']}-1"
@@ -553,7 +215,7 @@ def test_outage_no_replay_readings_go_on_and_it_is_reported(
     (local_up,) = subscriber.wait_json(f"{PREFIX}/devices/{LOCAL.dev_eui}/up")
     assert local_up["data"]["level"] == 55
     time.sleep(1.5)
-    assert not set(server.rxpk_phys(down_at)) & {*during, stranger}, "uplinks went to a server marked down"
+    assert not set(server.rxpkphys_of(down_at)) & {*during, stranger}, "uplinks went to a server marked down"
     assert_only_ours(forwarder_pull_resps(fwd), server)
 
     # the server returns: keep-alives notice it, then "upstream_back"
@@ -566,10 +228,10 @@ def test_outage_no_replay_readings_go_on_and_it_is_reported(
     wait_for(lambda: _upstream_up(roof) == 1, 20, "upstream_up 1 again")
     after = frames.uplink(dev, 4, water_payload(104))
     push_frames(fwd, after)
-    server.wait_push(lambda d: after in _phys(d), "a new uplink after the outage")
+    server.wait_push(lambda d: after in phys_of(d), "a new uplink after the outage")
     time.sleep(2.0)
     # "Uplinks are then not sent to that server, and never later"
-    assert not set(server.rxpk_phys()) & {*during, stranger}, "frames of the outage were replayed"
+    assert not set(server.rxpkphys_of()) & {*during, stranger}, "frames of the outage were replayed"
     ids = [x["id"] for x in ups(subscriber, dev)]
     assert ids == [f"{dev.dev_eui}-{m['session_epoch']}-{n}" for n in (1, 2, 3, 4)]
 
@@ -608,7 +270,7 @@ def test_bad_input_from_upstream_is_counted_and_the_path_keeps_working(
     # the path still works both ways
     phy = frames.uplink(UNKNOWN, 77, water_payload(277))
     push_frames(fwd, phy)
-    server.wait_push(lambda d: phy in _phys(d), "an uplink after the bad input")
+    server.wait_push(lambda d: phy in phys_of(d), "an uplink after the bad input")
     token = b"\x12\x34"
     sent = server.pull_resp(eui, token, txpk_for(phy[:1] + phy[1:], fwd.tmst + 1_000_000))
     got = wait_for(lambda: take_pull_resp(fwd), 20, "PULL_RESP after bad input")
