@@ -165,6 +165,17 @@
     fill($("relay"), items);
   }
 
+  function showUpstream(st) {
+    const u = st.upstream;
+    if (!u) { fill($("upstream"), [el("li", { class: "muted" }, "None: this gateway is its own network server.")]); return; }
+    const items = Object.entries(u.servers || {}).map(([name, s]) => item(s.up ? "up" : "down", name,
+      (s.up ? "✓ reachable" : "✗ unreachable: readings still go to the platform") +
+        ` (${s.address}, last answer ${ago(s.last_answer_s_ago)} ago)`, { "data-upstream": name }));
+    const followed = Object.keys(u.followed || {}).length;
+    items.push(item("", "followed", `${followed} device(s) decoded here`));
+    fill($("upstream"), items);
+  }
+
   function showPower(st) {
     const p = st.power;
     if (!p) { fill($("power"), [el("li", { class: "muted" }, "Not known: no UPS configured.")]); return; }
@@ -204,6 +215,7 @@
       showForwarders(st, now);
       drawChart(doc.uplinks_per_minute, now);
       showRejections(st);
+      showUpstream(st);
       showRelay(st);
       showPower(st);
       showAbout(st);
