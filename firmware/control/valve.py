@@ -26,7 +26,7 @@ import sys
 from lw.mac import release
 from micropython import const
 
-# Why the valve is in its state (control/valvecfg.py's REASON_NAMES has their names, for hosts).
+# Why the valve is in its state (host/simnode.py's VALVE_REASON_NAMES names them, for the simulator).
 R_BOOT = const(0)
 R_COOL = const(1)
 R_HEAT = const(2)

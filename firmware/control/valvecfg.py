@@ -16,12 +16,6 @@ from control.valve import (
     finite,
 )
 
-# the names of control/valve.py's R_* reasons, by value (for the simulator's events; a board
-# never needs them, so they are not resident)
-REASON_NAMES = ("boot", "cool", "heat", "city_rule", "temp_invalid", "temp_stale", "reservoir_low",
-                "budget_exhausted", "max_on_time", "min_off_time", "override_open", "override_closed",
-                "disabled", "flush")
-
 DEFAULTS = {
     "on_c": 30.0,  # open at or above
     "off_c": 28.0,  # close at or below

@@ -13,6 +13,12 @@ from apps import node as nodemod
 from fake_buses import FakeADC, FakeI2C, FakeOneWire, FakePin, FakeUART
 from sim_sensors import SimBME280, SimDS18B20, SimJSNSR04T, SimSCD41, SimSDS011, SimSeesawSoil, SimSHT31
 
+# the names of control/valve.py's R_* reasons, by value, for the simulator's valve events (a board
+# never needs them: host only)
+VALVE_REASON_NAMES = ("boot", "cool", "heat", "city_rule", "temp_invalid", "temp_stale", "reservoir_low",
+                      "budget_exhausted", "max_on_time", "min_off_time", "override_open", "override_closed",
+                      "disabled", "flush")
+
 
 class Retained:
     """RAM that survives deep sleep (ESP32 RTC memory), for the host."""

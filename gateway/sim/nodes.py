@@ -58,8 +58,7 @@ def firmware() -> dict[str, ModuleType]:
             if p not in sys.path:
                 sys.path.insert(0, p)
         importlib.import_module("micropython")
-        for name in ("simnode", "fakeclock", "simradio", "memstore", "payload.cooling", "control.valve",
-                     "control.valvecfg"):
+        for name in ("simnode", "fakeclock", "simradio", "memstore", "payload.cooling", "control.valve"):
             _FW[name] = importlib.import_module(name)
         return _FW
 
@@ -248,7 +247,7 @@ class SimNode:
             self._emit(
                 "valve",
                 open=self._valve_open,
-                reason=self.fw["control.valvecfg"].REASON_NAMES[ctl.reason],
+                reason=self.fw["simnode"].VALVE_REASON_NAMES[ctl.reason],
                 ambient=self.node.app.temp_c,
             )
 

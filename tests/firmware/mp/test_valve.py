@@ -352,3 +352,16 @@ def test_restore_charges_a_lost_newest_copy():
     assert v.budget_left_s() == 0 and v.restore_fault
     assert not v.step(700, 35.0, 1, True) and v.reason == R_BUDGET
     assert v.step(86400 + 10, 35.0, 1, True)  # the next budget day is a normal one
+
+
+def test_reason_names_for_the_simulator_follow_the_values():
+    from simnode import VALVE_REASON_NAMES as names
+
+    assert len(names) == valve.R_FLUSH + 1
+    assert names[R_BOOT] == "boot" and names[R_COOL] == "cool" and names[R_HEAT] == "heat"
+    assert names[R_CITY] == "city_rule" and names[R_INVALID] == "temp_invalid"
+    assert names[R_STALE] == "temp_stale"
+    assert names[R_RESERVOIR] == "reservoir_low" and names[R_BUDGET] == "budget_exhausted"
+    assert names[R_MAX_ON] == "max_on_time" and names[R_MIN_OFF] == "min_off_time"
+    assert names[R_OVERRIDE_OPEN] == "override_open" and names[R_OVERRIDE_CLOSED] == "override_closed"
+    assert names[valve.R_DISABLED] == "disabled" and names[valve.R_FLUSH] == "flush"
