@@ -13,6 +13,11 @@ server, every uplink heard by all three (a copy per roof); the baseline is one r
 3. Partition: a relay between one roof and Redis is cut while uplinks flow every 20 ms: the time until
    the roof works from its cache (``fallback``), and after the relay is restored, the time until it is
    online again (it retries every 250 ms, as the roof process does; counters reconciled on the way).
+4. The daemons end to end: three ``havel gateway run`` processes on the one Redis, each with a simulated
+   concentrator over real UDP (GWMP), every uplink heard by all three, against one daemon on SQLite: the
+   uplinks/s from the first PUSH_DATA until the last message is in the sinks' files (the intake journal,
+   the 200 ms dedup window, the outbox and the delivery included), sent in rounds of one frame per device
+   0.25 s apart (so at most devices / 0.25 s). ``--daemon-uplinks 0`` leaves it out.
 
 The machine is shared by several people; figures vary by tens of percent between runs. Asserts nothing.
 """
@@ -45,6 +50,14 @@ _helpers = importlib.util.module_from_spec(_spec)
 sys.modules["multiroof_helpers"] = _helpers  # (dataclasses look their module up)
 _spec.loader.exec_module(_helpers)
 NOW, RoofUnderTest, abp_node, copy = _helpers.NOW, _helpers.RoofUnderTest, _helpers.abp_node, _helpers.copy
+
+from support.gateway_run import GatewayProcess, free_tcp_port, write_config  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("multiroof_roofs", REPO / "tests/gateway/multiroof/roofs.py")
+assert _spec is not None and _spec.loader is not None
+_roofs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_roofs)
+Concentrator, free_udp_port = _roofs.Concentrator, _roofs.free_udp_port
 
 from havel.gateway import db  # noqa: E402
 from havel.gateway.config import NetworkConfig  # noqa: E402
@@ -173,11 +186,107 @@ def partition(tmp: Path, server: RedisServer) -> dict[str, float]:
     return {"cut_to_fallback_s": to_fallback, "restored_to_online_s": back}
 
 
+def _daemon(folder: Path, name: str, network: dict[str, Any]) -> tuple[GatewayProcess, int, Path]:
+    folder.mkdir()
+    out = folder / "out.jsonl"
+    port, http = free_udp_port(), free_tcp_port()
+    path = write_config(
+        folder,
+        sinks=[{"type": "file", "path": str(out)}],
+        gateway_id=name,
+        udp_port=port,
+        http_port=http,
+        network=network,
+    )
+    return GatewayProcess(path, http), port, out
+
+
+def _delivered(files: list[Path]) -> int:
+    n = 0
+    for f in files:
+        if f.exists():
+            n += sum(1 for line in f.read_text().splitlines() if '"fcnt"' in line)
+    return n
+
+
+def _drive(n: int, nodes: list[Any], concs: list[Any], files: list[Path]) -> float:
+    """Uplinks/s: ``n`` frames heard by every concentrator, until all are in the sinks' files. The frames go
+    in rounds, one per device, 0.25 s apart: a class A device cannot send again before its receive windows
+    closed (2 s), and two frames of one device inside one dedup window, claimed by two roofs, could commit
+    out of order (the later counter first: the earlier frame would be refused as a replay)."""
+    rng = random.Random(4)
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < n:
+        for node in rng.sample(nodes, min(len(nodes), n - sent)):
+            f = node.uplink()
+            for c in concs:
+                c.hear(f, rng.uniform(-5, 10))
+            sent += 1
+            if sent % 20 == 0:
+                time.sleep(0.005)  # (a datagram per reception: keep the socket buffers from overflowing)
+        time.sleep(0.25)
+    deadline = time.monotonic() + 120
+    while _delivered(files) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _delivered(files) / (time.perf_counter() - t0)
+
+
+def daemons(args: argparse.Namespace, tmp: Path, server: RedisServer) -> dict[str, float]:
+    from havel.gateway.registry import Registry
+
+    base = tmp / "daemons"
+    base.mkdir()
+    server.client().flushall()
+    nodes = [abp_node(4000 + i) for i in range(args.devices)]
+    shared = RoofUnderTest("loader", server.url, base, window_ms=0).shared
+    for n in nodes:
+        shared.put_device(n.device())
+    procs: list[GatewayProcess] = []
+    concs: list[Any] = []
+    try:
+        files = []
+        for i in range(3):
+            name = f"roof-{i}"
+            proc, port, out = _daemon(base / name, name, {"store": server.url, "roof": name})
+            proc.start()
+            procs.append(proc)
+            concs.append(Concentrator(GWS[i], port))
+            files.append(out)
+        time.sleep(1.0)  # every concentrator's PULL_DATA reached its daemon
+        multi = _drive(args.daemon_uplinks, nodes, concs, files)
+    finally:
+        for c in concs:
+            c.close()
+        for p in procs:
+            p.terminate()
+    nodes1 = [abp_node(4000 + i) for i in range(args.devices)]
+    proc, port, out = _daemon(base / "single", "single", {})
+    data = base / "single" / "data"
+    data.mkdir()
+    conn = db.open_db(data / "havel.db")
+    reg = Registry(conn)
+    with reg.transaction():
+        for n in nodes1:
+            reg.add(n.device())
+    conn.close()
+    conc = Concentrator(GWS[0], port)
+    try:
+        proc.start()
+        time.sleep(1.0)
+        single = _drive(args.daemon_uplinks, nodes1, [conc], [out])
+    finally:
+        conc.close()
+        proc.terminate()
+    return {"three_daemons_uplinks_s": multi, "one_daemon_uplinks_s": single}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--uplinks", type=int, default=3000)
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--daemon-uplinks", type=int, default=1000)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out: dict[str, Any] = {}
@@ -186,6 +295,8 @@ def main() -> int:
         out["throughput"] = throughput(args, tmp, server.url)
         out["latency"] = latency(args, tmp, server.url)
         out["partition"] = partition(tmp, server)
+        if args.daemon_uplinks:
+            out["daemons"] = daemons(args, tmp, server)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -205,6 +316,13 @@ def main() -> int:
         f"partition: cut -> fallback {p['cut_to_fallback_s'] * 1000:.0f} ms (refused connection; a silent "
         f"one takes the store timeout); restored -> online {p['restored_to_online_s'] * 1000:.0f} ms"
     )
+    if "daemons" in out:
+        dm = out["daemons"]
+        print(
+            "end to end through havel gateway run: three daemons on Redis "
+            f"{dm['three_daemons_uplinks_s']:.0f} uplinks/s, one daemon on SQLite "
+            f"{dm['one_daemon_uplinks_s']:.0f} uplinks/s"
+        )
     return 0
 
 
