@@ -41,9 +41,10 @@ build only collects garbage between calls. Figures (all after a collection, exce
   maccmds   likewise the MAC-command handlers (lw/maccmds.py), loaded while a downlink carrying
             MAC commands is handled: such a cycle needs up to `maccmds` more than `peak`.
 The start-up code (lw/startup.py: the MAC's config, stored and retained state; apps/startup.py;
-apps/boardboot.py: bus and pin objects, the radio, building the node), config.py and the cooling
-node's settings code (apps/coolingcfg.py, control/valvecfg.py: also loaded for a valve downlink)
-are likewise loaded only while needed; they are gone before the first cycle.
+apps/boardboot.py: bus and pin objects, the radio, building the node; radio/sx1262boot.py: the
+radio's set-up), config.py and the cooling node's settings code (apps/coolingcfg.py,
+control/valvecfg.py: also loaded for a valve downlink) are likewise loaded only while needed; they
+are gone before the first cycle. lw/retain.py (Mac.retained()) is loaded only before a deep sleep.
 An earlier version of this bench took its baseline after the firmware modules were loaded (and
 from .py source), so it reported about 30 KB; the modules are the larger part.
 """
