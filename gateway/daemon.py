@@ -155,13 +155,14 @@ class Gateway:
         self.downlinks = DownlinkScheduler(self.registry, cfg.network)
         self.journal = Journal(self.conn)
         self.shared: SharedNetwork | None = None
+        devices = 0  # (in the shared store: the roof's registry holds none)
         if cfg.network.store is not None:  # several roofs, one network server's state on Redis
             from havel.gateway.network.shared.daemon import SharedNetwork
 
             self.shared = SharedNetwork(
                 cfg, self.conn, self.outbox, self.metrics, journal=self.journal, rules=relay_rules(cfg)
             )
-            self.shared.start()
+            devices = self.shared.start()
             # (the intake uses only the network server's receive/flush face, which the shared one has)
             self.netserver = cast(NetworkServer, self.shared)
         else:
@@ -243,7 +244,7 @@ class Gateway:
             cfg.gateway_id,
             self.udp_addr[0],
             self.udp_addr[1],
-            self.registry.count(),
+            self.registry.count() if self.shared is None else devices,
             f"{cfg.http.bind}:{self.http_port}" if self.http_port else "off",
         )
 

@@ -123,14 +123,16 @@ class SharedNetwork:
         self, mono: float, now: datetime, *, force: bool = False, after_store: Any = None
     ) -> list[Outcome]:
         """The roof's flush; ``after_store`` (the SQLite downlink scheduler's) is not used: the roof takes
-        the downlink counters and commands from the shared store and sends its downlinks itself."""
-        return self.roof.flush(mono, now, force=force)
+        the downlink counters and commands from the shared store and sends its downlinks itself. A forced
+        flush (at stop, after a storage failure) sends none, as the daemon's own does not."""
+        return self.roof.flush(mono, now, force=force, send=not force)
 
     def storage_failed(self, outcomes: list[Outcome], detail: str) -> None:
         self.ns.storage_failed(outcomes, detail)
 
     # ----------------------------------------------------------------------------------- lifecycle
-    def start(self) -> None:
+    def start(self) -> int:
+        """Load the devices into the fallback cache; returns how many."""
         n = self.store.warm()
         log.info(
             "roof %s on the shared store %s: %d device(s)%s",
@@ -139,6 +141,7 @@ class SharedNetwork:
             n,
             "" if self.store.online else " (unreachable: fallback until it answers)",
         )
+        return n
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: send what other roofs handed to this roof; bring an unreachable store back (the

@@ -135,6 +135,8 @@ class Roof:
                     self._watch[key] = (copy, mono + self.take_over_s)
                 return None
             self._mine.add(key)
+        if copy.replayed and copy.rx.crc_ok:  # (from an intake journal after a restart: its windows passed)
+            self._late.add(frame_key(copy.rx.data))
         return self.ns.receive(copy, mono)
 
     def _merge(self, due: list[tuple[bytes, Group]]) -> None:
@@ -191,14 +193,17 @@ class Roof:
                 self._late.add(key)
                 self.ns.receive(copy, mono)
 
-    def flush(self, mono: float, now: datetime, *, force: bool = False) -> list[Outcome]:
-        """Process the frames whose window closed, then send or hand over their downlinks."""
+    def flush(self, mono: float, now: datetime, *, force: bool = False, send: bool = True) -> list[Outcome]:
+        """Process the frames whose window closed, then send or hand over their downlinks (``send=False``:
+        none, as for a frame taken over: no join stored, no command taken)."""
         if self._watch:
             self._take_over_due(mono)
         due: list[tuple[bytes, Group]] = []
         for key, g in self.ns.dedup.pending.items():
             if not force and g.deadline > mono:
                 break
+            if not send:
+                self._late.add(key)
             if key in self._mine:
                 due.append((key, g))
         if due:
