@@ -71,7 +71,7 @@ def test_unknown_device_goes_up_byte_for_byte_and_the_roof_keeps_nothing(
     assert local_up["data"]["level"] == 120
     # the local device is served here, its frames never reach the server
     time.sleep(1.0)
-    assert local_phy not in server.rxpkphys_of()
+    assert local_phy not in server.rxpk_phys()
     # nothing published for the unknown device, and the roof never answered it
     assert not any(UNKNOWN.dev_eui in t for t, _, _ in subscriber.messages)
     assert_only_ours(forwarder_pull_resps(fwd), server)
@@ -215,7 +215,7 @@ def test_outage_no_replay_readings_go_on_and_it_is_reported(
     (local_up,) = subscriber.wait_json(f"{PREFIX}/devices/{LOCAL.dev_eui}/up")
     assert local_up["data"]["level"] == 55
     time.sleep(1.5)
-    assert not set(server.rxpkphys_of(down_at)) & {*during, stranger}, "uplinks went to a server marked down"
+    assert not set(server.rxpk_phys(down_at)) & {*during, stranger}, "uplinks went to a server marked down"
     assert_only_ours(forwarder_pull_resps(fwd), server)
 
     # the server returns: keep-alives notice it, then "upstream_back"
@@ -231,7 +231,7 @@ def test_outage_no_replay_readings_go_on_and_it_is_reported(
     server.wait_push(lambda d: after in phys_of(d), "a new uplink after the outage")
     time.sleep(2.0)
     # "Uplinks are then not sent to that server, and never later"
-    assert not set(server.rxpkphys_of()) & {*during, stranger}, "frames of the outage were replayed"
+    assert not set(server.rxpk_phys()) & {*during, stranger}, "frames of the outage were replayed"
     ids = [x["id"] for x in ups(subscriber, dev)]
     assert ids == [f"{dev.dev_eui}-{m['session_epoch']}-{n}" for n in (1, 2, 3, 4)]
 

@@ -171,7 +171,7 @@ def test_two_servers_with_filters(
         server.wait_push(lambda d: d == sent, "everything at city")
         lab_up = lab.wait_push(lambda d: lab_phy in phys_of(d), "the lab frame at lab")
         time.sleep(1)
-        got = lab.rxpkphys_of()
+        got = lab.rxpk_phys()
         assert lab_phy in got and labjoin in got
         assert out_phy not in got and cityjoin not in got
         assert lab_up[:4] == sent[:4]
@@ -234,7 +234,7 @@ def test_server_process_gone_and_back(
     push_frames(fwd, after)
     server.wait_push(lambda d: after in phys_of(d), "after up")
     time.sleep(2)
-    assert not set(server.rxpkphys_of()) & {*during, late}
+    assert not set(server.rxpk_phys()) & {*during, late}
     assert roof.alive()
     assert roof.metric('havel_gateway_upstream_up{upstream="city"}') == 1
     ids = [m["fcnt"] for m in subscriber.json_on(f"{PREFIX}/devices/{dev.dev_eui}/up")]
@@ -289,3 +289,21 @@ def test_the_forwarder_gets_one_push_ack_not_the_servers_too(
     while (d := fwd.take(lambda d: d[1:3] == sent[1:3])) is not None:
         extra.append(d)
     assert extra == []
+
+
+def test_a_rejoin_opens_a_new_epoch_and_a_reused_dev_nonce_still_goes_to_the_server(
+    roof: Gateway, fwd: Forwarder, server: NetworkServer, frames: Frames, subscriber: Subscriber
+) -> None:
+    first = join_through(server, fwd, frames, 0x0505, "26AB0005")
+    push_frames(fwd, frames.uplink(first, 1, water_payload(1)))
+    subscriber.wait_json(f"{PREFIX}/devices/{FOLLOWED.dev_eui}/up")
+    # the same join-request again: the city's server decides about DevNonce reuse, not the roof
+    join = frames.join_request(FOLLOWED, 0x0505)
+    push_frames(fwd, join)
+    wait_for(lambda: server.rxpk_phys().count(join) == 2, 20, "the repeated join-request at the server")
+    second = join_through(server, fwd, frames, 0x0506, "26AB0006")
+    push_frames(fwd, frames.uplink(second, 1, water_payload(2)))
+    got = subscriber.wait_json(f"{PREFIX}/devices/{FOLLOWED.dev_eui}/up", count=2)
+    # docs/mqtt.md: the epoch is 1000000 + the DevNonce of the join that opened the session
+    assert [m["id"] for m in got] == [f"{FOLLOWED.dev_eui}-1001285-1", f"{FOLLOWED.dev_eui}-1001286-1"]
+    assert_only_ours(forwarder_pull_resps(fwd), server)

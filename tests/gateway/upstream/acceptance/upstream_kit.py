@@ -188,7 +188,7 @@ class NetworkServer:
     def push_data(self, since: float = 0.0) -> list[bytes]:
         return self.datagrams(0x00, since)
 
-    def rxpkphys_of(self, since: float = 0.0) -> list[bytes]:
+    def rxpk_phys(self, since: float = 0.0) -> list[bytes]:
         """Every frame (PHYPayload) that reached us in a PUSH_DATA."""
         out = []
         for d in self.push_data(since):
