@@ -68,7 +68,9 @@ class DaemonRoof:
             gateway_id=name,
             udp_port=self.udp_port,
             http_port=http,
-            network={"store": store_url, "roof": name, "dedup_window_ms": 100, "store_timeout_s": 0.5},
+            # (a window wide enough that every roof's copy is in the list on a loaded machine: which gateway
+            # sends a downlink depends on it)
+            network={"store": store_url, "roof": name, "dedup_window_ms": 400, "store_timeout_s": 0.5},
         )
         self.proc = GatewayProcess(path, http)
 
