@@ -35,6 +35,7 @@ from havel.gateway.network.server import JournalLike, NetworkServer, OutboxLike
 from havel.gateway.network.shared.roof import Downlink, Roof
 from havel.gateway.network.shared.store import (
     UNREACHABLE,
+    DamagedEntry,
     RedisSessionStore,
     SharedState,
     StoreSettings,
@@ -203,6 +204,9 @@ class SharedNetwork:
             return self._result(
                 dev_eui, None, cmd_id, "rejected", "storage: the shared store cannot be reached", request
             )
+        except DamagedEntry as exc:  # (the device's entry, not this roof's database)
+            log.error("downlink command for %s: %s", eui_hex(dev_eui), exc)
+            return self._result(dev_eui, None, cmd_id, "rejected", f"damaged: {exc}", request)
         return self._result(dev_eui, dev.name, cmd_id, "queued", "", request)
 
     @staticmethod
