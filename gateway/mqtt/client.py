@@ -20,8 +20,9 @@ relay's emergency listener, the receiver's listener and publisher, the command-l
   handler inside a guard: an exception is logged and counted (``handler_errors``), the message is still
   acknowledged (a message that is never acknowledged would come back after every reconnect) and the next
   message is handled as usual. With ``manual_ack`` the PUBACK goes out after the handler returned.
-- Delivery: ``on_publish(mid, reason_code)`` reports each PUBACK (0x10 "no matching subscribers" is a
-  success: test ``reason_code.is_failure``).
+- Delivery: ``on_acks(acks)`` reports the PUBACKs one read of the socket brought, as a list of
+  ``(mid, reason_code)`` (0x10 "no matching subscribers" is a success: test ``reason_code.is_failure``):
+  one call per burst of acknowledgements, not one per message (the forwarder wakes once for them).
 
 A program without an event loop of its own (the relay receiver, the command line) runs the client in a
 :class:`LoopThread`.
@@ -113,9 +114,10 @@ class MqttClient:
 
     ``on_state(up, error)`` is called on every connect and loss (``error`` says why, or None),
     ``on_connected(session_present)`` after each accepted CONNACK (before queued messages go out, so a
-    status published there is the first message), ``on_publish(mid, reason_code)`` on each PUBACK. They
-    run in the loop thread, inside paho's callbacks: hand work over, never block or take a lock that is
-    held around :meth:`publish`.
+    status published there is the first message), ``on_acks(acks)`` after each read of the socket that
+    brought PUBACKs (``[(mid, reason_code), ...]`` in arrival order). They run in the loop thread
+    (``on_state`` and ``on_connected`` inside paho's callbacks): hand work over, never block or take a lock
+    that is held around :meth:`publish`.
     """
 
     def __init__(
@@ -128,7 +130,7 @@ class MqttClient:
         manual_ack: bool = False,
         on_state: Callable[[bool, str | None], None] | None = None,
         on_connected: Callable[[bool], None] | None = None,
-        on_publish: Callable[[int, Any], None] | None = None,
+        on_acks: Callable[[list[tuple[int, Any]]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.name = name
@@ -138,7 +140,8 @@ class MqttClient:
         self.manual_ack = manual_ack
         self.on_state = on_state
         self.on_connected = on_connected
-        self.on_publish = on_publish
+        self.on_acks = on_acks
+        self._acks: list[tuple[int, Any]] = []  # PUBACKs of the current read, handed over after it
         self.connected = False
         self.last_error: str | None = None
         self.last_reason_code: int | None = None  # of the last refused CONNACK
@@ -427,6 +430,17 @@ class MqttClient:
             and sock.pending()
         ):
             client.loop_read()
+        if self._acks:
+            self._hand_acks()
+
+    def _hand_acks(self) -> None:
+        # the PUBACKs this read brought, in one call (one wake-up of the forwarder per burst)
+        acks, self._acks = self._acks, []
+        if self.on_acks is not None:
+            try:
+                self.on_acks(acks)
+            except Exception:
+                log.exception("%s: acknowledgement callback failed", self.name)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._call_in_loop(self._remove_fds)
@@ -463,6 +477,8 @@ class MqttClient:
             if cork is not None and isinstance(sock, socket.socket):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
+        if self._acks:  # a QoS 0 message counts as published once written
+            self._hand_acks()
 
     def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         self._call_in_loop(self._remove_writer)
@@ -527,13 +543,12 @@ class MqttClient:
             self._call_in_loop(self._lost.set)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        # paho holds its lock here: only hand the acknowledgement over
+        # paho holds its lock here, once per PUBACK: only note it (handed over after the read)
         if self._waiters:
             fut = self._waiters.get(mid)
             if fut is not None and not fut.done():
                 fut.set_result(reason)
-        if self.on_publish is not None:
-            self.on_publish(mid, reason)
+        self._acks.append((mid, reason))
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         topic = self._suback_pending.pop(mid, None)

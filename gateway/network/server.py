@@ -131,7 +131,10 @@ class NetworkServer:
                 if self.journal is not None:  # stored frames leave the intake journal in the same commit
                     self.journal.forget([c.journal_id for _, g in due for c in g.copies if c.journal_id])
                 for key, g in due:
-                    copies = sorted(g.copies, key=signal_key, reverse=True)
+                    # one copy (one concentrator heard it) is the usual case: nothing to sort
+                    copies = g.copies
+                    if len(copies) > 1:
+                        copies = sorted(copies, key=signal_key, reverse=True)
                     frame = g.frame
                     # Each frame is checked completely before anything is written, so a bad frame leaves
                     # nothing behind and needs no savepoint; a storage error fails the whole batch.

@@ -19,6 +19,7 @@ class DataPath:
     def __init__(self, store: SessionStore, messages: MessageBuilder) -> None:
         self.store = store
         self.messages = messages
+        self._time: tuple[Any, float] = (None, 0.0)  # the last receive time and its POSIX seconds
 
     def uplink(
         self,
@@ -86,11 +87,17 @@ class DataPath:
                 mac_raw = payload
         mac_up = maccmds.decode(mac_raw, True) if mac_raw else []
         record = self.messages.uplink(dev, frame, fcnt32, payload, copies)
-        current = self.store.set_fcnt_up(dev.dev_eui, fcnt32, best.received_at.timestamp(), epoch=s.epoch)
+        at = best.received_at
+        if at is self._time[0]:  # the frames of one datagram share their receive time
+            seen = self._time[1]
+        else:
+            seen = at.timestamp()
+            self._time = (at, seen)
+        current = self.store.set_fcnt_up(dev.dev_eui, fcnt32, seen, epoch=s.epoch)
         if current:
             for cmd in mac_up:
                 if cmd.get("name") == "DevStatusAns" and isinstance(cmd.get("battery"), int):
-                    self.store.set_battery(dev.dev_eui, int(cmd["battery"]), best.received_at.timestamp())
+                    self.store.set_battery(dev.dev_eui, int(cmd["battery"]), seen)
         records.append(record)
         fcnt_seen[(dev.dev_eui, s.epoch)] = fcnt32
         return Outcome(

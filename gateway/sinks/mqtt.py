@@ -3,8 +3,8 @@
 Delivery: every message is published with QoS 1; a record counts as delivered when the broker's PUBACK for
 each of its messages arrived with a success reason code (0x10 "no matching subscribers" is success). A
 failure reason (e.g. 135 "not authorized" from an ACL) is reported with its code and the record stays in the
-outbox. paho calls ``on_publish`` while holding its internal lock, so the callback only appends
-``(mid, reason)`` to a deque and wakes the forwarder once (the hand-off of :mod:`.base`).
+outbox. The client hands over the PUBACKs of each read of the socket in one list (``on_acks``); they join
+the sink's list of acknowledgements and the forwarder is woken once for them (the hand-off of :mod:`.base`).
 
 Session: MQTT v5 with ``clean_start=False`` from the very first connect and a session expiry, so the broker
 keeps the session across reconnects (Mosquitto never saves a session that began with a clean start).
@@ -52,7 +52,6 @@ connection are those of :class:`havel.gateway.settings.MqttSettings`)::
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 from collections.abc import Sequence
@@ -149,8 +148,8 @@ class MqttSink(Sink):
         self._mids: dict[int, str] = {}  # mid -> record id (loop thread only)
         self._remaining: dict[str, int] = {}  # record id -> PUBACKs still awaited
         self._refused: dict[str, str] = {}  # record id -> first failure reason
-        # (mid, reason code) from on_publish; (None, record id) for a message paho did not queue
-        self._acks: collections.deque[tuple[Any, Any]] = collections.deque()
+        # (mid, reason code) of each PUBACK; (None, record id) for a message paho did not queue (loop thread)
+        self._acks: list[tuple[Any, Any]] = []
         self._started = False
         will = None
         if self.status_topic:
@@ -162,7 +161,7 @@ class MqttSink(Sink):
             will=will,
             on_state=self._on_state,
             on_connected=self._on_connected,
-            on_publish=self._on_publish,
+            on_acks=self._on_acks,
         )
 
     def __repr__(self) -> str:  # no password, ever
@@ -291,9 +290,9 @@ class MqttSink(Sink):
         if self.status_topic:  # queued ahead of the messages paho sends again after the reconnect
             self.mqtt.publish(self.status_topic, self._status_payload(), 1, True)
 
-    def _on_publish(self, mid: int, reason: Any) -> None:
-        # paho holds its lock here: only hand the acknowledgement over, never take an application lock
-        self._acks.append((mid, reason))
+    def _on_acks(self, acks: list[tuple[int, Any]]) -> None:
+        # the PUBACKs of one read: one wake-up of the forwarder for all of them
+        self._acks += acks
         self._kick()
 
     # ------------------------------------------------------------------ loop thread
@@ -346,9 +345,9 @@ class MqttSink(Sink):
                 delivered.append(r.record_id)
             else:
                 failed.append(r)
-        acks, mids, remaining, refused = self._acks, self._mids, self._remaining, self._refused
-        while acks:
-            mid, reason = acks.popleft()
+        acks, self._acks = self._acks, []
+        mids, remaining, refused = self._mids, self._remaining, self._refused
+        for mid, reason in acks:
             if mid is None:  # a publish paho did not queue; reason holds the record id
                 rid: str | None = reason
             else:

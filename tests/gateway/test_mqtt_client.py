@@ -139,3 +139,32 @@ def test_publish_from_any_thread_keeps_the_order(mosquitto: Mosquitto, loop: Any
         assert [m.payload for m in got] == [str(i).encode() for i in range(200)]
     finally:
         loop.run(client.stop(), 10)
+
+
+@pytest.mark.timeout(60)
+def test_pubacks_are_handed_over_in_bursts(mosquitto: Mosquitto, loop: Any) -> None:
+    """on_acks gets the PUBACKs each read of the socket brought, as one list: every message once, in
+    publish order, with its reason code, and far fewer calls than messages for a run published at once."""
+    calls: list[list[tuple[int, Any]]] = []
+    client = MqttClient(
+        settings(mosquitto, clean_start=True),
+        name="test publisher",
+        client_id="test-acks",
+        on_acks=calls.append,
+    )
+    loop.run(client.start(), 10)
+    try:
+        assert wait_until(lambda: client.connected)
+        count = 500
+
+        async def publish_run() -> list[int]:
+            return [client.publish("test/acks", str(i).encode())[1] for i in range(count)]
+
+        mids = loop.run(publish_run(), 10)
+        assert wait_until(lambda: sum(len(c) for c in calls) >= count)
+        acked = [mid for call in calls for mid, _ in call]
+        assert acked == mids  # each once, in order
+        assert all(not reason.is_failure for call in calls for _, reason in call)
+        assert len(calls) < count  # several PUBACKs per call: one wake-up per burst
+    finally:
+        loop.run(client.stop(), 10)
