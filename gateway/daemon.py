@@ -133,6 +133,7 @@ class Gateway:
         self.runlock = RunLock(cfg.data_dir)
         self.health = StorageHealth(self.metrics, self.notifier)
         self.intake: Intake | None = None  # the uplink path, once the database is open
+        self.shared: SharedNetwork | None = None  # the network server on a shared store ([network] store)
         self.report = StatusReport(self)
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -154,7 +155,6 @@ class Gateway:
         self.outbox = Outbox(self.conn, quota_bytes=quota, sinks=[s["name"] for s in cfg.sinks])
         self.downlinks = DownlinkScheduler(self.registry, cfg.network)
         self.journal = Journal(self.conn)
-        self.shared: SharedNetwork | None = None
         devices = 0  # (in the shared store: the roof's registry holds none)
         if cfg.network.store is not None:  # several roofs, one network server's state on Redis
             from havel.gateway.network.shared.daemon import SharedNetwork
