@@ -42,6 +42,8 @@ log = logging.getLogger("havel.gateway.following")
 JOIN_EPOCH_BASE = 1_000_000  # + DevNonce (16 bits): 1,000,000 .. 1,065,535
 IMPORT_EPOCH_BASE = 2_000_000_000  # + (32 bits of SHA-256 over DevAddr and NwkSKey) mod 10^9
 JOIN_PENDING_S = 10.0  # a join-accept comes 5 or 6 s after its request (JOIN_ACCEPT_DELAY1/2)
+JOIN_ACCEPT_DELAYS_US = (5_000_000, 6_000_000)  # JOIN_ACCEPT_DELAY1/2 on the concentrator's counter
+TMST_SLACK_US = 1_000  # a server may round its schedule a little; another frame is not that close
 MAX_PENDING_JOINS = 256  # join-requests waiting for their accept (the oldest is forgotten first)
 
 
@@ -102,6 +104,14 @@ class _PendingJoin:
     dev: Device
     dev_nonce: int
     at: float
+    heard: tuple[int, int] | None = None  # (concentrator EUI, its tmst) of the request
+
+    def answered_by(self, gateway_eui: int | None, tmst: int | None) -> bool:
+        """Whether a downlink at ``tmst`` on that concentrator is timed as this request's join-accept."""
+        if self.heard is None or gateway_eui != self.heard[0] or tmst is None:
+            return False
+        delay = (tmst - self.heard[1]) & 0xFFFFFFFF  # the counter wraps at 32 bits
+        return any(abs(delay - d) <= TMST_SLACK_US for d in JOIN_ACCEPT_DELAYS_US)
 
 
 Store = Callable[[list[dict[str, Any]]], int]  # puts records into the outbox, returns how many went in
@@ -186,8 +196,15 @@ class Follower:
         return bool(self._by_addr.get(dev_addr))
 
     # ----------------------------------------------------------------------------------------- joins
-    def on_join_request(self, dev: Device, jr: phy.JoinRequest, at: float | None = None) -> bool:
+    def on_join_request(
+        self,
+        dev: Device,
+        jr: phy.JoinRequest,
+        at: float | None = None,
+        heard: tuple[int, int] | None = None,
+    ) -> bool:
         """A followed device's join-request relayed upstream: remembered until its accept comes down.
+        ``heard`` is (concentrator EUI, tmst) of the reception, to tie a join-accept to it by its timing.
         Returns False (counted) when its MIC does not verify with the device's AppKey."""
         if dev.app_key is None:
             return False
@@ -196,16 +213,45 @@ class Follower:
             return False
         now = time.monotonic() if at is None else at
         self._pending = [p for p in self._pending if now - p.at < JOIN_PENDING_S][-MAX_PENDING_JOINS + 1 :]
-        self._pending.append(_PendingJoin(dev, jr.dev_nonce, now))
+        self._pending.append(_PendingJoin(dev, jr.dev_nonce, now, heard))
         self.metrics.inc("followed_total", what="join_request")
         return True
 
-    def on_downlink(self, data: bytes, at: float | None = None) -> Followed | None:
-        """A frame the upstream server sends down: when it is the join-accept of a pending join-request,
-        the session it starts is followed from now on."""
+    def on_downlink(
+        self,
+        data: bytes,
+        at: float | None = None,
+        gateway_eui: int | None = None,
+        tmst: int | None = None,
+    ) -> Followed | None:
+        """A frame the upstream server sends down (to concentrator ``gateway_eui`` at its ``tmst``): when it
+        is the join-accept of a pending join-request, the session it starts is followed from now on.
+
+        A join-accept that verifies with no pending device's AppKey is most often another device's. When it
+        is timed as the answer to a followed device's request (same concentrator, JOIN_ACCEPT_DELAY1 or 2
+        after it), the registry's AppKey of that device is most likely wrong: counted and logged."""
         if len(data) not in (17, 33) or data[0] >> 5 != 0b001:
             return None
         now = time.monotonic() if at is None else at
+        s = self._follow_accept(data, now)
+        if s is None:
+            self._unverified_accept(now, gateway_eui, tmst)
+        return s
+
+    def _unverified_accept(self, now: float, gateway_eui: int | None, tmst: int | None) -> None:
+        for p in reversed(self._pending):
+            if now - p.at < JOIN_PENDING_S and p.answered_by(gateway_eui, tmst):
+                self.metrics.inc("followed_total", what="join_accept_mic")
+                log.warning(
+                    "the join-accept for %s (%s, DevNonce %04X) does not verify with the registry's AppKey:"
+                    " its session is not followed; check the device's AppKey",
+                    p.dev.name,
+                    p.dev.eui_hex,
+                    p.dev_nonce,
+                )
+                return
+
+    def _follow_accept(self, data: bytes, now: float) -> Followed | None:
         for p in reversed(self._pending):
             if now - p.at >= JOIN_PENDING_S:
                 continue

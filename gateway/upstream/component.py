@@ -206,7 +206,7 @@ class Upstream:
                 up_after=s["up_after"],
                 deliver=self._deliver,
                 on_state=self._on_state,
-                on_downlink=self.follower.on_downlink,
+                on_downlink=self._on_downlink,
             )
             link.start()
             self.links.append(link)
@@ -326,7 +326,7 @@ class Upstream:
                 if isinstance(frame, phy.JoinRequest):
                     dev = self.registry.by_join(frame.join_eui, frame.dev_eui)
                     if dev is not None:
-                        self.follower.on_join_request(dev, frame)
+                        self.follower.on_join_request(dev, frame, heard=(gateway_eui, rx.tmst))
                 elif isinstance(frame, phy.DataFrame):
                     followed.append((frame, reception(gateway_eui, rx, now)))
         if up:  # first: the network server's receive windows are running, the local work can wait
@@ -383,6 +383,9 @@ class Upstream:
         return n
 
     # ----------------------------------------------------------------------------------- downlinks
+    def _on_downlink(self, data: bytes, gateway_eui: int, tmst: int | None) -> None:
+        self.follower.on_downlink(data, gateway_eui=gateway_eui, tmst=tmst)
+
     def _deliver(self, gateway_eui: int, txpk: dict[str, Any], tx: UpstreamTx) -> bool:
         return bool(self.gateway.udp.send(gateway_eui, txpk, info=tx, window="upstream"))
 

@@ -46,6 +46,8 @@ class UpstreamTx:
 
 Deliver = Callable[[int, dict[str, Any], UpstreamTx], bool]  # (gateway EUI, txpk, tx) -> sent?
 StateHandler = Callable[["UpstreamLink", bool], None]  # (link, up?)
+# (PHYPayload, concentrator EUI, txpk tmst or None when not timed by the counter)
+DownlinkObserver = Callable[[bytes, int, int | None], Any]
 
 
 @dataclass
@@ -125,7 +127,7 @@ class UpstreamLink:
         up_after: int = 2,
         deliver: Deliver | None = None,
         on_state: StateHandler | None = None,
-        on_downlink: Callable[[bytes], Any] | None = None,
+        on_downlink: DownlinkObserver | None = None,
     ) -> None:
         self.name = name
         self.host = host
@@ -332,7 +334,9 @@ class UpstreamLink:
             return
         if self.on_downlink is not None:
             try:
-                self.on_downlink(phy)
+                tmst = txpk.get("tmst")
+                timed = tmst if isinstance(tmst, int) and not isinstance(tmst, bool) else None
+                self.on_downlink(phy, ch.eui, timed)
             except Exception:  # following is an extra: the downlink still goes out
                 log.exception("upstream %s: downlink observer failed", self.name)
         tx = UpstreamTx(self, ch.eui, dg.token, dg.version)

@@ -44,12 +44,12 @@ def copy(frame: bytes) -> Any:
     return reception(0xAA555A0000000101, RxPacket(frame, 1000, 868_100_000, "SF7BW125"), NOW)
 
 
-def join(f: Follower, nonce: int, at: float) -> None:
+def join(f: Follower, nonce: int, at: float, heard: tuple[int, int] | None = None) -> None:
     jr = phy.parse(
         phy.build_join_request(join_eui=JOIN_EUI, dev_eui=FOLLOWED_EUI, dev_nonce=nonce, app_key=FOLLOWED_KEY)
     )
     assert isinstance(jr, phy.JoinRequest)
-    assert f.on_join_request(otaa(), jr, at=at)
+    assert f.on_join_request(otaa(), jr, at=at, heard=heard)
 
 
 def accept(key: bytes = FOLLOWED_KEY, dev_addr: int = 0x26000042) -> bytes:
@@ -86,6 +86,33 @@ def test_a_late_accept_starts_nothing(tmp_path: Path) -> None:
     join(f, 7, at=100.0)
     assert f.on_downlink(accept(), at=130.0) is None  # long after JOIN_ACCEPT_DELAY2
     assert not f.sessions
+
+
+def test_an_accept_timed_for_a_followed_join_that_fails_its_mic_is_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = follower(tmp_path / "followed.json", [])
+    gw, tmst = 0xAA555A0000000101, 0xFFFFF000  # (the counter wraps before RX1)
+    join(f, 0x0203, at=100.0, heard=(gw, tmst))
+
+    def mic_failures() -> float:
+        return f.metrics.get("followed_total", what="join_accept_mic")
+
+    wrong = accept(bytes(16))  # the server used another AppKey than the registry holds
+    # another device's accept: another concentrator, or not timed as this request's answer
+    assert f.on_downlink(wrong, at=105.0, gateway_eui=gw + 1, tmst=(tmst + 5_000_000) & 0xFFFFFFFF) is None
+    assert f.on_downlink(wrong, at=105.0, gateway_eui=gw, tmst=(tmst + 3_000_000) & 0xFFFFFFFF) is None
+    assert f.on_downlink(wrong, at=105.0, gateway_eui=gw, tmst=None) is None
+    assert mic_failures() == 0 and not caplog.records
+    # the answer to this request (RX1, then RX2 timing): counted, and the log names the device
+    with caplog.at_level("WARNING", logger="havel.gateway.following"):
+        assert f.on_downlink(wrong, at=105.0, gateway_eui=gw, tmst=(tmst + 5_000_000) & 0xFFFFFFFF) is None
+        assert f.on_downlink(wrong, at=106.0, gateway_eui=gw, tmst=(tmst + 6_000_000) & 0xFFFFFFFF) is None
+    assert mic_failures() == 2 and not f.sessions
+    assert f"{FOLLOWED_EUI:016X}" in caplog.text and "AppKey" in caplog.text
+    # the right accept still starts the session, and is not counted as a failure
+    assert f.on_downlink(accept(), at=106.0, gateway_eui=gw, tmst=(tmst + 6_000_000) & 0xFFFFFFFF)
+    assert mic_failures() == 2 and f.metrics.get("followed_total", what="joined") == 1
 
 
 def test_a_damaged_sessions_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -199,6 +199,26 @@ def test_join_request_with_other_key(
     assert_only_ours(forwarder_pull_resps(fwd), server)
 
 
+def test_join_accept_with_wrong_key_is_not_followed(
+    roof: Gateway, fwd: Forwarder, server: NetworkServer, frames: Frames, subscriber: Subscriber
+) -> None:
+    session = join_through(server, fwd, frames, 0x0203, "26AB0003", app_key="00" * 16)
+    p1 = frames.uplink(session, 1, water_payload(11))
+    push_frames(fwd, p1)
+    server.wait_push(lambda d: p1 in phys_of(d), "uplink up")
+    time.sleep(2)
+    assert subscriber.json_on(f"{PREFIX}/devices/{FOLLOWED.dev_eui}/up") == []
+    assert roof.alive()
+    # the roof drops the join-accept it cannot verify (it must not follow a wrong session), and says so
+    # as it does for a join-request failing its MIC: counted, and a log line for an operator whose
+    # registry holds a wrong AppKey for a followed device
+    m = {k: v for k, v in roof.metrics().items() if "followed_total" in k}
+    assert m.get('havel_gateway_followed_total{what="join_accept_mic"}') == 1, m
+    log = roof.log.read_text()
+    line = next((x for x in log.splitlines() if "join-accept" in x.lower()), "")
+    assert FOLLOWED.dev_eui in line.upper() and "AppKey" in line, log[-2000:]
+
+
 def test_server_process_gone_and_back(
     roof: Gateway, fwd: Forwarder, server: NetworkServer, frames: Frames, subscriber: Subscriber
 ) -> None:
