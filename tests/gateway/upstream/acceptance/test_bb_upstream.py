@@ -121,6 +121,26 @@ def test_pull_resp_reaches_the_forwarder_and_its_tx_ack_comes_back_with_our_toke
     assert_only_ours(forwarder_pull_resps(fwd), server)
 
 
+def test_pull_resp_carries_the_servers_txpk_under_the_roofs_token(
+    roof: Gateway, fwd: Forwarder, server: NetworkServer, frames: Frames
+) -> None:
+    phy = frames.uplink(UNKNOWN, 9, water_payload(310))
+    push_frames(fwd, phy)
+    server.wait_push(lambda d: phy in phys_of(d), "up")
+    sent = server.pull_resp(fwd.eui, b"\xbe\xef", txpk_for(phy, fwd.tmst + 1_000_000))
+    got = wait_for(lambda: take_pull_resp(fwd), 20, "PULL_RESP")
+    # docs/gateway.md: not byte for byte ("as it came" was a doc bug): the server's txpk with its values
+    # unchanged, the JSON written anew, under a token of the roof's own
+    assert got[0] == sent[0] and got[3] == 0x03
+    assert json.loads(got[4:]) == json.loads(sent[4:])
+    fwd.tx_ack(got[1:3])
+    tx_ack = wait_for(
+        lambda: next((d for d in server.datagrams(0x05) if d[1:3] == b"\xbe\xef"), None), 20, "TX_ACK"
+    )
+    # "without an error as an empty body" (PROTOCOL.TXT makes the JSON optional then)
+    assert tx_ack[4:12] == bytes.fromhex(FWD_EUI) and tx_ack[12:] == b"", tx_ack
+
+
 def test_followed_device_joins_through_our_server_and_its_uplinks_are_decoded_and_forwarded(
     roof: Gateway, fwd: Forwarder, server: NetworkServer, frames: Frames, subscriber: Subscriber
 ) -> None:
