@@ -187,9 +187,8 @@ def test_followed_device_joins_through_our_server_and_its_uplinks_are_decoded_an
 
 
 def _abp_epoch(dev: Device) -> int:
-    """docs/mqtt.md: 2000000000 + "the first 32 bits of SHA-256 over DevAddr, little-endian, and NwkSKey,
-    modulo 10^9". Read as: DevAddr in its on-air (little-endian) byte order, then the NwkSKey as printed,
-    and the first four bytes of the digest as a big-endian number (the sentence allows other readings)."""
+    """docs/mqtt.md: DevAddr as 4 bytes little-endian, then the NwkSKey's 16 bytes as written, SHA-256;
+    the digest's first 4 bytes as a big-endian number, modulo 10^9, plus 2000000000."""
     digest = hashlib.sha256(bytes.fromhex(dev.dev_addr)[::-1] + bytes.fromhex(dev.nwk_s_key)).digest()
     return 2_000_000_000 + int.from_bytes(digest[:4], "big") % 1_000_000_000
 
