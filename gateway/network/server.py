@@ -126,6 +126,7 @@ class NetworkServer:
         nonces_seen: set[tuple[int, int]] = set()
         joined_now: set[int] = set()  # DevEUIs whose join this batch recorded
         uplink = self.data.uplink
+        joined, refused = Status.JOINED, Status.REJECTED  # looked up once per batch, not per frame
         try:
             with self.store.transaction():
                 if self.journal is not None:  # stored frames leave the intake journal in the same commit
@@ -156,11 +157,11 @@ class NetworkServer:
                         log.error("uplink processing failed: %s", exc)
                         out = rejected(Reason.FRAME, str(exc), copies)
                     status = out.status
-                    if status == Status.JOINED and out.device is not None:
+                    if status == joined and out.device is not None:
                         joined_now.add(out.device.dev_eui)
-                    if status != Status.REJECTED:
+                    if status != refused:
                         dedup.processed(key, g, out, mono)
-                        if after_store is not None and not out.superseded and status != Status.JOINED:
+                        if after_store is not None and not out.superseded and status != joined:
                             try:
                                 after_store(out)
                             except StorageError:
