@@ -113,9 +113,21 @@ def stage(tmp: Path) -> Path:
 
 
 def run(root: Path, script: Path, heap: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["node", str(REPO / "tests" / "firmware" / "mprunner.mjs"), "--repo", str(root),
-                           "--heap", str(heap), "--script", str(script)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [
+            "node",
+            str(REPO / "tests" / "firmware" / "mprunner.mjs"),
+            "--repo",
+            str(root),
+            "--heap",
+            str(heap),
+            "--script",
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def main() -> int:

@@ -46,10 +46,18 @@ def make_frames(devices: int, per_device: int, seed: int = 1) -> list[Frame]:
         for i in range(per_device):
             fcnt32 = start + i
             fopts = rng.choice([b"", b"", b"", bytes.fromhex("0307"), bytes.fromhex("06ff1e")])
-            raw = phy.build_data_frame(uplink=True, confirmed=rng.random() < 0.1, dev_addr=dev_addr,
-                                       fcnt32=fcnt32, fport=rng.choice([1, 2, 10]),
-                                       payload=rng.randbytes(rng.randint(10, 51)), fopts=fopts, adr=True,
-                                       nwk_s_key=nwk, app_s_key=app)
+            raw = phy.build_data_frame(
+                uplink=True,
+                confirmed=rng.random() < 0.1,
+                dev_addr=dev_addr,
+                fcnt32=fcnt32,
+                fport=rng.choice([1, 2, 10]),
+                payload=rng.randbytes(rng.randint(10, 51)),
+                fopts=fopts,
+                adr=True,
+                nwk_s_key=nwk,
+                app_s_key=app,
+            )
             frames.append((raw, nwk, app, fcnt32))
     rng.shuffle(frames)
     return frames
@@ -70,8 +78,9 @@ def havel_ns_path(frames: list[Frame], seconds: float) -> tuple[float, int]:
             mic = crypto.data_mic(nwk, frame.uplink, frame.dev_addr, fcnt32, frame.msg)
             if crypto.verify_mic(mic, frame.mic):
                 valid += 1
-                crypto.crypt_frm_payload(app if frame.fport else nwk, frame.uplink, frame.dev_addr, fcnt32,
-                                         frame.frm_payload)
+                crypto.crypt_frm_payload(
+                    app if frame.fport else nwk, frame.uplink, frame.dev_addr, fcnt32, frame.frm_payload
+                )
         n += len(frames)
     return n / (time.perf_counter() - t0), valid
 
@@ -96,10 +105,13 @@ class LoraPacket:
         if node is None:
             sys.exit("bench/frames.py: Node.js is missing (tools/bootstrap.sh installs it)")
         self.node_version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-        self.proc = subprocess.Popen([node, str(ORACLE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        self.frames = [{"phy": raw.hex(), "nwk_s_key": nwk.hex(), "app_s_key": app.hex(), "fcnt32": fc}
-                       for raw, nwk, app, fc in frames]
+        self.proc = subprocess.Popen(
+            [node, str(ORACLE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.frames = [
+            {"phy": raw.hex(), "nwk_s_key": nwk.hex(), "app_s_key": app.hex(), "fcnt32": fc}
+            for raw, nwk, app, fc in frames
+        ]
         self.version = self._ask({"op": "version"})["version"]
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -149,10 +161,15 @@ def main() -> None:
     finally:
         lp.close()
     result = {
-        "frames": len(frames), "devices": args.devices, "seconds": args.seconds,
-        "rounds": args.rounds, "python": platform.python_version(), "node": lp.node_version,
+        "frames": len(frames),
+        "devices": args.devices,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "python": platform.python_version(),
+        "node": lp.node_version,
         "lora_packet": lp.version,
-        "havel_ns_frames_per_s": round(ns_rate), "havel_decode_frame_per_s": round(cli_rate),
+        "havel_ns_frames_per_s": round(ns_rate),
+        "havel_decode_frame_per_s": round(cli_rate),
         "lora_packet_frames_per_s": round(lp_rate),
         "ratio_ns": round(ns_rate / lp_rate, 2),
         "ratio_decode_frame": round(cli_rate / lp_rate, 2),
@@ -160,15 +177,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{len(frames)} uplinks of {args.devices} devices (10-51 B payloads), best of {args.rounds} x "
-          f"{args.seconds:g} s, "
-          f"Python {result['python']}, Node {result['node']}")
+    print(
+        f"{len(frames)} uplinks of {args.devices} devices (10-51 B payloads), best of {args.rounds} x "
+        f"{args.seconds:g} s, "
+        f"Python {result['python']}, Node {result['node']}"
+    )
     print(f"{'path':58} {'frames/s':>10} {'vs lora-packet':>15}")
     print(f"{'Havel: parse + FCnt32 + MIC check + decrypt':58} {ns_rate:>10,.0f} {result['ratio_ns']:>14}x")
-    print(f"{'Havel: decode_frame (full JSON dict, MAC commands)':58} {cli_rate:>10,.0f} "
-          f"{result['ratio_decode_frame']:>14}x")
-    print(f"{'lora-packet ' + lp.version + ': fromWire + verifyMIC + decrypt':58} "
-          f"{lp_rate:>10,.0f} {1:>14}x")
+    print(
+        f"{'Havel: decode_frame (full JSON dict, MAC commands)':58} {cli_rate:>10,.0f} "
+        f"{result['ratio_decode_frame']:>14}x"
+    )
+    print(f"{'lora-packet ' + lp.version + ': fromWire + verifyMIC + decrypt':58} {lp_rate:>10,.0f} {1:>14}x")
     print(f"target: Havel >= 4x lora-packet -> {'met' if result['ratio_ns'] >= 4 else 'NOT met'}")
 
 

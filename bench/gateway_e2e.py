@@ -271,8 +271,13 @@ def paho_alone(port: int, n: int, payload: bytes, threaded: bool) -> tuple[float
 
 @contextmanager
 def running_daemon(
-    tmp: Path, udp: int, http: int, broker_port: int, cpu: int,
-    wrap: Sequence[str] = (), patience: float = 1.0,
+    tmp: Path,
+    udp: int,
+    http: int,
+    broker_port: int,
+    cpu: int,
+    wrap: Sequence[str] = (),
+    patience: float = 1.0,
 ) -> Iterator[Any]:
     """``havel gateway run`` as its own process (pinned to CPU ``cpu`` where it can be) with an MQTT sink
     "platform" to the broker at ``broker_port``, data in ``tmp/data``; yields the process once that sink
@@ -326,8 +331,16 @@ tls = false
 
 
 def run_once(
-    tmp: Path, datagrams: list[bytes], frames: int, devices: int, window: int, cpu_core: int,
-    broker_inflight: int | None, baseline_size: int | None, wrap: Sequence[str] = (), patience: float = 1.0,
+    tmp: Path,
+    datagrams: list[bytes],
+    frames: int,
+    devices: int,
+    window: int,
+    cpu_core: int,
+    broker_inflight: int | None,
+    baseline_size: int | None,
+    wrap: Sequence[str] = (),
+    patience: float = 1.0,
 ) -> dict[str, Any]:
     """One measured run against a fresh Mosquitto (``broker_inflight``: its max_inflight_messages, None for
     its default): the daemon's end-to-end rate, intake rate and CPU time; with ``baseline_size`` also paho
@@ -430,17 +443,22 @@ def main() -> int:
     ap.add_argument("--cpu", type=int, default=0)
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
-        "--broker-inflight", type=int, default=0,
+        "--broker-inflight",
+        type=int,
+        default=0,
         help="Mosquitto's max_inflight_messages for the main run, also the Receive Maximum it gives the "
         "gateway (default 0: no limit, as paho, the baseline, ignores it anyway)",
     )
     ap.add_argument(
-        "--no-default-broker", action="store_true",
+        "--no-default-broker",
+        action="store_true",
         help="skip the second run against Mosquitto's default Receive Maximum (20)",
     )
     ap.add_argument("--no-adr", action="store_true", help="frames without the ADR bit (the kits set it)")
     ap.add_argument(
-        "--repeat", type=int, default=1,
+        "--repeat",
+        type=int,
+        default=1,
         help="measure the main run this many times, each with its own baseline, and report the median run "
         "with every run listed (a shared machine's speed changes from minute to minute)",
     )

@@ -64,9 +64,11 @@ def codec_trio(name: str) -> tuple[Any, Any, Any]:
     """The codec parsing with plain construct, with compiled construct, and with the fast path."""
     base = get_codec(name)
     if isinstance(base, NodeCodec):
-        return (NodeCodec(name, base.summary, base.ports, fast=False),
-                NodeCodec(name, base.summary, base.ports, compiled=True),
-                NodeCodec(name, base.summary, base.ports))
+        return (
+            NodeCodec(name, base.summary, base.ports, fast=False),
+            NodeCodec(name, base.summary, base.ports, compiled=True),
+            NodeCodec(name, base.summary, base.ports),
+        )
     return CayenneLPP(), CayenneLPP(compiled=True), None
 
 
@@ -74,14 +76,25 @@ def _runner(codec: Any, ups: list[tuple[bytes, int]]) -> Callable[[], None]:
     def run() -> None:
         for data, fport in ups:
             codec.decode(data, fport)
+
     return run
 
 
 def decode_rates(seconds: float) -> Table:
-    table = Table(title="decode/s per codec (per CPU second; full codec.decode: parse, glue, warnings; "
-                        "plain and compiled construct vs the generated fast path, one process)")
-    for col in ("codec", "payloads", "plain decode/s", "compiled decode/s", "fast path decode/s",
-                "fast / plain", "fast / compiled", "us per decode (plain / compiled / fast)"):
+    table = Table(
+        title="decode/s per codec (per CPU second; full codec.decode: parse, glue, warnings; "
+        "plain and compiled construct vs the generated fast path, one process)"
+    )
+    for col in (
+        "codec",
+        "payloads",
+        "plain decode/s",
+        "compiled decode/s",
+        "fast path decode/s",
+        "fast / plain",
+        "fast / compiled",
+        "us per decode (plain / compiled / fast)",
+    ):
         table.add_column(col, justify="right" if col not in ("codec", "payloads") else "left")
     for name in (*NODE_CODECS, "cayenne-lpp"):
         vectors = [v for v in load(name) if v["direction"] == "up" and v["bytes"]]
@@ -94,20 +107,27 @@ def decode_rates(seconds: float) -> Table:
             measured = [r * len(ups) for r in rates([_runner(c, ups) for c in codecs], seconds)]
             r_plain, r_comp = measured[:2]
             r_fast = measured[2] if len(measured) > 2 else None
-            table.add_row(name, f"{len(ups)} {label}", f"{r_plain:,.0f}", f"{r_comp:,.0f}",
-                          "-" if r_fast is None else f"{r_fast:,.0f}",
-                          "-" if r_fast is None else f"{r_fast / r_plain:.1f}x",
-                          "-" if r_fast is None else f"{r_fast / r_comp:.1f}x",
-                          f"{1e6 / r_plain:.1f} / {1e6 / r_comp:.1f} / "
-                          + ("-" if r_fast is None else f"{1e6 / r_fast:.2f}"))
+            table.add_row(
+                name,
+                f"{len(ups)} {label}",
+                f"{r_plain:,.0f}",
+                f"{r_comp:,.0f}",
+                "-" if r_fast is None else f"{r_fast:,.0f}",
+                "-" if r_fast is None else f"{r_fast / r_plain:.1f}x",
+                "-" if r_fast is None else f"{r_fast / r_comp:.1f}x",
+                f"{1e6 / r_plain:.1f} / {1e6 / r_comp:.1f} / "
+                + ("-" if r_fast is None else f"{1e6 / r_fast:.2f}"),
+            )
     return table
 
 
 def daemon_way(seconds: float) -> Table:
     """What the gateway does (gateway/network/messages.py compiled_codec, bench/gateway_e2e.py): the shared
     codec from get_codec() after use_compiled(), i.e. the fast path in front of compiled construct."""
-    table = Table(title="the gateway's call: get_codec(name) + use_compiled(), decode(payload, 1) "
-                        "(first FPort 1 vector), us per decode")
+    table = Table(
+        title="the gateway's call: get_codec(name) + use_compiled(), decode(payload, 1) "
+        "(first FPort 1 vector), us per decode"
+    )
     for col in ("codec", "payload", "decode/s", "us per decode", "target <= 6 us"):
         table.add_column(col, justify="right" if col != "codec" else "left")
     for name in NODE_CODECS:
@@ -118,14 +138,17 @@ def daemon_way(seconds: float) -> Table:
 
         def one(codec: NodeCodec = codec, payload: bytes = payload) -> None:
             codec.decode(payload, 1)
+
         (rate,) = rates([one], seconds)
-        table.add_row(name, payload.hex(), f"{rate:,.0f}", f"{1e6 / rate:.2f}",
-                      "yes" if rate >= 1e6 / 6 else "NO")
+        table.add_row(
+            name, payload.hex(), f"{rate:,.0f}", f"{1e6 / rate:.2f}", "yes" if rate >= 1e6 / 6 else "NO"
+        )
     return table
 
 
 # --- the same readings as Cayenne LPP (smallest LPP type per reading; flags LPP cannot say are left out
 # except where a digital input carries them; absent readings are simply omitted, which favours LPP) ------
+
 
 def _volts(mv: int | None) -> float | None:
     return None if mv is None else mv / 1000
@@ -143,8 +166,13 @@ def _pm(channel: int, value: float | None) -> dict[str, Any]:
 
 
 def lpp_air(d: dict[str, Any]) -> dict[str, Any]:
-    out = {"temperature_1": d["temperature"], "relative_humidity_2": d["humidity"],
-           "barometric_pressure_3": d["pressure"], **_pm(4, d["pm2_5"]), **_pm(5, d["pm10"])}
+    out = {
+        "temperature_1": d["temperature"],
+        "relative_humidity_2": d["humidity"],
+        "barometric_pressure_3": d["pressure"],
+        **_pm(4, d["pm2_5"]),
+        **_pm(5, d["pm10"]),
+    }
     if "co2" in d:
         out["concentration_6"] = d["co2"]
     out["voltage_7"] = _volts(d["battery"])
@@ -152,11 +180,15 @@ def lpp_air(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def lpp_water(d: dict[str, Any]) -> dict[str, Any]:
-    return {"analog_in_1": None if d["level"] is None else d["level"] / 100,  # m, 0.01 = cm
-            "distance_2": None if d["distance"] is None else d["distance"] / 1000,
-            "temperature_3": d["water_temperature"], "voltage_4": _volts(d["battery"]),
-            "digital_in_5": int(d["alarm"]), "digital_in_6": d["alarm_level"],
-            "digital_in_7": int(d["rising_fast"])}
+    return {
+        "analog_in_1": None if d["level"] is None else d["level"] / 100,  # m, 0.01 = cm
+        "distance_2": None if d["distance"] is None else d["distance"] / 1000,
+        "temperature_3": d["water_temperature"],
+        "voltage_4": _volts(d["battery"]),
+        "digital_in_5": int(d["alarm"]),
+        "digital_in_6": d["alarm_level"],
+        "digital_in_7": int(d["rising_fast"]),
+    }
 
 
 def lpp_temperature(d: dict[str, Any]) -> dict[str, Any]:
@@ -169,23 +201,40 @@ def lpp_temperature(d: dict[str, Any]) -> dict[str, Any]:
 def lpp_cooling(d: dict[str, Any]) -> dict[str, Any]:
     flags = sum(1 << i for i, v in enumerate([*d["interlock"].values(), *d["faults"].values()]) if v)
     modes = ("auto", "override_open", "override_closed", "flush")
-    return {"digital_out_1": int(d["valve_open"]), "digital_in_2": int(d["enabled"]),
-            "digital_in_3": modes.index(d["mode"]), "digital_in_4": flags, "digital_in_5": d["actuations"],
-            "generic_sensor_6": d["open_time"], "generic_sensor_7": _deci(d["water_used"]),
-            "generic_sensor_8": _deci(d["water_today"]), "temperature_9": d["ambient_temperature"],
-            "temperature_10": d["on_threshold"], "temperature_11": d["off_threshold"]}
+    return {
+        "digital_out_1": int(d["valve_open"]),
+        "digital_in_2": int(d["enabled"]),
+        "digital_in_3": modes.index(d["mode"]),
+        "digital_in_4": flags,
+        "digital_in_5": d["actuations"],
+        "generic_sensor_6": d["open_time"],
+        "generic_sensor_7": _deci(d["water_used"]),
+        "generic_sensor_8": _deci(d["water_today"]),
+        "temperature_9": d["ambient_temperature"],
+        "temperature_10": d["on_threshold"],
+        "temperature_11": d["off_threshold"],
+    }
 
 
 def lpp_soil(d: dict[str, Any]) -> dict[str, Any]:
     # moisture in LPP's relative-humidity type: the same 0.5 % steps in one byte
-    return {"relative_humidity_1": d["moisture_10cm"], "relative_humidity_2": d["moisture_30cm"],
-            "relative_humidity_3": d["moisture_60cm"], "temperature_4": d["soil_temperature"],
-            "voltage_5": _volts(d["battery"])}
+    return {
+        "relative_humidity_1": d["moisture_10cm"],
+        "relative_humidity_2": d["moisture_30cm"],
+        "relative_humidity_3": d["moisture_60cm"],
+        "temperature_4": d["soil_temperature"],
+        "voltage_5": _volts(d["battery"]),
+    }
 
 
 # one per node kind (a kind missing here stops the size table with its name: KeyError)
-TO_LPP = {"air": lpp_air, "water": lpp_water, "temperature": lpp_temperature, "cooling": lpp_cooling,
-          "soil": lpp_soil}
+TO_LPP = {
+    "air": lpp_air,
+    "water": lpp_water,
+    "temperature": lpp_temperature,
+    "cooling": lpp_cooling,
+    "soil": lpp_soil,
+}
 
 
 def sizes() -> tuple[Table, bool]:
@@ -203,8 +252,14 @@ def sizes() -> tuple[Table, bool]:
             n_lpp = len(lpp.encode(equivalent, 1))
             ok = havel <= 0.5 * n_lpp and havel <= 51
             all_ok &= ok
-            table.add_row(name, v["description"][:60], str(havel), str(n_lpp), f"{havel / n_lpp:.0%}",
-                          "yes" if ok else "NO")
+            table.add_row(
+                name,
+                v["description"][:60],
+                str(havel),
+                str(n_lpp),
+                f"{havel / n_lpp:.0%}",
+                "yes" if ok else "NO",
+            )
     return table, all_ok
 
 

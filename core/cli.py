@@ -57,11 +57,17 @@ class LazyGroup(click.Group):
 
 
 def _unavailable(name: str, help_text: str, exc: Exception) -> click.Command:
-    @click.command(name=name, help=f"{help_text} (unavailable: {exc})", context_settings={
-        "ignore_unknown_options": True, "allow_extra_args": True})
+    @click.command(
+        name=name,
+        help=f"{help_text} (unavailable: {exc})",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
     def cmd() -> None:
-        raise HavelError(f"'havel {name}' is not available here: {exc}",
-                         hint="install the matching extra, e.g. pip install 'havel[reticulum]'")
+        raise HavelError(
+            f"'havel {name}' is not available here: {exc}",
+            hint="install the matching extra, e.g. pip install 'havel[reticulum]'",
+        )
+
     return cmd
 
 
@@ -73,8 +79,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """Havel: LoRaWAN sensor nodes, codecs, gateway and disaster relay for the city."""
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:

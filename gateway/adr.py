@@ -254,8 +254,13 @@ class AdrController:
         log.info(
             "device %016X: LinkADRReq DR%d, TXPower %d, NbTrans %d (from TXPower %d, NbTrans %d; best SNR "
             "%.1f dB, loss %.0f %% over %d uplinks)",
-            dev_eui, *st.asked, st.tx_power, st.nb_trans, max(st.snrs) if st.snrs else float("nan"),
-            loss_percent(st.fcnts), len(st.fcnts),
+            dev_eui,
+            *st.asked,
+            st.tx_power,
+            st.nb_trans,
+            max(st.snrs) if st.snrs else float("nan"),
+            loss_percent(st.fcnts),
+            len(st.fcnts),
         )
 
     def _answered(self, dev_eui: int, st: _Device, ans: dict[str, Any]) -> None:
@@ -271,7 +276,11 @@ class AdrController:
         self.counters["refused"] += 1
         log.warning(
             "device %016X: refused LinkADRReq DR%d TXPower %d NbTrans %d (%s not acknowledged); asks again "
-            "after %d uplinks", dev_eui, *asked, ", ".join(refused), HISTORY,
+            "after %d uplinks",
+            dev_eui,
+            *asked,
+            ", ".join(refused),
+            HISTORY,
         )
 
     def _applied(self, dev_eui: int, st: _Device) -> None:

@@ -400,9 +400,7 @@ class Gateway:
         try:
             self.submit_downlink(dev_eui, body)
         except StorageError as exc:
-            self.health.failed(
-                "storing a downlink command", exc, f"command for {eui_hex(dev_eui)} not taken"
-            )
+            self.health.failed("storing a downlink command", exc, f"command for {eui_hex(dev_eui)} not taken")
         except HavelError as exc:
             log.error("downlink command for %s not taken: %s", eui_hex(dev_eui), exc)
 

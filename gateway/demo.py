@@ -140,8 +140,10 @@ class Board:
             self.counts["uplinks"] += 1
             d = p.get("data") or {}
             if p.get("fport") == 2:  # the node's status after a boot
-                self.log.append(f"{clock} {p.get('device')} booted: firmware {d.get('firmware')}, "
-                                f"reset {d.get('reset_cause')}, report every {d.get('interval')} s")
+                self.log.append(
+                    f"{clock} {p.get('device')} booted: firmware {d.get('firmware')}, "
+                    f"reset {d.get('reset_cause')}, report every {d.get('interval')} s"
+                )
         elif topic.endswith("/up"):
             self.counts["uplinks"] += 1
             name = p.get("device", "?")

@@ -407,7 +407,6 @@ class Intake:
         self.notify_delivery()
 
 
-
 def _mask(copies: list[Reception]) -> int:
     """The bit mask of the rxpk indexes of these copies of one datagram."""
     mask = 0

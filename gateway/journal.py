@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MASK_BITS = 62  # rxpk indexes a datagram row can hold (SQLite integers are signed 64-bit)
 _INDEX_BITS = 6
 
+
 @dataclass(frozen=True)
 class Entry:
     """One journaled reception."""
@@ -120,8 +121,23 @@ class Journal:
             ts = stamps.get(at)
             if ts is None:
                 ts = stamps[at] = at.timestamp()
-            rows.append((seq, e, rx.data, rx.tmst, rx.freq_hz, rx.datr, rx.chan, rx.rssi, rx.lsnr,
-                         gwmp.format_time(rx.time) if rx.time else None, rx.tmms, ts, src))
+            rows.append(
+                (
+                    seq,
+                    e,
+                    rx.data,
+                    rx.tmst,
+                    rx.freq_hz,
+                    rx.datr,
+                    rx.chan,
+                    rx.rssi,
+                    rx.lsnr,
+                    gwmp.format_time(rx.time) if rx.time else None,
+                    rx.tmms,
+                    ts,
+                    src,
+                )
+            )
         self.conn.executemany("INSERT INTO intake VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def add(self, gateway_eui: int, rx: RxPacket, received_at: datetime, time_source: str) -> int:
@@ -167,14 +183,32 @@ class Journal:
         """What a previous run received but did not process, in the order it came."""
         out = []
         for seq, eui, data, tmst, freq, datr, chan, rssi, lsnr, rx_time, tmms, at, src in self.conn.execute(
-                "SELECT * FROM intake ORDER BY seq"):
-            rx = RxPacket(data=bytes(data), tmst=int(tmst), freq_hz=int(freq), datr=str(datr), chan=int(chan),
-                          rssi=float(rssi), lsnr=lsnr, time=gwmp.parse_time(rx_time) if rx_time else None,
-                          tmms=tmms)
-            out.append(Entry(int(seq), int(eui, 16), rx, datetime.fromtimestamp(at, UTC), str(src),
-                             int(seq) << _INDEX_BITS))
+            "SELECT * FROM intake ORDER BY seq"
+        ):
+            rx = RxPacket(
+                data=bytes(data),
+                tmst=int(tmst),
+                freq_hz=int(freq),
+                datr=str(datr),
+                chan=int(chan),
+                rssi=float(rssi),
+                lsnr=lsnr,
+                time=gwmp.parse_time(rx_time) if rx_time else None,
+                tmms=tmms,
+            )
+            out.append(
+                Entry(
+                    int(seq),
+                    int(eui, 16),
+                    rx,
+                    datetime.fromtimestamp(at, UTC),
+                    str(src),
+                    int(seq) << _INDEX_BITS,
+                )
+            )
         for seq, eui, at, wanted, datagram in self.conn.execute(
-                "SELECT seq, gateway_eui, received_at, wanted, datagram FROM intake_datagrams ORDER BY seq"):
+            "SELECT seq, gateway_eui, received_at, wanted, datagram FROM intake_datagrams ORDER BY seq"
+        ):
             out.extend(
                 self._datagram_entries(int(seq), int(eui, 16), float(at), int(wanted), bytes(datagram))
             )
@@ -201,8 +235,16 @@ class Journal:
                 continue
             # the receive time and its source as the daemon chose them (network.reception.reception)
             gps = rx.time is not None and rx.tmms is not None
-            out.append(Entry(self.datagram_id(seq, index), eui, rx, rx.time if gps and rx.time else local,
-                             "gps" if gps else "local", seq << _INDEX_BITS | index))
+            out.append(
+                Entry(
+                    self.datagram_id(seq, index),
+                    eui,
+                    rx,
+                    rx.time if gps and rx.time else local,
+                    "gps" if gps else "local",
+                    seq << _INDEX_BITS | index,
+                )
+            )
         return out
 
     def depth(self) -> int:

@@ -596,9 +596,6 @@ class Outbox:
         return [r[0] for r in self.conn.execute("SELECT id FROM outbox ORDER BY seq")]
 
 
-
-
-
 def pending_by_sink(conn: sqlite3.Connection) -> dict[str, int]:
     """Records waiting for each sink the outbox knows, configured or not (read-only; for status and the
     discard command). Empty when the database has no outbox yet."""

@@ -47,6 +47,7 @@ EXPORT_FIELDS = (
     "app_s_key",
 )
 
+
 class Registry:
     """The SQLite session store and device registry (see the module docstring)."""
 

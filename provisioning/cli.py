@@ -105,9 +105,7 @@ def board_info(port: str) -> None:
 )
 @click.option("--unsigned", is_flag=True, help="Development only: accept a bundle without a valid signature.")
 @click.option("--force", is_flag=True, help="Copy every file, not only the changed ones.")
-@click.option(
-    "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
-)
+@click.option("--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board.")
 @click.pass_context
 def flash(
     ctx: click.Context,
@@ -322,9 +320,7 @@ def kit_check(ctx: click.Context, kit_name: str, port: str) -> None:
     help="Trusted public key (PEM) instead of the settings' trusted_keys.",
 )
 @click.option("--unsigned", is_flag=True, help="Development only: accept an unsigned bundle.")
-@click.option(
-    "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
-)
+@click.option("--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board.")
 @click.option(
     "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
 )
@@ -394,9 +390,7 @@ def kit_build(
 )
 @click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read).")
 @click.option("--baud", type=click.IntRange(9600, 2_000_000), help="Serial rate for installing MicroPython.")
-@click.option(
-    "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
-)
+@click.option("--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board.")
 @click.option(
     "--http-port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port of the page."
 )

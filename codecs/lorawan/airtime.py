@@ -25,8 +25,17 @@ def ldro_needed(sf: int, bw_khz: int) -> bool:
     return (1 << sf) >= 16 * bw_khz
 
 
-def airtime_us(phy_len: int, sf: int, bw_khz: int = 125, *, cr: int = 1, preamble: int = 8, crc: bool = True,
-               explicit_header: bool = True, ldro: bool | None = None) -> int:
+def airtime_us(
+    phy_len: int,
+    sf: int,
+    bw_khz: int = 125,
+    *,
+    cr: int = 1,
+    preamble: int = 8,
+    crc: bool = True,
+    explicit_header: bool = True,
+    ldro: bool | None = None,
+) -> int:
     """Time on air in microseconds of a PHY payload of ``phy_len`` bytes.
 
     ``cr`` is the coding rate index (1 = 4/5 .. 4 = 4/8); ``ldro`` None means automatic (SF11/12 at 125 kHz).

@@ -89,12 +89,24 @@ def _emit(obj: dict[str, Any]) -> None:
 @click.option("--nwk-s-key", metavar="HEX", help="NwkSKey: checks data MICs, decrypts FPort-0 payloads.")
 @click.option("--app-s-key", metavar="HEX", help="AppSKey: decrypts FRMPayloads of FPort 1..255.")
 @click.option("--app-key", metavar="HEX", help="AppKey: checks join MICs, decrypts join-accepts.")
-@click.option("--dev-nonce", metavar="INT", help="DevNonce of the join-request (a number, e.g. 52357 or "
-              "0xCC85 for on-air bytes 85 CC): derives the session keys from a join-accept.")
+@click.option(
+    "--dev-nonce",
+    metavar="INT",
+    help="DevNonce of the join-request (a number, e.g. 52357 or "
+    "0xCC85 for on-air bytes 85 CC): derives the session keys from a join-accept.",
+)
 @click.option("--fcnt32", metavar="INT", help="This frame's full 32-bit FCnt (default: upper 16 bits 0).")
 @click.pass_context
-def decode_cmd(ctx: click.Context, frames: tuple[str, ...], use_base64: bool, nwk_s_key: str | None,
-               app_s_key: str | None, app_key: str | None, dev_nonce: str | None, fcnt32: str | None) -> None:
+def decode_cmd(
+    ctx: click.Context,
+    frames: tuple[str, ...],
+    use_base64: bool,
+    nwk_s_key: str | None,
+    app_s_key: str | None,
+    app_key: str | None,
+    dev_nonce: str | None,
+    fcnt32: str | None,
+) -> None:
     """Decode FRAMEs (hex arguments, else one per line on stdin) to JSON Lines.
 
     A stdin line may be a JSON object {"phy": HEX (base64 with --base64), "nwk_s_key": ..., "app_s_key": ...,
@@ -104,9 +116,12 @@ def decode_cmd(ctx: click.Context, frames: tuple[str, ...], use_base64: bool, nw
     Hex output: identifiers, MICs and keys upper case; fopts and payloads lower case.
     """
     base: dict[str, Any] = {
-        "nwk_s_key": _opt_key(nwk_s_key, "--nwk-s-key"), "app_s_key": _opt_key(app_s_key, "--app-s-key"),
-        "app_key": _opt_key(app_key, "--app-key"), "dev_nonce": _opt_int(dev_nonce, "--dev-nonce", 16),
-        "fcnt32": _opt_int(fcnt32, "--fcnt32", 32)}
+        "nwk_s_key": _opt_key(nwk_s_key, "--nwk-s-key"),
+        "app_s_key": _opt_key(app_s_key, "--app-s-key"),
+        "app_key": _opt_key(app_key, "--app-key"),
+        "dev_nonce": _opt_int(dev_nonce, "--dev-nonce", 16),
+        "fcnt32": _opt_int(fcnt32, "--fcnt32", 32),
+    }
     failed = False
     for text in _inputs(frames):
         try:
@@ -145,8 +160,13 @@ def _only(kind: str, given: Iterable[tuple[str, object]]) -> None:
 @click.option("--fport", metavar="INT", help="FPort 0..255 (0: payload holds MAC commands, NwkSKey).")
 @click.option("--payload", metavar="HEX", help="Plain FRMPayload (encrypted by this command).")
 @click.option("--fopts", metavar="HEX", help="FOpts bytes (MAC commands piggybacked, at most 15).")
-@click.option("--mac", "mac_json", metavar="JSON", help='MAC commands as a JSON list, e.g. '
-              '\'[{"name": "DevStatusReq"}]\': into FOpts, or the payload with --fport 0.')
+@click.option(
+    "--mac",
+    "mac_json",
+    metavar="JSON",
+    help="MAC commands as a JSON list, e.g. "
+    '\'[{"name": "DevStatusReq"}]\': into FOpts, or the payload with --fport 0.',
+)
 @click.option("--nwk-s-key", metavar="HEX", help="NwkSKey (MIC; FPort-0 encryption).")
 @click.option("--app-s-key", metavar="HEX", help="AppSKey (FPort 1..255 encryption).")
 @click.option("--confirmed", is_flag=True, help="Confirmed data frame.")
@@ -167,12 +187,35 @@ def _only(kind: str, given: Iterable[tuple[str, object]]) -> None:
 @click.option("--rx-delay", type=int, default=None, help="RxDelay in seconds (default 1).")
 @click.option("--cflist", metavar="HZ,...", help="Up to 5 extra channel frequencies in Hz (CFList).")
 @click.option("--base64", "use_base64", is_flag=True, help="Print base64 instead of hex.")
-def encode_cmd(kind: str, dev_addr: str | None, fcnt: str | None, fport: str | None, payload: str | None,
-               fopts: str | None, mac_json: str | None, nwk_s_key: str | None, app_s_key: str | None,
-               confirmed: bool, down: bool, adr: bool, adr_ack_req: bool, ack: bool, fpending: bool,
-               class_b: bool, join_eui: str | None, dev_eui: str | None, dev_nonce: str | None,
-               app_key: str | None, join_nonce: str | None, net_id: str | None, rx1_dr_offset: int | None,
-               rx2_dr: int | None, rx_delay: int | None, cflist: str | None, use_base64: bool) -> None:
+def encode_cmd(
+    kind: str,
+    dev_addr: str | None,
+    fcnt: str | None,
+    fport: str | None,
+    payload: str | None,
+    fopts: str | None,
+    mac_json: str | None,
+    nwk_s_key: str | None,
+    app_s_key: str | None,
+    confirmed: bool,
+    down: bool,
+    adr: bool,
+    adr_ack_req: bool,
+    ack: bool,
+    fpending: bool,
+    class_b: bool,
+    join_eui: str | None,
+    dev_eui: str | None,
+    dev_nonce: str | None,
+    app_key: str | None,
+    join_nonce: str | None,
+    net_id: str | None,
+    rx1_dr_offset: int | None,
+    rx2_dr: int | None,
+    rx_delay: int | None,
+    cflist: str | None,
+    use_base64: bool,
+) -> None:
     """Build a frame and print it as upper-case hex (or base64).
 
     \b
@@ -183,23 +226,57 @@ def encode_cmd(kind: str, dev_addr: str | None, fcnt: str | None, fport: str | N
                    [--rx1-dr-offset --rx2-dr --rx-delay --cflist]
     """
     join_opts = [("--join-eui", join_eui), ("--dev-eui", dev_eui), ("--dev-nonce", dev_nonce)]
-    accept_opts = [("--join-nonce", join_nonce), ("--net-id", net_id), ("--rx1-dr-offset", rx1_dr_offset),
-                   ("--rx2-dr", rx2_dr), ("--rx-delay", rx_delay), ("--cflist", cflist)]
-    data_opts = [("--fcnt", fcnt), ("--fport", fport), ("--payload", payload), ("--fopts", fopts),
-                 ("--mac", mac_json), ("--nwk-s-key", nwk_s_key), ("--app-s-key", app_s_key),
-                 ("--confirmed", confirmed), ("--down", down), ("--adr", adr), ("--adr-ack-req", adr_ack_req),
-                 ("--ack", ack), ("--fpending", fpending), ("--class-b", class_b)]
+    accept_opts = [
+        ("--join-nonce", join_nonce),
+        ("--net-id", net_id),
+        ("--rx1-dr-offset", rx1_dr_offset),
+        ("--rx2-dr", rx2_dr),
+        ("--rx-delay", rx_delay),
+        ("--cflist", cflist),
+    ]
+    data_opts = [
+        ("--fcnt", fcnt),
+        ("--fport", fport),
+        ("--payload", payload),
+        ("--fopts", fopts),
+        ("--mac", mac_json),
+        ("--nwk-s-key", nwk_s_key),
+        ("--app-s-key", app_s_key),
+        ("--confirmed", confirmed),
+        ("--down", down),
+        ("--adr", adr),
+        ("--adr-ack-req", adr_ack_req),
+        ("--ack", ack),
+        ("--fpending", fpending),
+        ("--class-b", class_b),
+    ]
     if kind == "data":
         _only("data frame", [*join_opts, *accept_opts, ("--app-key", app_key)])
-        out = _build_data(dev_addr, fcnt, fport, payload, fopts, mac_json, nwk_s_key, app_s_key, confirmed,
-                          down, adr, adr_ack_req, ack, fpending, class_b)
+        out = _build_data(
+            dev_addr,
+            fcnt,
+            fport,
+            payload,
+            fopts,
+            mac_json,
+            nwk_s_key,
+            app_s_key,
+            confirmed,
+            down,
+            adr,
+            adr_ack_req,
+            ack,
+            fpending,
+            class_b,
+        )
     elif kind == "join-request":
         _only("join-request", [*data_opts, *accept_opts, ("--dev-addr", dev_addr)])
         out = phy.build_join_request(
             join_eui=parse_id_hex(_required(join_eui, "--join-eui"), what="--join-eui", size=8),
             dev_eui=parse_id_hex(_required(dev_eui, "--dev-eui"), what="--dev-eui", size=8),
             dev_nonce=parse_int(_required(dev_nonce, "--dev-nonce"), what="--dev-nonce", bits=16),
-            app_key=parse_key(_required(app_key, "--app-key"), "--app-key"))
+            app_key=parse_key(_required(app_key, "--app-key"), "--app-key"),
+        )
     else:
         _only("join-accept", [*data_opts, *join_opts])
         out = phy.build_join_accept(
@@ -208,8 +285,10 @@ def encode_cmd(kind: str, dev_addr: str | None, fcnt: str | None, fport: str | N
             net_id=parse_id_hex(_required(net_id, "--net-id"), what="--net-id", size=3),
             dev_addr=parse_id_hex(_required(dev_addr, "--dev-addr"), what="--dev-addr", size=4),
             rx1_dr_offset=0 if rx1_dr_offset is None else rx1_dr_offset,
-            rx2_dr=0 if rx2_dr is None else rx2_dr, rx_delay=1 if rx_delay is None else rx_delay,
-            cflist_hz=_cflist(cflist))
+            rx2_dr=0 if rx2_dr is None else rx2_dr,
+            rx_delay=1 if rx_delay is None else rx_delay,
+            cflist_hz=_cflist(cflist),
+        )
     if use_base64:
         click.echo(base64.b64encode(out).decode())
     else:
@@ -222,10 +301,23 @@ def _required(value: str | None, name: str) -> str:
     return value
 
 
-def _build_data(dev_addr: str | None, fcnt: str | None, fport: str | None, payload: str | None,
-                fopts: str | None, mac_json: str | None, nwk_s_key: str | None, app_s_key: str | None,
-                confirmed: bool, down: bool, adr: bool, adr_ack_req: bool, ack: bool, fpending: bool,
-                class_b: bool) -> bytes:
+def _build_data(
+    dev_addr: str | None,
+    fcnt: str | None,
+    fport: str | None,
+    payload: str | None,
+    fopts: str | None,
+    mac_json: str | None,
+    nwk_s_key: str | None,
+    app_s_key: str | None,
+    confirmed: bool,
+    down: bool,
+    adr: bool,
+    adr_ack_req: bool,
+    ack: bool,
+    fpending: bool,
+    class_b: bool,
+) -> bytes:
     uplink = not down
     port = _opt_int(fport, "--fport", 8)
     body = b"" if payload is None else parse_hex(payload, what="--payload")
@@ -255,27 +347,56 @@ def _build_data(dev_addr: str | None, fcnt: str | None, fport: str | None, paylo
         # No application payload to encrypt: the AppSKey is not used, any valid key fills the slot.
         app = nwk if app_s_key is None else parse_key(app_s_key, "--app-s-key")
     return phy.build_data_frame(
-        uplink=uplink, confirmed=confirmed,
+        uplink=uplink,
+        confirmed=confirmed,
         dev_addr=parse_id_hex(_required(dev_addr, "--dev-addr"), what="--dev-addr", size=4),
-        fcnt32=parse_int(fcnt if fcnt is not None else 0, what="--fcnt", bits=32), fport=port,
-        payload=body, fopts=fopts_bytes, adr=adr, adr_ack_req=adr_ack_req, ack=ack, fpending=fpending,
-        class_b=class_b, nwk_s_key=nwk, app_s_key=app)
+        fcnt32=parse_int(fcnt if fcnt is not None else 0, what="--fcnt", bits=32),
+        fport=port,
+        payload=body,
+        fopts=fopts_bytes,
+        adr=adr,
+        adr_ack_req=adr_ack_req,
+        ack=ack,
+        fpending=fpending,
+        class_b=class_b,
+        nwk_s_key=nwk,
+        app_s_key=app,
+    )
 
 
 @click.command(name="airtime")
 @click.option("--sf", type=click.IntRange(7, 12), help="Spreading factor 7..12.")
-@click.option("--bw", "bw_khz", type=click.Choice(["125", "250", "500"]), default="125", show_default=True,
-              help="Bandwidth in kHz.")
+@click.option(
+    "--bw",
+    "bw_khz",
+    type=click.Choice(["125", "250", "500"]),
+    default="125",
+    show_default=True,
+    help="Bandwidth in kHz.",
+)
 @click.option("--dr", type=click.IntRange(0, 6), help="EU868 data rate instead of --sf/--bw.")
-@click.option("--bytes", "size", type=click.IntRange(0, 255), required=True,
-              help="Application payload (FRMPayload) bytes; the PHYPayload adds 13 (MHDR, FHDR, FPort, MIC) "
-                   "plus --fopts-len. With --phy: the whole PHYPayload length.")
+@click.option(
+    "--bytes",
+    "size",
+    type=click.IntRange(0, 255),
+    required=True,
+    help="Application payload (FRMPayload) bytes; the PHYPayload adds 13 (MHDR, FHDR, FPort, MIC) "
+    "plus --fopts-len. With --phy: the whole PHYPayload length.",
+)
 @click.option("--fopts-len", type=click.IntRange(0, 15), default=0, help="FOpts bytes in the frame.")
 @click.option("--phy", "is_phy", is_flag=True, help="--bytes is the PHYPayload length.")
 @click.option("--down", is_flag=True, help="Downlink (no payload CRC).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def airtime(sf: int | None, bw_khz: str, dr: int | None, size: int, fopts_len: int, is_phy: bool, down: bool,
-            as_json: bool) -> None:
+def airtime(
+    sf: int | None,
+    bw_khz: str,
+    dr: int | None,
+    size: int,
+    fopts_len: int,
+    is_phy: bool,
+    down: bool,
+    as_json: bool,
+) -> None:
     """Time on air of a LoRaWAN frame and the minimum pause after it under each EU868 duty cycle.
 
     Semtech AN1200.13 formula, CR 4/5, 8-symbol preamble, explicit header, low-data-rate optimisation
@@ -298,16 +419,31 @@ def airtime(sf: int | None, bw_khz: str, dr: int | None, size: int, fopts_len: i
     for duty in eu868.DUTY_CYCLES:
         bands = [f"{lo / 1e6:g}-{hi / 1e6:g} MHz" for lo, hi, d in eu868.SUBBANDS if d == duty]
         pause = round(airtime_mod.pause_s(toa_us, duty), 3)
-        pauses.append({"duty": duty, "subbands": bands, "pause_s": pause,
-                       "max_frames_per_hour": int(3600 * 1e6 * duty // toa_us)})
-    result: dict[str, Any] = {"sf": sf, "bw_khz": bw, "phy_len": phy_len,
-                              "app_bytes": None if is_phy else size, "ldro": ldro, "crc": not down,
-                              "airtime_us": toa_us, "airtime_ms": toa_us / 1000, "pauses": pauses}
+        pauses.append(
+            {
+                "duty": duty,
+                "subbands": bands,
+                "pause_s": pause,
+                "max_frames_per_hour": int(3600 * 1e6 * duty // toa_us),
+            }
+        )
+    result: dict[str, Any] = {
+        "sf": sf,
+        "bw_khz": bw,
+        "phy_len": phy_len,
+        "app_bytes": None if is_phy else size,
+        "ldro": ldro,
+        "crc": not down,
+        "airtime_us": toa_us,
+        "airtime_ms": toa_us / 1000,
+        "pauses": pauses,
+    }
     if not is_phy:
         drs = [d for d, v in eu868.DATA_RATES.items() if v == (sf, bw)]
         if drs and size > eu868.max_app_payload(drs[0]):
-            result["warning"] = (f"{size} bytes exceed the EU868 maximum of {eu868.max_app_payload(drs[0])} "
-                                 f"at DR{drs[0]}")
+            result["warning"] = (
+                f"{size} bytes exceed the EU868 maximum of {eu868.max_app_payload(drs[0])} at DR{drs[0]}"
+            )
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -316,12 +452,18 @@ def airtime(sf: int | None, bw_khz: str, dr: int | None, size: int, fopts_len: i
 
     console = Console()
     what = f"{phy_len}-byte PHYPayload" + ("" if is_phy else f" ({size} application bytes)")
-    console.print(f"Time on air: {toa_us / 1000:.3f} ms for a {what} at SF{sf}/{bw} kHz, CR 4/5, "
-                  f"LDRO {'on' if ldro else 'off'}")
+    console.print(
+        f"Time on air: {toa_us / 1000:.3f} ms for a {what} at SF{sf}/{bw} kHz, CR 4/5, "
+        f"LDRO {'on' if ldro else 'off'}"
+    )
     table = Table("duty cycle", "sub-bands", "min pause", "max frames/hour")
     for p in pauses:
-        table.add_row(f"{p['duty'] * 100:g} %", ", ".join(p["subbands"]), f"{p['pause_s']:.3f} s",
-                      str(p["max_frames_per_hour"]))
+        table.add_row(
+            f"{p['duty'] * 100:g} %",
+            ", ".join(p["subbands"]),
+            f"{p['pause_s']:.3f} s",
+            str(p["max_frames_per_hour"]),
+        )
     console.print(table)
     if "warning" in result:
         console.print(f"[yellow]warning:[/] {result['warning']}")

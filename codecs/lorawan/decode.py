@@ -13,9 +13,15 @@ from havel.codecs.lorawan.ids import check_key, dev_addr_hex, eui_hex, net_id_he
 from havel.errors import FrameError, InputError
 
 
-def decode_frame(data: bytes, *, nwk_s_key: bytes | None = None, app_s_key: bytes | None = None,
-                 app_key: bytes | None = None, dev_nonce: int | None = None,
-                 fcnt32: int | None = None) -> dict[str, Any]:
+def decode_frame(
+    data: bytes,
+    *,
+    nwk_s_key: bytes | None = None,
+    app_s_key: bytes | None = None,
+    app_key: bytes | None = None,
+    dev_nonce: int | None = None,
+    fcnt32: int | None = None,
+) -> dict[str, Any]:
     """Decode a PHYPayload to a JSON-ready dict; verifies and decrypts with whichever keys are given.
 
     ``fcnt32`` is this frame's full counter (its low 16 bits must be the frame's FCnt); without it the
@@ -32,22 +38,36 @@ def decode_frame(data: bytes, *, nwk_s_key: bytes | None = None, app_s_key: byte
         mic_valid = None
         if app_key is not None:
             mic_valid = crypto.verify_mic(crypto.join_request_mic(app_key, frame.msg), frame.mic)
-        return {"mtype": frame.mtype, "major": frame.major, "join_eui": eui_hex(frame.join_eui),
-                "dev_eui": eui_hex(frame.dev_eui), "dev_nonce": frame.dev_nonce,
-                "mic": frame.mic.hex().upper(), "mic_valid": mic_valid}
+        return {
+            "mtype": frame.mtype,
+            "major": frame.major,
+            "join_eui": eui_hex(frame.join_eui),
+            "dev_eui": eui_hex(frame.dev_eui),
+            "dev_nonce": frame.dev_nonce,
+            "mic": frame.mic.hex().upper(),
+            "mic_valid": mic_valid,
+        }
     if isinstance(frame, phy.JoinAccept):
         return _join_accept(frame, app_key, dev_nonce)
-    return {"mtype": frame.mtype, "major": frame.major, "payload": frame.payload.hex(),
-            "mic": None, "mic_valid": None}
+    return {
+        "mtype": frame.mtype,
+        "major": frame.major,
+        "payload": frame.payload.hex(),
+        "mic": None,
+        "mic_valid": None,
+    }
 
 
-def _data(frame: phy.DataFrame, nwk_s_key: bytes | None, app_s_key: bytes | None,
-          fcnt32: int | None) -> dict[str, Any]:
+def _data(
+    frame: phy.DataFrame, nwk_s_key: bytes | None, app_s_key: bytes | None, fcnt32: int | None
+) -> dict[str, Any]:
     if fcnt32 is None:
         fcnt32 = frame.fcnt16
     elif not 0 <= fcnt32 <= 0xFFFFFFFF or fcnt32 & 0xFFFF != frame.fcnt16:
-        raise InputError(f"fcnt32 {fcnt32} does not end in this frame's FCnt {frame.fcnt16}",
-                         hint="give this frame's full 32-bit counter, or none to take the upper half as 0")
+        raise InputError(
+            f"fcnt32 {fcnt32} does not end in this frame's FCnt {frame.fcnt16}",
+            hint="give this frame's full 32-bit counter, or none to take the upper half as 0",
+        )
     fctrl: dict[str, Any] = {"adr": frame.adr}
     if frame.uplink:
         fctrl.update(adr_ack_req=frame.adr_ack_req, ack=frame.ack, class_b=frame.class_b)
@@ -64,9 +84,16 @@ def _data(frame: phy.DataFrame, nwk_s_key: bytes | None, app_s_key: bytes | None
     if payload and key is not None:
         payload = crypto.crypt_frm_payload(key, frame.uplink, frame.dev_addr, fcnt32, payload)
     out: dict[str, Any] = {
-        "mtype": frame.mtype, "major": frame.major, "dev_addr": dev_addr_hex(frame.dev_addr), "fctrl": fctrl,
-        "fcnt": frame.fcnt16, "fcnt32": fcnt32, "fopts": frame.fopts.hex(), "fport": frame.fport,
-        "frm_payload": payload.hex(), "encrypted": encrypted,
+        "mtype": frame.mtype,
+        "major": frame.major,
+        "dev_addr": dev_addr_hex(frame.dev_addr),
+        "fctrl": fctrl,
+        "fcnt": frame.fcnt16,
+        "fcnt32": fcnt32,
+        "fopts": frame.fopts.hex(),
+        "fport": frame.fport,
+        "frm_payload": payload.hex(),
+        "encrypted": encrypted,
     }
     try:
         commands = maccmds.decode(frame.fopts, frame.uplink)
@@ -84,17 +111,28 @@ def _data(frame: phy.DataFrame, nwk_s_key: bytes | None, app_s_key: bytes | None
 def _join_accept(frame: phy.JoinAccept, app_key: bytes | None, dev_nonce: int | None) -> dict[str, Any]:
     if app_key is None:
         # Everything after MHDR, the MIC included, is encrypted: nothing more can be read.
-        return {"mtype": frame.mtype, "major": frame.major, "encrypted": True,
-                "payload": frame.raw[1:].hex(), "mic": None, "mic_valid": None}
+        return {
+            "mtype": frame.mtype,
+            "major": frame.major,
+            "encrypted": True,
+            "payload": frame.raw[1:].hex(),
+            "mic": None,
+            "mic_valid": None,
+        }
     plain = phy.parse_join_accept(crypto.decrypt_join_accept(app_key, frame.raw))
     out: dict[str, Any] = {
-        "mtype": frame.mtype, "major": frame.major, "encrypted": False, "join_nonce": plain.join_nonce,
-        "net_id": net_id_hex(plain.net_id), "dev_addr": dev_addr_hex(plain.dev_addr),
+        "mtype": frame.mtype,
+        "major": frame.major,
+        "encrypted": False,
+        "join_nonce": plain.join_nonce,
+        "net_id": net_id_hex(plain.net_id),
+        "dev_addr": dev_addr_hex(plain.dev_addr),
         "dl_settings": {"rx1_dr_offset": plain.rx1_dr_offset, "rx2_dr": plain.rx2_dr},
         "rx_delay": plain.rx_delay,
         # CFListType 0 is a list of five frequencies (EU868); other types (1: the channel mask of US915 and
         # AU915) are not frequencies, so they are not printed as if they were.
-        "cflist": plain.cflist_hz if plain.cflist_type == 0 else None, "cflist_type": plain.cflist_type,
+        "cflist": plain.cflist_hz if plain.cflist_type == 0 else None,
+        "cflist_type": plain.cflist_type,
         "mic": plain.mic.hex().upper(),
         "mic_valid": crypto.verify_mic(crypto.join_accept_mic(app_key, plain.msg), plain.mic),
     }

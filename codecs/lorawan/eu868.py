@@ -21,7 +21,14 @@ MAX_EIRP_DBM = 16  # TXPower 0; each index below takes 2 dB off (RP002 2.4.3)
 
 # dr -> (sf, bw_khz) for the LoRa data rates (RP002 table 2.4.3). DR7 is FSK 50 kbit/s: no SF.
 DATA_RATES: dict[int, tuple[int, int]] = {
-    0: (12, 125), 1: (11, 125), 2: (10, 125), 3: (9, 125), 4: (8, 125), 5: (7, 125), 6: (7, 250)}
+    0: (12, 125),
+    1: (11, 125),
+    2: (10, 125),
+    3: (9, 125),
+    4: (8, 125),
+    5: (7, 125),
+    6: (7, 250),
+}
 FSK_DR = 7
 FSK_BITRATE = 50_000
 
@@ -33,9 +40,9 @@ MAX_APP_PAYLOAD: dict[int, int] = {0: 51, 1: 51, 2: 51, 3: 115, 4: 222, 5: 222, 
 SUBBANDS: tuple[tuple[int, int, float], ...] = (
     (863_000_000, 865_000_000, 0.001),
     (865_000_000, 868_000_000, 0.01),
-    (868_000_000, 868_600_000, 0.01),   # the three default channels
+    (868_000_000, 868_600_000, 0.01),  # the three default channels
     (868_700_000, 869_200_000, 0.001),
-    (869_400_000, 869_650_000, 0.10),   # RX2
+    (869_400_000, 869_650_000, 0.10),  # RX2
     (869_700_000, 870_000_000, 0.01),
 )
 DUTY_CYCLES: tuple[float, ...] = (0.001, 0.01, 0.10)
@@ -106,12 +113,24 @@ def subband(freq_hz: int) -> tuple[str, float]:
     for lo, hi, duty in SUBBANDS:
         if lo <= freq_hz <= hi:
             return f"{lo / 1e6:g}-{hi / 1e6:g} MHz", duty
-    raise InputError(f"{freq_hz} Hz is not in an EU868 duty-cycle sub-band",
-                     hint="EU868 uses 863-870 MHz, default channels 868.1/868.3/868.5 MHz")
+    raise InputError(
+        f"{freq_hz} Hz is not in an EU868 duty-cycle sub-band",
+        hint="EU868 uses 863-870 MHz, default channels 868.1/868.3/868.5 MHz",
+    )
 
 
-def airtime_us(phy_len: int, sf: int, bw_khz: int = 125, *, cr: int = 1, preamble: int = 8, crc: bool = True,
-               explicit_header: bool = True, ldro: bool | None = None) -> int:
+def airtime_us(
+    phy_len: int,
+    sf: int,
+    bw_khz: int = 125,
+    *,
+    cr: int = 1,
+    preamble: int = 8,
+    crc: bool = True,
+    explicit_header: bool = True,
+    ldro: bool | None = None,
+) -> int:
     """Time on air in microseconds (see :func:`havel.codecs.lorawan.airtime.airtime_us`)."""
-    return airtime.airtime_us(phy_len, sf, bw_khz, cr=cr, preamble=preamble, crc=crc,
-                              explicit_header=explicit_header, ldro=ldro)
+    return airtime.airtime_us(
+        phy_len, sf, bw_khz, cr=cr, preamble=preamble, crc=crc, explicit_header=explicit_header, ldro=ldro
+    )

@@ -23,8 +23,9 @@ def parse_hex(text: str, *, what: str = "hex") -> bytes:
     if cleaned[:2] in ("0x", "0X"):
         cleaned = cleaned[2:]
     if len(cleaned) % 2:
-        raise InputError(f"{what}: odd-length hex ({len(cleaned)} digits)",
-                         hint="every byte needs two hex digits")
+        raise InputError(
+            f"{what}: odd-length hex ({len(cleaned)} digits)", hint="every byte needs two hex digits"
+        )
     bad = next((ch for ch in cleaned if ch not in _HEX_DIGITS), None)
     if bad is not None:
         raise InputError(f"{what}: {bad!r} is not a hex digit", hint="use 0-9 and a-f only")
@@ -38,16 +39,19 @@ def parse_base64(text: str, *, what: str = "base64") -> bytes:
     try:
         return base64.b64decode(cleaned, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InputError(f"{what}: invalid base64 ({exc})",
-                         hint="check for truncated or mangled text") from None
+        raise InputError(
+            f"{what}: invalid base64 ({exc})", hint="check for truncated or mangled text"
+        ) from None
 
 
 def check_key(key: bytes, what: str = "key") -> bytes:
     """Return ``key`` if it is an AES-128 key (16 bytes), else raise InputError naming it."""
     if not isinstance(key, bytes | bytearray) or len(key) != KEY_LEN:
         size = len(key) if isinstance(key, bytes | bytearray) else type(key).__name__
-        raise InputError(f"{what}: an AES-128 key has 16 bytes (32 hex digits), got {size}",
-                         hint="copy the whole key from the console")
+        raise InputError(
+            f"{what}: an AES-128 key has 16 bytes (32 hex digits), got {size}",
+            hint="copy the whole key from the console",
+        )
     return bytes(key)
 
 
@@ -66,8 +70,9 @@ def parse_int(value: str | int, *, what: str, bits: int) -> int:
         try:
             number = int(str(value).strip(), 0)
         except ValueError:
-            raise InputError(f"{what}: {value!r} is not an integer",
-                             hint="give decimal digits, or hex with a 0x prefix") from None
+            raise InputError(
+                f"{what}: {value!r} is not an integer", hint="give decimal digits, or hex with a 0x prefix"
+            ) from None
     if not 0 <= number < (1 << bits):
         raise InputError(f"{what}: {number} is outside 0..{(1 << bits) - 1}")
     return number

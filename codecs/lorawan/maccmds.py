@@ -64,39 +64,79 @@ class MacCommand:
 
 # CID, uplink name and layout (device -> network), downlink name and layout (network -> device).
 TABLE: tuple[MacCommand, ...] = (
-    MacCommand(0x02, "LinkCheckReq", (),
-               "LinkCheckAns", (_u8("margin_db"), _u8("gw_cnt"))),
-    MacCommand(0x03, "LinkADRAns", (_flags("channel_mask_ack", "data_rate_ack", "power_ack"),),
-               "LinkADRReq", (Word(1, (Bits("data_rate", 4, 4), Bits("tx_power", 0, 4))),
-                              Word(2, (Bits("ch_mask", 0, 16),)),
-                              Word(1, (Bits("ch_mask_cntl", 4, 3), Bits("nb_trans", 0, 4))))),
-    MacCommand(0x04, "DutyCycleAns", (),
-               "DutyCycleReq", (Word(1, (Bits("max_duty_cycle", 0, 4),)),)),
-    MacCommand(0x05, "RXParamSetupAns", (_flags("channel_ack", "rx2_data_rate_ack", "rx1_dr_offset_ack"),),
-               "RXParamSetupReq", (Word(1, (Bits("rx1_dr_offset", 4, 3), Bits("rx2_data_rate", 0, 4))),
-                                   _freq())),
-    MacCommand(0x06, "DevStatusAns", (_u8("battery"), Word(1, (Bits("margin_db", 0, 6, "signed"),))),
-               "DevStatusReq", ()),
-    MacCommand(0x07, "NewChannelAns", (_flags("channel_freq_ok", "data_rate_range_ok"),),
-               "NewChannelReq", (_u8("ch_index"), _freq(),
-                                 Word(1, (Bits("max_dr", 4, 4), Bits("min_dr", 0, 4))))),
-    MacCommand(0x08, "RXTimingSetupAns", (),
-               "RXTimingSetupReq", (Word(1, (Bits("delay_s", 0, 4),)),)),
-    MacCommand(0x09, "TxParamSetupAns", (),
-               "TxParamSetupReq", (Word(1, (Bits("downlink_dwell_time", 5, 1, "bool"),
-                                            Bits("uplink_dwell_time", 4, 1, "bool"),
-                                            Bits("max_eirp", 0, 4))),)),
-    MacCommand(0x0A, "DlChannelAns", (_flags("channel_freq_ok", "uplink_freq_exists"),),
-               "DlChannelReq", (_u8("ch_index"), _freq())),
-    MacCommand(0x0D, "DeviceTimeReq", (),
-               "DeviceTimeAns", (Word(4, (Bits("gps_time_s", 0, 32),)),
-                                 Word(1, (Bits("fraction_s", 0, 8, "frac256"),)))),
+    MacCommand(0x02, "LinkCheckReq", (), "LinkCheckAns", (_u8("margin_db"), _u8("gw_cnt"))),
+    MacCommand(
+        0x03,
+        "LinkADRAns",
+        (_flags("channel_mask_ack", "data_rate_ack", "power_ack"),),
+        "LinkADRReq",
+        (
+            Word(1, (Bits("data_rate", 4, 4), Bits("tx_power", 0, 4))),
+            Word(2, (Bits("ch_mask", 0, 16),)),
+            Word(1, (Bits("ch_mask_cntl", 4, 3), Bits("nb_trans", 0, 4))),
+        ),
+    ),
+    MacCommand(0x04, "DutyCycleAns", (), "DutyCycleReq", (Word(1, (Bits("max_duty_cycle", 0, 4),)),)),
+    MacCommand(
+        0x05,
+        "RXParamSetupAns",
+        (_flags("channel_ack", "rx2_data_rate_ack", "rx1_dr_offset_ack"),),
+        "RXParamSetupReq",
+        (Word(1, (Bits("rx1_dr_offset", 4, 3), Bits("rx2_data_rate", 0, 4))), _freq()),
+    ),
+    MacCommand(
+        0x06,
+        "DevStatusAns",
+        (_u8("battery"), Word(1, (Bits("margin_db", 0, 6, "signed"),))),
+        "DevStatusReq",
+        (),
+    ),
+    MacCommand(
+        0x07,
+        "NewChannelAns",
+        (_flags("channel_freq_ok", "data_rate_range_ok"),),
+        "NewChannelReq",
+        (_u8("ch_index"), _freq(), Word(1, (Bits("max_dr", 4, 4), Bits("min_dr", 0, 4)))),
+    ),
+    MacCommand(0x08, "RXTimingSetupAns", (), "RXTimingSetupReq", (Word(1, (Bits("delay_s", 0, 4),)),)),
+    MacCommand(
+        0x09,
+        "TxParamSetupAns",
+        (),
+        "TxParamSetupReq",
+        (
+            Word(
+                1,
+                (
+                    Bits("downlink_dwell_time", 5, 1, "bool"),
+                    Bits("uplink_dwell_time", 4, 1, "bool"),
+                    Bits("max_eirp", 0, 4),
+                ),
+            ),
+        ),
+    ),
+    MacCommand(
+        0x0A,
+        "DlChannelAns",
+        (_flags("channel_freq_ok", "uplink_freq_exists"),),
+        "DlChannelReq",
+        (_u8("ch_index"), _freq()),
+    ),
+    MacCommand(
+        0x0D,
+        "DeviceTimeReq",
+        (),
+        "DeviceTimeAns",
+        (Word(4, (Bits("gps_time_s", 0, 32),)), Word(1, (Bits("fraction_s", 0, 8, "frac256"),))),
+    ),
 )
 
 BY_CID: dict[int, MacCommand] = {cmd.cid: cmd for cmd in TABLE}
 # name -> (command, uplink?)
 BY_NAME: dict[str, tuple[MacCommand, bool]] = {
-    **{cmd.up_name: (cmd, True) for cmd in TABLE}, **{cmd.down_name: (cmd, False) for cmd in TABLE}}
+    **{cmd.up_name: (cmd, True) for cmd in TABLE},
+    **{cmd.down_name: (cmd, False) for cmd in TABLE},
+}
 
 
 def layout_size(layout: Layout) -> int:
@@ -129,17 +169,18 @@ def decode(data: bytes, uplink: bool) -> list[dict[str, Any]]:
         cid = data[pos]
         cmd = BY_CID.get(cid)
         if cmd is None:
-            out.append({"cid": cid, "name": "Unknown", "raw": bytes(data[pos + 1:]).hex()})
+            out.append({"cid": cid, "name": "Unknown", "raw": bytes(data[pos + 1 :]).hex()})
             break
         name, layout = (cmd.up_name, cmd.up) if uplink else (cmd.down_name, cmd.down)
         size = layout_size(layout)
         if pos + 1 + size > n:
-            raise FrameError(f"MAC command {name} (CID 0x{cid:02X}) needs {size} bytes, "
-                             f"only {n - pos - 1} left")
+            raise FrameError(
+                f"MAC command {name} (CID 0x{cid:02X}) needs {size} bytes, only {n - pos - 1} left"
+            )
         item: dict[str, Any] = {"cid": cid, "name": name}
         pos += 1
         for word in layout:
-            raw = int.from_bytes(data[pos:pos + word.size], "little")
+            raw = int.from_bytes(data[pos : pos + word.size], "little")
             pos += word.size
             for bits in word.fields:
                 item[bits.name] = _get_value(raw, bits)
@@ -202,12 +243,16 @@ def encode(cmds: list[dict[str, Any]], uplink: bool) -> bytes:
         if name is not None:
             found = BY_NAME.get(str(name))
             if found is None:
-                raise InputError(f"MAC command #{i}: unknown name {name!r}",
-                                 hint="names as in LoRaWAN 1.0.3 section 5, e.g. LinkADRReq, DevStatusReq")
+                raise InputError(
+                    f"MAC command #{i}: unknown name {name!r}",
+                    hint="names as in LoRaWAN 1.0.3 section 5, e.g. LinkADRReq, DevStatusReq",
+                )
             cmd, is_up = found
             if is_up != uplink:
-                raise InputError(f"MAC command {name} travels {'up' if is_up else 'down'}link, "
-                                 f"not {'up' if uplink else 'down'}link")
+                raise InputError(
+                    f"MAC command {name} travels {'up' if is_up else 'down'}link, "
+                    f"not {'up' if uplink else 'down'}link"
+                )
         else:
             cid = spec.get("cid")
             cmd_or_none = BY_CID.get(cid) if isinstance(cid, int) else None

@@ -16,16 +16,24 @@ from havel.codecs.lorawan.ids import check_key
 from havel.errors import FrameError, InputError
 
 # MType (MHDR bits 7..5) -> the names the CLI prints.
-MTYPE_NAMES = ("JoinRequest", "JoinAccept", "UnconfirmedDataUp", "UnconfirmedDataDown",
-               "ConfirmedDataUp", "ConfirmedDataDown", "RFU", "Proprietary")
+MTYPE_NAMES = (
+    "JoinRequest",
+    "JoinAccept",
+    "UnconfirmedDataUp",
+    "UnconfirmedDataDown",
+    "ConfirmedDataUp",
+    "ConfirmedDataDown",
+    "RFU",
+    "Proprietary",
+)
 MTYPE_BY_NAME = {name: i for i, name in enumerate(MTYPE_NAMES)}
 JOIN_REQUEST, JOIN_ACCEPT, PROPRIETARY = 0, 1, 7
 MAJOR_LORAWAN_R1 = 0
 
 JOIN_REQUEST_LEN = 23
 JOIN_ACCEPT_LENS = (17, 33)  # without / with CFList
-MIN_DATA_LEN = 12            # MHDR 1 + DevAddr 4 + FCtrl 1 + FCnt 2 + MIC 4
-MAX_PHY_LEN = 255            # the LoRa PHY length field is one byte
+MIN_DATA_LEN = 12  # MHDR 1 + DevAddr 4 + FCtrl 1 + FCnt 2 + MIC 4
+MAX_PHY_LEN = 255  # the LoRa PHY length field is one byte
 
 _fhdr = struct.Struct("<IBH")
 _join_req = struct.Struct("<QQH")
@@ -121,16 +129,19 @@ def parse(data: bytes) -> Frame:
     mtype = mhdr >> 5
     major = mhdr & 0x03
     if major != MAJOR_LORAWAN_R1:
-        raise FrameError(f"unknown LoRaWAN major version {major} (MHDR 0x{mhdr:02X})",
-                         hint="only major version 0 (LoRaWAN R1) exists")
+        raise FrameError(
+            f"unknown LoRaWAN major version {major} (MHDR 0x{mhdr:02X})",
+            hint="only major version 0 (LoRaWAN R1) exists",
+        )
     if mtype >= 2 and mtype <= 5:
         return _parse_data(data, mtype, major)
     if mtype == JOIN_REQUEST:
         if n != JOIN_REQUEST_LEN:
             raise FrameError(f"a join-request has {JOIN_REQUEST_LEN} bytes, got {n}")
         join_eui, dev_eui, dev_nonce = _join_req.unpack_from(data, 1)
-        return JoinRequest("JoinRequest", major, join_eui, dev_eui, dev_nonce, bytes(data[19:]),
-                           bytes(data[:19]))
+        return JoinRequest(
+            "JoinRequest", major, join_eui, dev_eui, dev_nonce, bytes(data[19:]), bytes(data[:19])
+        )
     if mtype == JOIN_ACCEPT:
         if n not in JOIN_ACCEPT_LENS:
             raise FrameError(f"a join-accept has 17 bytes, or 33 with CFList, got {n}")
@@ -155,15 +166,28 @@ def _parse_data(data: bytes, mtype: int, major: int) -> DataFrame:
     frm_payload = b""
     if pos < end:
         fport = data[pos]
-        frm_payload = bytes(data[pos + 1:end])
+        frm_payload = bytes(data[pos + 1 : end])
         if fport == 0 and fopts_len:
             raise FrameError("MAC commands in both FOpts and an FPort-0 payload (forbidden by 1.0.x 4.3.1.6)")
     bit4 = bool(fctrl & 0x10)
     return DataFrame(
-        MTYPE_NAMES[mtype], major, uplink, mtype >= 4, dev_addr,
-        bool(fctrl & 0x80), uplink and bool(fctrl & 0x40), bool(fctrl & 0x20),
-        not uplink and bit4, uplink and bit4,
-        fcnt16, bytes(data[8:8 + fopts_len]), fport, frm_payload, bytes(data[end:]), bytes(data[:end]))
+        MTYPE_NAMES[mtype],
+        major,
+        uplink,
+        mtype >= 4,
+        dev_addr,
+        bool(fctrl & 0x80),
+        uplink and bool(fctrl & 0x40),
+        bool(fctrl & 0x20),
+        not uplink and bit4,
+        uplink and bit4,
+        fcnt16,
+        bytes(data[8 : 8 + fopts_len]),
+        fport,
+        frm_payload,
+        bytes(data[end:]),
+        bytes(data[:end]),
+    )
 
 
 def parse_join_accept(plain_phy: bytes) -> JoinAcceptPlain:
@@ -180,11 +204,21 @@ def parse_join_accept(plain_phy: bytes) -> JoinAcceptPlain:
     cflist: list[int] | None = None
     cflist_type: int | None = None
     if n == 33:
-        cflist = [int.from_bytes(plain_phy[i:i + 3], "little") * 100 for i in range(13, 28, 3)]
+        cflist = [int.from_bytes(plain_phy[i : i + 3], "little") * 100 for i in range(13, 28, 3)]
         cflist_type = plain_phy[28]
-    return JoinAcceptPlain(plain_phy[0] & 0x03, join_nonce, net_id, dev_addr, (dl >> 4) & 0x07, dl & 0x0F,
-                           plain_phy[12] & 0x0F, cflist, cflist_type, bytes(plain_phy[-4:]),
-                           bytes(plain_phy[:-4]))
+    return JoinAcceptPlain(
+        plain_phy[0] & 0x03,
+        join_nonce,
+        net_id,
+        dev_addr,
+        (dl >> 4) & 0x07,
+        dl & 0x0F,
+        plain_phy[12] & 0x0F,
+        cflist,
+        cflist_type,
+        bytes(plain_phy[-4:]),
+        bytes(plain_phy[:-4]),
+    )
 
 
 def _need(cond: bool, message: str) -> None:
@@ -192,10 +226,23 @@ def _need(cond: bool, message: str) -> None:
         raise InputError(message)
 
 
-def build_data_frame(*, uplink: bool, confirmed: bool, dev_addr: int, fcnt32: int, fport: int | None,
-                     payload: bytes, fopts: bytes = b"", adr: bool = False, adr_ack_req: bool = False,
-                     ack: bool = False, fpending: bool = False, class_b: bool = False,
-                     nwk_s_key: bytes, app_s_key: bytes) -> bytes:
+def build_data_frame(
+    *,
+    uplink: bool,
+    confirmed: bool,
+    dev_addr: int,
+    fcnt32: int,
+    fport: int | None,
+    payload: bytes,
+    fopts: bytes = b"",
+    adr: bool = False,
+    adr_ack_req: bool = False,
+    ack: bool = False,
+    fpending: bool = False,
+    class_b: bool = False,
+    nwk_s_key: bytes,
+    app_s_key: bytes,
+) -> bytes:
     """A complete data frame: FRMPayload encrypted (AppSKey, or NwkSKey for FPort 0), MIC appended.
 
     ``payload`` is the plaintext FRMPayload, ``fcnt32`` the full counter (the low 16 bits go on the air).
@@ -212,8 +259,13 @@ def build_data_frame(*, uplink: bool, confirmed: bool, dev_addr: int, fcnt32: in
     _need(uplink or not (adr_ack_req or class_b), "ADRACKReq and ClassB are uplink-only FCtrl bits")
     _need(not uplink or not fpending, "FPending is a downlink-only FCtrl bit")
     mtype = (4 if confirmed else 2) + (0 if uplink else 1)
-    fctrl = (0x80 if adr else 0) | (0x40 if adr_ack_req else 0) | (0x20 if ack else 0) | \
-        (0x10 if (class_b or fpending) else 0) | len(fopts)
+    fctrl = (
+        (0x80 if adr else 0)
+        | (0x40 if adr_ack_req else 0)
+        | (0x20 if ack else 0)
+        | (0x10 if (class_b or fpending) else 0)
+        | len(fopts)
+    )
     msg = bytes([mtype << 5]) + _fhdr.pack(dev_addr, fctrl, fcnt32 & 0xFFFF) + bytes(fopts)
     if fport is not None:
         key = nwk_s_key if fport == 0 else app_s_key
@@ -231,8 +283,17 @@ def build_join_request(*, join_eui: int, dev_eui: int, dev_nonce: int, app_key: 
     return msg + crypto.join_request_mic(app_key, msg)
 
 
-def build_join_accept(*, app_key: bytes, join_nonce: int, net_id: int, dev_addr: int, rx1_dr_offset: int = 0,
-                      rx2_dr: int = 0, rx_delay: int = 1, cflist_hz: list[int] | None = None) -> bytes:
+def build_join_accept(
+    *,
+    app_key: bytes,
+    join_nonce: int,
+    net_id: int,
+    dev_addr: int,
+    rx1_dr_offset: int = 0,
+    rx2_dr: int = 0,
+    rx_delay: int = 1,
+    cflist_hz: list[int] | None = None,
+) -> bytes:
     """A join-accept, MIC added and encrypted with the AppKey: ready to send.
 
     ``cflist_hz`` lists up to five extra channel frequencies in Hz (multiples of 100 Hz; CFListType 0).
@@ -244,13 +305,20 @@ def build_join_accept(*, app_key: bytes, join_nonce: int, net_id: int, dev_addr:
     _need(0 <= rx1_dr_offset <= 7, f"RX1DRoffset {rx1_dr_offset} is outside 0..7")
     _need(0 <= rx2_dr <= 15, f"RX2DataRate {rx2_dr} is outside 0..15")
     _need(0 <= rx_delay <= 15, f"RxDelay {rx_delay} is outside 0..15 (seconds; 0 means 1)")
-    msg = bytes([JOIN_ACCEPT << 5]) + join_nonce.to_bytes(3, "little") + net_id.to_bytes(3, "little") + \
-        dev_addr.to_bytes(4, "little") + bytes([(rx1_dr_offset << 4) | rx2_dr, rx_delay])
+    msg = (
+        bytes([JOIN_ACCEPT << 5])
+        + join_nonce.to_bytes(3, "little")
+        + net_id.to_bytes(3, "little")
+        + dev_addr.to_bytes(4, "little")
+        + bytes([(rx1_dr_offset << 4) | rx2_dr, rx_delay])
+    )
     if cflist_hz is not None:
         _need(len(cflist_hz) <= 5, f"a CFList holds at most 5 frequencies, got {len(cflist_hz)}")
         for freq in cflist_hz:
-            _need(0 <= freq < 100 << 24 and freq % 100 == 0,
-                  f"CFList frequency {freq} Hz is not a multiple of 100 Hz below 1677.7216 MHz")
+            _need(
+                0 <= freq < 100 << 24 and freq % 100 == 0,
+                f"CFList frequency {freq} Hz is not a multiple of 100 Hz below 1677.7216 MHz",
+            )
         padded = list(cflist_hz) + [0] * (5 - len(cflist_hz))
         msg += b"".join((f // 100).to_bytes(3, "little") for f in padded) + b"\x00"
     plain = msg + crypto.join_accept_mic(app_key, msg)

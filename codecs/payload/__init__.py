@@ -20,5 +20,16 @@ from havel.codecs.payload.registry import (
     list_kinds,
 )
 
-__all__ = ["CODEC_NAMES", "KIND_NAMES", "Codec", "NodeCodec", "NodeKind", "Port", "find_kind", "get_codec",
-           "get_kind", "list_codecs", "list_kinds"]
+__all__ = [
+    "CODEC_NAMES",
+    "KIND_NAMES",
+    "Codec",
+    "NodeCodec",
+    "NodeKind",
+    "Port",
+    "find_kind",
+    "get_codec",
+    "get_kind",
+    "list_codecs",
+    "list_kinds",
+]

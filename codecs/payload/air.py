@@ -33,23 +33,35 @@ FAULTS = ("thp", "pm", "co2")
 FAULT_FIELDS = {"thp": ("temperature", "humidity", "pressure"), "pm": ("pm2_5", "pm10"), "co2": ("co2",)}
 
 READINGS = cs.Struct(
-    header(described("co2_fitted", Bool(cs.Flag), "1 = the co2 field is present"),
-           described("co2_fault", Bool(cs.Flag), "SCD41 fault"),
-           described("pm_fault", Bool(cs.Flag), "SDS011/SPS30 fault"),
-           described("thp_fault", Bool(cs.Flag), "BME280 fault (temperature, humidity, pressure)")),
+    header(
+        described("co2_fitted", Bool(cs.Flag), "1 = the co2 field is present"),
+        described("co2_fault", Bool(cs.Flag), "SCD41 fault"),
+        described("pm_fault", Bool(cs.Flag), "SDS011/SPS30 fault"),
+        described("thp_fault", Bool(cs.Flag), "BME280 fault (temperature, humidity, pressure)"),
+    ),
     "temperature" / temperature_c(-40, 85),
     "humidity" / humidity_half_percent(),
     "pressure" / Reading(cs.Int16ub, "0.1", lo=300, hi=1100, sentinel=0xFFFF, unit="hPa"),
     "pm2_5" / Reading(cs.Int16ub, "0.1", lo=0, hi=1000, sentinel=0xFFFF, unit="ug/m3"),
     "pm10" / Reading(cs.Int16ub, "0.1", lo=0, hi=1000, sentinel=0xFFFF, unit="ug/m3"),
-    described("co2", cs.If(cs.this._header.co2_fitted, Reading(cs.Int16ub, lo=0, hi=40000, sentinel=0xFFFF,
-                                                               unit="[ppm]")), "only when co2_fitted is set"),
+    described(
+        "co2",
+        cs.If(cs.this._header.co2_fitted, Reading(cs.Int16ub, lo=0, hi=40000, sentinel=0xFFFF, unit="[ppm]")),
+        "only when co2_fitted is set",
+    ),
     "battery" / battery_mv(),
     cs.Terminated,
 )
 
-UNITS = {"temperature": "Cel", "humidity": "%", "pressure": "hPa", "pm2_5": "ug/m3", "pm10": "ug/m3",
-         "co2": "[ppm]", "battery": "mV"}
+UNITS = {
+    "temperature": "Cel",
+    "humidity": "%",
+    "pressure": "hPa",
+    "pm2_5": "ug/m3",
+    "pm10": "ug/m3",
+    "co2": "[ppm]",
+    "battery": "mV",
+}
 KEYS = ("temperature", "humidity", "pressure", "pm2_5", "pm10", "co2", "battery", "faults")
 
 
@@ -68,16 +80,21 @@ VIEW = {
 
 def _from_data(d: Data) -> Any:
     faults = flags_of(d, "faults", FAULTS)
-    obj: dict[str, Any] = {k: d[k] for k in ("temperature", "humidity", "pressure", "pm2_5", "pm10",
-                                             "battery")}
+    obj: dict[str, Any] = {
+        k: d[k] for k in ("temperature", "humidity", "pressure", "pm2_5", "pm10", "battery")
+    }
     fitted = "co2" in d
     obj["co2"] = d["co2"] if fitted else None
     for sensor, fields in FAULT_FIELDS.items():
         if faults[sensor] is True:
             for f in fields:
                 obj[f] = None
-    obj["_header"] = {"co2_fitted": fitted, "co2_fault": faults["co2"], "pm_fault": faults["pm"],
-                      "thp_fault": faults["thp"]}
+    obj["_header"] = {
+        "co2_fitted": fitted,
+        "co2_fault": faults["co2"],
+        "pm_fault": faults["pm"],
+        "thp_fault": faults["thp"],
+    }
     return obj
 
 
@@ -89,11 +106,25 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
     return warnings, []
 
 
-CODEC = NodeCodec("air", "air quality: temperature, humidity, pressure, PM2.5, PM10, optional CO2", [
-    Port(1, "up", "readings", "temperature, humidity, pressure, PM2.5, PM10, CO2 (optional), battery",
-         READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
-    *common_ports(),
-])
+CODEC = NodeCodec(
+    "air",
+    "air quality: temperature, humidity, pressure, PM2.5, PM10, optional CO2",
+    [
+        Port(
+            1,
+            "up",
+            "readings",
+            "temperature, humidity, pressure, PM2.5, PM10, CO2 (optional), battery",
+            READINGS,
+            UNITS,
+            KEYS,
+            view=VIEW,
+            from_data=_from_data,
+            check=_check,
+        ),
+        *common_ports(),
+    ],
+)
 
 
 KIND = NodeKind(CODEC, kit="air")

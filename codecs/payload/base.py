@@ -60,8 +60,17 @@ class Reading(cs.Adapter):
     and maps to and from ``None``.
     """
 
-    def __init__(self, subcon: cs.Construct, step: str = "1", *, lo: float, hi: float,
-                 sentinel: int | None = None, unit: str | None = None, saturate_high: bool = False) -> None:
+    def __init__(
+        self,
+        subcon: cs.Construct,
+        step: str = "1",
+        *,
+        lo: float,
+        hi: float,
+        sentinel: int | None = None,
+        unit: str | None = None,
+        saturate_high: bool = False,
+    ) -> None:
         super().__init__(subcon)
         # a reading above the range is a real reading (a full battery on a charger): sent as the top
         # value, not as the sentinel ("absent") and not refused
@@ -98,8 +107,10 @@ class Reading(cs.Adapter):
         if self.saturate_high and obj > self.hi:
             obj = self.hi
         if not self.lo <= obj <= self.hi:
-            raise CodecError(f"{name}: {obj}{unit} is out of range {self.lo}..{self.hi}{unit}",
-                             hint="null means 'reading absent or faulty'" if self.nullable else None)
+            raise CodecError(
+                f"{name}: {obj}{unit} is out of range {self.lo}..{self.hi}{unit}",
+                hint="null means 'reading absent or faulty'" if self.nullable else None,
+            )
         return round_half_away(obj * self.den / self.num)
 
 
@@ -157,6 +168,7 @@ def described(name: str, subcon: cs.Construct, docs: str) -> cs.Construct:
 
 # --- shared field types (one place, so every codec writes a battery the same way) ------------------------
 
+
 def temperature_c(lo: float = -40.0, hi: float = 85.0) -> Reading:
     """Temperature, 0.1 Cel, int16 big-endian, 0x8000 = absent or faulty."""
     return Reading(cs.Int16sb, "0.1", lo=lo, hi=hi, sentinel=-0x8000, unit="Cel")
@@ -185,8 +197,9 @@ def _plain(obj: Any) -> Any:
     """A parsed construct Container as plain dicts/lists, keys starting with '_' dropped."""
     # scalars are kept inline rather than passed through a call each
     if isinstance(obj, dict):
-        return {k: _plain(v) if isinstance(v, _NESTED) else v for k, v in obj.items()
-                if not k.startswith("_")}
+        return {
+            k: _plain(v) if isinstance(v, _NESTED) else v for k, v in obj.items() if not k.startswith("_")
+        }
     if isinstance(obj, list):
         return [_plain(v) if isinstance(v, _NESTED) else v for v in obj]
     return obj
@@ -227,8 +240,9 @@ class ViewToData:
 
     def __init__(self, view: View) -> None:
         self.view = view
-        self._fields = [(key, spec if isinstance(spec, Field) else ViewToData(spec))
-                        for key, spec in view_fields(view)]
+        self._fields = [
+            (key, spec if isinstance(spec, Field) else ViewToData(spec)) for key, spec in view_fields(view)
+        ]
 
     def __call__(self, c: Any) -> Data:
         out: Data = {}
@@ -277,7 +291,7 @@ class Port:
 
 
 def _null_warnings(data: Any, prefix: str = "") -> list[str]:
-    """"<field>: reading absent or faulty" for every None in ``data``, depth first in key order."""
+    """ "<field>: reading absent or faulty" for every None in ``data``, depth first in key order."""
     # a None or a container is looked at here, other scalars are skipped without a call each
     out: list[str] = []
     if isinstance(data, dict):
@@ -327,8 +341,15 @@ def check_direction(direction: str) -> None:
 class NodeCodec(Codec):
     """A codec made of :class:`Port` schemas, one per (FPort, direction), all carrying the version nibble."""
 
-    def __init__(self, name: str, summary: str, ports: Iterable[Port], *, compiled: bool = False,
-                 fast: bool | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        summary: str,
+        ports: Iterable[Port],
+        *,
+        compiled: bool = False,
+        fast: bool | None = None,
+    ) -> None:
         self.name = name
         self.summary = summary
         self._ports: dict[tuple[int, str], Port] = {}
@@ -384,10 +405,12 @@ class NodeCodec(Codec):
         check_direction(direction)
         known = sorted(fp for fp, d in self._ports if d == direction)
         if fport is None:
-            raise CodecError(f"{self.name}: which FPort? {direction}link ports are {known}",
-                             hint="pass --fport")
-        raise CodecError(f"{self.name}: no {direction}link payload on FPort {fport}; "
-                         f"{direction}link ports are {known}")
+            raise CodecError(
+                f"{self.name}: which FPort? {direction}link ports are {known}", hint="pass --fport"
+            )
+        raise CodecError(
+            f"{self.name}: no {direction}link payload on FPort {fport}; {direction}link ports are {known}"
+        )
 
     def decode(self, data: bytes, fport: int, direction: Direction = "up") -> dict[str, Any]:
         """Decode ``data`` received on ``fport``; CodecError for unknown port/version or unreadable bytes."""
@@ -411,9 +434,11 @@ class NodeCodec(Codec):
             raise CodecError(f"{self.name} FPort {fport}: empty payload")
         version = data[0] >> 4
         if version != VERSION:
-            raise CodecError(f"{self.name} FPort {fport}: unknown payload version {version} "
-                             f"(this decoder reads version {VERSION})",
-                             hint="update Havel or check the node's firmware")
+            raise CodecError(
+                f"{self.name} FPort {fport}: unknown payload version {version} "
+                f"(this decoder reads version {VERSION})",
+                hint="update Havel or check the node's firmware",
+            )
         fast = self._fast.get((fport, direction))
         parsed = fast(bytes(data)) if fast is not None else None
         if parsed is None:
@@ -428,27 +453,38 @@ class NodeCodec(Codec):
             more_w, more_e = port.check(out)
             warnings += more_w
             errors += more_e
-        return {"codec": self.name, "fport": fport, "version": VERSION, "data": out,
-                "units": dict(port.units), "warnings": warnings, "errors": errors}
+        return {
+            "codec": self.name,
+            "fport": fport,
+            "version": VERSION,
+            "data": out,
+            "units": dict(port.units),
+            "warnings": warnings,
+            "errors": errors,
+        }
 
-    def _parse(self, port: Port, fport: int, direction: Direction, data: bytes | bytearray,
-               compiled: bool = True) -> Any:
+    def _parse(
+        self, port: Port, fport: int, direction: Direction, data: bytes | bytearray, compiled: bool = True
+    ) -> Any:
         """Parse with construct (compiled when asked for); CodecError for bytes it cannot read."""
         schema = self._compiled.get((fport, direction), port.struct) if compiled else port.struct
         try:
             parsed = schema.parse(bytes(data))
         except (cs.StreamError, struct.error):
             # compiled parsers read with io.read(n) and unpack: a short read is struct.error, not StreamError
-            raise CodecError(f"{self.name} FPort {fport} ({port.name}): payload of {len(data)} bytes is "
-                             f"truncated") from None
+            raise CodecError(
+                f"{self.name} FPort {fport} ({port.name}): payload of {len(data)} bytes is truncated"
+            ) from None
         except cs.TerminatedError:
             expected = _static_size(port.struct)
             more = f" (expected {expected})" if expected is not None else ""
-            raise CodecError(f"{self.name} FPort {fport} ({port.name}): {len(data)} bytes is too long"
-                             f"{more}") from None
+            raise CodecError(
+                f"{self.name} FPort {fport} ({port.name}): {len(data)} bytes is too long{more}"
+            ) from None
         except cs.ConstructError as exc:
-            raise CodecError(f"{self.name} FPort {fport} ({port.name}): unreadable payload: "
-                             f"{str(exc).splitlines()[-1]}") from None
+            raise CodecError(
+                f"{self.name} FPort {fport} ({port.name}): unreadable payload: {str(exc).splitlines()[-1]}"
+            ) from None
         return parsed
 
     def encode(self, data: Mapping[str, Any], fport: int | None = None, direction: Direction = "up") -> bytes:
@@ -468,8 +504,10 @@ class NodeCodec(Codec):
             raise CodecError(f"{self.name} {port.name}: expected a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - set(port.keys))
         if unknown:
-            raise CodecError(f"{self.name} {port.name}: unknown field(s) {', '.join(unknown)}; "
-                             f"fields are {', '.join(port.keys) or '(none)'}")
+            raise CodecError(
+                f"{self.name} {port.name}: unknown field(s) {', '.join(unknown)}; "
+                f"fields are {', '.join(port.keys) or '(none)'}"
+            )
         try:
             obj = port.from_data(dict(data))
             return bytes(port.struct.build(obj))

@@ -60,11 +60,16 @@ TYPES: tuple[LppType, ...] = (
     LppType(113, "accelerometer", _xyz("0.001", -32.768, 32.767), {"x": "[g]", "y": "[g]", "z": "[g]"}),
     LppType(115, "barometric_pressure", _r(cs.Int16ub, "0.1", 0, 6553.5, "hPa"), "hPa"),
     LppType(134, "gyrometer", _xyz("0.01", -327.68, 327.67), {"x": "deg/s", "y": "deg/s", "z": "deg/s"}),
-    LppType(136, "gps", cs.Struct(
-        "latitude" / _r(cs.Int24sb, "0.0001", -90, 90, "deg"),
-        "longitude" / _r(cs.Int24sb, "0.0001", -180, 180, "deg"),
-        "altitude" / _r(cs.Int24sb, "0.01", -83886.08, 83886.07, "m"),
-    ), {"latitude": "deg", "longitude": "deg", "altitude": "m"}),
+    LppType(
+        136,
+        "gps",
+        cs.Struct(
+            "latitude" / _r(cs.Int24sb, "0.0001", -90, 90, "deg"),
+            "longitude" / _r(cs.Int24sb, "0.0001", -180, 180, "deg"),
+            "altitude" / _r(cs.Int24sb, "0.01", -83886.08, 83886.07, "m"),
+        ),
+        {"latitude": "deg", "longitude": "deg", "altitude": "m"},
+    ),
     # extended types
     LppType(100, "generic_sensor", _r(cs.Int32ub, "1", 0, 0xFFFFFFFF), None),
     LppType(116, "voltage", _r(cs.Int16ub, "0.01", 0, 655.35, "V"), "V"),
@@ -124,10 +129,18 @@ class CayenneLPP(Codec):
     @property
     def ports(self) -> tuple[Port, ...]:
         return (
-            Port(None, "up", "readings", "any FPort 1..223: channel, type, value entries", _UP_ENTRY,
-                 {t.name: t.unit for t in TYPES if t.unit}, ()),
-            Port(None, "down", "values", "any FPort 1..223: channel, value (0.01) entries", _DOWN_ENTRY,
-                 {}, ()),
+            Port(
+                None,
+                "up",
+                "readings",
+                "any FPort 1..223: channel, type, value entries",
+                _UP_ENTRY,
+                {t.name: t.unit for t in TYPES if t.unit},
+                (),
+            ),
+            Port(
+                None, "down", "values", "any FPort 1..223: channel, value (0.01) entries", _DOWN_ENTRY, {}, ()
+            ),
         )
 
     @staticmethod
@@ -151,29 +164,40 @@ class CayenneLPP(Codec):
             if direction == "down":
                 if i + 3 > len(data):
                     raise CodecError(f"cayenne-lpp: downlink entry at byte {i} is truncated (needs 3 bytes)")
-                key, value = f"value_{channel}", DOWNLINK_VALUE.parse(data[i + 1:i + 3])
+                key, value = f"value_{channel}", DOWNLINK_VALUE.parse(data[i + 1 : i + 3])
                 i += 3
             else:
                 if i + 2 > len(data):
                     raise CodecError(f"cayenne-lpp: entry at byte {i} is truncated (channel without a type)")
                 lpp = BY_ID.get(data[i + 1])
                 if lpp is None:
-                    raise CodecError(f"cayenne-lpp: unknown type {data[i + 1]} (0x{data[i + 1]:02x}) at byte "
-                                     f"{i + 1}; nothing after it can be read")
+                    raise CodecError(
+                        f"cayenne-lpp: unknown type {data[i + 1]} (0x{data[i + 1]:02x}) at byte "
+                        f"{i + 1}; nothing after it can be read"
+                    )
                 end = i + 2 + lpp.size
                 if end > len(data):
-                    raise CodecError(f"cayenne-lpp: {lpp.name} on channel {channel} at byte {i} is truncated "
-                                     f"(needs {lpp.size} value bytes, {len(data) - i - 2} left)")
+                    raise CodecError(
+                        f"cayenne-lpp: {lpp.name} on channel {channel} at byte {i} is truncated "
+                        f"(needs {lpp.size} value bytes, {len(data) - i - 2} left)"
+                    )
                 key = f"{lpp.name}_{channel}"
-                value = _plain(self._parsers[lpp.type_id].parse(data[i + 2:end]))
+                value = _plain(self._parsers[lpp.type_id].parse(data[i + 2 : end]))
                 if lpp.unit:
                     units[key] = lpp.unit
                 i = end
             if key in out:
                 warnings.append(f"{key} appears more than once; the last value is kept")
             out[key] = value
-        return {"codec": self.name, "fport": fport, "version": None, "data": out, "units": units,
-                "warnings": warnings, "errors": []}
+        return {
+            "codec": self.name,
+            "fport": fport,
+            "version": None,
+            "data": out,
+            "units": units,
+            "warnings": warnings,
+            "errors": [],
+        }
 
     def encode(self, data: Mapping[str, Any], fport: int | None = None, direction: str = "up") -> bytes:
         """Encode ``{"<type>_<channel>": value, ...}`` in the order given."""
@@ -195,13 +219,15 @@ class CayenneLPP(Codec):
                     raise CodecError(f"{key}: unknown type {name!r}; types are {', '.join(BY_NAME)}")
                 if isinstance(lpp.value, cs.Struct):
                     if not isinstance(value, dict):
-                        raise CodecError(f"{key}: expected an object with "
-                                         f"{', '.join(sc.name for sc in lpp.value.subcons)}")
+                        raise CodecError(
+                            f"{key}: expected an object with {', '.join(sc.name for sc in lpp.value.subcons)}"
+                        )
                     fields = [sc.name for sc in lpp.value.subcons]
                     extra = sorted(set(value) - set(fields))
                     if extra:
-                        raise CodecError(f"{key}: unknown field(s) {', '.join(extra)}; fields are "
-                                         f"{', '.join(fields)}")
+                        raise CodecError(
+                            f"{key}: unknown field(s) {', '.join(extra)}; fields are {', '.join(fields)}"
+                        )
                 out += bytes([channel, lpp.type_id]) + lpp.value.build(value)
             except CodecError as exc:
                 if str(exc).startswith(key):

@@ -27,8 +27,10 @@ def parse_hex(text: str) -> bytes:
     if cleaned[:2].lower() == "0x":
         cleaned = cleaned[2:]
     if len(cleaned) % 2:
-        raise InputError(f"hex payload {text!r} has an odd number of digits ({len(cleaned)})",
-                         hint="each byte is two hex digits")
+        raise InputError(
+            f"hex payload {text!r} has an odd number of digits ({len(cleaned)})",
+            hint="each byte is two hex digits",
+        )
     try:
         return binascii.unhexlify(cleaned)
     except (binascii.Error, ValueError):
@@ -50,8 +52,10 @@ def parse_json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc.msg} at character {exc.pos}",
-                         hint="quote the object in single quotes: '{\"interval\": 900}'") from None
+        raise InputError(
+            f"invalid JSON: {exc.msg} at character {exc.pos}",
+            hint="quote the object in single quotes: '{\"interval\": 900}'",
+        ) from None
     except RecursionError:
         raise InputError("invalid JSON: nested too deeply to read") from None
     if not isinstance(value, dict):
@@ -80,8 +84,12 @@ def decode_cmd(codec_name: str, fport: int, direction: str, is_base64: bool, hex
 
 @payload.command("encode")
 @click.option("--codec", "codec_name", required=True, metavar="NAME", help=_CODEC_HELP)
-@click.option("--fport", type=int, default=None,
-              help="LoRaWAN FPort (needed when the codec has several ports in that direction).")
+@click.option(
+    "--fport",
+    type=int,
+    default=None,
+    help="LoRaWAN FPort (needed when the codec has several ports in that direction).",
+)
 @click.option("--direction", type=_DIRECTION, default="up", show_default=True)
 @click.argument("json_data", metavar="JSON")
 def encode_cmd(codec_name: str, fport: int | None, direction: str, json_data: str) -> None:
@@ -112,11 +120,18 @@ def list_cmd() -> None:
 
 @payload.command("export-js")
 @click.option("--codec", "codec_name", metavar="NAME", help=_CODEC_HELP)
-@click.option("--all", "export_all", is_flag=True,
-              help="Every codec's formatter and the device profiles (ChirpStack v4, The Things Stack) "
-                   "into --out DIR.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="With --codec: the file to write (default: standard output). With --all: the folder.")
+@click.option(
+    "--all",
+    "export_all",
+    is_flag=True,
+    help="Every codec's formatter and the device profiles (ChirpStack v4, The Things Stack) into --out DIR.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --codec: the file to write (default: standard output). With --all: the folder.",
+)
 def export_js_cmd(codec_name: str | None, export_all: bool, out: Path | None) -> None:
     """JavaScript payload formatters for The Things Stack and ChirpStack v4 (docs/network-servers.md)."""
     from havel.codecs.payload.js import export, formatter, formatter_notes  # only this command needs them

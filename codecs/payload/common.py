@@ -17,12 +17,18 @@ import construct as cs
 from havel.codecs.payload.base import Choice, Data, Port, Reading, battery_mv, described, header
 from havel.errors import CodecError
 
-RESET_CAUSES = {"power_on": 0, "watchdog": 1, "brownout": 2, "software": 3, "deep_sleep": 4, "pin": 5,
-                "boot_loop": 6}
+RESET_CAUSES = {
+    "power_on": 0,
+    "watchdog": 1,
+    "brownout": 2,
+    "software": 3,
+    "deep_sleep": 4,
+    "pin": 5,
+    "boot_loop": 6,
+}
 
 STATUS = cs.Struct(
-    header(described("reset_cause", Choice(cs.BitsInteger(4), RESET_CAUSES),
-                     "others decode as unknown_<n>")),
+    header(described("reset_cause", Choice(cs.BitsInteger(4), RESET_CAUSES), "others decode as unknown_<n>")),
     described("firmware", cs.Array(3, Reading(cs.Int8ub, lo=0, hi=255)), 'major, minor, patch: "1.2.3"'),
     described("uptime", Reading(cs.Int32ub, lo=0, hi=0xFFFFFFFF, unit="s"), "since the last reset"),
     "battery" / battery_mv(),
@@ -34,8 +40,13 @@ STATUS = cs.Struct(
 def _status_to_data(c: Any) -> Data:
     # item access: ``c`` is construct's Container or the fast path's plain dicts
     major, minor, patch = c["firmware"]
-    return {"firmware": f"{major}.{minor}.{patch}", "reset_cause": c["_header"]["reset_cause"],
-            "uptime": c["uptime"], "battery": c["battery"], "interval": c["interval"]}
+    return {
+        "firmware": f"{major}.{minor}.{patch}",
+        "reset_cause": c["_header"]["reset_cause"],
+        "uptime": c["uptime"],
+        "battery": c["battery"],
+        "interval": c["interval"],
+    }
 
 
 def _status_from_data(d: Data) -> Any:
@@ -43,8 +54,13 @@ def _status_from_data(d: Data) -> Any:
     parts = fw.split(".") if isinstance(fw, str) else []
     if len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts):  # ("²".isdigit())
         raise CodecError(f"firmware: expected 'major.minor.patch' like '1.2.3', got {fw!r}")
-    return {"_header": {"reset_cause": d["reset_cause"]}, "firmware": [int(p) for p in parts],
-            "uptime": d["uptime"], "battery": d["battery"], "interval": d["interval"]}
+    return {
+        "_header": {"reset_cause": d["reset_cause"]},
+        "firmware": [int(p) for p in parts],
+        "uptime": d["uptime"],
+        "battery": d["battery"],
+        "interval": d["interval"],
+    }
 
 
 def _status_check(data: Data) -> tuple[list[str], list[str]]:
@@ -55,8 +71,11 @@ def _status_check(data: Data) -> tuple[list[str], list[str]]:
 
 SET_INTERVAL = cs.Struct(header(), "interval" / Reading(cs.Int16ub, lo=60, hi=43200, unit="s"), cs.Terminated)
 REQUEST_STATUS = cs.Struct(header(), cs.Terminated)
-REBOOT = cs.Struct(header(), described("delay", Reading(cs.Int8ub, lo=0, hi=255, unit="s"),
-                                       "time to send the acknowledgement first"), cs.Terminated)
+REBOOT = cs.Struct(
+    header(),
+    described("delay", Reading(cs.Int8ub, lo=0, hi=255, unit="s"), "time to send the acknowledgement first"),
+    cs.Terminated,
+)
 
 
 def _with_header(d: Data) -> Data:
@@ -66,14 +85,46 @@ def _with_header(d: Data) -> Data:
 def common_ports() -> list[Port]:
     """The status uplink and the three downlinks every node codec carries."""
     return [
-        Port(2, "up", "status", "firmware, reset cause, uptime, battery, interval", STATUS,
-             {"uptime": "s", "battery": "mV", "interval": "s"},
-             ("firmware", "reset_cause", "uptime", "battery", "interval"),
-             to_data=_status_to_data, from_data=_status_from_data, check=_status_check),
-        Port(10, "down", "set_interval", "set the reporting interval", SET_INTERVAL, {"interval": "s"},
-             ("interval",), from_data=_with_header),
-        Port(11, "down", "request_status", "ask for a status uplink on FPort 2", REQUEST_STATUS, {},
-             (), from_data=_with_header),
-        Port(12, "down", "reboot", "reboot after a delay", REBOOT, {"delay": "s"}, ("delay",),
-             from_data=_with_header),
+        Port(
+            2,
+            "up",
+            "status",
+            "firmware, reset cause, uptime, battery, interval",
+            STATUS,
+            {"uptime": "s", "battery": "mV", "interval": "s"},
+            ("firmware", "reset_cause", "uptime", "battery", "interval"),
+            to_data=_status_to_data,
+            from_data=_status_from_data,
+            check=_status_check,
+        ),
+        Port(
+            10,
+            "down",
+            "set_interval",
+            "set the reporting interval",
+            SET_INTERVAL,
+            {"interval": "s"},
+            ("interval",),
+            from_data=_with_header,
+        ),
+        Port(
+            11,
+            "down",
+            "request_status",
+            "ask for a status uplink on FPort 2",
+            REQUEST_STATUS,
+            {},
+            (),
+            from_data=_with_header,
+        ),
+        Port(
+            12,
+            "down",
+            "reboot",
+            "reboot after a delay",
+            REBOOT,
+            {"delay": "s"},
+            ("delay",),
+            from_data=_with_header,
+        ),
     ]

@@ -45,10 +45,13 @@ def _litres() -> Reading:
 
 
 READINGS = cs.Struct(
-    header(described("valve_open", Bool(cs.Flag), "the valve is open now"),
-           described("enabled", Bool(cs.Flag), "misting enabled (FPort 24)"),
-           described("mode", Choice(cs.BitsInteger(2), MODES), "flush is a line flushing run")),
-    "_flags" / cs.BitStruct(
+    header(
+        described("valve_open", Bool(cs.Flag), "the valve is open now"),
+        described("enabled", Bool(cs.Flag), "misting enabled (FPort 24)"),
+        described("mode", Choice(cs.BitsInteger(2), MODES), "flush is a line flushing run"),
+    ),
+    "_flags"
+    / cs.BitStruct(
         cs.Padding(2),
         described("flow_meter", Bool(cs.Flag), "no pulses while open, or pulses while closed (leak)"),
         described("valve", Bool(cs.Flag), "valve feedback disagrees with the output"),
@@ -58,8 +61,9 @@ READINGS = cs.Struct(
         described("reservoir_low", Bool(cs.Flag), "reservoir low (valve kept closed)"),
     ),
     described("actuations", Reading(cs.Int8ub, lo=0, hi=255), "openings since the last report, saturates"),
-    described("open_time", Reading(cs.Int16ub, lo=0, hi=65535, unit="s"),
-              "open since the last report, saturates"),
+    described(
+        "open_time", Reading(cs.Int16ub, lo=0, hi=65535, unit="s"), "open since the last report, saturates"
+    ),
     described("water_used", _litres(), "since the last report"),
     described("water_today", _litres(), "since local midnight"),
     "ambient_temperature" / temperature_c(-40, 85),
@@ -68,18 +72,35 @@ READINGS = cs.Struct(
     cs.Terminated,
 )
 
-UNITS = {"open_time": "s", "water_used": "L", "water_today": "L", "ambient_temperature": "Cel",
-         "on_threshold": "Cel", "off_threshold": "Cel"}
-VALUES = ("actuations", "open_time", "water_used", "water_today", "ambient_temperature", "on_threshold",
-          "off_threshold")
+UNITS = {
+    "open_time": "s",
+    "water_used": "L",
+    "water_today": "L",
+    "ambient_temperature": "Cel",
+    "on_threshold": "Cel",
+    "off_threshold": "Cel",
+}
+VALUES = (
+    "actuations",
+    "open_time",
+    "water_used",
+    "water_today",
+    "ambient_temperature",
+    "on_threshold",
+    "off_threshold",
+)
 KEYS = ("valve_open", "enabled", "mode", *VALUES, "interlock", "faults")
 
 
 # ``data``: the header's valve state, the values, then the flag byte as two objects
-VIEW = {"valve_open": "_header.valve_open", "enabled": "_header.enabled", "mode": "_header.mode",
-        **{k: k for k in VALUES},
-        "interlock": {k: f"_flags.{k}" for k in INTERLOCKS},
-        "faults": {k: f"_flags.{k}" for k in FAULTS}}
+VIEW = {
+    "valve_open": "_header.valve_open",
+    "enabled": "_header.enabled",
+    "mode": "_header.mode",
+    **{k: k for k in VALUES},
+    "interlock": {k: f"_flags.{k}" for k in INTERLOCKS},
+    "faults": {k: f"_flags.{k}" for k in FAULTS},
+}
 
 
 def _from_data(d: Data) -> Any:
@@ -115,15 +136,25 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
 
 # --- downlinks ---------------------------------------------------------------------------------------
 
-SET_THRESHOLDS = cs.Struct(header(), "on_threshold" / _threshold(),
-                           described("off_threshold", _threshold(), "below on_threshold"), cs.Terminated)
-SET_MAX_ON_TIME = cs.Struct(header(), "max_on_time" / Reading(cs.Int16ub, lo=10, hi=7200, unit="s"),
-                            cs.Terminated)
-SET_WATER_BUDGET = cs.Struct(header(), "daily_budget" / Reading(cs.Int16ub, lo=1, hi=60000, unit="L"),
-                             cs.Terminated)
+SET_THRESHOLDS = cs.Struct(
+    header(),
+    "on_threshold" / _threshold(),
+    described("off_threshold", _threshold(), "below on_threshold"),
+    cs.Terminated,
+)
+SET_MAX_ON_TIME = cs.Struct(
+    header(), "max_on_time" / Reading(cs.Int16ub, lo=10, hi=7200, unit="s"), cs.Terminated
+)
+SET_WATER_BUDGET = cs.Struct(
+    header(), "daily_budget" / Reading(cs.Int16ub, lo=1, hi=60000, unit="L"), cs.Terminated
+)
 OVERRIDE_STATES = {"closed": 0, "open": 1, "auto": 2}
-OVERRIDE = cs.Struct(header(), "state" / Choice(cs.Int8ub, OVERRIDE_STATES),
-                     "ttl" / Reading(cs.Int16ub, lo=0, hi=65535, unit="s"), cs.Terminated)
+OVERRIDE = cs.Struct(
+    header(),
+    "state" / Choice(cs.Int8ub, OVERRIDE_STATES),
+    "ttl" / Reading(cs.Int16ub, lo=0, hi=65535, unit="s"),
+    cs.Terminated,
+)
 ENABLE = cs.Struct(header(), "enabled" / Bool(cs.Flag), cs.Terminated)
 
 
@@ -161,27 +192,85 @@ def _with_header(d: Data) -> Any:
     return {"_header": {}, **d}
 
 
-CODEC = NodeCodec("cooling", "cooling point: misting valve state, water use, thresholds, interlocks", [
-    Port(1, "up", "readings", "valve, actuations, open time, water used, ambient temperature, thresholds, "
-         "interlocks, faults", READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
-    Port(20, "down", "set_thresholds", "switch-on and switch-off temperatures", SET_THRESHOLDS,
-         {"on_threshold": "Cel", "off_threshold": "Cel"}, ("on_threshold", "off_threshold"),
-         from_data=_thresholds_from_data, check=_check_thresholds),
-    Port(21, "down", "set_max_on_time", "maximum time the valve stays open per activation", SET_MAX_ON_TIME,
-         {"max_on_time": "s"}, ("max_on_time",), from_data=_with_header),
-    Port(22, "down", "set_water_budget", "daily water budget", SET_WATER_BUDGET, {"daily_budget": "L"},
-         ("daily_budget",), from_data=_with_header),
-    Port(23, "down", "override", "force open/closed for a time-to-live, or back to auto", OVERRIDE,
-         {"ttl": "s"}, ("state", "ttl"), from_data=_override_from_data, check=_check_override),
-    Port(24, "down", "enable", "enable or disable misting", ENABLE, {}, ("enabled",), from_data=_with_header),
-    *common_ports(),
-])
+CODEC = NodeCodec(
+    "cooling",
+    "cooling point: misting valve state, water use, thresholds, interlocks",
+    [
+        Port(
+            1,
+            "up",
+            "readings",
+            "valve, actuations, open time, water used, ambient temperature, thresholds, interlocks, faults",
+            READINGS,
+            UNITS,
+            KEYS,
+            view=VIEW,
+            from_data=_from_data,
+            check=_check,
+        ),
+        Port(
+            20,
+            "down",
+            "set_thresholds",
+            "switch-on and switch-off temperatures",
+            SET_THRESHOLDS,
+            {"on_threshold": "Cel", "off_threshold": "Cel"},
+            ("on_threshold", "off_threshold"),
+            from_data=_thresholds_from_data,
+            check=_check_thresholds,
+        ),
+        Port(
+            21,
+            "down",
+            "set_max_on_time",
+            "maximum time the valve stays open per activation",
+            SET_MAX_ON_TIME,
+            {"max_on_time": "s"},
+            ("max_on_time",),
+            from_data=_with_header,
+        ),
+        Port(
+            22,
+            "down",
+            "set_water_budget",
+            "daily water budget",
+            SET_WATER_BUDGET,
+            {"daily_budget": "L"},
+            ("daily_budget",),
+            from_data=_with_header,
+        ),
+        Port(
+            23,
+            "down",
+            "override",
+            "force open/closed for a time-to-live, or back to auto",
+            OVERRIDE,
+            {"ttl": "s"},
+            ("state", "ttl"),
+            from_data=_override_from_data,
+            check=_check_override,
+        ),
+        Port(
+            24,
+            "down",
+            "enable",
+            "enable or disable misting",
+            ENABLE,
+            {},
+            ("enabled",),
+            from_data=_with_header,
+        ),
+        *common_ports(),
+    ],
+)
 
 
 def _summary(data: Mapping[str, Any]) -> str:
     valve = "[bold cyan]OPEN[/bold cyan]" if data.get("valve_open") else "closed"
-    return (f"{data.get('ambient_temperature')} °C, valve {valve} ({data.get('mode')}), "
-            f"{data.get('water_today')} L today")
+    return (
+        f"{data.get('ambient_temperature')} °C, valve {valve} ({data.get('mode')}), "
+        f"{data.get('water_today')} L today"
+    )
 
 
 def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], float]) -> None:
@@ -189,7 +278,13 @@ def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], 
 
 
 # state: the valve's readings are actuator state, kept ahead of routine readings at the outbox quota
-KIND = NodeKind(CODEC, kit="cooling", state=True, summary=_summary,
-                sim_config=lambda world, interval_s: {"thresholds": {"min_off_s": 300, "max_on_s": 1800,
-                                                                     "stale_s": 1200}},
-                sim_world=_sim_world)
+KIND = NodeKind(
+    CODEC,
+    kit="cooling",
+    state=True,
+    summary=_summary,
+    sim_config=lambda world, interval_s: {
+        "thresholds": {"min_off_s": 300, "max_on_s": 1800, "stale_s": 1200}
+    },
+    sim_world=_sim_world,
+)

@@ -64,6 +64,7 @@ class Unsupported(Exception):
 
 # --- the schema as a list of members -----------------------------------------------------------------------
 
+
 @dataclass
 class Conv:
     """The conversion of one raw integer, as construct's adapters do it."""
@@ -142,8 +143,12 @@ def _byte_leaf(sc: Any) -> tuple[str, str, int, Conv]:
         return "", "B", 1, conv  # Flag reads one byte: anything but 0x00 is true
     if isinstance(leaf, cs.FormatField):
         fmt = leaf.fmtstr
-        if len(fmt) != 2 or fmt[0] not in "<>=" or fmt[1] not in _INT_CODES \
-                or struct.calcsize(fmt) != leaf.length:
+        if (
+            len(fmt) != 2
+            or fmt[0] not in "<>="
+            or fmt[1] not in _INT_CODES
+            or struct.calcsize(fmt) != leaf.length
+        ):
             raise Unsupported(f"format {fmt}")
         return ("" if leaf.length == 1 else fmt[0]), fmt[1], leaf.length, conv
     raise Unsupported(f"leaf {type(leaf).__name__}")
@@ -237,8 +242,12 @@ class _Schema:
         return Leaf(name, order, code, size, conv, self._new((name,), conv))
 
     def _bits(self, name: str | None, sc: Any) -> Bits:
-        if not (sc.decodefunc is cs.bytes2bits and isinstance(sc.subcon, cs.Struct)
-                and isinstance(sc.decodeamount, int) and sc.decodeamount in _WORD_CODES):
+        if not (
+            sc.decodefunc is cs.bytes2bits
+            and isinstance(sc.subcon, cs.Struct)
+            and isinstance(sc.decodeamount, int)
+            and sc.decodeamount in _WORD_CODES
+        ):
             raise Unsupported("not a BitStruct of 1, 2, 4 or 8 bytes")
         nbytes = sc.decodeamount
         total = 8 * nbytes
@@ -251,13 +260,21 @@ class _Schema:
             if isinstance(inner, cs.Const):
                 const = inner.value
                 inner = inner.subcon
-            if isinstance(inner, cs.Padded) and inner.subcon is cs.Pass and isinstance(inner.length, int) \
-                    and fname is None:
+            if (
+                isinstance(inner, cs.Padded)
+                and inner.subcon is cs.Pass
+                and isinstance(inner.length, int)
+                and fname is None
+            ):
                 pos += inner.length  # Padding: read and ignored, like construct
                 continue
             leaf, conv = _conv(inner)
-            if isinstance(leaf, cs.BitsInteger) and isinstance(leaf.length, int) and not leaf.signed \
-                    and not leaf.swapped:
+            if (
+                isinstance(leaf, cs.BitsInteger)
+                and isinstance(leaf.length, int)
+                and not leaf.signed
+                and not leaf.swapped
+            ):
                 width = leaf.length
             elif leaf is cs.Flag:
                 width = 1  # in a BitStruct a Flag is one bit: 1 is true
@@ -278,6 +295,7 @@ class _Schema:
 
 
 # --- code generation -------------------------------------------------------------------------------------
+
 
 class _Writer:
     """The generated function's lines and the constants (names -> objects) its code refers to."""
@@ -306,8 +324,11 @@ def _expr(conv: Conv, raw: str, w: _Writer, width: int | None = None) -> str:
         table = width is not None and width <= _TABLE_BITS
         key = w.tables.get((id(conv), table))
         if key is None:
-            names = (tuple(conv.names.get(i, f"unknown_{i}") for i in range(1 << width))
-                     if table and width is not None else dict(conv.names))
+            names = (
+                tuple(conv.names.get(i, f"unknown_{i}") for i in range(1 << width))
+                if table and width is not None
+                else dict(conv.names)
+            )
             key = w.tables[(id(conv), table)] = w.const("C", names)
         if table:
             return f"{key}[{raw}]"
@@ -483,8 +504,11 @@ def _plain_data(s: _Schema, w: _Writer) -> None:
         if m.count is not None or m.count_var is not None:
             if m.conv.nullable:
                 w.add(f"if None in v{m.var}:")
-                w.add(f"warnings += [f'{m.name}[{{i}}]: reading absent or faulty' "
-                      f"for i, x in enumerate(v{m.var}) if x is None]", 2)
+                w.add(
+                    f"warnings += [f'{m.name}[{{i}}]: reading absent or faulty' "
+                    f"for i, x in enumerate(v{m.var}) if x is None]",
+                    2,
+                )
         elif m.conv.nullable or m.cond is not None:
             w.add(f"if v{m.var} is None: warnings.append({_absent(m.name)})")
     w.add("data = {" + ", ".join(parts) + "}")
@@ -502,6 +526,7 @@ _Plan = list["tuple[str, _Resolved | _Plan]"]
 
 def _view_plan(s: _Schema, view: Any, nested: bool = False) -> _Plan:
     """``view`` with every path resolved to a local (Unsupported when one is not a scalar field)."""
+
     def ref(path: str) -> tuple[int, Conv]:
         key = tuple(path.split("."))
         if key not in s.vars or s.vars[key][1].kind == "list":
@@ -525,6 +550,7 @@ def _view_plan(s: _Schema, view: Any, nested: bool = False) -> _Plan:
 
 def _view_data(plan: _Plan, w: _Writer) -> None:
     """``data`` and ``warnings`` exactly as the view's to_data then ``_null_warnings`` would give them."""
+
     def value(leaf: _Resolved) -> str:
         _key, var, _nullable, null_var, _only = leaf
         if null_var is None:
@@ -605,8 +631,10 @@ def _generate(s: _Schema, port: Port | None, codec: str) -> tuple[str, dict[str,
             w.add("warnings += more_w")
             errors = "list(more_e)"
         units = w.const("UNITS", dict(port.units))
-        w.add(f"return {{'codec': {codec!r}, 'fport': fport, 'version': {VERSION!r}, 'data': data, "
-              f"'units': {units}.copy(), 'warnings': warnings, 'errors': {errors}}}")
+        w.add(
+            f"return {{'codec': {codec!r}, 'fport': fport, 'version': {VERSION!r}, 'data': data, "
+            f"'units': {units}.copy(), 'warnings': warnings, 'errors': {errors}}}"
+        )
     return "\n".join(w.lines) + "\n", w.env
 
 
@@ -650,4 +678,3 @@ def source(schema_or_port: cs.Construct | Port, codec: str = "") -> str | None:
         return _generate(_Schema(schema_or_port), None, "")[0]
     except Unsupported:
         return None
-

@@ -35,8 +35,9 @@ def get_codec(name: str) -> Codec:
     try:
         return _CODECS[name]
     except (KeyError, TypeError):
-        raise CodecError(f"unknown codec {name!r}; codecs are {', '.join(CODEC_NAMES)}",
-                         hint="see 'havel payload list'") from None
+        raise CodecError(
+            f"unknown codec {name!r}; codecs are {', '.join(CODEC_NAMES)}", hint="see 'havel payload list'"
+        ) from None
 
 
 def list_codecs() -> list[Codec]:

@@ -48,8 +48,12 @@ def _from_data(d: Data) -> Any:
         raise CodecError(f"probes: expected a list of temperatures (Cel or null), got {probes!r}")
     if len(probes) > MAX_PROBES:
         raise CodecError(f"probes: {len(probes)} probes, at most {MAX_PROBES} fit the count nibble")
-    return {"_header": {"count": len(probes)}, "probes": probes, "humidity": d["humidity"],
-            "battery": d["battery"]}
+    return {
+        "_header": {"count": len(probes)},
+        "probes": probes,
+        "humidity": d["humidity"],
+        "battery": d["battery"],
+    }
 
 
 def _check(data: Data) -> tuple[list[str], list[str]]:
@@ -58,16 +62,32 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
     if not probes:
         return ["probes: the node reports no probe at all"], []
     if 85.0 in probes:
-        return [f"probes[{i}]: 85.0 Cel is the DS18B20 power-on value (no conversion?)"
-                for i, t in enumerate(probes) if t == 85.0], []
+        return [
+            f"probes[{i}]: 85.0 Cel is the DS18B20 power-on value (no conversion?)"
+            for i, t in enumerate(probes)
+            if t == 85.0
+        ], []
     return [], []
 
 
-CODEC = NodeCodec("temperature", "temperature probes (inside a cooling point, outside reference), humidity", [
-    Port(1, "up", "readings", "up to 15 temperature probes, humidity, battery", READINGS, UNITS, KEYS,
-         from_data=_from_data, check=_check),
-    *common_ports(),
-])
+CODEC = NodeCodec(
+    "temperature",
+    "temperature probes (inside a cooling point, outside reference), humidity",
+    [
+        Port(
+            1,
+            "up",
+            "readings",
+            "up to 15 temperature probes, humidity, battery",
+            READINGS,
+            UNITS,
+            KEYS,
+            from_data=_from_data,
+            check=_check,
+        ),
+        *common_ports(),
+    ],
+)
 
 
 def _summary(data: Mapping[str, Any]) -> str:
@@ -83,5 +103,6 @@ def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], 
     sim["sht31"].humidity = round(world.humidity(t_s), 1)
 
 
-KIND = NodeKind(CODEC, kit="temperature", summary=_summary, sim_config=lambda world, interval_s: {},
-                sim_world=_sim_world)
+KIND = NodeKind(
+    CODEC, kit="temperature", summary=_summary, sim_config=lambda world, interval_s: {}, sim_world=_sim_world
+)

@@ -28,14 +28,23 @@ from havel.codecs.payload.common import common_ports
 from havel.codecs.payload.kind import NodeKind
 
 READINGS = cs.Struct(
-    header(described("alarm", Bool(cs.Flag), "the node is in alarm (it then reports at its alarm interval)"),
-           described("rising_fast", Bool(cs.Flag), "the rise-rate threshold is crossed"),
-           described("alarm_level", Reading(cs.BitsInteger(2), lo=0, hi=3),
-                     "highest level threshold reached: 0 none, 1, 2, 3")),
-    described("level", Reading(cs.Int16sb, lo=-5000, hi=30000, sentinel=-0x8000, unit="cm"),
-              "above gauge zero"),
-    described("distance", Reading(cs.Int16ub, lo=0, hi=65534, sentinel=0xFFFF, unit="mm"),
-              "raw sensor to water surface"),
+    header(
+        described("alarm", Bool(cs.Flag), "the node is in alarm (it then reports at its alarm interval)"),
+        described("rising_fast", Bool(cs.Flag), "the rise-rate threshold is crossed"),
+        described(
+            "alarm_level",
+            Reading(cs.BitsInteger(2), lo=0, hi=3),
+            "highest level threshold reached: 0 none, 1, 2, 3",
+        ),
+    ),
+    described(
+        "level", Reading(cs.Int16sb, lo=-5000, hi=30000, sentinel=-0x8000, unit="cm"), "above gauge zero"
+    ),
+    described(
+        "distance",
+        Reading(cs.Int16ub, lo=0, hi=65534, sentinel=0xFFFF, unit="mm"),
+        "raw sensor to water surface",
+    ),
     "water_temperature" / temperature_c(-40, 85),
     "battery" / battery_mv(),
     cs.Terminated,
@@ -46,16 +55,25 @@ KEYS = ("alarm", "alarm_level", "rising_fast", "level", "distance", "water_tempe
 
 
 # ``data``: the header's alarm state first, then the readings
-VIEW = {"alarm": "_header.alarm", "alarm_level": "_header.alarm_level", "rising_fast": "_header.rising_fast",
-        "level": "level", "distance": "distance", "water_temperature": "water_temperature",
-        "battery": "battery"}
+VIEW = {
+    "alarm": "_header.alarm",
+    "alarm_level": "_header.alarm_level",
+    "rising_fast": "_header.rising_fast",
+    "level": "level",
+    "distance": "distance",
+    "water_temperature": "water_temperature",
+    "battery": "battery",
+}
 
 
 def _from_data(d: Data) -> Any:
-    return {"_header": {"alarm": d["alarm"], "rising_fast": d["rising_fast"],
-                        "alarm_level": d["alarm_level"]},
-            "level": d["level"], "distance": d["distance"], "water_temperature": d["water_temperature"],
-            "battery": d["battery"]}
+    return {
+        "_header": {"alarm": d["alarm"], "rising_fast": d["rising_fast"], "alarm_level": d["alarm_level"]},
+        "level": d["level"],
+        "distance": d["distance"],
+        "water_temperature": d["water_temperature"],
+        "battery": d["battery"],
+    }
 
 
 def _check(data: Data) -> tuple[list[str], list[str]]:
@@ -67,11 +85,25 @@ def _check(data: Data) -> tuple[list[str], list[str]]:
     return warnings, []
 
 
-CODEC = NodeCodec("water", "water level: level above gauge zero, raw distance, water temperature, alarms", [
-    Port(1, "up", "readings", "level, distance, water temperature, battery, alarm state and thresholds",
-         READINGS, UNITS, KEYS, view=VIEW, from_data=_from_data, check=_check),
-    *common_ports(),
-])
+CODEC = NodeCodec(
+    "water",
+    "water level: level above gauge zero, raw distance, water temperature, alarms",
+    [
+        Port(
+            1,
+            "up",
+            "readings",
+            "level, distance, water temperature, battery, alarm state and thresholds",
+            READINGS,
+            UNITS,
+            KEYS,
+            view=VIEW,
+            from_data=_from_data,
+            check=_check,
+        ),
+        *common_ports(),
+    ],
+)
 
 
 def _summary(data: Mapping[str, Any]) -> str:
@@ -85,8 +117,15 @@ def _summary(data: Mapping[str, Any]) -> str:
 
 def _sim_config(world: Any, interval_s: float) -> Mapping[str, Any]:
     levels = [int(x) for x in world.alarm_levels_cm]
-    return {"thresholds": {"zero_mm": world.sensor_height_mm, "levels_cm": levels, "rise_cm_per_h": 40,
-                           "measure_s": 120, "alarm_interval_s": int(interval_s // 3)}}
+    return {
+        "thresholds": {
+            "zero_mm": world.sensor_height_mm,
+            "levels_cm": levels,
+            "rise_cm_per_h": 40,
+            "measure_s": 120,
+            "alarm_interval_s": int(interval_s // 3),
+        }
+    }
 
 
 def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], float]) -> None:
@@ -97,5 +136,11 @@ def _sim_world(io: Any, world: Any, t_s: float, noise: Callable[[float, float], 
 
 
 # alarm: the gateway stores these readings as alarms (never dropped) and relays them first
-KIND = NodeKind(CODEC, kit="water", alarm_keys=("alarm", "alarm_level", "rising_fast"), summary=_summary,
-                sim_config=_sim_config, sim_world=_sim_world)
+KIND = NodeKind(
+    CODEC,
+    kit="water",
+    alarm_keys=("alarm", "alarm_level", "rising_fast"),
+    summary=_summary,
+    sim_config=_sim_config,
+    sim_world=_sim_world,
+)

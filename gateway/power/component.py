@@ -43,7 +43,6 @@ from havel.gateway.setup.watchdog import emit
 log = logging.getLogger("havel.gateway.power")
 
 
-
 @dataclass(frozen=True)
 class PowerSection:
     """``[power]`` as written in the config (docs/roof.md)."""

@@ -205,11 +205,20 @@ def test_loss_is_the_share_of_frame_counters_that_never_arrived(fcnts: list[int]
 @pytest.mark.parametrize(
     ("current", "loss", "expected"),
     [
-        (1, 0.0, 1), (2, 4.9, 1), (3, 4.9, 2),  # a clean link steps repetition down, one at a time
-        (1, 5.0, 1), (2, 9.9, 2), (3, 7.0, 3),  # < 10 %: keep
-        (1, 10.0, 2), (2, 29.9, 3), (3, 20.0, 3),  # < 30 %: one more
-        (1, 30.0, 3), (2, 80.0, 3), (3, 100.0, 3),  # worse: the most
-        (0, 0.0, 1), (9, 50.0, 3),  # out-of-range values as the nearest
+        (1, 0.0, 1),
+        (2, 4.9, 1),
+        (3, 4.9, 2),  # a clean link steps repetition down, one at a time
+        (1, 5.0, 1),
+        (2, 9.9, 2),
+        (3, 7.0, 3),  # < 10 %: keep
+        (1, 10.0, 2),
+        (2, 29.9, 3),
+        (3, 20.0, 3),  # < 30 %: one more
+        (1, 30.0, 3),
+        (2, 80.0, 3),
+        (3, 100.0, 3),  # worse: the most
+        (0, 0.0, 1),
+        (9, 50.0, 3),  # out-of-range values as the nearest
     ],
 )
 def test_nb_trans_follows_the_loss_table(current: int, loss: float, expected: int) -> None:

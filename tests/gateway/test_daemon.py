@@ -512,6 +512,7 @@ def test_http_endpoints_and_json_logs(gw: InProcessGateway) -> None:
         and status["devices"] == 1
         and status["udp"].startswith("127.0.0.1:")
     )
+
     # (the start event's acknowledgement is committed within the forwarder's ack_interval_s)
     def drained() -> str | None:
         text = http_get(port, "/metrics")[1]

@@ -20,11 +20,14 @@ from havel.gateway.sim.nodes import KINDS
 def test_demo_runs_the_whole_chain_and_ends_cleanly() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "havel", "demo", "--duration", "15", "--speed", "3600", "--plain"],
-        capture_output=True, text=True, timeout=110, check=False,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    summary = " ".join(out[out.rfind("summary"):].split())
+    summary = " ".join(out[out.rfind("summary") :].split())
     sent = int(re.search(r"(\d+) uplinks sent by their firmware MACs", summary).group(1))
     accepted = int(re.search(r"gateway: (\d+) accepted", summary).group(1))
     assert sent > 20

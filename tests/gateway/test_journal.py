@@ -129,11 +129,13 @@ def test_the_order_is_arrival_even_when_the_clock_stepped_back(conn: sqlite3.Con
 def test_datagrams_and_single_receptions_in_one_call_keep_their_order(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
     with db.transaction(conn):
-        seqs = journal.add_in_order([
-            (GW, datagram(2, first=10), T0.timestamp(), 0b11),
-            (GW, rx(20), T0, "local"),
-            (GW, datagram(1, first=30), T0.timestamp(), 0b1),
-        ])
+        seqs = journal.add_in_order(
+            [
+                (GW, datagram(2, first=10), T0.timestamp(), 0b11),
+                (GW, rx(20), T0, "local"),
+                (GW, datagram(1, first=30), T0.timestamp(), 0b1),
+            ]
+        )
     assert seqs == [1, 2, 3]
     assert tmsts(Journal(conn)) == [10, 11, 20, 30]
     with db.transaction(conn):

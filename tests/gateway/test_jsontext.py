@@ -74,8 +74,12 @@ def test_what_orjson_does_not_take_the_standard_library_converts() -> None:
 
 def test_a_message_with_a_null_is_json_dumps_text_byte_for_byte() -> None:
     """A reading a sensor did not give: the standard library writes the message, exactly as json.dumps."""
-    msg = {"id": "70B3D57ED0100001-0-6", "data": {"probes_c": [24.1, None], "note": "ü\u2028"},
-           "warnings": ["probes_c[1]: reading absent or faulty"], "snr": 1e-05}
+    msg = {
+        "id": "70B3D57ED0100001-0-6",
+        "data": {"probes_c": [24.1, None], "note": "ü\u2028"},
+        "warnings": ["probes_c[1]: reading absent or faulty"],
+        "snr": 1e-05,
+    }
     assert encode_json(msg) == reference(msg)
     assert encode_json_bytes(msg) == reference(msg).encode()
 

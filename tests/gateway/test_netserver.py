@@ -289,9 +289,7 @@ def test_otaa_join_then_uplink_with_derived_keys(env: Env) -> None:
     ]
     nwk, app = crypto.derive_session_keys(APP_KEY, plain.join_nonce, plain.net_id, 0x1234)
     [join_msg] = env.records()
-    assert (
-        join_msg["id"] == f"{OTAA_EUI:016X}-join-1" and join_msg["dev_addr"] == f"{plain.dev_addr:08X}"
-    )
+    assert join_msg["id"] == f"{OTAA_EUI:016X}-join-1" and join_msg["dev_addr"] == f"{plain.dev_addr:08X}"
     cool = bytes.fromhex(vector("cooling")["bytes"])
     data = env.one(up(0, cool, addr=plain.dev_addr, nwk=nwk, app=app))
     assert data.status == "accepted" and data.device.name == "cool-1"  # type: ignore[union-attr]
@@ -342,7 +340,11 @@ def test_uplink_then_rejoin_in_one_batch_leaves_the_new_session_without_a_counte
     session, in the database or in the cache, or the new session's FCnt 0..41 would be taken for replays."""
     env.reg.add(
         Device(
-            name="cool-1", dev_eui=OTAA_EUI, codec="cooling", activation="otaa", join_eui=JOIN_EUI,
+            name="cool-1",
+            dev_eui=OTAA_EUI,
+            codec="cooling",
+            activation="otaa",
+            join_eui=JOIN_EUI,
             app_key=APP_KEY,
         )
     )
@@ -352,9 +354,12 @@ def test_uplink_then_rejoin_in_one_batch_leaves_the_new_session_without_a_counte
     nwk, app = crypto.derive_session_keys(APP_KEY, plain.join_nonce, plain.net_id, 1)
     cool = bytes.fromhex(vector("cooling")["bytes"])
     assert env.hear(up(41, cool, addr=plain.dev_addr, nwk=nwk, app=app)) is None
-    assert env.hear(
-        phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=2, app_key=APP_KEY), tmst=2
-    ) is None
+    assert (
+        env.hear(
+            phy.build_join_request(join_eui=JOIN_EUI, dev_eui=OTAA_EUI, dev_nonce=2, app_key=APP_KEY), tmst=2
+        )
+        is None
+    )
     outs = env.flush()
     assert [o.status for o in outs] == ["accepted", "joined"]
     assert env.fcnt_in_db(OTAA_EUI) is None

@@ -331,7 +331,12 @@ def test_adr_steps_a_device_up_and_remembers_its_power(env: Env) -> None:
     [cmd] = maccmds.decode(frame.fopts, False)
     # 8 dB against SF12's -20 dB floor and the 10 dB margin: 6 steps, DR0 -> DR5 and one of power
     assert (cmd["name"], cmd["data_rate"], cmd["tx_power"], cmd["ch_mask_cntl"], cmd["nb_trans"]) == (
-        "LinkADRReq", 5, 1, 6, 1)
+        "LinkADRReq",
+        5,
+        1,
+        6,
+        1,
+    )
     ans = maccmds.encode(
         [{"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}], True
     )
@@ -347,8 +352,9 @@ def test_adr_steps_a_device_up_and_remembers_its_power(env: Env) -> None:
 
 def test_adr_power_of_a_database_from_before_nb_trans_is_kept(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "havel.db")  # as an earlier release left it (no schema version)
-    conn.execute("CREATE TABLE adr_power (dev_eui TEXT PRIMARY KEY, epoch INTEGER NOT NULL, "
-                 "tx_power INTEGER NOT NULL)")
+    conn.execute(
+        "CREATE TABLE adr_power (dev_eui TEXT PRIMARY KEY, epoch INTEGER NOT NULL, tx_power INTEGER NOT NULL)"
+    )
     conn.execute("INSERT INTO adr_power VALUES (?, 0, 3)", (f"{EUI:016X}",))
     conn.commit()
     conn.close()

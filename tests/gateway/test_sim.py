@@ -177,8 +177,22 @@ def test_havel_sim_command_registers_its_nodes_and_starts_them_at_the_data_rate_
         try:
             r = CliRunner().invoke(
                 cli,
-                ["sim", "--gateway", f"{host}:{port}", "--nodes", "temperature=1", "--config", str(cfg_path),
-                 "--speed", "3000", "--duration", "8", "--dr", "0", "--json"],
+                [
+                    "sim",
+                    "--gateway",
+                    f"{host}:{port}",
+                    "--nodes",
+                    "temperature=1",
+                    "--config",
+                    str(cfg_path),
+                    "--speed",
+                    "3000",
+                    "--duration",
+                    "8",
+                    "--dr",
+                    "0",
+                    "--json",
+                ],
                 catch_exceptions=False,
             )
         finally:

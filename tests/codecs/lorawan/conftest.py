@@ -22,15 +22,16 @@ class LoraPacketOracle:
         node = shutil.which("node")
         if node is None:
             raise RuntimeError("Node.js is missing: run tools/bootstrap.sh (make test does) to install it")
-        self.proc = subprocess.Popen([node, str(ORACLE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [node, str(ORACLE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
 
     def ask(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Answers to ``requests``, one dict each (``{"error": ...}`` where lora-packet threw)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         answers: list[dict[str, Any]] = []
         for start in range(0, len(requests), BATCH):
-            chunk = requests[start:start + BATCH]
+            chunk = requests[start : start + BATCH]
             self.proc.stdin.write("".join(json.dumps(r) + "\n" for r in chunk))
             self.proc.stdin.flush()
             for _ in chunk:

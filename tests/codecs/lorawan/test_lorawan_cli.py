@@ -300,12 +300,43 @@ def test_encode_join_request_and_accept_match_published_vectors() -> None:
         ["--dev-addr", "49BE7DF1", "--nwk-s-key", NWK, "--payload", "00"],  # a payload needs an FPort
         ["--dev-addr", "49BE7DF1", "--nwk-s-key", NWK, "--fport", "0", "--fopts", "02", "--payload", "02"],
         ["--dev-addr", "49BE7DF1", "--nwk-s-key", NWK, "--fopts", "00" * 16],  # FOpts > 15 bytes
-        ["--join-accept", "--app-key", NWK, "--join-nonce", "1", "--net-id", "0013", "--dev-addr",
-         "26012E43"],  # NetID of 2 bytes
-        ["--join-accept", "--app-key", NWK, "--join-nonce", "1", "--net-id", "000013", "--dev-addr",
-         "26012E43", "--cflist", "867100000,x"],
-        ["--join-accept", "--app-key", NWK, "--join-nonce", "1", "--net-id", "000013", "--dev-addr",
-         "26012E43", "--rx-delay", "16"],
+        [
+            "--join-accept",
+            "--app-key",
+            NWK,
+            "--join-nonce",
+            "1",
+            "--net-id",
+            "0013",
+            "--dev-addr",
+            "26012E43",
+        ],  # NetID of 2 bytes
+        [
+            "--join-accept",
+            "--app-key",
+            NWK,
+            "--join-nonce",
+            "1",
+            "--net-id",
+            "000013",
+            "--dev-addr",
+            "26012E43",
+            "--cflist",
+            "867100000,x",
+        ],
+        [
+            "--join-accept",
+            "--app-key",
+            NWK,
+            "--join-nonce",
+            "1",
+            "--net-id",
+            "000013",
+            "--dev-addr",
+            "26012E43",
+            "--rx-delay",
+            "16",
+        ],
     ],
 )
 def test_encode_bad_input_is_an_error(args: list[str]) -> None:
@@ -322,8 +353,11 @@ def test_airtime_json_and_table() -> None:
     assert pauses[0.10] == pytest.approx(25.141)  # 2.793472 s x (1/0.1 - 1)
     # ETSI EN 300 220 sub-bands under each limit (the notes' table): RX2's 869.4-869.65 MHz at 10 %.
     bands = {p["duty"]: set(p["subbands"]) for p in out["pauses"]}
-    assert bands == {0.001: {"863-865 MHz", "868.7-869.2 MHz"},
-                     0.01: {"865-868 MHz", "868-868.6 MHz", "869.7-870 MHz"}, 0.10: {"869.4-869.65 MHz"}}
+    assert bands == {
+        0.001: {"863-865 MHz", "868.7-869.2 MHz"},
+        0.01: {"865-868 MHz", "868-868.6 MHz", "869.7-870 MHz"},
+        0.10: {"869.4-869.65 MHz"},
+    }
     code, _, text = run("airtime", "--sf", "12", "--bytes", "51", "--bw", "125")
     assert code == 0 and "2793.472 ms" in text and "276.554 s" in text
     code, (out,), _ = run("airtime", "--dr", "5", "--bytes", "10", "--json")

@@ -18,7 +18,14 @@ def test_default_channels_and_rx2() -> None:
 
 def test_data_rates_and_datr() -> None:
     assert [eu868.DATA_RATES[dr] for dr in range(7)] == [
-        (12, 125), (11, 125), (10, 125), (9, 125), (8, 125), (7, 125), (7, 250)]
+        (12, 125),
+        (11, 125),
+        (10, 125),
+        (9, 125),
+        (8, 125),
+        (7, 125),
+        (7, 250),
+    ]
     for dr in range(7):
         assert eu868.dr_from_datr(eu868.datr(dr)) == dr
     assert eu868.datr(0) == "SF12BW125" and eu868.dr_from_datr("sf7bw250") == 6
@@ -45,9 +52,16 @@ def test_rx1_dr_and_tx_power() -> None:
         eu868.rx1_dr(0, 6)
 
 
-@pytest.mark.parametrize(("freq", "duty"), [
-    (863_500_000, 0.001), (866_000_000, 0.01), (868_700_000, 0.001), (869_500_000, 0.10),
-    (869_850_000, 0.01)])
+@pytest.mark.parametrize(
+    ("freq", "duty"),
+    [
+        (863_500_000, 0.001),
+        (866_000_000, 0.01),
+        (868_700_000, 0.001),
+        (869_500_000, 0.10),
+        (869_850_000, 0.01),
+    ],
+)
 def test_subbands(freq: int, duty: float) -> None:
     assert eu868.subband(freq)[1] == duty
 

@@ -46,15 +46,41 @@ def test_encode_errors(v: dict[str, Any]) -> None:
 def test_table_lists_every_1_0_x_command_both_ways() -> None:
     names = {c.up_name for c in maccmds.TABLE} | {c.down_name for c in maccmds.TABLE}
     assert names == {
-        "LinkCheckReq", "LinkCheckAns", "LinkADRReq", "LinkADRAns", "DutyCycleReq", "DutyCycleAns",
-        "RXParamSetupReq", "RXParamSetupAns", "DevStatusReq", "DevStatusAns", "NewChannelReq",
+        "LinkCheckReq",
+        "LinkCheckAns",
+        "LinkADRReq",
+        "LinkADRAns",
+        "DutyCycleReq",
+        "DutyCycleAns",
+        "RXParamSetupReq",
+        "RXParamSetupAns",
+        "DevStatusReq",
+        "DevStatusAns",
+        "NewChannelReq",
         "NewChannelAns",
-        "RXTimingSetupReq", "RXTimingSetupAns", "TxParamSetupReq", "TxParamSetupAns", "DlChannelReq",
-        "DlChannelAns", "DeviceTimeReq", "DeviceTimeAns"}
+        "RXTimingSetupReq",
+        "RXTimingSetupAns",
+        "TxParamSetupReq",
+        "TxParamSetupAns",
+        "DlChannelReq",
+        "DlChannelAns",
+        "DeviceTimeReq",
+        "DeviceTimeAns",
+    }
     # Payload sizes after the CID, LoRaWAN 1.0.3 table 15 (uplink, downlink).
     sizes = {c.cid: (maccmds.layout_size(c.up), maccmds.layout_size(c.down)) for c in maccmds.TABLE}
-    assert sizes == {2: (0, 2), 3: (1, 4), 4: (0, 1), 5: (1, 4), 6: (2, 0), 7: (1, 5), 8: (0, 1),
-                     9: (0, 1), 10: (1, 4), 13: (0, 5)}
+    assert sizes == {
+        2: (0, 2),
+        3: (1, 4),
+        4: (0, 1),
+        5: (1, 4),
+        6: (2, 0),
+        7: (1, 5),
+        8: (0, 1),
+        9: (0, 1),
+        10: (1, 4),
+        13: (0, 5),
+    }
     # Every vector file entry together covers every name in both directions.
     covered = {c["name"] for v in DATA["vectors"] for c in v["commands"]}
     assert names <= covered

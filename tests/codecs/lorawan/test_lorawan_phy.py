@@ -30,15 +30,30 @@ def test_bad_frames_raise_frame_error(case: dict[str, str]) -> None:
         decode_frame(bytes.fromhex(case["hex"]), nwk_s_key=NWK, app_s_key=APP, app_key=APP_KEY)
 
 
-@pytest.mark.parametrize(("uplink", "confirmed", "mtype"), [
-    (True, False, "UnconfirmedDataUp"), (False, False, "UnconfirmedDataDown"),
-    (True, True, "ConfirmedDataUp"), (False, True, "ConfirmedDataDown")])
+@pytest.mark.parametrize(
+    ("uplink", "confirmed", "mtype"),
+    [
+        (True, False, "UnconfirmedDataUp"),
+        (False, False, "UnconfirmedDataDown"),
+        (True, True, "ConfirmedDataUp"),
+        (False, True, "ConfirmedDataDown"),
+    ],
+)
 def test_data_frame_types_and_fctrl(uplink: bool, confirmed: bool, mtype: str) -> None:
     flags: dict[str, bool] = {"adr": True, "ack": True}
     flags.update({"adr_ack_req": True, "class_b": True} if uplink else {"fpending": True})
-    raw = phy.build_data_frame(uplink=uplink, confirmed=confirmed, dev_addr=0x26012E43, fcnt32=0x12345,
-                               fport=10, payload=b"\x01\x02", fopts=b"\x02", nwk_s_key=NWK, app_s_key=APP,
-                               **flags)
+    raw = phy.build_data_frame(
+        uplink=uplink,
+        confirmed=confirmed,
+        dev_addr=0x26012E43,
+        fcnt32=0x12345,
+        fport=10,
+        payload=b"\x01\x02",
+        fopts=b"\x02",
+        nwk_s_key=NWK,
+        app_s_key=APP,
+        **flags,
+    )
     frame = phy.parse(raw)
     assert isinstance(frame, phy.DataFrame)
     assert (frame.mtype, frame.uplink, frame.confirmed) == (mtype, uplink, confirmed)
@@ -66,8 +81,16 @@ def test_data_frame_types_and_fctrl(uplink: bool, confirmed: bool, mtype: str) -
 
 def test_fport_zero_payload_is_mac_commands_under_nwk_s_key() -> None:
     mac = bytes.fromhex("0603510700010801")
-    raw = phy.build_data_frame(uplink=False, confirmed=False, dev_addr=1, fcnt32=7, fport=0, payload=mac,
-                               nwk_s_key=NWK, app_s_key=APP)
+    raw = phy.build_data_frame(
+        uplink=False,
+        confirmed=False,
+        dev_addr=1,
+        fcnt32=7,
+        fport=0,
+        payload=mac,
+        nwk_s_key=NWK,
+        app_s_key=APP,
+    )
     frame = phy.parse(raw)
     assert isinstance(frame, phy.DataFrame) and frame.fport == 0
     assert crypto.crypt_frm_payload(NWK, False, 1, 7, frame.frm_payload) == mac
@@ -80,32 +103,58 @@ def test_fport_zero_payload_is_mac_commands_under_nwk_s_key() -> None:
 
 
 def test_frame_without_fport_and_with_empty_payload() -> None:
-    raw = phy.build_data_frame(uplink=True, confirmed=False, dev_addr=1, fcnt32=1, fport=None, payload=b"",
-                               nwk_s_key=NWK, app_s_key=APP)
+    raw = phy.build_data_frame(
+        uplink=True,
+        confirmed=False,
+        dev_addr=1,
+        fcnt32=1,
+        fport=None,
+        payload=b"",
+        nwk_s_key=NWK,
+        app_s_key=APP,
+    )
     assert len(raw) == 12
     out = decode_frame(raw, nwk_s_key=NWK)
     assert out["fport"] is None and out["frm_payload"] == "" and out["mic_valid"] is True
-    raw = phy.build_data_frame(uplink=True, confirmed=False, dev_addr=1, fcnt32=1, fport=5, payload=b"",
-                               nwk_s_key=NWK, app_s_key=APP)
+    raw = phy.build_data_frame(
+        uplink=True, confirmed=False, dev_addr=1, fcnt32=1, fport=5, payload=b"", nwk_s_key=NWK, app_s_key=APP
+    )
     assert decode_frame(raw)["fport"] == 5
 
 
 def test_long_payload_uses_many_key_stream_blocks() -> None:
     payload = bytes(range(222))
-    raw = phy.build_data_frame(uplink=True, confirmed=True, dev_addr=0xFFFFFFFF, fcnt32=0xFFFFFFFF, fport=224,
-                               payload=payload, nwk_s_key=NWK, app_s_key=APP)
+    raw = phy.build_data_frame(
+        uplink=True,
+        confirmed=True,
+        dev_addr=0xFFFFFFFF,
+        fcnt32=0xFFFFFFFF,
+        fport=224,
+        payload=payload,
+        nwk_s_key=NWK,
+        app_s_key=APP,
+    )
     out = decode_frame(raw, nwk_s_key=NWK, app_s_key=APP, fcnt32=0xFFFFFFFF)
     assert out["frm_payload"] == payload.hex() and out["mic_valid"] is True
     # Each 16-byte block has its own key stream block: no two equal blocks of ciphertext for equal plaintext.
-    zeros = phy.build_data_frame(uplink=True, confirmed=False, dev_addr=1, fcnt32=1, fport=1,
-                                 payload=bytes(48), nwk_s_key=NWK, app_s_key=APP)
+    zeros = phy.build_data_frame(
+        uplink=True,
+        confirmed=False,
+        dev_addr=1,
+        fcnt32=1,
+        fport=1,
+        payload=bytes(48),
+        nwk_s_key=NWK,
+        app_s_key=APP,
+    )
     enc = zeros[9:-4]
     assert len({enc[0:16], enc[16:32], enc[32:48]}) == 3
 
 
 def test_join_request_fields_are_little_endian_on_air() -> None:
-    raw = phy.build_join_request(join_eui=0x70B3D57ED00000DC, dev_eui=0x00AFEE7CF5ED6F1E, dev_nonce=0xCC85,
-                                 app_key=APP_KEY)
+    raw = phy.build_join_request(
+        join_eui=0x70B3D57ED00000DC, dev_eui=0x00AFEE7CF5ED6F1E, dev_nonce=0xCC85, app_key=APP_KEY
+    )
     assert raw.hex().upper() == "00DC0000D07ED5B3701E6FEDF57CEEAF0085CC587FE913"
     frame = phy.parse(raw)
     assert isinstance(frame, phy.JoinRequest)
@@ -125,8 +174,16 @@ def test_join_accept_without_key_stays_encrypted() -> None:
 
 def test_join_accept_cflist_and_dl_settings_round_trip() -> None:
     cflist = [867_100_000, 867_300_000, 867_500_000]
-    raw = phy.build_join_accept(app_key=APP_KEY, join_nonce=0xABCDEF, net_id=0x000013, dev_addr=0x26012E43,
-                                rx1_dr_offset=2, rx2_dr=3, rx_delay=5, cflist_hz=cflist)
+    raw = phy.build_join_accept(
+        app_key=APP_KEY,
+        join_nonce=0xABCDEF,
+        net_id=0x000013,
+        dev_addr=0x26012E43,
+        rx1_dr_offset=2,
+        rx2_dr=3,
+        rx_delay=5,
+        cflist_hz=cflist,
+    )
     assert len(raw) == 33
     out = decode_frame(raw, app_key=APP_KEY, dev_nonce=0x1234)
     assert out["join_nonce"] == 0xABCDEF and out["net_id"] == "000013" and out["dev_addr"] == "26012E43"
@@ -143,7 +200,7 @@ def test_cflist_bytes_are_three_byte_little_endian_hundreds_of_hz_then_the_type(
     cflist = b"".join((f // 100).to_bytes(3, "little") for f in freqs) + b"\x00"
     assert cflist[:3] == bytes.fromhex("184F84")  # 8671000 = 0x844F18, little-endian
     dl_settings = (5 << 4) | 3  # RX1DRoffset in bits 6..4, RX2DataRate in bits 3..0; bit 7 RFU
-    msg = bytes.fromhex("20" "563412" "130000" "432E0126") + bytes([0x80 | dl_settings, 2]) + cflist
+    msg = bytes.fromhex("20563412130000432E0126") + bytes([0x80 | dl_settings, 2]) + cflist
     phy_ = crypto.encrypt_join_accept(APP_KEY, msg + crypto.join_accept_mic(APP_KEY, msg))
     out = decode_frame(phy_, app_key=APP_KEY)
     assert out["mic_valid"] is True
@@ -156,8 +213,9 @@ def test_cflist_bytes_are_three_byte_little_endian_hundreds_of_hz_then_the_type(
     phy_ = crypto.encrypt_join_accept(APP_KEY, msg + crypto.join_accept_mic(APP_KEY, msg))
     out = decode_frame(phy_, app_key=APP_KEY)
     assert out["mic_valid"] is True and out["cflist"] is None and out["cflist_type"] == 1
-    short = decode_frame(phy.build_join_accept(app_key=APP_KEY, join_nonce=1, net_id=1, dev_addr=1),
-                         app_key=APP_KEY)
+    short = decode_frame(
+        phy.build_join_accept(app_key=APP_KEY, join_nonce=1, net_id=1, dev_addr=1), app_key=APP_KEY
+    )
     assert short["cflist"] is None and short["cflist_type"] is None
 
 
@@ -166,27 +224,43 @@ def test_proprietary_is_reported_not_misparsed() -> None:
     frame = phy.parse(raw)
     assert isinstance(frame, phy.Proprietary) and frame.payload == raw[1:]
     out = decode_frame(raw, nwk_s_key=NWK)
-    assert out == {"mtype": "Proprietary", "major": 0, "payload": "010203040506", "mic": None,
-                   "mic_valid": None}
+    assert out == {
+        "mtype": "Proprietary",
+        "major": 0,
+        "payload": "010203040506",
+        "mic": None,
+        "mic_valid": None,
+    }
     assert phy.parse(b"\xe0").mtype == "Proprietary"
 
 
-@pytest.mark.parametrize(("kwargs", "error"), [
-    ({"fopts": bytes(16)}, "FOpts"),
-    ({"fport": 0, "fopts": b"\x02"}, "not both"),
-    ({"fport": None, "payload": b"x"}, "FPort"),
-    ({"fport": 256}, "FPort"),
-    ({"uplink": False, "class_b": True}, "uplink-only"),
-    ({"uplink": True, "fpending": True}, "downlink-only"),
-    ({"dev_addr": 1 << 32}, "DevAddr"),
-    ({"fcnt32": -1}, "FCnt"),
-    ({"payload": bytes(250)}, "255"),
-    ({"nwk_s_key": bytes(15)}, "16 bytes"),
-    ({"app_s_key": bytes(17)}, "16 bytes"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"fopts": bytes(16)}, "FOpts"),
+        ({"fport": 0, "fopts": b"\x02"}, "not both"),
+        ({"fport": None, "payload": b"x"}, "FPort"),
+        ({"fport": 256}, "FPort"),
+        ({"uplink": False, "class_b": True}, "uplink-only"),
+        ({"uplink": True, "fpending": True}, "downlink-only"),
+        ({"dev_addr": 1 << 32}, "DevAddr"),
+        ({"fcnt32": -1}, "FCnt"),
+        ({"payload": bytes(250)}, "255"),
+        ({"nwk_s_key": bytes(15)}, "16 bytes"),
+        ({"app_s_key": bytes(17)}, "16 bytes"),
+    ],
+)
 def test_build_data_frame_refuses_invalid_frames(kwargs: dict[str, Any], error: str) -> None:
-    args: dict[str, Any] = {"uplink": True, "confirmed": False, "dev_addr": 1, "fcnt32": 1, "fport": 1,
-                            "payload": b"", "nwk_s_key": NWK, "app_s_key": APP}
+    args: dict[str, Any] = {
+        "uplink": True,
+        "confirmed": False,
+        "dev_addr": 1,
+        "fcnt32": 1,
+        "fport": 1,
+        "payload": b"",
+        "nwk_s_key": NWK,
+        "app_s_key": APP,
+    }
     args.update(kwargs)
     with pytest.raises(InputError, match=error):
         phy.build_data_frame(**args)
@@ -248,17 +322,21 @@ def test_redacted_never_shows_key_bytes() -> None:
 
 # ---- 32-bit frame counters ----
 
-@pytest.mark.parametrize(("last", "fcnt16", "expected"), [
-    (None, 5, 5),
-    (0, 1, 1),
-    (10, 10, 10),                    # a repeat returns the same counter (replay check is the caller's)
-    (0xFFFF, 0, 0x10000),            # rollover of the 16 bits
-    (0x1FFF0, 0x0005, 0x20005),
-    (0x12345, 0x2400, 0x12400),
-    (1000, 999, 999),                # just behind: an old frame, not a jump of 65535
-    (70000, 70000 - 16384 - 1 & 0xFFFF, 70000 - 16384 - 1 + 65536),  # beyond the gap behind: ahead
-    (5, 0xFFFF, 0xFFFF),             # cannot go below zero
-])
+
+@pytest.mark.parametrize(
+    ("last", "fcnt16", "expected"),
+    [
+        (None, 5, 5),
+        (0, 1, 1),
+        (10, 10, 10),  # a repeat returns the same counter (replay check is the caller's)
+        (0xFFFF, 0, 0x10000),  # rollover of the 16 bits
+        (0x1FFF0, 0x0005, 0x20005),
+        (0x12345, 0x2400, 0x12400),
+        (1000, 999, 999),  # just behind: an old frame, not a jump of 65535
+        (70000, 70000 - 16384 - 1 & 0xFFFF, 70000 - 16384 - 1 + 65536),  # beyond the gap behind: ahead
+        (5, 0xFFFF, 0xFFFF),  # cannot go below zero
+    ],
+)
 def test_fcnt_reconstruct(last: int | None, fcnt16: int, expected: int) -> None:
     assert fcnt.reconstruct(last, fcnt16) == expected
 
@@ -278,6 +356,7 @@ def test_fcnt_gap_and_range() -> None:
 
 
 # ---- properties ----
+
 
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=260))
@@ -302,11 +381,21 @@ def test_random_data_frames_with_valid_mhdr_never_crash(mhdr_mtype: int, body: b
     assert out["dev_addr"] == int.from_bytes(body[:4], "little").to_bytes(4, "big").hex().upper()
 
 
-data_frames = st.fixed_dictionaries({
-    "uplink": st.booleans(), "confirmed": st.booleans(), "dev_addr": st.integers(0, 0xFFFFFFFF),
-    "fcnt32": st.integers(0, 0xFFFFFFFF), "fport": st.none() | st.integers(0, 255),
-    "payload": st.binary(max_size=200), "fopts": st.binary(max_size=15), "adr": st.booleans(),
-    "ack": st.booleans(), "flag4": st.booleans(), "adr_ack_req": st.booleans()})
+data_frames = st.fixed_dictionaries(
+    {
+        "uplink": st.booleans(),
+        "confirmed": st.booleans(),
+        "dev_addr": st.integers(0, 0xFFFFFFFF),
+        "fcnt32": st.integers(0, 0xFFFFFFFF),
+        "fport": st.none() | st.integers(0, 255),
+        "payload": st.binary(max_size=200),
+        "fopts": st.binary(max_size=15),
+        "adr": st.booleans(),
+        "ack": st.booleans(),
+        "flag4": st.booleans(),
+        "adr_ack_req": st.booleans(),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -320,12 +409,17 @@ def test_build_then_parse_round_trips(f: dict[str, Any]) -> None:
     uplink = f["uplink"]
     if not uplink:
         f["adr_ack_req"] = False
-    raw = phy.build_data_frame(nwk_s_key=NWK, app_s_key=APP, class_b=uplink and flag4,
-                               fpending=not uplink and flag4, **f)
+    raw = phy.build_data_frame(
+        nwk_s_key=NWK, app_s_key=APP, class_b=uplink and flag4, fpending=not uplink and flag4, **f
+    )
     frame = phy.parse(raw)
     assert isinstance(frame, phy.DataFrame)
-    assert (frame.uplink, frame.confirmed, frame.dev_addr, frame.fcnt16) == \
-        (uplink, f["confirmed"], f["dev_addr"], f["fcnt32"] & 0xFFFF)
+    assert (frame.uplink, frame.confirmed, frame.dev_addr, frame.fcnt16) == (
+        uplink,
+        f["confirmed"],
+        f["dev_addr"],
+        f["fcnt32"] & 0xFFFF,
+    )
     assert (frame.adr, frame.ack, frame.adr_ack_req) == (f["adr"], f["ack"], f["adr_ack_req"])
     assert (frame.class_b or frame.fpending) == flag4
     assert frame.fopts == f["fopts"] and frame.fport == f["fport"]
@@ -338,18 +432,33 @@ def test_build_then_parse_round_trips(f: dict[str, Any]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 0xFFFF),
-       st.integers(0, 0xFFFFFF), st.integers(0, 0xFFFFFF), st.integers(0, 0xFFFFFFFF),
-       st.none() | st.lists(st.integers(0, 0xFFFFFF).map(lambda x: x * 100), max_size=5))
-def test_join_round_trips(join_eui: int, dev_eui: int, dev_nonce: int, join_nonce: int, net_id: int,
-                          dev_addr: int, cflist: list[int] | None) -> None:
-    req = phy.parse(phy.build_join_request(join_eui=join_eui, dev_eui=dev_eui, dev_nonce=dev_nonce,
-                                           app_key=APP_KEY))
+@given(
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFF),
+    st.integers(0, 0xFFFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.none() | st.lists(st.integers(0, 0xFFFFFF).map(lambda x: x * 100), max_size=5),
+)
+def test_join_round_trips(
+    join_eui: int,
+    dev_eui: int,
+    dev_nonce: int,
+    join_nonce: int,
+    net_id: int,
+    dev_addr: int,
+    cflist: list[int] | None,
+) -> None:
+    req = phy.parse(
+        phy.build_join_request(join_eui=join_eui, dev_eui=dev_eui, dev_nonce=dev_nonce, app_key=APP_KEY)
+    )
     assert isinstance(req, phy.JoinRequest)
     assert (req.join_eui, req.dev_eui, req.dev_nonce) == (join_eui, dev_eui, dev_nonce)
     assert crypto.join_request_mic(APP_KEY, req.msg) == req.mic
-    raw = phy.build_join_accept(app_key=APP_KEY, join_nonce=join_nonce, net_id=net_id, dev_addr=dev_addr,
-                                cflist_hz=cflist)
+    raw = phy.build_join_accept(
+        app_key=APP_KEY, join_nonce=join_nonce, net_id=net_id, dev_addr=dev_addr, cflist_hz=cflist
+    )
     acc = phy.parse_join_accept(crypto.decrypt_join_accept(APP_KEY, raw))
     assert (acc.join_nonce, acc.net_id, acc.dev_addr, acc.rx_delay) == (join_nonce, net_id, dev_addr, 1)
     assert acc.cflist_hz == (None if cflist is None else cflist + [0] * (5 - len(cflist)))

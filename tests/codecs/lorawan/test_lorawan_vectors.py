@@ -35,8 +35,9 @@ def _key(vector: dict[str, Any], name: str) -> bytes:
 @pytest.mark.parametrize("v", _kind("data"), ids=lambda v: v["name"])
 def test_published_data_frames(v: dict[str, Any]) -> None:
     exp = v["expect"]
-    out = decode_frame(bytes.fromhex(v["phy_payload"]), nwk_s_key=_key(v, "nwk_s_key"),
-                       app_s_key=_key(v, "app_s_key"))
+    out = decode_frame(
+        bytes.fromhex(v["phy_payload"]), nwk_s_key=_key(v, "nwk_s_key"), app_s_key=_key(v, "app_s_key")
+    )
     assert out["mtype"] == exp["mtype"]
     assert out["dev_addr"] == exp["dev_addr_be"]
     assert out["fcnt"] == exp["fcnt"]
@@ -49,9 +50,16 @@ def test_published_data_frames(v: dict[str, Any]) -> None:
     frame = phy.parse(bytes.fromhex(v["phy_payload"]))
     assert isinstance(frame, phy.DataFrame)
     rebuilt = phy.build_data_frame(
-        uplink=frame.uplink, confirmed=frame.confirmed, dev_addr=frame.dev_addr, fcnt32=frame.fcnt16,
-        fport=frame.fport, payload=bytes.fromhex(exp["frm_payload_plain"]), fopts=frame.fopts,
-        nwk_s_key=_key(v, "nwk_s_key"), app_s_key=_key(v, "app_s_key"))
+        uplink=frame.uplink,
+        confirmed=frame.confirmed,
+        dev_addr=frame.dev_addr,
+        fcnt32=frame.fcnt16,
+        fport=frame.fport,
+        payload=bytes.fromhex(exp["frm_payload_plain"]),
+        fopts=frame.fopts,
+        nwk_s_key=_key(v, "nwk_s_key"),
+        app_s_key=_key(v, "app_s_key"),
+    )
     assert rebuilt.hex().upper() == v["phy_payload"].upper()
 
 
@@ -65,8 +73,12 @@ def test_published_join_requests(v: dict[str, Any]) -> None:
     assert out["dev_nonce"] == int.from_bytes(bytes.fromhex(exp["dev_nonce_wire"]), "little")
     assert out["mic"] == exp["mic"]
     assert out["mic_valid"] is exp["mic_valid"]
-    rebuilt = phy.build_join_request(join_eui=int(exp["join_eui_be"], 16), dev_eui=int(exp["dev_eui_be"], 16),
-                                     dev_nonce=out["dev_nonce"], app_key=_key(v, "app_key"))
+    rebuilt = phy.build_join_request(
+        join_eui=int(exp["join_eui_be"], 16),
+        dev_eui=int(exp["dev_eui_be"], 16),
+        dev_nonce=out["dev_nonce"],
+        app_key=_key(v, "app_key"),
+    )
     assert rebuilt.hex().upper() == v["phy_payload"].upper()
 
 
@@ -96,17 +108,24 @@ def test_published_join_accepts(v: dict[str, Any]) -> None:
     # Encrypting the plaintext again gives the frame on the air; building from the fields too.
     assert crypto.encrypt_join_accept(app_key, plain).hex() == v["phy_payload"].lower()
     fields = phy.parse_join_accept(plain)
-    rebuilt = phy.build_join_accept(app_key=app_key, join_nonce=fields.join_nonce, net_id=fields.net_id,
-                                    dev_addr=fields.dev_addr, rx1_dr_offset=fields.rx1_dr_offset,
-                                    rx2_dr=fields.rx2_dr, rx_delay=fields.rx_delay,
-                                    cflist_hz=fields.cflist_hz)
+    rebuilt = phy.build_join_accept(
+        app_key=app_key,
+        join_nonce=fields.join_nonce,
+        net_id=fields.net_id,
+        dev_addr=fields.dev_addr,
+        rx1_dr_offset=fields.rx1_dr_offset,
+        rx2_dr=fields.rx2_dr,
+        rx_delay=fields.rx_delay,
+        cflist_hz=fields.cflist_hz,
+    )
     assert rebuilt.hex() == v["phy_payload"].lower()
 
 
 @pytest.mark.parametrize("v", _kind("session_keys"), ids=lambda v: v["name"])
 def test_published_session_keys(v: dict[str, Any]) -> None:
-    nwk, app = crypto.derive_session_keys(_key(v, "app_key"), int(v["join_nonce_be"], 16),
-                                          int(v["net_id_be"], 16), int(v["dev_nonce_be"], 16))
+    nwk, app = crypto.derive_session_keys(
+        _key(v, "app_key"), int(v["join_nonce_be"], 16), int(v["net_id_be"], 16), int(v["dev_nonce_be"], 16)
+    )
     assert nwk.hex() == v["expect"]["nwk_s_key"]
     assert app.hex() == v["expect"]["app_s_key"]
 
@@ -114,8 +133,16 @@ def test_published_session_keys(v: dict[str, Any]) -> None:
 @pytest.mark.parametrize("v", _kind("airtime"), ids=lambda v: v["name"])
 def test_published_airtime(v: dict[str, Any]) -> None:
     assert v["cr"] == "4/5"
-    got = eu868.airtime_us(v["phy_len"], v["sf"], v["bw_khz"], cr=1, preamble=v["preamble"], crc=v["crc"],
-                           explicit_header=v["explicit_header"], ldro=v["ldro"])
+    got = eu868.airtime_us(
+        v["phy_len"],
+        v["sf"],
+        v["bw_khz"],
+        cr=1,
+        preamble=v["preamble"],
+        crc=v["crc"],
+        explicit_header=v["explicit_header"],
+        ldro=v["ldro"],
+    )
     assert got == v["expect"]["airtime_us"]
 
 
@@ -143,6 +170,13 @@ def test_fips197_aes(v: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("v", AIRTIME, ids=lambda v: f"{v['phy_len']}B-SF{v['sf']}-{v['airtime_us']}")
 def test_airtime_check_values(v: dict[str, Any]) -> None:
-    got = eu868.airtime_us(v["phy_len"], v["sf"], v["bw_khz"], cr=v["cr"], crc=v["crc"],
-                           explicit_header=v["explicit_header"], ldro=v["ldro"])
+    got = eu868.airtime_us(
+        v["phy_len"],
+        v["sf"],
+        v["bw_khz"],
+        cr=v["cr"],
+        crc=v["crc"],
+        explicit_header=v["explicit_header"],
+        ldro=v["ldro"],
+    )
     assert got == v["airtime_us"]

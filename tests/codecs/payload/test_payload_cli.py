@@ -64,23 +64,29 @@ def test_encode_readings_without_fport(capsys: pytest.CaptureFixture[str]) -> No
     assert (code, out.strip()) == (0, v["bytes"])
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["decode", "--codec", "air", "1800d"], "odd number of digits"),
-    (["decode", "--codec", "air", "zz00"], "is not hex"),
-    (["decode", "--codec", "air", "--base64", "GgGc*BiIAjLM="], "is not valid base64"),
-    (["decode", "--codec", "air", "2800d75b2794007b00c9019fb9"], "unknown payload version 2"),
-    (["decode", "--codec", "air", "1800d75b"], "truncated"),
-    (["decode", "--codec", "water", "--fport", "7", "1000"], "no uplink payload on FPort 7"),
-    (["decode", "--codec", "cayenne-lpp", "0305ff"], "unknown type 5"),
-    (["encode", "--codec", "water", "{level: 3}"], "invalid JSON"),
-    (["encode", "--codec", "water", "[1, 2]"], "expected a JSON object"),
-    (["encode", "--codec", "water", "[" * 100_000], "nested too deeply"),
-    (["encode", "--codec", "cooling", "--fport", "10", "--direction", "down", '{"interval": 30}'],
-     "interval: 30 s is out of range 60..43200 s"),
-    (["encode", "--codec", "cooling", "--direction", "down", '{"interval": 900}'], "which FPort?"),
-])
-def test_bad_input_is_one_clear_line(capsys: pytest.CaptureFixture[str], argv: list[str],
-                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["decode", "--codec", "air", "1800d"], "odd number of digits"),
+        (["decode", "--codec", "air", "zz00"], "is not hex"),
+        (["decode", "--codec", "air", "--base64", "GgGc*BiIAjLM="], "is not valid base64"),
+        (["decode", "--codec", "air", "2800d75b2794007b00c9019fb9"], "unknown payload version 2"),
+        (["decode", "--codec", "air", "1800d75b"], "truncated"),
+        (["decode", "--codec", "water", "--fport", "7", "1000"], "no uplink payload on FPort 7"),
+        (["decode", "--codec", "cayenne-lpp", "0305ff"], "unknown type 5"),
+        (["encode", "--codec", "water", "{level: 3}"], "invalid JSON"),
+        (["encode", "--codec", "water", "[1, 2]"], "expected a JSON object"),
+        (["encode", "--codec", "water", "[" * 100_000], "nested too deeply"),
+        (
+            ["encode", "--codec", "cooling", "--fport", "10", "--direction", "down", '{"interval": 30}'],
+            "interval: 30 s is out of range 60..43200 s",
+        ),
+        (["encode", "--codec", "cooling", "--direction", "down", '{"interval": 900}'], "which FPort?"),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     code, out, err = run(capsys, "payload", *argv)
     assert code == 1
     assert out == ""
@@ -88,17 +94,23 @@ def test_bad_input_is_one_clear_line(capsys: pytest.CaptureFixture[str], argv: l
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["decode", "--codec", "gas", "10"], "unknown codec 'gas'; codecs are air, water"),
-    (["encode", "--codec", "gas", "{}"], "unknown codec 'gas'"),
-    (["decode", "--codec", "air", "--fport", "0", "10"], "no uplink payload on FPort 0"),
-    (["decode", "--codec", "cooling", "--fport", "224", "10"], "no uplink payload on FPort 224"),
-    (["decode", "--codec", "cayenne-lpp", "--fport", "0", "0167"], "FPort 0 is not an application port"),
-    (["encode", "--codec", "cooling", "--fport", "25", "--direction", "down", "{}"],
-     "no downlink payload on FPort 25; downlink ports are [10, 11, 12, 20, 21, 22, 23, 24]"),
-])
-def test_unknown_codec_or_port_is_one_clear_line(capsys: pytest.CaptureFixture[str], argv: list[str],
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["decode", "--codec", "gas", "10"], "unknown codec 'gas'; codecs are air, water"),
+        (["encode", "--codec", "gas", "{}"], "unknown codec 'gas'"),
+        (["decode", "--codec", "air", "--fport", "0", "10"], "no uplink payload on FPort 0"),
+        (["decode", "--codec", "cooling", "--fport", "224", "10"], "no uplink payload on FPort 224"),
+        (["decode", "--codec", "cayenne-lpp", "--fport", "0", "0167"], "FPort 0 is not an application port"),
+        (
+            ["encode", "--codec", "cooling", "--fport", "25", "--direction", "down", "{}"],
+            "no downlink payload on FPort 25; downlink ports are [10, 11, 12, 20, 21, 22, 23, 24]",
+        ),
+    ],
+)
+def test_unknown_codec_or_port_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     """Not a click usage error (three lines, status 2): one line naming the codec or port, status 1."""
     code, out, err = run(capsys, "payload", *argv)
     assert (code, out) == (1, "")
@@ -109,8 +121,7 @@ def test_unknown_codec_or_port_is_one_clear_line(capsys: pytest.CaptureFixture[s
 def test_list_shows_codecs_and_ports(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "payload", "list")
     assert code == 0
-    for word in (*CODEC_NAMES, "set_thresholds", "override",
-                 "request_status", "reboot", "1-223"):
+    for word in (*CODEC_NAMES, "set_thresholds", "override", "request_status", "reboot", "1-223"):
         assert word in out
 
 
@@ -118,10 +129,20 @@ def test_list_shows_codecs_and_ports(capsys: pytest.CaptureFixture[str]) -> None
 def test_console_script_end_to_end() -> None:
     """The installed `havel` script, as a person runs it."""
     havel = Path(sys.executable).with_name("havel")
-    done = subprocess.run([str(havel), "payload", "decode", "--codec", "temperature", "1200f1013d4cba"],
-                          capture_output=True, text=True, timeout=50, check=False)
+    done = subprocess.run(
+        [str(havel), "payload", "decode", "--codec", "temperature", "1200f1013d4cba"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["data"] == {"probes": [24.1, 31.7], "humidity": 38.0, "battery": 3720}
-    bad = subprocess.run([str(havel), "payload", "decode", "--codec", "temperature", "3200f1"],
-                         capture_output=True, text=True, timeout=50, check=False)
+    bad = subprocess.run(
+        [str(havel), "payload", "decode", "--codec", "temperature", "3200f1"],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("havel: error: ")

@@ -38,9 +38,11 @@ def trio(name: str) -> tuple[NodeCodec, NodeCodec, NodeCodec]:
     """The codec with the fast path, with plain construct only, with compiled construct only."""
     codec = get_codec(name)
     assert isinstance(codec, NodeCodec)
-    return (NodeCodec(name, codec.summary, codec.ports, fast=True),
-            NodeCodec(name, codec.summary, codec.ports, fast=False),
-            NodeCodec(name, codec.summary, codec.ports, compiled=True))
+    return (
+        NodeCodec(name, codec.summary, codec.ports, fast=True),
+        NodeCodec(name, codec.summary, codec.ports, fast=False),
+        NodeCodec(name, codec.summary, codec.ports, compiled=True),
+    )
 
 
 def outcome(codec: NodeCodec, data: bytes | bytearray, fport: int, direction: str) -> Any:
@@ -173,7 +175,7 @@ def well_formed(draw: st.DrawFn) -> tuple[str, bytes, int, str]:
         first, size = 0x10, _length_for(get_codec(name).port(fport, direction).struct, 0x10)
     assert size is not None
     chunk = st.sampled_from([b"\xff", b"\x80\x00", b"\x00", b"\xff\xff", b"\x02\x9a"]) | st.binary(max_size=3)
-    body = b"".join(draw(st.lists(chunk, max_size=size)))[:size - 1]
+    body = b"".join(draw(st.lists(chunk, max_size=size)))[: size - 1]
     body += draw(st.binary(min_size=size - 1 - len(body), max_size=size - 1 - len(body)))
     return name, bytes([first]) + body, fport, direction
 
@@ -263,14 +265,30 @@ COUNTED = cs.Struct(
 
 
 def _odd_codec(**kw: Any) -> tuple[NodeCodec, ...]:
-    ports = [Port(1, "up", "odd", "odd", ODD, {"le": "Cel"}, ("le",)),
-             Port(2, "up", "counted", "counted", COUNTED, {}, ("xs",)),
-             Port(3, "up", "viewed", "viewed", ODD, {"le": "Cel"}, ("le",), view={
-                 "alarm": "_header.big", "le": Field("le", null_if="on"), "codes": {"c": "code"},
-                 "tail": Field("tail", only_if="_header.big"), "after": "scaled",
-                 "trio": "trio"})]  # a list in a view: the generated code calls the view's glue
-    return tuple(NodeCodec("odd", "odd", ports, **k) for k in ({"fast": True}, {"fast": False},
-                                                               {"compiled": True}))
+    ports = [
+        Port(1, "up", "odd", "odd", ODD, {"le": "Cel"}, ("le",)),
+        Port(2, "up", "counted", "counted", COUNTED, {}, ("xs",)),
+        Port(
+            3,
+            "up",
+            "viewed",
+            "viewed",
+            ODD,
+            {"le": "Cel"},
+            ("le",),
+            view={
+                "alarm": "_header.big",
+                "le": Field("le", null_if="on"),
+                "codes": {"c": "code"},
+                "tail": Field("tail", only_if="_header.big"),
+                "after": "scaled",
+                "trio": "trio",
+            },
+        ),
+    ]  # a list in a view: the generated code calls the view's glue
+    return tuple(
+        NodeCodec("odd", "odd", ports, **k) for k in ({"fast": True}, {"fast": False}, {"compiled": True})
+    )
 
 
 ODD_CODECS = _odd_codec()
@@ -299,7 +317,7 @@ def test_generator_equals_construct_on_odd_schemas(fport: int, body: bytes, firs
 def test_generator_equals_construct_on_well_sized_odd_payloads(first: int, body: bytes) -> None:
     size = 17 if first & 8 else 15  # ODD: 1 + 1 + 2 + 4 + 2 + 1 + 3 + 1 (+ 2 when "big")
     for fport in (1, 3):
-        data = bytes([first]) + body[:size - 1]
+        data = bytes([first]) + body[: size - 1]
         got = same_codecs(ODD_CODECS, data, fport, "up")
         assert got[0] == "ok", got  # a set padding bit is read and ignored, as construct does
         assert _taken(fport, data)
@@ -308,7 +326,7 @@ def test_generator_equals_construct_on_well_sized_odd_payloads(first: int, body:
 @SETTINGS
 @given(count=st.integers(0, 15), n=st.integers(0, 8), body=st.binary(min_size=40, max_size=40))
 def test_generator_equals_construct_on_counted_arrays(count: int, n: int, body: bytes) -> None:
-    data = bytes([0x10 | count, n]) + body[:2 * n + count + 1]
+    data = bytes([0x10 | count, n]) + body[: 2 * n + count + 1]
     got = same_codecs(ODD_CODECS, data, 2, "up")
     assert got[0] == "ok" and _taken(2, data)
     assert same_codecs(ODD_CODECS, data + b"\x07", 2, "up")[0] == "ok"  # not Terminated: trailing bytes ok
@@ -330,6 +348,7 @@ def test_a_view_port_survives_dataclasses_replace() -> None:
 
 # --- counts and conditions: construct's this-paths read through their public behaviour --------------------
 
+
 def _one_port(schema: cs.Construct) -> Port:
     return Port(1, "up", "p", "p", schema, {}, ())
 
@@ -350,16 +369,19 @@ def test_nested_this_paths_are_followed() -> None:
     assert parse(data) == want and want["xs"] == [7, 8, 9] and want["ys"] == [5, 6] and want["z"] == 258
 
 
-@pytest.mark.parametrize("count", [
-    cs.this._.n,  # the parent context: not this Struct's field
-    cs.this._,
-    lambda ctx: ctx.n,  # a function: construct calls it, the fast path cannot read it
-    cs.this.n * 2,  # an expression over a path
-    cs.len_(cs.this.n),
-    cs.Path("other").n,  # a path not on this
-    cs.this.missing,  # no earlier field of that name
-    cs.this[0],  # not a field name
-])
+@pytest.mark.parametrize(
+    "count",
+    [
+        cs.this._.n,  # the parent context: not this Struct's field
+        cs.this._,
+        lambda ctx: ctx.n,  # a function: construct calls it, the fast path cannot read it
+        cs.this.n * 2,  # an expression over a path
+        cs.len_(cs.this.n),
+        cs.Path("other").n,  # a path not on this
+        cs.this.missing,  # no earlier field of that name
+        cs.this[0],  # not a field name
+    ],
+)
 def test_counts_the_fast_path_cannot_follow_leave_the_port_to_construct(count: Any) -> None:
     schema = cs.Struct(header(), "n" / cs.Int8ub, "xs" / cs.Array(count, cs.Int8ub))
     assert derive(schema) is None
@@ -370,4 +392,3 @@ def test_the_fast_path_and_the_payload_schemas_use_no_private_names_of_construct
     """fastpath.py once read construct's name-mangled Path attributes and base.py called construct's
     internal compile hooks (which pinned construct below 2.11); tools/check_private_names.py finds both."""
     assert private_names_in("codecs/payload") == []
-

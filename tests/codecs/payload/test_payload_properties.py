@@ -41,8 +41,11 @@ def objects(con: cs.Construct) -> st.SearchStrategy[Any]:
     if isinstance(con, Choice):
         return st.sampled_from(sorted(con.names))
     if isinstance(con, cs.Struct):
-        fields = {sc.name: objects(sc.subcon) for sc in con.subcons
-                  if sc.name and not isinstance(sc.subcon, cs.Const)}
+        fields = {
+            sc.name: objects(sc.subcon)
+            for sc in con.subcons
+            if sc.name and not isinstance(sc.subcon, cs.Const)
+        }
         return st.fixed_dictionaries(fields)
     if isinstance(con, cs.Transformed | cs.Restreamed):  # BitStruct
         return objects(con.subcon)
@@ -59,6 +62,7 @@ def objects(con: cs.Construct) -> st.SearchStrategy[Any]:
 
 def port_objects(port: Port) -> st.SearchStrategy[Any]:
     """Objects for a port's Struct that also keep the port's rules across fields."""
+
     def fix(obj: dict[str, Any]) -> dict[str, Any]:
         if "probes" in obj:  # the temperature node's count nibble says how many probes follow
             obj["_header"]["count"] = len(obj["probes"])
@@ -68,6 +72,7 @@ def port_objects(port: Port) -> st.SearchStrategy[Any]:
 
     def rules(obj: dict[str, Any]) -> bool:
         return port.name != "set_thresholds" or obj["off_threshold"] < obj["on_threshold"]
+
     return objects(port.struct).map(fix).filter(rules)
 
 
@@ -108,6 +113,7 @@ def test_node_encode_decode_round_trip(name: str, port: Port, data: st.DataObjec
 def lpp_entries() -> st.SearchStrategy[dict[str, Any]]:
     def entry(t: LppType) -> st.SearchStrategy[tuple[str, Any]]:
         return st.tuples(st.integers(0, 255), objects(t.value)).map(lambda cv: (f"{t.name}_{cv[0]}", cv[1]))
+
     return st.lists(st.sampled_from(TYPES).flatmap(entry), max_size=12, unique_by=lambda kv: kv[0]).map(dict)
 
 
@@ -121,8 +127,13 @@ def test_lpp_encode_decode_round_trip(data: dict[str, Any]) -> None:
 
 
 @SETTINGS
-@given(data=st.dictionaries(st.integers(0, 255).map(lambda c: f"value_{c}"),
-                            st.integers(-32768, 32767).map(lambda r: r / 100), max_size=10))
+@given(
+    data=st.dictionaries(
+        st.integers(0, 255).map(lambda c: f"value_{c}"),
+        st.integers(-32768, 32767).map(lambda r: r / 100),
+        max_size=10,
+    )
+)
 def test_lpp_downlink_round_trip(data: dict[str, Any]) -> None:
     lpp = get_codec("cayenne-lpp")
     assert lpp.decode(lpp.encode(data, 1, "down"), 1, "down")["data"] == data
@@ -138,8 +149,11 @@ def decode_or_codec_error(name: str, payload: bytes, fport: int, direction: str)
 
 @pytest.mark.parametrize("name", ALL_CODECS)
 @SETTINGS
-@given(payload=st.binary(max_size=64), fport=st.sampled_from([1, 2, 3, 10, 11, 12, 20, 21, 22, 23, 24]),
-       direction=st.sampled_from(["up", "down"]))
+@given(
+    payload=st.binary(max_size=64),
+    fport=st.sampled_from([1, 2, 3, 10, 11, 12, 20, 21, 22, 23, 24]),
+    direction=st.sampled_from(["up", "down"]),
+)
 def test_random_bytes_never_crash(name: str, payload: bytes, fport: int, direction: str) -> None:
     decode_or_codec_error(name, payload, fport, direction)
 

@@ -76,9 +76,7 @@ def test_gateway_check_refuses_a_store_password_file_others_can_read(tmp_path: P
     pw.write_text("secret\n")
     pw.chmod(0o644)
     cfg = config.load(
-        write_config(
-            tmp_path, network={"store": "redis://127.0.0.1:1/0", "store_password_file": str(pw)}
-        )
+        write_config(tmp_path, network={"store": "redis://127.0.0.1:1/0", "store_password_file": str(pw)})
     )
     with pytest.raises(ConfigError, match="may be read by others"):
         preflight.validate(cfg)
