@@ -4,7 +4,7 @@
    the same Structs (codecs/payload/fastpath.py, the default), over the readings (FPort 1) and all uplink
    vectors of codecs/vectors/<codec>.json (full ``codec.decode``: parse, glue, warnings), in one run,
    with the ratios; then the gateway's own call (``get_codec`` + ``use_compiled()``) per codec against
-   the 6 us per decode budget of issue 4.
+   the gateway's budget of 6 us per decode.
 2. bytes per reading set for each node codec next to Cayenne LPP carrying the same readings (targets:
    <= 50 % of LPP and <= 51 bytes, DR0).
 

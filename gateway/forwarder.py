@@ -42,7 +42,7 @@ Sink state (for metrics, the status topic and the disaster relay's outage detect
 Observe it with :meth:`Forwarder.add_listener` (called in the event loop on every change with a
 :class:`SinkStatus`), :meth:`Forwarder.status`, or ``await`` :meth:`Forwarder.wait_state`.
 
-Usage (the daemon, D1)::
+Usage (the daemon)::
 
     outbox = Outbox(conn, quota_bytes=..., sinks=[s.name for s in sinks])
     fwd = Forwarder.from_config(outbox, make_sinks(cfg.sinks, gateway_id=cfg.gateway_id),

@@ -33,7 +33,7 @@ Readers that are not sinks (the disaster relay) call :meth:`fetch` with their ow
 ``priorities``, and never acknowledge: the primary's backlog stays until the primary itself delivered it.
 The forwarder acknowledges by ``seq`` (:meth:`ack_seqs`), the faster key.
 
-Usage (the network server, D1)::
+Usage (the network server)::
 
     conn = db.open_db(cfg.db_path)
     outbox = Outbox(conn, quota_bytes=int(cfg.outbox.quota_mb * 1e6), sinks=[s["name"] for s in cfg.sinks])

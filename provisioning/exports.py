@@ -1,6 +1,6 @@
 """Export registry entries for a network server: Havel's gateway, ChirpStack, The Things Stack.
 
-- ``havel``: the gateway's ``havel device import`` format (contract D): a JSON list of objects, or CSV with
+- ``havel``: the gateway's ``havel device import`` format: a JSON list of objects, or CSV with
   the header ``name,dev_eui,join_eui,app_key,codec,activation``; EUIs big-endian hex, keys hex.
 - ``chirpstack``: CSV, one device per line: ``dev_eui,join_eui,name,description,nwk_key,app_key,
   device_profile_id,application_id,tags``. For LoRaWAN 1.0.x ChirpStack keeps the root key in the

@@ -1,6 +1,6 @@
 """Payload codecs: the bytes of Havel's sensor nodes (and Cayenne LPP) <-> meaning.
 
-``get_codec(name)`` and ``list_codecs()`` are the entry points (contract B); each codec has
+``get_codec(name)`` and ``list_codecs()`` are the entry points; each codec has
 ``decode(data, fport, direction="up") -> dict``, ``encode(data, fport=None, direction="up") -> bytes`` and
 ``ports``. The byte layouts are documented in docs/payloads.md; the shared vectors are in
 codecs/vectors/<codec>.json.

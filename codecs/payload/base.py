@@ -313,7 +313,7 @@ def _null_warnings(data: Any, prefix: str = "") -> list[str]:
 
 
 class Codec:
-    """The interface every codec offers (contract B): ``decode``, ``encode``, ``ports``, ``name``."""
+    """The interface every codec offers: ``decode``, ``encode``, ``ports``, ``name``."""
 
     name: str = ""
     summary: str = ""
