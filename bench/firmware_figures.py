@@ -39,12 +39,20 @@ build only collects garbage between calls. Figures (all after a collection, exce
             and releases it, so it is not in `modules`; a join attempt needs about
             modules + objects + join + the attempt's own transient;
   maccmds   likewise the MAC-command handlers (lw/maccmds.py), loaded while a downlink carrying
-            MAC commands is handled: such a cycle needs up to `maccmds` more than `peak`.
+            MAC commands is handled: such a cycle needs up to `maccmds` more than `peak`;
+  settings_dl  (cooling) what a board needs while a valve-settings downlink (FPorts 20..24, each
+            measured) is handled by the joined node: modules + objects - standin, plus the
+            largest set of one-job modules the handling holds at once (found by watching
+            lw.mac.release, then imported alone on top of the node at rest and measured after a
+            collection), plus the most one call allocates with those modules loaded (collector
+            off: an upper bound of its own data). The loader's own garbage while a module is
+            imported is not counted (as for join and maccmds).
 The start-up code (lw/startup.py: the MAC's config, stored and retained state; apps/startup.py;
 apps/boardboot.py: bus and pin objects, the radio, building the node; radio/sx1262boot.py: the
-radio's set-up), config.py and the cooling node's settings code (apps/coolingcfg.py,
-control/valvecfg.py: also loaded for a valve downlink) are likewise loaded only while needed; they
-are gone before the first cycle. lw/retain.py (Mac.retained()) is loaded only before a deep sleep.
+radio's set-up), config.py and the cooling node's boot code (apps/coolingcfg.py,
+control/valvecfg.py) are likewise loaded only while needed; they are gone before the first cycle
+(a valve downlink loads payload/coolingdown.py, then apps/coolingset.py and control/valveset.py).
+lw/retain.py (Mac.retained()) is loaded only before a deep sleep.
 An earlier version of this bench took its baseline after the firmware modules were loaded (and
 from .py source), so it reported about 30 KB; the modules are the larger part.
 """
@@ -70,19 +78,59 @@ from payload import air, cooling, soil, temperature, water  # noqa: E402
 LORAWAN_OVERHEAD = 13  # MHDR 1 + FHDR 7 (no FOpts) + FPort 1 + MIC 4
 
 SAMPLES = {
-    "air": (air, {"temperature": 21.5, "humidity": 45.5, "pressure": 1013.2, "pm2_5": 12.3, "pm10": 20.1,
-                  "co2": 415, "battery": 3700, "faults": {"thp": False, "pm": False, "co2": False}}),
-    "water": (water, {"alarm": False, "alarm_level": 0, "rising_fast": False, "level": 159, "distance": 2410,
-                      "water_temperature": 12.4, "battery": 3600}),
+    "air": (
+        air,
+        {
+            "temperature": 21.5,
+            "humidity": 45.5,
+            "pressure": 1013.2,
+            "pm2_5": 12.3,
+            "pm10": 20.1,
+            "co2": 415,
+            "battery": 3700,
+            "faults": {"thp": False, "pm": False, "co2": False},
+        },
+    ),
+    "water": (
+        water,
+        {
+            "alarm": False,
+            "alarm_level": 0,
+            "rising_fast": False,
+            "level": 159,
+            "distance": 2410,
+            "water_temperature": 12.4,
+            "battery": 3600,
+        },
+    ),
     "temperature": (temperature, {"probes": [24.1, 31.7], "humidity": 38.0, "battery": 3720}),
-    "cooling": (cooling, {"valve_open": True, "enabled": True, "mode": "auto", "actuations": 3,
-                          "open_time": 540, "water_used": 12.5, "water_today": 40.2,
-                          "ambient_temperature": 31.4,
-                          "on_threshold": 30.0, "off_threshold": 28.0,
-                          "interlock": {"reservoir_low": False, "budget": False, "max_on_time": False},
-                          "faults": {"temperature": False, "valve": False, "flow_meter": False}}),
-    "soil": (soil, {"moisture_10cm": 31.5, "moisture_30cm": 28.0, "moisture_60cm": 25.5,
-                    "soil_temperature": 12.3, "battery": 3700}),
+    "cooling": (
+        cooling,
+        {
+            "valve_open": True,
+            "enabled": True,
+            "mode": "auto",
+            "actuations": 3,
+            "open_time": 540,
+            "water_used": 12.5,
+            "water_today": 40.2,
+            "ambient_temperature": 31.4,
+            "on_threshold": 30.0,
+            "off_threshold": 28.0,
+            "interlock": {"reservoir_low": False, "budget": False, "max_on_time": False},
+            "faults": {"temperature": False, "valve": False, "flow_meter": False},
+        },
+    ),
+    "soil": (
+        soil,
+        {
+            "moisture_10cm": 31.5,
+            "moisture_30cm": 28.0,
+            "moisture_60cm": 25.5,
+            "soil_temperature": 12.3,
+            "battery": 3700,
+        },
+    ),
 }
 
 HEAP_SCRIPT = """
@@ -232,8 +280,95 @@ gc.collect()
 R["m_after"] = gc.mem_alloc()
 # every firmware module must have been loaded (and counted) in step 1
 R["late"] = sorted(k for k in _fw_mods() if k not in R["fw_modules"])
+%(downlink)s
 print("HEAP " + json.dumps(R))
 """
+
+# The settings downlinks of an app (cooling: the valve's FPorts 20..24), handled by the joined node
+# as after a real uplink (Node.handle_downlink). First which one-job modules the calls hold at
+# once: every module loaded on demand is released with lw.mac.release, so the set of non-resident
+# modules at each release is a set held together (the largest sets come just before a release).
+# Then each set is imported alone on top of the node at rest and measured after a collection
+# (its names are interned already, as on the node); last, what the calls allocate with every
+# module of those sets already loaded (collector off: an upper bound of their own data).
+DOWNLINK_SCRIPT = """
+#@step
+gc.collect()
+import lw.mac
+RESIDENT = set(sys.modules)
+_release = lw.mac.release
+SETS = []
+def _spy(name):
+    s = sorted(k for k in sys.modules if k not in RESIDENT)
+    if s not in SETS:
+        SETS.append(s)
+    _release(name)
+CUR = [_release]
+def _patch(f):  # every module's name `release` (lw.mac's included) to f
+    for m in list(sys.modules.values()):
+        if getattr(m, "release", None) is CUR[0]:
+            m.release = f
+    CUR[0] = f
+DL = %(downlinks)r
+_patch(_spy)
+try:
+    for fp, p in DL:
+        n = len(node.app.refused)
+        if not node.handle_downlink(fp, bytes(p), clock.now_ms()) or len(node.app.refused) != n:
+            raise RuntimeError("settings downlink on FPort %%d not taken" %% fp)
+finally:
+    _patch(_release)
+if set(sys.modules) != RESIDENT:
+    raise RuntimeError("a settings downlink left a module loaded")
+# only the largest sets (one held inside another is covered by it)
+SETS = [s for s in SETS if not [t for t in SETS if t != s and not [m for m in s if m not in t]]]
+if len(SETS) > %(max_sets)d:
+    raise RuntimeError("more sets of modules held together than the bench measures")
+R["dl_sets"] = SETS
+#@step
+gc.collect()
+R["m_dl_rest"] = gc.mem_alloc()
+R["dl_held"] = []
+%(set_steps)s
+#@step
+for s in SETS:
+    for m in s:
+        __import__(m)
+#@step
+gc.collect()
+R["dl_calls"] = []
+_patch(lambda name: None)  # nothing loaded or released inside the calls: their own data only
+try:
+    for fp, p in DL:
+        sim[0] = 0
+        gc.disable()
+        a0 = gc.mem_alloc()
+        node.handle_downlink(fp, bytes(p), clock.now_ms())
+        R["dl_calls"].append(gc.mem_alloc() - a0 - sim[0])
+        gc.enable()
+finally:
+    _patch(_release)
+if set(sys.modules) != RESIDENT | set(m for s in SETS for m in s):
+    raise RuntimeError("a settings downlink loaded a module beyond the measured sets")
+for s in SETS:
+    for m in s:
+        lw.mac.release(m)
+"""
+
+# one step pair per set held together (a downlink path holds only a few)
+DOWNLINK_SET_STEPS = """
+#@step
+if %(i)d < len(SETS):
+    for m in SETS[%(i)d]:
+        __import__(m)
+#@step
+gc.collect()
+if %(i)d < len(SETS):
+    R["dl_held"].append(gc.mem_alloc() - R["m_dl_rest"])
+    for m in SETS[%(i)d]:
+        lw.mac.release(m)
+"""
+DOWNLINK_MAX_SETS = 6
 
 # What the modules of R["standins"] take when imported alone into an empty interpreter.
 STANDIN_SCRIPT = """
@@ -266,19 +401,37 @@ gc.collect()
 print("ONDEMAND %%d" %% (gc.mem_alloc() - a))
 """
 
-LW = {"activation": "otaa", "dev_eui": "70b3d57ed0001234", "join_eui": "70b3d57ed0000000",
-      "app_key": "000102030405060708090a0b0c0d0e0f"}
-APP_CFG: dict[str, dict[str, object]] = {"air": {"sensors": {"co2": "scd41"}},
-           "water": {"thresholds": {"zero_mm": 3000, "levels_cm": [200]}},
-           "temperature": {},
-           "cooling": {"thresholds": {"min_off_s": 60}},
-           "soil": {}}
+LW = {
+    "activation": "otaa",
+    "dev_eui": "70b3d57ed0001234",
+    "join_eui": "70b3d57ed0000000",
+    "app_key": "000102030405060708090a0b0c0d0e0f",
+}
+APP_CFG: dict[str, dict[str, object]] = {
+    "air": {"sensors": {"co2": "scd41"}},
+    "water": {"thresholds": {"zero_mm": 3000, "levels_cm": [200]}},
+    "temperature": {},
+    "cooling": {"thresholds": {"min_off_s": 60}},
+    "soil": {},
+}
 # the sensor drivers each app's config (APP_CFG and the defaults) selects
-DRIVERS = {"air": ["sensors.bme280", "sensors.sds011", "sensors.scd41"],
-           "water": ["sensors.jsnsr04t", "sensors.ds18b20"],
-           "temperature": ["sensors.ds18b20", "sensors.sht31"],
-           "cooling": ["sensors.ds18b20"],
-           "soil": ["sensors.seesaw_soil", "sensors.ds18b20"]}
+DRIVERS = {
+    "air": ["sensors.bme280", "sensors.sds011", "sensors.scd41"],
+    "water": ["sensors.jsnsr04t", "sensors.ds18b20"],
+    "temperature": ["sensors.ds18b20", "sensors.sht31"],
+    "cooling": ["sensors.ds18b20"],
+    "soil": ["sensors.seesaw_soil", "sensors.ds18b20"],
+}
+# the settings downlinks measured per app (FPort, payload): the cooling node's valve settings
+SETTINGS_DOWNLINKS: dict[str, list[tuple[int, bytes]]] = {
+    "cooling": [
+        (20, b"\x10\x01\x54\x01\x40"),  # thresholds: on 34.0, off 32.0 Cel
+        (21, b"\x10\x02\x58"),  # max on-time 600 s
+        (22, b"\x10\x01\xf4"),  # daily budget 500 L
+        (23, b"\x10\x00\x00\x78"),  # override: closed for 120 s
+        (24, b"\x10\x01"),
+    ]
+}  # misting enabled
 BOARD = "heltec_wifi_lora_32_v3"
 HEAP_TARGET = 64 * 1024
 
@@ -303,27 +456,59 @@ def stage(root: Path) -> None:
 def run_script(root: Path, name: str, text: str, tag: str) -> str:
     script = root / name
     script.write_text(text)
-    proc = subprocess.run(["node", str(REPO / "tests/firmware/mprunner.mjs"), "--repo", str(root), "--script",
-                           str(script)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        ["node", str(REPO / "tests/firmware/mprunner.mjs"), "--repo", str(root), "--script", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-2000:]}")
-    return next(x for x in proc.stdout.splitlines() if x.startswith(tag))[len(tag):]
+    return next(x for x in proc.stdout.splitlines() if x.startswith(tag))[len(tag) :]
 
 
 def heap(app: str, root: Path) -> dict[str, Any]:
     cfg = {"lorawan": LW, "interval_s": 600, "app": app, **APP_CFG[app]}
     board = (REPO / "hw" / "boards" / f"{BOARD}.json").read_text()
-    r: dict[str, Any] = json.loads(run_script(root, f"heap_{app}.py", HEAP_SCRIPT % {
-        "app": app, "cfg": json.dumps(cfg).replace("true", "True").replace("false", "False"),
-        "config_json": json.dumps({"board": BOARD, **cfg}), "board_json": board, "drivers": DRIVERS[app]},
-        "HEAP "))
+    downlink = ""
+    if app in SETTINGS_DOWNLINKS:
+        steps = "".join(DOWNLINK_SET_STEPS % {"i": i} for i in range(DOWNLINK_MAX_SETS))
+        downlink = DOWNLINK_SCRIPT % {
+            "downlinks": [(fp, list(p)) for fp, p in SETTINGS_DOWNLINKS[app]],
+            "set_steps": steps,
+            "max_sets": DOWNLINK_MAX_SETS,
+        }
+    r: dict[str, Any] = json.loads(
+        run_script(
+            root,
+            f"heap_{app}.py",
+            HEAP_SCRIPT
+            % {
+                "app": app,
+                "cfg": json.dumps(cfg).replace("true", "True").replace("false", "False"),
+                "config_json": json.dumps({"board": BOARD, **cfg}),
+                "board_json": board,
+                "drivers": DRIVERS[app],
+                "downlink": downlink,
+            },
+            "HEAP ",
+        )
+    )
     if r["late"]:
         raise SystemExit(f"{app}: firmware modules loaded after the modules step (not counted): {r['late']}")
-    r["standin"] = int(run_script(root, f"standin_{app}.py", STANDIN_SCRIPT % {"names": r["standins"]},
-                                  "STANDIN "))
+    r["standin"] = int(
+        run_script(root, f"standin_{app}.py", STANDIN_SCRIPT % {"names": r["standins"]}, "STANDIN ")
+    )
     for key, module in (("join", "lw.join"), ("maccmds", "lw.maccmds")):
-        r[key] = int(run_script(root, f"{key}_{app}.py", ONDEMAND_SCRIPT % {"names": r["fw_modules"],
-                                                                              "module": module}, "ONDEMAND "))
+        r[key] = int(
+            run_script(
+                root,
+                f"{key}_{app}.py",
+                ONDEMAND_SCRIPT % {"names": r["fw_modules"], "module": module},
+                "ONDEMAND ",
+            )
+        )
     return r
 
 
@@ -336,8 +521,21 @@ def board_figures(h: dict[str, Any]) -> dict[str, int]:
     objects = h["m_joined"] - h["m_world"]
     cycle = h["cycle_raw"] - h["aes"] - h["sim"]
     peak = modules + objects + cycle
-    return {"modules": modules, "objects": objects, "cycle": cycle, "peak": peak, "standin": h["standin"],
-            "board": peak - h["standin"], "join": h["join"], "maccmds": h["maccmds"]}
+    f = {
+        "modules": modules,
+        "objects": objects,
+        "cycle": cycle,
+        "peak": peak,
+        "standin": h["standin"],
+        "board": peak - h["standin"],
+        "join": h["join"],
+        "maccmds": h["maccmds"],
+    }
+    if "dl_held" in h:
+        # a settings downlink: the node at rest, the largest set of one-job modules its handling
+        # holds at once, and the most one such call allocates (collector off)
+        f["settings_dl"] = modules + objects - h["standin"] + max(h["dl_held"]) + max(h["dl_calls"])
+    return f
 
 
 def mpy_size(files: list[str], keep_py: set[str], tmp: Path) -> int:
@@ -357,11 +555,28 @@ def mpy_size(files: list[str], keep_py: set[str], tmp: Path) -> int:
 def main() -> None:
     bundle = json.loads((FW / "bundle.json").read_text())
     keep = set(bundle["keep_as_py"])
-    cols = ("app", "payload", "phy", "toa_sf7", "toa_sf12", "mpy_1262", "mpy_1276", "modules", "objects",
-            "cycle", "peak", "standin", "board", "no_code", "join", "maccmds")
-    print("{:<12} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}"
-          .format(*cols))
+    cols = (
+        "app",
+        "payload",
+        "phy",
+        "toa_sf7",
+        "toa_sf12",
+        "mpy_1262",
+        "mpy_1276",
+        "modules",
+        "objects",
+        "cycle",
+        "peak",
+        "standin",
+        "board",
+        "no_code",
+        "join",
+        "maccmds",
+        "settings_dl",
+    )
+    print(("{:<12} {:>7} {:>7} {:>9} {:>9} {:>9}" + " {:>8}" * 10 + " {:>11}").format(*cols))
     over = []
+    dl_over: list[str] = []
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         root = tmp / "repo"
@@ -382,20 +597,33 @@ def main() -> None:
                 if f["board"] > HEAP_TARGET:
                     over.append(app)
                 f["no_code"] = f["objects"] + f["cycle"]
-                keys = cols[7:]  # modules .. maccmds
-                figs = [f"{f[k] / 1024:.1f}K" for k in keys]
+                keys = cols[7:]  # modules .. settings_dl
+                figs = [f"{f[k] / 1024:.1f}K" if k in f else "-" for k in keys]
+                if f.get("settings_dl", 0) > HEAP_TARGET:
+                    dl_over.append(app)
             else:
                 figs = ["n/a"] * len(cols[7:])
-            print(f"{app:<12} {n:>7} {phy:>7} {sf7:>7.1f}ms {sf12:>7.0f}ms {sizes[0]:>9} {sizes[1]:>8} "
-                  + " ".join(f"{x:>8}" for x in figs))
-    st = len(SAMPLES["air"][0].encode({"firmware": "0.1.0", "reset_cause": "power_on", "uptime": 0,
-                                       "battery": None, "interval": 600}, 2))
+            print(
+                f"{app:<12} {n:>7} {phy:>7} {sf7:>7.1f}ms {sf12:>7.0f}ms {sizes[0]:>9} {sizes[1]:>8} "
+                + " ".join(f"{x:>8}" for x in figs[:-1])
+                + f" {figs[-1]:>11}"
+            )
+    st = len(
+        SAMPLES["air"][0].encode(
+            {"firmware": "0.1.0", "reset_cause": "power_on", "uptime": 0, "battery": None, "interval": 600}, 2
+        )
+    )
     t7 = region.airtime_us(st + LORAWAN_OVERHEAD, 7) / 1000
     t12 = region.airtime_us(st + LORAWAN_OVERHEAD, 12) / 1000
     print(f"status (FPort 2): {st} bytes, {t7:.1f} ms at SF7, {t12:.0f} ms at SF12")
     print("air payload is 11 bytes without the optional SCD41 (13 with it); temperature is 3 + 2 x probes.")
     verdict = f"OVER in: {', '.join(over)}" if over else "every app within it"
     print(f"heap target: board <= {HEAP_TARGET // 1024} KB per app with .mpy modules; {verdict}")
+    if dl_over:
+        print(
+            f"a settings downlink (settings_dl) needs more than {HEAP_TARGET // 1024} KB in: "
+            + ", ".join(dl_over)
+        )
 
 
 if __name__ == "__main__":

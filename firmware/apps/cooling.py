@@ -8,10 +8,8 @@ loop needs no network: it runs at every wake-up whether the node has joined or n
 """
 
 import json
-import sys
 
 from control import valve as vc
-from lw.mac import release
 from lw.store import Record
 from micropython import const
 from payload import cooling as codec
@@ -21,18 +19,8 @@ from apps.base import App
 _CONTROL_MS = const(10000)  # valve decisions at least this often
 _MEASURE_MS = const(60000)  # ambient temperature this often
 
-
-def _settings(fn, *args):
-    """Call apps/coolingcfg.py's `fn` (boot and settings code: loaded for the call, released after)."""
-    mine = "apps.coolingcfg" not in sys.modules  # build() calls back into it through CoolingApp
-    from apps import coolingcfg
-
-    try:
-        return getattr(coolingcfg, fn)(*args)
-    finally:
-        del coolingcfg
-        if mine:
-            release("apps.coolingcfg")
+# the settings a downlink may change, saved (record "valvecfg") and taken back at boot
+SETTINGS = ("on_c", "off_c", "max_on_s", "budget_l_per_day")
 
 
 class CoolingApp(App):
@@ -48,7 +36,8 @@ class CoolingApp(App):
         self.active = active
         self.ambient = ambient
         self.reservoir = reservoir  # callable: True ok / False low / None unreadable; None: not fitted
-        _settings("init", self, clock, th, battery, store)
+        # boot code: apps/coolingcfg.py, loaded for the call and released after
+        vc.call_once("apps.coolingcfg", "init", (self, clock, th, battery, store))
 
     # -- the valve output ------------------------------------------------------------------------------
     def set_valve(self, want_open):
@@ -147,11 +136,12 @@ class CoolingApp(App):
 
     # -- downlinks -----------------------------------------------------------------------------------
     def downlink(self, fport, payload, now_ms):
-        """FPorts 20..24 (handled by apps/coolingcfg.py); PayloadError propagates (the node logs
-        and ignores it)."""
+        """FPorts 20..24: decoded (PayloadError propagates: the node logs and ignores it), then
+        applied by apps/coolingset.py, loaded once the decoder is released."""
         if fport < codec.FPORT_SET_THRESHOLDS or fport > codec.FPORT_ENABLE:
             return False
-        return _settings("downlink", self, fport, payload, now_ms)
+        d = codec.decode_down(fport, payload)
+        return vc.call_once("apps.coolingset", "downlink", (self, fport, d, now_ms))
 
 
 def reservoir_reader(pin, ok_level):
@@ -162,7 +152,7 @@ def reservoir_reader(pin, ok_level):
 
 
 def build(cfg, io, clock, store=None):
-    return _settings("build", cfg, io, clock, store)
+    return vc.call_once("apps.coolingcfg", "build", (cfg, io, clock, store))
 
 
 # the valve settings check (control/valve.py check_config); ValueError names the bad key

@@ -1,17 +1,14 @@
-"""The cooling node's settings code, loaded only while it runs and released after (apps/cooling.py
-calls it): building the app at boot, the controller with the settings downlinks saved, taking back
-the valve's persisted counters, and the valve downlinks (FPorts 20..24)."""
+"""The cooling node's boot code, loaded only while it runs and released after (apps/cooling.py
+calls it): building the app, the controller with the settings downlinks saved, taking back the
+valve's persisted counters. The valve downlinks are apps/coolingset.py's."""
 
 import json
 
 from control import valve as vc
 from lw.store import Record
-from payload import cooling as codec
 
 from apps import cooling as app
 from apps.base import App, make_battery
-
-_SETTINGS = ("on_c", "off_c", "max_on_s", "budget_l_per_day")
 
 
 def _load(rec):
@@ -36,7 +33,7 @@ def controller(a, th, clock):
         # settings changed by downlink outlive resets (unless they no longer fit the config)
         enabled = saved.get("enabled", True) is not False
         merged = dict(th)
-        for k in _SETTINGS:
+        for k in app.SETTINGS:
             if k in saved:
                 merged[k] = saved[k]
         try:
@@ -66,47 +63,6 @@ def _restore(ctl, rec):
             snap = None
     if snap is None or not ctl.restore(snap, rec.damaged):
         ctl.restore_unreadable()
-
-
-def _save_settings(a):
-    if a._crec is not None:
-        d = {"enabled": a.ctl.enabled}
-        for k in _SETTINGS:
-            d[k] = a.ctl.cfg[k]
-        a._crec.save(json.dumps(d).encode())
-
-
-def downlink(a, fport, payload, now_ms):
-    """FPorts 20..24; PayloadError propagates (the node logs and ignores it)."""
-    d = codec.decode_down(fport, payload)
-    if d is None:
-        return False
-    ctl = a.ctl
-    try:
-        if fport == codec.FPORT_SET_THRESHOLDS:
-            ctl.update({"on_c": d["on_threshold"], "off_c": d["off_threshold"]})
-        elif fport == codec.FPORT_SET_MAX_ON_TIME:
-            ctl.update({"max_on_s": d["max_on_time"]})
-        elif fport == codec.FPORT_SET_WATER_BUDGET:
-            ctl.update({"budget_l_per_day": d["daily_budget"]})
-        elif fport == codec.FPORT_OVERRIDE:
-            st = d["state"]
-            mode = vc.OVERRIDE_NONE
-            if st == "open":
-                mode = vc.OVERRIDE_OPEN
-            elif st == "closed":
-                mode = vc.OVERRIDE_CLOSED
-            if not ctl.override(mode, d["ttl"], now_ms // 1000):
-                a.refused.append((fport, "ttl longer than override_max_s"))
-                return True
-        else:
-            ctl.set_enabled(d["enabled"])
-    except ValueError as e:
-        a.refused.append((fport, str(e)))
-        return True
-    _save_settings(a)
-    a.poll(now_ms)  # act on it now (an override closed must close at once)
-    return True
 
 
 def build(cfg, io, clock, store):

@@ -25,6 +25,7 @@ from lw import mac as lwmac
 from lw.store import Record
 from micropython import const
 from payload import common
+from payload.fields import PayloadError
 
 FIRMWARE_VERSION = "0.1.0"
 _FPORT_DATA = const(1)
@@ -38,6 +39,7 @@ class Node:
     # set by apps/startup.py init() (annotations only: MicroPython compiles no code for them)
     _boots: "Record | None"
     boot_ms: int
+    downlinks: list
     firmware: str
     interval_s: int
     reboot_at_ms: "int | None"
@@ -94,12 +96,23 @@ class Node:
 
     # -- downlinks -----------------------------------------------------------------------------------
     def handle_downlink(self, fport, payload, now_ms):
-        """Act on one downlink; bad ones are logged and ignored (never acted on half-way). Its code
-        (apps/nodedown.py) is loaded for it and released after: downlinks are rare."""
+        """Act on one downlink; bad ones are logged and ignored (never acted on half-way). The app's
+        own ports first (an app loads what its ports need); the common ports and the refusal in
+        apps/nodedown.py, loaded for them and released after, so an app's downlink (a cooling
+        node's settings) does not hold that code too."""
+        if len(self.downlinks) >= 8:
+            self.downlinks.pop(0)
+        self.downlinks.append((fport, bytes(payload)))
+        err = None
+        try:
+            if self.app.downlink(fport, payload, now_ms):
+                return True
+        except PayloadError as e:
+            err = e
         from apps import nodedown
 
         try:
-            return nodedown.handle(self, fport, payload, now_ms)
+            return nodedown.handle(self, fport, payload, now_ms, err)
         finally:
             del nodedown
             lwmac.release("apps.nodedown")

@@ -1,19 +1,18 @@
-"""What a Node does with a downlink (apps/node.py handle_downlink() loads this module for one
-and releases it after, so its code is not in RAM between downlinks): the app's own ports first,
-then the common ones (interval, status request, reboot), and the reboot itself when it is due."""
+"""What a Node does with a downlink its app did not take (apps/node.py handle_downlink() loads
+this module for it and releases it after, so its code is not in RAM between downlinks): the
+common ports (interval, status request, reboot), a refused downlink's log line, and the reboot
+itself when it is due."""
 
 from payload import common
 from payload.fields import PayloadError
 
 
-def handle(node, fport, payload, now_ms):
-    """Act on one downlink; bad ones are logged and ignored (never acted on half-way)."""
-    if len(node.downlinks) >= 8:
-        node.downlinks.pop(0)
-    node.downlinks.append((fport, bytes(payload)))
+def handle(node, fport, payload, now_ms, err=None):
+    """Act on a downlink the app did not take (err: the PayloadError the app's decoder raised);
+    bad ones are logged and ignored (never acted on half-way)."""
     try:
-        if node.app.downlink(fport, payload, now_ms):
-            return True
+        if err is not None:
+            raise err
         d = common.decode_down(fport, payload)
     except PayloadError as e:
         node._log("downlink on FPort %d refused: %s" % (fport, e))

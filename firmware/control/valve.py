@@ -51,24 +51,22 @@ SAVE_AHEAD_S = const(60)  # while open: persist at least this often, counting th
 _T_MIN_C = -40.0  # a plausible outside air temperature; anything else is a broken sensor
 _T_MAX_C = 60.0
 
-def _cfg(fn, *args):
-    """Call control/valvecfg.py's `fn`: settings, restore and override code, loaded for the call
-    and released after (it runs at boot and on downlinks only)."""
-    mine = "control.valvecfg" not in sys.modules
-    from control import valvecfg
-
+def call_once(name, fn, args):
+    """Call `fn` of the one-job module `name` with `args`: loaded for the call and released after
+    (a module already loaded by an outer call stays for it). apps/cooling.py uses it too."""
+    mine = name not in sys.modules
+    __import__(name)
     try:
-        return getattr(valvecfg, fn)(*args)
+        return getattr(sys.modules[name], fn)(*args)
     finally:
-        del valvecfg
         if mine:
-            release("control.valvecfg")
+            release(name)
 
 
 def check_config(cfg):
     """Return a complete settings dict from `cfg` (missing keys take control/valvecfg.py's
     DEFAULTS). Raises ValueError naming the key when a value is out of range or inconsistent."""
-    return _cfg("check_config", cfg)
+    return call_once("control.valvecfg", "check_config", (cfg,))
 
 
 def _budget_s(cfg):
@@ -82,11 +80,6 @@ def finite(x):
     return x - x == 0  # NaN - NaN and inf - inf are NaN
 
 
-def temp_valid(t):
-    """A number inside the plausible outside range (None, NaN, 85.0 and the like are not)."""
-    return finite(t) and _T_MIN_C <= t <= _T_MAX_C
-
-
 class ValveController:
     """Decide the valve state. `step()` returns True for open; read `reason`, `opens`, `used_s`."""
 
@@ -98,7 +91,7 @@ class ValveController:
     def __init__(self, cfg, now_s, enabled=True):
         """Closed, waiting the minimum off-time (a reset counts as a closing); settings from `cfg`
         (checked: ValueError names a bad key). Boot code: control/valvecfg.py init()."""
-        _cfg("init", self, cfg, now_s, enabled)
+        call_once("control.valvecfg", "init", (self, cfg, now_s, enabled))
 
     # -- persistence -----------------------------------------------------------------------------
     def snapshot(self, now_s=None):
@@ -133,18 +126,18 @@ class ValveController:
         lost_newest: the store had a newer copy it could not read (a damaged slot): the snapshot
         may be one save behind, so SAVE_AHEAD_S more are charged (a save never charges more than
         that beyond the one before it)."""
-        return _cfg("restore", self, snap, lost_newest)
+        return call_once("control.valvecfg", "restore", (self, snap, lost_newest))
 
     def restore_unreadable(self):
         """The persisted state exists but no copy can be read: fail closed, the budget of a full
         day counts as spent (from now), since how much was used is unknown."""
-        _cfg("restore_unreadable", self)
+        call_once("control.valvecfg", "restore_unreadable", (self,))
 
     # -- settings from downlinks --------------------------------------------------------------------
     def update(self, changes):
         """Apply a partial settings change (e.g. from a downlink); ValueError names a bad key and
         leaves the settings as they were."""
-        _cfg("update", self, changes)
+        call_once("control.valveset", "update", (self, changes))
 
     def set_enabled(self, on):
         """Misting on/off (downlink FPort 24). Disabled: closed, whatever else holds."""
@@ -159,13 +152,7 @@ class ValveController:
         """Downlink/manual override with a time-to-live. mode OVERRIDE_OPEN, OVERRIDE_CLOSED or
         OVERRIDE_NONE (back to automatic). Returns False (and changes nothing) for a TTL that is
         missing, zero or longer than override_max_s: an override never lasts forever."""
-        return _cfg("override", self, mode, ttl_s, now_s)
-
-    def override_left_s(self, now_s):
-        """Seconds of override left (0 when none)."""
-        if self.override_mode == OVERRIDE_NONE or not finite(now_s):
-            return 0
-        return max(0, self._ovr_until - self._now(now_s))
+        return call_once("control.valveset", "override", (self, mode, ttl_s, now_s))
 
     def budget_left_s(self):
         return max(0, self._budget_s - self.used_s)
@@ -201,7 +188,8 @@ class ValveController:
             return False, R_OVERRIDE_CLOSED
         if c["reservoir"] and reservoir_ok is not True:
             return False, R_RESERVOIR  # low, or the level switch cannot be read: closed
-        if not temp_valid(temp_c):
+        # a number inside the plausible outside range (None, NaN, 85.0 and the like are not)
+        if not finite(temp_c) or not _T_MIN_C <= temp_c <= _T_MAX_C:
             return False, R_INVALID
         if not finite(temp_age_s) or not 0 <= temp_age_s <= c["stale_s"]:
             return False, R_STALE  # unknown, NaN, from the future or too old

@@ -1,18 +1,16 @@
-"""The valve controller's boot and downlink code: settings defaults and the check, taking back the
-persisted counters, settings changes and overrides. control/valve.py loads this module for one
-call and releases it after (it runs at boot and on downlinks only, never in the control loop)."""
+"""The valve controller's boot code: the settings defaults and check_config(), building the
+controller and taking back the persisted counters. control/valve.py loads this module for one
+call and releases it after (boot and config checks only, never in the control loop); the range
+checks are control/valveset.py's, loaded for that call."""
 
 from control.valve import (
-    _T_MAX_C,
-    _T_MIN_C,
     DAY_S,
-    OVERRIDE_CLOSED,
     OVERRIDE_NONE,
-    OVERRIDE_OPEN,
     R_BOOT,
     R_DISABLED,
     SAVE_AHEAD_S,
     _budget_s,
+    call_once,
     finite,
 )
 
@@ -34,6 +32,8 @@ DEFAULTS = {
 }
 
 
+
+
 def check_config(cfg):
     """Return a complete settings dict from `cfg` (missing keys take DEFAULTS).
 
@@ -45,28 +45,7 @@ def check_config(cfg):
     for k in cfg:
         if k not in DEFAULTS:
             raise ValueError("valve: unknown setting '%s'" % k)
-    for k in ("on_c", "off_c", "city_min_c"):
-        v = out[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v < _T_MIN_C or v > _T_MAX_C:
-            raise ValueError("valve: '%s' must be a temperature in %d..%d C" % (k, _T_MIN_C, _T_MAX_C))
-    if out["off_c"] >= out["on_c"]:
-        raise ValueError("valve: 'off_c' must be below 'on_c' (hysteresis)")
-    for k in ("min_off_s", "max_on_s", "stale_s", "override_max_s"):
-        v = out[k]
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0 or v > DAY_S:
-            raise ValueError("valve: '%s' must be a whole number of seconds in 1..86400" % k)
-    for k in ("budget_l_per_day", "flow_l_per_min"):
-        v = out[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or v > 60000:
-            raise ValueError("valve: '%s' must be a positive number of litres" % k)
-    fa = out["flush_after_s"]
-    if isinstance(fa, bool) or not isinstance(fa, int) or fa < 0 or fa > 30 * DAY_S:
-        raise ValueError("valve: 'flush_after_s' must be 0 (off) or seconds up to 30 days")
-    fs = out["flush_s"]
-    if isinstance(fs, bool) or not isinstance(fs, int) or not 1 <= fs <= 600:
-        raise ValueError("valve: 'flush_s' must be 1..600 seconds")
-    if not isinstance(out["reservoir"], bool):
-        raise ValueError("valve: 'reservoir' must be true or false")
+    call_once("control.valveset", "check", (out,))
     return out
 
 
@@ -98,30 +77,6 @@ def restore_unreadable(ctl):
     ctl.used_s = ctl._budget_s
     ctl.day_s = 0
     ctl.restore_fault = True
-
-
-def update(ctl, changes):
-    """ValveController.update(): the settings change only when the whole new set passes."""
-    new = dict(ctl.cfg)
-    new.update(changes)
-    ctl.cfg = check_config(new)
-    ctl._budget_s = _budget_s(ctl.cfg)
-
-
-def override(ctl, mode, ttl_s, now_s):
-    """ValveController.override()."""
-    if mode == OVERRIDE_NONE:
-        ctl.override_mode = OVERRIDE_NONE
-        return True
-    if mode not in (OVERRIDE_OPEN, OVERRIDE_CLOSED):
-        return False
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not finite(now_s):
-        return False
-    if ttl_s <= 0 or ttl_s > ctl.cfg["override_max_s"]:
-        return False
-    ctl.override_mode = mode
-    ctl._ovr_until = ctl._now(now_s) + ttl_s
-    return True
 
 
 def init(ctl, cfg, now_s, enabled):

@@ -1,7 +1,5 @@
 """Cooling-point node: the valve report uplink (FPort 1) and the valve downlinks (FPorts 20..24)."""
 
-import sys
-
 from lw.mac import release
 from micropython import const
 
@@ -48,12 +46,10 @@ def decode_down(fport, p):
     """Valve downlinks and the common ones, as the host codec's data dicts (PayloadError for a
     wrong version or length, or a value the node refuses). The decoder (payload/coolingdown.py) is
     loaded for the call and released after: downlinks are rare."""
-    mine = "payload.coolingdown" not in sys.modules
     from payload import coolingdown
 
     try:
         return coolingdown.decode_down(fport, p)
     finally:
         del coolingdown
-        if mine:
-            release("payload.coolingdown")
+        release("payload.coolingdown")
