@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
 $V/ruff check --quiet .
+# one layout for all Python in the tree, firmware included
+$V/ruff format --check --quiet . || { echo "lint: run '.venv/bin/ruff format .'" >&2; exit 1; }
 # mypy sees the package through a tree of links, because the folders are mapped into `havel` by pyproject.
 rm -rf .build/typecheck && mkdir -p .build/typecheck/havel
 for f in core/*.py; do ln -s "../../../$f" ".build/typecheck/havel/$(basename "$f")"; done

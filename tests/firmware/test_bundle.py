@@ -141,8 +141,9 @@ def test_kit_settings_pass_the_firmware_config_check() -> None:
         "    config.check_config(cfg, config.check_board(board))\n"
         "    print('ok', p)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, kits)], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *map(str, kits)], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("ok ") == len(kits)
 
@@ -153,11 +154,17 @@ def test_one_list_of_node_kinds() -> None:
     from havel.codecs.payload import KIND_NAMES
 
     tree = ast.parse((FW / "apps" / "__init__.py").read_text())
-    apps = next(ast.literal_eval(n.value) for n in tree.body
-                if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "APPS")
+    apps = next(
+        ast.literal_eval(n.value)
+        for n in tree.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "APPS"
+    )
     config = ast.parse((FW / "config.py").read_text())
-    sensors = next(n.value for n in config.body
-                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "APP_SENSORS")
+    sensors = next(
+        n.value
+        for n in config.body
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", None) == "APP_SENSORS"
+    )
     assert isinstance(sensors, ast.Dict)
     assert tuple(apps) == KIND_NAMES
     assert list(BUNDLE["apps"]) == list(apps)

@@ -91,6 +91,11 @@ def test_soil(uplinks: dict[str, list[dict[str, Any]]]) -> None:
     ds = _decoded(uplinks, "soil", 1)
     assert len(ds) == 6  # one per 600 s interval in the hour
     d = ds[-1]["data"]
-    assert d == {"moisture_10cm": 12.5, "moisture_30cm": 33.0, "moisture_60cm": 47.5,
-                 "soil_temperature": 16.5, "battery": pytest.approx(3700, abs=20)}
+    assert d == {
+        "moisture_10cm": 12.5,
+        "moisture_30cm": 33.0,
+        "moisture_60cm": 47.5,
+        "soil_temperature": 16.5,
+        "battery": pytest.approx(3700, abs=20),
+    }
     assert ds[-1]["warnings"] == []

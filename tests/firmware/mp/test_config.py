@@ -155,8 +155,15 @@ def _run_board(cfg_text, **fake):
     m = FakeMachine(clock, radio_pins=pins, spi=chip.spi, **fake)
     lines = []
     try:
-        node = boardglue.run(m, clock, lines.append, idle_rounds=2, config_path=DIR + "/havel_config.json",
-                             board_path=DIR + "/havel_board.json", store_dir=DIR + "/havel_lw")
+        node = boardglue.run(
+            m,
+            clock,
+            lines.append,
+            idle_rounds=2,
+            config_path=DIR + "/havel_config.json",
+            board_path=DIR + "/havel_board.json",
+            store_dir=DIR + "/havel_lw",
+        )
     finally:
         _cleanup()
     return node, m, lines
@@ -201,9 +208,18 @@ def test_board_boot_runs_the_node():
 def _cleanup():
     import os
 
-    for name in ("havel_config.json", "havel_board.json", "havel_lw/lwstate.a", "havel_lw/lwstate.b",
-                 "havel_lw/node.a", "havel_lw/node.b", "havel_lw/valve.a", "havel_lw/valve.b",
-                 "havel_lw/valvecfg.a", "havel_lw/valvecfg.b"):
+    for name in (
+        "havel_config.json",
+        "havel_board.json",
+        "havel_lw/lwstate.a",
+        "havel_lw/lwstate.b",
+        "havel_lw/node.a",
+        "havel_lw/node.b",
+        "havel_lw/valve.a",
+        "havel_lw/valve.b",
+        "havel_lw/valvecfg.a",
+        "havel_lw/valvecfg.b",
+    ):
         try:
             os.remove(DIR + "/" + name)
         except OSError:

@@ -107,6 +107,7 @@ def test_downlink_direction_vector_from_host_layer():
     """A confirmed downlink (FCnt 0x10005, FOpts DevStatusReq, FPort 3) built by the host frame layer
     havel.codecs.lorawan (on the `cryptography` package), frozen here: direction byte 1 in B0/A_i."""
     from lw import frames
+
     phy = unhex("a0f17dbe4921050006032393e9e4ebc820ccc532d60354")
     nwk = crypto.aes_key(unhex("44024241ed4ce9a68c6a8bc055233fd3"))
     app = crypto.aes_key(unhex("ec925802ae430ca77fd3dd73cb2cc588"))

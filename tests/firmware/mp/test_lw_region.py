@@ -33,8 +33,14 @@ def test_subbands_of_channels():
 def test_subband_tables_match_rp002():
     # every edge of the EU868 sub-bands (RP002 / ETSI EN 300 220): (low, high, divisor); the high
     # edge belongs to the band only for the last one (870 MHz)
-    bands = ((863000000, 865000000, 1000), (865000000, 868000000, 100), (868000000, 868600000, 100),
-             (868700000, 869200000, 1000), (869400000, 869650000, 10), (869700000, 870000000, 100))
+    bands = (
+        (863000000, 865000000, 1000),
+        (865000000, 868000000, 100),
+        (868000000, 868600000, 100),
+        (868700000, 869200000, 1000),
+        (869400000, 869650000, 10),
+        (869700000, 870000000, 100),
+    )
     assert len(region.SB_DIV) == len(bands)
     for i in range(len(bands)):
         lo, hi, div = bands[i]
@@ -121,8 +127,13 @@ def _saturate(freq, toa, hours=3):
 def test_rolling_hour_never_exceeds_the_band_limit():
     # 1 %: 13 SF12 frames (2793 ms, 100 x airtime apart) fit into one hour = 1.009 %; 32 one-byte
     # frames at SF12 (1155 ms) = 1.028 %; also short SF7 frames and the 0.1 % and 10 % bands
-    for freq, toa, limit in ((868100000, 2793, 36000), (868300000, 1155, 36000), (868500000, 62, 36000),
-                             (868900000, 1155, 3600), (869525000, 2793, 360000)):
+    for freq, toa, limit in (
+        (868100000, 2793, 36000),
+        (868300000, 1155, 36000),
+        (868500000, 62, 36000),
+        (868900000, 1155, 3600),
+        (869525000, 2793, 360000),
+    ):
         frames = _saturate(freq, toa)
         worst = max_hour_airtime(frames)
         assert worst <= limit, (freq, toa, worst, limit)
@@ -179,7 +190,7 @@ def test_join_backoff_36s_per_hour_then_36s_per_10h_then_8700ms_per_day():
     assert t + w == 3600000  # next allowed at the start of the second window
     t = 3600000
     used = 0
-    while jb.wait_ms(toa, t) == 0 and used < 10 ** 6:
+    while jb.wait_ms(toa, t) == 0 and used < 10**6:
         jb.record(toa, t)
         used += toa
         t += 1000
@@ -187,7 +198,7 @@ def test_join_backoff_36s_per_hour_then_36s_per_10h_then_8700ms_per_day():
     assert t + jb.wait_ms(toa, t) == 11 * 3600000
     t = 11 * 3600000
     used = 0
-    while jb.wait_ms(toa, t) == 0 and used < 10 ** 6:
+    while jb.wait_ms(toa, t) == 0 and used < 10**6:
         jb.record(toa, t)
         used += toa
         t += 1000
