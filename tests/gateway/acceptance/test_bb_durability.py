@@ -154,6 +154,8 @@ def test_over_the_quota_the_oldest_routine_readings_go_first_and_alarms_never(
     gw = make_gateway(extra="[outbox]\nquota_mb = 0.05\n", devices=(routine, alarming))  # about 80 records
     fwd = Forwarder(gw.udp_port)
     forwarders.append(fwd)
+    # connected first, so that the outage (and the event records it makes) starts from a known state
+    wait_for(lambda: gw.status()["sinks"]["platform"]["connected"], 60, "the sink to connect")
     broker.stop()
     wait_for(lambda: not gw.status()["sinks"]["platform"]["connected"], 60, "the sink to notice the outage")
     alarm_ids = set()
@@ -164,12 +166,15 @@ def test_over_the_quota_the_oldest_routine_readings_go_first_and_alarms_never(
             alarm_ids.add(f"{alarming.dev_eui}-0-{n}")
         fwd.push_acked(rxpks)
     wait_for(lambda: gw.status()["uplinks"]["accepted"] >= 165, 60, "everything stored")
-    dropped = gw.status()["outbox"]["dropped"]["background"]
-    assert dropped >= 1
+    assert gw.status()["outbox"]["dropped"]["background"] >= 1
     broker.start()
     wait_for(lambda: {m["id"] for m in subscriber.json_on("/up")} >= alarm_ids, 90, "every alarm")
-    wait_for(lambda: len(_first_seen(subscriber, routine.dev_eui)) >= 150 - dropped, 60, "the rest")
+
+    def dropped() -> int:  # (an event record stored during the outage may drop one more routine reading)
+        return int(gw.status()["outbox"]["dropped"]["background"])
+
+    wait_for(lambda: len(_first_seen(subscriber, routine.dev_eui)) + dropped() >= 150, 60, "the rest")
     kept = [u["fcnt"] for u in _first_seen(subscriber, routine.dev_eui)]
     assert kept == list(range(151 - len(kept), 151)), kept  # the oldest went first
-    assert len(kept) == 150 - dropped
+    assert len(kept) == 150 - dropped()
     assert "dropped" in gw.log.read_text()
