@@ -20,7 +20,9 @@ def check(out):
     or inconsistent (control/valvecfg.py check_config() fills in the defaults first)."""
     for k in ("on_c", "off_c", "city_min_c"):
         v = out[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v < _T_MIN_C or v > _T_MAX_C:
+        # no (int, float) tuple: it would be built for every value checked
+        if (isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float))
+                or not _T_MIN_C <= v <= _T_MAX_C):
             raise ValueError("valve: '%s' must be a temperature in %d..%d C" % (k, _T_MIN_C, _T_MAX_C))
     if out["off_c"] >= out["on_c"]:
         raise ValueError("valve: 'off_c' must be below 'on_c' (hysteresis)")
@@ -30,7 +32,7 @@ def check(out):
             raise ValueError("valve: '%s' must be a whole number of seconds in 1..86400" % k)
     for k in ("budget_l_per_day", "flow_l_per_min"):
         v = out[k]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0 or v > 60000:
+        if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float)) or not v > 0 or v > 60000:
             raise ValueError("valve: '%s' must be a positive number of litres" % k)
     fa = out["flush_after_s"]
     if isinstance(fa, bool) or not isinstance(fa, int) or fa < 0 or fa > 30 * DAY_S:
@@ -47,11 +49,18 @@ def update(ctl, changes):
     for k in changes:
         if k not in ctl.cfg:  # a complete set: every setting there is
             raise ValueError("valve: unknown setting '%s'" % k)
-    new = dict(ctl.cfg)
-    new.update(changes)
-    check(new)
-    ctl.cfg = new
-    ctl._budget_s = _budget_s(ctl.cfg)
+    c = ctl.cfg
+    for k in changes:  # checked in place (no copy of the settings): new values in, old in changes
+        c[k], changes[k] = changes[k], c[k]
+    try:
+        check(c)
+    except ValueError:
+        for k in changes:  # refused: the old values back
+            c[k], changes[k] = changes[k], c[k]
+        raise
+    for k in changes:
+        changes[k] = c[k]
+    ctl._budget_s = _budget_s(c)
 
 
 def override(ctl, mode, ttl_s, now_s):

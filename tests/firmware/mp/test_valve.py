@@ -257,9 +257,13 @@ def test_disable_and_settings_from_downlinks():
     v.set_enabled(True)
     v.update({"on_c": 36.0, "off_c": 34.0})
     assert not v.step(1400, 35.0, 1, True) and v.reason == R_COOL
-    raises(ValueError, v.update, {"on_c": 30.0, "off_c": 31.0})
-    assert v.cfg["on_c"] == 36.0  # a refused change leaves the settings as they were
-    v.update({"budget_l_per_day": 10, "max_on_s": 3600})  # 10 L at 4 L/min: 150 s
+    bad = {"on_c": 30.0, "off_c": 31.0}
+    raises(ValueError, v.update, bad)
+    # a refused change leaves the settings as they were (checked in place, then put back)
+    assert v.cfg["on_c"] == 36.0 and v.cfg["off_c"] == 34.0 and bad == {"on_c": 30.0, "off_c": 31.0}
+    ok = {"budget_l_per_day": 10, "max_on_s": 3600}  # 10 L at 4 L/min: 150 s
+    v.update(ok)
+    assert ok == {"budget_l_per_day": 10, "max_on_s": 3600} and v.cfg["max_on_s"] == 3600
     assert v.step(1500, 37.0, 1, True)
     assert not v.step(1650, 37.0, 1, True) and v.reason == R_BUDGET
 
