@@ -291,9 +291,14 @@ class Gateway:
         if hasattr(self, "udp"):
             self.udp.close()
         if self.intake is not None:
-            if self.intake.waiting:
-                self.intake.take_in()
-            self.intake.process(force=True)
+            try:
+                if self.intake.waiting:
+                    self.intake.take_in()
+                self.intake.process(force=True)
+            except sqlite3.Error:
+                # what is not processed stays in the intake journal for the next start; the rest of the
+                # shutdown (sinks, run lock) must still happen
+                log.exception("the database failed while the last uplinks were processed at shutdown")
         for name, comp in reversed(list(self.components.items())):
             try:
                 await comp.stop()

@@ -74,7 +74,10 @@ def fit(cmds, room):
 
 def release(name):
     """Forget the module `name` (loaded for one job) so that the collector can free its code; its
-    interned names stay (MicroPython never frees them)."""
+    interned names stay (MicroPython never frees them). On the host the simulator runs many nodes as
+    threads of one process, where forgetting a module would race another node's import of it."""
+    if sys.implementation.name != "micropython":
+        return
     sys.modules.pop(name, None)
     pkg, _, leaf = name.rpartition(".")
     parent = sys.modules.get(pkg)
