@@ -27,7 +27,7 @@ from havel.gateway.sim.world import World
 def register(specs: list[NodeSpec], config_path: Path | None, data_dir: Path | None) -> None:
     """Put the simulated devices into a gateway's registry (replacing same DevEUIs)."""
     from havel.gateway import db
-    from havel.gateway.cli import load_config
+    from havel.gateway.cli.options import load_config
     from havel.gateway.registry import Registry, parse_import
 
     cfg = load_config(config_path, data_dir)
@@ -176,7 +176,8 @@ def sim(
             hint="pass --data-dir/--config (register them), --store URL or --write-devices FILE",
         )
     if store_url is not None:
-        from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+        from havel.gateway.network.shared.connection import StoreSettings, connect
+        from havel.gateway.network.shared.state import SharedState
         from havel.gateway.registry import parse_import
 
         shared = SharedState(connect(StoreSettings(store_url, store_password_file, store_ca_file)))

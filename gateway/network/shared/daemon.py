@@ -32,16 +32,16 @@ from havel.gateway.metrics import Metrics
 from havel.gateway.network.outcome import Outcome, Reason, rejected
 from havel.gateway.network.reception import Reception, format_time
 from havel.gateway.network.server import JournalLike, NetworkServer, OutboxLike
-from havel.gateway.network.shared.roof import Downlink, Roof
-from havel.gateway.network.shared.store import (
+from havel.gateway.network.shared.connection import (
     UNREACHABLE,
     DamagedEntry,
-    RedisSessionStore,
-    SharedState,
     StoreSettings,
     connect,
     redacted,
 )
+from havel.gateway.network.shared.roof import Downlink, Roof
+from havel.gateway.network.shared.sessionstore import RedisSessionStore
+from havel.gateway.network.shared.state import SharedState
 
 log = logging.getLogger("havel.gateway.shared")
 

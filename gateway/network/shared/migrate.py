@@ -13,7 +13,8 @@ import sys
 
 from havel.errors import HavelError
 from havel.gateway import db
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
 from havel.gateway.registry import Registry
 
 _JOIN_NONCE_MAX = """

@@ -31,7 +31,9 @@ from havel.gateway.network.dedup import Group, frame_key
 from havel.gateway.network.outcome import NotAnswered, Outcome, Status
 from havel.gateway.network.reception import COUNTER_MODULO, Reception, format_time
 from havel.gateway.network.server import NetworkServer
-from havel.gateway.network.shared.store import UNREACHABLE, RedisSessionStore, SharedState
+from havel.gateway.network.shared.connection import UNREACHABLE
+from havel.gateway.network.shared.sessionstore import RedisSessionStore
+from havel.gateway.network.shared.state import SharedState
 
 log = logging.getLogger("havel.gateway.shared")
 

@@ -36,14 +36,10 @@ from havel.gateway.config import Config, NetworkConfig
 from havel.gateway.forwarder import Forwarder
 from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
+from havel.gateway.network.shared.connection import StoreSettings, connect, redacted
 from havel.gateway.network.shared.roof import Downlink, Roof
-from havel.gateway.network.shared.store import (
-    RedisSessionStore,
-    SharedState,
-    StoreSettings,
-    connect,
-    redacted,
-)
+from havel.gateway.network.shared.sessionstore import RedisSessionStore
+from havel.gateway.network.shared.state import SharedState
 from havel.gateway.outbox import Outbox
 from havel.gateway.settings import key, read
 from havel.gateway.sinks import make_sinks

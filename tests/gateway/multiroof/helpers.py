@@ -18,8 +18,10 @@ from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.reception import Reception
 from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.sessions import Device, Session
+from havel.gateway.network.shared.connection import StoreSettings, connect
 from havel.gateway.network.shared.roof import Roof
-from havel.gateway.network.shared.store import RedisSessionStore, SharedState, StoreSettings, connect
+from havel.gateway.network.shared.sessionstore import RedisSessionStore
+from havel.gateway.network.shared.state import SharedState
 from havel.gateway.outbox import Outbox
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -14,8 +14,10 @@ from support.mqtt_subscriber import Subscriber
 from support.redis import RedisServer
 
 from havel.gateway.config import from_dict
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.gateway.relay.signing import SigningKey
 
 from .helpers import abp_node

@@ -21,7 +21,8 @@ from support.mqtt_subscriber import Subscriber
 from support.redis import Gate, RedisServer
 
 from havel.codecs.lorawan import phy
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
 
 from .helpers import Node, abp_node
 from .roofs import Concentrator, free_udp_port

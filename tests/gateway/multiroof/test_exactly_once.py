@@ -174,7 +174,7 @@ def test_a_damaged_session_entry_is_reported_and_the_other_devices_go_on(
     # reading the string entry directly gives a clear error naming the key
     import pytest
 
-    from havel.gateway.network.shared.store import DamagedEntry
+    from havel.gateway.network.shared.connection import DamagedEntry
 
     with pytest.raises(DamagedEntry, match="dev:70B3D57ED0009999"):
         a.shared.device(0x70B3D57ED0009999)

@@ -14,7 +14,8 @@ from support.redis import RedisServer
 
 from havel.errors import ConfigError
 from havel.gateway import config, preflight
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
 
 from .helpers import abp_node
 from .roofs import Concentrator, RoofProcess

@@ -12,7 +12,8 @@ from pathlib import Path
 from support.redis import RedisServer
 
 from havel.codecs.lorawan import phy
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
 
 from .helpers import abp_node, read_records
 from .roofs import Concentrator, RoofProcess

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from support.redis import RedisServer
 
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
 
 from .helpers import read_records
 from .roofs import RoofProcess

@@ -14,8 +14,9 @@ from support.mosquitto import PKI
 from support.redis import RedisServer, redis_binary
 
 from havel.errors import ConfigError
+from havel.gateway.network.shared.connection import StoreSettings, connect, redacted
 from havel.gateway.network.shared.roofd import read_settings
-from havel.gateway.network.shared.store import SharedState, StoreSettings, connect, redacted
+from havel.gateway.network.shared.state import SharedState
 
 from .helpers import abp_node
 
