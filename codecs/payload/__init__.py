@@ -8,8 +8,9 @@ codecs/vectors/<codec>.json.
 
 from __future__ import annotations
 
-from havel.codecs.payload.base import Codec, NodeCodec, Port
+from havel.codecs.payload.base import Codec, NodeCodec
 from havel.codecs.payload.kind import NodeKind
+from havel.codecs.payload.port import Port
 from havel.codecs.payload.registry import (
     CODEC_NAMES,
     KIND_NAMES,

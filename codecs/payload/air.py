@@ -12,22 +12,19 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import (
+from havel.codecs.payload.base import NodeCodec
+from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.fields import (
     Bool,
-    Data,
-    Field,
-    NodeCodec,
-    Port,
     Reading,
     battery_mv,
     described,
-    flags_of,
     header,
     humidity_half_percent,
     temperature_c,
 )
-from havel.codecs.payload.common import common_ports
 from havel.codecs.payload.kind import NodeKind
+from havel.codecs.payload.port import Data, Field, Port, flags_of
 
 FAULTS = ("thp", "pm", "co2")
 FAULT_FIELDS = {"thp": ("temperature", "humidity", "pressure"), "pm": ("pm2_5", "pm10"), "co2": ("co2",)}

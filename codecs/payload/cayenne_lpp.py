@@ -19,7 +19,9 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Codec, Port, Reading, check_direction
+from havel.codecs.payload.base import Codec, check_direction
+from havel.codecs.payload.fields import Reading
+from havel.codecs.payload.port import Port
 from havel.errors import CodecError
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Choice, Data, Port, Reading, battery_mv, described, header
+from havel.codecs.payload.fields import Choice, Reading, battery_mv, described, header
+from havel.codecs.payload.port import Data, Port
 from havel.errors import CodecError
 
 RESET_CAUSES = {

@@ -15,20 +15,11 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import (
-    Bool,
-    Choice,
-    Data,
-    NodeCodec,
-    Port,
-    Reading,
-    described,
-    flags_of,
-    header,
-    temperature_c,
-)
+from havel.codecs.payload.base import NodeCodec
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.fields import Bool, Choice, Reading, described, header, temperature_c
 from havel.codecs.payload.kind import NodeKind
+from havel.codecs.payload.port import Data, Port, flags_of
 from havel.errors import CodecError
 
 MODES = {"auto": 0, "override_open": 1, "override_closed": 2, "flush": 3}

@@ -2,7 +2,7 @@
 
 The construct Struct stays the source of truth: this module walks it and, when every part is one it knows
 (byte-aligned integers, bit-packed words, fixed or counted arrays, ``If`` on an earlier field, and the
-:class:`~havel.codecs.payload.base.Reading` / ``Bool`` / ``Choice`` adapters), writes the Python source of
+:class:`~havel.codecs.payload.fields.Reading` / ``Bool`` / ``Choice`` adapters), writes the Python source of
 a decoder for exactly that layout and compiles it once: one :func:`struct.Struct.unpack_from` per run of
 fixed-size fields, the adapters' conversions inlined as expressions (sentinel test, integer product or a
 single division, a name table), no per-field function calls. Anything else gives no fast decoder and the
@@ -35,17 +35,8 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import (
-    VERSION,
-    Bool,
-    Choice,
-    Field,
-    Port,
-    Reading,
-    _null_warnings,
-    _plain,
-    view_fields,
-)
+from havel.codecs.payload.fields import VERSION, Bool, Choice, Reading
+from havel.codecs.payload.port import Field, Port, null_warnings, plain, view_fields
 
 __all__ = ["derive", "derive_decoder", "source"]
 
@@ -487,7 +478,7 @@ def _parsed_literal(s: _Schema) -> str:
 
 
 def _plain_data(s: _Schema, w: _Writer) -> None:
-    """``data`` and ``warnings`` exactly as ``_plain`` then ``_null_warnings`` would give them."""
+    """``data`` and ``warnings`` exactly as ``plain`` then ``null_warnings`` would give them."""
     parts = []
     w.add("warnings = []")
     for m in s.members:
@@ -515,7 +506,7 @@ def _plain_data(s: _Schema, w: _Writer) -> None:
 
 
 def _absent(key: str) -> str:
-    """The literal of the warning for an absent value at ``key`` (what base._null_warnings writes)."""
+    """The literal of the warning for an absent value at ``key`` (what port.null_warnings writes)."""
     return repr(f"{key}: reading absent or faulty")
 
 
@@ -549,7 +540,7 @@ def _view_plan(s: _Schema, view: Any, nested: bool = False) -> _Plan:
 
 
 def _view_data(plan: _Plan, w: _Writer) -> None:
-    """``data`` and ``warnings`` exactly as the view's to_data then ``_null_warnings`` would give them."""
+    """``data`` and ``warnings`` exactly as the view's to_data then ``null_warnings`` would give them."""
 
     def value(leaf: _Resolved) -> str:
         _key, var, _nullable, null_var, _only = leaf
@@ -617,11 +608,11 @@ def _generate(s: _Schema, port: Port | None, codec: str) -> tuple[str, dict[str,
                 plan = None
         if plan is not None:
             _view_data(plan, w)
-        elif port.to_data is _plain and all(m.name is None or m.name.isidentifier() for m in s.members):
+        elif port.to_data is plain and all(m.name is None or m.name.isidentifier() for m in s.members):
             _plain_data(s, w)
         else:
             to_data = w.const("TO_DATA", port.to_data)
-            nulls = w.const("NULLS", _null_warnings)
+            nulls = w.const("NULLS", null_warnings)
             w.add(f"data = {to_data}({_parsed_literal(s)})")
             w.add(f"warnings = {nulls}(data)")
         errors = "[]"

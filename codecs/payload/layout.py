@@ -20,7 +20,9 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import Bool, Choice, Field, NodeCodec, Port, Reading, view_fields
+from havel.codecs.payload.base import NodeCodec
+from havel.codecs.payload.fields import Bool, Choice, Reading
+from havel.codecs.payload.port import Field, Port, view_fields
 from havel.codecs.payload.registry import KIND_NAMES, get_codec
 
 HEAD = (

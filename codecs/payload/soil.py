@@ -13,18 +13,11 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import (
-    Data,
-    NodeCodec,
-    Port,
-    Reading,
-    battery_mv,
-    described,
-    header,
-    temperature_c,
-)
+from havel.codecs.payload.base import NodeCodec
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.fields import Reading, battery_mv, described, header, temperature_c
 from havel.codecs.payload.kind import NodeKind
+from havel.codecs.payload.port import Data, Port
 
 DEPTHS_CM = (10, 30, 60)
 

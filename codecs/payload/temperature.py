@@ -14,18 +14,11 @@ from typing import Any
 
 import construct as cs
 
-from havel.codecs.payload.base import (
-    Data,
-    NodeCodec,
-    Port,
-    battery_mv,
-    described,
-    header,
-    humidity_half_percent,
-    temperature_c,
-)
+from havel.codecs.payload.base import NodeCodec
 from havel.codecs.payload.common import common_ports
+from havel.codecs.payload.fields import battery_mv, described, header, humidity_half_percent, temperature_c
 from havel.codecs.payload.kind import NodeKind
+from havel.codecs.payload.port import Data, Port
 from havel.errors import CodecError
 
 MAX_PROBES = 15

@@ -1,7 +1,7 @@
 """A codec's declaration as the plain tables the JavaScript runtime reads.
 
 Walks each port's construct ``Struct`` (byte-aligned integers, bit-packed words with constants and padding,
-fixed or counted arrays, ``If`` on an earlier flag, and the :class:`~havel.codecs.payload.base.Reading` /
+fixed or counted arrays, ``If`` on an earlier flag, and the :class:`~havel.codecs.payload.fields.Reading` /
 ``Bool`` / ``Choice`` adapters) and its view, and writes them down as JSON-able dicts: which bytes hold a
 field, how its raw integer becomes a value (step, sentinel, range, names), where each key of ``data``
 comes from. Anything else raises :class:`Unsupported` naming the part, so that a new kind of schema is
@@ -16,20 +16,10 @@ from typing import Any
 import construct as cs
 
 from havel.codecs.payload import cayenne_lpp
-from havel.codecs.payload.base import (
-    VERSION,
-    Bool,
-    Choice,
-    Codec,
-    Field,
-    NodeCodec,
-    Port,
-    Reading,
-    ViewToData,
-    _plain,
-    view_fields,
-)
+from havel.codecs.payload.base import Codec, NodeCodec
+from havel.codecs.payload.fields import VERSION, Bool, Choice, Reading
 from havel.codecs.payload.js.glue import TWINS
+from havel.codecs.payload.port import Field, Port, ViewToData, plain, view_fields
 
 __all__ = ["Unsupported", "describe", "qualname"]
 
@@ -241,7 +231,7 @@ def _port(port: Port, notes: list[str]) -> dict[str, Any]:
     data: dict[str, Any]
     if isinstance(to_data, ViewToData):
         data = {"kind": "view", "view": _view(to_data.view)}
-    elif to_data is _plain:
+    elif to_data is plain:
         data = {"kind": "plain"}
         if any(m["t"] == "if" for m in members):
             raise Unsupported(f"port {port.name}: an If member without a view saying when its key is there")

@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 
 from havel.cli import main
 from havel.codecs.payload import CODEC_NAMES, NodeCodec, Port, get_codec
-from havel.codecs.payload.base import Bool, Choice, Field, Reading, flags_of, header
+from havel.codecs.payload.fields import Bool, Choice, Reading, header
 from havel.codecs.payload.js import export, formatter, formatter_notes
+from havel.codecs.payload.port import Field, flags_of
 from havel.errors import CodecError, HavelError
 
 ROOT = Path(__file__).resolve().parents[3]

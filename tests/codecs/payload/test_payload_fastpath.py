@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from support.private_names import private_names_in
 
 from havel.codecs.payload import KIND_NAMES, NodeCodec, get_codec
-from havel.codecs.payload.base import Bool, Choice, Field, Port, Reading, header
 from havel.codecs.payload.fastpath import derive, derive_decoder, source
+from havel.codecs.payload.fields import Bool, Choice, Reading, header
+from havel.codecs.payload.port import Field, Port
 from havel.errors import CodecError
 
 VECTORS = Path(__file__).resolve().parents[3] / "codecs" / "vectors"

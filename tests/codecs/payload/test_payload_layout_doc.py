@@ -9,7 +9,7 @@ import construct as cs
 import pytest
 
 from havel.codecs.payload import KIND_NAMES, NodeCodec, Port, get_codec
-from havel.codecs.payload.base import Bool, Reading, described, header
+from havel.codecs.payload.fields import Bool, Reading, described, header
 from havel.codecs.payload.layout import Unsupported, marked, render, table
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "payloads.md"

@@ -15,8 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from havel.codecs.payload import KIND_NAMES, get_codec
-from havel.codecs.payload.base import Bool, Choice, NodeCodec, Port, Reading
+from havel.codecs.payload.base import NodeCodec
 from havel.codecs.payload.cayenne_lpp import TYPES, LppType
+from havel.codecs.payload.fields import Bool, Choice, Reading
+from havel.codecs.payload.port import Port
 from havel.errors import CodecError
 
 NODE_CODECS = KIND_NAMES
