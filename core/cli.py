@@ -21,7 +21,7 @@ from havel.errors import HavelError
 # missing) makes its command say so when used, instead of breaking the whole CLI.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "frame": ("havel.codecs.lorawan.cli", "frame", "Decode and encode LoRaWAN 1.0.x frames."),
-    "airtime": ("havel.codecs.lorawan.cli", "airtime", "Time on air and duty-cycle pauses (EU868)."),
+    "airtime": ("havel.codecs.lorawan.cli_airtime", "airtime", "Time on air and duty-cycle pauses (EU868)."),
     "payload": ("havel.codecs.payload.cli", "payload", "Decode and encode sensor payloads."),
     "device": ("havel.gateway.cli", "device", "Manage the gateway's device registry."),
     "gateway": ("havel.gateway.cli", "gateway", "Run and inspect the gateway daemon."),
