@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
-from .client import LoopThread, MqttClient, Will, configure, describe_error
+from .client import MqttClient
+from .connection import Will, configure, describe_error
+from .loopthread import LoopThread
 
 __all__ = ["LoopThread", "MqttClient", "Will", "configure", "describe_error"]

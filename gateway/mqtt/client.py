@@ -3,113 +3,55 @@
 Every MQTT user in the daemon and the relay receiver (the sinks, the downlink command subscription, the
 relay's emergency listener, the receiver's listener and publisher, the command-line publisher) goes through
 :class:`MqttClient`, so that the protocol settings, TLS and credentials are made in one place
-(:func:`configure`) and every handler runs the same way.
+(:mod:`.connection`) and every handler runs the same way. This module holds its life cycle; the other
+parts are in their own modules:
 
-- Protocol: MQTT v5, ``clean_start`` and the session expiry from :class:`~havel.gateway.settings.MqttSettings`
-  on every connect, the first included (a sink or a durable listener keeps its session: Mosquitto never saves
-  a session that began with a clean start). QoS 1 messages not yet acknowledged when the connection drops
-  are kept by paho and sent again after the reconnect.
-- Event loop: paho's socket callbacks (``on_socket_open``, ``on_socket_register_write`` ...) put its socket
-  into the running loop (``add_reader``/``add_writer``); ``loop_read``, ``loop_write`` and ``loop_misc`` (once
-  a second) do the rest. No network thread: a second Python thread would fight the loop for the GIL, and a
-  callback that raises cannot end a thread that does not exist. Only ``connect()`` (TCP and the TLS
-  handshake, which block) runs in the default executor, so network and TLS errors arrive with their text.
-- Reconnect: a supervisor task connects again after a loss, with exponential back-off (with jitter)
-  between ``reconnect_min_s`` and ``reconnect_max_s``; a connection that lasted resets the back-off.
-- Handlers: :meth:`MqttClient.subscribe` binds a topic filter to a handler. Every message is handed to its
-  handler inside a guard: an exception is logged and counted (``handler_errors``), the message is still
-  acknowledged (a message that is never acknowledged would come back after every reconnect) and the next
-  message is handled as usual. With ``manual_ack`` the PUBACK goes out after the handler returned.
-- Delivery: ``on_acks(acks)`` reports the PUBACKs one read of the socket brought, as a list of
-  ``(mid, reason_code)`` (0x10 "no matching subscribers" is a success: test ``reason_code.is_failure``):
-  one call per burst of acknowledgements, not one per message (the forwarder wakes once for them).
+- Protocol (:mod:`.connection`): MQTT v5, ``clean_start`` and the session expiry from
+  :class:`~havel.gateway.settings.MqttSettings` on every connect, the first included (a sink or a durable
+  listener keeps its session: Mosquitto never saves a session that began with a clean start). QoS 1
+  messages not yet acknowledged when the connection drops are kept by paho and sent again after the
+  reconnect.
+- Event loop (:mod:`.eventloop`): paho's socket in the running loop, no network thread. Only ``connect()``
+  (TCP and the TLS handshake, which block) runs in the default executor, so network and TLS errors arrive
+  with their text.
+- Reconnect (here): a supervisor task connects again after a loss, with exponential back-off (with
+  jitter) between ``reconnect_min_s`` and ``reconnect_max_s``; a connection that lasted resets the back-off.
+- Handlers (:mod:`.subscriber`): each message to its handler inside a guard (counted, acknowledged, the
+  next one handled as usual).
+- Delivery (:mod:`.publisher`): ``on_acks(acks)`` gets the PUBACKs of each read of the socket in one list.
 
 A program without an event loop of its own (the relay receiver, the command line) runs the client in a
-:class:`LoopThread`.
+:class:`~havel.gateway.mqtt.loopthread.LoopThread`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import logging
 import random
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from havel.errors import ConfigError
-
 from ..settings import MqttSettings
+from .connection import NO_RECEIVE_MAXIMUM, Will, describe_error, make_client
+from .eventloop import LoopAdapter
+from .publisher import Publisher
+from .subscriber import Handler, Subscriber
 
-__all__ = ["LoopThread", "MqttClient", "Will", "configure", "describe_error"]
+__all__ = ["MqttClient"]
 
 log = logging.getLogger("havel.gateway.mqtt")
 
-T = TypeVar("T")
-Handler = Callable[[mqtt.MQTTMessage], None]
-_CORK: int | None = getattr(socket, "TCP_CORK", None)
-NO_RECEIVE_MAXIMUM = 65535  # the MQTT 5 default when the broker states no Receive Maximum
 
-
-@dataclass(frozen=True)
-class Will:
-    """The last will the broker publishes when the connection ends without a DISCONNECT."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-def describe_error(exc: BaseException) -> str:
-    """A connection error in words an operator can act on."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted: {exc.verify_message or exc}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (broker not running or wrong port)"
-    if isinstance(exc, TimeoutError):
-        return "connection timed out"
-    if isinstance(exc, OSError):
-        return f"network error: {exc.strerror or exc}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def configure(client: mqtt.Client, settings: MqttSettings, where: str) -> None:
-    """TLS (chain and host name always verified) and credentials of ``client`` from ``settings``;
-    ConfigError (naming ``where``) when the TLS files cannot be loaded."""
-    tls = settings.tls_settings
-    if tls is not None:
-        try:
-            client.tls_set(
-                ca_certs=tls.ca_file,
-                certfile=tls.cert_file,
-                keyfile=tls.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigError(
-                f"{where}: TLS files cannot be loaded: {exc}", hint="check ca_file, cert_file and key_file"
-            ) from None
-        client.tls_insecure_set(False)
-    if settings.username is not None:
-        client.username_pw_set(settings.username, settings.password)
-
-
-class MqttClient:
+class MqttClient(LoopAdapter, Publisher, Subscriber):
     """One broker connection run by the current asyncio loop (see the module docstring).
 
     ``on_state(up, error)`` is called on every connect and loss (``error`` says why, or None),
@@ -141,7 +83,7 @@ class MqttClient:
         self.on_state = on_state
         self.on_connected = on_connected
         self.on_acks = on_acks
-        self._acks: list[tuple[int, Any]] = []  # PUBACKs of the current read, handed over after it
+        self._acks = []
         self.connected = False
         self.last_error: str | None = None
         self.last_reason_code: int | None = None  # of the last refused CONNACK
@@ -151,66 +93,38 @@ class MqttClient:
         self.disconnected_at: float | None = None
         self.connects = 0
         self.received = 0
-        self.handler_errors = 0  # messages whose handler raised (acknowledged, logged, counted)
+        self.handler_errors = 0
         self._subscriptions: dict[str, tuple[int, Handler]] = {}
-        self._suback_pending: dict[int, str] = {}
-        self._subscribed: set[str] = set()
-        self.on_subscribed: Callable[[], None] | None = None  # when every subscription is confirmed
-        self._waiters: dict[int, asyncio.Future[Any]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: int | None = None
+        self._suback_pending = {}
+        self._subscribed = set()
+        self.on_subscribed = None
+        self._waiters = {}
+        self._loop = None
+        self._loop_thread = None
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._lost: asyncio.Event | None = None
         self._up: asyncio.Event | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._reader_fd: int | None = None
-        self._writer_fd: int | None = None
+        self._reader_fd = None
+        self._writer_fd = None
         self._connack_refused = False
-        self.client = self._make_client(will)
-
-    def __repr__(self) -> str:  # no password, ever
-        return f"MqttClient(name={self.name!r}, host={self.host!r}, port={self.port})"
-
-    def _make_client(self, will: Will | None) -> mqtt.Client:
         # our supervisor reconnects (with visible errors), not paho
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-            manual_ack=self.manual_ack,
-        )
-        client.connect_timeout = self.settings.connect_timeout_s
-        # 0 = no paho-side limit: the users keep their own window (the forwarder: within Receive Maximum)
-        client.max_inflight_messages_set(0)
-        client.max_queued_messages_set(0)
-        client.suppress_exceptions = True  # the last line: our callbacks catch what they can themselves
-        configure(client, self.settings, self.name)
-        if will is not None:
-            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        client = make_client(settings, client_id=client_id, where=name, manual_ack=manual_ack, will=will)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
-        return client
+        self.bind_socket_callbacks(client)
+        self.client = client
 
-    # ------------------------------------------------------------------ subscriptions
+    def __repr__(self) -> str:  # no password, ever
+        return f"MqttClient(name={self.name!r}, host={self.host!r}, port={self.port})"
 
-    def subscribe(self, topic: str, handler: Handler, qos: int = 1) -> None:
-        """Hand every message matching ``topic`` to ``handler`` (in the loop thread); subscribed on every
-        connect. Call before :meth:`start`."""
-        self._subscriptions[topic] = (qos, handler)
-
-    @property
-    def subscribed(self) -> bool:
-        """Every subscription confirmed by the broker on the current connection."""
-        return bool(self._subscriptions) and self._subscribed >= set(self._subscriptions)
+    def _io_done(self) -> None:
+        if self._acks:
+            self._hand_acks()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -243,10 +157,7 @@ class MqttClient:
         self._supervisor = None
         self._close_socket()
         self._set_state(False, None)
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.cancel()
-        self._waiters.clear()
+        self._cancel_waiters()
 
     async def _supervise(self) -> None:
         assert self._loop is not None and self._stop_event is not None
@@ -319,12 +230,6 @@ class MqttClient:
             for w in waiters:
                 w.cancel()
 
-    async def _misc(self) -> None:
-        # keepalive pings and their timeout (paho's loop_misc), once a second
-        while True:
-            await asyncio.sleep(1.0)
-            self.client.loop_misc()
-
     def _close_socket(self) -> None:
         with contextlib.suppress(Exception):
             self.client.disconnect()
@@ -356,139 +261,6 @@ class MqttClient:
             except Exception:
                 log.exception("%s: state callback failed", self.name)
 
-    # ------------------------------------------------------------------ publishing
-
-    def publish(
-        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
-    ) -> tuple[int, int]:
-        """Queue one message (loop thread) -> (paho's rc, mid). While disconnected, rc is
-        MQTT_ERR_NO_CONN and a QoS 1 message is still queued (sent after the reconnect). ValueError for a
-        topic or payload MQTT cannot carry."""
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        return int(info.rc), info.mid
-
-    def publish_threadsafe(
-        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
-    ) -> None:
-        """:meth:`publish` from any thread (runs in the loop, in call order)."""
-        self._call_in_loop(self._publish_logged, topic, payload, qos, retain)
-
-    def _publish_logged(self, topic: str, payload: bytes | str, qos: int, retain: bool) -> None:
-        try:
-            self.publish(topic, payload, qos, retain)
-        except ValueError as exc:
-            log.error("%s: cannot publish to %r: %s", self.name, topic[:120], exc)
-
-    async def publish_acked(
-        self, topic: str, payload: bytes | str, timeout: float, retain: bool = False
-    ) -> Any:
-        """Publish with QoS 1 and wait for its PUBACK -> the reason code (TimeoutError without one)."""
-        assert self._loop is not None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        rc, mid = self.publish(topic, payload, 1, retain)
-        if rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            raise OSError(f"publish failed: {mqtt.error_string(rc)}")
-        self._waiters[mid] = fut
-        try:
-            async with asyncio.timeout(timeout):
-                return await fut
-        finally:
-            self._waiters.pop(mid, None)
-
-    # ------------------------------------------------------------------ paho in the event loop
-
-    def _call_in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        # paho calls the socket callbacks from connect() (in the executor) as well as from the loop
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-        elif self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed during shutdown
-                self._loop.call_soon_threadsafe(fn, *args)
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        # each packet goes out when written (no Nagle wait for the previous one's ACK); a run of packets
-        # is still sent in full segments, corked in _writable
-        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._call_in_loop(self._add_reader, sock.fileno())
-
-    def _add_reader(self, fd: int) -> None:
-        assert self._loop is not None
-        self._reader_fd = fd
-        self._loop.add_reader(fd, self._readable)
-
-    def _readable(self) -> None:
-        client = self.client
-        sock = client.socket()
-        client.loop_read()
-        # with TLS, bytes already decrypted in the SSL object are invisible to the selector: read them now
-        while (
-            sock is not None
-            and client.socket() is sock
-            and isinstance(sock, ssl.SSLSocket)
-            and sock.pending()
-        ):
-            client.loop_read()
-        if self._acks:
-            self._hand_acks()
-
-    def _hand_acks(self) -> None:
-        # the PUBACKs this read brought, in one call (one wake-up of the forwarder per burst)
-        acks, self._acks = self._acks, []
-        if self.on_acks is not None:
-            try:
-                self.on_acks(acks)
-            except Exception:
-                log.exception("%s: acknowledgement callback failed", self.name)
-
-    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._call_in_loop(self._remove_fds)
-
-    def _remove_fds(self) -> None:
-        assert self._loop is not None
-        if self._reader_fd is not None:
-            self._loop.remove_reader(self._reader_fd)
-        if self._writer_fd is not None:
-            self._loop.remove_writer(self._writer_fd)
-        self._reader_fd = self._writer_fd = None
-
-    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._call_in_loop(self._add_writer, sock.fileno())
-
-    def _add_writer(self, fd: int) -> None:
-        assert self._loop is not None
-        self._writer_fd = fd
-        self._loop.add_writer(fd, self._writable)
-
-    def _writable(self) -> None:
-        # paho sends each queued packet with its own send(); corked, the kernel joins them into full
-        # segments and sends the rest when uncorked (Linux; elsewhere plain writes)
-        sock = self.client.socket()
-        cork = _CORK if isinstance(sock, socket.socket) else None
-        if cork is not None and isinstance(sock, socket.socket):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
-            except OSError:
-                cork = None
-        try:
-            self.client.loop_write()
-        finally:
-            if cork is not None and isinstance(sock, socket.socket):
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, cork, 0)
-        if self._acks:  # a QoS 0 message counts as published once written
-            self._hand_acks()
-
-    def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        self._call_in_loop(self._remove_writer)
-
-    def _remove_writer(self) -> None:
-        assert self._loop is not None
-        if self._writer_fd is not None:
-            self._loop.remove_writer(self._writer_fd)
-            self._writer_fd = None
-
     # ------------------------------------------------------------------ paho callbacks
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -516,10 +288,7 @@ class MqttClient:
                 self.on_connected(self.session_present)
             except Exception:
                 log.exception("%s: connect callback failed", self.name)
-        for topic, (qos, _) in self._subscriptions.items():
-            rc, mid = client.subscribe(topic, qos=qos)
-            if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
-                self._suback_pending[mid] = topic
+        self._subscribe_all(client)
         self._set_state(True, None)
         if self._up is not None:
             self._call_in_loop(self._up.set)
@@ -541,72 +310,3 @@ class MqttClient:
         self._set_state(False, error)
         if self._lost is not None:
             self._call_in_loop(self._lost.set)
-
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        # paho holds its lock here, once per PUBACK: only note it (handed over after the read)
-        if self._waiters:
-            fut = self._waiters.get(mid)
-            if fut is not None and not fut.done():
-                fut.set_result(reason)
-        self._acks.append((mid, reason))
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        topic = self._suback_pending.pop(mid, None)
-        if topic is None:
-            return
-        if all(not getattr(r, "is_failure", False) for r in reasons):
-            self._subscribed.add(topic)
-            log.info("%s: subscribed to %s", self.name, topic)
-            if self.subscribed and self.on_subscribed is not None:
-                try:
-                    self.on_subscribed()
-                except Exception:
-                    log.exception("%s: subscribe callback failed", self.name)
-        else:
-            log.warning("%s: the broker refused the subscription to %s: %s", self.name, topic, reasons)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if self._stopping:
-            return  # not handled, not acknowledged: the broker keeps it for the next session
-        self.received += 1
-        try:
-            for topic, (_, handler) in self._subscriptions.items():
-                if mqtt.topic_matches_sub(topic, msg.topic):
-                    handler(msg)
-                    break
-        except Exception:  # nothing a message holds (nor a bug in a handler) may stop the listener
-            self.handler_errors += 1
-            log.exception("%s: a message on %r could not be handled", self.name, msg.topic[:120])
-        finally:
-            if self.manual_ack:
-                client.ack(msg.mid, msg.qos)
-
-
-class LoopThread:
-    """An asyncio loop in a daemon thread, for a program that has none of its own (the relay receiver,
-    the command line): its MQTT clients run there, and other threads reach them through :meth:`run`
-    (a coroutine, waited for) and :meth:`call` (a function, not waited for)."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return fut.result(timeout)
-        except concurrent.futures.TimeoutError:
-            fut.cancel()
-            raise TimeoutError("the MQTT loop did not answer in time") from None
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.loop.call_soon_threadsafe(fn, *args)
-
-    def close(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self.loop.close()
