@@ -196,11 +196,11 @@ def stage_costs(
         for b in range(0, len(datagrams), 64):
             batch = datagrams[b : b + 64]
             counts = [len(gwmp.parse(d).payload["rxpk"]) for d in batch]
-            with db.transaction(conn):
+            with db.unit_of_work(conn):
                 seqs = journal.add_datagrams(
                     [(GW, d, at, (1 << c) - 1) for d, c in zip(batch, counts, strict=True)]
                 )
-            with db.transaction(conn):
+            with db.unit_of_work(conn):
                 journal.forget(
                     [Journal.datagram_id(s, i) for s, c in zip(seqs, counts, strict=True) for i in range(c)]
                 )

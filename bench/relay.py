@@ -46,7 +46,8 @@ from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay  # noqa: E402
 from havel.gateway.relay.budget import afsk_airtime_s  # noqa: E402
 from havel.gateway.relay.emergency import EmergencySwitch  # noqa: E402
 from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_line  # noqa: E402
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig  # noqa: E402
+from havel.gateway.relay.receive.config import ReceiverConfig  # noqa: E402
+from havel.gateway.relay.receive.receiver import Receiver  # noqa: E402
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey  # noqa: E402
 from havel.gateway.sinks.mqtt import MqttSink  # noqa: E402
 

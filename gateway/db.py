@@ -2,7 +2,7 @@
 
 Registry, sessions and the outbox share one file (``<data_dir>/havel.db``) so that a new frame counter and
 the outbox record it produced are committed together. The connection is opened in autocommit mode
-(``isolation_level=None``): nothing is written unless :func:`transaction` (or a single statement) says so,
+(``isolation_level=None``): nothing is written unless :func:`unit_of_work` (or a single statement) says so,
 which keeps transaction boundaries visible in the code instead of hidden in the sqlite3 module.
 
 Durability: WAL journal with ``synchronous=FULL``: a committed transaction survives a power cut (measured
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import sqlite3
 import time
@@ -22,13 +23,17 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from havel.errors import StorageError
 from havel.gateway import schema
 
 __all__ = [
+    "Participant",
+    "UnitOfWork",
     "backup",
     "check_integrity",
+    "current_unit",
     "deferred_sync",
     "marker_path",
     "open_db",
@@ -36,10 +41,12 @@ __all__ = [
     "restore",
     "storage_error",
     "sync_wal",
-    "transaction",
+    "unit_of_work",
 ]
 
 _savepoints = itertools.count(1)
+
+log = logging.getLogger("havel.gateway.db")
 
 PAGE_SIZE = 1024  # bytes per database page of a new database (see open_db)
 
@@ -119,43 +126,105 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = 5000) -> sqlite3.Connect
     return conn
 
 
+class Participant(Protocol):
+    """Something that keeps state of its own about the writes of a unit of work (the registry's cache):
+    told where each nested unit starts, what was rolled back, and when the whole unit commits or fails."""
+
+    def savepoint(self) -> object:
+        """A mark of the state now (a nested unit starts, or the participant joins inside one)."""
+
+    def rollback_to(self, mark: object) -> None:
+        """The nested unit that started at ``mark`` rolled back: forget what came after it."""
+
+    def before_commit(self) -> None:
+        """Last writes inside the transaction, just before COMMIT (a raise rolls the unit back)."""
+
+    def committed(self) -> None:
+        """The unit committed."""
+
+    def aborted(self) -> None:
+        """The unit rolled back."""
+
+
+class UnitOfWork:
+    """One open unit of work on a connection (see :func:`unit_of_work`)."""
+
+    __slots__ = ("conn", "marks", "parent", "participants", "root")
+
+    def __init__(self, conn: sqlite3.Connection, parent: UnitOfWork | None) -> None:
+        self.conn = conn
+        self.parent = parent
+        self.root: UnitOfWork = self if parent is None else parent.root
+        self.participants: list[Participant] = []  # (the root's list is the one used)
+        # where each participant stood when this nested unit started
+        self.marks = [(p, p.savepoint()) for p in self.root.participants] if parent is not None else []
+
+    def join(self, participant: Participant) -> None:
+        """Take part in the whole unit (its root), from now on: told of every commit and rollback."""
+        self.root.participants.append(participant)
+        unit: UnitOfWork | None = self
+        while unit is not None and unit.parent is not None:  # the nested units open now started without it
+            unit.marks.append((participant, participant.savepoint()))
+            unit = unit.parent
+
+
+_units: dict[int, UnitOfWork] = {}  # id(connection) -> its innermost open unit of work
+
+
+def current_unit(conn: sqlite3.Connection) -> UnitOfWork | None:
+    """The innermost unit of work open on ``conn``, or None."""
+    return _units.get(id(conn))
+
+
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block raises.
+def unit_of_work(conn: sqlite3.Connection) -> Iterator[UnitOfWork]:
+    """One unit of work: every write inside it (registry, session counters, outbox, journal ...) is
+    committed together or not at all: ``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` when the block
+    raises. Every writer opens one; state kept outside SQLite (the registry's cache) joins it
+    (:meth:`UnitOfWork.join`) and changes only when the whole unit commits.
 
-    Nested use inside an open transaction becomes a SAVEPOINT, so a helper that needs atomicity can open
-    its own transaction whether or not its caller already did. sqlite3 errors (disk full, I/O error, busy)
-    are raised as StorageError; after one, everything committed before is still there.
+    Nested use inside an open unit becomes a SAVEPOINT, so a helper that needs atomicity can open its own
+    unit whether or not its caller already did; when the nested block raises, its writes and its
+    participants' changes are undone, and the outer unit goes on. sqlite3 errors (disk full, I/O error,
+    busy) are raised as StorageError; after one, everything committed before is still there.
     """
-    if conn.in_transaction:
-        name = f"havel_sp{next(_savepoints)}"
-        try:
-            conn.execute(f"SAVEPOINT {name}")
-        except sqlite3.Error as exc:
-            raise storage_error(exc, "opening a savepoint") from None
-        try:
-            yield conn
-        except BaseException:
-            try:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-            except sqlite3.Error:
-                pass  # the outer transaction is already gone; the outer level reports it
-            raise
-        try:
-            conn.execute(f"RELEASE {name}")
-        except sqlite3.Error as exc:
-            raise storage_error(exc, "releasing a savepoint") from None
-        return
+    key = id(conn)
+    parent = _units.get(key)
+    unit = UnitOfWork(conn, parent)
+    _units[key] = unit
+    try:
+        if conn.in_transaction:  # nested (or inside a transaction begun without a unit): a savepoint
+            with _savepoint(conn, unit):
+                yield unit
+                if parent is None:
+                    for p in unit.participants:
+                        p.before_commit()
+        else:
+            with _transaction(conn, unit):
+                yield unit
+                for p in unit.participants:
+                    p.before_commit()
+    finally:
+        if parent is None:
+            _units.pop(key, None)
+        else:
+            _units[key] = parent
+    if parent is None:
+        for p in unit.participants:
+            p.committed()
 
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, unit: UnitOfWork) -> Iterator[None]:
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.Error as exc:
         raise storage_error(exc, "starting a transaction") from None
     try:
-        yield conn
+        yield
     except BaseException as exc:
         _rollback(conn)
+        _aborted(unit)
         if isinstance(exc, sqlite3.Error):
             raise storage_error(exc, "writing") from exc
         raise
@@ -163,7 +232,44 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         _rollback(conn)
+        _aborted(unit)
         raise storage_error(exc, "committing") from None
+
+
+@contextmanager
+def _savepoint(conn: sqlite3.Connection, unit: UnitOfWork) -> Iterator[None]:
+    name = f"havel_sp{next(_savepoints)}"
+    try:
+        conn.execute(f"SAVEPOINT {name}")
+    except sqlite3.Error as exc:
+        raise storage_error(exc, "opening a savepoint") from None
+    try:
+        yield
+    except BaseException:
+        try:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+        except sqlite3.Error:
+            pass  # the outer transaction is already gone; the outer level reports it
+        if unit.parent is None:
+            _aborted(unit)
+        for p, mark in reversed(unit.marks):
+            p.rollback_to(mark)
+        raise
+    try:
+        conn.execute(f"RELEASE {name}")
+    except sqlite3.Error as exc:
+        if unit.parent is None:
+            _aborted(unit)
+        raise storage_error(exc, "releasing a savepoint") from None
+
+
+def _aborted(unit: UnitOfWork) -> None:
+    for p in unit.participants:
+        try:
+            p.aborted()
+        except Exception:  # (the rollback's cause is what the caller must see)
+            log.exception("a participant of a rolled-back unit of work failed")
 
 
 @contextmanager
@@ -280,7 +386,7 @@ def _identify(conn: sqlite3.Connection, p: Path) -> None:
             f"database {p} {what}; {marker} shows it had been used", hint=_RESTORE_HINT.format(marker=marker)
         )
     else:
-        with transaction(conn):  # (another process may give the id at the same moment: the first wins)
+        with unit_of_work(conn):  # (another process may give the id at the same moment: the first wins)
             conn.execute(schema.DB_IDENTITY)
             conn.execute("INSERT OR IGNORE INTO db_identity (one, db_id) VALUES (1, ?)", (uuid.uuid4().hex,))
             db_id = str(conn.execute("SELECT db_id FROM db_identity").fetchone()[0])

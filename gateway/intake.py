@@ -379,7 +379,7 @@ class Intake:
         if not self.health.try_due():
             return
         try:
-            with db.transaction(self.conn):
+            with db.unit_of_work(self.conn):
                 self.conn.execute("UPDATE db_identity SET db_id = db_id")
         except HavelError as exc:
             self.health.failed("testing the database", exc)

@@ -37,7 +37,7 @@ Usage (the network server)::
 
     conn = db.open_db(cfg.db_path)
     outbox = Outbox(conn, quota_bytes=int(cfg.outbox.quota_mb * 1e6), sinks=[s["name"] for s in cfg.sinks])
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         registry.set_fcnt_up(...)
         outbox.put({"id": "70B3D57ED0000001-3-42", "kind": "up", "dev_eui": "70B3D57ED0000001", "fcnt32": 42,
                     "priority": "background", "received_at": "2026-11-26T09:00:00.123Z", "payload": {...}})
@@ -153,7 +153,7 @@ class Outbox:
         self.sinks = tuple(names)
         self.retired: dict[str, int] = {}  # sinks no longer configured that still hold records: name -> bit
         try:
-            with db.transaction(conn):
+            with db.unit_of_work(conn):
                 schema.migrate(conn)
                 self._bits = self._assign_bits(names)
         except sqlite3.Error as exc:
@@ -257,7 +257,7 @@ class Outbox:
         if not rows:
             return 0
         try:
-            with db.transaction(self.conn):
+            with db.unit_of_work(self.conn):
                 if (
                     self.quota_bytes is None
                     or self._bytes_estimate + sum(r[7] for r in rows) <= self.quota_bytes
@@ -507,7 +507,7 @@ class Outbox:
         try:
             # not fsynced (the next intake commit or checkpoint is): lost to a power cut, the records are
             # only sent again, as after a crash before the commit; at a city's pace it saves a flash write
-            with db.deferred_sync(self.conn), db.transaction(self.conn):
+            with db.deferred_sync(self.conn), db.unit_of_work(self.conn):
                 if len(self._bits) == 1 and not self.retired:
                     # one sink: its acknowledgement is the last one, delete straight away (the keys as one
                     # JSON array: one statement, and the deleted sizes come back for the totals)
@@ -625,7 +625,7 @@ def discard_sink(conn: sqlite3.Connection, sink: str) -> tuple[int, int]:
     are deleted (one transaction). Returns (records it was waiting for, records deleted). InputError when
     the outbox does not know the sink. Never call it for a sink a running daemon delivers to."""
     try:
-        with db.transaction(conn):
+        with db.unit_of_work(conn):
             row = conn.execute("SELECT bit FROM outbox_sinks WHERE name = ?", (sink,)).fetchone()
             if row is None:
                 known = [str(r[0]) for r in conn.execute("SELECT name FROM outbox_sinks")]

@@ -90,7 +90,7 @@ class Registry:
             writes = dict(self._fcnt_writes)
             activated = dict(self._activated)
             try:
-                with db.transaction(self.conn):
+                with db.unit_of_work(self.conn):
                     yield self.conn
             except BaseException:
                 del self._pending[mark:]
@@ -102,7 +102,7 @@ class Registry:
         self._fcnt_writes = {}
         self._activated = {}
         try:
-            with db.transaction(self.conn):
+            with db.unit_of_work(self.conn):
                 yield self.conn
                 if self._fcnt_writes:  # the counters of a whole batch in one statement, just before COMMIT
                     # only onto the session they belong to: a session replaced meanwhile (a join, a device

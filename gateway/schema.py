@@ -243,7 +243,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     try:
         if version(conn) == VERSION:
             return 0
-        with db.transaction(conn):
+        with db.unit_of_work(conn):
             start = version(conn)  # again, under the write lock: another process may have migrated it
             if start > VERSION:
                 raise StorageError(

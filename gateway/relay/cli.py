@@ -83,7 +83,7 @@ def emergency(
 
 def _remote_emergency(action: str, receiver_config: str, gateway_id: str | None) -> None:
     from .mqtt_relay import CONTROL_SENDER, send_emergency_command
-    from .receiver import ReceiverConfig
+    from .receive.config import ReceiverConfig
     from .signing import CounterStore, Signer
 
     if action == "status":
@@ -148,7 +148,8 @@ def receive(
     web_rules: str | None,
 ) -> None:
     """Run the crisis-centre receiver: verify, deduplicate, republish into the local broker."""
-    from .receiver import Receiver, ReceiverConfig
+    from .receive.config import ReceiverConfig
+    from .receive.receiver import Receiver
 
     cfg = ReceiverConfig.load(config)
     rules = None

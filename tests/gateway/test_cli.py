@@ -268,13 +268,13 @@ def test_the_database_with_the_keys_is_private(data: str) -> None:
 
 
 def test_gateway_status_tells_repeats_from_rejections(capsys: pytest.CaptureFixture[str]) -> None:
-    from havel.gateway.cli import _print_status
+    from havel.gateway.cli.status import print_status
 
     up = {"received": 12, "accepted": 9, "retransmitted": 2, "rejected": {"mic": 1}, "last_at": None}
-    _print_status({"gateway_id": "gw", "state": "ok", "uplinks": up})
+    print_status({"gateway_id": "gw", "state": "ok", "uplinks": up})
     out = capsys.readouterr().out
     assert "9 accepted, 2 sent again; rejected: mic 1" in out
-    _print_status({"gateway_id": "gw", "state": "ok", "uplinks": {**up, "retransmitted": 0, "rejected": {}}})
+    print_status({"gateway_id": "gw", "state": "ok", "uplinks": {**up, "retransmitted": 0, "rejected": {}}})
     out = capsys.readouterr().out
     assert "9 accepted; rejected: none" in out and "sent again" not in out
 
@@ -282,11 +282,11 @@ def test_gateway_status_tells_repeats_from_rejections(capsys: pytest.CaptureFixt
 def test_gateway_status_counts_delivered_records_apart_from_waiting_ones(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from havel.gateway.cli import _print_status
+    from havel.gateway.cli.status import print_status
 
     ob = {"depth": 21, "delivered": 21, "bytes": 9000, "dropped": {}}
-    _print_status({"gateway_id": "gw", "state": "ok", "outbox": ob})
+    print_status({"gateway_id": "gw", "state": "ok", "outbox": ob})
     assert "outbox: 0 waiting (and 21 delivered, deleted within seconds)" in capsys.readouterr().out
-    _print_status({"gateway_id": "gw", "state": "ok", "outbox": {**ob, "delivered": 0}})
+    print_status({"gateway_id": "gw", "state": "ok", "outbox": {**ob, "delivered": 0}})
     out = capsys.readouterr().out
     assert "outbox: 21 waiting," in out and "delivered" not in out

@@ -392,7 +392,7 @@ def test_frames_left_in_the_intake_journal_are_stored_after_a_restart_without_do
     conn = db.open_db(cfg.db_path)
     journal = Journal(conn)
     then = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         for f in (1, 2):
             rx = gwmp.RxPacket(
                 data=frame(f, confirmed=True),
@@ -431,9 +431,9 @@ def test_a_journaled_datagram_gives_back_only_its_rxpk_not_yet_stored(tmp_path: 
     ]
     datagram = gwmp.encode_push_data(2, 7, GW1, rxpk=[gwmp.rxpk_to_json(rx) for rx in rxs])
     then = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         [seq] = journal.add_datagrams([(GW1, datagram, then.timestamp(), 0b111)])
-    with db.transaction(conn):  # the previous run stored rxpk 0 (FCnt 1) in a batch of its own
+    with db.unit_of_work(conn):  # the previous run stored rxpk 0 (FCnt 1) in a batch of its own
         journal.forget([Journal.datagram_id(seq, 0)])
         conn.execute("UPDATE devices SET fcnt_up = 1")
     conn.close()

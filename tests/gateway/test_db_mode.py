@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from havel.gateway.db import open_db, transaction
+from havel.gateway.db import open_db, unit_of_work
 
 
 def test_database_and_wal_are_created_owner_only(tmp_path: Path) -> None:
@@ -14,7 +14,7 @@ def test_database_and_wal_are_created_owner_only(tmp_path: Path) -> None:
     try:
         path = tmp_path / "data" / "havel.db"
         conn = open_db(path)
-        with transaction(conn):
+        with unit_of_work(conn):
             conn.execute("CREATE TABLE k (key BLOB)")
             conn.execute("INSERT INTO k VALUES (?)", (os.urandom(16),))
         for f in (path, Path(str(path) + "-wal")):

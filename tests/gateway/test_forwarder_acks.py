@@ -2,7 +2,7 @@
 ``ack_batch`` records, not one per round, and commits what it still holds when it stops.
 
 Real Mosquitto on loopback, the real outbox on a durable SQLite file; commits are counted with SQLite's own
-statement trace (every transaction of :func:`havel.gateway.db.transaction` ends in one ``COMMIT``).
+statement trace (every transaction of :func:`havel.gateway.db.unit_of_work` ends in one ``COMMIT``).
 """
 
 from __future__ import annotations

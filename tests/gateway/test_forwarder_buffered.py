@@ -122,7 +122,7 @@ def test_frames_replayed_from_the_intake_journal_are_buffered(tmp_path: Path) ->
             app_s_key=APP,
         )
         rx = RxPacket(data=data, tmst=f * 1000, freq_hz=868_100_000, datr="SF7BW125", rssi=-80.0, lsnr=5.0)
-        with db.transaction(conn):
+        with db.unit_of_work(conn):
             journal.add(0xAA555A00000000AD, rx, dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1), "local")
     conn.close()
     with InProcessGateway(cfg):

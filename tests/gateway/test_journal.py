@@ -31,7 +31,7 @@ def datagram(n: int, first: int = 0) -> bytes:
 
 
 def add(journal: Journal, conn: sqlite3.Connection, n: int, wanted: int, at: float, first: int = 0) -> int:
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         [seq] = journal.add_datagrams([(GW, datagram(n, first), at, wanted)])
     return seq
 
@@ -55,7 +55,7 @@ def test_gps_time_is_the_receive_time_as_the_daemon_chose_it(conn: sqlite3.Conne
     journal = Journal(conn)
     gps_time = datetime(2026, 11, 26, 2, 59, 59, 500000, tzinfo=UTC)
     dg = gwmp.encode_push_data(2, 1, GW, rxpk=[gwmp.rxpk_to_json(rx(1, time=gps_time, tmms=1_000_000))])
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.add_datagrams([(GW, dg, T0.timestamp(), 0b1)])
     [e] = journal.pending()
     assert (e.received_at, e.time_source) == (gps_time, "gps")
@@ -64,7 +64,7 @@ def test_gps_time_is_the_receive_time_as_the_daemon_chose_it(conn: sqlite3.Conne
 def test_a_whole_datagram_stored_in_one_batch_leaves_no_row(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
     seq = add(journal, conn, 3, 0b111, T0.timestamp())
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq, i) for i in (2, 0, 1)])
     assert journal.pending() == [] and journal.depth() == 0
     assert conn.execute("SELECT count(*) FROM intake_datagrams").fetchone()[0] == 0
@@ -73,10 +73,10 @@ def test_a_whole_datagram_stored_in_one_batch_leaves_no_row(conn: sqlite3.Connec
 def test_a_datagram_stored_over_two_batches(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
     seq = add(journal, conn, 3, 0b111, T0.timestamp())
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq, 1)])
     assert tmsts(Journal(conn)) == [0, 2]
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq, 0), Journal.datagram_id(seq, 2)])
     assert journal.pending() == [] and journal.depth() == 0
 
@@ -86,15 +86,15 @@ def test_a_batch_that_failed_to_commit_leaves_its_rxpk_waiting(conn: sqlite3.Con
     must not delete the row while the rolled-back rxpk still wait in it."""
     journal = Journal(conn)
     seq = add(journal, conn, 3, 0b111, T0.timestamp())
-    with pytest.raises(RuntimeError), db.transaction(conn):
+    with pytest.raises(RuntimeError), db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq, 0), Journal.datagram_id(seq, 1)])
         raise RuntimeError("disk full at COMMIT")
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq, 2)])
     assert tmsts(journal) == [0, 1]
     # and a whole datagram's batch rolled back keeps the whole row
     seq2 = add(journal, conn, 2, 0b11, T0.timestamp() + 1, first=10)
-    with pytest.raises(RuntimeError), db.transaction(conn):
+    with pytest.raises(RuntimeError), db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq2, 0), Journal.datagram_id(seq2, 1)])
         raise RuntimeError("power cut")
     assert tmsts(journal) == [0, 1, 10, 11]
@@ -102,14 +102,14 @@ def test_a_batch_that_failed_to_commit_leaves_its_rxpk_waiting(conn: sqlite3.Con
 
 def test_single_rows_and_datagram_rows_come_back_in_arrival_order(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         first = journal.add(GW, rx(100), T0, "local")
     add(journal, conn, 2, 0b11, T0.timestamp() + 1)
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.add(GW, rx(200), datetime.fromtimestamp(T0.timestamp() + 2, UTC), "local")
     assert tmsts(journal) == [100, 0, 1, 200]
     assert first > 0  # single rows keep positive ids, datagram rxpk negative ones: forget takes both
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.forget([e.seq for e in journal.pending()])
     assert journal.depth() == 0
 
@@ -119,7 +119,7 @@ def test_the_order_is_arrival_even_when_the_clock_stepped_back(conn: sqlite3.Con
     still come back in the order they came, or the earlier counter would be refused as a replay."""
     journal = Journal(conn)
     add(journal, conn, 1, 0b1, T0.timestamp() + 3600, first=1)
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.add(GW, rx(2), T0, "local")
     add(journal, conn, 1, 0b1, T0.timestamp(), first=3)
     assert tmsts(Journal(conn)) == [1, 2, 3]  # (and after a restart: the counter continues)
@@ -128,7 +128,7 @@ def test_the_order_is_arrival_even_when_the_clock_stepped_back(conn: sqlite3.Con
 
 def test_datagrams_and_single_receptions_in_one_call_keep_their_order(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         seqs = journal.add_in_order(
             [
                 (GW, datagram(2, first=10), T0.timestamp(), 0b11),
@@ -138,7 +138,7 @@ def test_datagrams_and_single_receptions_in_one_call_keep_their_order(conn: sqli
         )
     assert seqs == [1, 2, 3]
     assert tmsts(Journal(conn)) == [10, 11, 20, 30]
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(1, 0), Journal.datagram_id(1, 1), 2, Journal.datagram_id(3, 0)])
     assert journal.depth() == 0
 

@@ -120,12 +120,12 @@ def test_deleted_only_after_every_sink_acked(tmp_path: Path) -> None:
 def test_put_joins_the_callers_transaction(conn: sqlite3.Connection) -> None:
     ob = Outbox(conn)
     conn.execute("CREATE TABLE counters (dev TEXT PRIMARY KEY, fcnt INTEGER)")
-    with pytest.raises(RuntimeError), db.transaction(conn):
+    with pytest.raises(RuntimeError), db.unit_of_work(conn):
         conn.execute("INSERT INTO counters VALUES (?, ?)", (EUI_A, 1))
         ob.put(rec(EUI_A, 1))
         raise RuntimeError("the uplink failed later")
     assert ob.depth() == 0 and conn.execute("SELECT count(*) FROM counters").fetchone()[0] == 0
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         conn.execute("INSERT INTO counters VALUES (?, ?)", (EUI_A, 1))
         ob.put(rec(EUI_A, 1))
     assert ob.depth() == 1 and conn.execute("SELECT count(*) FROM counters").fetchone()[0] == 1
@@ -136,9 +136,9 @@ def test_put_joins_the_callers_transaction(conn: sqlite3.Connection) -> None:
 
 def test_nested_transaction_is_a_savepoint(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE t (x INTEGER)")
-    with db.transaction(conn):
+    with db.unit_of_work(conn):
         conn.execute("INSERT INTO t VALUES (1)")
-        with pytest.raises(ValueError), db.transaction(conn):
+        with pytest.raises(ValueError), db.unit_of_work(conn):
             conn.execute("INSERT INTO t VALUES (2)")
             raise ValueError
         conn.execute("INSERT INTO t VALUES (3)")
@@ -273,7 +273,7 @@ def test_quota_drops_oldest_background_then_state_never_alarms(
 
 def test_quota_counts_exactly_after_rollback(conn: sqlite3.Connection) -> None:
     ob = Outbox(conn, quota_bytes=10_000)
-    with pytest.raises(RuntimeError), db.transaction(conn):
+    with pytest.raises(RuntimeError), db.unit_of_work(conn):
         ob.put_many([rec(EUI_A, f) for f in range(40)])
         raise RuntimeError
     assert ob.size_bytes() == 0

@@ -62,7 +62,7 @@ def test_batch_put_is_the_same_as_one_by_one(
     single = Outbox(single_conn, quota_bytes=quota, sinks=["a", "b"])
     assert batch.put_many(BEFORE) == 2 and single.put_many(BEFORE) == 2
     caplog.clear()
-    with db.transaction(batch_conn):  # inside the caller's transaction, as the network server does
+    with db.unit_of_work(batch_conn):  # inside the caller's transaction, as the network server does
         n = batch.put_many(BATCH)
     batch_logs = [r.getMessage() for r in caplog.records]
     caplog.clear()
@@ -91,7 +91,7 @@ def test_batch_put_is_the_same_as_one_by_one(
     ref = Outbox(ref_conn, quota_bytes=quota, sinks=["a", "b"])
     ref.put_many(BEFORE)
     caplog.clear()
-    with db.transaction(ref_conn):
+    with db.unit_of_work(ref_conn):
         assert ref._insert_each([ref._row(r) for r in BATCH]) == 4
     assert [r.getMessage() for r in caplog.records] == batch_logs
     assert stored(ref_conn) == stored(batch_conn)

@@ -176,7 +176,7 @@ class RedisSessionStore:
                 if self.conn is not None:
                     from havel.gateway import db
 
-                    with db.transaction(self.conn):
+                    with db.unit_of_work(self.conn):
                         yield
                 else:
                     yield
@@ -190,7 +190,7 @@ class RedisSessionStore:
             if self.conn is not None:
                 from havel.gateway import db
 
-                with db.transaction(self.conn):
+                with db.unit_of_work(self.conn):
                     yield
                     self._commit(self._ops)
             else:

@@ -116,7 +116,7 @@ def _number(v: Any) -> float | None:
 
 
 class Board:
-    """The board of one running receiver (a :class:`~havel.gateway.relay.receiver.Receiver`).
+    """The board of one running receiver (a :class:`~havel.gateway.relay.receive.receiver.Receiver`).
 
     ``board.app`` is the page for :func:`havel.web.serve`; :meth:`start` begins watching the listeners.
     """

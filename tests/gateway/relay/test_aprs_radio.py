@@ -17,7 +17,8 @@ from havel.gateway.relay import aprs, ax25, kiss
 from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
 from havel.gateway.relay.envelope import RelayRecord, encode_line, format_time, sign_line
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 from .conftest import CC_CALL, GW_CALL, needs_direwolf

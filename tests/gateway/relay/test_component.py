@@ -16,7 +16,8 @@ from support.mqtt_subscriber import Subscriber
 from havel.errors import LegalError
 from havel.gateway.config import from_dict
 from havel.gateway.daemon import Gateway
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.gateway.relay.signing import SigningKey
 
 from .conftest import load_harness

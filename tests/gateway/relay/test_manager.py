@@ -165,7 +165,8 @@ def test_alarm_class_gateway_events_go_to_every_relay_and_the_receiver_reads_the
     event (sink_down) waits for the primary. The signed envelope a mesh path sends is republished by the
     receiver on <prefix>/<gateway_id>/events under the event's own id."""
     from havel.gateway.relay.envelope import sign_body
-    from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
+    from havel.gateway.relay.receive.config import ReceiverConfig
+    from havel.gateway.relay.receive.core import ReceiverCore
     from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
     conn = db.open_db(tmp_path / "havel.db")

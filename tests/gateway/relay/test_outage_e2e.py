@@ -23,7 +23,8 @@ from havel.gateway.relay.manager import Manager
 from havel.gateway.relay.mqtt_relay import MQTTRelay
 from havel.gateway.relay.outage import OutageDetector
 from havel.gateway.relay.priority import Classifier
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 from havel.gateway.sinks.mqtt import MqttSink
 

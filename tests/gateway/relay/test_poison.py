@@ -24,7 +24,8 @@ from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
 from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_body, sign_json, sign_line
 from havel.gateway.relay.mqtt_relay import MQTTRelay
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 from .conftest import CC_CALL, GW_CALL, FakeTNC

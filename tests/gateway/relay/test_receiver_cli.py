@@ -88,7 +88,8 @@ def test_live_table_shows_latest_alarms(tmp_path: Path, key_file: Path) -> None:
     from rich.console import Console
 
     from havel.gateway.relay.cli import _table
-    from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
+    from havel.gateway.relay.receive.config import ReceiverConfig
+    from havel.gateway.relay.receive.core import ReceiverCore
 
     cfg = ReceiverConfig.from_dict(
         {
@@ -120,7 +121,8 @@ def test_live_table_shows_latest_alarms(tmp_path: Path, key_file: Path) -> None:
 def test_receiver_restart_keeps_what_arrived_meanwhile(
     tmp_path: Path, key_file: Path, mosquitto: Any
 ) -> None:
-    from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+    from havel.gateway.relay.receive.config import ReceiverConfig
+    from havel.gateway.relay.receive.receiver import Receiver
 
     cfg = ReceiverConfig.from_dict(
         {
@@ -189,7 +191,7 @@ def test_a_stop_while_a_message_is_handled_acknowledges_it_first(mosquitto: Any)
     import threading
     import time
 
-    from havel.gateway.relay.receiver import MqttListener
+    from havel.gateway.relay.receive.mqtt_listener import MqttListener
 
     cfg = {"port": mosquitto.port, "topic": "havel/+/relay/#", "client_id": "cc-stop-test"}
     first = _SlowCore()

@@ -14,7 +14,9 @@ import pytest
 from support.mosquitto import Mosquitto
 
 from havel.errors import ConfigError
-from havel.gateway.relay.receiver import MqttListener, Publisher, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.mqtt_listener import MqttListener
+from havel.gateway.relay.receive.publisher import Publisher
 from havel.gateway.settings import TlsSettings
 
 

@@ -13,7 +13,8 @@ from support.mqtt_subscriber import Subscriber
 
 from havel.errors import LegalError
 from havel.gateway.relay.envelope import RelayRecord, sign_json
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.gateway.relay.reticulum_relay import ReticulumConfig, ReticulumRelay, available
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 

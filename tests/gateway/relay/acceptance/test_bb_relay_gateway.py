@@ -615,7 +615,8 @@ def test_an_alarm_class_gateway_event_is_relayed_signed_and_read_by_the_receiver
     """docs/relay.md: during an outage the gateway's alarm-class events (here its packet forwarder falling
     silent) go out on the relay paths: on APRS as a signed `HE` line to the crisis centre, which the
     receiver republishes on `<prefix>/<gateway_id>/events` under the event's own id."""
-    from havel.gateway.relay.receiver import ReceiverConfig, ReceiverCore
+    from havel.gateway.relay.receive.config import ReceiverConfig
+    from havel.gateway.relay.receive.core import ReceiverCore
 
     rig = rig_silent
     rig.broker.stop()

@@ -23,7 +23,8 @@ import pytest
 from support.mosquitto import Mosquitto
 
 from havel.gateway.relay.board import Board, alarm_rules
-from havel.gateway.relay.receiver import Receiver, ReceiverConfig
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.receiver import Receiver
 from havel.web import serve
 
 SENDER = "DB0XYZ-10"

@@ -1,0 +1,1 @@
+"""The crisis centre's relay receiver (``havel relay receive``): see :mod:`.receiver`."""
