@@ -51,7 +51,8 @@ from gateway_e2e import (  # noqa: E402
 )
 from support.outbox_records import uplink  # noqa: E402
 
-from havel.gateway import db, gwmp  # noqa: E402
+from havel.gateway import db  # noqa: E402
+from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
 from havel.gateway.registry import Registry, parse_import  # noqa: E402
 

@@ -60,7 +60,9 @@ from support.gateway_run import register_abp  # noqa: E402
 from support.mosquitto import Mosquitto  # noqa: E402
 
 from havel.codecs.lorawan import phy  # noqa: E402
-from havel.gateway import db, gwmp  # noqa: E402
+from havel.gateway import db  # noqa: E402
+from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, parse_rxpk, rxpk_to_json  # noqa: E402
 from havel.gateway.registry import Registry  # noqa: E402
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -101,8 +103,8 @@ def uplink_frame(k: int, devices: int, *, adr: bool = True) -> bytes:
 
 def rxpk_of(frame: bytes, *, tmst: int) -> dict[str, Any]:
     """The rxpk a concentrator reports for ``frame`` heard at SF7 on 868.1 MHz."""
-    rx = gwmp.RxPacket(frame, tmst % (1 << 32), 868_100_000, "SF7BW125", rssi=-90, lsnr=5.5)
-    return gwmp.rxpk_to_json(rx)
+    rx = RxPacket(frame, tmst % (1 << 32), 868_100_000, "SF7BW125", rssi=-90, lsnr=5.5)
+    return rxpk_to_json(rx)
 
 
 def push_datagrams(frames: list[bytes], per_datagram: int) -> list[bytes]:
@@ -160,7 +162,7 @@ def stage_costs(
     def gwmp_parse() -> None:
         for d in datagrams:
             for o in gwmp.parse(d).payload["rxpk"]:
-                gwmp.parse_rxpk(o)
+                parse_rxpk(o)
 
     def frame_layer() -> None:
         for f in frames:
@@ -186,7 +188,7 @@ def stage_costs(
     ns = NetworkServer(reg, outbox, NetworkConfig(), rng=random.Random(1), journal=journal)
     now = datetime.now(UTC)
     rxs = [
-        gwmp.RxPacket(data=f, tmst=k, freq_hz=868_100_000, datr="SF7BW125", lsnr=5.5, rssi=-90)
+        RxPacket(data=f, tmst=k, freq_hz=868_100_000, datr="SF7BW125", lsnr=5.5, rssi=-90)
         for k, f in enumerate(frames)
     ]
 

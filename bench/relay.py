@@ -38,7 +38,9 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.mosquitto import Mosquitto  # noqa: E402
 from support.mqtt_subscriber import Subscriber  # noqa: E402
 
-from havel.gateway import db, gwmp  # noqa: E402
+from havel.gateway import db  # noqa: E402
+from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, rxpk_to_json  # noqa: E402
 from havel.gateway.forwarder import Forwarder  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
 from havel.gateway.relay import aprs, ax25, kiss  # noqa: E402
@@ -343,8 +345,8 @@ def latency_uplink(tmp: Path, key_file: Path, crisis: Mosquitto, n: int, radio: 
                         nwk_s_key=nwk,
                         app_s_key=app,
                     )
-                    heard = gwmp.RxPacket(frame, 1000 + i, 868_100_000, "SF7BW125", rssi=-80, lsnr=7.5)
-                    rxpk = gwmp.rxpk_to_json(heard)
+                    heard = RxPacket(frame, 1000 + i, 868_100_000, "SF7BW125", rssi=-80, lsnr=7.5)
+                    rxpk = rxpk_to_json(heard)
                     t0 = time.time()
                     sock.sendto(
                         gwmp.encode_push_data(2, i + 1, 0xAA555A0000000001, rxpk=[rxpk]),

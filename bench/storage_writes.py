@@ -57,7 +57,8 @@ from gateway_e2e import (  # noqa: E402
     uplink_frame,
 )
 
-from havel.gateway import db, gwmp  # noqa: E402
+from havel.gateway import db  # noqa: E402
+from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
 
 GOAL_BYTES = 4096  # bytes written per uplink at a city's pace, the goal
 

@@ -114,7 +114,8 @@ class UdpConfig:
     bind: str = key("127.0.0.1", parse=_ip)
     port: int = key(1700, lo=1, hi=65535)
     silent_after_s: float = key(90.0, lo=1.0)  # no PUSH_DATA/PULL_DATA for this long: forwarder silent
-    # the gateway EUIs served; empty: the first one heard (GWMP has no authentication, see udp.py)
+    # the gateway EUIs served; empty: the first one heard (GWMP has no authentication, see
+    # backends/semtech_udp/forwarders.py)
     allowed_gateways: tuple[int, ...] = key((), parse=_euis)
     max_datagrams_per_s: float = key(2000.0, lo=1.0)  # from one source address (a concentrator: far fewer)
 

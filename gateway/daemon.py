@@ -1,10 +1,10 @@
 """The gateway daemon: it opens the database, builds the parts and starts, runs and stops them.
 
 One event loop, one SQLite connection (used only from the loop's thread). The parts, in the order an uplink
-meets them: the GWMP backend (:mod:`.udp`), the intake (:mod:`.intake`: journal, then the network server of
-:mod:`.network`, downlinks after COMMIT), the outbox, and the northbound delivery that takes the records from
-the outbox to the sinks. The status and its gauges are :mod:`.status`, the HTTP port :mod:`.monitoring`,
-the database's write health :mod:`.storagehealth`.
+meets them: the GWMP backend (:mod:`.backends.semtech_udp`), the intake (:mod:`.intake`: journal, then the
+network server of :mod:`.network`, downlinks after COMMIT), the outbox, and the northbound delivery that takes
+the records from the outbox to the sinks. The status and its gauges are :mod:`.status`, the HTTP port
+:mod:`.monitoring`, the database's write health :mod:`.storagehealth`.
 
 Components: everything optional the daemon starts comes from :data:`COMPONENTS` (name -> factory path).
 A factory is ``create(ctx: DaemonContext) -> Component``; a component has ``async start()``,
@@ -39,6 +39,8 @@ from havel import __version__
 from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import ConfigError, HavelError, StorageError
 from havel.gateway import db, preflight
+from havel.gateway.backends.semtech_udp.forwarders import PacketForwarder
+from havel.gateway.backends.semtech_udp.server import GwmpServer
 from havel.gateway.config import Config
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.intake import Intake
@@ -55,7 +57,6 @@ from havel.gateway.runlock import RunLock
 from havel.gateway.sdnotify import Notifier
 from havel.gateway.status import StatusReport
 from havel.gateway.storagehealth import StorageHealth
-from havel.gateway.udp import GwmpServer, PacketForwarder
 
 if TYPE_CHECKING:
     from havel.gateway.network.shared.daemon import SharedNetwork
@@ -366,7 +367,7 @@ class Gateway:
         so if the database takes that much, and the StorageError is raised on."""
         if self.shared is not None:  # queued on the shared store: the roof that hears the device sends it
             result = self.shared.submit(dev_eui, body)
-            with self.registry.transaction():
+            with db.unit_of_work(self._db()):
                 self.outbox.put(result)
             state = result["payload"]["state"]
             self.metrics.inc("downlink_commands_total", state=state)
@@ -376,12 +377,12 @@ class Gateway:
             self._notify_forwarder()
             return result
         try:
-            with self.registry.transaction():
+            with db.unit_of_work(self._db()):
                 result = self.downlinks.submit(dev_eui, body)
                 self.outbox.put(result)
         except StorageError as exc:
             try:
-                with self.registry.transaction():
+                with db.unit_of_work(self._db()):
                     self.outbox.put(self.downlinks.refuse_for_storage(dev_eui, body, str(exc)))
                 self.metrics.inc("downlink_commands_total", state="rejected")
                 self._notify_forwarder()
@@ -417,7 +418,7 @@ class Gateway:
             try:
                 self.udp.check()
                 if self.downlinks.any_expired():  # no write transaction (and fsync) when idle
-                    with self.registry.transaction():
+                    with db.unit_of_work(self._db()):
                         for r in self.downlinks.expire():
                             self.outbox.put(r)
                     self._notify_forwarder()

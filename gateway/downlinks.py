@@ -39,8 +39,9 @@ from typing import Any
 from havel.codecs.lorawan import airtime, eu868, maccmds, phy
 from havel.codecs.lorawan.ids import eui_hex, parse_hex
 from havel.errors import CodecError, InputError
-from havel.gateway import gwmp, schema
+from havel.gateway import schema
 from havel.gateway.adr import AdrController
+from havel.gateway.backends.semtech_udp.txpk import build_txpk
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlink_commands import (
     COMMAND_ID,
@@ -609,11 +610,11 @@ class DownlinkScheduler:
         if not usable:
             return None
         freq, datr, tmst, name, air = usable[0]
-        txpk = gwmp.build_txpk(data=data, freq_hz=freq, datr=datr, tmst=tmst, powe=self.net.tx_power_dbm)
+        txpk = build_txpk(data=data, freq_hz=freq, datr=datr, tmst=tmst, powe=self.net.tx_power_dbm)
         fallback, fb_air = None, 0.0
         if len(usable) > 1:
             f2, d2, t2, _, fb_air = usable[1]
-            fallback = gwmp.build_txpk(data=data, freq_hz=f2, datr=d2, tmst=t2, powe=self.net.tx_power_dbm)
+            fallback = build_txpk(data=data, freq_hz=f2, datr=d2, tmst=t2, powe=self.net.tx_power_dbm)
         self.duty.record(gateway, freq, air, now)
         return Transmission(gateway, txpk, fallback, dev_eui, cmd_id, air, fb_air, name, kind)
 

@@ -21,10 +21,11 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from havel.errors import HavelError
 from havel.gateway import db
+from havel.gateway.backends.base import Backend
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.journal import MASK_BITS, Journal
 from havel.gateway.metrics import Metrics
@@ -41,34 +42,6 @@ log = logging.getLogger("havel.gateway")
 # fsync, about half a millisecond on an SD card or the test machine's disk) before the PUSH_ACKs go out.
 # Packet forwarders wait 100 ms for a PUSH_ACK (and only count a late one; they never resend).
 INTAKE_GROUP_S = 0.008
-
-
-class Backend(Protocol):
-    """What the intake needs of the gateway backend that receptions come from and downlinks go to."""
-
-    def withhold_acks(self) -> int:
-        """Drop the acknowledgements held back for what was received so far; returns how many."""
-        ...
-
-    def release_acks(self) -> int:
-        """Send the acknowledgements held back (what they acknowledge is stored); returns how many."""
-        ...
-
-    def can_send(self, gateway_eui: int) -> bool:
-        """Whether a downlink can go out through this concentrator now."""
-        ...
-
-    def send(
-        self,
-        gateway_eui: int,
-        txpk: dict[str, Any],
-        *,
-        fallback: dict[str, Any] | None = None,
-        info: Any = None,
-        window: str = "RX1",
-    ) -> bool:
-        """Schedule a downlink (False when it cannot go out)."""
-        ...
 
 
 class Intake:

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from havel.gateway import gwmp, schema
-from havel.gateway.gwmp import GwmpError, RxPacket
+from havel.gateway import schema
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.gwmp import GwmpError
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, parse_rxpk, parse_time
+from havel.gateway.network.reception import format_wire_time
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,7 @@ class Journal:
                     rx.chan,
                     rx.rssi,
                     rx.lsnr,
-                    gwmp.format_time(rx.time) if rx.time else None,
+                    format_wire_time(rx.time) if rx.time else None,
                     rx.tmms,
                     ts,
                     src,
@@ -193,7 +196,7 @@ class Journal:
                 chan=int(chan),
                 rssi=float(rssi),
                 lsnr=lsnr,
-                time=gwmp.parse_time(rx_time) if rx_time else None,
+                time=parse_time(rx_time) if rx_time else None,
                 tmms=tmms,
             )
             out.append(
@@ -229,7 +232,7 @@ class Journal:
             if not wanted >> index & 1:
                 continue
             try:
-                rx = gwmp.parse_rxpk(rxpks[index])
+                rx = parse_rxpk(rxpks[index])
             except GwmpError as exc:
                 log.error("intake journal: rxpk %d of datagram %d is unreadable: %s", index, seq, exc)
                 continue

@@ -1,9 +1,10 @@
 """What the network server is fed: one concentrator's reception of one frame, free of the protocol it came by.
 
-A gateway backend (the Semtech UDP packet forwarder's GWMP in ``havel.gateway.udp``; others could follow, as
-ChirpStack has gateway backends for several protocols) turns what it receives into a :class:`Reception`: the
-frame's bytes and radio metadata as a :class:`RadioFrame`, the concentrator's EUI, the receive time and where
-that time came from. The network server reads nothing else, so it never depends on a backend's wire types."""
+A gateway backend (the Semtech UDP packet forwarder's GWMP in ``havel.gateway.backends.semtech_udp``; others
+could follow, as ChirpStack has gateway backends for several protocols) turns what it receives into a
+:class:`Reception`: the frame's bytes and radio metadata as a :class:`RadioFrame`, the concentrator's EUI, the
+receive time and where that time came from. The network server reads nothing else, so it never depends on a
+backend's wire types."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ COUNTER_MODULO = 1 << 32
 
 class RadioFrame(Protocol):
     """One received frame and its radio metadata, in units that say what they are (a backend's packet type
-    provides these attributes; ``havel.gateway.gwmp.RxPacket`` does)."""
+    provides these attributes; ``havel.gateway.backends.semtech_udp.rxpk.RxPacket`` does)."""
 
     data: bytes  # the PHYPayload
     tmst: int  # the concentrator's microsecond counter at the end of the reception (32 bits, wraps)

@@ -11,10 +11,10 @@ A daemon component (``[watchdog]`` in the gateway config, ``daemon.COMPONENTS``)
     timeout_s = 120          # a restart command still running after this is killed (counted as failed)
 
 It listens to the daemon's ``forwarder_silent`` / ``forwarder_back`` events (the silence alarm of
-:mod:`havel.gateway.udp`). Each step is an event of its own (``forwarder_restart`` with the attempt, the
-command's exit status and the last line it printed; ``forwarder_restart_gave_up``), counted in
-``forwarder_restarts_total{result}`` and shown by :meth:`WatchdogComponent.health`. The command is an
-argument vector (no shell); tests run a real script in its place.
+:mod:`havel.gateway.backends.semtech_udp.forwarders`). Each step is an event of its own (``forwarder_restart``
+with the attempt, the command's exit status and the last line it printed; ``forwarder_restart_gave_up``),
+counted in ``forwarder_restarts_total{result}`` and shown by :meth:`WatchdogComponent.health`. The command is
+an argument vector (no shell); tests run a real script in its place.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from havel.gateway import gwmp
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.network.reception import format_wire_time
 
 
 @dataclass
@@ -124,7 +125,7 @@ class Concentrator:
         }
         if self.gps:
             now = datetime.now(UTC)
-            pk["time"] = gwmp.format_time(now)
+            pk["time"] = format_wire_time(now)
             pk["tmms"] = int((now.timestamp() - 315_964_800 + 18) * 1000)  # GPS epoch 1980-01-06, 18 leap s
         return pk
 

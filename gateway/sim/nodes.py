@@ -27,7 +27,8 @@ from typing import Any
 from havel import resources
 from havel.codecs.payload import get_kind, list_kinds
 from havel.errors import HavelError
-from havel.gateway import gwmp
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.txpk import txpk_data
 from havel.gateway.sim.concentrator import Concentrator, wait_any
 from havel.gateway.sim.world import World
 
@@ -184,7 +185,7 @@ class SimNode:
         if self.lose_downlinks > 0:  # e.g. a truck between node and gateway just then
             self.lose_downlinks -= 1
             return
-        data = gwmp.txpk_data(txpk)
+        data = txpk_data(txpk)
         delay_ms = ((int(txpk["tmst"]) - tmst) % gwmp.TMST_MODULO) // 1000
         d_sf, d_bw = _sf_bw(str(txpk["datr"]))
         self.radio.schedule(data, round(float(txpk["freq"]) * 1e6), d_sf, d_bw, end_ms + delay_ms)

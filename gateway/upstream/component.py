@@ -27,7 +27,7 @@ from typing import Any
 from havel.codecs.lorawan import phy
 from havel.codecs.lorawan.ids import eui_hex, parse_id_hex
 from havel.errors import ConfigError, FrameError, HavelError, InputError
-from havel.gateway import gwmp
+from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.network.following import Follower
 from havel.gateway.network.messages import MessageBuilder, compiled_codec
 from havel.gateway.network.reception import RadioFrame, reception

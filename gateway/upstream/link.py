@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from havel.codecs.lorawan.ids import eui_hex
-from havel.gateway import gwmp
-from havel.gateway.gwmp import GwmpError
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.gwmp import GwmpError
+from havel.gateway.backends.semtech_udp.txpk import txpk_data
 from havel.gateway.metrics import Metrics
 
 log = logging.getLogger("havel.gateway.upstream")
@@ -328,7 +329,7 @@ class UpstreamLink:
             self.reject("txpk")
             return
         try:
-            phy = gwmp.txpk_data(txpk)
+            phy = txpk_data(txpk)
         except GwmpError as exc:
             self.reject(exc.reason)
             return

@@ -24,7 +24,8 @@ from support.mqtt_subscriber import Subscriber
 
 from havel.codecs.lorawan import crypto, phy
 from havel.codecs.payload import get_codec
-from havel.gateway import config, db, gwmp
+from havel.gateway import config, db
+from havel.gateway.backends.semtech_udp.txpk import txpk_data
 from havel.gateway.registry import Device, Registry, Session
 from havel.gateway.sim.concentrator import Concentrator
 
@@ -247,7 +248,7 @@ def test_the_docs_command_examples_are_accepted_and_reach_the_device(
             wait_ack_s=2.0,
         )
         wait(lambda: c.downlinks)
-        down = phy.parse(gwmp.txpk_data(c.downlinks[0]))
+        down = phy.parse(txpk_data(c.downlinks[0]))
         assert isinstance(down, phy.DataFrame) and down.fport == commands[0]["fport"]
         plain = crypto.crypt_frm_payload(APP, False, ADDR, down.fcnt16, down.frm_payload)
         assert plain == get_codec("cooling").encode(

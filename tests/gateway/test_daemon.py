@@ -25,7 +25,10 @@ from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
 from havel.codecs.lorawan import crypto, phy
-from havel.gateway import config, db, gwmp
+from havel.gateway import config, db
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, rxpk_to_json
+from havel.gateway.backends.semtech_udp.txpk import txpk_data
 from havel.gateway.sim.concentrator import Concentrator
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -174,7 +177,7 @@ def test_confirmed_uplink_is_acked_in_rx1_and_tx_ack_error_falls_back_to_rx2(gw:
     assert (rx1["tmst"], rx1["freq"], rx1["datr"]) == (11_000_000, 868.1, "SF7BW125")
     assert (rx2["tmst"], rx2["freq"], rx2["datr"]) == (12_000_000, 869.525, "SF12BW125")
     assert rx1["data"] == rx2["data"] and rx1["ipol"] is True
-    down = phy.parse(gwmp.txpk_data(rx2))
+    down = phy.parse(txpk_data(rx2))
     assert isinstance(down, phy.DataFrame) and not down.uplink and down.ack and down.dev_addr == ADDR
     assert crypto.verify_mic(crypto.data_mic(NWK, False, ADDR, down.fcnt16, down.msg), down.mic)
     assert gw.gateway.metrics.get("downlinks_tx_ack_total", error="TOO_LATE") == 1
@@ -193,7 +196,7 @@ def test_a_water_alarm_sent_again_for_a_missed_ack_is_acked_again_and_published_
         time.sleep(2.3)
         push(c, alarm, tmst=14_000_000)
         wait(lambda: len(c.downlinks) >= 2)
-    first, second = (phy.parse(gwmp.txpk_data(d)) for d in c.downlinks[:2])
+    first, second = (phy.parse(txpk_data(d)) for d in c.downlinks[:2])
     assert isinstance(first, phy.DataFrame) and isinstance(second, phy.DataFrame)
     assert first.ack and second.ack and second.fcnt16 == first.fcnt16 + 1
     assert c.downlinks[1]["tmst"] == 15_000_000  # in the second transmission's RX1
@@ -282,7 +285,7 @@ def test_downlink_command_over_mqtt_goes_out_in_rx1_and_its_fate_is_published(
         wait(lambda: c.downlinks)
         txpk = c.downlinks[0]
         assert txpk["tmst"] == 21_000_000
-        down = phy.parse(gwmp.txpk_data(txpk))
+        down = phy.parse(txpk_data(txpk))
         assert isinstance(down, phy.DataFrame) and down.confirmed and down.fport == 23
         plain = crypto.crypt_frm_payload(APP, False, ADDR, down.fcnt16, down.frm_payload)
         assert plain == bytes.fromhex("10010384")  # the cooling codec's override open for 900 s
@@ -394,7 +397,7 @@ def test_frames_left_in_the_intake_journal_are_stored_after_a_restart_without_do
     then = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
     with db.unit_of_work(conn):
         for f in (1, 2):
-            rx = gwmp.RxPacket(
+            rx = RxPacket(
                 data=frame(f, confirmed=True),
                 tmst=1000 * f,
                 freq_hz=868_100_000,
@@ -426,10 +429,10 @@ def test_a_journaled_datagram_gives_back_only_its_rxpk_not_yet_stored(tmp_path: 
     conn = db.open_db(cfg.db_path)
     journal = Journal(conn)
     rxs = [
-        gwmp.RxPacket(data=frame(f), tmst=1000 * f, freq_hz=868_100_000, datr="SF7BW125", lsnr=4.0, rssi=-99)
+        RxPacket(data=frame(f), tmst=1000 * f, freq_hz=868_100_000, datr="SF7BW125", lsnr=4.0, rssi=-99)
         for f in (1, 2, 3)
     ]
-    datagram = gwmp.encode_push_data(2, 7, GW1, rxpk=[gwmp.rxpk_to_json(rx) for rx in rxs])
+    datagram = gwmp.encode_push_data(2, 7, GW1, rxpk=[rxpk_to_json(rx) for rx in rxs])
     then = datetime(2026, 11, 26, 3, 0, 0, tzinfo=UTC)
     with db.unit_of_work(conn):
         [seq] = journal.add_datagrams([(GW1, datagram, then.timestamp(), 0b111)])

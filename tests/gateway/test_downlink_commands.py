@@ -11,10 +11,10 @@ from pathlib import Path
 
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import db
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlink_commands import read_command
 from havel.gateway.downlinks import APP_DUTY_SHARE, DownlinkScheduler, Transmission
-from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception
 from havel.gateway.registry import Device, Registry, Session

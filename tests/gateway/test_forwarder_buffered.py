@@ -19,7 +19,7 @@ from support.outbox_records import harness, uplink
 
 from havel.codecs.lorawan import phy
 from havel.gateway import config, db
-from havel.gateway.gwmp import RxPacket
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.journal import Journal
 
 pytestmark = pytest.mark.timeout(90)

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from havel.gateway import gwmp
-from havel.gateway.gwmp import GwmpError
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.gwmp import GwmpError
+from havel.gateway.backends.semtech_udp.rxpk import parse_rxpk, parse_stat, parse_time, rxpk_to_json
+from havel.gateway.backends.semtech_udp.txpk import build_txpk, txpk_data
 
 EUI = 0xAA555A0000000101
 EUI_BYTES = bytes.fromhex("AA555A0000000101")
@@ -36,7 +38,7 @@ def test_push_data_layout_and_rxpk_fields() -> None:
     raw = b"\x02\x12\x34\x00" + EUI_BYTES + json.dumps({"rxpk": [SPEC_RXPK]}).encode()
     dg = gwmp.parse(raw)
     assert (dg.version, dg.token, dg.kind, dg.gateway_eui) == (2, 0x1234, "PUSH_DATA", EUI)
-    rx = gwmp.parse_rxpk(dg.payload["rxpk"][0])
+    rx = parse_rxpk(dg.payload["rxpk"][0])
     assert rx.data == bytes(range(32))
     assert rx.freq_hz == 866_349_812
     assert (rx.tmst, rx.chan, rx.datr, rx.codr, rx.rssi, rx.lsnr) == (
@@ -69,14 +71,14 @@ def test_pull_data_and_tx_ack() -> None:
 
 
 def test_pull_resp_roundtrip_txpk() -> None:
-    txpk = gwmp.build_txpk(data=b"\x60\x01\x02", freq_hz=869_525_000, datr="SF12BW125", tmst=2**32 + 5)
+    txpk = build_txpk(data=b"\x60\x01\x02", freq_hz=869_525_000, datr="SF12BW125", tmst=2**32 + 5)
     raw = gwmp.encode_pull_resp(2, 0x4242, txpk)
     assert raw[:4] == b"\x02\x42\x42\x03"
     dg = gwmp.parse(raw)
     out = dg.payload["txpk"]
     assert out["tmst"] == 5  # the microsecond counter wraps
     assert out["freq"] == 869.525 and out["ipol"] is True and out["size"] == 3
-    assert gwmp.txpk_data(out) == b"\x60\x01\x02"
+    assert txpk_data(out) == b"\x60\x01\x02"
     # v1 forwarders ignore the token: it is sent as zero.
     assert gwmp.encode_pull_resp(1, 0x4242, txpk)[:4] == b"\x01\x00\x00\x03"
 
@@ -127,16 +129,16 @@ def test_bad_rxpk_fields(mutate) -> None:  # type: ignore[no-untyped-def]
     obj = dict(SPEC_RXPK)
     mutate(obj)
     with pytest.raises(GwmpError) as info:
-        gwmp.parse_rxpk(obj)
+        parse_rxpk(obj)
     assert info.value.reason == "rxpk"
 
 
 def test_rxpk_optional_padding_fsk_and_rsig() -> None:
     obj = {"tmst": 1, "freq": 868.1, "datr": 50000, "modu": "FSK", "data": "AQID", "stat": -1}
-    rx = gwmp.parse_rxpk(obj)
+    rx = parse_rxpk(obj)
     assert rx.datr == "50000" and not rx.crc_ok and rx.time is None
     unpadded = dict(SPEC_RXPK, data="AQ", size=1)
-    assert gwmp.parse_rxpk(unpadded).data == b"\x01"
+    assert parse_rxpk(unpadded).data == b"\x01"
     v15 = {
         "tmst": 1,
         "freq": 868.3,
@@ -147,15 +149,13 @@ def test_rxpk_optional_padding_fsk_and_rsig() -> None:
             {"ant": 1, "chan": 1, "rssic": -100, "lsnr": 7.5},
         ],
     }
-    rx = gwmp.parse_rxpk(v15)
+    rx = parse_rxpk(v15)
     assert (rx.rssi, rx.lsnr) == (-100.0, 7.5)
 
 
 def test_times_with_nanoseconds_and_stat_format() -> None:
-    assert gwmp.parse_time("2026-11-26T09:00:00.123456789Z") == datetime(
-        2026, 11, 26, 9, 0, 0, 123456, tzinfo=UTC
-    )
-    stat = gwmp.parse_stat(
+    assert parse_time("2026-11-26T09:00:00.123456789Z") == datetime(2026, 11, 26, 9, 0, 0, 123456, tzinfo=UTC)
+    stat = parse_stat(
         {
             "time": "2014-01-12 08:59:28 GMT",
             "lati": 46.24,
@@ -175,8 +175,8 @@ def test_times_with_nanoseconds_and_stat_format() -> None:
 
 
 def test_rxpk_json_roundtrip() -> None:
-    rx = gwmp.parse_rxpk(SPEC_RXPK)
-    again = gwmp.parse_rxpk(gwmp.rxpk_to_json(rx))
+    rx = parse_rxpk(SPEC_RXPK)
+    again = parse_rxpk(rxpk_to_json(rx))
     assert again == rx
 
 
@@ -256,7 +256,7 @@ HUGE = 10**400  # a JSON integer Python reads exactly, and float() cannot hold
 def test_rxpk_fields_out_of_range_or_of_the_wrong_type(field: str, value: object) -> None:
     obj = dict(SPEC_RXPK, **{field: value})
     with pytest.raises(GwmpError) as info:
-        gwmp.parse_rxpk(obj)
+        parse_rxpk(obj)
     assert (info.value.reason, info.value.field) == ("rxpk", field)
 
 
@@ -264,7 +264,7 @@ def test_fsk_bit_rate_out_of_range() -> None:
     obj = {"tmst": 1, "freq": 868.8, "modu": "FSK", "data": "AQID"}
     for datr in (1e303, HUGE, -50000, 0.5, "fast", None):
         with pytest.raises(GwmpError) as info:
-            gwmp.parse_rxpk(dict(obj, datr=datr))
+            parse_rxpk(dict(obj, datr=datr))
         assert info.value.field == "datr"
 
 
@@ -285,7 +285,7 @@ def test_rxpk_values_at_the_edges_of_their_ranges_are_taken() -> None:
         data=base64.b64encode(bytes(255)).decode(),
         size=255,
     )
-    rx = gwmp.parse_rxpk(edge)
+    rx = parse_rxpk(edge)
     assert (rx.tmst, rx.freq_hz, rx.stat, rx.tmms, len(rx.data)) == (
         (1 << 32) - 1,
         2_425_000_000,
@@ -293,7 +293,7 @@ def test_rxpk_values_at_the_edges_of_their_ranges_are_taken() -> None:
         1_400_000_000_000,
         255,
     )
-    assert gwmp.parse_rxpk(dict(SPEC_RXPK, tmst=5.0)).tmst == 5  # an integral float is an integer
+    assert parse_rxpk(dict(SPEC_RXPK, tmst=5.0)).tmst == 5  # an integral float is an integer
 
 
 @pytest.mark.parametrize(
@@ -317,7 +317,7 @@ def test_rxpk_values_at_the_edges_of_their_ranges_are_taken() -> None:
 )
 def test_stat_fields_out_of_range_or_of_the_wrong_type(field: str, value: object) -> None:
     with pytest.raises(GwmpError) as info:
-        gwmp.parse_stat({"time": "2014-01-12 08:59:28 GMT", "rxnb": 2, field: value})
+        parse_stat({"time": "2014-01-12 08:59:28 GMT", "rxnb": 2, field: value})
     assert (info.value.reason, info.value.field) == ("stat", field)
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from havel.gateway import db, gwmp
+from havel.gateway import db
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, rxpk_to_json
 from havel.gateway.journal import MASK_BITS, Journal
 
 GW = 0xAA555A0000000001  # above 2**63: stored as text, not as an SQLite integer
@@ -20,14 +22,14 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     return db.open_db(tmp_path / "havel.db")
 
 
-def rx(k: int, **extra: object) -> gwmp.RxPacket:
-    return gwmp.RxPacket(
+def rx(k: int, **extra: object) -> RxPacket:
+    return RxPacket(
         data=bytes([0x40, k]), tmst=k, freq_hz=868_100_000, datr="SF7BW125", lsnr=5.0, rssi=-90, **extra
     )
 
 
 def datagram(n: int, first: int = 0) -> bytes:
-    return gwmp.encode_push_data(2, 1, GW, rxpk=[gwmp.rxpk_to_json(rx(first + k)) for k in range(n)])
+    return gwmp.encode_push_data(2, 1, GW, rxpk=[rxpk_to_json(rx(first + k)) for k in range(n)])
 
 
 def add(journal: Journal, conn: sqlite3.Connection, n: int, wanted: int, at: float, first: int = 0) -> int:
@@ -54,7 +56,7 @@ def test_a_datagram_gives_back_the_rxpk_of_its_mask_in_order(conn: sqlite3.Conne
 def test_gps_time_is_the_receive_time_as_the_daemon_chose_it(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
     gps_time = datetime(2026, 11, 26, 2, 59, 59, 500000, tzinfo=UTC)
-    dg = gwmp.encode_push_data(2, 1, GW, rxpk=[gwmp.rxpk_to_json(rx(1, time=gps_time, tmms=1_000_000))])
+    dg = gwmp.encode_push_data(2, 1, GW, rxpk=[rxpk_to_json(rx(1, time=gps_time, tmms=1_000_000))])
     with db.unit_of_work(conn):
         journal.add_datagrams([(GW, dg, T0.timestamp(), 0b1)])
     [e] = journal.pending()

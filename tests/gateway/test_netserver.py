@@ -13,8 +13,8 @@ import pytest
 
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import db
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.config import NetworkConfig
-from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.joins import CFLIST_HZ
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception

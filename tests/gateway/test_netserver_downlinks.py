@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from havel.codecs.lorawan import crypto, maccmds, phy
-from havel.gateway import db, gwmp
+from havel.gateway import db
 from havel.gateway.adr import HISTORY
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
+from havel.gateway.backends.semtech_udp.txpk import txpk_data
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlink_commands import parse_down_topic
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.dutycycle import DutyCycle, airtime_s
-from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.dedup import MAX_ACKS_AGAIN
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception
@@ -132,7 +133,7 @@ class Env:
 
 
 def decode(tx: Transmission) -> tuple[phy.DataFrame, bytes]:
-    frame = phy.parse(gwmp.txpk_data(tx.txpk))
+    frame = phy.parse(txpk_data(tx.txpk))
     assert isinstance(frame, phy.DataFrame) and not frame.uplink
     assert crypto.verify_mic(crypto.data_mic(NWK, False, ADDR, frame.fcnt16, frame.msg), frame.mic)
     plain = (

@@ -20,7 +20,10 @@ import pytest
 from support.gateway_run import InProcessGateway, register_abp, write_config
 
 from havel.codecs.lorawan import phy
-from havel.gateway import config, db, gwmp, udp
+from havel.gateway import config, db
+from havel.gateway.backends.semtech_udp import forwarders, gwmp
+from havel.gateway.backends.semtech_udp.server import MAX_RXPK, GwmpServer
+from havel.gateway.backends.semtech_udp.txpk import build_txpk
 from havel.gateway.metrics import Metrics
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -212,7 +215,7 @@ def test_an_eui_is_pinned_to_its_address(gw: InProcessGateway, monkeypatch: pyte
         assert gw.gateway.metrics.total("uplinks_received_total") == 0
         # a restarted forwarder (new port, same address) gets the downlinks back once its old socket has
         # been quiet for PULL_MOVE_AFTER_S (or silent_after_s, if shorter)
-        monkeypatch.setattr(udp, "PULL_MOVE_AFTER_S", 0.3)
+        monkeypatch.setattr(forwarders, "PULL_MOVE_AFTER_S", 0.3)
         time.sleep(0.5)
         thief.sendto(gwmp.encode_pull_data(2, 4, GW1), gw.udp)
         assert recv(thief) == b"\x02\x00\x04\x04"
@@ -237,7 +240,7 @@ def test_each_source_is_rate_limited(tmp_path: Path) -> None:
 
 
 def test_more_rxpk_than_a_concentrator_sends_is_refused_whole(gw: InProcessGateway, tmp_path: Path) -> None:
-    many = [rxpk(frame(1))] * (udp.MAX_RXPK + 1)
+    many = [rxpk(frame(1))] * (MAX_RXPK + 1)
     with udp_socket() as s:
         s.sendto(push(GW1, {"rxpk": many}), gw.udp)
         assert recv(s, timeout=1.0) is None
@@ -321,7 +324,7 @@ def test_a_tx_ack_counts_only_from_the_gateway_that_was_sent_the_downlink() -> N
     async def main() -> list[tuple[Any, str]]:
         loop = asyncio.get_running_loop()
         done: list[tuple[Any, str]] = []
-        server = udp.GwmpServer(
+        server = GwmpServer(
             lambda *_: None,
             Metrics(),
             on_tx_done=lambda info, err: done.append((info, err)),
@@ -335,7 +338,7 @@ def test_a_tx_ack_counts_only_from_the_gateway_that_was_sent_the_downlink() -> N
             for sock, eui in ((a, GW1), (b, GW2)):
                 await loop.sock_sendto(sock, gwmp.encode_pull_data(2, 1, eui), addr)
                 assert await asyncio.wait_for(loop.sock_recv(sock, 64), 5) == b"\x02\x00\x01\x04"
-            txpk = gwmp.build_txpk(data=b"\x60\x01", freq_hz=869_525_000, datr="SF12BW125", immediate=True)
+            txpk = build_txpk(data=b"\x60\x01", freq_hz=869_525_000, datr="SF12BW125", immediate=True)
             assert server.send(GW1, txpk, fallback=txpk, info="dl-1")
             resp = await asyncio.wait_for(loop.sock_recv(a, 2048), 5)
             token = int.from_bytes(resp[1:3], "big")

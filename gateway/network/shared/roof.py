@@ -25,8 +25,8 @@ from typing import Any
 
 from havel.codecs.lorawan import phy
 from havel.errors import HavelError, InputError
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.downlinks import airtime_s
-from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.dedup import Group, frame_key
 from havel.gateway.network.outcome import NotAnswered, Outcome, Status
 from havel.gateway.network.reception import COUNTER_MODULO, Reception, format_time

@@ -31,7 +31,10 @@ from typing import Any
 import redis
 
 from havel.errors import ConfigError, HavelError
-from havel.gateway import config, db, gwmp
+from havel.gateway import config, db
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.rxpk import parse_rxpk
+from havel.gateway.backends.semtech_udp.txpk import build_txpk
 from havel.gateway.config import Config, NetworkConfig
 from havel.gateway.forwarder import Forwarder
 from havel.gateway.network.reception import reception
@@ -163,7 +166,7 @@ def run(settings: RoofSettings, cfg: Config | None = None) -> None:
             log.error("no PULL_DATA from %s yet: downlink dropped", d["gateway"])
             return
         token[0] = (token[0] + 1) & 0xFFFF
-        txpk = gwmp.build_txpk(
+        txpk = build_txpk(
             data=bytes.fromhex(d["data"]), freq_hz=int(d["freq_hz"]), datr=str(d["datr"]), tmst=int(d["tmst"])
         )
         sock.sendto(gwmp.encode_pull_resp(2, token[0], txpk), addr)
@@ -202,7 +205,7 @@ def run(settings: RoofSettings, cfg: Config | None = None) -> None:
             now = datetime.now(UTC)
             for obj in rxpks:
                 try:
-                    rx = gwmp.parse_rxpk(obj)
+                    rx = parse_rxpk(obj)
                 except gwmp.GwmpError as exc:
                     roof.counts["bad_rxpk"] += 1
                     log.warning("rxpk refused: %s", exc)

@@ -13,8 +13,8 @@ from typing import Any
 
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import db
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.config import NetworkConfig
-from havel.gateway.gwmp import RxPacket
 from havel.gateway.network.reception import Reception
 from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.sessions import Device, Session

@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from havel.gateway import gwmp
-from havel.gateway.gwmp import RxPacket
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, rxpk_to_json
 
 HOST = "127.0.0.1"
 
@@ -143,7 +143,7 @@ class Concentrator:
             data=data, tmst=self.tmst, freq_hz=868_100_000, datr="SF7BW125", rssi=-70 + snr, lsnr=snr
         )
         self.sock.sendto(
-            gwmp.encode_push_data(2, self._next_token(), self.eui, rxpk=[gwmp.rxpk_to_json(rx)]), self.roof
+            gwmp.encode_push_data(2, self._next_token(), self.eui, rxpk=[rxpk_to_json(rx)]), self.roof
         )
 
     def close(self) -> None:

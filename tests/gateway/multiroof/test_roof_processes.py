@@ -116,7 +116,7 @@ def test_a_roof_process_survives_bad_datagrams(redis_server: RedisServer, tmp_pa
     import json as _json
     import socket
 
-    from havel.gateway import gwmp
+    from havel.gateway.backends.semtech_udp import gwmp
 
     shared = SharedState(connect(StoreSettings(redis_server.url)))
     node = abp_node(70)

@@ -20,7 +20,8 @@ from support.gateway_run import InProcessGateway, provision_sim, write_config
 from support.mosquitto import Mosquitto
 
 from havel.codecs.lorawan import phy
-from havel.gateway import config, gwmp
+from havel.gateway import config
+from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.relay.signing import SigningKey
 from havel.gateway.sim.runner import Simulation, make_specs, parse_counts
 

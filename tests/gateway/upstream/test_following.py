@@ -13,7 +13,7 @@ import pytest
 
 from havel.codecs.lorawan import phy
 from havel.errors import InputError
-from havel.gateway.gwmp import RxPacket
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.metrics import Metrics
 from havel.gateway.network.following import JOIN_EPOCH_BASE, Follower
 from havel.gateway.network.messages import MessageBuilder, compiled_codec

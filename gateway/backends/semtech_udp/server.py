@@ -6,24 +6,12 @@
 - PULL_DATA is answered with PULL_ACK and its source address remembered: that is where PULL_RESP goes.
 - TX_ACK with an error makes the server send the downlink's RX2 fallback, if it has one.
 - ``stat`` reports are kept per forwarder as gateway health.
-- A forwarder that sends nothing (no PUSH_DATA, no PULL_DATA keepalive) for ``silent_after_s`` raises an
-  alarm (log, metric, status callback) once, and a recovery message when it speaks again.
+- A forwarder that sends nothing for ``silent_after_s`` raises an alarm once, and a recovery message when
+  it speaks again.
 
-GWMP has no authentication: anyone who can send a datagram to the port can claim any gateway EUI. So,
-before a datagram's JSON is read:
-
-- each source IP address is rate-limited (``max_datagrams_per_s``, a token bucket per address, at most
-  :data:`MAX_SOURCES` addresses remembered);
-- only the gateway EUIs in ``allowed_gateways`` are served; with an empty list, the first EUI heard is
-  accepted (logged as a warning) and every other one refused. Nothing is kept for a refused EUI, so
-  spoofed EUIs cannot grow the server's state or raise silence alarms;
-- an EUI is pinned to the IP address it first spoke from, and its downlink address (where PULL_RESP goes)
-  to the address and port of its PULL_DATA: another address is refused while the forwarder is alive (a
-  restarted forwarder's new port takes over once the old one has sent no PULL_DATA for
-  :data:`PULL_MOVE_AFTER_S` or ``silent_after_s``, whichever is shorter; a new IP address once the
-  forwarder was silent).
-
-Refused datagrams get no answer and are counted in ``datagrams_rejected_total`` by reason.
+GWMP has no authentication, so a datagram's source address is rate-limited and its gateway EUI and
+address checked before its JSON is read (:mod:`.forwarders` says how). Refused datagrams get no answer
+and are counted in ``datagrams_rejected_total`` by reason.
 """
 
 from __future__ import annotations
@@ -35,26 +23,29 @@ import logging
 import secrets
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from havel.codecs.lorawan.ids import eui_hex
-from havel.gateway import gwmp
-from havel.gateway.gwmp import GwmpError, RxPacket, Stat
+from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.forwarders import (
+    Addr,
+    Forwarders,
+    PacketForwarder,
+    SilenceHandler,
+    SourceLimiter,
+)
+from havel.gateway.backends.semtech_udp.gwmp import GwmpError
+from havel.gateway.backends.semtech_udp.rxpk import RxPacket, parse_rxpk, parse_stat
 from havel.gateway.metrics import Metrics
 
 log = logging.getLogger("havel.gateway.udp")
 
-Addr = tuple[str, int]
 _PENDING_TX_TTL_S = 30.0
 RCVBUF_BYTES = 4 << 20
-MAX_SOURCES = 1024  # source addresses whose rate is tracked (the least recently heard is forgotten)
 MAX_RXPK = 255  # rxpk in one PUSH_DATA: a concentrator delivers at most this many per fetch
-PULL_MOVE_AFTER_S = 30.0  # the downlink address may move to a new port after this long without PULL_DATA
-_MAX_LOGGED_STRANGERS = 8  # refused EUIs logged as warnings (the rest at debug level; all are counted)
 
 
 def is_loopback(host: str) -> bool:
@@ -63,39 +54,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-@dataclass
-class PacketForwarder:
-    """What the server knows of one packet forwarder (one concentrator)."""
-
-    eui: int
-    version: int = 2
-    host: str | None = None  # the IP address it is pinned to
-    push_addr: Addr | None = None
-    pull_addr: Addr | None = None
-    pull_at: float = 0.0  # monotonic time of the last PULL_DATA from pull_addr
-    last_seen: float = 0.0  # monotonic
-    last_seen_wall: float = 0.0  # unix time, for status output
-    stat: Stat | None = None
-    stat_at: float | None = None
-    silent: bool = False
-    rx_count: int = 0
-    tx_count: int = 0
-
-    def health(self, now_mono: float) -> dict[str, Any]:
-        """JSON-ready health of this forwarder."""
-        return {
-            "gateway": eui_hex(self.eui),
-            "version": self.version,
-            "address": self.host,
-            "silent": self.silent,
-            "seen_s_ago": round(now_mono - self.last_seen, 1),
-            "downlink_ready": self.pull_addr is not None,
-            "rx": self.rx_count,
-            "tx": self.tx_count,
-            "stat": self.stat.as_dict() if self.stat else None,
-        }
 
 
 @dataclass
@@ -110,19 +68,7 @@ class _PendingTx:
 
 RxHandler = Callable[[int, RxPacket, datetime], None]
 TxDone = Callable[[Any, str], None]  # (info, "NONE" | error) when a downlink's fate is known
-SilenceHandler = Callable[[PacketForwarder, bool], None]  # (forwarder, silent?)
 PushHandler = Callable[[int, bytes, datetime, list[tuple[int, RxPacket]]], None]
-
-
-class _Bucket:
-    """A token bucket of one source address."""
-
-    __slots__ = ("at", "tokens", "warned")
-
-    def __init__(self, tokens: float, at: float) -> None:
-        self.tokens = tokens
-        self.at = at
-        self.warned = False
 
 
 class GwmpServer(asyncio.DatagramProtocol):
@@ -147,19 +93,16 @@ class GwmpServer(asyncio.DatagramProtocol):
         max_datagrams_per_s: float = 2000.0,
     ) -> None:
         self.on_rx = on_rx
-        self.allowed: frozenset[int] = frozenset(allowed_gateways)
-        self.rate = float(max_datagrams_per_s)
-        self._burst = max(self.rate, 10.0)
-        self._sources: OrderedDict[str, _Bucket] = OrderedDict()
-        self._strangers: set[int] = set()  # refused EUIs already logged as warnings
+        self.sources = SourceLimiter(max_datagrams_per_s)
+        self.table = Forwarders(
+            metrics, allowed=allowed_gateways, silent_after_s=silent_after_s, on_silence=on_silence
+        )
         self.on_push = on_push
         self.metrics = metrics
-        self.silent_after_s = silent_after_s
         self.on_tx_done = on_tx_done
-        self.on_silence = on_silence
         # gets PUSH_DATA that carry ``stat`` but no readable rxpk, as they came (upstream mode forwards them)
         self.on_stat: Callable[[int, bytes], None] | None = None
-        self.forwarders: dict[int, PacketForwarder] = {}
+        self.forwarders: dict[int, PacketForwarder] = self.table.by_eui  # (the same dict)
         # With defer_acks, PUSH_ACKs of datagrams that carried rxpk wait for release_acks() (called by the
         # daemon right after the intake journal's group commit, a few milliseconds later).
         self.defer_acks = False
@@ -228,12 +171,12 @@ class GwmpServer(asyncio.DatagramProtocol):
             log.exception("datagram from %s:%d could not be handled", addr[0], addr[1])
 
     def _receive(self, data: bytes, addr: Addr) -> None:
-        if not self._admit_source(addr[0]):
+        if not self.sources.admit(addr[0]):
             self.metrics.inc("datagrams_rejected_total", reason="rate_limited")
             return
         try:
             _, _, ident, eui = gwmp.header(data)  # refuse strangers before reading their JSON
-            if eui is not None and not self._admit_gateway(eui, addr, ident):
+            if eui is not None and not self.table.admit(eui, addr, ident):
                 return
             dg = gwmp.parse(data)
         except GwmpError as exc:
@@ -263,119 +206,6 @@ class GwmpServer(asyncio.DatagramProtocol):
             self.metrics.inc("datagrams_rejected_total", reason="direction")
             log.debug("%s from %s:%d is a server-to-forwarder message", dg.kind, addr[0], addr[1])
 
-    def _admit_source(self, host: str) -> bool:
-        """Token bucket per source address: whether this datagram is within the allowed rate."""
-        now = time.monotonic()
-        sources = self._sources
-        bucket = sources.get(host)
-        if bucket is None:
-            bucket = sources[host] = _Bucket(self._burst, now)
-            if len(sources) > MAX_SOURCES:
-                sources.popitem(last=False)
-        else:
-            sources.move_to_end(host)
-            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.at) * self.rate)
-            bucket.at = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return True
-        if not bucket.warned:
-            bucket.warned = True
-            log.warning(
-                "datagrams from %s exceed %g per second: the excess is dropped (udp.max_datagrams_per_s)",
-                host,
-                self.rate,
-            )
-        return False
-
-    def _admit_gateway(self, eui: int, addr: Addr, ident: int) -> bool:
-        """Whether a datagram claiming ``eui`` from ``addr`` is served; counts and logs a refusal."""
-        fwd = self.forwarders.get(eui)
-        if fwd is None:
-            if self.allowed:
-                if eui in self.allowed:
-                    return True
-            elif not self.forwarders:
-                log.warning(
-                    "udp.allowed_gateways is empty: serving packet forwarder %s (from %s), the first one "
-                    "heard, and refusing every other gateway EUI; list your concentrators in "
-                    "[udp] allowed_gateways",
-                    eui_hex(eui),
-                    addr[0],
-                )
-                return True
-            return self._refuse("gateway_not_allowed", eui, addr, "is not in udp.allowed_gateways")
-        if addr[0] != fwd.host:
-            if not fwd.silent:
-                return self._refuse("address", eui, addr, f"is pinned to {fwd.host} while it is alive")
-            log.warning(
-                "packet forwarder %s moved from %s to %s (after falling silent)",
-                eui_hex(eui),
-                fwd.host,
-                addr[0],
-            )
-            fwd.host = addr[0]
-            fwd.pull_addr = None
-        if ident == gwmp.PULL_DATA and fwd.pull_addr is not None and addr != fwd.pull_addr:
-            quiet_s = min(PULL_MOVE_AFTER_S, self.silent_after_s)
-            if not fwd.silent and time.monotonic() - fwd.pull_at < quiet_s:
-                # another socket claiming the downlink path while the forwarder's own one keeps it alive
-                return self._refuse(
-                    "pull_address", eui, addr, f"already pulls from {fwd.pull_addr[0]}:{fwd.pull_addr[1]}"
-                )
-            log.info(
-                "packet forwarder %s now pulls from port %d (was %d: restarted?)",
-                eui_hex(eui),
-                addr[1],
-                fwd.pull_addr[1],
-            )
-        return True
-
-    def _refuse(self, reason: str, eui: int, addr: Addr, why: str) -> bool:
-        self.metrics.inc("datagrams_rejected_total", reason=reason)
-        strangers = self._strangers
-        if eui not in strangers and len(strangers) < _MAX_LOGGED_STRANGERS:
-            strangers.add(eui)
-            log.warning(
-                "refused datagrams of gateway %s from %s:%d: it %s%s",
-                eui_hex(eui),
-                addr[0],
-                addr[1],
-                why,
-                ""
-                if len(strangers) < _MAX_LOGGED_STRANGERS
-                else " (further gateways refused are only "
-                "counted in datagrams_rejected_total and logged at debug level)",
-            )
-        else:
-            log.debug(
-                "refused datagram of gateway %s from %s:%d (%s)", eui_hex(eui), addr[0], addr[1], reason
-            )
-        return False
-
-    def _seen(self, dg: gwmp.Datagram, addr: Addr) -> PacketForwarder:
-        assert dg.gateway_eui is not None
-        fwd = self.forwarders.get(dg.gateway_eui)
-        if fwd is None:  # (admitted by _admit_gateway: allowed, or the first one heard)
-            fwd = self.forwarders[dg.gateway_eui] = PacketForwarder(dg.gateway_eui, host=addr[0])
-            log.info(
-                "packet forwarder %s connected from %s:%d (protocol v%d)",
-                eui_hex(dg.gateway_eui),
-                addr[0],
-                addr[1],
-                dg.version,
-            )
-        fwd.version = dg.version
-        fwd.last_seen = time.monotonic()
-        fwd.last_seen_wall = time.time()
-        if fwd.silent:
-            fwd.silent = False
-            self.metrics.set("forwarder_silent", 0, gateway=eui_hex(fwd.eui))
-            log.warning("packet forwarder %s speaks again", eui_hex(fwd.eui))
-            if self.on_silence:
-                self.on_silence(fwd, False)
-        return fwd
-
     def release_acks(self) -> int:
         """Send the PUSH_ACKs held back until their rxpk were journaled; returns how many."""
         acks, self._acks = self._acks, []
@@ -388,6 +218,10 @@ class GwmpServer(asyncio.DatagramProtocol):
         none goes out for them. Returns how many."""
         acks, self._acks = self._acks, []
         return len(acks)
+
+    def _seen(self, dg: gwmp.Datagram, addr: Addr) -> PacketForwarder:
+        assert dg.gateway_eui is not None
+        return self.table.seen(dg.gateway_eui, dg.version, addr)
 
     def _push_data(self, dg: gwmp.Datagram, addr: Addr, data: bytes) -> bool | None:
         """Returns whether any rxpk was handed on; None when the datagram is refused as a whole."""
@@ -406,7 +240,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         stat = dg.payload.get("stat")
         if stat is not None:
             try:
-                fwd.stat = gwmp.parse_stat(stat)
+                fwd.stat = parse_stat(stat)
                 fwd.stat_at = time.time()
             except GwmpError as exc:
                 self._field_rejected(exc)
@@ -414,7 +248,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         readable: list[tuple[int, RxPacket]] = []
         for index, obj in enumerate(rxpks):
             try:
-                readable.append((index, gwmp.parse_rxpk(obj)))
+                readable.append((index, parse_rxpk(obj)))
             except GwmpError as exc:  # each rxpk is judged alone: the others of the datagram go on
                 self._field_rejected(exc)
                 log.debug("unreadable rxpk from %s: %s", eui_hex(fwd.eui), exc)
@@ -489,19 +323,7 @@ class GwmpServer(asyncio.DatagramProtocol):
         """Mark forwarders silent for longer than ``silent_after_s``; returns the newly silent ones.
         Also forgets downlinks whose TX_ACK never came."""
         now = time.monotonic() if now_mono is None else now_mono
-        newly = []
-        for fwd in self.forwarders.values():
-            if not fwd.silent and now - fwd.last_seen > self.silent_after_s:
-                fwd.silent = True
-                newly.append(fwd)
-                self.metrics.set("forwarder_silent", 1, gateway=eui_hex(fwd.eui))
-                log.error(
-                    "ALARM: packet forwarder %s silent for %.0f s (no PUSH_DATA or PULL_DATA)",
-                    eui_hex(fwd.eui),
-                    now - fwd.last_seen,
-                )
-                if self.on_silence:
-                    self.on_silence(fwd, True)
+        newly = self.table.check(now)
         for token, p in list(self._pending_tx.items()):
             if now - p.sent_at > _PENDING_TX_TTL_S:
                 del self._pending_tx[token]
@@ -509,8 +331,7 @@ class GwmpServer(asyncio.DatagramProtocol):
 
     def health(self) -> list[dict[str, Any]]:
         """Health of every forwarder seen."""
-        now = time.monotonic()
-        return [f.health(now) for f in self.forwarders.values()]
+        return self.table.health()
 
     def _sendto(self, data: bytes, addr: Addr) -> None:
         if self.transport is not None:
