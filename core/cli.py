@@ -28,10 +28,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sim": ("havel.gateway.sim.cli", "sim", "Simulated concentrator and nodes speaking GWMP."),
     "demo": ("havel.gateway.demo", "demo", "Run the gateway and the simulator together for a minute."),
     "relay": ("havel.gateway.relay.cli", "relay", "Disaster relay: emergency mode and the receiver."),
-    "board": ("havel.provisioning.cli", "board", "Find and talk to a board over USB."),
-    "flash": ("havel.provisioning.cli", "flash", "Build, sign and flash the firmware bundle."),
-    "keys": ("havel.provisioning.cli", "keys", "Node identities, keys and the encrypted registry."),
-    "kit": ("havel.provisioning.cli", "kit", "Kits for volunteers: guide, check, build, label."),
+    "board": ("havel.provisioning.cli_board", "board", "Find and talk to a board over USB."),
+    "flash": ("havel.provisioning.cli_flash", "flash", "Build, sign and flash the firmware bundle."),
+    "keys": ("havel.provisioning.cli_keys", "keys", "Node identities, keys and the encrypted registry."),
+    "kit": ("havel.provisioning.cli_kit", "kit", "Kits for volunteers: guide, check, build, label."),
 }
 
 

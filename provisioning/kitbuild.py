@@ -24,6 +24,7 @@ from rich.table import Table
 
 from havel.errors import ConfigError, HavelError, TransportError
 from havel.provisioning import bundle, flash, identity, kitcheck, label, micropython_install, ports
+from havel.provisioning.checklist import Item, print_checklist
 from havel.provisioning.kits import Kit, load_kit
 from havel.provisioning.registry import Registry
 from havel.provisioning.settings import Settings
@@ -55,7 +56,7 @@ class BuildResult:
     name: str = ""
     dev_eui: str = ""
     labels: list[str] = field(default_factory=list)
-    checklist: list[kitcheck.Item] = field(default_factory=list)
+    checklist: list[Item] = field(default_factory=list)
     flash_report: flash.FlashReport | None = None
 
 
@@ -211,7 +212,7 @@ def build(
             on_item=lambda it: emit("check_item", name=it.name, status=it.status, advice=it.advice),
         )
         result.checklist = items
-        kitcheck.print_checklist(items, console)
+        print_checklist(items, console)
         if any(not it.passed for it in items):
             result.steps["check"] = "failed"
             emit("step", step="check", status="failed", detail="")

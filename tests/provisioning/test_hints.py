@@ -46,13 +46,16 @@ SURFACES: dict[str, list[str]] = {
     "ports.py": PORT_COMMANDS,
     "transport.py": PORT_COMMANDS,
     "kitcheck.py": ["kit check", "kit build", "kit serve"],
+    "kitcheck_sensors.py": ["kit check", "kit build", "kit serve"],
+    "kitcheck_board.py": ["kit check", "kit build", "kit serve"],
+    "checklist.py": ["kit check", "kit build", "kit serve"],
 }
 EVERY = ["board list", "board info", "flash", "flash build", "flash keygen", "keys init", "keys show"]
 EVERY += ["keys export", "kit list", "kit guide", "kit check", "kit build", "kit serve", "kit label"]
 
 
 def cli_surfaces() -> dict[str, list[str]]:
-    """cli.py: the function that implements each command -> that command."""
+    """cli_*.py: the function that implements each command -> that command."""
     out: dict[str, list[str]] = {}
     for path in EVERY:
         cmd = command(path)
@@ -99,7 +102,7 @@ def messages(path: Path) -> list[tuple[str, str]]:
 def references(path: Path) -> list[tuple[str, str, str]]:
     """(where, what, detail) for each option, command and setting the module's messages name."""
     refs: list[tuple[str, str, str]] = []
-    by_func = cli_surfaces() if path.name == "cli.py" else {}
+    by_func = cli_surfaces() if path.name.startswith("cli_") else {}
     for func, text in messages(path):
         where = f"{path.name}:{func}: {text!r}"
         rest = text
@@ -121,7 +124,7 @@ def references(path: Path) -> list[tuple[str, str, str]]:
                 refs.append((where, f"option of havel {' '.join(cmd_path)}", opt))
             rest = rest.replace(m.group(0) + tail, "")
         for opt in OPTION.findall(rest):
-            surfaces = by_func.get(func) if path.name == "cli.py" else SURFACES.get(path.name)
+            surfaces = by_func.get(func) if path.name.startswith("cli_") else SURFACES.get(path.name)
             if not surfaces:  # a module many commands use (kits, registry, ...): some command has it
                 refs.append((where, "option of any provisioning command", opt))
             for surface in surfaces or []:

@@ -17,7 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from havel.errors import InputError, SecurityError, TransportError
-from havel.provisioning import cli, micropython_install
+from havel.provisioning import micropython_install, ports
+from havel.provisioning.cli_board import board
+from havel.provisioning.cli_kit import kit
 from havel.provisioning.kits import load_board
 
 from .conftest import REPO
@@ -111,10 +113,10 @@ def test_board_side_code_compiles_for_micropython(script: Path, tmp_path: Path) 
 
 
 def test_cli_kit_guide_and_list(tmp_path: Path) -> None:
-    r = CliRunner().invoke(cli.kit, ["guide", "water", "--out", str(tmp_path / "water.md")])
+    r = CliRunner().invoke(kit, ["guide", "water", "--out", str(tmp_path / "water.md")])
     assert r.exit_code == 0, r.output
     assert "JSN-SR04T" in (tmp_path / "water.md").read_text()
-    r = CliRunner().invoke(cli.kit, ["list"])
+    r = CliRunner().invoke(kit, ["list"])
     assert "air:" in r.output and "cooling:" in r.output
 
 
@@ -147,8 +149,8 @@ def test_cli_keys_init_show_export(tmp_path: Path) -> None:
 
 
 def test_cli_board_list_without_boards_explains(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.ports, "list_ports", lambda: [])
-    r = CliRunner().invoke(cli.board, ["list"])
+    monkeypatch.setattr(ports, "list_ports", lambda: [])
+    r = CliRunner().invoke(board, ["list"])
     assert r.exit_code == 1 and "No board found" in r.output and "data cable" in r.output
 
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from havel.provisioning import kitcheck
+from havel.provisioning import checklist, kitcheck, kitcheck_board, kitcheck_sensors
 from havel.provisioning.kits import load_kit
 from havel.provisioning.transport import Board
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def check(vb: Any, kit_name: str) -> dict[str, kitcheck.Item]:
+def check(vb: Any, kit_name: str) -> dict[str, checklist.Item]:
     kit = load_kit(kit_name)
     with Board(vb.path) as link:
         items = kitcheck.run_check(link, kit, kit.board())
@@ -114,11 +114,11 @@ def test_sds011_in_query_mode_is_recognised_and_switched_when_firmware_wants_act
     sds = next(s for s in kit.resolved_sensors(board) if s["id"] == "sds011")
     vb = kit_board("air", {"sds011_query", "sds011_asleep"})
     with Board(vb.path) as link:
-        r = link.call("kitcheck", "kc_sds011", sds["uart"], sds["tx"], sds["rx"], "active", timeout=20)
+        r = link.call("sds011", "kc_sds011", sds["uart"], sds["tx"], sds["rx"], "active", timeout=20)
     assert (
         r["mode_found"] == "query" and r["mode_now"] == "active" and r["frame"] == {"pm25": 8.4, "pm10": 13.9}
     )
-    item = kitcheck.judge_sds011({**sds, "firmware_mode": "active"}, r)
+    item = kitcheck_sensors.judge_sds011({**sds, "firmware_mode": "active"}, r)
     assert item.status == "fixed" and "was left in query mode" in item.advice
     assert sensor_state(vb)["sds011"] == {"mode": "active", "working": True, "period": 0}
 
@@ -167,7 +167,7 @@ def test_checklist_output(kit_board: Callable[..., Any]) -> None:
     con = Console(record=True, width=200)
     kit = load_kit("air")
     with Board(kit_board("air", {"sds011_swapped"}).path) as link:
-        kitcheck.print_checklist(kitcheck.run_check(link, kit, kit.board()), con)
+        checklist.print_checklist(kitcheck.run_check(link, kit, kit.board()), con)
     text = con.export_text()
     assert "✔ LoRa radio SX1262" in text and "✘ SDS011" in text and "1 problem(s) to fix" in text
 
@@ -183,7 +183,7 @@ def test_checklist_output(kit_board: Callable[..., Any]) -> None:
 )
 def test_sds011_other_faults_have_a_sentence(r: dict[str, Any], words: str) -> None:
     s = {"id": "sds011", "tx": 47, "rx": 48, "firmware_mode": "query"}
-    it = kitcheck.judge_sds011(s, r)
+    it = kitcheck_sensors.judge_sds011(s, r)
     assert it.status == "fail" and words in it.advice and it.advice.endswith(".")
 
 
@@ -250,7 +250,7 @@ ACTIONS = (
 )
 
 
-def every_failure() -> list[kitcheck.Item]:
+def every_failure() -> list[checklist.Item]:
     """Every failing sentence the judges can print, one input per branch."""
     from dataclasses import replace
 
@@ -264,14 +264,14 @@ def every_failure() -> list[kitcheck.Item]:
     us = {"trig": 5, "echo": 6}
     temp = load_kit("temperature")
     return [
-        kitcheck.judge_i2c(bme, [], None),
-        kitcheck.judge_i2c(bme, [0x77], None),
-        kitcheck.judge_i2c(other, [0x45], None),
-        kitcheck.judge_i2c(bme, [0x76], 0x58),
-        kitcheck.judge_i2c(bme, [0x76], 0x61),
-        kitcheck.judge_i2c(bme, [0x76], None),
+        kitcheck_sensors.judge_i2c(bme, [], None),
+        kitcheck_sensors.judge_i2c(bme, [0x77], None),
+        kitcheck_sensors.judge_i2c(other, [0x45], None),
+        kitcheck_sensors.judge_i2c(bme, [0x76], 0x58),
+        kitcheck_sensors.judge_i2c(bme, [0x76], 0x61),
+        kitcheck_sensors.judge_i2c(bme, [0x76], None),
         *(
-            kitcheck.judge_sds011(sds, r)
+            kitcheck_sensors.judge_sds011(sds, r)
             for r in (
                 {"wiring": "swapped"},
                 {"wiring": "tx_on_tx"},
@@ -285,32 +285,34 @@ def every_failure() -> list[kitcheck.Item]:
                 {"wiring": "ok", "mode_found": "query", "mode_now": "query", "period_now": 5},
             )
         ),
-        kitcheck.judge_scd41({**bme, "address": "0x62"}, {"found": False}),
-        kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 2}),
-        kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": False}),
-        kitcheck.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": True, "co2_ppm": 0}),
-        kitcheck.judge_ds18b20(ds, {"roms": []}),
-        kitcheck.judge_ds18b20(ds, {"roms": ["28"]}),
-        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29", "2a"]}),
-        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [85.0, 85.0], "still_converting": True}),
-        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "crc_errors": 1}),
-        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [85.0, 20.0]}),
-        kitcheck.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [None, 20.0]}),
-        kitcheck.judge_ultrasonic(us, [-2, -2]),
-        kitcheck.judge_ultrasonic(us, [600, 600]),
-        kitcheck.judge_pmu(tbeam, {"chip": "axp192", "rail_on": False}),
-        kitcheck.judge_pmu(tbeam, {"chip": None, "ic_type": 0x11}),
-        kitcheck.judge_pmu(tbeam, {"chip": None, "ic_type": None}),
-        kitcheck.judge_radio(board, {"sx127x_version": 0x12}),
-        kitcheck.judge_radio(board, {"busy_stuck": True}),
-        kitcheck.judge_radio(board, {"sx126x_sync": 0, "sx127x_version": 0}),
-        kitcheck.judge_battery(temp, 0),
-        kitcheck.judge_battery(temp, 3300),
+        kitcheck_sensors.judge_scd41({**bme, "address": "0x62"}, {"found": False}),
+        kitcheck_sensors.judge_scd41(bme, {"found": True, "crc_errors": 2}),
+        kitcheck_sensors.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": False}),
+        kitcheck_sensors.judge_scd41(bme, {"found": True, "crc_errors": 0, "ready": True, "co2_ppm": 0}),
+        kitcheck_sensors.judge_ds18b20(ds, {"roms": []}),
+        kitcheck_sensors.judge_ds18b20(ds, {"roms": ["28"]}),
+        kitcheck_sensors.judge_ds18b20(ds, {"roms": ["28", "29", "2a"]}),
+        kitcheck_sensors.judge_ds18b20(
+            ds, {"roms": ["28", "29"], "temps": [85.0, 85.0], "still_converting": True}
+        ),
+        kitcheck_sensors.judge_ds18b20(ds, {"roms": ["28", "29"], "crc_errors": 1}),
+        kitcheck_sensors.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [85.0, 20.0]}),
+        kitcheck_sensors.judge_ds18b20(ds, {"roms": ["28", "29"], "temps": [None, 20.0]}),
+        kitcheck_sensors.judge_ultrasonic(us, [-2, -2]),
+        kitcheck_sensors.judge_ultrasonic(us, [600, 600]),
+        kitcheck_board.judge_pmu(tbeam, {"chip": "axp192", "rail_on": False}),
+        kitcheck_board.judge_pmu(tbeam, {"chip": None, "ic_type": 0x11}),
+        kitcheck_board.judge_pmu(tbeam, {"chip": None, "ic_type": None}),
+        kitcheck_board.judge_radio(board, {"sx127x_version": 0x12}),
+        kitcheck_board.judge_radio(board, {"busy_stuck": True}),
+        kitcheck_board.judge_radio(board, {"sx126x_sync": 0, "sx127x_version": 0}),
+        kitcheck_board.judge_battery(temp, 0),
+        kitcheck_board.judge_battery(temp, 3300),
     ]
 
 
 @pytest.mark.parametrize("item", every_failure(), ids=lambda it: it.advice[:40])
-def test_every_failure_says_what_to_do(item: kitcheck.Item) -> None:
+def test_every_failure_says_what_to_do(item: checklist.Item) -> None:
     """'<what was found>: <what to do>.' with something a volunteer can do at the bench; no choice the
     kit makes for them (the board variant, the firmware)."""
     assert item.status == "fail" and item.advice.endswith(".")
@@ -325,13 +327,13 @@ def test_kit_check_command_green_then_red(kit_board: Callable[..., Any]) -> None
     sentence on a kit with its SDS011 wires crossed."""
     from click.testing import CliRunner
 
-    from havel.provisioning import cli
+    from havel.provisioning.cli_kit import kit as kit_cli
 
-    r = CliRunner().invoke(cli.kit, ["check", "--kit", "air", "--port", kit_board("air").path])
+    r = CliRunner().invoke(kit_cli, ["check", "--kit", "air", "--port", kit_board("air").path])
     assert r.exit_code == 0, r.output
     assert "Everything checked out." in r.output and "✘" not in r.output
     r = CliRunner().invoke(
-        cli.kit, ["check", "--kit", "air", "--port", kit_board("air", {"sds011_swapped"}).path]
+        kit_cli, ["check", "--kit", "air", "--port", kit_board("air", {"sds011_swapped"}).path]
     )
     assert r.exit_code == 1, r.output
     assert "swap the TX and RX wires at pins 47/48" in r.output and "1 problem(s) to fix" in r.output
@@ -376,16 +378,16 @@ def test_air_co2_kit_checks_its_scd41_from_the_command_line(kit_board: Callable[
     measured once (green); unplugged, the check names its four wires (red)."""
     from click.testing import CliRunner
 
-    from havel.provisioning import cli
+    from havel.provisioning.cli_kit import kit as kit_cli
 
     r = CliRunner().invoke(
-        cli.kit, ["check", "--kit", "air-co2", "--port", kit_board("air-co2", {"scd41_periodic"}).path]
+        kit_cli, ["check", "--kit", "air-co2", "--port", kit_board("air-co2", {"scd41_periodic"}).path]
     )
     assert r.exit_code == 0, r.output
     assert "✔ SCD41 at I2C 0x62: SCD41 answers: 612 ppm CO2" in r.output
     assert "✔ SDS011" in r.output and "✔ BME280" in r.output and "Everything checked out." in r.output
     r = CliRunner().invoke(
-        cli.kit, ["check", "--kit", "air-co2", "--port", kit_board("air-co2", {"missing:scd41"}).path]
+        kit_cli, ["check", "--kit", "air-co2", "--port", kit_board("air-co2", {"missing:scd41"}).path]
     )
     assert r.exit_code == 1, r.output
     assert "✘ SCD41 at I2C 0x62: Nothing answers at 0x62: check the four SCD41 wires" in r.output
@@ -449,7 +451,7 @@ def test_an_extra_ds18b20_is_to_be_removed(start_board: Callable[..., Any]) -> N
     it = check(_temperature_board(start_board, extra=True), "temperature")["DS18B20"]
     assert it.status == "fail"
     assert it.advice == "2 DS18B20 answer on GPIO7, the kit has 1: remove the extra probe.", it.advice
-    few = kitcheck.judge_ds18b20({"pin": 7, "count": 2}, {"roms": ["28"]})
+    few = kitcheck_sensors.judge_ds18b20({"pin": 7, "count": 2}, {"roms": ["28"]})
     assert "check every probe's three wires" in few.advice
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from havel.codecs.payload import list_kinds
-from havel.provisioning import kitcheck
+from havel.provisioning import checklist, kitcheck
 from havel.provisioning.kits import load_kit
 from havel.provisioning.transport import Board
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(120)
 KITS = [kind.kit for kind in list_kinds()]
 
 
-def _check(vb: Any, kit_name: str) -> list[kitcheck.Item]:
+def _check(vb: Any, kit_name: str) -> list[checklist.Item]:
     kit = load_kit(kit_name)
     with Board(vb.path) as link:
         return kitcheck.run_check(link, kit, kit.board())
@@ -29,7 +29,9 @@ def test_a_healthy_kit_of_every_kind_passes(kit_board: Callable[..., Any], kit_n
     items = _check(kit_board(kit_name), kit_name)
     kit = load_kit(kit_name)
     # parts no check can test (a float switch) are left to the volunteer, named as such
-    assert all(i.status in (kitcheck.OK, kitcheck.MANUAL) for i in items), [(i.name, i.status) for i in items]
+    assert all(i.status in (checklist.OK, checklist.MANUAL) for i in items), [
+        (i.name, i.status) for i in items
+    ]
     # one line per sensor at least (and the radio's)
     assert len(items) > len(kit.sensors), [i.name for i in items]
 
@@ -41,6 +43,6 @@ def test_a_missing_i2c_sensor_fails_by_its_address(kit_board: Callable[..., Any]
     kit = load_kit(kit_name)
     sensor = next(s for s in kit.sensors if s["interface"] == "i2c")
     items = _check(kit_board(kit_name, {f"missing:{sensor['id']}"}), kit_name)
-    failed = [i for i in items if i.status == kitcheck.FAIL]
+    failed = [i for i in items if i.status == checklist.FAIL]
     assert len(failed) == 1 and sensor["part"] in failed[0].name, [(i.name, i.status) for i in items]
     assert sensor["address"].lower() in failed[0].name.lower()

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from havel.provisioning import guide, kitcheck
+from havel.provisioning import checklist, guide, kitcheck_sensors
 from havel.provisioning.kits import list_kits, load_kit
 from havel.provisioning.web import wiring
 
@@ -32,11 +32,11 @@ def test_diagram_and_guide_show_the_same_wires(name: str) -> None:
     assert [r["number"] for r in wiring.table(kit)] == [int(r[0]) for r in rows]
 
 
-def _item(kit_name: str, judge: str, sensor_id: str, facts: object) -> kitcheck.Item:
+def _item(kit_name: str, judge: str, sensor_id: str, facts: object) -> checklist.Item:
     kit = load_kit(kit_name)
     s = next(x for x in kit.resolved_sensors(kit.board()) if x["id"] == sensor_id)
-    item: kitcheck.Item = getattr(kitcheck, judge)(s, facts)
-    assert item.status == kitcheck.FAIL
+    item: checklist.Item = getattr(kitcheck_sensors, judge)(s, facts)
+    assert item.status == checklist.FAIL
     return item
 
 
@@ -51,8 +51,8 @@ def test_the_failing_wire_is_the_one_the_sentence_names() -> None:
     assert wiring.failing_wires(temp, never.name, never.advice) == [1]
     kit = load_kit("air")
     s = next(x for x in kit.resolved_sensors(kit.board()) if x["id"] == "bme280")
-    nothing = kitcheck.judge_i2c(s, [], None)
+    nothing = kitcheck_sensors.judge_i2c(s, [], None)
     # all four of its bus wires and the SDO strap to GND: "check the four BME280 wires (3V3, GND, ...)"
     assert wiring.failing_wires(air, nothing.name, nothing.advice) == [5, 6, 7, 8, 9]
-    radio = kitcheck.Item("LoRa radio SX1262", kitcheck.FAIL, "No LoRa radio answers on SPI.")
+    radio = checklist.Item("LoRa radio SX1262", checklist.FAIL, "No LoRa radio answers on SPI.")
     assert wiring.failing_wires(air, radio.name, radio.advice) == []  # on the board: no wire to show
