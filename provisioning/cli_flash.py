@@ -11,6 +11,7 @@ from havel import __version__
 from havel.errors import InputError
 from havel.provisioning import bundle as bundle_mod
 from havel.provisioning import flash as flash_mod
+from havel.provisioning import signing
 from havel.provisioning.cli_common import choose_port, console, settings_for
 from havel.provisioning.kits import firmware_dir, load_kit
 from havel.provisioning.transport import Board as BoardLink
@@ -58,7 +59,7 @@ def flash(
                 "no signed bundle configured",
                 hint="pass --bundle DIR, or --unsigned to build one from firmware/ for development",
             )
-    keys = [bundle_mod.load_public_key(p) for p in (list(trust) or s.trusted_keys)]
+    keys = [signing.load_public_key(p) for p in (list(trust) or s.trusted_keys)]
     manifest = bundle_mod.verify_bundle(bundle_dir, keys, allow_unsigned=unsigned)
     if kit_name is not None:
         flash_mod.check_radio(manifest, load_kit(kit_name).board())
@@ -104,7 +105,7 @@ def flash(
 )
 def flash_build(kit_name: str, out_dir: Path, sign_key: Path | None, all_radios: bool, version: str) -> None:
     """Build (and sign) the bundle of a kit's app from firmware/, for the kit board's radio."""
-    key = bundle_mod.load_private_key(sign_key) if sign_key else None
+    key = signing.load_private_key(sign_key) if sign_key else None
     k = load_kit(kit_name)
     radio = k.board().radio
     radios = None if all_radios or radio is None else [radio.chip]
@@ -122,5 +123,5 @@ def flash_build(kit_name: str, out_dir: Path, sign_key: Path | None, all_radios:
 @click.argument("private_key", type=click.Path(path_type=Path))
 def flash_keygen(private_key: Path) -> None:
     """Make the city's Ed25519 signing key (private PEM, mode 0600) and its .pub."""
-    pub = bundle_mod.generate_signing_key(private_key)
+    pub = signing.generate_signing_key(private_key)
     console.print(f"private key {private_key} (keep it safe), public key {pub} (give it to the flashers)")

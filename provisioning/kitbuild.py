@@ -23,7 +23,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from havel.errors import ConfigError, HavelError, TransportError
-from havel.provisioning import bundle, flash, identity, kitcheck, label, micropython_install, ports
+from havel.provisioning import bundle, flash, identity, kitcheck, label, micropython_install, ports, signing
 from havel.provisioning.checklist import Item, print_checklist
 from havel.provisioning.kits import Kit, load_kit
 from havel.provisioning.registry import Registry
@@ -92,7 +92,7 @@ class State:
 
 
 def _trusted(settings: Settings, opts: BuildOptions) -> list[bundle.Ed25519PublicKey]:
-    return [bundle.load_public_key(p) for p in (opts.trusted_keys or settings.trusted_keys)]
+    return [signing.load_public_key(p) for p in (opts.trusted_keys or settings.trusted_keys)]
 
 
 def locate_bundle(kit: Kit, settings: Settings, opts: BuildOptions) -> Path:

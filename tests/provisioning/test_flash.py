@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from havel.errors import ConfigError, InputError, SecurityError, StorageError
-from havel.provisioning import bundle, flash
+from havel.provisioning import bundle, flash, signing
 from havel.provisioning.transport import Board
 
 SCENARIO: dict[str, Any] = {"unique_id": "a4cf12fe0c01"}
@@ -157,13 +157,13 @@ def test_bundle_signed_by_another_key_is_refused(
 
 def test_signing_key_files(tmp_path: Path) -> None:
     priv = tmp_path / "keys/city.pem"
-    pub = bundle.generate_signing_key(priv)
+    pub = signing.generate_signing_key(priv)
     assert priv.stat().st_mode & 0o777 == 0o600
-    k = bundle.load_private_key(priv)
-    assert bundle.key_id(bundle.load_public_key(pub)) == bundle.key_id(k.public_key())
+    k = signing.load_private_key(priv)
+    assert signing.key_id(signing.load_public_key(pub)) == signing.key_id(k.public_key())
     before = priv.read_bytes()
     with pytest.raises(StorageError, match="exists already"):
-        bundle.generate_signing_key(priv)
+        signing.generate_signing_key(priv)
     assert priv.read_bytes() == before
 
 

@@ -41,6 +41,7 @@ PORT_COMMANDS = ["board info", "flash", "kit check", "kit build", "kit serve"]
 SURFACES: dict[str, list[str]] = {
     "kitbuild.py": ["kit build", "kit serve"],
     "bundle.py": ["flash", "kit build", "kit serve"],
+    "signing.py": ["flash", "flash build", "flash keygen", "kit build", "kit serve"],
     "flash.py": ["flash", "kit build", "kit serve"],
     "micropython_install.py": ["kit build", "kit serve"],
     "ports.py": PORT_COMMANDS,

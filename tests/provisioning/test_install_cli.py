@@ -156,11 +156,11 @@ def test_cli_board_list_without_boards_explains(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.timeout(120)
 def test_cli_flash_info_check_on_the_virtual_board(tmp_path: Path, kit_board: Callable[..., Any]) -> None:
-    from havel.provisioning import bundle
+    from havel.provisioning import bundle, signing
 
     vb = kit_board("air", {"sds011_swapped"})
     key = tmp_path / "city.pem"
-    pub = bundle.generate_signing_key(key)
+    pub = signing.generate_signing_key(key)
     cfg = tmp_path / "prov.json"
     cfg.write_text(json.dumps({"registry": "reg.json", "state_dir": "state", "trusted_keys": [str(pub)]}))
     env = {**os.environ, "HAVEL_PROVISIONING_CONFIG": str(cfg), "HAVEL_REGISTRY_PASSPHRASE": "pw"}
@@ -186,8 +186,8 @@ def test_cli_flash_info_check_on_the_virtual_board(tmp_path: Path, kit_board: Ca
     assert r.returncode == 1 and "swap the TX and RX wires at pins 47/48" in r.stdout.replace("\n", " ")
     pub.unlink()  # an untrusted bundle now: flashing it must be refused
     other = tmp_path / "other.pem"
-    bundle.sign_manifest(tmp_path / "b", bundle.load_private_key(key))
-    cfg.write_text(json.dumps({"trusted_keys": [str(bundle.generate_signing_key(other))]}))
+    bundle.sign_manifest(tmp_path / "b", signing.load_private_key(key))
+    cfg.write_text(json.dumps({"trusted_keys": [str(signing.generate_signing_key(other))]}))
     r = havel("flash", "--kit", "air", "--bundle", str(tmp_path / "b"), "--port", vb.path)
     assert r.returncode == 1 and "does not verify" in r.stderr
 
@@ -195,17 +195,17 @@ def test_cli_flash_info_check_on_the_virtual_board(tmp_path: Path, kit_board: Ca
 @pytest.mark.timeout(120)
 def test_cli_kit_build_end_to_end(tmp_path: Path, kit_board: Callable[..., Any]) -> None:
     """`havel kit build --kit temperature --yes` as a volunteer runs it (--port: a pty is no USB device)."""
-    from havel.provisioning import bundle
+    from havel.provisioning import bundle, signing
     from havel.provisioning.kits import firmware_dir
 
     vb = kit_board("temperature")
     key = tmp_path / "city.pem"
-    pub = bundle.generate_signing_key(key)
+    pub = signing.generate_signing_key(key)
     bundle.build_bundle(
         firmware_dir(),
         "temperature",
         tmp_path / "bundles" / "temperature",
-        signing_key=bundle.load_private_key(key),
+        signing_key=signing.load_private_key(key),
         radios=["sx1262"],
     )
     cfg = tmp_path / "prov.json"

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 from serial.tools.list_ports_common import ListPortInfo
 
-from havel.provisioning import bundle, kitbuild
+from havel.provisioning import bundle, kitbuild, signing
 from havel.provisioning.kits import firmware_dir, load_kit
 from havel.provisioning.registry import Registry
 from havel.provisioning.settings import Settings
@@ -188,12 +188,12 @@ def test_cli_kit_build_hint_names_its_own_option_and_new_passphrase_is_asked_twi
 
     vb = kit_board("temperature")
     key = tmp_path / "city.pem"
-    pub = bundle.generate_signing_key(key)
+    pub = signing.generate_signing_key(key)
     bundle.build_bundle(
         firmware_dir(),
         "temperature",
         tmp_path / "bundles" / "temperature",
-        signing_key=bundle.load_private_key(key),
+        signing_key=signing.load_private_key(key),
         radios=["sx1262"],
     )
     cfg = tmp_path / "prov.json"
