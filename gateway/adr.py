@@ -178,6 +178,40 @@ class AdrController:
             st = self._devices[dev_eui] = _Device(epoch, tx_power=power, nb_trans=nb)
         return st
 
+    def export_state(self, dev_eui: int) -> dict[str, Any] | None:
+        """The device's whole ADR state as JSON-ready data (None if none), so that another process (a roof of
+        a shared network) can continue it with :meth:`import_state`."""
+        st = self._devices.get(dev_eui)
+        if st is None:
+            return None
+        return {
+            "epoch": st.epoch,
+            "tx_power": st.tx_power,
+            "nb_trans": st.nb_trans,
+            "fcnts": list(st.fcnts),
+            "snrs": list(st.snrs),
+            "asked": list(st.asked) if st.asked is not None else None,
+            "asked_left": st.asked_left,
+            "asked_from_dr": st.asked_from_dr,
+            "last_dr": st.last_dr,
+        }
+
+    def import_state(self, dev_eui: int, state: dict[str, Any] | None) -> None:
+        """Continue from a state :meth:`export_state` gave (None: forget the device here, so that its next
+        uplink starts from the store's settings). ValueError, TypeError or KeyError for a malformed one."""
+        if state is None:
+            self._devices.pop(dev_eui, None)
+            return
+        asked = state["asked"]
+        st = _Device(int(state["epoch"]), tx_power=int(state["tx_power"]), nb_trans=int(state["nb_trans"]))
+        st.fcnts.extend(int(f) for f in state["fcnts"])
+        st.snrs.extend(float(x) for x in state["snrs"])
+        st.asked = (int(asked[0]), int(asked[1]), int(asked[2])) if asked is not None else None
+        st.asked_left = int(state["asked_left"])
+        st.asked_from_dr = None if state["asked_from_dr"] is None else int(state["asked_from_dr"])
+        st.last_dr = None if state["last_dr"] is None else int(state["last_dr"])
+        self._devices[dev_eui] = st
+
     def settings(self, dev_eui: int, epoch: int) -> tuple[int, int]:
         """(TXPower, NbTrans) the device last acknowledged in session ``epoch``: (0, 1), its MAC's defaults,
         if none."""

@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from havel.codecs.lorawan.ids import eui_hex, parse_hex
 from havel.errors import CodecError, ConfigError, HavelError, InputError
 from havel.gateway.backends.semtech_udp.txpk import build_txpk
 from havel.gateway.config import Config
-from havel.gateway.downlink_commands import COMMAND_ID
+from havel.gateway.downlink_commands import COMMAND_ID, MAX_TTL_S
 from havel.gateway.metrics import Metrics
 from havel.gateway.network.outcome import Outcome, Reason, rejected
-from havel.gateway.network.reception import Reception, format_time
+from havel.gateway.network.reception import Reception
 from havel.gateway.network.server import JournalLike, NetworkServer, OutboxLike
 from havel.gateway.network.shared.connection import (
     UNREACHABLE,
@@ -39,6 +40,7 @@ from havel.gateway.network.shared.connection import (
     connect,
     redacted,
 )
+from havel.gateway.network.shared.results import event_result, result_record
 from havel.gateway.network.shared.roof import Downlink, Roof
 from havel.gateway.network.shared.sessionstore import RedisSessionStore
 from havel.gateway.network.shared.state import SharedState
@@ -51,6 +53,11 @@ DUTY = 0.01
 POLL_S = 0.01  # how often the downlinks other roofs handed to this one are looked for
 TICK_S = 0.25  # how often an unreachable store is tried again (and the cache's age checked)
 FIELDS = ("fport", "data", "raw", "confirmed", "ttl_s", "id")
+EXPIRE_S = 1.0  # how often the commands whose ttl_s ran out are looked for
+
+
+class BadTtl(InputError):
+    """A command's ttl_s out of range."""
 
 
 def store_settings(cfg: Config) -> StoreSettings:
@@ -84,6 +91,7 @@ class SharedNetwork:
         self.store = RedisSessionStore(self.shared, conn)
         self.ns = NetworkServer(self.store, outbox, cfg.network, journal=journal, rules=rules)
         self.roof_id = cfg.network.roof or cfg.gateway_id
+        self.net = cfg.network
         self.roof = Roof(self.roof_id, self.shared, self.store, self.ns, self._transmit, duty=DUTY)
         self.metrics = metrics
         self.backend: Any = None  # the GWMP server (send), set once it listens
@@ -146,13 +154,17 @@ class SharedNetwork:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: send what other roofs handed to this roof; bring an unreachable store back (the
-        wait for its answer runs in a thread, so a silent store does not hold the event loop)."""
-        next_tick = 0.0
+        wait for its answer runs in a thread, so a silent store does not hold the event loop); report the
+        commands whose ttl_s ran out."""
+        next_tick = next_expiry = 0.0
         while not stop.is_set():
             try:
                 mono = time.monotonic()
                 if self.store.online:
                     self.roof.poll()
+                    if mono >= next_expiry:
+                        next_expiry = mono + EXPIRE_S
+                        self.expire_commands()
                 if mono >= next_tick:
                     next_tick = mono + TICK_S
                     if self.store.online or await asyncio.to_thread(self._answers):
@@ -183,31 +195,88 @@ class SharedNetwork:
 
     def submit(self, dev_eui: int, body: Any) -> dict[str, Any]:
         """Queue a downlink command in the device's queue on the shared store; returns its result record
-        (``queued`` or ``rejected`` with a reason). A store that cannot be reached rejects it (reason
-        ``storage``): a command kept only here could go out twice."""
+        (``queued`` or ``rejected`` with a reason: ``bad_field``, ``bad_ttl``, ``unknown_device``,
+        ``queue_full`` beyond ``network.downlink_queue_max``, ``damaged``, ``storage``). A store that cannot
+        be reached rejects it (reason ``storage``): a command kept only here could go out twice."""
         given = body.get("id") if isinstance(body, dict) else None
         cmd_id = given if isinstance(given, str) and COMMAND_ID.fullmatch(given) else uuid.uuid4().hex[:16]
         request = {k: body[k] for k in FIELDS if isinstance(body, dict) and k in body and k != "id"}
+        eui = eui_hex(dev_eui)
         try:
+            seq = self.shared.next_command_seq()
             dev = self.store.get(dev_eui)
             if dev is None:
-                return self._result(
-                    dev_eui, None, cmd_id, "rejected", "unknown_device: not registered", request
+                return result_record(
+                    eui, None, cmd_id, seq, "rejected", "unknown_device: not registered", request
                 )
             try:
                 command = self._command(dev.codec, body, given, cmd_id)
+                ttl = self._ttl(body)
             except (InputError, CodecError) as exc:
-                return self._result(dev_eui, dev.name, cmd_id, "rejected", f"bad_field: {exc}", request)
-            self.shared.queue_command(dev_eui, command)
+                reason = "bad_ttl" if isinstance(exc, BadTtl) else "bad_field"
+                return result_record(eui, dev.name, cmd_id, seq, "rejected", f"{reason}: {exc}", request)
+            expires_at = time.time() + ttl
+            command.update(eui=eui, name=dev.name, seq=seq, exp=round(expires_at, 3), req=request)
+            limit = self.net.downlink_queue_max
+            waiting = self.shared.queue_command(dev_eui, command, limit=limit, expires_at=expires_at)
+            if waiting < 0:
+                detail = (
+                    f"queue_full: {-waiting} commands already wait for {dev.name} (network.downlink_queue_max"
+                    f" = {limit}); it takes one per uplink"
+                )
+                return result_record(eui, dev.name, cmd_id, seq, "rejected", detail, request)
         except UNREACHABLE as exc:
             self.store.offline(exc)
-            return self._result(
-                dev_eui, None, cmd_id, "rejected", "storage: the shared store cannot be reached", request
-            )
+            seq = time.time_ns() // 1000
+            detail = "storage: the shared store cannot be reached"
+            return result_record(eui, None, cmd_id, seq, "rejected", detail, request)
         except DamagedEntry as exc:  # (the device's entry, not this roof's database)
-            log.error("downlink command for %s: %s", eui_hex(dev_eui), exc)
-            return self._result(dev_eui, None, cmd_id, "rejected", f"damaged: {exc}", request)
-        return self._result(dev_eui, dev.name, cmd_id, "queued", "", request)
+            log.error("downlink command for %s: %s", eui, exc)
+            return result_record(eui, None, cmd_id, seq, "rejected", f"damaged: {exc}", request)
+        return result_record(eui, dev.name, cmd_id, seq, "queued", "", request)
+
+    def _ttl(self, body: dict[str, Any]) -> float:
+        """The command's ``ttl_s`` (``network.downlink_ttl_s`` if it has none), checked as a single roof
+        checks it."""
+        ttl = body.get("ttl_s", self.net.downlink_ttl_s)
+        # (compared before any float(): an integer of 400 digits overflows it, and NaN passes '<= 0')
+        if (
+            isinstance(ttl, bool)
+            or not isinstance(ttl, int | float)
+            or (isinstance(ttl, float) and not math.isfinite(ttl))
+            or not 0 < ttl <= MAX_TTL_S
+        ):
+            shown = ascii(ttl)[:40] if isinstance(ttl, int | float) else type(ttl).__name__
+            raise BadTtl(f"ttl_s must be a number of seconds above 0 and at most {MAX_TTL_S}, not {shown}")
+        return float(ttl)
+
+    def expire_commands(self) -> int:
+        """Report the commands whose ttl_s ran out (each by one roof: the one whose sweep takes it out of
+        the store); returns how many."""
+        n = 0
+        for event, text in self.shared.expire_commands(time.time()):
+            record = event_result(event, text)
+            if record is not None:
+                self.roof.results.append(record)
+                self.roof.counts["command_expired"] += 1
+                n += 1
+        self.roof.store_results()
+        return n
+
+    def health(self) -> dict[str, Any]:
+        """The shared store's part of the roof's status: where it is (no credentials), this roof's name,
+        whether it is reachable and since when, when the counters accepted offline were last sent, when the
+        fallback cache was last loaded (times are unix seconds)."""
+        st = self.store
+        return {
+            "url": redacted(self.settings.url),
+            "roof": self.roof_id,
+            "reachable": st.online,
+            "since": round(st.since, 3),
+            "last_reconcile": round(st.reconciled_at, 3) if st.reconciled_at is not None else None,
+            "cache_loaded_at": round(st.warmed_wall, 3) if st.warmed_wall is not None else None,
+            "cached_devices": st.cached(),
+        }
 
     @staticmethod
     def _command(codec: str, body: Any, given: Any, cmd_id: str) -> dict[str, Any]:
@@ -239,36 +308,3 @@ class SharedNetwork:
         if len(payload) > 51:
             raise InputError(f"payload of {len(payload)} bytes exceeds the 51 bytes every data rate carries")
         return {"fport": fport, "data": payload.hex(), "confirmed": confirmed, "id": cmd_id}
-
-    def _result(
-        self, dev_eui: int, name: str | None, cmd_id: str, state: str, detail: str, request: dict[str, Any]
-    ) -> dict[str, Any]:
-        """A result record in the form docs/mqtt.md gives (the submission number from the shared store, or
-        the time in microseconds when it cannot be reached)."""
-        try:
-            seq = self.shared.next_command_seq()
-        except UNREACHABLE:
-            seq = time.time_ns() // 1000
-        eui = eui_hex(dev_eui)
-        now = format_time(datetime.now(UTC))
-        rid = f"{eui}-down-{cmd_id}-{seq}-{state}"
-        payload = {
-            "id": rid,
-            "command_id": cmd_id,
-            "device": name,
-            "dev_eui": eui,
-            "state": state,
-            "detail": detail,
-            "fcnt_down": None,
-            "request": request,
-            "at": now,
-        }
-        return {
-            "id": rid,
-            "kind": "down_result",
-            "dev_eui": eui,
-            "fcnt32": None,
-            "priority": "state",
-            "received_at": now,
-            "payload": payload,
-        }

@@ -17,6 +17,10 @@ from havel.gateway.network.shared.devicehash import device_from_hash, device_to_
 
 log = logging.getLogger("havel.gateway.shared")
 
+# how long the marker of a counter raised by a batch whose roof has not yet confirmed its own commit is kept:
+# long enough for a roof killed in between to be restarted and replay its intake journal
+APPLIED_KEEP_MS = 7 * 24 * 3600 * 1000
+
 
 class DeviceKeys:
     """Part of :class:`~havel.gateway.network.shared.state.SharedState`: its device operations."""
@@ -124,6 +128,6 @@ class DeviceKeys:
         if not ops:
             return []
         try:
-            return list(self._commit(args=[self.p, json.dumps(ops)]))
+            return list(self._commit(args=[self.p, json.dumps(ops), APPLIED_KEEP_MS]))
         except redis.ResponseError as exc:
             raise StorageError(f"shared store refused the batch: {exc}") from None

@@ -3,11 +3,22 @@ its ``done`` mark, and the take-over of a frame whose roof died."""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import redis
 
 from havel.gateway.network.shared.connection import text
+
+
+class AppliedMark(NamedTuple):
+    """A counter a batch raised in Redis: device, session epoch, the counter and the one before (-1: none)."""
+
+    dev_eui: int
+    epoch: int
+    fcnt: int
+    prev: int
 
 
 class FrameLocks:
@@ -33,13 +44,35 @@ class FrameLocks:
         h = frame.hex()
         return bool(self._take_over(keys=[f"{self.p}lock:{h}", f"{self.p}done:{h}"], args=[roof, lock_ms]))
 
-    def mark_done(self, frames: list[bytes], keep_ms: int) -> None:
-        """These frames were processed (or refused): nobody needs to take them over."""
-        if frames:
+    def mark_done(self, frames: list[bytes], keep_ms: int, stored: Sequence[tuple[int, int]] = ()) -> None:
+        """These frames were processed (or refused): nobody needs to take them over. ``stored``: the
+        (DevAddr, FCnt16) of those the roof's own database now holds, whose markers go."""
+        if frames or stored:
             pipe = self.r.pipeline(transaction=False)
             for f in frames:
                 pipe.set(f"{self.p}done:{f.hex()}", "1", px=keep_ms)
+            for addr, fcnt16 in stored:
+                pipe.delete(f"{self.p}applied:{addr:08X}:{fcnt16}")
             pipe.execute()
+
+    def applied(self, frames: list[tuple[int, int]]) -> list[AppliedMark | None]:
+        """The markers of these (DevAddr, FCnt16): a counter raised in Redis by a batch whose roof did not
+        confirm its own commit (see ``scripts.COMMIT``); one round trip. A damaged marker counts as none."""
+        pipe = self.r.pipeline(transaction=False)
+        for addr, fcnt16 in frames:
+            pipe.get(f"{self.p}applied:{addr:08X}:{fcnt16}")
+        out: list[AppliedMark | None] = []
+        for raw in pipe.execute():
+            try:
+                o = json.loads(text(raw)) if raw is not None else None
+                out.append(
+                    AppliedMark(int(o["e"], 16), int(o["ep"]), int(o["f"]), int(o["prev"]))
+                    if isinstance(o, dict)
+                    else None
+                )
+            except (ValueError, TypeError, KeyError):
+                out.append(None)
+        return out
 
     def copies_of(self, frames: list[bytes]) -> list[list[str]]:
         """The copy lists of several frames in one round trip."""

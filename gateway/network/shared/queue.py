@@ -4,11 +4,21 @@ roof, and the duty-cycle pause of each gateway."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
 from havel.gateway.network.shared.connection import text
+
+
+class Taken(NamedTuple):
+    """What :meth:`CommandQueue.take_commands` found for one device: (event, JSON) pairs (``acked``,
+    ``failed``, ``expired``, ``expired_aw``, ``damaged``; last ``next`` or ``again``, the command to send),
+    how many more commands wait, and the device's MAC state (JSON, None if none)."""
+
+    events: list[tuple[str, str]]
+    more: int
+    mac: str | None
 
 
 class CommandQueue:
@@ -17,21 +27,83 @@ class CommandQueue:
     r: redis.Redis
     p: str
 
-    # ---------------------------------------------------------------------------------- downlinks
-    def next_commands(self, dev_euis: list[int]) -> list[str | None]:
-        """The next queued command of each device (taken from its queue), in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        for e in dev_euis:
-            pipe.lpop(f"{self.p}dlq:{e:016X}")
-        return [text(v) if v is not None else None for v in pipe.execute()]
+    _take: Any
+    _queue: Any
+    _expire: Any
 
-    def queue_command(self, dev_eui: int, command: dict[str, Any]) -> None:
-        """A command for the device, sent once (by the roof that processes its next uplink)."""
-        self.r.rpush(f"{self.p}dlq:{dev_eui:016X}", json.dumps(command))
+    # ---------------------------------------------------------------------------------- commands
+    def queue_command(
+        self,
+        dev_eui: int,
+        command: dict[str, Any],
+        *,
+        limit: int | None = None,
+        expires_at: float | None = None,
+    ) -> int:
+        """A command for the device, sent once (by the roof that processes its next uplink); ``expires_at``
+        (unix time) when its ``ttl_s`` runs out. Returns how many commands wait for the device with it, or
+        minus how many wait when the queue holds ``limit`` already (then it is not queued)."""
+        eui = f"{dev_eui:016X}"
+        raw = json.dumps(command)
+        keys = [f"{self.p}dlq:{eui}", f"{self.p}awaiting:{eui}", f"{self.p}dlexp"]
+        exp = "+inf" if expires_at is None else repr(float(expires_at))
+        return int(self._queue(keys=keys, args=[raw, limit or 1 << 30, exp, f"{eui} {raw}"]))
+
+    def queued_commands(self, dev_eui: int) -> list[str]:
+        """The device's queued commands (JSON), oldest first, left in the queue."""
+        return [text(x) for x in self.r.lrange(f"{self.p}dlq:{dev_eui:016X}", 0, -1)]
 
     def requeue_command(self, dev_eui: int, raw: str) -> None:
         """Put a command taken but not sent back at the head of the device's queue."""
         self.r.lpush(f"{self.p}dlq:{dev_eui:016X}", raw)
+
+    def take_commands(self, uplinks: list[tuple[int, bool]], now: float, attempts: int) -> list[Taken]:
+        """After these devices' uplinks (DevEUI, the uplink's ACK bit): for each, what became of its commands
+        and what goes down next (see ``scripts.TAKE``), and its MAC state; one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for e, ack in uplinks:
+            eui = f"{e:016X}"
+            keys = [f"{self.p}dlq:{eui}", f"{self.p}awaiting:{eui}"]
+            self._take(keys=keys, args=["1" if ack else "0", repr(now), attempts], client=pipe)
+            pipe.get(f"{self.p}mac:{eui}")
+        replies = pipe.execute()
+        out: list[Taken] = []
+        for i in range(0, len(replies), 2):
+            flat = [text(x) for x in replies[i]]
+            pairs = list(zip(flat[0::2], flat[1::2], strict=True))
+            more = int(pairs.pop()[1]) if pairs and pairs[-1][0] == "more" else 0
+            mac = replies[i + 1]
+            out.append(Taken(pairs, more, text(mac) if mac is not None else None))
+        return out
+
+    def await_ack(self, dev_eui: int, raw: str, attempts: int, fcnt_down: int) -> None:
+        """A confirmed command went down (``attempts`` times so far): it waits for the device's ACK."""
+        state = {"raw": raw, "attempts": attempts, "fcnt_down": fcnt_down}
+        try:
+            exp = json.loads(raw).get("exp")
+        except (ValueError, AttributeError):
+            exp = None
+        if exp is not None:
+            state["exp"] = exp
+        eui = f"{dev_eui:016X}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(f"{self.p}awaiting:{eui}", json.dumps(state))
+        if isinstance(exp, int | float):  # (still swept when its time runs out)
+            pipe.zadd(f"{self.p}dlexp", {f"{eui} {raw}": float(exp)})
+        pipe.execute()
+
+    def expire_commands(self, now: float, limit: int = 100) -> list[tuple[str, str]]:
+        """Commands whose ttl_s ran out, taken out of the store (each by one roof only): (event, JSON)."""
+        flat = [text(x) for x in self._expire(keys=[f"{self.p}dlexp"], args=[self.p, repr(now), limit])]
+        return list(zip(flat[0::2], flat[1::2], strict=True))
+
+    def save_mac_states(self, states: dict[int, str], keep_s: int = 30 * 86_400) -> None:
+        """Each device's MAC state (ADR history, what was asked when), for the roof that hears it next."""
+        if states:
+            pipe = self.r.pipeline(transaction=False)
+            for e, state in states.items():
+                pipe.set(f"{self.p}mac:{e:016X}", state, ex=keep_s)
+            pipe.execute()
 
     def next_command_seq(self) -> int:
         """The network's submission number for a downlink command (part of its result ids)."""

@@ -24,14 +24,16 @@ from datetime import datetime
 from typing import Any
 
 from havel.codecs.lorawan import phy
-from havel.errors import HavelError, InputError
-from havel.gateway.backends.semtech_udp.rxpk import RxPacket
+from havel.errors import InputError
 from havel.gateway.downlinks import airtime_s
 from havel.gateway.network.dedup import Group, frame_key
 from havel.gateway.network.outcome import NotAnswered, Outcome, Status
-from havel.gateway.network.reception import COUNTER_MODULO, Reception, format_time
+from havel.gateway.network.reception import COUNTER_MODULO, Reception
 from havel.gateway.network.server import NetworkServer
+from havel.gateway.network.shared.answers import UplinkAnswers
 from havel.gateway.network.shared.connection import UNREACHABLE
+from havel.gateway.network.shared.copies import decode_copy, encode_copy
+from havel.gateway.network.shared.results import command_result
 from havel.gateway.network.shared.sessionstore import RedisSessionStore
 from havel.gateway.network.shared.state import SharedState
 
@@ -39,48 +41,6 @@ log = logging.getLogger("havel.gateway.shared")
 
 # one downlink handed to a roof: what it needs to send it
 Downlink = dict[str, Any]
-
-
-def encode_copy(roof: str, c: Reception) -> str:
-    """One roof's copy of a frame as the shared list keeps it (the frame's bytes are the list's key)."""
-    r = c.rx
-    return json.dumps(
-        {
-            "roof": roof,
-            "gw": f"{c.gateway_eui:016X}",
-            "tmst": r.tmst,
-            "freq": r.freq_hz,
-            "datr": r.datr,
-            "chan": r.chan,
-            "rssi": r.rssi,
-            "snr": r.lsnr,
-            "at": format_time(c.received_at),
-            "src": c.time_source,
-        }
-    )
-
-
-def decode_copy(text: str, data: bytes) -> tuple[str, Reception]:
-    """(roof, copy) from a list entry; InputError names what is wrong with a damaged one."""
-    try:
-        o = json.loads(text)
-        roof = o["roof"]
-        if not isinstance(roof, str):
-            raise TypeError("roof")
-        rx = RxPacket(
-            data=data,
-            tmst=int(o["tmst"]) % COUNTER_MODULO,
-            freq_hz=int(o["freq"]),
-            datr=str(o["datr"]),
-            chan=int(o["chan"]),
-            rssi=float(o["rssi"]),
-            lsnr=None if o["snr"] is None else float(o["snr"]),
-        )
-        at = datetime.fromisoformat(str(o["at"]).replace("Z", "+00:00"))
-        src = str(o["src"])
-        return roof, Reception(int(o["gw"], 16), rx, at, src if src in ("gps", "local") else "local")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise InputError(f"damaged copy in the shared store ({type(exc).__name__}: {exc})") from None
 
 
 class Roof:
@@ -117,6 +77,9 @@ class Roof:
         self._watch: dict[bytes, tuple[Reception, float]] = {}
         self.take_over_s = self.window_ms / 1000 + 1.0
         self._late: set[bytes] = set()  # frames taken over: their receive windows have passed, no downlink
+        self.results: list[dict[str, Any]] = []  # command results to store (see store_results)
+        self.on_results: Callable[[], None] | None = None  # called when results were stored
+        self.answers = UplinkAnswers(self)
 
     # -------------------------------------------------------------------------------- intake
     def receive(self, copy: Reception, mono: float) -> Outcome | None:
@@ -210,14 +173,26 @@ class Roof:
                 due.append((key, g))
         if due:
             self._merge(due)
+        if self._late:
+            self._rewind_late(force, mono)
         self._joins = {}
-        outs = self.ns.flush(mono, now, force=force, after_store=self._after_store)
+        try:
+            outs = self.ns.flush(mono, now, force=force, after_store=self._after_store)
+        finally:
+            self.store.rewind = {}
         offline = not self.store.online
         if outs and not offline:
             try:
                 self.shared.mark_done(
                     [frame_key(o.best.rx.data) for o in outs if o.best is not None],
                     self.lock_ms + self.window_ms,
+                    [
+                        (o.frame.dev_addr, o.fcnt32 & 0xFFFF)
+                        for o in outs
+                        if o.status == Status.ACCEPTED
+                        and isinstance(o.frame, phy.DataFrame)
+                        and o.fcnt32 is not None
+                    ],
                 )
             except UNREACHABLE as exc:
                 self.store.offline(exc)
@@ -228,21 +203,69 @@ class Roof:
             if out.status == Status.JOINED:
                 d = self._joins.get(id(out))
                 if d is not None:
-                    self._route(d)
+                    self.route(d)
         late = self._late
-        self._data_downlinks(
-            [
-                o
-                for o in outs
-                if o.status in (Status.ACCEPTED, Status.RETRANSMISSION)
-                and not o.superseded
-                and not (late and o.best is not None and frame_key(o.best.rx.data) in late)
-            ]
-        )
+        live = [
+            o
+            for o in outs
+            if o.status in (Status.ACCEPTED, Status.RETRANSMISSION)
+            and not o.superseded
+            and not (late and o.best is not None and frame_key(o.best.rx.data) in late)
+            and o.device is not None
+            and o.device.session is not None
+            and o.frame is not None
+        ]
+        if live and self.store.online:
+            self.answers.answer(
+                [o for o in live if o.status == Status.ACCEPTED],
+                [o for o in live if o.status == Status.RETRANSMISSION],
+            )
         if late:
             late.difference_update(frame_key(o.best.rx.data) for o in outs if o.best is not None)
         self._joins = {}
+        self.store_results()
         return outs
+
+    def store_results(self) -> None:
+        """The command results this roof learnt (sent, acked, failed, expired) into its outbox, in one
+        transaction of their own (after the batch's: a result is no part of an uplink's unit)."""
+        if not self.results:
+            return
+        records, self.results = self.results, []
+        with self.store.transaction():
+            self.ns.outbox.put_many(records)
+        if self.on_results is not None:
+            self.on_results()
+
+    def _rewind_late(self, force: bool, mono: float) -> None:
+        """Late frames (from the intake journal, or taken over) whose counters a batch raised in Redis that
+        no roof's database holds (its roof was killed between the two commits): the session store presents
+        their devices' counters as they were before, so these frames are accepted once instead of refused
+        as replays."""
+        frames = [
+            g.frame
+            for key, g in self.ns.dedup.pending.items()
+            if (force or g.deadline <= mono) and key in self._late and isinstance(g.frame, phy.DataFrame)
+        ]
+        if not frames or not self.store.online:
+            return
+        try:
+            marks = self.shared.applied([(f.dev_addr, f.fcnt16) for f in frames])
+        except UNREACHABLE as exc:
+            self.store.offline(exc)
+            return
+        for m in marks:
+            if m is None:
+                continue
+            old = self.store.rewind.get(m.dev_eui)
+            if old is None or old[0] != m.epoch or m.prev < old[1]:
+                self.store.rewind[m.dev_eui] = (m.epoch, m.prev)
+            self.counts["replay_resumed"] += 1
+            log.warning(
+                "device %016X: FCnt %d raised in the shared store but never stored: stored now",
+                m.dev_eui,
+                m.fcnt,
+            )
 
     def _after_store(self, out: Outcome) -> None:
         """Inside the transaction: a join is stored only when its join-accept has a gateway to go by."""
@@ -252,13 +275,13 @@ class Roof:
             raise NotAnswered("the shared store is unreachable")
         if self._late and out.best is not None and frame_key(out.best.rx.data) in self._late:
             raise NotAnswered("taken over from a roof that died: its join-accept windows have passed")
-        copy = self._gateway_for(out.copies)
+        copy = self.gateway_for(out.copies)
         if copy is None:
             raise NotAnswered("every gateway that heard the join-request waits for its duty cycle")
         assert out.join_accept is not None
-        self._joins[id(out)] = self._downlink(copy, out.join_accept, 5, "join", out)
+        self._joins[id(out)] = self.downlink(copy, out.join_accept, 5, "join", out)
 
-    def _gateway_for(self, copies: list[Reception]) -> Reception | None:
+    def gateway_for(self, copies: list[Reception]) -> Reception | None:
         """The copy (best SNR first) whose gateway may send now; None when all wait or Redis is gone."""
         gws = list(dict.fromkeys(c.gateway_eui for c in copies))
         try:
@@ -271,7 +294,7 @@ class Roof:
                 return c
         return None
 
-    def _downlink(self, c: Reception, data: bytes, delay_s: int, kind: str, out: Outcome) -> Downlink:
+    def downlink(self, c: Reception, data: bytes, delay_s: int, kind: str, out: Outcome) -> Downlink:
         dev = out.device
         return {
             "roof": self._owner.get(c.gateway_eui, self.id),
@@ -285,77 +308,8 @@ class Roof:
             "by": self.id,
         }
 
-    def _data_downlinks(self, outs: list[Outcome]) -> None:
-        """After commit: the devices' next queued commands, taken in one round trip, and the downlinks."""
-        outs = [o for o in outs if o.device is not None and o.frame is not None and o.device.session]
-        if not outs or not self.store.online:
-            return
-        try:
-            commands = self.shared.next_commands([o.device.dev_eui for o in outs if o.device is not None])
-        except UNREACHABLE as exc:
-            self.store.offline(exc)
-            return
-        for out, raw in zip(outs, commands, strict=True):
-            self._data_downlink(out, raw)
-
-    def _data_downlink(self, out: Outcome, raw: str | None) -> None:
-        """An ACK for a confirmed uplink and/or the device's next queued command (``raw``), sent once."""
-        dev, frame = out.device, out.frame
-        assert dev is not None and frame is not None
-        s = dev.session
-        if s is None:
-            return
-        command: dict[str, Any] | None = None
-        if raw is not None:
-            try:
-                command = json.loads(raw)
-                if not isinstance(command, dict) or not 1 <= int(command["fport"]) <= 223:
-                    raise ValueError("fport")
-                payload = bytes.fromhex(str(command["data"]))
-            except (ValueError, TypeError, KeyError) as exc:
-                self.counts["damaged_command"] += 1
-                log.error("queued command of %s is damaged (%s): dropped", dev.eui_hex, exc)
-                command = None
-        if command is None and not frame.confirmed:
-            return
-        c = self._gateway_for(out.copies)
-        if c is None:
-            if raw is not None and command is not None:
-                self._requeue(dev.dev_eui, raw)
-            self.counts["no_gateway"] += 1
-            return
-        try:
-            fcnt_down = self.store.take_fcnt_down(dev.dev_eui)
-            data = phy.build_data_frame(
-                uplink=False,
-                confirmed=bool(command.get("confirmed")) if command else False,
-                dev_addr=s.dev_addr,
-                fcnt32=fcnt_down,
-                fport=int(command["fport"]) if command else None,
-                payload=payload if command else b"",
-                ack=frame.confirmed,
-                nwk_s_key=s.nwk_s_key,
-                app_s_key=s.app_s_key,
-            )
-        except HavelError as exc:
-            log.error("downlink for %s not built: %s", dev.eui_hex, exc)
-            self.counts["downlink_failed"] += 1
-            if raw is not None and command is not None and isinstance(exc, NotAnswered):
-                self._requeue(dev.dev_eui, raw)  # (no counter: the store went away)
-            return
-        self._route(self._downlink(c, data, dev.rx1_delay, "command" if command else "ack", out))
-
-    def _requeue(self, dev_eui: int, raw: str) -> None:
-        """A command taken but not sent goes back to the head of the device's queue (its next uplink)."""
-        try:
-            self.shared.requeue_command(dev_eui, raw)
-        except UNREACHABLE as exc:
-            self.store.offline(exc)
-            self.counts["command_lost"] += 1
-            log.error("a command for %016X could not be put back: the shared store went away", dev_eui)
-
     # ------------------------------------------------------------------------------ sending
-    def _route(self, d: Downlink) -> None:
+    def route(self, d: Downlink) -> None:
         if d["roof"] == self.id:
             self._send(d)
             return
@@ -369,6 +323,11 @@ class Roof:
     def _send(self, d: Downlink) -> None:
         self.transmit(d)
         self.counts["transmitted"] += 1
+        if d.get("command") is not None and d.get("attempt") == 1:  # its first transmission: "sent"
+            record = command_result(str(d["command"]), "sent", "RX1", d.get("fcnt_down"))
+            if record is not None:
+                self.counts["command_sent"] += 1
+                self.results.append(record)
         wait = airtime_s(len(d["data"]) // 2, d["datr"]) * (1 / self.duty - 1) if self.duty < 1 else 0.0
         try:
             self.shared.gateway_busy(int(d["gateway"], 16), wait)
@@ -401,6 +360,7 @@ class Roof:
                 continue
             self._send(d)
             sent += 1
+        self.store_results()
         return sent
 
     def tick(self, mono: float | None = None) -> bool:

@@ -24,6 +24,9 @@ return 1
 
 # A batch's writes (ARGV[1] prefix, ARGV[2] JSON list of operations), all or nothing: every join is checked
 # (device there, DevNonce unused, session not changed since it was read) before anything is written.
+# Each counter raised leaves a marker ``applied:<DevAddr>:<FCnt16>`` (ARGV[3] ms) with the counter before it,
+# deleted once the roof's own SQLite commit holds the frame: a roof killed between the two commits (or one
+# that takes the frame over) finds it and accepts the frame once more instead of refusing it as a replay.
 COMMIT = """
 local p = ARGV[1]
 local ops = cjson.decode(ARGV[2])
@@ -47,6 +50,11 @@ for i, op in ipairs(ops) do
       local cur = tonumber(redis.call('HGET', k, 'fcnt_up') or '')
       if cur == nil or op.f > cur then
         redis.call('HSET', k, 'fcnt_up', string.format('%d', op.f), 'last_seen', tostring(op.seen))
+        local addr = redis.call('HGET', k, 'dev_addr')
+        if addr and addr ~= '' then
+          redis.call('SET', p .. 'applied:' .. addr .. ':' .. string.format('%d', op.f % 65536),
+            cjson.encode({e = op.eui, ep = op.epoch, f = op.f, prev = cur or -1}), 'PX', ARGV[3])
+        end
         done = 1
       end
     end
@@ -83,4 +91,83 @@ return out
 FCNT_DOWN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NODEV') end
 return redis.call('HINCRBY', KEYS[1], 'fcnt_down', 1) - 1
+"""
+
+# A command into a device's queue (KEYS dlq, awaiting, expiry set; ARGV the command, the queue's limit, its
+# expiry time, its member in the expiry set): refused when the queue (with a command awaiting its ACK) is
+# full. Returns the commands waiting with it, negative when refused.
+QUEUE = """
+local n = redis.call('LLEN', KEYS[1]) + redis.call('EXISTS', KEYS[2])
+if n >= tonumber(ARGV[2]) then return -n end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return n + 1
+"""
+
+# What goes down after a device's uplink (KEYS dlq, awaiting; ARGV the uplink's ACK bit, now, the attempts
+# of a confirmed command): a flat list of (event, JSON) pairs. A confirmed command awaiting its ACK is
+# 'acked' (the uplink has the ACK bit), 'failed' (out of attempts), 'expired_aw' or sent 'again'; otherwise
+# the queue's next command ('next'), expired ones on the way ('expired'). Last: 'more' and how many wait.
+TAKE = """
+local now = tonumber(ARGV[2])
+local out = {}
+local aw = redis.call('GET', KEYS[2])
+if aw then
+  local ok, a = pcall(cjson.decode, aw)
+  if not ok or type(a) ~= 'table' then
+    redis.call('DEL', KEYS[2]); out[#out + 1] = 'damaged'; out[#out + 1] = aw; aw = nil
+  elseif ARGV[1] == '1' then
+    redis.call('DEL', KEYS[2]); out[#out + 1] = 'acked'; out[#out + 1] = aw; aw = nil
+  elseif tonumber(a.exp) and tonumber(a.exp) <= now then
+    redis.call('DEL', KEYS[2]); out[#out + 1] = 'expired_aw'; out[#out + 1] = aw; aw = nil
+  elseif (tonumber(a.attempts) or 0) >= tonumber(ARGV[3]) then
+    redis.call('DEL', KEYS[2]); out[#out + 1] = 'failed'; out[#out + 1] = aw; aw = nil
+  end
+end
+if aw then
+  out[#out + 1] = 'again'; out[#out + 1] = aw
+else
+  while true do
+    local raw = redis.call('LPOP', KEYS[1])
+    if not raw then break end
+    local ok, c = pcall(cjson.decode, raw)
+    if ok and type(c) == 'table' and tonumber(c.exp) and tonumber(c.exp) <= now then
+      out[#out + 1] = 'expired'; out[#out + 1] = raw
+    else
+      out[#out + 1] = 'next'; out[#out + 1] = raw
+      break
+    end
+  end
+end
+out[#out + 1] = 'more'; out[#out + 1] = tostring(redis.call('LLEN', KEYS[1]))
+return out
+"""
+
+# Commands whose ttl_s ran out (KEYS the expiry set; ARGV prefix, now, how many at most), taken out of their
+# queue or their wait for an ACK by exactly one roof: a flat list of (event, JSON) pairs as TAKE's. A member
+# is "<DevEUI> <command>"; one whose command went out meanwhile is only dropped from the set.
+EXPIRE = """
+local p = ARGV[1]
+local out = {}
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local sp = string.find(m, ' ', 1, true)
+  if sp then
+    local eui, raw = string.sub(m, 1, sp - 1), string.sub(m, sp + 1)
+    if redis.call('LREM', p .. 'dlq:' .. eui, 1, raw) == 1 then
+      out[#out + 1] = 'expired'; out[#out + 1] = raw
+    else
+      local aw = redis.call('GET', p .. 'awaiting:' .. eui)
+      if aw then
+        local ok, a = pcall(cjson.decode, aw)
+        if ok and type(a) == 'table' and a.raw == raw then
+          redis.call('DEL', p .. 'awaiting:' .. eui)
+          out[#out + 1] = 'expired_aw'; out[#out + 1] = aw
+        end
+      end
+    end
+  end
+end
+return out
 """

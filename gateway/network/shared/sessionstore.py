@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -42,6 +44,16 @@ class RedisSessionStore:
         # counters accepted while offline: DevEUI -> (fcnt32, seen, epoch), sent as maxima when back
         self.offline_fcnt: dict[int, tuple[int, float, int]] = {}
         self.went_offline_at: float | None = None
+        # for the status: since when (wall clock) the store is reachable or not, when the counters accepted
+        # offline were last sent, when the fallback cache was last loaded
+        self.since = time.time()
+        self.reconciled_at: float | None = None
+        self.warmed_wall: float | None = None
+        # frames of a batch that raised their counters in Redis but never reached this or another roof's
+        # database (see ``scripts.COMMIT``), processed late: DevEUI -> (epoch, the counter before them)
+        self.rewind: dict[int, tuple[int, int]] = {}
+        # (a test hook: die between the Redis commit and the SQLite commit of a batch with uplinks)
+        self._die_after_redis = os.environ.get("HAVEL_TEST_KILL_AFTER_SHARED_COMMIT") == "1"
 
     # ------------------------------------------------------------------------------ availability
     def offline(self, exc: BaseException) -> None:
@@ -49,6 +61,7 @@ class RedisSessionStore:
             log.error("shared store unreachable (%s): receiving on, no joins and no downlinks", exc)
             self.online = False
             self.went_offline_at = time.monotonic()
+            self.since = time.time()
 
     def try_online(self) -> bool:
         """Back online when Redis answers; the counters accepted meanwhile are reconciled first."""
@@ -63,6 +76,7 @@ class RedisSessionStore:
         self.offline_fcnt.clear()
         self.online = True
         self.went_offline_at = None
+        self.since = self.reconciled_at = time.time()
         self.warm()
         return self.online
 
@@ -85,9 +99,14 @@ class RedisSessionStore:
         for d in devs:
             self._remember(self._with_local(d))
         self.warmed_at = time.monotonic()
+        self.warmed_wall = time.time()
         return len(devs)
 
     warmed_at: float | None = None
+
+    def cached(self) -> int:
+        """Devices in the fallback cache."""
+        return len(self._cache)
 
     # ----------------------------------------------------------------------------------- reads
     def _remember(self, dev: Device) -> Device:
@@ -100,10 +119,21 @@ class RedisSessionStore:
                 devs = self.shared.devices_at(dev_addr)
                 for d in devs:
                     self._remember(self._with_local(d))
+                if self.rewind:
+                    return [self._rewound(self._cache[d.dev_eui]) for d in devs]
                 return [self._cache[d.dev_eui] for d in devs]
             except UNREACHABLE as exc:
                 self.offline(exc)
         return [d for d in self._cache.values() if d.session is not None and d.session.dev_addr == dev_addr]
+
+    def _rewound(self, dev: Device) -> Device:
+        """A device whose counter a batch raised without being stored anywhere, as it was before that batch
+        (only for this roof's late frames: the commit raises counters only, so nothing moves back)."""
+        r = self.rewind.get(dev.dev_eui)
+        s = dev.session
+        if r is None or s is None or s.epoch != r[0] or s.fcnt_up is None or s.fcnt_up < r[1]:
+            return dev
+        return replace(dev, session=replace(s, fcnt_up=None if r[1] < 0 else r[1]))
 
     def _with_local(self, dev: Device) -> Device:
         """A device read from Redis, its counter raised to one this roof accepted offline and not yet sent."""
@@ -193,6 +223,8 @@ class RedisSessionStore:
                 with db.unit_of_work(self.conn):
                     yield
                     self._commit(self._ops)
+                    if self._die_after_redis and any(op["op"] == "fcnt" for op in self._ops):
+                        os.kill(os.getpid(), signal.SIGKILL)
             else:
                 yield
                 self._commit(self._ops)

@@ -24,3 +24,6 @@ class SharedState(DeviceKeys, FrameLocks, CommandQueue):
         self._fcnt_down = client.register_script(scripts.FCNT_DOWN)
         self._take_over = client.register_script(scripts.TAKE_OVER)
         self._at_addr = client.register_script(scripts.AT_ADDR)
+        self._queue = client.register_script(scripts.QUEUE)
+        self._take = client.register_script(scripts.TAKE)
+        self._expire = client.register_script(scripts.EXPIRE)

@@ -61,7 +61,10 @@ class Node:
             session=Session(self.dev_addr, self.nwk, self.app),
         )
 
-    def uplink(self, payload: bytes = bytes.fromhex("1200f1013d4cba"), *, confirmed: bool = False) -> bytes:
+    def uplink(
+        self, payload: bytes = bytes.fromhex("1200f1013d4cba"), *, confirmed: bool = False, **flags: Any
+    ) -> bytes:
+        """The next data frame; ``flags``: fopts, adr, adr_ack_req, ack (``phy.build_data_frame``)."""
         self.fcnt += 1
         return phy.build_data_frame(
             uplink=True,
@@ -72,6 +75,7 @@ class Node:
             payload=payload,
             nwk_s_key=self.nwk,
             app_s_key=self.app,
+            **flags,
         )
 
     def join_request(self) -> bytes:
@@ -119,9 +123,13 @@ class RoofUnderTest:
         self.store = RedisSessionStore(self.shared, self.conn)
         net = replace(NetworkConfig(), dedup_window_ms=window_ms, dev_addr_prefix=0x26000000)
         self.ns = NetworkServer(self.store, self.outbox, net, rng=random.Random(name))
-        self.sent: list[dict[str, Any]] = []
-        self.roof = Roof(name, self.shared, self.store, self.ns, self.sent.append)
+        self.sent: list[dict[str, Any]] = []  # what went down, but downlinks of MAC commands alone ...
+        self.mac_sent: list[dict[str, Any]] = []  # ... which are here (e.g. the DevStatusReq a device gets)
+        self.roof = Roof(name, self.shared, self.store, self.ns, self.transmit)
         self.mono = 0.0
+
+    def transmit(self, d: dict[str, Any]) -> None:
+        (self.mac_sent if d["kind"] == "mac" else self.sent).append(d)
 
     def hear(self, gw: int, data: bytes, snr: float, tmst: int = 1_000_000) -> None:
         self.roof.receive(copy(gw, data, snr=snr, tmst=tmst), self.mono)

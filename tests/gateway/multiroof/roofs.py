@@ -3,6 +3,7 @@ over real UDP, for the multi-roof process tests and the bench."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -149,3 +150,29 @@ class Concentrator:
     def close(self) -> None:
         self._stop.set()
         self.sock.close()
+
+
+def command_downlinks(concs: dict[str, Concentrator]) -> list[tuple[str, Any]]:
+    """(roof, data frame) of every downlink that carried a command (an FPort), leaving out join-accepts and
+    downlinks of MAC commands alone (the DevStatusReq each device whose battery is unknown gets)."""
+    from havel.codecs.lorawan import phy
+
+    out = []
+    for name, c in concs.items():
+        for t in list(c.downlinks):
+            d = phy.parse(base64.b64decode(t["data"]))
+            if isinstance(d, phy.DataFrame) and d.fport is not None:
+                out.append((name, d))
+    return out
+
+
+def join_accepts(concs: dict[str, Concentrator]) -> int:
+    """How many join-accepts the concentrators sent."""
+    from havel.codecs.lorawan import phy
+
+    return sum(
+        1
+        for c in concs.values()
+        for t in list(c.downlinks)
+        if not isinstance(phy.parse(base64.b64decode(t["data"])), phy.DataFrame)
+    )

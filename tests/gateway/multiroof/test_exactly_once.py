@@ -193,7 +193,7 @@ def test_a_damaged_session_entry_is_reported_and_the_other_devices_go_on(
 def test_copies_keep_their_radio_metadata_through_the_store(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    from havel.gateway.network.shared.roof import decode_copy, encode_copy
+    from havel.gateway.network.shared.copies import decode_copy, encode_copy
 
     c = copy(GC, b"\x40" * 12, snr=-7.25, tmst=123)
     roof, back = decode_copy(encode_copy("roof-c", c), c.rx.data)

@@ -26,7 +26,7 @@ def test_a_frame_from_the_journal_gets_no_downlink_and_keeps_the_command(
     (out,) = roof.flush()
     assert str(out.status) == "accepted" and len(roof.records()) == 1
     assert roof.sent == []  # neither the ACK nor the command
-    assert roof.shared.next_commands([node.dev_eui]) == ['{"fport": 5, "data": "aa"}']
+    assert roof.shared.queued_commands(node.dev_eui) == ['{"fport": 5, "data": "aa"}']
     # a live frame afterwards gets its downlink as usual
     roof.shared.queue_command(node.dev_eui, {"fport": 5, "data": "bb"})
     roof.hear(GW, node.uplink(), snr=3.0)
@@ -49,4 +49,4 @@ def test_a_forced_flush_without_sending_stores_uplinks_and_answers_no_join(
     assert sorted(str(o.status) for o in outs) == ["accepted", "rejected"]
     assert roof.sent == [] and len(roof.records()) == 1
     assert roof.shared.device(joiner.dev_eui).session is None  # type: ignore[union-attr]
-    assert roof.shared.next_commands([node.dev_eui]) == ['{"fport": 5, "data": "aa"}']
+    assert roof.shared.queued_commands(node.dev_eui) == ['{"fport": 5, "data": "aa"}']

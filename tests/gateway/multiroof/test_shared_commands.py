@@ -5,7 +5,9 @@ device entry or an unreachable store rejects the command instead of failing the 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 from support.gateway_run import write_config
 from support.redis import Gate, RedisServer
@@ -18,9 +20,16 @@ from havel.gateway.outbox import Outbox
 from .helpers import abp_node
 
 
-def network(tmp: Path, url: str) -> SharedNetwork:
-    cfg = config.load(write_config(tmp, network={"store": url, "roof": "roof-a", "store_timeout_s": 0.5}))
-    conn = db.open_db(tmp / "roof.db")
+def network(tmp: Path, url: str, roof: str = "roof-a", **net: Any) -> SharedNetwork:
+    folder = tmp / roof
+    folder.mkdir(exist_ok=True)
+    cfg = config.load(
+        write_config(
+            folder,
+            network={"store": url, "roof": roof, "store_timeout_s": 0.5, "dedup_window_ms": 50, **net},
+        )
+    )
+    conn = db.open_db(folder / "roof.db")
     return SharedNetwork(cfg, conn, Outbox(conn, sinks=["primary"]), Metrics())
 
 
@@ -38,9 +47,18 @@ def test_commands_are_queued_in_redis_or_rejected_by_reason(
             return p["state"], p["detail"]
 
         assert submit({"fport": 7, "raw": "0102", "confirmed": True, "id": "c-1"}) == ("queued", "")
-        queued = net.shared.next_commands([eui])[0]
-        assert queued is not None
-        assert json.loads(queued) == {"fport": 7, "data": "0102", "confirmed": True, "id": "c-1"}
+        (queued,) = net.shared.queued_commands(eui)
+        stored = json.loads(queued)
+        assert {k: stored[k] for k in ("fport", "data", "confirmed", "id", "eui", "name")} == {
+            "fport": 7,
+            "data": "0102",
+            "confirmed": True,
+            "id": "c-1",
+            "eui": f"{eui:016X}",
+            "name": node.name,
+        }
+        # it expires after the network's downlink_ttl_s (3600 s by default)
+        assert 3590 < stored["exp"] - time.time() <= 3600
         # decoded data goes through the device's codec (temperature has no downlink on port 7)
         state, detail = submit({"fport": 7, "data": {"x": 1}})
         assert state == "rejected" and detail.startswith("bad_field")
@@ -50,7 +68,7 @@ def test_commands_are_queued_in_redis_or_rejected_by_reason(
             assert state == "rejected" and detail.startswith("bad_field"), (bad, detail)
         state, detail = submit({"fport": 7, "raw": "01"}, eui + 1)
         assert state == "rejected" and detail.startswith("unknown_device")
-        assert net.shared.next_commands([eui]) == [None]  # nothing rejected was queued
+        assert len(net.shared.queued_commands(eui)) == 1  # nothing rejected was queued
         # result ids differ per submission (the network's submission number)
         a, b = (net.submit(eui, {"fport": 7, "raw": "01", "id": "same"})["id"] for _ in range(2))
         assert a != b and a.endswith("-queued")

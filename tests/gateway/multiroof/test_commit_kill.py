@@ -1,0 +1,68 @@
+"""A roof daemon SIGKILLed between its Redis commit and its SQLite commit (the test hook
+HAVEL_TEST_KILL_AFTER_SHARED_COMMIT kills it at exactly that point): the counter moved in Redis, the frame is
+still in the roof's intake journal, and when the roof starts again it stores the frame once instead of
+refusing it as a replay."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from support.redis import RedisServer
+
+from havel.gateway.network.shared.connection import StoreSettings, connect
+from havel.gateway.network.shared.state import SharedState
+
+from .daemons import DaemonRoof, uplink_ids, wait_for
+from .helpers import abp_node
+from .roofs import Concentrator
+
+GW = 0xAA00000000000001
+
+
+def test_a_roof_killed_between_its_two_commits_stores_the_batch_once_after_restart(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    shared = SharedState(connect(StoreSettings(redis_server.url)))
+    node = abp_node(70)
+    shared.put_device(node.device())
+    roof = DaemonRoof(
+        "roof-a",
+        redis_server.url,
+        tmp_path,
+        env={"HAVEL_TEST_KILL_AFTER_SHARED_COMMIT": "1"},
+        network={"dedup_window_ms": 50},
+    )
+    conc: Concentrator | None = None
+    try:
+        roof.proc.start()
+        conc = Concentrator(GW, roof.udp_port)
+        time.sleep(1.2)  # the concentrator's PULL_DATA reached the daemon
+        conc.hear(node.uplink(), 4.0)
+        proc = roof.proc.proc
+        assert proc is not None
+        assert wait_for(lambda: proc.poll() is not None, 30), "the test hook did not kill the daemon"
+        # Redis took the batch (the counter moved), the roof's database did not (nothing delivered)
+        dev = shared.device(node.dev_eui)
+        assert dev is not None and dev.session is not None and dev.session.fcnt_up == 1
+        assert uplink_ids({"a": roof}) == {}
+        assert redis_server.client().keys("havel:applied:*")
+
+        roof.proc.env.pop("HAVEL_TEST_KILL_AFTER_SHARED_COMMIT")
+        roof.proc.start()  # replays its intake journal at start
+        first = f"{node.dev_eui:016X}-0-1"
+        assert wait_for(lambda: first in uplink_ids({"a": roof}), 30), roof.proc.log.read_text()[-3000:]
+        # the next uplink goes on from there, and the frame was stored once
+        conc.hear(node.uplink(), 4.0)
+        second = f"{node.dev_eui:016X}-0-2"
+        assert wait_for(lambda: second in uplink_ids({"a": roof}), 30)
+        assert uplink_ids({"a": roof}) == {first: 1, second: 1}
+        dev = shared.device(node.dev_eui)
+        assert dev is not None and dev.session is not None and dev.session.fcnt_up == 2
+        # the marker went once the roof's own database held the frame
+        assert wait_for(lambda: redis_server.client().keys("havel:applied:*") == [], 10)
+    finally:
+        if conc is not None:
+            conc.close()
+        if roof.proc.proc is not None and roof.proc.proc.poll() is None:
+            roof.proc.terminate()
