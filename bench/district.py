@@ -54,7 +54,8 @@ from support.outbox_records import uplink  # noqa: E402
 from havel.gateway import db  # noqa: E402
 from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
-from havel.gateway.registry import Registry, parse_import  # noqa: E402
+from havel.gateway.registry import Registry  # noqa: E402
+from havel.gateway.registry_io import parse_import  # noqa: E402
 
 GW = 0xAA555A0000D15701
 GOALS = {"import_s": 5.0, "startup_s": 3.0, "rss_mb": 64.0, "drain_per_s": 5000.0}

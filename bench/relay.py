@@ -245,7 +245,8 @@ def latency_uplink(tmp: Path, key_file: Path, crisis: Mosquitto, n: int, radio: 
     from havel.codecs.payload import get_codec
     from havel.gateway.config import from_dict
     from havel.gateway.daemon import Gateway
-    from havel.gateway.registry import Device, Registry, Session
+    from havel.gateway.network.sessions import Device, Session
+    from havel.gateway.registry import Registry
 
     h = harness()
     data = tmp / "gw-uplink"

@@ -33,7 +33,8 @@ from support.gateway_run import InProcessGateway, write_config  # noqa: E402
 
 from havel.codecs.lorawan import phy  # noqa: E402
 from havel.gateway import config, db  # noqa: E402
-from havel.gateway.registry import Device, Registry, Session  # noqa: E402
+from havel.gateway.network.sessions import Device, Session  # noqa: E402
+from havel.gateway.registry import Registry  # noqa: E402
 
 GW_EUI = bytes.fromhex("AA555A0000000101")
 NWK = bytes.fromhex("000102030405060708090A0B0C0D0E0F")

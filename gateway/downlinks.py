@@ -55,7 +55,8 @@ from havel.gateway.downlink_commands import (
 from havel.gateway.dutycycle import DutyCycle, airtime_s
 from havel.gateway.network.outcome import NotAnswered, Outcome
 from havel.gateway.network.reception import format_time
-from havel.gateway.registry import Device, Registry
+from havel.gateway.network.sessions import Device
+from havel.gateway.registry import Registry
 
 _MAX_FOPTS = 15
 _GPS_EPOCH_UNIX = 315_964_800  # 1980-01-06T00:00:00Z

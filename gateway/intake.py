@@ -136,7 +136,7 @@ class Intake:
             self.metrics.inc("uplinks_received_total", len(copies) - gps, time_source="local")
         flushed: tuple[list[Outcome], list[Transmission]] | None = None
         try:
-            with self.registry.transaction():
+            with db.unit_of_work(self.conn):
                 self._journal(waiting)  # (if this commit fails, no row has their ids: forgetting is a no-op)
                 # frames whose dedup window closed are stored in this same commit: under load that halves the
                 # fsyncs (each about half a millisecond of a stalled event loop). One batch only: the session
@@ -173,7 +173,7 @@ class Intake:
         if len(copies) > gps:
             self.metrics.inc("uplinks_received_total", len(copies) - gps, time_source="local")
         try:
-            with self.registry.transaction():
+            with db.unit_of_work(self.conn):
                 self._journal(copies)
         except HavelError as exc:
             withheld = self._backend().withhold_acks()
@@ -227,7 +227,7 @@ class Intake:
             return
         log.warning("taking %d frame(s) %s from the intake journal", len(entries), why)
         mono = time.monotonic()
-        with self.registry.transaction():
+        with db.unit_of_work(self.conn):
             for e in entries:
                 copy = Reception(e.gateway_eui, e.rx, e.received_at, e.time_source, e.seq, replayed=True)
                 out = self.netserver.receive(copy, mono)

@@ -22,6 +22,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from havel.gateway import db
 from havel.gateway.commands import CommandSubscriber
 from havel.gateway.downlinks import format_time_now
 from havel.gateway.forwarder import Forwarder, SinkStatus
@@ -115,7 +116,6 @@ class Northbound:
         self.ctx.gateway._emit(f"sink_{st.state}", {"sink": st.name, "error": st.last_error})
 
     def _on_event(self, event: str, details: dict[str, Any]) -> None:
-        gw = self.ctx.gateway
         rid = f"{self.ctx.config.gateway_id}-event-{uuid.uuid4().hex[:12]}"
         now = format_time_now(time.time())
         alarm = event in (
@@ -140,7 +140,7 @@ class Northbound:
             },
         }
         try:
-            with gw.registry.transaction():
+            with db.unit_of_work(self.ctx.conn):
                 self.ctx.outbox.put(record)
         except Exception:
             log.exception("could not store event %s", event)

@@ -28,7 +28,8 @@ def register(specs: list[NodeSpec], config_path: Path | None, data_dir: Path | N
     """Put the simulated devices into a gateway's registry (replacing same DevEUIs)."""
     from havel.gateway import db
     from havel.gateway.cli.options import load_config
-    from havel.gateway.registry import Registry, parse_import
+    from havel.gateway.registry import Registry
+    from havel.gateway.registry_io import parse_import
 
     cfg = load_config(config_path, data_dir)
     conn = db.open_db(cfg.db_path)
@@ -178,7 +179,7 @@ def sim(
     if store_url is not None:
         from havel.gateway.network.shared.connection import StoreSettings, connect
         from havel.gateway.network.shared.state import SharedState
-        from havel.gateway.registry import parse_import
+        from havel.gateway.registry_io import parse_import
 
         shared = SharedState(connect(StoreSettings(store_url, store_password_file, store_ca_file)))
         for dev in parse_import(json.dumps([s.record() for s in specs]), "sim.json"):

@@ -27,6 +27,7 @@ from typing import Any
 from havel.codecs.lorawan import phy
 from havel.codecs.lorawan.ids import eui_hex, parse_id_hex
 from havel.errors import ConfigError, FrameError, HavelError, InputError
+from havel.gateway import db
 from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.network.following import Follower
 from havel.gateway.network.messages import MessageBuilder, compiled_codec
@@ -375,7 +376,7 @@ class Upstream:
         task.add_done_callback(self._tasks.discard)
 
     def _store(self, records: list[dict[str, Any]]) -> int:
-        with self.registry.transaction():
+        with db.unit_of_work(self.ctx.conn):
             n = self.ctx.outbox.put_many(records)
         nb = self.gateway.northbound
         if nb is not None:

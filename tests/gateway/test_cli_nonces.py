@@ -10,7 +10,8 @@ from click.testing import CliRunner, Result
 
 from havel.cli import cli
 from havel.gateway import db
-from havel.gateway.registry import Registry, Session
+from havel.gateway.network.sessions import Session
+from havel.gateway.registry import Registry
 
 APP_KEY = "2B7E151628AED2A6ABF7158809CF4F3C"
 EUI = "70B3D57ED0000001"

@@ -26,7 +26,8 @@ from havel.codecs.lorawan import crypto, phy
 from havel.codecs.payload import get_codec
 from havel.gateway import config, db
 from havel.gateway.backends.semtech_udp.txpk import txpk_data
-from havel.gateway.registry import Device, Registry, Session
+from havel.gateway.network.sessions import Device, Session
+from havel.gateway.registry import Registry
 from havel.gateway.sim.concentrator import Concentrator
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,8 @@ from havel.gateway.downlink_commands import read_command
 from havel.gateway.downlinks import APP_DUTY_SHARE, DownlinkScheduler, Transmission
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception
-from havel.gateway.registry import Device, Registry, Session
+from havel.gateway.network.sessions import Device, Session
+from havel.gateway.registry import Registry
 
 from .test_netserver_downlinks import ADDR, APP, EUI, GW, NOW, NWK, Env, decode
 from .test_netserver_downlinks import env as env

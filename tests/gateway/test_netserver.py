@@ -19,8 +19,9 @@ from havel.gateway.network.joins import CFLIST_HZ
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
+from havel.gateway.network.sessions import Device, Session
 from havel.gateway.outbox import Outbox
-from havel.gateway.registry import Device, Registry, Session
+from havel.gateway.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")

@@ -23,8 +23,9 @@ from havel.gateway.network.dedup import MAX_ACKS_AGAIN
 from havel.gateway.network.outcome import Outcome
 from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
+from havel.gateway.network.sessions import Device, Session
 from havel.gateway.outbox import Outbox
-from havel.gateway.registry import Device, Registry, Session
+from havel.gateway.registry import Registry
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 APP = bytes.fromhex("000102030405060708090A0B0C0D0E0F")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from havel.codecs.lorawan import crypto, phy
-from havel.gateway.registry import Device
+from havel.gateway.network.sessions import Device
 
 from .test_netserver import ABP_EUI, APP_KEY, JOIN_EUI, NOW, OTAA_EUI, Env, up, vector
 from .test_netserver import env as env

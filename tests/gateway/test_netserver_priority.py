@@ -15,8 +15,8 @@ from havel.errors import ConfigError
 from havel.gateway.config import from_dict
 from havel.gateway.daemon import relay_rules
 from havel.gateway.network.priority import higher
+from havel.gateway.network.sessions import Device, Session
 from havel.gateway.outbox import Outbox
-from havel.gateway.registry import Device, Session
 from havel.gateway.relay.priority import Classifier
 
 from .test_netserver import APP, NWK, REPO, Env, up

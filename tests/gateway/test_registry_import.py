@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from havel.cli import cli
 from havel.errors import InputError
 from havel.gateway import db
-from havel.gateway.registry import Registry, parse_import
+from havel.gateway.registry import Registry
+from havel.gateway.registry_io import parse_import
 
 NWK = "000102030405060708090A0B0C0D0E0F"
 APPS = "0F0E0D0C0B0A09080706050403020100"

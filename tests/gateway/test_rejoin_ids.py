@@ -16,7 +16,8 @@ from support.gateway_run import InProcessGateway, write_config
 
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import config, db
-from havel.gateway.registry import Device, Registry
+from havel.gateway.network.sessions import Device
+from havel.gateway.registry import Registry
 from havel.gateway.sim.concentrator import Concentrator
 
 from .test_daemon import lines, push, ups, wait

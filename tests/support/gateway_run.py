@@ -226,7 +226,8 @@ def provision_sim(cfg: Config, specs: list[Any]) -> None:
     """Register simulated nodes (:class:`havel.gateway.sim.runner.NodeSpec`) in the gateway's registry, as
     ``havel device import`` would."""
     from havel.gateway import db
-    from havel.gateway.registry import Registry, parse_import
+    from havel.gateway.registry import Registry
+    from havel.gateway.registry_io import parse_import
 
     conn = db.open_db(cfg.db_path)
     reg = Registry(conn)
@@ -248,7 +249,8 @@ def register_abp(
 ) -> Any:
     """``n`` ABP devices in the registry on ``conn``, in one commit: DevEUI ``dev_eui`` + i, DevAddr
     ``dev_addr`` + i, name ``<prefix>-<i>``, one pair of session keys. Returns the Registry."""
-    from havel.gateway.registry import Device, Registry, Session
+    from havel.gateway.network.sessions import Device, Session
+    from havel.gateway.registry import Registry
 
     reg = Registry(conn)
     with reg.transaction():

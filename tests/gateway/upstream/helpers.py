@@ -16,7 +16,8 @@ from support.gateway_run import InProcessGateway
 
 from havel.codecs.lorawan import crypto, phy
 from havel.gateway import db
-from havel.gateway.registry import Device, Registry, Session
+from havel.gateway.network.sessions import Device, Session
+from havel.gateway.registry import Registry
 
 REPO = Path(__file__).resolve().parents[3]
 HOST = "127.0.0.1"
