@@ -19,17 +19,12 @@ from typing import Any
 from havel.errors import HavelError, ReplayError, SecurityError
 
 from .. import aprs
-from ..envelope import (
-    EnvelopeError,
-    RelayRecord,
-    UnsignedError,
-    check_event,
-    finite_number,
-    format_time,
-    open_body,
-)
+from ..envelope import open_body
+from ..events import check_event
 from ..mqtt_relay import COMMAND_FUTURE_S
+from ..record import EnvelopeError, RelayRecord, UnsignedError, format_time
 from ..signing import StaleError, Verifier, identity
+from ..strictjson import finite_number
 from .aprs_frames import AprsFrames
 from .config import ReceiverConfig
 from .recent import RecentFrames
@@ -103,10 +98,10 @@ class ReceiverCore:
         self.link_status: dict[str, dict[str, Any]] = {}
         self.recent = RecentFrames()  # accepted frames and envelopes, byte for byte
         self._observers: list[Callable[[str, dict[str, Any]], None]] = []
-        self.aprs = AprsFrames(self)
+        self.aprs_frames = AprsFrames(self)
         # sender -> the PARM/UNIT/EQNS/BITS fields of its last signed definition set
-        self.definitions = self.aprs.definitions
-        self.telemetry = self.aprs.telemetry  # sender -> last report
+        self.definitions = self.aprs_frames.definitions
+        self.telemetry = self.aprs_frames.telemetry  # sender -> last report
 
     def observe(self, fn: Callable[[str, dict[str, Any]], None]) -> None:
         """Call ``fn(kind, info)`` after each change, from the listener's thread:
@@ -142,7 +137,7 @@ class ReceiverCore:
 
     def handle_ax25(self, payload: bytes, via: str = "aprs") -> str | None:
         """One frame from the TNC. Returns the APRS message id to acknowledge, if any. Never raises."""
-        return self.aprs.handle(payload, via)
+        return self.aprs_frames.handle(payload, via)
 
     # -------------------------------------------------------------------------------- envelopes
 
