@@ -47,6 +47,7 @@ class StatusReport:
             gw.health.failed("reading the downlink queue", exc)
             downlinks = {"error": str(exc)}
         fault = gw.health.fault
+        shared = getattr(gw, "shared", None)  # the network server's shared store ([network] store)
         storage: dict[str, Any] = {"ok": fault is None}
         if fault is not None:
             storage.update(doing=fault.doing, error=fault.error, since=round(fault.since, 3))
@@ -57,6 +58,7 @@ class StatusReport:
             fault is not None
             or any(f["silent"] for f in forwarders)
             or any(isinstance(v, dict) and v.get("state") == "down" for v in sinks.values())
+            or (shared is not None and not shared.store.online)  # a roof cut off from the shared store
         )
         return {
             "gateway_id": gw.cfg.gateway_id,
@@ -83,6 +85,8 @@ class StatusReport:
             "outbox": outbox,
             "sinks": sinks,
             "downlinks": downlinks,
+            # a roof of a shared network: its store (URL without credentials, reachable since when)
+            **({"shared_store": shared.health()} if shared is not None else {}),
             "components": sorted(gw.components),
             # what the rooftop components report: the forwarder watchdog, the UPS (gateway/setup, /power)
             **{

@@ -4,6 +4,7 @@ document printed for people."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from rich.console import Console
@@ -131,7 +132,25 @@ def print_status(st: dict[str, Any]) -> None:
         )
     if "devices" in st:
         con.print(f"devices: {st['devices']}")
+    shared = st.get("shared_store")
+    if isinstance(shared, dict):  # a roof of a shared network (docs/multiroof.md)
+        con.print(shared_store_line(shared))
     from havel.gateway.power.cli import status_lines  # the UPS and the forwarder watchdog (docs/roof.md)
 
     for line in status_lines(st):
         con.print(line)
+
+
+def shared_store_line(s: dict[str, Any]) -> str:
+    """The status line of a roof's shared store (times are unix seconds in the status)."""
+
+    def at(t: Any) -> str:
+        if not isinstance(t, int | float):
+            return "never"
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+    state = "[green]reachable[/green]" if s.get("reachable") else "[red]UNREACHABLE[/red]"
+    return (
+        f"shared store {s.get('url')} (roof {s.get('roof')}): {state} since {at(s.get('since'))}, "
+        f"counters last reconciled {at(s.get('last_reconcile'))}, {s.get('cached_devices')} devices cached"
+    )

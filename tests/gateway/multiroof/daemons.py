@@ -4,7 +4,10 @@ config of its own, its sink a JSON-lines file, its monitoring port read for metr
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -77,6 +80,22 @@ class DaemonRoof:
             except (ValueError, KeyError):
                 continue  # (a line being written)
         return out
+
+    def status(self) -> dict[str, Any]:
+        """The daemon's /status."""
+        _, body = http_get(self.proc.http_port, "/status")
+        return dict(json.loads(body))
+
+    def status_text(self) -> str:
+        """What ``havel gateway status`` prints for this roof."""
+        done = subprocess.run(
+            [sys.executable, "-m", "havel", "gateway", "status", "--config", str(self.proc.config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        return done.stdout + done.stderr
 
     def metric(self, name: str) -> float:
         _, text = http_get(self.proc.http_port, "/metrics")

@@ -178,12 +178,21 @@ def test_a_daemon_cut_off_from_redis_delivers_from_its_cache_and_reconciles(
             time.sleep(1.2)
             ca.hear(node.uplink(), 3.0)
             assert wait_for(lambda: len(uplink_ids(roofs)) == 1)
+            assert a.status()["shared_store"]["reachable"] is True
+            cut_at = time.time() - 1.0  # (a second of leeway for the clocks' rounding)
             gate.cut()  # roof A's path to Redis is gone
             for _ in range(3):
                 ca.hear(node.uplink(), 3.0)
             # delivered by A's sinks from its cached session while it cannot reach the store
             assert wait_for(lambda: len(uplink_ids(roofs)) == 4), a.messages()
             assert a.metric("shared_store_online") == 0.0
+            # the status says so: the store without credentials, this roof, unreachable since the cut
+            st = a.status()
+            shared_st = st["shared_store"]
+            assert st["state"] == "degraded" and shared_st["reachable"] is False
+            assert shared_st["url"] == gate.url and shared_st["roof"] == "roof-a"
+            assert shared_st["last_reconcile"] is None and shared_st["since"] >= cut_at
+            assert "shared store redis://127.0.0.1" in a.status_text() and "UNREACHABLE" in a.status_text()
             # meanwhile roof B (on Redis) hears a later frame that A does not: the counter moves to 5
             cb.hear(node.uplink(), 3.0)
             assert wait_for(lambda: len(uplink_ids(roofs)) == 5)
@@ -191,6 +200,9 @@ def test_a_daemon_cut_off_from_redis_delivers_from_its_cache_and_reconciles(
             assert dev is not None and dev.session is not None and dev.session.fcnt_up == 5
             gate.restore()
             assert wait_for(lambda: a.metric("shared_store_online") == 1.0, 20)
+            shared_st = a.status()["shared_store"]
+            assert shared_st["reachable"] is True and shared_st["last_reconcile"] >= shared_st["since"] - 1
+            assert "reachable" in a.status_text() and "UNREACHABLE" not in a.status_text()
             # A's counters went up as maxima: 4 does not move the 5 back
             dev = shared.device(node.dev_eui)
             assert dev is not None and dev.session is not None and dev.session.fcnt_up == 5

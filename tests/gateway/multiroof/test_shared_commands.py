@@ -4,6 +4,7 @@ device entry or an unreachable store rejects the command instead of failing the 
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -12,12 +13,13 @@ from typing import Any
 from support.gateway_run import write_config
 from support.redis import Gate, RedisServer
 
+from havel.codecs.lorawan import phy
 from havel.gateway import config, db
 from havel.gateway.metrics import Metrics
 from havel.gateway.network.shared.daemon import SharedNetwork
 from havel.gateway.outbox import Outbox
 
-from .helpers import abp_node
+from .helpers import NOW, abp_node, copy
 
 
 def network(tmp: Path, url: str, roof: str = "roof-a", **net: Any) -> SharedNetwork:
@@ -80,3 +82,137 @@ def test_commands_are_queued_in_redis_or_rejected_by_reason(
         gate.cut()
         state, detail = submit({"fport": 7, "raw": "01"})
         assert state == "rejected" and detail.startswith("storage"), detail
+
+
+class Radio:
+    """The GWMP backend's face a roof sends through (``send``), keeping what it was asked to transmit."""
+
+    def __init__(self) -> None:
+        self.txpks: list[tuple[int, dict[str, Any]]] = []
+
+    def send(self, gateway: int, txpk: dict[str, Any], window: str) -> bool:
+        self.txpks.append((gateway, txpk))
+        return True
+
+    def frames(self) -> list[phy.DataFrame]:
+        out = []
+        for _, t in self.txpks:
+            d = phy.parse(base64.b64decode(t["data"]))
+            assert isinstance(d, phy.DataFrame)
+            out.append(d)
+        return out
+
+
+def results(net: SharedNetwork) -> list[dict[str, Any]]:
+    """The command results in the roof's outbox, in order."""
+    rows = net.store.conn.execute("SELECT payload FROM outbox ORDER BY seq").fetchall()
+    payloads = [json.loads(r[0]) for r in rows]
+    return [p for p in payloads if p.get("state") and "command_id" in p]
+
+
+def states(net: SharedNetwork) -> list[tuple[str, str]]:
+    return [(p["command_id"], p["state"]) for p in results(net)]
+
+
+class Mono:
+    """A monotonic clock for the roofs under test: each uplink lands after the last one's window."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def next(self) -> float:
+        self.t += 10.0
+        return self.t
+
+
+def hear(net: SharedNetwork, gw: int, data: bytes, snr: float, at: float) -> None:
+    net.roof.receive(copy(gw, data, snr=snr), at)
+
+
+def test_ttl_and_queue_limit_apply_to_the_queue_in_redis(redis_server: RedisServer, tmp_path: Path) -> None:
+    net = network(tmp_path, redis_server.url, downlink_queue_max=2)
+    other = network(tmp_path, redis_server.url, "roof-b")
+    node, late = abp_node(61), abp_node(62)
+    for n in (node, late):
+        net.shared.put_device(n.device())
+
+    def submit(body: object, eui: int = node.dev_eui) -> tuple[str, str]:
+        p = net.submit(eui, body)["payload"]
+        return p["state"], p["detail"]
+
+    assert submit({"fport": 7, "raw": "01", "id": "q-1"}) == ("queued", "")
+    assert submit({"fport": 7, "raw": "02", "id": "q-2"}) == ("queued", "")
+    state, detail = submit({"fport": 7, "raw": "03", "id": "q-3"})
+    assert state == "rejected" and detail.startswith("queue_full: 2 commands already wait"), detail
+    assert len(net.shared.queued_commands(node.dev_eui)) == 2
+    for ttl in (0, -5, "x", True, 10**400, float("nan"), 31 * 86_400):
+        state, detail = submit({"fport": 7, "raw": "01", "ttl_s": ttl}, late.dev_eui)
+        assert state == "rejected" and detail.startswith("bad_ttl"), (ttl, detail)
+
+    # a command whose ttl_s runs out is reported expired once, by one roof, and leaves the queue
+    queued = net.submit(late.dev_eui, {"fport": 7, "raw": "0a", "ttl_s": 0.3, "id": "short"})["payload"]
+    assert queued["state"] == "queued"
+    assert submit({"fport": 7, "raw": "0b", "ttl_s": 600, "id": "long"}, late.dev_eui) == ("queued", "")
+    time.sleep(0.5)
+    assert net.expire_commands() == 1
+    assert other.expire_commands() == 0 and net.expire_commands() == 0
+    assert states(net)[-1] == ("short", "expired") and states(other) == []
+    (left,) = net.shared.queued_commands(late.dev_eui)
+    assert json.loads(left)["id"] == "long"
+    expired = results(net)[-1]
+    assert expired["detail"] == "ttl_s ran out"
+    assert expired["request"] == {"fport": 7, "raw": "0a", "ttl_s": 0.3}
+    # the same submission: its result ids differ only in the state
+    assert expired["id"] == queued["id"].replace("-queued", "-expired")
+
+
+def test_command_results_sent_by_the_transmitting_roof_then_acked_or_failed(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    a = network(tmp_path, redis_server.url, "roof-a", confirmed_retries=2)
+    b = network(tmp_path, redis_server.url, "roof-b")
+    a.backend, b.backend = radio_a, radio_b = Radio(), Radio()
+    node = abp_node(63)
+    a.shared.put_device(node.device())
+    mono = Mono()
+    gws = iter(range(0xAA00000000000100, 0xAA00000000000200))  # A's gateways: one per uplink (duty cycle)
+    assert (
+        a.submit(node.dev_eui, {"fport": 9, "raw": "c0", "confirmed": True, "id": "conf"})["payload"]["state"]
+        == "queued"
+    )
+    assert b.submit(node.dev_eui, {"fport": 9, "raw": "d0", "id": "plain"})["payload"]["state"] == "queued"
+
+    # heard by A (which processes it) and better by B: the command goes through B's gateway, and B, which
+    # transmits it, reports it sent
+    t = mono.next()
+    frame = node.uplink()
+    hear(a, next(gws), frame, 1.0, t)
+    hear(b, 0xBB00000000000001, frame, 8.0, t)
+    a.roof.flush(t + 1, NOW)
+    assert b.roof.poll() == 1 and radio_a.txpks == []
+    (down,) = radio_b.frames()
+    assert down.fport == 9 and down.confirmed and down.fpending  # "plain" waits behind it
+    assert states(b) == [("conf", "sent")] and results(b)[0]["detail"] == "RX1"
+    assert results(b)[0]["fcnt_down"] == 0
+    assert states(a) == []
+
+    # the next uplink ACKs it: acked (by A, which processes it), and the next command goes, sent by A
+    t = mono.next()
+    hear(a, next(gws), node.uplink(ack=True), 1.0, t)
+    a.roof.flush(t + 1, NOW)
+    assert states(a) == [("conf", "acked"), ("plain", "sent")]
+    assert results(a)[0]["fcnt_down"] == 0
+    assert radio_a.frames()[-1].fport == 9 and not radio_a.frames()[-1].confirmed
+
+    # a confirmed command that is never ACKed: sent once, sent again, then failed after 2 attempts
+    a.submit(node.dev_eui, {"fport": 9, "raw": "e0", "confirmed": True, "id": "lost"})
+    for _ in range(3):
+        t = mono.next()
+        hear(a, next(gws), node.uplink(), 1.0, t)
+        a.roof.flush(t + 1, NOW)
+    lost = [(c, s) for c, s in states(a) if c == "lost"]
+    assert lost == [("lost", "sent"), ("lost", "failed")]
+    assert results(a)[-1]["detail"] == "no ACK after 2 attempts"
+    sent_lost = [d for d in radio_a.frames() if d.fport == 9 and d.confirmed]
+    assert len(sent_lost) == 2 and sent_lost[0].fcnt16 != sent_lost[1].fcnt16
+    assert a.shared.queued_commands(node.dev_eui) == []
