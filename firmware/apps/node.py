@@ -18,9 +18,6 @@ An app (apps/air.py, water.py, temperature.py, cooling.py) provides:
     app.save() / app.shutdown()   persist state / fail safe (valve closed) before a reset
 """
 
-import binascii
-import json
-
 from lw import mac as lwmac
 from lw.store import Record
 from micropython import const
@@ -75,13 +72,17 @@ class Node:
 
     # -- deep sleep ------------------------------------------------------------------------------------
     def retain_state(self, sleep_ms):
-        """Keep what the next wake-up needs (report due time, app state) in retained RAM."""
+        """Keep what the next wake-up needs (report due time, app state) in retained RAM. Its code
+        (apps/retain.py) is loaded for the call, once before each deep sleep, and released after."""
         if self.retain is None:
             return
-        now = self.clock.now_ms()
-        st = {"due": self.next_report_ms - now - sleep_ms, "app": self.app.retained(),
-              "st": self.status_due, "mac": binascii.hexlify(self.mac.retained()).decode()}
-        self.retain.write(json.dumps(st).encode())
+        from apps import retain
+
+        try:
+            retain.write(self, sleep_ms)
+        finally:
+            del retain
+            lwmac.release("apps.retain")
 
     # -- helpers -------------------------------------------------------------------------------------
     def _log(self, msg):

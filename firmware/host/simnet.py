@@ -9,6 +9,7 @@ import struct
 
 import cryptolib
 from lw import crypto, region
+from lw.session import session_keys
 
 
 class Uplink:
@@ -132,7 +133,7 @@ class SimNetwork:
                                        self.join_dl_settings, self.join_rx_delay, self.cflist_hz)
                 jn = struct.pack("<I", self.join_nonce)[:3]
                 nid = struct.pack("<I", self.net_id)[:3]
-                self.nwk_s_key, self.app_s_key = crypto.session_keys(self.app_key, jn, nid, up.dev_nonce)
+                self.nwk_s_key, self.app_s_key = session_keys(self.app_key, jn, nid, up.dev_nonce)
                 self.fcnt_down = 0
                 self.fcnt_up_last = None
                 self.last_join_accept = ja

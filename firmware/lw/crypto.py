@@ -1,10 +1,11 @@
 """LoRaWAN 1.0.x security on one primitive: AES-128-ECB encrypt from `cryptolib.aes(key, 1)`.
 
 AES-CMAC (RFC 4493) is written here on top of it; so are the data-frame MIC and FRMPayload
-cipher (LoRaWAN 1.0.2 sections 4.3.3 and 4.4), the join MICs and session-key derivation (6.2.5).
-All multi-byte fields go in on-air (little-endian) order. Callers pass key *objects* made with
-`aes_key(key)` so a session does the key expansion once; no AES object is used for decrypt, so
-the real cryptolib's "one direction per object" rule is never hit.
+cipher (LoRaWAN 1.0.2 sections 4.3.3 and 4.4) and the join MICs (6.2.4; the session keys of
+6.2.5 are in lw/session.py, loaded for a join). All multi-byte fields go in on-air
+(little-endian) order. Callers pass key *objects* made with `aes_key(key)` so a session does
+the key expansion once; no AES object is used for decrypt, so the real cryptolib's "one
+direction per object" rule is never hit.
 """
 import struct
 
@@ -109,21 +110,6 @@ def join_mic(app_aes, msg):
     """MIC of a join-request (MHDR|JoinEUI|DevEUI|DevNonce) or of a decrypted join-accept
     (MHDR|JoinNonce|NetID|DevAddr|DLSettings|RxDelay|CFList)."""
     return cmac(app_aes, msg)[:4]
-
-
-def session_keys(app_key, join_nonce_le3, net_id_le3, dev_nonce):
-    """(NwkSKey, AppSKey) from AppKey and the join-accept fields as they are on air (3 bytes LE
-    each) and DevNonce (int)."""
-    aes = aes_key(app_key)
-    blk = bytearray(16)
-    blk[1:4] = join_nonce_le3
-    blk[4:7] = net_id_le3
-    struct.pack_into("<H", blk, 7, dev_nonce)
-    blk[0] = 1
-    nwk = aes.encrypt(bytes(blk))
-    blk[0] = 2
-    app = aes.encrypt(bytes(blk))
-    return nwk, app
 
 
 def equal(a, b):

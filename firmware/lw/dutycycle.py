@@ -27,11 +27,12 @@ class DutyCycle:
       more than the band's share (36 s at 1 %, 3.6 s at 0.1 %, 360 s at 10 %). The pause alone
       lets a window hold one frame too many (13 SF12 frames = 1.009 %).
 
-    Across resets the ledger lives on the store (pack()/unpack()). To spare flash, airtime is
-    reserved in chunks: before a frame the MAC asks needs_save(); only when the reserve left is
-    smaller than the frame is the ledger written, with a new reserve that later frames spend
-    without writing. After a reset the whole reserve counts as sent just before the boot, and the
-    time the node was off counts as zero (see unpack()): a reset never refunds airtime."""
+    Across resets the ledger lives on the store (pack(); lw/startup.py dc_unpack() at boot). To
+    spare flash, airtime is reserved in chunks: before a frame the MAC asks needs_save(); only
+    when the reserve left is smaller than the frame is the ledger written, with a new reserve that
+    later frames spend without writing. After a reset the whole reserve counts as sent just before
+    the boot, and the time the node was off counts as zero (see dc_unpack()): a reset never
+    refunds airtime."""
 
     def __init__(self):
         nb = len(region.SB_DIV)
@@ -138,54 +139,6 @@ class DutyCycle:
                 o += 12
         return out
 
-    def unpack(self, data, now_ms, exact=False):
-        """Take back pack() after a reset. Returns False (and changes nothing) when malformed.
-
-        Time: if the clock kept running (RTC, now_ms >= the saved time), stored times stay as they
-        are; if it restarted, they move so that the save was "just now": the time the node was off
-        counts as zero, which is never more than what really passed. The reserve counts as sent
-        just now (the frames it covered went out at unknown times before the reset), unless
-        `exact` (RTC memory written at sleep time, after the last frame: the reserve is left)."""
-        nb = len(self.ledger)
-        try:
-            saved, agg = struct.unpack_from("<qq", data, 0)
-            o = 16
-            bands = []
-            for _ in range(nb):
-                free, res, n = struct.unpack_from("<qIB", data, o)
-                o += 13
-                led = []
-                for _ in range(n):
-                    e = struct.unpack_from("<qI", data, o)
-                    led.append([e[0], e[1]])
-                    o += 12
-                bands.append((free, res, led))
-            if o != len(data):
-                return False
-        except Exception:  # struct.error (CPython) / ValueError (MicroPython): torn or foreign
-            return False
-        shift = 0 if now_ms >= saved else now_ms - saved
-        self.agg_free_ms = agg + shift
-        for b in range(nb):
-            free, res, led = bands[b]
-            self.band_free_ms[b] = free + shift
-            self.ledger[b] = []
-            for e in led:
-                self._add(b, e[0] + shift, e[1])
-            if exact:
-                self.reserve_ms[b] = res
-            else:
-                if res:
-                    self._add(b, now_ms, res)
-                self.reserve_ms[b] = 0
-        return True
-
-    def assume_full(self, now_ms):
-        """The stored ledger was unreadable: count every band's hourly limit as just spent."""
-        for b in range(len(self.ledger)):
-            self.ledger[b] = [[now_ms, self.limit_ms(b)]]
-            self.reserve_ms[b] = 0
-
 
 class JoinBackoff:
     """Aggregate join-request airtime limits (LoRaWAN 1.0.2 section 7): < 36 s in the first hour
@@ -229,11 +182,3 @@ class JoinBackoff:
         """(t0 or -1, window start, window length, budget, used) for persisting."""
         return (-1 if self.t0_ms is None else self.t0_ms, self.win_start_ms, self.win_len_ms, self.budget_ms,
                 self.used_ms)
-
-    def restore(self, vals, shift_ms):
-        """Take back state(); shift_ms moves the stored times onto a clock that restarted."""
-        if vals[0] < 0:
-            return
-        self.t0_ms = vals[0] + shift_ms
-        self.win_start_ms = vals[1] + shift_ms
-        self.win_len_ms, self.budget_ms, self.used_ms = vals[2], vals[3], vals[4]

@@ -108,9 +108,6 @@ class Result:
     def ok(self):
         return self.status in (SENT, ACKED, JOINED)
 
-    def __repr__(self):
-        return "Result(%s fcnt=%d wait_ms=%d tx=%d dl=%r)" % (
-            self.status, self.fcnt, self.wait_ms, self.tx_count, self.downlink)
 
 
 class Mac:
@@ -331,14 +328,25 @@ class Mac:
             raise ConfigError("join() needs activation 'otaa'")
         if self.dev_nonce_next > 0xFFFF:
             return Result(NONCE_EXHAUSTED)
-        # the join code (lw/join.py) is in RAM only during the attempt
+        # the join code (lw/join.py) is in RAM only during the attempt, the code that starts the
+        # session (lw/session.py) only after it
         from lw import join as lwjoin
 
         try:
-            return lwjoin.attempt(self, self.max_wait_ms if max_wait_ms is None else max_wait_ms)
+            r, acc = lwjoin.attempt(self, self.max_wait_ms if max_wait_ms is None else max_wait_ms)
         finally:
             del lwjoin
             release("lw.join")
+        if acc is not None:
+            from lw import session
+
+            try:
+                session.start(self, acc[0], acc[1])
+            finally:
+                del session
+                release("lw.session")
+            r.status = JOINED
+        return r
 
     # ---- uplink --------------------------------------------------------------------------------
 

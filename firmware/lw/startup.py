@@ -117,8 +117,8 @@ def init_state(mac, store, abp):
     mac._dcrec = Record(store, "lwdc")
     draw = mac._dcrec.load()
     now = mac.clock.now_ms()
-    if mac._dcrec.damaged or (draw is not None and not mac.dc.unpack(draw, now)):
-        mac.dc.assume_full(now)  # unknown (perhaps newer) airtime: count every band as full
+    if mac._dcrec.damaged or (draw is not None and not dc_unpack(mac.dc, draw, now)):
+        dc_assume_full(mac.dc, now)  # unknown (perhaps newer) airtime: count every band as full
 
     mac._rec = Record(store, "lwstate")
     raw = mac._rec.load()
@@ -155,7 +155,12 @@ def unpack(mac, raw):
     jb = struct.unpack_from(m.JB_FMT, raw, o)
     now = mac.clock.now_ms()
     # a clock that restarted (no RTC) cannot say how long we were off: assume no time passed
-    mac.join_backoff.restore(jb, 0 if now >= jb[5] else now - jb[5])
+    if jb[0] >= 0:  # the join back-off's state(), with stored times moved onto this clock
+        shift = 0 if now >= jb[5] else now - jb[5]
+        b = mac.join_backoff
+        b.t0_ms = jb[0] + shift
+        b.win_start_ms = jb[1] + shift
+        b.win_len_ms, b.budget_ms, b.used_ms = jb[2], jb[3], jb[4]
     if not flags & 1 or bool(flags & 2) != mac.otaa:
         return
     mac.joined = True
@@ -218,5 +223,56 @@ def restore_retained(mac, data):
     n = data[o]
     mac._sticky = bytearray(data[o + 1 : o + 1 + n])
     o += 1 + n
-    mac.dc.unpack(memoryview(data)[o : len(data) - 4], now, True)
+    dc_unpack(mac.dc, memoryview(data)[o : len(data) - 4], now, True)
     return True
+
+
+def dc_unpack(dc, data, now_ms, exact=False):
+    """Take back DutyCycle.pack() after a reset (boot code: here, not in lw/dutycycle.py). Returns
+    False (and changes nothing) when malformed.
+
+    Time: if the clock kept running (RTC, now_ms >= the saved time), stored times stay as they
+    are; if it restarted, they move so that the save was "just now": the time the node was off
+    counts as zero, which is never more than what really passed. The reserve counts as sent
+    just now (the frames it covered went out at unknown times before the reset), unless
+    `exact` (RTC memory written at sleep time, after the last frame: the reserve is left)."""
+    nb = len(dc.ledger)
+    try:
+        saved, agg = struct.unpack_from("<qq", data, 0)
+        o = 16
+        bands = []
+        for _ in range(nb):
+            free, res, n = struct.unpack_from("<qIB", data, o)
+            o += 13
+            led = []
+            for _ in range(n):
+                e = struct.unpack_from("<qI", data, o)
+                led.append([e[0], e[1]])
+                o += 12
+            bands.append((free, res, led))
+        if o != len(data):
+            return False
+    except Exception:  # struct.error (CPython) / ValueError (MicroPython): torn or foreign
+        return False
+    shift = 0 if now_ms >= saved else now_ms - saved
+    dc.agg_free_ms = agg + shift
+    for b in range(nb):
+        free, res, led = bands[b]
+        dc.band_free_ms[b] = free + shift
+        dc.ledger[b] = []
+        for e in led:
+            dc._add(b, e[0] + shift, e[1])
+        if exact:
+            dc.reserve_ms[b] = res
+        else:
+            if res:
+                dc._add(b, now_ms, res)
+            dc.reserve_ms[b] = 0
+    return True
+
+
+def dc_assume_full(dc, now_ms):
+    """The stored ledger was unreadable: count every band's hourly limit as just spent."""
+    for b in range(len(dc.ledger)):
+        dc.ledger[b] = [[now_ms, dc.limit_ms(b)]]
+        dc.reserve_ms[b] = 0

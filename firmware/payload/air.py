@@ -31,5 +31,4 @@ def encode(d, fport=1):
     return bytes(b)
 
 
-def decode_down(fport, p):
-    return common.decode_down(fport, p)
+decode_down = common.decode_down  # only the common downlinks

@@ -1,8 +1,10 @@
-"""Payloads every node speaks: the status uplink (FPort 2) and the downlinks 10, 11, 12."""
+"""Payloads every node speaks: the status uplink (FPort 2) and the downlinks 10, 11, 12 (decoded
+by payload/commondown.py)."""
 
+from lw.mac import release
 from micropython import const
 
-from payload.fields import PayloadError, battery_raw, check_header, get_u16, put_u16, put_u32, scaled
+from payload.fields import PayloadError, battery_raw, put_u16, put_u32, scaled
 
 FPORT_STATUS = const(2)
 FPORT_SET_INTERVAL = const(10)
@@ -33,17 +35,12 @@ def encode_status(d):
 
 
 def decode_down(fport, p):
-    """The common downlinks as the host codec's data dicts; None for a port that is not common."""
-    if fport == FPORT_SET_INTERVAL:
-        check_header(p, 3)
-        s = get_u16(p, 1)
-        if s < INTERVAL_MIN_S or s > INTERVAL_MAX_S:
-            raise PayloadError("interval: %d s out of range 60..43200" % s)
-        return {"interval": s}
-    if fport == FPORT_REQUEST_STATUS:
-        check_header(p, 1)
-        return {}
-    if fport == FPORT_REBOOT:
-        check_header(p, 2)
-        return {"delay": p[1]}
-    return None
+    """The common downlinks as the host codec's data dicts; None for a port that is not common.
+    The decoder (payload/commondown.py) is loaded for the call and released after."""
+    from payload import commondown
+
+    try:
+        return commondown.decode_down(fport, p)
+    finally:
+        del commondown
+        release("payload.commondown")

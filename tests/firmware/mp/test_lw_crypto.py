@@ -5,7 +5,7 @@ TTN OTAA example, brocaar/lorawan test suite) as collected in /work/shared/vecto
 """
 
 import cryptolib
-from lw import crypto
+from lw import crypto, session
 from lw import join as lwjoin
 
 from mptest import raises, unhex
@@ -69,7 +69,7 @@ def test_join_accept_decrypt_mic_and_keys_ttn_example():
     plain = lwjoin.decrypt_join_accept(crypto.aes_key(key), phy)
     assert crypto.equal(crypto.join_mic(crypto.aes_key(key), plain[:-4]), plain[-4:])
     assert plain[7:11] == unhex("432E0126")  # DevAddr 26012E43, little-endian on air
-    nwk, app = crypto.session_keys(key, plain[1:4], plain[4:7], 0xCC85)  # on-air 85 CC
+    nwk, app = session.session_keys(key, plain[1:4], plain[4:7], 0xCC85)  # on-air 85 CC
     assert nwk == unhex("2C96F7028184BB0BE8AA49275290D4FC")
     assert app == unhex("F3A5C8F0232A38C144029C165865802C")
 
@@ -84,7 +84,7 @@ def test_join_accept_without_cflist_brocaar():
 
 def test_session_keys_lora_packet_vector():
     # JoinNonce 376338, NetID aabbcc, DevNonce f18e (big-endian as printed) -> on-air little-endian
-    nwk, app = crypto.session_keys(
+    nwk, app = session.session_keys(
         unhex("98929b92c49edba9676d646d3b612456"), unhex("386337"), unhex("ccbbaa"), 0xF18E
     )
     assert nwk == unhex("4e3d6e6afbcc67af2ba3c8e8ec4acf4b")

@@ -1,6 +1,6 @@
 """lw.region (EU868 data, time on air) and lw.dutycycle (ETSI sub-bands, DutyCycleReq, join back-off)."""
 
-from lw import dutycycle, region
+from lw import dutycycle, region, startup
 
 from mptest import raises
 
@@ -84,9 +84,9 @@ def test_duty_cycle_aggregated_limit_and_bad_freq():
     raises(ValueError, dc.record, 915000000, 0, 100)
     dc2 = dutycycle.DutyCycle()
     dc2.max_dcycle = dc.max_dcycle  # (the MAC keeps it with the session)
-    assert dc2.unpack(dc.pack(100), 100, True)
+    assert startup.dc_unpack(dc2, dc.pack(100), 100, True)
     assert dc2.wait_ms(868100000, 100) == 102400 - 100
-    assert not dc2.unpack(b"\x00" * 5, 100) and not dc2.unpack(dc.pack(100)[:-1], 100)
+    assert not startup.dc_unpack(dc2, b"\x00" * 5, 100) and not startup.dc_unpack(dc2, dc.pack(100)[:-1], 100)
 
 
 HOUR = 3600000
@@ -161,16 +161,16 @@ def test_ledger_pack_unpack_across_a_reset():
     assert not dc.needs_save(f, 1000) and dc.needs_save(f, 2000)  # 1707 ms of reserve left
     # reset, clock restarted at 1000: the save counts as "just now", the whole reserve as sent
     dc2 = dutycycle.DutyCycle()
-    assert dc2.unpack(saved, 1000)
+    assert startup.dc_unpack(dc2, saved, 1000)
     b = region.subband(f)
     assert sum(e[1] for e in dc2.ledger[b]) == 4500 and dc2.reserve_ms[b] == 0
     # a clock that kept running (RTC): stored times stay where they were
     dc3 = dutycycle.DutyCycle()
     dc3.record(f, 1000000, 2793)
     dc4 = dutycycle.DutyCycle()
-    assert dc4.unpack(dc3.pack(1100000), 2000000, True)
+    assert startup.dc_unpack(dc4, dc3.pack(1100000), 2000000, True)
     assert dc4.ledger[b] == [[1002793, 2793]] and dc4.band_free_ms[b] == dc3.band_free_ms[b]
-    dc4.assume_full(2000000)
+    startup.dc_assume_full(dc4, 2000000)
     assert dc4.wait_ms(f, 2000000, 100) >= HOUR - 200
 
 
