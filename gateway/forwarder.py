@@ -3,8 +3,9 @@
 One asyncio task per sink: fetch the next records the sink has not acknowledged (in ``seq`` order, i.e. FCnt
 order per device), hand them to the sink in that order (one ``send_many`` per fetch) with at most
 ``window`` awaiting acknowledgement, and acknowledge delivered ones in the outbox in groups (group commit):
-acknowledgements collect for up to ``ack_interval_s`` or ``ack_batch`` records, whichever comes first, then
-one transaction (one fsync) records them all. An acknowledgement not yet committed when the process dies
+acknowledgements are held in the outbox (:meth:`~.outbox.Outbox.hold_acks`) and recorded with the next
+records stored (the same commit, mostly the same pages) or after ``ack_interval_s`` or ``ack_batch`` of
+them, whichever comes first. An acknowledgement not yet committed when the process dies
 only means the record is sent again under the same id (at-least-once); pending ones are committed on stop.
 A quiet gateway waits the whole interval too, on purpose: each commit writes a few database pages to the
 Pi's SD card (and forces them out), and a card wears out by its writes. Committing each acknowledgement at
@@ -138,8 +139,9 @@ class _Runner:
         self.cursor = 0
         self.inflight: dict[str, OutboxRecord] = {}  # record id -> record awaiting its result
         self.retry: list[tuple[float, OutboxRecord]] = []
-        self.unacked: list[int] = []  # seqs delivered but not yet recorded in the outbox
-        self.unacked_since = 0.0  # monotonic time of the oldest entry in `unacked`
+        # delivered records are held in the outbox (Outbox.hold_acks) until recorded; since when the oldest
+        # of this sink's waits (monotonic)
+        self.unacked_since = 0.0
         self.stopping = False
         now_wall, now = time.time(), time.monotonic()
         self.started_mono = now
@@ -263,7 +265,7 @@ class _Runner:
 
     def _wait_s(self) -> float:
         """How long to sleep for: ``poll_s``, or less when grouped acknowledgements fall due sooner."""
-        if not self.unacked:
+        if not self.outbox.held_count(self.sink.name):
             return self.fwd.poll_s
         due = self.unacked_since + self.fwd.ack_interval_s - time.monotonic()
         return max(0.0, min(self.fwd.poll_s, due))
@@ -272,26 +274,30 @@ class _Runner:
         """Take the sink's results; commit the acknowledgements gathered so far when they are due
         (``ack_interval_s`` since the oldest, or ``ack_batch`` of them) or ``flush`` is set."""
         delivered, failed = self.sink.take_delivered()
+        outbox, name = self.outbox, self.sink.name
         if delivered or failed:
             now = time.monotonic()
-            inflight, unacked = self.inflight, self.unacked
-            if delivered and not unacked:
-                self.unacked_since = now
+            inflight = self.inflight
+            seqs = []
             for rid in delivered:
                 pending = inflight.pop(rid, None)
                 if pending is not None:
-                    unacked.append(pending.seq)
+                    seqs.append(pending.seq)
             for res in failed:
                 pending = inflight.pop(res.record_id, None)
                 log.warning(
                     "sink %s refused %s: %s (kept, retry in %.0f s)",
-                    self.sink.name,
+                    name,
                     res.record_id,
                     res.reason,
                     self.fwd.retry_s,
                 )
                 if pending is not None:
                     self.retry.append((now + self.fwd.retry_s, pending))
+            if seqs:
+                if not outbox.held_count(name):
+                    self.unacked_since = now
+                outbox.hold_acks(name, seqs)
             if delivered:
                 self.last_ok_mono = now
             self._set(
@@ -300,20 +306,20 @@ class _Runner:
                 inflight=len(inflight),
                 last_ack_at=time.time() if delivered else self.status.last_ack_at,
             )
-        if self.unacked and (
+        held = outbox.held_count(name)
+        if held and (
             flush
-            or len(self.unacked) >= self.fwd.ack_batch
+            or held >= self.fwd.ack_batch
             or time.monotonic() - self.unacked_since >= self.fwd.ack_interval_s
         ):
             try:
-                self.outbox.ack_seqs(self.sink.name, self.unacked)
-                self.unacked = []
+                outbox.commit_acks()
                 self.ack_error = None
-            except StorageError as exc:  # keep them; tried again after ack_interval_s (not every round)
+            except StorageError as exc:  # still held; tried again after ack_interval_s (not every round)
                 self.unacked_since = time.monotonic()
                 level = logging.DEBUG if str(exc) == self.ack_error else logging.ERROR
                 self.ack_error = str(exc)
-                log.log(level, "sink %s: cannot record acknowledgements: %s", self.sink.name, exc)
+                log.log(level, "sink %s: cannot record acknowledgements: %s", name, exc)
 
     # ------------------------------------------------------------------ state
 
@@ -484,7 +490,7 @@ class Forwarder:
     def delivered_unrecorded(self) -> int:
         """Records in the outbox that every sink has acknowledged, their deletion waiting for the next group
         commit (at most ``ack_interval_s``): the outbox depth minus these is what still waits."""
-        held = {n: set(r.unacked) for n, r in self._runners.items() if r.unacked}
+        held = {n: set(seqs) for n, seqs in self.outbox.held().items() if n in self._runners}
         return self.outbox.delivered(held)
 
     async def wait_state(self, name: str, state: str, timeout: float) -> SinkStatus:
@@ -503,6 +509,9 @@ class Forwarder:
         async with asyncio.timeout(timeout):
             while True:
                 runners = [self._runners[sink]] if sink else list(self._runners.values())
-                if all(not r.inflight and not r.unacked for r in runners) and self.outbox.depth(sink) == 0:
+                if (
+                    all(not r.inflight and not self.outbox.held_count(r.sink.name) for r in runners)
+                    and self.outbox.depth(sink) == 0
+                ):
                     return
                 await asyncio.sleep(0.02)

@@ -267,6 +267,9 @@ class Intake:
         Before a downlink goes out (its frame counter must never be used twice) the log is fsynced."""
         with db.deferred_sync(self.conn):
             outcomes, sends = self._flush_uplinks(force)
+            if force:  # (at stop, replay and recovery) the journal rows of what was stored go now, not later
+                with contextlib.suppress(HavelError):  # (still marked: the next journal commit deletes them)
+                    self.journal.settle()
         if sends:
             try:
                 db.sync_wal(self.conn)

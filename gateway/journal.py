@@ -2,10 +2,14 @@
 
 Packet forwarders never retransmit, and an uplink waits up to the dedup window in memory before the network
 server processes it. So that a crash (SIGKILL, power cut) in that time loses nothing that was acknowledged,
-the daemon writes the rxpk here first (one group commit every few ms, then the PUSH_ACKs), and deletes
-it in the same transaction that stores the processed frame (counter + outbox record). At start the daemon
-feeds what is left back into the network server with the original receive time; such frames never trigger
-downlinks (their receive windows are gone).
+the daemon writes the rxpk here first (one group commit every few ms, then the PUSH_ACKs). The transaction
+that stores the processed frame (counter + outbox record) marks it done (:meth:`Journal.forget`), and the
+next journal commit deletes it: that commit writes the journal's page anyway (at a city's pace the new row
+and the done one share it), where deleting it at once wrote the page a second time per uplink, on an SD
+card. The mark is a row of a TEMP table (in memory, part of the same transaction: a rolled-back store leaves
+no mark). At start the daemon feeds what is left back into the network server with the original receive
+time; such frames never trigger downlinks (their receive windows are gone). One stored just before a crash
+whose deletion had not come yet is then refused as a replay of its counter: nothing is stored twice.
 
 Two tables, one meaning. ``intake_datagrams`` is the fast path the daemon uses under load: one row per
 PUSH_DATA datagram with several rxpk waiting, stored as it came, with a bit mask of those rxpk (a packet
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from havel.gateway import schema
+from havel.gateway import db, schema
 from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.backends.semtech_udp.gwmp import GwmpError
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket, parse_rxpk, parse_time
@@ -40,6 +44,35 @@ log = logging.getLogger(__name__)
 
 MASK_BITS = 62  # rxpk indexes a datagram row can hold (SQLite integers are signed 64-bit)
 _INDEX_BITS = 6
+
+# a mark of processed receptions (see Journal.forget): NULL bits (a whole row) wins over bits
+_MARK = (
+    "INSERT INTO temp.intake_done (seq, bits) VALUES (?, ?) ON CONFLICT(seq) DO UPDATE SET bits = "
+    "CASE WHEN bits IS NULL OR excluded.bits IS NULL THEN NULL ELSE bits | excluded.bits END"
+)
+# deleting what is marked: whole rows, then the marked rxpk of datagram rows (a row with none left goes)
+_SETTLE = (
+    "DELETE FROM intake WHERE seq IN (SELECT seq FROM temp.intake_done WHERE bits IS NULL)",
+    "DELETE FROM intake_datagrams WHERE seq IN (SELECT seq FROM temp.intake_done WHERE bits IS NULL)",
+    "UPDATE intake_datagrams SET wanted = wanted & ~(SELECT bits FROM temp.intake_done d "
+    "WHERE d.seq = intake_datagrams.seq) WHERE seq IN (SELECT seq FROM temp.intake_done WHERE bits NOT NULL)",
+    "DELETE FROM intake_datagrams WHERE wanted = 0 "
+    "AND seq IN (SELECT seq FROM temp.intake_done WHERE bits NOT NULL)",
+    "DELETE FROM temp.intake_done",
+)
+# what waits, marks taken off (a datagram row's mask without its marked rxpk)
+_PENDING_SINGLES = (
+    "SELECT * FROM intake WHERE seq NOT IN (SELECT seq FROM temp.intake_done WHERE bits IS NULL) ORDER BY seq"
+)
+_PENDING_DATAGRAMS = (
+    "SELECT seq, gateway_eui, received_at, wanted & "
+    "~coalesce((SELECT bits FROM temp.intake_done d WHERE d.seq = intake_datagrams.seq), 0), datagram "
+    "FROM intake_datagrams WHERE seq NOT IN (SELECT seq FROM temp.intake_done WHERE bits IS NULL) "
+    "ORDER BY seq"
+)
+_COUNT_SINGLES = (
+    "SELECT count(*) FROM intake WHERE seq NOT IN (SELECT seq FROM temp.intake_done WHERE bits IS NULL)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +104,10 @@ class Journal:
         # outright. Only a hint (never what decides that other rxpk are done): after a failed commit it can
         # be stale, so anything short of the whole original mask goes through the table itself.
         self._wanted: dict[int, int] = {}
+        # what was processed, deleted by the next journal commit: seq -> NULL (the whole row, of either
+        # table) or the bits of a datagram row's rxpk processed
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS intake_done (seq INTEGER PRIMARY KEY, bits INTEGER)")
+        self._owed = False  # marks may wait (a hint: a rolled-back mark is gone from the table itself)
 
     @staticmethod
     def datagram_id(seq: int, index: int) -> int:
@@ -82,6 +119,8 @@ class Journal:
         that wait, each below MASK_BITS)`` and single receptions ``(gateway EUI, RxPacket, receive time,
         time source)``, mixed; returns their row numbers in the order given, which is the replay order
         (a datagram's rxpk: see :meth:`datagram_id`)."""
+        if self._owed:
+            self.settle()
         first = self._next
         self._next += len(items)
         datagrams: list[tuple[int, int, bytes, float, int]] = []
@@ -148,45 +187,41 @@ class Journal:
         return self.add_many([(gateway_eui, rx, received_at, time_source)])[0]
 
     def forget(self, ids: Iterable[int]) -> None:
-        """Drop processed receptions (their journal ids, of either table)."""
-        seqs = []
+        """Mark processed receptions done (their journal ids, of either table), inside the transaction that
+        stored them; the next journal commit (or :meth:`settle`) deletes them."""
+        marks: list[tuple[int, int | None]] = []
         cleared: dict[int, int] = {}  # datagram row -> bits of its rxpk processed now
         for i in ids:
             if i > 0:
-                seqs.append(i)
+                marks.append((i, None))
             elif i < 0:
                 seq, index = divmod(-i, 1 << _INDEX_BITS)
                 cleared[seq] = cleared.get(seq, 0) | (1 << index)
-        if cleared:
-            self._forget_datagram_rxpk(cleared)
-        if seqs:
-            self._forget_rows(seqs)
-
-    def _forget_datagram_rxpk(self, cleared: dict[int, int]) -> None:
         wanted_of = self._wanted
-        whole: list[int] = []
-        part: list[tuple[int, int]] = []
         for seq, bits in cleared.items():
-            if wanted_of.pop(seq, None) == bits:  # every rxpk it was written with: the row goes
-                whole.append(seq)
-            else:  # part of it (or the rest of one an earlier batch began): the table decides from here
-                part.append((bits, seq))
-        if whole:
-            self.conn.executemany("DELETE FROM intake_datagrams WHERE seq BETWEEN ? AND ?", _runs(whole))
-        if part:
-            self.conn.executemany("UPDATE intake_datagrams SET wanted = wanted & ~? WHERE seq = ?", part)
-            self.conn.executemany(
-                "DELETE FROM intake_datagrams WHERE seq = ? AND wanted = 0", [(seq,) for _, seq in part]
-            )
+            # every rxpk it was written with: the whole row; part of it (or the rest of one an earlier batch
+            # began): its bits, and the table decides
+            marks.append((seq, None if wanted_of.pop(seq, None) == bits else bits))
+        if marks:
+            self.conn.executemany(_MARK, marks)
+            self._owed = True
 
-    def _forget_rows(self, seqs: list[int]) -> None:
-        self.conn.executemany("DELETE FROM intake WHERE seq BETWEEN ? AND ?", _runs(seqs))
+    def settle(self) -> None:
+        """Delete what :meth:`forget` marked (inside the caller's transaction, or one of its own)."""
+        conn = self.conn
+        if conn.execute("SELECT 1 FROM temp.intake_done LIMIT 1").fetchone() is None:
+            self._owed = False
+            return
+        with db.unit_of_work(conn):
+            for statement in _SETTLE:
+                conn.execute(statement)
+        self._owed = False
 
     def pending(self) -> list[Entry]:
         """What a previous run received but did not process, in the order it came."""
         out = []
         for seq, eui, data, tmst, freq, datr, chan, rssi, lsnr, rx_time, tmms, at, src in self.conn.execute(
-            "SELECT * FROM intake ORDER BY seq"
+            _PENDING_SINGLES
         ):
             rx = RxPacket(
                 data=bytes(data),
@@ -209,9 +244,7 @@ class Journal:
                     int(seq) << _INDEX_BITS,
                 )
             )
-        for seq, eui, at, wanted, datagram in self.conn.execute(
-            "SELECT seq, gateway_eui, received_at, wanted, datagram FROM intake_datagrams ORDER BY seq"
-        ):
+        for seq, eui, at, wanted, datagram in self.conn.execute(_PENDING_DATAGRAMS):
             out.extend(
                 self._datagram_entries(int(seq), int(eui, 16), float(at), int(wanted), bytes(datagram))
             )
@@ -252,19 +285,6 @@ class Journal:
 
     def depth(self) -> int:
         """Receptions waiting."""
-        rows = int(self.conn.execute("SELECT count(*) FROM intake").fetchone()[0])
-        masks = self.conn.execute("SELECT wanted FROM intake_datagrams").fetchall()
-        return rows + sum(bin(int(m)).count("1") for (m,) in masks)
-
-
-def _runs(seqs: list[int]) -> list[tuple[int, int]]:
-    """Sorted numbers as (first, last) runs of consecutive ones: frames are mostly processed in the order
-    they came in, so a batch is one or a few ranges, each one statement on the primary key."""
-    runs: list[tuple[int, int]] = []
-    for seq in sorted(seqs):
-        if runs and seq <= runs[-1][1] + 1:
-            if seq > runs[-1][1]:
-                runs[-1] = (runs[-1][0], seq)
-        else:
-            runs.append((seq, seq))
-    return runs
+        rows = int(self.conn.execute(_COUNT_SINGLES).fetchone()[0])
+        masks = self.conn.execute(_PENDING_DATAGRAMS).fetchall()
+        return rows + sum(bin(int(m[3])).count("1") for m in masks)

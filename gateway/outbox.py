@@ -72,18 +72,28 @@ ROW_OVERHEAD = 96  # bytes counted per row besides the payload (ids, columns, in
 MAX_SINKS = 62
 
 _INSERT = (
-    "INSERT OR IGNORE INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at, payload, size, pending)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at, payload, size, pending,"
+    " seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SEQ_OF = "SELECT id, seq FROM outbox WHERE id IN (SELECT value FROM json_each(?))"
+_LAST_SEQ = "SELECT seq FROM outbox_totals WHERE one = 1"
 # Same text as json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False), without
 # building an encoder per call
 _encode_json = encode_json
 
 _ADD_TOTALS = "UPDATE outbox_totals SET rows = rows + ?, bytes = bytes + ? WHERE one = 1"
+_ADD_TOTALS_SEQ = "UPDATE outbox_totals SET rows = rows + ?, bytes = bytes + ?, seq = ? WHERE one = 1"
 _DELETE_DONE = "DELETE FROM outbox WHERE pending = 0 RETURNING size"
 _DELETE_SEQS = "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING size"
 _DELETE_IDS = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?)) RETURNING size"
+# The oldest records of a priority: alarm and state ones through their index (the term that names the index's
+# condition, _URGENT, lets SQLite use it), routine readings in seq order (nearly every record is one)
+_URGENT = "priority != 'background'"
+_OLDEST = {
+    "background": "SELECT seq, id, size FROM outbox WHERE priority = ? ORDER BY seq LIMIT 64",
+    "state": "SELECT seq, id, size FROM outbox WHERE priority = ? AND priority != 'background' "
+    "ORDER BY seq LIMIT 64",
+}
 
 
 @dataclass
@@ -152,6 +162,9 @@ class Outbox:
         self.quota_bytes = quota_bytes
         self.sinks = tuple(names)
         self.retired: dict[str, int] = {}  # sinks no longer configured that still hold records: name -> bit
+        self._held: dict[str, list[int]] = {}  # sink -> seqs it delivered, not yet recorded (hold_acks)
+        # held seqs recorded in a transaction not yet known to have committed: (sink, seqs)
+        self._recorded: list[tuple[str, list[int]]] = []
         try:
             with db.unit_of_work(conn):
                 schema.migrate(conn)
@@ -169,6 +182,8 @@ class Outbox:
         self.quota_bytes = None
         self.drop_order = DROP_ORDER
         self.retired = {}
+        self._held = {}
+        self._recorded = []
         try:
             rows = conn.execute("SELECT name, bit FROM outbox_sinks ORDER BY bit").fetchall()
         except sqlite3.Error as exc:
@@ -252,22 +267,34 @@ class Outbox:
         return self.put_many([record]) == 1
 
     def put_many(self, records: Iterable[dict[str, Any]]) -> int:
-        """Store several records in one transaction (group commit); returns how many were stored."""
+        """Store several records in one transaction (group commit); returns how many were stored.
+
+        Acknowledgements held back with :meth:`hold_acks` are recorded in the same transaction: the new
+        records go into the pages the delivered ones leave, one write for both."""
         rows = [self._row(r) for r in records]
         if not rows:
             return 0
+        self._settle()
+        own = not self.conn.in_transaction
         try:
             with db.unit_of_work(self.conn):
+                if self._held:
+                    self._record_held()
+                last = int(self.conn.execute(_LAST_SEQ).fetchone()[0])
                 if (
                     self.quota_bytes is None
                     or self._bytes_estimate + sum(r[7] for r in rows) <= self.quota_bytes
                 ):
-                    return self._insert_batch(rows)
-                return self._insert_each(rows)
+                    stored = self._insert_batch(rows, last)
+                else:
+                    stored = self._insert_each(rows, last)
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "storing outbox records") from None
+        if own:  # committed: what it recorded of the held acknowledgements is done
+            self._recorded.clear()
+        return stored
 
-    def _insert_batch(self, rows: list[tuple[Any, ...]]) -> int:
+    def _insert_batch(self, rows: list[tuple[Any, ...]], last: int) -> int:
         """The fast path (no quota pressure): one ``executemany`` of ``INSERT OR IGNORE``.
 
         The first record with an id wins (one already stored, or the first in this batch), later ones are
@@ -276,44 +303,47 @@ class Outbox:
         fewer rows went in than were given.
         """
         mask = self._all_mask
-        stored = self.conn.executemany(_INSERT, [(*row, mask) for row in rows]).rowcount
+        stored = self.conn.executemany(
+            _INSERT, [(*row, mask, seq) for seq, row in enumerate(rows, last + 1)]
+        ).rowcount
         if stored == len(rows):
             size = sum(r[7] for r in rows)
             dups: list[tuple[Any, ...]] = []
         else:
-            size, dups = self._which_went_in(rows, stored)
-        self._count(stored, size)
+            size, dups = self._which_went_in(rows, last)
+        self.conn.execute(_ADD_TOTALS_SEQ, (stored, size, last + len(rows)))
         self._bytes_estimate += size
         for row in dups:
             self._duplicate(row)
         return stored
 
-    def _which_went_in(self, rows: list[tuple[Any, ...]], stored: int) -> tuple[int, list[tuple[Any, ...]]]:
-        """After a batch insert that stored ``stored`` of ``rows``: the bytes stored, and the rows that were
-        not (their id held before, or earlier in the batch). Sequence numbers only grow (AUTOINCREMENT), so
-        the rows this batch stored are the ``stored`` highest of its ids."""
-        ids = [r[0] for r in rows]
-        seq_of = dict(self.conn.execute(_SEQ_OF, (json.dumps(ids),)).fetchall())
-        new_ids = {i for i, _ in sorted(seq_of.items(), key=lambda kv: kv[1])[len(seq_of) - stored :]}
+    def _which_went_in(self, rows: list[tuple[Any, ...]], last: int) -> tuple[int, list[tuple[Any, ...]]]:
+        """After a batch insert of ``rows`` with seqs from ``last + 1``: the bytes stored, and the rows that
+        were not (their id held before, or earlier in the batch): a row went in when its id has its seq."""
+        seq_of = dict(self.conn.execute(_SEQ_OF, (json.dumps([r[0] for r in rows]),)).fetchall())
         size, dups = 0, []
-        for row in rows:
-            if row[0] in new_ids:
-                new_ids.discard(row[0])  # the first with the id went in; any later one is a duplicate
+        for seq, row in enumerate(rows, last + 1):
+            if seq_of.get(row[0]) == seq:
                 size += row[7]
             else:
                 dups.append(row)
         return size, dups
 
-    def _insert_each(self, rows: list[tuple[Any, ...]]) -> int:
-        """Row by row, applying the quota policy before each one (the quota may be reached)."""
+    def _insert_each(self, rows: list[tuple[Any, ...]], last: int | None = None) -> int:
+        """Row by row, applying the quota policy before each one (the quota may be reached); seqs from
+        ``last + 1`` (default: after the highest given out)."""
+        if last is None:
+            last = int(self.conn.execute(_LAST_SEQ).fetchone()[0])
         stored = 0
         for row in rows:
             if self.quota_bytes is not None and not self._make_room(row):
                 continue
-            cur = self.conn.execute(_INSERT, (*row, self._all_mask))
+            cur = self.conn.execute(_INSERT, (*row, self._all_mask, last + 1))
             if cur.rowcount == 1:
+                last += 1
                 stored += 1
-                self._count(1, row[7])
+                # (counted at once: the quota check of the next row reads the totals)
+                self.conn.execute(_ADD_TOTALS_SEQ, (1, row[7], last))
                 self._bytes_estimate += row[7]
             else:
                 self._duplicate(row)
@@ -422,9 +452,7 @@ class Outbox:
     def _drop_oldest(self, priority: str, over: int) -> int:
         dropped: list[tuple[int, str]] = []
         while over > 0:
-            rows = self.conn.execute(
-                "SELECT seq, id, size FROM outbox WHERE priority = ? ORDER BY seq LIMIT 64", (priority,)
-            ).fetchall()
+            rows = self.conn.execute(_OLDEST[priority], (priority,)).fetchall()
             if not rows:
                 break
             batch = []
@@ -479,6 +507,8 @@ class Outbox:
             if bad:
                 raise InputError(f"unknown priority {bad[0]!r}", hint=f"one of {', '.join(PRIORITIES)}")
             sql += f" AND priority IN ({','.join('?' * len(priorities))})"
+            if "background" not in priorities:
+                sql += f" AND {_URGENT}"
             args += list(priorities)
         sql += " ORDER BY seq LIMIT ?"
         args.append(int(limit))
@@ -524,6 +554,82 @@ class Outbox:
         except sqlite3.Error as exc:
             raise db.storage_error(exc, "acknowledging outbox records") from None
         return deleted
+
+    # ------------------------------------------------------------------------------ held acknowledgements
+
+    def hold_acks(self, sink: str, seqs: Iterable[int]) -> None:
+        """Record that ``sink`` delivered ``seqs``, later: in the transaction of the next :meth:`put_many`
+        (its commit writes the outbox's pages anyway: at a city's pace the record delivered a moment ago
+        shares a page with the one stored now) or at :meth:`commit_acks`, whichever comes first. Until then
+        they count as waiting; lost to a crash, they are only sent again."""
+        self._bit(sink)  # unknown sink -> InputError
+        self._settle()
+        self._held.setdefault(sink, []).extend(seqs)
+
+    def held(self) -> dict[str, list[int]]:
+        """The acknowledgements held back, per sink (a copy)."""
+        self._settle()
+        return {sink: list(seqs) for sink, seqs in self._held.items() if seqs}
+
+    def held_count(self, sink: str) -> int:
+        """How many of ``sink``'s acknowledgements are held back."""
+        self._settle()
+        return len(self._held.get(sink, ()))
+
+    def commit_acks(self) -> int:
+        """Record every held acknowledgement in one transaction; returns the rows deleted. Not fsynced (the
+        next intake commit or checkpoint is): lost to a power cut, the records are only sent again."""
+        self._settle()
+        if not self._held:
+            return 0
+        own = not self.conn.in_transaction
+        try:
+            with db.deferred_sync(self.conn), db.unit_of_work(self.conn):
+                deleted = self._record_held()
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "acknowledging outbox records") from None
+        if own:  # committed
+            self._recorded.clear()
+        return deleted
+
+    def _record_held(self) -> int:
+        """Inside a transaction: the held acknowledgements into the table."""
+        held, self._held = self._held, {}
+        self._recorded.extend(held.items())
+        deleted = 0
+        one_sink = len(self._bits) == 1 and not self.retired
+        for sink, seqs in held.items():
+            if one_sink:
+                deleted += self._delete(_DELETE_SEQS, (json.dumps(seqs),))
+            else:
+                keep = ~self._bit(sink)
+                self.conn.executemany(
+                    "UPDATE outbox SET pending = pending & ? WHERE seq = ?", [(keep, k) for k in seqs]
+                )
+        if not one_sink:
+            deleted += self._delete(_DELETE_DONE)
+        return deleted
+
+    def _settle(self) -> None:
+        """Acknowledgements recorded in a transaction that may have rolled back (a put inside the network
+        server's transaction, whose commit failed): those whose records still wait are held again. Only
+        between transactions (inside one, its own changes would look committed)."""
+        if not self._recorded or self.conn.in_transaction:
+            return
+        recorded, self._recorded = self._recorded, []
+        for sink, seqs in recorded:
+            if sink not in self._bits:
+                continue
+            try:
+                rows = self.conn.execute(
+                    "SELECT seq FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) AND pending & ?",
+                    (json.dumps(seqs), self._bit(sink)),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                self._recorded = recorded
+                raise db.storage_error(exc, "reading the outbox") from None
+            if rows:
+                self._held.setdefault(sink, []).extend(r[0] for r in rows)
 
     # ------------------------------------------------------------------------------------ inspection
 
@@ -577,8 +683,10 @@ class Outbox:
 
     def max_seq(self) -> int:
         """The highest ``seq`` ever given out (0 for a new outbox); later records get higher ones."""
-        row = self.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
-        return int(row[0]) if row else 0
+        try:
+            return int(self.conn.execute(_LAST_SEQ).fetchone()[0])
+        except sqlite3.Error as exc:
+            raise db.storage_error(exc, "reading the outbox") from None
 
     def oldest_received_at(self) -> str | None:
         """``received_at`` of the oldest waiting record (for the outbox-age metric)."""

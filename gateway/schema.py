@@ -8,7 +8,9 @@ Version 0 is every database made before the version was recorded: those were bui
 components that use them, with three in-place fixes for even older files (the ``session_epoch`` column, the
 downlink queue keyed per device, the ``nb_trans`` column, and per-row outbox triggers that went). Step 1
 adopts all of them: it creates the tables that are missing and makes the same fixes where they are needed.
-A later change of the schema adds a step at the end of :data:`STEPS`; steps are never edited once released.
+Step 2 numbers downlink commands; step 3 gives the outbox a leaner layout (fewer pages written per record).
+A later change of the schema adds a step at the end of :data:`STEPS`; steps are never edited once released
+(step 1 creates the tables as version 1 had them, :data:`_TABLES_V1`, and later steps change them).
 """
 
 from __future__ import annotations
@@ -105,9 +107,8 @@ DOWNLINKS = (
 )
 
 # ---------------------------------------------------------------------------------- outbox
-OUTBOX = (
-    """CREATE TABLE IF NOT EXISTS outbox (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order = per-device FCnt order
+OUTBOX_TABLE = """CREATE TABLE IF NOT EXISTS outbox (
+    seq         INTEGER PRIMARY KEY,                -- insertion order = per-device FCnt order (outbox_totals)
     id          TEXT NOT NULL UNIQUE,               -- <DevEUI>-<SessionEpoch>-<FCnt32> | ... (docs/mqtt.md)
     kind        TEXT NOT NULL,                      -- up | join | down_result | event
     dev_eui     TEXT,                               -- 16 upper-case hex digits, or NULL for gateway events
@@ -117,23 +118,63 @@ OUTBOX = (
     payload     TEXT NOT NULL,                      -- the json-scheme message, JSON text
     size        INTEGER NOT NULL,                   -- bytes counted against the quota
     pending     INTEGER NOT NULL                    -- bit per sink still to acknowledge
-)""",
-    "CREATE INDEX IF NOT EXISTS outbox_priority ON outbox(priority, seq)",
-    "CREATE INDEX IF NOT EXISTS outbox_done ON outbox(seq) WHERE pending = 0",
-    """CREATE TABLE IF NOT EXISTS outbox_sinks (
+)"""
+# Only alarm and state records are indexed by priority (the relay and the quota policy pick them out of a
+# backlog); routine readings, nearly every record, are found in seq order, and storing or deleting one
+# writes no index page for it.
+OUTBOX_URGENT = (
+    "CREATE INDEX IF NOT EXISTS outbox_urgent ON outbox(priority, seq) WHERE priority != 'background'"
+)
+OUTBOX_DONE = "CREATE INDEX IF NOT EXISTS outbox_done ON outbox(seq) WHERE pending = 0"
+OUTBOX_SINKS = """CREATE TABLE IF NOT EXISTS outbox_sinks (
     name TEXT PRIMARY KEY,
     bit  INTEGER NOT NULL UNIQUE
+)"""
+OUTBOX_DROPPED = """CREATE TABLE IF NOT EXISTS outbox_dropped (
+    priority TEXT PRIMARY KEY,
+    count    INTEGER NOT NULL
+)"""
+# the rows and bytes stored, and the highest seq ever given out: one row, updated with each statement that
+# adds or deletes records (one page for all three)
+OUTBOX_TOTALS = """CREATE TABLE IF NOT EXISTS outbox_totals (
+    one     INTEGER PRIMARY KEY CHECK (one = 1),
+    rows    INTEGER NOT NULL,
+    bytes   INTEGER NOT NULL,
+    seq     INTEGER NOT NULL DEFAULT 0
+)"""
+OUTBOX = (
+    OUTBOX_TABLE,
+    OUTBOX_URGENT,
+    OUTBOX_DONE,
+    OUTBOX_SINKS,
+    OUTBOX_TOTALS,
+    "INSERT OR IGNORE INTO outbox_totals (one, rows, bytes, seq) VALUES (1, 0, 0, 0)",
+    OUTBOX_DROPPED,
+)
+# The outbox as versions 1 and 2 had it (step 1 makes it; step 3 changes it)
+_OUTBOX_V1 = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    kind        TEXT NOT NULL,
+    dev_eui     TEXT,
+    fcnt32      INTEGER,
+    priority    TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    pending     INTEGER NOT NULL
 )""",
+    "CREATE INDEX IF NOT EXISTS outbox_priority ON outbox(priority, seq)",
+    OUTBOX_DONE,
+    OUTBOX_SINKS,
     """CREATE TABLE IF NOT EXISTS outbox_totals (
     one     INTEGER PRIMARY KEY CHECK (one = 1),
     rows    INTEGER NOT NULL,
     bytes   INTEGER NOT NULL
 )""",
     "INSERT OR IGNORE INTO outbox_totals (one, rows, bytes) VALUES (1, 0, 0)",
-    """CREATE TABLE IF NOT EXISTS outbox_dropped (
-    priority TEXT PRIMARY KEY,
-    count    INTEGER NOT NULL
-)""",
+    OUTBOX_DROPPED,
 )
 
 # ---------------------------------------------------------------------------------- intake journal
@@ -163,6 +204,8 @@ JOURNAL = (
 )
 
 TABLES = (DB_IDENTITY, *REGISTRY, *DOWNLINKS, *OUTBOX, *JOURNAL)
+# what step 1 creates (the tables of version 1)
+_TABLES_V1 = (DB_IDENTITY, *REGISTRY, *DOWNLINKS, *_OUTBOX_V1, *JOURNAL)
 
 
 # ---------------------------------------------------------------------------------- the ladder
@@ -185,7 +228,7 @@ def _adopt_unversioned(conn: sqlite3.Connection) -> None:
             "attempts, awaiting, fcnt_down, request, created_at FROM downlinks_by_id"
         )
         conn.execute("DROP TABLE downlinks_by_id")
-    for statement in TABLES:
+    for statement in _TABLES_V1:
         conn.execute(statement)
     if "session_epoch" not in _columns(conn, "devices"):
         # ids were <DevEUI>-<FCnt32> then: the form <DevEUI>-<epoch>-<FCnt32> never collides with them, so
@@ -223,8 +266,30 @@ def _command_numbers(conn: sqlite3.Connection) -> None:
     conn.execute(DOWNLINKS_REMOVED)
 
 
+def _lean_outbox(conn: sqlite3.Connection) -> None:
+    """2 -> 3: fewer pages written per stored record. The outbox loses AUTOINCREMENT (its counter was a page
+    of ``sqlite_sequence`` written with every insert): the highest seq given out moves into the totals row,
+    which each insert writes anyway, so seqs still never come back. The priority index keeps only alarm and
+    state records (``outbox_urgent``). Rows, seqs and totals are kept as they were."""
+    if "seq" not in _columns(conn, "outbox_totals"):
+        conn.execute("ALTER TABLE outbox_totals ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    last = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), "
+        "coalesce((SELECT max(seq) FROM outbox), 0))"
+    ).fetchone()[0]
+    conn.execute("UPDATE outbox_totals SET seq = max(seq, ?) WHERE one = 1", (int(last),))
+    conn.execute("DROP INDEX IF EXISTS outbox_priority")
+    conn.execute("DROP INDEX IF EXISTS outbox_done")
+    conn.execute("ALTER TABLE outbox RENAME TO outbox_v2")
+    conn.execute(OUTBOX_TABLE)
+    conn.execute("INSERT INTO outbox SELECT * FROM outbox_v2 ORDER BY seq")
+    conn.execute("DROP TABLE outbox_v2")  # (its sqlite_sequence row goes with it)
+    conn.execute(OUTBOX_URGENT)
+    conn.execute(OUTBOX_DONE)
+
+
 # STEPS[i] takes a database from version i to i + 1
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_adopt_unversioned, _command_numbers)
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_adopt_unversioned, _command_numbers, _lean_outbox)
 VERSION = len(STEPS)
 
 

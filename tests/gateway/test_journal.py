@@ -63,13 +63,66 @@ def test_gps_time_is_the_receive_time_as_the_daemon_chose_it(conn: sqlite3.Conne
     assert (e.received_at, e.time_source) == (gps_time, "gps")
 
 
+def rows(conn: sqlite3.Connection) -> tuple[int, int]:
+    return (
+        conn.execute("SELECT count(*) FROM intake").fetchone()[0],
+        conn.execute("SELECT count(*) FROM intake_datagrams").fetchone()[0],
+    )
+
+
 def test_a_whole_datagram_stored_in_one_batch_leaves_no_row(conn: sqlite3.Connection) -> None:
     journal = Journal(conn)
     seq = add(journal, conn, 3, 0b111, T0.timestamp())
     with db.unit_of_work(conn):
         journal.forget([Journal.datagram_id(seq, i) for i in (2, 0, 1)])
     assert journal.pending() == [] and journal.depth() == 0
-    assert conn.execute("SELECT count(*) FROM intake_datagrams").fetchone()[0] == 0
+    assert rows(conn) == (0, 1)  # marked done: deleted with the next journal commit
+    journal.settle()
+    assert rows(conn) == (0, 0)
+
+
+def test_what_was_stored_leaves_the_journal_with_its_next_commit(conn: sqlite3.Connection) -> None:
+    """The commit that stores a frame only marks its journal row (in memory); the next journal commit,
+    which writes the journal's page anyway, deletes it: one page write per uplink instead of two."""
+    journal = Journal(conn)
+    with db.unit_of_work(conn):
+        first = journal.add(GW, rx(1), T0, "local")
+    with db.unit_of_work(conn):
+        journal.forget([first])
+    assert rows(conn) == (1, 0) and journal.pending() == [] and journal.depth() == 0
+    with db.unit_of_work(conn):
+        second = journal.add(GW, rx(2), T0, "local")
+    assert conn.execute("SELECT seq FROM intake").fetchall() == [(second,)]
+    assert tmsts(journal) == [2]
+
+
+def test_a_mark_not_yet_applied_is_lost_with_the_process_the_frame_comes_back(tmp_path: Path) -> None:
+    """After a crash between the store and the next journal commit the frame is still journaled: it is
+    replayed at start (and the network server refuses its counter as a replay: nothing twice)."""
+    conn = db.open_db(tmp_path / "havel.db")
+    journal = Journal(conn)
+    with db.unit_of_work(conn):
+        seq = journal.add(GW, rx(7), T0, "local")
+    with db.unit_of_work(conn):
+        journal.forget([seq])
+    assert journal.pending() == []
+    conn.close()  # (the TEMP table of marks goes with the connection)
+    again = db.open_db(tmp_path / "havel.db")
+    assert [e.rx.tmst for e in Journal(again).pending()] == [7]
+    again.close()
+
+
+def test_a_rolled_back_store_leaves_no_mark(conn: sqlite3.Connection) -> None:
+    journal = Journal(conn)
+    with db.unit_of_work(conn):
+        seq = journal.add(GW, rx(3), T0, "local")
+    with pytest.raises(RuntimeError), db.unit_of_work(conn):
+        journal.forget([seq])
+        raise RuntimeError("disk full at COMMIT")
+    assert tmsts(journal) == [3]
+    with db.unit_of_work(conn):
+        journal.add(GW, rx(4), T0, "local")
+    assert tmsts(journal) == [3, 4] and rows(conn) == (2, 0)
 
 
 def test_a_datagram_stored_over_two_batches(conn: sqlite3.Connection) -> None:

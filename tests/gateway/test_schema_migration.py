@@ -51,6 +51,9 @@ def _without_later_additions(contents: Rows) -> Rows:
     out["meta"] = [r for r in out["meta"] if r[0] != "downlink_seq"]
     assert [r[-1] for r in out["downlinks"]] == [1]
     out["downlinks"] = [r[:-1] for r in out["downlinks"]]
+    # step 3: the totals row holds the highest seq given out (the outbox's one record has seq 1)
+    assert [r[-1] for r in out["outbox_totals"]] == [1]
+    out["outbox_totals"] = [r[:-1] for r in out["outbox_totals"]]
     return out
 
 
@@ -103,3 +106,68 @@ def test_a_database_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="newer") as err:
         db.open_db(path)
     assert err.value.hint and "release" in err.value.hint
+
+
+def _version_2_database(path: Path) -> None:
+    """A database as the release with schema version 2 made it (steps 1 and 2 of the ladder)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN")
+    for step in schema.STEPS[:2]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_version_2_outbox_becomes_lean_with_its_rows_seqs_and_totals(tmp_path: Path) -> None:
+    """Step 3: the outbox without AUTOINCREMENT and with only alarm and state records indexed by priority;
+    rows, totals and the highest seq ever given out are kept, so a new record never gets an old seq."""
+    path = tmp_path / "havel.db"
+    _version_2_database(path)
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("INSERT INTO outbox_sinks VALUES ('primary', 0)")
+    for seq, prio in ((1, "background"), (2, "alarm"), (3, "background"), (4, "state")):
+        raw.execute(
+            "INSERT INTO outbox (id, kind, dev_eui, fcnt32, priority, received_at, payload, size, pending) "
+            "VALUES (?, 'up', '70B3D57ED0000001', ?, ?, '2026-12-01T10:00:00Z', ?, 100, 1)",
+            (f"70B3D57ED0000001-0-{seq}", seq, prio, f'{{"id":"70B3D57ED0000001-0-{seq}"}}'),
+        )
+    raw.execute("DELETE FROM outbox WHERE seq IN (3, 4)")  # delivered: seqs 3 and 4 were given out
+    raw.execute("UPDATE outbox_totals SET rows = 2, bytes = 200")
+    assert raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone() == (4,)
+    before = raw.execute("SELECT * FROM outbox ORDER BY seq").fetchall()
+    raw.close()
+
+    conn = db.open_db(path)
+    assert schema.version(conn) == schema.VERSION == 3
+    assert conn.execute("SELECT * FROM outbox ORDER BY seq").fetchall() == before
+    assert conn.execute("SELECT rows, bytes, seq FROM outbox_totals").fetchone() == (2, 200, 4)
+    sql = str(conn.execute("SELECT sql FROM sqlite_master WHERE name = 'outbox'").fetchone()[0])
+    assert "AUTOINCREMENT" not in sql
+    indexes = {str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "outbox_priority" not in indexes and {"outbox_urgent", "outbox_done"} <= indexes
+    # only the alarm record is in the priority index
+    assert conn.execute(
+        "SELECT count(*) FROM outbox INDEXED BY outbox_urgent WHERE priority != 'background'"
+    ).fetchone() == (1,)
+
+    ob = Outbox(conn, sinks=("primary",))
+    assert ob.max_seq() == 4
+    rec = {
+        "id": "70B3D57ED0000001-0-5",
+        "kind": "up",
+        "dev_eui": "70B3D57ED0000001",
+        "fcnt32": 5,
+        "received_at": "2026-12-01T10:00:05Z",
+        "payload": {"t": 1},
+    }
+    assert ob.put(rec)
+    assert [r.seq for r in ob.fetch("primary")] == [1, 2, 5]  # not 3 (the highest seq given out was 4)
+    assert [r.id for r in ob.fetch("primary", priorities=("alarm",))] == ["70B3D57ED0000001-0-2"]
+    assert ob.depth() == 3
+    # seqs keep rising after the outbox was emptied
+    ob.ack_seqs("primary", [1, 2, 5])
+    assert ob.depth() == 0
+    rec2 = {**rec, "id": "70B3D57ED0000001-0-6", "fcnt32": 6}
+    assert ob.put(rec2) and [r.seq for r in ob.fetch("primary")] == [6]
+    conn.close()
