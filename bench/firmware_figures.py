@@ -49,6 +49,9 @@ build only collects garbage between calls. Figures (all after a collection, exce
             (collector off; minus the AES stand-in's, the fake buses' and the network server's
             garbage, but with the host AES stand-in's key schedules): most of it is garbage the
             collector frees as it goes, so it is not a peak. It is printed, not held to a bound;
+  sleep_peak  what a board needs while it writes the retained state before a deep sleep
+            (Node.retain_state: apps/retain.py and lw/retain.py): the node at rest, those modules
+            (measured like join's) and what the call allocates (collector off);
   settings_dl  (cooling) what a board needs while a valve-settings downlink (FPorts 20..24, each
             measured) is handled by the joined node: modules + objects - standin, plus the
             largest set of one-job modules the handling holds at once (found by watching
@@ -405,6 +408,13 @@ def _cycle():  # the node's cycle: steps until one uplink went out
             clock.sleep_ms(ms)
     if len(radio.uplinks) == k:
         raise RuntimeError("no uplink in 50 steps")
+class _Rtc:  # the RTC memory a deep-sleeping board keeps (C on a board)
+    data = None
+    def write(self, b):
+        self.data = b
+    def read(self):
+        return self.data
+RTC = _Rtc()
 def _largest(sets):  # one set held inside another is covered by it
     return [s for s in sets if not [t for t in sets if t != s and not [m for m in s if m not in t]]]
 """
@@ -495,6 +505,10 @@ JOIN_RUN = (
     "mac.last_down_s = clock.now_ms() // 1000 - mac.rejoin_after_s - 1; mac._next_rejoin_s = 0; "
     "nonces = len(net.dev_nonces); _cycle()"
 )
+# Before a deep sleep: the node writes what the wake-up needs into retained RAM (Node.retain_state,
+# apps/retain.py, with Mac.retained, lw/retain.py); the RTC memory is a stand-in object here.
+SLEEP_RUN = "node.retain = RTC; RTC.data = None; node.retain_state(600000); node.retain = None"
+SLEEP_CHECK = "RTC.data is not None and len(RTC.data) > 0"
 JOIN_CHECK = (
     "len(net.dev_nonces) == nonces + 1 and node.mac.joined and node.mac.join_nonce_last == net.join_nonce"
 )
@@ -561,7 +575,13 @@ SETTINGS_DOWNLINKS: dict[str, list[tuple[int, bytes]]] = {
     ]
 }  # misting enabled
 # the phases of the per-phase table: column name -> figure of board_figures()
-PHASES = {"cycle": "board", "join": "join_peak", "mac_dl": "mac_peak", "settings_dl": "settings_dl"}
+PHASES = {
+    "cycle": "board",
+    "join": "join_peak",
+    "mac_dl": "mac_peak",
+    "sleep": "sleep_peak",
+    "settings_dl": "settings_dl",
+}
 BOARD = "heltec_wifi_lora_32_v3"
 HEAP_TARGET = 64 * 1024
 
@@ -619,6 +639,7 @@ def heap(app: str, root: Path) -> dict[str, Any]:
             "set_steps": steps,
             "max_sets": DOWNLINK_MAX_SETS,
         }
+    downlink += phase_script("sleep", SLEEP_RUN, SLEEP_CHECK)
     downlink += phase_script("join", JOIN_RUN, JOIN_CHECK)
     r: dict[str, Any] = json.loads(
         run_script(
@@ -671,6 +692,9 @@ def board_figures(h: dict[str, Any]) -> dict[str, int]:
     # the largest set of one-job modules the phase holds at once (see the docstring)
     f["join_peak"] = f["board"] + f["join"]
     f["mac_peak"] = f["board"] + f["maccmds"]
+    # before a deep sleep: the node at rest, the modules that write the retained state, and what
+    # the call allocates (collector off: an upper bound of its own data)
+    f["sleep_peak"] = modules + objects - h["standin"] + max(h["sleep_held"]) + h["sleep_call"]
     if "dl_held" in h:
         # a settings downlink: the node at rest, the largest set of one-job modules its handling
         # holds at once, and the most one such call allocates (collector off)
@@ -756,14 +780,14 @@ def main() -> None:
         return
     print()
     print(f"heap a board needs per phase (bytes; target {HEAP_TARGET}), and what the phase allocates in all")
-    head = ("app", "cycle", "join", "mac_dl", "settings_dl", "join_alloc", "mac_alloc")
-    print("{:<12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10}".format(*head))
+    head = ("app", "cycle", "join", "mac_dl", "sleep", "settings_dl", "join_alloc", "mac_alloc")
+    print("{:<12} {:>8} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10}".format(*head))
     over = []
     for app, f in phases.items():
         row = [f.get(PHASES[k]) for k in PHASES]
         over += [f"{app} {k}" for k, v in zip(PHASES, row, strict=True) if v is not None and v > HEAP_TARGET]
         cells = [f"{v:>8}" if v is not None else f"{'-':>8}" for v in row]
-        print(f"{app:<12} {' '.join(cells[:3])} {cells[3]:>11} {f['join_alloc']:>11} {f['mac_alloc']:>10}")
+        print(f"{app:<12} {' '.join(cells[:4])} {cells[4]:>11} {f['join_alloc']:>11} {f['mac_alloc']:>10}")
     verdict = f"OVER in: {', '.join(over)}" if over else "every app in every phase within it"
     print(f"heap target: <= {HEAP_TARGET} bytes per phase on a board with .mpy modules; {verdict}")
 
