@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from havel.gateway import db
 from havel.gateway.commands import CommandSubscriber
-from havel.gateway.downlinks import format_time_now
+from havel.gateway.downlink_queue import format_time_now
 from havel.gateway.forwarder import Forwarder, SinkStatus
 from havel.gateway.sinks import make_sinks
 

@@ -385,7 +385,7 @@ def test_device_time_req_is_answered_with_gps_time(env: Env) -> None:
 
 
 def test_device_time_prefers_the_concentrators_gps_clock() -> None:
-    from havel.gateway.downlinks import gps_time_ms
+    from havel.gateway.downlink_mac import gps_time_ms
 
     rx = RxPacket(
         data=b"", tmst=1, freq_hz=868_100_000, datr="SF7BW125", lsnr=1.0, rssi=-90, tmms=1_400_000_123_456

@@ -16,7 +16,7 @@ from havel.codecs.lorawan import airtime, eu868
 from havel.errors import InputError
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
-from havel.gateway.downlinks import device_time_ans
+from havel.gateway.downlink_mac import device_time_ans
 from havel.gateway.network.outcome import Outcome
 
 log = logging.getLogger("havel.gateway.shared")
