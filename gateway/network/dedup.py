@@ -36,9 +36,13 @@ class Group:
     again: bool = False  # a frame already stored, sent again by the device
 
 
+_blake2b = hashlib.blake2b
+_UPLINK_FRAMES = (phy.DataFrame, phy.JoinRequest)  # (a tuple: an ``A | B`` union is built at every call)
+
+
 def frame_key(data: bytes) -> bytes:
     """What copies of one PHYPayload share (the dedup key)."""
-    return hashlib.blake2b(data, digest_size=16).digest()
+    return _blake2b(data, digest_size=16).digest()
 
 
 def signal_key(c: Reception) -> tuple[float, float]:
@@ -68,7 +72,7 @@ class Deduplicator:
         rx = copy.rx
         if not rx.crc_ok:
             return _rejected(Reason.CRC, "CRC not OK", copy)
-        key = frame_key(rx.data)
+        key = _blake2b(rx.data, digest_size=16).digest()  # frame_key(), inline: once per copy
         group = self.pending.get(key)
         if group is not None:
             group.copies.append(copy)
@@ -90,9 +94,7 @@ class Deduplicator:
             frame = phy.parse(rx.data)
         except FrameError as exc:
             return _rejected(Reason.FRAME, str(exc), copy)
-        if not isinstance(frame, phy.DataFrame | phy.JoinRequest) or (
-            isinstance(frame, phy.DataFrame) and not frame.uplink
-        ):
+        if not isinstance(frame, _UPLINK_FRAMES) or (isinstance(frame, phy.DataFrame) and not frame.uplink):
             return _rejected(Reason.NOT_UPLINK, f"{type(frame).__name__} is not an uplink", copy)
         self.pending[key] = Group(mono + self.net.dedup_window_ms / 1000, [copy], frame)
         return None
