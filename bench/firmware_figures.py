@@ -23,8 +23,10 @@ build only collects garbage between calls. Figures (all after a collection, exce
             with the collector off, minus the pure-Python AES stand-in's garbage (boards run C
             cryptolib) and minus what the fake buses, pins and clock allocate inside a call beyond
             the size of what the call returns (on a board they are machine.I2C/UART/OneWire/ADC/
-            Pin and time, in C) - an upper bound of the transient; the simulated radio and network
-            and the in-memory store are still in it (in place of the radio driver and FileStore);
+            Pin and time, in C) - an upper bound of the transient; the simulated radio and the
+            in-memory store are still in it (in place of the radio driver and FileStore); the
+            network server does not answer this cycle's uplink (the phases below have it answer,
+            and count what it allocates apart, except the downlink frames it schedules);
   peak      modules + objects + cycle: an upper bound of the heap one cycle needs in this build;
   standin   the non-firmware modules of `modules` (the AES stand-in, binascii, time), imported
             alone into an empty interpreter: C modules on a board (they take no heap there);
