@@ -22,7 +22,7 @@ from havel.gateway.network.shared.connection import StoreSettings, connect
 from havel.gateway.network.shared.state import SharedState
 
 from .daemons import UPLINK_ID, DaemonRoof, uplink_ids, wait_for
-from .helpers import Node, abp_node
+from .helpers import Node, abp_node, battery_known
 from .roofs import Concentrator
 
 GWS = {"roof-a": 0xAA00000000000001, "roof-b": 0xBB00000000000001, "roof-c": 0xCC00000000000001}
@@ -46,6 +46,7 @@ def test_three_daemons_share_one_network_through_mqtt_commands_and_a_kill(
     joiner.otaa = True
     for n in [*nodes, joiner]:
         shared.put_device(n.device())
+        battery_known(shared, n.dev_eui)
     platform = {
         "type": "mqtt",
         "name": "platform",
@@ -130,8 +131,7 @@ def test_three_daemons_share_one_network_through_mqtt_commands_and_a_kill(
                 dev = shared.device(n.dev_eui)
                 assert dev is not None and dev.session is not None and dev.session.fcnt_up == 8
 
-            # one join-accept and one downlink per command, each through one roof; the other data downlinks
-            # carry MAC commands only (the DevStatusReq asked of each device whose battery is not known)
+            # one join-accept and one downlink per command, each through one roof
             def commands() -> list[tuple[str, phy.DataFrame]]:
                 out = []
                 for name, c in concs.items():
@@ -144,10 +144,28 @@ def test_three_daemons_share_one_network_through_mqtt_commands_and_a_kill(
             assert wait_for(lambda: len(commands()) == 2, 10)
             time.sleep(0.5)
             downs = [phy.parse(base64.b64decode(t["data"])) for c in concs.values() for t in c.downlinks]
+            assert len(downs) == 3  # (the devices' batteries are known: no DevStatusReq)
             assert len([d for d in downs if not isinstance(d, phy.DataFrame)]) == 1  # the join-accept
-            assert all(d.fopts for d in downs if isinstance(d, phy.DataFrame) and d.fport is None)
             by_roof = sorted((name, d.dev_addr) for name, d in commands())
             assert by_roof == [("roof-a", nodes[0].dev_addr), ("roof-b", nodes[3].dev_addr)]
+
+            # their results: "sent", each by the roof that transmitted it (A publishes on its broker, B's sink
+            # is its file)
+            def sent_on_mqtt(cmd: str) -> bool:
+                return any(
+                    m.topic.endswith("/down/result")
+                    and m.json().get("state") == "sent"
+                    and m.json().get("command_id") == cmd
+                    for m in list(sub.messages)
+                )
+
+            assert wait_for(lambda: sent_on_mqtt("cmd-0"), 15)
+
+            def b_sent() -> list[str]:
+                return [p["command_id"] for p in roofs["roof-b"].messages() if p.get("state") == "sent"]
+
+            assert wait_for(lambda: b_sent() == ["cmd-3"], 15), b_sent()
+            assert not sent_on_mqtt("cmd-3")
             # the daemon's own parts ran: the monitoring port counts what each roof accepted
             assert sum(r.metric("uplinks_accepted_total") for r in roofs.values()) >= len(expected) - 8 * 2
             assert all(r.metric("shared_store_online") == 1.0 for r in roofs.values())

@@ -14,7 +14,7 @@ from support.redis import RedisServer
 from havel.gateway.network.shared.connection import StoreSettings, connect
 from havel.gateway.network.shared.state import SharedState
 
-from .helpers import abp_node, read_records
+from .helpers import abp_node, battery_known, read_records
 from .roofs import Concentrator, RoofProcess, command_downlinks, join_accepts
 
 GWS = {"roof-a": 0xAA00000000000001, "roof-b": 0xBB00000000000001, "roof-c": 0xCC00000000000001}
@@ -47,6 +47,7 @@ def test_three_roof_processes_store_each_uplink_once_through_a_kill(
     joiner.otaa = True
     for n in [*nodes, joiner]:
         shared.put_device(n.device())
+        battery_known(shared, n.dev_eui)
     shared.queue_command(nodes[0].dev_eui, {"fport": 7, "data": "01"})
     shared.queue_command(nodes[3].dev_eui, {"fport": 7, "data": "02"})
     roofs = {name: RoofProcess(name, redis_server.url, tmp_path, duty=1.0) for name in GWS}
