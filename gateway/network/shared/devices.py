@@ -123,11 +123,12 @@ class DeviceKeys:
         except redis.ResponseError as exc:
             raise StorageError(f"device {eui_hex(dev_eui)}: {exc}") from None
 
-    def commit(self, ops: list[dict[str, Any]]) -> list[Any]:
-        """Apply a batch's writes at once (see ``scripts.COMMIT``); StorageError when a join check fails."""
+    def commit(self, ops: list[dict[str, Any]], *, mark: bool = True) -> list[Any]:
+        """Apply a batch's writes at once (see ``scripts.COMMIT``; ``mark``: leave the markers of raised
+        counters); StorageError when a join check fails."""
         if not ops:
             return []
         try:
-            return list(self._commit(args=[self.p, json.dumps(ops), APPLIED_KEEP_MS]))
+            return list(self._commit(args=[self.p, json.dumps(ops), APPLIED_KEEP_MS if mark else 0]))
         except redis.ResponseError as exc:
             raise StorageError(f"shared store refused the batch: {exc}") from None

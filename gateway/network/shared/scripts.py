@@ -51,7 +51,7 @@ for i, op in ipairs(ops) do
       if cur == nil or op.f > cur then
         redis.call('HSET', k, 'fcnt_up', string.format('%d', op.f), 'last_seen', tostring(op.seen))
         local addr = redis.call('HGET', k, 'dev_addr')
-        if addr and addr ~= '' then
+        if addr and addr ~= '' and tonumber(ARGV[3]) > 0 then
           redis.call('SET', p .. 'applied:' .. addr .. ':' .. string.format('%d', op.f % 65536),
             cjson.encode({e = op.eui, ep = op.epoch, f = op.f, prev = cur or -1}), 'PX', ARGV[3])
         end

@@ -86,7 +86,7 @@ class RedisSessionStore:
             {"op": "fcnt", "eui": f"{e:016X}", "f": f, "seen": seen, "epoch": ep}
             for e, (f, seen, ep) in self.offline_fcnt.items()
         ]
-        self.shared.commit(ops)
+        self.shared.commit(ops, mark=False)  # (no frame to save: these are stored already)
 
     def warm(self) -> int:
         """Load every device into the cache, so that a roof cut off later still knows the sessions of

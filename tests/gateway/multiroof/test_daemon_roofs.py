@@ -221,7 +221,9 @@ def test_a_daemon_cut_off_from_redis_delivers_from_its_cache_and_reconciles(
             shared_st = a.status()["shared_store"]
             assert shared_st["reachable"] is True and shared_st["last_reconcile"] >= shared_st["since"] - 1
             assert "reachable" in a.status_text() and "UNREACHABLE" not in a.status_text()
-            # A's counters went up as maxima: 4 does not move the 5 back
+            # A's counters went up as maxima: 4 does not move the 5 back (and no frame of theirs is left to
+            # save: every marker of a raised counter went with its roof's commit)
+            assert redis_server.client().keys("havel:applied:*") == []
             dev = shared.device(node.dev_eui)
             assert dev is not None and dev.session is not None and dev.session.fcnt_up == 5
             ids = uplink_ids(roofs)
