@@ -44,12 +44,14 @@ from havel.gateway.backends.semtech_udp.rxpk import RxPacket, rxpk_to_json  # no
 from havel.gateway.forwarder import Forwarder  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
 from havel.gateway.relay import aprs, ax25, kiss  # noqa: E402
-from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay  # noqa: E402
+from havel.gateway.relay.aprs_config import APRSConfig  # noqa: E402
+from havel.gateway.relay.aprs_relay import APRSRelay  # noqa: E402
 from havel.gateway.relay.budget import afsk_airtime_s  # noqa: E402
 from havel.gateway.relay.emergency import EmergencySwitch  # noqa: E402
-from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_line  # noqa: E402
+from havel.gateway.relay.lines import encode_line, sign_line  # noqa: E402
 from havel.gateway.relay.receive.config import ReceiverConfig  # noqa: E402
 from havel.gateway.relay.receive.receiver import Receiver  # noqa: E402
+from havel.gateway.relay.record import RelayRecord  # noqa: E402
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey  # noqa: E402
 from havel.gateway.sinks.mqtt import MqttSink  # noqa: E402
 

@@ -393,7 +393,7 @@ def schema() -> dict[str, set[str]]:
     path types): what gateway/gateway.example.toml documents, one comment per key."""
     from havel.gateway import forwarder
     from havel.gateway.power.component import PowerSection
-    from havel.gateway.relay.aprs_relay import APRSConfig
+    from havel.gateway.relay.aprs_config import APRSConfig
     from havel.gateway.relay.component import RelaySection
     from havel.gateway.relay.mqtt_relay import MqttPathOptions
     from havel.gateway.relay.reticulum_relay import ReticulumConfig

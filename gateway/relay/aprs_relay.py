@@ -12,13 +12,9 @@ of each emergency, then an hour after they were last sent).
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
-import math
-import select
-import socket
 import threading
 import time
 from collections import deque
@@ -26,125 +22,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from havel.errors import ConfigError, HavelError, InputError, LegalError
+from havel.errors import ConfigError, HavelError, LegalError
 
-from ..settings import read
-from . import aprs, ax25, kiss
+from . import aprs, ax25
+from .aprs_config import APRSConfig
+from .aprs_telemetry import CHANNEL, TelemetryReports
 from .budget import Budget, afsk_airtime_s
 from .emergency import EmergencySwitch
-from .envelope import (
-    RelayRecord,
-    encode_event_line,
-    encode_line,
-    encode_status_line,
-    sign_line,
-    to_base36,
-)
+from .events import encode_event_line
+from .lines import encode_line, encode_status_line, sign_line, to_base36
+from .record import RelayRecord
 from .signing import Signer, identity
+from .tnc import TncConnection
 
 log = logging.getLogger("havel.relay.aprs")
-CHANNEL = "aprs"
-MIN_RESEND_S = 30.0
 PRIO = {"alarm": 0, "state": 1}
 # Room for " COUNTER.TAG" with a counter of up to 7 digits inside the 67 characters of an APRS message.
 LINE_MAX = aprs.MAX_TEXT - 1 - 7 - 1 - 11
-DEFAULT_PATH = ("WIDE2-1",)
-
-
-@dataclass
-class APRSConfig:
-    """``[[relay.path]] type = "aprs"`` in the gateway config."""
-
-    callsign: str
-    addressee: str
-    host: str = "127.0.0.1"
-    port: int = 8001
-    kiss_port: int = 0
-    destination: str = "APZHVL"
-    # A fixed rooftop station: one hop through the wide-area digipeaters. WIDE1-1 asks fill-in digipeaters
-    # meant for mobiles and adds copies; [] in a local net where the crisis centre hears the gateway.
-    path: list[str] = field(default_factory=lambda: list(DEFAULT_PATH))
-    resend_s: float = MIN_RESEND_S
-    # Between two of our frames the channel stays free this long: the digipeater repeats the frame, the
-    # crisis centre acks it, other stations get a turn. A burst (emergency switched on with a backlog)
-    # goes out spread at this pace, alarms first, within the airtime budget.
-    min_gap_s: float = 5.0
-    retries: int = 3
-    budget_airtime_s: float = 60.0
-    budget_window_s: float = 3600.0
-    state_share: float = 0.5
-    txdelay_s: float = 0.3
-    baud: int = 1200
-    # State as APRS telemetry: up to five analog channels, each one data field of one device, e.g.
-    # {name = "Pegel1", unit = "cm", dev_eui = "70B3D57ED0000001", field = "level", b = 2.0, c = 0.0}
-    telemetry: list[dict[str, Any]] = field(default_factory=list)
-    definitions_every_s: float = 3600.0
-
-    @classmethod
-    def from_config(cls, d: dict[str, Any], where: str = "relay.path (aprs)") -> APRSConfig:
-        """Read a ``[[relay.path]]`` table; errors name the key under ``where`` (``relay.path[0]``)."""
-        call = str(d.get("callsign") or "").strip()
-        if not call:
-            raise LegalError(
-                f"{where}: no callsign configured: the APRS relay may not transmit without the "
-                "licensed callsign of the station",
-                hint='set callsign = "DB0XYZ-10" (club station)',
-            )
-        try:
-            ax25.Address.parse(call)
-        except InputError as exc:
-            raise ConfigError(f"{where}.callsign: {exc}") from exc
-        if "addressee" not in d:
-            raise ConfigError(f"{where}.addressee is missing (the crisis centre's callsign)")
-        # types, unknown keys and defaults from the dataclass's fields
-        cfg = read(cls, {k: v for k, v in d.items() if k not in ("type", "name")}, where)
-        for name in ("resend_s", "budget_airtime_s", "budget_window_s", "min_gap_s", "definitions_every_s"):
-            v = getattr(cfg, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{where}.{name} must be a finite number >= 0, not {v!r}")
-        if cfg.resend_s < MIN_RESEND_S:
-            raise ConfigError(f"{where}.resend_s must be at least {MIN_RESEND_S:g} (APRS resend rule)")
-        try:
-            # One spelling everywhere (SSID 0 has none): what goes on the air is what is signed.
-            cfg.callsign = str(ax25.Address.parse(call))
-            cfg.addressee = str(ax25.Address.parse(str(cfg.addressee)))
-            aprs.pad_addressee(cfg.addressee)
-            cfg.path = [str(ax25.Address.parse(p)) for p in cfg.path]  # e.g. ["WIDE2-1"]
-            cfg.destination = str(ax25.Address.parse(str(cfg.destination)))
-        except InputError as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        cfg.channels()  # validates the telemetry table
-        return cfg
-
-    def channels(self) -> list[TelemetryChannel]:
-        """The telemetry channels of the config (ConfigError names a bad entry)."""
-        if len(self.telemetry) > 5:
-            raise ConfigError("relay.path (aprs).telemetry: APRS telemetry has five analog channels")
-        out = []
-        for i, t in enumerate(self.telemetry):
-            where = f"relay.path (aprs).telemetry[{i}]"
-            missing = [k for k in ("name", "dev_eui", "field") if k not in t]
-            if missing:
-                raise ConfigError(f"{where}.{missing[0]} is missing")
-            unknown = set(t) - {"name", "unit", "dev_eui", "field", "b", "c"}
-            if unknown:
-                raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-            ch = aprs.Channel(
-                str(t["name"]), str(t.get("unit", "")), 0.0, float(t.get("b", 1.0)), float(t.get("c", 0.0))
-            )
-            if ch.b == 0:
-                raise ConfigError(f"{where}.b must not be 0")
-            out.append(TelemetryChannel(ch, str(t["dev_eui"]).upper(), str(t["field"])))
-        return out
-
-
-@dataclass(frozen=True)
-class TelemetryChannel:
-    """An APRS telemetry channel fed by one data field of one device."""
-
-    channel: aprs.Channel
-    dev_eui: str
-    field: str
 
 
 @dataclass(order=True)
@@ -195,15 +89,12 @@ class APRSRelay:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-        self._decoder = kiss.Decoder()
+        self.tnc = TncConnection(cfg.host, cfg.port, kiss_port=cfg.kiss_port)
         # TNC2 text of the frames handed to the TNC (status output and tests), the latest 1000
         self.sent: deque[str] = deque(maxlen=1000)
-        self.channels = cfg.channels()
-        self._values: list[float | None] = [None] * len(self.channels)
-        self._tlm_seq = 0
-        self._defs_sent_at: float | None = None  # when the last full set of definitions went out
-        self._defs_todo: list[str] = []  # definition texts still to send before the next report
+        self.telemetry = TelemetryReports(
+            cfg.callsign, cfg.channels(), signer, every_s=cfg.definitions_every_s, clock=clock
+        )
         self._was_on = False
         self._last_tx_at: float | None = None
         self.stats: dict[str, int] = {
@@ -282,20 +173,9 @@ class APRSRelay:
         """Feed a state record into the telemetry channels; queue one T# report (replacing a waiting one).
 
         The definitions are not queued here: they go out right before a report whenever they are due
-        (:meth:`_definitions_due`), so a state update can never drop them.
+        (:meth:`TelemetryReports.due`), so a state update can never drop them.
         """
-        hit = False
-        for i, ch in enumerate(self.channels):
-            v = rec.data.get(ch.field)
-            if (
-                ch.dev_eui == rec.dev_eui
-                and isinstance(v, int | float)
-                and not isinstance(v, bool)
-                and math.isfinite(v)
-            ):
-                self._values[i] = float(v)
-                hit = True
-        if not hit:
+        if not self.telemetry.feed(rec):
             return False
         with self._lock:
             waiting = any(i.kind == "tlm" for i in self._queue)
@@ -307,33 +187,9 @@ class APRSRelay:
         self._wake.set()
         return True
 
-    def _definitions_due(self) -> bool:
-        """Before the first report of every emergency, and again once the last were sent an hour ago."""
-        return self._defs_sent_at is None or self.clock() - self._defs_sent_at >= self.cfg.definitions_every_s
-
-    def _definition_texts(self) -> list[str]:
-        """PARM., UNIT., EQNS. and the signed BITS. (its title carries the signature over all four)."""
-        msgs = aprs.definition_messages(self.cfg.callsign, [c.channel for c in self.channels])
-        defs = [m.text for m in msgs]
-        sig = self.signer.sign(CHANNEL, aprs.definitions_body(defs).encode())
-        defs[3] = f"{defs[3]} {sig}"
-        return defs
-
-    def _telemetry_report(self) -> str:
-        analog = [
-            c.channel.raw(v) if v is not None else 0 for c, v in zip(self.channels, self._values, strict=True)
-        ]
-        analog += [0] * (5 - len(analog))
-        self._tlm_seq = (self._tlm_seq + 1) % 1000
-        report = aprs.Telemetry(
-            self._tlm_seq, (analog[0], analog[1], analog[2], analog[3], analog[4])
-        ).encode()
-        sig = self.signer.sign(CHANNEL, report.encode())
-        return f"{report} {sig}"
-
     def _info(self, item: _Item) -> str:
         if item.kind == "tlm":
-            return self._telemetry_report()
+            return self.telemetry.report()
         if item.kind == "def":
             return aprs.Message(self.cfg.callsign, item.line).encode()
         if item.msgno is None and item.cls == "alarm":
@@ -362,7 +218,7 @@ class APRSRelay:
     def _run(self) -> None:
         backoff = 0.5
         while not self._halt.is_set():
-            if self._sock is None:
+            if not self.tnc.connected:
                 try:
                     self._connect()
                     backoff = 0.5
@@ -387,33 +243,18 @@ class APRSRelay:
                 self._halt.wait(1.0)
 
     def _connect(self) -> None:
-        sock = socket.create_connection((self.cfg.host, self.cfg.port), timeout=5)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(5)
-        self._sock = sock
-        self._decoder = kiss.Decoder()
+        self.tnc.connect()
         self.stats["tnc_connects"] += 1
         log.info("APRS relay: connected to TNC %s:%d", self.cfg.host, self.cfg.port)
 
     def _close(self) -> None:
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
+        self.tnc.close()
 
     def _read(self, timeout: float) -> None:
-        assert self._sock is not None
-        r, _, _ = select.select([self._sock], [], [], timeout)
-        if not r:
-            return
-        data = self._sock.recv(4096)
-        if not data:
-            raise ConnectionResetError("TNC closed the connection")
-        before = self._decoder.errors
-        for fr in self._decoder.feed(data):
-            if fr.command == kiss.CMD_DATA:
-                self._heard(fr.payload)
-        self.stats["rx_malformed"] += self._decoder.errors - before  # broken escapes, oversize
+        before = self.tnc.malformed
+        for payload in self.tnc.read(timeout):
+            self._heard(payload)
+        self.stats["rx_malformed"] += self.tnc.malformed - before  # broken escapes, oversize
 
     def _heard(self, payload: bytes) -> None:
         """An ack from the addressee for one of our messages ends its resends; everything else is counted."""
@@ -457,7 +298,7 @@ class APRSRelay:
         """The switch, read before every transmission; a new emergency sends the definitions again."""
         on = self.emergency.is_on()
         if on and not self._was_on:
-            self._defs_sent_at = None
+            self.telemetry.new_emergency()
         self._was_on = on
         return on
 
@@ -495,17 +336,18 @@ class APRSRelay:
             self._wake.wait(min(0.5, self.cfg.min_gap_s - (now - self._last_tx_at)))
             self._wake.clear()
             return
-        if item.kind == "tlm" and not self._defs_todo and self._definitions_due():
-            self._defs_todo = self._definition_texts()
-        if item.kind == "tlm" and self._defs_todo:
+        tlm = self.telemetry
+        if item.kind == "tlm" and not tlm.todo and tlm.due():
+            tlm.todo = tlm.definition_texts()
+        if item.kind == "tlm" and tlm.todo:
             # The definitions go first, one frame per turn, so a receiver can read the report that follows.
-            item = _Item(item.prio, item.seq, "state", self._defs_todo[0][:4], self._defs_todo[0], "def")
+            item = _Item(item.prio, item.seq, "state", tlm.todo[0][:4], tlm.todo[0], "def")
         try:
             info = self._info(item)
             frame = ax25.UIFrame.aprs(self.cfg.callsign, self.cfg.destination, info, self.cfg.path)
         except HavelError as exc:
             if item.kind == "def":
-                self._defs_todo = []
+                tlm.todo = []
             self._take(item)
             self.stats["oversize"] += 1
             log.error("APRS relay: dropped %s: %s", item.label, exc)
@@ -519,9 +361,8 @@ class APRSRelay:
             return
         if item.kind != "def" and not self._take(item):
             return  # superseded meanwhile (a newer state of the same sensor): not sent
-        assert self._sock is not None
         try:
-            self._sock.sendall(kiss.encode(raw, port=self.cfg.kiss_port))
+            self.tnc.send(raw)
         except OSError:
             if item.kind != "def":
                 with self._lock:
@@ -531,10 +372,8 @@ class APRSRelay:
         item.tries += 1
         self.sent.append(frame.tnc2())
         if item.kind == "def":
-            self._defs_todo.pop(0)
+            tlm.sent_one(now)
             self.stats["definitions_sent"] += 1
-            if not self._defs_todo:
-                self._defs_sent_at = now  # the hour counts from the last sending, not the queueing
             log.info("APRS relay: sent %s (%.2f s airtime)", item.label, cost)
             return
         self.stats["resent" if item.tries > 1 else "sent"] += 1
@@ -545,7 +384,7 @@ class APRSRelay:
 
     def health(self) -> dict[str, Any]:
         return {
-            "connected": self._sock is not None,
+            "connected": self.tnc.connected,
             "emergency": self._was_on,
             "pending": self.pending(),
             **self.stats,

@@ -10,7 +10,7 @@ state_interval_s = 900       # slow cadence of the latest state per sensor while
 max_age_s = 21600            # older records are not relayed (they wait for the primary)
 rules = [ {name = "flood", class = "alarm", codec = "water", field = "level", op = ">=", value = 150} ]
 [[relay.path]]
-type = "aprs"                # see aprs_relay.APRSConfig
+type = "aprs"                # see aprs_config.APRSConfig
 callsign = "DB0XYZ-10"
 addressee = "DB0KST-1"
 [[relay.path]]
@@ -35,7 +35,8 @@ from typing import Any
 from havel.errors import ConfigError, HavelError
 
 from ..settings import key, keys_of, read
-from .aprs_relay import APRSConfig, APRSRelay
+from .aprs_config import APRSConfig
+from .aprs_relay import APRSRelay
 from .emergency import EmergencySwitch
 from .manager import Manager
 from .outage import OutageDetector

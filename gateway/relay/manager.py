@@ -25,9 +25,10 @@ from typing import Any, Protocol
 
 from havel.errors import HavelError
 
-from .envelope import RelayRecord, event_body, parse_time
+from .events import event_body
 from .outage import Change, OutageDetector
 from .priority import RANK, Classifier
+from .record import RelayRecord, parse_time
 
 log = logging.getLogger("havel.relay.manager")
 

@@ -26,8 +26,10 @@ from ..formats import OutMessage
 from ..settings import MqttSettings, key, keys_of, read
 from ..sinks.mqtt import MqttSink
 from .budget import Budget
-from .envelope import RelayRecord, sign_body, sign_json
+from .envelope import open_envelope, sign_body, sign_json
+from .record import EnvelopeError, RelayRecord
 from .signing import Signer
+from .strictjson import finite_number
 
 log = logging.getLogger("havel.relay.mqtt")
 CHANNEL = "mqtt"
@@ -251,7 +253,6 @@ class EmergencyCommands:
 
         from havel.errors import ReplayError, SecurityError
 
-        from .envelope import EnvelopeError, finite_number, open_envelope
         from .signing import StaleError
 
         try:
@@ -312,7 +313,6 @@ def send_emergency_command(
     from havel.errors import TransportError
 
     from ..mqtt import MqttClient
-    from .envelope import sign_body
 
     if signer.sender != CONTROL_SENDER:
         raise ConfigError(f"emergency commands are signed as {CONTROL_SENDER}")

@@ -27,7 +27,8 @@ from havel.errors import ConfigError, LegalError, TransportError
 
 from ..settings import read
 from .budget import Budget
-from .envelope import RelayRecord, sign_body, sign_json
+from .envelope import sign_body, sign_json
+from .record import RelayRecord
 from .signing import Signer
 
 log = logging.getLogger("havel.relay.reticulum")

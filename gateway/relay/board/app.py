@@ -33,8 +33,8 @@ from typing import Any
 from havel.errors import ConfigError
 from havel.web import LocalApp, Request
 
-from ..envelope import RelayRecord
 from ..priority import Rule
+from ..record import RelayRecord
 
 log = logging.getLogger("havel.relay.board")
 

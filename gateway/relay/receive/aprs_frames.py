@@ -15,13 +15,9 @@ from typing import TYPE_CHECKING, Any
 from havel.errors import HavelError, ReplayError, SecurityError
 
 from .. import aprs, ax25
-from ..envelope import (
-    EnvelopeError,
-    parse_event_line,
-    parse_line,
-    parse_status_line,
-    split_signed_line,
-)
+from ..events import parse_event_line
+from ..lines import parse_line, parse_status_line, split_signed_line
+from ..record import EnvelopeError
 from ..signing import StaleError, identity
 
 if TYPE_CHECKING:

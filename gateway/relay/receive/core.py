@@ -19,17 +19,12 @@ from typing import Any
 from havel.errors import HavelError, ReplayError, SecurityError
 
 from .. import aprs
-from ..envelope import (
-    EnvelopeError,
-    RelayRecord,
-    UnsignedError,
-    check_event,
-    finite_number,
-    format_time,
-    open_body,
-)
+from ..envelope import open_body
+from ..events import check_event
 from ..mqtt_relay import COMMAND_FUTURE_S
+from ..record import EnvelopeError, RelayRecord, UnsignedError, format_time
 from ..signing import StaleError, Verifier, identity
+from ..strictjson import finite_number
 from .aprs_frames import AprsFrames
 from .config import ReceiverConfig
 from .recent import RecentFrames

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from havel.errors import ConfigError, LegalError
-from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_relay import APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
-from havel.gateway.relay.envelope import RelayRecord
+from havel.gateway.relay.record import RelayRecord
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 BASE = {"callsign": "N0CALL-10", "addressee": "N0CALL-1"}

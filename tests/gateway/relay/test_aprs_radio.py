@@ -14,11 +14,13 @@ from support.mqtt_subscriber import Subscriber
 
 from havel.errors import LegalError
 from havel.gateway.relay import aprs, ax25, kiss
-from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_relay import APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
-from havel.gateway.relay.envelope import RelayRecord, encode_line, format_time, sign_line
+from havel.gateway.relay.lines import encode_line, sign_line
 from havel.gateway.relay.receive.config import ReceiverConfig
 from havel.gateway.relay.receive.receiver import Receiver
+from havel.gateway.relay.record import RelayRecord, format_time
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 from .conftest import CC_CALL, GW_CALL, needs_direwolf

@@ -13,11 +13,13 @@ import pytest
 
 from havel.errors import LegalError
 from havel.gateway.relay import aprs, ax25
-from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_relay import APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
-from havel.gateway.relay.envelope import RelayRecord, encode_status_line, sign_line
+from havel.gateway.relay.lines import encode_status_line, sign_line
 from havel.gateway.relay.receive.config import ReceiverConfig
 from havel.gateway.relay.receive.core import ReceiverCore
+from havel.gateway.relay.record import RelayRecord
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 from .conftest import CC_CALL, GW_CALL, FakeTNC

@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 from havel.gateway.relay import aprs, ax25
-from havel.gateway.relay.envelope import parse_event_line, parse_line, parse_status_line
+from havel.gateway.relay.events import parse_event_line
+from havel.gateway.relay.lines import parse_line, parse_status_line
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "relay.md").read_text()
 KEY = bytes(range(32))  # "000102...1e1f": the decoded bytes are the key

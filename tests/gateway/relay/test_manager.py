@@ -8,10 +8,11 @@ from typing import Any
 
 from havel.gateway import db
 from havel.gateway.outbox import Outbox
-from havel.gateway.relay.envelope import RelayRecord
+from havel.gateway.relay.envelope import sign_body
 from havel.gateway.relay.manager import Manager
 from havel.gateway.relay.outage import OutageDetector
 from havel.gateway.relay.priority import Classifier
+from havel.gateway.relay.record import RelayRecord
 
 from .test_outage_e2e import RULES, record
 
@@ -164,7 +165,6 @@ def test_alarm_class_gateway_events_go_to_every_relay_and_the_receiver_reads_the
     """Mains lost (an alarm-class event stored by the gateway) goes out during an outage; a state-class
     event (sink_down) waits for the primary. The signed envelope a mesh path sends is republished by the
     receiver on <prefix>/<gateway_id>/events under the event's own id."""
-    from havel.gateway.relay.envelope import sign_body
     from havel.gateway.relay.receive.config import ReceiverConfig
     from havel.gateway.relay.receive.core import ReceiverCore
     from havel.gateway.relay.signing import CounterStore, Signer, SigningKey

@@ -17,7 +17,8 @@ from support.mqtt_subscriber import Subscriber
 from havel.gateway import db
 from havel.gateway.forwarder import Forwarder
 from havel.gateway.outbox import Outbox
-from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_relay import APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
 from havel.gateway.relay.manager import Manager
 from havel.gateway.relay.mqtt_relay import MQTTRelay

@@ -20,12 +20,15 @@ from support.mqtt_subscriber import Subscriber
 
 from havel.gateway.mqtt import LoopThread
 from havel.gateway.relay import aprs, ax25, kiss
-from havel.gateway.relay.aprs_relay import APRSConfig, APRSRelay
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_relay import APRSRelay
 from havel.gateway.relay.emergency import EmergencySwitch
-from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_body, sign_json, sign_line
+from havel.gateway.relay.envelope import sign_body, sign_json
+from havel.gateway.relay.lines import encode_line, sign_line
 from havel.gateway.relay.mqtt_relay import MQTTRelay
 from havel.gateway.relay.receive.config import ReceiverConfig
 from havel.gateway.relay.receive.receiver import Receiver
+from havel.gateway.relay.record import RelayRecord
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 from .conftest import CC_CALL, GW_CALL, FakeTNC

@@ -13,7 +13,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from support.mqtt_subscriber import Subscriber
 
-from havel.gateway.relay.envelope import RelayRecord, sign_body, sign_json
+from havel.gateway.relay.envelope import sign_body, sign_json
+from havel.gateway.relay.record import RelayRecord
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 NOW = int(time.time())  # a fresh receiver takes only messages stamped after its start (minus 6 h)

@@ -12,9 +12,10 @@ import pytest
 from support.mqtt_subscriber import Subscriber
 
 from havel.errors import LegalError
-from havel.gateway.relay.envelope import RelayRecord, sign_json
+from havel.gateway.relay.envelope import sign_json
 from havel.gateway.relay.receive.config import ReceiverConfig
 from havel.gateway.relay.receive.receiver import Receiver
+from havel.gateway.relay.record import RelayRecord
 from havel.gateway.relay.reticulum_relay import ReticulumConfig, ReticulumRelay, available
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from havel.errors import ConfigError, ReplayError, SecurityError
-from havel.gateway.relay import envelope
-from havel.gateway.relay.envelope import EnvelopeError, RelayRecord
+from havel.gateway.relay.envelope import open_json, sign_json
+from havel.gateway.relay.lines import encode_line, encode_status_line, parse_line, parse_status_line
+from havel.gateway.relay.record import EnvelopeError, RelayRecord
 from havel.gateway.relay.signing import CounterStore, Signature, Signer, SigningKey, Verifier
 
 KEY = SigningKey(bytes(range(32)))
@@ -80,14 +81,14 @@ def test_verifier_forgery_replay_window(tmp_path: Path) -> None:
 
 
 def test_compact_line_round_trip_and_fit() -> None:
-    line = envelope.encode_line(REC)
+    line = encode_line(REC)
     assert line == "HA 70B3D57ED0001234-0-4711 TP3QC0 level=163,fault=true"
-    assert envelope.parse_line(line) == RelayRecord(REC.dev_eui, REC.fcnt, "alarm", REC.received_at, REC.data)
-    assert envelope.encode_line(REC, max_len=47) == "HA 70B3D57ED0001234-0-4711 TP3QC0 level=163"
+    assert parse_line(line) == RelayRecord(REC.dev_eui, REC.fcnt, "alarm", REC.received_at, REC.data)
+    assert encode_line(REC, max_len=47) == "HA 70B3D57ED0001234-0-4711 TP3QC0 level=163"
     from havel.gateway.relay.aprs import OversizeError
 
     with pytest.raises(OversizeError):
-        envelope.encode_line(REC, max_len=30)
+        encode_line(REC, max_len=30)
 
 
 @pytest.mark.parametrize(
@@ -101,25 +102,25 @@ def test_compact_line_round_trip_and_fit() -> None:
 )
 def test_compact_line_malformed(line: str) -> None:
     with pytest.raises(EnvelopeError):
-        envelope.parse_line(line)
+        parse_line(line)
 
 
 def test_json_envelope(tmp_path: Path) -> None:
     signer = Signer(KEY, "N0CALL-10", CounterStore(None))
-    data = envelope.sign_json(signer, "mqtt", REC)
+    data = sign_json(signer, "mqtt", REC)
     v = Verifier({"N0CALL-10": KEY})
-    sender, rec = envelope.open_json(v, "mqtt", data)
+    sender, rec = open_json(v, "mqtt", data)
     assert sender == "N0CALL-10" and rec == REC
     with pytest.raises(ReplayError):
-        envelope.open_json(v, "mqtt", data)
+        open_json(v, "mqtt", data)
     env = json.loads(data)
     env["body"] = env["body"].replace("163", "999")
     env["sig"] = str(signer.sign("mqtt", b"x"))
     with pytest.raises(SecurityError):
-        envelope.open_json(v, "mqtt", json.dumps(env).encode())
+        open_json(v, "mqtt", json.dumps(env).encode())
     for bad in (b"not json", b'{"v": 2}', b'{"v":1,"sender":"N0CALL-10","sig":"x","body":"{}"}'):
         with pytest.raises(EnvelopeError):
-            envelope.open_json(v, "mqtt", bad)
+            open_json(v, "mqtt", bad)
 
 
 def test_nested_and_list_fields_travel_in_the_compact_line() -> None:
@@ -131,9 +132,9 @@ def test_nested_and_list_fields_travel_in_the_compact_line() -> None:
         "data": {"faults": {"valve": True, "flow_meter": False}, "probes": [24.1, 36.5]},
     }
     rec = RelayRecord.from_payload(payload, "alarm", ["faults.valve", "probes"])
-    line = envelope.encode_line(rec)
+    line = encode_line(rec)
     assert line.endswith(" faults.valve=true,probes=24.1/36.5")
-    assert envelope.parse_line(line).data == {"faults.valve": True, "probes": [24.1, 36.5]}
+    assert parse_line(line).data == {"faults.valve": True, "probes": [24.1, 36.5]}
 
 
 def test_record_from_json_scheme_payload() -> None:
@@ -154,13 +155,13 @@ def test_record_from_json_scheme_payload() -> None:
 
 
 def test_status_line() -> None:
-    assert envelope.encode_status_line("down", 1795683600) == "HP DOWN TP3QC0"
-    assert envelope.parse_status_line("HP UP TP3QC0") == {"kind": "status", "primary": "up", "at": 1795683600}
+    assert encode_status_line("down", 1795683600) == "HP DOWN TP3QC0"
+    assert parse_status_line("HP UP TP3QC0") == {"kind": "status", "primary": "up", "at": 1795683600}
     for bad in ("HP SIDEWAYS TP3QC0", "HP DOWN", "HA DOWN TP3QC0"):
         with pytest.raises(EnvelopeError):
-            envelope.parse_status_line(bad)
+            parse_status_line(bad)
     with pytest.raises(EnvelopeError):
-        envelope.encode_status_line("sideways", 1)
+        encode_status_line("sideways", 1)
 
 
 def test_nested_state_is_flattened_and_uncarriable_fields_are_left_out() -> None:
@@ -184,10 +185,10 @@ def test_nested_state_is_flattened_and_uncarriable_fields_are_left_out() -> None
         "note": "two words",
         "interlock.reservoir_low": False,
     }
-    line = envelope.encode_line(rec)
+    line = encode_line(rec)
     assert line.endswith(" valve_open=true,mode=auto,interlock.reservoir_low=false")
     with pytest.raises(EnvelopeError):
-        envelope.encode_line(RelayRecord("70B3D57ED0000007", 4, "state", 1, {"note": "two words"}))
+        encode_line(RelayRecord("70B3D57ED0000007", 4, "state", 1, {"note": "two words"}))
 
 
 def test_counter_state_survives_a_torn_file_and_is_fsynced(tmp_path: Path, monkeypatch: Any) -> None:

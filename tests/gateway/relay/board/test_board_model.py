@@ -13,9 +13,11 @@ import pytest
 from havel.errors import ConfigError
 from havel.gateway.relay import aprs, ax25
 from havel.gateway.relay.board import Board, alarm_rules
-from havel.gateway.relay.envelope import RelayRecord, encode_line, sign_body, sign_json, sign_line
+from havel.gateway.relay.envelope import sign_body, sign_json
+from havel.gateway.relay.lines import encode_line, sign_line
 from havel.gateway.relay.receive.config import ReceiverConfig
 from havel.gateway.relay.receive.core import ReceiverCore
+from havel.gateway.relay.record import RelayRecord
 from havel.gateway.relay.signing import CounterStore, Signer, SigningKey
 
 SENDER = "DB0XYZ-10"
