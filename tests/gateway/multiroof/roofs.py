@@ -30,10 +30,19 @@ class RoofProcess:
     """One roof daemon; ``sent`` collects its ``{"tx": ...}`` lines."""
 
     def __init__(
-        self, name: str, store_url: str, tmp: Path, *, config: Path | None = None, **settings: Any
+        self,
+        name: str,
+        store_url: str,
+        tmp: Path,
+        *,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+        **settings: Any,
     ) -> None:
-        """``config``: run from that gateway config (``--config``) instead of a settings file."""
+        """``config``: run from that gateway config (``--config``) instead of a settings file; ``env``: more
+        environment variables for the process."""
         self.name = name
+        self.env = dict(env or {})
         self.config = config
         self.port = free_udp_port()
         self.settings_path = tmp / f"{name}.json"
@@ -58,7 +67,7 @@ class RoofProcess:
 
     def start(self) -> None:
         self._ready.clear()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         with self.log.open("a") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "havel.gateway.network.shared.roofd"]

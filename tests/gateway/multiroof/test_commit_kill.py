@@ -1,7 +1,7 @@
-"""A roof daemon SIGKILLed between its Redis commit and its SQLite commit (the test hook
-HAVEL_TEST_KILL_AFTER_SHARED_COMMIT kills it at exactly that point): the counter moved in Redis, the frame is
-still in the roof's intake journal, and when the roof starts again it stores the frame once instead of
-refusing it as a replay."""
+"""A roof SIGKILLed between its Redis commit and its SQLite commit (the test hook
+HAVEL_TEST_KILL_AFTER_SHARED_COMMIT kills it at exactly that point): the counter moved in Redis, but the
+frame is stored once, not refused as a replay: by the daemon itself after its restart (the frame is still
+in its intake journal), or by another roof that heard it and takes it over."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from pathlib import Path
 
 from support.redis import RedisServer
 
+from havel.gateway.network.dedup import frame_key
 from havel.gateway.network.shared.connection import StoreSettings, connect
 from havel.gateway.network.shared.state import SharedState
 
 from .daemons import DaemonRoof, uplink_ids, wait_for
-from .helpers import abp_node
-from .roofs import Concentrator
+from .helpers import abp_node, battery_known, read_records
+from .roofs import Concentrator, RoofProcess
 
 GW = 0xAA00000000000001
 
@@ -66,3 +67,45 @@ def test_a_roof_killed_between_its_two_commits_stores_the_batch_once_after_resta
             conc.close()
         if roof.proc.proc is not None and roof.proc.proc.poll() is None:
             roof.proc.terminate()
+
+
+def test_a_frame_whose_roof_died_between_its_two_commits_is_taken_over_and_stored_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Roof A (a roof process, no intake journal) takes the frame and dies after its Redis commit; roof B,
+    which heard it too, takes it over when no done mark comes and stores it instead of refusing it."""
+    shared = SharedState(connect(StoreSettings(redis_server.url)))
+    node = abp_node(71)
+    shared.put_device(node.device())
+    battery_known(shared, node.dev_eui)
+    a = RoofProcess("roof-a", redis_server.url, tmp_path, env={"HAVEL_TEST_KILL_AFTER_SHARED_COMMIT": "1"})
+    b = RoofProcess("roof-b", redis_server.url, tmp_path)
+    concs: list[Concentrator] = []
+    try:
+        a.start()
+        b.start()
+        ca, cb = Concentrator(GW, a.port), Concentrator(0xBB00000000000001, b.port)
+        concs += [ca, cb]
+        time.sleep(0.7)  # both concentrators' PULL_DATA reached their roofs
+        frame = node.uplink()
+        lock = f"havel:lock:{frame_key(frame).hex()}"
+        client = redis_server.client()
+        ca.hear(frame, 8.0)
+        assert wait_for(lambda: client.get(lock) == "roof-a", 10)  # A holds the frame ...
+        cb.hear(frame, 2.0)  # ... and B's copy goes to A's list
+        assert a.proc is not None
+        assert wait_for(lambda: a.proc is not None and a.proc.poll() is not None, 20), "A was not killed"
+        dev = shared.device(node.dev_eui)
+        assert dev is not None and dev.session is not None and dev.session.fcnt_up == 1
+        assert read_records(a.db) == []
+        # B takes the frame over (no done mark after its window + 1 s) and stores it once
+        ids = f"{node.dev_eui:016X}-0-1"
+        assert wait_for(lambda: [r["id"] for r in read_records(b.db) if "fcnt" in r] == [ids], 20)
+        assert wait_for(lambda: client.keys("havel:applied:*") == [], 10)
+        dev = shared.device(node.dev_eui)
+        assert dev is not None and dev.session is not None and dev.session.fcnt_up == 1
+    finally:
+        for c in concs:
+            c.close()
+        for r in (a, b):
+            r.stop()
