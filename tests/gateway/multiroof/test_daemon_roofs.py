@@ -44,7 +44,8 @@ def test_three_daemons_share_one_network_through_mqtt_commands_and_a_kill(
     nodes = [abp_node(30 + i) for i in range(len(HEARD))]
     joiner: Node = abp_node(40)
     joiner.otaa = True
-    for n in [*nodes, joiner]:
+    silent = abp_node(45)  # registered, never heard: its command runs out of time
+    for n in [*nodes, joiner, silent]:
         shared.put_device(n.device())
         battery_known(shared, n.dev_eui)
     platform = {
@@ -88,6 +89,8 @@ def test_three_daemons_share_one_network_through_mqtt_commands_and_a_kill(
                 )
             )
             assert results and sorted(r["command_id"] for r in results) == ["cmd-0", "cmd-3"], sub.messages
+            body = {"fport": 7, "raw": "03", "id": "cmd-ttl", "ttl_s": 1}
+            sub.client.publish(f"{base}/{silent.dev_eui:016X}/down", json.dumps(body), qos=1)
 
             # the join, heard by A and C: one join-accept, through C (best SNR)
             jr = joiner.join_request()
@@ -166,6 +169,20 @@ def test_three_daemons_share_one_network_through_mqtt_commands_and_a_kill(
 
             assert wait_for(lambda: b_sent() == ["cmd-3"], 15), b_sent()
             assert not sent_on_mqtt("cmd-3")
+
+            # the command whose ttl_s ran out: expired, reported once, by the one roof whose sweep took it (a
+            # record delivered again after roof B's restart has the same id: at least once)
+            def expired() -> set[tuple[str, str]]:
+                return {
+                    (name, p["id"])
+                    for name, r in roofs.items()
+                    for p in r.messages()
+                    if p.get("command_id") == "cmd-ttl" and p.get("state") == "expired"
+                }
+
+            assert wait_for(lambda: len(expired()) == 1, 15)
+            time.sleep(1.5)  # (every roof's sweep ran again meanwhile)
+            assert len(expired()) == 1
             # the daemon's own parts ran: the monitoring port counts what each roof accepted
             assert sum(r.metric("uplinks_accepted_total") for r in roofs.values()) >= len(expected) - 8 * 2
             assert all(r.metric("shared_store_online") == 1.0 for r in roofs.values())
