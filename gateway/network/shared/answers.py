@@ -97,9 +97,20 @@ class UplinkAnswers:
                 except (ValueError, TypeError, KeyError) as exc:
                     roof.counts["damaged_command"] += 1
                     log.error("queued command of %s is damaged (%s): dropped", dev.eui_hex, exc)
+                    if event == "again":  # (else it would come back with every uplink)
+                        try:
+                            roof.shared.drop_wait(dev.dev_eui)
+                        except UNREACHABLE as exc2:
+                            roof.store.offline(exc2)
                     continue
                 return raw, command, attempt
             record = event_result(event, text)
+            if event == "damaged":  # (a command's wait for its ACK that cannot be read: dropped)
+                roof.counts["damaged_command"] += 1
+                log.error(
+                    "a command of %s waiting for its ACK is damaged in the shared store: dropped", dev.eui_hex
+                )
+                continue
             if record is None:  # (a command put into Redis by hand, without id and number: no result)
                 roof.counts["command_without_result"] += 1
                 continue

@@ -26,7 +26,7 @@ from typing import Any
 
 from havel.codecs.lorawan.ids import eui_hex, parse_hex
 from havel.errors import CodecError, ConfigError, HavelError, InputError
-from havel.gateway.backends.semtech_udp.txpk import build_txpk
+from havel.gateway.backends.base import Backend, DownlinkFrame
 from havel.gateway.config import Config
 from havel.gateway.downlink_commands import COMMAND_ID, MAX_TTL_S
 from havel.gateway.metrics import Metrics
@@ -94,7 +94,7 @@ class SharedNetwork:
         self.net = cfg.network
         self.roof = Roof(self.roof_id, self.shared, self.store, self.ns, self._transmit, duty=DUTY)
         self.metrics = metrics
-        self.backend: Any = None  # the GWMP server (send), set once it listens
+        self.backend: Backend | None = None  # the gateway backend (transmit), set once it listens
         self._outbox = outbox
         metrics.gauge_fn("shared_store_online", lambda: 1.0 if self.store.online else 0.0)
         metrics.gauge_fn(
@@ -185,10 +185,8 @@ class SharedNetwork:
     def _transmit(self, d: Downlink) -> None:
         if self.backend is None:
             return
-        txpk = build_txpk(
-            data=bytes.fromhex(d["data"]), freq_hz=int(d["freq_hz"]), datr=str(d["datr"]), tmst=int(d["tmst"])
-        )
-        if self.backend.send(int(d["gateway"], 16), txpk, window="RX1"):
+        frame = DownlinkFrame(bytes.fromhex(d["data"]), int(d["freq_hz"]), str(d["datr"]), int(d["tmst"]))
+        if self.backend.transmit(int(d["gateway"], 16), frame, window="RX1"):
             self.metrics.inc("downlinks_total", kind=str(d.get("kind", "command")), window="RX1")
         else:
             log.error("no PULL_DATA from %s yet: downlink dropped", d["gateway"])

@@ -92,6 +92,10 @@ class CommandQueue:
             pipe.zadd(f"{self.p}dlexp", {f"{eui} {raw}": float(exp)})
         pipe.execute()
 
+    def drop_wait(self, dev_eui: int) -> None:
+        """Forget the device's command waiting for its ACK (one that cannot be read)."""
+        self.r.delete(f"{self.p}awaiting:{dev_eui:016X}")
+
     def expire_commands(self, now: float, limit: int = 100) -> list[tuple[str, str]]:
         """Commands whose ttl_s ran out, taken out of the store (each by one roof only): (event, JSON)."""
         flat = [text(x) for x in self._expire(keys=[f"{self.p}dlexp"], args=[self.p, repr(now), limit])]

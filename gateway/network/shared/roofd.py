@@ -32,11 +32,11 @@ import redis
 
 from havel.errors import ConfigError, HavelError
 from havel.gateway import config, db
+from havel.gateway import delivery as outbox_delivery
 from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.backends.semtech_udp.rxpk import parse_rxpk
 from havel.gateway.backends.semtech_udp.txpk import build_txpk
 from havel.gateway.config import Config, NetworkConfig
-from havel.gateway.forwarder import Forwarder
 from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.shared.connection import StoreSettings, connect, redacted
@@ -122,7 +122,7 @@ class Delivery:
         try:
             outbox = Outbox(conn, sinks=[s["name"] for s in cfg.sinks])
             sinks = make_sinks(cfg.sinks, gateway_id=cfg.gateway_id)
-            fwd = Forwarder.from_config(outbox, sinks, cfg.components.get("forwarder"))
+            fwd = outbox_delivery.Delivery.from_config(outbox, sinks, cfg.components.get("forwarder"))
             await fwd.start()  # (it looks into the outbox every poll_s)
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)

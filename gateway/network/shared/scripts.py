@@ -114,7 +114,7 @@ local out = {}
 local aw = redis.call('GET', KEYS[2])
 if aw then
   local ok, a = pcall(cjson.decode, aw)
-  if not ok or type(a) ~= 'table' then
+  if not ok or type(a) ~= 'table' or type(a.raw) ~= 'string' then
     redis.call('DEL', KEYS[2]); out[#out + 1] = 'damaged'; out[#out + 1] = aw; aw = nil
   elseif ARGV[1] == '1' then
     redis.call('DEL', KEYS[2]); out[#out + 1] = 'acked'; out[#out + 1] = aw; aw = nil

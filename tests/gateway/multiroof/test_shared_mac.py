@@ -117,3 +117,29 @@ def test_adr_continues_across_roofs_with_its_state_in_redis(
     assert state["adr"]["tx_power"] == req["tx_power"] and state["adr"]["asked"] is None
     assert len(adr) == 1  # and nothing asked again right away
     assert len([c for _, cmds, _ in roofs.downlinks() for c in cmds if c["name"] == "LinkADRReq"]) == 1
+
+
+def test_a_damaged_mac_state_or_command_wait_is_counted_and_the_device_goes_on(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    roofs = Roofs(tmp_path, redis_server.url)
+    node = abp_node(82)
+    a = roofs.net("a")
+    a.shared.put_device(node.device())
+    client = redis_server.client()
+    client.set(f"havel:mac:{node.dev_eui:016X}", "[1, 2")  # not JSON
+    client.set(f"havel:awaiting:{node.dev_eui:016X}", "{}")  # a wait without its command
+    a.submit(node.dev_eui, {"fport": 9, "raw": "a1", "id": "after"})
+    roofs.uplink(node, {"a": 5.0}, fopts=maccmds.encode([{"name": "LinkCheckReq"}], True))
+    counts = a.roof.counts
+    assert counts["damaged_mac_state"] == 1 and counts["damaged_command"] == 1
+    ((_, cmds, down),) = roofs.downlinks()
+    assert down.fport == 9 and "LinkCheckAns" in names(cmds) and "DevStatusReq" in names(cmds)
+    # the state written back is whole again
+    assert json.loads(client.get(f"havel:mac:{node.dev_eui:016X}"))["status_asked"] > 0
+    # a wait whose command cannot be read: dropped once, not met again with every uplink
+    client.set(f"havel:awaiting:{node.dev_eui:016X}", json.dumps({"raw": "[", "attempts": 1, "fcnt_down": 0}))
+    roofs.uplink(node, {"a": 5.0})
+    assert counts["damaged_command"] == 2 and client.get(f"havel:awaiting:{node.dev_eui:016X}") is None
+    roofs.uplink(node, {"a": 5.0})
+    assert counts["damaged_command"] == 2
