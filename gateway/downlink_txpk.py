@@ -1,5 +1,6 @@
-"""What goes on the air for a downlink: the data frame (PHYPayload) of a class-A downlink and the ``txpk``
-of each receive window, packed as a :class:`Transmission` for the gateway backend."""
+"""What goes on the air for a downlink: the data frame (PHYPayload) of a class-A downlink and the
+:class:`~havel.gateway.backends.base.DownlinkFrame` of each receive window, packed as a :class:`Transmission`
+for the gateway backend (which puts it into its wire format)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from havel.codecs.lorawan import maccmds, phy
-from havel.gateway.backends.semtech_udp.txpk import build_txpk
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.network.sessions import Session
 
 __all__ = ["MAX_FOPTS", "Transmission", "data_frame", "fopts", "transmission"]
@@ -17,11 +18,12 @@ MAX_FOPTS = 15  # bytes of MAC commands a frame header carries
 
 @dataclass
 class Transmission:
-    """A downlink ready for a PULL_RESP: RX1 choice first, an RX2 fallback for a TX_ACK error."""
+    """A downlink ready for the backend: the first window's frame, the next one's as the fallback for when the
+    concentrator reports that it could not send the first."""
 
     gateway_eui: int
-    txpk: dict[str, Any]
-    fallback: dict[str, Any] | None
+    frame: DownlinkFrame
+    fallback: DownlinkFrame | None
     dev_eui: int
     command_id: str | None
     airtime_s: float
@@ -74,9 +76,9 @@ def transmission(
     """The downlink in the first usable window ``(freq_hz, datr, tmst, name, airtime_s)``, the second (if
     any) as its fallback."""
     freq, datr, tmst, name, air = usable[0]
-    txpk = build_txpk(data=data, freq_hz=freq, datr=datr, tmst=tmst, powe=powe)
+    frame = DownlinkFrame(data, freq, datr, tmst, powe)
     fallback, fb_air = None, 0.0
     if len(usable) > 1:
         f2, d2, t2, _, fb_air = usable[1]
-        fallback = build_txpk(data=data, freq_hz=f2, datr=d2, tmst=t2, powe=powe)
-    return Transmission(gateway, txpk, fallback, dev_eui, cmd_id, air, fb_air, name, kind)
+        fallback = DownlinkFrame(data, f2, d2, t2, powe)
+    return Transmission(gateway, frame, fallback, dev_eui, cmd_id, air, fb_air, name, kind)

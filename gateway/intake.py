@@ -319,7 +319,9 @@ class Intake:
             self.health.ok()
         if committed:
             for tx in sends:
-                self._backend().send(tx.gateway_eui, tx.txpk, fallback=tx.fallback, info=tx, window=tx.window)
+                self._backend().transmit(
+                    tx.gateway_eui, tx.frame, fallback=tx.fallback, info=tx, window=tx.window
+                )
                 self.metrics.inc("downlinks_total", kind=tx.kind, window=tx.window)
         self._account(outcomes)
         if outcomes:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.backends.semtech_udp.gwmp import GwmpError
 from havel.gateway.backends.semtech_udp.rxpk import parse_rxpk, parse_stat, parse_time, rxpk_to_json
-from havel.gateway.backends.semtech_udp.txpk import build_txpk, txpk_data
+from havel.gateway.backends.semtech_udp.txpk import build_txpk, txpk_data, txpk_of
 
 EUI = 0xAA555A0000000101
 EUI_BYTES = bytes.fromhex("AA555A0000000101")
@@ -81,6 +82,25 @@ def test_pull_resp_roundtrip_txpk() -> None:
     assert txpk_data(out) == b"\x60\x01\x02"
     # v1 forwarders ignore the token: it is sent as zero.
     assert gwmp.encode_pull_resp(1, 0x4242, txpk)[:4] == b"\x01\x00\x00\x03"
+
+
+def test_a_backend_neutral_frame_becomes_a_lorawan_txpk() -> None:
+    frame = DownlinkFrame(b"\x20\x01", 868_100_000, "SF7BW125", 2**32 + 7, power_dbm=16)
+    assert txpk_of(frame) == {
+        "freq": 868.1,
+        "rfch": 0,
+        "powe": 16,
+        "modu": "LORA",
+        "datr": "SF7BW125",
+        "codr": "4/5",
+        "ipol": True,  # downlinks are sent with inverted polarity and no CRC
+        "ncrc": True,
+        "size": 2,
+        "data": "IAE=",
+        "tmst": 7,  # the concentrator's counter wraps
+    }
+    at_once = txpk_of(DownlinkFrame(b"\x20", 869_525_000, "SF12BW125", None))
+    assert at_once["imme"] is True and "tmst" not in at_once and at_once["powe"] == 14
 
 
 @pytest.mark.parametrize(

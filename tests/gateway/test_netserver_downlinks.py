@@ -13,8 +13,8 @@ import pytest
 from havel.codecs.lorawan import crypto, maccmds, phy
 from havel.gateway import db
 from havel.gateway.adr import HISTORY
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket
-from havel.gateway.backends.semtech_udp.txpk import txpk_data
 from havel.gateway.config import NetworkConfig
 from havel.gateway.downlink_commands import parse_down_topic
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
@@ -134,7 +134,7 @@ class Env:
 
 
 def decode(tx: Transmission) -> tuple[phy.DataFrame, bytes]:
-    frame = phy.parse(txpk_data(tx.txpk))
+    frame = phy.parse(tx.frame.data)
     assert isinstance(frame, phy.DataFrame) and not frame.uplink
     assert crypto.verify_mic(crypto.data_mic(NWK, False, ADDR, frame.fcnt16, frame.msg), frame.mic)
     plain = (
@@ -160,8 +160,9 @@ def test_queued_command_goes_out_in_rx1_with_fpending_and_counters(env: Env) -> 
     assert env.command({"fport": 24, "raw": "1001", "id": "b"})["state"] == "queued"
     tx, results = env.uplink()
     assert tx is not None and tx.window == "RX1" and tx.command_id == "a"
-    assert (tx.txpk["tmst"], tx.txpk["freq"], tx.txpk["datr"]) == (8_000_000, 868.1, "SF7BW125")
-    assert tx.fallback is not None and (tx.fallback["tmst"], tx.fallback["freq"]) == (9_000_000, 869.525)
+    # a backend-neutral frame: the scheduler builds no wire format (GWMP's txpk is the backend's business)
+    assert tx.frame == DownlinkFrame(tx.frame.data, 868_100_000, "SF7BW125", 8_000_000, 14)
+    assert tx.fallback == DownlinkFrame(tx.frame.data, 869_525_000, "SF12BW125", 9_000_000, 14)
     frame, plain = decode(tx)
     assert frame.fport == 23 and plain == bytes.fromhex("10010384") and frame.fpending and frame.fcnt16 == 0
     assert [r["payload"]["state"] for r in results] == ["sent"]
@@ -246,7 +247,7 @@ def test_duty_cycle_moves_to_rx2_then_holds(env: Env) -> None:
     duty.record(GW, 868_100_000, 36.0, env.clock())
     env.command({"fport": 24, "raw": "1001", "id": "f"})
     tx, _ = env.uplink()
-    assert tx is not None and tx.window == "RX2" and tx.txpk["freq"] == 869.525 and tx.fallback is None
+    assert tx is not None and tx.window == "RX2" and tx.frame.freq_hz == 869_525_000 and tx.fallback is None
     duty.record(GW, 869_525_000, 360.0, env.clock())
     env.command({"fport": 24, "raw": "1000", "id": "g"})
     tx, _ = env.uplink()
@@ -414,7 +415,7 @@ def test_a_confirmed_frame_sent_again_after_its_windows_is_acked_again_and_store
     assert status == "retransmission None" and again is not None
     frame, plain = decode(again)
     assert frame.ack and frame.fport is None and plain == b"" and frame.fcnt16 == decode(tx)[0].fcnt16 + 1
-    assert (again.txpk["tmst"], again.window) == (12_000_000, "RX1")
+    assert (again.frame.tmst, again.window) == (12_000_000, "RX1")
     assert env.dl.counters["acked_again"] == 1
     ups = [r for r in env.outbox.fetch("primary", 100) if r.kind == "up"]
     assert len(ups) == 1  # stored once

@@ -21,9 +21,10 @@ from support.gateway_run import InProcessGateway, register_abp, write_config
 
 from havel.codecs.lorawan import phy
 from havel.gateway import config, db
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.backends.semtech_udp import forwarders, gwmp
 from havel.gateway.backends.semtech_udp.server import MAX_RXPK, GwmpServer
-from havel.gateway.backends.semtech_udp.txpk import build_txpk
+from havel.gateway.backends.semtech_udp.txpk import build_txpk, txpk_of
 from havel.gateway.metrics import Metrics
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -356,3 +357,52 @@ def test_a_tx_ack_counts_only_from_the_gateway_that_was_sent_the_downlink() -> N
             server.close()
 
     assert asyncio.run(main()) == [("dl-1", "NONE")]
+
+
+def test_a_backend_neutral_downlink_goes_out_as_txpk_and_its_fallback_after_a_tx_ack_error() -> None:
+    """The daemon hands the GWMP backend frames, not txpk: the server builds the PULL_RESP's txpk of the
+    first window, and on a TX_ACK error the fallback's."""
+    rx1 = DownlinkFrame(b"\x60\x01\x02", 868_100_000, "SF7BW125", 5_000_000)
+    rx2 = DownlinkFrame(b"\x60\x01\x02", 869_525_000, "SF12BW125", 6_000_000, power_dbm=27)
+
+    async def main() -> tuple[list[dict[str, Any]], list[tuple[Any, str]]]:
+        loop = asyncio.get_running_loop()
+        done: list[tuple[Any, str]] = []
+        metrics = Metrics()
+        server = GwmpServer(
+            lambda *_: None,
+            metrics,
+            on_tx_done=lambda info, err: done.append((info, err)),
+            allowed_gateways=(GW1,),
+        )
+        addr = await server.start("127.0.0.1", 0)
+        sock = udp_socket()
+        sock.setblocking(False)
+        sent: list[dict[str, Any]] = []
+        try:
+            await loop.sock_sendto(sock, gwmp.encode_pull_data(2, 1, GW1), addr)
+            assert await asyncio.wait_for(loop.sock_recv(sock, 64), 5) == b"\x02\x00\x01\x04"
+            assert server.transmit(GW1, rx1, fallback=rx2, info="dl-1", window="RX1")
+            for error in ("TOO_LATE", "NONE"):
+                resp = gwmp.parse(await asyncio.wait_for(loop.sock_recv(sock, 2048), 5))
+                assert resp.identifier == gwmp.PULL_RESP
+                sent.append(resp.payload["txpk"])
+                await loop.sock_sendto(sock, gwmp.encode_tx_ack(2, resp.token, GW1, error), addr)
+            deadline = loop.time() + 5
+            while not done and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert metrics.snapshot()["downlinks_tx_total"] == {"window=RX1": 1, "window=RX2": 1}
+            return sent, done
+        finally:
+            sock.close()
+            server.close()
+
+    sent, done = asyncio.run(main())
+    assert sent == [txpk_of(rx1), txpk_of(rx2)]
+    assert (sent[0]["tmst"], sent[0]["freq"], sent[1]["freq"], sent[1]["powe"]) == (
+        5_000_000,
+        868.1,
+        869.525,
+        27,
+    )
+    assert done == [("dl-1", "NONE")]

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from havel.codecs.lorawan.ids import eui_hex
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.backends.semtech_udp.forwarders import (
     Addr,
@@ -39,6 +40,7 @@ from havel.gateway.backends.semtech_udp.forwarders import (
 )
 from havel.gateway.backends.semtech_udp.gwmp import GwmpError
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket, parse_rxpk, parse_stat
+from havel.gateway.backends.semtech_udp.txpk import txpk_of
 from havel.gateway.metrics import Metrics
 
 log = logging.getLogger("havel.gateway.udp")
@@ -285,7 +287,8 @@ class GwmpServer(asyncio.DatagramProtocol):
         info: Any = None,
         window: str = "RX1",
     ) -> bool:
-        """PULL_RESP one txpk; ``fallback`` is sent instead when the TX_ACK reports an error."""
+        """PULL_RESP one txpk as it is (upstream mode passes a server's txpk on); ``fallback`` is sent
+        instead when the TX_ACK reports an error."""
         fwd = self.forwarders.get(gateway_eui)
         if fwd is None or fwd.pull_addr is None:
             return False
@@ -300,6 +303,19 @@ class GwmpServer(asyncio.DatagramProtocol):
         elif self.on_tx_done:  # v1 has no TX_ACK: the forwarder took it, that is all we will know
             self.on_tx_done(info, "NONE")
         return True
+
+    def transmit(
+        self,
+        gateway_eui: int,
+        frame: DownlinkFrame,
+        *,
+        fallback: DownlinkFrame | None = None,
+        info: Any = None,
+        window: str = "RX1",
+    ) -> bool:
+        """:meth:`send` of a backend-neutral frame (the daemon's downlinks): each becomes a txpk here."""
+        fb = txpk_of(fallback) if fallback is not None else None
+        return self.send(gateway_eui, txpk_of(frame), fallback=fb, info=info, window=window)
 
     def _tx_ack(self, dg: gwmp.Datagram) -> None:
         err = gwmp.tx_ack_error(dg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.backends.semtech_udp.gwmp import TMST_MODULO, GwmpError, decode_base64
 
 
@@ -40,6 +41,18 @@ def build_txpk(
         assert tmst is not None
         txpk["tmst"] = tmst % TMST_MODULO
     return txpk
+
+
+def txpk_of(frame: DownlinkFrame) -> dict[str, Any]:
+    """The txpk of a backend-neutral downlink frame (sent immediately when it has no ``tmst``)."""
+    return build_txpk(
+        data=frame.data,
+        freq_hz=frame.freq_hz,
+        datr=frame.datr,
+        tmst=frame.tmst,
+        immediate=frame.tmst is None,
+        powe=frame.power_dbm,
+    )
 
 
 def txpk_data(txpk: dict[str, Any]) -> bytes:

@@ -4,7 +4,6 @@ device entry or an unreachable store rejects the command instead of failing the 
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from support.redis import Gate, RedisServer
 
 from havel.codecs.lorawan import phy
 from havel.gateway import config, db
+from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.metrics import Metrics
 from havel.gateway.network.shared.daemon import SharedNetwork
 from havel.gateway.outbox import Outbox
@@ -85,19 +85,19 @@ def test_commands_are_queued_in_redis_or_rejected_by_reason(
 
 
 class Radio:
-    """The GWMP backend's face a roof sends through (``send``), keeping what it was asked to transmit."""
+    """The gateway backend's face a roof sends through (``transmit``), keeping what it was asked to send."""
 
     def __init__(self) -> None:
-        self.txpks: list[tuple[int, dict[str, Any]]] = []
+        self.sent: list[tuple[int, DownlinkFrame]] = []
 
-    def send(self, gateway: int, txpk: dict[str, Any], window: str) -> bool:
-        self.txpks.append((gateway, txpk))
+    def transmit(self, gateway: int, frame: DownlinkFrame, *, window: str, **_: Any) -> bool:
+        self.sent.append((gateway, frame))
         return True
 
     def frames(self) -> list[phy.DataFrame]:
         out = []
-        for _, t in self.txpks:
-            d = phy.parse(base64.b64decode(t["data"]))
+        for _, f in self.sent:
+            d = phy.parse(f.data)
             assert isinstance(d, phy.DataFrame)
             out.append(d)
         return out
@@ -189,7 +189,7 @@ def test_command_results_sent_by_the_transmitting_roof_then_acked_or_failed(
     hear(a, next(gws), frame, 1.0, t)
     hear(b, 0xBB00000000000001, frame, 8.0, t)
     a.roof.flush(t + 1, NOW)
-    assert b.roof.poll() == 1 and radio_a.txpks == []
+    assert b.roof.poll() == 1 and radio_a.sent == []
     (down,) = radio_b.frames()
     assert down.fport == 9 and down.confirmed and down.fpending  # "plain" waits behind it
     assert states(b) == [("conf", "sent")] and results(b)[0]["detail"] == "RX1"
