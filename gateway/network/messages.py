@@ -105,7 +105,7 @@ class MessageBuilder:
             "confirmed": frame.confirmed,
             "received_at": received_at,
             "time_source": best.time_source,
-            "rx": [c.rx_info() for c in copies],
+            "rx": [best.rx_info()] if len(copies) == 1 else [c.rx_info() for c in copies],
             "codec": codec,
             "data": data,
             "units": units,
