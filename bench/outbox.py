@@ -45,7 +45,7 @@ from support.mosquitto import Mosquitto  # noqa: E402
 from support.outbox_records import uplink  # noqa: E402
 
 from havel.gateway import db  # noqa: E402
-from havel.gateway.forwarder import Forwarder  # noqa: E402
+from havel.gateway.delivery import Delivery  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
 from havel.gateway.sinks import make_sinks  # noqa: E402
 
@@ -128,7 +128,7 @@ async def drain(folder: Path, n: int, devices: int, broker: Mosquitto, tls: bool
         ob.put_many([uplink(i % devices, 1 + i // devices) for i in range(k, min(n, k + 1000))])
     # a drain commits its acknowledgements by ack_batch (1000 a commit); the interval only times the last,
     # partial group, whose wait (5 s by default, to spare SD cards on a quiet gateway) is not drain time
-    fwd = Forwarder(ob, sinks, batch=500, window=2000, ack_interval_s=0.03)
+    fwd = Delivery(ob, sinks, batch=500, window=2000, ack_interval_s=0.03)
     # transactions (one fsync each) the drain costs: every one ends in a COMMIT statement
     commits = [0]
 

@@ -41,7 +41,7 @@ from support.mqtt_subscriber import Subscriber  # noqa: E402
 from havel.gateway import db  # noqa: E402
 from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket, rxpk_to_json  # noqa: E402
-from havel.gateway.forwarder import Forwarder  # noqa: E402
+from havel.gateway.delivery import Delivery  # noqa: E402
 from havel.gateway.outbox import Outbox  # noqa: E402
 from havel.gateway.relay import aprs, ax25, kiss  # noqa: E402
 from havel.gateway.relay.aprs_config import APRSConfig  # noqa: E402
@@ -434,7 +434,7 @@ def drain(tmp: Path, broker: Mosquitto, devices: int, interval_s: int) -> dict[s
                 "max_inflight": 20,
             }
         )
-        fwd = Forwarder(outbox, [sink])
+        fwd = Delivery(outbox, [sink])
         t0 = time.monotonic()
         await fwd.start()
         await fwd.wait_idle(600, "platform")

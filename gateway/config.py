@@ -391,7 +391,7 @@ def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:
 def schema() -> dict[str, set[str]]:
     """Every key the gateway config takes, by table (``sink`` for all sink types, ``relay.path`` for all
     path types): what gateway/gateway.example.toml documents, one comment per key."""
-    from havel.gateway import forwarder
+    from havel.gateway import delivery
     from havel.gateway.power.component import PowerSection
     from havel.gateway.relay.aprs_config import APRSConfig
     from havel.gateway.relay.component import RelaySection
@@ -404,7 +404,7 @@ def schema() -> dict[str, set[str]]:
     from .settings import MqttSettings, keys_of
 
     out = {name: set(keys_of(section)) for name, section in SECTIONS.items()}
-    out["forwarder"] = set(forwarder._DEFAULTS)  # (read by the forwarder, gateway/forwarder.py)
+    out["forwarder"] = set(delivery.DEFAULTS)  # (read by the outbox drain, gateway/delivery.py)
     # (gateway_id is set by the daemon from [gateway] id, not written in a [[sink]])
     out["sink"] = (mqtt.SINK_KEYS | MqttSettings.key_names() | file._KEYS | {"commands"}) - {"gateway_id"}
     out["relay"] = set(keys_of(RelaySection))

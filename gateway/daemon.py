@@ -44,6 +44,7 @@ from havel.gateway.backends.semtech_udp.server import GwmpServer
 from havel.gateway.config import Config
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.intake import Intake
+from havel.gateway.integrity import FullCheck, check_at_start
 from havel.gateway.journal import Journal
 from havel.gateway.metrics import Metrics
 from havel.gateway.monitoring import MonitoringServer
@@ -136,6 +137,8 @@ class Gateway:
         self.intake: Intake | None = None  # the uplink path, once the database is open
         self.shared: SharedNetwork | None = None  # the network server on a shared store ([network] store)
         self.report = StatusReport(self)
+        self.full_check: FullCheck | None = None  # the whole database's check, after start
+        self.damage: StorageError | None = None  # what that check found (the daemon stops)
 
     # ------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -145,7 +148,7 @@ class Gateway:
         self.loop = asyncio.get_running_loop()
         self.runlock.acquire({"state": "starting"})
         self.conn = db.open_db(cfg.db_path)
-        problems = db.check_integrity(self.conn)
+        problems = check_at_start(self.conn)  # (the outbox's bulk right after start: gateway/integrity.py)
         if problems:
             raise StorageError(
                 f"database {cfg.db_path} is damaged: {'; '.join(problems[:3])}",
@@ -239,6 +242,8 @@ class Gateway:
             }
         )
         self.notifier.ready(f"listening on {self.udp_addr[0]}:{self.udp_addr[1]}")
+        self.full_check = FullCheck(cfg.db_path, self.loop, self._checked)
+        self.full_check.start()
         log.info(
             "havel gateway %s %s: GWMP on %s:%d, %d device(s), http %s",
             __version__,
@@ -306,6 +311,8 @@ class Gateway:
             except Exception:
                 log.exception("component %s did not stop cleanly", name)
         await self.monitoring.close()
+        if self.full_check is not None:
+            self.full_check.join(30.0)
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -326,6 +333,20 @@ class Gateway:
             await self._stop.wait()
         finally:
             await self.stop()
+        if self.damage is not None:
+            raise self.damage
+
+    def _checked(self, problems: list[str]) -> None:
+        """The whole database was checked (:class:`FullCheck`): damage stops the daemon, as at start."""
+        if not problems or self._closed:
+            return
+        self.damage = StorageError(
+            f"database {self.cfg.db_path} is damaged: {'; '.join(problems[:3])}",
+            hint="restore a backup: havel gateway restore --from BACKUP (see docs/gateway.md)",
+        )
+        log.critical("%s: stopping", self.damage)
+        self.health.failed("checking the database", "; ".join(problems[:3]), "the gateway stops")
+        self.request_stop()
 
     # -------------------------------------------------------------------------------------- uplinks
     def _warn_about_sinks(self) -> None:

@@ -3,7 +3,7 @@ subscription, and the gateway status (retained on ``<prefix>/<gateway_id>/status
 (``.../events``).
 
 - Sinks come from the config's ``[[sink]]`` tables (:func:`havel.gateway.sinks.make_sinks`), the forwarder
-  from ``[forwarder]`` (optional keys, see :mod:`havel.gateway.forwarder`).
+  from ``[forwarder]`` (optional keys, see :mod:`havel.gateway.delivery`).
 - The one ``mqtt`` sink with ``commands = true`` (``Config.command_sink``) also gets a
   :class:`~havel.gateway.commands.CommandSubscriber` for downlink commands; the others only publish, so a
   sink feeding another party's broker (FROST, FIWARE) never takes commands from it.
@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from havel.gateway import db
 from havel.gateway.commands import CommandSubscriber
+from havel.gateway.delivery import Delivery
 from havel.gateway.downlink_queue import format_time_now
-from havel.gateway.forwarder import Forwarder, SinkStatus
+from havel.gateway.sink_status import SinkStatus
 from havel.gateway.sinks import make_sinks
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class Northbound:
         self.ctx = ctx
         cfg = ctx.config
         self.sinks = make_sinks(cfg.sinks, gateway_id=cfg.gateway_id)
-        self.forwarder = Forwarder.from_config(ctx.outbox, self.sinks, ctx.section)
+        self.forwarder = Delivery.from_config(ctx.outbox, self.sinks, ctx.section)
         self.forwarder.add_listener(self._on_sink_state)
         self.subscribers: list[CommandSubscriber] = []
         for sink, scfg in zip(self.sinks, cfg.sinks, strict=True):
@@ -78,7 +79,7 @@ class Northbound:
         self.forwarder.wake()
 
     def delivered_unrecorded(self) -> int:
-        """See :meth:`Forwarder.delivered_unrecorded`."""
+        """See :meth:`Delivery.delivered_unrecorded`."""
         return self.forwarder.delivered_unrecorded()
 
     def health(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from havel import __version__
 from havel.errors import HavelError
 from havel.gateway.network.outcome import REJECT_REASONS
-from havel.gateway.outbox import pending_by_sink
+from havel.gateway.outbox_sinks import pending_by_sink
 
 if TYPE_CHECKING:
     from havel.gateway.daemon import Gateway

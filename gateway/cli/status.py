@@ -29,7 +29,8 @@ def offline_status(cfg: Config, running: dict[str, Any] | None = None) -> dict[s
             st["note"] = f"the daemon (pid {pid}) runs without an HTTP port; this is what its database says"
     if not cfg.db_path.exists():
         return st
-    from havel.gateway.outbox import Outbox, pending_by_sink
+    from havel.gateway.outbox import Outbox
+    from havel.gateway.outbox_sinks import pending_by_sink
 
     try:
         conn = db.open_db_readonly(cfg.db_path)

@@ -67,7 +67,7 @@ def gateway_outbox() -> None:
 @where
 def outbox_show(config_path: Path | None, data_dir: Path | None) -> None:
     """Records waiting per sink, configured or not (reads only)."""
-    from havel.gateway.outbox import pending_by_sink
+    from havel.gateway.outbox_sinks import pending_by_sink
 
     cfg = load_config(config_path, data_dir)
     conn = db.open_db_readonly(cfg.db_path)
@@ -91,7 +91,7 @@ def outbox_discard(config_path: Path | None, data_dir: Path | None, sink: str, y
     """Drop every record waiting for a sink that is no longer configured (records other sinks still
     wait for stay, for them). Says how many and asks first; refused for a sink the running daemon
     delivers to."""
-    from havel.gateway.outbox import discard_sink, pending_by_sink
+    from havel.gateway.outbox_sinks import discard_sink, pending_by_sink
 
     cfg = load_config(config_path, data_dir)
     running = runlock.running(cfg.data_dir)

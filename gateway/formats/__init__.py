@@ -1,6 +1,6 @@
 """Northbound message formats: pure functions from an outbox record to MQTT messages.
 
-A formatter turns one :class:`havel.gateway.outbox.OutboxRecord` into zero or more :class:`OutMessage`
+A formatter turns one :class:`havel.gateway.outbox_records.OutboxRecord` into zero or more :class:`OutMessage`
 (topic, JSON payload). Nothing here does I/O, so the mappings are tested directly.
 
 - ``json`` (:mod:`.jsonscheme`): Havel's own topic scheme, documented in ``docs/mqtt.md``.

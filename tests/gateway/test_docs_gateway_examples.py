@@ -13,7 +13,8 @@ from pathlib import Path
 from support.gateway_run import REPO, write_config
 
 from havel.gateway import config, db
-from havel.gateway.outbox import Outbox, pending_by_sink
+from havel.gateway.outbox import Outbox
+from havel.gateway.outbox_sinks import pending_by_sink
 from havel.gateway.registry import Registry
 
 DOC = REPO / "docs" / "gateway.md"

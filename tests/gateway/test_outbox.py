@@ -11,7 +11,9 @@ import pytest
 
 from havel.errors import InputError, StorageError
 from havel.gateway import db
-from havel.gateway.outbox import ROW_OVERHEAD, Outbox, discard_sink, pending_by_sink
+from havel.gateway.outbox import Outbox
+from havel.gateway.outbox_records import ROW_OVERHEAD
+from havel.gateway.outbox_sinks import discard_sink, pending_by_sink
 
 EUI_A = "70B3D57ED0000001"
 EUI_B = "70B3D57ED0000002"

@@ -13,6 +13,7 @@ import pytest
 
 from havel.gateway import db
 from havel.gateway.outbox import Outbox
+from havel.gateway.outbox_records import record_row
 
 EUI_A = "70B3D57ED0000001"
 EUI_B = "70B3D57ED0000002"
@@ -92,7 +93,7 @@ def test_batch_put_is_the_same_as_one_by_one(
     ref.put_many(BEFORE)
     caplog.clear()
     with db.unit_of_work(ref_conn):
-        assert ref._insert_each([ref._row(r) for r in BATCH]) == 4
+        assert ref._insert_each([record_row(r) for r in BATCH]) == 4
     assert [r.getMessage() for r in caplog.records] == batch_logs
     assert stored(ref_conn) == stored(batch_conn)
     ref_conn.close()

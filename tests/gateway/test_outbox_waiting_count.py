@@ -9,7 +9,8 @@ from pathlib import Path
 from support.outbox_records import uplink
 
 from havel.gateway import db
-from havel.gateway.outbox import Outbox, pending_by_sink
+from havel.gateway.outbox import Outbox
+from havel.gateway.outbox_sinks import pending_by_sink
 
 
 def outbox_reads(conn: sqlite3.Connection) -> tuple[dict[str, int], list[str]]:

@@ -11,7 +11,7 @@ import pytest
 from havel.errors import ConfigError, InputError
 from havel.gateway.formats import flatten, make_formatter
 from havel.gateway.formats.jsonscheme import device_topic, down_topic_filter, gateway_topic, with_buffered
-from havel.gateway.outbox import OutboxRecord
+from havel.gateway.outbox_records import OutboxRecord
 from havel.gateway.sinks import make_sink, make_sinks
 
 EUI = "70B3D57ED0000001"

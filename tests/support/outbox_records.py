@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from havel.gateway import db
-from havel.gateway.forwarder import Forwarder, SinkStatus
+from havel.gateway.delivery import Delivery
 from havel.gateway.outbox import Outbox
+from havel.gateway.sink_status import SinkStatus
 from havel.gateway.sinks import make_sinks
 
 __all__ = ["Harness", "harness", "uplink"]
@@ -88,7 +89,7 @@ class Harness:
             "ack_interval_s": 0.03,
             **fwd,
         }
-        self.forwarder = Forwarder(self.outbox, self.sinks, **opts)
+        self.forwarder = Delivery(self.outbox, self.sinks, **opts)
         self.states: list[SinkStatus] = []
         self.depth_at_stop: int | None = None
         self.forwarder.add_listener(self.states.append)

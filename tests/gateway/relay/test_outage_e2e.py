@@ -15,7 +15,7 @@ import pytest
 from support.mqtt_subscriber import Subscriber
 
 from havel.gateway import db
-from havel.gateway.forwarder import Forwarder
+from havel.gateway.delivery import Delivery
 from havel.gateway.outbox import Outbox
 from havel.gateway.relay.aprs_config import APRSConfig
 from havel.gateway.relay.aprs_relay import APRSRelay
@@ -113,7 +113,7 @@ def test_primary_down_alarms_relayed_then_outbox_drains(
                 "max_inflight": 20,
             }
         )
-        fwd = Forwarder(outbox, [sink], poll_s=0.05, down_after_s=1.0, up_after_s=1.0, retry_s=0.5)
+        fwd = Delivery(outbox, [sink], poll_s=0.05, down_after_s=1.0, up_after_s=1.0, retry_s=0.5)
         signer = Signer(SigningKey.load(key_file), GW_CALL, CounterStore(gw_dir / "relay-counter"))
         aprs_relay = APRSRelay(
             APRSConfig.from_config({"callsign": GW_CALL, "addressee": CC_CALL, "port": radio.a.kiss_port}),

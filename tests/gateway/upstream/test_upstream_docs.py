@@ -13,8 +13,8 @@ from support.gateway_run import InProcessGateway, write_config
 
 from havel.codecs.lorawan import phy
 from havel.gateway import config
-from havel.gateway.forwarder import SINK_STATES
 from havel.gateway.network.following import import_epoch
+from havel.gateway.sink_status import SINK_STATES
 from havel.gateway.upstream.component import parse_servers
 
 from .helpers import FOLLOWED_EUI, REPO, STRANGER_ADDR, Forwarder, data_frame, otaa, register, spy, wait_for
