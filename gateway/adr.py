@@ -146,6 +146,9 @@ class _Device:
     # the last change decided, with what it asked: a change that found no window to go in (the gateway's duty
     # cycle) is decided again at the next uplink, mostly the same, and then the same object is handed out
     last_change: tuple[tuple[int, int, int, bool], AdrDecision] | None = None
+    # the inputs of the last decision (best SNR, DR, TXPower, NbTrans, loss, margin) and its (DR, TXPower,
+    # NbTrans): the history changes little from one uplink to the next, so most decisions are the last one
+    last_target: tuple[tuple[float, int, int, int, float, float], tuple[int, int, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -266,8 +269,17 @@ class AdrController:
             st.snrs.append(max_snr_db)
         if st.asked is not None or len(st.fcnts) < HISTORY or not st.snrs:
             return decision
-        new_dr, new_power = target(max(st.snrs), dr, st.tx_power, self.margin_db)
-        new_nb = nb_trans_for(st.nb_trans, loss_percent(st.fcnts))
+        fcnts = st.fcnts
+        sent = fcnts[-1] - fcnts[0] + 1
+        loss = 100.0 * (sent - len(fcnts)) / sent  # loss_percent(), inline
+        inputs = (max(st.snrs), dr, st.tx_power, st.nb_trans, loss, self.margin_db)
+        memo = st.last_target
+        if memo is not None and memo[0] == inputs:
+            new_dr, new_power, new_nb = memo[1]
+        else:
+            new_dr, new_power = target(inputs[0], dr, st.tx_power, self.margin_db)
+            new_nb = nb_trans_for(st.nb_trans, loss)
+            st.last_target = (inputs, (new_dr, new_power, new_nb))
         if (new_dr, new_power, new_nb) != (dr, st.tx_power, st.nb_trans):
             key = (new_dr, new_power, new_nb, adr_ack_req)
             last = st.last_change
