@@ -213,16 +213,21 @@ class SharedNetwork:
             except (InputError, CodecError) as exc:
                 reason = "bad_ttl" if isinstance(exc, BadTtl) else "bad_field"
                 return result_record(eui, dev.name, cmd_id, seq, "rejected", f"{reason}: {exc}", request)
-            expires_at = time.time() + ttl
+            now = time.time()
+            expires_at = now + ttl
             command.update(eui=eui, name=dev.name, seq=seq, exp=round(expires_at, 3), req=request)
             limit = self.net.downlink_queue_max
-            waiting = self.shared.queue_command(dev_eui, command, limit=limit, expires_at=expires_at)
-            if waiting < 0:
+            state, n, at = self.shared.submit_command(
+                dev_eui, command, limit=limit, expires_at=expires_at, at=now
+            )
+            if state == "full":
                 detail = (
-                    f"queue_full: {-waiting} commands already wait for {dev.name} (network.downlink_queue_max"
+                    f"queue_full: {n} commands already wait for {dev.name} (network.downlink_queue_max"
                     f" = {limit}); it takes one per uplink"
                 )
                 return result_record(eui, dev.name, cmd_id, seq, "rejected", detail, request)
+            if state == "again":  # a re-delivery: its first result again (same id and time)
+                return result_record(eui, dev.name, cmd_id, n, "queued", "", request, at=at)
         except UNREACHABLE as exc:
             self.store.offline(exc)
             seq = time.time_ns() // 1000
@@ -231,7 +236,7 @@ class SharedNetwork:
         except DamagedEntry as exc:  # (the device's entry, not this roof's database)
             log.error("downlink command for %s: %s", eui, exc)
             return result_record(eui, None, cmd_id, seq, "rejected", f"damaged: {exc}", request)
-        return result_record(eui, dev.name, cmd_id, seq, "queued", "", request)
+        return result_record(eui, dev.name, cmd_id, seq, "queued", "", request, at=now)
 
     def _ttl(self, body: dict[str, Any]) -> float:
         """The command's ``ttl_s`` (``network.downlink_ttl_s`` if it has none), checked as a single roof

@@ -47,7 +47,32 @@ class CommandQueue:
         raw = json.dumps(command)
         keys = [f"{self.p}dlq:{eui}", f"{self.p}awaiting:{eui}", f"{self.p}dlexp"]
         exp = "+inf" if expires_at is None else repr(float(expires_at))
-        return int(self._queue(keys=keys, args=[raw, limit or 1 << 30, exp, f"{eui} {raw}"]))
+        state, n = (
+            text(x) for x in self._queue(keys=keys, args=[raw, limit or 1 << 30, exp, f"{eui} {raw}"])
+        )
+        return int(n) if state == "queued" else -int(n)
+
+    def submit_command(
+        self, dev_eui: int, command: dict[str, Any], *, limit: int, expires_at: float, at: float
+    ) -> tuple[str, int, float]:
+        """Queue a command from the platform (with ``id``, ``seq`` and ``req``): ("queued", its number,
+        ``at``), ("full", commands waiting, ``at``), or ("again", the first number, the first time) when the
+        same id and request came before within its ttl_s (a QoS 1 re-delivery: not queued twice)."""
+        eui = f"{dev_eui:016X}"
+        raw = json.dumps(command)
+        keys = [
+            f"{self.p}dlq:{eui}",
+            f"{self.p}awaiting:{eui}",
+            f"{self.p}dlexp",
+            f"{self.p}cmdid:{eui}:{command['id']}",
+        ]
+        req = json.dumps(command["req"], sort_keys=True)
+        ttl_ms = max(1, int((expires_at - at) * 1000))
+        args = [raw, limit, repr(float(expires_at)), f"{eui} {raw}", req, command["seq"], repr(at), ttl_ms]
+        reply = [text(x) for x in self._queue(keys=keys, args=args)]
+        if reply[0] == "again":
+            return "again", int(reply[1]), float(reply[2])
+        return reply[0], int(command["seq"]) if reply[0] == "queued" else int(reply[1]), at
 
     def queued_commands(self, dev_eui: int) -> list[str]:
         """The device's queued commands (JSON), oldest first, left in the queue."""

@@ -24,10 +24,12 @@ def result_record(
     detail: str,
     request: dict[str, Any],
     fcnt_down: int | None = None,
+    *,
+    at: float | None = None,
 ) -> dict[str, Any]:
     """One result record; its id ``<DevEUI>-down-<command id>-<seq>-<state>`` names one event (the network's
-    submission number ``seq`` tells apart commands that use an id again)."""
-    now = format_time(datetime.now(UTC))
+    submission number ``seq`` tells apart commands that use an id again); ``at`` its time (unix; now)."""
+    now = format_time(datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC))
     rid = f"{dev_eui}-down-{cmd_id}-{seq}-{state}"
     payload = {
         "id": rid,

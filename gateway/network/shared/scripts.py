@@ -93,15 +93,29 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NODEV') end
 return redis.call('HINCRBY', KEYS[1], 'fcnt_down', 1) - 1
 """
 
-# A command into a device's queue (KEYS dlq, awaiting, expiry set; ARGV the command, the queue's limit, its
-# expiry time, its member in the expiry set): refused when the queue (with a command awaiting its ACK) is
-# full. Returns the commands waiting with it, negative when refused.
+# A command into a device's queue (KEYS dlq, awaiting, expiry set, and optionally the command's id key;
+# ARGV the command, the queue's limit, its expiry time, its member in the expiry set, and with the id key:
+# its request, submission number, time and ttl in ms). Returns {'queued', commands waiting with it},
+# {'full', commands waiting} (refused: the queue, with a command awaiting its ACK, is full) or, for the same
+# id and request again within its ttl_s (an MQTT QoS 1 re-delivery), {'again', first number, first time}.
 QUEUE = """
+if KEYS[4] then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then
+    local ok, p = pcall(cjson.decode, prev)
+    if ok and type(p) == 'table' and p.req == ARGV[5] then
+      return {'again', tostring(p.seq), tostring(p.at)}
+    end
+  end
+end
 local n = redis.call('LLEN', KEYS[1]) + redis.call('EXISTS', KEYS[2])
-if n >= tonumber(ARGV[2]) then return -n end
+if n >= tonumber(ARGV[2]) then return {'full', tostring(n)} end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-return n + 1
+if KEYS[4] then
+  redis.call('SET', KEYS[4], cjson.encode({req = ARGV[5], seq = ARGV[6], at = ARGV[7]}), 'PX', ARGV[8])
+end
+return {'queued', tostring(n + 1)}
 """
 
 # What goes down after a device's uplink (KEYS dlq, awaiting; ARGV the uplink's ACK bit, now, the attempts
