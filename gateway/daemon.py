@@ -167,6 +167,7 @@ class Gateway:
                 cfg, self.conn, self.outbox, self.metrics, journal=self.journal, rules=relay_rules(cfg)
             )
             devices = self.shared.start()
+            self.shared.roof.on_results = self._notify_forwarder  # command results stored: deliver them
             # (the intake uses only the network server's receive/flush face, which the shared one has)
             self.netserver = cast(NetworkServer, self.shared)
         else:
