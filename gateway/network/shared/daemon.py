@@ -185,8 +185,15 @@ class SharedNetwork:
     def _transmit(self, d: Downlink) -> None:
         if self.backend is None:
             return
-        frame = DownlinkFrame(bytes.fromhex(d["data"]), int(d["freq_hz"]), str(d["datr"]), int(d["tmst"]))
-        if self.backend.transmit(int(d["gateway"], 16), frame, window="RX1"):
+        data = bytes.fromhex(d["data"])
+        frame = DownlinkFrame(data, int(d["freq_hz"]), str(d["datr"]), int(d["tmst"]))
+        fallback = None
+        try:  # the RX2 window, sent instead when the packet forwarder reports an error for RX1
+            freq, datr, tmst = d["rx2"]
+            fallback = DownlinkFrame(data, int(freq), str(datr), int(tmst))
+        except (KeyError, ValueError, TypeError):
+            pass  # (none given, or damaged: RX1 only)
+        if self.backend.transmit(int(d["gateway"], 16), frame, fallback=fallback, window="RX1"):
             self.metrics.inc("downlinks_total", kind=str(d.get("kind", "command")), window="RX1")
         else:
             log.error("no PULL_DATA from %s yet: downlink dropped", d["gateway"])

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from havel.codecs.lorawan import phy
+from havel.codecs.lorawan import eu868, phy
 from havel.errors import InputError
 from havel.gateway.downlinks import airtime_s
 from havel.gateway.network.dedup import Group, frame_key
@@ -295,7 +295,15 @@ class Roof:
         return None
 
     def downlink(self, c: Reception, data: bytes, delay_s: int, kind: str, out: Outcome) -> Downlink:
+        """A downlink in the RX1 window of copy ``c`` (``delay_s`` after it, its frequency and data rate),
+        with its RX2 window (a second later, the device's RX2 frequency and data rate; the region's for a
+        join-accept) for the backend to send instead when the RX1 transmission fails."""
         dev = out.device
+        if kind == "join" or dev is None:
+            rx2_freq, rx2_dr = eu868.RX2_FREQ_HZ, eu868.RX2_DR
+        else:
+            rx2_freq, rx2_dr = dev.rx2_freq_hz, dev.rx2_dr
+        rx2_tmst = (c.rx.tmst + (delay_s + 1) * 1_000_000) % COUNTER_MODULO
         return {
             "roof": self._owner.get(c.gateway_eui, self.id),
             "gateway": f"{c.gateway_eui:016X}",
@@ -303,6 +311,7 @@ class Roof:
             "freq_hz": c.rx.freq_hz,
             "datr": c.rx.datr,
             "tmst": (c.rx.tmst + delay_s * 1_000_000) % COUNTER_MODULO,
+            "rx2": [rx2_freq, eu868.datr(rx2_dr), rx2_tmst],
             "kind": kind,
             "dev_eui": dev.eui_hex if dev is not None else None,
             "by": self.id,

@@ -136,6 +136,7 @@ def test_a_join_heard_by_two_roofs_is_answered_once_and_its_nonce_is_never_taken
     sent = [d for r in roofs for d in r.sent]
     assert len(sent) == 1 and sent[0]["kind"] == "join" and sent[0]["gateway"] == f"{GB:016X}"
     assert sent[0]["tmst"] == 4_000_000 + 5_000_000
+    assert sent[0]["rx2"] == [869_525_000, "SF12BW125", 4_000_000 + 6_000_000]  # JOIN2, if JOIN1 fails
     node.take_join_accept(bytes.fromhex(sent[0]["data"]))
     joins = [r for r in all_records(roofs) if "dev_nonce" in r]
     assert len(joins) == 1 and joins[0]["session_epoch"] == 1

@@ -96,9 +96,13 @@ class Radio:
 
     def __init__(self) -> None:
         self.sent: list[tuple[int, DownlinkFrame]] = []
+        self.fallbacks: list[DownlinkFrame | None] = []  # the RX2 frame of each, sent on a TX_ACK error
 
-    def transmit(self, gateway: int, frame: DownlinkFrame, *, window: str, **_: Any) -> bool:
+    def transmit(
+        self, gateway: int, frame: DownlinkFrame, *, window: str, fallback: DownlinkFrame | None = None
+    ) -> bool:
         self.sent.append((gateway, frame))
+        self.fallbacks.append(fallback)
         return True
 
     def frames(self) -> list[phy.DataFrame]:
@@ -199,6 +203,13 @@ def test_command_results_sent_by_the_transmitting_roof_then_acked_or_failed(
     assert b.roof.poll() == 1 and radio_a.sent == []
     (down,) = radio_b.frames()
     assert down.fport == 9 and down.confirmed and down.fpending  # "plain" waits behind it
+    # in RX1 (B's copy's time + 1 s, its frequency), with RX2 as the fallback (one second later, 869.525 MHz
+    # at DR0) should B's packet forwarder report an error for RX1
+    ((_, rx1),) = radio_b.sent
+    (rx2,) = radio_b.fallbacks
+    assert rx1.freq_hz == 868_100_000 and rx1.datr == "SF7BW125" and rx1.tmst == 1_000_000 + 1_000_000
+    assert rx2 is not None and rx2.data == rx1.data and rx2.tmst == 1_000_000 + 2_000_000
+    assert rx2.freq_hz == 869_525_000 and rx2.datr == "SF12BW125"
     assert states(b) == [("conf", "sent")] and results(b)[0]["detail"] == "RX1"
     assert results(b)[0]["fcnt_down"] == 0
     assert states(a) == []
