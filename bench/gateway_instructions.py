@@ -1,6 +1,7 @@
 """The gateway daemon's cost per uplink in CPU instructions, counted by valgrind: the same on a busy machine.
 
-Usage: .venv/bin/python bench/gateway_instructions.py [--small 4000] [--large 12000] [--devices 250] [--json]
+Usage: .venv/bin/python bench/gateway_instructions.py [--small 4000] [--large 12000] [--devices 250] [--paho]
+                                                     [--json]
 
 ``bench/gateway_e2e.py`` measures time, and on a shared machine the same code gives figures up to 30 % apart
 from one minute to the next: too coarse to tell whether a change saved 3 %. Here the daemon runs the same
@@ -15,6 +16,11 @@ needs, as in the long timed run. Under callgrind the daemon runs about 50 times 
 large as they get (the load the gateway sees when it falls behind). Both runs take about two minutes together.
 Needs valgrind (``apt-get install valgrind``); without it the script says so and stops. Prints figures;
 asserts nothing.
+
+``--paho`` also counts paho-mqtt by itself publishing as many ready messages of the stored messages' size
+with QoS 1 to the same kind of broker until every PUBACK is in (``gateway_e2e.paho_alone``, one thread
+driving ``loop()``), the same way (two runs, the difference): the floor for a gateway that publishes
+through paho's public API, one message per uplink. About a minute more.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -59,12 +66,40 @@ def count(frames: int, devices: int, per_datagram: int, valgrind: str) -> tuple[
         shutil.rmtree(tmp, ignore_errors=True)  # the database and the callgrind output (megabytes)
 
 
+def paho_count(messages: int, size: int, valgrind: str) -> int:
+    """Instructions of a whole process that starts paho-mqtt and publishes ``messages`` of ``size`` bytes
+    with QoS 1 to a local Mosquitto until the last PUBACK (the broker runs outside valgrind)."""
+    tmp = Path(tempfile.mkdtemp(prefix="havel-bench-paho-"))
+    out = tmp / "callgrind.out"
+    script = (
+        "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "import gateway_e2e as e2e\n"
+        "from support.mosquitto import Mosquitto\n"
+        "with Mosquitto(max_inflight=0) as broker:\n"
+        "    broker.start()\n"
+        "    e2e.paho_alone(broker.port, int(sys.argv[3]), b'x' * int(sys.argv[4]), threaded=False)\n"
+    )
+    cmd = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", script]
+    try:
+        subprocess.run(
+            [*cmd, str(HERE), str(e2e.REPO / "tests"), str(messages), str(size)],
+            check=True,
+            capture_output=True,
+            timeout=40 * 120,
+        )
+        return instructions(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--small", type=int, default=4000)
     ap.add_argument("--large", type=int, default=12000)
     ap.add_argument("--devices", type=int, default=250)
     ap.add_argument("--per-datagram", type=int, default=8)
+    ap.add_argument("--paho", action="store_true", help="also count paho-mqtt alone (see the docstring)")
+    ap.add_argument("--paho-size", type=int, default=520, help="bytes per message for --paho")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     valgrind = shutil.which("valgrind")
@@ -83,6 +118,12 @@ def main() -> int:
         "devices": args.devices,
         "per_datagram": args.per_datagram,
     }
+    if args.paho:
+        p_small = paho_count(args.small, args.paho_size, valgrind)
+        p_large = paho_count(args.large, args.paho_size, valgrind)
+        paho = (p_large - p_small) / (args.large - args.small)
+        result["paho_alone_instructions_per_message"] = round(paho)
+        result["daemon_vs_paho_alone"] = round(per_uplink / paho, 2)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -94,6 +135,12 @@ def main() -> int:
     print(f"  {args.large:,} uplinks: {large:,} instructions in all")
     extra = args.large - args.small
     print(f"  per uplink: {per_uplink:,.0f} instructions (the difference, over {extra:,} uplinks)")
+    if args.paho:
+        paho = result["paho_alone_instructions_per_message"]
+        print(
+            f"  paho-mqtt alone, {args.paho_size}-byte QoS 1 messages to their PUBACK: {paho:,} instructions "
+            f"per message; the daemon per uplink is {result['daemon_vs_paho_alone']}x that"
+        )
     return 0
 
 
