@@ -1,4 +1,5 @@
-"""The forwarder against a real Mosquitto: restarts, a dead broker at start, a hung broker, several sinks.
+"""The delivery (the outbox drain) against a real Mosquitto: restarts, a dead broker at start, a hung
+broker, several sinks.
 
 Every broker here is a real mosquitto child process on loopback (tests/support/mosquitto.py); the
 subscriber that checks what arrived is a real paho client with a persistent session.

@@ -1,4 +1,4 @@
-"""Grouped acknowledgements: the forwarder records PUBACKed records in one transaction per interval or per
+"""Grouped acknowledgements: the delivery records PUBACKed records in one transaction per interval or per
 ``ack_batch`` records, not one per round, and commits what it still holds when it stops.
 
 Real Mosquitto on loopback, the real outbox on a durable SQLite file; commits are counted with SQLite's own
