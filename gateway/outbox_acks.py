@@ -102,7 +102,8 @@ class Acknowledgements:
     def settle(self) -> None:
         """Acknowledgements recorded in a transaction that may have rolled back (a put inside the network
         server's transaction, whose commit failed): those whose records still wait are held again. Only
-        between transactions (inside one, its own changes would look committed)."""
+        between transactions (inside one, its own changes would look committed); when the database cannot
+        be read, later."""
         if not self.recorded or self.conn.in_transaction:
             return
         recorded, self.recorded = self.recorded, []
@@ -114,9 +115,9 @@ class Acknowledgements:
                     "SELECT seq FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) AND pending & ?",
                     (json.dumps(seqs), self.sinks.mask(sink)),
                 ).fetchall()
-            except sqlite3.Error as exc:
+            except sqlite3.Error:  # (looked at again next time; a reader of held counts must not fail)
                 self.recorded = recorded
-                raise db.storage_error(exc, "reading the outbox") from None
+                return
             if rows:
                 self.held.setdefault(sink, []).extend(r[0] for r in rows)
 

@@ -72,7 +72,7 @@ class SinkDelivery:
                 self._collect()
                 self._update_state()
             except Exception:  # a bug must not end delivery for good: log it, breathe, go on
-                log.exception("sink %s: forwarder round failed", self.sink.name)
+                log.exception("sink %s: delivery round failed", self.sink.name)
                 await asyncio.sleep(1.0)
                 continue
             if self.stopping:
@@ -97,7 +97,7 @@ class SinkDelivery:
                     await asyncio.sleep(1.0)
                     continue
                 except Exception:
-                    log.exception("sink %s: forwarder round failed", self.sink.name)
+                    log.exception("sink %s: delivery round failed", self.sink.name)
                     await asyncio.sleep(1.0)
                     continue
             # (asyncio.timeout, not wait_for: no task per wait, and this runs once per PUBACK burst)
