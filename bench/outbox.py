@@ -9,12 +9,13 @@ Usage: .venv/bin/python bench/outbox.py [--records 20000] [--cycles 2000] [--bac
    - ``one record per transaction``: outbox.put + fetch + ack, each in its own commit, against
      SQLiteAckQueue put + get + ack (auto_commit) -- the per-operation cost of each design;
    - ``group commit``: how the gateway runs (the network server commits a batch of uplinks at a time, the
-     forwarder acknowledges every PUBACK that arrived in one commit): put_many(100) + fetch(500) +
+     delivery acknowledges every PUBACK that arrived in one commit): put_many(100) + fetch(500) +
      ack(500), against the same SQLiteAckQueue loop (it has no batch put or batch ack).
    The ratio printed is outbox (group commit) / persist-queue.
 2. Drain rate: a backlog of ``--backlog`` records from ``--devices`` devices waits in the outbox (as after a
-   broker outage); a real Mosquitto starts on loopback; the forwarder publishes everything with QoS 1 and
-   deletes each record on its PUBACK. Timed from the forwarder's start to an empty outbox (msg/s), over
+   broker outage); a real Mosquitto starts on loopback; the delivery (the outbox drain) publishes everything
+   with QoS 1 and deletes each record on its PUBACK. Timed from the delivery's start to an empty outbox
+   (msg/s), over
    plain TCP and over TLS. The broker gets ``max_inflight_messages 0`` (no Receive Maximum limit); with
    Mosquitto's default of 20 the window is 20 (printed too). Next to it, in the same process and
    conditions, the baseline: paho-mqtt alone publishing as many ready messages of the same size with
