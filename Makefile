@@ -9,7 +9,8 @@ setup:
 
 test: setup
 	@bash tools/lint.sh
-	$(PY) -m pytest -p no:cacheprovider -q tests
+	# two workers, one test file each at a time (files share module fixtures: brokers, boards, a browser)
+	$(PY) -m pytest -p no:cacheprovider -q -n 2 --dist loadfile --durations=25 tests
 
 lint: setup
 	@bash tools/lint.sh

@@ -41,7 +41,9 @@ def test_upstream_down_readings_stay_local_and_nothing_is_replayed(tmp_path: Pat
             fwd.pull()
             fwd.push(data_frame(ADDR, 1))  # opens the concentrator's path upstream: unanswered
             wait_for(lambda: not city(roof)["up"], 20, "the upstream marked down")
-            assert ("upstream_down", {"upstream": "city", "address": f"127.0.0.1:{port}"}) in events
+            down = ("upstream_down", {"upstream": "city", "address": f"127.0.0.1:{port}"})
+            # the listeners hear it on the daemon's loop, possibly just after the status changed
+            wait_for(lambda: down in events, 20, "the upstream_down event")
             assert roof.gateway.metrics.get("upstream_state_changes", upstream="city") == 1
             # the platform hears of it as a gateway event
             out = tmp_path / "roof" / "out.jsonl"

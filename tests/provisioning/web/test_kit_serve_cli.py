@@ -28,6 +28,9 @@ def test_kit_serve_serves_the_bench_on_localhost_until_ctrl_c(tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl-C as a volunteer's terminal sends it: a test runner's worker may ignore SIGINT, and a child
+        # inherits an ignored signal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
@@ -45,6 +48,10 @@ def test_kit_serve_serves_the_bench_on_localhost_until_ctrl_c(tmp_path: Path) ->
         deadline = time.monotonic() + 30
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+            raise AssertionError("kit serve did not stop within 30 s of Ctrl-C")
         assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
