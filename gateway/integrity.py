@@ -1,6 +1,7 @@
 """The daemon's check for a damaged database: a sound part at start, the whole file right after.
 
-A damaged database must never start a gateway silently (``PRAGMA quick_check``, :func:`.db.check_integrity`).
+A damaged database must never start a gateway silently (``PRAGMA quick_check``,
+:func:`.db_backup.check_integrity`).
 The whole check reads every page, and a district's backlog (a million waiting records, a gigabyte) takes
 seconds of it; so at start the daemon checks only what it needs before its first PUSH_ACK
 (:func:`check_at_start`): every table and index but the outbox's, that is the device registry with its keys
@@ -22,7 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import db
+from . import db, db_backup
 
 __all__ = ["FullCheck", "check_at_start"]
 
@@ -78,7 +79,7 @@ class FullCheck:
                 # it reads every page once: a small page cache does, and the daemon's memory (this thread's
                 # allocations stay with the process) does not grow by SQLite's default 2 MB
                 conn.execute("PRAGMA cache_size=-64")
-                problems = db.check_integrity(conn)
+                problems = db_backup.check_integrity(conn)
             finally:
                 conn.close()
         self.problems = problems

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from havel.errors import HavelError, InputError
-from havel.gateway import db, runlock
+from havel.gateway import db, db_backup, runlock
 
 from .options import load_config, refuse_while_running, where
 
@@ -23,13 +23,13 @@ def gateway_backup(config_path: Path | None, data_dir: Path | None, dest: Path) 
     cfg = load_config(config_path, data_dir)
     conn = db.open_db_readonly(cfg.db_path)
     try:
-        problems = db.check_integrity(conn)
+        problems = db_backup.check_integrity(conn)
         if problems:
             raise HavelError(
                 f"the database is damaged ({problems[0]}): not backed up",
                 hint="restore an earlier backup with `havel gateway restore`",
             )
-        db.backup(conn, dest)
+        db_backup.backup(conn, dest)
     finally:
         conn.close()
     click.echo(f"backed up {cfg.db_path} to {dest}")
@@ -52,7 +52,7 @@ def gateway_restore(config_path: Path | None, data_dir: Path | None, source: Pat
     refuse_while_running(cfg, "restoring a backup")
     if not yes and not click.confirm(f"Replace {cfg.db_path} with {source}?", default=False):
         raise click.Abort()
-    moved = db.restore(source, cfg.db_path)
+    moved = db_backup.restore(source, cfg.db_path)
     click.echo(
         f"restored {source} to {cfg.db_path}" + (f"; the old database is now {moved}" if moved else "")
     )

@@ -12,7 +12,7 @@ from pathlib import Path
 from support.gateway_run import REPO, register_abp, write_config
 from support.outbox_records import uplink
 
-from havel.gateway import config, db
+from havel.gateway import config, db, db_backup
 from havel.gateway.integrity import check_at_start
 from havel.gateway.outbox import Outbox
 
@@ -46,12 +46,12 @@ def damage_a_page_of(path: Path, table: str) -> None:
 def test_damage_in_the_outbox_is_left_to_the_background_check(tmp_path: Path) -> None:
     cfg = a_gateway_with_a_backlog(tmp_path)
     conn = db.open_db(cfg.db_path)
-    assert check_at_start(conn) == [] and db.check_integrity(conn) == []
+    assert check_at_start(conn) == [] and db_backup.check_integrity(conn) == []
     conn.close()
     damage_a_page_of(cfg.db_path, "outbox")
     ro = db.open_db_readonly(cfg.db_path)
     assert check_at_start(ro) == []  # the registry, journal and queue are sound
-    assert db.check_integrity(ro) != []  # the whole file is not
+    assert db_backup.check_integrity(ro) != []  # the whole file is not
     ro.close()
 
 
