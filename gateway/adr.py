@@ -43,9 +43,9 @@ NbTrans are then taken as acknowledged, rather than deciding again from settings
 from __future__ import annotations
 
 import logging
-from collections import deque
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from havel.codecs.lorawan import airtime, eu868
@@ -131,24 +131,61 @@ class AdrStore(Protocol):
         ...
 
 
-@dataclass
+FCNT_MAX = 0xFFFFFFFF  # FCnts are 32-bit: what the history's array of unsigned ints holds
+
+
 class _Device:
-    epoch: int  # the session this state belongs to
-    tx_power: int = 0  # 0 (max EIRP) until the device acknowledged another
-    nb_trans: int = 1  # the MAC's default until the device acknowledged another
-    # the last uplinks at the current settings: their FCnts, and their best SNRs (where they had one)
-    fcnts: deque[int] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    snrs: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
-    asked: tuple[int, int, int] | None = None  # a LinkADRReq (dr, tx_power, nb_trans) awaiting its answer ...
-    asked_left: int = 0  # ... for this many more uplinks
-    asked_from_dr: int | None = None  # the data rate the device used when it was asked
-    last_dr: int | None = None  # the data rate of its latest uplink
-    # the last change decided, with what it asked: a change that found no window to go in (the gateway's duty
-    # cycle) is decided again at the next uplink, mostly the same, and then the same object is handed out
-    last_change: tuple[tuple[int, int, int, bool], AdrDecision] | None = None
-    # the inputs of the last decision (best SNR, DR, TXPower, NbTrans, loss, margin) and its (DR, TXPower,
-    # NbTrans): the history changes little from one uplink to the next, so most decisions are the last one
-    last_target: tuple[tuple[float, int, int, int, float, float], tuple[int, int, int]] | None = None
+    """One device's ADR state. A city network keeps one per device heard (10,000 and more), so it is kept
+    small: plain slots, the history in two flat arrays (4 bytes per FCnt, 8 per SNR: the SNR stays the float
+    it was, so decisions are those of the unpacked values), and no tuples or dicts kept per uplink."""
+
+    __slots__ = (
+        "asked",
+        "asked_from_dr",
+        "asked_left",
+        "best_snr",
+        "epoch",
+        "fcnts",
+        "last_change",
+        "last_dr",
+        "memo_dr",
+        "memo_loss",
+        "memo_margin",
+        "memo_nb",
+        "memo_power",
+        "memo_snr",
+        "nb_trans",
+        "new_dr",
+        "new_nb",
+        "new_power",
+        "snrs",
+        "tx_power",
+    )
+
+    def __init__(self, epoch: int, tx_power: int = 0, nb_trans: int = 1) -> None:
+        self.epoch = epoch  # the session this state belongs to
+        self.tx_power = tx_power  # 0 (max EIRP) until the device acknowledged another
+        self.nb_trans = nb_trans  # the MAC's default until the device acknowledged another
+        # the last HISTORY uplinks at the current settings, oldest first: their FCnts, and their best SNRs
+        # (where they had one)
+        self.fcnts = array("I")
+        self.snrs = array("d")
+        self.best_snr = 0.0  # max(snrs), when there are any
+        # a LinkADRReq (dr, tx_power, nb_trans) awaiting its answer ...
+        self.asked: tuple[int, int, int] | None = None
+        self.asked_left = 0  # ... for this many more uplinks
+        self.asked_from_dr: int | None = None  # the data rate the device used when it was asked
+        self.last_dr: int | None = None  # the data rate of its latest uplink
+        # the change decided but not yet sent, with what it asked: a change that found no window to go in (the
+        # gateway's duty cycle) is decided again at the next uplink, mostly the same, and then the same object
+        # is handed out; dropped once sent
+        self.last_change: tuple[tuple[int, int, int, bool], AdrDecision] | None = None
+        # the inputs of the last decision (best SNR, loss, margin, DR, TXPower, NbTrans) and its result (DR,
+        # TXPower, NbTrans): the history changes little from one uplink to the next, so most decisions are the
+        # last one (memo_dr -1: none yet)
+        self.memo_snr = self.memo_loss = self.memo_margin = 0.0
+        self.memo_dr = -1
+        self.memo_power = self.memo_nb = self.new_dr = self.new_power = self.new_nb = 0
 
 
 @dataclass(frozen=True)
@@ -207,8 +244,14 @@ class AdrController:
             return
         asked = state["asked"]
         st = _Device(int(state["epoch"]), tx_power=int(state["tx_power"]), nb_trans=int(state["nb_trans"]))
-        st.fcnts.extend(int(f) for f in state["fcnts"])
-        st.snrs.extend(float(x) for x in state["snrs"])
+        for f in state["fcnts"][-HISTORY:]:
+            fcnt = int(f)
+            if not 0 <= fcnt <= FCNT_MAX:
+                raise ValueError(f"FCnt {fcnt} in the ADR history is not a 32-bit counter")
+            st.fcnts.append(fcnt)
+        st.snrs.extend(float(x) for x in state["snrs"][-HISTORY:])
+        if st.snrs:
+            st.best_snr = max(st.snrs)
         st.asked = (int(asked[0]), int(asked[1]), int(asked[2])) if asked is not None else None
         st.asked_left = int(state["asked_left"])
         st.asked_from_dr = None if state["asked_from_dr"] is None else int(state["asked_from_dr"])
@@ -262,24 +305,46 @@ class AdrController:
                 st.asked = None
         if not (self.enabled and adr) or dr is None or dr not in REQUIRED_SNR_DB:
             return decision
-        if st.fcnts and fcnt - st.fcnts[-1] - 1 > OUTAGE_GAP:
-            st.fcnts.clear()  # (the SNRs stay: the link itself did not change)
-        st.fcnts.append(fcnt)
+        fcnts, snrs = st.fcnts, st.snrs
+        if fcnts and fcnt - fcnts[-1] - 1 > OUTAGE_GAP:
+            del fcnts[:]  # (the SNRs stay: the link itself did not change)
+        if len(fcnts) >= HISTORY:  # (a ring: the oldest goes, in place)
+            del fcnts[0]
+        fcnts.append(fcnt)
         if max_snr_db is not None:
-            st.snrs.append(max_snr_db)
-        if st.asked is not None or len(st.fcnts) < HISTORY or not st.snrs:
+            # the best SNR kept as it goes, rather than looked for among HISTORY floats at every uplink
+            if not snrs or max_snr_db > st.best_snr:
+                st.best_snr = max_snr_db
+            if len(snrs) >= HISTORY:
+                oldest = snrs[0]
+                del snrs[0]
+                snrs.append(max_snr_db)
+                if oldest == st.best_snr and max_snr_db != oldest:  # the best left: which is it now
+                    st.best_snr = max(snrs)
+            else:
+                snrs.append(max_snr_db)
+        if st.asked is not None or len(fcnts) < HISTORY or not snrs:
             return decision
-        fcnts = st.fcnts
         sent = fcnts[-1] - fcnts[0] + 1
         loss = 100.0 * (sent - len(fcnts)) / sent  # loss_percent(), inline
-        inputs = (max(st.snrs), dr, st.tx_power, st.nb_trans, loss, self.margin_db)
-        memo = st.last_target
-        if memo is not None and memo[0] == inputs:
-            new_dr, new_power, new_nb = memo[1]
+        best = st.best_snr
+        margin = self.margin_db
+        tx_power, nb_trans = st.tx_power, st.nb_trans
+        if (
+            st.memo_dr == dr
+            and st.memo_snr == best
+            and st.memo_power == tx_power
+            and st.memo_nb == nb_trans
+            and st.memo_loss == loss
+            and st.memo_margin == margin
+        ):
+            new_dr, new_power, new_nb = st.new_dr, st.new_power, st.new_nb
         else:
-            new_dr, new_power = target(inputs[0], dr, st.tx_power, self.margin_db)
-            new_nb = nb_trans_for(st.nb_trans, loss)
-            st.last_target = (inputs, (new_dr, new_power, new_nb))
+            new_dr, new_power = target(best, dr, tx_power, margin)
+            new_nb = nb_trans_for(nb_trans, loss)
+            st.memo_snr, st.memo_loss, st.memo_margin = best, loss, margin
+            st.memo_dr, st.memo_power, st.memo_nb = dr, tx_power, nb_trans
+            st.new_dr, st.new_power, st.new_nb = new_dr, new_power, new_nb
         if (new_dr, new_power, new_nb) != (dr, st.tx_power, st.nb_trans):
             key = (new_dr, new_power, new_nb, adr_ack_req)
             last = st.last_change
@@ -296,6 +361,7 @@ class AdrController:
         st.asked = (int(command["data_rate"]), int(command["tx_power"]), int(command["nb_trans"]))
         st.asked_left = ANSWER_WITHIN
         st.asked_from_dr = st.last_dr
+        st.last_change = None  # (no decision is made again while the answer is awaited)
         self.counters["requested"] += 1
         log.info(
             "device %016X: LinkADRReq DR%d, TXPower %d, NbTrans %d (from TXPower %d, NbTrans %d; best SNR "
@@ -316,8 +382,8 @@ class AdrController:
             self._applied(dev_eui, st)
             return
         st.asked = None
-        st.fcnts.clear()  # a new history before asking again
-        st.snrs.clear()
+        del st.fcnts[:]  # a new history before asking again
+        del st.snrs[:]
         refused = [k for k in ("channel_mask_ack", "data_rate_ack", "power_ack") if not ans.get(k)]
         self.counters["refused"] += 1
         log.warning(
@@ -335,8 +401,8 @@ class AdrController:
         asked = st.asked
         assert asked is not None
         st.asked = None
-        st.fcnts.clear()
-        st.snrs.clear()
+        del st.fcnts[:]
+        del st.snrs[:]
         st.tx_power, st.nb_trans = asked[1], asked[2]
         self.store.save_settings(dev_eui, st.epoch, st.tx_power, st.nb_trans)
         self.counters["accepted"] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -281,3 +282,55 @@ def test_an_outage_or_a_restart_is_not_loss_on_the_air() -> None:
     _fcnt["next"] += OUTAGE_GAP
     [d] = uplinks(ctl, 1, dr=5, snr=2.0)
     assert d.command is not None and d.command["nb_trans"] == 3
+
+
+def test_the_exported_state_keeps_its_json_form_and_a_state_continues_where_it_was() -> None:
+    # (the shared store keeps this JSON in Redis: what an older roof wrote must still be read)
+    ctl = AdrController(DictStore())
+    _fcnt["next"] = 4_000_000_000  # near the top of the 32-bit counter
+    uplinks(ctl, HISTORY + 3, dr=3, snr=5.25, window=False)
+    state = ctl.export_state(1)
+    assert state is not None
+    assert state["fcnts"] == list(range(4_000_000_004, 4_000_000_024)) and state["snrs"] == [5.25] * HISTORY
+    assert all(type(f) is int for f in state["fcnts"]) and all(type(x) is float for x in state["snrs"])
+    assert (state["epoch"], state["tx_power"], state["nb_trans"], state["asked"]) == (0, 0, 1, None)
+    other = AdrController(DictStore())
+    other.import_state(1, state)
+    assert other.export_state(1) == state
+    # the next uplink (the same one) decides there as it does here: up to DR5 (7.75 dB over the margin)
+    there = uplinks(other, 1, dr=3, snr=5.25, window=False)[0]
+    _fcnt["next"] -= 1
+    here = uplinks(ctl, 1, dr=3, snr=5.25, window=False)[0]
+    assert there.command is not None and there.command["data_rate"] == 5 and there == here
+
+
+@pytest.mark.parametrize("fcnt", [-1, 1 << 32])
+def test_a_stored_history_with_a_counter_beyond_32_bits_is_refused(fcnt: int) -> None:
+    ctl = AdrController(DictStore())
+    uplinks(ctl, 3, dr=5)
+    state = ctl.export_state(1)
+    assert state is not None
+    with pytest.raises(ValueError, match="32-bit"):
+        ctl.import_state(1, {**state, "fcnts": [*state["fcnts"][:-1], fcnt]})
+
+
+def test_decisions_follow_the_best_snr_of_the_last_uplinks_as_the_history_moves_on() -> None:
+    """A long run of uplinks with SNRs up and down: each decision is the one the exported history gives (its
+    best SNR among the last HISTORY, its loss), also when the best SNR just left the history."""
+    rng = random.Random(18)
+    ctl = AdrController(DictStore())
+    fcnt, checked = 0, 0
+    for k in range(2_000):
+        fcnt += 1 + (rng.random() < 0.03)
+        snr = rng.choice([None, round(rng.uniform(-16.0, 9.0), 1), -6.5, 0.0, -0.0])
+        d = ctl.on_uplink(1, 0, adr=True, adr_ack_req=False, dr=3, max_snr_db=snr, mac_up=[], fcnt=fcnt)
+        state = ctl.export_state(1)
+        assert state is not None
+        if len(state["fcnts"]) < HISTORY or not state["snrs"]:
+            continue
+        new_dr, new_power = target(max(state["snrs"]), 3, 0, 10.0)
+        new_nb = nb_trans_for(1, loss_percent(state["fcnts"]))
+        want = None if (new_dr, new_power, new_nb) == (3, 0, 1) else link_adr_req(new_dr, new_power, new_nb)
+        assert d.command == want, (k, state)
+        checked += 1 + (want is not None)
+    assert checked > 2_000  # most uplinks decided, some of them a change
