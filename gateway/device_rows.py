@@ -134,10 +134,18 @@ def keep_private(conn: sqlite3.Connection) -> None:
 
 
 def replaced(obj: Any, changes: dict[str, Any]) -> Any:
-    """A copy of a frozen dataclass with some fields changed: what dataclasses.replace does, without its
-    per-call field introspection (this runs for every uplink)."""
-    new = object.__new__(type(obj))
-    state = new.__dict__  # a frozen dataclass refuses setattr, not a write to its __dict__
-    state.update(obj.__dict__)
-    state.update(changes)
+    """A copy of a frozen, slotted dataclass (``Device``, ``Session``) with some fields changed: what
+    dataclasses.replace does, without its per-call field introspection and ``__post_init__`` (this runs
+    for every uplink; a field derived in ``__post_init__`` is copied, so its source must not change here)."""
+    cls = type(obj)
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = _SLOTS[cls] = tuple(cls.__slots__)
+    new = object.__new__(cls)
+    for name in names:
+        # (a frozen dataclass refuses its own setattr, not object's)
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
     return new
+
+
+_SLOTS: dict[type, tuple[str, ...]] = {}

@@ -136,6 +136,7 @@ def device_dict(dev: Device) -> dict[str, Any]:
     """A JSON-ready view without keys (for status output)."""
     d = asdict(dev)
     d.pop("app_key", None)
+    d.pop("eui_hex", None)  # (shown as dev_eui)
     s = d.pop("session", None)
     d["dev_eui"] = dev.eui_hex
     d["join_eui"] = eui_hex(dev.join_eui) if dev.join_eui is not None else None

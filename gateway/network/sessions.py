@@ -10,13 +10,14 @@ outbox records they produced, and reach what the store reads back only when that
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Protocol
 
 from havel.codecs.lorawan.ids import eui_hex
 
 
-@dataclass(frozen=True)
+# slots: the registry keeps one Device and one Session per registered device in memory (a district has
+# 10,000), and an instance dict doubles their size
+@dataclass(frozen=True, slots=True)
 class Session:
     """An active session: what the network server needs to accept an uplink. Keys never print."""
 
@@ -30,7 +31,7 @@ class Session:
     epoch: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Device:
     """One registered device. ``session`` is None for an OTAA device that has not joined yet."""
 
@@ -48,11 +49,11 @@ class Device:
     battery: int | None = None
     battery_at: float | None = None
     last_seen: float | None = None
+    # DevEUI as consoles print it (made once: every message names the device)
+    eui_hex: str = field(init=False, repr=False, compare=False)
 
-    @cached_property  # (kept in the instance's __dict__, which a frozen dataclass allows)
-    def eui_hex(self) -> str:
-        """DevEUI as consoles print it."""
-        return f"{self.dev_eui:016X}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eui_hex", f"{self.dev_eui:016X}")
 
     def export(self, *, show_keys: bool) -> dict[str, Any]:
         """The format of ``havel device import`` and ``export``; keys as hex only with ``show_keys``."""
