@@ -25,8 +25,8 @@ def lora() -> Iterator[LoraPacket]:
 def roofs(tmp_path: Path) -> Iterator[Callable[..., Roof]]:
     made: list[Roof] = []
 
-    def make(store_url: str, name: str, eui: str, extra: str = "") -> Roof:
-        roof = Roof(tmp_path / name, store_url, name, eui, extra)
+    def make(store_url: str, name: str, eui: str, extra: str = "", broker_port: int = 0) -> Roof:
+        roof = Roof(tmp_path / name, store_url, name, eui, extra, broker_port)
         made.append(roof)
         roof.start()
         roof.fwd.pull_acked()

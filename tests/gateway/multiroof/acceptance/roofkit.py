@@ -12,13 +12,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "acceptance"))
 
-from bb_kit import Device, Forwarder, Gateway, LoraPacket, wait_for, water_payload
+from bb_kit import Broker, Device, Forwarder, Gateway, LoraPacket, Subscriber, wait_for, water_payload
 
 __all__ = [
+    "Broker",
     "Device",
     "Forwarder",
     "LoraPacket",
     "Roof",
+    "Subscriber",
     "put_abp",
     "put_otaa",
     "shared_state",
@@ -30,13 +32,21 @@ __all__ = [
 class Roof(Gateway):
     """One roof: the daemon with ``[network] store``, a file sink, and its own concentrator."""
 
-    def __init__(self, folder: Path, store_url: str, name: str, eui: str, extra: str = "") -> None:
+    def __init__(
+        self, folder: Path, store_url: str, name: str, eui: str, extra: str = "", broker_port: int = 0
+    ) -> None:
         self.out = folder / "out.jsonl"
         net = f'[network]\nstore = "{store_url}"\nroof = "{name}"\ndedup_window_ms = 200\n{extra}\n'
         super().__init__(folder, 0, gateway_id=name, extra=net)
         # replace the MQTT sink of the black-box kit by a file sink (no broker needed)
         text = self.config.read_text().split("[[sink]]")[0]
-        self.config.write_text(text + f'[[sink]]\ntype = "file"\nname = "local"\npath = "{self.out}"\n')
+        text += f'[[sink]]\ntype = "file"\nname = "local"\npath = "{self.out}"\n'
+        if broker_port:  # and the platform's broker, taking commands (docs/mqtt.md)
+            text += (
+                f'[[sink]]\ntype = "mqtt"\nname = "platform"\nhost = "127.0.0.1"\nport = {broker_port}\n'
+                "tls = false\ncommands = true\n"
+            )
+        self.config.write_text(text)
         self.fwd = Forwarder(self.udp_port, eui)
 
     def records(self) -> list[dict[str, Any]]:
