@@ -33,7 +33,11 @@ def test_demo_runs_the_whole_chain_and_ends_cleanly() -> None:
     assert sent > 20
     assert accepted == sent, summary
     nodes = len(KINDS) + 1  # one of every simulated kind, two temperature nodes
-    assert "rejected {}" in summary and f"joins {nodes}" in summary, summary
+    assert f"joins {nodes}" in summary, summary
+    # nothing is refused but a late copy of a frame already processed (a gateway's copy arriving after the
+    # dedup window, as on a loaded machine): every frame sent was accepted once, above
+    rejected = re.search(r"rejected \{([^}]*)\}", summary).group(1)
+    assert set(re.findall(r"'(\w+)'", rejected)) <= {"duplicate"}, summary
     assert int(re.search(r"(\d+) water alarms", summary).group(1)) >= 1, summary
     assert int(re.search(r"(\d+) valve actions", summary).group(1)) >= 1, summary
     assert "sent" in re.search(r"downlink results \(([^)]*)\)", summary).group(1), summary

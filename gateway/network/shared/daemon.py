@@ -97,9 +97,13 @@ class SharedNetwork:
         self.backend: Backend | None = None  # the gateway backend (transmit), set once it listens
         self._outbox = outbox
         metrics.gauge_fn("shared_store_online", lambda: 1.0 if self.store.online else 0.0)
-        metrics.gauge_fn(
-            "shared_roof_events", lambda: {(("event", k),): float(v) for k, v in self.roof.counts.items()}
-        )
+        metrics.gauge_fn("shared_roof_events", self._roof_events)
+
+    def _roof_events(self) -> dict[tuple[tuple[str, str], ...], float]:
+        events = {(("event", k),): float(v) for k, v in self.roof.counts.items()}
+        # device entries met damaged in the shared store (left out of lookups and of the fallback cache)
+        events[(("event", "damaged_device"),)] = float(self.shared.damaged)
+        return events
 
     # ------------------------------------------------------------------ the network server's face
     @property
