@@ -100,7 +100,9 @@ class SharedNetwork:
         metrics.gauge_fn("shared_roof_events", self._roof_events)
 
     def _roof_events(self) -> dict[tuple[tuple[str, str], ...], float]:
-        events = {(("event", k),): float(v) for k, v in self.roof.counts.items()}
+        events: dict[tuple[tuple[str, str], ...], float] = {
+            (("event", k),): float(v) for k, v in self.roof.counts.items()
+        }
         # device entries met damaged in the shared store (left out of lookups and of the fallback cache)
         events[(("event", "damaged_device"),)] = float(self.shared.damaged)
         return events
