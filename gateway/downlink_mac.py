@@ -76,15 +76,7 @@ class MacAnswers:
             answer_adr = False
         for up in mac_up:
             if up.get("name") == "LinkCheckReq":
-                try:
-                    sf = eu868.DATA_RATES[eu868.dr_from_datr(best.rx.datr)][0]
-                except (InputError, KeyError):
-                    sf = 12
-                snr = best.rx.lsnr if best.rx.lsnr is not None else 0.0
-                margin = max(0, min(254, round(snr - airtime.DEMOD_SNR_DB.get(sf, -20.0))))
-                cmds.append(
-                    {"name": "LinkCheckAns", "margin_db": margin, "gw_cnt": min(255, len(out.copies))}
-                )
+                cmds.append(link_check_ans(out))
             elif up.get("name") == "DeviceTimeReq":
                 cmds.append(device_time_ans(out))
         if dev.battery_at is None or now - dev.battery_at > self.net.battery_stale_s:  # stale
@@ -104,6 +96,20 @@ def gps_time_ms(out: Outcome) -> int:
     assert out.best is not None
     unix_ms = round(out.best.received_at.timestamp() * 1000)
     return unix_ms - _GPS_EPOCH_UNIX * 1000 + _GPS_MINUS_UTC_S * 1000
+
+
+def link_check_ans(out: Outcome) -> dict[str, Any]:
+    """The LinkCheckAns to a LinkCheckReq: the best copy's margin over the demodulation floor of its
+    spreading factor, and how many gateways heard the frame (with several roofs, every roof's copies)."""
+    best = out.best
+    assert best is not None
+    try:
+        sf = eu868.DATA_RATES[eu868.dr_from_datr(best.rx.datr)][0]
+    except (InputError, KeyError):
+        sf = 12
+    snr = best.rx.lsnr if best.rx.lsnr is not None else 0.0
+    margin = max(0, min(254, round(snr - airtime.DEMOD_SNR_DB.get(sf, -20.0))))
+    return {"name": "LinkCheckAns", "margin_db": margin, "gw_cnt": min(255, len(out.copies))}
 
 
 def device_time_ans(out: Outcome) -> dict[str, Any]:

@@ -12,11 +12,11 @@ import json
 import logging
 from typing import Any
 
-from havel.codecs.lorawan import airtime, eu868
+from havel.codecs.lorawan import eu868
 from havel.errors import InputError
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
-from havel.gateway.downlink_mac import device_time_ans
+from havel.gateway.downlink_mac import device_time_ans, link_check_ans
 from havel.gateway.network.outcome import Outcome
 
 log = logging.getLogger("havel.gateway.shared")
@@ -90,16 +90,7 @@ class SharedMac:
             answer_adr = decision.answer_needed
         for up in out.mac_up:
             if up.get("name") == "LinkCheckReq":
-                try:
-                    sf = eu868.DATA_RATES[eu868.dr_from_datr(best.rx.datr)][0]
-                except (InputError, KeyError):
-                    sf = 12
-                snr = best.rx.lsnr if best.rx.lsnr is not None else 0.0
-                margin = max(0, min(254, round(snr - airtime.DEMOD_SNR_DB.get(sf, -20.0))))
-                # (every gateway of every roof that heard the frame counts)
-                cmds.append(
-                    {"name": "LinkCheckAns", "margin_db": margin, "gw_cnt": min(255, len(out.copies))}
-                )
+                cmds.append(link_check_ans(out))
             elif up.get("name") == "DeviceTimeReq":
                 cmds.append(device_time_ans(out))
         stale = dev.battery_at is None or now - dev.battery_at > self.net.battery_stale_s
