@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,66 @@ class _Node:
                 self.proc.wait(3)
 
 
+class _SupervisedNode:
+    """A helper node kept running: one that ends (crash, killed) is started again, so that a path never stays
+    silent or deaf for the rest of an outage."""
+
+    def __init__(self, spawn: Callable[[], _Node], what: str, on_restart: Callable[[], None]) -> None:
+        self._spawn = spawn
+        self._what = what  # for the log and the watch thread's name
+        self._on_restart = on_restart
+        self.node: _Node | None = None
+        self.lock = threading.Lock()  # held while the node is swapped or written to
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._timeout = 30.0
+
+    def start(self, timeout: float) -> str:
+        """Start the node and its watch; returns what the node said when ready."""
+        self._timeout = timeout
+        self.node = self._spawn()
+        ready = self.node.wait_ready(timeout)
+        self._thread = threading.Thread(target=self._watch, name=f"rns-{self._what}-watch", daemon=True)
+        self._thread.start()
+        return ready
+
+    def _watch(self) -> None:
+        while not self._halt.wait(1.0):
+            node = self.node
+            if node is None or node.proc.poll() is None:
+                continue
+            log.error("Reticulum %s node exited (%s); restarting", self._what, node.proc.returncode)
+            try:
+                fresh = self._spawn()
+            except OSError as exc:
+                log.error("Reticulum %s node could not be restarted: %s", self._what, exc)
+                continue
+            try:
+                fresh.wait_ready(self._timeout)
+            except TransportError as exc:
+                log.error("Reticulum %s node could not be restarted: %s", self._what, exc)
+                fresh.stop()
+                continue
+            with self.lock:
+                self.node = fresh
+            self._on_restart()
+
+    @property
+    def pid(self) -> int | None:
+        return self.node.proc.pid if self.node is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.node is not None and self.node.proc.poll() is None
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if self.node is not None:
+            self.node.stop()
+
+
 class ReticulumRelay:
     """Sends signed envelopes through the helper node."""
 
@@ -189,49 +250,22 @@ class ReticulumRelay:
             "node_down": 0,
             "restarts": 0,
         }
-        self._node: _Node | None = None
-        self._lock = threading.Lock()
-        self._halt = threading.Event()
-        self._watch_thread: threading.Thread | None = None
-        self._timeout = 40.0
+        self._helper = _SupervisedNode(self._spawn, "relay", self._restarted)
 
     def start(self, timeout: float = 40.0) -> None:
-        self._timeout = timeout
-        self._node = self._spawn()
-        self._node.wait_ready(timeout)
-        self._watch_thread = threading.Thread(target=self._watch, name="rns-relay-watch", daemon=True)
-        self._watch_thread.start()
+        self._helper.start(timeout)
+
+    def _restarted(self) -> None:
+        self.stats["restarts"] += 1
 
     def _spawn(self) -> _Node:
         extra = ["--plain"] if not self.cfg.encrypt else ["--destination", str(self.cfg.destination)]
         return _Node(_node_cmd("send", self.cfg.config_dir, *extra), self._on_line)
 
-    def _watch(self) -> None:
-        """A helper process that ended is started again: the path must not stay silent for the outage."""
-        while not self._halt.wait(1.0):
-            node = self._node
-            if node is None or node.proc.poll() is None:
-                continue
-            log.error("Reticulum relay node exited (%s); restarting", node.proc.returncode)
-            try:
-                fresh = self._spawn()
-            except OSError as exc:
-                log.error("Reticulum relay node could not be restarted: %s", exc)
-                continue
-            try:
-                fresh.wait_ready(self._timeout)
-            except TransportError as exc:
-                log.error("Reticulum relay node could not be restarted: %s", exc)
-                fresh.stop()
-                continue
-            with self._lock:
-                self._node = fresh
-            self.stats["restarts"] += 1
-
     def _write(self, line: str) -> bool:
         """One packet to the helper; False (counted) while it is down (the watch restarts it)."""
-        with self._lock:
-            node = self._node
+        with self._helper.lock:
+            node = self._helper.node
             if node is None:
                 return False
             try:
@@ -249,7 +283,7 @@ class ReticulumRelay:
             log.warning("Reticulum relay: send failed: %s", rest)
 
     def offer(self, rec: RelayRecord) -> bool:
-        if rec.cls not in ("alarm", "state") or self._node is None:
+        if rec.cls not in ("alarm", "state") or self._helper.node is None:
             return False
         self.stats["offered"] += 1
         payload = sign_json(self.signer, CHANNEL, rec)
@@ -269,7 +303,7 @@ class ReticulumRelay:
 
     def publish_event(self, body: dict[str, Any]) -> bool:
         """An alarm-class gateway event, as a signed envelope in one packet."""
-        if self._node is None:
+        if self._helper.node is None:
             return False
         self.stats["offered"] += 1
         payload = sign_body(self.signer, CHANNEL, body)
@@ -284,7 +318,7 @@ class ReticulumRelay:
 
     def publish_status(self, status: dict[str, Any]) -> None:
         """The primary path's state, as a signed envelope."""
-        if self._node is None:
+        if self._helper.node is None:
             return
         body = {
             "kind": "status",
@@ -297,14 +331,10 @@ class ReticulumRelay:
     @property
     def node_pid(self) -> int | None:
         """The helper process's id (for an operator's look, and for tests that end it)."""
-        return self._node.proc.pid if self._node is not None else None
+        return self._helper.pid
 
     def stop(self) -> None:
-        self._halt.set()
-        if self._watch_thread is not None:
-            self._watch_thread.join(5)
-        if self._node is not None:
-            self._node.stop()
+        self._helper.stop()
 
 
 class ReticulumListener:
@@ -329,43 +359,18 @@ class ReticulumListener:
         self.config_dir = str(cfg["config_dir"])
         self.identity_file = str(cfg.get("identity_file") or data_dir / "rns.identity")
         self.destination_hash: str | None = None
-        self._node: _Node | None = None
-        self._halt = threading.Event()
-        self._watch_thread: threading.Thread | None = None
-        self._timeout = 30.0
         self.restarts = 0
+        self._helper = _SupervisedNode(self._spawn, "listener", self._restarted)
 
     def start(self, timeout: float = 30.0) -> None:
-        self._timeout = timeout
-        self._node = self._spawn()
-        self.destination_hash = self._node.wait_ready(timeout)
-        self._watch_thread = threading.Thread(target=self._watch, name="rns-listener-watch", daemon=True)
-        self._watch_thread.start()
+        self.destination_hash = self._helper.start(timeout)
+
+    def _restarted(self) -> None:
+        self.restarts += 1
 
     def _spawn(self) -> _Node:
         extra = ["--plain"] if self.plain else ["--identity-file", self.identity_file, "--announce-s", "5"]
         return _Node(_node_cmd("listen", self.config_dir, *extra), self._on_line)
-
-    def _watch(self) -> None:
-        """A helper process that ended (crash, killed) is started again: the path must not stay deaf."""
-        while not self._halt.wait(1.0):
-            node = self._node
-            if node is None or node.proc.poll() is None:
-                continue
-            log.error("Reticulum listener node exited (%s); restarting", node.proc.returncode)
-            try:
-                fresh = self._spawn()
-            except OSError as exc:
-                log.error("Reticulum listener node could not be restarted: %s", exc)
-                continue
-            try:
-                fresh.wait_ready(self._timeout)
-            except TransportError as exc:
-                log.error("Reticulum listener node could not be restarted: %s", exc)
-                fresh.stop()
-                continue
-            self._node = fresh
-            self.restarts += 1
 
     def _on_line(self, word: str, rest: str) -> None:
         if word == "RX":
@@ -377,17 +382,16 @@ class ReticulumListener:
             self.core.handle_envelope(data, "reticulum", CHANNEL)
 
     def stop(self) -> None:
-        self._halt.set()
-        if self._watch_thread is not None:
-            self._watch_thread.join(5)
-        if self._node is not None:
-            self._node.stop()
+        self._helper.stop()
 
     @property
     def node_pid(self) -> int | None:
         """The helper process's id (for an operator's look, and for tests that end it)."""
-        return self._node.proc.pid if self._node is not None else None
+        return self._helper.pid
 
     def health(self) -> dict[str, Any]:
-        running = self._node is not None and self._node.proc.poll() is None
-        return {"running": running, "restarts": self.restarts, "destination": self.destination_hash}
+        return {
+            "running": self._helper.running,
+            "restarts": self.restarts,
+            "destination": self.destination_hash,
+        }
