@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import click
 
@@ -23,6 +24,27 @@ def _cflist(text: str | None) -> list[int] | None:
         return [int(part) for part in text.replace(",", " ").split()]
     except ValueError:
         raise InputError("--cflist: expected frequencies in Hz separated by commas") from None
+
+
+# the options of each kind of frame (their parameter names), to refuse those of another kind
+_DATA = (
+    "fcnt",
+    "fport",
+    "payload",
+    "fopts",
+    "mac_json",
+    "nwk_s_key",
+    "app_s_key",
+    "confirmed",
+    "down",
+    "adr",
+    "adr_ack_req",
+    "ack",
+    "fpending",
+    "class_b",
+)
+_JOIN_REQUEST = ("join_eui", "dev_eui", "dev_nonce")
+_JOIN_ACCEPT = ("join_nonce", "net_id", "rx1_dr_offset", "rx2_dr", "rx_delay", "cflist")
 
 
 def _only(kind: str, given: Iterable[tuple[str, object]]) -> None:
@@ -68,35 +90,7 @@ def _only(kind: str, given: Iterable[tuple[str, object]]) -> None:
 @click.option("--rx-delay", type=int, default=None, help="RxDelay in seconds (default 1).")
 @click.option("--cflist", metavar="HZ,...", help="Up to 5 extra channel frequencies in Hz (CFList).")
 @click.option("--base64", "use_base64", is_flag=True, help="Print base64 instead of hex.")
-def encode_cmd(
-    kind: str,
-    dev_addr: str | None,
-    fcnt: str | None,
-    fport: str | None,
-    payload: str | None,
-    fopts: str | None,
-    mac_json: str | None,
-    nwk_s_key: str | None,
-    app_s_key: str | None,
-    confirmed: bool,
-    down: bool,
-    adr: bool,
-    adr_ack_req: bool,
-    ack: bool,
-    fpending: bool,
-    class_b: bool,
-    join_eui: str | None,
-    dev_eui: str | None,
-    dev_nonce: str | None,
-    app_key: str | None,
-    join_nonce: str | None,
-    net_id: str | None,
-    rx1_dr_offset: int | None,
-    rx2_dr: int | None,
-    rx_delay: int | None,
-    cflist: str | None,
-    use_base64: bool,
-) -> None:
+def encode_cmd(kind: str, use_base64: bool, **opts: Any) -> None:
     """Build a frame and print it as upper-case hex (or base64).
 
     \b
@@ -106,52 +100,19 @@ def encode_cmd(
     Join-accept:   --join-accept --app-key --join-nonce --net-id --dev-addr
                    [--rx1-dr-offset --rx2-dr --rx-delay --cflist]
     """
-    join_opts = [("--join-eui", join_eui), ("--dev-eui", dev_eui), ("--dev-nonce", dev_nonce)]
-    accept_opts = [
-        ("--join-nonce", join_nonce),
-        ("--net-id", net_id),
-        ("--rx1-dr-offset", rx1_dr_offset),
-        ("--rx2-dr", rx2_dr),
-        ("--rx-delay", rx_delay),
-        ("--cflist", cflist),
-    ]
-    data_opts = [
-        ("--fcnt", fcnt),
-        ("--fport", fport),
-        ("--payload", payload),
-        ("--fopts", fopts),
-        ("--mac", mac_json),
-        ("--nwk-s-key", nwk_s_key),
-        ("--app-s-key", app_s_key),
-        ("--confirmed", confirmed),
-        ("--down", down),
-        ("--adr", adr),
-        ("--adr-ack-req", adr_ack_req),
-        ("--ack", ack),
-        ("--fpending", fpending),
-        ("--class-b", class_b),
-    ]
+    flag = {p.name: p.opts[0] for p in click.get_current_context().command.params}
+
+    def given(names: Iterable[str]) -> list[tuple[str, object]]:
+        return [(flag[n], opts[n]) for n in names]
+
+    join_eui, dev_eui, dev_nonce = (opts[n] for n in _JOIN_REQUEST)
+    join_nonce, net_id, rx1_dr_offset, rx2_dr, rx_delay, cflist = (opts[n] for n in _JOIN_ACCEPT)
+    app_key, dev_addr = opts["app_key"], opts["dev_addr"]
     if kind == "data":
-        _only("data frame", [*join_opts, *accept_opts, ("--app-key", app_key)])
-        out = _build_data(
-            dev_addr,
-            fcnt,
-            fport,
-            payload,
-            fopts,
-            mac_json,
-            nwk_s_key,
-            app_s_key,
-            confirmed,
-            down,
-            adr,
-            adr_ack_req,
-            ack,
-            fpending,
-            class_b,
-        )
+        _only("data frame", given((*_JOIN_REQUEST, *_JOIN_ACCEPT, "app_key")))
+        out = _build_data(dev_addr, **{n: opts[n] for n in _DATA})
     elif kind == "join-request":
-        _only("join-request", [*data_opts, *accept_opts, ("--dev-addr", dev_addr)])
+        _only("join-request", given((*_DATA, *_JOIN_ACCEPT, "dev_addr")))
         out = phy.build_join_request(
             join_eui=parse_id_hex(_required(join_eui, "--join-eui"), what="--join-eui", size=8),
             dev_eui=parse_id_hex(_required(dev_eui, "--dev-eui"), what="--dev-eui", size=8),
@@ -159,7 +120,7 @@ def encode_cmd(
             app_key=parse_key(_required(app_key, "--app-key"), "--app-key"),
         )
     else:
-        _only("join-accept", [*data_opts, *join_opts])
+        _only("join-accept", given((*_DATA, *_JOIN_REQUEST)))
         out = phy.build_join_accept(
             app_key=parse_key(_required(app_key, "--app-key"), "--app-key"),
             join_nonce=parse_int(_required(join_nonce, "--join-nonce"), what="--join-nonce", bits=24),
@@ -184,6 +145,7 @@ def _required(value: str | None, name: str) -> str:
 
 def _build_data(
     dev_addr: str | None,
+    *,
     fcnt: str | None,
     fport: str | None,
     payload: str | None,
