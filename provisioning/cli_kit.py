@@ -3,7 +3,9 @@ local web page) and the label."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,56 +58,62 @@ def kit_check(ctx: click.Context, kit_name: str, port: str) -> None:
         ctx.exit(1)
 
 
+def _flash_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of a guided build (`kit build` and the kit bench page), in their `--help` order."""
+    options = [
+        click.option(
+            "--port", default="auto", show_default=True, help="Serial port of the board, or 'auto'."
+        ),
+        click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path)),
+        click.option(
+            "--trust",
+            "trust",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="Trusted public key (PEM) instead of the settings' trusted_keys.",
+        ),
+        click.option("--unsigned", is_flag=True, help="Development only: accept an unsigned bundle."),
+        click.option(
+            "--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board."
+        ),
+        click.option(
+            "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
+        ),
+        click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read)."),
+        click.option(
+            "--baud",
+            type=click.IntRange(9600, 2_000_000),
+            help="Serial rate for installing MicroPython on an ESP32 (lower it on a long cable).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _build_options(kit_name: str, flash: dict[str, Any]) -> kitbuild.BuildOptions:
+    return kitbuild.BuildOptions(
+        kit=kit_name,
+        port=flash["port"],
+        bundle_dir=flash["bundle_dir"],
+        unsigned=flash["unsigned"],
+        image=flash["image"],
+        image_sha256=flash["image_sha256"],
+        trusted_keys=list(flash["trust"]),
+        allow_downgrade=flash["allow_downgrade"],
+        baud=flash["baud"],
+    )
+
+
 @kit.command("build")
 @click.option("--kit", "kit_name", required=True)
-@click.option("--port", default="auto", show_default=True)
-@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--trust",
-    "trust",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Trusted public key (PEM) instead of the settings' trusted_keys.",
-)
-@click.option("--unsigned", is_flag=True, help="Development only: accept an unsigned bundle.")
-@click.option("--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board.")
-@click.option(
-    "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
-)
-@click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read).")
-@click.option(
-    "--baud",
-    type=click.IntRange(9600, 2_000_000),
-    help="Serial rate for installing MicroPython on an ESP32 (lower it on a long cable).",
-)
+@_flash_options
 @click.option("--yes", "assume_yes", is_flag=True, help="Answer yes to every question.")
 @click.pass_context
-def kit_build(
-    ctx: click.Context,
-    kit_name: str,
-    port: str,
-    bundle_dir: Path | None,
-    trust: tuple[Path, ...],
-    unsigned: bool,
-    allow_downgrade: bool,
-    image: Path | None,
-    image_sha256: str | None,
-    baud: int | None,
-    assume_yes: bool,
-) -> None:
+def kit_build(ctx: click.Context, kit_name: str, assume_yes: bool, **flash: Any) -> None:
     """Guided build: find board, MicroPython, flash, check, register, label. Resumes where it stopped."""
     s = settings_for(ctx)
-    opts = kitbuild.BuildOptions(
-        kit=kit_name,
-        port=port,
-        bundle_dir=bundle_dir,
-        unsigned=unsigned,
-        image=image,
-        image_sha256=image_sha256,
-        trusted_keys=list(trust),
-        allow_downgrade=allow_downgrade,
-        baud=baud,
-    )
+    opts = _build_options(kit_name, flash)
 
     def confirm(q: str) -> bool:
         return True if assume_yes else click.confirm(q, default=True)
@@ -123,54 +131,17 @@ def kit_build(
 
 
 @kit.command("serve")
-@click.option("--port", default="auto", show_default=True, help="Serial port of the board, or 'auto'.")
-@click.option("--bundle", "bundle_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--trust",
-    "trust",
-    multiple=True,
-    type=click.Path(path_type=Path),
-    help="Trusted public key (PEM) instead of the settings' trusted_keys.",
-)
-@click.option("--unsigned", is_flag=True, help="Development only: accept an unsigned bundle.")
-@click.option(
-    "--image", type=click.Path(path_type=Path), help="MicroPython image file, if the board needs one."
-)
-@click.option("--image-sha256", help="Expected SHA-256 of --image (else <image>.sha256 is read).")
-@click.option("--baud", type=click.IntRange(9600, 2_000_000), help="Serial rate for installing MicroPython.")
-@click.option("--allow-downgrade", is_flag=True, help="Flash a bundle older than the one on the board.")
+@_flash_options
 @click.option(
     "--http-port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port of the page."
 )
 @click.pass_context
-def kit_serve(
-    ctx: click.Context,
-    port: str,
-    bundle_dir: Path | None,
-    trust: tuple[Path, ...],
-    unsigned: bool,
-    image: Path | None,
-    image_sha256: str | None,
-    baud: int | None,
-    allow_downgrade: bool,
-    http_port: int,
-) -> None:
+def kit_serve(ctx: click.Context, http_port: int, **flash: Any) -> None:
     """The kit bench: `kit build` as a web page on this computer (localhost only), until Ctrl-C."""
     from havel.provisioning.web.bench import KitBench
     from havel.web import serve
 
-    base = kitbuild.BuildOptions(
-        kit="",
-        port=port,
-        bundle_dir=bundle_dir,
-        unsigned=unsigned,
-        image=image,
-        image_sha256=image_sha256,
-        trusted_keys=list(trust),
-        allow_downgrade=allow_downgrade,
-        baud=baud,
-    )
-    bench = KitBench(settings_for(ctx), base)
+    bench = KitBench(settings_for(ctx), _build_options("", flash))
     try:
         srv = serve(bench.app, "127.0.0.1", http_port)
     except OSError as exc:
