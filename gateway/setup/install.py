@@ -2,21 +2,21 @@
 under a root folder (``/`` on the Pi, a temporary folder in tests) or only printed (``--dry-run``).
 
 Applying is idempotent: a file whose content and mode are already right is left alone, and the gateway's
-TOML is written only when there is none (it holds the operator's edits and the broker credentials).
+TOML is written only when there is none (it holds the operator's edits and the broker credentials). The
+gateway's system user comes from a sysusers.d entry (:mod:`havel.gateway.setup.sysuser`), created after the
+files are written and before any file is given to it.
 """
 
 from __future__ import annotations
 
-import grp
 import json
 import os
-import pwd
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from havel.errors import ConfigError, StorageError
-from havel.gateway.setup import files
+from havel.gateway.setup import files, sysuser
 from havel.gateway.setup.boards import Board
 from havel.gateway.setup.files import Options
 from havel.gateway.setup.pktfwd import global_conf
@@ -42,6 +42,8 @@ def plan(o: Options) -> list[Item]:
     conf = json.dumps(global_conf(o.board, o.gateway_eui, o.udp_port), indent=2) + "\n"
     unit = files.UNIT_DIR
     return [
+        Item(sysuser.CONF.parent, 0o755),
+        Item(sysuser.CONF, 0o644, sysuser.sysusers_conf()),
         Item(files.ETC, 0o755),
         # readable by the daemon's group, not by everyone: it will hold the broker credentials
         Item(files.CONFIG, 0o640, files.gateway_toml(o), owner=f"root:{files.USER}", once=True),
@@ -64,22 +66,6 @@ def target(root: Path, path: Path) -> Path:
     return root / path.relative_to("/")
 
 
-def _ids(owner: str) -> tuple[int, int] | None:
-    """(uid, gid) of ``user`` or ``user:group``; None when either does not exist."""
-    user, _, group = owner.partition(":")
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        return None
-    try:
-        gid = grp.getgrnam(group or user).gr_gid
-    except KeyError:
-        if group:
-            return None
-        gid = pw.pw_gid
-    return pw.pw_uid, gid
-
-
 def _state(item: Item, where: Path) -> str:
     """create, update, unchanged or kept (a once-only file that exists)."""
     if not where.exists():
@@ -93,7 +79,8 @@ def _state(item: Item, where: Path) -> str:
 
 
 def apply(items: list[Item], root: Path, *, dry_run: bool, say: Callable[[str], None]) -> dict[str, int]:
-    """Write (or with ``dry_run`` only print) the items under ``root``; returns counts by state."""
+    """Write (or with ``dry_run`` only print) the items under ``root``, create the system user when the items
+    hold its sysusers.d entry, then give the items their owners; returns counts by state."""
     counts: dict[str, int] = {}
     for item in items:
         where = target(root, item.path)
@@ -108,8 +95,12 @@ def apply(items: list[Item], root: Path, *, dry_run: bool, say: Callable[[str], 
             continue
         if state in ("create", "update"):
             _write(item, where)
-        if item.owner:  # (also for a kept file: the note below asks to run setup again once the user exists)
-            _chown(item, where, say)
+    if any(item.path == sysuser.CONF for item in items):
+        sysuser.create(root, dry_run=dry_run, say=say)
+    if not dry_run:
+        for item in items:
+            if item.owner:  # (also for a kept file: it may predate the user)
+                _chown(item, target(root, item.path), root, say)
     return counts
 
 
@@ -133,15 +124,11 @@ def _write(item: Item, where: Path) -> None:
         raise StorageError(f"cannot write {where}: {exc.strerror}", hint="run setup as root") from None
 
 
-def _chown(item: Item, where: Path, say: Callable[[str], None]) -> None:
+def _chown(item: Item, where: Path, root: Path, say: Callable[[str], None]) -> None:
     assert item.owner is not None
-    ids = _ids(item.owner)
+    ids = sysuser.lookup(item.owner, root)
     if ids is None:
-        say(
-            f"  note: {item.owner} does not exist, {item.path} keeps its owner; create the user with "
-            f"`useradd --system --home {files.DATA_DIR} --shell /usr/sbin/nologin {files.USER}` "
-            "and run setup again"
-        )
+        say(f"  note: {item.owner} does not exist, {item.path} keeps its owner; run setup again once it does")
         return
     st = where.stat()
     if (st.st_uid, st.st_gid) == ids:

@@ -68,7 +68,7 @@ def test_second_run_changes_nothing_and_keeps_the_operators_config(tmp_path: Pat
     before = tree(tmp_path)
     res = setup(tmp_path, "--board", "rak2287_pihat")
     assert res.exit_code == 0, res.output
-    assert "1 kept, 11 unchanged" in res.output
+    assert "1 kept, 13 unchanged" in res.output
     assert tree(tmp_path) == before
     assert 'id = "roof-rathaus"' in toml.read_text()
     # another board: the generated files follow, the operator's config still stays
@@ -92,6 +92,9 @@ def test_dry_run_prints_everything_and_writes_nothing(tmp_path: Path) -> None:
     ):
         assert text in res.output, text
     assert "would create  /var/lib/havel/" in res.output
+    assert (
+        f"would run     systemd-sysusers --root={tmp_path} {tmp_path}/etc/sysusers.d/havel.conf" in res.output
+    )
     # over an existing installation: still nothing touched
     assert setup(tmp_path, "--board", "waveshare_sx1302_hat").exit_code == 0
     before = tree(tmp_path)
@@ -243,31 +246,75 @@ def test_reset_script_of_every_board(tmp_path: Path, board: str) -> None:
     assert rc == 2
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="giving files away needs root")
-def test_owners_are_set_when_the_user_exists(tmp_path: Path) -> None:
-    import grp
-    import pwd
+def _accounts(root: Path, name: str) -> dict[str, list[str]]:
+    return {
+        line.split(":")[0]: line.split(":")
+        for line in (root / "etc" / name).read_text().splitlines()
+        if line and not line.startswith("#")
+    }
 
+
+def test_setup_creates_the_system_user_with_systemd_sysusers(tmp_path: Path) -> None:
+    res = setup(tmp_path, "--board", "rak2287_pihat")
+    assert res.exit_code == 0, res.output
+    entry = tmp_path / "etc/sysusers.d/havel.conf"
+    assert mode(entry) == 0o644
+    assert 'u     havel -  "Havel LoRaWAN gateway" /var/lib/havel /usr/sbin/nologin' in entry.read_text()
+    # systemd-sysusers itself wrote the target's account files (not the machine running the test)
+    user = _accounts(tmp_path, "passwd")["havel"]
+    uid, gid = int(user[2]), int(user[3])
+    assert user[5:] == ["/var/lib/havel", "/usr/sbin/nologin"]
+    assert 0 < uid < 1000 and _accounts(tmp_path, "group")["havel"][2] == str(gid)  # a system ID
+    assert _accounts(tmp_path, "shadow")["havel"][1].startswith("!")  # no login
+    assert mode(tmp_path / "etc/shadow") == 0 and mode(tmp_path / "etc/passwd") == 0o644
+    assert f"user          havel (uid {uid}, gid {gid})" in res.output
+    assert "note" not in res.output
+    if os.geteuid() == 0:  # giving files away needs root (CI and this machine run as root)
+        data, conf = (tmp_path / "var/lib/havel").stat(), (tmp_path / "etc/havel/gateway.toml").stat()
+        assert (data.st_uid, data.st_gid) == (uid, gid)
+        assert (conf.st_uid, conf.st_gid) == (0, gid)  # root's file, readable by the daemon's group
+
+
+def test_an_existing_user_of_the_target_is_kept(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\nhavel:x:990:985::/var/lib/havel:/bin/false\n"
+    )
+    (tmp_path / "etc/group").write_text("root:x:0:\nhavel:x:985:\n")
+    passwd = (tmp_path / "etc/passwd").read_text()
+    res = setup(tmp_path, "--board", "seeed_wm1302_usb")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "etc/passwd").read_text() == passwd  # systemd-sysusers found it and wrote nothing
+    assert "user          havel (uid 990, gid 985)" in res.output
+    if os.geteuid() == 0:
+        data = (tmp_path / "var/lib/havel").stat()
+        assert (data.st_uid, data.st_gid) == (990, 985)
+
+
+def test_owners_come_from_the_targets_accounts(tmp_path: Path) -> None:
     from havel.gateway.setup import install
 
-    group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("svc:x:501:502::/srv:/bin/false\n")
+    (tmp_path / "etc/group").write_text("svc:x:502:\nreaders:x:503:\n")
     items = [
         install.Item(Path("/srv"), 0o755),
-        install.Item(Path("/srv/data"), 0o750, owner="nobody"),
-        install.Item(Path("/srv/conf.toml"), 0o640, "x = 1\n", owner=f"root:{group}", once=True),
+        install.Item(Path("/srv/data"), 0o750, owner="svc"),
+        install.Item(Path("/srv/conf.toml"), 0o640, "x = 1\n", owner="root:readers", once=True),
     ]
     said: list[str] = []
     install.apply(items, tmp_path, dry_run=False, say=said.append)
-    data, conf = (tmp_path / "srv/data").stat(), (tmp_path / "srv/conf.toml").stat()
-    assert (data.st_uid, data.st_gid) == (pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
-    assert (conf.st_uid, conf.st_gid) == (0, grp.getgrnam(group).gr_gid)
-    assert not any("note" in s for s in said)
-    # a missing group is said, not guessed
+    if os.geteuid() == 0:
+        data, conf = (tmp_path / "srv/data").stat(), (tmp_path / "srv/conf.toml").stat()
+        assert (data.st_uid, data.st_gid) == (501, 502)
+        assert (conf.st_uid, conf.st_gid) == (0, 503)
+        assert not any("note" in s for s in said)
+    # a missing group is said, not guessed (nor taken from the machine running setup)
     said.clear()
     install.apply(
-        [install.Item(Path("/srv/other"), 0o750, owner="root:no-such-group")],
+        [install.Item(Path("/srv/other"), 0o750, owner="svc:no-such-group")],
         tmp_path,
         dry_run=False,
         say=said.append,
     )
-    assert any("root:no-such-group does not exist" in s for s in said)
+    assert any("svc:no-such-group does not exist" in s for s in said)
