@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -198,3 +199,60 @@ def test_a_lab_install_lists_the_kits_and_prints_the_guide(wheel: Path, tmp_path
         assert kit.stem in kits
     guide = _run([havel, "kit", "guide", "air"], cwd=work, env=env).stdout
     assert "SDS011" in guide and "BME280" in guide
+
+
+def _readme_pipx_line() -> list[str]:
+    """The words of the README's roof install command (the ``pipx install`` line)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("**A new roof**") :]
+    line = next(ln for ln in block.splitlines() if "pipx install" in ln)
+    return shlex.split(line)
+
+
+def test_the_readme_pipx_install_gives_a_roof_without_the_lab_tools(wheel: Path, tmp_path: Path) -> None:
+    """The README's first roof command, as written but with temporary folders and the wheel just built:
+    Debian's pipx (tools/bootstrap.d/roof.sh), PIPX_HOME and PIPX_BIN_DIR from the environment."""
+    pipx = shutil.which("pipx")
+    if pipx is None:
+        pytest.skip("pipx missing (Debian package pipx: tools/bootstrap.d/roof.sh)")
+    words = _readme_pipx_line()
+    # sudo, then the two variables, then `pipx install 'havel[gateway]'`: the same shape is run here as root
+    assert words[0] == "sudo" and words[3:] == ["pipx", "install", "havel[gateway]"], words
+    readme_env = dict(w.split("=", 1) for w in words[1:3])
+    assert readme_env == {"PIPX_HOME": "/opt/havel", "PIPX_BIN_DIR": "/usr/local/bin"}
+    home, bindir, work = tmp_path / "opt-havel", tmp_path / "usr-local-bin", tmp_path / "roof"
+    work.mkdir()
+    env = {**_clean_env(), "PIPX_HOME": str(home), "PIPX_BIN_DIR": str(bindir)}
+    env.pop("PIPX_DEFAULT_PYTHON", None)  # pipx's own interpreter, as on the Pi
+    _run([pipx, "install", f"{wheel}[gateway]"], cwd=work, env=env, timeout=300)
+
+    havel = bindir / "havel"
+    assert havel.exists() and (home / "venvs" / "havel").is_dir()
+    proc = _run([pipx, "runpip", "havel", "list", "--format=json"], cwd=work, env=env)
+    installed = {p["name"].lower().replace("_", "-") for p in json.loads(proc.stdout)}
+    assert "havel" in installed and "paho-mqtt" in installed
+    assert not installed & PROVISIONING_ONLY
+
+    run_env = {**_clean_env(), "PATH": f"{bindir}{os.pathsep}{_clean_env()['PATH']}"}
+    listing = _run(["havel", "payload", "list"], cwd=work, env=run_env).stdout
+    for codec in KIND_NAMES:
+        assert codec in listing
+    # the README's second command, looked at first: writes nothing, not even the system user
+    setup = _run(
+        [
+            "havel",
+            "gateway",
+            "setup",
+            "--dry-run",
+            "--board",
+            "rak2287_pihat",
+            "--gateway-eui",
+            "B827EBFFFE6C1D2A",
+        ],
+        cwd=work,
+        env=run_env,
+    ).stdout
+    assert "RAK2287" in setup and '"gateway_ID": "B827EBFFFE6C1D2A"' in setup
+    assert "would run     systemd-sysusers /etc/sysusers.d/havel.conf" in setup
+    # the unit runs the havel that pipx put into PIPX_BIN_DIR (/usr/local/bin in the README)
+    assert f"ExecStart={readme_env['PIPX_BIN_DIR']}/havel gateway run" in setup
