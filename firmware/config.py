@@ -26,19 +26,39 @@ INTERVAL_MAX_S = const(43200)
 
 # sensor options per app: key -> allowed values (a tuple) or (type, lo, hi)
 APP_SENSORS = {
-    "air": {"thp": ("bme280", "bmp280", "none"), "bme280_addr": (int, 0x76, 0x77),
-            "pm": ("sds011", "none"), "sds011_mode": ("query", "continuous"), "sds011_warmup_s": (int, 0, 60),
-            "co2": ("scd41", "none")},
-    "water": {"distance": ("jsn-sr04t",), "pings": (int, 1, 15), "blind_mm": (int, 0, 1000),
-              "max_mm": (int, 500, 10000), "water_temp": ("ds18b20", "none")},
+    "air": {
+        "thp": ("bme280", "bmp280", "none"),
+        "bme280_addr": (int, 0x76, 0x77),
+        "pm": ("sds011", "none"),
+        "sds011_mode": ("query", "continuous"),
+        "sds011_warmup_s": (int, 0, 60),
+        "co2": ("scd41", "none"),
+    },
+    "water": {
+        "distance": ("jsn-sr04t",),
+        "pings": (int, 1, 15),
+        "blind_mm": (int, 0, 1000),
+        "max_mm": (int, 500, 10000),
+        "water_temp": ("ds18b20", "none"),
+    },
     "temperature": {"probes": (int, 0, 15), "humidity": ("sht31", "none"), "sht31_addr": (int, 0x44, 0x45)},
     "cooling": {"ambient": ("ds18b20", "sht31"), "sht31_addr": (int, 0x44, 0x45)},
     # the probes' capacitance in dry soil (0 %) and in water (100 %): wet is always above dry
     "soil": {"dry": (int, 0, 999), "wet": (int, 1000, 4095), "temperature": ("ds18b20", "none")},
 }
 
-BOARD_KEYS = ("name", "mcu", "radio", "i2c", "uart", "onewire", "ultrasonic", "battery", "valve",
-              "deep_sleep")
+BOARD_KEYS = (
+    "name",
+    "mcu",
+    "radio",
+    "i2c",
+    "uart",
+    "onewire",
+    "ultrasonic",
+    "battery",
+    "valve",
+    "deep_sleep",
+)
 
 
 class ConfigError(ValueError):
@@ -51,8 +71,9 @@ def _read_json(path, what, read):
     except OSError:
         text = None
     if text is None:
-        raise ConfigError("%s not found (%s): provision the node with `havel flash`/`havel kit`"
-                          % (path, what))
+        raise ConfigError(
+            "%s not found (%s): provision the node with `havel flash`/`havel kit`" % (path, what)
+        )
     try:
         d = json.loads(text)
     except ValueError:
@@ -101,8 +122,10 @@ def check_config(c, board=None):
     if not isinstance(name, str) or not name:
         raise ConfigError("config.json: 'board' missing (e.g. \"heltec_wifi_lora_32_v3\")")
     if board is not None and board.get("name") != name:
-        raise ConfigError("config.json names board %r but board.json is %r: copy hw/boards/%s.json as "
-                          "board.json" % (name, board.get("name"), name))
+        raise ConfigError(
+            "config.json names board %r but board.json is %r: copy hw/boards/%s.json as "
+            "board.json" % (name, board.get("name"), name)
+        )
     lw = c.get("lorawan")
     if not isinstance(lw, dict):
         raise ConfigError("config.json: 'lorawan' missing (activation and keys from `havel keys`)")
@@ -114,8 +137,11 @@ def check_config(c, board=None):
         if k not in lw:
             raise ConfigError("config.json: lorawan.%s missing (needed for %s)" % (k, act))
     out = dict(c)
-    out["interval_s"] = _check_int(c, "interval_s", INTERVAL_MIN_S, INTERVAL_MAX_S, "config.json") \
-        if "interval_s" in c else 900
+    out["interval_s"] = (
+        _check_int(c, "interval_s", INTERVAL_MIN_S, INTERVAL_MAX_S, "config.json")
+        if "interval_s" in c
+        else 900
+    )
     ds = c.get("deep_sleep", board.get("deep_sleep", False) if board else False)
     if not isinstance(ds, bool):
         raise ConfigError("config.json: 'deep_sleep' must be true or false")
@@ -128,15 +154,18 @@ def check_config(c, board=None):
     spec = APP_SENSORS[app]
     for k in sensors:
         if k not in spec:
-            raise ConfigError("config.json: sensors.%s is not a setting of the %s app (settings: %s)"
-                  % (k, app, ", ".join(sorted(spec))))
+            raise ConfigError(
+                "config.json: sensors.%s is not a setting of the %s app (settings: %s)"
+                % (k, app, ", ".join(sorted(spec)))
+            )
         allowed = spec[k]
         v = sensors[k]
         if allowed[0] is int:
             _check_int(sensors, k, allowed[1], allowed[2], "config.json sensors")
         elif v not in allowed:
-            raise ConfigError("config.json: sensors.%s must be one of %s, got %r"
-                              % (k, ", ".join(allowed), v))
+            raise ConfigError(
+                "config.json: sensors.%s must be one of %s, got %r" % (k, ", ".join(allowed), v)
+            )
     out["sensors"] = sensors
     th = c.get("thresholds", {})
     if not isinstance(th, dict):
@@ -158,8 +187,9 @@ def load(config_path="config.json", board_path="board.json", read=_file_text):
     return cfg, board
 
 
-def safe_idle(reason, console=print, valve_pin=None, valve_active=1, clock=None, repeat_ms=30000,
-              rounds=None):
+def safe_idle(
+    reason, console=print, valve_pin=None, valve_active=1, clock=None, repeat_ms=30000, rounds=None
+):
     """The state of a node without a usable configuration: valve output held closed, nothing sent,
     the reason repeated on the serial console. Runs forever on a board (rounds=None)."""
     if valve_pin is not None:

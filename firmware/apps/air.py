@@ -40,8 +40,15 @@ class AirApp(App):
                 self._note(self.co2)
             else:
                 co2 = r[0]
-        d = {"temperature": t, "humidity": h, "pressure": p, "pm2_5": pm25, "pm10": pm10,
-             "battery": self.battery_mv(), "faults": faults}
+        d = {
+            "temperature": t,
+            "humidity": h,
+            "pressure": p,
+            "pm2_5": pm25,
+            "pm10": pm10,
+            "battery": self.battery_mv(),
+            "faults": faults,
+        }
         if self.co2 is not None:
             d["co2"] = co2
         return d

@@ -26,8 +26,15 @@ class _RtcRetain:
         self.rtc.memory(b)
 
 
-def run(m=None, clock=None, console=print, idle_rounds=None, config_path="config.json",
-        board_path="board.json", store_dir="/lw"):
+def run(
+    m=None,
+    clock=None,
+    console=print,
+    idle_rounds=None,
+    config_path="config.json",
+    board_path="board.json",
+    store_dir="/lw",
+):
     """Boot the node: check the config (safe idle when it is wrong), build, loop forever."""
     if m is None:
         import machine as m

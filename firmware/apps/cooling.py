@@ -115,15 +115,28 @@ class CoolingApp(App):
         if not m and ctl.open and r == vc.R_FLUSH:
             m = 3
         self._pending = (opens, total)
-        return {"valve_open": self.is_open, "enabled": ctl.enabled, "mode": codec.MODES[m],
-                "actuations": opens - self._reported[0], "open_time": d_open,
-                "water_used": ctl.litres(d_open), "water_today": ctl.litres(ctl.used_s),
-                "ambient_temperature": self.temp_c if r != vc.R_INVALID and r != vc.R_STALE else None,
-                "on_threshold": ctl.cfg["on_c"], "off_threshold": ctl.cfg["off_c"],
-                "interlock": {"reservoir_low": r == vc.R_RESERVOIR, "budget": ctl.budget_left_s() == 0,
-                              "max_on_time": self._hit_max_on},
-                "faults": {"temperature": r == vc.R_INVALID or r == vc.R_STALE, "valve": False,
-                           "flow_meter": False}}
+        return {
+            "valve_open": self.is_open,
+            "enabled": ctl.enabled,
+            "mode": codec.MODES[m],
+            "actuations": opens - self._reported[0],
+            "open_time": d_open,
+            "water_used": ctl.litres(d_open),
+            "water_today": ctl.litres(ctl.used_s),
+            "ambient_temperature": self.temp_c if r != vc.R_INVALID and r != vc.R_STALE else None,
+            "on_threshold": ctl.cfg["on_c"],
+            "off_threshold": ctl.cfg["off_c"],
+            "interlock": {
+                "reservoir_low": r == vc.R_RESERVOIR,
+                "budget": ctl.budget_left_s() == 0,
+                "max_on_time": self._hit_max_on,
+            },
+            "faults": {
+                "temperature": r == vc.R_INVALID or r == vc.R_STALE,
+                "valve": False,
+                "flow_meter": False,
+            },
+        }
 
     def sent(self, result):
         App.sent(self, result)
@@ -146,8 +159,10 @@ class CoolingApp(App):
 
 def reservoir_reader(pin, ok_level):
     """The reservoir switch as a callable: True when the level is fine."""
+
     def read():
         return pin.value() == ok_level
+
     return read
 
 

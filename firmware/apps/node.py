@@ -43,8 +43,19 @@ class Node:
     rebooted: bool
     reset_cause: str
 
-    def __init__(self, app, mac, clock, cfg, store=None, console=None, reset_cause="power_on",
-                 firmware=FIRMWARE_VERSION, on_reboot=None, retain=None):
+    def __init__(
+        self,
+        app,
+        mac,
+        clock,
+        cfg,
+        store=None,
+        console=None,
+        reset_cause="power_on",
+        firmware=FIRMWARE_VERSION,
+        on_reboot=None,
+        retain=None,
+    ):
         self.app = app
         self.mac = mac
         self.clock = clock
@@ -91,9 +102,13 @@ class Node:
 
     def status_data(self, now_ms):
         """The data dict of the FPort 2 status uplink."""
-        return {"firmware": self.firmware, "reset_cause": self.reset_cause,
-                "uptime": (now_ms - self.boot_ms) // 1000, "battery": self.app.battery_mv(),
-                "interval": self.interval_s}
+        return {
+            "firmware": self.firmware,
+            "reset_cause": self.reset_cause,
+            "uptime": (now_ms - self.boot_ms) // 1000,
+            "battery": self.app.battery_mv(),
+            "interval": self.interval_s,
+        }
 
     # -- downlinks -----------------------------------------------------------------------------------
     def handle_downlink(self, fport, payload, now_ms):
@@ -235,13 +250,32 @@ class Node:
             raise
 
 
-def build(cfg, io, radio, clock, store, console=None, reset_cause="power_on", retain=None, on_reboot=None,
-          battery_byte=None):
+def build(
+    cfg,
+    io,
+    radio,
+    clock,
+    store,
+    console=None,
+    reset_cause="power_on",
+    retain=None,
+    on_reboot=None,
+    battery_byte=None,
+):
     """A Node for config `cfg` (checked by config.py) on board I/O `io` (apps/boardboot.py BoardIO, or
     host/simnode.py SimIO for the simulator) with a Radio, Clock and Store."""
     from apps import app_module
 
     app = app_module(cfg["app"]).build(cfg, io, clock, store)
     mac = lwmac.Mac(radio, clock, store, cfg["lorawan"], battery=battery_byte)
-    return Node(app, mac, clock, cfg, store=store, console=console, reset_cause=reset_cause,
-                retain=retain, on_reboot=on_reboot)
+    return Node(
+        app,
+        mac,
+        clock,
+        cfg,
+        store=store,
+        console=console,
+        reset_cause=reset_cause,
+        retain=retain,
+        on_reboot=on_reboot,
+    )

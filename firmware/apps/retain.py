@@ -9,6 +9,10 @@ import json
 def write(node, sleep_ms):
     """The report due time, the app's and the MAC's state, as JSON into node.retain."""
     now = node.clock.now_ms()
-    st = {"due": node.next_report_ms - now - sleep_ms, "app": node.app.retained(),
-          "st": node.status_due, "mac": binascii.hexlify(node.mac.retained()).decode()}
+    st = {
+        "due": node.next_report_ms - now - sleep_ms,
+        "app": node.app.retained(),
+        "st": node.status_due,
+        "mac": binascii.hexlify(node.mac.retained()).decode(),
+    }
     node.retain.write(json.dumps(st).encode())

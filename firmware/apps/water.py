@@ -18,8 +18,15 @@ from sensors.jsnsr04t import JSNSR04T
 
 from apps.base import App, make_battery
 
-THRESHOLD_DEFAULTS = {"zero_mm": None, "levels_cm": [], "hysteresis_cm": 5, "rise_cm_per_h": 0,
-                      "rate_window_s": 900, "alarm_interval_s": 120, "measure_s": 60}
+THRESHOLD_DEFAULTS = {
+    "zero_mm": None,
+    "levels_cm": [],
+    "hysteresis_cm": 5,
+    "rise_cm_per_h": 0,
+    "rate_window_s": 900,
+    "alarm_interval_s": 120,
+    "measure_s": 60,
+}
 _MAX_LEVELS = const(3)
 
 
@@ -43,8 +50,13 @@ def check_thresholds(th):
         if prev is not None and x <= prev:
             raise ValueError("water: 'levels_cm' must rise strictly")
         prev = x
-    for k, lo, hi in (("hysteresis_cm", 0, 500), ("rise_cm_per_h", 0, 10000), ("rate_window_s", 60, 86400),
-                      ("alarm_interval_s", 60, 43200), ("measure_s", 10, 43200)):
+    for k, lo, hi in (
+        ("hysteresis_cm", 0, 500),
+        ("rise_cm_per_h", 0, 10000),
+        ("rate_window_s", 60, 86400),
+        ("alarm_interval_s", 60, 43200),
+        ("measure_s", 10, 43200),
+    ):
         v = out[k]
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ValueError("water: '%s' must be a whole number in %d..%d" % (k, lo, hi))
@@ -174,9 +186,15 @@ class WaterApp(App):
         if self._next_measure is None:
             self.poll(now_ms)
         lg = self.logic
-        return {"alarm": lg.alarm_level > 0, "alarm_level": lg.alarm_level, "rising_fast": lg.rising_fast,
-                "level": self.level_cm, "distance": self.distance_mm, "water_temperature": self.temp_c,
-                "battery": self.battery_mv()}
+        return {
+            "alarm": lg.alarm_level > 0,
+            "alarm_level": lg.alarm_level,
+            "rising_fast": lg.rising_fast,
+            "level": self.level_cm,
+            "distance": self.distance_mm,
+            "water_temperature": self.temp_c,
+            "battery": self.battery_mv(),
+        }
 
     def encode(self, data):
         return codec.encode(data)
@@ -191,8 +209,15 @@ class WaterApp(App):
 def build(cfg, io, clock, store=None):
     s = cfg.get("sensors", {})
     trig, echo, pulse = io.ultrasonic()
-    dist = JSNSR04T(trig, echo, pulse, clock, pings=s.get("pings", 5), blind_mm=s.get("blind_mm", 250),
-                    max_mm=s.get("max_mm", 6000))
+    dist = JSNSR04T(
+        trig,
+        echo,
+        pulse,
+        clock,
+        pings=s.get("pings", 5),
+        blind_mm=s.get("blind_mm", 250),
+        max_mm=s.get("max_mm", 6000),
+    )
     wt = None
     if s.get("water_temp", "ds18b20") == "ds18b20":
         from sensors.ds18b20 import DS18B20  # imported only when fitted

@@ -51,6 +51,7 @@ SAVE_AHEAD_S = const(60)  # while open: persist at least this often, counting th
 _T_MIN_C = -40.0  # a plausible outside air temperature; anything else is a broken sensor
 _T_MAX_C = 60.0
 
+
 def call_once(name, fn, args):
     """Call `fn` of the one-job module `name` with `args`: loaded for the call and released after
     (a module already loaded by an outer call stays for it). apps/cooling.py uses it too."""

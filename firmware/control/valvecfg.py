@@ -32,8 +32,6 @@ DEFAULTS = {
 }
 
 
-
-
 def check_config(cfg):
     """Return a complete settings dict from `cfg` (missing keys take DEFAULTS).
 

@@ -21,8 +21,11 @@ def check(out):
     for k in ("on_c", "off_c", "city_min_c"):
         v = out[k]
         # no (int, float) tuple: it would be built for every value checked
-        if (isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float))
-                or not _T_MIN_C <= v <= _T_MAX_C):
+        if (
+            isinstance(v, bool)
+            or not (isinstance(v, int) or isinstance(v, float))
+            or not _T_MIN_C <= v <= _T_MAX_C
+        ):
             raise ValueError("valve: '%s' must be a temperature in %d..%d C" % (k, _T_MIN_C, _T_MAX_C))
     if out["off_c"] >= out["on_c"]:
         raise ValueError("valve: 'off_c' must be below 'on_c' (hysteresis)")

@@ -16,7 +16,8 @@ _SBOX = bytes.fromhex(
     "cd0c13ec5f974417c4a77e3d645d197360814fdc222a908846eeb814de5e0bdb"
     "e0323a0a4906245cc2d3ac629195e479e7c8376d8dd54ea96c56f4ea657aae08"
     "ba78252e1ca6b4c6e8dd741f4bbd8b8a703eb5664803f60e613557b986c11d9e"
-    "e1f8981169d98e949b1e87e9ce5528df8ca1890dbfe6426841992d0fb054bb16")
+    "e1f8981169d98e949b1e87e9ce5528df8ca1890dbfe6426841992d0fb054bb16"
+)
 _INV = bytearray(256)
 for _i in range(256):
     _INV[_SBOX[_i]] = _i
@@ -117,8 +118,8 @@ class aes:
         fn = _enc_block if direction == 1 else _dec_block
         mv = memoryview(data)
         for i in range(0, n, 16):
-            fn(self._rk, mv[i:i + 16], blk)
-            dst[i:i + 16] = blk
+            fn(self._rk, mv[i : i + 16], blk)
+            dst[i : i + 16] = blk
         return bytes(dst) if out is None else None
 
     def encrypt(self, data, out=None):

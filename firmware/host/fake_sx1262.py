@@ -10,6 +10,7 @@ the 32 MHz clock works unless DIO3 powers it (XOSC_START_ERR); with the RF switc
 enabled nothing reaches the antenna; a receiver hears only frames with its frequency, SF, bandwidth,
 IQ polarity and sync word. Every rule broken is appended to `violations`.
 """
+
 import struct
 
 from lw import region
@@ -17,8 +18,27 @@ from lw import region
 _STATUS_CMDS = (0x12, 0x13, 0x14, 0x17, 0xC0, 0x15)
 _STDBY_RC, _STDBY_XOSC, _FS, _TX, _RX, _SLEEP = 2, 3, 4, 6, 5, 0
 _BW = {0x04: 125, 0x05: 250, 0x06: 500}
-_PARAM_LEN = {0x84: 1, 0x80: 1, 0x83: 3, 0x82: 3, 0x9F: 1, 0x96: 1, 0x89: 1, 0x98: 2, 0x95: 4, 0x08: 8,
-              0x02: 2, 0x9D: 1, 0x97: 4, 0x86: 4, 0x8A: 1, 0x8E: 2, 0x8B: 4, 0x8C: 6, 0x8F: 2}
+_PARAM_LEN = {
+    0x84: 1,
+    0x80: 1,
+    0x83: 3,
+    0x82: 3,
+    0x9F: 1,
+    0x96: 1,
+    0x89: 1,
+    0x98: 2,
+    0x95: 4,
+    0x08: 8,
+    0x02: 2,
+    0x9D: 1,
+    0x97: 4,
+    0x86: 4,
+    0x8A: 1,
+    0x8E: 2,
+    0x8B: 4,
+    0x8C: 6,
+    0x8F: 2,
+}
 
 
 class SimPin:
@@ -109,8 +129,12 @@ class FakeSX1262:
         return 0
 
     def _is_busy(self):
-        return (self.asleep or self.reset.level == 0 or self.clock.now_ms() < self._busy_until
-                or self._busy_polls > 0)
+        return (
+            self.asleep
+            or self.reset.level == 0
+            or self.clock.now_ms() < self._busy_until
+            or self._busy_polls > 0
+        )
 
     def _dio1_level(self):
         self._advance()
@@ -264,7 +288,7 @@ class FakeSX1262:
             self.irq &= ~(p[0] << 8 | p[1])
         elif op == 0x0D:
             addr = p[0] << 8 | p[1]
-            self.regs[addr:addr + len(p) - 2] = p[2:]
+            self.regs[addr : addr + len(p) - 2] = p[2:]
         elif op == 0x0E:
             for i in range(len(p) - 1):
                 self.buffer[(p[0] + i) & 0xFF] = p[1 + i]
@@ -310,14 +334,19 @@ class FakeSX1262:
         steps = p[0] << 16 | p[1] << 8 | p[2]
         now = self.clock.now_ms()
         self.mode = _RX
-        window_end = now + (steps + 63) // 64 if steps not in (0, 0xFFFFFF) else now + 10 ** 9
+        window_end = now + (steps + 63) // 64 if steps not in (0, 0xFFFFFF) else now + 10**9
         got = None
         sync_ok = self.regs[0x0740] == 0x34 and self.regs[0x0741] == 0x44
         for d in self.pending:
             _frame, f, sf, bw, start, inv = d
-            if (abs(f - self.freq_hz) < 100 and (sf, bw) == self.mod[:2] and now <= start <= window_end
-                    and bool(inv) == bool(self.pkt[4]) and sync_ok
-                    and (self.dio2_switch or not self.board_rf_switch)):
+            if (
+                abs(f - self.freq_hz) < 100
+                and (sf, bw) == self.mod[:2]
+                and now <= start <= window_end
+                and bool(inv) == bool(self.pkt[4])
+                and sync_ok
+                and (self.dio2_switch or not self.board_rf_switch)
+            ):
                 got = d
                 break
         self.pending = [d for d in self.pending if d is not got and d[4] > window_end]
@@ -332,11 +361,22 @@ class FakeSX1262:
         now = self.clock.now_ms()
         if self.mode == _TX and self._tx_end is not None and now >= self._tx_end:
             radiated = self.dio2_switch or not self.board_rf_switch
-            self.sent.append((self._tx_frame, self.freq_hz, self.mod[0], self.mod[1], self.power_dbm,
-                              self._tx_start, self._tx_end, radiated))
+            self.sent.append(
+                (
+                    self._tx_frame,
+                    self.freq_hz,
+                    self.mod[0],
+                    self.mod[1],
+                    self.power_dbm,
+                    self._tx_start,
+                    self._tx_end,
+                    radiated,
+                )
+            )
             if radiated and self.on_uplink is not None:
-                self.on_uplink(self._tx_frame, self.freq_hz, self.mod[0], self.mod[1], self._tx_start,
-                               self._tx_end)
+                self.on_uplink(
+                    self._tx_frame, self.freq_hz, self.mod[0], self.mod[1], self._tx_start, self._tx_end
+                )
             self.irq |= 0x0001
             self.mode = _STDBY_RC
             self._tx_end = None

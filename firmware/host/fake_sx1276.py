@@ -8,12 +8,34 @@ flags cleared by writing ones, DIO0 following RegDioMapping1. A receiver hears o
 its frequency, SF, bandwidth, IQ polarity (RegInvertIQ/RegInvertIQ2) and sync word. Rules broken
 go to `violations`.
 """
+
 from fake_sx1262 import SimPin, SpiBus
 from lw import region
 
-_RESET = {0x01: 0x09, 0x06: 0x6C, 0x07: 0x80, 0x08: 0x00, 0x09: 0x4F, 0x0B: 0x2B, 0x0C: 0x20,
-          0x0E: 0x80, 0x0F: 0x00, 0x1D: 0x72, 0x1E: 0x70, 0x1F: 0x64, 0x21: 0x08, 0x22: 0x01,
-          0x26: 0x00, 0x31: 0xC3, 0x33: 0x27, 0x37: 0x0A, 0x39: 0x12, 0x3B: 0x1D, 0x42: 0x12, 0x4D: 0x84}
+_RESET = {
+    0x01: 0x09,
+    0x06: 0x6C,
+    0x07: 0x80,
+    0x08: 0x00,
+    0x09: 0x4F,
+    0x0B: 0x2B,
+    0x0C: 0x20,
+    0x0E: 0x80,
+    0x0F: 0x00,
+    0x1D: 0x72,
+    0x1E: 0x70,
+    0x1F: 0x64,
+    0x21: 0x08,
+    0x22: 0x01,
+    0x26: 0x00,
+    0x31: 0xC3,
+    0x33: 0x27,
+    0x37: 0x0A,
+    0x39: 0x12,
+    0x3B: 0x1D,
+    0x42: 0x12,
+    0x4D: 0x84,
+}
 _BW = {0x7: 125, 0x8: 250, 0x9: 500}
 
 
@@ -186,8 +208,13 @@ class FakeSX1276:
         got = None
         for d in self.pending:
             _frame, f, dsf, dbw, start, dinv = d
-            if (abs(f - freq) < 100 and (dsf, dbw) == (sf, bw) and now <= start <= window_end and dinv == inv
-                    and self.regs[0x39] == 0x34):
+            if (
+                abs(f - freq) < 100
+                and (dsf, dbw) == (sf, bw)
+                and now <= start <= window_end
+                and dinv == inv
+                and self.regs[0x39] == 0x34
+            ):
                 got = d
                 break
         self.pending = [d for d in self.pending if d is not got and d[4] > window_end]
@@ -204,8 +231,17 @@ class FakeSX1276:
             return
         mode = self.mode
         if mode == 3:
-            self.sent.append((self._frame, self.freq_hz(), self.sf_bw()[0], self.sf_bw()[1], self.regs[0x09],
-                              self._start, self._end))
+            self.sent.append(
+                (
+                    self._frame,
+                    self.freq_hz(),
+                    self.sf_bw()[0],
+                    self.sf_bw()[1],
+                    self.regs[0x09],
+                    self._start,
+                    self._end,
+                )
+            )
             if self.on_uplink is not None:
                 sf, bw = self.sf_bw()
                 self.on_uplink(self._frame, self.freq_hz(), sf, bw, self._start, self._end)

@@ -4,6 +4,7 @@ Importing it also gives CPython's `time` the MicroPython tick functions the firm
 (ticks_ms, ticks_us, ticks_diff, ticks_add, sleep_ms, sleep_us), so real node code runs unchanged.
 On MicroPython the built-in module wins and this file is never loaded.
 """
+
 import time as _time
 
 _TICKS_PERIOD = 1 << 30  # MicroPython's ticks wrap at 2**30 on ports with small ints
@@ -48,7 +49,13 @@ def _sleep_us(us):
     _time.sleep(us / 1000000)
 
 
-for _name, _fn in (("ticks_ms", _ticks_ms), ("ticks_us", _ticks_us), ("ticks_add", _ticks_add),
-                   ("ticks_diff", _ticks_diff), ("sleep_ms", _sleep_ms), ("sleep_us", _sleep_us)):
+for _name, _fn in (
+    ("ticks_ms", _ticks_ms),
+    ("ticks_us", _ticks_us),
+    ("ticks_add", _ticks_add),
+    ("ticks_diff", _ticks_diff),
+    ("sleep_ms", _sleep_ms),
+    ("sleep_us", _sleep_us),
+):
     if not hasattr(_time, _name):
         setattr(_time, _name, _fn)

@@ -61,8 +61,9 @@ def _sim_p(adc, t_fine, p):
 def _sim_h(adc, t_fine, h):
     h1, h2, h3, h4, h5, h6 = h
     v = t_fine - 76800.0
-    v = (adc - (h4 * 64.0 + h5 / 16384.0 * v)) * (h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (
-        1.0 + h3 / 67108864.0 * v)))
+    v = (adc - (h4 * 64.0 + h5 / 16384.0 * v)) * (
+        h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (1.0 + h3 / 67108864.0 * v))
+    )
     return v * (1.0 - h1 * v / 524288.0)
 
 
@@ -95,7 +96,7 @@ class SimBME280(RegisterDevice):
         cal = bytearray()
         for v in DATASHEET_CAL_T + DATASHEET_CAL_P:
             cal.extend(_le16(v))
-        self.regs[0x88:0x88 + 24] = cal
+        self.regs[0x88 : 0x88 + 24] = cal
         self.regs[0xD0] = chip_id
         self._reset_data()
         if chip_id == 0x60:
@@ -125,7 +126,8 @@ class SimBME280(RegisterDevice):
     def read_reg(self, reg):
         if reg == 0xF3:
             busy = self.stuck_measuring or (
-                self._busy_until is not None and self.clock.now_ms() < self._busy_until)
+                self._busy_until is not None and self.clock.now_ms() < self._busy_until
+            )
             return 0x08 if busy else 0x00
         if self.chip_id != 0x60 and reg in (0xFD, 0xFE):
             return 0x80 if reg == 0xFD else 0x00  # a BMP280 has no humidity: reads as "skipped"
@@ -142,8 +144,9 @@ class SimBME280(RegisterDevice):
         target_fine = self.temp_c * 5120.0
         adc_t = _invert(lambda a: _sim_t(a, t), target_fine, 0, 0xFFFFF, True)
         t_fine = _sim_t(adc_t, t)
-        adc_p = _invert(lambda a: _sim_p(a, t_fine, DATASHEET_CAL_P), self.pressure_hpa * 100.0,
-                        0, 0xFFFFF, False)
+        adc_p = _invert(
+            lambda a: _sim_p(a, t_fine, DATASHEET_CAL_P), self.pressure_hpa * 100.0, 0, 0xFFFFF, False
+        )
         r = self.regs
         r[0xF7] = (adc_p >> 12) & 0xFF
         r[0xF8] = (adc_p >> 4) & 0xFF
@@ -161,6 +164,7 @@ class SimBME280(RegisterDevice):
 
 
 # -------------------------------------------------------------------------------------- AXP192 / AXP2101
+
 
 class SimPMU(RegisterDevice):
     """The T-Beam's PMU as a register file at 0x34 with its power-on defaults: the LoRa rail off.
@@ -186,6 +190,7 @@ class SimPMU(RegisterDevice):
 
 
 # ------------------------------------------------------------------------------- Sensirion (SHT31, SCD41)
+
 
 class _CommandDevice(I2CDevice):
     """Sensirion style: 16-bit command words, responses as (msb, lsb, crc) words."""
@@ -338,6 +343,7 @@ class SimSCD41(_CommandDevice):
 
 # ----------------------------------------------------------------------------------------------- SDS011
 
+
 class SimSDS011(UARTDevice):
     """Nova Fitness SDS011 (laser dust sensor control protocol V1.3).
 
@@ -379,8 +385,9 @@ class SimSDS011(UARTDevice):
     def _data_frame(self):
         a = round(self.pm25 * 10)
         b = round(self.pm10 * 10)
-        f = self._frame(0xC0, bytes((a & 0xFF, a >> 8, b & 0xFF, b >> 8,
-                                     self.device_id >> 8, self.device_id & 0xFF)))
+        f = self._frame(
+            0xC0, bytes((a & 0xFF, a >> 8, b & 0xFF, b >> 8, self.device_id >> 8, self.device_id & 0xFF))
+        )
         if self.corrupt_checksum:
             self.corrupt_checksum -= 1
             f[8] ^= 0x5A
@@ -406,8 +413,8 @@ class SimSDS011(UARTDevice):
             if len(self._rx) - i < 19:
                 self._rx = self._rx[i:]
                 return
-            f = bytes(self._rx[i:i + 19])
-            self._rx = self._rx[i + 19:]
+            f = bytes(self._rx[i : i + 19])
+            self._rx = self._rx[i + 19 :]
             if f[18] != 0xAB or (sum(f[2:17]) & 0xFF) != f[17]:
                 continue  # the sensor ignores frames with a bad checksum
             self._command(f)
@@ -443,6 +450,7 @@ class SimSDS011(UARTDevice):
 
 
 # ---------------------------------------------------------------------------------------------- DS18B20
+
 
 class SimDS18B20(OneWireDevice):
     """DS18B20: scratchpad with the 85.0 C power-on value until a conversion completes (750 ms at
@@ -511,6 +519,7 @@ class SimDS18B20(OneWireDevice):
 
 
 # --------------------------------------------------------------------------------------------- JSN-SR04T
+
 
 def speed_of_sound_m_s(temp_c):
     """Speed of sound in dry air (the physics the simulator follows; the driver has its own)."""

@@ -5,6 +5,7 @@ join-requests with join-accepts in RX1 (5 s), and sends queued downlinks in RX1 
 next uplink, on the frequency and data rate a real EU868 network would use. Tests use it to drive
 the MAC through whole exchanges; the host frame layer (havel.codecs.lorawan) cross-checks it.
 """
+
 import struct
 
 import cryptolib
@@ -30,7 +31,12 @@ class Uplink:
 
     def __repr__(self):
         return "Uplink(%s fcnt=%d fport=%r payload=%r fopts=%r)" % (
-            self.kind, self.fcnt32, self.fport, self.payload, self.fopts)
+            self.kind,
+            self.fcnt32,
+            self.fport,
+            self.payload,
+            self.fopts,
+        )
 
 
 def build_join_accept(app_key, join_nonce, net_id, dev_addr, dl_settings=0, rx_delay=1, cflist_hz=None):
@@ -43,7 +49,7 @@ def build_join_accept(app_key, join_nonce, net_id, dev_addr, dl_settings=0, rx_d
     if cflist_hz is not None:
         cf = bytearray(16)
         for k in range(min(5, len(cflist_hz))):
-            cf[3 * k:3 * k + 3] = struct.pack("<I", cflist_hz[k] // 100)[:3]
+            cf[3 * k : 3 * k + 3] = struct.pack("<I", cflist_hz[k] // 100)[:3]
         body.extend(cf)
     mic = crypto.join_mic(crypto.aes_key(app_key), body)
     plain = bytes(body[1:]) + mic
@@ -51,8 +57,19 @@ def build_join_accept(app_key, join_nonce, net_id, dev_addr, dl_settings=0, rx_d
     return bytes(body[:1]) + enc
 
 
-def build_data_down(nwk_s_key, app_s_key, dev_addr, fcnt32, fport=None, payload=b"", fopts=b"",
-                    confirmed=False, ack=False, fpending=False, adr=False):
+def build_data_down(
+    nwk_s_key,
+    app_s_key,
+    dev_addr,
+    fcnt32,
+    fport=None,
+    payload=b"",
+    fopts=b"",
+    confirmed=False,
+    ack=False,
+    fpending=False,
+    adr=False,
+):
     """A downlink data frame with a valid MIC (FPort 0 payload encrypted with NwkSKey)."""
     fctrl = (0x80 if adr else 0) | (0x20 if ack else 0) | (0x10 if fpending else 0) | len(fopts)
     msg = bytearray(struct.pack("<BIBH", 0xA0 if confirmed else 0x60, dev_addr, fctrl, fcnt32 & 0xFFFF))
@@ -68,8 +85,9 @@ def build_data_down(nwk_s_key, app_s_key, dev_addr, fcnt32, fport=None, payload=
 class SimNetwork:
     """One device's view of a network server. Keys as bytes; DevAddr and NetID as ints."""
 
-    def __init__(self, radio, app_key=None, dev_addr=0x260B1234, net_id=0x000013, nwk_s_key=None,
-                 app_s_key=None):
+    def __init__(
+        self, radio, app_key=None, dev_addr=0x260B1234, net_id=0x000013, nwk_s_key=None, app_s_key=None
+    ):
         self.radio = radio
         radio.on_uplink = self._on_uplink
         self.app_key = app_key
@@ -124,13 +142,21 @@ class SimNetwork:
             up.kind = "join"
             up.dev_nonce = frame[17] | frame[18] << 8
             up.mic_ok = self.app_key is not None and crypto.equal(
-                crypto.join_mic(crypto.aes_key(self.app_key), frame[:19]), frame[19:])
+                crypto.join_mic(crypto.aes_key(self.app_key), frame[:19]), frame[19:]
+            )
             if up.mic_ok:
                 self.dev_nonces.append(up.dev_nonce)
             if up.mic_ok and self.answer_joins:
                 self.join_nonce += 1
-                ja = build_join_accept(self.app_key, self.join_nonce, self.net_id, self.dev_addr,
-                                       self.join_dl_settings, self.join_rx_delay, self.cflist_hz)
+                ja = build_join_accept(
+                    self.app_key,
+                    self.join_nonce,
+                    self.net_id,
+                    self.dev_addr,
+                    self.join_dl_settings,
+                    self.join_rx_delay,
+                    self.cflist_hz,
+                )
                 jn = struct.pack("<I", self.join_nonce)[:3]
                 nid = struct.pack("<I", self.net_id)[:3]
                 self.nwk_s_key, self.app_s_key = session_keys(self.app_key, jn, nid, up.dev_nonce)
@@ -155,16 +181,17 @@ class SimNetwork:
         if f32 < base:
             f32 += 0x10000
         nf = fctrl & 0x0F
-        up.mic_ok = crypto.equal(crypto.data_mic(crypto.aes_key(self.nwk_s_key), True, addr, f32, frame[:-4]),
-                                 frame[-4:])
+        up.mic_ok = crypto.equal(
+            crypto.data_mic(crypto.aes_key(self.nwk_s_key), True, addr, f32, frame[:-4]), frame[-4:]
+        )
         if not up.mic_ok:
             return
         up.fcnt32 = f32
         self.fcnt_up_last = f32
-        up.fopts = bytes(frame[8:8 + nf])
+        up.fopts = bytes(frame[8 : 8 + nf])
         if 8 + nf < len(frame) - 4:
             up.fport = frame[8 + nf]
-            body = frame[9 + nf:-4]
+            body = frame[9 + nf : -4]
             key = self.nwk_s_key if up.fport == 0 else self.app_s_key
             up.payload = crypto.crypt_payload(crypto.aes_key(key), True, addr, f32, body)
         kw = self.queue.pop(0) if self.queue else None

@@ -15,9 +15,22 @@ from sim_sensors import SimBME280, SimDS18B20, SimJSNSR04T, SimSCD41, SimSDS011,
 
 # the names of control/valve.py's R_* reasons, by value, for the simulator's valve events (a board
 # never needs them: host only)
-VALVE_REASON_NAMES = ("boot", "cool", "heat", "city_rule", "temp_invalid", "temp_stale", "reservoir_low",
-                      "budget_exhausted", "max_on_time", "min_off_time", "override_open", "override_closed",
-                      "disabled", "flush")
+VALVE_REASON_NAMES = (
+    "boot",
+    "cool",
+    "heat",
+    "city_rule",
+    "temp_invalid",
+    "temp_stale",
+    "reservoir_low",
+    "budget_exhausted",
+    "max_on_time",
+    "min_off_time",
+    "override_open",
+    "override_closed",
+    "disabled",
+    "flush",
+)
 
 
 class Retained:
@@ -136,6 +149,7 @@ def make_node(app, clock, radio, store, cfg, console=None, reset_cause="power_on
     full = {"interval_s": 900, "sensors": {}, "thresholds": {}}
     full.update(cfg)
     full["app"] = app
-    node = nodemod.build(full, io, radio, clock, store, console=console, reset_cause=reset_cause,
-                         retain=retain)
+    node = nodemod.build(
+        full, io, radio, clock, store, console=console, reset_cause=reset_cause, retain=retain
+    )
     return node, io

@@ -6,6 +6,7 @@ bw_khz, start_ms)` and are received only by a receive() that is open at the fram
 the same frequency and data rate: a MAC that opens its RX window late, early by more than its
 timeout, or on the wrong channel misses the frame, as a real radio would.
 """
+
 from lw import region
 
 

@@ -5,6 +5,7 @@ now_ms() keeps growing as long as it is called at least once per wrap period (12
 node loop does. Across deep sleep (a reset on ESP32) pass `base_ms` from the RTC (e.g.
 `time.time() * 1000`) so duty-cycle and rejoin timers keep their meaning.
 """
+
 import time
 
 

@@ -7,6 +7,7 @@ cipher (LoRaWAN 1.0.2 sections 4.3.3 and 4.4) and the join MICs (6.2.4; the sess
 the key expansion once; no AES object is used for decrypt, so the real cryptolib's "one
 direction per object" rule is never hit.
 """
+
 import struct
 
 import cryptolib

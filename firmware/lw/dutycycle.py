@@ -4,6 +4,7 @@
 A transmission is only allowed when every limit that applies to it says so; the MAC asks
 `wait_ms()` first and either waits or refuses: it never transmits over a limit.
 """
+
 import struct
 
 from micropython import const
@@ -180,5 +181,10 @@ class JoinBackoff:
 
     def state(self):
         """(t0 or -1, window start, window length, budget, used) for persisting."""
-        return (-1 if self.t0_ms is None else self.t0_ms, self.win_start_ms, self.win_len_ms, self.budget_ms,
-                self.used_ms)
+        return (
+            -1 if self.t0_ms is None else self.t0_ms,
+            self.win_start_ms,
+            self.win_len_ms,
+            self.budget_ms,
+            self.used_ms,
+        )

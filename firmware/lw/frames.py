@@ -1,6 +1,7 @@
 """LoRaWAN 1.0.x frame layout (section 4): building uplinks into a caller's buffer, reading
 downlinks (the join frames are in lw/join.py). Pure functions: no radio, no clock, no persistence.
 """
+
 import struct
 
 from micropython import const
@@ -34,7 +35,7 @@ def build_data_up(buf, confirmed, dev_addr, fcnt32, fctrl, fopts, fport, payload
     buf[0] = (_MTYPE_CONF_UP if confirmed else _MTYPE_UNCONF_UP) << 5
     struct.pack_into("<IBH", buf, 1, dev_addr, (fctrl & 0xF0) | nf, fcnt32 & 0xFFFF)
     n = 8
-    buf[n:n + nf] = fopts
+    buf[n : n + nf] = fopts
     n += nf
     if fport is not None:
         buf[n] = fport
@@ -44,7 +45,7 @@ def build_data_up(buf, confirmed, dev_addr, fcnt32, fctrl, fopts, fport, payload
             key = nwk_aes if fport == 0 else app_aes
             crypto.crypt_payload_into(key, True, dev_addr, fcnt32, payload, buf, n)
             n += pl
-    buf[n:n + 4] = crypto.data_mic(nwk_aes, True, dev_addr, fcnt32, memoryview(buf)[:n])
+    buf[n : n + 4] = crypto.data_mic(nwk_aes, True, dev_addr, fcnt32, memoryview(buf)[:n])
     return n + 4
 
 
@@ -94,18 +95,18 @@ def parse_data_down(frame, dev_addr, fcnt_down_next, nwk_aes, app_aes):
     fcnt32 = fcnt32_from16(fcnt_down_next, fcnt16)
     if fcnt32 - fcnt_down_next >= _MAX_FCNT_GAP:
         raise FrameError("FCntDown jumped back or too far ahead")
-    msg = memoryview(frame)[:n - 4]
-    if not crypto.equal(crypto.data_mic(nwk_aes, False, dev_addr, fcnt32, msg), frame[n - 4:]):
+    msg = memoryview(frame)[: n - 4]
+    if not crypto.equal(crypto.data_mic(nwk_aes, False, dev_addr, fcnt32, msg), frame[n - 4 :]):
         raise FrameError("MIC check failed")
     d = Downlink()
     d.confirmed = mtype == _MTYPE_CONF_DOWN
     d.fcnt32 = fcnt32
     d.fctrl = fctrl
-    d.fopts = bytes(frame[8:8 + nf])
+    d.fopts = bytes(frame[8 : 8 + nf])
     p = 8 + nf
     if p < n - 4:
         d.fport = frame[p]
-        body = frame[p + 1:n - 4]
+        body = frame[p + 1 : n - 4]
         if d.fport == 0 and nf:
             raise FrameError("FOpts and FPort 0 together")
         if body:

@@ -10,6 +10,7 @@ Typical node loop:
         mac.join()                      # one attempt; honours the join back-off
     res = mac.send(fport, payload)      # Result: status, fcnt, downlink, wait_ms ...
 """
+
 import random
 import struct
 import sys
@@ -109,7 +110,6 @@ class Result:
         return self.status in (SENT, ACKED, JOINED)
 
 
-
 class Mac:
     """Class-A MAC. cfg keys (units in the names; hex strings or bytes/ints accepted):
     activation "otaa"|"abp"; OTAA: dev_eui, join_eui, app_key; ABP: dev_addr, nwk_s_key,
@@ -148,10 +148,26 @@ class Mac:
         from lw import startup
 
         try:
-            (self.otaa, self.dev_eui, self.join_eui, self._app_key, abp, self.adr, self._cfg_dr,
-             self.join_dr, self._cfg_power, self._cfg_rx2_dr, self._cfg_rx2_freq, self.persist_every,
-             self.confirm_retries, self.max_wait_ms, self.rejoin_after_s, self.rejoin_min_uplinks,
-             self.rejoin_retry_s, self.join_nonce_check) = startup.config(cfg)
+            (
+                self.otaa,
+                self.dev_eui,
+                self.join_eui,
+                self._app_key,
+                abp,
+                self.adr,
+                self._cfg_dr,
+                self.join_dr,
+                self._cfg_power,
+                self._cfg_rx2_dr,
+                self._cfg_rx2_freq,
+                self.persist_every,
+                self.confirm_retries,
+                self.max_wait_ms,
+                self.rejoin_after_s,
+                self.rejoin_min_uplinks,
+                self.rejoin_retry_s,
+                self.join_nonce_check,
+            ) = startup.config(cfg)
             if self.otaa:
                 self._app_aes = crypto.aes_key(self._app_key)
             startup.init_state(self, store, abp)
@@ -199,13 +215,33 @@ class Mac:
     def _pack(self):
         flags = (1 if self.joined else 0) | (2 if self.otaa else 0)
         out = bytearray(HEAD_LEN + 32 + CH_LEN * region.MAX_CHANNELS + JB_LEN)
-        struct.pack_into(HEAD, out, 0, STATE_VER, flags, self.dev_nonce_next, self.join_nonce_last,
-                         self.dev_addr, self.fcnt_up_limit, self.fcnt_down_next, self.rx1_dr_offset,
-                         self.rx2_dr, self.rx_delay_ms // 1000, self.dr, self.tx_power, self.nb_trans,
-                         self.dc.max_dcycle, min(self.adr_ack_cnt, 255), self.rx2_freq_hz, self.ch_mask,
-                         self.up_since_down, self.last_down_s & 0xFFFFFFFF, self.dev_eui)
-        out[HEAD_LEN:HEAD_LEN + 16] = self._nwk_s_key
-        out[HEAD_LEN + 16:HEAD_LEN + 32] = self._app_s_key
+        struct.pack_into(
+            HEAD,
+            out,
+            0,
+            STATE_VER,
+            flags,
+            self.dev_nonce_next,
+            self.join_nonce_last,
+            self.dev_addr,
+            self.fcnt_up_limit,
+            self.fcnt_down_next,
+            self.rx1_dr_offset,
+            self.rx2_dr,
+            self.rx_delay_ms // 1000,
+            self.dr,
+            self.tx_power,
+            self.nb_trans,
+            self.dc.max_dcycle,
+            min(self.adr_ack_cnt, 255),
+            self.rx2_freq_hz,
+            self.ch_mask,
+            self.up_since_down,
+            self.last_down_s & 0xFFFFFFFF,
+            self.dev_eui,
+        )
+        out[HEAD_LEN : HEAD_LEN + 16] = self._nwk_s_key
+        out[HEAD_LEN + 16 : HEAD_LEN + 32] = self._app_s_key
         o = HEAD_LEN + 32
         for i in range(region.MAX_CHANNELS):
             struct.pack_into(CH_FMT, out, o, self.ch_freq[i], self.ch_dl_freq[i], self.ch_drs[i])
@@ -284,8 +320,11 @@ class Mac:
 
     def enabled_channels(self):
         """[(index, freq_hz, min_dr, max_dr)] of the channels uplinks may use."""
-        return [(i, self.ch_freq[i], self.ch_drs[i] & 0x0F, self.ch_drs[i] >> 4)
-                for i in range(region.MAX_CHANNELS) if self.ch_mask & (1 << i) and self.ch_freq[i]]
+        return [
+            (i, self.ch_freq[i], self.ch_drs[i] & 0x0F, self.ch_drs[i] >> 4)
+            for i in range(region.MAX_CHANNELS)
+            if self.ch_mask & (1 << i) and self.ch_freq[i]
+        ]
 
     # ---- radio windows -------------------------------------------------------------------------
 
@@ -369,8 +408,11 @@ class Mac:
         now_s = self.clock.now_ms() // 1000
         if now_s < self.last_down_s:
             self.last_down_s = now_s  # clock went back (RTC lost): restart the silence timer
-        return (self.up_since_down >= self.rejoin_min_uplinks
-                and now_s - self.last_down_s >= self.rejoin_after_s and now_s >= self._next_rejoin_s)
+        return (
+            self.up_since_down >= self.rejoin_min_uplinks
+            and now_s - self.last_down_s >= self.rejoin_after_s
+            and now_s >= self._next_rejoin_s
+        )
 
     def send(self, fport, payload, confirmed=False, max_wait_ms=None):
         """Send application data on fport 1..223. Returns a Result (see the status constants).
@@ -431,8 +473,18 @@ class Mac:
             # reserve the next block of counters on flash before using any of them
             self.fcnt_up_limit = self.fcnt_up + self.persist_every
             self.persist()
-        n = frames.build_data_up(self._buf, confirmed, self.dev_addr, self.fcnt_up, fctrl, fopts, fport,
-                                 payload, self._nwk_aes, self._app_aes_s)
+        n = frames.build_data_up(
+            self._buf,
+            confirmed,
+            self.dev_addr,
+            self.fcnt_up,
+            fctrl,
+            fopts,
+            fport,
+            payload,
+            self._nwk_aes,
+            self._app_aes_s,
+        )
         # the counter is spent once the frame exists: a radio error must never lead to a second,
         # different frame under the same FCnt (same keystream)
         self.fcnt_up += 1
@@ -472,8 +524,10 @@ class Mac:
     def _rx_windows(self, done, ch, dr):
         at1 = done + self.rx_delay_ms
         f1 = self.ch_dl_freq[ch] or self.ch_freq[ch]
-        for at, freq, rdr in ((at1, f1, region.rx1_dr(dr, self.rx1_dr_offset)),
-                              (at1 + 1000, self.rx2_freq_hz, self.rx2_dr)):
+        for at, freq, rdr in (
+            (at1, f1, region.rx1_dr(dr, self.rx1_dr_offset)),
+            (at1 + 1000, self.rx2_freq_hz, self.rx2_dr),
+        ):
             frame = self._rx(at, freq, rdr)
             if frame is None:
                 continue
@@ -484,8 +538,9 @@ class Mac:
 
     def _handle_downlink(self, frame):
         try:
-            d = frames.parse_data_down(frame, self.dev_addr, self.fcnt_down_next, self._nwk_aes,
-                                       self._app_aes_s)
+            d = frames.parse_data_down(
+                frame, self.dev_addr, self.fcnt_down_next, self._nwk_aes, self._app_aes_s
+            )
         except frames.FrameError:
             return None
         self.fcnt_down_next = d.fcnt32 + 1

@@ -5,6 +5,7 @@ Downlink payload lengths per CID; an unknown CID stops processing (its length is
 everything after it is unreadable). Answers that must repeat until a downlink arrives
 (RXParamSetupAns, RXTimingSetupAns, DlChannelAns) go to the MAC's sticky list.
 """
+
 from micropython import const
 
 from lw import region
@@ -133,8 +134,11 @@ def _rx_param_setup(mac, data, p):
     off = (dl >> 4) & 0x07
     rx2dr = dl & 0x0F
     f = _freq(data, p + 1)
-    status = ((4 if off <= region.MAX_RX1_DR_OFFSET else 0) | (2 if rx2dr <= region.DR_MAX else 0)
-              | (1 if _freq_ok(f) else 0))
+    status = (
+        (4 if off <= region.MAX_RX1_DR_OFFSET else 0)
+        | (2 if rx2dr <= region.DR_MAX else 0)
+        | (1 if _freq_ok(f) else 0)
+    )
     if status == 7:
         mac.rx1_dr_offset, mac.rx2_dr, mac.rx2_freq_hz = off, rx2dr, f
     mac._sticky.extend(bytes((_RX_PARAM_SETUP, status)))

@@ -3,6 +3,7 @@
 Data, not logic: data rates, default channels, RX2, maximum payloads, TX power steps, sub-bands
 with their ETSI EN 300 220 duty-cycle limits, and the time on air of a LoRa frame (AN1200.13).
 """
+
 from micropython import const
 
 # Tables are bytes (one object, no per-item heap objects): index them by DR or sub-band.

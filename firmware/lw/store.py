@@ -10,6 +10,7 @@ write can only destroy the copy being written; load() returns the newest copy wh
 `damaged` then says whether a slot held something unreadable: it may have been a newer copy (a
 bit flip after a completed write), so a counter taken from the older one must skip ahead.
 """
+
 import binascii
 import struct
 
@@ -22,6 +23,7 @@ class FileStore:
 
     def __init__(self, directory="/lw"):
         import os
+
         self._dir = directory
         try:
             os.mkdir(directory)
@@ -60,10 +62,10 @@ class Record:
         seq, n = struct.unpack_from(_HDR, raw, 0)
         if len(raw) != _HDR_LEN + n + 4:
             return None
-        body = memoryview(raw)[:_HDR_LEN + n]
+        body = memoryview(raw)[: _HDR_LEN + n]
         if struct.unpack_from("<I", raw, _HDR_LEN + n)[0] != _crc(body):
             return None
-        return seq, bytes(raw[_HDR_LEN:_HDR_LEN + n])
+        return seq, bytes(raw[_HDR_LEN : _HDR_LEN + n])
 
     def load(self):
         """The newest intact value, or None when neither slot holds one."""
@@ -87,8 +89,8 @@ class Record:
         seq = (self.seq + 1) & 0xFFFFFFFF
         buf = bytearray(_HDR_LEN + len(data) + 4)
         struct.pack_into(_HDR, buf, 0, seq, len(data))
-        buf[_HDR_LEN:_HDR_LEN + len(data)] = data
-        struct.pack_into("<I", buf, _HDR_LEN + len(data), _crc(memoryview(buf)[:_HDR_LEN + len(data)]))
+        buf[_HDR_LEN : _HDR_LEN + len(data)] = data
+        struct.pack_into("<I", buf, _HDR_LEN + len(data), _crc(memoryview(buf)[: _HDR_LEN + len(data)]))
         slot = 1 - self._slot
         self._store.write(self._names[slot], buf)
         # only after the write returned is the new copy the newest one

@@ -30,8 +30,14 @@ def encode(d, fport=1):
     ft = d["faults"]
     b = bytearray(15)
     b[0] = 0x10 | (flag(d, "valve_open") << 3) | (flag(d, "enabled") << 2) | MODES.index(mode)
-    b[1] = ((flag(ft, "flow_meter") << 5) | (flag(ft, "valve") << 4) | (flag(ft, "temperature") << 3)
-            | (flag(il, "max_on_time") << 2) | (flag(il, "budget") << 1) | flag(il, "reservoir_low"))
+    b[1] = (
+        (flag(ft, "flow_meter") << 5)
+        | (flag(ft, "valve") << 4)
+        | (flag(ft, "temperature") << 3)
+        | (flag(il, "max_on_time") << 2)
+        | (flag(il, "budget") << 1)
+        | flag(il, "reservoir_low")
+    )
     b[2] = scaled("actuations", d["actuations"], 1, 1, 0, 255, saturate=True)  # counters saturate
     put_u16(b, 3, scaled("open_time", d["open_time"], 1, 1, 0, 65535, saturate=True))
     put_u16(b, 5, _litres("water_used", d["water_used"]))

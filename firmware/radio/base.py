@@ -8,6 +8,7 @@
 LoRaWAN settings are fixed here: CR 4/5, 8-symbol preamble, explicit header, public sync word,
 CRC on uplinks; downlinks are received with inverted IQ and without requiring a CRC.
 """
+
 from micropython import const
 
 PREAMBLE_SYMS = const(8)

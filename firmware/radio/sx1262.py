@@ -5,6 +5,7 @@ low before a command starts (it goes high while the chip processes one, and stay
 until NSS wakes it). Interrupts are routed to DIO1. Board options: a TCXO powered from DIO3
 (Heltec V3: 1.8 V), the RF switch driven by DIO2 (most modules). Pins and bus are passed in.
 """
+
 import struct
 
 from micropython import const
@@ -49,8 +50,9 @@ TCXO_MV = (1600, 1700, 1800, 2200, 2400, 2700, 3000, 3300)
 class SX1262:
     """Radio interface on an SX1262. `antenna_gain_dbi` turns the MAC's EIRP into conducted power."""
 
-    def __init__(self, spi, nss, reset, busy, dio1, clock, tcxo_mv=0, rf_switch_dio2=True,
-                 antenna_gain_dbi=2):
+    def __init__(
+        self, spi, nss, reset, busy, dio1, clock, tcxo_mv=0, rf_switch_dio2=True, antenna_gain_dbi=2
+    ):
         self.spi = spi
         self.nss = nss
         self.reset_pin = reset
@@ -116,12 +118,12 @@ class SX1262:
         total = 1 + len(prefix) + 1 + n
         w = bytearray(total)
         w[0] = op
-        w[1:1 + len(prefix)] = prefix
+        w[1 : 1 + len(prefix)] = prefix
         r = bytearray(total)
         self.nss.value(0)
         self.spi.write_readinto(w, r)
         self.nss.value(1)
-        return r[total - n:]
+        return r[total - n :]
 
     def write_register(self, addr, data):
         self.command(_CMD_WRITE_REGISTER, struct.pack(">H", addr) + bytes(data))
@@ -161,8 +163,10 @@ class SX1262:
         bw = 4 if bw_khz == 125 else (5 if bw_khz == 250 else 6)  # 125, 250, 500 kHz
         mod = bytes((sf, bw, 0x01, 1 if ldro(sf, bw_khz) else 0))
         self.command(_CMD_SET_MODULATION_PARAMS, mod)
-        self.command(_CMD_SET_PACKET_PARAMS, struct.pack(">HBBBB", PREAMBLE_SYMS, 0x00, length,
-                                                         1 if crc else 0, 1 if invert_iq else 0))
+        self.command(
+            _CMD_SET_PACKET_PARAMS,
+            struct.pack(">HBBBB", PREAMBLE_SYMS, 0x00, length, 1 if crc else 0, 1 if invert_iq else 0),
+        )
         iq = self.read_register(_REG_IQ_POLARITY)[0]
         self.write_register(_REG_IQ_POLARITY, bytes(((iq & ~0x04) if invert_iq else (iq | 0x04),)))
 

@@ -5,6 +5,7 @@ auto-increment (except on RegFifo). LongRangeMode may only change in SLEEP. DIO0
 or TxDone as mapped in RegDioMapping1; the RX timeout is read from RegIrqFlags. TTGO LoRa32 and
 T-Beam route the RF output to PA_BOOST. Pins and bus are passed in.
 """
+
 from micropython import const
 
 from radio.base import PREAMBLE_SYMS, RadioError, ldro, wait_pin

@@ -21,8 +21,9 @@ class Battery(Sensor):
 
     name = "battery"
 
-    def __init__(self, adc, clock, divider=2.0, vref_mv=3300, enable=None, enable_level=1,
-                 min_mv=2000, max_mv=6000):
+    def __init__(
+        self, adc, clock, divider=2.0, vref_mv=3300, enable=None, enable_level=1, min_mv=2000, max_mv=6000
+    ):
         Sensor.__init__(self)
         self._adc = adc
         self._clock = clock

@@ -46,11 +46,26 @@ def _s12(v):
 def parse_calibration(c1, c2):
     """Calibration words from the 26 bytes at 0x88 and the 7 bytes at 0xE1 (datasheet table 16)."""
     t = (_u16(c1, 0), _s16(c1, 2), _s16(c1, 4))
-    p = (_u16(c1, 6), _s16(c1, 8), _s16(c1, 10), _s16(c1, 12), _s16(c1, 14),
-         _s16(c1, 16), _s16(c1, 18), _s16(c1, 20), _s16(c1, 22))
+    p = (
+        _u16(c1, 6),
+        _s16(c1, 8),
+        _s16(c1, 10),
+        _s16(c1, 12),
+        _s16(c1, 14),
+        _s16(c1, 16),
+        _s16(c1, 18),
+        _s16(c1, 20),
+        _s16(c1, 22),
+    )
     h6 = c2[6] - 256 if c2[6] & 0x80 else c2[6]
-    h = (c1[25], _s16(c2, 0), c2[2], _s12((c2[3] << 4) | (c2[4] & 0x0F)),
-         _s12((c2[5] << 4) | (c2[4] >> 4)), h6)
+    h = (
+        c1[25],
+        _s16(c2, 0),
+        c2[2],
+        _s12((c2[3] << 4) | (c2[4] & 0x0F)),
+        _s12((c2[5] << 4) | (c2[4] >> 4)),
+        h6,
+    )
     return t, p, h
 
 
@@ -87,7 +102,8 @@ def compensate_h(adc_h, t_fine, h):
     h1, h2, h3, h4, h5, h6 = h
     v = t_fine - 76800.0
     v = (adc_h - (h4 * 64.0 + h5 / 16384.0 * v)) * (
-        h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (1.0 + h3 / 67108864.0 * v)))
+        h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (1.0 + h3 / 67108864.0 * v))
+    )
     v = v * (1.0 - h1 * v / 524288.0)
     if v > 100.0:
         return 100.0
@@ -125,8 +141,9 @@ class BME280(Sensor):
             self._has_h = True
         elif chip in (0x56, 0x57, 0x58):
             if self._need_h:
-                raise SensorError(FAULT, "BMP280 fitted (chip id 0x%02x), a BME280 is needed for humidity"
-                                  % chip)
+                raise SensorError(
+                    FAULT, "BMP280 fitted (chip id 0x%02x), a BME280 is needed for humidity" % chip
+                )
             self._has_h = False
         else:
             raise SensorError(FAULT, "unknown chip id 0x%02x at 0x%02x" % (chip, self._addr))
@@ -174,5 +191,3 @@ class BME280(Sensor):
                 raise SensorError(FAULT, "no humidity data")
             hum = compensate_h(adc_h, t_fine, hcal)
         return temp_c, pa / 100.0, hum
-
-
