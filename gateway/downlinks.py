@@ -6,8 +6,8 @@ uplinks, and the answers of :mod:`.downlink_mac`: LinkCheckAns, DevStatusReq whe
 stale, DeviceTimeAns, LinkADRReq from :mod:`.adr`, and an answer to every ADRACKReq). After each live uplink
 the :class:`DownlinkScheduler` decides whether anything goes down in that uplink's receive windows: RX1
 (``tmst`` + RX1 delay, the uplink's frequency, DR - RX1DROffset) when the gateway's duty cycle in that
-sub-band allows, else RX2 (869.525 MHz, + 1 s more); the frame and its ``txpk`` are built by
-:mod:`.downlink_txpk`. FPending is set when more is queued. Confirmed downlinks are resent (new FCnt) until
+sub-band allows, else RX2 (869.525 MHz, + 1 s more); the frame of each window is built by
+:mod:`.downlink_frames`. FPending is set when more is queued. Confirmed downlinks are resent (new FCnt) until
 an uplink ACKs them or they run out of attempts or time. Every command's fate is an outbox record (kind
 ``down_result``) that the sinks publish on ``.../down/result``, also a command that cannot be read
 (rejected with the reason in ``detail`` and counted by reason, ``rejected_by_reason``).
@@ -31,9 +31,9 @@ from havel.errors import InputError
 from havel.gateway import schema
 from havel.gateway.adr import AdrController
 from havel.gateway.config import NetworkConfig
+from havel.gateway.downlink_frames import Transmission, data_frame, fopts, transmission
 from havel.gateway.downlink_mac import MacAnswers, SqlAdrStore
 from havel.gateway.downlink_queue import Command, DownlinkQueue
-from havel.gateway.downlink_txpk import Transmission, data_frame, fopts, transmission
 from havel.gateway.dutycycle import DutyCycle, airtime_s
 from havel.gateway.network.outcome import NotAnswered, Outcome
 from havel.gateway.network.sessions import Device

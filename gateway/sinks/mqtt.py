@@ -63,6 +63,7 @@ from havel.errors import ConfigError
 
 from ..formats import Formatter, check_topic_level, make_formatter, to_json
 from ..mqtt import MqttClient, Will
+from ..network.reception import format_time
 from ..settings import MqttSettings, TlsSettings
 from .base import Result, Sink
 
@@ -81,7 +82,7 @@ _QUEUED = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)  # NO_CONN is queued to
 
 
 def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_time(dt.datetime.now(dt.UTC))
 
 
 class MqttSink(Sink):
