@@ -1,10 +1,10 @@
 """``havel gateway power``: expected runtime on battery and solar balance of a roof configuration.
 
-Draws come from ``hw/gateways`` (each figure names its source there): the Pi from the Raspberry Pi
-documentation's typical bare-board current, the concentrator from its maker's figures (receive, and
-transmit for the average TX duty), the UPS or HAT from its converter efficiency and own draw. Sun from
-approximate monthly irradiation in Potsdam (query PVGIS for the real roof). Everything at 5 V on the Pi's
-side; the battery supplies that through the converter's efficiency.
+Draws come from ``hw/gateways`` (each figure names its source there, or says it is assumed): the Pi from
+the Raspberry Pi documentation's typical bare-board current, the concentrator from its maker's figures
+(receive, and transmit for the average TX duty), the UPS or HAT from its converter efficiency and own draw.
+Sun from approximate monthly irradiation in Potsdam (query PVGIS for the real roof). Everything at 5 V on
+the Pi's side; the battery supplies that through the converter's efficiency.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def size(
     """Runtime and solar balance; ConfigError naming the choices for an unknown Pi, HAT or chemistry."""
     data = power_data()
     pis, hats, usable = data["pis"], data["hats"], data["usable_fraction"]
-    if pi not in pis or pi == "source":
-        raise ConfigError(f"unknown Pi {pi!r}", hint=f"one of {', '.join(k for k in pis if k != 'source')}")
+    if pi not in pis:
+        raise ConfigError(f"unknown Pi {pi!r}", hint=f"one of {', '.join(pis)}")
     if hat not in hats:
         raise ConfigError(f"unknown UPS/HAT {hat!r}", hint=f"one of {', '.join(hats)}")
     h = hats[hat]
@@ -98,7 +98,8 @@ def size(
     wh = float(h["battery_wh"] if battery_wh is None else battery_wh)
     if wh < 0 or solar_w < 0 or autonomy_h <= 0:
         raise ConfigError("battery Wh and solar W must be >= 0, the autonomy > 0 hours")
-    load = float(pis[pi]["w"]) + b.rx_w + duty * (b.tx_w - b.rx_w)
+    pi_w = float(pis[pi]["w"])
+    load = pi_w + b.rx_w + duty * (b.tx_w - b.rx_w)
     draw = load / float(h["efficiency"]) + float(h["overhead_w"])
     frac = float(usable[chemistry])
     usable_wh = wh * frac
@@ -132,9 +133,10 @@ def size(
         solar_w=solar_w,
         solar=months,
         solar_w_needed=need / (darkest * eff),
-        sources={
-            "pi": str(pis["source"]),
-            "board": b.draw_source,
+        sources={  # one per figure, each with the figure it backs
+            "pi": f"{pi_w:g} W: {pis[pi]['source']}",
+            "board_rx": f"{b.rx_w:g} W receiving: {b.rx_source}",
+            "board_tx": f"{b.tx_w:g} W transmitting: {b.tx_source}",
             "hat": str(h["source"]),
             "battery": str(usable["source"]),
             "tx_duty": str(data["tx_duty"]["source"]),

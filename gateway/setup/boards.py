@@ -48,9 +48,10 @@ class Board:
     power_enable_gpio: int | None
     sx1261_reset_gpio: int | None
     needs: tuple[str, ...]  # kernel interfaces: "spi", "i2c"
-    rx_w: float
-    tx_w: float
-    draw_source: str
+    rx_w: float  # at 5 V, receiving
+    tx_w: float  # at 5 V, transmitting
+    rx_source: str  # where each figure comes from, or "assumed: ..."
+    tx_source: str
 
     @property
     def has_gpio(self) -> bool:
@@ -88,7 +89,8 @@ def load_board(name: str) -> Board:
             needs=tuple(d.get("needs") or ()),
             rx_w=float(d["draw"]["rx_w"]),
             tx_w=float(d["draw"]["tx_w"]),
-            draw_source=str(d["draw"]["source"]),
+            rx_source=str(d["draw"]["rx_source"]),
+            tx_source=str(d["draw"]["tx_source"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None

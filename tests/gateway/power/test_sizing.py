@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -23,7 +24,8 @@ def test_runtime_from_the_draws() -> None:
     assert s.battery_draw_w == pytest.approx(draw)
     assert s.runtime_h == pytest.approx(384 * 0.9 / draw)
     assert s.battery_wh_needed == pytest.approx(72 * draw / 0.9)
-    assert "99 mA" in s.sources["board"] and "600 mA" in s.sources["pi"]
+    assert "99 mA" in s.sources["board_rx"] and "710 mA" in s.sources["board_tx"]
+    assert "600 mA" in s.sources["pi"]
 
 
 def test_solar_balance_per_month() -> None:
@@ -78,3 +80,53 @@ def test_bad_choices_name_the_good_ones(args: dict[str, object]) -> None:
     base: dict[str, object] = {"pi": "pi4b", "board": "rak2287_pihat", "hat": "none"}
     with pytest.raises(ConfigError):
         sizing.size(**{**base, **args})  # type: ignore[arg-type]
+
+
+# Boards whose makers publish their draws: none of their figures may be an assumption any more.
+DOCUMENTED = (
+    "rak2287_pihat",
+    "rak5146_pihat",
+    "seeed_wm1302_spi",
+    "seeed_wm1302_usb",
+    "waveshare_sx1302_hat",
+)
+
+
+def _first_ma(source: str) -> float:
+    """The first current quoted in a source, in amperes."""
+    m = re.search(r"(\d+(?:\.\d+)?) mA", source)
+    assert m, f"no current quoted in {source!r}"
+    return float(m.group(1)) / 1000
+
+
+@pytest.mark.parametrize("board", board_names())
+def test_every_board_figure_has_its_source(board: str) -> None:
+    b = load_board(board)
+    for watts, source in ((b.rx_w, b.rx_source), (b.tx_w, b.tx_source)):
+        assert source.strip(), f"{board}: a figure without a source"
+        if "assumed" in source:
+            assert board not in DOCUMENTED, f"{board}: {source}"
+            continue
+        # a document is named, and the figure is its quoted current at 5 V
+        assert "datasheet" in source.lower() or "wiki" in source.lower(), source
+        assert watts == pytest.approx(5.0 * _first_ma(source), abs=0.001), f"{board}: {watts} W vs {source}"
+    assert b.tx_w > b.rx_w > 0
+
+
+def test_every_pi_figure_has_its_source() -> None:
+    for name, pi in power_data()["pis"].items():
+        assert "raspberrypi.com" in pi["source"], name
+        assert float(pi["w"]) == pytest.approx(5.0 * _first_ma(pi["source"])), name
+
+
+@pytest.mark.parametrize("board", board_names())
+def test_the_cli_prints_the_source_of_each_figure(board: str) -> None:
+    b = load_board(board)
+    res = CliRunner().invoke(
+        cli, ["gateway", "power", "--pi", "pi5", "--board", board, "--hat", "dc_ups_12v"]
+    )
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert f"  board_rx: {b.rx_w:g} W receiving: {b.rx_source}" in lines
+    assert f"  board_tx: {b.tx_w:g} W transmitting: {b.tx_source}" in lines
+    assert any(ln.startswith("  pi: 4 W: ") and "800 mA" in ln for ln in lines)
