@@ -332,8 +332,8 @@ def latency_uplink(tmp: Path, key_file: Path, crisis: Mosquitto, n: int, radio: 
             lat: dict[str, list[float]] = {"mqtt": [], "aprs": []}
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                comp = gw.components["relay"]
-                await gw.components["forwarder"].forwarder.wait_state("platform", "up", 10)
+                comp = gw.components.relay
+                await gw.components.northbound.forwarder.wait_state("platform", "up", 10)
                 platform.stop()
                 while not comp.detector.down:
                     await asyncio.sleep(0.05)

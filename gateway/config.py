@@ -1,9 +1,12 @@
 """The gateway's TOML configuration: read, validated at start, with defaults so a minimal file is short.
 
 Every problem raises :class:`havel.errors.ConfigError` naming the key (``udp.port``) and what is wrong.
-Sections owned by other parts of the daemon (``[[sink]]`` entries, ``[relay]`` and any component listed
-in :data:`COMPONENT_SECTIONS`) are kept as raw dicts here and validated by their owners
-(:func:`havel.gateway.preflight.validate` runs that validation for ``check`` and before ``run`` starts).
+Every section is a typed section read by :func:`havel.gateway.settings.read`: the core ones are declared
+here, those of the optional components (``[forwarder]``, ``[relay]``, ``[watchdog]``, ``[power]``,
+``[upstream]``) in :mod:`havel.gateway.sections`. The ``[[sink]]`` tables are kept as tables here (their
+type, name and ``commands`` checked) and read by their sinks; what needs more than the file (a key file,
+the paths of the relay, the sinks' keys) is checked by :func:`havel.gateway.preflight.validate`, which
+``check`` runs and ``run`` runs before it starts.
 What holds for every value, whoever owns it, is checked here for the whole document: no NaN or infinity,
 no integer beyond 64 bits, no NUL character in a string, and tables nested at most :data:`MAX_DEPTH` deep.
 """
@@ -17,21 +20,21 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from havel.codecs.lorawan.ids import parse_id_hex
 from havel.errors import ConfigError, InputError
 
+from .sections import DeliverySection, PowerSection, RelaySection, UpstreamSection, WatchdogSection
 from .settings import check, key, read
 
-# Sections of the config that belong to optional components the daemon can start (see daemon.COMPONENTS).
-COMPONENT_SECTIONS = ("forwarder", "relay", "watchdog", "power", "upstream")
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gateway's own config uses is 4
 MAX_FILE_BYTES = 1 << 20  # a gateway.toml is a few kilobytes
 MAX_ALLOWED_GATEWAYS = 1024
 MAX_SINKS = 32  # each is a connection and a column of acknowledgements in the outbox
+T = TypeVar("T")
 
 
 def _ip(value: Any, where: str) -> str:
@@ -182,6 +185,15 @@ SECTIONS: dict[str, type] = {
     "log": LogConfig,
     "outbox": OutboxConfig,
 }
+# The optional components' sections (havel.gateway.sections): a missing one is None in the Config, except
+# [forwarder] (the delivery always runs, with its defaults).
+COMPONENT_SECTIONS: dict[str, type] = {
+    "forwarder": DeliverySection,
+    "relay": RelaySection,
+    "watchdog": WatchdogSection,
+    "power": PowerSection,
+    "upstream": UpstreamSection,
+}
 
 
 @dataclass(frozen=True)
@@ -196,7 +208,11 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     sinks: list[dict[str, Any]] = field(default_factory=list)
-    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    forwarder: DeliverySection = field(default_factory=DeliverySection)  # the delivery to the sinks
+    relay: RelaySection | None = None  # the disaster relay
+    watchdog: WatchdogSection | None = None  # restarts a silent packet forwarder
+    power: PowerSection | None = None  # the UPS, through NUT
+    upstream: UpstreamSection | None = None  # in front of other network servers
     source: Path | None = None
     # the one mqtt sink (``commands = true``) whose broker the daemon takes downlink commands from; None: none
     command_sink: str | None = None
@@ -309,10 +325,8 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
     if not sinks:
         raise ConfigError("no [[sink]] configured", hint="add at least a file sink")
 
-    components = {}
-    for sec in COMPONENT_SECTIONS:
-        if sec in raw:
-            components[sec] = _table(raw, sec)
+    def optional(name: str, section: type[T]) -> T | None:
+        return read(section, raw[name], name) if name in raw else None
 
     return Config(
         gateway_id=gateway_id,
@@ -323,7 +337,11 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         log=log,
         outbox=outbox,
         sinks=sinks,
-        components=components,
+        forwarder=read(DeliverySection, raw.get("forwarder"), "forwarder"),
+        relay=optional("relay", RelaySection),
+        watchdog=optional("watchdog", WatchdogSection),
+        power=optional("power", PowerSection),
+        upstream=optional("upstream", UpstreamSection),
         source=source,
         command_sink=command_sink,
     )
@@ -361,13 +379,6 @@ def check_values(raw: dict[str, Any]) -> None:
             raise ConfigError(f"{where} holds a NUL character")
 
 
-def _table(raw: dict[str, Any], name: str) -> dict[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"'{name}' must be a table ([{name}])")
-    return value
-
-
 def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:
     """``dev_addr_prefix = "26000000/7"``; default: NetID type 0 rule (NwkID = 6 LSB of NetID)."""
     if "dev_addr_prefix" not in n:
@@ -391,29 +402,20 @@ def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:
 def schema() -> dict[str, set[str]]:
     """Every key the gateway config takes, by table (``sink`` for all sink types, ``relay.path`` for all
     path types): what gateway/gateway.example.toml documents, one comment per key."""
-    from havel.gateway import delivery
-    from havel.gateway.power.component import PowerSection
     from havel.gateway.relay.aprs_config import APRSConfig
-    from havel.gateway.relay.component import RelaySection
     from havel.gateway.relay.mqtt_relay import MqttPathOptions
     from havel.gateway.relay.reticulum_relay import ReticulumConfig
-    from havel.gateway.setup.watchdog import WatchdogSection
+    from havel.gateway.sections import UpstreamServer
     from havel.gateway.sinks import file, mqtt
-    from havel.gateway.upstream import component as upstream
 
     from .settings import MqttSettings, keys_of
 
-    out = {name: set(keys_of(section)) for name, section in SECTIONS.items()}
-    out["forwarder"] = set(delivery.DEFAULTS)  # (read by the outbox drain, gateway/delivery.py)
+    out = {name: set(keys_of(section)) for name, section in {**SECTIONS, **COMPONENT_SECTIONS}.items()}
     # (gateway_id is set by the daemon from [gateway] id, not written in a [[sink]])
-    out["sink"] = (mqtt.SINK_KEYS | MqttSettings.key_names() | file._KEYS | {"commands"}) - {"gateway_id"}
-    out["relay"] = set(keys_of(RelaySection))
+    out["sink"] = (mqtt.SINK_KEYS | MqttSettings.key_names() | file.KEYS | {"commands"}) - {"gateway_id"}
     mqtt_path = {"name", "prefix", "status_topic", "max_inflight"} | MqttSettings.key_names()
     out["relay.path"] = (
         {"type"} | set(keys_of(APRSConfig)) | set(keys_of(ReticulumConfig)) | set(keys_of(MqttPathOptions))
     ) | mqtt_path
-    out["power"] = set(keys_of(PowerSection))
-    out["watchdog"] = set(keys_of(WatchdogSection))
-    out["upstream"] = set(upstream.SECTION_KEYS)
-    out["upstream.server"] = set(upstream.SERVER_KEYS)
+    out["upstream.server"] = set(keys_of(UpstreamServer))
     return out

@@ -6,10 +6,10 @@ network server of :mod:`.network`, downlinks after COMMIT), the outbox, and the 
 the records from the outbox to the sinks. The status and its gauges are :mod:`.status`, the HTTP port
 :mod:`.monitoring`, the database's write health :mod:`.storagehealth`.
 
-Components: everything optional the daemon starts comes from :data:`COMPONENTS` (name -> factory path).
-A factory is ``create(ctx: DaemonContext) -> Component``; a component has ``async start()``,
-``async stop()`` and optionally ``health() -> dict``. The northbound ``forwarder`` always runs; ``relay``
-(the disaster relay, gateway/relay/) starts when the config has a ``[relay]`` section.
+Components (:mod:`.components`): the northbound delivery always runs; the disaster relay, the forwarder
+watchdog, the UPS and the upstream mode run when their config section is present. Each is built from its
+typed section and held in a typed field of :attr:`Gateway.components`. Downlink commands are taken by
+:mod:`.command_submission`.
 
 Operations: SIGTERM/SIGINT stop cleanly (frames in the dedup window are processed, components stopped,
 the database closed); ``/healthz``, ``/metrics`` (Prometheus) and ``/status`` (JSON) on a local HTTP port;
@@ -33,14 +33,16 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from havel import __version__
 from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import ConfigError, HavelError, StorageError
-from havel.gateway import db, preflight
+from havel.gateway import components, db, preflight
 from havel.gateway.backends.semtech_udp.forwarders import PacketForwarder
 from havel.gateway.backends.semtech_udp.server import GwmpServer
+from havel.gateway.command_submission import CommandSubmission
+from havel.gateway.components import Components, DaemonContext
 from havel.gateway.config import Config
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.intake import Intake
@@ -56,6 +58,7 @@ from havel.gateway.process import setup_logging, tune_gc
 from havel.gateway.registry import Registry
 from havel.gateway.runlock import RunLock
 from havel.gateway.sdnotify import Notifier
+from havel.gateway.sections import relay_rules
 from havel.gateway.status import StatusReport
 from havel.gateway.storagehealth import StorageHealth
 
@@ -63,44 +66,6 @@ if TYPE_CHECKING:
     from havel.gateway.network.shared.daemon import SharedNetwork
 
 log = logging.getLogger("havel.gateway")
-
-
-class Component(Protocol):
-    """Something the daemon starts and stops (the northbound delivery, the disaster relay, ...)."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def health(self) -> Any:
-        """What it reports in the status."""
-
-
-# name -> "module:factory". The daemon always starts "forwarder"; the others when their config section
-# exists (config.COMPONENT_SECTIONS). The relay engineer adds nothing here but a module with `create`.
-COMPONENTS: dict[str, str] = {
-    "forwarder": "havel.gateway.northbound:create",
-    "relay": "havel.gateway.relay.component:create",
-    "watchdog": "havel.gateway.setup.watchdog:create",  # restarts a silent packet forwarder
-    "power": "havel.gateway.power.component:create",  # UPS state through NUT
-    "upstream": "havel.gateway.upstream.component:create",  # in front of other network servers
-}
-ALWAYS = ("forwarder",)
-
-
-@dataclass
-class DaemonContext:
-    """What a component gets: the config (its own section in ``section``), the database objects (use them
-    only from the event loop's thread), metrics, and hooks into the daemon."""
-
-    config: Config
-    section: dict[str, Any]
-    conn: sqlite3.Connection
-    outbox: Outbox
-    registry: Registry
-    metrics: Metrics
-    gateway: Gateway
-    loop: asyncio.AbstractEventLoop
 
 
 @dataclass
@@ -117,8 +82,9 @@ class Gateway:
         self.cfg = cfg
         self.metrics = Metrics()
         self.notifier = Notifier()
-        self.components: dict[str, Component] = {}
+        self.components: Components | None = None  # once started
         self.northbound: Northbound | None = None  # the delivery to the sinks (always started)
+        self.commands: CommandSubmission | None = None  # takes downlink commands, once started
         self.stats = _Stats()
         # Called after COMMIT with every Outcome (accepted, joined, rejected): the relay and the demo listen.
         self.outcome_listeners: list[Callable[[Outcome], None]] = []
@@ -164,7 +130,7 @@ class Gateway:
             from havel.gateway.network.shared.daemon import SharedNetwork
 
             self.shared = SharedNetwork(
-                cfg, self.conn, self.outbox, self.metrics, journal=self.journal, rules=relay_rules(cfg)
+                cfg, self.conn, self.outbox, self.metrics, journal=self.journal, rules=relay_rules(cfg.relay)
             )
             devices = self.shared.start()
             self.shared.roof.on_results = self._notify_forwarder  # command results stored: deliver them
@@ -172,7 +138,7 @@ class Gateway:
             self.netserver = cast(NetworkServer, self.shared)
         else:
             self.netserver = NetworkServer(
-                self.registry, self.outbox, cfg.network, journal=self.journal, rules=relay_rules(cfg)
+                self.registry, self.outbox, cfg.network, journal=self.journal, rules=relay_rules(cfg.relay)
             )
         self.intake = Intake(
             conn=self.conn,
@@ -218,12 +184,20 @@ class Gateway:
                     f"http: cannot listen on {cfg.http.bind}:{cfg.http.port}: {exc.strerror}",
                     hint="set http.port to a free port, or 0 to switch it off",
                 ) from None
-        for name in preflight.component_names(cfg):
-            comp = self._create_component(name)
-            self.components[name] = comp
-            if isinstance(comp, Northbound):
-                self.northbound = comp
-        for name, comp in self.components.items():
+        self.commands = CommandSubmission(
+            self.conn,
+            self.outbox,
+            self.downlinks,
+            self.metrics,
+            self.health,
+            self.loop,
+            self._notify_forwarder,
+            shared=self.shared,
+        )
+        ctx = DaemonContext(cfg, self.conn, self.outbox, self.registry, self.metrics, self, self.loop)
+        self.components = components.build(ctx)
+        self.northbound = self.components.northbound
+        for name, comp in self.components.in_order():
             await comp.start()
             log.info("component %s started", name)
         self._tasks = [
@@ -254,20 +228,6 @@ class Gateway:
             self.registry.count() if self.shared is None else devices,
             f"{cfg.http.bind}:{self.http_port}" if self.http_port else "off",
         )
-
-    def _create_component(self, name: str) -> Component:
-        factory = preflight.component_factory(name)
-        ctx = DaemonContext(
-            self.cfg,
-            self.cfg.components.get(name, {}),
-            self._db(),
-            self.outbox,
-            self.registry,
-            self.metrics,
-            self,
-            self.loop,
-        )
-        return factory(ctx)
 
     def _db(self) -> sqlite3.Connection:
         assert self.conn is not None
@@ -306,7 +266,7 @@ class Gateway:
                 # what is not processed stays in the intake journal for the next start; the rest of the
                 # shutdown (sinks, run lock) must still happen
                 log.exception("the database failed while the last uplinks were processed at shutdown")
-        for name, comp in reversed(list(self.components.items())):
+        for name, comp in reversed(self.components.in_order() if self.components is not None else []):
             try:
                 await comp.stop()
             except Exception:
@@ -370,12 +330,13 @@ class Gateway:
             self.metrics.inc("downlinks_failed_total", error=error)
 
     def _on_silence(self, fwd: PacketForwarder, silent: bool) -> None:
-        self._emit(
+        self.emit_event(
             "forwarder_silent" if silent else "forwarder_back",
             {"gateway": eui_hex(fwd.eui), "seen_s_ago": round(time.monotonic() - fwd.last_seen, 1)},
         )
 
-    def _emit(self, event: str, details: dict[str, Any]) -> None:
+    def emit_event(self, event: str, details: dict[str, Any]) -> None:
+        """Hand a gateway event (a forwarder silent, a sink down, ...) to every event listener."""
         for listener in self.event_listeners:
             try:
                 listener(event, details)
@@ -384,53 +345,14 @@ class Gateway:
 
     # ------------------------------------------------------------------------------------- downlinks
     def submit_downlink(self, dev_eui: int, body: Any) -> dict[str, Any]:
-        """Queue a downlink command (from the event loop's thread); the result record goes to the outbox.
-        When the database fails, the command is not queued: a ``rejected`` result (reason ``storage``) says
-        so if the database takes that much, and the StorageError is raised on."""
-        if self.shared is not None:  # queued on the shared store: the roof that hears the device sends it
-            result = self.shared.submit(dev_eui, body)
-            with db.unit_of_work(self._db()):
-                self.outbox.put(result)
-            state = result["payload"]["state"]
-            self.metrics.inc("downlink_commands_total", state=state)
-            if state == "rejected":
-                detail = result["payload"]["detail"]
-                log.warning("downlink command for %s rejected: %s", eui_hex(dev_eui), detail)
-            self._notify_forwarder()
-            return result
-        try:
-            with db.unit_of_work(self._db()):
-                result = self.downlinks.submit(dev_eui, body)
-                self.outbox.put(result)
-        except StorageError as exc:
-            try:
-                with db.unit_of_work(self._db()):
-                    self.outbox.put(self.downlinks.refuse_for_storage(dev_eui, body, str(exc)))
-                self.metrics.inc("downlink_commands_total", state="rejected")
-                self._notify_forwarder()
-            except StorageError:
-                log.error("downlink command for %s: not even its rejection could be stored", eui_hex(dev_eui))
-            raise
-        state = result["payload"]["state"]
-        self.metrics.inc("downlink_commands_total", state=state)
-        if state == "rejected":
-            log.warning("downlink command for %s rejected: %s", eui_hex(dev_eui), result["payload"]["detail"])
-        self._notify_forwarder()
-        return result
+        """Queue a downlink command from the event loop's thread (:meth:`CommandSubmission.submit`)."""
+        assert self.commands is not None, "the gateway is not started"
+        return self.commands.submit(dev_eui, body)
 
     def submit_downlink_threadsafe(self, dev_eui: int, body: Any) -> None:
-        """The same from another thread (the MQTT client's)."""
-        self.loop.call_soon_threadsafe(self._submit_downlink_logged, dev_eui, body)
-
-    def _submit_downlink_logged(self, dev_eui: int, body: Any) -> None:
-        # (from the MQTT thread there is no caller to raise to: a command the database could not take is
-        # said in the log and in the storage health, not lost in the event loop's exception handler)
-        try:
-            self.submit_downlink(dev_eui, body)
-        except StorageError as exc:
-            self.health.failed("storing a downlink command", exc, f"command for {eui_hex(dev_eui)} not taken")
-        except HavelError as exc:
-            log.error("downlink command for %s not taken: %s", eui_hex(dev_eui), exc)
+        """The same from another thread (an MQTT client's)."""
+        assert self.commands is not None, "the gateway is not started"
+        self.commands.submit_threadsafe(dev_eui, body)
 
     # ---------------------------------------------------------------------------------- housekeeping
     async def _housekeeping(self) -> None:
@@ -461,17 +383,6 @@ class Gateway:
     def status(self) -> dict[str, Any]:
         """Everything a person on the roof wants to know, JSON-ready (see :mod:`.status`)."""
         return self.report.status()
-
-
-def relay_rules(cfg: Config) -> Any:
-    """The relay's priority rules (``[relay] rules``) when the relay is configured, else None: the network
-    server stores each uplink with the higher of their class and its own (ConfigError for a bad rule)."""
-    section = cfg.components.get("relay")
-    if section is None:
-        return None
-    from havel.gateway.relay.priority import Classifier
-
-    return Classifier.from_config(list(section.get("rules") or []))
 
 
 def run(cfg: Config) -> int:

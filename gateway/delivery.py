@@ -46,44 +46,29 @@ Observe it with :meth:`Delivery.add_listener` (called in the event loop on every
 Usage (the daemon)::
 
     outbox = Outbox(conn, quota_bytes=..., sinks=[s.name for s in sinks])
-    delivery = Delivery.from_config(outbox, make_sinks(cfg.sinks, gateway_id=cfg.gateway_id),
-                                    cfg.components.get("forwarder", {}))
+    delivery = Delivery.from_config(outbox, make_sinks(cfg.sinks, gateway_id=cfg.gateway_id), cfg.forwarder)
     await delivery.start()
     ...; delivery.wake()   # after committing new records (otherwise they are seen within poll_s)
     await delivery.stop()  # on SIGTERM: flushes what is stored while the sink is up, for up to `timeout`
 
-Config keys (all optional, in the config's ``[forwarder]`` section, its name from before this module had
-its own): ``batch`` (500), ``window`` (2000), ``poll_s`` (0.1), ``down_after_s`` (30),
-``up_after_s`` (10), ``retry_s`` (5), ``ack_interval_s`` (5), ``ack_batch`` (1000), ``buffered_after_s`` (10).
+Config keys: the config's ``[forwarder]`` section (:class:`havel.gateway.sections.DeliverySection`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import asdict
 
 from havel.errors import ConfigError
 
 from .outbox import Outbox
+from .sections import DeliverySection
 from .sink_delivery import SinkDelivery
 from .sink_status import SINK_STATES, SinkStatus
 from .sinks.base import Sink
 
-__all__ = ["DEFAULTS", "Delivery"]
-
-# the optional keys of the config's [forwarder] section, with their defaults
-DEFAULTS: dict[str, float] = {
-    "batch": 500,
-    "window": 2000,
-    "poll_s": 0.1,
-    "down_after_s": 30.0,
-    "up_after_s": 10.0,
-    "retry_s": 5.0,
-    "ack_interval_s": 5.0,
-    "ack_batch": 1000,
-    "buffered_after_s": 10.0,
-}
+__all__ = ["Delivery"]
 
 
 class Delivery:
@@ -129,20 +114,10 @@ class Delivery:
 
     @classmethod
     def from_config(
-        cls, outbox: Outbox, sinks: Sequence[Sink], cfg: dict[str, Any] | None = None
+        cls, outbox: Outbox, sinks: Sequence[Sink], settings: DeliverySection | None = None
     ) -> Delivery:
-        """Build with the optional keys of the module docstring; ConfigError names a bad one."""
-        cfg = dict(cfg or {})
-        unknown = set(cfg) - set(DEFAULTS)
-        if unknown:
-            raise ConfigError(f"forwarder.{sorted(unknown)[0]} is not a known key", hint=", ".join(DEFAULTS))
-        values: dict[str, Any] = {}
-        for key, default in DEFAULTS.items():
-            v = cfg.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-                raise ConfigError(f"forwarder.{key} must be a positive number", hint=f"got {v!r}")
-            values[key] = int(v) if key in ("batch", "window", "ack_batch") else float(v)
-        return cls(outbox, sinks, **values)
+        """Build with the config's ``[forwarder]`` section (its defaults when None)."""
+        return cls(outbox, sinks, **asdict(settings or DeliverySection()))
 
     async def start(self) -> None:
         """Start one task per sink (connections come up in the background)."""

@@ -2,8 +2,8 @@
 subscription, and the gateway status (retained on ``<prefix>/<gateway_id>/status``) and events
 (``.../events``).
 
-- Sinks come from the config's ``[[sink]]`` tables (:func:`havel.gateway.sinks.make_sinks`), the forwarder
-  from ``[forwarder]`` (optional keys, see :mod:`havel.gateway.delivery`).
+- Sinks come from the config's ``[[sink]]`` tables (:func:`havel.gateway.sinks.make_sinks`), the delivery
+  from ``[forwarder]`` (:class:`havel.gateway.sections.DeliverySection`).
 - The one ``mqtt`` sink with ``commands = true`` (``Config.command_sink``) also gets a
   :class:`~havel.gateway.commands.CommandSubscriber` for downlink commands; the others only publish, so a
   sink feeding another party's broker (FROST, FIWARE) never takes commands from it.
@@ -30,7 +30,8 @@ from havel.gateway.sink_status import SinkStatus
 from havel.gateway.sinks import make_sinks
 
 if TYPE_CHECKING:
-    from havel.gateway.daemon import DaemonContext
+    from havel.gateway.components import DaemonContext
+    from havel.gateway.sections import DeliverySection
 
 log = logging.getLogger("havel.gateway.northbound")
 STATUS_EVERY_S = 30.0
@@ -39,11 +40,11 @@ STATUS_EVERY_S = 30.0
 class Northbound:
     """See the module docstring."""
 
-    def __init__(self, ctx: DaemonContext) -> None:
+    def __init__(self, ctx: DaemonContext, settings: DeliverySection) -> None:
         self.ctx = ctx
         cfg = ctx.config
         self.sinks = make_sinks(cfg.sinks, gateway_id=cfg.gateway_id)
-        self.forwarder = Delivery.from_config(ctx.outbox, self.sinks, ctx.section)
+        self.forwarder = Delivery.from_config(ctx.outbox, self.sinks, settings)
         self.forwarder.add_listener(self._on_sink_state)
         self.subscribers: list[CommandSubscriber] = []
         for sink, scfg in zip(self.sinks, cfg.sinks, strict=True):
@@ -114,7 +115,7 @@ class Northbound:
     def _on_sink_state(self, st: SinkStatus) -> None:
         level = logging.WARNING if st.state == "down" else logging.INFO
         log.log(level, "sink %s is %s%s", st.name, st.state, f" ({st.last_error})" if st.last_error else "")
-        self.ctx.gateway._emit(f"sink_{st.state}", {"sink": st.name, "error": st.last_error})
+        self.ctx.gateway.emit_event(f"sink_{st.state}", {"sink": st.name, "error": st.last_error})
 
     def _on_event(self, event: str, details: dict[str, Any]) -> None:
         rid = f"{self.ctx.config.gateway_id}-event-{uuid.uuid4().hex[:12]}"
@@ -171,8 +172,3 @@ class Northbound:
                 self._publish_status()
             except Exception:
                 log.exception("status publication failed")
-
-
-def create(ctx: DaemonContext) -> Northbound:
-    """Component factory (daemon.COMPONENTS)."""
-    return Northbound(ctx)

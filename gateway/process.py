@@ -12,13 +12,16 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from havel.gateway.network.reception import format_time
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (+ exception)."""
+    """One JSON object per line: time (RFC 3339 UTC with milliseconds, as every time the gateway
+    publishes), level, logger, message (+ exception)."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": format_time(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -4,9 +4,11 @@ had acknowledged and refused."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+from havel.gateway.network.reception import format_time
 
 __all__ = ["SINK_STATES", "SinkStatus", "iso"]
 
@@ -15,9 +17,7 @@ SINK_STATES = ("starting", "up", "down")
 
 def iso(t: float | None) -> str | None:
     """``time.time()`` seconds as RFC 3339 UTC with milliseconds (None stays None)."""
-    if t is None:
-        return None
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if t is None else format_time(datetime.fromtimestamp(t, UTC))
 
 
 @dataclass(frozen=True)

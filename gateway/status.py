@@ -47,6 +47,7 @@ class StatusReport:
             gw.health.failed("reading the downlink queue", exc)
             downlinks = {"error": str(exc)}
         fault = gw.health.fault
+        comps = gw.components
         shared = getattr(gw, "shared", None)  # the network server's shared store ([network] store)
         storage: dict[str, Any] = {"ok": fault is None}
         if fault is not None:
@@ -87,13 +88,9 @@ class StatusReport:
             "downlinks": downlinks,
             # a roof of a shared network: its store (URL without credentials, reachable since when)
             **({"shared_store": shared.health()} if shared is not None else {}),
-            "components": sorted(gw.components),
-            # what the rooftop components report: the forwarder watchdog, the UPS (gateway/setup, /power)
-            **{
-                n: c.health()
-                for n, c in gw.components.items()
-                if n in ("watchdog", "power", "relay", "upstream")
-            },
+            "components": sorted(name for name, _ in comps.in_order()) if comps is not None else [],
+            # what the optional components report: the forwarder watchdog, the UPS, the relay, upstream
+            **(comps.health() if comps is not None else {}),
         }
 
     def outbox(self) -> dict[str, Any]:

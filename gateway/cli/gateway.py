@@ -42,7 +42,7 @@ def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
     """Validate the configuration exactly as `run` does (sinks and components too) and say what it means.
     Creates no file and connects to nothing."""
     from havel.codecs.lorawan.ids import eui_hex
-    from havel.gateway import preflight
+    from havel.gateway import components, preflight
     from havel.gateway.backends.semtech_udp.server import is_loopback
 
     cfg = load_config(config_path, data_dir)
@@ -51,7 +51,7 @@ def gateway_check(config_path: Path | None, data_dir: Path | None) -> None:
     click.echo(
         f"config ok: gateway {cfg.gateway_id}, data {cfg.data_dir}, GWMP {cfg.udp.bind}:{cfg.udp.port} "
         f"(gateways: {allowed}), sinks {', '.join(s['name'] for s in cfg.sinks)}, "
-        f"components {', '.join(preflight.component_names(cfg))}"
+        f"components {', '.join(components.names(cfg))}"
     )
     if not is_loopback(cfg.udp.bind):
         click.echo(

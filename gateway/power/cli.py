@@ -89,7 +89,7 @@ def power_check(config_path: Path) -> None:
     from havel.gateway.power.component import check
 
     cfg = config_mod.load(config_path)
-    section = cfg.components.get("power")
+    section = cfg.power
     if section is None:
         click.echo("no [power] section: nothing to check")
         return

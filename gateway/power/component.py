@@ -1,4 +1,4 @@
-"""The power component of the daemon (``[power]`` in the gateway config, ``daemon.COMPONENTS``)::
+"""The power component of the daemon (``[power]`` in the gateway config, :class:`PowerSection`)::
 
     [power]
     ups = "roofups"            # NUT UPS name, "name@host:port" for another upsd (default port 3493)
@@ -30,45 +30,28 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from havel.errors import ConfigError
 from havel.gateway.power import nut
 from havel.gateway.power.state import BATTERY, LOW, MAINS, UNKNOWN, Limits, Reading, event_for, reading
-from havel.gateway.settings import key, keys_of, read
+from havel.gateway.sections import PowerSection
 from havel.gateway.setup.watchdog import emit
+
+if TYPE_CHECKING:
+    from havel.gateway.components import DaemonContext
 
 log = logging.getLogger("havel.gateway.power")
 
 
-@dataclass(frozen=True)
-class PowerSection:
-    """``[power]`` as written in the config (docs/roof.md)."""
-
-    ups: str  # the NUT UPS name, "roofups" or "roofups@host:port"
-    poll_s: float = key(5.0, lo=0.2)
-    low_runtime_s: float = key(600.0, lo=0.0)  # on battery with less runtime than this: low
-    low_charge_pct: float = key(25.0, lo=0.0)  # ... or less charge than this
-    report_every_s: float = key(300.0, lo=1.0)
-    flush_timeout_s: float = key(60.0, lo=0.0)
-    shutdown_command: tuple[str, ...] = key(())  # program and arguments; empty: the daemon only stops
-    timeout_s: float = key(5.0, lo=0.5)
-
-
-KEYS = set(keys_of(PowerSection))
 STATE_FILE = "power-state.json"  # in the data directory: why and when the daemon last stopped for power
 UNREACHABLE_AFTER = 3  # failed reads in a row before the UPS counts as unreachable (one may be a hiccup)
 
 
 class PowerSettings:
-    """The validated ``[power]`` section (also read by ``havel gateway power-check``)."""
+    """The ``[power]`` section as the component uses it (also ``havel gateway power-check``)."""
 
-    def __init__(self, section: dict[str, Any]) -> None:
-        if isinstance(section, dict) and "ups" not in section:
-            raise ConfigError("power.ups is missing", hint='the NUT UPS name, e.g. ups = "roofups"')
-        s = read(PowerSection, section, "power")
+    def __init__(self, s: PowerSection) -> None:
         self.ups = nut.parse_ups(s.ups)
         self.poll_s = s.poll_s
         self.limits = Limits(low_runtime_s=s.low_runtime_s, low_charge_pct=s.low_charge_pct)
@@ -81,8 +64,8 @@ class PowerSettings:
 class PowerComponent:
     """See the module docstring."""
 
-    def __init__(self, ctx: Any) -> None:
-        self.settings = PowerSettings(dict(ctx.section or {}))
+    def __init__(self, ctx: DaemonContext, section: PowerSection) -> None:
+        self.settings = PowerSettings(section)
         self.ctx = ctx
         self.gateway = ctx.gateway
         self.state = UNKNOWN
@@ -209,8 +192,8 @@ class PowerComponent:
         """Records the sinks have not taken yet (the low-battery event among them)."""
         try:
             depth = int(self.ctx.outbox.depth())
-            delivered = getattr(self.gateway.components.get("forwarder"), "delivered_unrecorded", None)
-            return depth - (int(delivered()) if callable(delivered) else 0)
+            northbound = self.gateway.northbound
+            return depth - (northbound.delivered_unrecorded() if northbound is not None else 0)
         except Exception as exc:  # a storage fault: nothing more to wait for
             log.error("power: cannot read the outbox depth: %s", exc)
             return 0
@@ -257,7 +240,7 @@ class PowerComponent:
             emit(self.gateway, "power_restored", details)
 
 
-def check(section: dict[str, Any]) -> tuple[bool, str]:
+def check(section: PowerSection) -> tuple[bool, str]:
     """For ``havel gateway power-check``: (may the daemon start?, why). It may, unless the UPS reports a
     low battery on battery power; an unreachable upsd does not keep the gateway down."""
     s = PowerSettings(section)
@@ -270,9 +253,4 @@ def check(section: dict[str, Any]) -> tuple[bool, str]:
     return state != LOW, text
 
 
-def create(ctx: Any) -> PowerComponent:
-    """Component factory (daemon.COMPONENTS['power'])."""
-    return PowerComponent(ctx)
-
-
-__all__ = ["MAINS", "PowerComponent", "PowerSettings", "check", "create"]
+__all__ = ["MAINS", "PowerComponent", "PowerSection", "PowerSettings", "check"]

@@ -25,7 +25,7 @@ def _switch(config: str | None, data_dir: str | None) -> EmergencySwitch:
         from .component import emergency_switch
 
         cfg = load(config)
-        return emergency_switch(cfg.components.get("relay"), Path(data_dir) if data_dir else cfg.data_dir)
+        return emergency_switch(cfg.relay, Path(data_dir) if data_dir else cfg.data_dir)
     if not data_dir:
         raise ConfigError("give --config FILE (the gateway's config) or --data-dir DIR")
     return EmergencySwitch(Path(data_dir))

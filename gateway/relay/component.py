@@ -1,4 +1,4 @@
-"""The relay as a gateway daemon component (``[relay]`` in the gateway config; see daemon.COMPONENTS).
+"""The relay as a gateway daemon component (``[relay]`` in the gateway config, :class:`RelaySection`).
 
 [relay]
 emergency = false            # the config switch; `havel relay emergency on|off` overrides it
@@ -28,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from havel.errors import ConfigError, HavelError
 
-from ..settings import key, keys_of, read
+from ..sections import RelaySection
+from ..settings import read
 from .aprs_config import APRSConfig
 from .aprs_relay import APRSRelay
 from .emergency import EmergencySwitch
@@ -43,48 +43,20 @@ from .outage import OutageDetector
 from .priority import Classifier
 from .signing import CounterStore, Signer, SigningKey, identity
 
+if TYPE_CHECKING:
+    from ..components import DaemonContext
+
 log = logging.getLogger("havel.relay")
 
-POSITIVE = 0.001  # the smallest time the relay takes (s)
 
-
-def _tables(value: Any, where: str) -> tuple[dict[str, Any], ...]:
-    """A list of tables (``[[relay.path]]``, the ``rules`` list)."""
-    if not isinstance(value, list):
-        raise ConfigError(f"{where} must be a list of tables, not {value!r:.40}")
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise ConfigError(f"{where}[{i}] must be a table, not {item!r:.40}")
-    return tuple(value)
-
-
-@dataclass(frozen=True)
-class RelaySection:
-    """``[relay]`` (see the module docstring); each ``[[relay.path]]`` is read by its relay."""
-
-    emergency: bool = key(False)  # the config switch; `havel relay emergency on|off` overrides it
-    primary: str | None = key(None)  # the [[sink]] whose outage is watched; None: the first sink
-    sender: str | None = key(None)  # the signing identity; None: the APRS callsign, else the gateway id
-    key_file: str = key("relay.key")  # shared signing key (hex, 0600), relative to the data directory
-    down_after_s: float = key(30.0, lo=POSITIVE)
-    up_after_s: float = key(60.0, lo=POSITIVE)
-    state_interval_s: float = key(900.0, lo=POSITIVE)
-    max_age_s: float = key(21600.0, lo=POSITIVE)
-    tick_s: float = key(0.5, lo=POSITIVE)
-    rules: tuple[dict[str, Any], ...] = key((), parse=_tables)
-    path: tuple[dict[str, Any], ...] = key((), parse=_tables)
-
-
-KEYS = set(keys_of(RelaySection))
-
-
-def validate(section: dict[str, Any], sink_names: list[str]) -> RelaySection:
-    """Check a ``[relay]`` section without creating or opening anything (``gateway check`` and ``run``).
+def validate(section: RelaySection | dict[str, Any], sink_names: list[str]) -> RelaySection:
+    """Check a ``[relay]`` section (or its table) without creating or opening anything (``gateway check``
+    and ``run``).
 
     Raises ConfigError naming the key, or LegalError (an APRS path without a licensed callsign, encryption
     on an amateur-radio Reticulum interface). The key file and the brokers are not touched here.
     """
-    s = read(RelaySection, section, "relay")
+    s = section if isinstance(section, RelaySection) else read(RelaySection, section, "relay")
     primary = s.primary
     if primary is not None and primary not in sink_names:
         # A wrong name would read as a permanent outage and put the relays on the air for nothing.
@@ -106,17 +78,15 @@ def validate(section: dict[str, Any], sink_names: list[str]) -> RelaySection:
     return s
 
 
-def emergency_switch(section: dict[str, Any] | None, data_dir: Path) -> EmergencySwitch:
+def emergency_switch(section: RelaySection | None, data_dir: Path) -> EmergencySwitch:
     """The emergency switch the gateway's relays act on: the state file in ``data_dir`` when present, else
     ``[relay] emergency``. The daemon and ``havel relay emergency status`` both take it from here, so the
     status shown is the state that decides whether the station transmits."""
-    s = read(RelaySection, section or {}, "relay")
-    return EmergencySwitch(data_dir, config_default=s.emergency)
+    return EmergencySwitch(data_dir, config_default=section is not None and section.emergency)
 
 
-def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tuple[list[Any], Signer | None]:
+def build_relays(s: RelaySection, data_dir: Path, gateway_id: str) -> tuple[list[Any], Signer | None]:
     """The relays of ``[[relay.path]]``, sharing one signer and one counter. Raises ConfigError/LegalError."""
-    s = read(RelaySection, section, "relay")
     if not s.path:
         return [], None
     calls = [p.get("callsign") for p in s.path if p.get("type") == "aprs"]
@@ -125,7 +95,7 @@ def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tu
     key_path = Path(s.key_file)
     signing_key = SigningKey.load(key_path if key_path.is_absolute() else data_dir / key_path)
     signer = Signer(signing_key, sender, CounterStore(data_dir / "relay-counter"))
-    switch = emergency_switch(section, data_dir)
+    switch = emergency_switch(s, data_dir)
     relays: list[Any] = []
     for i, p in enumerate(s.path):
         kind, where = p.get("type"), f"relay.path[{i}]"
@@ -147,11 +117,10 @@ def build_relays(section: dict[str, Any], data_dir: Path, gateway_id: str) -> tu
 class RelayComponent:
     """Starts the relays and ticks the manager in the daemon's event loop."""
 
-    def __init__(self, ctx: Any) -> None:
-        section = dict(ctx.section or {})
+    def __init__(self, ctx: DaemonContext, section: RelaySection) -> None:
         self.ctx = ctx
         cfg = ctx.config
-        sinks = [s.get("name") for s in cfg.sinks]
+        sinks = [str(s["name"]) for s in cfg.sinks]  # (the config names every sink)
         s = validate(section, sinks)
         self.primary = str(s.primary or (sinks[0] if sinks else "primary"))
         if self.primary not in sinks:
@@ -159,7 +128,7 @@ class RelayComponent:
                 f"relay.primary {self.primary!r} is not a configured [[sink]] name",
                 hint=f"one of: {', '.join(str(s) for s in sinks) or '(no sinks)'}",
             )
-        self.relays, self.signer = build_relays(section, Path(cfg.data_dir), cfg.gateway_id)
+        self.relays, self.signer = build_relays(s, Path(cfg.data_dir), cfg.gateway_id)
         self.detector = OutageDetector(s.down_after_s, s.up_after_s)
         self.manager = Manager(
             ctx.outbox,
@@ -176,7 +145,7 @@ class RelayComponent:
         self._wake: asyncio.Event | None = None
         # New records (after their COMMIT) wake the manager at once: alarms must not wait for the tick.
         ctx.gateway.outcome_listeners.append(self._on_outcome)
-        self.switch = emergency_switch(section, Path(cfg.data_dir))
+        self.switch = emergency_switch(s, Path(cfg.data_dir))
         self._describe_metrics(ctx.metrics)
 
     def _describe_metrics(self, m: Any) -> None:
@@ -211,9 +180,9 @@ class RelayComponent:
             self._wake.set()
 
     def _primary_health(self) -> tuple[bool, float | None]:
-        # the documented way (docs/gateway.md, "For components"): the northbound component's forwarder
-        northbound = self.ctx.gateway.components.get("forwarder")
-        if northbound is None:  # not started yet (components start in order) or already stopped
+        # the documented way (docs/gateway.md, "For components"): the northbound component's delivery
+        northbound = self.ctx.gateway.northbound
+        if northbound is None:  # not built yet
             return False, None
         try:
             st = northbound.forwarder.status(self.primary)
@@ -272,8 +241,3 @@ class RelayComponent:
         """The manager's counters and each path's state, listener restarts included, and the emergency
         switch the relays act on (for /status and the roof page)."""
         return {**self.manager.health(), "emergency": self.switch.is_on()}
-
-
-def create(ctx: Any) -> RelayComponent:
-    """Factory the daemon calls (daemon.COMPONENTS['relay'])."""
-    return RelayComponent(ctx)

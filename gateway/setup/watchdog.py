@@ -1,6 +1,6 @@
 """The forwarder watchdog: when a packet forwarder falls silent, restart it with a concentrator reset.
 
-A daemon component (``[watchdog]`` in the gateway config, ``daemon.COMPONENTS``)::
+A daemon component (``[watchdog]`` in the gateway config, :class:`~havel.gateway.sections.WatchdogSection`)::
 
     [watchdog]
     restart_command = ["systemctl", "restart", "havel-pktfwd.service"]   # runs the reset script too
@@ -23,31 +23,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from havel.errors import ConfigError
-from havel.gateway.settings import key, keys_of, read
-from havel.gateway.setup.files import PKTFWD_UNIT
+from havel.gateway.sections import WatchdogSection
+
+if TYPE_CHECKING:
+    from havel.gateway.components import DaemonContext
 
 log = logging.getLogger("havel.gateway.watchdog")
-
-DEFAULT_COMMAND = ["systemctl", "restart", PKTFWD_UNIT]
-
-
-@dataclass(frozen=True)
-class WatchdogSection:
-    """``[watchdog]`` as written in the config (docs/roof.md)."""
-
-    restart_command: tuple[str, ...] = key(tuple(DEFAULT_COMMAND))  # the program and its arguments
-    first_after_s: float = key(0.0, lo=0.0)  # silent this much longer than udp.silent_after_s: restart
-    backoff_s: float = key(60.0, lo=0.1)  # between restarts, doubling ...
-    backoff_max_s: float = key(1800.0, lo=0.1)  # ... up to this
-    max_restarts: int = key(5, lo=1, whole=True)  # then it gives up and says so
-    timeout_s: float = key(120.0, lo=1.0)  # for the restart command
-
-
-KEYS = set(keys_of(WatchdogSection))
 
 
 def emit(gateway: Any, event: str, details: dict[str, Any]) -> None:
@@ -63,15 +46,7 @@ def emit(gateway: Any, event: str, details: dict[str, Any]) -> None:
 class WatchdogComponent:
     """See the module docstring."""
 
-    def __init__(self, ctx: Any) -> None:
-        s = read(WatchdogSection, ctx.section or {}, "watchdog")
-        if not s.restart_command:
-            raise ConfigError(
-                "watchdog.restart_command must be a list of strings (the program and its arguments)",
-                hint=f"e.g. {DEFAULT_COMMAND}",
-            )
-        if s.backoff_max_s < s.backoff_s:
-            raise ConfigError(f"watchdog.backoff_max_s must be at least backoff_s ({s.backoff_s:g})")
+    def __init__(self, ctx: DaemonContext, s: WatchdogSection) -> None:
         self.command: list[str] = list(s.restart_command)
         self.first_after_s = s.first_after_s
         self.backoff_s = s.backoff_s
@@ -191,8 +166,3 @@ class WatchdogComponent:
         lines = out.decode("utf-8", "replace").strip().splitlines()
         last = lines[-1][:200] if lines else ""
         return ("ok" if proc.returncode == 0 else "failed"), proc.returncode, last
-
-
-def create(ctx: Any) -> WatchdogComponent:
-    """Component factory (daemon.COMPONENTS['watchdog'])."""
-    return WatchdogComponent(ctx)

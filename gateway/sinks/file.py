@@ -22,17 +22,36 @@ import contextlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from havel.errors import ConfigError, StorageError
+from havel.errors import StorageError
 
 from ..formats import Formatter, make_formatter
+from ..settings import key, keys_of, read
 from .base import Result, Sink
 
-__all__ = ["FileSink"]
+__all__ = ["KEYS", "FileSink", "FileSinkSection"]
 
-_KEYS = {"type", "name", "path", "format", "fsync", "prefix", "gateway_id", "sensorthings", "fiware"}
+
+@dataclass(frozen=True)
+class FileSinkSection:
+    """A ``[[sink]]`` of type ``file`` (see the module docstring); ``format`` and the tables of the formats
+    are read by their formatter (:func:`havel.gateway.formats.make_formatter`)."""
+
+    type: str = key("file", choices=("file",))
+    name: str = key("file")
+    path: str = key("-")  # "-": standard output
+    fsync: bool = key(False)
+    format: str = key("json")
+    prefix: str = key("havel")  # the json format's topic prefix
+    gateway_id: str = key("gateway")  # set by the daemon from [gateway] id
+    sensorthings: dict[str, Any] | None = None  # the sensorthings format's table
+    fiware: dict[str, Any] | None = None  # the fiware format's table
+
+
+KEYS = set(keys_of(FileSinkSection))
 
 
 class FileSink(Sink):
@@ -50,22 +69,12 @@ class FileSink(Sink):
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> FileSink:
-        """Build from a ``[[sink]]`` table (plus ``gateway_id`` passed in by the daemon)."""
-        name = str(cfg.get("name", "file"))
-        where = f"sink[{name}]"
-        unknown = set(cfg) - _KEYS
-        if unknown:
-            raise ConfigError(
-                f"{where}.{sorted(unknown)[0]} is not a known key", hint=", ".join(sorted(_KEYS))
-            )
-        path = cfg.get("path", "-")
-        if not isinstance(path, str) or not path:
-            raise ConfigError(f"{where}.path must be a file path or '-' for stdout")
-        fsync = cfg.get("fsync", False)
-        if not isinstance(fsync, bool):
-            raise ConfigError(f"{where}.fsync must be true or false")
-        cfg = {"gateway_id": "gateway", **cfg}
-        return cls(name, path, make_formatter(cfg, where=where), fsync=fsync)
+        """Build from a ``[[sink]]`` table (plus ``gateway_id`` passed in by the daemon); ConfigError names
+        the key (``sink[log].fsync``)."""
+        where = f"sink[{cfg.get('name', 'file')}]"
+        section = read(FileSinkSection, cfg, where)
+        formatter = make_formatter({**cfg, "gateway_id": section.gateway_id}, where=where)
+        return cls(section.name, section.path, formatter, fsync=section.fsync)
 
     async def start(self) -> None:
         if self.path != "-":

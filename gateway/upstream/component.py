@@ -22,142 +22,49 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from havel.codecs.lorawan import phy
-from havel.codecs.lorawan.ids import eui_hex, parse_id_hex
-from havel.errors import ConfigError, FrameError, HavelError, InputError
+from havel.codecs.lorawan.ids import eui_hex
+from havel.errors import FrameError, InputError
 from havel.gateway import db
 from havel.gateway.backends.semtech_udp import gwmp
 from havel.gateway.network.following import Follower
 from havel.gateway.network.messages import MessageBuilder, compiled_codec
 from havel.gateway.network.reception import RadioFrame, reception
+from havel.gateway.sections import UpstreamSection, UpstreamServer, relay_rules
 from havel.gateway.upstream.link import Filter, UpstreamLink, UpstreamTx
+
+if TYPE_CHECKING:
+    from havel.gateway.components import DaemonContext
 
 log = logging.getLogger("havel.gateway.upstream")
 
-MAX_SERVERS = 8
-SERVER_KEYS = {
-    "name",
-    "host",
-    "port",
-    "keepalive_s",
-    "down_after_s",
-    "up_after",
-    "dev_addr_prefixes",
-    "join_euis",
-}
-SECTION_KEYS = {"follow", "server", "sessions_file"}
 OPEN_EVERY_S = 0.5  # how soon a concentrator that pulls gets its path to the servers
 SAVE_EVERY_S = 10.0  # followed sessions' counters are written this often (and at stop)
 
 
-def _prefix(text: Any, where: str) -> tuple[int, int]:
-    if not isinstance(text, str) or "/" not in text:
-        raise ConfigError(f"{where} must be 'HEX/LENGTH', e.g. '26000000/7', not {text!r}")
-    value, _, length = text.partition("/")
-    try:
-        addr, n = int(value, 16), int(length)
-    except ValueError:
-        raise ConfigError(f"{where} must be 'HEX/LENGTH', e.g. '26000000/7', not {text!r}") from None
-    if not (0 <= addr < 1 << 32 and 0 <= n <= 32):
-        raise ConfigError(f"{where}: {text!r} is not a 32-bit DevAddr prefix")
-    return addr, n
-
-
-def _number(server: dict[str, Any], key: str, default: float, lo: float, where: str) -> float:
-    v = server.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float) or v < lo:
-        raise ConfigError(f"{where}.{key} must be a number of at least {lo}, not {v!r}")
-    return float(v)
-
-
-def parse_servers(section: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``[[upstream.server]]`` tables, checked (ConfigError naming the key)."""
-    for k in section:
-        if k not in SECTION_KEYS:
-            raise ConfigError(
-                f"upstream.{k} is not a known key", hint=f"known: {', '.join(sorted(SECTION_KEYS))}"
-            )
-    raw = section.get("server")
-    if not isinstance(raw, list) or not raw or not all(isinstance(s, dict) for s in raw):
-        raise ConfigError("[upstream] needs at least one [[upstream.server]] table with host and port")
-    if len(raw) > MAX_SERVERS:
-        raise ConfigError(f"upstream.server: {len(raw)} servers, at most {MAX_SERVERS}")
-    out, names = [], set()
-    for i, s in enumerate(raw):
-        where = f"upstream.server[{i}]"
-        for k in s:
-            if k not in SERVER_KEYS:
-                raise ConfigError(
-                    f"{where}.{k} is not a known key", hint=f"known: {', '.join(sorted(SERVER_KEYS))}"
-                )
-        name = s.get("name", f"upstream{i}")
-        if not isinstance(name, str) or not name or name in names:
-            raise ConfigError(f"{where}.name must be a unique text")
-        names.add(name)
-        host, port = s.get("host"), s.get("port")
-        if not isinstance(host, str) or not host:
-            raise ConfigError(f"{where}.host must be a host name or address")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError(f"{where}.port must be a UDP port (1..65535), not {port!r}")
-        prefixes = s.get("dev_addr_prefixes", [])
-        euis = s.get("join_euis", [])
-        if not isinstance(prefixes, list) or not isinstance(euis, list):
-            raise ConfigError(f"{where}.dev_addr_prefixes and join_euis are lists")
-        flt = Filter(
-            [_prefix(p, f"{where}.dev_addr_prefixes[{j}]") for j, p in enumerate(prefixes)],
-            frozenset(_eui(e, f"{where}.join_euis[{j}]") for j, e in enumerate(euis)),
-        )
-        up_after = s.get("up_after", 2)
-        if isinstance(up_after, bool) or not isinstance(up_after, int) or up_after < 1:
-            raise ConfigError(f"{where}.up_after must be a whole number of at least 1")
-        out.append(
-            {
-                "name": name,
-                "host": host,
-                "port": port,
-                "filter": flt,
-                "keepalive_s": _number(s, "keepalive_s", 10.0, 0.05, where),
-                "down_after_s": _number(s, "down_after_s", 30.0, 0.1, where),
-                "up_after": up_after,
-            }
-        )
-    return out
-
-
-def _eui(value: Any, where: str) -> int:
-    try:
-        return parse_id_hex(value, what=where, size=8)
-    except HavelError as exc:
-        raise ConfigError(str(exc)) from None
+def link_filter(server: UpstreamServer) -> Filter:
+    """Which frames go to this server (its DevAddr prefixes and JoinEUIs; none: every frame)."""
+    return Filter(list(server.dev_addr_prefixes), frozenset(server.join_euis))
 
 
 class Upstream:
     """The ``[upstream]`` component (module docstring)."""
 
-    def __init__(self, ctx: Any) -> None:
-        section = ctx.section
-        self.servers = parse_servers(section)
-        follow = section.get("follow", [])
-        if not isinstance(follow, list):
-            raise ConfigError("upstream.follow must be a list of DevEUIs")
-        self.follow = frozenset(_eui(e, f"upstream.follow[{i}]") for i, e in enumerate(follow))
+    def __init__(self, ctx: DaemonContext, section: UpstreamSection) -> None:
+        self.servers = section.server
+        self.follow = frozenset(section.follow)
         self.ctx = ctx
         self.gateway = ctx.gateway
         self.registry = ctx.registry
         self.metrics = ctx.metrics
         self.links: list[UpstreamLink] = []
-        from havel.gateway.daemon import relay_rules  # (the daemon imports this module's factory lazily)
-
-        path = section.get("sessions_file", "followed-sessions.json")
-        if not isinstance(path, str) or not path:
-            raise ConfigError("upstream.sessions_file must be a file name")
-        p = Path(path)
+        p = Path(section.sessions_file)
         self.follower = Follower(
             self._followed_device,
             # the relay's rules raise a reading's priority as they do for local devices
-            MessageBuilder(compiled_codec, relay_rules(ctx.config)),
+            MessageBuilder(compiled_codec, relay_rules(ctx.config.relay)),
             self._store,
             ctx.metrics,
             p if p.is_absolute() else Path(ctx.config.data_dir) / p,
@@ -197,14 +104,14 @@ class Upstream:
         self._import_abp()
         for s in self.servers:
             link = UpstreamLink(
-                s["name"],
-                s["host"],
-                s["port"],
+                s.name,
+                s.host,
+                s.port,
                 self.metrics,
-                filter=s["filter"],
-                keepalive_s=s["keepalive_s"],
-                down_after_s=s["down_after_s"],
-                up_after=s["up_after"],
+                filter=link_filter(s),
+                keepalive_s=s.keepalive_s,
+                down_after_s=s.down_after_s,
+                up_after=s.up_after,
                 deliver=self._deliver,
                 on_state=self._on_state,
                 on_downlink=self._on_downlink,
@@ -212,7 +119,9 @@ class Upstream:
             link.start()
             self.links.append(link)
         # route every PUSH_DATA through this component; the daemon's intake gets the local devices' frames
-        self._intake_push = gw.udp.on_push
+        intake_push = gw.udp.on_push
+        assert intake_push is not None, "the daemon's intake takes the frames before components start"
+        self._intake_push = intake_push
         gw.udp.on_push = self.on_push
         gw.udp.on_stat = self.on_stat
         self._tx_done = gw.udp.on_tx_done
@@ -225,7 +134,7 @@ class Upstream:
             "upstream mode: %d device(s) served locally, %d followed, every other device served by %s",
             local,
             len(self.follow),
-            ", ".join(f"{s['name']} ({s['host']}:{s['port']})" for s in self.servers),
+            ", ".join(f"{s.name} ({s.host}:{s.port})" for s in self.servers),
         )
 
     async def stop(self) -> None:
@@ -311,7 +220,7 @@ class Upstream:
     def on_push(
         self, gateway_eui: int, datagram: bytes, now: datetime, rxs: Sequence[tuple[int, RadioFrame]]
     ) -> None:
-        local: list[tuple[int, RadioFrame]] = []
+        local: list[tuple[int, Any]] = []  # (the backend's own packets, handed back to it as they came)
         up: dict[int, list[int]] = {}  # link index -> rxpk indexes
         followed: list[tuple[phy.DataFrame, Any]] = []
         for index, rx in rxs:
@@ -417,8 +326,3 @@ class Upstream:
                 for e in sorted(self.follow)
             },
         }
-
-
-def create(ctx: Any) -> Upstream:
-    """The daemon's factory (``daemon.COMPONENTS``)."""
-    return Upstream(ctx)

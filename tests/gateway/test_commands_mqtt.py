@@ -76,7 +76,7 @@ def results(sub: Subscriber) -> list[dict[str, Any]]:
 
 
 def subscribed(gw: InProcessGateway) -> Any:
-    subs = gw.gateway.components["forwarder"].subscribers
+    subs = gw.gateway.components.northbound.subscribers
     return subs if subs and all(s.subscribed for s in subs) else None
 
 
@@ -165,7 +165,7 @@ def test_only_the_sink_with_commands_true_subscribes(tmp_path: Path, mosquitto: 
         InProcessGateway(cfg) as gw,
     ):
         wait(lambda: subscribed(gw))
-        assert [s.topic for s in gw.gateway.components["forwarder"].subscribers] == [
+        assert [s.topic for s in gw.gateway.components.northbound.subscribers] == [
             "havel/gw-test/devices/+/down"
         ]
         sub.client.publish(f"city/gw-test/devices/{EUI:016X}/down", b'{"fport": 24, "raw": "1001"}', qos=1)

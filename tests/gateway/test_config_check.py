@@ -60,6 +60,9 @@ CASES: list[tuple[str, str, str, str]] = [
     ("unknown key in [forwarder]", "[forwarder]\nbatchsize = 10\n", "", "forwarder.batchsize"),
     ("wrong type in [forwarder]", '[forwarder]\nbatch = "many"\n', "", "forwarder.batch"),
     ("nan in [forwarder]", "[forwarder]\ndown_after_s = nan\n", "", "forwarder.down_after_s"),
+    ("fraction in [forwarder]", "[forwarder]\nbatch = 2.5\n", "", "forwarder.batch"),
+    ("negative in [forwarder]", "[forwarder]\nack_interval_s = -5\n", "", "forwarder.ack_interval_s"),
+    ("not a table in a file sink", "", "sensorthings = 5\n", "sink[local].sensorthings"),
     ("inf in [udp]", "", "", "udp.silent_after_s"),
     (
         "nan in a sink",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -266,7 +268,7 @@ def test_downlink_command_over_mqtt_goes_out_in_rx1_and_its_fate_is_published(
         InProcessGateway(cfg) as gw,
         Concentrator(gw.udp, GW1) as c,
     ):
-        wait(lambda: gw.gateway.components["forwarder"].subscribers[0].subscribed)
+        wait(lambda: gw.gateway.components.northbound.subscribers[0].subscribed)
         sub.client.publish(
             f"{topic}/down",
             json.dumps(
@@ -539,6 +541,8 @@ def test_http_endpoints_and_json_logs(gw: InProcessGateway) -> None:
         root.setLevel(saved[1])
     line = json.loads(stream.getvalue().splitlines()[-1])
     assert line["level"] == "warning" and line["message"] == "forwarder AA55 silent" and line["logger"]
+    # the time as every time the gateway publishes: RFC 3339 UTC, milliseconds, "Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]), line["time"]
 
 
 def test_a_bad_sink_stops_the_start_naming_the_key(tmp_path: Path) -> None:
@@ -649,7 +653,8 @@ def test_the_daemon_process_sets_its_garbage_collection_for_a_long_run() -> None
 
 def test_status_tells_delivered_records_from_waiting_ones(tmp_path: Path) -> None:
     cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 80}))
-    cfg.components["forwarder"]["ack_interval_s"] = 30.0  # the deletion waits (the product's is 5 s)
+    # the deletion waits (the product's is 5 s)
+    cfg = dataclasses.replace(cfg, forwarder=dataclasses.replace(cfg.forwarder, ack_interval_s=30.0))
     register(cfg)
     with InProcessGateway(cfg) as g, Concentrator(g.udp, GW1) as c:
         push(c, frame(1), tmst=1_000_000)

@@ -13,11 +13,11 @@ import pytest
 
 from havel.errors import ConfigError
 from havel.gateway.config import from_dict
-from havel.gateway.daemon import relay_rules
 from havel.gateway.network.priority import higher
 from havel.gateway.network.sessions import Device, Session
 from havel.gateway.outbox import Outbox
 from havel.gateway.relay.priority import Classifier
+from havel.gateway.sections import relay_rules
 
 from .test_netserver import APP, NWK, REPO, Env, up
 
@@ -127,12 +127,12 @@ def _cfg(tmp_path: Path, relay: dict[str, Any] | None) -> Any:
 
 
 def test_daemon_takes_the_rules_from_the_relay_section(tmp_path: Path) -> None:
-    assert relay_rules(_cfg(tmp_path, None)) is None
-    rules = relay_rules(_cfg(tmp_path, {"rules": RULES}))
+    assert relay_rules(_cfg(tmp_path, None).relay) is None
+    rules = relay_rules(_cfg(tmp_path, {"rules": RULES}).relay)
     payload = {"codec": "temperature", "data": HOT["data"]}
     assert rules is not None and rules.classify(payload).cls == "alarm"
     with pytest.raises(ConfigError, match=r"relay\.rules\[0\]"):
-        relay_rules(_cfg(tmp_path, {"rules": [{"class": "urgent"}]}))
+        relay_rules(_cfg(tmp_path, {"rules": [{"class": "urgent"}]}).relay)
 
 
 def _rule_lines(text: str, prefix: str) -> list[dict[str, Any]]:

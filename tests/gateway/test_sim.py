@@ -102,7 +102,7 @@ def test_valve_command_over_mqtt_reaches_the_node_and_the_effect_comes_back(
         assert sim.wait_for(lambda e: e["event"] == "join", 20)
         first = sim.wait_for(lambda e: e["event"] == "uplink", 20)
         assert first is not None and first["reading"]["valve_open"] is False
-        commands = gw.gateway.components["forwarder"].subscribers[0]
+        commands = gw.gateway.components.northbound.subscribers[0]
         deadline = time.monotonic() + 10
         while not commands.subscribed and time.monotonic() < deadline:  # the SUBACK, not just the CONNACK
             time.sleep(0.05)

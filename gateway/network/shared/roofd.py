@@ -122,7 +122,7 @@ class Delivery:
         try:
             outbox = Outbox(conn, sinks=[s["name"] for s in cfg.sinks])
             sinks = make_sinks(cfg.sinks, gateway_id=cfg.gateway_id)
-            fwd = outbox_delivery.Delivery.from_config(outbox, sinks, cfg.components.get("forwarder"))
+            fwd = outbox_delivery.Delivery.from_config(outbox, sinks, cfg.forwarder)
             await fwd.start()  # (it looks into the outbox every poll_s)
             while not self._stop.is_set():
                 await asyncio.sleep(0.05)

@@ -218,6 +218,5 @@ def test_an_unreachable_ups_is_reported_and_the_gateway_keeps_running(tmp_path: 
 def test_bad_power_config_is_refused(tmp_path: Path, section: str) -> None:
     from havel.errors import ConfigError
 
-    cfg = config.load(write_config(tmp_path, extra=f"\n[power]\n{section}\n"))
-    with pytest.raises(ConfigError, match="power"):
-        InProcessGateway(cfg).start()
+    with pytest.raises(ConfigError, match="power"):  # (refused as the config is read)
+        InProcessGateway(config.load(write_config(tmp_path, extra=f"\n[power]\n{section}\n"))).start()

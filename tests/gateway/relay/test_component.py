@@ -82,8 +82,8 @@ def test_daemon_component_relays_alarm_when_platform_is_down(tmp_path: Path, mos
         gw = Gateway(cfg)
         await gw.start()
         try:
-            comp = gw.components["relay"]
-            fwd = gw.components["forwarder"].forwarder  # the documented way (docs/gateway.md)
+            comp = gw.components.relay
+            fwd = gw.components.northbound.forwarder  # the documented way (docs/gateway.md)
             # the network server stores uplinks with the relay's rules too (outbox priority)
             assert gw.netserver.rules is not None
             assert gw.netserver.rules.classify({"codec": "water", "data": {"level": 163}}).cls == "alarm"
@@ -223,7 +223,7 @@ def test_a_command_handler_that_raises_is_counted_on_healthz_and_the_listener_go
         gw = Gateway(cfg)
         await gw.start()
         try:
-            commands = gw.components["relay"].relays[0].commands
+            commands = gw.components.relay.relays[0].commands
             deadline = time.monotonic() + 10
             while not commands.subscribed and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -253,9 +253,9 @@ def test_a_command_handler_that_raises_is_counted_on_healthz_and_the_listener_go
             cmd = {"emergency": "on", "gateway_id": "gw1", "at": int(time.time())}
             await asyncio.to_thread(publish, sign_body(signer, "control", cmd))
             deadline = time.monotonic() + 15
-            while not gw.components["relay"].switch.is_on() and time.monotonic() < deadline:
+            while not gw.components.relay.switch.is_on() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            return json.loads(body), gw.components["relay"].switch.is_on()
+            return json.loads(body), gw.components.relay.switch.is_on()
         finally:
             await gw.stop()
 

@@ -55,8 +55,9 @@ def test_setup_writes_everything_with_modes(tmp_path: Path) -> None:
     # the gateway.toml it writes is one the daemon accepts, with the watchdog and the UPS configured
     cfg = config.load(tmp_path / "etc/havel/gateway.toml")
     assert cfg.udp.port == 1700 and cfg.data_dir == Path("/var/lib/havel")
-    assert cfg.components["watchdog"]["restart_command"] == ["systemctl", "restart", files.PKTFWD_UNIT]
-    assert cfg.components["power"]["ups"] == "roofups@127.0.0.1:3493"
+    assert cfg.watchdog is not None and cfg.power is not None
+    assert cfg.watchdog.restart_command == ("systemctl", "restart", files.PKTFWD_UNIT)
+    assert cfg.power.ups == "roofups@127.0.0.1:3493"
     pktfwd = (tmp_path / "etc/systemd/system" / files.PKTFWD_UNIT).read_text()
     assert f"ExecStartPre={files.RESET_SCRIPT} start" in pktfwd and f"After={files.GATEWAY_UNIT}" in pktfwd
 

@@ -163,6 +163,5 @@ def test_restarts_back_off_and_give_up(tmp_path: Path, wd_dir: Path, monkeypatch
     ['restart_command = "systemctl restart x"', "restart_command = []", "max_restarts = 0", "bogus = 1"],
 )
 def test_bad_watchdog_config_is_refused(tmp_path: Path, section: str) -> None:
-    cfg = config.load(write_config(tmp_path, extra=f"\n[watchdog]\n{section}\n"))
-    with pytest.raises(ConfigError, match="watchdog"):
-        InProcessGateway(cfg).start()
+    with pytest.raises(ConfigError, match="watchdog"):  # (refused as the config is read)
+        InProcessGateway(config.load(write_config(tmp_path, extra=f"\n[watchdog]\n{section}\n"))).start()

@@ -14,8 +14,10 @@ from support.gateway_run import InProcessGateway, write_config
 from havel.codecs.lorawan import phy
 from havel.gateway import config
 from havel.gateway.network.following import import_epoch
+from havel.gateway.sections import UpstreamSection
+from havel.gateway.settings import read
 from havel.gateway.sink_status import SINK_STATES
-from havel.gateway.upstream.component import parse_servers
+from havel.gateway.upstream.component import link_filter
 
 from .helpers import FOLLOWED_EUI, REPO, STRANGER_ADDR, Forwarder, data_frame, otaa, register, spy, wait_for
 
@@ -31,9 +33,9 @@ def example() -> str:
 
 def test_the_documented_example_is_valid_and_follows_the_documented_device() -> None:
     raw = tomllib.loads(example())
-    servers = parse_servers(raw["upstream"])
-    assert [s["name"] for s in servers] == ["city", "lab"]
-    assert servers[0]["filter"].open and not servers[1]["filter"].open
+    servers = read(UpstreamSection, raw["upstream"], "upstream").server
+    assert [s.name for s in servers] == ["city", "lab"]
+    assert link_filter(servers[0]).open and not link_filter(servers[1]).open
     assert raw["upstream"]["follow"] == [f"{FOLLOWED_EUI:016X}"]
 
 
@@ -81,7 +83,7 @@ def test_the_documented_example_routes_by_each_servers_filter(tmp_path: Path) ->
 # ------------------------------------------------------------------------------ docs/mqtt.md events
 
 GATEWAY = REPO / "gateway"
-DISPATCHERS = {"emit": 1, "_emit": 0, "listener": 0}  # function name -> index of its event argument
+DISPATCHERS = {"emit": 1, "emit_event": 0, "listener": 0}  # function name -> index of its event argument
 
 
 def _returned_names(path: Path, function: str) -> set[str]:
