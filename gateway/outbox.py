@@ -141,7 +141,11 @@ class Outbox:
 
         Acknowledgements held back with :meth:`hold_acks` are recorded in the same transaction: the new
         records go into the pages the delivered ones leave, one write for both."""
-        rows = [record_row(r) for r in records]
+        return self.put_rows([record_row(r) for r in records])
+
+    def put_rows(self, rows: list[Row]) -> int:
+        """:meth:`put_many` of records already turned into rows (:func:`.outbox_records.record_row`, or
+        :func:`.outbox_records.stored_row` by a producer that builds its records itself)."""
         if not rows:
             return 0
         acks = self.acks

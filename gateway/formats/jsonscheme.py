@@ -94,6 +94,9 @@ def with_buffered(payload_json: str, buffered: bool) -> bytes:
     Spliced into the text instead of parsing and re-encoding it: the drain rate after an outage is bound
     by per-message work, and this is the same JSON object either way.
     """
+    if payload_json[:2] == '{"' and payload_json[-1:] == "}":
+        # the usual text (what the outbox stores): an object with members, nothing after its brace
+        return (payload_json[:-1] + _FLAG[bool(buffered)]).encode()
     body = payload_json.rstrip()
     if not body.startswith("{") or not body.endswith("}"):
         raise InputError("stored json-scheme message is not a JSON object")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Any
 
 from havel.codecs.lorawan import crypto, eu868, phy
 from havel.codecs.lorawan.ids import eui_hex
@@ -21,6 +20,7 @@ from havel.gateway.network.messages import MessageBuilder
 from havel.gateway.network.outcome import NotAnswered, Outcome, Reason, Status, rejected
 from havel.gateway.network.reception import COUNTER_MODULO, Reception
 from havel.gateway.network.sessions import Device, Session, SessionStore
+from havel.gateway.outbox_records import Row, record_row
 
 log = logging.getLogger("havel.gateway.netserver")
 
@@ -44,12 +44,12 @@ class JoinServer:
         jr: phy.JoinRequest,
         copies: list[Reception],
         nonces_seen: set[tuple[int, int]],
-        records: list[dict[str, Any]],
+        records: list[Row],
         after_store: Callable[[Outcome], None] | None,
     ) -> Outcome:
         """A join-request (``copies`` best first): joined with its join-accept scheduled by ``after_store``,
-        or rejected. ``nonces_seen`` are the (DevEUI, DevNonce) taken earlier in the batch; the join's record
-        goes to ``records``."""
+        or rejected. ``nonces_seen`` are the (DevEUI, DevNonce) taken earlier in the batch; the join's
+        outbox row goes to ``records``."""
         best = copies[0]
         if best.replayed:
             return rejected(
@@ -79,7 +79,7 @@ class JoinServer:
         jr: phy.JoinRequest,
         copies: list[Reception],
         nonces_seen: set[tuple[int, int]],
-        records: list[dict[str, Any]],
+        records: list[Row],
     ) -> Outcome:
         best = copies[0]
         dev = self.store.by_join(jr.join_eui, jr.dev_eui)
@@ -119,7 +119,7 @@ class JoinServer:
             cflist_hz=CFLIST_HZ,
         )
         record = self.messages.join(dev, jr, dev_addr, epoch, copies)
-        records.append(record)
+        records.append(record_row(record))
         rx = best.rx
         plan = [
             (rx.freq_hz, rx.datr, (rx.tmst + eu868.JOIN_ACCEPT_DELAY1_S * 1_000_000) % COUNTER_MODULO),

@@ -14,6 +14,7 @@ from havel.gateway.jsontext import encode_json
 from havel.gateway.network.priority import classify, higher
 from havel.gateway.network.reception import Reception, format_time
 from havel.gateway.network.sessions import Device
+from havel.gateway.outbox_records import Row, stored_row
 
 log = logging.getLogger("havel.gateway.netserver")
 
@@ -72,25 +73,41 @@ class MessageBuilder:
         self, dev: Device, frame: phy.DataFrame, fcnt32: int, payload: bytes, copies: list[Reception]
     ) -> dict[str, Any]:
         """The record of an accepted uplink (``payload``: the decrypted FRMPayload; ``copies`` best first)."""
+        return self.uplink_stored(dev, frame, fcnt32, payload, copies)[0]
+
+    def uplink_stored(
+        self, dev: Device, frame: phy.DataFrame, fcnt32: int, payload: bytes, copies: list[Reception]
+    ) -> tuple[dict[str, Any], Row]:
+        """:meth:`uplink`, and the outbox row that stores the record (for :meth:`.outbox.Outbox.put_rows`:
+        built here from the parts it is made of, so that it is not checked again field by field)."""
         best = copies[0]
         fport = frame.fport
-        codec, data, units, warnings, errors = dev.codec, None, {}, [], []
+        codec = dev.codec
         if fport is not None and 0 < fport < _TEST_PORT:
             try:
                 res = self.codec_lookup(codec).decode(payload, fport)
-                codec = res.get("codec", codec)
-                data = res.get("data")
-                units = res.get("units", {})
-                warnings = list(res.get("warnings", ()))
-                errors = list(res.get("errors", ()))
             except (CodecError, InputError) as exc:  # stored anyway: the raw bytes are kept for later
-                errors = [str(exc)]
-        epoch = dev.session.epoch if dev.session is not None else 0
+                data, units, warnings, errors = None, {}, [], [str(exc)]
+            else:
+                get = res.get
+                codec = get("codec", codec)
+                data = get("data")
+                units = get("units")
+                if units is None:
+                    units = {}
+                # (copies: the message owns its lists; a codec may hand out the same one twice)
+                warnings = list(get("warnings", ()))
+                errors = list(get("errors", ()))
+        else:
+            data, units, warnings, errors = None, {}, [], []
+        session = dev.session
+        epoch = session.epoch if session is not None else 0
         eui = dev.eui_hex
         msg_id = f"{eui}-{epoch}-{fcnt32}"  # message_id(); inline on the hot path
         at = best.received_at
-        if at is self._time_text[0]:  # the frames of one datagram share their receive time
-            received_at = self._time_text[1]
+        last = self._time_text
+        if at is last[0]:  # the frames of one datagram share their receive time
+            received_at = last[1]
         else:
             received_at = format_time(at)
             self._time_text = (at, received_at)
@@ -116,7 +133,8 @@ class MessageBuilder:
         priority = classify(dev.codec, data, fport)
         if self.rules is not None and priority != "alarm":
             priority = higher(priority, str(self.rules.classify(message).cls))
-        return {
+        text = _message_json(message)
+        record = {
             "id": msg_id,
             "kind": "up",
             "dev_eui": eui,
@@ -124,8 +142,9 @@ class MessageBuilder:
             "priority": priority,
             "received_at": received_at,
             "payload": message,
-            "payload_json": _message_json(message),
+            "payload_json": text,
         }
+        return record, stored_row(msg_id, "up", eui, fcnt32, priority, received_at, text)
 
     def join(
         self, dev: Device, jr: phy.JoinRequest, dev_addr: int, epoch: int, copies: list[Reception]

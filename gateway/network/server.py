@@ -34,6 +34,7 @@ from havel.gateway.network.outcome import Outcome, Reason, Status, rejected
 from havel.gateway.network.reception import Reception
 from havel.gateway.network.sessions import SessionStore
 from havel.gateway.network.uplinks import DataPath
+from havel.gateway.outbox_records import Row
 
 log = logging.getLogger("havel.gateway.netserver")
 
@@ -44,6 +45,8 @@ class OutboxLike(Protocol):
     def put(self, record: dict[str, Any]) -> bool: ...
 
     def put_many(self, records: Iterable[dict[str, Any]]) -> int: ...
+
+    def put_rows(self, rows: list[Row]) -> int: ...
 
 
 class JournalLike(Protocol):
@@ -120,7 +123,7 @@ class NetworkServer:
             return []
         self.store.refresh()
         outcomes: list[Outcome] = []
-        records: list[dict[str, Any]] = []  # the batch's outbox records
+        records: list[Row] = []  # the batch's outbox records, as the rows that store them
         # counters accepted earlier in this batch per (DevEUI, session epoch): the cache is updated at commit
         fcnt_seen: dict[tuple[int, int], int] = {}
         nonces_seen: set[tuple[int, int]] = set()
@@ -170,7 +173,7 @@ class NetworkServer:
                                 log.error("downlink scheduling after an uplink failed: %s", exc)
                     outcomes.append(out)
                 if records:  # the batch's records in one statement (per-device FCnt order kept)
-                    self.outbox.put_many(records)
+                    self.outbox.put_rows(records)
         except HavelError as exc:  # the commit failed (disk full, locked): nothing of the batch is stored
             log.error("storing %d uplinks failed: %s (they stay in the intake journal)", len(due), exc)
             self.storage_failed(outcomes, str(exc))

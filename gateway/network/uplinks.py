@@ -11,6 +11,7 @@ from havel.gateway.network.messages import MessageBuilder
 from havel.gateway.network.outcome import Outcome, Reason, Status, rejected
 from havel.gateway.network.reception import Reception
 from havel.gateway.network.sessions import Device, Session, SessionStore
+from havel.gateway.outbox_records import Row
 
 _ACCEPTED = Status.ACCEPTED  # (a module constant: an enum member lookup costs more, once per uplink)
 
@@ -28,11 +29,11 @@ class DataPath:
         frame: phy.DataFrame,
         copies: list[Reception],
         fcnt_seen: dict[tuple[int, int], int],
-        records: list[dict[str, Any]],
+        records: list[Row],
     ) -> Outcome:
         """A new data frame (``copies`` best first). ``fcnt_seen`` holds the counters accepted earlier in
-        the batch per (DevEUI, session epoch) (the store's cache changes only at commit); the message goes
-        to ``records``."""
+        the batch per (DevEUI, session epoch) (the store's cache changes only at commit); the message's
+        outbox row goes to ``records``."""
         best = copies[0]
         candidates = self.store.by_dev_addr(frame.dev_addr)
         if not candidates:
@@ -87,7 +88,7 @@ class DataPath:
             if frame.fport == 0:
                 mac_raw = payload
         mac_up = maccmds.decode(mac_raw, True) if mac_raw else []
-        record = self.messages.uplink(dev, frame, fcnt32, payload, copies)
+        record, row = self.messages.uplink_stored(dev, frame, fcnt32, payload, copies)
         at = best.received_at
         if at is self._time[0]:  # the frames of one datagram share their receive time
             seen = self._time[1]
@@ -99,7 +100,7 @@ class DataPath:
             for cmd in mac_up:
                 if cmd.get("name") == "DevStatusAns" and isinstance(cmd.get("battery"), int):
                     self.store.set_battery(dev.dev_eui, int(cmd["battery"]), seen)
-        records.append(record)
+        records.append(row)
         fcnt_seen[(dev.dev_eui, s.epoch)] = fcnt32
         return Outcome(
             _ACCEPTED,

@@ -263,6 +263,7 @@ HUGE = 10**400  # a JSON integer Python reads exactly, and float() cannot hold
         ("codr", 5),
         ("codr", "4/9"),
         ("codr", "x" * 1000),
+        ("codr", ["4/5"]),
         ("modu", "QPSK"),
         ("modu", 1),
         ("rsig", {"ant": 0}),

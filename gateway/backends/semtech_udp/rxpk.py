@@ -88,6 +88,12 @@ U32_MAX = (1 << 32) - 1
 _LORA_DATR = re.compile(r"SF([5-9]|1[0-2])BW\d{1,4}(\.\d{1,2})?")
 _CODR = re.compile(r"4/[5-8](LI)?|OFF")
 FSK_BPS = (100, 1_000_000)
+_FREQ_LO, _FREQ_HI = FREQ_MHZ
+_RSSI_LO, _RSSI_HI = RSSI_DBM
+_LSNR_LO, _LSNR_HI = LSNR_DB
+_SEEN_MAX = 64
+_DATR_SEEN: set[str] = set()  # LoRa data rate texts that passed _LORA_DATR
+_CODR_SEEN: set[str] = set()  # coding rate texts that passed _CODR
 
 
 def parse_time(value: str) -> datetime:
@@ -167,7 +173,12 @@ def parse_rxpk(obj: Any) -> RxPacket:
     arrays stand in for a missing top-level rssi/lsnr (the best antenna counts).
 
     Every field the gateway reads is checked for its type and a range a concentrator can report (see the
-    constants above); anything else raises :class:`GwmpError` (reason ``rxpk``, ``field`` the field)."""
+    constants above); anything else raises :class:`GwmpError` (reason ``rxpk``, ``field`` the field).
+
+    Runs once per received frame: each field is first tested for its usual type and range inline, and only
+    a value that fails that goes through the general checks (:func:`_int`, :func:`_float`), which convert
+    what may be converted and raise for the rest; the data rate and coding rate texts met before are known
+    to be valid (a network uses a handful)."""
     if not isinstance(obj, dict):
         raise GwmpError("rxpk element is not an object", reason="rxpk", field="rxpk")
     get = obj.get
@@ -184,17 +195,23 @@ def parse_rxpk(obj: Any) -> RxPacket:
         raise GwmpError(
             f"rxpk size {_show(size)} does not match {len(data)} data bytes", reason="rxpk", field="size"
         )
-    _required(obj, "tmst")
-    tmst = _int(obj, "tmst", 0, TMST_MAX)
-    _required(obj, "freq")
-    freq = _float(obj, "freq", *FREQ_MHZ)
+    tmst = get("tmst")
+    if tmst.__class__ is not int or not 0 <= tmst <= TMST_MAX:
+        _required(obj, "tmst")
+        tmst = _int(obj, "tmst", 0, TMST_MAX)
+    freq = get("freq")
+    if freq.__class__ is not float or not _FREQ_LO <= freq <= _FREQ_HI:
+        _required(obj, "freq")
+        freq = _float(obj, "freq", *FREQ_MHZ)
     modu = get("modu", "LORA")
     if modu == "LORA":
         datr = get("datr")
-        if datr is None:
-            _required(obj, "datr")
-        if datr.__class__ is not str or not _LORA_DATR.fullmatch(datr):
-            raise _bad("datr", datr, "a LoRa data rate like 'SF7BW125'")
+        if datr.__class__ is not str or datr not in _DATR_SEEN:  # (a JSON list is not hashable)
+            if datr is None:
+                _required(obj, "datr")
+            if datr.__class__ is not str or not _LORA_DATR.fullmatch(datr):
+                raise _bad("datr", datr, "a LoRa data rate like 'SF7BW125'")
+            _remember(_DATR_SEEN, datr)
     elif modu == "FSK":  # the bit rate as a number
         _required(obj, "datr")
         datr = str(_int(obj, "datr", *FSK_BPS))
@@ -203,33 +220,27 @@ def parse_rxpk(obj: Any) -> RxPacket:
     codr = get("codr")
     if codr is None:
         codr = "4/5"
-    elif codr.__class__ is not str or not _CODR.fullmatch(codr):
-        raise _bad("codr", codr, "a coding rate like '4/5'")
-    rssi = _float(obj, "rssi", *RSSI_DBM)
-    lsnr = _float(obj, "lsnr", *LSNR_DB)
+    elif codr.__class__ is not str or codr not in _CODR_SEEN:
+        if codr.__class__ is not str or not _CODR.fullmatch(codr):
+            raise _bad("codr", codr, "a coding rate like '4/5'")
+        _remember(_CODR_SEEN, codr)
+    rssi = get("rssi")
+    if rssi is not None:
+        cls = rssi.__class__
+        if (cls is int or cls is float) and _RSSI_LO <= rssi <= _RSSI_HI:
+            rssi = float(rssi)
+        else:
+            rssi = _float(obj, "rssi", *RSSI_DBM)
+    lsnr = get("lsnr")
+    if lsnr is not None:
+        cls = lsnr.__class__
+        if (cls is float or cls is int) and _LSNR_LO <= lsnr <= _LSNR_HI:
+            lsnr = float(lsnr)
+        else:
+            lsnr = _float(obj, "lsnr", *LSNR_DB)
     rsig = get("rsig")
     if rsig is not None:
-        if rsig.__class__ is not list or len(rsig) > MAX_RSIG:
-            raise _bad("rsig", rsig, f"a list of at most {MAX_RSIG} antennas")
-        best: tuple[float, float | None, float | None] | None = None  # (sort key, lsnr, rssi)
-        for ant in rsig:
-            if ant.__class__ is not dict:
-                raise _bad("rsig", ant, "an antenna object")
-            try:
-                a_lsnr = _float(ant, "lsnr", *LSNR_DB)
-                a_rssi = _float(ant, "rssic", *RSSI_DBM)
-                if a_rssi is None:
-                    a_rssi = _float(ant, "rssis", *RSSI_DBM)
-            except GwmpError as exc:
-                raise GwmpError(f"rxpk rsig: {exc}", reason="rxpk", field="rsig") from None
-            key = -99.0 if a_lsnr is None else a_lsnr
-            if best is None or key > best[0]:
-                best = (key, a_lsnr, a_rssi)
-        if best is not None:
-            if rssi is None:
-                rssi = best[2] if best[2] is not None else 0.0
-            if lsnr is None:
-                lsnr = best[1]
+        rssi, lsnr = _best_antenna(rsig, rssi, lsnr)
     time_v = get("time")
     time: datetime | None = None
     if time_v is not None:
@@ -240,21 +251,66 @@ def parse_rxpk(obj: Any) -> RxPacket:
                 time = parse_time(time_v)
             except ValueError:
                 raise _bad("time", time_v, "an RFC 3339 time in the years 1 to 9999") from None
+    chan = get("chan", 0)
+    if chan.__class__ is not int or not 0 <= chan <= 255:
+        chan = _int(obj, "chan", 0, 255, 0)
+    rfch = get("rfch", 0)
+    if rfch.__class__ is not int or not 0 <= rfch <= 255:
+        rfch = _int(obj, "rfch", 0, 255, 0)
+    stat = get("stat", 0)
+    if stat.__class__ is not int or not -1 <= stat <= 1:
+        stat = _int(obj, "stat", -1, 1, 0)
+    tmms = get("tmms")
+    if tmms is not None and (tmms.__class__ is not int or not 0 <= tmms <= TMMS_MAX):
+        tmms = _int(obj, "tmms", 0, TMMS_MAX)
     return RxPacket(
         data,
         tmst,
         round(freq * 1_000_000),
         datr,
-        _int(obj, "chan", 0, 255, 0),
-        _int(obj, "rfch", 0, 255, 0),
-        _int(obj, "stat", -1, 1, 0),
+        chan,
+        rfch,
+        stat,
         modu,
         codr,
         rssi if rssi is not None else 0.0,
         lsnr,
         time,
-        _int(obj, "tmms", 0, TMMS_MAX),
+        tmms,
     )
+
+
+def _best_antenna(rsig: Any, rssi: float | None, lsnr: float | None) -> tuple[float | None, float | None]:
+    """A v1.5 ``rsig`` array: the best antenna's RSSI and SNR where the top level gave none."""
+    if rsig.__class__ is not list or len(rsig) > MAX_RSIG:
+        raise _bad("rsig", rsig, f"a list of at most {MAX_RSIG} antennas")
+    best: tuple[float, float | None, float | None] | None = None  # (sort key, lsnr, rssi)
+    for ant in rsig:
+        if ant.__class__ is not dict:
+            raise _bad("rsig", ant, "an antenna object")
+        try:
+            a_lsnr = _float(ant, "lsnr", *LSNR_DB)
+            a_rssi = _float(ant, "rssic", *RSSI_DBM)
+            if a_rssi is None:
+                a_rssi = _float(ant, "rssis", *RSSI_DBM)
+        except GwmpError as exc:
+            raise GwmpError(f"rxpk rsig: {exc}", reason="rxpk", field="rsig") from None
+        key = -99.0 if a_lsnr is None else a_lsnr
+        if best is None or key > best[0]:
+            best = (key, a_lsnr, a_rssi)
+    if best is not None:
+        if rssi is None:
+            rssi = best[2] if best[2] is not None else 0.0
+        if lsnr is None:
+            lsnr = best[1]
+    return rssi, lsnr
+
+
+def _remember(seen: set[str], text: str) -> None:
+    """Keep a validated data rate or coding rate text (a bounded set: a sender making up new valid ones
+    only makes them checked again)."""
+    if len(seen) < _SEEN_MAX:
+        seen.add(text)
 
 
 def rxpk_to_json(rx: RxPacket) -> dict[str, Any]:
