@@ -7,15 +7,15 @@ here, those of the optional components (``[forwarder]``, ``[relay]``, ``[watchdo
 type, name and ``commands`` checked) and read by their sinks; what needs more than the file (a key file,
 the paths of the relay, the sinks' keys) is checked by :func:`havel.gateway.preflight.validate`, which
 ``check`` runs and ``run`` runs before it starts.
-What holds for every value, whoever owns it, is checked here for the whole document: no NaN or infinity,
-no integer beyond 64 bits, no NUL character in a string, and tables nested at most :data:`MAX_DEPTH` deep.
+What holds for every value, whoever owns it, is checked for the whole document first
+(:func:`havel.gateway.settings.check_values`): no NaN or infinity, no integer beyond 64 bits, no NUL
+character in a string, and tables nested at most :data:`~havel.gateway.settings.MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -26,11 +26,10 @@ from havel.codecs.lorawan.ids import parse_id_hex
 from havel.errors import ConfigError, InputError
 
 from .sections import DeliverySection, PowerSection, RelaySection, UpstreamSection, WatchdogSection
-from .settings import check, key, read
+from .settings import MAX_DEPTH, check, check_values, key, read
 
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gateway's own config uses is 4
 MAX_FILE_BYTES = 1 << 20  # a gateway.toml is a few kilobytes
 MAX_ALLOWED_GATEWAYS = 1024
 MAX_SINKS = 32  # each is a connection and a column of acknowledgements in the outbox
@@ -353,30 +352,6 @@ def defaults(data_dir: Path, *, gateway_id: str = "havel-gw") -> Config:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def check_values(raw: dict[str, Any]) -> None:
-    """What every value of the document must satisfy, whichever part reads it (see the module docstring);
-    ConfigError names the key. Iterative, so that no nesting can exhaust the stack."""
-    todo: list[tuple[str, Any, int]] = [(k, v, 1) for k, v in raw.items()]
-    while todo:
-        where, value, depth = todo.pop()
-        if isinstance(value, dict):
-            if depth >= MAX_DEPTH:
-                raise ConfigError(f"{where} is nested too deeply", hint=f"at most {MAX_DEPTH} levels")
-            todo += [(f"{where}.{k}", v, depth + 1) for k, v in value.items()]
-        elif isinstance(value, list):
-            if depth >= MAX_DEPTH:
-                raise ConfigError(f"{where} is nested too deeply", hint=f"at most {MAX_DEPTH} levels")
-            todo += [(f"{where}[{i}]", v, depth + 1) for i, v in enumerate(value)]
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise ConfigError(f"{where} = {value} is not a finite number")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if not -(1 << 63) <= value < 1 << 63:
-                raise ConfigError(f"{where} = {value} does not fit in 64 bits")
-        elif isinstance(value, str) and "\x00" in value:
-            raise ConfigError(f"{where} holds a NUL character")
 
 
 def _prefix(n: dict[str, Any], net_id: int) -> tuple[int, int]:

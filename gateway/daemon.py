@@ -92,6 +92,7 @@ class Gateway:
         self.event_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.http_port: int | None = None
         self.udp_addr: tuple[str, int] | None = None
+        self.udp: GwmpServer | None = None  # the GWMP backend, once started
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -155,7 +156,7 @@ class Gateway:
         )
         self._warn_about_sinks()
         self.intake.replay_journal()
-        self.udp = GwmpServer(
+        self.udp = udp = GwmpServer(
             self.intake.on_rx,
             self.metrics,
             silent_after_s=cfg.udp.silent_after_s,
@@ -165,12 +166,12 @@ class Gateway:
             allowed_gateways=cfg.udp.allowed_gateways,
             max_datagrams_per_s=cfg.udp.max_datagrams_per_s,
         )
-        self.udp.defer_acks = True
-        self.intake.backend = self.udp
+        udp.defer_acks = True
+        self.intake.backend = udp
         if self.shared is not None:
-            self.shared.backend = self.udp
+            self.shared.backend = udp
         try:
-            self.udp_addr = await self.udp.start(cfg.udp.bind, cfg.udp.port)
+            self.udp_addr = await udp.start(cfg.udp.bind, cfg.udp.port)
         except OSError as exc:
             raise ConfigError(
                 f"udp: cannot listen on {cfg.udp.bind}:{cfg.udp.port}: {exc.strerror}",
@@ -255,7 +256,7 @@ class Gateway:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if hasattr(self, "udp"):
+        if self.udp is not None:
             self.udp.close()
         if self.intake is not None:
             try:
@@ -360,7 +361,8 @@ class Gateway:
         last_dog = 0.0
         while not self._stop.is_set():
             try:
-                self.udp.check()
+                if self.udp is not None:
+                    self.udp.check()
                 if self.downlinks.any_expired():  # no write transaction (and fsync) when idle
                     with db.unit_of_work(self._db()):
                         for r in self.downlinks.expire():

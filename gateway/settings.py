@@ -29,13 +29,14 @@ from typing import Any, TypeVar
 
 from havel.errors import ConfigError
 
-__all__ = ["MqttSettings", "TlsSettings", "key", "keys_of", "read"]
+__all__ = ["MAX_DEPTH", "MqttSettings", "TlsSettings", "check_values", "key", "keys_of", "read"]
 
 log = logging.getLogger("havel.gateway.settings")
 
 T = TypeVar("T")
 MAX_NUMBER = 1e12  # no number the gateway reads is anywhere near this (timeouts, sizes, rates)
 MAX_PASSWORD_BYTES = 4096
+MAX_DEPTH = 8  # tables and arrays nested in the document; the deepest the gateway's own config uses is 4
 
 
 def key(
@@ -144,6 +145,31 @@ def check(typ: Any, value: Any, where: str, meta: Any = None) -> Any:
             raise ConfigError(f"{where} must be a table, not {_show(value)}")
         return dict(value)
     raise TypeError(f"{where}: no reader for {typ!r}")  # a mistake in a section's declaration
+
+
+def check_values(raw: dict[str, Any]) -> None:
+    """What every value of a config document must satisfy, whichever section reads it: no NaN or
+    infinity, no integer beyond 64 bits, no NUL character in a string, nesting at most :data:`MAX_DEPTH`
+    deep; ConfigError names the key. Iterative, so that no nesting can exhaust the stack."""
+    todo: list[tuple[str, Any, int]] = [(k, v, 1) for k, v in raw.items()]
+    while todo:
+        where, value, depth = todo.pop()
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                raise ConfigError(f"{where} is nested too deeply", hint=f"at most {MAX_DEPTH} levels")
+            todo += [(f"{where}.{k}", v, depth + 1) for k, v in value.items()]
+        elif isinstance(value, list):
+            if depth >= MAX_DEPTH:
+                raise ConfigError(f"{where} is nested too deeply", hint=f"at most {MAX_DEPTH} levels")
+            todo += [(f"{where}[{i}]", v, depth + 1) for i, v in enumerate(value)]
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where} = {value} is not a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not -(1 << 63) <= value < 1 << 63:
+                raise ConfigError(f"{where} = {value} does not fit in 64 bits")
+        elif isinstance(value, str) and "\x00" in value:
+            raise ConfigError(f"{where} holds a NUL character")
 
 
 def _unwrap(typ: Any) -> tuple[bool, Any]:

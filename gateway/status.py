@@ -31,7 +31,8 @@ class StatusReport:
         gw = self.gw
         m = gw.metrics
         sinks = gw.northbound.health() if gw.northbound is not None else {}
-        forwarders = gw.udp.health() if hasattr(gw, "udp") else []
+        forwarders = gw.udp.health() if gw.udp is not None else []
+        opened = gw.conn is not None  # the database and the parts on it (registry, downlinks) exist
         try:
             outbox = self.outbox()
         except (HavelError, sqlite3.Error) as exc:  # (a damaged page): say so, keep answering
@@ -39,16 +40,16 @@ class StatusReport:
             outbox = {"error": str(exc)}
         try:
             downlinks = {
-                "queued": gw.downlinks.depth() if hasattr(gw, "downlinks") else 0,
-                **(gw.downlinks.counters if hasattr(gw, "downlinks") else {}),
-                "adr": dict(gw.downlinks.adr.counters) if hasattr(gw, "downlinks") else {},
+                "queued": gw.downlinks.depth() if opened else 0,
+                **(gw.downlinks.counters if opened else {}),
+                "adr": dict(gw.downlinks.adr.counters) if opened else {},
             }
         except (HavelError, sqlite3.Error) as exc:
             gw.health.failed("reading the downlink queue", exc)
             downlinks = {"error": str(exc)}
         fault = gw.health.fault
         comps = gw.components
-        shared = getattr(gw, "shared", None)  # the network server's shared store ([network] store)
+        shared = gw.shared  # the network server's shared store ([network] store)
         storage: dict[str, Any] = {"ok": fault is None}
         if fault is not None:
             storage.update(doing=fault.doing, error=fault.error, since=round(fault.since, 3))
@@ -68,7 +69,7 @@ class StatusReport:
             "uptime_s": round(time.time() - gw.stats.started, 1),
             "udp": f"{gw.udp_addr[0]}:{gw.udp_addr[1]}" if gw.udp_addr else None,
             "forwarders": forwarders,
-            "devices": gw.registry.count() if hasattr(gw, "registry") else 0,
+            "devices": gw.registry.count() if opened else 0,
             "uplinks": {
                 "received": m.total("uplinks_received_total"),
                 "accepted": m.total("uplinks_accepted_total"),

@@ -29,6 +29,7 @@ from havel.codecs.lorawan.ids import eui_hex
 from havel.errors import FrameError, InputError
 from havel.gateway import db
 from havel.gateway.backends.semtech_udp import gwmp
+from havel.gateway.backends.semtech_udp.server import GwmpServer
 from havel.gateway.network.following import Follower
 from havel.gateway.network.messages import MessageBuilder, compiled_codec
 from havel.gateway.network.reception import RadioFrame, reception
@@ -60,6 +61,7 @@ class Upstream:
         self.registry = ctx.registry
         self.metrics = ctx.metrics
         self.links: list[UpstreamLink] = []
+        self.udp: GwmpServer | None = None  # the daemon's GWMP backend, once started
         p = Path(section.sessions_file)
         self.follower = Follower(
             self._followed_device,
@@ -119,13 +121,14 @@ class Upstream:
             link.start()
             self.links.append(link)
         # route every PUSH_DATA through this component; the daemon's intake gets the local devices' frames
-        intake_push = gw.udp.on_push
-        assert intake_push is not None, "the daemon's intake takes the frames before components start"
-        self._intake_push = intake_push
-        gw.udp.on_push = self.on_push
-        gw.udp.on_stat = self.on_stat
-        self._tx_done = gw.udp.on_tx_done
-        gw.udp.on_tx_done = self._on_tx_done
+        udp = gw.udp
+        assert udp is not None and udp.on_push is not None, "the daemon binds GWMP before components start"
+        self.udp = udp
+        self._intake_push = udp.on_push
+        udp.on_push = self.on_push
+        udp.on_stat = self.on_stat
+        self._tx_done = udp.on_tx_done
+        udp.on_tx_done = self._on_tx_done
         loop = asyncio.get_running_loop()
         self._saver = loop.create_task(self._save_loop(), name="upstream-sessions")
         self._opener = loop.create_task(self._open_loop(), name="upstream-paths")
@@ -156,7 +159,7 @@ class Upstream:
         forwarder would at its start), so that the servers can send it downlinks before its first uplink."""
         while True:
             try:
-                for eui, fwd in list(self.gateway.udp.forwarders.items()):
+                for eui, fwd in list(self.udp.forwarders.items() if self.udp is not None else ()):
                     if fwd.pull_addr is None or fwd.silent:
                         continue
                     for link in self.links:
@@ -297,7 +300,7 @@ class Upstream:
         self.follower.on_downlink(data, gateway_eui=gateway_eui, tmst=tmst)
 
     def _deliver(self, gateway_eui: int, txpk: dict[str, Any], tx: UpstreamTx) -> bool:
-        return bool(self.gateway.udp.send(gateway_eui, txpk, info=tx, window="upstream"))
+        return self.udp is not None and bool(self.udp.send(gateway_eui, txpk, info=tx, window="upstream"))
 
     def _on_tx_done(self, info: Any, error: str) -> None:
         if isinstance(info, UpstreamTx):
