@@ -310,11 +310,7 @@ class Upstream:
 
     def _on_state(self, link: UpstreamLink, up: bool) -> None:
         details = {"upstream": link.name, "address": f"{link.host}:{link.port}"}
-        for listener in self.gateway.event_listeners:
-            try:
-                listener("upstream_back" if up else "upstream_down", details)
-            except Exception:
-                log.exception("event listener failed")
+        self.gateway.emit_event("upstream_back" if up else "upstream_down", details)
 
     def health(self) -> dict[str, Any]:
         return {

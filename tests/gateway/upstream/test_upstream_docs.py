@@ -128,7 +128,7 @@ def emitted_events() -> set[str]:
     names: set[str] = set()
     for path in sorted(GATEWAY.rglob("*.py")):
         text = path.read_text()
-        if "event_listeners" not in text and "watchdog import emit" not in text:
+        if not any(k in text for k in ("event_listeners", "watchdog import emit", ".emit_event(")):
             continue  # (other ``_emit`` functions, e.g. the simulator's, are not gateway events)
         tree = ast.parse(text)
         for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
