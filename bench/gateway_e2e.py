@@ -23,11 +23,12 @@ Mosquitto's default (20) is printed next to it (``--no-default-broker`` skips it
 PUBACKs 20 messages at a time, and the round trips through the broker bound the rate. paho runs on the
 daemon's core, with at most 30,000 messages (given more at once, paho slows down on its own queue).
 
-The issue asks for the sustained rate: by default 150,000 uplinks (150 per device), about 13 s at the target,
-so that the start (the first batches, the caches filling) and the tail (the intake done, the last PUBACKs
-coming in: a few tenths of a second) are a small part of it. ``--frames 30000``, the earlier default, takes
-about three seconds; in three paired runs on the shared test machine it gave 5-14 % more than the sustained
-run, which is the stricter figure.
+The goals (printed next to the figures): >= 5,000 uplinks/s sustained end to end, and the daemon's CPU per
+uplink <= 2.5x paho's alone per message. The rate is the sustained one: by default 150,000 uplinks (150 per
+device), about 25 s at the goal, so that the start (the first batches, the caches filling) and the tail (the
+intake done, the last PUBACKs coming in: a few tenths of a second) are a small part of it. ``--frames
+30000``, the earlier default, takes about three seconds; in three paired runs on the shared test machine it
+gave 5-14 % more than the sustained run, which is the stricter figure.
 
 Then, in this process, the cost of each stage per uplink (the same frames, one stage at a time): GWMP
 parsing, the frame layer (parse, MIC, decrypt), the payload codec, the whole network-server flush (counter,
@@ -69,6 +70,10 @@ NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 APP = bytes.fromhex("000102030405060708090A0B0C0D0E0F")
 PAYLOAD = bytes.fromhex("1200f1013d4cba")  # temperature: 2 probes, humidity, battery
 EUI0, ADDR0, GW = 0x70B3D57ED0100000, 0x26100000, 0xAA555A0000BEBC01
+# the goals the figures are held to: sustained uplinks/s end to end on one core, and the daemon's CPU per
+# uplink over that of paho-mqtt alone publishing the same QoS 1 messages from one thread in the same run
+GOAL_UPLINKS_PER_S = 5_000
+GOAL_CPU_VS_PAHO = 2.5
 
 
 def free_port(kind: int) -> int:
@@ -573,7 +578,16 @@ def main() -> int:
             f"  against Mosquitto's default Receive Maximum (20), which the gateway honours (MQTT 5 flow "
             f"control; paho ignores it): {rm20['e2e']:,.0f} uplinks/s, {rm20_cpu:.1f} us CPU per uplink"
         )
-    print(f"  accepted {main_run['accepted']:.0f} of {args.frames}; target >= 10,000 uplinks/s on one core")
+    print(f"  accepted {main_run['accepted']:.0f} of {args.frames}")
+    rate_goal = "met" if e2e >= GOAL_UPLINKS_PER_S else "NOT met"
+    cpu_goal = "not measured"
+    if cpu > 0 and base_cpu > 0:
+        ratio = cpu / args.frames * 1e6 / base_cpu
+        cpu_goal = f"{ratio:.2f}x: {'met' if ratio <= GOAL_CPU_VS_PAHO else 'NOT met'}"
+    print(
+        f"  goals: end to end >= {GOAL_UPLINKS_PER_S:,} uplinks/s (here {e2e:,.0f}: {rate_goal}); the "
+        f"daemon's CPU per uplink <= {GOAL_CPU_VS_PAHO}x paho alone's per message (here {cpu_goal})"
+    )
     print("  cost per uplink of each stage, measured alone in this process (GC set as in the daemon):")
     for k, v in stages.items():
         print(f"    {k:<42} {v:8.1f} us")

@@ -274,7 +274,6 @@ class AdrController:
         self,
         dev_eui: int,
         epoch: int,
-        *,
         adr: bool,
         adr_ack_req: bool,
         dr: int | None,

@@ -59,15 +59,19 @@ class MacAnswers:
             else:
                 snrs = [c.rx.lsnr for c in copies if c.rx.lsnr is not None]
                 max_snr = max(snrs) if snrs else None
+            datr = best.rx.datr
+            dr = self._dr.get(datr)
+            dr = self._data_rate(datr) if dr is None or dr == _NO_DR else dr
+            # (positional: once per uplink)
             adr = self.adr.on_uplink(
                 dev.dev_eui,
                 dev.session.epoch if dev.session is not None else 0,
-                adr=frame.adr,
-                adr_ack_req=frame.adr_ack_req,
-                dr=self._data_rate(best.rx.datr),
-                max_snr_db=max_snr,
-                mac_up=mac_up,
-                fcnt=out.fcnt32 if out.fcnt32 is not None else 0,
+                frame.adr,
+                frame.adr_ack_req,
+                dr,
+                max_snr,
+                mac_up,
+                out.fcnt32 if out.fcnt32 is not None else 0,
             )
             if adr.command is not None:
                 cmds.append(adr.command)

@@ -244,10 +244,12 @@ class DownlinkScheduler:
     ) -> tuple[int, tuple[Window, Window]] | None:
         """The concentrator to answer through (the first that heard the frame and can send) and the
         uplink's RX1 and RX2 windows as (freq_hz, datr, tmst, name); None if there is no way down."""
-        gateway = next((c.gateway_eui for c in out.copies if reachable(c.gateway_eui)), None)
-        if gateway is None:
+        for c in out.copies:  # (a loop, not next() over a generator: this runs for most uplinks)
+            if reachable(c.gateway_eui):
+                gateway, rx = c.gateway_eui, c.rx
+                break
+        else:
             return None
-        rx = next(c for c in out.copies if c.gateway_eui == gateway).rx
         try:
             up_dr = eu868.dr_from_datr(rx.datr)
         except InputError:

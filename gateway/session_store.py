@@ -98,9 +98,13 @@ class SqliteSessionStore:
         if self._fcnt_writes:  # the counters of a whole batch in one statement, just before COMMIT
             # only onto the session they belong to: a session replaced meanwhile (a join, a device
             # added again by the CLI) starts without a counter
+            devices = self._devices  # (their DevEUI texts are made already: one per uplink otherwise)
             self.conn.executemany(
                 "UPDATE devices SET fcnt_up = ?, last_seen = ? WHERE dev_eui = ? AND session_epoch = ?",
-                [(f, seen, eui_hex(eui), ep) for eui, (f, seen, ep) in self._fcnt_writes.items()],
+                [
+                    (f, seen, dev.eui_hex if (dev := devices.get(eui)) is not None else eui_hex(eui), ep)
+                    for eui, (f, seen, ep) in self._fcnt_writes.items()
+                ],
             )
 
     def committed(self) -> None:

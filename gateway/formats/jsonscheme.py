@@ -16,7 +16,7 @@ message id) and ``buffered`` (true when it waited in the outbox through an outag
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from havel.errors import ConfigError, InputError
@@ -26,6 +26,7 @@ from . import OutMessage, check_topic_level
 __all__ = ["JsonScheme", "device_topic", "down_topic_filter", "gateway_topic"]
 
 _EUI = re.compile(r"^[0-9A-F]{16}$")
+_eui = re.compile(r"[0-9A-F]{16}").fullmatch
 _SUFFIX = {"up": "up", "join": "join", "down_result": "down/result"}
 
 
@@ -53,6 +54,11 @@ class JsonScheme:
 
     prefix: str
     gateway_id: str
+    # ``<prefix>/<gateway_id>/devices/``, made once: every uplink's topic starts with it
+    devices: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "devices", f"{self.prefix}/{self.gateway_id}/devices/")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], *, where: str = "sink") -> JsonScheme:
@@ -77,8 +83,8 @@ class JsonScheme:
         # Built per message, not cached per device: a district's 10,000 devices would keep about 3 MB of
         # topics and keys for the whole run; a stored DevEUI is already canonical, so only the match is paid.
         eui, leaf = record.dev_eui, _SUFFIX.get(record.kind)
-        if leaf is not None and eui is not None and _EUI.match(eui):
-            topic = f"{self.prefix}/{self.gateway_id}/devices/{eui}/{leaf}"
+        if leaf is not None and eui is not None and _eui(eui):
+            topic = f"{self.devices}{eui}/{leaf}"
         else:
             topic = self.topic(record.kind, eui)
         return [OutMessage(topic, with_buffered(record.payload_json, buffered))]

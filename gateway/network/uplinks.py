@@ -13,8 +13,6 @@ from havel.gateway.network.reception import Reception
 from havel.gateway.network.sessions import Device, Session, SessionStore
 from havel.gateway.outbox_records import Row
 
-_ACCEPTED = Status.ACCEPTED  # (a module constant: an enum member lookup costs more, once per uplink)
-
 
 class DataPath:
     """Accepts data uplinks against the sessions in ``store`` (inside the caller's transaction)."""
@@ -102,17 +100,7 @@ class DataPath:
                     self.store.set_battery(dev.dev_eui, int(cmd["battery"]), seen)
         records.append(row)
         fcnt_seen[(dev.dev_eui, s.epoch)] = fcnt32
-        return Outcome(
-            _ACCEPTED,
-            device=dev,
-            fcnt32=fcnt32,
-            frame=frame,
-            best=best,
-            copies=copies,
-            mac_up=mac_up,
-            record=record,
-            superseded=not current,
-        )
+        return Outcome.accepted(dev, fcnt32, frame, best, copies, mac_up, record, not current)
 
     def sent_again(self, frame: phy.DataFrame, copies: list[Reception]) -> Outcome:
         """A frame stored before, sent again: if it is the last accepted frame of a device (same FCnt, MIC
