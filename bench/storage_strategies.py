@@ -37,6 +37,8 @@ def written_file(path: Path, size: int) -> None:
 
 
 class SqliteCommit(Strategy):
+    exclusive = False
+
     def __init__(self, where: Path, appends: int, pages: int = 1, sync: str = "FULL", page_size: int = 1024):
         super().__init__(where, appends)
         self.pages, self.sync, self.page_size = pages, sync, page_size
@@ -45,6 +47,8 @@ class SqliteCommit(Strategy):
         self.conn = sqlite3.connect(self.where / "floor.db", isolation_level=None)
         c = self.conn
         c.execute(f"PRAGMA page_size={self.page_size}")
+        if self.exclusive:  # before WAL mode: the WAL index then lives in memory, no -shm file
+            c.execute("PRAGMA locking_mode=EXCLUSIVE")
         c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA wal_autocheckpoint=0")
         c.execute(f"PRAGMA synchronous={self.sync}")
@@ -64,6 +68,10 @@ class SqliteCommit(Strategy):
 
     def close(self) -> None:
         self.conn.close()
+
+
+class SqliteExclusive(SqliteCommit):
+    exclusive = True
 
 
 class BufferedAppend(Strategy):
@@ -131,6 +139,7 @@ def make_strategy(spec: dict[str, object], where: Path, appends: int) -> Strateg
         return SqliteCommit(where, appends, int(spec["pages"]), str(spec["sync"]), int(spec["page_size"]))  # type: ignore[call-overload]
     kinds: dict[object, Callable[[Path, int], Strategy]] = {
         "sqlite-full": SqliteCommit,
+        "sqlite-full-exclusive": SqliteExclusive,
         "append-fdatasync": BufferedAppend,
         "prealloc-fdatasync": BufferedPrealloc,
         "direct-dsync": DirectSectors,
