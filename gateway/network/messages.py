@@ -92,9 +92,7 @@ class MessageBuilder:
                 get = res.get
                 codec = get("codec", codec)
                 data = get("data")
-                units = get("units")
-                if units is None:
-                    units = {}
+                units = get("units", {})
                 # (copies: the message owns its lists; a codec may hand out the same one twice)
                 warnings = list(get("warnings", ()))
                 errors = list(get("errors", ()))
