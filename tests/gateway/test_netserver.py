@@ -21,6 +21,7 @@ from havel.gateway.network.reception import reception
 from havel.gateway.network.server import NetworkServer
 from havel.gateway.network.sessions import Device, Session
 from havel.gateway.outbox import Outbox
+from havel.gateway.outbox_records import record_row
 from havel.gateway.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,6 +152,17 @@ def test_uplink_is_verified_decoded_and_stored_with_its_counter(env: Env) -> Non
     assert msg["received_at"] == "2026-06-01T12:00:00.000Z" and msg["time_source"] == "local"
     assert msg["rx"][0]["gateway"] == f"{GW1:016X}" and msg["rx"][0]["freq"] == 868.1
     assert env.fcnt_in_db() == 5
+
+
+def test_stored_row_is_what_the_checked_path_stores(env: Env) -> None:
+    # the network server hands its rows to the outbox as built (Outbox.put_rows), without record_row's checks:
+    # they must be exactly the rows record_row makes of the same records, whatever the payload decodes to
+    outs = [env.one(up(5)), env.one(up(6, bytes.fromhex("12"))), env.one(up(7, b"", fport=0))]
+    outs.append(env.one(up(8, bytes.fromhex("1200f1"), fport=224)))  # test port: not decoded
+    assert [o.status for o in outs] == ["accepted"] * 4
+    columns = "id, kind, dev_eui, fcnt32, priority, received_at, payload, size"
+    stored = env.conn.execute(f"SELECT {columns} FROM outbox ORDER BY seq").fetchall()
+    assert stored == [record_row(o.record) for o in outs if o.record is not None]
 
 
 def test_replayed_frame_is_rejected_and_stored_once(tmp_path: Path) -> None:
