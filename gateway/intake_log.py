@@ -305,9 +305,9 @@ class IntakeLog:
                     raise
                 # some file systems open with O_DIRECT and refuse the write: write through the cache
                 fd, self.mode = open_for_writes(self.path, False)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.close(self._fd)
+                os.close(self._fd)  # (first: the lock belongs to the old descriptor)
                 self._fd = fd
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 done = os.pwrite(self._fd, data, offset)
             while done < len(data):
                 done += os.pwrite(self._fd, data[done:], offset + done)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import resource
+import signal
 import stat
 import subprocess
 import tempfile
@@ -280,3 +282,22 @@ def test_append_needs_the_mark_first(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="records_after"):
         log.append([b"x"])
     log.close()
+
+
+def test_a_failing_write_is_a_storage_error_and_the_append_can_be_retried(tmp_path: Path) -> None:
+    path = tmp_path / "intake.log"
+    log, _ = opened(path)
+    log.append([one_sector(i) for i in range(1, 9)])  # sectors 1..8
+    # a real failing write: past RLIMIT_FSIZE the kernel refuses it (EFBIG), as a dying card refuses with EIO
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (9 * SECTOR, hard))
+    try:
+        with pytest.raises(StorageError, match=f"intake log {path}: write at sector 9 failed"):
+            log.append([one_sector(9)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert log.append([one_sector(9)]) == [9]  # nothing was counted for the failed append
+    log.close()
+    assert [s for s, _ in opened(path)[1]] == list(range(1, 10))
