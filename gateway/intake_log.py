@@ -55,7 +55,9 @@ def sectors_for(length: int) -> int:
 
 
 class IntakeLog:
-    """A ring of sector records in one file; see the module's text for the format and the mark."""
+    """A ring of sector records in one file; see the module's text for the format and the mark.
+
+    One thread at a time: the gateway's intake thread appends, and sets the mark after its batch commit."""
 
     def __init__(self, path: Path, fd: int, mode: str, sectors: int, log_id: bytes, image: bytes) -> None:
         self.path = path
