@@ -43,6 +43,7 @@ class CommandSubmission:
         loop: asyncio.AbstractEventLoop,
         notify: Callable[[], None],
         shared: SharedNetwork | None = None,
+        durable: Callable[[], bool] | None = None,
     ) -> None:
         self.conn = conn
         self.outbox = outbox
@@ -52,6 +53,8 @@ class CommandSubmission:
         self.loop = loop
         self.notify = notify
         self.shared = shared
+        # makes what was written durable (commits the open write batch); False when that failed
+        self.durable = durable
 
     def submit(self, dev_eui: int, body: Any) -> dict[str, Any]:
         """Queue a downlink command (from the event loop's thread); the result record goes to the outbox.
@@ -76,6 +79,9 @@ class CommandSubmission:
             except StorageError:
                 log.error("downlink command for %s: not even its rejection could be stored", eui_hex(dev_eui))
             raise
+        # the result (published at once on MQTT) must not tell of a command the database could still lose
+        if self.durable is not None and not self.durable():
+            raise StorageError(f"downlink command for {eui_hex(dev_eui)}: the write batch with it was lost")
         self._counted(dev_eui, result)
         return result
 

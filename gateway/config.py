@@ -175,6 +175,21 @@ class OutboxConfig:
     quota_mb: float | None = key(512.0, lo=0.0)
 
 
+@dataclass(frozen=True)
+class StorageConfig:
+    """``[storage]``: how the daemon writes the SD card (docs/storage-wear.md)."""
+
+    # SQLite is committed in batches this far apart (s); received frames wait in the intake log
+    # (<data_dir>/intake.log) until then. 0: a SQLite commit per stored batch of uplinks, the intake
+    # journal in SQLite (the shared store and the upstream mode always work so)
+    batch_s: float = key(30.0, lo=0.0, hi=600.0)
+    log_mb: float = key(4.0, lo=0.002, hi=1024.0)  # the intake log's size (MiB), written whole once
+
+    @property
+    def log_bytes(self) -> int:
+        return int(self.log_mb * (1 << 20)) // 512 * 512
+
+
 # The sections this module reads, by their name in the file.
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySection,
@@ -183,6 +198,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpConfig,
     "log": LogConfig,
     "outbox": OutboxConfig,
+    "storage": StorageConfig,
 }
 # The optional components' sections (havel.gateway.sections): a missing one is None in the Config, except
 # [forwarder] (the delivery always runs, with its defaults).
@@ -206,6 +222,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     sinks: list[dict[str, Any]] = field(default_factory=list)
     forwarder: DeliverySection = field(default_factory=DeliverySection)  # the delivery to the sinks
     relay: RelaySection | None = None  # the disaster relay
@@ -220,6 +237,11 @@ class Config:
     def db_path(self) -> Path:
         """The one SQLite database: registry, sessions and outbox."""
         return self.data_dir / "havel.db"
+
+    @property
+    def log_path(self) -> Path:
+        """The intake log (:mod:`.journal_log`) when the daemon writes SQLite in batches."""
+        return self.data_dir / "intake.log"
 
     @property
     def topic_prefix(self) -> str:
@@ -335,6 +357,7 @@ def from_dict(raw: dict[str, Any], *, source: Path | None = None) -> Config:
         http=http,
         log=log,
         outbox=outbox,
+        storage=read(StorageConfig, raw.get("storage"), "storage"),
         sinks=sinks,
         forwarder=read(DeliverySection, raw.get("forwarder"), "forwarder"),
         relay=optional("relay", RelaySection),

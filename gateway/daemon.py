@@ -48,6 +48,7 @@ from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.intake import Intake
 from havel.gateway.integrity import FullCheck, check_at_start
 from havel.gateway.journal import Journal
+from havel.gateway.journal_log import LogJournal
 from havel.gateway.metrics import Metrics
 from havel.gateway.monitoring import MonitoringServer
 from havel.gateway.network.outcome import Outcome
@@ -61,6 +62,7 @@ from havel.gateway.sdnotify import Notifier
 from havel.gateway.sections import relay_rules
 from havel.gateway.status import StatusReport
 from havel.gateway.storagehealth import StorageHealth
+from havel.gateway.write_batch import WriteBatch
 
 if TYPE_CHECKING:
     from havel.gateway.network.shared.daemon import SharedNetwork
@@ -106,6 +108,8 @@ class Gateway:
         self.report = StatusReport(self)
         self.full_check: FullCheck | None = None  # the whole database's check, after start
         self.damage: StorageError | None = None  # what that check found (the daemon stops)
+        self.batch: WriteBatch | None = None  # SQLite written in batches ([storage] batch_s), once started
+        self.journal: Journal | LogJournal | None = None
 
     # ------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -155,7 +159,9 @@ class Gateway:
             notify_delivery=self._notify_forwarder,
         )
         self._warn_about_sinks()
-        self.intake.replay_journal()
+        self.intake.replay_journal()  # (rows an earlier version, or batch_s = 0, left in SQLite's journal)
+        if cfg.storage.batch_s > 0 and self.shared is None and cfg.upstream is None:
+            self._start_batches()
         self.udp = udp = GwmpServer(
             self.intake.on_rx,
             self.metrics,
@@ -194,6 +200,7 @@ class Gateway:
             self.loop,
             self._notify_forwarder,
             shared=self.shared,
+            durable=(lambda: self.batch.commit("a downlink command was queued")) if self.batch else None,
         )
         ctx = DaemonContext(cfg, self.conn, self.outbox, self.registry, self.metrics, self, self.loop)
         self.components = components.build(ctx)
@@ -230,6 +237,46 @@ class Gateway:
             f"{cfg.http.bind}:{self.http_port}" if self.http_port else "off",
         )
 
+    def _start_batches(self) -> None:
+        """The intake journal in the sector log, SQLite in batches (:mod:`.write_batch`). Not on a shared
+        store nor in the upstream mode: their counters and sessions live elsewhere (Redis, the network
+        servers followed), so a lost batch could not be rebuilt from this database and the log."""
+        assert self.intake is not None
+        journal = LogJournal.open(self._db(), self.cfg.log_path, self.cfg.storage.log_bytes)
+        self.batch = batch = WriteBatch(
+            self._db(), self.cfg.storage.batch_s, on_commit=self._batch_committed, on_lost=self._batch_lost
+        )
+        journal.on_full = lambda: batch.commit("the intake log is full")
+        journal.on_low = batch.commit_soon
+        self.journal = self.intake.journal = self.netserver.journal = journal
+        self.intake.batch = batch
+        self.intake.replay_journal()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # (not the main thread)
+            self.loop.add_signal_handler(signal.SIGUSR1, batch.pause)
+
+    def _batch_committed(self) -> None:
+        assert isinstance(self.journal, LogJournal)
+        self.journal.durable()
+        self.outbox.acks.committed()
+
+    def _batch_lost(self, exc: StorageError) -> None:
+        """A write batch was rolled back: what ran ahead of the database in memory is rebuilt from it and
+        the intake log, then the storage-failure path (probe, recovery, replay) takes over."""
+        assert isinstance(self.journal, LogJournal)
+        self.journal.reset()  # every frame after the database's mark waits again
+        self.netserver.dedup.forget_all()  # frames it remembers as stored are not: not duplicates
+        acks = self.outbox.acks  # acknowledgements recorded in the batch: held again where records wait
+        for sink, seqs in acks.held.items():
+            acks.recorded.append((sink, seqs))
+        acks.held = {}
+        acks.settle()
+        with contextlib.suppress(StorageError, sqlite3.Error):
+            self.registry.refresh(force=True)
+            self.outbox.quota.exact_bytes()
+        if self.northbound is not None:
+            self.northbound.forwarder.rewind()
+        self.health.failed("committing a write batch", exc, "rebuilt from the database and the intake log")
+
     def _db(self) -> sqlite3.Connection:
         assert self.conn is not None
         return self.conn
@@ -263,7 +310,9 @@ class Gateway:
                 if self.intake.waiting:
                     self.intake.take_in()
                 self.intake.process(force=True)
-            except sqlite3.Error:
+                if self.batch is not None:
+                    self.batch.commit("stop")
+            except (sqlite3.Error, StorageError):
                 # what is not processed stays in the intake journal for the next start; the rest of the
                 # shutdown (sinks, run lock) must still happen
                 log.exception("the database failed while the last uplinks were processed at shutdown")
@@ -275,9 +324,16 @@ class Gateway:
         await self.monitoring.close()
         if self.full_check is not None:
             self.full_check.join(30.0)
+        if self.batch is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
         if self.conn is not None:
+            if self.batch is not None:  # (a unit still open at a crash of the stop path: rolled back)
+                self.batch.commit("stop")
             self.conn.close()
             self.conn = None
+        if isinstance(self.journal, LogJournal):
+            self.journal.close()
         self.runlock.release()
         log.info("havel gateway stopped")
 
@@ -370,6 +426,8 @@ class Gateway:
                     self._notify_forwarder()
                 if self.health.failing and self.intake is not None:
                     self.intake.probe_storage()
+                if self.batch is not None:
+                    self.batch.due()
                 now = time.monotonic()
                 dog = self.notifier.watchdog_s
                 if dog and now - last_dog >= dog / 2:

@@ -128,6 +128,15 @@ class Delivery:
             self._runners[sink.name] = runner
             runner.task = asyncio.create_task(runner.run(), name=f"forward-{sink.name}")
 
+    def rewind(self) -> None:
+        """A write batch was rolled back: records stored in it may come back with other seqs. Every sink
+        reads the outbox from its start again and forgets what is in flight (a late result must not
+        acknowledge a seq another record may hold now); a record sent twice is dropped by its id."""
+        for r in self._runners.values():
+            r.cursor = 0
+            r.inflight.clear()
+            r.event.set()
+
     async def stop(self, timeout: float | None = None) -> None:
         """Flush, then close the sinks: while a sink is connected, keep sending what is stored until all of it
         is acknowledged or ``timeout`` (default ``stop_timeout``, 5 s) passes; what is left stays stored."""

@@ -28,6 +28,7 @@ from havel.gateway import db
 from havel.gateway.backends.base import Backend
 from havel.gateway.downlinks import DownlinkScheduler, Transmission
 from havel.gateway.journal import MASK_BITS, Journal
+from havel.gateway.journal_log import LogJournal
 from havel.gateway.metrics import Metrics
 from havel.gateway.network.outcome import Outcome, Reason, Status
 from havel.gateway.network.reception import RadioFrame, Reception, reception
@@ -35,6 +36,7 @@ from havel.gateway.network.server import NetworkServer
 from havel.gateway.outbox import Outbox
 from havel.gateway.registry import Registry
 from havel.gateway.storagehealth import StorageHealth
+from havel.gateway.write_batch import WriteBatch
 
 log = logging.getLogger("havel.gateway")
 
@@ -53,7 +55,7 @@ class Intake:
         *,
         conn: sqlite3.Connection,
         registry: Registry,
-        journal: Journal,
+        journal: Journal | LogJournal,
         netserver: NetworkServer,
         downlinks: DownlinkScheduler,
         outbox: Outbox,
@@ -78,6 +80,9 @@ class Intake:
         self._intake: list[Reception] = []
         self._intake_scheduled = False
         self._wake = wake  # set when there is something to flush (or to stop)
+        # SQLite written in batches, the journal in the intake log (None: a commit per store, the journal in
+        # SQLite)
+        self.batch: WriteBatch | None = None
 
     def _backend(self) -> Backend:
         assert self.backend is not None, "receptions and downlinks need a listening backend"
@@ -135,6 +140,9 @@ class Intake:
             self.metrics.inc("uplinks_received_total", gps, time_source="gps")
         if len(copies) > gps:
             self.metrics.inc("uplinks_received_total", len(copies) - gps, time_source="local")
+        if self.batch is not None:
+            self._take_in_logged(waiting, early)
+            return
         flushed: tuple[list[Outcome], list[Transmission]] | None = None
         try:
             with db.unit_of_work(self.conn):
@@ -163,6 +171,25 @@ class Intake:
             self._after_flush(*flushed)
         self._wake.set()
 
+    def _take_in_logged(self, waiting: list[Reception], early: list[Outcome]) -> None:
+        """:meth:`take_in` with the journal in the intake log: the copies are durable once appended (no
+        database write); the frames whose window closed are stored in the open write batch."""
+        try:
+            self._journal(waiting)
+        except HavelError as exc:
+            # not in the log: no PUSH_ACK (the frames are still processed from memory, and stored if the
+            # database takes them)
+            withheld = self._backend().withhold_acks()
+            self.metrics.inc("push_acks_withheld_total", withheld)
+            self.health.failed("journaling received frames", exc, f"{withheld} PUSH_ACK(s) withheld")
+        else:
+            self._backend().release_acks()
+        self._account(early)
+        deadline = self.netserver.next_deadline()
+        if deadline is not None and deadline <= time.monotonic():
+            self.process()
+        self._wake.set()
+
     def _take_in_while_failing(self, copies: list[Reception]) -> None:
         """Intake while the database refuses writes: journal first. When that commit fails, nothing of
         these copies is kept (no PUSH_ACK either): frames acknowledged earlier wait in the journal, and
@@ -174,8 +201,11 @@ class Intake:
         if len(copies) > gps:
             self.metrics.inc("uplinks_received_total", len(copies) - gps, time_source="local")
         try:
-            with db.unit_of_work(self.conn):
+            if self.batch is not None:  # (the intake log: no database write)
                 self._journal(copies)
+            else:
+                with db.unit_of_work(self.conn):
+                    self._journal(copies)
         except HavelError as exc:
             withheld = self._backend().withhold_acks()
             self.metrics.inc("push_acks_withheld_total", withheld)
@@ -228,6 +258,8 @@ class Intake:
             return
         log.warning("taking %d frame(s) %s from the intake journal", len(entries), why)
         mono = time.monotonic()
+        if self.batch is not None:
+            self.batch.begin()
         with db.unit_of_work(self.conn):
             for e in entries:
                 copy = Reception(e.gateway_eui, e.rx, e.received_at, e.time_source, e.seq, replayed=True)
@@ -265,7 +297,13 @@ class Intake:
         That commit is not fsynced (:func:`~havel.gateway.db.deferred_sync`): its frames stay in the intake
         journal until it is durable, so a power cut only means they are stored again from there (same
         message ids); the next journal commit fsyncs it. Saves a flash write per uplink at a city's pace.
-        Before a downlink goes out (its frame counter must never be used twice) the log is fsynced."""
+        Before a downlink goes out (its frame counter must never be used twice) the log is fsynced.
+
+        With SQLite written in batches the frames are stored in the open batch, which is committed before
+        a downlink goes out."""
+        if self.batch is not None:
+            self._process_batched(force)
+            return
         with db.deferred_sync(self.conn):
             outcomes, sends = self._flush_uplinks(force)
             if force:  # (at stop, replay and recovery) the journal rows of what was stored go now, not later
@@ -277,6 +315,20 @@ class Intake:
             except HavelError as exc:
                 self.health.failed("making stored uplinks durable before their downlinks", exc)
                 sends = []
+        self._after_flush(outcomes, sends)
+
+    def _process_batched(self, force: bool) -> None:
+        batch = self.batch
+        assert batch is not None
+        batch.begin()
+        outcomes, sends = self._flush_uplinks(force)
+        lost = not batch.check()
+        if not lost and sends:
+            # a frame counter, DevNonce or JoinNonce must be durable before it leaves the machine
+            lost = not batch.commit("a downlink leaves")
+        if lost:  # stored in a batch that is gone: not stored after all (the log still holds the frames)
+            self.netserver.storage_failed(outcomes, "the write batch was lost")
+            sends = []
         self._after_flush(outcomes, sends)
 
     def _flush_uplinks(self, force: bool = False) -> tuple[list[Outcome], list[Transmission]]:
@@ -382,6 +434,8 @@ class Intake:
                 self.replay_journal("that could not be stored while the database refused writes")
             except HavelError as exc:
                 self.health.failed("storing frames from the intake journal", exc)
+        if not self.health.retry and self.batch is not None and not self.batch.commit("recovering"):
+            self.health.retry = True
         if self.health.retry:  # failed again
             self.health.try_failed()
             return

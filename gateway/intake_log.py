@@ -153,6 +153,22 @@ class IntakeLog:
         self._ready = True
         return [(s, self._payload(image, found[s][0])) for s in chain]
 
+    def last_run_start(self) -> int | None:
+        """Before :meth:`records_after`: the first sequence number of the run of consecutive records that
+        ends at the highest one in the ring (None when it holds none). A database that does not know this
+        log (another log id) replays from there: older runs are left from earlier laps of the ring."""
+        if self._image is None:
+            self._image = self._read_all()
+        duplicates = self.duplicates
+        found = self._scan(self._image)
+        self.duplicates = duplicates  # (counted by the scan of records_after)
+        if not found:
+            return None
+        seq = max(found)
+        while seq - 1 in found:
+            seq -= 1
+        return seq
+
     def _read_all(self) -> bytes:
         try:
             return self.path.read_bytes()

@@ -254,37 +254,43 @@ class Journal:
         return out
 
     def _datagram_entries(self, seq: int, eui: int, at: float, wanted: int, datagram: bytes) -> list[Entry]:
-        try:
-            rxpks = gwmp.parse(datagram).payload["rxpk"]
-        except (GwmpError, KeyError, TypeError) as exc:  # it parsed when it came: a damaged database
-            log.error("intake journal: datagram %d is unreadable (%s); its frames are lost", seq, exc)
-            return []
-        local = datetime.fromtimestamp(at, UTC)
-        out = []
-        for index in range(min(len(rxpks), MASK_BITS)):
-            if not wanted >> index & 1:
-                continue
-            try:
-                rx = parse_rxpk(rxpks[index])
-            except GwmpError as exc:
-                log.error("intake journal: rxpk %d of datagram %d is unreadable: %s", index, seq, exc)
-                continue
-            # the receive time and its source as the daemon chose them (network.reception.reception)
-            gps = rx.time is not None and rx.tmms is not None
-            out.append(
-                Entry(
-                    self.datagram_id(seq, index),
-                    eui,
-                    rx,
-                    rx.time if gps and rx.time else local,
-                    "gps" if gps else "local",
-                    seq << _INDEX_BITS | index,
-                )
-            )
-        return out
+        return datagram_entries(seq, eui, at, wanted, datagram)
 
     def depth(self) -> int:
         """Receptions waiting."""
         rows = int(self.conn.execute(_COUNT_SINGLES).fetchone()[0])
         masks = self.conn.execute(_PENDING_DATAGRAMS).fetchall()
         return rows + sum(bin(int(m[3])).count("1") for m in masks)
+
+
+def datagram_entries(seq: int, eui: int, at: float, wanted: int, datagram: bytes) -> list[Entry]:
+    """The entries of the rxpk of a journaled datagram whose bits are set in ``wanted`` (ids as
+    :meth:`Journal.datagram_id`); an unreadable datagram or rxpk is logged and left out."""
+    try:
+        rxpks = gwmp.parse(datagram).payload["rxpk"]
+    except (GwmpError, KeyError, TypeError) as exc:  # it parsed when it came: damaged storage
+        log.error("intake journal: datagram %d is unreadable (%s); its frames are lost", seq, exc)
+        return []
+    local = datetime.fromtimestamp(at, UTC)
+    out = []
+    for index in range(min(len(rxpks), MASK_BITS)):
+        if not wanted >> index & 1:
+            continue
+        try:
+            rx = parse_rxpk(rxpks[index])
+        except GwmpError as exc:
+            log.error("intake journal: rxpk %d of datagram %d is unreadable: %s", index, seq, exc)
+            continue
+        # the receive time and its source as the daemon chose them (network.reception.reception)
+        gps = rx.time is not None and rx.tmms is not None
+        out.append(
+            Entry(
+                Journal.datagram_id(seq, index),
+                eui,
+                rx,
+                rx.time if gps and rx.time else local,
+                "gps" if gps else "local",
+                seq << _INDEX_BITS | index,
+            )
+        )
+    return out

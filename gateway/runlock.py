@@ -15,12 +15,13 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 from havel.errors import ConfigError
 
-__all__ = ["LOCK_NAME", "RunLock", "running"]
+__all__ = ["LOCK_NAME", "RunLock", "ask_to_commit", "running"]
 
 LOCK_NAME = "havel.lock"
 
@@ -88,3 +89,18 @@ def running(data_dir: Path) -> dict[str, Any] | None:
         return None
     finally:
         os.close(fd)
+
+
+def ask_to_commit(data_dir: Path) -> bool:
+    """Before writing the database behind a running daemon: ask it (SIGUSR1) to commit its open write batch
+    and to begin none for a while (:mod:`havel.gateway.write_batch`), so that this process's write does not
+    wait for the batch's lock until it times out. False when no daemon runs (or it cannot be signalled)."""
+    doc = running(data_dir)
+    pid = doc.get("pid") if doc else None
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except OSError:
+        return False
+    return True

@@ -48,7 +48,9 @@ def load_config(config_path: Path | None, data_dir: Path | None) -> Config:
 
 
 def open_registry(cfg: Config) -> Registry:
-    """The registry in the config's database (opened for writing)."""
+    """The registry in the config's database (opened for writing; a running daemon is asked to commit its
+    write batch first, so that the write does not wait for its lock)."""
+    runlock.ask_to_commit(cfg.data_dir)
     return Registry(db.open_db(cfg.db_path))
 
 

@@ -113,6 +113,7 @@ def outbox_discard(config_path: Path | None, data_dir: Path | None, sink: str, y
         default=False,
     ):
         raise click.Abort()
+    runlock.ask_to_commit(cfg.data_dir)  # (a running daemon's write batch would hold the lock)
     conn = db.open_db(cfg.db_path)
     try:
         waiting, deleted = discard_sink(conn, sink)

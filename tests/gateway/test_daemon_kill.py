@@ -14,7 +14,7 @@ from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
 from havel.codecs.lorawan import phy
-from havel.gateway import config, db
+from havel.gateway import config, db, runlock
 from havel.gateway.sim.concentrator import Concentrator
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
@@ -38,6 +38,9 @@ def build(dev: int, fcnt: int) -> bytes:
 
 
 def committed(cfg: config.Config) -> dict[str, int]:
+    # the daemon writes SQLite in batches: ask it to commit first, as the CLI does (the polling below reads
+    # until two reads agree)
+    runlock.ask_to_commit(cfg.data_dir)
     conn = db.open_db(cfg.db_path)
     rows = dict(conn.execute("SELECT dev_eui, fcnt_up FROM devices WHERE fcnt_up IS NOT NULL").fetchall())
     conn.close()
