@@ -24,6 +24,8 @@ from support.gateway_run import (
     register_abp,
     write_config,
 )
+from support.mosquitto import Mosquitto
+from support.mqtt_subscriber import Subscriber
 from support.small_disk import SmallDisk
 
 from havel.codecs.lorawan import phy
@@ -389,3 +391,64 @@ def test_rows_in_the_old_sqlite_journal_are_replayed_before_the_log_takes_over(t
     assert left.fetchone()[0] == 0
     conn.close()
     assert (cfg.data_dir / "intake.log").exists()
+
+
+# --------------------------------------------------------------------------------- downlink commands
+
+
+@pytest.mark.timeout(60)
+def test_a_downlink_commands_result_goes_out_only_after_its_queue_row_is_committed(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    platform = {
+        "type": "mqtt",
+        "name": "platform",
+        "host": "127.0.0.1",
+        "port": mosquitto.port,
+        "tls": False,
+        "reconnect_min_s": 0.2,
+        "reconnect_max_s": 1.0,
+        "commands": True,
+    }
+    cfg = config.load(write_config(tmp_path, sinks=[platform], extra="\n[storage]\nbatch_s = 600\n"))
+    register(cfg, 1)
+    seen: list[tuple[dict[str, Any], list[str]]] = []
+
+    def queued() -> list[str]:  # another connection: it sees only what is committed
+        conn = db.open_db_readonly(cfg.db_path)
+        try:
+            return [
+                r[0] for r in conn.execute("SELECT id FROM downlinks WHERE dev_eui = ?", (f"{EUI0:016X}",))
+            ]
+        finally:
+            conn.close()
+
+    with Subscriber(mosquitto.port, "havel/gw-test/devices/#") as sub:
+        collect = sub.client.on_message
+
+        def on_message(client: Any, userdata: Any, msg: Any) -> None:
+            if msg.topic.endswith("/down/result"):  # read the moment the result arrives
+                seen.append((json.loads(msg.payload), queued()))
+            collect(client, userdata, msg)
+
+        sub.client.on_message = on_message
+        with InProcessGateway(cfg) as gw:
+            wait_for(
+                lambda: all(s.subscribed for s in gw.gateway.components.northbound.subscribers), 15, "sub"
+            )
+            batch = gw.gateway.batch
+            assert batch is not None
+            with Concentrator(gw.udp, GW) as conc:  # uplinks until one leaves a write batch open (a reply
+                for f in range(1, 6):  # with a MAC command, DevStatusReq, commits it before it leaves)
+                    assert conc.push([rxpk(conc, build(0, f), f * 1000)], wait_ack_s=5)
+                    sub.wait_for(f, timeout=15, topic=f"havel/gw-test/devices/{EUI0:016X}/up")
+                    if gw.call(lambda: batch.open):
+                        break
+                assert gw.call(lambda: batch.open)
+            for n in range(3):
+                cmd = {"fport": 24, "raw": "1001", "id": f"c-{n}"}
+                sub.client.publish(f"havel/gw-test/devices/{EUI0:016X}/down", json.dumps(cmd), qos=1)
+                wait_for(lambda n=n: len(seen) > n, 15, "the command's result")
+    for n, (result, rows) in enumerate(seen):
+        assert result["state"] == "queued" and result["command_id"] == f"c-{n}", result
+        assert f"c-{n}" in rows, (result, rows)
