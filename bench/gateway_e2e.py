@@ -285,11 +285,13 @@ def running_daemon(
     cpu: int,
     wrap: Sequence[str] = (),
     patience: float = 1.0,
+    extra: str = "",
 ) -> Iterator[Any]:
     """``havel gateway run`` as its own process (pinned to CPU ``cpu`` where it can be) with an MQTT sink
     "platform" to the broker at ``broker_port``, data in ``tmp/data``; yields the process once that sink
     is up, terminates it at the end. ``wrap``: a command the daemon runs under (valgrind, for
-    ``bench/gateway_instructions.py``), ``patience``: how many times longer to wait for it."""
+    ``bench/gateway_instructions.py``), ``patience``: how many times longer to wait for it, ``extra``: more
+    config tables (TOML text)."""
     cfg = tmp / "gateway.toml"
     cfg.write_text(f"""
 [gateway]
@@ -310,7 +312,7 @@ name = "platform"
 host = "127.0.0.1"
 port = {broker_port}
 tls = false
-""")
+""" + extra)
     cmd = [sys.executable, "-m", "havel", "gateway", "run", "--config", str(cfg)]
     if os.environ.get("HAVEL_PROFILE"):  # where the daemon's time goes: cProfile output file
         cmd[1:1] = ["-m", "cProfile", "-o", os.environ["HAVEL_PROFILE"]]

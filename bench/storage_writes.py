@@ -1,7 +1,7 @@
 """Bytes the gateway writes to its storage per uplink, at the city's pace and under load.
 
 Usage: .venv/bin/python bench/storage_writes.py [--devices 500] [--seconds 60] [--rates 0.5,50]
-       [--no-ext4] [--json]
+       [--batch-s 30] [--mount-options commit=60] [--no-ext4] [--json]
 
 A Raspberry Pi keeps the database on an SD card, and an SD card wears out by the bytes written to it, so
 this says how long a card lasts on a roof. Setup as in ``bench/gateway_e2e.py``: a real Mosquitto on
@@ -18,8 +18,13 @@ uplink:
   page cache made dirty: a small fsynced write costs a whole page);
 - ``device``: sectors written to the file system's block device (``/sys/block/<dev>/stat``), when the data
   directory is a loop-mounted ext4 image this bench makes (as root; ``--no-ext4`` or not root: skipped).
-  This includes the file system's own journal and metadata, which the process counters do not;
-- the breakdown: the WAL's frames are read as they are written (polled every 0.1 s) and each frame's page is
+  This includes the file system's own journal and metadata, which the process counters do not. The
+  image has 4 KiB blocks (as a Pi's card formatted by mkfs) and its inode tables and journal written at
+  mkfs (``lazy_itable_init=0,lazy_journal_init=0``: no background initialisation writes in the window);
+  ``--mount-options`` mounts it with more options (``commit=60``: docs/storage-wear.md);
+- the breakdown per file: the intake log (the sectors of the records appended in the window, read from the
+  log file), the WAL, and the rest of ``wchar`` (the checkpoints' copies into the main database file, logs);
+- the WAL's breakdown: its frames are read as they are written (polled every 0.1 s) and each frame's page is
   named by the table or index it belongs to (SQLite's ``dbstat``); what ``wchar`` has beyond the WAL is
   the checkpoints' copies into the main database file (and logs).
 
@@ -61,6 +66,9 @@ from gateway_e2e import (  # noqa: E402
 
 from havel.gateway import db  # noqa: E402
 from havel.gateway.backends.semtech_udp import gwmp  # noqa: E402
+from havel.gateway.config import StorageConfig  # noqa: E402
+from havel.gateway.intake_log import RECORD_HEADER, RECORD_MAGIC  # noqa: E402
+from havel.gateway.intake_log_file import SECTOR  # noqa: E402
 
 GOAL_BYTES = 4096  # bytes written per uplink at a city's pace, the goal
 
@@ -81,15 +89,18 @@ def datagram(k: int, devices: int, token: int) -> bytes:
 
 
 @contextlib.contextmanager
-def ext4_data_dir(where: Path, size_mb: int = 256) -> Iterator[str | None]:
-    """An ext4 image loop-mounted at ``where``; yields its block device's name (``loop3``), or None (and
-    ``where`` a plain folder) when it cannot be mounted (not root, no loop devices)."""
+def ext4_data_dir(where: Path, size_mb: int = 256, options: str = "") -> Iterator[str | None]:
+    """An ext4 image (4 KiB blocks, inode tables and journal written at mkfs) loop-mounted at ``where``
+    with ``options``; yields its block device's name (``loop3``), or None (and ``where`` a plain folder)
+    when it cannot be mounted (not root, no loop devices)."""
     where.mkdir(parents=True, exist_ok=True)
     image = where.with_name(where.name + ".ext4")
+    mkfs = ["mkfs.ext4", "-q", "-F", "-b", "4096", "-E", "lazy_itable_init=0,lazy_journal_init=0"]
     try:
         subprocess.run(["truncate", "-s", f"{size_mb}M", str(image)], check=True)
-        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
-        subprocess.run(["mount", "-o", "loop", str(image), str(where)], check=True, capture_output=True)
+        subprocess.run([*mkfs, str(image)], check=True, capture_output=True)
+        mount_opts = ",".join(o for o in ("loop", options) if o)
+        subprocess.run(["mount", "-o", mount_opts, str(image), str(where)], check=True, capture_output=True)
     except (OSError, subprocess.CalledProcessError):
         yield None
         return
@@ -170,6 +181,20 @@ class WalWatcher:
         return pages, frames
 
 
+def log_sectors(path: Path) -> dict[int, int]:
+    """The intake log's records: sequence number -> sectors (read beside the daemon; none without a log)."""
+    try:
+        image = path.read_bytes()
+    except OSError:
+        return {}
+    out: dict[int, int] = {}
+    for off in range(SECTOR, len(image), SECTOR):
+        if image[off : off + 4] == RECORD_MAGIC:
+            _, seq, _length, n, _ = RECORD_HEADER.unpack_from(image, off)
+            out[seq] = n
+    return out
+
+
 def page_owners(path: Path) -> dict[int, str]:
     """Page number -> the table or index it belongs to (``dbstat``, read-only beside the daemon)."""
     conn = db.open_db_readonly(path)
@@ -207,6 +232,8 @@ def run_rate(
 ) -> dict[str, object]:
     n = max(1, round(rate * seconds))
     wal.take()
+    logfile = dbfile.with_name("intake.log")
+    seq0 = max(log_sectors(logfile), default=0)
     io0, sec0 = proc_io(pid), sectors_written(dev)
     acked0 = status(http)["sinks"]["platform"]["acked"]
     send_at(rate, n, devices, sock, sent)
@@ -219,6 +246,7 @@ def run_rate(
     if dev is not None:
         subprocess.run(["sync", "-f", str(dbfile)], check=False)  # what the kernel still holds, to the device
     io1, sec1 = proc_io(pid), sectors_written(dev)
+    log_bytes = sum(k for s, k in log_sectors(logfile).items() if s > seq0) * SECTOR
     pages, frames = wal.take()
     owners = page_owners(dbfile)
     by_owner: Counter[str] = Counter()
@@ -235,7 +263,8 @@ def run_rate(
         "device_bytes_per_uplink": round((sec1 - sec0) * 512 / n) if dev is not None else None,
         "page_size": wal.page_size,
         "wal_bytes_per_uplink": round(wal_bytes / n),
-        "main_db_and_other_bytes_per_uplink": round(max(0, wchar - wal_bytes) / n),
+        "intake_log_bytes_per_uplink": round(log_bytes / n),
+        "main_db_and_other_bytes_per_uplink": round(max(0, wchar - wal_bytes - log_bytes) / n),
         "wal_bytes_per_uplink_by_table": {k: round(v * frame_bytes / n) for k, v in by_owner.most_common()},
     }
 
@@ -260,6 +289,13 @@ def main() -> int:
         "that the WAL has its working size (a WAL still growing costs the file system a metadata write per "
         "fsync) and the measured window starts a pass of it",
     )
+    ap.add_argument(
+        "--batch-s",
+        type=float,
+        default=StorageConfig().batch_s,
+        help="[storage] batch_s of the daemon (0: a SQLite commit per stored batch of uplinks)",
+    )
+    ap.add_argument("--mount-options", default="", help="more mount options of the ext4 image: commit=60")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
@@ -268,7 +304,11 @@ def main() -> int:
     atexit.register(shutil.rmtree, tmp, True)  # the daemon's database, gone when the figures are out
     udp, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
     results = []
-    fs = contextlib.nullcontext(None) if args.no_ext4 else ext4_data_dir(tmp / "data")
+    fs = (
+        contextlib.nullcontext(None)
+        if args.no_ext4
+        else ext4_data_dir(tmp / "data", options=args.mount_options)
+    )
     with fs as dev, Mosquitto() as broker:
         broker.start()
         dbfile = tmp / "data" / "havel.db"
@@ -276,7 +316,8 @@ def main() -> int:
         conn = db.open_db(dbfile)
         register_devices(conn, args.devices)
         conn.close()
-        with running_daemon(tmp, udp, http, broker.port, cpu=0) as proc:
+        extra = f"\n[storage]\nbatch_s = {args.batch_s}\n"
+        with running_daemon(tmp, udp, http, broker.port, cpu=0, extra=extra) as proc:
             wal = WalWatcher(dbfile.with_name("havel.db-wal"))
             wal.start()
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -303,15 +344,19 @@ def main() -> int:
         "devices": args.devices,
         "warmed_to_a_checkpoint": warmed,
         "ext4_device": dev,
+        "mount_options": args.mount_options or "defaults",
+        "batch_s": args.batch_s,
         "goal_bytes_per_uplink": GOAL_BYTES,
         "results": results,
     }
     if args.json:
         print(json.dumps(report))
         return 0
+    where = f"a loop-mounted ext4 image ({dev}, {args.mount_options or 'defaults'})" if dev else "a folder"
     print(
         f"{args.devices} ABP devices, one rxpk per PUSH_DATA, MQTT sink to a local Mosquitto; "
-        f"data on {'a loop-mounted ext4 image (' + dev + ')' if dev else 'the temporary folder'}; "
+        f"data on {where}; "
+        f"[storage] batch_s = {args.batch_s:g}; "
         + ("warmed up to the first checkpoint" if warmed else "the warm-up ended before the first checkpoint")
     )
     print(
@@ -326,8 +371,9 @@ def main() -> int:
         )
     for r in results:
         print(
-            f"at {r['uplinks_per_s']:g}/s, page size {r['page_size']}: WAL {r['wal_bytes_per_uplink']:,} B "
-            f"per uplink, main database (checkpoints) and logs {r['main_db_and_other_bytes_per_uplink']:,} B"
+            f"at {r['uplinks_per_s']:g}/s, page size {r['page_size']}: intake log "
+            f"{r['intake_log_bytes_per_uplink']:,} B, WAL {r['wal_bytes_per_uplink']:,} B per uplink, main "
+            f"database (checkpoints) and logs {r['main_db_and_other_bytes_per_uplink']:,} B"
         )
         for name, b in r["wal_bytes_per_uplink_by_table"].items():  # type: ignore[attr-defined]
             print(f"    {name:<40} {b:>8,} B")

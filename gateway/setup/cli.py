@@ -75,6 +75,8 @@ def setup(
     click.echo(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     for problem in install.check_buses(b, root):
         click.echo(f"warning: {problem}", err=True)
+    for problem in install.check_mount(install.target(root, files.DATA_DIR)):
+        click.echo(f"warning: {problem}", err=True)
     if not dry_run and root == Path("/"):
         click.echo(
             f"next: build or install the forwarder at {forwarder_bin} (docs/roof.md), set the [[sink]] in "

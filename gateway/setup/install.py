@@ -163,6 +163,45 @@ def check_buses(board: Board, root: Path) -> list[str]:
     return problems
 
 
+COMMIT_S = 60  # the ext4 journal interval a roof's data directory wants (docs/storage-wear.md)
+
+
+def check_mount(data_dir: Path, mounts: str | None = None) -> list[str]:
+    """What the data directory's mount lacks for the SD card (``mounts``: /proc/self/mounts' text): on
+    ext4, ``commit=60``. The gateway fsyncs what must be durable; the default 5 s journal commit only adds
+    a metadata write every few seconds, about 4 kB per uplink at a city's pace (docs/storage-wear.md)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return []
+    where, rest = data_dir.absolute(), Path()
+    while not where.exists() and where != where.parent:  # (symlinks resolved where the path exists)
+        where, rest = where.parent, Path(where.name) / rest
+    where = where.resolve() / rest
+    best: tuple[str, str, str, str] | None = None
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        device, point, fstype, options = fields[0], fields[1].replace("\\040", " "), fields[2], fields[3]
+        inside = where == Path(point) or Path(point) in where.parents
+        if inside and (best is None or len(point) > len(best[1])):
+            best = (device, point, fstype, options)
+    if best is None or best[2] not in ("ext4", "ext3"):
+        return []
+    device, point, _, options = best
+    commit = next((o.split("=", 1)[1] for o in options.split(",") if o.startswith("commit=")), None)
+    if commit is not None and commit.isdigit() and int(commit) >= COMMIT_S:
+        return []
+    return [
+        f"{point} (the data directory's file system, {device}) is mounted with "
+        f"{'commit=' + commit if commit else 'the default 5 s journal commit'}: the journal then writes "
+        f"about 4 kB per uplink to the SD card. Add commit={COMMIT_S} to its options in /etc/fstab "
+        f"(e.g. `defaults,noatime,commit={COMMIT_S}`), then `sudo mount -o remount,commit={COMMIT_S} {point}`"
+    ]
+
+
 def eui_from_mac(root: Path) -> int:
     """A gateway EUI from the Pi's Ethernet (or Wi-Fi) MAC address: EUI-48 to EUI-64 by inserting FFFE."""
     for name in ("eth0", "end0", "wlan0"):
