@@ -110,6 +110,7 @@ class Gateway:
         self.damage: StorageError | None = None  # what that check found (the daemon stops)
         self.batch: WriteBatch | None = None  # SQLite written in batches ([storage] batch_s), once started
         self.journal: Journal | LogJournal | None = None
+        self.commit_signal = False  # SIGUSR1 commits the write batch (a daemon in the main thread)
 
     # ------------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -222,6 +223,7 @@ class Gateway:
                 "udp": f"{self.udp_addr[0]}:{self.udp_addr[1]}",
                 "sinks": [s["name"] for s in cfg.sinks],
                 "config": str(cfg.source) if cfg.source else None,
+                "commit_signal": "SIGUSR1" if self.commit_signal else None,
             }
         )
         self.notifier.ready(f"listening on {self.udp_addr[0]}:{self.udp_addr[1]}")
@@ -253,6 +255,7 @@ class Gateway:
         self.intake.replay_journal()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # (not the main thread)
             self.loop.add_signal_handler(signal.SIGUSR1, batch.pause)
+            self.commit_signal = True  # (the run lock says so: only then does the CLI send it)
 
     def _batch_committed(self) -> None:
         assert isinstance(self.journal, LogJournal)
@@ -324,7 +327,7 @@ class Gateway:
         await self.monitoring.close()
         if self.full_check is not None:
             self.full_check.join(30.0)
-        if self.batch is not None:
+        if self.commit_signal:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
         if self.conn is not None:

@@ -94,9 +94,12 @@ def running(data_dir: Path) -> dict[str, Any] | None:
 def ask_to_commit(data_dir: Path) -> bool:
     """Before writing the database behind a running daemon: ask it (SIGUSR1) to commit its open write batch
     and to begin none for a while (:mod:`havel.gateway.write_batch`), so that this process's write does not
-    wait for the batch's lock until it times out. False when no daemon runs (or it cannot be signalled)."""
+    wait for the batch's lock until it times out. Only a daemon whose run lock says it takes the signal is
+    sent it. False when none was asked."""
     doc = running(data_dir)
     pid = doc.get("pid") if doc else None
+    if not doc or doc.get("commit_signal") != "SIGUSR1":  # (no batches, or a daemon that set no handler:
+        return False  # SIGUSR1 would end it)
     if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
         return False
     try:

@@ -47,11 +47,15 @@ def load_config(config_path: Path | None, data_dir: Path | None) -> Config:
     raise ConfigError("no configuration given", hint="pass --config FILE or --data-dir DIR")
 
 
+COMMIT_WAIT_MS = 30_000  # how long a write waits for the lock of a daemon asked to commit its write batch
+
+
 def open_registry(cfg: Config) -> Registry:
     """The registry in the config's database (opened for writing; a running daemon is asked to commit its
     write batch first, so that the write does not wait for its lock)."""
-    runlock.ask_to_commit(cfg.data_dir)
-    return Registry(db.open_db(cfg.db_path))
+    # (a daemon asked commits within milliseconds, but a loaded machine may keep it from running for a while)
+    asked = runlock.ask_to_commit(cfg.data_dir)
+    return Registry(db.open_db(cfg.db_path, busy_timeout_ms=COMMIT_WAIT_MS if asked else 5000))
 
 
 def refuse_while_running(cfg: Config, doing: str) -> None:

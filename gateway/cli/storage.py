@@ -10,7 +10,7 @@ import click
 from havel.errors import HavelError, InputError
 from havel.gateway import db, db_backup, runlock
 
-from .options import load_config, refuse_while_running, where
+from .options import COMMIT_WAIT_MS, load_config, refuse_while_running, where
 
 
 @click.command("backup")
@@ -113,8 +113,8 @@ def outbox_discard(config_path: Path | None, data_dir: Path | None, sink: str, y
         default=False,
     ):
         raise click.Abort()
-    runlock.ask_to_commit(cfg.data_dir)  # (a running daemon's write batch would hold the lock)
-    conn = db.open_db(cfg.db_path)
+    asked = runlock.ask_to_commit(cfg.data_dir)  # (a running daemon's write batch would hold the lock)
+    conn = db.open_db(cfg.db_path, busy_timeout_ms=COMMIT_WAIT_MS if asked else 5000)
     try:
         waiting, deleted = discard_sink(conn, sink)
     finally:

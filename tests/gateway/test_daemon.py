@@ -469,8 +469,11 @@ def test_a_datagram_with_more_rxpk_than_a_journal_mask_holds(gw: InProcessGatewa
 
 def test_a_datagram_with_one_rxpk_waiting_is_journaled_compactly(tmp_path: Path) -> None:
     """One rxpk waiting (a city's pace): a compact row of its own; several: one row for the datagram."""
-    # (a long dedup window: the rows are looked at while the frames wait in it, even on a busy machine)
-    cfg = config.load(write_config(tmp_path, network={"dedup_window_ms": 4000}))
+    # (a long dedup window: the rows are looked at while the frames wait in it, even on a busy machine; the
+    # journal in SQLite, as with batch_s = 0: with batches it is the intake log, test_write_batch.py)
+    cfg = config.load(
+        write_config(tmp_path, network={"dedup_window_ms": 4000}, extra="\n[storage]\nbatch_s = 0\n")
+    )
     register(cfg)
 
     def rows(gw: InProcessGateway) -> tuple[int, list[int]]:

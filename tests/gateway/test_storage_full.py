@@ -76,6 +76,9 @@ def test_full_disk_stops_push_acks_and_recovers_by_itself(tmp_path: Path) -> Non
         udp_port=udp,
         network={"dedup_window_ms": 100},
         sinks=[{"type": "file", "path": str(out), "name": "file"}],
+        # the journal in SQLite (batch_s = 0): a full disk refuses it at once. With batches the intake log,
+        # written whole beforehand, takes frames on: tests/gateway/test_write_batch.py
+        extra="\n[storage]\nbatch_s = 0\n",
     )
     cfg = config.load(cfg_path)
     disk = SmallDisk(cfg.data_dir)

@@ -57,7 +57,9 @@ def published(folder: Path) -> list[dict[str, Any]]:
 
 
 def gateway_in(folder: Path, network: dict[str, Any] | None = None) -> config.Config:
-    cfg = config.load(write_config(folder, network=network))
+    # the commits of batch_s = 0 (a commit per store, the journal in SQLite); with batches:
+    # tests/gateway/test_write_batch.py
+    cfg = config.load(write_config(folder, network=network, extra="\n[storage]\nbatch_s = 0\n"))
     if not cfg.db_path.exists():
         conn = db.open_db(cfg.db_path)
         register_abp(conn, 1, dev_eui=EUI0, dev_addr=ADDR0, nwk_s_key=NWK, app_s_key=APP)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from havel.gateway import runlock
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import relay_bb_kit as k
@@ -650,13 +652,18 @@ def test_an_alarm_class_gateway_event_is_relayed_signed_and_read_by_the_receiver
     assert msg["event"] == "forwarder_silent" and msg["relayed"] is True and msg["via"] == "aprs", msg
     assert re.fullmatch(r"gw1-event-[0-9a-f]{12}", msg["id"]), msg
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z", msg["at"]), msg
+
     # the id the gateway stored the event under: the platform gets it under the same id after the outage
-    db = sqlite3.connect(f"file:{rig.data / 'havel.db'}?mode=ro", uri=True)
-    try:
-        stored = [row[0] for row in db.execute("SELECT id FROM outbox WHERE kind = 'event'")]
-    finally:
-        db.close()
-    assert msg["id"] in stored, (msg["id"], stored)
+    # (the daemon writes SQLite in batches: asked to commit, as the CLI does, it soon holds the event)
+    def stored() -> list[str]:
+        runlock.ask_to_commit(rig.data)
+        db = sqlite3.connect(f"file:{rig.data / 'havel.db'}?mode=ro", uri=True)
+        try:
+            return [row[0] for row in db.execute("SELECT id FROM outbox WHERE kind = 'event'")]
+        finally:
+            db.close()
+
+    k.wait_for(lambda: msg["id"] in stored(), 30, "the event's id in the database", step=0.5)
 
 
 def test_every_metric_docs_relay_names_is_on_the_daemons_metrics_page(mesh_rig: MeshRig) -> None:
