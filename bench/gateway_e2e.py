@@ -312,7 +312,7 @@ name = "platform"
 host = "127.0.0.1"
 port = {broker_port}
 tls = false
-""" + extra)
+{extra}""")
     cmd = [sys.executable, "-m", "havel", "gateway", "run", "--config", str(cfg)]
     if os.environ.get("HAVEL_PROFILE"):  # where the daemon's time goes: cProfile output file
         cmd[1:1] = ["-m", "cProfile", "-o", os.environ["HAVEL_PROFILE"]]

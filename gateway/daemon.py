@@ -201,7 +201,7 @@ class Gateway:
             self.loop,
             self._notify_forwarder,
             shared=self.shared,
-            durable=(lambda: self.batch.commit("a downlink command was queued")) if self.batch else None,
+            durable=self._commit_command if self.batch is not None else None,
         )
         ctx = DaemonContext(cfg, self.conn, self.outbox, self.registry, self.metrics, self, self.loop)
         self.components = components.build(ctx)
@@ -256,6 +256,10 @@ class Gateway:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # (not the main thread)
             self.loop.add_signal_handler(signal.SIGUSR1, batch.pause)
             self.commit_signal = True  # (the run lock says so: only then does the CLI send it)
+
+    def _commit_command(self) -> bool:
+        """A downlink command was queued: durable before its result is published."""
+        return self.batch is None or self.batch.commit("a downlink command was queued")
 
     def _batch_committed(self) -> None:
         assert isinstance(self.journal, LogJournal)
