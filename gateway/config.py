@@ -24,9 +24,14 @@ from typing import Any, TypeVar
 
 from havel.codecs.lorawan.ids import parse_id_hex
 from havel.errors import ConfigError, InputError
-
-from .sections import DeliverySection, PowerSection, RelaySection, UpstreamSection, WatchdogSection
-from .settings import MAX_DEPTH, check, check_values, key, read
+from havel.gateway.sections import (
+    DeliverySection,
+    PowerSection,
+    RelaySection,
+    UpstreamSection,
+    WatchdogSection,
+)
+from havel.gateway.settings import MAX_DEPTH, check, check_values, key, read
 
 SINK_TYPES = ("mqtt", "file")
 _GATEWAY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -404,9 +409,8 @@ def schema() -> dict[str, set[str]]:
     from havel.gateway.relay.mqtt_relay import MqttPathOptions
     from havel.gateway.relay.reticulum_relay import ReticulumConfig
     from havel.gateway.sections import UpstreamServer
+    from havel.gateway.settings import MqttSettings, keys_of
     from havel.gateway.sinks import file, mqtt
-
-    from .settings import MqttSettings, keys_of
 
     out = {name: set(keys_of(section)) for name, section in {**SECTIONS, **COMPONENT_SECTIONS}.items()}
     # (gateway_id is set by the daemon from [gateway] id, not written in a [[sink]])

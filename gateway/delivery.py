@@ -61,12 +61,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from havel.errors import ConfigError
-
-from .outbox import Outbox
-from .sections import DeliverySection
-from .sink_delivery import SinkDelivery
-from .sink_status import SINK_STATES, SinkStatus
-from .sinks.base import Sink
+from havel.gateway.outbox import Outbox
+from havel.gateway.sections import DeliverySection
+from havel.gateway.sink_delivery import SinkDelivery
+from havel.gateway.sink_status import SINK_STATES, SinkStatus
+from havel.gateway.sinks.base import Sink
 
 __all__ = ["Delivery"]
 

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from . import db, db_backup
+from havel.gateway import db, db_backup
 
 __all__ = ["FullCheck", "check_at_start"]
 

@@ -48,11 +48,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from havel.errors import InputError
-
-from . import db, schema
-from .outbox_acks import Acknowledgements
-from .outbox_quota import DROP_ORDER, Quota
-from .outbox_records import (
+from havel.gateway import db, schema
+from havel.gateway.outbox_acks import Acknowledgements
+from havel.gateway.outbox_quota import DROP_ORDER, Quota
+from havel.gateway.outbox_records import (
     ADD_TOTALS_SEQ,
     ID,
     INSERT,
@@ -65,7 +64,7 @@ from .outbox_records import (
     Row,
     record_row,
 )
-from .outbox_sinks import MAX_SINKS, SinkBits
+from havel.gateway.outbox_sinks import MAX_SINKS, SinkBits
 
 __all__ = ["Outbox"]
 

@@ -15,9 +15,9 @@ import sqlite3
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from . import db
-from .outbox_records import DELETE_DONE, DELETE_IDS, DELETE_SEQS, delete_counted
-from .outbox_sinks import SinkBits
+from havel.gateway import db
+from havel.gateway.outbox_records import DELETE_DONE, DELETE_IDS, DELETE_SEQS, delete_counted
+from havel.gateway.outbox_sinks import SinkBits
 
 __all__ = ["Acknowledgements"]
 

@@ -13,9 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from havel.errors import InputError
-
-from . import db
-from .outbox_records import ID, PRIORITY, SIZE, Row, add_totals
+from havel.gateway import db
+from havel.gateway.outbox_records import ID, PRIORITY, SIZE, Row, add_totals
 
 __all__ = ["DROP_ORDER", "Quota"]
 

@@ -17,8 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from havel.errors import InputError
-
-from .jsontext import encode_json
+from havel.gateway.jsontext import encode_json
 
 __all__ = ["KINDS", "PRIORITIES", "ROW_OVERHEAD", "OutboxRecord", "Row", "record_row", "stored_row"]
 

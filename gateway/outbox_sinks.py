@@ -14,9 +14,8 @@ import sqlite3
 from collections.abc import Sequence
 
 from havel.errors import InputError
-
-from . import db
-from .outbox_records import DELETE_DONE, delete_counted
+from havel.gateway import db
+from havel.gateway.outbox_records import DELETE_DONE, delete_counted
 
 __all__ = ["MAX_SINKS", "SinkBits", "discard_sink", "pending_by_sink"]
 

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 from havel.codecs.lorawan.ids import parse_id_hex
 from havel.errors import ConfigError, HavelError
 from havel.gateway.power import nut
+from havel.gateway.settings import check, key, read
 from havel.gateway.setup.files import PKTFWD_UNIT
-
-from .settings import check, key, read
 
 if TYPE_CHECKING:
     from havel.gateway.relay.priority import Classifier

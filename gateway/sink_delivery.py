@@ -11,13 +11,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from havel.errors import HavelError, StorageError
-
-from .outbox_records import OutboxRecord
-from .sink_status import SinkStatus, iso
-from .sinks.base import Sink
+from havel.gateway.outbox_records import OutboxRecord
+from havel.gateway.sink_status import SinkStatus, iso
+from havel.gateway.sinks.base import Sink
 
 if TYPE_CHECKING:
-    from .delivery import Delivery
+    from havel.gateway.delivery import Delivery
 
 __all__ = ["SinkDelivery"]
 

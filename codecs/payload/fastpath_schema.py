@@ -15,6 +15,7 @@ from typing import Any
 
 import construct as cs
 
+from havel.codecs.payload.bitstruct import NotPlain, bit_fields
 from havel.codecs.payload.fields import Bool, Choice, Reading
 
 _INT_CODES = "bBhHiIlLqQ"
@@ -211,45 +212,14 @@ class Schema:
         ):
             raise Unsupported("not a BitStruct of 1, 2, 4 or 8 bytes")
         nbytes = sc.decodeamount
-        total = 8 * nbytes
+        try:
+            found = bit_fields(sc, _conv, lambda conv: conv.kind == "int")
+        except NotPlain as exc:
+            raise Unsupported(str(exc)) from None
         fields: list[tuple[str, int, int, Conv, Any, int]] = []
-        pos = 0
-        for sub in sc.subcon.subcons:
-            fname = sub.name if isinstance(sub, cs.Renamed) else None
-            inner = sub.subcon if isinstance(sub, cs.Renamed) else sub
-            const: Any = None
-            if isinstance(inner, cs.Const):
-                const = inner.value
-                inner = inner.subcon
-            if (
-                isinstance(inner, cs.Padded)
-                and inner.subcon is cs.Pass
-                and isinstance(inner.length, int)
-                and fname is None
-            ):
-                pos += inner.length  # Padding: read and ignored, like construct
-                continue
-            leaf, conv = _conv(inner)
-            if (
-                isinstance(leaf, cs.BitsInteger)
-                and isinstance(leaf.length, int)
-                and not leaf.signed
-                and not leaf.swapped
-            ):
-                width = leaf.length
-            elif leaf is cs.Flag:
-                width = 1  # in a BitStruct a Flag is one bit: 1 is true
-            else:
-                raise Unsupported(f"bit field {type(leaf).__name__}")
-            if fname is None:
-                raise Unsupported("an unnamed bit field")
-            if const is not None and (conv.kind != "int" or not isinstance(const, int)):
-                raise Unsupported("a constant over an adapter")
-            pos += width
+        for fname, shift, width, conv, const in found:
             path = (name, fname) if name is not None else ("", fname)
-            fields.append((fname, total - pos, width, conv, const, self._new(path, conv)))
-        if pos != total:
-            raise Unsupported("bit fields do not fill the bytes")
+            fields.append((fname, shift, width, conv, const, self._new(path, conv)))
         word = self.nvars
         self.nvars += 1
         return Bits(name, nbytes, fields, word)

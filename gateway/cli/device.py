@@ -13,10 +13,9 @@ from rich.table import Table
 
 from havel.codecs.lorawan.ids import parse_id_hex, parse_key
 from havel.errors import InputError, SecurityError
+from havel.gateway.cli.options import load_config, open_registry, where
 from havel.gateway.network.sessions import Device, Session
 from havel.gateway.registry_io import format_export, parse_import
-
-from .options import load_config, open_registry, where
 
 
 @click.group()

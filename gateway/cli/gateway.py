@@ -13,12 +13,11 @@ from typing import Any
 import click
 
 from havel.gateway import runlock
+from havel.gateway.cli.options import load_config, where
+from havel.gateway.cli.status import offline_status, print_status
+from havel.gateway.cli.storage import gateway_backup, gateway_outbox, gateway_restore
 from havel.gateway.power.cli import power, power_check
 from havel.gateway.setup.cli import setup
-
-from .options import load_config, where
-from .status import offline_status, print_status
-from .storage import gateway_backup, gateway_outbox, gateway_restore
 
 
 @click.group()

@@ -9,8 +9,7 @@ import click
 
 from havel.errors import HavelError, InputError
 from havel.gateway import db, db_backup, runlock
-
-from .options import COMMIT_WAIT_MS, load_config, refuse_while_running, where
+from havel.gateway.cli.options import COMMIT_WAIT_MS, load_config, refuse_while_running, where
 
 
 @click.command("backup")

@@ -68,15 +68,15 @@ def make_formatter(cfg: dict[str, Any], *, where: str = "sink") -> Formatter:
     """The formatter a sink config asks for (``format``, default ``json``); ConfigError names bad keys."""
     fmt = cfg.get("format", "json")
     if fmt == "json":
-        from .jsonscheme import JsonScheme
+        from havel.gateway.formats.jsonscheme import JsonScheme
 
         return JsonScheme.from_config(cfg, where=where)
     if fmt == "sensorthings":
-        from .sensorthings import SensorThings
+        from havel.gateway.formats.sensorthings import SensorThings
 
         return SensorThings.from_config(cfg.get("sensorthings", {}), where=f"{where}.sensorthings")
     if fmt == "fiware":
-        from .fiware import Fiware
+        from havel.gateway.formats.fiware import Fiware
 
         return Fiware.from_config(cfg.get("fiware", {}), where=f"{where}.fiware")
     raise ConfigError(f"{where}.format is {fmt!r}", hint=f"one of {', '.join(FORMATS)}")

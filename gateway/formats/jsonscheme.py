@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from havel.errors import ConfigError, InputError
-
-from . import OutMessage, check_topic_level
+from havel.gateway.formats import OutMessage, check_topic_level
 
 __all__ = ["JsonScheme", "device_topic", "down_topic_filter", "gateway_topic"]
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from havel.errors import ConfigError
-
-from . import OutMessage, check_topic_level, flatten, to_json
+from havel.gateway.formats import OutMessage, check_topic_level, flatten, to_json
 
 __all__ = ["SensorThings"]
 

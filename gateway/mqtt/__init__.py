@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from .client import MqttClient
-from .connection import Will, configure, describe_error
-from .loopthread import LoopThread
+from havel.gateway.mqtt.client import MqttClient
+from havel.gateway.mqtt.connection import Will, configure, describe_error
+from havel.gateway.mqtt.loopthread import LoopThread
 
 __all__ = ["LoopThread", "MqttClient", "Will", "configure", "describe_error"]

@@ -40,11 +40,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ..settings import MqttSettings
-from .connection import NO_RECEIVE_MAXIMUM, Will, describe_error, make_client
-from .eventloop import LoopAdapter
-from .publisher import Publisher
-from .subscriber import Handler, Subscriber
+from havel.gateway.mqtt.connection import NO_RECEIVE_MAXIMUM, Will, describe_error, make_client
+from havel.gateway.mqtt.eventloop import LoopAdapter
+from havel.gateway.mqtt.publisher import Publisher
+from havel.gateway.mqtt.subscriber import Handler, Subscriber
+from havel.gateway.settings import MqttSettings
 
 __all__ = ["MqttClient"]
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from havel.errors import ConfigError
-
-from ..settings import MqttSettings
+from havel.gateway.settings import MqttSettings
 
 __all__ = ["NO_RECEIVE_MAXIMUM", "Will", "configure", "describe_error", "make_client"]
 

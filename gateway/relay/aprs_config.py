@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from havel.errors import ConfigError, InputError, LegalError
-
-from ..settings import read
-from . import aprs, ax25
+from havel.gateway.relay import aprs, ax25
+from havel.gateway.settings import read
 
 MIN_RESEND_S = 30.0
 DEFAULT_PATH = ("WIDE2-1",)

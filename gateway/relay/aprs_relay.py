@@ -23,17 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from havel.errors import ConfigError, HavelError, LegalError
-
-from . import aprs, ax25
-from .aprs_config import APRSConfig
-from .aprs_telemetry import CHANNEL, TelemetryReports
-from .budget import Budget, afsk_airtime_s
-from .emergency import EmergencySwitch
-from .events import encode_event_line
-from .lines import encode_line, encode_status_line, sign_line, to_base36
-from .record import RelayRecord
-from .signing import Signer, identity
-from .tnc import TncConnection
+from havel.gateway.relay import aprs, ax25
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_telemetry import CHANNEL, TelemetryReports
+from havel.gateway.relay.budget import Budget, afsk_airtime_s
+from havel.gateway.relay.emergency import EmergencySwitch
+from havel.gateway.relay.events import encode_event_line
+from havel.gateway.relay.lines import encode_line, encode_status_line, sign_line, to_base36
+from havel.gateway.relay.record import RelayRecord
+from havel.gateway.relay.signing import Signer, identity
+from havel.gateway.relay.tnc import TncConnection
 
 log = logging.getLogger("havel.relay.aprs")
 PRIO = {"alarm": 0, "state": 1}

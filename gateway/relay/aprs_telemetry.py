@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from . import aprs
-from .aprs_config import TelemetryChannel
-from .record import RelayRecord
-from .signing import Signer
+from havel.gateway.relay import aprs
+from havel.gateway.relay.aprs_config import TelemetryChannel
+from havel.gateway.relay.record import RelayRecord
+from havel.gateway.relay.signing import Signer
 
 CHANNEL = "aprs"  # the signing channel of everything the APRS relay sends
 

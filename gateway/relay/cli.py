@@ -11,9 +11,8 @@ from typing import Any
 import click
 
 from havel.errors import ConfigError
-
-from .emergency import EmergencySwitch
-from .signing import SigningKey
+from havel.gateway.relay.emergency import EmergencySwitch
+from havel.gateway.relay.signing import SigningKey
 
 
 def _switch(config: str | None, data_dir: str | None) -> EmergencySwitch:
@@ -21,8 +20,7 @@ def _switch(config: str | None, data_dir: str | None) -> EmergencySwitch:
     and its ``[relay] emergency``); with only --data-dir the state file alone (the config is not known)."""
     if config:
         from havel.gateway.config import load
-
-        from .component import emergency_switch
+        from havel.gateway.relay.component import emergency_switch
 
         cfg = load(config)
         return emergency_switch(cfg.relay, Path(data_dir) if data_dir else cfg.data_dir)
@@ -82,9 +80,9 @@ def emergency(
 
 
 def _remote_emergency(action: str, receiver_config: str, gateway_id: str | None) -> None:
-    from .mqtt_relay import CONTROL_SENDER, send_emergency_command
-    from .receive.config import ReceiverConfig
-    from .signing import CounterStore, Signer
+    from havel.gateway.relay.mqtt_relay import CONTROL_SENDER, send_emergency_command
+    from havel.gateway.relay.receive.config import ReceiverConfig
+    from havel.gateway.relay.signing import CounterStore, Signer
 
     if action == "status":
         raise ConfigError("status is local only: run it on the gateway (or read its relay/status topic)")
@@ -148,15 +146,15 @@ def receive(
     web_rules: str | None,
 ) -> None:
     """Run the crisis-centre receiver: verify, deduplicate, republish into the local broker."""
-    from .receive.config import ReceiverConfig
-    from .receive.receiver import Receiver
+    from havel.gateway.relay.receive.config import ReceiverConfig
+    from havel.gateway.relay.receive.receiver import Receiver
 
     cfg = ReceiverConfig.load(config)
     rules = None
     if web:
         _check_web_host(web_host)
     if web_rules:
-        from .board import alarm_rules
+        from havel.gateway.relay.board import alarm_rules
 
         rules = alarm_rules(web_rules)
     stop = threading.Event()
@@ -217,9 +215,8 @@ def _check_web_host(host: str) -> Any:
 def _start_board(rx: Any, rules: Any, host: str, port: int) -> tuple[Any, Any]:
     """The board served in a thread of its own; loopback unless the operator names another address."""
     from havel.errors import HavelError
+    from havel.gateway.relay.board import Board
     from havel.web import serve
-
-    from .board import Board
 
     addr = _check_web_host(host)
     if not addr.is_loopback:

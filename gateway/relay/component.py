@@ -32,19 +32,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from havel.errors import ConfigError, HavelError
-
-from ..sections import RelaySection
-from ..settings import read
-from .aprs_config import APRSConfig
-from .aprs_relay import APRSRelay
-from .emergency import EmergencySwitch
-from .manager import Manager
-from .outage import OutageDetector
-from .priority import Classifier
-from .signing import CounterStore, Signer, SigningKey, identity
+from havel.gateway.relay.aprs_config import APRSConfig
+from havel.gateway.relay.aprs_relay import APRSRelay
+from havel.gateway.relay.emergency import EmergencySwitch
+from havel.gateway.relay.manager import Manager
+from havel.gateway.relay.outage import OutageDetector
+from havel.gateway.relay.priority import Classifier
+from havel.gateway.relay.signing import CounterStore, Signer, SigningKey, identity
+from havel.gateway.sections import RelaySection
+from havel.gateway.settings import read
 
 if TYPE_CHECKING:
-    from ..components import DaemonContext
+    from havel.gateway.components import DaemonContext
 
 log = logging.getLogger("havel.relay")
 
@@ -69,7 +68,7 @@ def validate(section: RelaySection | dict[str, Any], sink_names: list[str]) -> R
         if kind == "aprs":
             APRSConfig.from_config(p, f"relay.path[{i}]")  # LegalError without a callsign
         elif kind == "reticulum":
-            from .reticulum_relay import ReticulumConfig
+            from havel.gateway.relay.reticulum_relay import ReticulumConfig
 
             ReticulumConfig.from_config(p, f"relay.path[{i}]")
         elif kind != "mqtt":
@@ -102,11 +101,11 @@ def build_relays(s: RelaySection, data_dir: Path, gateway_id: str) -> tuple[list
         if kind == "aprs":
             relays.append(APRSRelay(APRSConfig.from_config(p, where), signer, switch))
         elif kind == "mqtt":
-            from .mqtt_relay import MQTTRelay
+            from havel.gateway.relay.mqtt_relay import MQTTRelay
 
             relays.append(MQTTRelay(p, signer, gateway_id, switch=switch, data_dir=data_dir, where=where))
         elif kind == "reticulum":
-            from .reticulum_relay import ReticulumConfig, ReticulumRelay
+            from havel.gateway.relay.reticulum_relay import ReticulumConfig, ReticulumRelay
 
             relays.append(ReticulumRelay(ReticulumConfig.from_config(p, where), signer))
         else:

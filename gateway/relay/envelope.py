@@ -9,10 +9,9 @@ import json
 from typing import Any
 
 from havel.errors import SecurityError
-
-from .record import EnvelopeError, RelayRecord, UnsignedError
-from .signing import Signature, Signer, Verifier
-from .strictjson import finite_number, strict_json
+from havel.gateway.relay.record import EnvelopeError, RelayRecord, UnsignedError
+from havel.gateway.relay.signing import Signature, Signer, Verifier
+from havel.gateway.relay.strictjson import finite_number, strict_json
 
 
 def sign_body(signer: Signer, channel: str, obj: dict[str, Any]) -> bytes:

@@ -7,9 +7,9 @@ import math
 import re
 from typing import Any
 
-from .aprs import OversizeError
-from .lines import KEY_RE, format_value, parse_value, to_base36
-from .record import MAX_TIME, EnvelopeError, parse_time
+from havel.gateway.relay.aprs import OversizeError
+from havel.gateway.relay.lines import KEY_RE, format_value, parse_value, to_base36
+from havel.gateway.relay.record import MAX_TIME, EnvelopeError, parse_time
 
 _EVENT_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 _EVENT_ID_RE = re.compile(r"^(.+)-event-([0-9a-f]{12})$")  # the gateway's own id of a stored event

@@ -15,10 +15,9 @@ import re
 from typing import Any
 
 from havel.errors import SecurityError
-
-from .aprs import OversizeError
-from .record import CLASS_LETTERS, LETTER_CLASSES, EnvelopeError, RelayRecord
-from .signing import Signature, Signer
+from havel.gateway.relay.aprs import OversizeError
+from havel.gateway.relay.record import CLASS_LETTERS, LETTER_CLASSES, EnvelopeError, RelayRecord
+from havel.gateway.relay.signing import Signature, Signer
 
 _LINE_RE = re.compile(r"^H([AS]) ([0-9A-F]{16})-(\d{1,10})-(\d{1,10}) ([0-9A-Z]{1,8}) (\S+)$")
 KEY_RE = re.compile(r"^[A-Za-z0-9_.]{1,32}$")

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from havel.errors import HavelError
-
-from .events import event_body
-from .outage import Change, OutageDetector
-from .priority import RANK, Classifier
-from .record import RelayRecord, parse_time
+from havel.gateway.relay.events import event_body
+from havel.gateway.relay.outage import Change, OutageDetector
+from havel.gateway.relay.priority import RANK, Classifier
+from havel.gateway.relay.record import RelayRecord, parse_time
 
 log = logging.getLogger("havel.relay.manager")
 

@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from havel.errors import ConfigError
-
-from ..formats import OutMessage
-from ..settings import MqttSettings, key, keys_of, read
-from ..sinks.mqtt import MqttSink
-from .budget import Budget
-from .envelope import open_envelope, sign_body, sign_json
-from .record import EnvelopeError, RelayRecord
-from .signing import Signer
-from .strictjson import finite_number
+from havel.gateway.formats import OutMessage
+from havel.gateway.relay.budget import Budget
+from havel.gateway.relay.envelope import open_envelope, sign_body, sign_json
+from havel.gateway.relay.record import EnvelopeError, RelayRecord
+from havel.gateway.relay.signing import Signer
+from havel.gateway.relay.strictjson import finite_number
+from havel.gateway.settings import MqttSettings, key, keys_of, read
+from havel.gateway.sinks.mqtt import MqttSink
 
 log = logging.getLogger("havel.relay.mqtt")
 CHANNEL = "mqtt"
@@ -200,8 +199,8 @@ class EmergencyCommands:
     ) -> None:
         import dataclasses
 
-        from ..mqtt import MqttClient
-        from .signing import Verifier
+        from havel.gateway.mqtt import MqttClient
+        from havel.gateway.relay.signing import Verifier
 
         self.topic = emergency_topic(prefix, gateway_id)
         self.gateway_id = gateway_id
@@ -252,8 +251,7 @@ class EmergencyCommands:
         import time
 
         from havel.errors import ReplayError, SecurityError
-
-        from .signing import StaleError
+        from havel.gateway.relay.signing import StaleError
 
         try:
             _, body, sig = open_envelope(self.verifier, CONTROL_CHANNEL, payload)
@@ -311,8 +309,7 @@ def send_emergency_command(
     import uuid
 
     from havel.errors import TransportError
-
-    from ..mqtt import MqttClient
+    from havel.gateway.mqtt import MqttClient
 
     if signer.sender != CONTROL_SENDER:
         raise ConfigError(f"emergency commands are signed as {CONTROL_SENDER}")

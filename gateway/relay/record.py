@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from havel.errors import InputError
-
-from ..network.reception import format_time as format_rfc3339
-from .priority import lookup
-from .strictjson import json_problem
+from havel.gateway.network.reception import format_time as format_rfc3339
+from havel.gateway.relay.priority import lookup
+from havel.gateway.relay.strictjson import json_problem
 
 CLASS_LETTERS = {"alarm": "A", "state": "S"}
 LETTER_CLASSES = {v: k for k, v in CLASS_LETTERS.items()}

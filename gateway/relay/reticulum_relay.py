@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from havel.errors import ConfigError, LegalError, TransportError
-
-from ..settings import read
-from .budget import Budget
-from .envelope import sign_body, sign_json
-from .record import RelayRecord
-from .signing import Signer
+from havel.gateway.relay.budget import Budget
+from havel.gateway.relay.envelope import sign_body, sign_json
+from havel.gateway.relay.record import RelayRecord
+from havel.gateway.relay.signing import Signer
+from havel.gateway.settings import read
 
 log = logging.getLogger("havel.relay.reticulum")
 CHANNEL = "rns"

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from havel.errors import ConfigError, InputError, ReplayError, SecurityError
-
-from . import ax25
+from havel.gateway.relay import ax25
 
 log = logging.getLogger("havel.relay.signing")
 

@@ -7,7 +7,7 @@ import contextlib
 import select
 import socket
 
-from . import kiss
+from havel.gateway.relay import kiss
 
 
 class TncConnection:

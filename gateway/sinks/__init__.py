@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from havel.errors import ConfigError
-
-from .base import Result, Sink
+from havel.gateway.sinks.base import Result, Sink
 
 __all__ = ["Result", "Sink", "make_sink", "make_sinks"]
 
@@ -29,11 +28,11 @@ def make_sink(cfg: dict[str, Any], *, gateway_id: str | None = None) -> Sink:
         full.setdefault("gateway_id", gateway_id)
     kind = full.get("type")
     if kind == "mqtt":
-        from .mqtt import MqttSink
+        from havel.gateway.sinks.mqtt import MqttSink
 
         return MqttSink.from_config(full)
     if kind == "file":
-        from .file import FileSink
+        from havel.gateway.sinks.file import FileSink
 
         return FileSink.from_config(full)
     raise ConfigError(f"sink[{full.get('name', '?')}].type is {kind!r}", hint="one of mqtt, file")

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from havel.errors import StorageError
-
-from ..formats import Formatter, make_formatter
-from ..settings import key, keys_of, read
-from .base import Result, Sink
+from havel.gateway.formats import Formatter, make_formatter
+from havel.gateway.settings import key, keys_of, read
+from havel.gateway.sinks.base import Result, Sink
 
 __all__ = ["KEYS", "FileSink", "FileSinkSection"]
 

@@ -60,12 +60,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from havel.errors import ConfigError
-
-from ..formats import Formatter, check_topic_level, make_formatter, to_json
-from ..mqtt import MqttClient, Will
-from ..network.reception import format_time
-from ..settings import MqttSettings, TlsSettings
-from .base import Result, Sink
+from havel.gateway.formats import Formatter, check_topic_level, make_formatter, to_json
+from havel.gateway.mqtt import MqttClient, Will
+from havel.gateway.network.reception import format_time
+from havel.gateway.settings import MqttSettings, TlsSettings
+from havel.gateway.sinks.base import Result, Sink
 
 __all__ = ["MqttSink", "TlsSettings"]
 

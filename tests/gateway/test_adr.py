@@ -8,15 +8,8 @@ from typing import Any
 import pytest
 
 from havel.codecs.lorawan import maccmds
-from havel.gateway.adr import (
-    HISTORY,
-    OUTAGE_GAP,
-    AdrController,
-    link_adr_req,
-    loss_percent,
-    nb_trans_for,
-    target,
-)
+from havel.gateway.adr import AdrController
+from havel.gateway.adr_rules import HISTORY, OUTAGE_GAP, link_adr_req, loss_percent, nb_trans_for, target
 
 ACCEPT = {"name": "LinkADRAns", "channel_mask_ack": True, "data_rate_ack": True, "power_ack": True}
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from havel.gateway.adr import HISTORY, AdrController
+from havel.gateway.adr import AdrController
+from havel.gateway.adr_rules import HISTORY
 
 DEVICES = 1_000
 # Bytes of ADR state per device after a full history (the dict entry, the state and its history arrays, the

@@ -12,7 +12,7 @@ import pytest
 
 from havel.codecs.lorawan import crypto, maccmds, phy
 from havel.gateway import db
-from havel.gateway.adr import HISTORY
+from havel.gateway.adr_rules import HISTORY
 from havel.gateway.backends.base import DownlinkFrame
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.config import NetworkConfig

@@ -17,6 +17,7 @@ import construct as cs
 
 from havel.codecs.payload import cayenne_lpp
 from havel.codecs.payload.base import Codec, NodeCodec
+from havel.codecs.payload.bitstruct import NotPlain, bit_fields
 from havel.codecs.payload.fields import VERSION, Bool, Choice, Reading
 from havel.codecs.payload.js.glue import TWINS
 from havel.codecs.payload.port import Field, Port, ViewToData, plain, view_fields
@@ -105,44 +106,14 @@ def _bits(name: str | None, sc: Any) -> dict[str, Any]:
         and 1 <= sc.decodeamount <= 4
     ):
         raise Unsupported("not a BitStruct of 1 to 4 bytes")
-    total = 8 * sc.decodeamount
-    fields: list[dict[str, Any]] = []
-    pos = 0
-    for sub in sc.subcon.subcons:
-        fname = sub.name if isinstance(sub, cs.Renamed) else None
-        inner = sub.subcon if isinstance(sub, cs.Renamed) else sub
-        const: int | None = None
-        if isinstance(inner, cs.Const):
-            const = inner.value
-            inner = inner.subcon
-        if (
-            isinstance(inner, cs.Padded)
-            and inner.subcon is cs.Pass
-            and isinstance(inner.length, int)
-            and fname is None
-        ):
-            pos += inner.length  # reserved bits: ignored on decode, zero on encode
-            continue
-        leaf, conv = _conv(inner)
-        if (
-            isinstance(leaf, cs.BitsInteger)
-            and isinstance(leaf.length, int)
-            and not leaf.signed
-            and not leaf.swapped
-        ):
-            width = leaf.length
-        elif leaf is cs.Flag:
-            width = 1
-        else:
-            raise Unsupported(f"bit field {type(leaf).__name__}")
-        if fname is None:
-            raise Unsupported("an unnamed bit field")
-        if const is not None and (conv["t"] != "int" or not isinstance(const, int)):
-            raise Unsupported("a constant over an adapter")
-        pos += width
-        fields.append({"name": fname, "shift": total - pos, "width": width, "conv": conv, "cst": const})
-    if pos != total:
-        raise Unsupported("bit fields do not fill the bytes")
+    try:
+        found = bit_fields(sc, _conv, lambda conv: conv["t"] == "int")
+    except NotPlain as exc:
+        raise Unsupported(str(exc)) from None
+    fields = [
+        {"name": fname, "shift": shift, "width": width, "conv": conv, "cst": const}
+        for fname, shift, width, conv, const in found
+    ]
     return {"t": "bits", "name": name, "n": sc.decodeamount, "fields": fields}
 
 

@@ -21,11 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from havel.gateway.demo_support import free_port
 
 
 def _records(db: Path) -> list[dict[str, Any]]:
@@ -53,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen[str]] = []
     with tempfile.TemporaryDirectory(prefix="havel-roofs-") as d:
         tmp = Path(d)
-        port = _free_port(socket.SOCK_STREAM)
+        port = free_port(socket.SOCK_STREAM)
         conf = tmp / "redis.conf"
         conf.write_text(f'bind 127.0.0.1\nport {port}\ndir {tmp}\nsave ""\nappendonly no\n')
         url = f"redis://127.0.0.1:{port}/0"
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             names = [f"roof-{chr(ord('a') + i)}" for i in range(args.roofs)]
             dbs, udp = {}, {}
             for name in names:
-                udp[name] = _free_port(socket.SOCK_DGRAM)
+                udp[name] = free_port(socket.SOCK_DGRAM)
                 dbs[name] = tmp / f"{name}.db"
                 settings = tmp / f"{name}.json"
                 settings.write_text(

@@ -3,6 +3,6 @@
 Built on the shared local web part :mod:`havel.web`; every asset ships in this package (``static/``).
 """
 
-from .app import Board, alarm_rules
+from havel.gateway.relay.board.app import Board, alarm_rules
 
 __all__ = ["Board", "alarm_rules"]

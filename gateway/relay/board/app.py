@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from havel.errors import ConfigError
+from havel.gateway.relay.priority import Rule
+from havel.gateway.relay.record import RelayRecord
 from havel.web import LocalApp, Request
-
-from ..priority import Rule
-from ..record import RelayRecord
 
 log = logging.getLogger("havel.relay.board")
 

@@ -13,15 +13,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from havel.errors import HavelError, ReplayError, SecurityError
-
-from .. import aprs, ax25
-from ..events import parse_event_line
-from ..lines import parse_line, parse_status_line, split_signed_line
-from ..record import EnvelopeError
-from ..signing import StaleError, identity
+from havel.gateway.relay import aprs, ax25
+from havel.gateway.relay.events import parse_event_line
+from havel.gateway.relay.lines import parse_line, parse_status_line, split_signed_line
+from havel.gateway.relay.record import EnvelopeError
+from havel.gateway.relay.signing import StaleError, identity
 
 if TYPE_CHECKING:
-    from .core import ReceiverCore
+    from havel.gateway.relay.receive.core import ReceiverCore
 
 log = logging.getLogger("havel.relay.receiver")
 

@@ -43,10 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from havel.errors import ConfigError, LegalError
-
-from ...settings import MqttSettings, check, key, read
-from .. import aprs
-from ..signing import SigningKey, identity
+from havel.gateway.relay import aprs
+from havel.gateway.relay.signing import SigningKey, identity
+from havel.gateway.settings import MqttSettings, check, key, read
 
 
 @dataclass

@@ -17,17 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from havel.errors import HavelError, ReplayError, SecurityError
-
-from .. import aprs
-from ..envelope import open_body
-from ..events import check_event
-from ..mqtt_relay import COMMAND_FUTURE_S
-from ..record import EnvelopeError, RelayRecord, UnsignedError, format_time
-from ..signing import StaleError, Verifier, identity
-from ..strictjson import finite_number
-from .aprs_frames import AprsFrames
-from .config import ReceiverConfig
-from .recent import RecentFrames
+from havel.gateway.relay import aprs
+from havel.gateway.relay.envelope import open_body
+from havel.gateway.relay.events import check_event
+from havel.gateway.relay.mqtt_relay import COMMAND_FUTURE_S
+from havel.gateway.relay.receive.aprs_frames import AprsFrames
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.recent import RecentFrames
+from havel.gateway.relay.record import EnvelopeError, RelayRecord, UnsignedError, format_time
+from havel.gateway.relay.signing import StaleError, Verifier, identity
+from havel.gateway.relay.strictjson import finite_number
 
 log = logging.getLogger("havel.relay.receiver")
 

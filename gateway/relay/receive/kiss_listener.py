@@ -9,9 +9,9 @@ import socket
 import threading
 from typing import Any
 
-from .. import aprs, ax25, kiss
-from ..signing import identity
-from .core import ReceiverCore
+from havel.gateway.relay import aprs, ax25, kiss
+from havel.gateway.relay.receive.core import ReceiverCore
+from havel.gateway.relay.signing import identity
 
 log = logging.getLogger("havel.relay.receiver")
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from ...mqtt import LoopThread, MqttClient
-from ...settings import MqttSettings
-from .config import MQTT_TOPIC, listen_settings
-from .core import ReceiverCore
+from havel.gateway.mqtt import LoopThread, MqttClient
+from havel.gateway.relay.receive.config import MQTT_TOPIC, listen_settings
+from havel.gateway.relay.receive.core import ReceiverCore
+from havel.gateway.settings import MqttSettings
 
 log = logging.getLogger("havel.relay.receiver")
 

@@ -6,9 +6,9 @@ import dataclasses
 import uuid
 from typing import Any
 
-from ...mqtt import LoopThread, MqttClient
-from ...settings import MqttSettings
-from .config import publish_settings
+from havel.gateway.mqtt import LoopThread, MqttClient
+from havel.gateway.relay.receive.config import publish_settings
+from havel.gateway.settings import MqttSettings
 
 
 class Publisher:

@@ -18,12 +18,12 @@ import contextlib
 import time
 from typing import Any
 
-from ...mqtt import LoopThread
-from .config import ReceiverConfig
-from .core import ReceiverCore
-from .kiss_listener import KissListener
-from .mqtt_listener import MqttListener
-from .publisher import Publisher
+from havel.gateway.mqtt import LoopThread
+from havel.gateway.relay.receive.config import ReceiverConfig
+from havel.gateway.relay.receive.core import ReceiverCore
+from havel.gateway.relay.receive.kiss_listener import KissListener
+from havel.gateway.relay.receive.mqtt_listener import MqttListener
+from havel.gateway.relay.receive.publisher import Publisher
 
 
 class Receiver:
@@ -38,7 +38,7 @@ class Receiver:
         self.mqtt = MqttListener(self.core, cfg.mqtt, cfg.mqtt_topic, self.loop) if cfg.mqtt else None
         self.rns: Any = None
         if cfg.reticulum:
-            from ..reticulum_relay import ReticulumListener  # optional extra
+            from havel.gateway.relay.reticulum_relay import ReticulumListener  # optional extra
 
             self.rns = ReticulumListener(self.core, cfg.reticulum, cfg.data_dir)
 

@@ -13,7 +13,7 @@ from typing import Any
 from support.redis import RedisServer
 
 from havel.codecs.lorawan import maccmds, phy
-from havel.gateway.adr import HISTORY
+from havel.gateway.adr_rules import HISTORY
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.network.reception import Reception
 from havel.gateway.network.shared.daemon import SharedNetwork
