@@ -217,8 +217,9 @@ class LogJournal:
         if mark != self._unit_mark:
             self._unit_mark = mark
             try:
-                self.conn.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                self.conn.executemany(  # (an upsert changes the row in place: not the key's index)
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     [(_KEY_MARK, mark), (_KEY_ID, _id_number(self.log.log_id))],
                 )
             except sqlite3.Error as exc:
