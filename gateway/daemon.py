@@ -249,8 +249,7 @@ class Gateway:
             self._db(), self.cfg.storage.batch_s, on_commit=self._batch_committed, on_lost=self._batch_lost
         )
         journal.on_full = lambda: batch.commit("the intake log is full")
-        # less than half the log free: commit now (from inside a unit of work: at the next second)
-        journal.on_low = lambda: batch.commit("the intake log is half full") or batch.commit_soon()
+        journal.on_low = batch.commit_or_soon  # (less than half the log free)
         self.journal = self.intake.journal = self.netserver.journal = journal
         self.intake.batch = batch
         self.intake.replay_journal()

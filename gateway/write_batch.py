@@ -111,6 +111,11 @@ class WriteBatch:
         """Commit at the next :meth:`due` (the intake log is filling up)."""
         self._commit_soon = True
 
+    def commit_or_soon(self) -> None:
+        """Commit now where that can be (no unit of work open), else at the next :meth:`due`."""
+        if not self.commit("the intake log is half full"):
+            self._commit_soon = True
+
     def due(self) -> None:
         """Commit when the batch is ``interval_s`` old, or was asked to commit soon."""
         if self._open and (self._commit_soon or time.monotonic() - self._opened_at >= self.interval_s):
