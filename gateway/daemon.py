@@ -246,7 +246,11 @@ class Gateway:
         assert self.intake is not None
         journal = LogJournal.open(self._db(), self.cfg.log_path, self.cfg.storage.log_bytes)
         self.batch = batch = WriteBatch(
-            self._db(), self.cfg.storage.batch_s, on_commit=self._batch_committed, on_lost=self._batch_lost
+            self._db(),
+            self.cfg.storage.batch_s,
+            on_commit=self._batch_committed,
+            on_lost=self._batch_lost,
+            held=self.outbox.acks.recorded_count,
         )
         journal.on_full = lambda: batch.commit("the intake log is full")
         journal.on_low = batch.commit_or_soon  # (less than half the log free)

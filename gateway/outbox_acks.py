@@ -95,6 +95,11 @@ class Acknowledgements:
             deleted += delete_counted(self.conn, DELETE_DONE)
         return deleted
 
+    def recorded_count(self) -> int:
+        """Acknowledgements recorded in a transaction not yet known to have committed (kept in memory until
+        then)."""
+        return sum(len(seqs) for _, seqs in self.recorded)
+
     def committed(self) -> None:
         """The transaction that recorded the held acknowledgements committed."""
         self.recorded.clear()

@@ -47,9 +47,15 @@ class WriteBatch:
         *,
         on_commit: Callable[[], None],
         on_lost: Callable[[StorageError], None],
+        held: Callable[[], int] = lambda: 0,
+        max_held: int = 1_000,
     ) -> None:
         self.conn = conn
         self.interval_s = interval_s
+        # what the process keeps in memory until the batch commits (the outbox's acknowledgements recorded in
+        # it: during a drain thousands a second), and how much of it makes the batch commit early
+        self.held = held
+        self.max_held = max_held
         self.on_commit = on_commit  # after each successful COMMIT (the journal's durable mark, ...)
         self.on_lost = on_lost  # after a batch was rolled back
         self.commits = 0
@@ -117,9 +123,16 @@ class WriteBatch:
             self._commit_soon = True
 
     def due(self) -> None:
-        """Commit when the batch is ``interval_s`` old, or was asked to commit soon."""
-        if self._open and (self._commit_soon or time.monotonic() - self._opened_at >= self.interval_s):
-            self.commit("interval" if not self._commit_soon else "the intake log is filling up")
+        """Commit when the batch is ``interval_s`` old, holds ``max_held`` things in memory, or was asked to
+        commit soon."""
+        if not self._open:
+            return
+        if self._commit_soon:
+            self.commit("the intake log is filling up")
+        elif time.monotonic() - self._opened_at >= self.interval_s:
+            self.commit("interval")
+        elif self.held() >= self.max_held:
+            self.commit("memory held until the commit")
         else:
             self.check()
 
