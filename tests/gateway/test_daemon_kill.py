@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.gateway_run import GatewayProcess, free_tcp_port, free_udp_port, register_abp, write_config
+from support.gateway_run import (
+    GatewayProcess,
+    abp_uplink,
+    free_tcp_port,
+    free_udp_port,
+    register_abp,
+    write_config,
+)
 from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 
-from havel.codecs.lorawan import phy
 from havel.gateway import config, db, runlock
 from havel.gateway.sim.concentrator import Concentrator
 
@@ -25,16 +31,7 @@ PAYLOAD = bytes.fromhex("1200f1013d4cba")  # temperature: two probes, humidity, 
 
 
 def build(dev: int, fcnt: int) -> bytes:
-    return phy.build_data_frame(
-        uplink=True,
-        confirmed=False,
-        dev_addr=ADDR0 + dev,
-        fcnt32=fcnt,
-        fport=1,
-        payload=PAYLOAD,
-        nwk_s_key=NWK,
-        app_s_key=APP,
-    )
+    return abp_uplink(ADDR0 + dev, fcnt, NWK, APP, PAYLOAD)
 
 
 def committed(cfg: config.Config) -> dict[str, int]:

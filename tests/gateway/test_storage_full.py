@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from support.gateway_run import (
     GatewayProcess,
+    abp_uplink,
     free_tcp_port,
     free_udp_port,
     http_get,
@@ -28,7 +29,6 @@ from support.gateway_run import (
 )
 from support.small_disk import SmallDisk
 
-from havel.codecs.lorawan import phy
 from havel.gateway import config, db
 from havel.gateway.sim.concentrator import Concentrator
 
@@ -39,16 +39,7 @@ PAYLOAD = bytes.fromhex("1200f1013d4cba")
 
 
 def frame(fcnt: int) -> bytes:
-    return phy.build_data_frame(
-        uplink=True,
-        confirmed=False,
-        dev_addr=ADDR,
-        fcnt32=fcnt,
-        fport=1,
-        payload=PAYLOAD,
-        nwk_s_key=NWK,
-        app_s_key=APP,
-    )
+    return abp_uplink(ADDR, fcnt, NWK, APP, PAYLOAD)
 
 
 def delivered(out: Path) -> set[int]:

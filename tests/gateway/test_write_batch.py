@@ -18,6 +18,7 @@ import pytest
 from support.gateway_run import (
     GatewayProcess,
     InProcessGateway,
+    abp_uplink,
     free_tcp_port,
     free_udp_port,
     http_get,
@@ -28,7 +29,6 @@ from support.mosquitto import Mosquitto
 from support.mqtt_subscriber import Subscriber
 from support.small_disk import SmallDisk
 
-from havel.codecs.lorawan import phy
 from havel.gateway import config, db
 from havel.gateway.backends.semtech_udp.rxpk import RxPacket
 from havel.gateway.journal import Journal
@@ -43,16 +43,7 @@ PAYLOAD = bytes.fromhex("1200f1013d4cba")
 
 
 def build(dev: int, fcnt: int, confirmed: bool = False) -> bytes:
-    return phy.build_data_frame(
-        uplink=True,
-        confirmed=confirmed,
-        dev_addr=ADDR0 + dev,
-        fcnt32=fcnt,
-        fport=1,
-        payload=PAYLOAD,
-        nwk_s_key=NWK,
-        app_s_key=APP,
-    )
+    return abp_uplink(ADDR0 + dev, fcnt, NWK, APP, PAYLOAD, confirmed=confirmed)
 
 
 def rxpk(conc: Concentrator, data: bytes, tmst: int) -> dict[str, Any]:

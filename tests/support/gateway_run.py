@@ -236,6 +236,24 @@ def provision_sim(cfg: Config, specs: list[Any]) -> None:
     conn.close()
 
 
+def abp_uplink(
+    dev_addr: int, fcnt: int, nwk_s_key: bytes, app_s_key: bytes, payload: bytes, *, confirmed: bool = False
+) -> bytes:
+    """An uplink data frame (FPort 1) of an ABP device as :func:`register_abp` registers it."""
+    from havel.codecs.lorawan import phy
+
+    return phy.build_data_frame(
+        uplink=True,
+        confirmed=confirmed,
+        dev_addr=dev_addr,
+        fcnt32=fcnt,
+        fport=1,
+        payload=payload,
+        nwk_s_key=nwk_s_key,
+        app_s_key=app_s_key,
+    )
+
+
 def register_abp(
     conn: Any,
     n: int,
